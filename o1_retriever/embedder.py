@@ -1,0 +1,209 @@
+"""`O1Embedder`: think, embed, aggregate. The public entry point of the engine."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .aggregation import aggregate
+from .cache import ThoughtCache, cache_key
+from .default_model import cache_dir, default_model_path, minilm_path, smollm2_base_dir
+from .device import resolve_device, resolve_dtype
+from .encoding import LMEncoder, SentenceEncoder
+from .formatting import query_embedding_text
+from .loading import fingerprint, load_causal_lm
+from .thinking import GenerationConfig, Thinker
+from .validation import AGGREGATIONS, QUANTIZATIONS, as_text_list, check_choice, check_k, check_positive_int
+
+PROGRESS_THRESHOLD = 64  # show bars by default only for inputs at least this long
+
+
+@dataclass
+class QueryEncoding:
+    """Query vectors plus the thoughts behind them (1-D / flat list when a single str came in)."""
+    embeddings: np.ndarray
+    thoughts: list
+
+
+class O1Embedder:
+    """A retriever that thinks before it embeds. Build with `from_pretrained()` or `composite()`."""
+
+    def __init__(self, thinker: Thinker | None, encoder, *, name: str, generation: GenerationConfig | None = None,
+                 aggregation: str = "mean", thought_cache: bool | str | Path = True, quantization=None,
+                 query_max_length: int = 256, document_max_length: int = 192, fused: bool = True):
+        check_choice(aggregation, "aggregation", AGGREGATIONS)
+        self.thinker, self.encoder, self.name = thinker, encoder, name
+        self.generation = generation or GenerationConfig()
+        self.aggregation, self.quantization = aggregation, quantization
+        self.query_max_length = check_positive_int(query_max_length, "query_max_length")
+        self.document_max_length = check_positive_int(document_max_length, "document_max_length")
+        self.fused = fused
+        parts = [fingerprint(encoder.model, encoder.tokenizer) if isinstance(encoder, LMEncoder)
+                 else f"st:{encoder.model.model_card_data.base_model or name}:{encoder.dim}"]
+        if thinker is not None:
+            parts.append(fingerprint(thinker.model, thinker.tokenizer, extra=f"{quantization}"))
+        self.encoder_fingerprint = parts[0]
+        self.thinker_fingerprint = parts[-1]
+        self.fingerprint = hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+        if thought_cache is True:
+            thought_cache = cache_dir() / "thoughts.sqlite"
+        self.thought_cache = ThoughtCache(thought_cache) if thought_cache else None
+
+    # ---- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, path_or_id=None, *, device=None, dtype="auto", quantization=None,
+                        share_weights: bool = False, prompt_style: str = "auto", **options) -> "O1Embedder":
+        """Load an O1 checkpoint, any causal LM, a `.gguf` file, or (None) the bundled default.
+
+        quantization: "4bit" (NF4) / "8bit" loads the *thinker* with bitsandbytes while the encoder
+        stays in `dtype`; `share_weights=True` uses the quantized instance for both (least memory).
+        prompt_style: "official" (`<query>…<thought>`), "chat" (instruction via the chat template, for
+        models never trained on the O1 tokens), or "auto" (official iff the checkpoint has the tokens).
+        """
+        check_choice(quantization, "quantization", QUANTIZATIONS)
+        check_choice(prompt_style, "prompt_style", ("auto", "official", "chat"))
+        dev = resolve_device(device)
+        dt = resolve_dtype(dtype, dev)
+        source = str(default_model_path()) if path_or_id is None else path_or_id
+        if quantization is None or share_weights:
+            loaded = load_causal_lm(source, device=dev, dtype=dt, quantization=quantization)
+            thinker_lm = encoder_lm = loaded
+        else:
+            encoder_lm = load_causal_lm(source, device=dev, dtype=dt)
+            thinker_lm = load_causal_lm(source, device=dev, dtype=dt, quantization=quantization)
+        style = thinker_lm.prompt_style if prompt_style == "auto" else prompt_style
+        thinker = Thinker(thinker_lm.model, thinker_lm.tokenizer, style)
+        encoder = LMEncoder(encoder_lm.model, encoder_lm.tokenizer)
+        name = "o1-retriever-default" if path_or_id is None else str(path_or_id)
+        return cls(thinker, encoder, name=name, generation=_generation(options), quantization=quantization, **options)
+
+    @classmethod
+    def composite(cls, thinker=None, encoder=None, *, device=None, dtype="auto", quantization=None,
+                  **options) -> "O1Embedder":
+        """Any causal LM thinks (chat-prompted), any sentence-transformers model embeds
+        `query + " " + thought`: the paper's "separate generator + retriever" baseline (HyDE-like).
+        Defaults: SmolLM2-135M-Instruct thinks, all-MiniLM-L6-v2 embeds (both offline packages)."""
+        check_choice(quantization, "quantization", QUANTIZATIONS)
+        dev = resolve_device(device)
+        dt = resolve_dtype(dtype, dev)
+        lm = load_causal_lm(str(smollm2_base_dir()) if thinker is None else thinker,
+                            device=dev, dtype=dt, quantization=quantization)
+        enc = SentenceEncoder.load(str(minilm_path()) if encoder is None else encoder, dev)
+        name = f"composite:{thinker or 'SmolLM2-135M-Instruct'}+{encoder or 'all-MiniLM-L6-v2'}"
+        return cls(Thinker(lm.model, lm.tokenizer, "chat"), enc, name=name, generation=_generation(options),
+                   quantization=quantization, **options)
+
+    # ---- thinking -----------------------------------------------------------------------------
+    @property
+    def can_fuse(self) -> bool:
+        t = self.thinker
+        return (self.fused and t is not None and isinstance(self.encoder, LMEncoder)
+                and t.model is self.encoder.model and self.quantization is None and t.prompt_style == "official")
+
+    def _keys(self, queries: list[str], k: int) -> list[str]:
+        params = self.generation.as_dict() | {"quantization": self.quantization}
+        template = f"{self.thinker.prompt_style}:{self.thinker.prompt('{query}')}"
+        return [cache_key(self.thinker_fingerprint, template, q, k, params) for q in queries]
+
+    def think(self, queries, k: int = 3, batch_size: int = 32, show_progress_bar: bool | None = None) -> list:
+        """k thoughts per query (list of lists; a flat list for a single str)."""
+        queries, single = as_text_list(queries, "queries")
+        check_k(k)
+        check_positive_int(batch_size, "batch_size")
+        thoughts = self._think(queries, k, batch_size, _progress(show_progress_bar, len(queries)))[0]
+        return thoughts[0] if single else thoughts
+
+    def _think(self, queries, k, batch_size, progress, want_vectors=False):
+        """Thoughts for every query (cache first); with want_vectors, fused vectors for the misses."""
+        if k == 0 or self.thinker is None:
+            return [[] for _ in queries], {}
+        keys = self._keys(queries, k) if self.thought_cache else [None] * len(queries)
+        hits = self.thought_cache.get_many(keys) if self.thought_cache else {}
+        todo = sorted({q for q, key in zip(queries, keys) if key not in hits}, key=len)
+        fresh, vectors = {}, {}
+        if todo:
+            if want_vectors:
+                made, vecs = self.thinker.think_and_embed(todo, k, self.generation, batch_size, progress)
+                vecs = torch.nn.functional.normalize(vecs, dim=-1).cpu().numpy()
+                vectors = {q: vecs[i * k:(i + 1) * k] for i, q in enumerate(todo)}
+            else:
+                made = self.thinker.think(todo, k, self.generation, batch_size, progress)
+            fresh = dict(zip(todo, made))
+            if self.thought_cache:
+                self.thought_cache.put_many({key: fresh[q] for q, key in zip(queries, keys) if q in fresh})
+        return [hits[key] if key in hits else fresh[q] for q, key in zip(queries, keys)], vectors
+
+    # ---- embedding ----------------------------------------------------------------------------
+    def _query_texts(self, queries: list[str], thoughts: list[str]) -> list[str]:
+        if isinstance(self.encoder, LMEncoder):
+            eos = self.encoder.tokenizer.eos_token
+            return [query_embedding_text(q, t, eos) for q, t in zip(queries, thoughts)]
+        return [f"{q} {t}".strip() for q, t in zip(queries, thoughts)]
+
+    def encode_queries(self, queries, k: int = 3, batch_size: int = 32, show_progress_bar: bool | None = None,
+                       return_thoughts: bool = False, aggregation: str | None = None):
+        """Think k times per query, embed each `query + thought`, aggregate. k=0: bare query."""
+        queries, single = as_text_list(queries, "queries")
+        check_k(k)
+        check_positive_int(batch_size, "batch_size")
+        how = check_choice(aggregation or self.aggregation, "aggregation", AGGREGATIONS)
+        progress = _progress(show_progress_bar, len(queries))
+        thoughts, fused = self._think(queries, k, batch_size, progress, want_vectors=self.can_fuse)
+        bare = None
+        if k == 0 or how == "mean_with_query":
+            bare = self.encoder.encode(self._query_texts(queries, [""] * len(queries)), self.query_max_length,
+                                       batch_size, progress)
+        if k == 0:
+            vectors = bare
+        else:
+            need = [i for i, q in enumerate(queries) if q not in fused]
+            per_query = np.zeros((len(queries), k, self.encoder.dim), dtype=np.float32)
+            if need:
+                flat_q = [queries[i] for i in need for _ in range(k)]
+                flat_t = [t for i in need for t in thoughts[i]]
+                enc = self.encoder.encode(self._query_texts(flat_q, flat_t), self.query_max_length, batch_size, progress)
+                per_query[need] = enc.reshape(len(need), k, -1)
+            for i, q in enumerate(queries):
+                if q in fused:
+                    per_query[i] = fused[q]
+            vectors = aggregate(per_query, how, bare)
+        vectors = vectors.astype(np.float32)
+        if single:
+            vectors, thoughts = vectors[0], thoughts[0]
+        return QueryEncoding(vectors, thoughts) if return_thoughts else vectors
+
+    def encode_documents(self, documents, batch_size: int = 32, show_progress_bar: bool | None = None) -> np.ndarray:
+        """Embed passages directly (`passage<emb>`), no thinking; L2-normalised."""
+        documents, single = as_text_list(documents, "documents")
+        check_positive_int(batch_size, "batch_size")
+        vectors = self.encoder.encode(documents, self.document_max_length, batch_size,
+                                      _progress(show_progress_bar, len(documents)))
+        return vectors[0] if single else vectors
+
+    # sentence-transformers-style aliases
+    def encode_query(self, query, **kwargs):
+        return self.encode_queries(query, **kwargs)
+
+    def encode_document(self, document, **kwargs):
+        return self.encode_documents(document, **kwargs)
+
+    @property
+    def dim(self) -> int:
+        return self.encoder.dim
+
+    def __repr__(self) -> str:
+        style = self.thinker.prompt_style if self.thinker else None
+        return f"O1Embedder(name={self.name!r}, dim={self.dim}, prompt_style={style!r}, quantization={self.quantization!r})"
+
+
+def _progress(show: bool | None, n: int) -> bool:
+    return n >= PROGRESS_THRESHOLD if show is None else bool(show)
+
+
+def _generation(options: dict) -> GenerationConfig:
+    """Pop generation parameters out of **options (the rest go to the constructor)."""
+    names = ("temperature", "top_p", "max_new_tokens", "prompt_max_length", "seed")
+    return GenerationConfig(**{n: options.pop(n) for n in names if n in options})

@@ -1,0 +1,108 @@
+"""Text -> vector. `LMEncoder` pools the `<emb>` state of a causal LM; `SentenceEncoder` wraps a
+sentence-transformers model for the composite ("separate generator + retriever") mode."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .formatting import EMB
+
+
+def _is_oom(error: BaseException) -> bool:
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
+
+
+class LMEncoder:
+    """Last-token (`<emb>`) pooling over a causal LM's backbone; left padding; length-sorted batches."""
+
+    def __init__(self, model, tokenizer):
+        self.model, self.tokenizer = model, tokenizer
+        self.backbone = getattr(model, model.base_model_prefix, model)
+        self.emb_id = tokenizer.convert_tokens_to_ids(EMB)
+        self._warned_truncation = False
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dim(self) -> int:
+        return self.model.config.hidden_size
+
+    def tokenize(self, texts: list[str], max_length: int) -> list[list[int]]:
+        # max_length counts the appended <emb>; truncation keeps the beginning, as the official code does.
+        ids = self.tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
+        if any(len(x) >= max_length for x in ids) and not self._warned_truncation:
+            self._warned_truncation = True
+            warnings.warn(f"Some inputs are longer than {max_length - 1} tokens and were truncated "
+                          "(raise max_length to keep more)", stacklevel=3)
+        return [x[: max_length - 1] + [self.emb_id] for x in ids]
+
+    @torch.inference_mode()
+    def _forward(self, batch: list[list[int]]) -> torch.Tensor:
+        width = max(map(len, batch))
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(x)) + x for x in batch], device=self.device)
+        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in batch], device=self.device)
+        hidden = self.backbone(input_ids=ids, attention_mask=mask).last_hidden_state
+        return hidden[:, -1].float()
+
+    def encode(self, texts: list[str], max_length: int, batch_size: int = 32,
+               show_progress_bar: bool = False) -> np.ndarray:
+        """L2-normalised `<emb>` vectors, in input order. CUDA OOM halves the batch and retries."""
+        ids = self.tokenize(texts, max_length)
+        order = np.argsort([-len(x) for x in ids], kind="stable")  # longest first: OOM shows up at once
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        bar = tqdm(total=len(texts), desc="Embedding", disable=not show_progress_bar)
+        start = 0
+        while start < len(order):
+            idx = order[start: start + batch_size]
+            try:
+                vecs = self._forward([ids[i] for i in idx])
+            except (torch.OutOfMemoryError, RuntimeError) as e:
+                if not _is_oom(e) or batch_size == 1:
+                    raise
+                batch_size = max(1, batch_size // 2)
+                torch.cuda.empty_cache()
+                continue
+            out[idx] = torch.nn.functional.normalize(vecs, dim=-1).cpu().numpy()
+            start += len(idx)
+            bar.update(len(idx))
+        bar.close()
+        return out
+
+
+class SentenceEncoder:
+    """A sentence-transformers model as the encoder: plain texts in, normalised vectors out."""
+
+    def __init__(self, model):
+        self.model = model
+        self._dim = model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension") \
+            else model.get_sentence_embedding_dimension()
+
+    @classmethod
+    def load(cls, name_or_path, device: torch.device):
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as e:
+            raise ImportError("composite mode needs sentence-transformers: pip install sentence-transformers") from e
+        if not isinstance(name_or_path, str):
+            if isinstance(name_or_path, SentenceTransformer):
+                return cls(name_or_path)
+            raise TypeError(f"encoder must be a path, hub id or SentenceTransformer, got {type(name_or_path).__name__}")
+        try:
+            return cls(SentenceTransformer(name_or_path, device=str(device)))
+        except OSError as e:
+            raise ValueError(f"could not load a sentence-transformers model from {name_or_path!r}: {e}") from e
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def encode(self, texts: list[str], max_length: int | None = None, batch_size: int = 32,
+               show_progress_bar: bool = False) -> np.ndarray:
+        return self.model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
+                                 convert_to_numpy=True, show_progress_bar=show_progress_bar).astype(np.float32)

@@ -1,0 +1,57 @@
+"""The official O1 Embedder token format, in one place.
+
+Every string that reaches the model goes through these helpers, so the thinking prompt, the
+query-embedding input and the document input cannot drift apart between inference and training.
+"""
+from __future__ import annotations
+
+QUERY_START, QUERY_END, THOUGHT, EMB = "<query>", "</query>", "<thought>", "<emb>"
+SPECIAL_TOKENS = [QUERY_START, QUERY_END, THOUGHT, EMB]
+
+# An untrained thinker has never seen <query>/<thought>; it is asked through its chat template.
+CHAT_INSTRUCTION = (
+    "Write a short passage (two or three sentences) that would answer the query below. "
+    "Do not repeat the query.\nQuery: {query}"
+)
+
+
+def thinking_prompt(query: str) -> str:
+    """Official prompt that makes a trained model write a thought: `<query>q</query><thought>`."""
+    return f"{QUERY_START}{query}{QUERY_END}{THOUGHT}"
+
+
+def query_embedding_text(query: str, thought: str, eos_token: str) -> str:
+    """Text whose `<emb>` state is the query vector (the `<emb>` id is appended after tokenizing).
+
+    An empty thought gives the query-only embedding, as in the official k=0 setting.
+    """
+    return f"{thinking_prompt(query)}{thought}{eos_token}"
+
+
+def chat_thinking_prompt(tokenizer, query: str) -> str:
+    """Prompt for an untrained thinker: its own chat template around a plain instruction."""
+    message = CHAT_INSTRUCTION.format(query=query)
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": message}], tokenize=False, add_generation_prompt=True
+        )
+    return f"{message}\nPassage:"
+
+
+def add_special_tokens(model, tokenizer) -> bool:
+    """Add the four O1 tokens, a pad token and left padding. Returns True if tokens were missing.
+
+    New embedding rows start at the mean of the existing rows (transformers' default), which keeps
+    an untrained model's `<emb>` state in-distribution.
+    """
+    missing = [t for t in SPECIAL_TOKENS if t not in tokenizer.get_vocab()]
+    if missing:
+        tokenizer.add_tokens(missing, special_tokens=True)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    if model is not None and model.get_input_embeddings().weight.shape[0] < len(tokenizer):
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+    if model is not None and model.generation_config is not None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return bool(missing)

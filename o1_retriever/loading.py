@@ -1,0 +1,162 @@
+"""Load any supported checkpoint as (causal LM, tokenizer, prompt style).
+
+Sources: a plain HF directory or hub id, a `.gguf` file, or an official O1 Embedder checkpoint
+(merged, or a LoRA adapter with `embedding/emb.pth` and maybe `embedding/lm_head.pth`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .default_model import cache_dir, convert_gguf, resolve_base_model
+from .formatting import SPECIAL_TOKENS, add_special_tokens
+from .validation import QUANTIZATIONS, check_choice
+
+
+@dataclass
+class LoadedLM:
+    model: torch.nn.Module
+    tokenizer: object
+    prompt_style: str  # "official" when the checkpoint was trained on <query>/<thought>, else "chat"
+    source: str
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith(("/", "./", "../", "~")) or name.endswith(".gguf") or os.sep + os.sep in name
+
+
+def _quantization_config(quantization, dtype):
+    check_choice(quantization, "quantization", QUANTIZATIONS)
+    if quantization is None:
+        return None
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as e:
+        raise ImportError(f"quantization={quantization!r} needs bitsandbytes: pip install bitsandbytes") from e
+    from transformers import BitsAndBytesConfig
+    if quantization == "4bit":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                  bnb_4bit_compute_dtype=dtype, bnb_4bit_use_double_quant=True)
+    return BitsAndBytesConfig(load_in_8bit=True)
+
+
+def _load_module(path: Path, cls):
+    """The official files are whole pickled modules; allow-list just that class, never a full unpickler."""
+    with torch.serialization.safe_globals([cls]):
+        module = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(module, cls):
+        raise ValueError(f"{path} holds a {type(module).__name__}, expected a torch.nn.{cls.__name__}")
+    return module
+
+
+def _fit_output_rows(model, rows: int) -> None:
+    """After new input rows arrive, give the LM head the same rows (tied models just re-tie)."""
+    if getattr(model.config, "tie_word_embeddings", False):
+        model.tie_weights()
+    head = model.get_output_embeddings()
+    if head is not None and head.weight.shape[0] != rows:
+        old = head.weight.data
+        new = torch.nn.Linear(old.shape[1], rows, bias=False, dtype=old.dtype)
+        new.weight.data[: old.shape[0]] = old[:rows]
+        if rows > old.shape[0]:
+            new.weight.data[old.shape[0]:] = old.mean(0, keepdim=True)
+        model.set_output_embeddings(new)
+    model.config.vocab_size = rows
+
+
+def _load_adapter(adapter_dir: Path, dtype) -> tuple[torch.nn.Module, object]:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    base = resolve_base_model(config.get("base_model_name_or_path") or "")
+    if not base:
+        raise ValueError(f"{adapter_dir}/adapter_config.json has no base_model_name_or_path")
+    has_tok = any((adapter_dir / f).exists() for f in ("tokenizer.json", "tokenizer_config.json"))
+    tokenizer = AutoTokenizer.from_pretrained(adapter_dir if has_tok else base)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+    emb_file, head_file = adapter_dir / "embedding" / "emb.pth", adapter_dir / "embedding" / "lm_head.pth"
+    if emb_file.exists():
+        model.set_input_embeddings(_load_module(emb_file, torch.nn.Embedding).to(dtype))
+        if head_file.exists():
+            model.set_output_embeddings(_load_module(head_file, torch.nn.Linear).to(dtype))
+            model.config.tie_word_embeddings = False
+        _fit_output_rows(model, model.get_input_embeddings().weight.shape[0])
+    add_special_tokens(model, tokenizer)
+    model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=False).merge_and_unload()
+    return model, tokenizer
+
+
+def _materialize(source: str, dtype) -> Path:
+    """A plain HF directory for `source`, for quantized loading (bitsandbytes needs from_pretrained)."""
+    path = Path(source).expanduser()
+    if path.suffix == ".gguf":
+        key = hashlib.sha256(f"{path.resolve()}:{path.stat().st_size}".encode()).hexdigest()[:16]
+        return convert_gguf(path, cache_dir() / "models" / f"{path.stem}-{key}")
+    if (path / "adapter_config.json").exists():
+        key = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file())).hexdigest()[:16]
+        out = cache_dir() / "models" / f"merged-{key}"
+        if not (out / "config.json").exists():
+            model, tokenizer = _load_adapter(path, dtype)
+            model.save_pretrained(out)
+            tokenizer.save_pretrained(out)
+        return out
+    return path if path.exists() else Path(source)
+
+
+def load_causal_lm(source: str, *, device: torch.device, dtype: torch.dtype,
+                   quantization: str | None = None) -> LoadedLM:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"model path must be a str or PathLike, got {type(source).__name__}")
+    source = str(source)
+    path = Path(source).expanduser()
+    if _looks_like_path(source) and not path.exists():
+        raise ValueError(f"model path {source!r} does not exist; give a local directory, a .gguf file or a hub id")
+    qconfig = _quantization_config(quantization, dtype)
+    try:
+        if qconfig is not None:
+            plain = _materialize(source, dtype)
+            tokenizer = AutoTokenizer.from_pretrained(plain)
+            had_tokens = all(t in tokenizer.get_vocab() for t in SPECIAL_TOKENS)
+            model = AutoModelForCausalLM.from_pretrained(plain, quantization_config=qconfig, dtype=dtype,
+                                                         device_map={"": str(device)})
+        elif path.suffix == ".gguf" and path.is_file():
+            tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+            had_tokens = False
+            model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype)
+        elif (path / "adapter_config.json").exists():
+            model, tokenizer = _load_adapter(path, dtype)
+            had_tokens = True
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(source)
+            had_tokens = all(t in tokenizer.get_vocab() for t in SPECIAL_TOKENS)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    except OSError as e:
+        raise ValueError(f"could not load a causal LM from {source!r}: {e}") from e
+    add_special_tokens(None if qconfig is not None else model, tokenizer)
+    if qconfig is None:
+        model.to(device)
+    elif model.get_input_embeddings().weight.shape[0] < len(tokenizer):
+        raise ValueError(f"{source!r} lacks the O1 token rows; quantized loading needs a checkpoint that has them")
+    model.eval()
+    return LoadedLM(model, tokenizer, "official" if had_tokens else "chat", source)
+
+
+def fingerprint(model: torch.nn.Module, tokenizer, extra: str = "") -> str:
+    """Stable id of the weights: shapes plus a strided sample of every tensor, and the vocab."""
+    h = hashlib.sha256(extra.encode())
+    h.update(str(len(tokenizer)).encode())
+    for name, p in sorted(model.state_dict().items()):
+        h.update(name.encode() + str(tuple(p.shape)).encode())
+        if p.dtype.is_floating_point:
+            flat = p.detach().reshape(-1)
+            sample = flat[:: max(1, flat.numel() // 256)][:256].float().cpu()
+            h.update(sample.numpy().tobytes())
+    return h.hexdigest()[:16]

@@ -1,0 +1,139 @@
+"""Thought generation: k sampled thoughts per query, batched, and the fused think-and-embed step."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from .formatting import EMB, chat_thinking_prompt, thinking_prompt
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Official inference defaults (FlagEmbedding O1 code): T=0.1, top_p=0.9, 128 new tokens."""
+    temperature: float = 0.1
+    top_p: float = 0.9
+    max_new_tokens: int = 128
+    prompt_max_length: int = 256
+    seed: int | None = 0
+
+    def __post_init__(self):
+        if not self.temperature >= 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        for name in ("max_new_tokens", "prompt_max_length"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class Thinker:
+    """Wraps a causal LM that writes thoughts, in the official or the chat prompt style."""
+
+    def __init__(self, model, tokenizer, prompt_style: str = "official"):
+        if prompt_style not in ("official", "chat"):
+            raise ValueError(f"prompt_style={prompt_style!r} is not supported; use 'official' or 'chat'")
+        self.model, self.tokenizer, self.prompt_style = model, tokenizer, prompt_style
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def prompt(self, query: str) -> str:
+        if self.prompt_style == "official":
+            return thinking_prompt(query)
+        return chat_thinking_prompt(self.tokenizer, query)
+
+    @torch.inference_mode()
+    def _generate(self, queries: list[str], k: int, config: GenerationConfig, want_cache: bool):
+        tok = self.tokenizer
+        batch = tok([self.prompt(q) for q in queries], return_tensors="pt", padding=True, truncation=True,
+                    max_length=config.prompt_max_length, add_special_tokens=self.prompt_style == "official")
+        batch = batch.to(self.device)
+        sample = config.temperature > 0
+        out = self.model.generate(
+            **batch, do_sample=sample, temperature=config.temperature if sample else None,
+            top_p=config.top_p if sample else None, top_k=None, max_new_tokens=config.max_new_tokens,
+            num_return_sequences=k, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+            return_dict_in_generate=True, use_cache=True)
+        return batch, out
+
+    def _decode(self, new_tokens: torch.Tensor) -> list[str]:
+        eos = self.tokenizer.eos_token_id
+        texts = []
+        for row in new_tokens.tolist():
+            if eos in row:
+                row = row[: row.index(eos)]
+            texts.append(self.tokenizer.decode(row, skip_special_tokens=True).strip())
+        return texts
+
+    def think(self, queries: list[str], k: int, config: GenerationConfig, batch_size: int = 32,
+              show_progress_bar: bool = False) -> list[list[str]]:
+        """k thoughts per query; batches of `batch_size` queries (each expanded k times)."""
+        thoughts: list[list[str]] = []
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            if config.seed is not None:
+                torch.manual_seed(config.seed)
+            for start in tqdm(range(0, len(queries), batch_size), desc="Thinking", disable=not show_progress_bar):
+                chunk = queries[start: start + batch_size]
+                batch, out = self._generate(chunk, k, config, want_cache=False)
+                flat = self._decode(out.sequences[:, batch["input_ids"].shape[1]:])
+                thoughts.extend(flat[i * k:(i + 1) * k] for i in range(len(chunk)))
+        return thoughts
+
+    @torch.inference_mode()
+    def think_and_embed(self, queries: list[str], k: int, config: GenerationConfig, batch_size: int = 32,
+                        show_progress_bar: bool = False) -> tuple[list[list[str]], torch.Tensor]:
+        """Thoughts plus their `<emb>` vectors from the generation's KV cache (official style only).
+
+        The cache already holds `prompt + thought`; one more forward step over `[last?, EOS, <emb>]`
+        yields the same last hidden state as re-encoding the whole text, at a fraction of the cost.
+        Slots after a sequence's EOS (padding while others kept generating) are masked out.
+        """
+        if self.prompt_style != "official":
+            raise ValueError("fused think-and-embed needs the official prompt style (a trained model)")
+        tok = self.tokenizer
+        eos, emb = tok.eos_token_id, tok.convert_tokens_to_ids(EMB)
+        thoughts, vectors = [], []
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            if config.seed is not None:
+                torch.manual_seed(config.seed)
+            for start in tqdm(range(0, len(queries), batch_size), desc="Thinking", disable=not show_progress_bar):
+                chunk = queries[start: start + batch_size]
+                batch, out = self._generate(chunk, k, config, want_cache=True)
+                prompt_len = batch["input_ids"].shape[1]
+                new = out.sequences[:, prompt_len:]
+                flat = self._decode(new)
+                thoughts.extend(flat[i * k:(i + 1) * k] for i in range(len(chunk)))
+                vectors.append(self._emb_step(batch["attention_mask"].repeat_interleave(k, 0), new,
+                                              out.past_key_values, eos, emb))
+        return thoughts, torch.cat(vectors)
+
+    def _emb_step(self, prompt_mask, new, cache, eos, emb) -> torch.Tensor:
+        n, gen_len = new.shape
+        dev = new.device
+        is_eos = new == eos
+        finished = is_eos.any(1)
+        # Thought length: generated tokens before the first EOS (all of them if none came).
+        thought_len = torch.where(finished, is_eos.float().argmax(1), torch.full((n,), gen_len, device=dev))
+        cached = cache.get_seq_length() - prompt_mask.shape[1]  # generated tokens already in the cache
+        gen_mask = (torch.arange(cached, device=dev)[None] < thought_len[:, None]).long()
+        # The last generated token is never in the cache: re-feed it for unfinished sequences.
+        needs_last = thought_len > cached
+        last = new[:, -1]
+        step_ids = torch.stack([torch.where(needs_last, last, torch.full_like(last, eos)),
+                                torch.full_like(last, eos), torch.full_like(last, emb)], 1)
+        step_mask = torch.stack([needs_last.long(), torch.ones_like(last), torch.ones_like(last)], 1)
+        mask = torch.cat([prompt_mask, gen_mask, step_mask], 1)
+        real_before = prompt_mask.sum(1) + gen_mask.sum(1)
+        positions = real_before[:, None] + (torch.cumsum(step_mask, 1) - 1)
+        positions = positions.clamp(min=0)
+        backbone = getattr(self.model, self.model.base_model_prefix)
+        out = backbone(input_ids=step_ids, attention_mask=mask, position_ids=positions,
+                       past_key_values=cache, use_cache=True)
+        return out.last_hidden_state[:, -1].float()

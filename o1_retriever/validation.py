@@ -1,0 +1,47 @@
+"""Argument checks shared by every entry point: fail early, name the value and what is allowed."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+AGGREGATIONS = ("mean", "normalized_mean", "mean_with_query")
+QUANTIZATIONS = (None, "4bit", "8bit")
+
+
+def as_text_list(texts, name: str = "texts") -> tuple[list[str], bool]:
+    """Return (list, was_single_str). Rejects None, non-str items, empty and whitespace-only text."""
+    if texts is None:
+        raise TypeError(f"{name} must be a str or a list of str, got None")
+    single = isinstance(texts, str)
+    if single:
+        texts = [texts]
+    elif isinstance(texts, (bytes, dict)) or not isinstance(texts, Sequence):
+        raise TypeError(f"{name} must be a str or a list of str, got {type(texts).__name__}")
+    texts = list(texts)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"{name}[{i}] must be a str, got {type(t).__name__}: {t!r:.60}")
+        if not t.strip():
+            raise ValueError(f"{name}[{i}] is empty or whitespace-only; every text must have content")
+    return texts, single
+
+
+def check_k(k) -> int:
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise TypeError(f"k must be an int >= 0 (0 = no thinking), got {k!r}")
+    if k < 0:
+        raise ValueError(f"k must be >= 0 (0 = no thinking), got {k}")
+    return k
+
+
+def check_positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be a positive int, got {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+    return value
+
+
+def check_choice(value, name: str, allowed) -> str:
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not supported; use one of {list(allowed)}")
+    return value

