@@ -135,5 +135,5 @@ class Thinker:
         positions = positions.clamp(min=0)
         backbone = getattr(self.model, self.model.base_model_prefix)
         out = backbone(input_ids=step_ids, attention_mask=mask, position_ids=positions,
-                       past_key_values=cache, use_cache=True)
+                       cache=cache, use_cache=True)
         return out.last_hidden_state[:, -1].float()
