@@ -1,0 +1,178 @@
+"""The joint think+embed model: one forward pass over `<query>q</query><thought>t{eos}<emb>` gives
+both the contrastive loss (from the `<emb>` state) and the generation loss (on the thought + EOS).
+
+`build()` makes a trainable model from a base causal LM (LoRA via peft, optional QLoRA base);
+inference loads the exported result with `o1_retriever.O1Embedder.from_pretrained`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from o1_retriever.default_model import SMOLLM2_HUB_ID, cache_dir, convert_gguf, smollm2_base_dir
+from o1_retriever.formatting import SPECIAL_TOKENS, add_special_tokens
+
+from .arguments import ModelArguments
+from .dataset import IGNORE
+
+
+@dataclass
+class O1Output:
+    loss: torch.Tensor
+    loss_emb: torch.Tensor
+    loss_gen: torch.Tensor
+    accuracy: torch.Tensor  # share of queries whose positive scores highest (a cheap sanity signal)
+
+
+def gather_with_grad(t: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Concatenate `t` from every process (the group accelerate set up); gradients flow through the
+    local slice only, which is all that backward on this process needs. Returns (all, offset)."""
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return t, 0
+    parts = [torch.empty_like(t) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, t.detach().contiguous())
+    rank = dist.get_rank()
+    parts[rank] = t
+    return torch.cat(parts), rank * t.shape[0]
+
+
+class O1TrainingModel(torch.nn.Module):
+    def __init__(self, lm, tokenizer, *, temperature: float = 0.02, lambda_emb: float = 0.8,
+                 train_token_rows: bool = True, cross_device_negatives: bool = True, base_name: str = ""):
+        super().__init__()
+        self.lm, self.tokenizer = lm, tokenizer
+        self.temperature, self.lambda_emb = temperature, lambda_emb
+        self.cross_device_negatives, self.base_name = cross_device_negatives, base_name
+        base = self.base_model
+        self.tied = bool(getattr(base.config, "tie_word_embeddings", False))
+        ids = tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS)
+        self.register_buffer("token_ids", torch.tensor(ids), persistent=False)
+        emb = base.get_input_embeddings()
+        # Trained token rows live in a small delta (4 x hidden) instead of unfreezing the whole
+        # vocabulary matrix: same effect, a few KB of optimizer state even for a 150k vocabulary.
+        self.token_delta = torch.nn.Parameter(torch.zeros(len(ids), emb.weight.shape[1]),
+                                              requires_grad=train_token_rows)
+        slot = torch.full((emb.weight.shape[0],), -1, dtype=torch.long)
+        slot[self.token_ids] = torch.arange(len(ids))
+        self.register_buffer("slot", slot, persistent=False)
+        emb.register_forward_hook(self._add_delta)
+
+    # Looked up, not stored: a second registration of the same modules would duplicate state_dict keys.
+    @property
+    def base_model(self):
+        return self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
+
+    @property
+    def backbone(self):
+        return getattr(self.base_model, self.base_model.base_model_prefix)
+
+    def _add_delta(self, module, inputs, output):
+        s = self.slot[inputs[0]]
+        delta = self.token_delta[s.clamp(min=0)] * (s >= 0).unsqueeze(-1)
+        return output + delta.to(output.dtype)
+
+    def _last_hidden(self, ids, mask) -> torch.Tensor:
+        return self.backbone(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+
+    def _gen_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        logits = self.base_model.get_output_embeddings()(hidden)
+        if self.tied:  # a tied head shares the trained rows: keep training and export consistent
+            extra = hidden @ self.token_delta.to(hidden.dtype).T
+            logits = logits.index_add(-1, self.token_ids, extra)
+        return logits.float()
+
+    def forward(self, query_input_ids, query_attention_mask, query_labels,
+                passage_input_ids, passage_attention_mask) -> O1Output:
+        hq = self._last_hidden(query_input_ids, query_attention_mask)
+        hp = self._last_hidden(passage_input_ids, passage_attention_mask)
+        q = F.normalize(hq[:, -1].float(), dim=-1)
+        p = F.normalize(hp[:, -1].float(), dim=-1)
+        group = p.shape[0] // q.shape[0]
+        if self.cross_device_negatives:
+            p, offset = gather_with_grad(p)
+        else:
+            offset = 0
+        scores = q @ p.T / self.temperature
+        target = offset + torch.arange(q.shape[0], device=q.device) * group
+        loss_emb = F.cross_entropy(scores, target)
+        # L_gen: position j-1 predicts token j; only thought tokens + EOS carry labels.
+        labels = query_labels[:, 1:]
+        keep = labels != IGNORE
+        if keep.any():
+            loss_gen = F.cross_entropy(self._gen_logits(hq[:, :-1][keep]), labels[keep])
+        else:  # every thought was dropped: the graph still needs a (zero) term for DDP
+            loss_gen = hq.sum() * 0.0
+        loss = self.lambda_emb * loss_emb + (1 - self.lambda_emb) * loss_gen
+        accuracy = (scores.argmax(-1) == target).float().mean()
+        return O1Output(loss, loss_emb.detach(), loss_gen.detach(), accuracy.detach())
+
+    def trained_input_embedding(self) -> torch.nn.Embedding:
+        """The full input embedding with the trained token rows folded in (what emb.pth stores)."""
+        w = self.base_model.get_input_embeddings().weight.detach().clone()
+        w[self.token_ids] += self.token_delta.detach().to(w.dtype)
+        out = torch.nn.Embedding(w.shape[0], w.shape[1], dtype=w.dtype)
+        out.weight.data.copy_(w)
+        return out
+
+
+def resolve_base(base_model: str | None) -> tuple[str, str]:
+    """(directory or id to load, name to record in adapter_config.json)."""
+    if base_model is None:
+        return str(smollm2_base_dir()), SMOLLM2_HUB_ID
+    path = Path(base_model).expanduser()
+    if path.suffix == ".gguf":
+        return str(convert_gguf(path, cache_dir() / "models" / path.stem)), str(path.resolve())
+    if path.exists():
+        resolved = path.resolve()
+        try:
+            if resolved == smollm2_base_dir().resolve():
+                return str(resolved), SMOLLM2_HUB_ID  # portable: loaders map the id to the offline copy
+        except ImportError:
+            pass
+        return str(resolved), str(resolved)
+    return base_model, base_model
+
+
+def build(model_args: ModelArguments, *, temperature: float = 0.02, lambda_emb: float = 0.8,
+          mixed_precision: str = "no", cross_device_negatives: bool = True, device_map=None) -> O1TrainingModel:
+    """Base LM + O1 tokens + LoRA (+ NF4 base for QLoRA), ready for the training loop."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source, base_name = resolve_base(model_args.base_model)
+    # Frozen weights may sit in bf16 when we compute in bf16 anyway; adapters stay fp32 (peft).
+    dtype = torch.bfloat16 if mixed_precision == "bf16" else torch.float32
+    kwargs = {"dtype": dtype}
+    if model_args.quantization == "4bit":
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError as e:
+            raise ImportError("QLoRA needs bitsandbytes: pip install 'o1-retriever-training[qlora]'") from e
+        from transformers import BitsAndBytesConfig
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16 if mixed_precision == "bf16" else torch.float32)
+        kwargs["device_map"] = device_map or {"": "cpu"}
+    elif model_args.quantization is not None:
+        raise ValueError(f"quantization={model_args.quantization!r} is not supported for training; use '4bit' or None")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except OSError as e:
+        raise ValueError(f"could not load base model {model_args.base_model!r}: {e}") from e
+    add_special_tokens(model, tokenizer)
+    model.config.use_cache = False
+    if model_args.quantization == "4bit":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=model_args.gradient_checkpointing)
+    if model_args.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    config = LoraConfig(r=model_args.lora_r, lora_alpha=model_args.lora_alpha, lora_dropout=model_args.lora_dropout,
+                        target_modules=list(model_args.lora_target_modules), task_type="CAUSAL_LM")
+    lm = get_peft_model(model, config)
+    return O1TrainingModel(lm, tokenizer, temperature=temperature, lambda_emb=lambda_emb,
+                           train_token_rows=model_args.train_token_rows,
+                           cross_device_negatives=cross_device_negatives, base_name=base_name)

@@ -1,0 +1,29 @@
+"""Both training losses as a PNG beside the JSONL log."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def plot_losses(log_file, png_file) -> Path | None:
+    rows = [json.loads(ln) for ln in Path(log_file).read_text().splitlines() if ln.strip()] \
+        if Path(log_file).exists() else []
+    if not rows:
+        return None
+    import matplotlib
+    matplotlib.use("Agg")  # no display on training machines
+    import matplotlib.pyplot as plt
+
+    steps = [r["step"] for r in rows]
+    fig, ax1 = plt.subplots(figsize=(7, 4))
+    ax1.plot(steps, [r["loss_emb"] for r in rows], color="tab:blue", label="L_contrastive")
+    ax1.set_xlabel("optimizer step")
+    ax1.set_ylabel("L_contrastive (InfoNCE)", color="tab:blue")
+    ax2 = ax1.twinx()  # the two losses live on different scales
+    ax2.plot(steps, [r["loss_gen"] for r in rows], color="tab:orange", label="L_gen")
+    ax2.set_ylabel("L_gen (thought + EOS cross-entropy)", color="tab:orange")
+    fig.suptitle("O1 joint training losses")
+    fig.tight_layout()
+    fig.savefig(png_file, dpi=110)
+    plt.close(fig)
+    return Path(png_file)

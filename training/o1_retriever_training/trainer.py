@@ -1,0 +1,204 @@
+"""The training loop, on `accelerate` (DDP / DeepSpeed / FSDP via `accelerate launch`; one process
+otherwise). bf16 autocast where the hardware is fast at it, gradient accumulation, a tqdm bar with
+both losses, a JSONL log, checkpoints every N steps with `resume`, and a PNG of the losses at the end.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Sampler
+from tqdm.auto import tqdm
+
+from o1_retriever.device import cpu_has_fast_bf16
+
+from .arguments import DataArguments, ModelArguments, TrainingArguments, check_training_arguments
+from .data import load_triplets
+from .dataset import TrainCollator, TrainDataset
+from .export import export_adapter
+from .modeling import build
+from .plotting import plot_losses
+
+STATE_FILE = "state.pt"
+
+
+@dataclass
+class TrainResult:
+    output_dir: str
+    steps: int
+    log_file: str
+    plot_file: str | None
+    last: dict
+
+
+class EpochShuffle(Sampler):
+    """A fixed permutation per (seed, epoch): a resumed run replays the same order."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self):
+        return self.n
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 1000003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+
+def resolve_mixed_precision(choice: str) -> str:
+    if choice != "auto":
+        return choice
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if cpu_has_fast_bf16() else "no"
+
+
+def _trainable_state(model) -> dict:
+    return {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def latest_checkpoint(output_dir) -> Path | None:
+    ckpts = sorted((Path(output_dir) / "checkpoints").glob("step-*/" + STATE_FILE),
+                   key=lambda p: int(p.parent.name.split("-")[1]))
+    return ckpts[-1].parent if ckpts else None
+
+
+def _save_checkpoint(accelerator, model, optimizer, scheduler, out: Path, progress: dict, keep: int = 2):
+    if not accelerator.is_main_process:
+        return
+    ckpt = out / "checkpoints" / f"step-{progress['step']}"
+    ckpt.mkdir(parents=True, exist_ok=True)
+    tmp = ckpt / (STATE_FILE + ".tmp")
+    torch.save({"progress": progress, "model": _trainable_state(accelerator.unwrap_model(model)),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp)
+    os.replace(tmp, ckpt / STATE_FILE)  # atomic: a crash mid-save keeps the previous checkpoint
+    for old in sorted((out / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))[:-keep]:
+        for f in old.iterdir():
+            f.unlink()
+        old.rmdir()
+
+
+def _load_checkpoint(ckpt: Path, model, optimizer, scheduler) -> dict:
+    state = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=False)  # our own file
+    missing = model.load_state_dict(state["model"], strict=False)
+    if missing.unexpected_keys:
+        raise ValueError(f"checkpoint {ckpt} does not match the model: unexpected {missing.unexpected_keys[:3]}")
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    return state["progress"]
+
+
+def _truncate_log(log_file: Path, step: int) -> None:
+    """After a resume, drop log lines from steps that will be replayed."""
+    if log_file.exists():
+        keep = [ln for ln in log_file.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+        log_file.write_text("".join(ln + "\n" for ln in keep))
+
+
+def train(model_args: ModelArguments, data_args: DataArguments, train_args: TrainingArguments) -> TrainResult:
+    from accelerate import Accelerator
+    from transformers import get_linear_schedule_with_warmup
+
+    check_training_arguments(train_args, data_args)
+    if not data_args.train_data:
+        raise ValueError("train_data is required: a JSONL file of {query, pos, neg, thought} records")
+    records = load_triplets(data_args.train_data, data_args.max_examples)
+    dataset = TrainDataset(records, data_args.group_size, data_args.empty_thought_ratio, train_args.seed)
+    precision = resolve_mixed_precision(train_args.mixed_precision)
+    accelerator = Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available(),
+                              gradient_accumulation_steps=train_args.gradient_accumulation_steps)
+    out = Path(train_args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(train_args.seed)
+    model = build(model_args, temperature=train_args.temperature, lambda_emb=train_args.lambda_emb,
+                  mixed_precision=precision, cross_device_negatives=train_args.cross_device_negatives,
+                  device_map={"": str(accelerator.device)})
+    collator = TrainCollator(model.tokenizer, data_args.query_max_length, data_args.passage_max_length,
+                             data_args.query_thought_max_length)
+    sampler = EpochShuffle(len(dataset), train_args.seed)
+    loader = DataLoader(dataset, batch_size=train_args.batch_size, sampler=sampler, collate_fn=collator)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=train_args.learning_rate, weight_decay=train_args.weight_decay)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    per_epoch = math.ceil(len(loader) / train_args.gradient_accumulation_steps)
+    total = train_args.max_steps or per_epoch * train_args.num_epochs
+    epochs = math.ceil(total / per_epoch)
+    # accelerate steps a prepared scheduler once per process per optimizer step.
+    n = accelerator.num_processes
+    scheduler = accelerator.prepare(get_linear_schedule_with_warmup(
+        optimizer, int(train_args.warmup_ratio * total) * n, total * n))
+
+    log_file = out / "train_log.jsonl"
+    progress = {"step": 0, "epoch": 0, "batches": 0}
+    if train_args.resume:
+        ckpt = latest_checkpoint(out)
+        if ckpt is None:
+            accelerator.print(f"--resume: no checkpoint in {out / 'checkpoints'}, starting from scratch")
+        else:
+            progress = _load_checkpoint(ckpt, accelerator.unwrap_model(model), optimizer, scheduler)
+            accelerator.print(f"resumed from {ckpt} (step {progress['step']})")
+    if accelerator.is_main_process:
+        _truncate_log(log_file, progress["step"])
+        (out / "training_args.json").write_text(json.dumps(
+            {"model": asdict(model_args), "data": asdict(data_args), "train": asdict(train_args),
+             "mixed_precision": precision, "processes": n}, indent=2))
+
+    bar = tqdm(total=total, initial=progress["step"], desc="Training", disable=not accelerator.is_local_main_process)
+    sums, last = torch.zeros(4, device=accelerator.device), {}
+    micro = 0
+    model.train()
+    for epoch in range(progress["epoch"], epochs):
+        dataset.set_epoch(epoch)
+        sampler.set_epoch(epoch)
+        skip = progress["batches"] if epoch == progress["epoch"] else 0
+        batches = accelerator.skip_first_batches(loader, skip) if skip else loader
+        done_in_epoch = skip
+        for batch in batches:
+            with accelerator.accumulate(model):
+                output = model(**batch)
+                accelerator.backward(output.loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(params, train_args.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            done_in_epoch += 1
+            sums += torch.stack([output.loss.detach(), output.loss_emb, output.loss_gen, output.accuracy]).float()
+            micro += 1
+            if not accelerator.sync_gradients:
+                continue
+            step = progress["step"] = progress["step"] + 1
+            progress.update(epoch=epoch, batches=done_in_epoch)
+            means = accelerator.reduce(sums / micro, reduction="mean").tolist()
+            sums.zero_()
+            micro = 0
+            last = {"step": step, "epoch": epoch, "loss": means[0], "loss_emb": means[1], "loss_gen": means[2],
+                    "accuracy": means[3], "lr": scheduler.get_last_lr()[0]}
+            bar.update(1)
+            bar.set_postfix(loss_emb=f"{means[1]:.3f}", loss_gen=f"{means[2]:.3f}")
+            if accelerator.is_main_process and (step % train_args.logging_steps == 0 or step == total):
+                with log_file.open("a") as f:
+                    f.write(json.dumps(last) + "\n")
+            if step % train_args.save_steps == 0 and step < total:
+                _save_checkpoint(accelerator, model, optimizer, scheduler, out, dict(progress))
+            if step >= total:
+                break
+        else:
+            progress.update(epoch=epoch + 1, batches=0)
+            continue
+        break
+    bar.close()
+    accelerator.wait_for_everyone()
+    plot = None
+    if accelerator.is_main_process:
+        export_adapter(accelerator.unwrap_model(model), out, merge=train_args.merge)
+        plot = plot_losses(log_file, out / "losses.png")
+    accelerator.end_training()
+    return TrainResult(str(out), progress["step"], str(log_file), plot and str(plot), last)
