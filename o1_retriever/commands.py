@@ -1,0 +1,103 @@
+"""Core CLI verbs: demo, index, search."""
+from __future__ import annotations
+
+import argparse
+import tempfile
+
+DEMO_QUERIES = ["Why does bread rise in the oven?", "How can the body fight off a virus it has seen before?",
+                "What makes the planet Mars look red?"]
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, help="model dir, hub id or .gguf (default: the bundled model)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
+    p.add_argument("--dtype", default="auto", help="auto, bf16, fp16 or fp32 (auto: bf16 where fast)")
+    p.add_argument("--quantization", choices=["4bit", "8bit"], default=None, help="load the thinker quantized")
+    p.add_argument("--max-new-tokens", type=int, default=128, help="thought length limit (official: 128)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed, for repeatable thoughts")
+
+
+def _load(args):
+    from . import O1Embedder
+    return O1Embedder.from_pretrained(args.model, device=args.device, dtype=args.dtype,
+                                      quantization=args.quantization, max_new_tokens=args.max_new_tokens,
+                                      seed=args.seed)
+
+
+def _print_hits(console, query, hits) -> None:
+    from rich.table import Table
+    thoughts = hits[0].thoughts if hits else []
+    console.print(f"\n[bold]Query:[/bold] {query}")
+    for i, t in enumerate(thoughts, 1):
+        console.print(f"  [dim]thought {i}:[/dim] {t}")
+    table = Table(show_header=True, header_style="bold")
+    for col in ("rank", "score", "id", "passage"):
+        table.add_column(col, overflow="fold")
+    for rank, h in enumerate(hits, 1):
+        table.add_row(str(rank), f"{h.score:.3f}", h.id, h.text[:160])
+    console.print(table)
+
+
+def run_demo(args) -> int:
+    from rich.console import Console
+
+    from .corpus import DEMO_CORPUS, read_corpus
+    from .store import O1Index
+    console = Console()
+    emb = _load(args)
+    console.print(f"[bold]Model:[/bold] {emb!r}")
+    passages = read_corpus(DEMO_CORPUS)
+    with tempfile.TemporaryDirectory() as tmp:
+        index = O1Index(emb, path=tmp, collection="demo")
+        index.add([p.id for p in passages], [p.full_text for p in passages])
+        console.print(f"Indexed {len(index)} passages into a temporary Chroma collection.")
+        for query, hits in zip(args.query or DEMO_QUERIES,
+                               index.search(args.query or DEMO_QUERIES, top_k=args.top_k, k=args.k)):
+            _print_hits(console, query, hits)
+    return 0
+
+
+def run_index(args) -> int:
+    from .corpus import read_corpus
+    from .store import O1Index
+    passages = read_corpus(args.corpus)  # parse everything before loading a model or touching the db
+    index = O1Index(_load(args), path=args.db, collection=args.collection)
+    index.add([p.id for p in passages], [p.full_text for p in passages],
+              [p.metadata or None for p in passages], batch_size=args.batch_size, show_progress_bar=True)
+    print(f"indexed {len(passages)} passages into {args.db} (collection {args.collection!r}, {len(index)} total)")
+    return 0
+
+
+def run_search(args) -> int:
+    from rich.console import Console
+
+    from .store import O1Index
+    index = O1Index(_load(args), path=args.db, collection=args.collection)
+    _print_hits(Console(), args.query, index.search(args.query, top_k=args.top_k, k=args.k))
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("demo", help="index a small built-in corpus and run three thinking queries")
+    _model_args(p)
+    p.add_argument("--k", type=int, default=3, help="thoughts per query (0 = no thinking)")
+    p.add_argument("--top-k", type=int, default=3, help="hits to show per query")
+    p.add_argument("--query", action="append", help="your own query (repeatable)")
+    p.set_defaults(func=run_demo)
+
+    p = sub.add_parser("index", help="embed a corpus JSONL (_id, text, title) into a persistent Chroma db")
+    _model_args(p)
+    p.add_argument("--corpus", required=True, help="JSONL file, one {'_id','text','title'?} per line")
+    p.add_argument("--db", required=True, help="Chroma persistence directory")
+    p.add_argument("--collection", default="o1", help="collection name")
+    p.add_argument("--batch-size", type=int, default=64, help="documents per write")
+    p.set_defaults(func=run_index)
+
+    p = sub.add_parser("search", help="think, embed and search an index made by `index`")
+    _model_args(p)
+    p.add_argument("query", help="the query text")
+    p.add_argument("--db", required=True, help="Chroma persistence directory")
+    p.add_argument("--collection", default="o1", help="collection name")
+    p.add_argument("--k", type=int, default=3, help="thoughts per query (0 = no thinking)")
+    p.add_argument("--top-k", type=int, default=10, help="hits to return")
+    p.set_defaults(func=run_search)

@@ -1,0 +1,99 @@
+"""`O1Index`: document vectors in a Chroma collection, queries that think before they search."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from .validation import as_text_list, check_k, check_positive_int
+
+FINGERPRINT_KEY, DIM_KEY, MODEL_KEY = "o1:fingerprint", "o1:dim", "o1:model"
+
+
+@dataclass
+class Hit:
+    id: str
+    text: str
+    score: float  # cosine similarity
+    metadata: dict = field(default_factory=dict)
+    thoughts: list[str] = field(default_factory=list)
+
+
+def _client(path, host, port):
+    import chromadb
+    from chromadb.config import Settings
+    settings = Settings(anonymized_telemetry=False, allow_reset=False)
+    if host is not None:
+        return chromadb.HttpClient(host=host, port=port, settings=settings)
+    if path is None:
+        return chromadb.EphemeralClient(settings=settings)
+    return chromadb.PersistentClient(path=str(path), settings=settings)
+
+
+class O1Index:
+    """A Chroma collection tied to one embedder. `path=None` and no host: in-memory."""
+
+    def __init__(self, embedder, path: str | Path | None = None, collection: str = "o1", host: str | None = None,
+                 port: int = 8000, client=None):
+        if not isinstance(collection, str) or not collection.strip():
+            raise ValueError(f"collection must be a non-empty str, got {collection!r}")
+        self.embedder = embedder
+        self.client = client if client is not None else _client(path, host, port)
+        meta = {FINGERPRINT_KEY: embedder.fingerprint, DIM_KEY: int(embedder.dim), MODEL_KEY: embedder.name,
+                "hnsw:space": "cosine"}
+        self.collection = self.client.get_or_create_collection(collection, metadata=meta)
+        stored = self.collection.metadata or {}
+        if stored.get(FINGERPRINT_KEY) != embedder.fingerprint or stored.get(DIM_KEY) != embedder.dim:
+            raise ValueError(
+                f"collection {collection!r} was built with model {stored.get(MODEL_KEY)!r} "
+                f"(fingerprint {stored.get(FINGERPRINT_KEY)}, dim {stored.get(DIM_KEY)}); this embedder is "
+                f"{embedder.name!r} (fingerprint {embedder.fingerprint}, dim {embedder.dim}). "
+                "Open it with the same model, or index into a new collection.")
+
+    def __len__(self) -> int:
+        return self.collection.count()
+
+    def add(self, ids, texts, metadatas=None, batch_size: int = 64, show_progress_bar: bool | None = None) -> int:
+        """Embed and upsert documents. All inputs are checked before anything is written; each batch is
+        embedded before its write, so a failure leaves every stored batch intact. Existing ids are updated."""
+        ids, _ = as_text_list(ids, "ids")
+        texts, _ = as_text_list(texts, "texts")
+        check_positive_int(batch_size, "batch_size")
+        if len(ids) != len(texts):
+            raise ValueError(f"ids and texts differ in length: {len(ids)} ids, {len(texts)} texts")
+        if len(set(ids)) != len(ids):
+            dupes = sorted({i for i in ids if ids.count(i) > 1})[:5]
+            raise ValueError(f"ids must be unique within one add() call; repeated: {dupes}")
+        if metadatas is not None:
+            if isinstance(metadatas, dict) or len(metadatas) != len(ids):
+                raise ValueError("metadatas must be a list with one dict per id")
+            for i, m in enumerate(metadatas):
+                if m is not None and not isinstance(m, dict):
+                    raise TypeError(f"metadatas[{i}] must be a dict or None, got {type(m).__name__}")
+        show = len(ids) >= 256 if show_progress_bar is None else show_progress_bar
+        for start in tqdm(range(0, len(ids), batch_size), desc="Indexing", disable=not show):
+            end = start + batch_size
+            vectors = self.embedder.encode_documents(texts[start:end], batch_size=min(batch_size, 32))
+            metas = None if metadatas is None else [m or None for m in metadatas[start:end]]
+            self.collection.upsert(ids=ids[start:end], documents=texts[start:end], embeddings=vectors.tolist(),
+                                   metadatas=metas)
+        return len(ids)
+
+    def search(self, query, top_k: int = 10, k: int = 3, where: dict | None = None) -> list:
+        """Top hits for one query (list[Hit]) or for each of several (list[list[Hit]])."""
+        queries, single = as_text_list(query, "query")
+        check_positive_int(top_k, "top_k")
+        check_k(k)
+        if len(self) == 0:
+            return [] if single else [[] for _ in queries]
+        enc = self.embedder.encode_queries(queries, k=k, return_thoughts=True)
+        found = self.collection.query(query_embeddings=enc.embeddings.tolist(), n_results=min(top_k, len(self)),
+                                      where=where, include=["documents", "metadatas", "distances"])
+        results = []
+        for qi in range(len(queries)):
+            results.append([
+                Hit(id=i, text=doc, score=1.0 - float(dist), metadata=dict(meta or {}), thoughts=list(enc.thoughts[qi]))
+                for i, doc, meta, dist in zip(found["ids"][qi], found["documents"][qi],
+                                              found["metadatas"][qi], found["distances"][qi])])
+        return results[0] if single else results
