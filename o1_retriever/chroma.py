@@ -1,0 +1,162 @@
+"""A chromadb `EmbeddingFunction` that thinks before it embeds queries.
+
+    import chromadb
+    from o1_retriever.chroma import O1EmbeddingFunction
+    collection = client.create_collection("docs", embedding_function=O1EmbeddingFunction())
+    collection.add(ids=[...], documents=[...])          # passages: embedded directly
+    collection.query(query_texts=["..."], n_results=5)  # queries: k thoughts, then embedded
+
+The class is registered with Chroma under `name()`, and its `get_config()` records how to load the
+model, so `client.get_collection("docs")` in a later process rebuilds it (this module must have been
+imported, as with any custom Chroma embedding function). Chroma rebuilds the function every time it
+reads the collection's configuration, so loaded models are kept in a per-process registry: one
+model per configuration, never a second copy.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
+from chromadb.utils.embedding_functions import register_embedding_function
+
+from .embedder import O1Embedder
+from .validation import check_k, check_positive_int
+
+NAME = "o1_retriever"
+DEFAULT_MODEL_NAME = "o1-retriever-default"
+# from_pretrained options a config may carry; all JSON-serialisable.
+LOAD_OPTIONS = ("device", "dtype", "quantization", "share_weights", "prompt_style", "thought_cache",
+                "aggregation", "temperature", "top_p", "max_new_tokens", "prompt_max_length", "seed")
+
+_DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+_loaded: dict[str, O1Embedder] = {}
+_lock = threading.Lock()
+
+
+def _load_key(model: str | None, options: dict) -> str:
+    return json.dumps({"model": model, "options": options}, sort_keys=True)
+
+
+def _describe(embedder: O1Embedder) -> tuple[str | None, dict]:
+    """(model, options) that `from_pretrained` needs to rebuild an existing embedder."""
+    if embedder.name.startswith("composite:"):
+        model = embedder.name
+    else:
+        model = None if embedder.name == DEFAULT_MODEL_NAME else embedder.name
+    options: dict[str, Any] = {"aggregation": embedder.aggregation, "quantization": embedder.quantization}
+    dtype = next(embedder.encoder.model.parameters()).dtype
+    options["dtype"] = _DTYPE_NAMES.get(dtype, "auto")
+    if embedder.thinker is not None:
+        options["prompt_style"] = embedder.thinker.prompt_style
+    options.update(embedder.generation.as_dict())
+    cache = embedder.thought_cache
+    options["thought_cache"] = str(cache.path) if cache is not None else False
+    return model, options
+
+
+@register_embedding_function
+class O1EmbeddingFunction(EmbeddingFunction[Documents]):
+    """Documents are embedded as passages; `embed_query` writes k thoughts per query first.
+
+    Pass an existing `O1Embedder` (it is used as is), or a model path / hub id (None: the bundled
+    default model) plus `from_pretrained` options such as device, dtype, quantization, thought_cache,
+    max_new_tokens. `k` is the number of thoughts per query (0: no thinking).
+    """
+
+    def __init__(self, embedder: O1Embedder | None = None, *, model: str | None = None, k: int = 3,
+                 batch_size: int = 32, **options: Any):
+        self.k = check_k(k)
+        self.batch_size = check_positive_int(batch_size, "batch_size")
+        unknown = sorted(set(options) - set(LOAD_OPTIONS))
+        if unknown:
+            raise TypeError(f"O1EmbeddingFunction got unknown options {unknown}; allowed: {list(LOAD_OPTIONS)}")
+        if embedder is not None:
+            if not isinstance(embedder, O1Embedder):
+                raise TypeError(f"embedder must be an o1_retriever.O1Embedder, got {type(embedder).__name__}")
+            if model is not None or options:
+                raise ValueError("pass either an existing embedder or a model path with options, not both")
+            self.model, self.options = _describe(embedder)
+            self.embedder = embedder
+            with _lock:  # a reopened collection in this process reuses this instance
+                _loaded.setdefault(_load_key(self.model, self.options), embedder)
+        else:
+            if model is not None and not isinstance(model, (str, Path)):
+                raise TypeError(f"model must be a path or hub id (str), got {type(model).__name__}")
+            self.model = None if model is None else str(model)
+            self.options = {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()}
+            self.embedder = _shared_embedder(self.model, self.options)
+
+    def __call__(self, input: Documents) -> Embeddings:
+        vectors = self.embedder.encode_documents(list(input), batch_size=self.batch_size)
+        return list(vectors)
+
+    def embed_query(self, input: Documents) -> Embeddings:
+        queries = [input] if isinstance(input, str) else list(input)
+        vectors = self.embedder.encode_queries(queries, k=self.k, batch_size=self.batch_size)
+        return list(vectors)
+
+    def think(self, queries) -> list:
+        """The thoughts `embed_query` uses (same seed and cache), for display."""
+        return self.embedder.think(queries, k=self.k, batch_size=self.batch_size)
+
+    @staticmethod
+    def name() -> str:
+        return NAME
+
+    def default_space(self) -> Space:
+        # Documents are unit vectors but mean-aggregated queries are not: cosine ranks correctly.
+        return "cosine"
+
+    def supported_spaces(self) -> list[Space]:
+        return ["cosine", "ip", "l2"]
+
+    def get_config(self) -> dict[str, Any]:
+        return {"model": self.model, "k": self.k, "batch_size": self.batch_size, "options": dict(self.options),
+                "fingerprint": self.embedder.fingerprint}
+
+    @staticmethod
+    def build_from_config(config: dict[str, Any]) -> "O1EmbeddingFunction":
+        function = O1EmbeddingFunction(model=config.get("model"), k=config.get("k", 3),
+                                       batch_size=config.get("batch_size", 32), **config.get("options", {}))
+        expected = config.get("fingerprint")
+        if expected and expected != function.embedder.fingerprint:
+            warnings.warn(f"the model loaded for this collection ({function.model or DEFAULT_MODEL_NAME}) has "
+                          f"fingerprint {function.embedder.fingerprint}, but the documents were embedded by "
+                          f"{expected}: query and document vectors may not be comparable", stacklevel=2)
+        return function
+
+    def is_legacy(self) -> bool:
+        # Chroma's default check builds a second instance from the config; ours is never legacy.
+        return False
+
+    @staticmethod
+    def validate_config(config: dict[str, Any]) -> None:
+        check_k(config.get("k", 3))
+        check_positive_int(config.get("batch_size", 32), "batch_size")
+
+    def validate_config_update(self, old_config: dict[str, Any], new_config: dict[str, Any]) -> None:
+        # Stored vectors come from one model; swapping it would silently mix embedding spaces.
+        if "model" in new_config and new_config["model"] != old_config.get("model"):
+            raise ValueError("the model of an O1 collection cannot change; re-embed into a new collection")
+
+    def __repr__(self) -> str:
+        return f"O1EmbeddingFunction(model={self.model!r}, k={self.k}, dim={self.embedder.dim})"
+
+
+def _shared_embedder(model: str | None, options: dict) -> O1Embedder:
+    if model is not None and model.startswith("composite:"):
+        raise ValueError(f"{model!r} was built with O1Embedder.composite(); rebuild it yourself and pass "
+                         "embedding_function=O1EmbeddingFunction(embedder) to get_collection")
+    key = _load_key(model, options)
+    with _lock:
+        if key not in _loaded:
+            _loaded[key] = O1Embedder.from_pretrained(model, **options)
+        return _loaded[key]
+
+
+__all__ = ["O1EmbeddingFunction"]
