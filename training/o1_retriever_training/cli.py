@@ -1,0 +1,49 @@
+"""`o1-retriever synthesize` and `o1-retriever train`, registered through the entry-point group
+`o1_retriever.commands` (see o1_retriever/cli.py for the plug-in contract)."""
+from __future__ import annotations
+
+import argparse
+
+from .arguments import (DataArguments, ModelArguments, SynthesisArguments, TrainingArguments,
+                        add_dataclass_arguments, from_namespace)
+
+
+def _synthesize(args: argparse.Namespace) -> int:
+    from .synthesize import synthesize
+    result = synthesize(from_namespace(SynthesisArguments, args))
+    print(f"wrote {result.written} records to {result.output} ({result.already_done} already there)")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .trainer import train
+    result = train(from_namespace(ModelArguments, args), from_namespace(DataArguments, args),
+                   from_namespace(TrainingArguments, args))
+    last = result.last
+    print(f"trained {result.steps} steps -> {result.output_dir}"
+          + (f" (loss_emb {last['loss_emb']:.4f}, loss_gen {last['loss_gen']:.4f})" if last else ""))
+    print(f"log: {result.log_file}" + (f"  plot: {result.plot_file}" if result.plot_file else ""))
+    return 0
+
+
+def register_synthesize(subparsers) -> None:
+    p = subparsers.add_parser(
+        "synthesize", help="Write candidate thoughts with an LLM expert and keep the committee's choice",
+        description="Thought synthesis for O1 training: an LLM expert (local HF model or OpenAI-compatible "
+                    "server) writes N candidate thoughts per query, a retrieval committee (BM25 + dense "
+                    "encoders) votes for the one closest to the positive passage; hard negatives are mined. "
+                    "Re-running with the same --output resumes.")
+    add_dataclass_arguments(p, SynthesisArguments)
+    p.set_defaults(func=_synthesize)
+
+
+def register_train(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train", help="Joint think+embed LoRA fine-tune (L = λ·L_contrastive + (1-λ)·L_gen)",
+        description="Fine-tune a causal LM into an O1 embedder on JSONL records {query, pos, neg, thought} "
+                    "(e.g. the output of `synthesize`). Writes a LoRA adapter in the official layout that "
+                    "O1Embedder.from_pretrained loads. Multi-GPU: `accelerate launch -m o1_retriever.cli train ...`.")
+    add_dataclass_arguments(p, ModelArguments)
+    add_dataclass_arguments(p, DataArguments)
+    add_dataclass_arguments(p, TrainingArguments)
+    p.set_defaults(func=_train)

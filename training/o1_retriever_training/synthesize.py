@@ -1,0 +1,164 @@
+"""Thought synthesis (the paper's exploration-refinement): an LLM expert writes N candidate thoughts
+per query, few-shot prompted with other (query, relevant passage) pairs; the retrieval committee
+keeps the candidate closest to the query's positive passage. The output JSONL is training data for
+`train`: query, pos, neg (mined hard negatives), thought, plus every candidate and member score.
+
+Resumable: the output file is appended one record at a time and records already there are skipped,
+so a crash costs at most the queries in flight. Doc-to-query mode (unlabeled corpus) first asks the
+expert for a query per sampled passage (kept in `<output>.d2q.jsonl`, also resumable).
+"""
+from __future__ import annotations
+
+import json
+import random
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from .arguments import SynthesisArguments
+from .committee import VOTES, Committee
+from .data import LabeledPair, labeled_pairs, load_beir
+from .members import load_member
+from .negatives import mine_negatives
+
+THOUGHT_SYSTEM = ("You are an expert in information retrieval. Given a search query, write a short passage "
+                  "(two to four sentences) with the knowledge that a relevant document would contain. "
+                  "Write only the passage.")
+QUERY_SYSTEM = "Write one short search query that the passage answers. Reply with the query only."
+
+
+@dataclass
+class SynthesisResult:
+    output: str
+    written: int
+    already_done: int  # records found in the output from an earlier run, not paid for again
+
+
+def shorten(text: str, words: int = 60) -> str:
+    parts = text.split()
+    return " ".join(parts[:words]) + (" ..." if len(parts) > words else "")
+
+
+def thought_messages(query: str, shots: list[tuple[str, str]]) -> list[dict]:
+    """Few-shot chat: each shot is a (query -> relevant passage) exchange, then the real query."""
+    messages = [{"role": "system", "content": THOUGHT_SYSTEM}]
+    for q, passage in shots:
+        messages += [{"role": "user", "content": f"Query: {q}"}, {"role": "assistant", "content": shorten(passage)}]
+    return messages + [{"role": "user", "content": f"Query: {query}"}]
+
+
+def query_messages(passage: str) -> list[dict]:
+    return [{"role": "system", "content": QUERY_SYSTEM}, {"role": "user", "content": f"Passage: {shorten(passage, 120)}"}]
+
+
+def clean_query(text: str) -> str:
+    line = next((ln for ln in text.strip().splitlines() if ln.strip()), "")
+    return re.sub(r"^(search\s+)?query\s*:\s*", "", line.strip(), flags=re.I).strip(" \"'")
+
+
+def read_done(path: Path, key: str = "query_id") -> dict[str, dict]:
+    """Records already in a JSONL output. A torn last line (crash mid-write) is cut off; damage
+    anywhere else is an error, since appending after it would hide it."""
+    if not path.exists():
+        return {}
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    done = {}
+    for n, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            if n == len(lines):
+                warnings.warn(f"{path}:{n}: dropping a partly written last line (interrupted run)", stacklevel=2)
+                path.write_text("".join(lines[:-1]), encoding="utf-8")
+                break
+            raise ValueError(f"{path}:{n}: not valid JSON ({e.msg}); fix or move the file before resuming") from e
+        done[str(record[key])] = record
+    return done
+
+
+def check_synthesis_arguments(args: SynthesisArguments) -> None:
+    if not args.data:
+        raise ValueError("data is required: a BEIR directory (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)")
+    if isinstance(args.num_candidates, bool) or not isinstance(args.num_candidates, int) or args.num_candidates < 2:
+        raise ValueError(f"num_candidates={args.num_candidates!r} must be an int >= 2 (the committee chooses among them)")
+    if args.vote not in VOTES:
+        raise ValueError(f"vote={args.vote!r} is not supported; use one of {list(VOTES)}")
+    for name in ("num_shots", "num_negatives", "doc_to_query"):
+        if getattr(args, name) < 0:
+            raise ValueError(f"{name}={getattr(args, name)} must be >= 0")
+    if not args.committee:
+        raise ValueError("committee must name at least one member: 'bm25', 'minilm' or a sentence-transformers path")
+
+
+def make_expert(args: SynthesisArguments):
+    from .experts import HFExpert, OpenAIExpert
+    if args.expert_url:
+        return OpenAIExpert(args.expert_url, args.expert_model, api_key_env=args.api_key_env,
+                            concurrency=args.concurrency, retries=args.retries, temperature=args.temperature,
+                            top_p=args.top_p, max_new_tokens=args.max_new_tokens)
+    return HFExpert(args.expert, quantization=args.quantization, temperature=args.temperature, top_p=args.top_p,
+                    max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed)
+
+
+def _doc_to_query_pairs(args, data, expert, progress) -> list[LabeledPair]:
+    cache = Path(args.output + ".d2q.jsonl")
+    have = read_done(cache, key="doc_id")
+    ids = random.Random(args.seed).sample(sorted(data.corpus), min(args.doc_to_query, len(data.corpus)))
+    todo = [d for d in ids if d not in have]
+    if todo:
+        with cache.open("a", encoding="utf-8") as f:
+            for i, texts in expert.generate_stream([query_messages(data.corpus[d]) for d in todo], 1, progress):
+                have[todo[i]] = {"doc_id": todo[i], "query": clean_query(texts[0])}
+                f.write(json.dumps(have[todo[i]]) + "\n")
+                f.flush()
+    empty = [d for d in ids if not have[d]["query"]]
+    if empty:
+        warnings.warn(f"skipped {len(empty)} passages whose generated query was empty: {empty[:5]}", stacklevel=2)
+    return [LabeledPair(f"d2q-{d}", have[d]["query"], [d]) for d in ids if have[d]["query"]]
+
+
+def synthesize(args: SynthesisArguments, expert=None, members: dict | None = None,
+               progress: bool = True) -> SynthesisResult:
+    """Run the whole pipeline; `expert` and `members` ({spec: member}) may be passed in to reuse them."""
+    check_synthesis_arguments(args)
+    data = load_beir(args.data, None if args.doc_to_query else args.split)
+    corpus_ids = list(data.corpus)
+    corpus = [data.corpus[d] for d in corpus_ids]
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = read_done(out)
+    members = dict(members or {})
+    for spec in [*args.committee, *args.negatives]:
+        if spec not in members:
+            members[spec] = load_member(spec, corpus)
+    committee = Committee([members[s] for s in args.committee], args.vote)
+    expert = expert or make_expert(args)
+
+    pairs = _doc_to_query_pairs(args, data, expert, progress) if args.doc_to_query else labeled_pairs(data)
+    pairs = pairs[: args.limit] if args.limit else pairs
+    pool = [(p.query_id, p.query, data.corpus[p.positive_ids[0]]) for p in pairs]
+    todo = [p for p in pairs if p.query_id not in done]
+    negatives = mine_negatives([p.query for p in todo], [set(p.positive_ids) for p in todo], corpus_ids, corpus,
+                               [members[s] for s in args.negatives], args.num_negatives)
+    conversations = []
+    for p in todo:
+        others = [(q, passage) for qid, q, passage in pool if qid != p.query_id]
+        shots = random.Random(f"{args.seed}/{p.query_id}").sample(others, min(args.num_shots, len(others)))
+        conversations.append(thought_messages(p.query, shots))
+    written = 0
+    with out.open("a", encoding="utf-8") as f:
+        for i, candidates in expert.generate_stream(conversations, args.num_candidates, progress):
+            p = todo[i]
+            if len(candidates) < 2:
+                raise RuntimeError(f"the expert returned {len(candidates)} candidates for query {p.query_id}; need >= 2")
+            decision = committee.decide(candidates, data.corpus[p.positive_ids[0]])
+            record = {"query_id": p.query_id, "query": p.query, "pos_ids": p.positive_ids,
+                      "pos": [data.corpus[d] for d in p.positive_ids], "neg_ids": negatives[i],
+                      "neg": [data.corpus[d] for d in negatives[i]], "thought": candidates[decision.chosen],
+                      "candidates": candidates, "chosen": decision.chosen, "vote": args.vote,
+                      "scores": decision.scores, "votes": decision.votes, "expert": getattr(expert, "name", "")}
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            f.flush()  # one record at a time: a crash loses only queries still in flight
+            written += 1
+    return SynthesisResult(str(out), written, len(pairs) - len(todo))
