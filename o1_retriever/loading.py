@@ -92,21 +92,41 @@ def _load_adapter(adapter_dir: Path, dtype) -> tuple[torch.nn.Module, object]:
     return model, tokenizer
 
 
-def _materialize(source: str, dtype) -> Path:
-    """A plain HF directory for `source`, for quantized loading (bitsandbytes needs from_pretrained)."""
+def _dir_key(path: Path) -> str:
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    return hashlib.sha256("".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files).encode()).hexdigest()[:16]
+
+
+def _materialize(source: str, dtype) -> tuple[Path, bool]:
+    """A plain HF directory with the O1 token rows, for quantized loading (bitsandbytes quantizes in
+    from_pretrained, so every other source is first written out once to the cache).
+    Returns (dir, whether the original checkpoint already had the O1 tokens)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     path = Path(source).expanduser()
     if path.suffix == ".gguf":
         key = hashlib.sha256(f"{path.resolve()}:{path.stat().st_size}".encode()).hexdigest()[:16]
-        return convert_gguf(path, cache_dir() / "models" / f"{path.stem}-{key}")
-    if (path / "adapter_config.json").exists():
-        key = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file())).hexdigest()[:16]
-        out = cache_dir() / "models" / f"merged-{key}"
+        path, had = convert_gguf(path, cache_dir() / "models" / f"{path.stem}-{key}"), False
+    elif (path / "adapter_config.json").exists():
+        out = cache_dir() / "models" / f"merged-{_dir_key(path)}"
         if not (out / "config.json").exists():
             model, tokenizer = _load_adapter(path, dtype)
             model.save_pretrained(out)
             tokenizer.save_pretrained(out)
-        return out
-    return path if path.exists() else Path(source)
+        return out, True
+    elif not path.exists():
+        path = Path(source)  # hub id
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if all(t in tokenizer.get_vocab() for t in SPECIAL_TOKENS):
+        return path, True
+    key = _dir_key(path) if path.exists() else hashlib.sha256(source.encode()).hexdigest()[:16]
+    out = cache_dir() / "models" / f"o1tokens-{key}"
+    if not (out / "config.json").exists():
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        add_special_tokens(model, tokenizer)
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+    return out, False
 
 
 def load_causal_lm(source: str, *, device: torch.device, dtype: torch.dtype,
@@ -122,9 +142,8 @@ def load_causal_lm(source: str, *, device: torch.device, dtype: torch.dtype,
     qconfig = _quantization_config(quantization, dtype)
     try:
         if qconfig is not None:
-            plain = _materialize(source, dtype)
+            plain, had_tokens = _materialize(source, dtype)
             tokenizer = AutoTokenizer.from_pretrained(plain)
-            had_tokens = all(t in tokenizer.get_vocab() for t in SPECIAL_TOKENS)
             model = AutoModelForCausalLM.from_pretrained(plain, quantization_config=qconfig, dtype=dtype,
                                                          device_map={"": str(device)})
         elif path.suffix == ".gguf" and path.is_file():
@@ -143,8 +162,6 @@ def load_causal_lm(source: str, *, device: torch.device, dtype: torch.dtype,
     add_special_tokens(None if qconfig is not None else model, tokenizer)
     if qconfig is None:
         model.to(device)
-    elif model.get_input_embeddings().weight.shape[0] < len(tokenizer):
-        raise ValueError(f"{source!r} lacks the O1 token rows; quantized loading needs a checkpoint that has them")
     model.eval()
     return LoadedLM(model, tokenizer, "official" if had_tokens else "chat", source)
 

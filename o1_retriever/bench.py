@@ -1,0 +1,147 @@
+"""`o1-retriever bench`: throughput and memory of the engine, all measured in one run on one machine.
+
+Not a test: figures depend on the machine. Results go to JSON (and a rich table) for notes and READMEs.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import torch
+
+from .corpus import DEMO_CORPUS, read_corpus
+
+BENCH_QUERIES = [
+    "Why does bread rise in the oven?", "How do vaccines protect against disease?", "What makes Mars red?",
+    "What causes ocean tides?", "How does insulin control blood sugar?", "Why do corals bleach?",
+    "How do lithium-ion batteries store energy?", "What did the printing press change?",
+    "How does public-key encryption work?", "Why do antibiotics stop working?", "What happens during deep sleep?",
+    "How do volcanoes erupt?", "What is inflation?", "How do search engines rank pages?",
+    "How do neural networks learn?", "Why is caffeine stimulating?",
+]
+
+
+def matmul_tflops(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n ** 3 * reps / (time.perf_counter() - t) / 1e12
+
+
+def _timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
+def bench_queries(emb, queries, k, one_by_one_n):
+    rows = {}
+    emb.thought_cache = None
+    emb.fused = True
+    _, s = _timed(lambda: emb.encode_queries(queries, k=k))
+    rows["fused"] = len(queries) / s
+    emb.fused = False
+    _, s = _timed(lambda: emb.encode_queries(queries, k=k))
+    rows["two_pass_batched"] = len(queries) / s
+    sub = queries[:one_by_one_n]
+    _, s = _timed(lambda: [emb.encode_queries(q, k=k) for q in sub])
+    rows["one_at_a_time"] = len(sub) / s
+    import tempfile
+
+    from .cache import ThoughtCache
+    with tempfile.TemporaryDirectory() as tmp:
+        emb.thought_cache = ThoughtCache(os.path.join(tmp, "t.sqlite"))
+        emb.encode_queries(queries, k=k)  # fill
+        _, s = _timed(lambda: emb.encode_queries(queries, k=k))
+        rows["cache_hit"] = len(queries) / s
+        emb.thought_cache.close()
+    emb.thought_cache, emb.fused = None, True
+    return rows
+
+
+def bench_documents(emb, docs, peak_tflops):
+    n_params = sum(p.numel() for p in emb.encoder.model.parameters())
+    tokens = sum(len(x) for x in emb.encoder.tokenize(docs, emb.document_max_length))
+    emb.encode_documents(docs[:8])  # warm-up
+    _, s = _timed(lambda: emb.encode_documents(docs))
+    tps = tokens / s
+    return {"docs_per_s": len(docs) / s, "tokens_per_s": tps,
+            "fraction_of_bf16_peak": tps * 2 * n_params / (peak_tflops * 1e12)}
+
+
+def _thinker_memory(source, quantization) -> dict:
+    """Load the thinker in a fresh process and report its footprint and the process's RSS growth."""
+    code = (
+        "import json,os,psutil,torch;from o1_retriever.loading import load_causal_lm;"
+        "from o1_retriever.default_model import default_model_path;p=psutil.Process();r0=p.memory_info().rss;"
+        f"lm=load_causal_lm({source!r} or str(default_model_path()),device=torch.device('cpu'),dtype=torch.bfloat16,quantization={quantization!r});"
+        "print(json.dumps({'footprint_mb':lm.model.get_memory_footprint()/2**20,'rss_growth_mb':(p.memory_info().rss-r0)/2**20}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_bench(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from . import O1Embedder
+    console = Console()
+    queries = (BENCH_QUERIES * 4)[: args.queries]
+    docs = [p.full_text for p in read_corpus(DEMO_CORPUS)] * max(1, args.docs // 32)
+    peak = {"bf16": matmul_tflops(torch.bfloat16), "fp32": matmul_tflops(torch.float32)}
+    console.print(f"matmul TFLOP/s: bf16 {peak['bf16']:.2f}, fp32 {peak['fp32']:.2f}")
+    result = {"meta": {"machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count(),
+                       "torch": torch.__version__, "cuda": torch.cuda.is_available(), "k": args.k,
+                       "max_new_tokens": args.max_new_tokens, "queries": len(queries), "documents": len(docs),
+                       "model": args.model or "bundled default"},
+              "matmul_tflops": peak}
+    # Fused thinking needs the official prompt: forced here so all query modes run the same prompt.
+    emb = O1Embedder.from_pretrained(args.model, dtype="bf16", prompt_style="official", thought_cache=False,
+                                     max_new_tokens=args.max_new_tokens)
+    result["queries_per_s"] = bench_queries(emb, queries, args.k, args.one_by_one)
+    result["encode_documents"] = {"bf16": bench_documents(emb, docs, peak["bf16"])}
+    del emb
+    emb32 = O1Embedder.from_pretrained(args.model, dtype="fp32", thought_cache=False)
+    result["encode_documents"]["fp32"] = bench_documents(emb32, docs, peak["bf16"])
+    del emb32
+    result["thinker_memory_mb"] = {"bf16": _thinker_memory(args.model, None)}
+    try:
+        result["thinker_memory_mb"]["4bit"] = _thinker_memory(args.model, "4bit")
+    except subprocess.CalledProcessError as e:
+        result["thinker_memory_mb"]["4bit"] = {"error": e.stderr.strip().splitlines()[-1]}
+
+    table = Table(title=f"o1-retriever bench (k={args.k}, max_new_tokens={args.max_new_tokens})")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for mode, qps in result["queries_per_s"].items():
+        table.add_row(f"queries/s {mode}", f"{qps:.2f}")
+    for dt, r in result["encode_documents"].items():
+        table.add_row(f"docs/s {dt}", f"{r['docs_per_s']:.1f}")
+        table.add_row(f"tokens/s {dt} (fraction of bf16 peak)", f"{r['tokens_per_s']:.0f} ({r['fraction_of_bf16_peak']:.1%})")
+    for q, r in result["thinker_memory_mb"].items():
+        table.add_row(f"thinker memory {q}", json.dumps({k: round(v) for k, v in r.items()} if "error" not in r else r))
+    console.print(table)
+    if args.output:
+        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+        with open(args.output, "w") as f:
+            json.dump(result, f, indent=2)
+        console.print(f"wrote {args.output}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("bench", help="measure thinking/embedding throughput and thinker memory on this machine")
+    p.add_argument("--model", default=None, help="model to bench (default: the bundled model)")
+    p.add_argument("--k", type=int, default=3, help="thoughts per query")
+    p.add_argument("--max-new-tokens", type=int, default=64, help="thought length limit")
+    p.add_argument("--queries", type=int, default=16, help="queries for the batched modes")
+    p.add_argument("--one-by-one", type=int, default=4, help="queries for the one-at-a-time mode")
+    p.add_argument("--docs", type=int, default=128, help="documents for encode_documents")
+    p.add_argument("--output", default="benchmarks/bench.json", help="where to write the JSON")
+    p.set_defaults(func=run_bench)

@@ -1,0 +1,150 @@
+import numpy as np
+import pytest
+import torch
+
+from o1_retriever import O1Embedder, QueryEncoding
+
+DOCS = ["protein cell gene expression", "the river and the ocean water", "a", "music history of the city war",
+        "solar energy plant " * 20]
+
+
+def test_single_str_gives_1d_and_lists_give_2d(tiny_embedder):
+    v = tiny_embedder.encode_documents("protein cell")
+    assert v.shape == (tiny_embedder.dim,)
+    m = tiny_embedder.encode_documents(DOCS)
+    assert m.shape == (len(DOCS), tiny_embedder.dim) and m.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(m, axis=1), 1.0, atol=1e-5)
+    q = tiny_embedder.encode_queries("protein cell", k=2)
+    assert q.shape == (tiny_embedder.dim,)
+
+
+def test_length_sorted_batches_restore_input_order(tiny_embedder):
+    together = tiny_embedder.encode_documents(DOCS, batch_size=2)
+    alone = np.stack([tiny_embedder.encode_documents(d) for d in DOCS])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+    assert not np.allclose(together[0], together[1], atol=1e-3)
+
+
+def test_k0_embeds_the_bare_query_in_the_official_format(tiny_embedder):
+    q = tiny_embedder.encode_queries("protein cell", k=0)
+    enc = tiny_embedder.encoder
+    manual = enc.encode([f"<query>protein cell</query><thought>{enc.tokenizer.eos_token}"], 256)[0]
+    np.testing.assert_allclose(q, manual, atol=1e-5)
+    assert tiny_embedder.think("protein cell", k=0) == []
+
+
+def test_return_thoughts_and_aggregations(tiny_embedder):
+    r = tiny_embedder.encode_queries(["protein cell", "river ocean"], k=3, return_thoughts=True)
+    assert isinstance(r, QueryEncoding) and r.embeddings.shape == (2, tiny_embedder.dim)
+    assert len(r.thoughts) == 2 and all(len(t) == 3 for t in r.thoughts)
+    # official mean is not re-normalised; normalized_mean is the same direction with unit norm
+    norm_mean = tiny_embedder.encode_queries(["protein cell", "river ocean"], k=3, aggregation="normalized_mean")
+    np.testing.assert_allclose(norm_mean, r.embeddings / np.linalg.norm(r.embeddings, axis=1, keepdims=True), atol=1e-5)
+    assert (np.linalg.norm(r.embeddings, axis=1) <= 1 + 1e-5).all()
+    with_q = tiny_embedder.encode_queries(["protein cell"], k=3, aggregation="mean_with_query")
+    bare = tiny_embedder.encode_queries(["protein cell"], k=0)
+    plain = tiny_embedder.encode_queries(["protein cell"], k=3)  # same batch, so the same sampled thoughts
+    expected = (plain[0] * 3 + bare[0]) / 4
+    np.testing.assert_allclose(with_q[0], expected / np.linalg.norm(expected), atol=1e-4)
+    single = tiny_embedder.encode_queries("protein cell", k=2, return_thoughts=True)
+    assert single.embeddings.ndim == 1 and len(single.thoughts) == 2 and isinstance(single.thoughts[0], str)
+
+
+def test_seed_makes_thoughts_repeatable(tiny_o1_dir):
+    a = O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", dtype="fp32", thought_cache=False,
+                                   max_new_tokens=8, temperature=1.0, seed=7)
+    first = a.think(["protein cell", "river"], k=3)
+    assert a.think(["protein cell", "river"], k=3) == first
+    a.generation = type(a.generation)(temperature=1.0, max_new_tokens=8, seed=8)
+    assert a.think(["protein cell", "river"], k=3) != first
+
+
+@pytest.mark.parametrize("bad, exc, match", [
+    (None, TypeError, "None"), (5, TypeError, "int"), ([1, 2], TypeError, r"queries\[0\]"),
+    ([""], ValueError, "empty"), (["  "], ValueError, "whitespace"), ([None], TypeError, "NoneType"),
+    (b"bytes", TypeError, "bytes")])
+def test_bad_queries(tiny_embedder, bad, exc, match):
+    with pytest.raises(exc, match=match):
+        tiny_embedder.encode_queries(bad, k=1)
+
+
+def test_bad_arguments(tiny_embedder):
+    with pytest.raises(ValueError, match="k must be >= 0"):
+        tiny_embedder.encode_queries("q", k=-1)
+    with pytest.raises(TypeError, match="k must be an int"):
+        tiny_embedder.encode_queries("q", k=1.5)
+    with pytest.raises(ValueError, match="batch_size"):
+        tiny_embedder.encode_documents(["d"], batch_size=0)
+    with pytest.raises(ValueError, match="aggregation"):
+        tiny_embedder.encode_queries("q", k=1, aggregation="max")
+    with pytest.raises(TypeError, match="documents"):
+        tiny_embedder.encode_documents({"a": 1})
+
+
+def test_overlong_text_is_truncated_with_one_warning(tiny_o1_dir):
+    emb = O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", dtype="fp32", thought_cache=False,
+                                     document_max_length=16)
+    long = "protein cell gene " * 40
+    with pytest.warns(UserWarning, match="truncated") as record:
+        a = emb.encode_documents([long, long + "river"])
+        emb.encode_documents([long])
+    assert sum("truncated" in str(w.message) for w in record) == 1
+    np.testing.assert_allclose(a[0], a[1], atol=1e-5)  # only the first 15 tokens count
+
+
+def _eos_friendly(tiny_o1_dir, tmp_path):
+    """A tiny model whose EOS logit is competitive, so some thoughts end early and others run out."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(tiny_o1_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_o1_dir)
+    with torch.no_grad():  # near-uniform logits, then a generation-time bias makes EOS a ~1-in-8 event
+        model.lm_head.weight.mul_(0.05)
+    model.generation_config.sequence_bias = [[[tok.eos_token_id], 4.5]]
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    return O1Embedder.from_pretrained(str(tmp_path), device="cpu", dtype="fp32", thought_cache=False,
+                                      max_new_tokens=10, temperature=1.0)
+
+
+def test_fused_vector_equals_a_fresh_pass_over_the_same_tokens(tiny_o1_dir, tmp_path):
+    emb = _eos_friendly(tiny_o1_dir, tmp_path)
+    th, cfg, tok = emb.thinker, emb.generation, emb.thinker.tokenizer
+    queries = ["protein cell gene", "a", "river ocean water and solar energy of the city", "the war"]
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        batch, out = th._generate(queries, 3, cfg, want_cache=True)
+    new = out.sequences[:, batch["input_ids"].shape[1]:]
+    eos, emb_id = tok.eos_token_id, tok.convert_tokens_to_ids("<emb>")
+    finished = (new == eos).any(1)
+    assert finished.any() and not finished.all(), "need both early-stopped and length-capped thoughts"
+    fused = th._emb_step(batch["attention_mask"].repeat_interleave(3, 0), new, out.past_key_values, eos, emb_id)
+    for i in range(new.shape[0]):
+        prompt = batch["input_ids"][i // 3][batch["attention_mask"][i // 3].bool()].tolist()
+        gen = new[i].tolist()
+        gen = gen[: gen.index(eos)] if eos in gen else gen
+        ids = torch.tensor([prompt + gen + [eos, emb_id]])
+        with torch.no_grad():
+            ref = emb.encoder.backbone(input_ids=ids).last_hidden_state[0, -1]
+        assert torch.nn.functional.cosine_similarity(fused[i], ref, dim=0) > 0.9999
+
+
+def test_fused_path_is_used_and_agrees_with_two_pass_on_thoughts(tiny_o1_dir, tmp_path):
+    emb = _eos_friendly(tiny_o1_dir, tmp_path)
+    assert emb.can_fuse
+    qs = ["protein cell gene", "river ocean"]
+    fused = emb.encode_queries(qs, k=2, return_thoughts=True)
+    emb.fused = False
+    two_pass = emb.encode_queries(qs, k=2, return_thoughts=True)
+    assert fused.thoughts == two_pass.thoughts  # same seed, same sampling
+
+
+def test_composite_mode_with_a_sentence_transformer(tiny_lm_dir):
+    from o1_retriever.default_model import minilm_path
+    emb = O1Embedder.composite(thinker=str(tiny_lm_dir), encoder=str(minilm_path()), device="cpu", dtype="fp32",
+                               thought_cache=False, max_new_tokens=6)
+    assert emb.dim == 384 and emb.thinker.prompt_style == "chat" and not emb.can_fuse
+    docs = emb.encode_documents(["Insulin lets cells absorb glucose.", "Volcanoes erupt magma."])
+    r = emb.encode_queries("how does insulin work", k=2, return_thoughts=True)
+    assert len(r.thoughts) == 2 and r.embeddings.shape == (384,)
+    bare = emb.encode_queries("how does insulin work", k=0)
+    assert (docs @ bare).argmax() == 0  # MiniLM itself ranks the insulin passage first

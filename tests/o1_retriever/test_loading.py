@@ -1,0 +1,97 @@
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from o1_retriever import O1Embedder
+from o1_retriever.formatting import SPECIAL_TOKENS
+
+
+def test_plain_causal_lm_gets_tokens_and_chat_style(tiny_lm_dir):
+    emb = O1Embedder.from_pretrained(str(tiny_lm_dir), device="cpu", dtype="fp32", thought_cache=False)
+    vocab = emb.encoder.tokenizer.get_vocab()
+    assert all(t in vocab for t in SPECIAL_TOKENS)
+    assert emb.thinker.prompt_style == "chat"
+    assert emb.encoder.model.get_input_embeddings().weight.shape[0] == len(emb.encoder.tokenizer)
+
+
+def test_merged_o1_checkpoint_uses_official_style(tiny_embedder):
+    assert tiny_embedder.thinker.prompt_style == "official"
+    assert tiny_embedder.thinker.prompt("q") == "<query>q</query><thought>"
+
+
+def test_prompt_style_override_and_bad_values(tiny_o1_dir):
+    emb = O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", dtype="fp32", thought_cache=False,
+                                     prompt_style="chat")
+    assert emb.thinker.prompt_style == "chat"
+    with pytest.raises(ValueError, match="prompt_style"):
+        O1Embedder.from_pretrained(str(tiny_o1_dir), prompt_style="raw")
+    with pytest.raises(ValueError, match="quantization"):
+        O1Embedder.from_pretrained(str(tiny_o1_dir), quantization="2bit")
+    with pytest.raises(ValueError, match="dtype"):
+        O1Embedder.from_pretrained(str(tiny_o1_dir), dtype="int3")
+
+
+def test_missing_path_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        O1Embedder.from_pretrained(str(tmp_path / "nope"))
+    with pytest.raises(TypeError, match="str or PathLike"):
+        O1Embedder.from_pretrained(123)
+
+
+def _official_adapter(tiny_o1_dir, out, save_lm_head):
+    """Write a LoRA adapter in the official layout: adapter files + embedding/emb.pth (+ lm_head.pth)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(tiny_o1_dir)
+    base = AutoModelForCausalLM.from_pretrained(tiny_o1_dir)
+    torch.manual_seed(3)
+    with torch.no_grad():  # "trained" token rows that differ from the base checkpoint
+        base.get_input_embeddings().weight[-4:] += torch.randn(4, base.config.hidden_size)
+    peft = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    peft.save_pretrained(out)
+    cfg = json.loads((out / "adapter_config.json").read_text())
+    cfg["base_model_name_or_path"] = str(tiny_o1_dir)
+    (out / "adapter_config.json").write_text(json.dumps(cfg))
+    (out / "embedding").mkdir()
+    torch.save(base.get_input_embeddings(), out / "embedding" / "emb.pth")
+    if save_lm_head:
+        torch.save(base.get_output_embeddings(), out / "embedding" / "lm_head.pth")
+    tok.save_pretrained(out)
+    merged = peft.merge_and_unload()
+    return merged, tok
+
+
+@pytest.mark.parametrize("save_lm_head", [False, True])
+def test_official_adapter_layout_equals_merged_model(tiny_o1_dir, tmp_path, save_lm_head):
+    merged, tok = _official_adapter(tiny_o1_dir, tmp_path / "adapter", save_lm_head)
+    merged.save_pretrained(tmp_path / "merged")
+    tok.save_pretrained(tmp_path / "merged")
+    from_adapter = O1Embedder.from_pretrained(str(tmp_path / "adapter"), device="cpu", dtype="fp32", thought_cache=False)
+    from_merged = O1Embedder.from_pretrained(str(tmp_path / "merged"), device="cpu", dtype="fp32", thought_cache=False)
+    assert from_adapter.thinker.prompt_style == "official"
+    docs = ["protein cell gene", "the river and the ocean"]
+    np.testing.assert_allclose(from_adapter.encode_documents(docs), from_merged.encode_documents(docs), atol=1e-5)
+    base = O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", dtype="fp32", thought_cache=False)
+    assert not np.allclose(base.encode_documents(docs), from_adapter.encode_documents(docs), atol=1e-3)
+
+
+def test_emb_pth_with_a_foreign_object_is_refused(tiny_o1_dir, tmp_path):
+    _official_adapter(tiny_o1_dir, tmp_path / "adapter", False)
+    torch.save({"not": "an embedding"}, tmp_path / "adapter" / "embedding" / "emb.pth")
+    with pytest.raises(ValueError, match="Embedding"):
+        O1Embedder.from_pretrained(str(tmp_path / "adapter"), device="cpu", dtype="fp32", thought_cache=False)
+
+
+def test_pickled_code_in_emb_pth_is_not_executed(tiny_o1_dir, tmp_path):
+    _official_adapter(tiny_o1_dir, tmp_path / "adapter", False)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+    torch.save(Evil(), tmp_path / "adapter" / "embedding" / "emb.pth")
+    with pytest.raises(Exception) as info, warnings.catch_warnings():
+        O1Embedder.from_pretrained(str(tmp_path / "adapter"), device="cpu", dtype="fp32", thought_cache=False)
+    assert "weights_only" in str(info.value) or "Unsupported" in str(info.value) or "global" in str(info.value)
