@@ -89,7 +89,7 @@ def register(sub) -> None:
     _model_args(p)
     p.add_argument("--corpus", required=True, help="JSONL file, one {'_id','text','title'?} per line")
     p.add_argument("--db", required=True, help="Chroma persistence directory")
-    p.add_argument("--collection", default="o1", help="collection name")
+    p.add_argument("--collection", default="o1-retriever", help="collection name")
     p.add_argument("--batch-size", type=int, default=64, help="documents per write")
     p.set_defaults(func=run_index)
 
@@ -97,7 +97,7 @@ def register(sub) -> None:
     _model_args(p)
     p.add_argument("query", help="the query text")
     p.add_argument("--db", required=True, help="Chroma persistence directory")
-    p.add_argument("--collection", default="o1", help="collection name")
+    p.add_argument("--collection", default="o1-retriever", help="collection name")
     p.add_argument("--k", type=int, default=3, help="thoughts per query (0 = no thinking)")
     p.add_argument("--top-k", type=int, default=10, help="hits to return")
     p.set_defaults(func=run_search)

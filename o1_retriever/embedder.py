@@ -120,8 +120,8 @@ class O1Embedder:
         """Thoughts for every query (cache first); with want_vectors, fused vectors for the misses."""
         if k == 0 or self.thinker is None:
             return [[] for _ in queries], {}
-        keys = self._keys(queries, k) if self.thought_cache else [None] * len(queries)
-        hits = self.thought_cache.get_many(keys) if self.thought_cache else {}
+        keys = self._keys(queries, k) if self.thought_cache is not None else [None] * len(queries)
+        hits = self.thought_cache.get_many(keys) if self.thought_cache is not None else {}
         todo = sorted({q for q, key in zip(queries, keys) if key not in hits}, key=len)
         fresh, vectors = {}, {}
         if todo:
@@ -132,7 +132,7 @@ class O1Embedder:
             else:
                 made = self.thinker.think(todo, k, self.generation, batch_size, progress)
             fresh = dict(zip(todo, made))
-            if self.thought_cache:
+            if self.thought_cache is not None:
                 self.thought_cache.put_many({key: fresh[q] for q, key in zip(queries, keys) if q in fresh})
         return [hits[key] if key in hits else fresh[q] for q, key in zip(queries, keys)], vectors
 

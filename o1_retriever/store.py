@@ -1,6 +1,7 @@
 """`O1Index`: document vectors in a Chroma collection, queries that think before they search."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -8,6 +9,7 @@ from tqdm.auto import tqdm
 
 from .validation import as_text_list, check_k, check_positive_int
 
+_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]")
 FINGERPRINT_KEY, DIM_KEY, MODEL_KEY = "o1:fingerprint", "o1:dim", "o1:model"
 
 
@@ -34,10 +36,11 @@ def _client(path, host, port):
 class O1Index:
     """A Chroma collection tied to one embedder. `path=None` and no host: in-memory."""
 
-    def __init__(self, embedder, path: str | Path | None = None, collection: str = "o1", host: str | None = None,
+    def __init__(self, embedder, path: str | Path | None = None, collection: str = "o1-retriever", host: str | None = None,
                  port: int = 8000, client=None):
-        if not isinstance(collection, str) or not collection.strip():
-            raise ValueError(f"collection must be a non-empty str, got {collection!r}")
+        if not isinstance(collection, str) or not _NAME.fullmatch(collection):
+            raise ValueError(f"collection={collection!r} is not a valid Chroma name: 3-512 characters from "
+                             "[a-zA-Z0-9._-], starting and ending with a letter or digit")
         self.embedder = embedder
         self.client = client if client is not None else _client(path, host, port)
         meta = {FINGERPRINT_KEY: embedder.fingerprint, DIM_KEY: int(embedder.dim), MODEL_KEY: embedder.name,
@@ -55,8 +58,8 @@ class O1Index:
         return self.collection.count()
 
     def add(self, ids, texts, metadatas=None, batch_size: int = 64, show_progress_bar: bool | None = None) -> int:
-        """Embed and upsert documents. All inputs are checked before anything is written; each batch is
-        embedded before its write, so a failure leaves every stored batch intact. Existing ids are updated."""
+        """Embed and upsert documents; existing ids are updated. Inputs are checked and every vector is
+        computed before the first write, so a bad input or a failed embedding leaves the collection as it was."""
         ids, _ = as_text_list(ids, "ids")
         texts, _ = as_text_list(texts, "texts")
         check_positive_int(batch_size, "batch_size")
@@ -67,16 +70,17 @@ class O1Index:
             raise ValueError(f"ids must be unique within one add() call; repeated: {dupes}")
         if metadatas is not None:
             if isinstance(metadatas, dict) or len(metadatas) != len(ids):
-                raise ValueError("metadatas must be a list with one dict per id")
+                raise ValueError("metadatas must be a list with one dict (or None) per id")
             for i, m in enumerate(metadatas):
                 if m is not None and not isinstance(m, dict):
                     raise TypeError(f"metadatas[{i}] must be a dict or None, got {type(m).__name__}")
         show = len(ids) >= 256 if show_progress_bar is None else show_progress_bar
-        for start in tqdm(range(0, len(ids), batch_size), desc="Indexing", disable=not show):
+        vectors = [self.embedder.encode_documents(texts[s:s + batch_size], batch_size=min(batch_size, 32))
+                   for s in tqdm(range(0, len(ids), batch_size), desc="Embedding", disable=not show)]
+        for b, start in enumerate(range(0, len(ids), batch_size)):
             end = start + batch_size
-            vectors = self.embedder.encode_documents(texts[start:end], batch_size=min(batch_size, 32))
             metas = None if metadatas is None else [m or None for m in metadatas[start:end]]
-            self.collection.upsert(ids=ids[start:end], documents=texts[start:end], embeddings=vectors.tolist(),
+            self.collection.upsert(ids=ids[start:end], documents=texts[start:end], embeddings=vectors[b].tolist(),
                                    metadatas=metas)
         return len(ids)
 

@@ -1,0 +1,76 @@
+import multiprocessing as mp
+import sqlite3
+
+import pytest
+
+from o1_retriever import O1Embedder
+from o1_retriever.cache import ThoughtCache, cache_key
+
+
+def test_hit_skips_generation(tiny_o1_dir, tmp_path):
+    emb = O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", dtype="fp32",
+                                     thought_cache=tmp_path / "t.sqlite", max_new_tokens=6)
+    calls = []
+    real_generate = emb.thinker._generate
+    emb.thinker._generate = lambda *a, **kw: calls.append(a[0]) or real_generate(*a, **kw)  # spy, real model
+    first = emb.encode_queries(["protein cell", "river"], k=2, return_thoughts=True)
+    assert len(calls) == 1
+    again = emb.encode_queries(["river", "protein cell", "the war"], k=2, return_thoughts=True)
+    assert calls[1] == ["the war"]  # only the new query was thought about
+    assert again.thoughts[0] == first.thoughts[1] and again.thoughts[1] == first.thoughts[0]
+    emb.encode_queries(["river"], k=3)  # another k is another key
+    assert len(calls) == 3
+
+
+def test_key_depends_on_every_input():
+    base = cache_key("fp", "tmpl", "q", 3, {"temperature": 0.1, "seed": 0})
+    assert base != cache_key("fp2", "tmpl", "q", 3, {"temperature": 0.1, "seed": 0})
+    assert base != cache_key("fp", "tmpl2", "q", 3, {"temperature": 0.1, "seed": 0})
+    assert base != cache_key("fp", "tmpl", "q2", 3, {"temperature": 0.1, "seed": 0})
+    assert base != cache_key("fp", "tmpl", "q", 2, {"temperature": 0.1, "seed": 0})
+    assert base != cache_key("fp", "tmpl", "q", 3, {"temperature": 0.1, "seed": 1})
+
+
+def _writer(path, worker, n):
+    cache = ThoughtCache(path)
+    for i in range(n):
+        cache.put_many({f"{worker}-{i}": [f"thought {worker} {i}"]})
+
+
+def test_two_processes_writing_at_once_lose_nothing(tmp_path):
+    path = tmp_path / "t.sqlite"
+    ThoughtCache(path)
+    procs = [mp.get_context("spawn").Process(target=_writer, args=(str(path), w, 150)) for w in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert all(p.exitcode == 0 for p in procs)
+    cache = ThoughtCache(path)
+    assert len(cache) == 300
+    assert cache.get_many(["0-149", "1-0"]) == {"0-149": ["thought 0 149"], "1-0": ["thought 1 0"]}
+
+
+def test_corrupt_file_warns_and_is_rebuilt(tiny_o1_dir, tmp_path):
+    path = tmp_path / "t.sqlite"
+    path.write_bytes(b"this is not a sqlite database" * 100)
+    with pytest.warns(UserWarning, match="unreadable"):
+        emb = O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", dtype="fp32", thought_cache=path,
+                                         max_new_tokens=4)
+    r = emb.encode_queries(["protein"], k=1, return_thoughts=True)
+    assert len(r.thoughts[0]) == 1 and len(emb.thought_cache) == 1
+    assert (tmp_path / "t.sqlite.corrupt").exists()
+
+
+def test_corruption_after_open_never_fails_a_query(tiny_o1_dir, tmp_path):
+    path = tmp_path / "t.sqlite"
+    emb = O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", dtype="fp32", thought_cache=path,
+                                     max_new_tokens=4)
+    emb.encode_queries(["protein"], k=1)
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE thoughts")
+    conn.commit()
+    conn.close()
+    with pytest.warns(UserWarning):
+        vec = emb.encode_queries(["protein"], k=1)
+    assert vec.shape == (1, emb.dim)

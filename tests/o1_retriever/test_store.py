@@ -1,0 +1,86 @@
+import pytest
+
+from o1_retriever import O1Embedder
+from o1_retriever.store import Hit, O1Index
+
+IDS = ["d1", "d2", "d3", "d4"]
+TEXTS = ["protein cell gene expression", "the river and the ocean water", "music history of the city",
+         "solar energy plant and climate"]
+
+
+def test_add_search_and_reopen(tiny_embedder, tmp_path):
+    index = O1Index(tiny_embedder, path=tmp_path, collection="docs")
+    assert index.add(IDS, TEXTS, [{"n": i} for i in range(4)]) == 4
+    hits = index.search(TEXTS[1], top_k=3, k=1)
+    assert len(hits) == 3 and all(isinstance(h, Hit) for h in hits)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert all(len(h.thoughts) == 1 for h in hits) and hits[0].metadata.keys() == {"n"}
+    # Chroma's scores are the cosine similarity of our own vectors
+    q = tiny_embedder.encode_queries(TEXTS[1], k=1)
+    d = tiny_embedder.encode_documents(TEXTS)
+    best = max(range(4), key=lambda i: float(d[i] @ q) / float((q @ q) ** 0.5))
+    assert hits[0].id == IDS[best]
+    reopened = O1Index(tiny_embedder, path=tmp_path, collection="docs")
+    assert len(reopened) == 4
+    assert [h.id for h in reopened.search(TEXTS[1], top_k=3, k=1)] == [h.id for h in hits]
+    many = reopened.search([TEXTS[0], TEXTS[2]], top_k=2, k=0)
+    assert len(many) == 2 and all(len(h) == 2 for h in many) and many[1][0].thoughts == []
+
+
+def test_reopening_with_another_model_is_refused(tiny_embedder, tiny_lm_dir, tmp_path):
+    O1Index(tiny_embedder, path=tmp_path, collection="docs").add(IDS, TEXTS)
+    other = O1Embedder.from_pretrained(str(tiny_lm_dir), device="cpu", dtype="fp32", thought_cache=False)
+    with pytest.raises(ValueError, match="fingerprint"):
+        O1Index(other, path=tmp_path, collection="docs")
+    assert len(O1Index(tiny_embedder, path=tmp_path, collection="docs")) == 4  # still intact
+
+
+def test_readding_an_id_updates_it(tiny_embedder, tmp_path):
+    index = O1Index(tiny_embedder, path=tmp_path)
+    index.add(IDS, TEXTS)
+    index.add(["d2"], ["protein cell gene expression again"], [{"v": 2}])
+    got = index.collection.get(ids=["d2"], include=["documents", "metadatas"])
+    assert len(index) == 4 and got["documents"] == ["protein cell gene expression again"]
+    assert got["metadatas"] == [{"v": 2}]
+
+
+def test_failed_add_leaves_the_collection_as_it_was(tiny_embedder, tmp_path):
+    index = O1Index(tiny_embedder, path=tmp_path)
+    index.add(IDS, TEXTS)
+    before = index.collection.get(include=["documents", "embeddings"])
+    for ids, texts, exc in [(["d1", "x"], ["changed", "  "], ValueError), (["d1"], [None], TypeError),
+                            (["d1", "d1"], ["a", "b"], ValueError), (["d1", "d2"], ["only one"], ValueError)]:
+        with pytest.raises(exc):
+            index.add(ids, texts)
+    # an error while embedding a later batch happens before any write: nothing changes
+    original = tiny_embedder.encode_documents
+    calls = []
+
+    def failing(texts, **kw):
+        calls.append(texts)
+        if len(calls) == 2:
+            raise RuntimeError("simulated failure in the second batch")
+        return original(texts, **kw)
+    tiny_embedder.encode_documents = failing
+    try:
+        with pytest.raises(RuntimeError):
+            index.add(["d1", "d5"], ["first batch changes d1", "never stored"], batch_size=1)
+    finally:
+        del tiny_embedder.encode_documents
+    after = index.collection.get(include=["documents", "embeddings"])
+    assert after["ids"] == before["ids"] and after["documents"] == before["documents"]
+    assert (after["embeddings"] == before["embeddings"]).all()
+
+
+def test_bad_search_arguments(tiny_embedder, tmp_path):
+    index = O1Index(tiny_embedder, path=tmp_path)
+    assert index.search("anything", k=1) == []  # empty index
+    index.add(IDS, TEXTS)
+    with pytest.raises(ValueError, match="top_k"):
+        index.search("q", top_k=0)
+    with pytest.raises(ValueError, match="k must be"):
+        index.search("q", k=-1)
+    with pytest.raises(ValueError, match="empty"):
+        index.search("   ")
+    with pytest.raises(ValueError, match="collection"):
+        O1Index(tiny_embedder, path=tmp_path, collection="")
