@@ -1,0 +1,94 @@
+"""`o1-retriever eval`: evaluate on a BEIR split, print a table, write JSON (+ a PNG for a k sweep).
+
+    o1-retriever eval --dataset ../shared/data/scifact --split test --baseline bm25 --k 0,3 \
+        --output benchmarks/scifact.json
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def parse_k_list(text: str) -> list[int]:
+    """'0,1,3' -> [0, 1, 3]; a clear error for anything else."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--k must be comma-separated ints >= 0 such as 0,1,3; got {text!r}") from None
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"--k must be comma-separated ints >= 0 such as 0,1,3; got {text!r}")
+    if len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"--k lists a value twice: {text!r}")
+    return values
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {value}")
+    return value
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("eval", help="evaluate retrieval on a BEIR dataset (nDCG@10, Recall@100, MRR@10)",
+                              description="Evaluate the O1 model (k sweep), BM25, a plain encoder and the composite "
+                                          "model on one BEIR split; prints a table, writes JSON and a PNG.")
+    p.add_argument("--dataset", required=True, help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv")
+    p.add_argument("--split", default="test", help="qrels split (default: test)")
+    p.add_argument("--model", default=None, help="O1 model dir, hub id or .gguf (default: the bundled model)")
+    p.add_argument("--no-model", action="store_true", help="skip the O1 model (evaluate baselines/composite only)")
+    p.add_argument("--k", type=parse_k_list, default=[0, 3], help="thoughts per query, a list for a sweep (default 0,3)")
+    p.add_argument("--baseline", action="append", choices=["bm25"], default=[], help="add a BM25 row")
+    p.add_argument("--baseline-encoder", metavar="DIR", help="add a plain sentence-transformers encoder row")
+    p.add_argument("--composite", action="store_true", help="add the composite model (thinker LM + ST encoder)")
+    p.add_argument("--composite-thinker", metavar="DIR", help="composite thinker (default SmolLM2-135M-Instruct)")
+    p.add_argument("--composite-encoder", metavar="DIR", help="composite encoder (default all-MiniLM-L6-v2)")
+    p.add_argument("--max-docs", type=_positive_int, help="subsample the corpus to N docs, keeping every judged one")
+    p.add_argument("--index", choices=["exact", "chroma"], default="exact",
+                   help="exact matrix-product search (default) or the Chroma store end to end")
+    p.add_argument("--output", metavar="JSON", help="write results here (and a PNG beside it for a k sweep)")
+    p.add_argument("--batch-size", type=_positive_int, default=32, help="batch size for thinking and embedding")
+    p.add_argument("--max-new-tokens", type=_positive_int, help="cap on thought length (default: the model's, 128)")
+    p.add_argument("--seed", type=int, default=0, help="seed for sampling thoughts and for --max-docs")
+    p.add_argument("--ignore-identical-ids", action="store_true",
+                   help="drop a hit whose id equals the query id (BEIR's rule for ArguAna/Quora only)")
+    p.add_argument("--thought-cache", action="store_true",
+                   help="reuse the persistent thought cache (faster reruns; latency then excludes thinking)")
+    p.add_argument("--no-embedding-cache", action="store_true", help="re-embed the corpus instead of using the cache")
+    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--dtype", default="auto", help="model dtype: auto, bf16, fp16, fp32")
+    p.set_defaults(func=run)
+
+
+def config_from_args(args):
+    from .runner import EvalConfig
+    return EvalConfig(dataset=args.dataset, split=args.split, model=args.model, run_model=not args.no_model,
+                      k=args.k, baselines=list(dict.fromkeys(args.baseline)), baseline_encoder=args.baseline_encoder,
+                      composite=args.composite, composite_thinker=args.composite_thinker,
+                      composite_encoder=args.composite_encoder, max_docs=args.max_docs, index=args.index,
+                      batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, seed=args.seed,
+                      ignore_identical_ids=args.ignore_identical_ids, thought_cache=args.thought_cache,
+                      embedding_cache=not args.no_embedding_cache, device=args.device, dtype=args.dtype)
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from .plot import plot_k_sweep
+    from .report import build_meta, print_table, write_json
+    from .runner import run_evaluation
+    config = config_from_args(args)
+    outcome = run_evaluation(config, log=lambda msg: print(msg, file=sys.stderr))
+    print_table(outcome)
+    if args.output:
+        meta = build_meta(config, outcome, ["o1-retriever", *sys.argv[1:]] if sys.argv else None)
+        path = write_json(args.output, meta, outcome)
+        print(f"wrote {path}")
+        rows = [r.as_dict() for r in outcome.rows]
+        if len(config.k) > 1 and any(r["k"] is not None for r in rows):
+            title = f"{outcome.dataset.name}/{outcome.dataset.split}" + (" (subsampled)" if outcome.dataset.subsample else "")
+            print(f"wrote {plot_k_sweep(rows, Path(path).with_suffix('.png'), title)}")
+    return 0

@@ -1,0 +1,171 @@
+"""BEIR-format datasets: `corpus.jsonl`, `queries.jsonl`, `qrels/<split>.tsv`.
+
+Errors name the file and line, so a malformed download is fixed in a minute, not debugged for an hour.
+Only judged queries (those with qrels in the split) are kept, as BEIR evaluates them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class BeirDataset:
+    """One split of a BEIR dataset, ready to evaluate."""
+    path: Path
+    split: str
+    corpus: dict[str, dict[str, str]]          # doc id -> {"title": ..., "text": ...}
+    queries: dict[str, str]                    # judged query id -> text
+    qrels: dict[str, dict[str, int]]           # query id -> {doc id: relevance}
+    digest: str                                # sha256 of the three source files (first 16 hex)
+    subsample: dict | None = field(default=None)  # set by `subsample_corpus`
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def doc_ids(self) -> list[str]:
+        return list(self.corpus)
+
+    def doc_texts(self) -> list[str]:
+        """`title text` per document (BEIR's convention for dense models and for BM25)."""
+        return [document_text(d) for d in self.corpus.values()]
+
+    def judged_doc_ids(self) -> set[str]:
+        return {doc for rels in self.qrels.values() for doc in rels}
+
+
+def document_text(doc: dict) -> str:
+    return f"{doc.get('title') or ''} {doc.get('text') or ''}".strip()
+
+
+def _read_jsonl(path: Path, what: str, required: tuple[str, ...]) -> list[dict]:
+    rows, seen = [], set()
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path} line {lineno}: not valid JSON ({e.msg}); each line must be one "
+                                 f"{what} object") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path} line {lineno}: expected a JSON object, got {type(row).__name__}")
+            for key in required:
+                if key not in row:
+                    raise ValueError(f"{path} line {lineno}: missing field {key!r} (a {what} needs {list(required)})")
+            row["_id"] = str(row["_id"])
+            if row["_id"] in seen:
+                raise ValueError(f"{path} line {lineno}: duplicate _id {row['_id']!r}")
+            seen.add(row["_id"])
+            for key in ("title", "text"):
+                if key in row and row[key] is not None and not isinstance(row[key], str):
+                    raise ValueError(f"{path} line {lineno}: field {key!r} must be a string, "
+                                     f"got {type(row[key]).__name__}")
+            rows.append(row)
+    if not rows:
+        raise ValueError(f"{path} has no {what} rows")
+    return rows
+
+
+def read_qrels(path: Path) -> dict[str, dict[str, int]]:
+    """Tab-separated `query-id corpus-id score`; a header line is optional."""
+    qrels: dict[str, dict[str, int]] = {}
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            parts = line.rstrip("\n\r").split("\t")
+            if lineno == 1 and parts[0].strip().lower() in ("query-id", "query_id", "qid"):
+                continue
+            if len(parts) != 3:
+                raise ValueError(f"{path} line {lineno}: expected 3 tab-separated columns "
+                                 f"(query-id, corpus-id, score), got {len(parts)}: {line.strip()!r:.80}")
+            qid, did, score = (p.strip() for p in parts)
+            try:
+                rel = int(float(score))
+            except ValueError:
+                raise ValueError(f"{path} line {lineno}: score must be an integer, got {score!r}") from None
+            qrels.setdefault(qid, {})[did] = rel
+    if not qrels:
+        raise ValueError(f"{path} has no judgements")
+    return qrels
+
+
+def _digest(paths: list[Path]) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(p.name.encode())
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
+def load_beir(path, split: str = "test") -> BeirDataset:
+    """Load one split; raises FileNotFoundError naming the missing file and the splits that exist."""
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset directory {str(root)!r} does not exist (expected a BEIR folder with "
+                                "corpus.jsonl, queries.jsonl and qrels/<split>.tsv)")
+    corpus_file, queries_file = root / "corpus.jsonl", root / "queries.jsonl"
+    qrels_file = root / "qrels" / f"{split}.tsv"
+    for f in (corpus_file, queries_file):
+        if not f.is_file():
+            raise FileNotFoundError(f"{f} is missing: a BEIR dataset needs corpus.jsonl and queries.jsonl")
+    if not qrels_file.is_file():
+        splits = sorted(p.stem for p in (root / "qrels").glob("*.tsv")) if (root / "qrels").is_dir() else []
+        raise FileNotFoundError(f"no qrels for split {split!r}: {qrels_file} is missing; "
+                                f"splits available: {splits or 'none (no qrels/ folder)'}")
+    corpus = {r["_id"]: {"title": r.get("title") or "", "text": r.get("text") or ""}
+              for r in _read_jsonl(corpus_file, "document", ("_id",))}
+    all_queries = {r["_id"]: r["text"] for r in _read_jsonl(queries_file, "query", ("_id", "text"))}
+    qrels = read_qrels(qrels_file)
+    unknown = sorted(set(qrels) - set(all_queries))
+    if unknown:
+        raise ValueError(f"{qrels_file} judges {len(unknown)} query id(s) missing from {queries_file}: {unknown[:5]}")
+    missing_docs = {d for rels in qrels.values() for d in rels} - set(corpus)
+    if missing_docs:
+        # They stay in the qrels (BEIR keeps them: they can never be retrieved, so they lower recall).
+        warnings.warn(f"{qrels_file} judges {len(missing_docs)} document id(s) absent from the corpus, "
+                      f"e.g. {sorted(missing_docs)[:3]}", stacklevel=2)
+    empty = [i for i, d in corpus.items() if not document_text(d)]
+    if empty:
+        raise ValueError(f"{corpus_file}: {len(empty)} document(s) have neither title nor text, e.g. {empty[:3]}")
+    queries = {q: all_queries[q] for q in qrels}
+    blank = [q for q, t in queries.items() if not isinstance(t, str) or not t.strip()]
+    if blank:
+        raise ValueError(f"{queries_file}: judged query id(s) {blank[:5]} have empty text")
+    return BeirDataset(root, split, corpus, queries, qrels, _digest([corpus_file, queries_file, qrels_file]))
+
+
+def subsample_corpus(dataset: BeirDataset, max_docs: int, seed: int = 0) -> BeirDataset:
+    """Keep every judged document plus a seeded random sample of the rest, `max_docs` in all.
+
+    If the judged documents alone exceed `max_docs`, all of them are kept (the figure would be
+    meaningless otherwise); the returned `subsample` record says how many were kept.
+    """
+    if isinstance(max_docs, bool) or not isinstance(max_docs, int) or max_docs <= 0:
+        raise ValueError(f"max_docs must be a positive int, got {max_docs!r}")
+    judged = dataset.judged_doc_ids() & set(dataset.corpus)
+    others = sorted(set(dataset.corpus) - judged)
+    room = max(0, max_docs - len(judged))
+    picked = set(random.Random(seed).sample(others, min(room, len(others))))
+    keep = judged | picked
+    corpus = {i: d for i, d in dataset.corpus.items() if i in keep}  # original order, for stable hashes
+    record = {"max_docs": max_docs, "seed": seed, "docs_total": len(dataset.corpus), "docs_kept": len(corpus),
+              "judged_docs_kept": len(judged)}
+    return BeirDataset(dataset.path, dataset.split, corpus, dataset.queries, dataset.qrels, dataset.digest, record)
+
+
+def corpus_digest(ids: list[str], texts: list[str]) -> str:
+    """Hash of exactly what gets embedded (ids and texts, in order): the embedding cache key."""
+    h = hashlib.sha256()
+    for i, t in zip(ids, texts):
+        h.update(i.encode() + b"\0" + t.encode() + b"\1")
+    return h.hexdigest()[:16]

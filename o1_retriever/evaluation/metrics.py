@@ -1,0 +1,81 @@
+"""Retrieval metrics through pytrec_eval (trec_eval's own code), averaged over judged queries.
+
+A judged query that retrieved nothing scores 0 on every metric (pytrec_eval would silently skip it,
+which inflates the mean). MRR@10 is trec_eval's reciprocal rank on the run cut to its top 10.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+Run = dict[str, dict[str, float]]    # query id -> {doc id: score}
+Qrels = dict[str, dict[str, int]]    # query id -> {doc id: relevance}
+
+
+@dataclass
+class MetricScores:
+    ndcg_at_10: float
+    recall_at_100: float
+    mrr_at_10: float
+    map: float
+    queries: int  # judged queries averaged over
+
+    def as_dict(self) -> dict:
+        return {"ndcg@10": self.ndcg_at_10, "recall@100": self.recall_at_100, "mrr@10": self.mrr_at_10,
+                "map": self.map, "queries": self.queries}
+
+
+def _pytrec_eval():
+    try:
+        import pytrec_eval
+    except ImportError as e:
+        raise ImportError("metrics need pytrec_eval: pip install pytrec-eval-terrier "
+                          "(or pip install 'o1-retriever[eval]')") from e
+    return pytrec_eval
+
+
+def top_n(run: Run, n: int) -> Run:
+    """Each query's n best documents (ties broken by doc id, descending, as trec_eval does)."""
+    return {q: dict(sorted(docs.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)[:n]) for q, docs in run.items()}
+
+
+def drop_identical_ids(run: Run) -> Run:
+    """Remove a retrieved document whose id equals the query id (BEIR's rule for ArguAna / Quora)."""
+    return {q: {d: s for d, s in docs.items() if d != q} for q, docs in run.items()}
+
+
+def per_query_scores(qrels: Qrels, run: Run, ignore_identical_ids: bool = False) -> dict[str, dict[str, float]]:
+    """{query id: {"ndcg@10", "recall@100", "mrr@10", "map"}} for every judged query."""
+    if not isinstance(qrels, dict) or not qrels:
+        raise ValueError("qrels must be a non-empty dict {query id: {doc id: relevance}}")
+    if not isinstance(run, dict):
+        raise TypeError(f"run must be a dict {{query id: {{doc id: score}}}}, got {type(run).__name__}")
+    pytrec_eval = _pytrec_eval()
+    if ignore_identical_ids:
+        run = drop_identical_ids(run)
+    qrels = {q: {d: int(r) for d, r in rels.items()} for q, rels in qrels.items()}
+    run = {q: {d: float(s) for d, s in docs.items()} for q, docs in run.items() if q in qrels and docs}
+    full = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10", "recall.100", "map"}).evaluate(run)
+    cut = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(top_n(run, 10))
+    zero = {"ndcg@10": 0.0, "recall@100": 0.0, "mrr@10": 0.0, "map": 0.0}
+    scores = {}
+    for q in qrels:
+        if q not in full:
+            scores[q] = dict(zero)
+            continue
+        scores[q] = {"ndcg@10": full[q]["ndcg_cut_10"], "recall@100": full[q]["recall_100"],
+                     "mrr@10": cut[q]["recip_rank"], "map": full[q]["map"]}
+    return scores
+
+
+def evaluate_run(qrels: Qrels, run: Run, ignore_identical_ids: bool = False) -> MetricScores:
+    """Mean nDCG@10, Recall@100, MRR@10 and MAP over all judged queries (BEIR convention).
+
+    Only queries with at least one relevant judgement (relevance > 0) count, as in BEIR.
+    """
+    judged = {q: rels for q, rels in qrels.items() if any(r > 0 for r in rels.values())}
+    if not judged:
+        raise ValueError("qrels hold no relevant judgement (relevance > 0); nothing to evaluate")
+    per_query = per_query_scores(judged, run, ignore_identical_ids)
+    n = len(per_query)
+    mean = {m: sum(s[m] for s in per_query.values()) / n for m in ("ndcg@10", "recall@100", "mrr@10", "map")}
+    return MetricScores(mean["ndcg@10"], mean["recall@100"], mean["mrr@10"], mean["map"], n)

@@ -1,0 +1,101 @@
+"""The evaluation record: JSON (stable shape other tools read) and a rich table for people.
+
+JSON shape: {"meta": {...}, "results": [{"system", "model", "k", "ndcg@10", "recall@100", "mrr@10",
+"map", "queries", "ms_per_query", ...}, ...]}. `meta` says exactly what produced the numbers.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from dataclasses import asdict
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from .bm25 import BM25Config
+from .runner import EvalConfig, EvalOutcome
+
+_PACKAGES = ("o1-retriever", "torch", "transformers", "sentence-transformers", "bm25s", "PyStemmer",
+             "pytrec-eval-terrier", "chromadb", "numpy")
+
+
+def versions() -> dict:
+    found = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def machine() -> dict:
+    import torch
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    info = {"platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def build_meta(config: EvalConfig, outcome: EvalOutcome, argv: list[str] | None = None) -> dict:
+    ds = outcome.dataset
+    o1 = next((s for s in outcome.systems if s.system == "o1"), None)
+    generation = next((s.generation for s in outcome.systems if s.generation), None)
+    return {
+        "tool": "o1-retriever eval",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": argv if argv is not None else sys.argv,
+        "dataset": {"name": ds.name, "path": str(ds.path), "split": ds.split, "hash": ds.digest,
+                    "documents": len(ds.corpus), "queries": len(ds.queries), "subsample": ds.subsample},
+        "subsampled": ds.subsample is not None,
+        "model": o1.model if o1 else None,
+        "fingerprint": o1.fingerprint if o1 else None,
+        "k": list(config.k),
+        "generation": generation,
+        "seed": config.seed,
+        "index": config.index,
+        "top_k": 100,
+        "ignore_identical_ids": config.ignore_identical_ids,
+        "thought_cache": config.thought_cache,
+        "bm25": BM25Config().as_dict() if "bm25" in config.baselines else None,
+        "systems": [asdict(s) for s in outcome.systems],
+        "config": asdict(config),
+        "versions": versions(),
+        "machine": machine(),
+    }
+
+
+def write_json(path, meta: dict, outcome: EvalOutcome) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"meta": meta, "results": [r.as_dict() for r in outcome.rows]}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def print_table(outcome: EvalOutcome, console=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    ds = outcome.dataset
+    title = f"{ds.name} / {ds.split}: {len(ds.queries)} queries, {len(ds.corpus)} docs"
+    if ds.subsample:
+        title += f" (SUBSAMPLED from {ds.subsample['docs_total']})"
+    table = Table(title=title)
+    for name in ("system", "model", "k", "nDCG@10", "R@100", "MRR@10", "MAP", "ms/query", "think tok/q"):
+        table.add_column(name, justify="left" if name in ("system", "model") else "right")
+    for r in outcome.rows:
+        tokens = "-" if r.thinking_tokens_per_query is None else f"{r.thinking_tokens_per_query:.1f}"
+        table.add_row(r.system, r.model or "-", "-" if r.k is None else str(r.k), f"{r.ndcg_at_10:.4f}",
+                      f"{r.recall_at_100:.4f}", f"{r.mrr_at_10:.4f}", f"{r.map:.4f}", f"{r.ms_per_query:.1f}", tokens)
+    (console or Console()).print(table)

@@ -1,0 +1,245 @@
+"""Evaluate retrieval systems on one BEIR split: BM25, the O1 model at several k, a plain
+sentence-transformers encoder, and the composite (separate thinker + encoder) model.
+
+Every system is timed on the query side only (thinking + embedding + search, per query); indexing
+the corpus is a one-off cost and is cached for dense models.
+"""
+from __future__ import annotations
+
+import gc
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..validation import check_choice, check_k, check_positive_int
+from .bm25 import BM25Config, BM25Searcher
+from .data import BeirDataset, load_beir, subsample_corpus
+from .metrics import evaluate_run
+from .search import corpus_embeddings, encoder_identity, exact_search
+
+TOP_K = 100  # documents retrieved per query: enough for Recall@100
+BASELINES = ("bm25",)
+INDEXES = ("exact", "chroma")
+
+
+@dataclass
+class EvalConfig:
+    dataset: str = field(metadata={"help": "BEIR folder with corpus.jsonl, queries.jsonl, qrels/<split>.tsv"})
+    split: str = field(default="test", metadata={"help": "qrels split to evaluate"})
+    model: str | None = field(default=None, metadata={"help": "O1 model (dir, hub id, .gguf); None: bundled default"})
+    run_model: bool = field(default=True, metadata={"help": "evaluate the O1 model (off: baselines/composite only)"})
+    k: list[int] = field(default_factory=lambda: [0, 3], metadata={"help": "thoughts per query to sweep"})
+    baselines: list[str] = field(default_factory=list, metadata={"help": "lexical baselines: 'bm25'"})
+    baseline_encoder: str | None = field(default=None, metadata={"help": "sentence-transformers dir as a baseline"})
+    composite: bool = field(default=False, metadata={"help": "also evaluate O1Embedder.composite"})
+    composite_thinker: str | None = field(default=None, metadata={"help": "composite thinker (default SmolLM2)"})
+    composite_encoder: str | None = field(default=None, metadata={"help": "composite encoder (default MiniLM)"})
+    max_docs: int | None = field(default=None, metadata={"help": "subsample the corpus, keeping judged docs"})
+    index: str = field(default="exact", metadata={"help": "'exact' (matrix product) or 'chroma' (O1Index)"})
+    batch_size: int = field(default=32, metadata={"help": "queries / documents per forward pass"})
+    max_new_tokens: int | None = field(default=None, metadata={"help": "thought length cap (None: model default)"})
+    seed: int = field(default=0, metadata={"help": "sampling seed and subsample seed"})
+    ignore_identical_ids: bool = field(default=False, metadata={"help": "drop a hit whose id equals the query id"})
+    thought_cache: bool = field(default=False, metadata={"help": "reuse cached thoughts (faster reruns, but the "
+                                                                 "latency then excludes thinking)"})
+    embedding_cache: bool = field(default=True, metadata={"help": "cache corpus vectors on disk"})
+    device: str | None = field(default=None, metadata={"help": "torch device (default: cuda if present, else cpu)"})
+    dtype: str = field(default="auto", metadata={"help": "model dtype (auto: bf16 where fast)"})
+
+    def __post_init__(self):
+        if not isinstance(self.k, (list, tuple)) or not self.k:
+            raise ValueError(f"k must be a non-empty list of ints >= 0, got {self.k!r}")
+        self.k = [check_k(k) for k in self.k]
+        if len(set(self.k)) != len(self.k):
+            raise ValueError(f"k values must be distinct, got {self.k}")
+        for b in self.baselines:
+            check_choice(b, "baseline", BASELINES)
+        check_choice(self.index, "index", INDEXES)
+        check_positive_int(self.batch_size, "batch_size")
+        if self.max_new_tokens is not None:
+            check_positive_int(self.max_new_tokens, "max_new_tokens")
+        if self.max_docs is not None:
+            check_positive_int(self.max_docs, "max_docs")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise TypeError(f"seed must be an int, got {self.seed!r}")
+        if not (self.run_model or self.baselines or self.baseline_encoder or self.composite):
+            raise ValueError("nothing to evaluate: enable the model, a baseline, a baseline encoder or composite")
+
+
+@dataclass
+class ResultRow:
+    system: str                 # "bm25" | "o1" | "encoder" | "composite"
+    model: str | None
+    k: int | None
+    ndcg_at_10: float
+    recall_at_100: float
+    mrr_at_10: float
+    map: float
+    queries: int
+    ms_per_query: float
+    thinking_tokens_per_query: float | None = None
+    index: str | None = None
+
+    def as_dict(self) -> dict:
+        return {"system": self.system, "model": self.model, "k": self.k, "ndcg@10": self.ndcg_at_10,
+                "recall@100": self.recall_at_100, "mrr@10": self.mrr_at_10, "map": self.map,
+                "queries": self.queries, "ms_per_query": self.ms_per_query,
+                "thinking_tokens_per_query": self.thinking_tokens_per_query, "index": self.index}
+
+
+@dataclass
+class SystemInfo:
+    """What a dense system was: recorded in the JSON meta for reproducibility."""
+    system: str
+    model: str
+    fingerprint: str
+    encoder: str
+    generation: dict | None
+    corpus_embeddings: str  # "cache" | "computed" | "chroma"
+    load_seconds: float
+    index_seconds: float
+
+
+@dataclass
+class EvalOutcome:
+    dataset: BeirDataset
+    rows: list[ResultRow]
+    systems: list[SystemInfo]
+
+
+def load_dataset(config: EvalConfig) -> BeirDataset:
+    dataset = load_beir(config.dataset, config.split)
+    if config.max_docs is not None:
+        dataset = subsample_corpus(dataset, config.max_docs, config.seed)
+    return dataset
+
+
+def _row(system, model, k, scores, seconds, n, tokens=None, index=None) -> ResultRow:
+    return ResultRow(system, model, k, scores.ndcg_at_10, scores.recall_at_100, scores.mrr_at_10, scores.map,
+                     scores.queries, 1000.0 * seconds / max(n, 1), tokens, index)
+
+
+def _run_dict(query_ids, results) -> dict:
+    return {q: dict(hits) for q, hits in zip(query_ids, results)}
+
+
+def evaluate_bm25(dataset: BeirDataset, config: EvalConfig, bm25: BM25Config | None = None) -> ResultRow:
+    searcher = BM25Searcher(dataset.doc_ids(), dataset.doc_texts(), bm25)
+    qids, texts = list(dataset.queries), list(dataset.queries.values())
+    start = time.perf_counter()
+    results = searcher.search(texts, TOP_K)
+    seconds = time.perf_counter() - start
+    scores = evaluate_run(dataset.qrels, _run_dict(qids, results), config.ignore_identical_ids)
+    return _row("bm25", None, None, scores, seconds, len(qids), index="bm25s")
+
+
+def _thought_tokens(embedder, thoughts: list[list[str]]) -> float:
+    if embedder.thinker is None or not thoughts:
+        return 0.0
+    tok = embedder.thinker.tokenizer
+    flat = [t for ts in thoughts for t in ts if t]
+    total = sum(len(ids) for ids in tok(flat, add_special_tokens=False)["input_ids"]) if flat else 0
+    return total / len(thoughts)
+
+
+class _DenseIndex:
+    """Exact search over cached corpus vectors, or an O1Index (Chroma) built in a temporary dir."""
+
+    def __init__(self, embedder, dataset: BeirDataset, config: EvalConfig):
+        self.embedder, self.config = embedder, config
+        self.ids, texts = dataset.doc_ids(), dataset.doc_texts()
+        start = time.perf_counter()
+        if config.index == "exact":
+            self.vectors, cached = corpus_embeddings(embedder, self.ids, texts, config.batch_size,
+                                                     use_cache=config.embedding_cache)
+            self.source = "cache" if cached else "computed"
+        else:
+            from ..store import O1Index
+            self._tmp = tempfile.TemporaryDirectory(prefix="o1-eval-chroma-")
+            self.store = O1Index(embedder, path=self._tmp.name, collection="eval")
+            self.store.add(self.ids, texts, batch_size=max(64, config.batch_size), show_progress_bar=len(texts) >= 256)
+            self.source = "chroma"
+        self.index_seconds = time.perf_counter() - start
+
+    def search(self, queries: list[str], k: int) -> tuple[list, list[list[str]]]:
+        if self.config.index == "exact":
+            enc = self.embedder.encode_queries(queries, k=k, batch_size=self.config.batch_size, return_thoughts=True)
+            return exact_search(enc.embeddings, self.vectors, self.ids, TOP_K), enc.thoughts
+        hits = self.store.search(queries, top_k=TOP_K, k=k)
+        return [[(h.id, h.score) for h in row] for row in hits], [row[0].thoughts if row else [] for row in hits]
+
+    def close(self):
+        if self.config.index == "chroma":
+            del self.store
+            self._tmp.cleanup()
+
+
+def evaluate_dense(embedder, system: str, label: str, ks: list, dataset: BeirDataset, config: EvalConfig,
+                   load_seconds: float = 0.0) -> tuple[list[ResultRow], SystemInfo]:
+    """One row per k. `ks=[None]` marks a plain encoder (queried without thinking)."""
+    index = _DenseIndex(embedder, dataset, config)
+    qids, texts = list(dataset.queries), list(dataset.queries.values())
+    rows = []
+    try:
+        for k in ks:
+            start = time.perf_counter()
+            results, thoughts = index.search(texts, 0 if k is None else k)
+            seconds = time.perf_counter() - start
+            scores = evaluate_run(dataset.qrels, _run_dict(qids, results), config.ignore_identical_ids)
+            tokens = None if k is None else _thought_tokens(embedder, thoughts)
+            rows.append(_row(system, label, k, scores, seconds, len(qids), tokens, config.index))
+    finally:
+        index.close()
+    generation = embedder.generation.as_dict() if embedder.thinker is not None else None
+    info = SystemInfo(system, label, embedder.fingerprint, encoder_identity(embedder), generation, index.source,
+                      round(load_seconds, 2), round(index.index_seconds, 2))
+    return rows, info
+
+
+def _options(config: EvalConfig) -> dict:
+    options = {"seed": config.seed, "thought_cache": config.thought_cache}
+    if config.max_new_tokens is not None:
+        options["max_new_tokens"] = config.max_new_tokens
+    return options
+
+
+def _plain_encoder(path: str, config: EvalConfig):
+    from ..device import resolve_device
+    from ..embedder import O1Embedder
+    from ..encoding import SentenceEncoder
+    encoder = SentenceEncoder.load(str(path), resolve_device(config.device))
+    return O1Embedder(None, encoder, name=f"encoder:{Path(path).name}", thought_cache=False)
+
+
+def run_evaluation(config: EvalConfig, log=print) -> EvalOutcome:
+    """Evaluate every requested system; rows in a stable order (bm25, o1, composite, encoder)."""
+    from ..embedder import O1Embedder
+    dataset = load_dataset(config)
+    rows, systems = [], []
+    if "bm25" in config.baselines:
+        log("BM25 ...")
+        rows.append(evaluate_bm25(dataset, config))
+    plans = []
+    if config.run_model:
+        plans.append(("o1", config.model or "o1-retriever-default", list(config.k), lambda: O1Embedder.from_pretrained(
+            config.model, device=config.device, dtype=config.dtype, **_options(config))))
+    if config.composite:
+        label = f"{Path(config.composite_thinker).name if config.composite_thinker else 'SmolLM2-135M-Instruct'}+" \
+                f"{Path(config.composite_encoder).name if config.composite_encoder else 'all-MiniLM-L6-v2'}"
+        plans.append(("composite", label, list(config.k), lambda: O1Embedder.composite(
+            config.composite_thinker, config.composite_encoder, device=config.device, dtype=config.dtype,
+            **_options(config))))
+    if config.baseline_encoder:
+        plans.append(("encoder", Path(config.baseline_encoder).name, [None],
+                      lambda: _plain_encoder(config.baseline_encoder, config)))
+    for system, label, ks, load in plans:
+        log(f"{system}: {label} ...")
+        start = time.perf_counter()
+        embedder = load()
+        new_rows, info = evaluate_dense(embedder, system, label, ks, dataset, config, time.perf_counter() - start)
+        rows += new_rows
+        systems.append(info)
+        del embedder
+        gc.collect()  # free one model before the next loads
+    return EvalOutcome(dataset, rows, systems)

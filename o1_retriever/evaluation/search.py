@@ -1,0 +1,74 @@
+"""Dense retrieval for evaluation: corpus vectors cached on disk, exact top-k by matrix product.
+
+The corpus is embedded once per (encoder weights, exact texts, max length): a k sweep, a rerun,
+and the composite model with the same encoder all reuse one file.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..default_model import cache_dir
+from ..encoding import LMEncoder
+from ..loading import fingerprint
+from .data import corpus_digest
+
+
+def encoder_identity(embedder) -> str:
+    """What determines a document vector: the encoder's weights, its tokenizer and its max length."""
+    enc = embedder.encoder
+    if isinstance(enc, LMEncoder):
+        return f"lm:{embedder.encoder_fingerprint}:{embedder.document_max_length}"
+    st = enc.model  # a SentenceTransformer: hash its own weights, its name alone is not enough
+    return f"st:{fingerprint(st, st.tokenizer)}:{getattr(st, 'max_seq_length', None)}"
+
+
+def embeddings_dir() -> Path:
+    path = cache_dir() / "embeddings"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def corpus_cache_path(embedder, ids: list[str], texts: list[str], root: Path | None = None) -> Path:
+    key = hashlib.sha256(f"{encoder_identity(embedder)}|{corpus_digest(ids, texts)}".encode()).hexdigest()[:24]
+    return (root or embeddings_dir()) / f"{key}.npy"
+
+
+def corpus_embeddings(embedder, ids: list[str], texts: list[str], batch_size: int = 32,
+                      use_cache: bool = True, root: Path | None = None) -> tuple[np.ndarray, bool]:
+    """(doc vectors, came_from_cache). Written atomically, so a killed run never leaves half a file."""
+    path = corpus_cache_path(embedder, ids, texts, root)
+    if use_cache and path.exists():
+        try:
+            vectors = np.load(path)
+            if vectors.shape == (len(ids), embedder.dim):
+                return vectors, True
+        except (OSError, ValueError):
+            pass  # unreadable: recompute and overwrite
+    vectors = embedder.encode_documents(texts, batch_size=batch_size, show_progress_bar=len(texts) >= 64)
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if use_cache:
+        tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.npy")
+        np.save(tmp, vectors)
+        os.replace(tmp, path)
+    return vectors, False
+
+
+def exact_search(query_vectors: np.ndarray, doc_vectors: np.ndarray, doc_ids: list[str],
+                 top_k: int = 100) -> list[list[tuple[str, float]]]:
+    """Top-k documents per query by inner product (cosine: both sides are L2-normalised)."""
+    if query_vectors.ndim != 2 or doc_vectors.ndim != 2 or query_vectors.shape[1] != doc_vectors.shape[1]:
+        raise ValueError(f"query vectors {query_vectors.shape} and document vectors {doc_vectors.shape} "
+                         "must be 2-D with the same width")
+    top_k = min(top_k, len(doc_ids))
+    results = []
+    for start in range(0, len(query_vectors), 1024):  # bounded memory on large query sets
+        scores = query_vectors[start:start + 1024] @ doc_vectors.T
+        part = np.argpartition(-scores, top_k - 1, axis=1)[:, :top_k]
+        for row, cand in zip(scores, part):
+            best = cand[np.argsort(-row[cand], kind="stable")]
+            results.append([(doc_ids[i], float(row[i])) for i in best])
+    return results
