@@ -1,0 +1,98 @@
+"""`o1-retriever eval` end to end on a tiny BEIR dataset with a tiny real model: table, JSON, PNG."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from beir_fixtures import write_beir  # noqa: E402
+
+from o1_retriever.cli import build_parser, main  # noqa: E402
+
+ROW_KEYS = {"system", "model", "k", "ndcg@10", "recall@100", "mrr@10", "map", "queries", "ms_per_query"}
+
+
+@pytest.fixture
+def toy(tmp_path, monkeypatch):
+    monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path / "cache"))  # corpus vectors land here, not in ~
+    return write_beir(tmp_path / "toy")
+
+
+def _eval(toy, model_dir, out, *extra):
+    argv = ["eval", "--dataset", str(toy), "--split", "test", "--model", str(model_dir), "--k", "0,1",
+            "--max-new-tokens", "8", "--output", str(out), *extra]
+    assert main(argv) == 0
+    return json.loads(out.read_text())
+
+
+def test_eval_writes_json_png_and_repeats_exactly(toy, tiny_o1_dir, tmp_path, capsys):
+    first = _eval(toy, tiny_o1_dir, tmp_path / "r1.json", "--baseline", "bm25")
+    printed = capsys.readouterr().out
+    assert "nDCG@10" in printed and "bm25" in printed
+    rows = first["results"]
+    assert [(r["system"], r["k"]) for r in rows] == [("bm25", None), ("o1", 0), ("o1", 1)]
+    for r in rows:
+        assert ROW_KEYS <= set(r)
+        assert r["queries"] == 4  # judged queries only
+        assert 0.0 <= r["ndcg@10"] <= 1.0 and r["ms_per_query"] > 0
+    assert rows[0]["ndcg@10"] > 0.5  # the toy queries share words with their documents
+    assert rows[2]["thinking_tokens_per_query"] > 0 and rows[1]["thinking_tokens_per_query"] == 0
+    meta = first["meta"]
+    assert meta["model"] == str(tiny_o1_dir) and len(meta["fingerprint"]) == 16
+    assert meta["k"] == [0, 1] and meta["seed"] == 0 and meta["generation"]["max_new_tokens"] == 8
+    assert meta["dataset"]["documents"] == 12 and meta["subsampled"] is False and len(meta["dataset"]["hash"]) == 16
+    assert meta["versions"]["torch"] and meta["machine"]["cpu_count"]
+    assert meta["systems"][0]["corpus_embeddings"] == "computed"
+    png = tmp_path / "r1.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Same command again: corpus vectors come from the cache, thoughts are re-sampled with the same seed.
+    second = _eval(toy, tiny_o1_dir, tmp_path / "r2.json", "--baseline", "bm25")
+    assert second["meta"]["systems"][0]["corpus_embeddings"] == "cache"
+    metric = ("ndcg@10", "recall@100", "mrr@10", "map", "thinking_tokens_per_query")
+    assert [[r.get(m) for m in metric] for r in second["results"]] == [[r.get(m) for m in metric] for r in rows]
+
+
+def test_max_docs_is_recorded_and_keeps_judged_docs(toy, tiny_o1_dir, tmp_path):
+    out = _eval(toy, tiny_o1_dir, tmp_path / "r.json", "--max-docs", "6", "--seed", "3")
+    sub = out["meta"]["dataset"]["subsample"]
+    assert out["meta"]["subsampled"] is True
+    assert sub == {"max_docs": 6, "seed": 3, "docs_total": 12, "docs_kept": 6, "judged_docs_kept": 4}
+    assert out["meta"]["dataset"]["documents"] == 6
+
+
+def test_chroma_index_agrees_with_exact_search(toy, tiny_o1_dir, tmp_path):
+    exact = _eval(toy, tiny_o1_dir, tmp_path / "exact.json")
+    chroma = _eval(toy, tiny_o1_dir, tmp_path / "chroma.json", "--index", "chroma")
+    assert [r["index"] for r in chroma["results"]] == ["chroma", "chroma"]
+    # 12 documents: HNSW is exhaustive at this size, so the rankings (and metrics) agree.
+    for a, b in zip(exact["results"], chroma["results"]):
+        assert a["ndcg@10"] == pytest.approx(b["ndcg@10"], abs=1e-6)
+        assert a["recall@100"] == pytest.approx(b["recall@100"], abs=1e-6)
+
+
+@pytest.mark.real_model
+def test_encoder_baseline_and_composite(toy, tiny_lm_dir, tmp_path):
+    from o1_retriever.default_model import minilm_path
+    minilm = str(minilm_path())
+    argv = ["eval", "--dataset", str(toy), "--no-model", "--composite", "--composite-thinker", str(tiny_lm_dir),
+            "--composite-encoder", minilm, "--baseline-encoder", minilm, "--k", "0,1", "--max-new-tokens", "8",
+            "--output", str(tmp_path / "c.json")]
+    assert main(argv) == 0
+    rows = json.loads((tmp_path / "c.json").read_text())["results"]
+    assert [(r["system"], r["k"]) for r in rows] == [("composite", 0), ("composite", 1), ("encoder", None)]
+    # composite at k=0 embeds the bare query with MiniLM: exactly the plain encoder baseline
+    assert rows[0]["ndcg@10"] == pytest.approx(rows[2]["ndcg@10"], abs=1e-9)
+    assert rows[2]["ndcg@10"] > 0.5
+
+
+def test_bad_arguments_fail_clearly(toy, capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["eval", "--dataset", str(toy), "--k", "0,x"])
+    assert "--k must be comma-separated ints" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["eval", "--dataset", str(toy), "--max-docs", "0"])
+    assert main(["eval", "--dataset", str(toy), "--split", "dev", "--no-model", "--baseline", "bm25"]) == 2
+    assert "splits available: ['test']" in capsys.readouterr().err
+    assert main(["eval", "--dataset", str(toy), "--no-model"]) == 2
+    assert "nothing to evaluate" in capsys.readouterr().err
