@@ -77,8 +77,7 @@ def _save_checkpoint(accelerator, model, optimizer, scheduler, out: Path, progre
     ckpt.mkdir(parents=True, exist_ok=True)
     tmp = ckpt / (STATE_FILE + ".tmp")
     torch.save({"progress": progress, "model": _trainable_state(accelerator.unwrap_model(model)),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "rng": _rng_state()}, tmp)
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp)
     os.replace(tmp, ckpt / STATE_FILE)  # atomic: a crash mid-save keeps the previous checkpoint
     for old in sorted((out / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))[:-keep]:
         for f in old.iterdir():
@@ -93,14 +92,13 @@ def _load_checkpoint(ckpt: Path, model, optimizer, scheduler) -> dict:
         raise ValueError(f"checkpoint {ckpt} does not match the model: unexpected {missing.unexpected_keys[:3]}")
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["rng"]["cpu"])  # LoRA dropout draws from it: resumed == uninterrupted
-    if torch.cuda.is_available() and state["rng"]["cuda"] is not None:
-        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
     return state["progress"]
 
 
-def _rng_state() -> dict:
-    return {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+def _seed_micro_batch(seed: int, index: int, rank: int) -> None:
+    """Dropout randomness as a function of (seed, micro-batch, process): a resumed run draws the
+    same masks as an uninterrupted one, whatever else consumed random numbers meanwhile."""
+    torch.manual_seed((seed * 1_000_003 + index * 1009 + rank) % (2 ** 63))
 
 
 def _truncate_log(log_file: Path, step: int) -> None:
@@ -169,6 +167,8 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
         batches = accelerator.skip_first_batches(loader, skip) if skip else loader
         done_in_epoch = skip
         for batch in batches:
+            accum = train_args.gradient_accumulation_steps
+            _seed_micro_batch(train_args.seed, progress["step"] * accum + micro, accelerator.process_index)
             with accelerator.accumulate(model):
                 output = model(**batch)
                 accelerator.backward(output.loss)

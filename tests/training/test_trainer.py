@@ -1,0 +1,49 @@
+"""The training loop: log, plot, checkpoints, resume after a crash, early argument errors."""
+import json
+import shutil
+
+import pytest
+
+from o1_retriever_training.arguments import DataArguments, ModelArguments, TrainingArguments
+from o1_retriever_training.trainer import latest_checkpoint, train
+
+
+def _run(base, data, out, **kw):
+    model = ModelArguments(base_model=str(base), lora_r=4, lora_alpha=8)
+    data_args = DataArguments(train_data=str(data), group_size=kw.pop("group_size", 4))
+    return train(model, data_args, TrainingArguments(output_dir=str(out), batch_size=3, learning_rate=1e-3,
+                                                     save_steps=2, **kw))
+
+
+def _log(out):
+    return [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+
+
+def test_resume_after_a_crash_replays_the_uninterrupted_run(tiny_lm_dir, triplets, tmp_path):
+    full = tmp_path / "full"
+    result = _run(tiny_lm_dir, triplets, full, max_steps=4)
+    assert result.steps == 4 and [r["step"] for r in _log(full)] == [1, 2, 3, 4]
+    assert (full / "losses.png").stat().st_size > 1000 and (full / "embedding" / "emb.pth").exists()
+    assert latest_checkpoint(full).name == "step-2"
+
+    # A crash after step 3: only the step-2 checkpoint and the log up to step 3 survive.
+    crashed = tmp_path / "crashed"
+    shutil.copytree(full / "checkpoints" / "step-2", crashed / "checkpoints" / "step-2")
+    (crashed / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _log(full)[:3]))
+    resumed = _run(tiny_lm_dir, triplets, crashed, max_steps=4, resume=True)
+    assert resumed.steps == 4
+    again = _log(crashed)
+    assert [r["step"] for r in again] == [1, 2, 3, 4]  # the stale step-3 line was replaced, not duplicated
+    for a, b in zip(_log(full)[2:], again[2:]):
+        assert b["loss_emb"] == pytest.approx(a["loss_emb"], rel=1e-4)
+        assert b["loss_gen"] == pytest.approx(a["loss_gen"], rel=1e-4)
+        assert b["lr"] == pytest.approx(a["lr"])
+
+
+def test_errors_come_before_the_model_loads(tmp_path, triplets):
+    with pytest.raises(ValueError, match="group_size=16 needs 15 negatives"):
+        _run("/does/not/exist", triplets, tmp_path / "o", group_size=16)
+    with pytest.raises(ValueError, match="lambda_emb=2"):
+        _run("/does/not/exist", triplets, tmp_path / "o", lambda_emb=2)
+    with pytest.raises(FileNotFoundError, match="missing.jsonl does not exist"):
+        _run("/does/not/exist", tmp_path / "missing.jsonl", tmp_path / "o")
