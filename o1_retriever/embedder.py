@@ -126,9 +126,12 @@ class O1Embedder:
         fresh, vectors = {}, {}
         if todo:
             if want_vectors:
-                made, vecs = self.thinker.think_and_embed(todo, k, self.generation, batch_size, progress)
+                made, vecs, used = self.thinker.think_and_embed(todo, k, self.generation, batch_size, progress)
                 vecs = torch.nn.functional.normalize(vecs, dim=-1).cpu().numpy()
-                vectors = {q: vecs[i * k:(i + 1) * k] for i, q in enumerate(todo)}
+                # Keep a fused vector only if re-encoding the decoded text would read the very same ids.
+                texts = self._query_texts([q for q in todo for _ in range(k)], [t for ts in made for t in ts])
+                same = [a == b for a, b in zip(self.encoder.tokenize(texts, self.query_max_length), used)]
+                vectors = {q: vecs[i * k:(i + 1) * k] for i, q in enumerate(todo) if all(same[i * k:(i + 1) * k])}
             else:
                 made = self.thinker.think(todo, k, self.generation, batch_size, progress)
             fresh = dict(zip(todo, made))

@@ -88,18 +88,21 @@ class Thinker:
 
     @torch.inference_mode()
     def think_and_embed(self, queries: list[str], k: int, config: GenerationConfig, batch_size: int = 32,
-                        show_progress_bar: bool = False) -> tuple[list[list[str]], torch.Tensor]:
+                        show_progress_bar: bool = False) -> tuple[list[list[str]], torch.Tensor, list[list[int]]]:
         """Thoughts plus their `<emb>` vectors from the generation's KV cache (official style only).
 
         The cache already holds `prompt + thought`; one more forward step over `[last?, EOS, <emb>]`
         yields the same last hidden state as re-encoding the whole text, at a fraction of the cost.
         Slots after a sequence's EOS (padding while others kept generating) are masked out.
+        Also returns, per sequence, the token ids the vector was read from, so a caller can check
+        they equal a fresh tokenization of the decoded text (they differ when the model wrote
+        special tokens or byte fragments that decoding drops).
         """
         if self.prompt_style != "official":
             raise ValueError("fused think-and-embed needs the official prompt style (a trained model)")
         tok = self.tokenizer
         eos, emb = tok.eos_token_id, tok.convert_tokens_to_ids(EMB)
-        thoughts, vectors = [], []
+        thoughts, vectors, used_ids = [], [], []
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             if config.seed is not None:
                 torch.manual_seed(config.seed)
@@ -110,9 +113,13 @@ class Thinker:
                 new = out.sequences[:, prompt_len:]
                 flat = self._decode(new)
                 thoughts.extend(flat[i * k:(i + 1) * k] for i in range(len(chunk)))
-                vectors.append(self._emb_step(batch["attention_mask"].repeat_interleave(k, 0), new,
-                                              out.past_key_values, eos, emb))
-        return thoughts, torch.cat(vectors)
+                prompt_mask = batch["attention_mask"].repeat_interleave(k, 0)
+                vectors.append(self._emb_step(prompt_mask, new, out.past_key_values, eos, emb))
+                prompts = batch["input_ids"].repeat_interleave(k, 0)
+                for row, mask, gen in zip(prompts.tolist(), prompt_mask.tolist(), new.tolist()):
+                    gen = gen[: gen.index(eos)] if eos in gen else gen
+                    used_ids.append([t for t, m in zip(row, mask) if m] + gen + [eos, emb])
+        return thoughts, torch.cat(vectors), used_ids
 
     def _emb_step(self, prompt_mask, new, cache, eos, emb) -> torch.Tensor:
         n, gen_len = new.shape

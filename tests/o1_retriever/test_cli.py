@@ -1,0 +1,70 @@
+import json
+
+import pytest
+
+from o1_retriever.cli import main
+
+
+def _model_args(tiny_o1_dir):
+    return ["--model", str(tiny_o1_dir), "--dtype", "fp32", "--max-new-tokens", "4"]
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path / "cache"))
+
+
+def test_help_lists_every_core_verb(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for verb in ("demo", "index", "search", "bench", "eval"):
+        assert verb in out
+    for verb in ("demo", "index", "search", "bench"):
+        with pytest.raises(SystemExit):
+            main([verb, "--help"])
+        assert "--model" in capsys.readouterr().out
+
+
+def test_demo_prints_thoughts_and_hits(tiny_o1_dir, capsys):
+    assert main(["demo", *_model_args(tiny_o1_dir), "--k", "2", "--top-k", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("Query:") == 3 and "thought 2:" in out and "Indexed 32 passages" in out
+
+
+def test_index_then_search(tiny_o1_dir, tmp_path, capsys):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("\n".join(json.dumps({"_id": f"d{i}", "title": "T", "text": t, "year": 2000 + i})
+                                for i, t in enumerate(["protein cell", "river ocean", "music city"])))
+    db = tmp_path / "db"
+    assert main(["index", *_model_args(tiny_o1_dir), "--corpus", str(corpus), "--db", str(db)]) == 0
+    assert "indexed 3 passages" in capsys.readouterr().out
+    assert main(["search", *_model_args(tiny_o1_dir), "river ocean", "--db", str(db), "--k", "1", "--top-k", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "thought 1:" in out and out.count(" d") >= 2
+
+
+@pytest.mark.parametrize("line, message", [
+    ('{"_id": "a", "text": "ok"}\nnot json', "corpus.jsonl:2: not valid JSON"),
+    ('{"_id": "a", "text": "ok"}\n{"text": "no id"}', "corpus.jsonl:2: missing required key '_id'"),
+    ('{"_id": "a"}', "corpus.jsonl:1: missing required key 'text'"),
+    ('{"_id": "a", "text": "x"}\n{"_id": "a", "text": "y"}', "duplicate _id"),
+])
+def test_bad_corpus_lines_name_the_line(tiny_o1_dir, tmp_path, capsys, line, message):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text(line)
+    db = tmp_path / "db"
+    assert main(["index", *_model_args(tiny_o1_dir), "--corpus", str(corpus), "--db", str(db)]) == 2
+    assert message in capsys.readouterr().err
+    assert not db.exists()  # nothing was created before the corpus was validated
+
+
+def test_bench_writes_json(tiny_o1_dir, tmp_path):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--model", str(tiny_o1_dir), "--queries", "2", "--one-by-one", "1", "--docs", "32",
+                 "--max-new-tokens", "4", "--output", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["queries_per_s"]) == {"fused", "two_pass_batched", "one_at_a_time", "cache_hit"}
+    assert all(v > 0 for v in result["queries_per_s"].values())
+    assert result["encode_documents"]["bf16"]["tokens_per_s"] > 0
+    assert "bf16" in result["thinker_memory_mb"] and "4bit" in result["thinker_memory_mb"]

