@@ -1,0 +1,94 @@
+"""O1Embedding: a LlamaIndex embedding model whose query embeddings think first (O1 Embedder)."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Dict, List, Optional
+
+from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.callbacks import CallbackManager
+from o1_retriever import O1Embedder
+
+DEFAULT_BATCH_SIZE = 32
+
+
+class O1Embedding(BaseEmbedding):
+    """Queries: k sampled thoughts, each embedded with the query, averaged. Documents: embedded directly.
+
+    Pass an existing `O1Embedder` as `embedder` (shared, never reloaded), or `model_path` (None: the
+    bundled default model) with `model_kwargs` for `O1Embedder.from_pretrained` (device, dtype,
+    quantization, thought_cache, max_new_tokens, ...).
+
+        embed_model = O1Embedding(k=3)
+        index = VectorStoreIndex.from_documents(documents, embed_model=embed_model)
+    """
+
+    model_path: Optional[str] = Field(
+        default=None, description="Checkpoint directory or hub id; None loads the bundled default model.")
+    model_kwargs: Dict[str, Any] = Field(
+        default_factory=dict, description="Options for O1Embedder.from_pretrained (device, dtype, ...).")
+    k: int = Field(default=3, ge=0, description="Thoughts per query; 0 embeds the bare query.")
+    embed_batch_size: int = Field(
+        default=DEFAULT_BATCH_SIZE, gt=0, le=2048, description="Texts per forward pass.")
+    show_progress_bar: bool = Field(default=False, description="Show the engine's progress bars.")
+
+    _embedder: O1Embedder = PrivateAttr()
+    _last_thoughts: List[str] = PrivateAttr(default_factory=list)
+
+    def __init__(self, embedder: Optional[O1Embedder] = None, model_path: Optional[str] = None,
+                 k: int = 3, embed_batch_size: int = DEFAULT_BATCH_SIZE,
+                 model_kwargs: Optional[Dict[str, Any]] = None,
+                 callback_manager: Optional[CallbackManager] = None, **kwargs: Any) -> None:
+        if embedder is not None and not isinstance(embedder, O1Embedder):
+            raise TypeError(f"embedder must be an o1_retriever.O1Embedder, got {type(embedder).__name__}")
+        if embedder is not None and (model_path is not None or model_kwargs):
+            raise ValueError("pass either an existing embedder or model_path/model_kwargs, not both")
+        model_kwargs = dict(model_kwargs or {})
+        # Validate the cheap fields before any model is loaded.
+        super().__init__(model_path=None if model_path is None else str(model_path), model_kwargs=model_kwargs,
+                         k=k, embed_batch_size=embed_batch_size, callback_manager=callback_manager,
+                         model_name=kwargs.pop("model_name", "o1-retriever"), **kwargs)
+        if embedder is None:
+            embedder = O1Embedder.from_pretrained(self.model_path, **model_kwargs)
+        self._embedder = embedder
+        self.model_name = embedder.name
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "O1Embedding"
+
+    @property
+    def embedder(self) -> O1Embedder:
+        """The underlying engine, to share with other wrappers without loading a second copy."""
+        return self._embedder
+
+    @property
+    def last_thoughts(self) -> List[str]:
+        """The thoughts written for the most recent query embedding."""
+        return list(self._last_thoughts)
+
+    def _get_query_embedding(self, query: str) -> Embedding:
+        encoding = self._embedder.encode_queries(query, k=self.k, batch_size=self.embed_batch_size,
+                                                 show_progress_bar=self.show_progress_bar, return_thoughts=True)
+        self._last_thoughts = list(encoding.thoughts)
+        return encoding.embeddings.tolist()
+
+    async def _aget_query_embedding(self, query: str) -> Embedding:
+        # Generation takes seconds: run it in a worker thread so the event loop keeps serving.
+        return await asyncio.to_thread(self._get_query_embedding, query)
+
+    def _get_text_embedding(self, text: str) -> Embedding:
+        return self._embedder.encode_documents(text).tolist()
+
+    async def _aget_text_embedding(self, text: str) -> Embedding:
+        return await asyncio.to_thread(self._get_text_embedding, text)
+
+    def _get_text_embeddings(self, texts: List[str]) -> List[Embedding]:
+        if not texts:
+            return []
+        vectors = self._embedder.encode_documents(list(texts), batch_size=self.embed_batch_size,
+                                                  show_progress_bar=self.show_progress_bar)
+        return vectors.tolist()
+
+    async def _aget_text_embeddings(self, texts: List[str]) -> List[Embedding]:
+        return await asyncio.to_thread(self._get_text_embeddings, texts)

@@ -1,0 +1,153 @@
+"""O1Retriever: a LlamaIndex retriever that thinks, embeds the query with its thoughts, then searches."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any, List, Optional, Sequence
+
+from llama_index.core.base.base_retriever import BaseRetriever
+from llama_index.core.callbacks import CallbackManager
+from llama_index.core.schema import BaseNode, Document, NodeWithScore, QueryBundle
+from llama_index.core.storage.docstore.types import BaseDocumentStore
+from llama_index.core.vector_stores.types import (
+    BasePydanticVectorStore,
+    MetadataFilters,
+    VectorStoreQuery,
+    VectorStoreQueryResult,
+)
+from llama_index.embeddings.o1 import O1Embedding
+from o1_retriever import O1Embedder
+from o1_retriever.validation import check_k, check_positive_int
+
+THOUGHTS_KEY = "o1_thoughts"
+
+
+def _resolve_embedder(embedder: Any, model_kwargs: Optional[dict]) -> O1Embedder:
+    """An O1Embedder from an instance, an O1Embedding (its engine is shared), or a model path."""
+    if isinstance(embedder, O1Embedding):
+        embedder = embedder.embedder
+    if isinstance(embedder, O1Embedder):
+        if model_kwargs:
+            raise ValueError("model_kwargs only apply when a model path is given, not an existing embedder")
+        return embedder
+    if embedder is None or isinstance(embedder, str):
+        return O1Embedder.from_pretrained(embedder, **(model_kwargs or {}))
+    raise TypeError("embedder must be an O1Embedder, an O1Embedding, a model path (str) or None "
+                    f"(bundled default), got {type(embedder).__name__}")
+
+
+class O1Retriever(BaseRetriever):
+    """Retrieve from any LlamaIndex vector store with thinking query embeddings.
+
+    For each query the model writes `k` thoughts, embeds `query + thought` for each, averages, and
+    asks the store for the `similarity_top_k` nearest nodes. Each returned node carries the thoughts
+    in `metadata["o1_thoughts"]` (hidden from the LLM and from embedding); `last_thoughts` holds them
+    too. The store must hold document vectors from the same model (`O1Embedding`).
+    """
+
+    def __init__(self, vector_store: BasePydanticVectorStore, embedder: Any = None, *,
+                 similarity_top_k: int = 10, k: int = 3, filters: Optional[MetadataFilters] = None,
+                 docstore: Optional[BaseDocumentStore] = None, model_kwargs: Optional[dict] = None,
+                 callback_manager: Optional[CallbackManager] = None, verbose: bool = False) -> None:
+        if not isinstance(vector_store, BasePydanticVectorStore):
+            raise TypeError(
+                "vector_store must be a LlamaIndex BasePydanticVectorStore (e.g. "
+                "llama_index.vector_stores.chroma.ChromaVectorStore(chroma_collection=...)), "
+                f"got {type(vector_store).__module__}.{type(vector_store).__name__}")
+        if not vector_store.stores_text and docstore is None:
+            raise ValueError(f"{type(vector_store).__name__} keeps no node text; pass the index's docstore too "
+                             "(or use O1Retriever.from_index(index))")
+        self._similarity_top_k = check_positive_int(similarity_top_k, "similarity_top_k")
+        self._k = check_k(k)
+        self._vector_store, self._filters, self._docstore = vector_store, filters, docstore
+        self._embedder = _resolve_embedder(embedder, model_kwargs)
+        self.last_thoughts: List[str] = []
+        super().__init__(callback_manager=callback_manager, verbose=verbose)
+
+    # ---- constructors -------------------------------------------------------------------------
+    @classmethod
+    def from_documents(cls, documents: Sequence[Document], embedder: Any = None, *, similarity_top_k: int = 10,
+                       k: int = 3, persist_dir: Optional[str] = None, collection_name: Optional[str] = None,
+                       transformations: Optional[list] = None, show_progress: bool = False,
+                       model_kwargs: Optional[dict] = None, **kwargs: Any) -> "O1Retriever":
+        """Embed `documents` into a Chroma collection (in memory, or persistent under `persist_dir`)."""
+        import chromadb
+        from llama_index.core import StorageContext, VectorStoreIndex
+        from llama_index.vector_stores.chroma import ChromaVectorStore
+        from o1_retriever.chroma import O1EmbeddingFunction
+
+        check_positive_int(similarity_top_k, "similarity_top_k")
+        check_k(k)
+        engine = _resolve_embedder(embedder, model_kwargs)
+        if persist_dir is not None:
+            client = chromadb.PersistentClient(path=str(persist_dir))
+            collection_name = collection_name or "o1_retriever"
+        else:  # in-memory clients share one process-wide store: a fresh name keeps indexes apart
+            client = chromadb.EphemeralClient()
+            collection_name = collection_name or f"o1_retriever_{uuid.uuid4().hex[:12]}"
+        # The collection records the O1 function, so plain Chroma users can query it with text too.
+        collection = client.get_or_create_collection(
+            collection_name, embedding_function=O1EmbeddingFunction(engine, k=k))
+        vector_store = ChromaVectorStore(chroma_collection=collection)
+        VectorStoreIndex.from_documents(
+            documents, storage_context=StorageContext.from_defaults(vector_store=vector_store),
+            embed_model=O1Embedding(embedder=engine, k=k), transformations=transformations,
+            show_progress=show_progress)
+        return cls(vector_store, engine, similarity_top_k=similarity_top_k, k=k, **kwargs)
+
+    @classmethod
+    def from_index(cls, index: Any, embedder: Any = None, **kwargs: Any) -> "O1Retriever":
+        """Wrap a `VectorStoreIndex`; its `O1Embedding` is reused when no embedder is given."""
+        from llama_index.core import VectorStoreIndex
+
+        if not isinstance(index, VectorStoreIndex):
+            raise TypeError(f"index must be a llama_index VectorStoreIndex, got {type(index).__name__}")
+        if embedder is None:
+            embedder = index._embed_model
+            if not isinstance(embedder, O1Embedding):
+                raise ValueError(f"the index embeds with {type(embedder).__name__}, not O1Embedding: "
+                                 "pass the O1 embedder that built it")
+        return cls(index.vector_store, embedder, docstore=index.docstore, **kwargs)
+
+    @property
+    def embedder(self) -> O1Embedder:
+        return self._embedder
+
+    # ---- retrieval ----------------------------------------------------------------------------
+    def _embed(self, query_bundle: QueryBundle) -> tuple[list, List[str]]:
+        if query_bundle.embedding is not None:  # the caller embedded it already: respect that
+            return list(query_bundle.embedding), []
+        encoding = self._embedder.encode_queries(query_bundle.query_str, k=self._k, return_thoughts=True)
+        return encoding.embeddings.tolist(), list(encoding.thoughts)
+
+    def _query(self, query_bundle: QueryBundle, embedding: list) -> VectorStoreQuery:
+        return VectorStoreQuery(query_embedding=embedding, similarity_top_k=self._similarity_top_k,
+                                filters=self._filters, query_str=query_bundle.query_str)
+
+    def _retrieve(self, query_bundle: QueryBundle) -> List[NodeWithScore]:
+        embedding, thoughts = self._embed(query_bundle)
+        result = self._vector_store.query(self._query(query_bundle, embedding))
+        return self._to_nodes(result, thoughts)
+
+    async def _aretrieve(self, query_bundle: QueryBundle) -> List[NodeWithScore]:
+        # Thinking is seconds of generation: keep it off the event loop.
+        embedding, thoughts = await asyncio.to_thread(self._embed, query_bundle)
+        result = await self._vector_store.aquery(self._query(query_bundle, embedding))
+        return self._to_nodes(result, thoughts)
+
+    def _to_nodes(self, result: VectorStoreQueryResult, thoughts: List[str]) -> List[NodeWithScore]:
+        self.last_thoughts = thoughts
+        nodes: Sequence[BaseNode] = result.nodes or []
+        if not nodes and result.ids:
+            nodes = self._docstore.get_nodes(list(result.ids))
+        scores = list(result.similarities or [None] * len(nodes))
+        return [NodeWithScore(node=_with_thoughts(node, thoughts), score=score) for node, score in zip(nodes, scores)]
+
+
+def _with_thoughts(node: BaseNode, thoughts: List[str]) -> BaseNode:
+    """A copy (docstores hand out their stored objects) with the thoughts in metadata, hidden from LLMs."""
+    node = node.model_copy()
+    node.metadata = {**node.metadata, THOUGHTS_KEY: list(thoughts)}
+    node.excluded_llm_metadata_keys = [*node.excluded_llm_metadata_keys, THOUGHTS_KEY]
+    node.excluded_embed_metadata_keys = [*node.excluded_embed_metadata_keys, THOUGHTS_KEY]
+    return node

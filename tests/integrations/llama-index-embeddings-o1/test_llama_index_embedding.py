@@ -1,0 +1,139 @@
+"""O1Embedding as a LlamaIndex BaseEmbedding: thinking queries, batched documents, async, Chroma persistence."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+
+import chromadb
+import numpy as np
+import pytest
+from llama_index.core import Document, StorageContext, VectorStoreIndex
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from llama_index.vector_stores.chroma import ChromaVectorStore
+
+import llama_index.embeddings.o1 as package
+from llama_index.embeddings.o1 import O1Embedding
+
+
+def test_public_api_is_locked():
+    assert package.__all__ == ["O1Embedding"]
+    assert issubclass(O1Embedding, BaseEmbedding)
+    assert O1Embedding.class_name() == "O1Embedding"
+
+
+def test_wraps_an_existing_embedder_without_loading(tiny_embedder):
+    embed_model = O1Embedding(embedder=tiny_embedder, k=2, embed_batch_size=4)
+    assert embed_model.embedder is tiny_embedder
+    assert embed_model.model_name == tiny_embedder.name
+    assert (embed_model.k, embed_model.embed_batch_size) == (2, 4)
+
+
+def test_query_embedding_thinks(tiny_embedder):
+    query = "which gene raises cancer risk"
+    embed_model = O1Embedding(embedder=tiny_embedder, k=2)
+    vector = embed_model.get_query_embedding(query)
+    np.testing.assert_allclose(vector, tiny_embedder.encode_queries(query, k=2), atol=1e-5)
+    assert embed_model.last_thoughts == tiny_embedder.think(query, k=2)
+    assert len(embed_model.last_thoughts) == 2
+    bare = O1Embedding(embedder=tiny_embedder, k=0).get_query_embedding(query)
+    assert not np.allclose(vector, bare, atol=1e-4)  # thinking moved the query
+
+
+def test_text_embeddings_are_batched_passages(tiny_embedder, scifact_docs):
+    texts = [d["text"] for d in scifact_docs[:5]]
+    embed_model = O1Embedding(embedder=tiny_embedder, embed_batch_size=2)
+    vectors = embed_model.get_text_embedding_batch(texts)
+    np.testing.assert_allclose(vectors, tiny_embedder.encode_documents(texts), atol=1e-5)
+    np.testing.assert_allclose(embed_model.get_text_embedding(texts[0]), vectors[0], atol=1e-5)
+
+
+def test_async_versions_match_and_run_off_the_event_loop(recording_embedder, scifact_docs):
+    embed_model = O1Embedding(embedder=recording_embedder, k=1)
+    texts = [d["text"] for d in scifact_docs[:3]]
+
+    async def run():
+        return await asyncio.gather(embed_model.aget_query_embedding("insulin and diabetes"),
+                                    embed_model.aget_text_embedding_batch(texts))
+
+    query_vector, text_vectors = asyncio.run(run())
+    np.testing.assert_allclose(query_vector, embed_model.get_query_embedding("insulin and diabetes"), atol=1e-5)
+    np.testing.assert_allclose(text_vectors, embed_model.get_text_embedding_batch(texts), atol=1e-5)
+    async_thread = recording_embedder.threads[0]
+    assert async_thread is not threading.main_thread()
+
+
+def test_bad_arguments_raise_clear_errors(tiny_embedder):
+    with pytest.raises(ValueError, match="k"):
+        O1Embedding(embedder=tiny_embedder, k=-1)
+    with pytest.raises(TypeError, match="O1Embedder"):
+        O1Embedding(embedder="a path belongs in model_path")
+    with pytest.raises(ValueError, match="not both"):
+        O1Embedding(embedder=tiny_embedder, model_path="elsewhere")
+    with pytest.raises(ValueError, match="empty"):
+        O1Embedding(embedder=tiny_embedder).get_query_embedding("  ")
+
+
+def _build_persistent_index(path, embed_model, docs):
+    collection = chromadb.PersistentClient(path=str(path)).get_or_create_collection(
+        "scifact", metadata={"hnsw:space": "cosine"})
+    storage = StorageContext.from_defaults(vector_store=ChromaVectorStore(chroma_collection=collection))
+    documents = [Document(text=d["text"], metadata={"corpus_id": d["id"]}) for d in docs]
+    return VectorStoreIndex.from_documents(documents, storage_context=storage, embed_model=embed_model)
+
+
+REOPEN = """
+import json, sys, chromadb
+from llama_index.core import VectorStoreIndex
+from llama_index.embeddings.o1 import O1Embedding
+from llama_index.vector_stores.chroma import ChromaVectorStore
+path, model, queries = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+embed_model = O1Embedding(model_path=model, k=2, model_kwargs=dict(
+    device="cpu", dtype="fp32", thought_cache=False, max_new_tokens=8))
+store = ChromaVectorStore(chroma_collection=chromadb.PersistentClient(path=path).get_collection("scifact"))
+retriever = VectorStoreIndex.from_vector_store(store, embed_model=embed_model).as_retriever(similarity_top_k=3)
+print(json.dumps([[n.node.metadata["corpus_id"] for n in retriever.retrieve(q)] for q in queries]))
+"""
+
+
+def test_persistent_chroma_index_returns_same_hits_after_restart(tiny_embedder, tiny_o1_dir, scifact_docs,
+                                                                  scifact_queries, tmp_path):
+    embed_model = O1Embedding(embedder=tiny_embedder, k=2)
+    retriever = _build_persistent_index(tmp_path, embed_model, scifact_docs).as_retriever(similarity_top_k=3)
+    before = [[n.node.metadata["corpus_id"] for n in retriever.retrieve(q)] for q in scifact_queries]
+    assert all(len(ids) == 3 for ids in before)
+
+    # New client and index objects in this process ...
+    store = ChromaVectorStore(chroma_collection=chromadb.PersistentClient(path=str(tmp_path)).get_collection("scifact"))
+    again = VectorStoreIndex.from_vector_store(store, embed_model=embed_model).as_retriever(similarity_top_k=3)
+    assert [[n.node.metadata["corpus_id"] for n in again.retrieve(q)] for q in scifact_queries] == before
+
+    # ... and in a fresh process that loads the model from its path.
+    env = dict(os.environ, HF_HUB_OFFLINE="1", ANONYMIZED_TELEMETRY="False")
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(REOPEN), str(tmp_path), str(tiny_o1_dir),
+                           json.dumps(scifact_queries)], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == before
+
+
+@pytest.mark.real_model
+def test_default_model_end_to_end_matches_brute_force(default_embedder, scifact_docs):
+    docs = scifact_docs[:8]
+    embed_model = O1Embedding(embedder=default_embedder, k=1)
+    index = VectorStoreIndex.from_documents(
+        [Document(text=d["text"], metadata={"corpus_id": d["id"]}) for d in docs], embed_model=embed_model)
+    query = f"What does this study show: {docs[5]['title']}?"
+    hits = index.as_retriever(similarity_top_k=3).retrieve(query)
+    thoughts = embed_model.last_thoughts
+    assert len(thoughts) == 1 and len(thoughts[0].split()) > 3  # the real model wrote a sentence
+    # Chroma's scores are the cosines the engine computes directly (bf16: near-ties may swap places)
+    query_vector = default_embedder.encode_queries(query, k=1)
+    cosines = default_embedder.encode_documents([d["text"] for d in docs]) @ query_vector / np.linalg.norm(query_vector)
+    by_id = {d["id"]: c for d, c in zip(docs, cosines)}
+    for hit in hits:
+        assert hit.score == pytest.approx(by_id[hit.node.metadata["corpus_id"]], abs=0.02)
+    assert hits[0].score == pytest.approx(cosines.max(), abs=0.02)
