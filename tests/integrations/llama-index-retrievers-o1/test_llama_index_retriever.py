@@ -1,0 +1,131 @@
+"""O1Retriever as a LlamaIndex BaseRetriever: Chroma and other stores, query engine, async, bad input."""
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import chromadb
+import numpy as np
+import pytest
+from llama_index.core import Document, VectorStoreIndex
+from llama_index.core.base.base_retriever import BaseRetriever
+from llama_index.core.llms import MockLLM
+from llama_index.core.query_engine import RetrieverQueryEngine
+from llama_index.core.response_synthesizers import get_response_synthesizer
+from llama_index.core.vector_stores import SimpleVectorStore
+from llama_index.vector_stores.chroma import ChromaVectorStore
+
+import llama_index.retrievers.o1 as package
+from llama_index.embeddings.o1 import O1Embedding
+from llama_index.retrievers.o1 import O1Retriever
+
+QUERY = "Does ALDH1 expression predict poor prognosis in breast cancer?"
+
+
+@pytest.fixture
+def documents(scifact_docs):
+    # the id stays out of the embedded text, so brute force over the bare texts is comparable
+    return [Document(text=d["text"], metadata={"corpus_id": d["id"]}, excluded_embed_metadata_keys=["corpus_id"])
+            for d in scifact_docs[:12]]
+
+
+@pytest.fixture
+def retriever(tiny_embedder, documents):
+    return O1Retriever.from_documents(documents, embedder=tiny_embedder, similarity_top_k=3, k=2)
+
+
+def _ids(hits):
+    return [h.node.metadata["corpus_id"] for h in hits]
+
+
+def test_public_api_is_locked():
+    assert package.__all__ == ["O1Retriever"]
+    assert issubclass(O1Retriever, BaseRetriever)
+
+
+def test_from_documents_ranks_like_brute_force_and_carries_thoughts(tiny_embedder, retriever, documents):
+    hits = retriever.retrieve(QUERY)
+    query_vector = tiny_embedder.encode_queries(QUERY, k=2)
+    cosines = tiny_embedder.encode_documents([d.text for d in documents]) @ query_vector / np.linalg.norm(query_vector)
+    assert _ids(hits) == [documents[i].metadata["corpus_id"] for i in np.argsort(-cosines)[:3]]
+    np.testing.assert_allclose([h.score for h in hits], np.sort(cosines)[::-1][:3], atol=3e-3)
+    thoughts = tiny_embedder.think(QUERY, k=2)
+    assert retriever.last_thoughts == thoughts
+    for hit in hits:
+        assert hit.node.metadata["o1_thoughts"] == thoughts
+        assert hit.node.get_content() in [d.text for d in documents]
+        assert "o1_thoughts" in hit.node.excluded_llm_metadata_keys  # never shown to the LLM
+    assert retriever.embedder is tiny_embedder
+
+
+def test_existing_chroma_store_and_plain_chroma_agree(tiny_embedder, documents, tmp_path):
+    built = O1Retriever.from_documents(documents, embedder=tiny_embedder, similarity_top_k=3, k=2,
+                                       persist_dir=str(tmp_path))
+    expected = _ids(built.retrieve(QUERY))
+    # a new client on the same directory: the collection is found and searched as any Chroma store
+    collection = chromadb.PersistentClient(path=str(tmp_path)).get_collection("o1_retriever")
+    reopened = O1Retriever(vector_store=ChromaVectorStore(chroma_collection=collection), embedder=tiny_embedder,
+                           similarity_top_k=3, k=2)
+    assert _ids(reopened.retrieve(QUERY)) == expected
+    # the collection carries the O1 function, so plain Chroma text queries think the same way
+    plain = collection.query(query_texts=[QUERY], n_results=3, include=["metadatas"])
+    assert [m["corpus_id"] for m in plain["metadatas"][0]] == expected
+
+
+def test_any_vector_store_through_an_index(tiny_embedder, documents):
+    embed_model = O1Embedding(embedder=tiny_embedder, k=2)
+    index = VectorStoreIndex.from_documents(documents, embed_model=embed_model)  # SimpleVectorStore
+    retriever = O1Retriever.from_index(index, similarity_top_k=3, k=2)
+    assert retriever.embedder is tiny_embedder
+    hits = retriever.retrieve(QUERY)
+    assert _ids(hits) == _ids(index.as_retriever(similarity_top_k=3).retrieve(QUERY))
+    # the docstore's own nodes are not touched by the thoughts we attach
+    stored = index.docstore.get_node(hits[0].node.node_id)
+    assert "o1_thoughts" not in stored.metadata
+    with pytest.raises(ValueError, match="docstore"):
+        O1Retriever(vector_store=index.vector_store, embedder=tiny_embedder)
+
+
+def test_query_engine_with_mock_llm(retriever):
+    engine = RetrieverQueryEngine(retriever=retriever,
+                                  response_synthesizer=get_response_synthesizer(llm=MockLLM(), response_mode="compact"))
+    response = engine.query(QUERY)
+    assert _ids(response.source_nodes) == _ids(retriever.retrieve(QUERY))
+    # MockLLM echoes its prompt: the retrieved passages reach the LLM, the thoughts do not
+    assert response.source_nodes[0].node.get_content()[:80] in str(response)
+    assert all(t[:40] not in str(response) for t in retriever.last_thoughts if len(t) > 20)
+
+
+def test_aretrieve_matches_and_thinks_off_the_event_loop(recording_embedder, documents):
+    retriever = O1Retriever.from_documents(documents, embedder=recording_embedder, similarity_top_k=2, k=1)
+    hits = asyncio.run(retriever.aretrieve(QUERY))
+    assert recording_embedder.threads[-1] is not threading.main_thread()
+    assert _ids(hits) == _ids(retriever.retrieve(QUERY))
+    assert recording_embedder.threads[-1] is threading.main_thread()
+
+
+def test_k_zero_searches_with_the_bare_query(tiny_embedder, documents):
+    retriever = O1Retriever.from_documents(documents, embedder=tiny_embedder, similarity_top_k=2, k=0)
+    hits = retriever.retrieve(QUERY)
+    assert len(hits) == 2 and retriever.last_thoughts == []
+    assert all(h.node.metadata["o1_thoughts"] == [] for h in hits)
+
+
+def test_bad_arguments_raise_clear_errors(tiny_embedder, retriever, documents, tmp_path):
+    collection = chromadb.PersistentClient(path=str(tmp_path)).get_or_create_collection("raw")
+    with pytest.raises(TypeError, match="ChromaVectorStore"):
+        O1Retriever(vector_store=collection, embedder=tiny_embedder)
+    store = ChromaVectorStore(chroma_collection=collection)
+    with pytest.raises(ValueError, match="k must be >= 0"):
+        O1Retriever(vector_store=store, embedder=tiny_embedder, k=-1)
+    with pytest.raises(ValueError, match="similarity_top_k"):
+        O1Retriever(vector_store=store, embedder=tiny_embedder, similarity_top_k=0)
+    with pytest.raises(TypeError, match="embedder must be"):
+        O1Retriever(vector_store=store, embedder=42)
+    with pytest.raises(ValueError, match="k must be >= 0"):
+        O1Retriever.from_documents(documents, embedder=tiny_embedder, k=-2)
+    with pytest.raises(TypeError, match="VectorStoreIndex"):
+        O1Retriever.from_index(store)
+    with pytest.raises(ValueError, match="empty"):
+        retriever.retrieve("   ")
+    assert len(retriever.retrieve(QUERY)) == 3  # still works after the failed call
