@@ -14,7 +14,7 @@ from .default_model import cache_dir, default_model_path, minilm_path, smollm2_b
 from .device import resolve_device, resolve_dtype
 from .encoding import LMEncoder, SentenceEncoder
 from .formatting import query_embedding_text
-from .loading import fingerprint, load_causal_lm
+from .loading import fingerprint, load_causal_lm, merged_adapter_dir
 from .thinking import GenerationConfig, Thinker
 from .validation import AGGREGATIONS, QUANTIZATIONS, as_text_list, check_choice, check_k, check_positive_int
 
@@ -67,7 +67,12 @@ class O1Embedder:
         check_choice(prompt_style, "prompt_style", ("auto", "official", "chat"))
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
-        source = str(default_model_path()) if path_or_id is None else path_or_id
+        source = path_or_id
+        if path_or_id is None:
+            source = default_model_path()
+            if (source / "adapter_config.json").exists():  # the shipped adapter: merge once, then load fast
+                source = merged_adapter_dir(source, dt)
+            source = str(source)
         if quantization is None or share_weights:
             loaded = load_causal_lm(source, device=dev, dtype=dt, quantization=quantization)
             thinker_lm = encoder_lm = loaded

@@ -108,7 +108,7 @@ def _materialize(source: str, dtype) -> tuple[Path, bool]:
         key = hashlib.sha256(f"{path.resolve()}:{path.stat().st_size}".encode()).hexdigest()[:16]
         path, had = convert_gguf(path, cache_dir() / "models" / f"{path.stem}-{key}"), False
     elif (path / "adapter_config.json").exists():
-        out = cache_dir() / "models" / f"merged-{_dir_key(path)}"
+        out = cache_dir() / "models" / f"merged-{_dir_key(path)}-{str(dtype).removeprefix('torch.')}"
         if not (out / "config.json").exists():
             model, tokenizer = _load_adapter(path, dtype)
             model.save_pretrained(out)
@@ -127,6 +127,11 @@ def _materialize(source: str, dtype) -> tuple[Path, bool]:
         model.save_pretrained(out)
         tokenizer.save_pretrained(out)
     return out, False
+
+
+def merged_adapter_dir(adapter_dir: str | Path, dtype) -> Path:
+    """Merge a LoRA adapter once into a plain directory in the cache, so later loads skip peft."""
+    return _materialize(str(adapter_dir), dtype)[0]
 
 
 def load_causal_lm(source: str, *, device: torch.device, dtype: torch.dtype,
