@@ -1,0 +1,136 @@
+"""O1Embeddings and O1Retriever with LangChain's own objects: Chroma, LCEL, async, bad input."""
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+from langchain_chroma import Chroma
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+from langchain_core.language_models.fake import FakeListLLM
+from langchain_core.prompts import PromptTemplate
+from langchain_core.retrievers import BaseRetriever
+from langchain_core.runnables import RunnableLambda, RunnablePassthrough
+from langchain_core.vectorstores import InMemoryVectorStore
+from pydantic import BaseModel, ValidationError
+
+import langchain_o1
+from langchain_o1 import O1Embeddings, O1Retriever
+
+QUERY = "Does ALDH1 expression predict poor prognosis in breast cancer?"
+
+
+@pytest.fixture
+def store(tiny_embedder, scifact_docs, tmp_path):
+    docs = scifact_docs[:10]
+    return Chroma.from_texts([d["text"] for d in docs], embedding=O1Embeddings(embedder=tiny_embedder, num_thoughts=2),
+                             metadatas=[{"corpus_id": d["id"]} for d in docs], collection_name="scifact",
+                             persist_directory=str(tmp_path), collection_metadata={"hnsw:space": "cosine"})
+
+
+def _ids(docs):
+    return [d.metadata["corpus_id"] for d in docs]
+
+
+def test_public_api_is_locked():
+    assert langchain_o1.__all__ == ["O1Embeddings", "O1Retriever", "__version__"]
+    assert issubclass(O1Embeddings, Embeddings) and issubclass(O1Embeddings, BaseModel)
+    assert issubclass(O1Retriever, BaseRetriever)
+
+
+def test_embeddings_share_the_engine_and_think_on_queries(tiny_embedder, scifact_docs):
+    embeddings = O1Embeddings(embedder=tiny_embedder, num_thoughts=2, batch_size=3)
+    assert embeddings.embedder is tiny_embedder
+    np.testing.assert_allclose(embeddings.embed_query(QUERY), tiny_embedder.encode_queries(QUERY, k=2), atol=1e-5)
+    texts = [d["text"] for d in scifact_docs[:5]]
+    np.testing.assert_allclose(embeddings.embed_documents(texts), tiny_embedder.encode_documents(texts), atol=1e-5)
+    assert embeddings.embed_documents([]) == []
+    encoding = embeddings.embed_query_with_thoughts(QUERY)
+    assert encoding.thoughts == tiny_embedder.think(QUERY, k=2)
+
+
+def test_embeddings_load_from_a_path(tiny_o1_dir):
+    embeddings = O1Embeddings(model=str(tiny_o1_dir), num_thoughts=1, model_kwargs=dict(
+        device="cpu", dtype="fp32", thought_cache=False, max_new_tokens=4))
+    assert len(embeddings.embed_query("insulin and diabetes")) == embeddings.embedder.dim == 64
+
+
+def test_async_embeddings_run_off_the_event_loop(recording_embedder):
+    embeddings = O1Embeddings(embedder=recording_embedder, num_thoughts=1)
+    vector = asyncio.run(embeddings.aembed_query(QUERY))
+    assert recording_embedder.threads[-1] is not threading.main_thread()
+    np.testing.assert_allclose(vector, embeddings.embed_query(QUERY), atol=1e-5)
+
+
+def test_chroma_search_and_retriever_agree_and_carry_thoughts(tiny_embedder, store):
+    retriever = O1Retriever(vectorstore=store, k=3)
+    assert retriever.embeddings is store.embeddings  # taken from the store: no second model
+    docs = retriever.invoke(QUERY)
+    assert _ids(docs) == _ids(store.similarity_search(QUERY, k=3))
+    thoughts = tiny_embedder.think(QUERY, k=2)
+    assert all(d.metadata["o1_thoughts"] == thoughts for d in docs)
+    assert len(retriever.invoke(QUERY, k=1)) == 1 and len(retriever.invoke(QUERY)) == 3
+    # num_thoughts on the retriever overrides the embeddings' own
+    bare = O1Retriever(vectorstore=store, k=3, num_thoughts=0).invoke(QUERY)
+    assert all(d.metadata["o1_thoughts"] == [] for d in bare)
+
+
+def test_search_kwargs_reach_the_store(store):
+    target = store.similarity_search(QUERY, k=5)[-1].metadata["corpus_id"]
+    docs = O1Retriever(vectorstore=store, k=3, search_kwargs={"filter": {"corpus_id": target}}).invoke(QUERY)
+    assert _ids(docs) == [target]
+
+
+def test_ainvoke_matches_invoke_and_thinks_in_a_worker(recording_embedder, scifact_docs):
+    embeddings = O1Embeddings(embedder=recording_embedder, num_thoughts=1)
+    store = InMemoryVectorStore.from_texts([d["text"] for d in scifact_docs[:6]], embeddings)
+    retriever = O1Retriever(vectorstore=store, k=2)
+    docs = asyncio.run(retriever.ainvoke(QUERY))
+    assert recording_embedder.threads[-1] is not threading.main_thread()
+    assert [d.page_content for d in docs] == [d.page_content for d in retriever.invoke(QUERY)]
+
+
+def test_retriever_in_an_lcel_chain(store):
+    retriever = O1Retriever(vectorstore=store, k=2)
+    prompt = PromptTemplate.from_template("Context:\n{context}\n\nQuestion: {question}")
+    seen = []
+
+    def format_docs(docs: list[Document]) -> str:
+        seen.extend(docs)
+        return "\n\n".join(d.page_content for d in docs)
+
+    chain = ({"context": retriever | RunnableLambda(format_docs), "question": RunnablePassthrough()}
+             | prompt | FakeListLLM(responses=["ALDH1 marks poor prognosis."]))
+    assert chain.invoke(QUERY) == "ALDH1 marks poor prognosis."
+    assert _ids(seen) == _ids(retriever.invoke(QUERY))
+
+
+def test_bad_arguments_raise_clear_errors(tiny_embedder, store, tmp_path):
+    with pytest.raises(ValidationError, match="extra"):
+        O1Embeddings(embedder=tiny_embedder, colour="red")
+    with pytest.raises(ValidationError, match="num_thoughts"):
+        O1Embeddings(embedder=tiny_embedder, num_thoughts=-1)
+    with pytest.raises(ValidationError, match="not both"):
+        O1Embeddings(embedder=tiny_embedder, model="elsewhere")
+    with pytest.raises(ValidationError, match="embedder"):
+        O1Embeddings(embedder="a path belongs in model")
+    with pytest.raises(TypeError, match="VectorStore"):
+        O1Retriever(vectorstore=store._collection)
+    with pytest.raises(ValidationError, match="k must be > 0"):
+        O1Retriever(vectorstore=store, k=0)
+    with pytest.raises(ValidationError, match="k must be >= 0"):
+        O1Retriever(vectorstore=store, num_thoughts=-1)
+    with pytest.raises(ValidationError, match="extra"):
+        O1Retriever(vectorstore=store, top_k=3)
+    other = Chroma(collection_name="no_embedding_function", persist_directory=str(tmp_path / "other"))
+    with pytest.raises(ValidationError, match="O1Embeddings"):
+        O1Retriever(vectorstore=other)
+    retriever = O1Retriever(vectorstore=store, k=2)
+    with pytest.raises(ValueError, match="k must be > 0"):
+        retriever.invoke(QUERY, k=-1)
+    with pytest.raises(ValueError, match="empty"):
+        retriever.invoke("   ")
+    assert len(retriever.invoke(QUERY)) == 2 and store._collection.count() == 10  # nothing lost
+
