@@ -95,3 +95,19 @@ def test_pickled_code_in_emb_pth_is_not_executed(tiny_o1_dir, tmp_path):
     with pytest.raises(Exception) as info, warnings.catch_warnings():
         O1Embedder.from_pretrained(str(tmp_path / "adapter"), device="cpu", dtype="fp32", thought_cache=False)
     assert "weights_only" in str(info.value) or "Unsupported" in str(info.value) or "global" in str(info.value)
+
+
+def test_shipped_adapter_becomes_the_default_and_is_merged_once(tiny_o1_dir, tmp_path, monkeypatch):
+    import o1_retriever.embedder as embedder_module
+    _official_adapter(tiny_o1_dir, tmp_path / "adapter", False)
+    monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(embedder_module, "default_model_path", lambda: tmp_path / "adapter")
+    first = O1Embedder.from_pretrained(device="cpu", dtype="fp32", thought_cache=False)
+    merged = list((tmp_path / "cache" / "models").glob("merged-*"))
+    assert len(merged) == 1 and (merged[0] / "config.json").exists()
+    again = O1Embedder.from_pretrained(device="cpu", dtype="fp32", thought_cache=False)
+    assert len(list((tmp_path / "cache" / "models").glob("merged-*"))) == 1
+    assert first.thinker.prompt_style == "official" and first.name == "o1-retriever-default"
+    direct = O1Embedder.from_pretrained(str(tmp_path / "adapter"), device="cpu", dtype="fp32", thought_cache=False)
+    np.testing.assert_allclose(again.encode_documents(["protein cell"]), direct.encode_documents(["protein cell"]),
+                               atol=1e-5)
