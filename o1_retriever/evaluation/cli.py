@@ -84,7 +84,8 @@ def run(args) -> int:
     outcome = run_evaluation(config, log=lambda msg: print(msg, file=sys.stderr))
     print_table(outcome)
     if args.output:
-        meta = build_meta(config, outcome, ["o1-retriever", *sys.argv[1:]] if sys.argv else None)
+        invoked = sys.argv and Path(sys.argv[0]).name.startswith("o1-retriever")  # not when called in-process
+        meta = build_meta(config, outcome, ["o1-retriever", *sys.argv[1:]] if invoked else None)
         path = write_json(args.output, meta, outcome)
         print(f"wrote {path}")
         rows = [r.as_dict() for r in outcome.rows]

@@ -8,14 +8,13 @@ from __future__ import annotations
 import json
 import os
 import platform
-import sys
 from dataclasses import asdict
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from .bm25 import BM25Config
-from .runner import EvalConfig, EvalOutcome
+from .runner import TOP_K, EvalConfig, EvalOutcome
 
 _PACKAGES = ("o1-retriever", "torch", "transformers", "sentence-transformers", "bm25s", "PyStemmer",
              "pytrec-eval-terrier", "chromadb", "numpy")
@@ -53,7 +52,7 @@ def build_meta(config: EvalConfig, outcome: EvalOutcome, argv: list[str] | None 
     return {
         "tool": "o1-retriever eval",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": argv if argv is not None else sys.argv,
+        "command": argv,  # None when called from Python: `config` below says it all
         "dataset": {"name": ds.name, "path": str(ds.path), "split": ds.split, "hash": ds.digest,
                     "documents": len(ds.corpus), "queries": len(ds.queries), "subsample": ds.subsample},
         "subsampled": ds.subsample is not None,
@@ -63,7 +62,7 @@ def build_meta(config: EvalConfig, outcome: EvalOutcome, argv: list[str] | None 
         "generation": generation,
         "seed": config.seed,
         "index": config.index,
-        "top_k": 100,
+        "top_k": TOP_K,
         "ignore_identical_ids": config.ignore_identical_ids,
         "thought_cache": config.thought_cache,
         "bm25": BM25Config().as_dict() if "bm25" in config.baselines else None,
