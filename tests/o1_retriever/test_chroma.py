@@ -30,6 +30,20 @@ def collection(tiny_embedder, tmp_path):
     return col
 
 
+def test_public_api_and_framework_base():
+    import o1_retriever.chroma as module
+    assert module.__all__ == ["O1EmbeddingFunction"]
+    assert issubclass(O1EmbeddingFunction, chromadb.EmbeddingFunction)
+
+
+def test_core_never_imports_llama_index_or_langchain():
+    code = ("import sys, o1_retriever, o1_retriever.chroma; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('llama_index', 'langchain_core', 'langchain')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
+
+
 def test_documents_are_embedded_as_passages(tiny_embedder, collection):
     stored = collection.get(ids=["d0", "d3"], include=["embeddings"])["embeddings"]
     np.testing.assert_allclose(stored, tiny_embedder.encode_documents([DOCS[0], DOCS[3]]), atol=1e-5)
