@@ -33,6 +33,18 @@ def test_wraps_an_existing_embedder_without_loading(tiny_embedder):
     assert (embed_model.k, embed_model.embed_batch_size) == (2, 4)
 
 
+def test_serialises_and_reloads_from_its_checkpoint(tiny_embedder, tiny_o1_dir):
+    embed_model = O1Embedding(embedder=tiny_embedder, k=2, embed_batch_size=4)
+    data = embed_model.to_dict()
+    assert data["class_name"] == "O1Embedding" and data["model_path"] == str(tiny_o1_dir)
+    data["model_kwargs"] = {"device": "cpu", "dtype": "fp32", "thought_cache": False, "max_new_tokens": 8}
+    reloaded = O1Embedding.from_dict(data)
+    assert reloaded.embedder is not tiny_embedder and reloaded.embedder.fingerprint == tiny_embedder.fingerprint
+    assert (reloaded.k, reloaded.embed_batch_size) == (2, 4)
+    np.testing.assert_allclose(reloaded.get_text_embedding("insulin"), embed_model.get_text_embedding("insulin"),
+                               atol=1e-5)
+
+
 def test_query_embedding_thinks(tiny_embedder):
     query = "which gene raises cancer risk"
     embed_model = O1Embedding(embedder=tiny_embedder, k=2)

@@ -50,6 +50,8 @@ class O1Embedding(BaseEmbedding):
                          model_name=kwargs.pop("model_name", "o1-retriever"), **kwargs)
         if embedder is None:
             embedder = O1Embedder.from_pretrained(self.model_path, **model_kwargs)
+        elif _reloadable(embedder.name):
+            self.model_path = embedder.name  # so to_dict()/from_dict() reload the same checkpoint
         self._embedder = embedder
         self.model_name = embedder.name
 
@@ -92,3 +94,8 @@ class O1Embedding(BaseEmbedding):
 
     async def _aget_text_embeddings(self, texts: List[str]) -> List[Embedding]:
         return await asyncio.to_thread(self._get_text_embeddings, texts)
+
+
+def _reloadable(name: str) -> bool:
+    """Whether an embedder's name is the path it was loaded from (not the default or a composite)."""
+    return name != "o1-retriever-default" and not name.startswith("composite:")
