@@ -21,7 +21,7 @@ def synthesized(beir, tiny_lm_dir, tmp_path_factory, minilm_member):
     tiny_beir = beir
     out = tmp_path_factory.mktemp("synth") / "thoughts.jsonl"
     rc = main(["synthesize", "--data", str(tiny_beir), "--output", str(out), "--expert", str(tiny_lm_dir),
-               "--max-new-tokens", "10", "--num-candidates", "3", "--num-shots", "2", "--batch-size", "12",
+               "--max-new-tokens", "10", "--num-candidates", "3", "--num-shots", "2", "--batch-size", "5",
                "--committee", "bm25", "minilm", "--negatives", "bm25", "minilm", "--num-negatives", "3"])
     assert rc == 0
     return out
