@@ -44,12 +44,13 @@ def answer_locally(prompt_value) -> str:
     inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
                                            return_dict=True).to(model.device)
     with torch.inference_mode():
-        out = model.generate(**inputs, max_new_tokens=40, do_sample=False, pad_token_id=tokenizer.eos_token_id)
+        out = model.generate(**inputs, max_new_tokens=48, do_sample=False, pad_token_id=tokenizer.eos_token_id)
     return tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
 
 
+# SciFact queries are claims: ask whether the retrieved passages support the claim.
 prompt = ChatPromptTemplate.from_template(
-    "Answer in one sentence using only this context.\n\nContext:\n{context}\n\nQuestion: {question}")
+    "Context:\n{context}\n\nUsing only the context, say in one sentence whether this claim is true: {question}")
 chain = ({"context": retriever | RunnableLambda(lambda docs: "\n\n".join(d.page_content[:400] for d in docs)),
           "question": RunnablePassthrough()} | prompt | RunnableLambda(answer_locally) | StrOutputParser())
 print(f"\nLCEL chain answer to {queries[0]['text']!r}:\n  {chain.invoke(queries[0]['text']).strip()}")
