@@ -129,3 +129,13 @@ def test_bad_arguments_raise_clear_errors(tiny_embedder, retriever, documents, t
     with pytest.raises(ValueError, match="empty"):
         retriever.retrieve("   ")
     assert len(retriever.retrieve(QUERY)) == 3  # still works after the failed call
+
+
+def test_loads_a_model_from_a_path_with_options(tiny_o1_dir, tiny_embedder, documents):
+    built = O1Retriever.from_documents(documents, embedder=tiny_embedder, similarity_top_k=2, k=1)
+    retriever = O1Retriever(built.vector_store, str(tiny_o1_dir), similarity_top_k=2, k=1, model_kwargs=dict(
+        device="cpu", dtype="fp32", thought_cache=False, max_new_tokens=8))
+    assert retriever.embedder is not tiny_embedder and retriever.embedder.fingerprint == tiny_embedder.fingerprint
+    assert _ids(retriever.retrieve(QUERY)) == _ids(built.retrieve(QUERY))
+    with pytest.raises(ValueError, match="model_kwargs"):
+        O1Retriever(built.vector_store, tiny_embedder, model_kwargs={"dtype": "fp32"})

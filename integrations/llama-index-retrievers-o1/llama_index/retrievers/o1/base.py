@@ -113,6 +113,10 @@ class O1Retriever(BaseRetriever):
     def embedder(self) -> O1Embedder:
         return self._embedder
 
+    @property
+    def vector_store(self) -> BasePydanticVectorStore:
+        return self._vector_store
+
     # ---- retrieval ----------------------------------------------------------------------------
     def _embed(self, query_bundle: QueryBundle) -> tuple[list, List[str]]:
         if query_bundle.embedding is not None:  # the caller embedded it already: respect that
