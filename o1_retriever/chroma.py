@@ -24,6 +24,7 @@ import torch
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
 
+from .default_model import cache_dir
 from .embedder import O1Embedder
 from .validation import check_k, check_positive_int
 
@@ -57,8 +58,14 @@ def _describe(embedder: O1Embedder) -> tuple[str | None, dict]:
     if embedder.thinker is not None:
         options["prompt_style"] = embedder.thinker.prompt_style
     options.update(embedder.generation.as_dict())
+    if embedder.quantization and embedder.thinker is not None and embedder.thinker.model is embedder.encoder.model:
+        options["share_weights"] = True
     cache = embedder.thought_cache
-    options["thought_cache"] = str(cache.path) if cache is not None else False
+    if cache is None:
+        options["thought_cache"] = False
+    else:  # the default location is recorded as such, so another machine uses its own
+        default = Path(cache_dir()) / "thoughts.sqlite"
+        options["thought_cache"] = True if Path(cache.path) == default else str(cache.path)
     return model, options
 
 
