@@ -47,6 +47,7 @@ def register(subparsers) -> None:
     p.add_argument("--composite-thinker", metavar="DIR", help="composite thinker (default SmolLM2-135M-Instruct)")
     p.add_argument("--composite-encoder", metavar="DIR", help="composite encoder (default all-MiniLM-L6-v2)")
     p.add_argument("--max-docs", type=_positive_int, help="subsample the corpus to N docs, keeping every judged one")
+    p.add_argument("--max-queries", type=_positive_int, help="evaluate a seeded sample of N judged queries")
     p.add_argument("--index", choices=["exact", "chroma"], default="exact",
                    help="exact matrix-product search (default) or the Chroma store end to end")
     p.add_argument("--output", metavar="JSON", help="write results here (and a PNG beside it for a k sweep)")
@@ -68,7 +69,8 @@ def config_from_args(args):
     return EvalConfig(dataset=args.dataset, split=args.split, model=args.model, run_model=not args.no_model,
                       k=args.k, baselines=list(dict.fromkeys(args.baseline)), baseline_encoder=args.baseline_encoder,
                       composite=args.composite, composite_thinker=args.composite_thinker,
-                      composite_encoder=args.composite_encoder, max_docs=args.max_docs, index=args.index,
+                      composite_encoder=args.composite_encoder, max_docs=args.max_docs,
+                      max_queries=args.max_queries, index=args.index,
                       batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, seed=args.seed,
                       ignore_identical_ids=args.ignore_identical_ids, thought_cache=args.thought_cache,
                       embedding_cache=not args.no_embedding_cache, device=args.device, dtype=args.dtype)
@@ -90,6 +92,6 @@ def run(args) -> int:
         print(f"wrote {path}")
         rows = [r.as_dict() for r in outcome.rows]
         if len(config.k) > 1 and any(r["k"] is not None for r in rows):
-            title = f"{outcome.dataset.name}/{outcome.dataset.split}" + (" (subsampled)" if outcome.dataset.subsample else "")
+            title = f"{outcome.dataset.name}/{outcome.dataset.split}" + (" (subsampled)" if outcome.dataset.subsample or outcome.dataset.query_subsample else "")
             print(f"wrote {plot_k_sweep(rows, Path(path).with_suffix('.png'), title)}")
     return 0

@@ -23,6 +23,7 @@ class BeirDataset:
     qrels: dict[str, dict[str, int]]           # query id -> {doc id: relevance}
     digest: str                                # sha256 of the three source files (first 16 hex)
     subsample: dict | None = field(default=None)  # set by `subsample_corpus`
+    query_subsample: dict | None = field(default=None)  # set by `subsample_queries`
 
     @property
     def name(self) -> str:
@@ -160,7 +161,24 @@ def subsample_corpus(dataset: BeirDataset, max_docs: int, seed: int = 0) -> Beir
     corpus = {i: d for i, d in dataset.corpus.items() if i in keep}  # original order, for stable hashes
     record = {"max_docs": max_docs, "seed": seed, "docs_total": len(dataset.corpus), "docs_kept": len(corpus),
               "judged_docs_kept": len(judged)}
-    return BeirDataset(dataset.path, dataset.split, corpus, dataset.queries, dataset.qrels, dataset.digest, record)
+    return BeirDataset(dataset.path, dataset.split, corpus, dataset.queries, dataset.qrels, dataset.digest, record,
+                       dataset.query_subsample)
+
+
+def subsample_queries(dataset: BeirDataset, max_queries: int, seed: int = 0) -> BeirDataset:
+    """A seeded sample of the judged queries (and their qrels), for quick runs on slow hardware.
+
+    The corpus is untouched; the `query_subsample` record keeps the figure from passing for a full one.
+    """
+    if isinstance(max_queries, bool) or not isinstance(max_queries, int) or max_queries <= 0:
+        raise ValueError(f"max_queries must be a positive int, got {max_queries!r}")
+    ids = sorted(dataset.queries)
+    keep = set(random.Random(seed).sample(ids, min(max_queries, len(ids))))
+    queries = {q: t for q, t in dataset.queries.items() if q in keep}
+    qrels = {q: rels for q, rels in dataset.qrels.items() if q in keep}
+    record = {"max_queries": max_queries, "seed": seed, "queries_total": len(ids), "queries_kept": len(queries)}
+    return BeirDataset(dataset.path, dataset.split, dataset.corpus, queries, qrels, dataset.digest,
+                       dataset.subsample, record)
 
 
 def corpus_digest(ids: list[str], texts: list[str]) -> str:

@@ -54,8 +54,9 @@ def build_meta(config: EvalConfig, outcome: EvalOutcome, argv: list[str] | None 
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": argv,  # None when called from Python: `config` below says it all
         "dataset": {"name": ds.name, "path": str(ds.path), "split": ds.split, "hash": ds.digest,
-                    "documents": len(ds.corpus), "queries": len(ds.queries), "subsample": ds.subsample},
-        "subsampled": ds.subsample is not None,
+                    "documents": len(ds.corpus), "queries": len(ds.queries), "subsample": ds.subsample,
+                    "query_subsample": ds.query_subsample},
+        "subsampled": ds.subsample is not None or ds.query_subsample is not None,
         "model": o1.model if o1 else None,
         "fingerprint": o1.fingerprint if o1 else None,
         "k": list(config.k),
@@ -89,7 +90,9 @@ def print_table(outcome: EvalOutcome, console=None) -> None:
     ds = outcome.dataset
     title = f"{ds.name} / {ds.split}: {len(ds.queries)} queries, {len(ds.corpus)} docs"
     if ds.subsample:
-        title += f" (SUBSAMPLED from {ds.subsample['docs_total']})"
+        title += f" (docs SUBSAMPLED from {ds.subsample['docs_total']})"
+    if ds.query_subsample:
+        title += f" (queries SUBSAMPLED from {ds.query_subsample['queries_total']})"
     table = Table(title=title)
     for name in ("system", "model", "k", "nDCG@10", "R@100", "MRR@10", "MAP", "ms/query", "think tok/q"):
         table.add_column(name, justify="left" if name in ("system", "model") else "right")

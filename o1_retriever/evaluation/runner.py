@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..validation import check_choice, check_k, check_positive_int
 from .bm25 import BM25Config, BM25Searcher
-from .data import BeirDataset, load_beir, subsample_corpus
+from .data import BeirDataset, load_beir, subsample_corpus, subsample_queries
 from .metrics import evaluate_run
 from .search import corpus_embeddings, encoder_identity, exact_search
 
@@ -36,6 +36,7 @@ class EvalConfig:
     composite_thinker: str | None = field(default=None, metadata={"help": "composite thinker (default SmolLM2)"})
     composite_encoder: str | None = field(default=None, metadata={"help": "composite encoder (default MiniLM)"})
     max_docs: int | None = field(default=None, metadata={"help": "subsample the corpus, keeping judged docs"})
+    max_queries: int | None = field(default=None, metadata={"help": "evaluate a seeded sample of judged queries"})
     index: str = field(default="exact", metadata={"help": "'exact' (matrix product) or 'chroma' (O1Index)"})
     batch_size: int = field(default=32, metadata={"help": "queries / documents per forward pass"})
     max_new_tokens: int | None = field(default=None, metadata={"help": "thought length cap (None: model default)"})
@@ -59,8 +60,9 @@ class EvalConfig:
         check_positive_int(self.batch_size, "batch_size")
         if self.max_new_tokens is not None:
             check_positive_int(self.max_new_tokens, "max_new_tokens")
-        if self.max_docs is not None:
-            check_positive_int(self.max_docs, "max_docs")
+        for name in ("max_docs", "max_queries"):
+            if getattr(self, name) is not None:
+                check_positive_int(getattr(self, name), name)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise TypeError(f"seed must be an int, got {self.seed!r}")
         if not (self.run_model or self.baselines or self.baseline_encoder or self.composite):
@@ -112,6 +114,8 @@ def load_dataset(config: EvalConfig) -> BeirDataset:
     dataset = load_beir(config.dataset, config.split)
     if config.max_docs is not None:
         dataset = subsample_corpus(dataset, config.max_docs, config.seed)
+    if config.max_queries is not None:  # after the corpus: it (and its cached vectors) ignore the query sample
+        dataset = subsample_queries(dataset, config.max_queries, config.seed)
     return dataset
 
 

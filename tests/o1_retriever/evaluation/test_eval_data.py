@@ -102,3 +102,15 @@ def test_subsample_keeps_every_judged_doc_and_is_seeded(tmp_path):
     assert ds.subsample is None  # the original is untouched
     with pytest.raises(ValueError, match="max_docs must be a positive int"):
         subsample_corpus(ds, 0)
+
+
+def test_query_subsample_is_seeded_and_recorded(tmp_path):
+    from o1_retriever.evaluation.data import subsample_queries
+    ds = load_beir(write_beir(tmp_path / "t"))
+    two = subsample_queries(ds, 2, seed=5)
+    assert len(two.queries) == 2 and set(two.qrels) == set(two.queries)
+    assert two.query_subsample == {"max_queries": 2, "seed": 5, "queries_total": 4, "queries_kept": 2}
+    assert two.corpus is ds.corpus and ds.query_subsample is None
+    assert subsample_queries(ds, 2, seed=5).queries == two.queries
+    assert len({tuple(subsample_queries(ds, 2, seed=s).queries) for s in range(8)}) > 1
+    assert len(subsample_queries(ds, 99).queries) == 4
