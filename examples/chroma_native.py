@@ -37,5 +37,6 @@ for query, thoughts, ids, distances, metas in zip(queries, function.think(texts)
 # collection's config (in this process it reuses the loaded model rather than loading a second one).
 reopened = chromadb.PersistentClient(path=persist_dir).get_collection("scifact_slice")
 again = reopened.query(query_texts=texts, n_results=2)
-print(f"\nreopened with {reopened.configuration['embedding_function']!r}: "
-      f"same hits = {again['ids'] == results['ids']}")
+rebuilt = reopened.configuration["embedding_function"]
+print(f"\nreopened: function {rebuilt.name()!r} rebuilt from {rebuilt.get_config()['model'] or 'the default model'}, "
+      f"same model instance = {rebuilt.embedder is embedder}, same hits = {again['ids'] == results['ids']}")

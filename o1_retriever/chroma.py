@@ -75,11 +75,13 @@ class O1EmbeddingFunction(EmbeddingFunction[Documents]):
 
     Pass an existing `O1Embedder` (it is used as is), or a model path / hub id (None: the bundled
     default model) plus `from_pretrained` options such as device, dtype, quantization, thought_cache,
-    max_new_tokens. `k` is the number of thoughts per query (0: no thinking).
+    max_new_tokens. `k` is the number of thoughts per query (0: no thinking). `load=False` defers
+    loading the model to the first text that needs embedding (how Chroma rebuilds it from a config:
+    searching a reopened collection by vector then never loads a model).
     """
 
     def __init__(self, embedder: O1Embedder | None = None, *, model: str | None = None, k: int = 3,
-                 batch_size: int = 32, **options: Any):
+                 batch_size: int = 32, load: bool = True, **options: Any):
         self.k = check_k(k)
         self.batch_size = check_positive_int(batch_size, "batch_size")
         unknown = sorted(set(options) - set(LOAD_OPTIONS))
@@ -91,7 +93,7 @@ class O1EmbeddingFunction(EmbeddingFunction[Documents]):
             if model is not None or options:
                 raise ValueError("pass either an existing embedder or a model path with options, not both")
             self.model, self.options = _describe(embedder)
-            self.embedder = embedder
+            self._embedder, self._fingerprint = embedder, embedder.fingerprint
             with _lock:  # a reopened collection in this process reuses this instance
                 _loaded.setdefault(_load_key(self.model, self.options), embedder)
         else:
@@ -99,7 +101,20 @@ class O1EmbeddingFunction(EmbeddingFunction[Documents]):
                 raise TypeError(f"model must be a path or hub id (str), got {type(model).__name__}")
             self.model = None if model is None else str(model)
             self.options = {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()}
-            self.embedder = _shared_embedder(self.model, self.options)
+            self._embedder, self._fingerprint = None, None
+            if load:
+                self.embedder  # noqa: B018  (load now: a bad path fails here, not at the first query)
+
+    @property
+    def embedder(self) -> O1Embedder:
+        if self._embedder is None:
+            self._embedder = _shared_embedder(self.model, self.options)
+            expected, self._fingerprint = self._fingerprint, self._embedder.fingerprint
+            if expected and expected != self._fingerprint:
+                warnings.warn(f"the model loaded for this collection ({self.model or DEFAULT_MODEL_NAME}) has "
+                              f"fingerprint {self._fingerprint}, but its documents were embedded by {expected}: "
+                              "query and document vectors may not be comparable", stacklevel=3)
+        return self._embedder
 
     def __call__(self, input: Documents) -> Embeddings:
         vectors = self.embedder.encode_documents(list(input), batch_size=self.batch_size)
@@ -127,17 +142,15 @@ class O1EmbeddingFunction(EmbeddingFunction[Documents]):
 
     def get_config(self) -> dict[str, Any]:
         return {"model": self.model, "k": self.k, "batch_size": self.batch_size, "options": dict(self.options),
-                "fingerprint": self.embedder.fingerprint}
+                "fingerprint": self._fingerprint}
 
     @staticmethod
     def build_from_config(config: dict[str, Any]) -> "O1EmbeddingFunction":
+        # Chroma rebuilds the function whenever it reads the collection's configuration: load lazily.
         function = O1EmbeddingFunction(model=config.get("model"), k=config.get("k", 3),
-                                       batch_size=config.get("batch_size", 32), **config.get("options", {}))
-        expected = config.get("fingerprint")
-        if expected and expected != function.embedder.fingerprint:
-            warnings.warn(f"the model loaded for this collection ({function.model or DEFAULT_MODEL_NAME}) has "
-                          f"fingerprint {function.embedder.fingerprint}, but the documents were embedded by "
-                          f"{expected}: query and document vectors may not be comparable", stacklevel=2)
+                                       batch_size=config.get("batch_size", 32), load=False,
+                                       **config.get("options", {}))
+        function._fingerprint = config.get("fingerprint")
         return function
 
     def is_legacy(self) -> bool:
@@ -155,7 +168,8 @@ class O1EmbeddingFunction(EmbeddingFunction[Documents]):
             raise ValueError("the model of an O1 collection cannot change; re-embed into a new collection")
 
     def __repr__(self) -> str:
-        return f"O1EmbeddingFunction(model={self.model!r}, k={self.k}, dim={self.embedder.dim})"
+        loaded = f"dim={self._embedder.dim}" if self._embedder is not None else "not loaded yet"
+        return f"O1EmbeddingFunction(model={self.model!r}, k={self.k}, {loaded})"
 
 
 def _shared_embedder(model: str | None, options: dict) -> O1Embedder:

@@ -49,7 +49,7 @@ def test_example_runs_offline_and_prints_thoughts_and_hits(script, shared_data, 
         assert (mark == "*") == (passage_id in relevant)  # ... and relevance marks follow SciFact's qrels
     assert not any(p.name.endswith(".sqlite") for p in REPO.iterdir())  # nothing written into the repo
     if script == "chroma_native.py":
-        assert "same hits = True" in out
+        assert "same model instance = True, same hits = True" in out
     if script == "llamaindex_rag.py":
         sources = json.loads(re.search(r"query engine sources: (\[.*\])", out).group(1).replace("'", '"'))
         assert sources == [pid for rank, _, pid in hits if int(rank) <= len(sources)][:len(sources)]

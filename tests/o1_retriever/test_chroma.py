@@ -86,8 +86,10 @@ def test_reopened_collection_in_a_new_process_gets_the_same_hits(collection, tmp
     expected = collection.query(query_texts=[QUERY], n_results=3)["ids"]
     script = textwrap.dedent(f"""
         import json, chromadb
-        import o1_retriever.chroma  # registers the function, so Chroma can rebuild it from the config
+        import o1_retriever.chroma as oc  # registers the function, so Chroma can rebuild it from the config
         col = chromadb.PersistentClient(path={str(tmp_path / "chroma")!r}).get_collection("docs")
+        col.query(query_embeddings=[[0.0] * 63 + [1.0]], n_results=1)
+        assert not oc._loaded, "searching by vector must not load a model"
         print(json.dumps(col.query(query_texts=[{QUERY!r}], n_results=3)["ids"]))
     """)
     env = dict(os.environ, HF_HUB_OFFLINE="1", ANONYMIZED_TELEMETRY="False")
@@ -113,8 +115,17 @@ def test_bad_arguments_raise_clear_errors(tiny_embedder, collection):
 
 
 def test_composite_embedders_explain_how_to_reopen():
+    function = O1EmbeddingFunction.build_from_config({"model": "composite:a+b", "options": {}})
     with pytest.raises(ValueError, match="composite"):
-        O1EmbeddingFunction.build_from_config({"model": "composite:a+b", "options": {}})
+        function.embed_query(["a query"])
+
+
+def test_a_different_model_than_the_collection_was_built_with_warns(tiny_embedder):
+    config = O1EmbeddingFunction(tiny_embedder).get_config() | {"fingerprint": "0123456789abcdef"}
+    function = O1EmbeddingFunction.build_from_config(config)
+    assert "not loaded yet" in repr(function)
+    with pytest.warns(UserWarning, match="may not be comparable"):
+        assert function.embedder is tiny_embedder
 
 
 def test_loads_a_model_from_a_path_once(tiny_o1_dir):
