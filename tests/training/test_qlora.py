@@ -25,7 +25,7 @@ def test_qlora_step_and_export(tiny_lm_dir, tmp_path):
     assert torch.isfinite(out.loss) and model.token_delta.grad.abs().sum() > 0
     adapter = export_adapter(model, tmp_path / "adapter")
     loaded = O1Embedder.from_pretrained(str(adapter), device="cpu", dtype="fp32", thought_cache=False)
-    assert loaded.encode_documents(["insulin"]).shape == (64,)
+    assert loaded.encode_documents("insulin").shape == (64,)
 
 
 def test_unsupported_training_quantization_is_rejected(tiny_lm_dir):
