@@ -100,4 +100,8 @@ def print_table(outcome: EvalOutcome, console=None) -> None:
         tokens = "-" if r.thinking_tokens_per_query is None else f"{r.thinking_tokens_per_query:.1f}"
         table.add_row(r.system, r.model or "-", "-" if r.k is None else str(r.k), f"{r.ndcg_at_10:.4f}",
                       f"{r.recall_at_100:.4f}", f"{r.mrr_at_10:.4f}", f"{r.map:.4f}", f"{r.ms_per_query:.1f}", tokens)
-    (console or Console()).print(table)
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # a log file: rich would squeeze the table into 80 columns
+            console = Console(width=160)
+    console.print(table)
