@@ -46,7 +46,8 @@ def plot_k_sweep(rows: list[dict], path, title: str = "") -> Path:
         ax.set_ylabel(ylabel)
         ax.set_xticks(all_k)
         ax.grid(alpha=0.3)
-    ax_t.set_yscale("symlog", linthresh=1.0)
+    if all(r["ms_per_query"] > 0 for r in rows):
+        ax_t.set_yscale("log")  # BM25 (~1 ms) and thinking (~seconds) differ by orders of magnitude
     ax_q.legend(fontsize=7, loc="best")
     if title:
         fig.suptitle(title)
@@ -56,3 +57,22 @@ def plot_k_sweep(rows: list[dict], path, title: str = "") -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def main(argv=None) -> int:
+    """Redraw the PNG of a results JSON: python -m o1_retriever.evaluation.plot results.json"""
+    import json
+    import sys
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m o1_retriever.evaluation.plot RESULTS.json", file=sys.stderr)
+        return 2
+    data = json.loads(Path(args[0]).read_text(encoding="utf-8"))
+    ds = data["meta"]["dataset"]
+    title = f"{ds['name']}/{ds['split']}" + (" (subsampled)" if data["meta"].get("subsampled") else "")
+    print(plot_k_sweep(data["results"], Path(args[0]).with_suffix(".png"), title))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
