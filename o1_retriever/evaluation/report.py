@@ -98,6 +98,8 @@ def print_table(outcome: EvalOutcome, console=None) -> None:
         table.add_column(name, justify="left" if name in ("system", "model") else "right")
     for r in outcome.rows:
         tokens = "-" if r.thinking_tokens_per_query is None else f"{r.thinking_tokens_per_query:.1f}"
+        if r.thoughts_from_cache:  # latency without (all of) the thinking: say so in the table
+            tokens += f" ({r.thoughts_from_cache:.0%} cached)"
         table.add_row(r.system, r.model or "-", "-" if r.k is None else str(r.k), f"{r.ndcg_at_10:.4f}",
                       f"{r.recall_at_100:.4f}", f"{r.mrr_at_10:.4f}", f"{r.map:.4f}", f"{r.ms_per_query:.1f}", tokens)
     if console is None:

@@ -82,12 +82,14 @@ class ResultRow:
     ms_per_query: float
     thinking_tokens_per_query: float | None = None
     index: str | None = None
+    thoughts_from_cache: float | None = None  # share of queries whose thoughts were cached: latency excludes them
 
     def as_dict(self) -> dict:
         return {"system": self.system, "model": self.model, "k": self.k, "ndcg@10": self.ndcg_at_10,
                 "recall@100": self.recall_at_100, "mrr@10": self.mrr_at_10, "map": self.map,
                 "queries": self.queries, "ms_per_query": self.ms_per_query,
-                "thinking_tokens_per_query": self.thinking_tokens_per_query, "index": self.index}
+                "thinking_tokens_per_query": self.thinking_tokens_per_query, "index": self.index,
+                "thoughts_from_cache": self.thoughts_from_cache}
 
 
 @dataclass
@@ -122,6 +124,21 @@ def load_dataset(config: EvalConfig) -> BeirDataset:
 def _row(system, model, k, scores, seconds, n, tokens=None, index=None) -> ResultRow:
     return ResultRow(system, model, k, scores.ndcg_at_10, scores.recall_at_100, scores.mrr_at_10, scores.map,
                      scores.queries, 1000.0 * seconds / max(n, 1), tokens, index)
+
+
+def _cached_share(embedder, queries: list[str], k) -> float | None:
+    """Share of queries the thought cache already answers (so their latency has no thinking in it)."""
+    if not k or embedder.thinker is None:
+        return None
+    if not embedder.thought_cache or not hasattr(embedder, "_keys"):
+        return 0.0
+    return len(embedder.thought_cache.get_many(embedder._keys(queries, k))) / max(len(queries), 1)
+
+
+def _label(path: str) -> str:
+    """A readable model name: the dir name, or its parent's when the dir is just 'model'."""
+    p = Path(path)
+    return p.parent.name if p.name in ("model", "models") and p.parent.name else p.name
 
 
 def _run_dict(query_ids, results) -> dict:
@@ -187,12 +204,14 @@ def evaluate_dense(embedder, system: str, label: str, ks: list, dataset: BeirDat
     rows = []
     try:
         for k in ks:
+            cached = _cached_share(embedder, texts, k)
             start = time.perf_counter()
             results, thoughts = index.search(texts, 0 if k is None else k)
             seconds = time.perf_counter() - start
             scores = evaluate_run(dataset.qrels, _run_dict(qids, results), config.ignore_identical_ids)
             tokens = None if k is None else _thought_tokens(embedder, thoughts)
             rows.append(_row(system, label, k, scores, seconds, len(qids), tokens, config.index))
+            rows[-1].thoughts_from_cache = cached
     finally:
         index.close()
     generation = embedder.generation.as_dict() if embedder.thinker is not None else None
@@ -213,7 +232,7 @@ def _plain_encoder(path: str, config: EvalConfig):
     from ..embedder import O1Embedder
     from ..encoding import SentenceEncoder
     encoder = SentenceEncoder.load(str(path), resolve_device(config.device))
-    return O1Embedder(None, encoder, name=f"encoder:{Path(path).name}", thought_cache=False)
+    return O1Embedder(None, encoder, name=f"encoder:{_label(path)}", thought_cache=False)
 
 
 def run_evaluation(config: EvalConfig, log=print) -> EvalOutcome:
@@ -229,13 +248,13 @@ def run_evaluation(config: EvalConfig, log=print) -> EvalOutcome:
         plans.append(("o1", config.model or "o1-retriever-default", list(config.k), lambda: O1Embedder.from_pretrained(
             config.model, device=config.device, dtype=config.dtype, **_options(config))))
     if config.composite:
-        label = f"{Path(config.composite_thinker).name if config.composite_thinker else 'SmolLM2-135M-Instruct'}+" \
-                f"{Path(config.composite_encoder).name if config.composite_encoder else 'all-MiniLM-L6-v2'}"
+        label = f"{_label(config.composite_thinker) if config.composite_thinker else 'SmolLM2-135M-Instruct'}+" \
+                f"{_label(config.composite_encoder) if config.composite_encoder else 'all-MiniLM-L6-v2'}"
         plans.append(("composite", label, list(config.k), lambda: O1Embedder.composite(
             config.composite_thinker, config.composite_encoder, device=config.device, dtype=config.dtype,
             **_options(config))))
     if config.baseline_encoder:
-        plans.append(("encoder", Path(config.baseline_encoder).name, [None],
+        plans.append(("encoder", _label(config.baseline_encoder), [None],
                       lambda: _plain_encoder(config.baseline_encoder, config)))
     for system, label, ks, load in plans:
         log(f"{system}: {label} ...")

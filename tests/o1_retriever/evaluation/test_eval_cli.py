@@ -96,3 +96,11 @@ def test_bad_arguments_fail_clearly(toy, capsys):
     assert "splits available: ['test']" in capsys.readouterr().err
     assert main(["eval", "--dataset", str(toy), "--no-model"]) == 2
     assert "nothing to evaluate" in capsys.readouterr().err
+
+
+def test_thought_cache_share_is_reported(toy, tiny_o1_dir, tmp_path):
+    first = _eval(toy, tiny_o1_dir, tmp_path / "a.json", "--thought-cache")["results"]
+    again = _eval(toy, tiny_o1_dir, tmp_path / "b.json", "--thought-cache")["results"]
+    assert [r["thoughts_from_cache"] for r in first] == [None, 0.0]  # k=0 never thinks
+    assert [r["thoughts_from_cache"] for r in again] == [None, 1.0]  # the latency now excludes thinking
+    assert [r["ndcg@10"] for r in again] == [r["ndcg@10"] for r in first]
