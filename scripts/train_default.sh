@@ -27,10 +27,12 @@ $BIN train --train-data "$RUN/train.jsonl" --output-dir "$RUN/model" --resume \
   --query-thought-max-length 192 --passage-max-length 192 --save-steps 10 --seed 42
 
 rm -rf o1_retriever/default_adapter
-cp -r "$RUN/model/adapter" o1_retriever/default_adapter
-cp "$RUN/model/"*.png "$RUN/model/"*.jsonl o1_retriever/default_adapter/ 2>/dev/null || true
+mkdir -p o1_retriever/default_adapter  # official layout: adapter files + embedding/emb.pth + tokenizer, no checkpoints
+(cd "$RUN/model" && cp -r adapter_config.json adapter_model.safetensors embedding tokenizer* chat_template.jinja \
+   losses.png train_log.jsonl "$OLDPWD/o1_retriever/default_adapter/" 2>/dev/null || true)
 
 for ds in scifact nfcorpus; do
   $BIN eval --dataset "$DATA/$ds" --split test --k 0,1,3,5 --baseline bm25 \
-    --baseline-encoder minilm --composite --max-new-tokens 64 --output "benchmarks/default_$ds.json"
+    --baseline-encoder "$(.venv/bin/python -c 'from o1_retriever.default_model import minilm_path; print(minilm_path())')" \
+    --composite --max-new-tokens 64 --output "benchmarks/default_$ds.json"
 done

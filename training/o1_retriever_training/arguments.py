@@ -32,7 +32,7 @@ class ModelArguments:
                                       "dedicated 'summarise' signal. Costs 4 x hidden parameters.")
     quantization: str = _f(None, "'4bit' for QLoRA (NF4 base weights via bitsandbytes), else full precision",
                            choices=(None, "4bit"))
-    gradient_checkpointing: bool = _f(True, "Recompute activations in backward: far less memory, ~30% slower")
+    gradient_checkpointing: bool = _f(True, "Recompute activations in backward: far less memory, about 30%% slower")
 
 
 @dataclass
