@@ -41,25 +41,30 @@ def _timed(fn):
 
 
 def bench_queries(emb, queries, k, one_by_one_n):
+    """queries/s and thought tokens/s per mode: thought lengths vary by query (an untrained model may
+    stop at once or run to max_new_tokens), so tokens/s is the fair comparison across modes."""
+    tok = emb.thinker.tokenizer
+
+    def run(fn, n):
+        results, s = _timed(fn)
+        tokens = sum(len(tok(t, add_special_tokens=False)["input_ids"]) for r in results for ts in r.thoughts for t in ts)
+        return {"queries_per_s": n / s, "thought_tokens_per_s": tokens / s, "seconds": s, "queries": n}
+
     rows = {}
     emb.thought_cache = None
     emb.fused = True
-    _, s = _timed(lambda: emb.encode_queries(queries, k=k))
-    rows["fused"] = len(queries) / s
+    rows["fused"] = run(lambda: [emb.encode_queries(queries, k=k, return_thoughts=True)], len(queries))
     emb.fused = False
-    _, s = _timed(lambda: emb.encode_queries(queries, k=k))
-    rows["two_pass_batched"] = len(queries) / s
+    rows["two_pass_batched"] = run(lambda: [emb.encode_queries(queries, k=k, return_thoughts=True)], len(queries))
     sub = queries[:one_by_one_n]
-    _, s = _timed(lambda: [emb.encode_queries(q, k=k) for q in sub])
-    rows["one_at_a_time"] = len(sub) / s
+    rows["one_at_a_time"] = run(lambda: [emb.encode_queries([q], k=k, return_thoughts=True) for q in sub], len(sub))
     import tempfile
 
     from .cache import ThoughtCache
     with tempfile.TemporaryDirectory() as tmp:
         emb.thought_cache = ThoughtCache(os.path.join(tmp, "t.sqlite"))
         emb.encode_queries(queries, k=k)  # fill
-        _, s = _timed(lambda: emb.encode_queries(queries, k=k))
-        rows["cache_hit"] = len(queries) / s
+        rows["cache_hit"] = run(lambda: [emb.encode_queries(queries, k=k, return_thoughts=True)], len(queries))
         emb.thought_cache.close()
     emb.thought_cache, emb.fused = None, True
     return rows
@@ -104,7 +109,7 @@ def run_bench(args) -> int:
     # Fused thinking needs the official prompt: forced here so all query modes run the same prompt.
     emb = O1Embedder.from_pretrained(args.model, dtype="bf16", prompt_style="official", thought_cache=False,
                                      max_new_tokens=args.max_new_tokens)
-    result["queries_per_s"] = bench_queries(emb, queries, args.k, args.one_by_one)
+    result["queries"] = bench_queries(emb, queries, args.k, args.one_by_one)
     result["encode_documents"] = {"bf16": bench_documents(emb, docs, peak["bf16"])}
     del emb
     emb32 = O1Embedder.from_pretrained(args.model, dtype="fp32", thought_cache=False)
@@ -119,8 +124,8 @@ def run_bench(args) -> int:
     table = Table(title=f"o1-retriever bench (k={args.k}, max_new_tokens={args.max_new_tokens})")
     table.add_column("measure")
     table.add_column("value", justify="right")
-    for mode, qps in result["queries_per_s"].items():
-        table.add_row(f"queries/s {mode}", f"{qps:.2f}")
+    for mode, r in result["queries"].items():
+        table.add_row(f"queries/s {mode} (thought tokens/s)", f"{r['queries_per_s']:.2f} ({r['thought_tokens_per_s']:.0f})")
     for dt, r in result["encode_documents"].items():
         table.add_row(f"docs/s {dt}", f"{r['docs_per_s']:.1f}")
         table.add_row(f"tokens/s {dt} (fraction of bf16 peak)", f"{r['tokens_per_s']:.0f} ({r['fraction_of_bf16_peak']:.1%})")

@@ -64,7 +64,7 @@ def test_bench_writes_json(tiny_o1_dir, tmp_path):
     assert main(["bench", "--model", str(tiny_o1_dir), "--queries", "2", "--one-by-one", "1", "--docs", "32",
                  "--max-new-tokens", "4", "--output", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert set(result["queries_per_s"]) == {"fused", "two_pass_batched", "one_at_a_time", "cache_hit"}
-    assert all(v > 0 for v in result["queries_per_s"].values())
+    assert set(result["queries"]) == {"fused", "two_pass_batched", "one_at_a_time", "cache_hit"}
+    assert all(r["queries_per_s"] > 0 and r["thought_tokens_per_s"] >= 0 for r in result["queries"].values())
     assert result["encode_documents"]["bf16"]["tokens_per_s"] > 0
     assert "bf16" in result["thinker_memory_mb"] and "4bit" in result["thinker_memory_mb"]
