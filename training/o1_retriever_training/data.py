@@ -4,8 +4,9 @@ Skipped items are never silent: one warning per kind, with the count and the fir
 """
 from __future__ import annotations
 
+from o1_retriever.corpus import read_jsonl  # noqa: F401  (re-exported: the shared JSONL reader)
+
 import csv
-import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,24 +33,6 @@ class TrainRecord:
     neg: list[str]
     thought: str | None = None
     line: int = 0
-
-
-def read_jsonl(path):
-    """Yield (line number, dict); a malformed line is a ValueError naming file and line."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist")
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n}: not valid JSON ({e.msg}): {line.strip()[:80]!r}") from e
-            if not isinstance(obj, dict):
-                raise ValueError(f"{path}:{n}: expected a JSON object, got {type(obj).__name__}")
-            yield n, obj
 
 
 def _warn_skipped(what: str, items: list) -> None:
