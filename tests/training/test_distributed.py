@@ -51,7 +51,7 @@ def test_gather_with_grad_across_two_processes(tmp_path):
         (full * torch.arange(6.0)[:, None]).sum().backward()
         expected = torch.arange(6.0)[offset:offset + 3, None].expand(3, 2)
         assert torch.equal(local.grad, expected), local.grad
-        print("ok", rank, flush=True)
+        print(f"ok {rank}", flush=True)  # one write: two ranks share the pipe
         acc.end_training()  # tears the process group down in step: no gloo abort at exit
     """))
     stdout = _launch([str(script)], tmp_path)
