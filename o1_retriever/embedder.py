@@ -43,8 +43,9 @@ class O1Embedder:
         self.fused = fused
         parts = [fingerprint(encoder.model, encoder.tokenizer) if isinstance(encoder, LMEncoder)
                  else f"st:{encoder.model.model_card_data.base_model or name}:{encoder.dim}"]
-        if thinker is not None:
-            parts.append(fingerprint(thinker.model, thinker.tokenizer, extra=f"{quantization}"))
+        if thinker is not None:  # one instance thinking and embedding is hashed once
+            same = isinstance(encoder, LMEncoder) and thinker.model is encoder.model
+            parts.append(parts[0] if same else fingerprint(thinker.model, thinker.tokenizer, extra=f"{quantization}"))
         self.encoder_fingerprint = parts[0]
         self.thinker_fingerprint = parts[-1]
         self.fingerprint = hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
