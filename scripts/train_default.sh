@@ -14,8 +14,8 @@ export HF_HUB_OFFLINE=1
 
 synth() {  # dataset split
   $BIN synthesize --data "$DATA/$1" --split "$2" --output "$RUN/synth_$1_$2.jsonl" \
-    --num-candidates 3 --num-shots 1 --max-new-tokens 64 --batch-size 16 \
-    --committee bm25 minilm --vote soft --negatives bm25 minilm --num-negatives 7 --seed 0
+    --num-candidates 3 --num-shots 0 --max-new-tokens 48 --batch-size 16 \
+    --committee bm25 minilm --vote soft --negatives bm25 --num-negatives 7 --seed 0
 }
 synth scifact train
 synth nfcorpus dev

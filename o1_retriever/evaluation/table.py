@@ -1,0 +1,58 @@
+"""Markdown table from one or more `o1-retriever eval` results JSONs (the README and model card tables).
+
+    python -m o1_retriever.evaluation.table benchmarks/default_scifact.json benchmarks/default_nfcorpus.json
+
+Rows keep the order of the files and of the rows in each file; a subsampled run is marked, so a
+figure on part of a dataset is never mistaken for a full-split one.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+COLUMNS = ("dataset", "system", "model", "k", "nDCG@10", "R@100", "MRR@10", "ms/query", "thought tok/query")
+
+
+def _dataset_label(meta: dict) -> str:
+    ds = meta["dataset"]
+    label = f"{ds['name']} {ds['split']}"
+    if ds.get("subsample") or ds.get("query_subsample"):
+        label += f" (subsampled: {ds['queries']} q, {ds['documents']} docs)"
+    return label
+
+
+def _row(dataset: str, r: dict) -> list[str]:
+    tokens = "–" if r.get("thinking_tokens_per_query") is None else f"{r['thinking_tokens_per_query']:.1f}"
+    if r.get("thoughts_from_cache"):  # latency then lacks (some of) the thinking
+        tokens += f" ({r['thoughts_from_cache']:.0%} cached)"
+    return [dataset, r["system"], r.get("model") or "–", "–" if r.get("k") is None else str(r["k"]),
+            f"{r['ndcg@10']:.4f}", f"{r['recall@100']:.4f}", f"{r['mrr@10']:.4f}", f"{r['ms_per_query']:.1f}", tokens]
+
+
+def markdown_table(paths) -> str:
+    """One table over every row of every results JSON in `paths`."""
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for path in paths:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            meta, rows = data["meta"], data["results"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{path} is not an `o1-retriever eval` results JSON ({e})") from e
+        label = _dataset_label(meta)
+        lines += ["| " + " | ".join(_row(label, r)) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        print("usage: python -m o1_retriever.evaluation.table RESULTS.json [RESULTS.json ...]", file=sys.stderr)
+        return 2
+    print(markdown_table(args))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
