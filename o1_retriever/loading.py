@@ -69,6 +69,20 @@ def _fit_output_rows(model, rows: int) -> None:
     model.config.vocab_size = rows
 
 
+def _set_token_rows(model, tokenizer, rows_file: Path, dtype) -> None:
+    from safetensors.torch import load_file
+    rows = load_file(str(rows_file))
+    unknown = sorted(set(rows) - set(tokenizer.get_vocab()))
+    if unknown:
+        raise ValueError(f"{rows_file} has rows for {unknown}, which the adapter's tokenizer lacks")
+    weight = model.get_input_embeddings().weight
+    with torch.no_grad():
+        for token, row in rows.items():
+            weight[tokenizer.convert_tokens_to_ids(token)] = row.to(dtype)
+    if getattr(model.config, "tie_word_embeddings", False):
+        model.tie_weights()
+
+
 def _load_adapter(adapter_dir: Path, dtype) -> tuple[torch.nn.Module, object]:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -88,6 +102,9 @@ def _load_adapter(adapter_dir: Path, dtype) -> tuple[torch.nn.Module, object]:
             model.config.tie_word_embeddings = False
         _fit_output_rows(model, model.get_input_embeddings().weight.shape[0])
     add_special_tokens(model, tokenizer)
+    rows_file = adapter_dir / "embedding" / "token_rows.safetensors"
+    if rows_file.exists() and not emb_file.exists():  # compact form: only the O1 rows differ from the base
+        _set_token_rows(model, tokenizer, rows_file, dtype)
     model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=False).merge_and_unload()
     return model, tokenizer
 

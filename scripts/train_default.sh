@@ -22,9 +22,10 @@ synth nfcorpus dev
 cat "$RUN/synth_scifact_train.jsonl" "$RUN/synth_nfcorpus_dev.jsonl" > "$RUN/train.jsonl"
 
 $BIN train --train-data "$RUN/train.jsonl" --output-dir "$RUN/model" --resume \
-  --lora-r 16 --lora-alpha 32 --group-size 4 --batch-size 16 --num-epochs 1 \
+  --lora-r 16 --lora-alpha 32 --group-size 2 --batch-size 16 --num-epochs 1 \
   --learning-rate 2e-4 --temperature 0.05 --lambda-emb 0.8 --empty-thought-ratio 0.1 \
-  --query-thought-max-length 192 --passage-max-length 192 --save-steps 10 --seed 42
+  --query-thought-max-length 128 --passage-max-length 144 --no-gradient-checkpointing \
+  --token-rows-only --save-steps 10 --seed 42
 
 rm -rf o1_retriever/default_adapter
 mkdir -p o1_retriever/default_adapter  # official layout: adapter files + embedding/emb.pth + tokenizer, no checkpoints

@@ -1,16 +1,20 @@
 """Export of a tied-head model: no lm_head.pth, and the loaded model uses the trained rows on both
-the input and the (tied) output side, exactly as during training."""
+the input and the (tied) output side, exactly as during training. The compact form (token rows only)
+loads to the very same model."""
 import json
 
+import numpy as np
+import pytest
 import torch
 
 from o1_retriever import O1Embedder
 from o1_retriever_training.arguments import ModelArguments
-from o1_retriever_training.export import export_adapter
+from o1_retriever_training.export import export_adapter, write_token_rows
 from o1_retriever_training.modeling import build
 
 
-def test_tied_model_round_trip(tmp_path):
+@pytest.fixture(scope="module")
+def tied_model(tmp_path_factory):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from tests.conftest import build_tokenizer
@@ -19,14 +23,25 @@ def test_tied_model_round_trip(tmp_path):
     config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                          num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True,
                          bos_token_id=1, eos_token_id=2, pad_token_id=2)
-    base = tmp_path / "tied"
+    base = tmp_path_factory.mktemp("tied") / "base"
     LlamaForCausalLM(config).save_pretrained(base)
     tok.save_pretrained(base)
-
     model = build(ModelArguments(base_model=str(base), lora_r=2, lora_alpha=4, gradient_checkpointing=False))
-    assert model.tied
     with torch.no_grad():
         model.token_delta += torch.randn_like(model.token_delta)
+        for name, p in model.lm.named_parameters():
+            if "lora_B" in name:  # a LoRA that does something, so "same model" means something
+                p += 0.05 * torch.randn_like(p)
+    return base, model
+
+
+def _load(path):
+    return O1Embedder.from_pretrained(str(path), device="cpu", dtype="fp32", thought_cache=False)
+
+
+def test_tied_model_round_trip(tied_model, tmp_path):
+    base, model = tied_model
+    assert model.tied
     hidden = torch.randn(3, 32)
     plain = model.base_model.get_output_embeddings()(hidden)
     trained_logits = model._gen_logits(hidden)
@@ -36,8 +51,43 @@ def test_tied_model_round_trip(tmp_path):
     out = export_adapter(model, tmp_path / "adapter")
     assert not (out / "embedding" / "lm_head.pth").exists()
     assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == str(base.resolve())
-    loaded = O1Embedder.from_pretrained(str(out), device="cpu", dtype="fp32", thought_cache=False)
-    lm = loaded.encoder.model
+    lm = _load(out).encoder.model
     expected = model.trained_input_embedding().weight
     assert torch.allclose(lm.get_input_embeddings().weight, expected)
     assert torch.allclose(lm.get_output_embeddings().weight[ids], expected[ids])  # the tied head sees them too
+
+
+def test_token_rows_only_loads_the_same_model(tied_model, tmp_path):
+    _, model = tied_model
+    full = export_adapter(model, tmp_path / "full")
+    compact = export_adapter(model, tmp_path / "compact", token_rows_only=True)
+    assert not (compact / "embedding" / "emb.pth").exists()
+    rows = compact / "embedding" / "token_rows.safetensors"
+    assert rows.stat().st_size < 4096 < (full / "embedding" / "emb.pth").stat().st_size
+    a, b = _load(full), _load(compact)
+    assert torch.equal(a.encoder.model.get_input_embeddings().weight, b.encoder.model.get_input_embeddings().weight)
+    texts = ["insulin and glucose", "coral reef ocean"]
+    assert np.allclose(a.encode_documents(texts), b.encode_documents(texts), atol=1e-6)
+    assert np.allclose(a.encode_queries(texts, k=0), b.encode_queries(texts, k=0), atol=1e-6)
+
+
+def test_token_rows_refused_when_other_rows_were_trained(tied_model, tmp_path):
+    _, model = tied_model
+    out = export_adapter(model, tmp_path / "adapter")
+    emb_file = out / "embedding" / "emb.pth"
+    with torch.serialization.safe_globals([torch.nn.Embedding]):
+        emb = torch.load(emb_file, weights_only=True)
+    with torch.no_grad():
+        emb.weight[5] += 1.0  # a row of an ordinary token
+    torch.save(emb, emb_file)
+    with pytest.raises(ValueError, match="changes rows other than the O1 tokens"):
+        write_token_rows(out)
+    assert emb_file.exists()  # nothing removed by the failed call
+
+
+def test_token_rows_refused_for_an_untied_head(tiny_lm_dir, tmp_path):
+    model = build(ModelArguments(base_model=str(tiny_lm_dir), lora_r=2, lora_alpha=4, gradient_checkpointing=False))
+    out = export_adapter(model, tmp_path / "adapter")
+    with pytest.raises(ValueError, match="untied lm_head.pth"):
+        write_token_rows(out)
+    assert (out / "embedding" / "emb.pth").exists()

@@ -206,7 +206,8 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
     accelerator.wait_for_everyone()
     plot = None
     if accelerator.is_main_process:
-        export_adapter(accelerator.unwrap_model(model), out, merge=train_args.merge)
+        export_adapter(accelerator.unwrap_model(model), out, merge=train_args.merge,
+                       token_rows_only=train_args.token_rows_only)
         plot = plot_losses(log_file, out / "losses.png")
     accelerator.end_training()
     return TrainResult(str(out), progress["step"], str(log_file), plot and str(plot), last)
