@@ -27,10 +27,10 @@ $BIN train --train-data "$RUN/train.jsonl" --output-dir "$RUN/model" --resume \
   --query-thought-max-length 128 --passage-max-length 144 --no-gradient-checkpointing \
   --token-rows-only --save-steps 10 --seed 42
 
-rm -rf o1_retriever/default_adapter
-mkdir -p o1_retriever/default_adapter  # official layout: adapter files + embedding/emb.pth + tokenizer, no checkpoints
+# Ship it: adapter + O1 token rows + tokenizer + loss log/plot, no checkpoints; the model card (README.md) stays.
+find o1_retriever/default_adapter -mindepth 1 ! -name README.md -delete 2>/dev/null || mkdir -p o1_retriever/default_adapter
 (cd "$RUN/model" && cp -r adapter_config.json adapter_model.safetensors embedding tokenizer* chat_template.jinja \
-   losses.png train_log.jsonl "$OLDPWD/o1_retriever/default_adapter/" 2>/dev/null || true)
+   losses.png train_log.jsonl training_args.json "$OLDPWD/o1_retriever/default_adapter/")
 
 for ds in scifact nfcorpus; do
   $BIN eval --dataset "$DATA/$ds" --split test --k 0,1,3,5 --baseline bm25 \
