@@ -91,6 +91,23 @@ def _thinker_memory(source, quantization) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def load_times(source=None) -> dict:
+    """Seconds to import and to `from_pretrained` in fresh processes: first with an empty cache dir (GGUF
+    conversion + adapter merge happen then), then again on that cache (what every later start costs)."""
+    import tempfile
+    code = ("import time;t=time.perf_counter();import json;from o1_retriever import O1Embedder;"
+            "i=time.perf_counter()-t;t=time.perf_counter();"
+            f"O1Embedder.from_pretrained({source!r}, thought_cache=False);"
+            "print(json.dumps({'import_s':i,'from_pretrained_s':time.perf_counter()-t}))")
+    out = {}
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "O1_RETRIEVER_CACHE": cache, "HF_HUB_OFFLINE": "1"}
+        for run in ("first_run", "later_runs"):
+            done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+            out[run] = json.loads(done.stdout.strip().splitlines()[-1])
+    return out
+
+
 def run_bench(args) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -115,6 +132,7 @@ def run_bench(args) -> int:
     emb32 = O1Embedder.from_pretrained(args.model, dtype="fp32", thought_cache=False)
     result["encode_documents"]["fp32"] = bench_documents(emb32, docs, peak["bf16"])
     del emb32
+    result["load_seconds"] = load_times(args.model)
     result["thinker_memory_mb"] = {"bf16": _thinker_memory(args.model, None)}
     try:
         result["thinker_memory_mb"]["4bit"] = _thinker_memory(args.model, "4bit")
@@ -129,6 +147,9 @@ def run_bench(args) -> int:
     for dt, r in result["encode_documents"].items():
         table.add_row(f"docs/s {dt}", f"{r['docs_per_s']:.1f}")
         table.add_row(f"tokens/s {dt} (fraction of bf16 peak)", f"{r['tokens_per_s']:.0f} ({r['fraction_of_bf16_peak']:.1%})")
+    for run, r in result["load_seconds"].items():
+        table.add_row(f"load {run.replace('_', ' ')}: import / from_pretrained s",
+                      f"{r['import_s']:.2f} / {r['from_pretrained_s']:.2f}")
     for q, r in result["thinker_memory_mb"].items():
         table.add_row(f"thinker memory {q}", json.dumps({k: round(v) for k, v in r.items()} if "error" not in r else r))
     console.print(table)

@@ -68,3 +68,5 @@ def test_bench_writes_json(tiny_o1_dir, tmp_path):
     assert all(r["queries_per_s"] > 0 and r["thought_tokens_per_s"] >= 0 for r in result["queries"].values())
     assert result["encode_documents"]["bf16"]["tokens_per_s"] > 0
     assert "bf16" in result["thinker_memory_mb"] and "4bit" in result["thinker_memory_mb"]
+    assert set(result["load_seconds"]) == {"first_run", "later_runs"}
+    assert all(r["import_s"] > 0 and r["from_pretrained_s"] > 0 for r in result["load_seconds"].values())
