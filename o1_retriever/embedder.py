@@ -114,6 +114,14 @@ class O1Embedder:
         template = f"{self.thinker.prompt_style}:{self.thinker.prompt('{query}')}"
         return [cache_key(self.thinker_fingerprint, template, q, k, params) for q in queries]
 
+    def cached_fraction(self, queries, k: int = 3) -> float:
+        """Share of `queries` whose k thoughts the thought cache already holds (0.0 without a cache)."""
+        queries, _ = as_text_list(queries, "queries")
+        check_k(k)
+        if self.thinker is None or k == 0 or self.thought_cache is None or not queries:
+            return 0.0
+        return len(self.thought_cache.get_many(self._keys(queries, k))) / len(queries)
+
     def think(self, queries, k: int = 3, batch_size: int = 32, show_progress_bar: bool | None = None) -> list:
         """k thoughts per query (list of lists; a flat list for a single str)."""
         queries, single = as_text_list(queries, "queries")

@@ -130,9 +130,7 @@ def _cached_share(embedder, queries: list[str], k) -> float | None:
     """Share of queries the thought cache already answers (so their latency has no thinking in it)."""
     if not k or embedder.thinker is None:
         return None
-    if not embedder.thought_cache or not hasattr(embedder, "_keys"):
-        return 0.0
-    return len(embedder.thought_cache.get_many(embedder._keys(queries, k))) / max(len(queries), 1)
+    return embedder.cached_fraction(queries, k)
 
 
 def _label(path: str) -> str:

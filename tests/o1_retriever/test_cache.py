@@ -15,6 +15,8 @@ def test_hit_skips_generation(tiny_o1_dir, tmp_path):
     emb.thinker._generate = lambda *a, **kw: calls.append(a[0]) or real_generate(*a, **kw)  # spy, real model
     first = emb.encode_queries(["protein cell", "river"], k=2, return_thoughts=True)
     assert len(calls) == 1
+    assert emb.cached_fraction(["river", "protein cell", "the war", "mud"], k=2) == 0.5
+    assert emb.cached_fraction(["river"], k=3) == 0.0 and emb.cached_fraction("river", k=0) == 0.0
     again = emb.encode_queries(["river", "protein cell", "the war"], k=2, return_thoughts=True)
     assert calls[1] == ["the war"]  # only the new query was thought about
     assert again.thoughts[0] == first.thoughts[1] and again.thoughts[1] == first.thoughts[0]
