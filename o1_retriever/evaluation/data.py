@@ -1,12 +1,11 @@
 """BEIR-format datasets: `corpus.jsonl`, `queries.jsonl`, `qrels/<split>.tsv`.
 
-Errors name the file and line, so a malformed download is fixed in a minute, not debugged for an hour.
+Errors name the file and line (`file:line:`, as every reader in the project does), so a malformed download is fixed in a minute, not debugged for an hour.
 Only judged queries (those with qrels in the split) are kept, as BEIR evaluates them.
 """
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import warnings
 from dataclasses import dataclass, field
@@ -45,30 +44,21 @@ def document_text(doc: dict) -> str:
 
 
 def _read_jsonl(path: Path, what: str, required: tuple[str, ...]) -> list[dict]:
+    """The project's one JSONL reader (`corpus.read_jsonl`, errors as `file:line:`) plus BEIR's field rules."""
+    from ..corpus import read_jsonl
     rows, seen = [], set()
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path} line {lineno}: not valid JSON ({e.msg}); each line must be one "
-                                 f"{what} object") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path} line {lineno}: expected a JSON object, got {type(row).__name__}")
-            for key in required:
-                if key not in row:
-                    raise ValueError(f"{path} line {lineno}: missing field {key!r} (a {what} needs {list(required)})")
-            row["_id"] = str(row["_id"])
-            if row["_id"] in seen:
-                raise ValueError(f"{path} line {lineno}: duplicate _id {row['_id']!r}")
-            seen.add(row["_id"])
-            for key in ("title", "text"):
-                if key in row and row[key] is not None and not isinstance(row[key], str):
-                    raise ValueError(f"{path} line {lineno}: field {key!r} must be a string, "
-                                     f"got {type(row[key]).__name__}")
-            rows.append(row)
+    for lineno, row in read_jsonl(path):
+        for key in required:
+            if key not in row:
+                raise ValueError(f"{path}:{lineno}: missing field {key!r} (a {what} needs {list(required)})")
+        row["_id"] = str(row["_id"])
+        if row["_id"] in seen:
+            raise ValueError(f"{path}:{lineno}: duplicate _id {row['_id']!r}")
+        seen.add(row["_id"])
+        for key in ("title", "text"):
+            if key in row and row[key] is not None and not isinstance(row[key], str):
+                raise ValueError(f"{path}:{lineno}: field {key!r} must be a string, got {type(row[key]).__name__}")
+        rows.append(row)
     if not rows:
         raise ValueError(f"{path} has no {what} rows")
     return rows
@@ -85,13 +75,13 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
             if lineno == 1 and parts[0].strip().lower() in ("query-id", "query_id", "qid"):
                 continue
             if len(parts) != 3:
-                raise ValueError(f"{path} line {lineno}: expected 3 tab-separated columns "
+                raise ValueError(f"{path}:{lineno}: expected 3 tab-separated columns "
                                  f"(query-id, corpus-id, score), got {len(parts)}: {line.strip()!r:.80}")
             qid, did, score = (p.strip() for p in parts)
             try:
                 rel = int(float(score))
             except ValueError:
-                raise ValueError(f"{path} line {lineno}: score must be an integer, got {score!r}") from None
+                raise ValueError(f"{path}:{lineno}: score must be an integer, got {score!r}") from None
             qrels.setdefault(qid, {})[did] = rel
     if not qrels:
         raise ValueError(f"{path} has no judgements")

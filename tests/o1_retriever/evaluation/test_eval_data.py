@@ -38,29 +38,29 @@ def _break(path: Path, lineno: int, new_line: str):
 def test_bad_json_names_the_line(tmp_path):
     root = write_beir(tmp_path / "t")
     _break(root / "corpus.jsonl", 3, '{"_id": "d3", "title": oops}')
-    with pytest.raises(ValueError, match=r"corpus.jsonl line 3: not valid JSON"):
+    with pytest.raises(ValueError, match=r"corpus.jsonl:3: not valid JSON"):
         load_beir(root)
 
 
 def test_missing_field_and_duplicate_id(tmp_path):
     root = write_beir(tmp_path / "t")
     _break(root / "queries.jsonl", 2, json.dumps({"_id": "q2"}))
-    with pytest.raises(ValueError, match=r"queries.jsonl line 2: missing field 'text'"):
+    with pytest.raises(ValueError, match=r"queries.jsonl:2: missing field 'text'"):
         load_beir(root)
     root = write_beir(tmp_path / "u")
     _break(root / "corpus.jsonl", 5, json.dumps({"_id": "d1", "title": "", "text": "again"}))
-    with pytest.raises(ValueError, match=r"corpus.jsonl line 5: duplicate _id 'd1'"):
+    with pytest.raises(ValueError, match=r"corpus.jsonl:5: duplicate _id 'd1'"):
         load_beir(root)
 
 
 def test_bad_qrels_lines(tmp_path):
     root = write_beir(tmp_path / "t")
     _break(root / "qrels" / "test.tsv", 3, "q2 d2 1")  # spaces, not tabs
-    with pytest.raises(ValueError, match=r"test.tsv line 3: expected 3 tab-separated columns"):
+    with pytest.raises(ValueError, match=r"test.tsv:3: expected 3 tab-separated columns"):
         load_beir(root)
     root = write_beir(tmp_path / "u")
     _break(root / "qrels" / "test.tsv", 2, "q1\td1\trelevant")
-    with pytest.raises(ValueError, match=r"test.tsv line 2: score must be an integer, got 'relevant'"):
+    with pytest.raises(ValueError, match=r"test.tsv:2: score must be an integer, got 'relevant'"):
         load_beir(root)
 
 
