@@ -32,8 +32,16 @@ find o1_retriever/default_adapter -mindepth 1 ! -name README.md -delete 2>/dev/n
 (cd "$RUN/model" && cp -r adapter_config.json adapter_model.safetensors embedding tokenizer* chat_template.jinja \
    losses.png train_log.jsonl training_args.json "$OLDPWD/o1_retriever/default_adapter/")
 
+# Evaluate on the test splits (never used above): the default at k=0,1,3,5 next to BM25 and MiniLM, then the
+# composite (untrained SmolLM2 thinks, MiniLM embeds) at k=3. Thoughts were trained at <= 48 tokens.
+MINILM=$(.venv/bin/python -c 'from o1_retriever.default_model import minilm_path; print(minilm_path())')
 for ds in scifact nfcorpus; do
-  $BIN eval --dataset "$DATA/$ds" --split test --k 0,1,3,5 --baseline bm25 \
-    --baseline-encoder "$(.venv/bin/python -c 'from o1_retriever.default_model import minilm_path; print(minilm_path())')" \
-    --composite --max-new-tokens 64 --output "benchmarks/default_$ds.json"
+  $BIN eval --dataset "$DATA/$ds" --split test --k 0,1,3,5 --baseline bm25 --baseline-encoder "$MINILM" \
+    --max-new-tokens 48 --output "benchmarks/default_$ds.json"
 done
+for ds in scifact nfcorpus; do
+  $BIN eval --dataset "$DATA/$ds" --split test --no-model --composite --k 3 --max-new-tokens 48 \
+    --output "benchmarks/composite_$ds.json"
+done
+.venv/bin/python -m o1_retriever.evaluation.table benchmarks/default_scifact.json benchmarks/composite_scifact.json \
+  benchmarks/default_nfcorpus.json benchmarks/composite_nfcorpus.json
