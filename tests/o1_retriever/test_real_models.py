@@ -48,3 +48,26 @@ def test_composite_default_finds_the_right_passage():
     r = emb.encode_queries(list(queries), k=2, return_thoughts=True)
     top = [passages[i].id for i in (r.embeddings @ docs.T).argmax(1)]
     assert top == list(queries.values()), r.thoughts
+
+
+def test_default_is_the_shipped_trained_adapter(default_embedder):
+    from safetensors.torch import load_file
+
+    from o1_retriever.default_model import ADAPTER_DIR, default_model_path
+    assert default_model_path() == ADAPTER_DIR and default_embedder.thinker.prompt_style == "official"
+    rows = load_file(str(ADAPTER_DIR / "embedding" / "token_rows.safetensors"))
+    tok = default_embedder.encoder.tokenizer
+    weight = default_embedder.encoder.model.get_input_embeddings().weight
+    for token, row in rows.items():  # the trained rows, not the mean-initialised ones, are in use
+        assert torch.allclose(weight[tok.convert_tokens_to_ids(token)].float(), row.float(), atol=1e-2), token
+
+
+@pytest.mark.parametrize("k", [0, 2])
+def test_default_finds_the_right_demo_passage(default_embedder, k):
+    passages = read_corpus(DEMO_CORPUS)
+    docs = default_embedder.encode_documents([p.full_text for p in passages])
+    queries = {"Why does bread rise in the oven?": "food-1", "What makes the planet Mars look red?": "astro-2",
+               "What causes ocean tides?": "astro-3"}
+    r = default_embedder.encode_queries(list(queries), k=k, return_thoughts=True)
+    top = [passages[i].id for i in (r.embeddings @ docs.T).argmax(1)]
+    assert top == list(queries.values()), r.thoughts
