@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +85,7 @@ class O1Embedder:
         thinker = Thinker(thinker_lm.model, thinker_lm.tokenizer, style)
         encoder = LMEncoder(encoder_lm.model, encoder_lm.tokenizer)
         name = "o1-retriever-default" if path_or_id is None else str(path_or_id)
+        options = _model_generation_defaults(default_model_path() if path_or_id is None else path_or_id) | options
         return cls(thinker, encoder, name=name, generation=_generation(options), quantization=quantization, **options)
 
     @classmethod
@@ -218,6 +220,25 @@ class O1Embedder:
 
 def _progress(show: bool | None, n: int) -> bool:
     return n >= PROGRESS_THRESHOLD if show is None else bool(show)
+
+
+GENERATION_FILE = "o1_generation.json"
+
+
+def _model_generation_defaults(source) -> dict:
+    """Generation defaults a model directory ships in `o1_generation.json` (e.g. the thought length it was
+    trained on); arguments passed to from_pretrained win over them."""
+    path = Path(str(source)).expanduser() / GENERATION_FILE
+    if not path.is_file():
+        return {}
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise ValueError(f"{path} is not valid JSON ({e})") from None
+    allowed = ("temperature", "top_p", "max_new_tokens", "prompt_max_length", "seed")
+    if not isinstance(values, dict) or set(values) - set(allowed):
+        raise ValueError(f"{path} must be a JSON object with keys among {list(allowed)}, got {values!r}")
+    return values
 
 
 def _generation(options: dict) -> GenerationConfig:

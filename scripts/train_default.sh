@@ -31,6 +31,7 @@ $BIN train --train-data "$RUN/train.jsonl" --output-dir "$RUN/model" --resume \
 find o1_retriever/default_adapter -mindepth 1 ! -name README.md -delete 2>/dev/null || mkdir -p o1_retriever/default_adapter
 (cd "$RUN/model" && cp -r adapter_config.json adapter_model.safetensors embedding tokenizer* chat_template.jinja \
    losses.png train_log.jsonl training_args.json "$OLDPWD/o1_retriever/default_adapter/")
+echo '{"max_new_tokens": 48}' > o1_retriever/default_adapter/o1_generation.json  # the thought length it was trained on
 
 # Evaluate on the test splits (never used above): the default at k=0,1,3,5 next to BM25 and MiniLM, then the
 # composite (untrained SmolLM2 thinks, MiniLM embeds) at k=3. Thoughts were trained at <= 48 tokens.

@@ -153,3 +153,17 @@ def test_composite_mode_with_a_sentence_transformer(tiny_lm_dir):
     assert len(r.thoughts) == 2 and r.embeddings.shape == (384,)
     bare = emb.encode_queries("how does insulin work", k=0)
     assert (docs @ bare).argmax() == 0  # MiniLM itself ranks the insulin passage first
+
+
+def test_model_dir_generation_defaults_apply_unless_overridden(tiny_o1_dir, tmp_path):
+    import shutil
+    model = tmp_path / "model"
+    shutil.copytree(tiny_o1_dir, model)
+    (model / "o1_generation.json").write_text('{"max_new_tokens": 5, "temperature": 0.7}')
+    emb = O1Embedder.from_pretrained(str(model), device="cpu", dtype="fp32", thought_cache=False)
+    assert emb.generation.max_new_tokens == 5 and emb.generation.temperature == 0.7
+    emb = O1Embedder.from_pretrained(str(model), device="cpu", dtype="fp32", thought_cache=False, max_new_tokens=9)
+    assert emb.generation.max_new_tokens == 9 and emb.generation.temperature == 0.7
+    (model / "o1_generation.json").write_text('{"max_tokens": 5}')
+    with pytest.raises(ValueError, match="o1_generation.json must be a JSON object with keys among"):
+        O1Embedder.from_pretrained(str(model), device="cpu", dtype="fp32", thought_cache=False)

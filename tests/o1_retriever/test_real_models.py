@@ -54,7 +54,9 @@ def test_default_is_the_shipped_trained_adapter(default_embedder):
     from safetensors.torch import load_file
 
     from o1_retriever.default_model import ADAPTER_DIR, default_model_path
+    from o1_retriever.embedder import _model_generation_defaults
     assert default_model_path() == ADAPTER_DIR and default_embedder.thinker.prompt_style == "official"
+    assert _model_generation_defaults(ADAPTER_DIR) == {"max_new_tokens": 48}  # the thought length it was trained on
     rows = load_file(str(ADAPTER_DIR / "embedding" / "token_rows.safetensors"))
     tok = default_embedder.encoder.tokenizer
     weight = default_embedder.encoder.model.get_input_embeddings().weight
