@@ -13,15 +13,16 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
     p.add_argument("--dtype", default="auto", help="auto, bf16, fp16 or fp32 (auto: bf16 where fast)")
     p.add_argument("--quantization", choices=["4bit", "8bit"], default=None, help="load the thinker quantized")
-    p.add_argument("--max-new-tokens", type=int, default=128, help="thought length limit (official: 128)")
+    p.add_argument("--max-new-tokens", type=int, default=None,
+                   help="thought length limit (default: the model's o1_generation.json, else the official 128)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed, for repeatable thoughts")
 
 
 def _load(args):
     from . import O1Embedder
+    limit = {} if args.max_new_tokens is None else {"max_new_tokens": args.max_new_tokens}
     return O1Embedder.from_pretrained(args.model, device=args.device, dtype=args.dtype,
-                                      quantization=args.quantization, max_new_tokens=args.max_new_tokens,
-                                      seed=args.seed)
+                                      quantization=args.quantization, seed=args.seed, **limit)
 
 
 def _print_hits(console, query, hits) -> None:

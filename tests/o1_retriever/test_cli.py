@@ -70,3 +70,18 @@ def test_bench_writes_json(tiny_o1_dir, tmp_path):
     assert "bf16" in result["thinker_memory_mb"] and "4bit" in result["thinker_memory_mb"]
     assert set(result["load_seconds"]) == {"first_run", "later_runs"}
     assert all(r["import_s"] > 0 and r["from_pretrained_s"] > 0 for r in result["load_seconds"].values())
+
+
+def test_cli_thought_limit_defaults_to_the_models_own(tiny_o1_dir, tmp_path):
+    import argparse
+    import shutil
+
+    from o1_retriever.commands import _load
+    model = tmp_path / "model"
+    shutil.copytree(tiny_o1_dir, model)
+    (model / "o1_generation.json").write_text('{"max_new_tokens": 3}')
+    args = dict(model=str(model), device="cpu", dtype="fp32", quantization=None, seed=0)
+    assert _load(argparse.Namespace(**args, max_new_tokens=None)).generation.max_new_tokens == 3
+    assert _load(argparse.Namespace(**args, max_new_tokens=7)).generation.max_new_tokens == 7
+    plain = dict(args, model=str(tiny_o1_dir))
+    assert _load(argparse.Namespace(**plain, max_new_tokens=None)).generation.max_new_tokens == 128
