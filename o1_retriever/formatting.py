@@ -46,7 +46,8 @@ def add_special_tokens(model, tokenizer) -> bool:
     New embedding rows start at the mean of the existing rows, which keeps an untrained model's
     `<emb>` state in-distribution (set here directly: transformers' covariance-sampled init costs ~2 s).
     """
-    missing = [t for t in SPECIAL_TOKENS if t not in tokenizer.get_vocab()]
+    vocab = tokenizer.get_vocab()  # a fresh 49k-entry dict per call: build it once
+    missing = [t for t in SPECIAL_TOKENS if t not in vocab]
     if missing:
         tokenizer.add_tokens(missing, special_tokens=True)
     if tokenizer.pad_token is None:

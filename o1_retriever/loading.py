@@ -134,7 +134,8 @@ def _materialize(source: str, dtype) -> tuple[Path, bool]:
     elif not path.exists():
         path = Path(source)  # hub id
     tokenizer = AutoTokenizer.from_pretrained(path)
-    if all(t in tokenizer.get_vocab() for t in SPECIAL_TOKENS):
+    vocab = tokenizer.get_vocab()
+    if all(t in vocab for t in SPECIAL_TOKENS):
         return path, True
     key = _dir_key(path) if path.exists() else hashlib.sha256(source.encode()).hexdigest()[:16]
     out = cache_dir() / "models" / f"o1tokens-{key}"
@@ -177,7 +178,8 @@ def load_causal_lm(source: str, *, device: torch.device, dtype: torch.dtype,
             had_tokens = True
         else:
             tokenizer = AutoTokenizer.from_pretrained(source)
-            had_tokens = all(t in tokenizer.get_vocab() for t in SPECIAL_TOKENS)
+            vocab = tokenizer.get_vocab()
+            had_tokens = all(t in vocab for t in SPECIAL_TOKENS)
             model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
     except OSError as e:
         raise ValueError(f"could not load a causal LM from {source!r}: {e}") from e
