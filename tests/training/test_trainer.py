@@ -47,3 +47,9 @@ def test_errors_come_before_the_model_loads(tmp_path, triplets):
         _run("/does/not/exist", triplets, tmp_path / "o", lambda_emb=2)
     with pytest.raises(FileNotFoundError, match="missing.jsonl does not exist"):
         _run("/does/not/exist", tmp_path / "missing.jsonl", tmp_path / "o")
+
+
+def test_token_rows_only_with_an_untied_head_fails_before_training(tiny_lm_dir, triplets, tmp_path):
+    with pytest.raises(ValueError, match="--token-rows-only: token rows alone cannot rebuild an untied lm_head"):
+        _run(tiny_lm_dir, triplets, tmp_path / "out", max_steps=2, token_rows_only=True)
+    assert not (tmp_path / "out" / "train_log.jsonl").exists()  # no step was run

@@ -19,6 +19,8 @@ import torch
 
 from .modeling import O1TrainingModel
 
+ROWS_FILE = "token_rows.safetensors"  # read by o1_retriever.loading
+
 
 def _plain_linear(head: torch.nn.Module) -> torch.nn.Linear:
     w = head.weight.detach()
@@ -29,7 +31,12 @@ def _plain_linear(head: torch.nn.Module) -> torch.nn.Linear:
     return out
 
 
+UNTIED_ROWS_ONLY = "token rows alone cannot rebuild an untied lm_head.pth; export with emb.pth"
+
+
 def export_adapter(model: O1TrainingModel, out_dir, merge: bool = False, token_rows_only: bool = False) -> Path:
+    if token_rows_only and not model.tied:
+        raise ValueError(f"token_rows_only: {UNTIED_ROWS_ONLY}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     # The token rows go to emb.pth (official layout), not into the adapter file.
@@ -39,22 +46,30 @@ def export_adapter(model: O1TrainingModel, out_dir, merge: bool = False, token_r
     config["base_model_name_or_path"] = model.base_name
     config_path.write_text(json.dumps(config, indent=2))
     (out / "embedding").mkdir(exist_ok=True)
-    torch.save(model.trained_input_embedding().cpu(), out / "embedding" / "emb.pth")
+    emb_file, rows_file = out / "embedding" / "emb.pth", out / "embedding" / ROWS_FILE
+    embedding = model.trained_input_embedding().cpu()
+    if token_rows_only:  # LoRA training changes only these rows: write them, not the whole matrix
+        from safetensors.torch import save_file
+        tokens = model.tokenizer.convert_ids_to_tokens(model.token_ids.tolist())
+        save_file({t: embedding.weight[i].clone() for t, i in zip(tokens, model.token_ids.tolist())}, str(rows_file))
+        emb_file.unlink(missing_ok=True)
+    else:
+        torch.save(embedding, emb_file)
+        rows_file.unlink(missing_ok=True)
     head_file = out / "embedding" / "lm_head.pth"
     if not model.tied:
         torch.save(_plain_linear(model.base_model.get_output_embeddings()).cpu(), head_file)
     elif head_file.exists():
         head_file.unlink()
     model.tokenizer.save_pretrained(out)
-    if token_rows_only:
-        write_token_rows(out)
     if merge:
         merge_adapter(out, out / "merged")
     return out
 
 
 def write_token_rows(adapter_dir) -> Path:
-    """Replace `embedding/emb.pth` by the O1 token rows alone, after checking nothing else was trained."""
+    """Convert an existing adapter (e.g. an official checkpoint) from `embedding/emb.pth` to the O1 token
+    rows alone, after checking against the base model that no other row was trained."""
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -65,17 +80,19 @@ def write_token_rows(adapter_dir) -> Path:
     adapter_dir = Path(adapter_dir)
     emb_file = adapter_dir / "embedding" / "emb.pth"
     if (adapter_dir / "embedding" / "lm_head.pth").exists():
-        raise ValueError(f"{adapter_dir} has an untied lm_head.pth: token rows alone cannot rebuild it; keep emb.pth")
+        raise ValueError(f"{adapter_dir} has an untied lm_head.pth: {UNTIED_ROWS_ONLY}")
     trained = _load_module(emb_file, torch.nn.Embedding).weight.detach()
     tokenizer = AutoTokenizer.from_pretrained(adapter_dir)
     ids = tokenizer.convert_tokens_to_ids(list(SPECIAL_TOKENS))
     base_name = json.loads((adapter_dir / "adapter_config.json").read_text())["base_model_name_or_path"]
     base = AutoModelForCausalLM.from_pretrained(resolve_base_model(base_name), dtype=trained.dtype)
     base_rows = base.get_input_embeddings().weight.detach()
-    others = [i for i in range(base_rows.shape[0]) if i not in ids]
-    if not torch.equal(trained[others], base_rows[others]):
+    n = base_rows.shape[0]  # the base may lack the O1 rows altogether
+    others = torch.ones(n, dtype=torch.bool)
+    others[[i for i in ids if i < n]] = False
+    if not torch.equal(trained[:n][others], base_rows[others]):
         raise ValueError(f"{emb_file} changes rows other than the O1 tokens {SPECIAL_TOKENS}: keep emb.pth")
-    out = adapter_dir / "embedding" / "token_rows.safetensors"
+    out = adapter_dir / "embedding" / ROWS_FILE
     save_file({tok: trained[i].clone().contiguous() for tok, i in zip(SPECIAL_TOKENS, ids)}, str(out))
     emb_file.unlink()
     return out

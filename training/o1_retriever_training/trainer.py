@@ -19,7 +19,7 @@ from o1_retriever.device import cpu_has_fast_bf16
 from .arguments import DataArguments, ModelArguments, TrainingArguments, check_training_arguments
 from .data import load_triplets
 from .dataset import TrainCollator, TrainDataset
-from .export import export_adapter
+from .export import UNTIED_ROWS_ONLY, export_adapter
 from .modeling import build
 from .plotting import plot_losses
 
@@ -126,6 +126,8 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
     model = build(model_args, temperature=train_args.temperature, lambda_emb=train_args.lambda_emb,
                   mixed_precision=precision, cross_device_negatives=train_args.cross_device_negatives,
                   device_map={"": str(accelerator.device)})
+    if train_args.token_rows_only and not model.tied:  # fail now, not at export after the whole run
+        raise ValueError(f"--token-rows-only: {UNTIED_ROWS_ONLY}")
     collator = TrainCollator(model.tokenizer, data_args.query_max_length, data_args.passage_max_length,
                              data_args.query_thought_max_length)
     sampler = EpochShuffle(len(dataset), train_args.seed)
