@@ -92,6 +92,6 @@ def run(args) -> int:
         print(f"wrote {path}")
         rows = [r.as_dict() for r in outcome.rows]
         if len(config.k) > 1 and any(r["k"] is not None for r in rows):
-            title = f"{outcome.dataset.name}/{outcome.dataset.split}" + (" (subsampled)" if outcome.dataset.subsample or outcome.dataset.query_subsample else "")
+            title = f"{outcome.dataset.name}/{outcome.dataset.split}" + (" (subsampled)" if outcome.dataset.subsampled else "")
             print(f"wrote {plot_k_sweep(rows, Path(path).with_suffix('.png'), title)}")
     return 0

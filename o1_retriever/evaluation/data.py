@@ -28,6 +28,11 @@ class BeirDataset:
     def name(self) -> str:
         return self.path.name
 
+    @property
+    def subsampled(self) -> bool:
+        """True when the corpus or the queries are a sample: such figures are not full-split ones."""
+        return self.subsample is not None or self.query_subsample is not None
+
     def doc_ids(self) -> list[str]:
         return list(self.corpus)
 

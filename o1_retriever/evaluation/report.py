@@ -56,7 +56,7 @@ def build_meta(config: EvalConfig, outcome: EvalOutcome, argv: list[str] | None 
         "dataset": {"name": ds.name, "path": str(ds.path), "split": ds.split, "hash": ds.digest,
                     "documents": len(ds.corpus), "queries": len(ds.queries), "subsample": ds.subsample,
                     "query_subsample": ds.query_subsample},
-        "subsampled": ds.subsample is not None or ds.query_subsample is not None,
+        "subsampled": ds.subsampled,
         "model": o1.model if o1 else None,
         "fingerprint": o1.fingerprint if o1 else None,
         "k": list(config.k),
@@ -84,6 +84,16 @@ def write_json(path, meta: dict, outcome: EvalOutcome) -> Path:
     return path
 
 
+def row_cells(r: dict) -> dict[str, str]:
+    """A result row (`ResultRow.as_dict()`, as in the JSON) as display strings, one per column name."""
+    tokens = "-" if r.get("thinking_tokens_per_query") is None else f"{r['thinking_tokens_per_query']:.1f}"
+    if r.get("thoughts_from_cache"):  # latency without (all of) the thinking: say so wherever it is shown
+        tokens += f" ({r['thoughts_from_cache']:.0%} cached)"
+    return {"system": r["system"], "model": r.get("model") or "-", "k": "-" if r.get("k") is None else str(r["k"]),
+            "nDCG@10": f"{r['ndcg@10']:.4f}", "R@100": f"{r['recall@100']:.4f}", "MRR@10": f"{r['mrr@10']:.4f}",
+            "MAP": f"{r['map']:.4f}", "ms/query": f"{r['ms_per_query']:.1f}", "think tok/q": tokens}
+
+
 def print_table(outcome: EvalOutcome, console=None) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -97,11 +107,9 @@ def print_table(outcome: EvalOutcome, console=None) -> None:
     for name in ("system", "model", "k", "nDCG@10", "R@100", "MRR@10", "MAP", "ms/query", "think tok/q"):
         table.add_column(name, justify="left" if name in ("system", "model") else "right")
     for r in outcome.rows:
-        tokens = "-" if r.thinking_tokens_per_query is None else f"{r.thinking_tokens_per_query:.1f}"
-        if r.thoughts_from_cache:  # latency without (all of) the thinking: say so in the table
-            tokens += f" ({r.thoughts_from_cache:.0%} cached)"
-        table.add_row(r.system, r.model or "-", "-" if r.k is None else str(r.k), f"{r.ndcg_at_10:.4f}",
-                      f"{r.recall_at_100:.4f}", f"{r.mrr_at_10:.4f}", f"{r.map:.4f}", f"{r.ms_per_query:.1f}", tokens)
+        cells = row_cells(r.as_dict())
+        table.add_row(*(cells[c] for c in ("system", "model", "k", "nDCG@10", "R@100", "MRR@10", "MAP", "ms/query",
+                                           "think tok/q")))
     if console is None:
         console = Console()
         if not console.is_terminal:  # a log file: rich would squeeze the table into 80 columns

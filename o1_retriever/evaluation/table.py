@@ -11,28 +11,22 @@ import json
 import sys
 from pathlib import Path
 
-COLUMNS = ("dataset", "system", "model", "k", "nDCG@10", "R@100", "MRR@10", "ms/query", "thought tok/query")
+from .report import row_cells
+
+COLUMNS = ("system", "model", "k", "nDCG@10", "R@100", "MRR@10", "ms/query", "think tok/q")
 
 
 def _dataset_label(meta: dict) -> str:
     ds = meta["dataset"]
     label = f"{ds['name']} {ds['split']}"
-    if ds.get("subsample") or ds.get("query_subsample"):
+    if meta.get("subsampled"):
         label += f" (subsampled: {ds['queries']} q, {ds['documents']} docs)"
     return label
 
 
-def _row(dataset: str, r: dict) -> list[str]:
-    tokens = "–" if r.get("thinking_tokens_per_query") is None else f"{r['thinking_tokens_per_query']:.1f}"
-    if r.get("thoughts_from_cache"):  # latency then lacks (some of) the thinking
-        tokens += f" ({r['thoughts_from_cache']:.0%} cached)"
-    return [dataset, r["system"], r.get("model") or "–", "–" if r.get("k") is None else str(r["k"]),
-            f"{r['ndcg@10']:.4f}", f"{r['recall@100']:.4f}", f"{r['mrr@10']:.4f}", f"{r['ms_per_query']:.1f}", tokens]
-
-
 def markdown_table(paths) -> str:
     """One table over every row of every results JSON in `paths`."""
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines = ["| dataset | " + " | ".join(COLUMNS) + " |", "|" + "---|" * (len(COLUMNS) + 1)]
     for path in paths:
         path = Path(path)
         try:
@@ -41,7 +35,9 @@ def markdown_table(paths) -> str:
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise ValueError(f"{path} is not an `o1-retriever eval` results JSON ({e})") from e
         label = _dataset_label(meta)
-        lines += ["| " + " | ".join(_row(label, r)) + " |" for r in rows]
+        for r in rows:
+            cells = row_cells(r)
+            lines.append("| " + " | ".join([label] + [cells[c] for c in COLUMNS]) + " |")
     return "\n".join(lines)
 
 
