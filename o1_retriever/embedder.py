@@ -223,6 +223,7 @@ def _progress(show: bool | None, n: int) -> bool:
 
 
 GENERATION_FILE = "o1_generation.json"
+GENERATION_OPTIONS = ("temperature", "top_p", "max_new_tokens", "prompt_max_length", "seed")
 
 
 def _model_generation_defaults(source) -> dict:
@@ -235,13 +236,11 @@ def _model_generation_defaults(source) -> dict:
         values = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as e:
         raise ValueError(f"{path} is not valid JSON ({e})") from None
-    allowed = ("temperature", "top_p", "max_new_tokens", "prompt_max_length", "seed")
-    if not isinstance(values, dict) or set(values) - set(allowed):
-        raise ValueError(f"{path} must be a JSON object with keys among {list(allowed)}, got {values!r}")
+    if not isinstance(values, dict) or set(values) - set(GENERATION_OPTIONS):
+        raise ValueError(f"{path} must be a JSON object with keys among {list(GENERATION_OPTIONS)}, got {values!r}")
     return values
 
 
 def _generation(options: dict) -> GenerationConfig:
     """Pop generation parameters out of **options (the rest go to the constructor)."""
-    names = ("temperature", "top_p", "max_new_tokens", "prompt_max_length", "seed")
-    return GenerationConfig(**{n: options.pop(n) for n in names if n in options})
+    return GenerationConfig(**{n: options.pop(n) for n in GENERATION_OPTIONS if n in options})
