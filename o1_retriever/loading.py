@@ -109,8 +109,13 @@ def _load_adapter(adapter_dir: Path, dtype) -> tuple[torch.nn.Module, object]:
     return model, tokenizer
 
 
+DOC_SUFFIXES = (".md", ".png", ".jsonl")  # model card, loss plot and log: editing them changes no weight
+
+
 def _dir_key(path: Path) -> str:
-    files = sorted(p for p in path.rglob("*") if p.is_file())
+    """Cache key of a model dir: names, sizes and mtimes of the files that shape the model."""
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix not in DOC_SUFFIXES
+                   and p.name != "training_args.json")
     return hashlib.sha256("".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files).encode()).hexdigest()[:16]
 
 

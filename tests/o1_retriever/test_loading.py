@@ -105,8 +105,9 @@ def test_shipped_adapter_becomes_the_default_and_is_merged_once(tiny_o1_dir, tmp
     first = O1Embedder.from_pretrained(device="cpu", dtype="fp32", thought_cache=False)
     merged = list((tmp_path / "cache" / "models").glob("merged-*"))
     assert len(merged) == 1 and (merged[0] / "config.json").exists()
+    (tmp_path / "adapter" / "README.md").write_text("# model card, edited after the merge\n")
     again = O1Embedder.from_pretrained(device="cpu", dtype="fp32", thought_cache=False)
-    assert len(list((tmp_path / "cache" / "models").glob("merged-*"))) == 1
+    assert len(list((tmp_path / "cache" / "models").glob("merged-*"))) == 1  # a card edit is no new model
     assert first.thinker.prompt_style == "official" and first.name == "o1-retriever-default"
     direct = O1Embedder.from_pretrained(str(tmp_path / "adapter"), device="cpu", dtype="fp32", thought_cache=False)
     np.testing.assert_allclose(again.encode_documents(["protein cell"]), direct.encode_documents(["protein cell"]),
