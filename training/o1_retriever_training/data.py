@@ -4,12 +4,12 @@ Skipped items are never silent: one warning per kind, with the count and the fir
 """
 from __future__ import annotations
 
-from o1_retriever.corpus import read_jsonl  # noqa: F401  (re-exported: the shared JSONL reader)
-
 import csv
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from o1_retriever.corpus import read_jsonl  # the project's one JSONL reader
 
 
 @dataclass
