@@ -224,11 +224,12 @@ def _progress(show: bool | None, n: int) -> bool:
 
 GENERATION_FILE = "o1_generation.json"
 GENERATION_OPTIONS = ("temperature", "top_p", "max_new_tokens", "prompt_max_length", "seed")
+MODEL_DEFAULT_OPTIONS = GENERATION_OPTIONS + ("aggregation",)  # what a model dir may set in GENERATION_FILE
 
 
 def _model_generation_defaults(source) -> dict:
-    """Generation defaults a model directory ships in `o1_generation.json` (e.g. the thought length it was
-    trained on); arguments passed to from_pretrained win over them."""
+    """Inference defaults a model directory ships in `o1_generation.json` (e.g. the thought length it was
+    trained on, or the aggregation chosen on held-out data); arguments passed to from_pretrained win."""
     path = Path(str(source)).expanduser() / GENERATION_FILE
     if not path.is_file():
         return {}
@@ -236,8 +237,8 @@ def _model_generation_defaults(source) -> dict:
         values = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as e:
         raise ValueError(f"{path} is not valid JSON ({e})") from None
-    if not isinstance(values, dict) or set(values) - set(GENERATION_OPTIONS):
-        raise ValueError(f"{path} must be a JSON object with keys among {list(GENERATION_OPTIONS)}, got {values!r}")
+    if not isinstance(values, dict) or set(values) - set(MODEL_DEFAULT_OPTIONS):
+        raise ValueError(f"{path} must be a JSON object with keys among {list(MODEL_DEFAULT_OPTIONS)}, got {values!r}")
     return values
 
 

@@ -53,6 +53,10 @@ def register(subparsers) -> None:
     p.add_argument("--output", metavar="JSON", help="write results here (and a PNG beside it for a k sweep)")
     p.add_argument("--batch-size", type=_positive_int, default=32, help="batch size for thinking and embedding")
     p.add_argument("--max-new-tokens", type=_positive_int, help="cap on thought length (default: the model's, 128)")
+    p.add_argument("--temperature", type=float, help="thought sampling temperature (default: the model's, else 0.1)")
+    p.add_argument("--top-p", type=float, help="nucleus sampling top_p (default: the model's, else 0.9)")
+    p.add_argument("--aggregation", choices=["mean", "normalized_mean", "mean_with_query"],
+                   help="how the k thought vectors combine (default: the model's, else the official mean)")
     p.add_argument("--seed", type=int, default=0, help="seed for sampling thoughts and for --max-docs")
     p.add_argument("--ignore-identical-ids", action="store_true",
                    help="drop a hit whose id equals the query id (BEIR's rule for ArguAna/Quora only)")
@@ -71,7 +75,8 @@ def config_from_args(args):
                       composite=args.composite, composite_thinker=args.composite_thinker,
                       composite_encoder=args.composite_encoder, max_docs=args.max_docs,
                       max_queries=args.max_queries, index=args.index,
-                      batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, seed=args.seed,
+                      batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                      top_p=args.top_p, aggregation=args.aggregation, seed=args.seed,
                       ignore_identical_ids=args.ignore_identical_ids, thought_cache=args.thought_cache,
                       embedding_cache=not args.no_embedding_cache, device=args.device, dtype=args.dtype)
 

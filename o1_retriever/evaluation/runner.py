@@ -12,7 +12,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..validation import check_choice, check_k, check_positive_int
+from ..thinking import GenerationConfig
+from ..validation import AGGREGATIONS, check_choice, check_k, check_positive_int
 from .bm25 import BM25Config, BM25Searcher
 from .data import BeirDataset, load_beir, subsample_corpus, subsample_queries
 from .metrics import evaluate_run
@@ -40,6 +41,11 @@ class EvalConfig:
     index: str = field(default="exact", metadata={"help": "'exact' (matrix product) or 'chroma' (O1Index)"})
     batch_size: int = field(default=32, metadata={"help": "queries / documents per forward pass"})
     max_new_tokens: int | None = field(default=None, metadata={"help": "thought length cap (None: model default)"})
+    temperature: float | None = field(default=None, metadata={"help": "thought sampling temperature (None: model "
+                                                                        "default)"})
+    top_p: float | None = field(default=None, metadata={"help": "nucleus sampling top_p (None: model default)"})
+    aggregation: str | None = field(default=None, metadata={"help": "how k thought vectors combine (None: model "
+                                                                    "default)"})
     seed: int = field(default=0, metadata={"help": "sampling seed and subsample seed"})
     ignore_identical_ids: bool = field(default=False, metadata={"help": "drop a hit whose id equals the query id"})
     thought_cache: bool = field(default=False, metadata={"help": "reuse cached thoughts (faster reruns, but the "
@@ -60,6 +66,9 @@ class EvalConfig:
         check_positive_int(self.batch_size, "batch_size")
         if self.max_new_tokens is not None:
             check_positive_int(self.max_new_tokens, "max_new_tokens")
+        if self.aggregation is not None:
+            check_choice(self.aggregation, "aggregation", AGGREGATIONS)
+        GenerationConfig(**{n: getattr(self, n) for n in ("temperature", "top_p") if getattr(self, n) is not None})
         for name in ("max_docs", "max_queries"):
             if getattr(self, name) is not None:
                 check_positive_int(getattr(self, name), name)
@@ -212,7 +221,7 @@ def evaluate_dense(embedder, system: str, label: str, ks: list, dataset: BeirDat
             rows[-1].thoughts_from_cache = cached
     finally:
         index.close()
-    generation = embedder.generation.as_dict() if embedder.thinker is not None else None
+    generation = embedder.generation.as_dict() | {"aggregation": embedder.aggregation} if embedder.thinker is not None else None
     info = SystemInfo(system, label, embedder.fingerprint, encoder_identity(embedder), generation, index.source,
                       round(load_seconds, 2), round(index.index_seconds, 2))
     return rows, info
@@ -220,8 +229,9 @@ def evaluate_dense(embedder, system: str, label: str, ks: list, dataset: BeirDat
 
 def _options(config: EvalConfig) -> dict:
     options = {"seed": config.seed, "thought_cache": config.thought_cache}
-    if config.max_new_tokens is not None:
-        options["max_new_tokens"] = config.max_new_tokens
+    for name in ("max_new_tokens", "temperature", "top_p", "aggregation"):
+        if getattr(config, name) is not None:
+            options[name] = getattr(config, name)
     return options
 
 

@@ -159,11 +159,16 @@ def test_model_dir_generation_defaults_apply_unless_overridden(tiny_o1_dir, tmp_
     import shutil
     model = tmp_path / "model"
     shutil.copytree(tiny_o1_dir, model)
-    (model / "o1_generation.json").write_text('{"max_new_tokens": 5, "temperature": 0.7}')
+    (model / "o1_generation.json").write_text('{"max_new_tokens": 5, "temperature": 0.7, "aggregation": "mean_with_query"}')
     emb = O1Embedder.from_pretrained(str(model), device="cpu", dtype="fp32", thought_cache=False)
     assert emb.generation.max_new_tokens == 5 and emb.generation.temperature == 0.7
-    emb = O1Embedder.from_pretrained(str(model), device="cpu", dtype="fp32", thought_cache=False, max_new_tokens=9)
-    assert emb.generation.max_new_tokens == 9 and emb.generation.temperature == 0.7
+    assert emb.aggregation == "mean_with_query"
+    emb = O1Embedder.from_pretrained(str(model), device="cpu", dtype="fp32", thought_cache=False, max_new_tokens=9,
+                                     aggregation="mean")
+    assert emb.generation.max_new_tokens == 9 and emb.generation.temperature == 0.7 and emb.aggregation == "mean"
+    (model / "o1_generation.json").write_text('{"aggregation": "median"}')
+    with pytest.raises(ValueError, match="aggregation"):
+        O1Embedder.from_pretrained(str(model), device="cpu", dtype="fp32", thought_cache=False)
     (model / "o1_generation.json").write_text('{"max_tokens": 5}')
     with pytest.raises(ValueError, match="o1_generation.json must be a JSON object with keys among"):
         O1Embedder.from_pretrained(str(model), device="cpu", dtype="fp32", thought_cache=False)

@@ -104,3 +104,21 @@ def test_thought_cache_share_is_reported(toy, tiny_o1_dir, tmp_path):
     assert [r["thoughts_from_cache"] for r in first] == [None, 0.0]  # k=0 never thinks
     assert [r["thoughts_from_cache"] for r in again] == [None, 1.0]  # the latency now excludes thinking
     assert [r["ndcg@10"] for r in again] == [r["ndcg@10"] for r in first]
+
+
+def test_sampling_and_aggregation_options_reach_the_model_and_the_json(toy, tiny_o1_dir, tmp_path):
+    out = _eval(toy, tiny_o1_dir, tmp_path / "r.json", "--temperature", "0.7", "--top-p", "0.8",
+                "--aggregation", "mean_with_query")
+    generation = out["meta"]["generation"]
+    assert (generation["temperature"], generation["top_p"], generation["aggregation"]) == (0.7, 0.8, "mean_with_query")
+    default = _eval(toy, tiny_o1_dir, tmp_path / "d.json")["meta"]["generation"]
+    assert (default["temperature"], default["aggregation"]) == (0.1, "mean")  # the official rule unless asked
+
+
+@pytest.mark.parametrize("field, value, message", [("temperature", -1.0, "temperature must be >= 0"),
+                                                   ("top_p", 1.5, "top_p must be in"),
+                                                   ("aggregation", "max", "aggregation='max' is not supported")])
+def test_bad_sampling_options_fail_before_any_work(toy, field, value, message):
+    from o1_retriever.evaluation.runner import EvalConfig
+    with pytest.raises(ValueError, match=message):
+        EvalConfig(dataset=str(toy), **{field: value})
