@@ -1,0 +1,51 @@
+"""Held-out dev split: disjoint from the training records, a loadable BEIR folder, deterministic."""
+import json
+
+import pytest
+
+from o1_retriever.evaluation.data import load_beir as load_eval_beir
+from o1_retriever_training.holdout import holdout, main
+
+
+def _records(path, ids):
+    path.write_text("".join(json.dumps({"query_id": i, "query": f"text {i}", "pos": ["p"], "neg": []}) + "\n"
+                            for i in ids))
+    return path
+
+
+def test_holdout_is_disjoint_loadable_and_seeded(tiny_beir, tmp_path):
+    records = _records(tmp_path / "r.jsonl", [f"q{i}" for i in range(12)] + ["nf-1"])  # nf-1: another dataset
+    first = holdout(records, tiny_beir, "train", 4, 7, tmp_path / "fit.jsonl", tmp_path / "dev")
+    kept = [json.loads(line)["query_id"] for line in (tmp_path / "fit.jsonl").read_text().splitlines()]
+    assert len(first.held_out) == 4 and first.kept == 9 == len(kept)
+    assert not set(first.held_out) & set(kept) and "nf-1" in kept  # other datasets' records are never held out
+    dev = load_eval_beir(tmp_path / "dev", "dev")
+    assert sorted(dev.queries) == first.held_out and sorted(dev.qrels) == first.held_out
+    assert dev.qrels["q3" if "q3" in first.held_out else first.held_out[0]]  # their judgements came along
+    assert (tmp_path / "dev" / "corpus.jsonl").is_symlink() and len(dev.corpus) == 36
+    again = holdout(records, tiny_beir, "train", 4, 7, tmp_path / "fit2.jsonl", tmp_path / "dev")
+    assert again.held_out == first.held_out
+    other = holdout(records, tiny_beir, "train", 4, 8, tmp_path / "fit3.jsonl", tmp_path / "dev3")
+    assert other.held_out != first.held_out
+
+
+def test_holdout_refuses_bad_requests_before_writing(tiny_beir, tmp_path):
+    records = _records(tmp_path / "r.jsonl", [f"q{i}" for i in range(3)])
+    with pytest.raises(ValueError, match="num_queries=3 must be below the 3"):
+        holdout(records, tiny_beir, "train", 3, 0, tmp_path / "fit.jsonl", tmp_path / "dev")
+    with pytest.raises(ValueError, match="num_queries must be a positive int"):
+        holdout(records, tiny_beir, "train", 0, 0, tmp_path / "fit.jsonl", tmp_path / "dev")
+    with pytest.raises(ValueError, match="train_out must differ from records"):
+        holdout(records, tiny_beir, "train", 1, 0, records, tmp_path / "dev")
+    (tmp_path / "bad.jsonl").write_text('{"query": "no id"}\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl:1: record has no 'query_id'"):
+        holdout(tmp_path / "bad.jsonl", tiny_beir, "train", 1, 0, tmp_path / "fit.jsonl", tmp_path / "dev")
+    assert not (tmp_path / "fit.jsonl").exists() and not (tmp_path / "dev").exists()
+    assert records.read_text().count("\n") == 3  # the input is untouched
+
+
+def test_holdout_command_line(tiny_beir, tmp_path, capsys):
+    records = _records(tmp_path / "r.jsonl", [f"q{i}" for i in range(12)])
+    assert main(["--records", str(records), "--dataset", str(tiny_beir), "--num-queries", "2",
+                 "--train-out", str(tmp_path / "fit.jsonl"), "--dev-dir", str(tmp_path / "dev")]) == 0
+    assert "held out 2 queries" in capsys.readouterr().out

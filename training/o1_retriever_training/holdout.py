@@ -1,0 +1,81 @@
+"""Hold out some labelled training queries as a dev split.
+
+Inference settings (sampling temperature, aggregation) must be chosen on queries the model never trained
+on, and never on test. This takes a seeded sample of a dataset's training queries out of the synthesized
+records and writes them as a small BEIR folder (the corpus is linked, not copied) for `o1-retriever eval`:
+
+    python -m o1_retriever_training.holdout --records runs/x/train.jsonl --dataset ../shared/data/scifact \
+        --split train --num-queries 100 --seed 1234 --train-out runs/x/train_fit.jsonl --dev-dir runs/x/scifact_dev
+    o1-retriever eval --dataset runs/x/scifact_dev --split dev --model runs/x/model --k 0,3
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from o1_retriever.corpus import read_jsonl
+
+from .data import load_qrels
+
+
+@dataclass
+class Holdout:
+    held_out: list[str]   # query ids moved to the dev split
+    kept: int             # records written to train_out
+
+
+def holdout(records, dataset, split: str, num_queries: int, seed: int, train_out, dev_dir) -> Holdout:
+    """Move `num_queries` of `dataset`'s `split` queries found in `records` (JSONL with `query_id`) into a
+    BEIR folder `dev_dir` (qrels/dev.tsv); write the remaining records to `train_out`."""
+    records, dataset, train_out, dev_dir = Path(records), Path(dataset), Path(train_out), Path(dev_dir)
+    if isinstance(num_queries, bool) or not isinstance(num_queries, int) or num_queries <= 0:
+        raise ValueError(f"num_queries must be a positive int, got {num_queries!r}")
+    if train_out.resolve() == records.resolve():
+        raise ValueError(f"train_out must differ from records ({records}): the input would be overwritten")
+    qrels = load_qrels(dataset, split)
+    rows = [obj for _, obj in read_jsonl(records)]
+    missing = [n for n, obj in enumerate(rows, 1) if "query_id" not in obj]
+    if missing:
+        raise ValueError(f"{records}:{missing[0]}: record has no 'query_id' (written by `o1-retriever synthesize`)")
+    candidates = sorted({str(obj["query_id"]) for obj in rows} & set(qrels))
+    if num_queries >= len(candidates):
+        raise ValueError(f"num_queries={num_queries} must be below the {len(candidates)} records' queries judged "
+                         f"in {dataset}/qrels/{split}.tsv")
+    held = sorted(random.Random(seed).sample(candidates, num_queries))
+    chosen = set(held)
+    kept = [obj for obj in rows if str(obj["query_id"]) not in chosen]
+    train_out.parent.mkdir(parents=True, exist_ok=True)
+    train_out.write_text("".join(json.dumps(obj) + "\n" for obj in kept), encoding="utf-8")
+
+    (dev_dir / "qrels").mkdir(parents=True, exist_ok=True)
+    corpus = dev_dir / "corpus.jsonl"
+    if corpus.is_symlink() or corpus.exists():
+        corpus.unlink()
+    corpus.symlink_to((dataset / "corpus.jsonl").resolve())
+    queries = [obj for _, obj in read_jsonl(dataset / "queries.jsonl") if str(obj.get("_id")) in chosen]
+    (dev_dir / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries), encoding="utf-8")
+    lines = [f"{q}\t{d}\t{g}\n" for q in held for d, g in qrels[q].items()]
+    (dev_dir / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(lines), encoding="utf-8")
+    return Holdout(held, len(kept))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m o1_retriever_training.holdout", description=__doc__.split("\n\n")[0])
+    p.add_argument("--records", required=True, help="synthesized JSONL records (with query_id)")
+    p.add_argument("--dataset", required=True, help="BEIR folder the held-out queries come from")
+    p.add_argument("--split", default="train", help="qrels split of those queries (default: train)")
+    p.add_argument("--num-queries", type=int, default=100, help="queries to hold out (default: 100)")
+    p.add_argument("--seed", type=int, default=1234, help="sampling seed (default: 1234)")
+    p.add_argument("--train-out", required=True, help="where the remaining records go")
+    p.add_argument("--dev-dir", required=True, help="BEIR folder written for the held-out queries (split 'dev')")
+    args = p.parse_args(argv)
+    result = holdout(args.records, args.dataset, args.split, args.num_queries, args.seed, args.train_out, args.dev_dir)
+    print(f"held out {len(result.held_out)} queries -> {args.dev_dir}; {result.kept} records -> {args.train_out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
