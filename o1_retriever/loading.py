@@ -130,11 +130,12 @@ def _materialize(source: str, dtype) -> tuple[Path, bool]:
         key = hashlib.sha256(f"{path.resolve()}:{path.stat().st_size}".encode()).hexdigest()[:16]
         path, had = convert_gguf(path, cache_dir() / "models" / f"{path.stem}-{key}"), False
     elif (path / "adapter_config.json").exists():
-        out = cache_dir() / "models" / f"merged-{_dir_key(path)}-{str(dtype).removeprefix('torch.')}"
+        dt = str(dtype).removeprefix("torch.")
+        out = cache_dir() / "models" / f"merged-{_dir_key(path)}-{dt}"
         if not (out / "config.json").exists():
             model, tokenizer = _load_adapter(path, dtype)
-            model.save_pretrained(out)
-            tokenizer.save_pretrained(out)
+            _save_atomically(out, model, tokenizer, source={"adapter": str(path.resolve()), "dtype": dt})
+            _prune_stale_merges(out)
         return out, True
     elif not path.exists():
         path = Path(source)  # hub id
@@ -147,9 +148,46 @@ def _materialize(source: str, dtype) -> tuple[Path, bool]:
     if not (out / "config.json").exists():
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
         add_special_tokens(model, tokenizer)
-        model.save_pretrained(out)
-        tokenizer.save_pretrained(out)
+        _save_atomically(out, model, tokenizer)
     return out, False
+
+
+SOURCE_FILE = "o1_source.json"  # in a merged copy: the adapter it came from, so a newer merge can retire it
+
+
+def _save_atomically(out: Path, model, tokenizer, source: dict | None = None) -> None:
+    """Write into a sibling temp dir, then rename: a killed process never leaves a half-written copy
+    that a later load would take for complete (config.json is written before the weights)."""
+    import shutil
+    import tempfile
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if source is not None:
+            (tmp / SOURCE_FILE).write_text(json.dumps(source), encoding="utf-8")
+        try:
+            os.rename(tmp, out)
+        except OSError:  # another process finished the same copy first: keep theirs
+            if not (out / "config.json").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _prune_stale_merges(current: Path) -> None:
+    """Delete older merged copies of the same adapter at the same dtype (left by an upgrade or a retrain:
+    each is a full model, ~270 MB for the default)."""
+    import shutil
+    mine = json.loads((current / SOURCE_FILE).read_text(encoding="utf-8"))
+    for other in current.parent.glob("merged-*"):
+        try:
+            theirs = json.loads((other / SOURCE_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # not ours to judge (older format, or another process mid-write)
+        if other != current and theirs == mine:
+            shutil.rmtree(other, ignore_errors=True)
 
 
 def merged_adapter_dir(adapter_dir: str | Path, dtype) -> Path:

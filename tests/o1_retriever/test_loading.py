@@ -1,4 +1,5 @@
 import json
+import os
 import warnings
 
 import numpy as np
@@ -112,3 +113,43 @@ def test_shipped_adapter_becomes_the_default_and_is_merged_once(tiny_o1_dir, tmp
     direct = O1Embedder.from_pretrained(str(tmp_path / "adapter"), device="cpu", dtype="fp32", thought_cache=False)
     np.testing.assert_allclose(again.encode_documents(["protein cell"]), direct.encode_documents(["protein cell"]),
                                atol=1e-5)
+
+
+def test_a_changed_adapter_retires_its_old_merged_copy(tiny_o1_dir, tmp_path, monkeypatch):
+    import o1_retriever.embedder as embedder_module
+    _official_adapter(tiny_o1_dir, tmp_path / "adapter", False)
+    monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(embedder_module, "default_model_path", lambda: tmp_path / "adapter")
+    models = tmp_path / "cache" / "models"
+    O1Embedder.from_pretrained(device="cpu", dtype="fp32", thought_cache=False)
+    old = list(models.glob("merged-*"))
+    assert len(old) == 1
+    # A retrain (or an upgrade of the package) replaces the weights: one merge of the new ones, the old one goes.
+    weights = tmp_path / "adapter" / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes())
+    os.utime(weights, ns=(1, 1))
+    fresh = O1Embedder.from_pretrained(device="cpu", dtype="fp32", thought_cache=False)
+    now = list(models.glob("merged-*"))
+    assert len(now) == 1 and now != old and (now[0] / "config.json").exists()
+    assert not list(models.glob(".merged-*"))  # no temp dir left behind
+    assert fresh.encode_documents("protein cell").shape == (fresh.dim,)
+
+
+def test_an_interrupted_merge_leaves_nothing_a_later_load_would_trust(tiny_o1_dir, tmp_path, monkeypatch):
+    import transformers
+
+    import o1_retriever.embedder as embedder_module
+    _official_adapter(tiny_o1_dir, tmp_path / "adapter", False)
+    monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(embedder_module, "default_model_path", lambda: tmp_path / "adapter")
+    real_save = transformers.PreTrainedTokenizerBase.save_pretrained
+
+    def killed(self, *args, **kwargs):  # the weights and config.json are written; then the process dies
+        raise KeyboardInterrupt
+    monkeypatch.setattr(transformers.PreTrainedTokenizerBase, "save_pretrained", killed)
+    with pytest.raises(KeyboardInterrupt):
+        O1Embedder.from_pretrained(device="cpu", dtype="fp32", thought_cache=False)
+    assert not any((tmp_path / "cache" / "models").iterdir())
+    monkeypatch.setattr(transformers.PreTrainedTokenizerBase, "save_pretrained", real_save)
+    emb = O1Embedder.from_pretrained(device="cpu", dtype="fp32", thought_cache=False)
+    assert emb.thinker.prompt_style == "official"
