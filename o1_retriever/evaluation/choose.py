@@ -1,0 +1,68 @@
+"""Choose a model's inference settings (temperature, top_p, aggregation) from `o1-retriever eval` JSONs
+run on held-out dev data, and write them into its `o1_generation.json`:
+
+    python -m o1_retriever.evaluation.choose --k 3 --into MODEL_DIR/o1_generation.json runs/x/dev/*.json
+
+Each JSON is one (dataset, setting) run; a setting's score is its metric at k averaged over the datasets.
+Only settings run on every dataset compete; a tie keeps the setting listed first.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+SETTING_KEYS = ("temperature", "top_p", "aggregation")
+
+
+def _score(path: Path, k: int, metric: str) -> tuple[str, tuple, float]:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    meta = data.get("meta", {})
+    generation = meta.get("generation") or {}
+    if not all(key in generation for key in SETTING_KEYS):
+        raise ValueError(f"{path}: meta.generation lacks {list(SETTING_KEYS)} (run by an older o1-retriever eval?)")
+    rows = [r for r in data.get("results", []) if r.get("system") == "o1" and r.get("k") == k]
+    if len(rows) != 1 or metric not in rows[0]:
+        raise ValueError(f"{path}: needs one o1 row at k={k} with {metric!r}")
+    dataset = f"{meta['dataset']['name']}/{meta['dataset']['split']}"
+    return dataset, tuple(generation[key] for key in SETTING_KEYS), float(rows[0][metric])
+
+
+def choose(files, k: int = 3, metric: str = "ndcg@10") -> tuple[dict, list[tuple[dict, float]]]:
+    """(best setting, every complete setting with its mean score, in first-seen order)."""
+    scores: dict[tuple, dict[str, float]] = {}
+    datasets: list[str] = []
+    for path in map(Path, files):
+        dataset, setting, value = _score(path, k, metric)
+        datasets += [dataset] if dataset not in datasets else []
+        if dataset in scores.setdefault(setting, {}):
+            raise ValueError(f"{path}: a second run of {dict(zip(SETTING_KEYS, setting))} on {dataset}")
+        scores[setting][dataset] = value
+    complete = [(dict(zip(SETTING_KEYS, s)), sum(v.values()) / len(v)) for s, v in scores.items()
+                if set(v) == set(datasets)]
+    if not complete:
+        raise ValueError(f"no setting was run on every dataset ({datasets})")
+    best = max(complete, key=lambda item: item[1])  # max keeps the first of equals
+    return best[0], complete
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m o1_retriever.evaluation.choose", description=__doc__.split("\n\n")[0])
+    p.add_argument("files", nargs="+", help="eval JSONs on dev data, one per (dataset, setting)")
+    p.add_argument("--k", type=int, default=3, help="thought count whose score decides (default 3)")
+    p.add_argument("--metric", default="ndcg@10", help="result key to maximise (default ndcg@10)")
+    p.add_argument("--into", help="o1_generation.json to update with the winner (other keys are kept)")
+    args = p.parse_args(argv)
+    best, table = choose(args.files, args.k, args.metric)
+    for setting, score in table:
+        print(f"{args.metric}@k={args.k} {score:.4f}  {setting}" + ("  <- chosen" if setting == best else ""))
+    if args.into:
+        target = Path(args.into)
+        current = json.loads(target.read_text(encoding="utf-8")) if target.exists() else {}
+        target.write_text(json.dumps(current | best) + "\n", encoding="utf-8")
+        print(f"wrote {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

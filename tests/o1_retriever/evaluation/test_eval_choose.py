@@ -1,0 +1,62 @@
+"""Choosing inference settings from real dev-set eval runs (tiny model), and handing them to the model."""
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from beir_fixtures import write_beir  # noqa: E402
+
+from o1_retriever import O1Embedder  # noqa: E402
+from o1_retriever.cli import main  # noqa: E402
+from o1_retriever.evaluation.choose import choose, main as choose_main  # noqa: E402
+
+SETTINGS = [("0.1", "mean"), ("0.9", "mean_with_query")]
+
+
+@pytest.fixture
+def dev_runs(tmp_path, monkeypatch, tiny_o1_dir):
+    monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path / "cache"))
+    files = []
+    for name in ("alpha", "beta"):
+        data = write_beir(tmp_path / name)
+        for temperature, aggregation in SETTINGS:
+            out = tmp_path / f"{name}_{temperature}_{aggregation}.json"
+            assert main(["eval", "--dataset", str(data), "--model", str(tiny_o1_dir), "--k", "0,1",
+                         "--max-new-tokens", "6", "--temperature", temperature, "--aggregation", aggregation,
+                         "--output", str(out)]) == 0
+            files.append(out)
+    return files
+
+
+def test_choose_averages_over_datasets_and_writes_the_model_defaults(dev_runs, tiny_o1_dir, tmp_path, capsys):
+    by_setting = {}
+    for path in dev_runs:
+        data = json.loads(path.read_text())
+        g = data["meta"]["generation"]
+        row = next(r for r in data["results"] if r["k"] == 1)
+        by_setting.setdefault((g["temperature"], g["aggregation"]), []).append(row["ndcg@10"])
+    expected = max(by_setting, key=lambda s: sum(by_setting[s]) / 2)
+    best, table = choose(dev_runs, k=1)
+    assert (best["temperature"], best["aggregation"]) == expected and len(table) == 2
+    model = tmp_path / "model"
+    shutil.copytree(tiny_o1_dir, model)
+    (model / "o1_generation.json").write_text('{"max_new_tokens": 6}')
+    assert choose_main([*map(str, dev_runs), "--k", "1", "--into", str(model / "o1_generation.json")]) == 0
+    assert "<- chosen" in capsys.readouterr().out
+    written = json.loads((model / "o1_generation.json").read_text())
+    assert written["max_new_tokens"] == 6 and written["aggregation"] == best["aggregation"]
+    emb = O1Embedder.from_pretrained(str(model), device="cpu", dtype="fp32", thought_cache=False)
+    assert (emb.generation.temperature, emb.aggregation) == (best["temperature"], best["aggregation"])
+
+
+def test_choose_refuses_incomplete_or_duplicated_runs(dev_runs):
+    with pytest.raises(ValueError, match="needs one o1 row at k=3"):
+        choose(dev_runs, k=3)
+    with pytest.raises(ValueError, match="a second run of"):
+        choose([dev_runs[0], dev_runs[0]], k=1)
+    only_one_each = [dev_runs[0], dev_runs[3]]  # alpha with one setting, beta with the other
+    with pytest.raises(ValueError, match="no setting was run on every dataset"):
+        choose(only_one_each, k=1)
