@@ -48,7 +48,7 @@ def document_text(doc: dict) -> str:
     return f"{doc.get('title') or ''} {doc.get('text') or ''}".strip()
 
 
-def _read_jsonl(path: Path, what: str, required: tuple[str, ...]) -> list[dict]:
+def read_beir_jsonl(path: Path, what: str, required: tuple[str, ...]) -> list[dict]:
     """The project's one JSONL reader (`corpus.read_jsonl`, errors as `file:line:`) plus BEIR's field rules."""
     from ..corpus import read_jsonl
     rows, seen = [], set()
@@ -93,6 +93,16 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
     return qrels
 
 
+def qrels_path(root: Path, split: str) -> Path:
+    """`root/qrels/<split>.tsv`; FileNotFoundError naming the splits that do exist."""
+    path = Path(root) / "qrels" / f"{split}.tsv"
+    if not path.is_file():
+        splits = sorted(p.stem for p in path.parent.glob("*.tsv")) if path.parent.is_dir() else []
+        raise FileNotFoundError(f"no qrels for split {split!r}: {path} is missing; "
+                                f"splits available: {splits or 'none (no qrels/ folder)'}")
+    return path
+
+
 def _digest(paths: list[Path]) -> str:
     h = hashlib.sha256()
     for p in paths:
@@ -110,17 +120,13 @@ def load_beir(path, split: str = "test") -> BeirDataset:
         raise FileNotFoundError(f"dataset directory {str(root)!r} does not exist (expected a BEIR folder with "
                                 "corpus.jsonl, queries.jsonl and qrels/<split>.tsv)")
     corpus_file, queries_file = root / "corpus.jsonl", root / "queries.jsonl"
-    qrels_file = root / "qrels" / f"{split}.tsv"
     for f in (corpus_file, queries_file):
         if not f.is_file():
             raise FileNotFoundError(f"{f} is missing: a BEIR dataset needs corpus.jsonl and queries.jsonl")
-    if not qrels_file.is_file():
-        splits = sorted(p.stem for p in (root / "qrels").glob("*.tsv")) if (root / "qrels").is_dir() else []
-        raise FileNotFoundError(f"no qrels for split {split!r}: {qrels_file} is missing; "
-                                f"splits available: {splits or 'none (no qrels/ folder)'}")
+    qrels_file = qrels_path(root, split)
     corpus = {r["_id"]: {"title": r.get("title") or "", "text": r.get("text") or ""}
-              for r in _read_jsonl(corpus_file, "document", ("_id",))}
-    all_queries = {r["_id"]: r["text"] for r in _read_jsonl(queries_file, "query", ("_id", "text"))}
+              for r in read_beir_jsonl(corpus_file, "document", ("_id",))}
+    all_queries = {r["_id"]: r["text"] for r in read_beir_jsonl(queries_file, "query", ("_id", "text"))}
     qrels = read_qrels(qrels_file)
     unknown = sorted(set(qrels) - set(all_queries))
     if unknown:

@@ -13,7 +13,7 @@ def test_beir_pairs_from_tiny_dataset(tiny_beir):
 
 
 def test_missing_qrels_split_names_the_available_ones(tiny_beir):
-    with pytest.raises(FileNotFoundError, match=r"split 'dev'.*available splits: \['train'\]"):
+    with pytest.raises(FileNotFoundError, match=r"split 'dev'.*splits available: \['train'\]"):
         load_beir(tiny_beir, "dev")
 
 
@@ -52,7 +52,7 @@ def test_malformed_lines_name_file_and_line(tmp_path, tiny_beir):
     with pytest.raises(ValueError, match=r":1: field 'neg' must be a string or a list of strings"):
         load_triplets(path)
     (tiny_beir / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq0 d0 1\n")
-    with pytest.raises(ValueError, match=r"train\.tsv:2: expected 'query-id<TAB>corpus-id<TAB>score'"):
+    with pytest.raises(ValueError, match=r"train\.tsv:2: expected 3 tab-separated columns"):
         load_beir(tiny_beir, "train")
 
 

@@ -4,12 +4,12 @@ Skipped items are never silent: one warning per kind, with the count and the fir
 """
 from __future__ import annotations
 
-import csv
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from o1_retriever.corpus import read_jsonl  # the project's one JSONL reader
+from o1_retriever.evaluation.data import document_text, qrels_path, read_beir_jsonl, read_qrels
 
 
 @dataclass
@@ -51,18 +51,22 @@ def _field(obj: dict, key: str, path: Path, n: int, kinds=(str,)):
 
 
 def load_beir(directory, split: str | None = "train") -> BeirData:
-    """corpus.jsonl (_id, title, text), queries.jsonl (_id, text), qrels/<split>.tsv (header line)."""
+    """corpus.jsonl (_id, title, text), queries.jsonl (_id, text), qrels/<split>.tsv, read by the evaluation
+    loader's readers (same formats, same `file:line:` errors). Unlike evaluation, training is lenient about
+    the cross-references: empty documents are dropped and `labeled_pairs` skips, with counted warnings,
+    what cannot be used."""
     root = Path(directory)
     if not root.is_dir():
         raise FileNotFoundError(f"BEIR directory {root} does not exist")
     corpus = {}
-    for n, obj in read_jsonl(root / "corpus.jsonl"):
-        doc_id = str(_field(obj, "_id", root / "corpus.jsonl", n, (str, int)))
-        text = f"{obj.get('title') or ''} {obj.get('text') or ''}".strip()
+    for row in read_beir_jsonl(root / "corpus.jsonl", "document", ("_id",)):
+        text = document_text(row)
         if text:
-            corpus[doc_id] = text
-    queries = {str(_field(o, "_id", root / "queries.jsonl", n, (str, int))): _field(o, "text", root / "queries.jsonl", n)
-               for n, o in read_jsonl(root / "queries.jsonl")}
+            corpus[row["_id"]] = text
+    queries = {row["_id"]: row["text"] for row in read_beir_jsonl(root / "queries.jsonl", "query", ("_id", "text"))}
+    bad = [q for q, t in queries.items() if not isinstance(t, str)]
+    if bad:
+        raise ValueError(f"{root / 'queries.jsonl'}: field 'text' must be a string, not for query id(s) {bad[:5]}")
     data = BeirData(corpus, queries)
     if split is not None:
         data.qrels = load_qrels(root, split)
@@ -70,21 +74,7 @@ def load_beir(directory, split: str | None = "train") -> BeirData:
 
 
 def load_qrels(root: Path, split: str) -> dict[str, dict[str, int]]:
-    path = Path(root) / "qrels" / f"{split}.tsv"
-    if not path.is_file():
-        have = sorted(p.stem for p in (Path(root) / "qrels").glob("*.tsv"))
-        raise FileNotFoundError(f"no qrels for split {split!r}: {path} does not exist (available splits: {have})")
-    qrels: dict[str, dict[str, int]] = {}
-    with path.open(encoding="utf-8") as f:
-        for n, row in enumerate(csv.reader(f, delimiter="\t"), 1):
-            if n == 1 and row and not row[-1].lstrip("-").isdigit():
-                continue  # header
-            if not row:
-                continue
-            if len(row) < 3 or not row[2].lstrip("-").isdigit():
-                raise ValueError(f"{path}:{n}: expected 'query-id<TAB>corpus-id<TAB>score', got {row!r}")
-            qrels.setdefault(row[0], {})[row[1]] = int(row[2])
-    return qrels
+    return read_qrels(qrels_path(root, split))
 
 
 def labeled_pairs(data: BeirData) -> list[LabeledPair]:
