@@ -4,9 +4,10 @@
 #      with BM25 hard negatives;
 #   2. hold 100 SciFact train queries out as a dev set (they are never trained on);
 #   3. train a LoRA adapter on SmolLM2-135M-Instruct with the joint loss, 2 epochs;
-#   4. choose the inference settings (sampling temperature x aggregation) on the dev set and on 100 NFCorpus
+#   4. export into o1_retriever/default_adapter/;
+#   5. choose the inference settings (sampling temperature x aggregation) on the dev set and on 100 NFCorpus
 #      *train* queries (a split no step above uses), write them into the model's o1_generation.json;
-#   5. export into o1_retriever/default_adapter/ and evaluate on the test splits (never used for any choice).
+#   6. evaluate on the test splits (never used for any choice).
 # Usage: bash scripts/train_default.sh [RUN_DIR]   (resumable: re-running skips finished steps)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,27 +34,27 @@ $BIN train --train-data "$RUN/train_fit.jsonl" --output-dir "$RUN/model" --resum
   --learning-rate 2e-4 --temperature 0.05 --lambda-emb 0.8 --empty-thought-ratio 0.25 \
   --query-thought-max-length 128 --passage-max-length 144 --no-gradient-checkpointing \
   --token-rows-only --save-steps 10 --seed 42
-echo '{"max_new_tokens": 48}' > "$RUN/model/o1_generation.json"  # the thought length it was trained on
-
-# Inference settings, chosen on held-out dev data only: T in {0.1 (official), 0.7} x aggregation in
-# {mean (official), mean_with_query}, scored by nDCG@10 at k=3 averaged over the two dev sets.
-mkdir -p "$RUN/dev"
-for T in 0.1 0.7; do
-  for AGG in mean mean_with_query; do
-    [ -f "$RUN/dev/scifact_${T}_${AGG}.json" ] || $BIN eval --dataset "$RUN/scifact_dev" --split dev \
-      --model "$RUN/model" --k 0,3 --temperature "$T" --aggregation "$AGG" --output "$RUN/dev/scifact_${T}_${AGG}.json"
-    [ -f "$RUN/dev/nfcorpus_${T}_${AGG}.json" ] || $BIN eval --dataset "$DATA/nfcorpus" --split train \
-      --max-queries 100 --model "$RUN/model" --k 0,3 --temperature "$T" --aggregation "$AGG" \
-      --output "$RUN/dev/nfcorpus_${T}_${AGG}.json"
-  done
-done
-$PY -m o1_retriever.evaluation.choose --k 3 --into "$RUN/model/o1_generation.json" "$RUN"/dev/*.json
 
 # Ship it: adapter + O1 token rows + tokenizer + loss log/plot, no checkpoints; the model card (README.md) stays.
 find o1_retriever/default_adapter -mindepth 1 ! -name README.md -delete 2>/dev/null || mkdir -p o1_retriever/default_adapter
 (cd "$RUN/model" && cp -r adapter_config.json adapter_model.safetensors embedding tokenizer* chat_template.jinja \
-   losses.png train_log.jsonl training_args.json o1_generation.json "$OLDPWD/o1_retriever/default_adapter/")
-mkdir -p benchmarks/default_dev && cp "$RUN"/dev/*.json benchmarks/default_dev/  # the runs behind the chosen settings
+   losses.png train_log.jsonl training_args.json "$OLDPWD/o1_retriever/default_adapter/")
+echo '{"max_new_tokens": 48}' > o1_retriever/default_adapter/o1_generation.json  # the thought length it was trained on
+
+# Inference settings, chosen on held-out data only (the SciFact dev folder and 100 NFCorpus *train* queries):
+# T in {0.1 (official), 0.7} x aggregation in {mean (official), mean_with_query}, by nDCG@10 at k=3 averaged
+# over the two; the winner joins o1_generation.json. These runs also fill the corpus-vector cache for the test runs.
+mkdir -p "$RUN/dev"
+for T in 0.1 0.7; do
+  for AGG in mean mean_with_query; do
+    [ -f "$RUN/dev/scifact_${T}_${AGG}.json" ] || $BIN eval --dataset "$RUN/scifact_dev" --split dev \
+      --k 0,3 --temperature "$T" --aggregation "$AGG" --output "$RUN/dev/scifact_${T}_${AGG}.json"
+    [ -f "$RUN/dev/nfcorpus_${T}_${AGG}.json" ] || $BIN eval --dataset "$DATA/nfcorpus" --split train \
+      --max-queries 100 --k 0,3 --temperature "$T" --aggregation "$AGG" --output "$RUN/dev/nfcorpus_${T}_${AGG}.json"
+  done
+done
+$PY -m o1_retriever.evaluation.choose --k 3 --into o1_retriever/default_adapter/o1_generation.json "$RUN"/dev/*.json
+mkdir -p benchmarks/default_dev && cp "$RUN"/dev/*.json benchmarks/default_dev/  # the runs behind the choice
 
 # Evaluate on the test splits (never used above): the default at k=0,1,3,5 (with its own o1_generation.json
 # settings) next to BM25 and MiniLM, then the composite (untrained SmolLM2 thinks, MiniLM embeds) at k=3.
