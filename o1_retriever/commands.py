@@ -15,14 +15,21 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quantization", choices=["4bit", "8bit"], default=None, help="load the thinker quantized")
     p.add_argument("--max-new-tokens", type=int, default=None,
                    help="thought length limit (default: the model's o1_generation.json, else the official 128)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="thought sampling temperature (default: the model's o1_generation.json, else 0.1)")
+    p.add_argument("--aggregation", choices=["mean", "normalized_mean", "mean_with_query"], default=None,
+                   help="how the k thought vectors combine (default: the model's, else the official mean)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed, for repeatable thoughts")
+
+
+MODEL_DEFAULTED = ("max_new_tokens", "temperature", "aggregation")  # None: the model dir's own value applies
 
 
 def _load(args):
     from . import O1Embedder
-    limit = {} if args.max_new_tokens is None else {"max_new_tokens": args.max_new_tokens}
+    chosen = {n: getattr(args, n) for n in MODEL_DEFAULTED if getattr(args, n, None) is not None}
     return O1Embedder.from_pretrained(args.model, device=args.device, dtype=args.dtype,
-                                      quantization=args.quantization, seed=args.seed, **limit)
+                                      quantization=args.quantization, seed=args.seed, **chosen)
 
 
 def _print_hits(console, query, hits) -> None:

@@ -79,9 +79,11 @@ def test_cli_thought_limit_defaults_to_the_models_own(tiny_o1_dir, tmp_path):
     from o1_retriever.commands import _load
     model = tmp_path / "model"
     shutil.copytree(tiny_o1_dir, model)
-    (model / "o1_generation.json").write_text('{"max_new_tokens": 3}')
+    (model / "o1_generation.json").write_text('{"max_new_tokens": 3, "temperature": 0.7, "aggregation": "mean_with_query"}')
     args = dict(model=str(model), device="cpu", dtype="fp32", quantization=None, seed=0)
-    assert _load(argparse.Namespace(**args, max_new_tokens=None)).generation.max_new_tokens == 3
-    assert _load(argparse.Namespace(**args, max_new_tokens=7)).generation.max_new_tokens == 7
+    own = _load(argparse.Namespace(**args, max_new_tokens=None))
+    assert (own.generation.max_new_tokens, own.generation.temperature, own.aggregation) == (3, 0.7, "mean_with_query")
+    mine = _load(argparse.Namespace(**args, max_new_tokens=7, temperature=0.2, aggregation="mean"))
+    assert (mine.generation.max_new_tokens, mine.generation.temperature, mine.aggregation) == (7, 0.2, "mean")
     plain = dict(args, model=str(tiny_o1_dir))
     assert _load(argparse.Namespace(**plain, max_new_tokens=None)).generation.max_new_tokens == 128
