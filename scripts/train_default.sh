@@ -52,8 +52,10 @@ for T in 0.1 0.7; do
       --k 0,3 --temperature "$T" --aggregation "$AGG" --output "$RUN/dev/scifact_${T}_${AGG}.json"
   done
 done
-$PY -m o1_retriever.evaluation.choose --k 3 --into o1_retriever/default_adapter/o1_generation.json "$RUN"/dev/*.json
-mkdir -p benchmarks/default_dev && cp "$RUN"/dev/*.json benchmarks/default_dev/  # the runs behind the choice
+mkdir -p benchmarks/default_dev
+$PY -m o1_retriever.evaluation.choose --k 3 --into o1_retriever/default_adapter/o1_generation.json \
+  --plot benchmarks/default_dev/choice.png "$RUN"/dev/*.json
+cp "$RUN"/dev/*.json benchmarks/default_dev/  # the runs behind the choice
 
 # Evaluate on the test splits (never used above): the default at k=0,1,3,5 (with its own o1_generation.json
 # settings) next to BM25 and MiniLM, then the composite (untrained SmolLM2 thinks, MiniLM embeds) at k=3.

@@ -46,14 +46,53 @@ def choose(files, k: int = 3, metric: str = "ndcg@10") -> tuple[dict, list[tuple
     return best[0], complete
 
 
+def _no_thinking_score(files, metric: str) -> float | None:
+    """Mean over datasets of the k=0 row (the bare query), when the runs include it: the bar to beat."""
+    per_dataset = {}
+    for path in map(Path, files):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        rows = [r for r in data.get("results", []) if r.get("system") == "o1" and r.get("k") == 0]
+        if rows:
+            meta = data["meta"]["dataset"]
+            per_dataset[f"{meta['name']}/{meta['split']}"] = float(rows[0][metric])
+    return sum(per_dataset.values()) / len(per_dataset) if per_dataset else None
+
+
+def plot_choice(table, best: dict, path, k: int, metric: str, baseline: float | None = None) -> Path:
+    """Bar chart of every setting's score, the chosen one highlighted, k=0 as a reference line."""
+    from .plot import _pyplot
+    plt = _pyplot()
+    labels = [f"T={s['temperature']}\ntop_p={s['top_p']}\n{s['aggregation']}" for s, _ in table]
+    scores = [v for _, v in table]
+    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(table)), 4))
+    ax.bar(range(len(table)), scores, color=["tab:orange" if s == best else "tab:blue" for s, _ in table])
+    if baseline is not None:
+        ax.axhline(baseline, linestyle="--", color="gray", label=f"k=0 (no thinking) {baseline:.4f}")
+        ax.legend(loc="upper left", fontsize=8)
+    for i, v in enumerate(scores):
+        ax.text(i, v, f"{v:.4f}", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(table)), labels, fontsize=8)
+    ax.set_ylabel(f"{metric} at k={k} (dev)")
+    ax.set_ylim(min(scores + [baseline or min(scores)]) * 0.95, max(scores + [baseline or 0]) * 1.03)
+    ax.set_title("inference settings on held-out data (orange: chosen)")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m o1_retriever.evaluation.choose", description=__doc__.split("\n\n")[0])
     p.add_argument("files", nargs="+", help="eval JSONs on dev data, one per (dataset, setting)")
     p.add_argument("--k", type=int, default=3, help="thought count whose score decides (default 3)")
     p.add_argument("--metric", default="ndcg@10", help="result key to maximise (default ndcg@10)")
     p.add_argument("--into", help="o1_generation.json to update with the winner (other keys are kept)")
+    p.add_argument("--plot", metavar="PNG", help="also draw the scores as a bar chart, k=0 as a reference line")
     args = p.parse_args(argv)
     best, table = choose(args.files, args.k, args.metric)
+    if args.plot:
+        print(f"wrote {plot_choice(table, best, args.plot, args.k, args.metric, _no_thinking_score(args.files, args.metric))}")
     for setting, score in table:
         print(f"{args.metric}@k={args.k} {score:.4f}  {setting}" + ("  <- chosen" if setting == best else ""))
     if args.into:

@@ -44,8 +44,10 @@ def test_choose_averages_over_datasets_and_writes_the_model_defaults(dev_runs, t
     model = tmp_path / "model"
     shutil.copytree(tiny_o1_dir, model)
     (model / "o1_generation.json").write_text('{"max_new_tokens": 6}')
-    assert choose_main([*map(str, dev_runs), "--k", "1", "--into", str(model / "o1_generation.json")]) == 0
+    assert choose_main([*map(str, dev_runs), "--k", "1", "--into", str(model / "o1_generation.json"),
+                        "--plot", str(tmp_path / "choice.png")]) == 0
     assert "<- chosen" in capsys.readouterr().out
+    assert (tmp_path / "choice.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     written = json.loads((model / "o1_generation.json").read_text())
     assert written["max_new_tokens"] == 6 and written["aggregation"] == best["aggregation"]
     emb = O1Embedder.from_pretrained(str(model), device="cpu", dtype="fp32", thought_cache=False)
