@@ -1,4 +1,6 @@
 """End to end on the real small models shipped by PyPI packages (SmolLM2-135M, all-MiniLM-L6-v2)."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -13,7 +15,8 @@ def test_default_model_loads_offline_and_thinks(default_embedder):
     emb = default_embedder
     assert emb.dim == 576 and emb.encoder.model.dtype in (torch.bfloat16, torch.float32)
     thoughts = emb.think(["Why does bread rise in the oven?"], k=2)[0]
-    assert len(thoughts) == 2 and all(len(t.split()) >= 5 for t in thoughts)
+    # Sampled at the shipped T=0.7, a thought may be short ("rise in the oven?"), but not all of them.
+    assert len(thoughts) == 2 and all(t.strip() for t in thoughts) and any(len(t.split()) >= 5 for t in thoughts)
     assert any(w in " ".join(thoughts).lower() for w in ("yeast", "dough", "bread", "gas", "rise"))
 
 
@@ -56,7 +59,14 @@ def test_default_is_the_shipped_trained_adapter(default_embedder):
     from o1_retriever.default_model import ADAPTER_DIR, default_model_path
     from o1_retriever.embedder import _model_generation_defaults
     assert default_model_path() == ADAPTER_DIR and default_embedder.thinker.prompt_style == "official"
-    assert _model_generation_defaults(ADAPTER_DIR) == {"max_new_tokens": 48}  # the thought length it was trained on
+    shipped = _model_generation_defaults(ADAPTER_DIR)
+    assert shipped["max_new_tokens"] == 48  # the thought length it was trained on
+    # The sampling/aggregation settings are the ones the committed dev-set runs choose (never test data).
+    from o1_retriever.evaluation.choose import choose
+    best, _ = choose(sorted((Path(__file__).parents[2] / "benchmarks" / "default_dev").glob("*.json")), k=3)
+    assert {key: shipped[key] for key in best} == best
+    assert default_embedder.aggregation == best["aggregation"]
+    assert default_embedder.generation.temperature == best["temperature"]
     rows = load_file(str(ADAPTER_DIR / "embedding" / "token_rows.safetensors"))
     tok = default_embedder.encoder.tokenizer
     weight = default_embedder.encoder.model.get_input_embeddings().weight
