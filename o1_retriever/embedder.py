@@ -138,7 +138,9 @@ class O1Embedder:
             return [[] for _ in queries], {}
         keys = self._keys(queries, k) if self.thought_cache is not None else [None] * len(queries)
         hits = self.thought_cache.get_many(keys) if self.thought_cache is not None else {}
-        todo = sorted({q for q, key in zip(queries, keys) if key not in hits}, key=len)
+        # Ties in length break on the text, never on set (string-hash) order: the same queries then form the
+        # same batches, hence draw the same sampled thoughts, in every process.
+        todo = sorted(dict.fromkeys(q for q, key in zip(queries, keys) if key not in hits), key=lambda q: (len(q), q))
         fresh, vectors = {}, {}
         if todo:
             if want_vectors:

@@ -172,3 +172,23 @@ def test_model_dir_generation_defaults_apply_unless_overridden(tiny_o1_dir, tmp_
     (model / "o1_generation.json").write_text('{"max_tokens": 5}')
     with pytest.raises(ValueError, match="o1_generation.json must be a JSON object with keys among"):
         O1Embedder.from_pretrained(str(model), device="cpu", dtype="fp32", thought_cache=False)
+
+
+def test_sampled_thoughts_repeat_across_processes(tiny_o1_dir):
+    """Same seed, same queries -> same thoughts in a new process (string hashing differs per process)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    script = ("import json, sys; from o1_retriever import O1Embedder; "
+              "e = O1Embedder.from_pretrained(sys.argv[1], device='cpu', dtype='fp32', thought_cache=False, "
+              "temperature=1.0, max_new_tokens=6); "
+              "print(json.dumps(e.think(['q one aa', 'q two bb', 'q six cc', 'q ten dd', 'longer query'], k=1, "
+              "batch_size=2)))")
+    runs = []
+    for hash_seed in ("1", "2", "3"):
+        env = dict(os.environ, PYTHONHASHSEED=hash_seed, HF_HUB_OFFLINE="1")
+        out = subprocess.run([sys.executable, "-c", script, str(tiny_o1_dir)], env=env, capture_output=True,
+                             text=True, check=True).stdout
+        runs.append(json.loads(out.strip().splitlines()[-1]))
+    assert runs[0] == runs[1] == runs[2]
