@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import tempfile
 
+from .validation import AGGREGATIONS
+
 DEMO_QUERIES = ["Why does bread rise in the oven?", "How can the body fight off a virus it has seen before?",
                 "What makes the planet Mars look red?"]
 
@@ -17,7 +19,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                    help="thought length limit (default: the model's o1_generation.json, else the official 128)")
     p.add_argument("--temperature", type=float, default=None,
                    help="thought sampling temperature (default: the model's o1_generation.json, else 0.1)")
-    p.add_argument("--aggregation", choices=["mean", "normalized_mean", "mean_with_query"], default=None,
+    p.add_argument("--aggregation", choices=AGGREGATIONS, default=None,
                    help="how the k thought vectors combine (default: the model's, else the official mean)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed, for repeatable thoughts")
 

@@ -134,8 +134,9 @@ def _materialize(source: str, dtype) -> tuple[Path, bool]:
         out = cache_dir() / "models" / f"merged-{_dir_key(path)}-{dt}"
         if not (out / "config.json").exists():
             model, tokenizer = _load_adapter(path, dtype)
-            _save_atomically(out, model, tokenizer, source={"adapter": str(path.resolve()), "dtype": dt})
-            _prune_stale_merges(out)
+            source = {"adapter": str(path.resolve()), "dtype": dt}
+            _save_atomically(out, model, tokenizer, source)
+            _prune_stale_merges(out, source)
         return out, True
     elif not path.exists():
         path = Path(source)  # hub id
@@ -176,11 +177,10 @@ def _save_atomically(out: Path, model, tokenizer, source: dict | None = None) ->
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _prune_stale_merges(current: Path) -> None:
+def _prune_stale_merges(current: Path, mine: dict) -> None:
     """Delete older merged copies of the same adapter at the same dtype (left by an upgrade or a retrain:
     each is a full model, ~270 MB for the default)."""
     import shutil
-    mine = json.loads((current / SOURCE_FILE).read_text(encoding="utf-8"))
     for other in current.parent.glob("merged-*"):
         try:
             theirs = json.loads((other / SOURCE_FILE).read_text(encoding="utf-8"))

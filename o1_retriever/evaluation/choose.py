@@ -10,52 +10,51 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 SETTING_KEYS = ("temperature", "top_p", "aggregation")
 
 
-def _score(path: Path, k: int, metric: str) -> tuple[str, tuple, float]:
+def _read(path: Path, k: int, metric: str) -> tuple[str, tuple, float, float | None]:
+    """(dataset label, setting, metric at k, metric at k=0 if the run has it), from one eval JSON."""
     data = json.loads(path.read_text(encoding="utf-8"))
     meta = data.get("meta", {})
     generation = meta.get("generation") or {}
     if not all(key in generation for key in SETTING_KEYS):
         raise ValueError(f"{path}: meta.generation lacks {list(SETTING_KEYS)} (run by an older o1-retriever eval?)")
-    rows = [r for r in data.get("results", []) if r.get("system") == "o1" and r.get("k") == k]
-    if len(rows) != 1 or metric not in rows[0]:
+    by_k = {r.get("k"): r for r in data.get("results", []) if r.get("system") == "o1"}
+    if k not in by_k or metric not in by_k[k]:
         raise ValueError(f"{path}: needs one o1 row at k={k} with {metric!r}")
+    bare = float(by_k[0][metric]) if 0 in by_k else None
     dataset = f"{meta['dataset']['name']}/{meta['dataset']['split']}"
-    return dataset, tuple(generation[key] for key in SETTING_KEYS), float(rows[0][metric])
+    return dataset, tuple(generation[key] for key in SETTING_KEYS), float(by_k[k][metric]), bare
 
 
-def choose(files, k: int = 3, metric: str = "ndcg@10") -> tuple[dict, list[tuple[dict, float]]]:
-    """(best setting, every complete setting with its mean score, in first-seen order)."""
+@dataclass
+class Choice:
+    best: dict                          # the winning setting
+    table: list[tuple[dict, float]]     # every complete setting with its mean score, in first-seen order
+    no_thinking: float | None           # mean k=0 score over the datasets (the bar to beat), if the runs have it
+
+
+def choose(files, k: int = 3, metric: str = "ndcg@10") -> Choice:
     scores: dict[tuple, dict[str, float]] = {}
-    datasets: list[str] = []
+    bare: dict[str, float] = {}
     for path in map(Path, files):
-        dataset, setting, value = _score(path, k, metric)
-        datasets += [dataset] if dataset not in datasets else []
+        dataset, setting, value, bare_value = _read(path, k, metric)
         if dataset in scores.setdefault(setting, {}):
             raise ValueError(f"{path}: a second run of {dict(zip(SETTING_KEYS, setting))} on {dataset}")
         scores[setting][dataset] = value
+        if bare_value is not None:
+            bare[dataset] = bare_value
+    datasets = {d for v in scores.values() for d in v}
     complete = [(dict(zip(SETTING_KEYS, s)), sum(v.values()) / len(v)) for s, v in scores.items()
-                if set(v) == set(datasets)]
+                if set(v) == datasets]
     if not complete:
-        raise ValueError(f"no setting was run on every dataset ({datasets})")
+        raise ValueError(f"no setting was run on every dataset ({sorted(datasets)})")
     best = max(complete, key=lambda item: item[1])  # max keeps the first of equals
-    return best[0], complete
-
-
-def _no_thinking_score(files, metric: str) -> float | None:
-    """Mean over datasets of the k=0 row (the bare query), when the runs include it: the bar to beat."""
-    per_dataset = {}
-    for path in map(Path, files):
-        data = json.loads(path.read_text(encoding="utf-8"))
-        rows = [r for r in data.get("results", []) if r.get("system") == "o1" and r.get("k") == 0]
-        if rows:
-            meta = data["meta"]["dataset"]
-            per_dataset[f"{meta['name']}/{meta['split']}"] = float(rows[0][metric])
-    return sum(per_dataset.values()) / len(per_dataset) if per_dataset else None
+    return Choice(best[0], complete, sum(bare.values()) / len(bare) if bare else None)
 
 
 def plot_choice(table, best: dict, path, k: int, metric: str, baseline: float | None = None) -> Path:
@@ -90,9 +89,10 @@ def main(argv=None) -> int:
     p.add_argument("--into", help="o1_generation.json to update with the winner (other keys are kept)")
     p.add_argument("--plot", metavar="PNG", help="also draw the scores as a bar chart, k=0 as a reference line")
     args = p.parse_args(argv)
-    best, table = choose(args.files, args.k, args.metric)
+    result = choose(args.files, args.k, args.metric)
+    best, table = result.best, result.table
     if args.plot:
-        print(f"wrote {plot_choice(table, best, args.plot, args.k, args.metric, _no_thinking_score(args.files, args.metric))}")
+        print(f"wrote {plot_choice(table, best, args.plot, args.k, args.metric, result.no_thinking)}")
     for setting, score in table:
         print(f"{args.metric}@k={args.k} {score:.4f}  {setting}" + ("  <- chosen" if setting == best else ""))
     if args.into:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..validation import AGGREGATIONS
+
 
 def parse_k_list(text: str) -> list[int]:
     """'0,1,3' -> [0, 1, 3]; a clear error for anything else."""
@@ -55,7 +57,7 @@ def register(subparsers) -> None:
     p.add_argument("--max-new-tokens", type=_positive_int, help="cap on thought length (default: the model's, 128)")
     p.add_argument("--temperature", type=float, help="thought sampling temperature (default: the model's, else 0.1)")
     p.add_argument("--top-p", type=float, help="nucleus sampling top_p (default: the model's, else 0.9)")
-    p.add_argument("--aggregation", choices=["mean", "normalized_mean", "mean_with_query"],
+    p.add_argument("--aggregation", choices=AGGREGATIONS,
                    help="how the k thought vectors combine (default: the model's, else the official mean)")
     p.add_argument("--seed", type=int, default=0, help="seed for sampling thoughts and for --max-docs")
     p.add_argument("--ignore-identical-ids", action="store_true",

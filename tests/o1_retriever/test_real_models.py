@@ -63,7 +63,7 @@ def test_default_is_the_shipped_trained_adapter(default_embedder):
     assert shipped["max_new_tokens"] == 48  # the thought length it was trained on
     # The sampling/aggregation settings are the ones the committed dev-set runs choose (never test data).
     from o1_retriever.evaluation.choose import choose
-    best, _ = choose(sorted((Path(__file__).parents[2] / "benchmarks" / "default_dev").glob("*.json")), k=3)
+    best = choose(sorted((Path(__file__).parents[2] / "benchmarks" / "default_dev").glob("*.json")), k=3).best
     assert {key: shipped[key] for key in best} == best
     assert default_embedder.aggregation == best["aggregation"]
     assert default_embedder.generation.temperature == best["temperature"]

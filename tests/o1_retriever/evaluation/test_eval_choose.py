@@ -39,7 +39,8 @@ def test_choose_averages_over_datasets_and_writes_the_model_defaults(dev_runs, t
         row = next(r for r in data["results"] if r["k"] == 1)
         by_setting.setdefault((g["temperature"], g["aggregation"]), []).append(row["ndcg@10"])
     expected = max(by_setting, key=lambda s: sum(by_setting[s]) / 2)
-    best, table = choose(dev_runs, k=1)
+    result = choose(dev_runs, k=1)
+    best, table = result.best, result.table
     assert (best["temperature"], best["aggregation"]) == expected and len(table) == 2
     model = tmp_path / "model"
     shutil.copytree(tiny_o1_dir, model)
