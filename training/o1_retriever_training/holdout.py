@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from o1_retriever.corpus import read_jsonl
+from o1_retriever.evaluation.data import read_beir_jsonl
 
 from .data import load_qrels
 
@@ -55,7 +56,7 @@ def holdout(records, dataset, split: str, num_queries: int, seed: int, train_out
     if corpus.is_symlink() or corpus.exists():
         corpus.unlink()
     corpus.symlink_to((dataset / "corpus.jsonl").resolve())
-    queries = [obj for _, obj in read_jsonl(dataset / "queries.jsonl") if str(obj.get("_id")) in chosen]
+    queries = [q for q in read_beir_jsonl(dataset / "queries.jsonl", "query", ("_id", "text")) if q["_id"] in chosen]
     (dev_dir / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries), encoding="utf-8")
     lines = [f"{q}\t{d}\t{g}\n" for q in held for d, g in qrels[q].items()]
     (dev_dir / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(lines), encoding="utf-8")
