@@ -32,7 +32,7 @@ NAME = "o1_retriever"
 DEFAULT_MODEL_NAME = "o1-retriever-default"
 # from_pretrained options a config may carry; all JSON-serialisable.
 LOAD_OPTIONS = ("device", "dtype", "quantization", "share_weights", "prompt_style", "thought_cache",
-                "aggregation", "temperature", "top_p", "max_new_tokens", "prompt_max_length", "seed",
+                "aggregation", "query_weight", "temperature", "top_p", "max_new_tokens", "prompt_max_length", "seed",
                 "query_max_length", "document_max_length", "fused")
 
 _DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
@@ -50,7 +50,8 @@ def _describe(embedder: O1Embedder) -> tuple[str | None, dict]:
         model = embedder.name
     else:
         model = None if embedder.name == DEFAULT_MODEL_NAME else embedder.name
-    options: dict[str, Any] = {"aggregation": embedder.aggregation, "quantization": embedder.quantization,
+    options: dict[str, Any] = {"aggregation": embedder.aggregation, "query_weight": embedder.query_weight,
+                               "quantization": embedder.quantization,
                                "query_max_length": embedder.query_max_length,
                                "document_max_length": embedder.document_max_length, "fused": embedder.fused}
     dtype = next(embedder.encoder.model.parameters()).dtype

@@ -21,10 +21,12 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                    help="thought sampling temperature (default: the model's o1_generation.json, else 0.1)")
     p.add_argument("--aggregation", choices=AGGREGATIONS, default=None,
                    help="how the k thought vectors combine (default: the model's, else the official mean)")
+    p.add_argument("--query-weight", type=float, default=None, metavar="W",
+                   help="bare query's share under mean_with_query (default: the model's, else 1/(k+1))")
     p.add_argument("--seed", type=int, default=0, help="sampling seed, for repeatable thoughts")
 
 
-MODEL_DEFAULTED = ("max_new_tokens", "temperature", "aggregation")  # None: the model dir's own value applies
+MODEL_DEFAULTED = ("max_new_tokens", "temperature", "aggregation", "query_weight")  # None: the model dir's own value applies
 
 
 def _load(args):

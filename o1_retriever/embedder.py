@@ -17,7 +17,8 @@ from .encoding import LMEncoder, SentenceEncoder
 from .formatting import query_embedding_text
 from .loading import fingerprint, load_causal_lm, merged_adapter_dir
 from .thinking import GenerationConfig, Thinker
-from .validation import AGGREGATIONS, QUANTIZATIONS, as_text_list, check_choice, check_k, check_positive_int
+from .validation import (AGGREGATIONS, QUANTIZATIONS, as_text_list, check_choice, check_k, check_positive_int,
+                         check_query_weight)
 
 PROGRESS_THRESHOLD = 64  # show bars by default only for inputs at least this long
 
@@ -33,9 +34,11 @@ class O1Embedder:
     """A retriever that thinks before it embeds. Build with `from_pretrained()` or `composite()`."""
 
     def __init__(self, thinker: Thinker | None, encoder, *, name: str, generation: GenerationConfig | None = None,
-                 aggregation: str = "mean", thought_cache: bool | str | Path = True, quantization=None,
+                 aggregation: str = "mean", query_weight: float | None = None,
+                 thought_cache: bool | str | Path = True, quantization=None,
                  query_max_length: int = 256, document_max_length: int = 192, fused: bool = True):
         check_choice(aggregation, "aggregation", AGGREGATIONS)
+        self.query_weight = check_query_weight(query_weight, aggregation)
         self.thinker, self.encoder, self.name = thinker, encoder, name
         self.generation = generation or GenerationConfig()
         self.aggregation, self.quantization = aggregation, quantization
@@ -85,7 +88,10 @@ class O1Embedder:
         thinker = Thinker(thinker_lm.model, thinker_lm.tokenizer, style)
         encoder = LMEncoder(encoder_lm.model, encoder_lm.tokenizer)
         name = "o1-retriever-default" if path_or_id is None else str(path_or_id)
-        options = _model_generation_defaults(default_model_path() if path_or_id is None else path_or_id) | options
+        defaults = _model_generation_defaults(default_model_path() if path_or_id is None else path_or_id)
+        if "aggregation" in options and "query_weight" not in options:
+            defaults.pop("query_weight", None)  # the model's weight belongs to its aggregation, not yours
+        options = defaults | options
         return cls(thinker, encoder, name=name, generation=_generation(options), quantization=quantization, **options)
 
     @classmethod
@@ -165,12 +171,17 @@ class O1Embedder:
         return [f"{q} {t}".strip() for q, t in zip(queries, thoughts)]
 
     def encode_queries(self, queries, k: int = 3, batch_size: int = 32, show_progress_bar: bool | None = None,
-                       return_thoughts: bool = False, aggregation: str | None = None):
-        """Think k times per query, embed each `query + thought`, aggregate. k=0: bare query."""
+                       return_thoughts: bool = False, aggregation: str | None = None,
+                       query_weight: float | None = None):
+        """Think k times per query, embed each `query + thought`, aggregate. k=0: bare query.
+        `aggregation`/`query_weight` override the embedder's own for this call."""
         queries, single = as_text_list(queries, "queries")
         check_k(k)
         check_positive_int(batch_size, "batch_size")
         how = check_choice(aggregation or self.aggregation, "aggregation", AGGREGATIONS)
+        if query_weight is None and how == self.aggregation:
+            query_weight = self.query_weight
+        query_weight = check_query_weight(query_weight, how)
         progress = _progress(show_progress_bar, len(queries))
         thoughts, fused = self._think(queries, k, batch_size, progress, want_vectors=self.can_fuse)
         bare = None
@@ -190,7 +201,7 @@ class O1Embedder:
             for i, q in enumerate(queries):
                 if q in fused:
                     per_query[i] = fused[q]
-            vectors = aggregate(per_query, how, bare)
+            vectors = aggregate(per_query, how, bare, query_weight)
         vectors = vectors.astype(np.float32)
         if single:
             vectors, thoughts = vectors[0], thoughts[0]
@@ -226,7 +237,7 @@ def _progress(show: bool | None, n: int) -> bool:
 
 GENERATION_FILE = "o1_generation.json"
 GENERATION_OPTIONS = ("temperature", "top_p", "max_new_tokens", "prompt_max_length", "seed")
-MODEL_DEFAULT_OPTIONS = GENERATION_OPTIONS + ("aggregation",)  # what a model dir may set in GENERATION_FILE
+MODEL_DEFAULT_OPTIONS = GENERATION_OPTIONS + ("aggregation", "query_weight")  # what a model dir may set in GENERATION_FILE
 
 
 def _model_generation_defaults(source) -> dict:

@@ -41,6 +41,20 @@ def check_positive_int(value, name: str) -> int:
     return value
 
 
+def check_query_weight(weight, aggregation: str):
+    """The bare query's share of the vector under `mean_with_query` (None: an equal share, 1/(k+1))."""
+    if weight is None:
+        return None
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+        raise TypeError(f"query_weight must be a number in [0, 1] or None, got {weight!r}")
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"query_weight must be in [0, 1] (0: thoughts only, 1: bare query only), got {weight}")
+    if aggregation != "mean_with_query":
+        raise ValueError(f"query_weight={weight} only applies to aggregation='mean_with_query', "
+                         f"got aggregation={aggregation!r}")
+    return float(weight)
+
+
 def check_choice(value, name: str, allowed) -> str:
     if value not in allowed:
         raise ValueError(f"{name}={value!r} is not supported; use one of {list(allowed)}")

@@ -1,4 +1,4 @@
-"""Choose a model's inference settings (temperature, top_p, aggregation) from `o1-retriever eval` JSONs
+"""Choose a model's inference settings (temperature, top_p, aggregation, query_weight) from `o1-retriever eval` JSONs
 run on held-out dev data, and write them into its `o1_generation.json`:
 
     python -m o1_retriever.evaluation.choose --k 3 --into MODEL_DIR/o1_generation.json runs/x/dev/*.json
@@ -13,7 +13,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-SETTING_KEYS = ("temperature", "top_p", "aggregation")
+SETTING_KEYS = ("temperature", "top_p", "aggregation", "query_weight")
+REQUIRED_KEYS = SETTING_KEYS[:3]  # runs before query_weight existed used the equal share (None)
 
 
 def _read(path: Path, k: int, metric: str) -> tuple[str, tuple, float, float | None]:
@@ -21,14 +22,14 @@ def _read(path: Path, k: int, metric: str) -> tuple[str, tuple, float, float | N
     data = json.loads(path.read_text(encoding="utf-8"))
     meta = data.get("meta", {})
     generation = meta.get("generation") or {}
-    if not all(key in generation for key in SETTING_KEYS):
-        raise ValueError(f"{path}: meta.generation lacks {list(SETTING_KEYS)} (run by an older o1-retriever eval?)")
+    if not all(key in generation for key in REQUIRED_KEYS):
+        raise ValueError(f"{path}: meta.generation lacks {list(REQUIRED_KEYS)} (run by an older o1-retriever eval?)")
     by_k = {r.get("k"): r for r in data.get("results", []) if r.get("system") == "o1"}
     if k not in by_k or metric not in by_k[k]:
         raise ValueError(f"{path}: needs one o1 row at k={k} with {metric!r}")
     bare = float(by_k[0][metric]) if 0 in by_k else None
     dataset = f"{meta['dataset']['name']}/{meta['dataset']['split']}"
-    return dataset, tuple(generation[key] for key in SETTING_KEYS), float(by_k[k][metric]), bare
+    return dataset, tuple(generation.get(key) for key in SETTING_KEYS), float(by_k[k][metric]), bare
 
 
 @dataclass
@@ -61,7 +62,8 @@ def plot_choice(table, best: dict, path, k: int, metric: str, baseline: float | 
     """Bar chart of every setting's score, the chosen one highlighted, k=0 as a reference line."""
     from .plot import _pyplot
     plt = _pyplot()
-    labels = [f"T={s['temperature']}\ntop_p={s['top_p']}\n{s['aggregation']}" for s, _ in table]
+    labels = [f"T={s['temperature']}\ntop_p={s['top_p']}\n{s['aggregation']}"
+              + ("" if s.get("query_weight") is None else f"\nquery {s['query_weight']}") for s, _ in table]
     scores = [v for _, v in table]
     fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(table)), 4))
     ax.bar(range(len(table)), scores, color=["tab:orange" if s == best else "tab:blue" for s, _ in table])
@@ -98,7 +100,8 @@ def main(argv=None) -> int:
     if args.into:
         target = Path(args.into)
         current = json.loads(target.read_text(encoding="utf-8")) if target.exists() else {}
-        target.write_text(json.dumps(current | best) + "\n", encoding="utf-8")
+        merged = {key: value for key, value in (current | best).items() if value is not None}  # None: the default
+        target.write_text(json.dumps(merged) + "\n", encoding="utf-8")
         print(f"wrote {target}")
     return 0
 

@@ -59,6 +59,8 @@ def register(subparsers) -> None:
     p.add_argument("--top-p", type=float, help="nucleus sampling top_p (default: the model's, else 0.9)")
     p.add_argument("--aggregation", choices=AGGREGATIONS,
                    help="how the k thought vectors combine (default: the model's, else the official mean)")
+    p.add_argument("--query-weight", type=float, metavar="W",
+                   help="bare query's share of the vector under mean_with_query (default: the model's, else 1/(k+1))")
     p.add_argument("--seed", type=int, default=0, help="seed for sampling thoughts and for --max-docs")
     p.add_argument("--ignore-identical-ids", action="store_true",
                    help="drop a hit whose id equals the query id (BEIR's rule for ArguAna/Quora only)")
@@ -78,7 +80,8 @@ def config_from_args(args):
                       composite_encoder=args.composite_encoder, max_docs=args.max_docs,
                       max_queries=args.max_queries, index=args.index,
                       batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                      top_p=args.top_p, aggregation=args.aggregation, seed=args.seed,
+                      top_p=args.top_p, aggregation=args.aggregation,
+                      query_weight=args.query_weight, seed=args.seed,
                       ignore_identical_ids=args.ignore_identical_ids, thought_cache=args.thought_cache,
                       embedding_cache=not args.no_embedding_cache, device=args.device, dtype=args.dtype)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..thinking import GenerationConfig
-from ..validation import AGGREGATIONS, check_choice, check_k, check_positive_int
+from ..validation import AGGREGATIONS, check_choice, check_k, check_positive_int, check_query_weight
 from .bm25 import BM25Config, BM25Searcher
 from .data import BeirDataset, load_beir, subsample_corpus, subsample_queries
 from .metrics import evaluate_run
@@ -46,6 +46,8 @@ class EvalConfig:
     top_p: float | None = field(default=None, metadata={"help": "nucleus sampling top_p (None: model default)"})
     aggregation: str | None = field(default=None, metadata={"help": "how k thought vectors combine (None: model "
                                                                     "default)"})
+    query_weight: float | None = field(default=None, metadata={"help": "bare query's share under mean_with_query "
+                                                                       "(None: model default, else 1/(k+1))"})
     seed: int = field(default=0, metadata={"help": "sampling seed and subsample seed"})
     ignore_identical_ids: bool = field(default=False, metadata={"help": "drop a hit whose id equals the query id"})
     thought_cache: bool = field(default=False, metadata={"help": "reuse cached thoughts (faster reruns, but the "
@@ -68,6 +70,8 @@ class EvalConfig:
             check_positive_int(self.max_new_tokens, "max_new_tokens")
         if self.aggregation is not None:
             check_choice(self.aggregation, "aggregation", AGGREGATIONS)
+        if self.query_weight is not None:  # without --aggregation the model's own must be mean_with_query
+            check_query_weight(self.query_weight, self.aggregation or "mean_with_query")
         GenerationConfig(**{n: getattr(self, n) for n in ("temperature", "top_p") if getattr(self, n) is not None})
         for name in ("max_docs", "max_queries"):
             if getattr(self, name) is not None:
@@ -221,7 +225,10 @@ def evaluate_dense(embedder, system: str, label: str, ks: list, dataset: BeirDat
             rows[-1].thoughts_from_cache = cached
     finally:
         index.close()
-    generation = embedder.generation.as_dict() | {"aggregation": embedder.aggregation} if embedder.thinker is not None else None
+    generation = None
+    if embedder.thinker is not None:
+        generation = embedder.generation.as_dict() | {"aggregation": embedder.aggregation,
+                                                      "query_weight": embedder.query_weight}
     info = SystemInfo(system, label, embedder.fingerprint, encoder_identity(embedder), generation, index.source,
                       round(load_seconds, 2), round(index.index_seconds, 2))
     return rows, info
@@ -229,7 +236,7 @@ def evaluate_dense(embedder, system: str, label: str, ks: list, dataset: BeirDat
 
 def _options(config: EvalConfig) -> dict:
     options = {"seed": config.seed, "thought_cache": config.thought_cache}
-    for name in ("max_new_tokens", "temperature", "top_p", "aggregation"):
+    for name in ("max_new_tokens", "temperature", "top_p", "aggregation", "query_weight"):
         if getattr(config, name) is not None:
             options[name] = getattr(config, name)
     return options

@@ -75,6 +75,16 @@ def test_config_round_trip_is_json_and_reuses_the_loaded_model(tiny_embedder):
     assert O1EmbeddingFunction.name() == "o1_retriever" and not function.is_legacy()
 
 
+def test_config_keeps_the_query_weight(tiny_o1_dir):
+    from o1_retriever import O1Embedder
+    emb = O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", dtype="fp32", thought_cache=False,
+                                     aggregation="mean_with_query", query_weight=0.7)
+    config = json.loads(json.dumps(O1EmbeddingFunction(emb, k=2).get_config()))
+    assert config["options"]["query_weight"] == 0.7
+    again = O1Embedder.from_pretrained(config["model"], **config["options"])  # what a new process would load
+    np.testing.assert_allclose(again.encode_queries(QUERY, k=2), emb.encode_queries(QUERY, k=2), atol=1e-5)
+
+
 def test_reopened_collection_in_same_process_rebuilds_from_config(tiny_embedder, collection, tmp_path):
     expected = collection.query(query_texts=[QUERY], n_results=3)["ids"]
     reopened = chromadb.PersistentClient(path=str(tmp_path / "chroma")).get_collection("docs")

@@ -50,6 +50,42 @@ def test_return_thoughts_and_aggregations(tiny_embedder):
     assert single.embeddings.ndim == 1 and len(single.thoughts) == 2 and isinstance(single.thoughts[0], str)
 
 
+def test_query_weight_mixes_bare_query_and_thoughts(tiny_embedder):
+    queries = ["protein cell", "river ocean"]
+    plain = tiny_embedder.encode_queries(queries, k=3)  # same batch, so the same sampled thoughts
+    bare = tiny_embedder.encode_queries(queries, k=0)
+    for w in (0.0, 0.25, 0.7, 1.0):
+        got = tiny_embedder.encode_queries(queries, k=3, aggregation="mean_with_query", query_weight=w)
+        expected = w * bare + (1 - w) * plain
+        np.testing.assert_allclose(got, expected / np.linalg.norm(expected, axis=1, keepdims=True), atol=1e-4)
+    # None is the equal share, 1/(k+1): the same as weighting by hand
+    equal = tiny_embedder.encode_queries(queries, k=3, aggregation="mean_with_query")
+    np.testing.assert_allclose(equal, tiny_embedder.encode_queries(queries, k=3, aggregation="mean_with_query",
+                                                                   query_weight=0.25), atol=1e-5)
+    with pytest.raises(ValueError, match=r"query_weight must be in \[0, 1\].*got 1.5"):
+        tiny_embedder.encode_queries(queries, k=3, aggregation="mean_with_query", query_weight=1.5)
+    with pytest.raises(TypeError, match="query_weight must be a number"):
+        tiny_embedder.encode_queries(queries, k=3, aggregation="mean_with_query", query_weight="0.5")
+    with pytest.raises(ValueError, match="query_weight=0.5 only applies to aggregation='mean_with_query'"):
+        tiny_embedder.encode_queries(queries, k=3, query_weight=0.5)  # the embedder's own aggregation is mean
+
+
+def test_embedder_query_weight_is_its_default_and_overridable(tiny_o1_dir):
+    emb = O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", dtype="fp32", thought_cache=False,
+                                     aggregation="mean_with_query", query_weight=0.8)
+    assert emb.query_weight == 0.8
+    qs = ["protein cell", "river ocean"]
+    np.testing.assert_allclose(emb.encode_queries(qs, k=2),
+                               emb.encode_queries(qs, k=2, query_weight=0.8), atol=1e-5)
+    assert not np.allclose(emb.encode_queries(qs, k=2), emb.encode_queries(qs, k=2, query_weight=0.0), atol=1e-3)
+    # another aggregation for one call leaves the embedder's weight out of it
+    mean = emb.encode_queries(qs, k=2, aggregation="mean")
+    assert mean.shape == (2, emb.dim)
+    with pytest.raises(ValueError, match="only applies to aggregation='mean_with_query', got aggregation='mean'"):
+        O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", dtype="fp32", thought_cache=False,
+                                   query_weight=0.8)
+
+
 def test_seed_makes_thoughts_repeatable(tiny_o1_dir):
     a = O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", dtype="fp32", thought_cache=False,
                                    max_new_tokens=8, temperature=1.0, seed=7)
@@ -166,6 +202,17 @@ def test_model_dir_generation_defaults_apply_unless_overridden(tiny_o1_dir, tmp_
     emb = O1Embedder.from_pretrained(str(model), device="cpu", dtype="fp32", thought_cache=False, max_new_tokens=9,
                                      aggregation="mean")
     assert emb.generation.max_new_tokens == 9 and emb.generation.temperature == 0.7 and emb.aggregation == "mean"
+    # a model's query_weight comes with its aggregation: choosing another aggregation drops it
+    (model / "o1_generation.json").write_text('{"aggregation": "mean_with_query", "query_weight": 0.6}')
+    emb = O1Embedder.from_pretrained(str(model), device="cpu", dtype="fp32", thought_cache=False)
+    assert (emb.aggregation, emb.query_weight) == ("mean_with_query", 0.6)
+    emb = O1Embedder.from_pretrained(str(model), device="cpu", dtype="fp32", thought_cache=False, aggregation="mean")
+    assert (emb.aggregation, emb.query_weight) == ("mean", None)
+    emb = O1Embedder.from_pretrained(str(model), device="cpu", dtype="fp32", thought_cache=False, query_weight=0.9)
+    assert (emb.aggregation, emb.query_weight) == ("mean_with_query", 0.9)
+    (model / "o1_generation.json").write_text('{"aggregation": "mean_with_query", "query_weight": 2}')
+    with pytest.raises(ValueError, match=r"query_weight must be in \[0, 1\]"):
+        O1Embedder.from_pretrained(str(model), device="cpu", dtype="fp32", thought_cache=False)
     (model / "o1_generation.json").write_text('{"aggregation": "median"}')
     with pytest.raises(ValueError, match="aggregation"):
         O1Embedder.from_pretrained(str(model), device="cpu", dtype="fp32", thought_cache=False)

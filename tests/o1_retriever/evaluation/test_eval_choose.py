@@ -13,7 +13,7 @@ from o1_retriever import O1Embedder  # noqa: E402
 from o1_retriever.cli import main  # noqa: E402
 from o1_retriever.evaluation.choose import choose, main as choose_main  # noqa: E402
 
-SETTINGS = [("0.1", "mean"), ("0.9", "mean_with_query")]
+SETTINGS = [("0.1", "mean", None), ("0.9", "mean_with_query", None), ("0.9", "mean_with_query", "0.8")]
 
 
 @pytest.fixture
@@ -22,11 +22,11 @@ def dev_runs(tmp_path, monkeypatch, tiny_o1_dir):
     files = []
     for name in ("alpha", "beta"):
         data = write_beir(tmp_path / name)
-        for temperature, aggregation in SETTINGS:
-            out = tmp_path / f"{name}_{temperature}_{aggregation}.json"
+        for temperature, aggregation, weight in SETTINGS:
+            out = tmp_path / f"{name}_{temperature}_{aggregation}_{weight}.json"
             assert main(["eval", "--dataset", str(data), "--model", str(tiny_o1_dir), "--k", "0,1",
                          "--max-new-tokens", "6", "--temperature", temperature, "--aggregation", aggregation,
-                         "--output", str(out)]) == 0
+                         *(["--query-weight", weight] if weight else []), "--output", str(out)]) == 0
             files.append(out)
     return files
 
@@ -37,22 +37,27 @@ def test_choose_averages_over_datasets_and_writes_the_model_defaults(dev_runs, t
         data = json.loads(path.read_text())
         g = data["meta"]["generation"]
         row = next(r for r in data["results"] if r["k"] == 1)
-        by_setting.setdefault((g["temperature"], g["aggregation"]), []).append(row["ndcg@10"])
+        by_setting.setdefault((g["temperature"], g["aggregation"], g["query_weight"]), []).append(row["ndcg@10"])
     expected = max(by_setting, key=lambda s: sum(by_setting[s]) / 2)
     result = choose(dev_runs, k=1)
     best, table = result.best, result.table
-    assert (best["temperature"], best["aggregation"]) == expected and len(table) == 2
+    assert (best["temperature"], best["aggregation"], best["query_weight"]) == expected and len(table) == 3
+    assert {s["query_weight"] for s, _ in table} == {None, 0.8}
     model = tmp_path / "model"
     shutil.copytree(tiny_o1_dir, model)
-    (model / "o1_generation.json").write_text('{"max_new_tokens": 6}')
+    # a stale weight must not survive a winner that uses the equal share (None is written as "absent")
+    (model / "o1_generation.json").write_text('{"max_new_tokens": 6, "aggregation": "mean_with_query", '
+                                              '"query_weight": 0.3}')
     assert choose_main([*map(str, dev_runs), "--k", "1", "--into", str(model / "o1_generation.json"),
                         "--plot", str(tmp_path / "choice.png")]) == 0
     assert "<- chosen" in capsys.readouterr().out
     assert (tmp_path / "choice.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     written = json.loads((model / "o1_generation.json").read_text())
     assert written["max_new_tokens"] == 6 and written["aggregation"] == best["aggregation"]
+    assert written.get("query_weight") == best["query_weight"]
     emb = O1Embedder.from_pretrained(str(model), device="cpu", dtype="fp32", thought_cache=False)
-    assert (emb.generation.temperature, emb.aggregation) == (best["temperature"], best["aggregation"])
+    assert (emb.generation.temperature, emb.aggregation, emb.query_weight) == \
+        (best["temperature"], best["aggregation"], best["query_weight"])
 
 
 def test_choose_refuses_incomplete_or_duplicated_runs(dev_runs):
@@ -60,6 +65,16 @@ def test_choose_refuses_incomplete_or_duplicated_runs(dev_runs):
         choose(dev_runs, k=3)
     with pytest.raises(ValueError, match="a second run of"):
         choose([dev_runs[0], dev_runs[0]], k=1)
-    only_one_each = [dev_runs[0], dev_runs[3]]  # alpha with one setting, beta with the other
+    only_one_each = [dev_runs[0], dev_runs[4]]  # alpha with one setting, beta with the other
     with pytest.raises(ValueError, match="no setting was run on every dataset"):
         choose(only_one_each, k=1)
+
+
+def test_choose_reads_runs_made_before_query_weight(dev_runs):
+    """Older JSONs have no query_weight in meta.generation: they ran with the equal share (None)."""
+    for path in dev_runs:
+        data = json.loads(path.read_text())
+        if data["meta"]["generation"]["query_weight"] is None:
+            del data["meta"]["generation"]["query_weight"]
+            path.write_text(json.dumps(data))
+    assert {s["query_weight"] for s, _ in choose(dev_runs, k=1).table} == {None, 0.8}

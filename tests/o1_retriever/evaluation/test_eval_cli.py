@@ -108,17 +108,25 @@ def test_thought_cache_share_is_reported(toy, tiny_o1_dir, tmp_path):
 
 def test_sampling_and_aggregation_options_reach_the_model_and_the_json(toy, tiny_o1_dir, tmp_path):
     out = _eval(toy, tiny_o1_dir, tmp_path / "r.json", "--temperature", "0.7", "--top-p", "0.8",
-                "--aggregation", "mean_with_query")
+                "--aggregation", "mean_with_query", "--query-weight", "0.6")
     generation = out["meta"]["generation"]
-    assert (generation["temperature"], generation["top_p"], generation["aggregation"]) == (0.7, 0.8, "mean_with_query")
+    assert (generation["temperature"], generation["top_p"], generation["aggregation"], generation["query_weight"]) \
+        == (0.7, 0.8, "mean_with_query", 0.6)
     default = _eval(toy, tiny_o1_dir, tmp_path / "d.json")["meta"]["generation"]
-    assert (default["temperature"], default["aggregation"]) == (0.1, "mean")  # the official rule unless asked
+    assert (default["temperature"], default["aggregation"], default["query_weight"]) == (0.1, "mean", None)
 
 
 @pytest.mark.parametrize("field, value, message", [("temperature", -1.0, "temperature must be >= 0"),
                                                    ("top_p", 1.5, "top_p must be in"),
-                                                   ("aggregation", "max", "aggregation='max' is not supported")])
+                                                   ("aggregation", "max", "aggregation='max' is not supported"),
+                                                   ("query_weight", 1.2, r"query_weight must be in \[0, 1\]")])
 def test_bad_sampling_options_fail_before_any_work(toy, field, value, message):
     from o1_retriever.evaluation.runner import EvalConfig
     with pytest.raises(ValueError, match=message):
         EvalConfig(dataset=str(toy), **{field: value})
+
+
+def test_query_weight_needs_mean_with_query(toy):
+    from o1_retriever.evaluation.runner import EvalConfig
+    with pytest.raises(ValueError, match="only applies to aggregation='mean_with_query', got aggregation='mean'"):
+        EvalConfig(dataset=str(toy), aggregation="mean", query_weight=0.5)
