@@ -69,12 +69,8 @@ def load_beir(directory, split: str | None = "train") -> BeirData:
         raise ValueError(f"{root / 'queries.jsonl'}: field 'text' must be a string, not for query id(s) {bad[:5]}")
     data = BeirData(corpus, queries)
     if split is not None:
-        data.qrels = load_qrels(root, split)
+        data.qrels = read_qrels(qrels_path(root, split))
     return data
-
-
-def load_qrels(root: Path, split: str) -> dict[str, dict[str, int]]:
-    return read_qrels(qrels_path(root, split))
 
 
 def labeled_pairs(data: BeirData) -> list[LabeledPair]:

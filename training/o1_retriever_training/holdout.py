@@ -17,9 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from o1_retriever.corpus import read_jsonl
-from o1_retriever.evaluation.data import read_beir_jsonl
-
-from .data import load_qrels
+from o1_retriever.evaluation.data import qrels_path, read_beir_jsonl, read_qrels
 
 
 @dataclass
@@ -36,7 +34,7 @@ def holdout(records, dataset, split: str, num_queries: int, seed: int, train_out
         raise ValueError(f"num_queries must be a positive int, got {num_queries!r}")
     if train_out.resolve() == records.resolve():
         raise ValueError(f"train_out must differ from records ({records}): the input would be overwritten")
-    qrels = load_qrels(dataset, split)
+    qrels = read_qrels(qrels_path(dataset, split))
     rows = [obj for _, obj in read_jsonl(records)]
     missing = [n for n, obj in enumerate(rows, 1) if "query_id" not in obj]
     if missing:
