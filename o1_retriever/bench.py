@@ -25,12 +25,19 @@ BENCH_QUERIES = [
 ]
 
 
-def matmul_tflops(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":  # kernels run asynchronously: wait before reading the clock
+        torch.cuda.synchronize(device)
+
+
+def matmul_tflops(dtype: torch.dtype, n: int = 2048, reps: int = 10, device=torch.device("cpu")) -> float:
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
     a @ b
+    _sync(device)
     t = time.perf_counter()
     for _ in range(reps):
         a @ b
+    _sync(device)
     return 2 * n ** 3 * reps / (time.perf_counter() - t) / 1e12
 
 
@@ -113,23 +120,27 @@ def run_bench(args) -> int:
     from rich.table import Table
 
     from . import O1Embedder
+    from .device import resolve_device
     console = Console()
+    device = resolve_device(args.device)
     queries = (BENCH_QUERIES * 4)[: args.queries]
     docs = [p.full_text for p in read_corpus(DEMO_CORPUS)] * max(1, args.docs // 32)
-    peak = {"bf16": matmul_tflops(torch.bfloat16), "fp32": matmul_tflops(torch.float32)}
-    console.print(f"matmul TFLOP/s: bf16 {peak['bf16']:.2f}, fp32 {peak['fp32']:.2f}")
+    peak = {"bf16": matmul_tflops(torch.bfloat16, device=device), "fp32": matmul_tflops(torch.float32, device=device)}
+    console.print(f"matmul TFLOP/s on {device}: bf16 {peak['bf16']:.2f}, fp32 {peak['fp32']:.2f}")
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
     result = {"meta": {"machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count(),
-                       "torch": torch.__version__, "cuda": torch.cuda.is_available(), "k": args.k,
+                       "torch": torch.__version__, "cuda": torch.cuda.is_available(), "device": str(device),
+                       "gpu": gpu, "load_and_memory_device": "cpu", "k": args.k,
                        "max_new_tokens": args.max_new_tokens, "queries": len(queries), "documents": len(docs),
                        "model": args.model or "bundled default"},
               "matmul_tflops": peak}
     # Fused thinking needs the official prompt: forced here so all query modes run the same prompt.
-    emb = O1Embedder.from_pretrained(args.model, dtype="bf16", prompt_style="official", thought_cache=False,
-                                     max_new_tokens=args.max_new_tokens)
+    emb = O1Embedder.from_pretrained(args.model, device=device, dtype="bf16", prompt_style="official",
+                                     thought_cache=False, max_new_tokens=args.max_new_tokens)
     result["queries"] = bench_queries(emb, queries, args.k, args.one_by_one)
     result["encode_documents"] = {"bf16": bench_documents(emb, docs, peak["bf16"])}
     del emb
-    emb32 = O1Embedder.from_pretrained(args.model, dtype="fp32", thought_cache=False)
+    emb32 = O1Embedder.from_pretrained(args.model, device=device, dtype="fp32", thought_cache=False)
     result["encode_documents"]["fp32"] = bench_documents(emb32, docs, peak["bf16"])
     del emb32
     result["load_seconds"] = load_times(args.model)
@@ -169,5 +180,7 @@ def register(sub) -> None:
     p.add_argument("--queries", type=int, default=16, help="queries for the batched modes")
     p.add_argument("--one-by-one", type=int, default=4, help="queries for the one-at-a-time mode")
     p.add_argument("--docs", type=int, default=128, help="documents for encode_documents")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N for the throughput rows (default: cuda if "
+                                                  "available); load times and thinker memory are CPU figures")
     p.add_argument("--output", default="benchmarks/bench.json", help="where to write the JSON")
     p.set_defaults(func=run_bench)

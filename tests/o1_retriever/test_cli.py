@@ -62,8 +62,9 @@ def test_bad_corpus_lines_name_the_line(tiny_o1_dir, tmp_path, capsys, line, mes
 def test_bench_writes_json(tiny_o1_dir, tmp_path):
     out = tmp_path / "bench.json"
     assert main(["bench", "--model", str(tiny_o1_dir), "--queries", "2", "--one-by-one", "1", "--docs", "32",
-                 "--max-new-tokens", "4", "--output", str(out)]) == 0
+                 "--max-new-tokens", "4", "--device", "cpu", "--output", str(out)]) == 0
     result = json.loads(out.read_text())
+    assert (result["meta"]["device"], result["meta"]["gpu"]) == ("cpu", None)
     assert set(result["queries"]) == {"fused", "two_pass_batched", "one_at_a_time", "cache_hit"}
     assert all(r["queries_per_s"] > 0 and r["thought_tokens_per_s"] >= 0 for r in result["queries"].values())
     assert result["encode_documents"]["bf16"]["tokens_per_s"] > 0
