@@ -26,7 +26,8 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="sampling seed, for repeatable thoughts")
 
 
-MODEL_DEFAULTED = ("max_new_tokens", "temperature", "aggregation", "query_weight")  # None: the model dir's own value applies
+# None: the model dir's own value applies
+MODEL_DEFAULTED = ("max_new_tokens", "temperature", "aggregation", "query_weight")
 
 
 def _load(args):

@@ -237,7 +237,8 @@ def _progress(show: bool | None, n: int) -> bool:
 
 GENERATION_FILE = "o1_generation.json"
 GENERATION_OPTIONS = ("temperature", "top_p", "max_new_tokens", "prompt_max_length", "seed")
-MODEL_DEFAULT_OPTIONS = GENERATION_OPTIONS + ("aggregation", "query_weight")  # what a model dir may set in GENERATION_FILE
+# what a model dir may set in GENERATION_FILE
+MODEL_DEFAULT_OPTIONS = GENERATION_OPTIONS + ("aggregation", "query_weight")
 
 
 def _model_generation_defaults(source) -> dict:
