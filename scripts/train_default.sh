@@ -10,7 +10,8 @@
 #   6. evaluate on the test splits (never used for any choice).
 # Usage: bash scripts/train_default.sh [RUN_DIR]   (resumable: re-running skips finished steps)
 # A smoke run of every step (minutes, not hours) writes elsewhere and shrinks the work, e.g.
-#   ADAPTER_DIR=/tmp/a BENCH_DIR=/tmp/b LIMIT=12 DEV_QUERIES=4 MAX_STEPS=2 EVAL_ARGS="--max-docs 200" \
+#   ADAPTER_DIR=/tmp/a BENCH_DIR=/tmp/b LIMIT=12 DEV_QUERIES=4 MAX_STEPS=2 TEST_SETS=scifact \
+#   EVAL_ARGS="--max-docs 200 --max-queries 6" \
 #     bash scripts/train_default.sh /tmp/run
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,14 +20,15 @@ BIN=.venv/bin/o1-retriever
 PY=.venv/bin/python
 DATA=${DATA:-../shared/data}
 DEFAULT_ADAPTER=o1_retriever/default_adapter
-ADAPTER=${ADAPTER_DIR:-$DEFAULT_ADAPTER}  # where the model is shipped
+ADAPTER=$(realpath -m "${ADAPTER_DIR:-$DEFAULT_ADAPTER}")  # where the model is shipped
 BENCH=${BENCH_DIR:-benchmarks}            # where the results go
 DEV_QUERIES=${DEV_QUERIES:-100}
+TEST_SETS=${TEST_SETS:-scifact nfcorpus}  # evaluated on their test splits at the end
 read -r -a LIMIT_ARGS <<< "${LIMIT:+--limit $LIMIT}"            # synthesize at most LIMIT queries per dataset
 read -r -a STEP_ARGS <<< "${MAX_STEPS:+--max-steps $MAX_STEPS}"  # stop training early
 read -r -a EVAL_ARGS <<< "${EVAL_ARGS:-}"                       # e.g. --max-docs 200 (every eval)
 MODEL_ARGS=()
-[ "$ADAPTER" = "$DEFAULT_ADAPTER" ] || MODEL_ARGS=(--model "$ADAPTER")
+[ "$ADAPTER" = "$(realpath -m "$DEFAULT_ADAPTER")" ] || MODEL_ARGS=(--model "$ADAPTER")
 mkdir -p "$RUN" "$BENCH"
 export HF_HUB_OFFLINE=1
 
@@ -51,7 +53,7 @@ $BIN train --train-data "$RUN/train_fit.jsonl" --output-dir "$RUN/model" --resum
 mkdir -p "$ADAPTER"
 find "$ADAPTER" -mindepth 1 ! -name README.md -delete
 (cd "$RUN/model" && cp -r adapter_config.json adapter_model.safetensors embedding tokenizer* chat_template.jinja \
-   losses.png train_log.jsonl training_args.json "$OLDPWD/$ADAPTER/")
+   losses.png train_log.jsonl training_args.json "$ADAPTER/")
 echo '{"max_new_tokens": 48}' > "$ADAPTER/o1_generation.json"  # the thought length it was trained on
 
 # Inference settings, chosen on held-out data only: the 100 SciFact dev queries (NFCorpus ships no train split,
@@ -81,13 +83,14 @@ cp "$RUN"/dev/*.json "$BENCH/default_dev/"  # the runs behind the choice
 # Evaluate on the test splits (never used above): the default at k=0,1,3,5 (with its own o1_generation.json
 # settings) next to BM25 and MiniLM, then the composite (untrained SmolLM2 thinks, MiniLM embeds) at k=3.
 MINILM=$(.venv/bin/python -c 'from o1_retriever.default_model import minilm_path; print(minilm_path())')
-for ds in scifact nfcorpus; do
+for ds in $TEST_SETS; do
   $BIN eval --dataset "$DATA/$ds" --split test --k 0,1,3,5 --baseline bm25 --baseline-encoder "$MINILM" \
     "${MODEL_ARGS[@]}" "${EVAL_ARGS[@]}" --output "$BENCH/default_$ds.json"
 done
-for ds in scifact nfcorpus; do
+for ds in $TEST_SETS; do
   $BIN eval --dataset "$DATA/$ds" --split test --no-model --composite --k 3 --max-new-tokens 48 \
     "${EVAL_ARGS[@]}" --output "$BENCH/composite_$ds.json"
 done
-$PY -m o1_retriever.evaluation.table "$BENCH/default_scifact.json" "$BENCH/composite_scifact.json" \
-  "$BENCH/default_nfcorpus.json" "$BENCH/composite_nfcorpus.json"
+tables=()
+for ds in $TEST_SETS; do tables+=("$BENCH/default_$ds.json" "$BENCH/composite_$ds.json"); done
+$PY -m o1_retriever.evaluation.table "${tables[@]}"

@@ -1,0 +1,64 @@
+"""`scripts/train_default.sh` runs every step end to end: synthesis (real SmolLM2 expert, BM25 + MiniLM
+committee), hold-out, training, shipping, the choice of settings on dev data and the test evaluation, on the
+shared data. Its knobs shrink the work to minutes (12 queries per dataset, 2 training steps, 200-document
+corpora, 6 queries per eval, SciFact's test split only: NFCorpus's judged documents are nearly its whole corpus,
+which a corpus subsample must keep) and ship to a temp dir, so the bundled adapter is never touched."""
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(str(path.relative_to(folder)).encode() + path.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.mark.real_model
+@pytest.mark.slow
+def test_reproduction_script_runs_every_step(shared_data, tmp_path):
+    from o1_retriever.evaluation.choose import choose
+    shipped_before = _digest(REPO / "o1_retriever" / "default_adapter")
+    run, adapter, bench = tmp_path / "run", tmp_path / "adapter", tmp_path / "bench"
+    env = os.environ | {"ADAPTER_DIR": str(adapter), "BENCH_DIR": str(bench), "DATA": str(shared_data),
+                        "LIMIT": "12", "DEV_QUERIES": "4", "MAX_STEPS": "2",
+                        "EVAL_ARGS": "--max-docs 200 --max-queries 6", "TEST_SETS": "scifact",
+                        "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(["bash", "scripts/train_default.sh", str(run)], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=3000)
+    assert done.returncode == 0, done.stderr[-4000:]
+
+    # held out: 4 labelled SciFact train queries, none of them left in the training records
+    dev_qrels = (run / "scifact_dev" / "qrels" / "dev.tsv").read_text().splitlines()[1:]
+    held_out = {line.split("\t")[0] for line in dev_qrels}
+    trained_on = {str(json.loads(line)["query_id"]) for line in (run / "train_fit.jsonl").read_text().splitlines()}
+    assert len(held_out) == 4 and not held_out & trained_on and len(trained_on) == 20  # 2 x 12 synthesized - 4
+
+    # trained for the 2 steps asked, then shipped with the settings the dev runs choose
+    steps = [json.loads(line) for line in (adapter / "train_log.jsonl").read_text().splitlines()]
+    assert max(s["step"] for s in steps) == 2
+    assert (adapter / "adapter_model.safetensors").exists() and (adapter / "embedding").is_dir()
+    dev_runs = sorted((bench / "default_dev").glob("*.json"))
+    assert len(dev_runs) == 7 and (bench / "default_dev" / "choice.png").exists()
+    best = choose(dev_runs, k=3).best
+    generation = json.loads((adapter / "o1_generation.json").read_text())
+    assert generation["max_new_tokens"] == 48 and {k: generation.get(k) for k in best} == best
+
+    # the test table: the trained model at k=0,1,3,5 beside BM25 and MiniLM, and the composite
+    assert not (bench / "default_nfcorpus.json").exists()
+    for ds in ("scifact",):
+        rows = json.loads((bench / f"default_{ds}.json").read_text())["results"]
+        assert sorted((r["system"], r["k"] if r["k"] is not None else -1) for r in rows) == \
+            [("bm25", -1), ("encoder", -1), ("o1", 0), ("o1", 1), ("o1", 3), ("o1", 5)]
+        assert all(0.0 <= r["ndcg@10"] <= 1.0 for r in rows)
+        composite = json.loads((bench / f"composite_{ds}.json").read_text())["results"]
+        assert [(r["system"], r["k"]) for r in composite] == [("composite", 3)]
+    assert "composite" in done.stdout and "bm25" in done.stdout  # the final table
+    assert _digest(REPO / "o1_retriever" / "default_adapter") == shipped_before
