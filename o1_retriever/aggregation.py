@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .validation import AGGREGATIONS, check_choice, check_query_weight
-
 
 def _normalize(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
@@ -15,14 +13,10 @@ def aggregate(thought_vectors: np.ndarray, how: str = "mean", query_vectors: np.
     """thought_vectors: (n, k, d) normalised. `mean` is the official rule (no re-normalisation);
     `normalized_mean` re-normalises it; `mean_with_query` also mixes in the bare-query vector (n, d),
     which hedges against a thought that drifts off topic. Its share is `query_weight` (None: an equal
-    share, 1/(k+1)); a small model's thoughts help most as a minority vote beside the query."""
-    check_choice(how, "aggregation", AGGREGATIONS)
-    weight = check_query_weight(query_weight, how)
+    share, 1/(k+1)); a small model's thoughts help most as a minority vote beside the query.
+    Arguments arrive checked (`encode_queries` validates them before any thinking)."""
     if how == "mean_with_query":
-        if query_vectors is None:
-            raise ValueError("aggregation='mean_with_query' needs the bare-query vectors")
-        if weight is None:
-            weight = 1.0 / (thought_vectors.shape[1] + 1)
+        weight = 1.0 / (thought_vectors.shape[1] + 1) if query_weight is None else query_weight
         return _normalize(weight * query_vectors + (1.0 - weight) * thought_vectors.mean(axis=1))
     mean = thought_vectors.mean(axis=1)
     return _normalize(mean) if how == "normalized_mean" else mean

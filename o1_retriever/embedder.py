@@ -222,6 +222,10 @@ class O1Embedder:
     def encode_document(self, document, **kwargs):
         return self.encode_documents(document, **kwargs)
 
+    def inference_settings(self) -> dict:
+        """Sampling and aggregation settings: what eval JSONs record and a Chroma config rebuilds from."""
+        return self.generation.as_dict() | {"aggregation": self.aggregation, "query_weight": self.query_weight}
+
     @property
     def dim(self) -> int:
         return self.encoder.dim

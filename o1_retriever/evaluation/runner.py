@@ -225,10 +225,7 @@ def evaluate_dense(embedder, system: str, label: str, ks: list, dataset: BeirDat
             rows[-1].thoughts_from_cache = cached
     finally:
         index.close()
-    generation = None
-    if embedder.thinker is not None:
-        generation = embedder.generation.as_dict() | {"aggregation": embedder.aggregation,
-                                                      "query_weight": embedder.query_weight}
+    generation = embedder.inference_settings() if embedder.thinker is not None else None
     info = SystemInfo(system, label, embedder.fingerprint, encoder_identity(embedder), generation, index.source,
                       round(load_seconds, 2), round(index.index_seconds, 2))
     return rows, info
