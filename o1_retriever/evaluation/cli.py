@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..fusion import DEFAULT_DENSE_WEIGHT
 from ..validation import AGGREGATIONS
 
 
@@ -44,6 +45,9 @@ def register(subparsers) -> None:
     p.add_argument("--no-model", action="store_true", help="skip the O1 model (evaluate baselines/composite only)")
     p.add_argument("--k", type=parse_k_list, default=[0, 3], help="thoughts per query, a list for a sweep (default 0,3)")
     p.add_argument("--baseline", action="append", choices=["bm25"], default=[], help="add a BM25 row")
+    p.add_argument("--hybrid", type=float, nargs="?", const=DEFAULT_DENSE_WEIGHT, metavar="W",
+                   help="also fuse each O1 row with BM25 (z-scored scores); W is the dense share "
+                        f"(default {DEFAULT_DENSE_WEIGHT})")
     p.add_argument("--baseline-encoder", metavar="DIR", help="add a plain sentence-transformers encoder row")
     p.add_argument("--composite", action="store_true", help="add the composite model (thinker LM + ST encoder)")
     p.add_argument("--composite-thinker", metavar="DIR", help="composite thinker (default SmolLM2-135M-Instruct)")
@@ -75,7 +79,8 @@ def register(subparsers) -> None:
 def config_from_args(args):
     from .runner import EvalConfig
     return EvalConfig(dataset=args.dataset, split=args.split, model=args.model, run_model=not args.no_model,
-                      k=args.k, baselines=list(dict.fromkeys(args.baseline)), baseline_encoder=args.baseline_encoder,
+                      k=args.k, baselines=list(dict.fromkeys(args.baseline)), hybrid=args.hybrid,
+                      baseline_encoder=args.baseline_encoder,
                       composite=args.composite, composite_thinker=args.composite_thinker,
                       composite_encoder=args.composite_encoder, max_docs=args.max_docs,
                       max_queries=args.max_queries, index=args.index,

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..fusion import check_dense_weight, fuse_many
 from ..thinking import GenerationConfig
 from ..validation import AGGREGATIONS, check_choice, check_k, check_positive_int, check_query_weight
 from .bm25 import BM25Config, BM25Searcher
@@ -32,6 +33,8 @@ class EvalConfig:
     run_model: bool = field(default=True, metadata={"help": "evaluate the O1 model (off: baselines/composite only)"})
     k: list[int] = field(default_factory=lambda: [0, 3], metadata={"help": "thoughts per query to sweep"})
     baselines: list[str] = field(default_factory=list, metadata={"help": "lexical baselines: 'bm25'"})
+    hybrid: float | None = field(default=None, metadata={"help": "also fuse each O1 row with BM25 (z-scored); the "
+                                                                 "dense share, e.g. 0.5 (None: no hybrid rows)"})
     baseline_encoder: str | None = field(default=None, metadata={"help": "sentence-transformers dir as a baseline"})
     composite: bool = field(default=False, metadata={"help": "also evaluate O1Embedder.composite"})
     composite_thinker: str | None = field(default=None, metadata={"help": "composite thinker (default SmolLM2)"})
@@ -65,6 +68,10 @@ class EvalConfig:
         for b in self.baselines:
             check_choice(b, "baseline", BASELINES)
         check_choice(self.index, "index", INDEXES)
+        if self.hybrid is not None:
+            check_dense_weight(self.hybrid)
+            if not self.run_model:
+                raise ValueError("hybrid fuses the O1 model's rows with BM25: it needs the model (drop --no-model)")
         check_positive_int(self.batch_size, "batch_size")
         if self.max_new_tokens is not None:
             check_positive_int(self.max_new_tokens, "max_new_tokens")
@@ -84,7 +91,7 @@ class EvalConfig:
 
 @dataclass
 class ResultRow:
-    system: str                 # "bm25" | "o1" | "encoder" | "composite"
+    system: str                 # "bm25" | "o1" | "hybrid" (o1 fused with bm25) | "encoder" | "composite"
     model: str | None
     k: int | None
     ndcg_at_10: float
@@ -156,14 +163,25 @@ def _run_dict(query_ids, results) -> dict:
     return {q: dict(hits) for q, hits in zip(query_ids, results)}
 
 
-def evaluate_bm25(dataset: BeirDataset, config: EvalConfig, bm25: BM25Config | None = None) -> ResultRow:
+@dataclass
+class LexicalRun:
+    """BM25's top hits per query and what they cost: the baseline row, and the other half of a hybrid row."""
+    results: list
+    seconds: float
+
+
+def bm25_run(dataset: BeirDataset, bm25: BM25Config | None = None) -> LexicalRun:
     searcher = BM25Searcher(dataset.doc_ids(), dataset.doc_texts(), bm25)
-    qids, texts = list(dataset.queries), list(dataset.queries.values())
     start = time.perf_counter()
-    results = searcher.search(texts, TOP_K)
-    seconds = time.perf_counter() - start
-    scores = evaluate_run(dataset.qrels, _run_dict(qids, results), config.ignore_identical_ids)
-    return _row("bm25", None, None, scores, seconds, len(qids), index="bm25s")
+    results = searcher.search(list(dataset.queries.values()), TOP_K)
+    return LexicalRun(results, time.perf_counter() - start)
+
+
+def evaluate_bm25(dataset: BeirDataset, config: EvalConfig, lexical: LexicalRun | None = None) -> ResultRow:
+    lexical = lexical or bm25_run(dataset)
+    qids = list(dataset.queries)
+    scores = evaluate_run(dataset.qrels, _run_dict(qids, lexical.results), config.ignore_identical_ids)
+    return _row("bm25", None, None, scores, lexical.seconds, len(qids), index="bm25s")
 
 
 def _thought_tokens(embedder, thoughts: list[list[str]]) -> float:
@@ -208,8 +226,9 @@ class _DenseIndex:
 
 
 def evaluate_dense(embedder, system: str, label: str, ks: list, dataset: BeirDataset, config: EvalConfig,
-                   load_seconds: float = 0.0) -> tuple[list[ResultRow], SystemInfo]:
-    """One row per k. `ks=[None]` marks a plain encoder (queried without thinking)."""
+                   load_seconds: float = 0.0, lexical: LexicalRun | None = None) -> tuple[list[ResultRow], SystemInfo]:
+    """One row per k. `ks=[None]` marks a plain encoder (queried without thinking). With `lexical`, each k
+    also gets a "hybrid" row: the same dense hits fused with BM25's (timed as both searches + the fusion)."""
     index = _DenseIndex(embedder, dataset, config)
     qids, texts = list(dataset.queries), list(dataset.queries.values())
     rows = []
@@ -223,6 +242,14 @@ def evaluate_dense(embedder, system: str, label: str, ks: list, dataset: BeirDat
             tokens = None if k is None else _thought_tokens(embedder, thoughts)
             rows.append(_row(system, label, k, scores, seconds, len(qids), tokens, config.index))
             rows[-1].thoughts_from_cache = cached
+            if lexical is not None:
+                start = time.perf_counter()
+                fused = fuse_many(results, lexical.results, config.hybrid, TOP_K)
+                fused_seconds = seconds + lexical.seconds + time.perf_counter() - start
+                scores = evaluate_run(dataset.qrels, _run_dict(qids, fused), config.ignore_identical_ids)
+                rows.append(_row("hybrid", label, k, scores, fused_seconds, len(qids), tokens,
+                                 f"{config.index}+bm25s"))
+                rows[-1].thoughts_from_cache = cached
     finally:
         index.close()
     generation = embedder.inference_settings() if embedder.thinker is not None else None
@@ -248,13 +275,16 @@ def _plain_encoder(path: str, config: EvalConfig):
 
 
 def run_evaluation(config: EvalConfig, log=print) -> EvalOutcome:
-    """Evaluate every requested system; rows in a stable order (bm25, o1, composite, encoder)."""
+    """Evaluate every requested system; rows in a stable order (bm25, o1 [+ hybrid per k], composite, encoder)."""
     from ..embedder import O1Embedder
     dataset = load_dataset(config)
     rows, systems = [], []
-    if "bm25" in config.baselines:
+    lexical = None
+    if "bm25" in config.baselines or config.hybrid is not None:
         log("BM25 ...")
-        rows.append(evaluate_bm25(dataset, config))
+        lexical = bm25_run(dataset)
+    if "bm25" in config.baselines:
+        rows.append(evaluate_bm25(dataset, config, lexical))
     plans = []
     if config.run_model:
         plans.append(("o1", config.model or "o1-retriever-default", list(config.k), lambda: O1Embedder.from_pretrained(
@@ -272,7 +302,9 @@ def run_evaluation(config: EvalConfig, log=print) -> EvalOutcome:
         log(f"{system}: {label} ...")
         start = time.perf_counter()
         embedder = load()
-        new_rows, info = evaluate_dense(embedder, system, label, ks, dataset, config, time.perf_counter() - start)
+        fuse_with = lexical if system == "o1" and config.hybrid is not None else None
+        new_rows, info = evaluate_dense(embedder, system, label, ks, dataset, config, time.perf_counter() - start,
+                                        fuse_with)
         rows += new_rows
         systems.append(info)
         del embedder

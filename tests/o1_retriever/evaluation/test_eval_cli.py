@@ -130,3 +130,39 @@ def test_query_weight_needs_mean_with_query(toy):
     from o1_retriever.evaluation.runner import EvalConfig
     with pytest.raises(ValueError, match="only applies to aggregation='mean_with_query', got aggregation='mean'"):
         EvalConfig(dataset=str(toy), aggregation="mean", query_weight=0.5)
+
+
+def test_hybrid_rows_fuse_each_k_with_bm25(toy, tiny_o1_dir, tmp_path):
+    out = _eval(toy, tiny_o1_dir, tmp_path / "h.json", "--baseline", "bm25", "--hybrid", "0.5")
+    rows = out["results"]
+    assert [(r["system"], r["k"]) for r in rows] == [("bm25", None), ("o1", 0), ("hybrid", 0), ("o1", 1),
+                                                      ("hybrid", 1)]
+    assert out["meta"]["hybrid"] == {"dense_weight": 0.5, "fusion": "zscore", "pool": 100}
+    bm25, o1, hybrid = rows[0], rows[1], rows[2]
+    # The hybrid row costs both searches, and on this toy data (the random model is near chance, BM25 is not)
+    # fusion lands between its two halves.
+    assert hybrid["ms_per_query"] >= o1["ms_per_query"]
+    assert min(bm25["ndcg@10"], o1["ndcg@10"]) - 1e-9 <= hybrid["ndcg@10"] <= max(bm25["ndcg@10"], o1["ndcg@10"])
+    assert hybrid["thinking_tokens_per_query"] == o1["thinking_tokens_per_query"] and hybrid["index"] == "exact+bm25s"
+    # Dense share 1: the dense ranking itself (the pool holds every toy document, so nothing is lexical-only).
+    dense_only = _eval(toy, tiny_o1_dir, tmp_path / "d.json", "--hybrid", "1")["results"]
+    assert [r["ndcg@10"] for r in dense_only[1::2]] == pytest.approx([r["ndcg@10"] for r in dense_only[0::2]],
+                                                                     abs=1e-9)
+    # Dense share 0: BM25's hits first, in BM25's order, then what only the dense side found: never worse than BM25.
+    lexical_only = _eval(toy, tiny_o1_dir, tmp_path / "l.json", "--baseline", "bm25", "--hybrid", "0")["results"]
+    assert lexical_only[2]["ndcg@10"] >= lexical_only[0]["ndcg@10"] - 1e-9
+    # Without --baseline bm25 the hybrid rows still come; --hybrid alone means the default share.
+    from o1_retriever.fusion import DEFAULT_DENSE_WEIGHT
+    args = build_parser().parse_args(["eval", "--dataset", str(toy), "--hybrid"])
+    assert args.hybrid == DEFAULT_DENSE_WEIGHT
+    alone = _eval(toy, tiny_o1_dir, tmp_path / "a.json", "--hybrid")
+    assert [r["system"] for r in alone["results"]] == ["o1", "hybrid", "o1", "hybrid"]
+    assert alone["meta"]["bm25"]["k1"] == 0.9
+
+
+def test_bad_hybrid_requests_fail_before_any_work(toy):
+    from o1_retriever.evaluation.runner import EvalConfig
+    with pytest.raises(ValueError, match=r"dense_weight must be in \[0, 1\]"):
+        EvalConfig(dataset=str(toy), hybrid=2.0)
+    with pytest.raises(ValueError, match="needs the model"):
+        EvalConfig(dataset=str(toy), run_model=False, baselines=["bm25"], hybrid=0.5)

@@ -1,0 +1,59 @@
+"""Hybrid fusion of a dense and a lexical ranking: z-scored scores, mixed by the dense share."""
+import pytest
+
+from o1_retriever.fusion import fuse, fuse_many
+
+DENSE = [("a", 0.9), ("b", 0.8), ("c", 0.1)]
+LEXICAL = [("c", 30.0), ("b", 25.0), ("d", 10.0)]
+
+
+def test_the_weight_moves_the_ranking_from_one_list_to_the_other():
+    assert [d for d, _ in fuse(DENSE, LEXICAL, 1.0)][:3] == ["a", "b", "c"]
+    assert [d for d, _ in fuse(DENSE, LEXICAL, 0.0)][:2] == ["c", "b"]
+    # Half and half: 'b' is good in both lists, 'a' only in one, so 'b' wins.
+    assert fuse(DENSE, LEXICAL, 0.5)[0][0] == "b"
+
+
+def test_scores_are_zscores_mixed_and_a_missing_doc_gets_just_under_the_lists_floor():
+    fused = dict(fuse([("a", 3.0), ("b", 1.0)], [("b", 5.0), ("c", 1.0)], 0.25))
+    # Two scores z-normalise to +1 / -1; 'a' is missing from the lexical list: its floor there is -1.
+    assert fused == pytest.approx({"a": 0.25 * 1 + 0.75 * -1, "b": 0.25 * -1 + 0.75 * 1, "c": 0.25 * -1 + 0.75 * -1},
+                                  abs=1e-5)
+    assert list(dict(fuse([("a", 3.0), ("b", 1.0)], [("b", 5.0), ("c", 1.0)], 0.25))) == ["b", "a", "c"]
+
+
+def test_a_document_a_list_missed_ranks_strictly_below_that_lists_weakest_hit():
+    # At w=0 dense-only "x" lands just under BM25's weakest hit "y", not level with it.
+    assert [d for d, _ in fuse([("x", 2.0), ("y", 1.0), ("z", 0.0)], [("z", 1.0), ("y", 0.0)], 0.0)] == ["z", "y", "x"]
+
+
+def test_scales_do_not_matter_only_the_shape_of_each_list():
+    scaled = [(d, 1000 * s + 7) for d, s in LEXICAL]
+    a, b = fuse(DENSE, scaled, 0.5), fuse(DENSE, LEXICAL, 0.5)
+    assert [d for d, _ in a] == [d for d, _ in b]
+    assert [s for _, s in a] == pytest.approx([s for _, s in b])
+
+
+def test_edge_cases_empty_lists_ties_and_top_k():
+    assert fuse([], [], 0.5) == []
+    assert [d for d, _ in fuse(DENSE, [], 0.5)] == ["a", "b", "c"]  # nothing lexical: dense order survives
+    assert [d for d, _ in fuse([], LEXICAL, 0.5)] == ["c", "b", "d"]
+    tied = fuse([("x", 0.5), ("y", 0.5)], [], 0.5)  # equal scores carry no signal: z = 0, dense order kept
+    assert [d for d, _ in tied] == ["x", "y"] and [s for _, s in tied] == pytest.approx([0.0, 0.0], abs=1e-5)
+    assert len(fuse(DENSE, LEXICAL, 0.5, top_k=2)) == 2
+
+
+@pytest.mark.parametrize("weight, error, message", [(1.5, ValueError, r"dense_weight must be in \[0, 1\]"),
+                                                    (-0.1, ValueError, r"dense_weight must be in \[0, 1\]"),
+                                                    ("0.5", TypeError, "dense_weight must be a number"),
+                                                    (True, TypeError, "dense_weight must be a number")])
+def test_bad_weights_are_refused(weight, error, message):
+    with pytest.raises(error, match=message):
+        fuse(DENSE, LEXICAL, weight)
+
+
+def test_fuse_many_pairs_rankings_per_query():
+    out = fuse_many([DENSE, DENSE], [LEXICAL, []], 1.0)
+    assert [d for d, _ in out[1]] == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="2 dense rankings but 1 lexical"):
+        fuse_many([DENSE, DENSE], [LEXICAL])
