@@ -37,6 +37,21 @@ def _load(args):
                                       quantization=args.quantization, seed=args.seed, **chosen)
 
 
+def _hybrid_weight(text: str) -> float:
+    from .fusion import check_dense_weight
+    try:
+        return check_dense_weight(float(text))
+    except (TypeError, ValueError) as e:
+        raise argparse.ArgumentTypeError(f"--hybrid takes the dense share W in [0, 1], got {text!r}") from e
+
+
+def _hybrid_arg(p: argparse.ArgumentParser) -> None:
+    from .fusion import DEFAULT_DENSE_WEIGHT
+    p.add_argument("--hybrid", type=_hybrid_weight, nargs="?", const=DEFAULT_DENSE_WEIGHT, default=None, metavar="W",
+                   help="fuse with BM25 over the stored texts; W is the dense share "
+                        f"(default {DEFAULT_DENSE_WEIGHT}; scores are then fused z-scores, not cosines)")
+
+
 def _print_hits(console, query, hits) -> None:
     from rich.table import Table
     thoughts = hits[0].thoughts if hits else []
@@ -65,7 +80,8 @@ def run_demo(args) -> int:
         index.add([p.id for p in passages], [p.full_text for p in passages])
         console.print(f"Indexed {len(index)} passages into a temporary Chroma collection.")
         for query, hits in zip(args.query or DEMO_QUERIES,
-                               index.search(args.query or DEMO_QUERIES, top_k=args.top_k, k=args.k)):
+                               index.search(args.query or DEMO_QUERIES, top_k=args.top_k, k=args.k,
+                                            hybrid=args.hybrid)):
             _print_hits(console, query, hits)
     return 0
 
@@ -86,7 +102,7 @@ def run_search(args) -> int:
 
     from .store import O1Index
     index = O1Index(_load(args), path=args.db, collection=args.collection)
-    _print_hits(Console(), args.query, index.search(args.query, top_k=args.top_k, k=args.k))
+    _print_hits(Console(), args.query, index.search(args.query, top_k=args.top_k, k=args.k, hybrid=args.hybrid))
     return 0
 
 
@@ -96,6 +112,7 @@ def register(sub) -> None:
     p.add_argument("--k", type=int, default=3, help="thoughts per query (0 = no thinking)")
     p.add_argument("--top-k", type=int, default=3, help="hits to show per query")
     p.add_argument("--query", action="append", help="your own query (repeatable)")
+    _hybrid_arg(p)
     p.set_defaults(func=run_demo)
 
     p = sub.add_parser("index", help="embed a corpus JSONL (_id, text, title) into a persistent Chroma db")
@@ -113,4 +130,5 @@ def register(sub) -> None:
     p.add_argument("--collection", default="o1-retriever", help="collection name")
     p.add_argument("--k", type=int, default=3, help="thoughts per query (0 = no thinking)")
     p.add_argument("--top-k", type=int, default=10, help="hits to return")
+    _hybrid_arg(p)
     p.set_defaults(func=run_search)

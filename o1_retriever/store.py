@@ -7,17 +7,19 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from .fusion import check_dense_weight, fuse_many
 from .validation import as_text_list, check_k, check_positive_int
 
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]")
 FINGERPRINT_KEY, DIM_KEY, MODEL_KEY = "o1:fingerprint", "o1:dim", "o1:model"
+HYBRID_POOL = 100  # candidates per side that hybrid search fuses (the pool its weight was chosen with)
 
 
 @dataclass
 class Hit:
     id: str
     text: str
-    score: float  # cosine similarity
+    score: float  # cosine similarity; with hybrid search, the fused score (see fusion.py)
     metadata: dict = field(default_factory=dict)
     thoughts: list[str] = field(default_factory=list)
 
@@ -53,6 +55,7 @@ class O1Index:
                 f"(fingerprint {stored.get(FINGERPRINT_KEY)}, dim {stored.get(DIM_KEY)}); this embedder is "
                 f"{embedder.name!r} (fingerprint {embedder.fingerprint}, dim {embedder.dim}). "
                 "Open it with the same model, or index into a new collection.")
+        self._bm25 = None  # (document count, BM25Searcher) over the stored texts, built by the first hybrid search
 
     def __len__(self) -> int:
         return self.collection.count()
@@ -82,17 +85,37 @@ class O1Index:
             metas = None if metadatas is None else [m or None for m in metadatas[start:end]]
             self.collection.upsert(ids=ids[start:end], documents=texts[start:end], embeddings=vectors[b].tolist(),
                                    metadatas=metas)
+        self._bm25 = None  # texts changed: the lexical index is rebuilt on the next hybrid search
         return len(ids)
 
-    def search(self, query, top_k: int = 10, k: int = 3, where: dict | None = None) -> list:
-        """Top hits for one query (list[Hit]) or for each of several (list[list[Hit]])."""
+    def _lexical(self):
+        """BM25 over every stored text, rebuilt when this object added documents or the count moved (another
+        process wrote to the collection; a changed text under the same count needs a new O1Index to be seen)."""
+        count = len(self)
+        if self._bm25 is None or self._bm25[0] != count:
+            from .bm25 import BM25Searcher
+            got = self.collection.get(include=["documents"])
+            self._bm25 = (count, BM25Searcher(got["ids"], [d or "" for d in got["documents"]]))
+        return self._bm25[1]
+
+    def search(self, query, top_k: int = 10, k: int = 3, where: dict | None = None,
+               hybrid: float | None = None) -> list:
+        """Top hits for one query (list[Hit]) or for each of several (list[list[Hit]]).
+
+        `hybrid=w` fuses the thinking dense search with BM25 over the stored texts: z-scored scores mixed as
+        w·dense + (1−w)·BM25 over the top 100 of each (`fusion.py`; w=0.5 is the tested default). `Hit.score`
+        is then the fused score, not a cosine. Needs `pip install bm25s PyStemmer`."""
         queries, single = as_text_list(query, "query")
         check_positive_int(top_k, "top_k")
         check_k(k)
+        if hybrid is not None:
+            check_dense_weight(hybrid)
         if len(self) == 0:
             return [] if single else [[] for _ in queries]
+        lexical = self._lexical() if hybrid is not None else None  # before thinking: a missing bm25s fails fast
+        pool = min(top_k if hybrid is None else max(top_k, HYBRID_POOL), len(self))
         enc = self.embedder.encode_queries(queries, k=k, return_thoughts=True)
-        found = self.collection.query(query_embeddings=enc.embeddings.tolist(), n_results=min(top_k, len(self)),
+        found = self.collection.query(query_embeddings=enc.embeddings.tolist(), n_results=pool,
                                       where=where, include=["documents", "metadatas", "distances"])
         results = []
         for qi in range(len(queries)):
@@ -100,4 +123,22 @@ class O1Index:
                 Hit(id=i, text=doc, score=1.0 - float(dist), metadata=dict(meta or {}), thoughts=list(enc.thoughts[qi]))
                 for i, doc, meta, dist in zip(found["ids"][qi], found["documents"][qi],
                                               found["metadatas"][qi], found["distances"][qi])])
+        if lexical is not None:
+            results = self._fuse(results, lexical.search(queries, pool), hybrid, top_k, where, enc.thoughts)
         return results[0] if single else results
+
+    def _fuse(self, dense: list[list[Hit]], lexical: list, weight: float, top_k: int, where,
+              thoughts: list[list[str]]) -> list[list[Hit]]:
+        if where is not None:  # BM25 sees every text: keep only what the filter admits, as the dense side does
+            seen = sorted({doc for row in lexical for doc, _ in row})
+            allowed = set(self.collection.get(ids=seen, where=where, include=[])["ids"]) if seen else set()
+            lexical = [[(doc, s) for doc, s in row if doc in allowed] for row in lexical]
+        fused = fuse_many([[(h.id, h.score) for h in row] for row in dense], lexical, weight, top_k)
+        known = {h.id: h for row in dense for h in row}
+        missing = sorted({doc for row in fused for doc, _ in row} - set(known))
+        if missing:  # lexical-only hits: fetch their texts and metadata
+            got = self.collection.get(ids=missing, include=["documents", "metadatas"])
+            for i, doc, meta in zip(got["ids"], got["documents"], got["metadatas"]):
+                known[i] = Hit(id=i, text=doc, score=0.0, metadata=dict(meta or {}))
+        return [[Hit(id=doc, text=known[doc].text, score=score, metadata=known[doc].metadata, thoughts=list(ts))
+                 for doc, score in ranked] for ranked, ts in zip(fused, thoughts)]

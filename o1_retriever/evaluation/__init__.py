@@ -1,5 +1,5 @@
 """Evaluation on BEIR-format data: loader, pytrec_eval metrics, BM25 baseline, runner, report, plot."""
-from .bm25 import BM25Config, BM25Searcher
+from ..bm25 import BM25Config, BM25Searcher
 from .data import BeirDataset, load_beir, read_qrels, subsample_corpus, subsample_queries
 from .metrics import MetricScores, evaluate_run, per_query_scores
 from .plot import plot_k_sweep

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from .bm25 import BM25Config
+from ..bm25 import BM25Config
 from .runner import TOP_K, EvalConfig, EvalOutcome
 
 _PACKAGES = ("o1-retriever", "torch", "transformers", "sentence-transformers", "bm25s", "PyStemmer",

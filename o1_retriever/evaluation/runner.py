@@ -15,7 +15,7 @@ from pathlib import Path
 from ..fusion import check_dense_weight, fuse_many
 from ..thinking import GenerationConfig
 from ..validation import AGGREGATIONS, check_choice, check_k, check_positive_int, check_query_weight
-from .bm25 import BM25Config, BM25Searcher
+from ..bm25 import BM25Config, BM25Searcher
 from .data import BeirDataset, load_beir, subsample_corpus, subsample_queries
 from .metrics import evaluate_run
 from .search import corpus_embeddings, encoder_identity, exact_search

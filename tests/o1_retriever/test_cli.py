@@ -42,6 +42,13 @@ def test_index_then_search(tiny_o1_dir, tmp_path, capsys):
     assert main(["search", *_model_args(tiny_o1_dir), "river ocean", "--db", str(db), "--k", "1", "--top-k", "2"]) == 0
     out = capsys.readouterr().out
     assert "thought 1:" in out and out.count(" d") >= 2
+    # --hybrid: BM25 alone (W=0) puts the only keyword match first, whatever the random tiny model thinks.
+    assert main(["search", *_model_args(tiny_o1_dir), "music", "--db", str(db), "--k", "0", "--top-k", "1",
+                 "--hybrid", "0"]) == 0
+    assert "d2" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["search", *_model_args(tiny_o1_dir), "music", "--db", str(db), "--hybrid", "2"])
+    assert "--hybrid takes the dense share W in [0, 1], got '2'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("line, message", [

@@ -14,16 +14,15 @@ def test_the_weight_moves_the_ranking_from_one_list_to_the_other():
     assert fuse(DENSE, LEXICAL, 0.5)[0][0] == "b"
 
 
-def test_scores_are_zscores_mixed_and_a_missing_doc_gets_just_under_the_lists_floor():
+def test_scores_are_zscores_mixed_and_a_missing_doc_counts_one_sd_under_the_lists_floor():
     fused = dict(fuse([("a", 3.0), ("b", 1.0)], [("b", 5.0), ("c", 1.0)], 0.25))
-    # Two scores z-normalise to +1 / -1; 'a' is missing from the lexical list: its floor there is -1.
-    assert fused == pytest.approx({"a": 0.25 * 1 + 0.75 * -1, "b": 0.25 * -1 + 0.75 * 1, "c": 0.25 * -1 + 0.75 * -1},
-                                  abs=1e-5)
-    assert list(dict(fuse([("a", 3.0), ("b", 1.0)], [("b", 5.0), ("c", 1.0)], 0.25))) == ["b", "a", "c"]
+    # Two scores z-normalise to +1 / -1; 'a' is missing from the lexical list: it counts one sd under -1 there.
+    assert fused == pytest.approx({"a": 0.25 * 1 + 0.75 * -2, "b": 0.25 * -1 + 0.75 * 1, "c": 0.25 * -2 + 0.75 * -1})
+    assert list(dict(fuse([("a", 3.0), ("b", 1.0)], [("b", 5.0), ("c", 1.0)], 0.25))) == ["b", "a", "c"]  # a, c tie: dense order
 
 
 def test_a_document_a_list_missed_ranks_strictly_below_that_lists_weakest_hit():
-    # At w=0 dense-only "x" lands just under BM25's weakest hit "y", not level with it.
+    # At w=0 dense-only "x" lands under BM25's weakest hit "y", not level with it.
     assert [d for d, _ in fuse([("x", 2.0), ("y", 1.0), ("z", 0.0)], [("z", 1.0), ("y", 0.0)], 0.0)] == ["z", "y", "x"]
 
 
@@ -39,7 +38,9 @@ def test_edge_cases_empty_lists_ties_and_top_k():
     assert [d for d, _ in fuse(DENSE, [], 0.5)] == ["a", "b", "c"]  # nothing lexical: dense order survives
     assert [d for d, _ in fuse([], LEXICAL, 0.5)] == ["c", "b", "d"]
     tied = fuse([("x", 0.5), ("y", 0.5)], [], 0.5)  # equal scores carry no signal: z = 0, dense order kept
-    assert [d for d, _ in tied] == ["x", "y"] and [s for _, s in tied] == pytest.approx([0.0, 0.0], abs=1e-5)
+    assert tied == [("x", -0.5), ("y", -0.5)]
+    # One lexical hit has z = 0, and everything BM25 missed counts 1 below it: the sole keyword match rises.
+    assert fuse([("x", 0.9), ("y", 0.8), ("z", 0.1)], [("y", 3.0)], 0.5)[0][0] == "y"
     assert len(fuse(DENSE, LEXICAL, 0.5, top_k=2)) == 2
 
 

@@ -84,3 +84,49 @@ def test_bad_search_arguments(tiny_embedder, tmp_path):
         index.search("   ")
     with pytest.raises(ValueError, match="collection"):
         O1Index(tiny_embedder, path=tmp_path, collection="")
+
+
+def _ids(hits):
+    return [h.id for h in hits]
+
+
+def test_hybrid_search_fuses_bm25_over_the_stored_texts(tiny_embedder, tmp_path):
+    from o1_retriever.bm25 import BM25Searcher
+    from o1_retriever.fusion import fuse
+    index = O1Index(tiny_embedder, path=tmp_path)
+    index.add(IDS, TEXTS, [{"n": i} for i in range(4)])
+    query = "ocean water"
+    dense = index.search(query, top_k=4, k=1)
+    hybrid = index.search(query, top_k=4, k=1, hybrid=0.5)
+    # The fused ranking is fusion.fuse over the cosine hits and BM25 over the same texts.
+    lexical = BM25Searcher(IDS, TEXTS).search([query], 4)[0]
+    expected = fuse([(h.id, h.score) for h in dense], lexical, 0.5)
+    assert [(h.id, h.score) for h in hybrid] == [(d, pytest.approx(s)) for d, s in expected]
+    assert hybrid[0].id == "d2" and hybrid[0].text == TEXTS[1] and hybrid[0].metadata == {"n": 1}
+    assert all(h.thoughts == dense[0].thoughts for h in hybrid)  # same seed, same thoughts
+    # w=0: BM25's own order first (the random tiny model cannot do that on its own: that is the point of hybrid).
+    assert _ids(index.search(query, top_k=1, k=0, hybrid=0.0)) == ["d2"]
+    assert _ids(index.search(query, top_k=4, k=0, hybrid=1.0)) == _ids(index.search(query, top_k=4, k=0))
+
+
+def test_hybrid_search_sees_new_documents_and_respects_where(tiny_embedder, tmp_path):
+    index = O1Index(tiny_embedder, path=tmp_path)
+    index.add(IDS, TEXTS, [{"lang": "en"}] * 4)
+    assert _ids(index.search("volcano lava", top_k=1, k=0, hybrid=0.0)) != ["d5"]
+    index.add(["d5"], ["volcano lava eruption"], [{"lang": "is"}])  # the lexical index is rebuilt
+    assert _ids(index.search("volcano lava", top_k=1, k=0, hybrid=0.0)) == ["d5"]
+    # Another O1Index on the same collection (another process, say) adds: the count moved, so it is seen too.
+    O1Index(tiny_embedder, path=tmp_path).add(["d6"], ["glacier ice melting"], [{"lang": "is"}])
+    assert _ids(index.search("glacier ice", top_k=1, k=0, hybrid=0.0)) == ["d6"]
+    # A metadata filter applies to both sides: BM25's best match is filtered out, never returned.
+    hits = index.search("volcano lava", top_k=6, k=0, hybrid=0.5, where={"lang": "en"})
+    assert hits and "d5" not in _ids(hits) and "d6" not in _ids(hits) and len(hits) == 4
+
+
+def test_bad_hybrid_weights_fail_before_any_work(tiny_embedder, tmp_path):
+    index = O1Index(tiny_embedder, path=tmp_path)
+    index.add(IDS, TEXTS)
+    for weight, exc in [(1.5, ValueError), (-1, ValueError), ("half", TypeError)]:
+        with pytest.raises(exc, match="dense_weight"):
+            index.search("q", hybrid=weight)
+    assert len(index) == 4

@@ -1,4 +1,5 @@
-"""BM25 baseline with bm25s, set up like Pyserini's flat BEIR index.
+"""BM25 with bm25s, set up like Pyserini's flat BEIR index: the evaluation baseline and the lexical half of
+hybrid search (`O1Index.search(..., hybrid=w)`).
 
 Lucene BM25 (k1=0.9, b=0.4), Lucene's 33 English stopwords, Snowball English stemmer, title + text.
 On SciFact test this reproduces Pyserini's published flat nDCG@10 (0.672) within 0.01.
@@ -27,8 +28,8 @@ def _imports():
     try:
         import bm25s
     except ImportError as e:
-        raise ImportError("the BM25 baseline needs bm25s: pip install bm25s PyStemmer "
-                          "(or pip install 'o1-retriever[eval]')") from e
+        raise ImportError("BM25 (the baseline and hybrid search) needs bm25s: pip install bm25s PyStemmer "
+                          "(or pip install 'o1-retriever[hybrid]')") from e
     return bm25s
 
 

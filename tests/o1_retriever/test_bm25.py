@@ -1,7 +1,8 @@
 """BM25 baseline: behaviour on a toy corpus and the published SciFact figure on the real data."""
 import pytest
 
-from o1_retriever.evaluation import BM25Config, BM25Searcher, EvalConfig, evaluate_bm25, load_beir
+from o1_retriever.bm25 import BM25Config, BM25Searcher
+from o1_retriever.evaluation import EvalConfig, evaluate_bm25, load_beir
 
 
 def test_stemming_and_stopwords_match_inflected_terms():
