@@ -46,7 +46,7 @@ def register(subparsers) -> None:
     p.add_argument("--k", type=parse_k_list, default=[0, 3], help="thoughts per query, a list for a sweep (default 0,3)")
     p.add_argument("--baseline", action="append", choices=["bm25"], default=[], help="add a BM25 row")
     p.add_argument("--hybrid", type=float, nargs="?", const=DEFAULT_DENSE_WEIGHT, metavar="W",
-                   help="also fuse each O1 row with BM25 (z-scored scores); W is the dense share "
+                   help="also fuse each dense row (model, encoder, composite) with BM25 (z-scored scores); W is the dense share "
                         f"(default {DEFAULT_DENSE_WEIGHT})")
     p.add_argument("--baseline-encoder", metavar="DIR", help="add a plain sentence-transformers encoder row")
     p.add_argument("--composite", action="store_true", help="add the composite model (thinker LM + ST encoder)")

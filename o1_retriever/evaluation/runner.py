@@ -33,8 +33,8 @@ class EvalConfig:
     run_model: bool = field(default=True, metadata={"help": "evaluate the O1 model (off: baselines/composite only)"})
     k: list[int] = field(default_factory=lambda: [0, 3], metadata={"help": "thoughts per query to sweep"})
     baselines: list[str] = field(default_factory=list, metadata={"help": "lexical baselines: 'bm25'"})
-    hybrid: float | None = field(default=None, metadata={"help": "also fuse each O1 row with BM25 (z-scored); the "
-                                                                 "dense share, e.g. 0.5 (None: no hybrid rows)"})
+    hybrid: float | None = field(default=None, metadata={"help": "also fuse each dense row with BM25 (z-scored); "
+                                                                 "the dense share, e.g. 0.5 (None: no fused rows)"})
     baseline_encoder: str | None = field(default=None, metadata={"help": "sentence-transformers dir as a baseline"})
     composite: bool = field(default=False, metadata={"help": "also evaluate O1Embedder.composite"})
     composite_thinker: str | None = field(default=None, metadata={"help": "composite thinker (default SmolLM2)"})
@@ -70,8 +70,8 @@ class EvalConfig:
         check_choice(self.index, "index", INDEXES)
         if self.hybrid is not None:
             check_dense_weight(self.hybrid)
-            if not self.run_model:
-                raise ValueError("hybrid fuses the O1 model's rows with BM25: it needs the model (drop --no-model)")
+            if not (self.run_model or self.baseline_encoder or self.composite):
+                raise ValueError("hybrid fuses dense rows with BM25: enable the model, a baseline encoder or composite")
         check_positive_int(self.batch_size, "batch_size")
         if self.max_new_tokens is not None:
             check_positive_int(self.max_new_tokens, "max_new_tokens")
@@ -91,7 +91,7 @@ class EvalConfig:
 
 @dataclass
 class ResultRow:
-    system: str                 # "bm25" | "o1" | "hybrid" (o1 fused with bm25) | "encoder" | "composite"
+    system: str                 # "bm25" | "o1" | "encoder" | "composite", or one of those three + "+bm25" (fused)
     model: str | None
     k: int | None
     ndcg_at_10: float
@@ -228,7 +228,7 @@ class _DenseIndex:
 def evaluate_dense(embedder, system: str, label: str, ks: list, dataset: BeirDataset, config: EvalConfig,
                    load_seconds: float = 0.0, lexical: LexicalRun | None = None) -> tuple[list[ResultRow], SystemInfo]:
     """One row per k. `ks=[None]` marks a plain encoder (queried without thinking). With `lexical`, each k
-    also gets a "hybrid" row: the same dense hits fused with BM25's (timed as both searches + the fusion)."""
+    also gets a "<system>+bm25" row: the same dense hits fused with BM25's (timed as both searches + the fusion)."""
     index = _DenseIndex(embedder, dataset, config)
     qids, texts = list(dataset.queries), list(dataset.queries.values())
     rows = []
@@ -247,7 +247,7 @@ def evaluate_dense(embedder, system: str, label: str, ks: list, dataset: BeirDat
                 fused = fuse_many(results, lexical.results, config.hybrid, TOP_K)
                 fused_seconds = seconds + lexical.seconds + time.perf_counter() - start
                 scores = evaluate_run(dataset.qrels, _run_dict(qids, fused), config.ignore_identical_ids)
-                rows.append(_row("hybrid", label, k, scores, fused_seconds, len(qids), tokens,
+                rows.append(_row(f"{system}+bm25", label, k, scores, fused_seconds, len(qids), tokens,
                                  f"{config.index}+bm25s"))
                 rows[-1].thoughts_from_cache = cached
     finally:
@@ -275,7 +275,8 @@ def _plain_encoder(path: str, config: EvalConfig):
 
 
 def run_evaluation(config: EvalConfig, log=print) -> EvalOutcome:
-    """Evaluate every requested system; rows in a stable order (bm25, o1 [+ hybrid per k], composite, encoder)."""
+    """Evaluate every requested system; rows in a stable order (bm25, o1, composite, encoder; with hybrid, each
+    dense row is followed by its fused twin)."""
     from ..embedder import O1Embedder
     dataset = load_dataset(config)
     rows, systems = [], []
@@ -302,9 +303,8 @@ def run_evaluation(config: EvalConfig, log=print) -> EvalOutcome:
         log(f"{system}: {label} ...")
         start = time.perf_counter()
         embedder = load()
-        fuse_with = lexical if system == "o1" and config.hybrid is not None else None
         new_rows, info = evaluate_dense(embedder, system, label, ks, dataset, config, time.perf_counter() - start,
-                                        fuse_with)
+                                        lexical if config.hybrid is not None else None)
         rows += new_rows
         systems.append(info)
         del embedder

@@ -84,6 +84,13 @@ def test_encoder_baseline_and_composite(toy, tiny_lm_dir, tmp_path):
     # composite at k=0 embeds the bare query with MiniLM: exactly the plain encoder baseline
     assert rows[0]["ndcg@10"] == pytest.approx(rows[2]["ndcg@10"], abs=1e-9)
     assert rows[2]["ndcg@10"] > 0.5
+    # --hybrid fuses every dense system, the plain encoder included.
+    assert main([*argv, "--hybrid"]) == 0
+    rows = json.loads((tmp_path / "c.json").read_text())["results"]
+    assert [(r["system"], r["k"]) for r in rows] == [("composite", 0), ("composite+bm25", 0), ("composite", 1),
+                                                     ("composite+bm25", 1), ("encoder", None),
+                                                     ("encoder+bm25", None)]
+    assert rows[1]["ndcg@10"] == pytest.approx(rows[5]["ndcg@10"], abs=1e-9)
 
 
 def test_bad_arguments_fail_clearly(toy, capsys):
@@ -135,8 +142,8 @@ def test_query_weight_needs_mean_with_query(toy):
 def test_hybrid_rows_fuse_each_k_with_bm25(toy, tiny_o1_dir, tmp_path):
     out = _eval(toy, tiny_o1_dir, tmp_path / "h.json", "--baseline", "bm25", "--hybrid", "0.5")
     rows = out["results"]
-    assert [(r["system"], r["k"]) for r in rows] == [("bm25", None), ("o1", 0), ("hybrid", 0), ("o1", 1),
-                                                      ("hybrid", 1)]
+    assert [(r["system"], r["k"]) for r in rows] == [("bm25", None), ("o1", 0), ("o1+bm25", 0), ("o1", 1),
+                                                      ("o1+bm25", 1)]
     assert out["meta"]["hybrid"] == {"dense_weight": 0.5, "fusion": "zscore", "pool": 100}
     bm25, o1, hybrid = rows[0], rows[1], rows[2]
     # The hybrid row costs both searches, and on this toy data (the random model is near chance, BM25 is not)
@@ -156,7 +163,7 @@ def test_hybrid_rows_fuse_each_k_with_bm25(toy, tiny_o1_dir, tmp_path):
     args = build_parser().parse_args(["eval", "--dataset", str(toy), "--hybrid"])
     assert args.hybrid == DEFAULT_DENSE_WEIGHT
     alone = _eval(toy, tiny_o1_dir, tmp_path / "a.json", "--hybrid")
-    assert [r["system"] for r in alone["results"]] == ["o1", "hybrid", "o1", "hybrid"]
+    assert [r["system"] for r in alone["results"]] == ["o1", "o1+bm25", "o1", "o1+bm25"]
     assert alone["meta"]["bm25"]["k1"] == 0.9
 
 
@@ -164,5 +171,5 @@ def test_bad_hybrid_requests_fail_before_any_work(toy):
     from o1_retriever.evaluation.runner import EvalConfig
     with pytest.raises(ValueError, match=r"dense_weight must be in \[0, 1\]"):
         EvalConfig(dataset=str(toy), hybrid=2.0)
-    with pytest.raises(ValueError, match="needs the model"):
+    with pytest.raises(ValueError, match="hybrid fuses dense rows with BM25: enable the model"):
         EvalConfig(dataset=str(toy), run_model=False, baselines=["bm25"], hybrid=0.5)
