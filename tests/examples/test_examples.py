@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-EXAMPLES = ["quickstart.py", "chroma_native.py", "llamaindex_rag.py", "langchain_rag.py"]
+EXAMPLES = ["quickstart.py", "chroma_native.py", "llamaindex_rag.py", "langchain_rag.py", "hybrid_search.py"]
 # A smaller slice than the examples' defaults, to keep CI quick; the code path is the same.
 SMALL = ["--docs", "10", "--queries", "1", "--k", "1", "--max-new-tokens", "16"]
 HIT = re.compile(r"^  hit (\d+): ([* ]) (?:[-\d.]+ )?\[([^\]]+)\]", re.MULTILINE)
@@ -53,5 +53,7 @@ def test_example_runs_offline_and_prints_thoughts_and_hits(script, shared_data, 
     if script == "llamaindex_rag.py":
         sources = json.loads(re.search(r"query engine sources: (\[.*\])", out).group(1).replace("'", '"'))
         assert sources == [pid for rank, _, pid in hits if int(rank) <= len(sources)][:len(sources)]
+    if script == "hybrid_search.py":
+        assert "dense (cosine):" in out and "hybrid, dense share 0.5" in out
     if script == "langchain_rag.py":
         assert re.search(r"LCEL chain answer to .*:\n  \S", out)
