@@ -4,7 +4,9 @@ run on held-out dev data, and write them into its `o1_generation.json`:
     python -m o1_retriever.evaluation.choose --k 3 --into MODEL_DIR/o1_generation.json runs/x/dev/*.json
 
 Each JSON is one (dataset, setting) run; a setting's score is its metric at k averaged over the datasets.
-Only settings run on every dataset compete; a tie keeps the setting listed first.
+Only settings run on every dataset compete; a tie keeps the setting listed first. `--system o1+bm25` judges the
+hybrid rows of `eval --hybrid W` runs instead, and the dense share W joins the setting (a search option: it is
+not written into a model).
 """
 from __future__ import annotations
 
@@ -17,19 +19,22 @@ SETTING_KEYS = ("temperature", "top_p", "aggregation", "query_weight")
 REQUIRED_KEYS = SETTING_KEYS[:3]  # runs before query_weight existed used the equal share (None)
 
 
-def _read(path: Path, k: int, metric: str) -> tuple[str, tuple, float, float | None]:
+def _read(path: Path, k: int, metric: str, system: str = "o1") -> tuple[str, tuple, float, float | None]:
     """(dataset label, setting, metric at k, metric at k=0 if the run has it), from one eval JSON."""
     data = json.loads(path.read_text(encoding="utf-8"))
     meta = data.get("meta", {})
     generation = meta.get("generation") or {}
     if not all(key in generation for key in REQUIRED_KEYS):
         raise ValueError(f"{path}: meta.generation lacks {list(REQUIRED_KEYS)} (run by an older o1-retriever eval?)")
-    by_k = {r.get("k"): r for r in data.get("results", []) if r.get("system") == "o1"}
+    by_k = {r.get("k"): r for r in data.get("results", []) if r.get("system") == system}
     if k not in by_k or metric not in by_k[k]:
-        raise ValueError(f"{path}: needs one o1 row at k={k} with {metric!r}")
+        raise ValueError(f"{path}: needs one {system} row at k={k} with {metric!r}")
     bare = float(by_k[0][metric]) if 0 in by_k else None
     dataset = f"{meta['dataset']['name']}/{meta['dataset']['split']}"
-    return dataset, tuple(generation.get(key) for key in SETTING_KEYS), float(by_k[k][metric]), bare
+    setting = tuple(generation.get(key) for key in SETTING_KEYS)
+    if system.endswith("+bm25"):
+        setting += ((meta.get("hybrid") or {}).get("dense_weight"),)
+    return dataset, setting, float(by_k[k][metric]), bare
 
 
 @dataclass
@@ -39,18 +44,19 @@ class Choice:
     no_thinking: float | None           # mean k=0 score over the datasets (the bar to beat), if the runs have it
 
 
-def choose(files, k: int = 3, metric: str = "ndcg@10") -> Choice:
+def choose(files, k: int = 3, metric: str = "ndcg@10", system: str = "o1") -> Choice:
+    keys = SETTING_KEYS + (("dense_weight",) if system.endswith("+bm25") else ())
     scores: dict[tuple, dict[str, float]] = {}
     bare: dict[str, float] = {}
     for path in map(Path, files):
-        dataset, setting, value, bare_value = _read(path, k, metric)
+        dataset, setting, value, bare_value = _read(path, k, metric, system)
         if dataset in scores.setdefault(setting, {}):
-            raise ValueError(f"{path}: a second run of {dict(zip(SETTING_KEYS, setting))} on {dataset}")
+            raise ValueError(f"{path}: a second run of {dict(zip(keys, setting))} on {dataset}")
         scores[setting][dataset] = value
         if bare_value is not None:
             bare[dataset] = bare_value
     datasets = {d for v in scores.values() for d in v}
-    complete = [(dict(zip(SETTING_KEYS, s)), sum(v.values()) / len(v)) for s, v in scores.items()
+    complete = [(dict(zip(keys, s)), sum(v.values()) / len(v)) for s, v in scores.items()
                 if set(v) == datasets]
     if not complete:
         raise ValueError(f"no setting was run on every dataset ({sorted(datasets)})")
@@ -63,7 +69,8 @@ def plot_choice(table, best: dict, path, k: int, metric: str, baseline: float | 
     from .plot import _pyplot
     plt = _pyplot()
     labels = [f"T={s['temperature']}\ntop_p={s['top_p']}\n{s['aggregation']}"
-              + ("" if s.get("query_weight") is None else f"\nquery {s['query_weight']}") for s, _ in table]
+              + ("" if s.get("query_weight") is None else f"\nquery {s['query_weight']}")
+              + ("" if s.get("dense_weight") is None else f"\ndense {s['dense_weight']}") for s, _ in table]
     scores = [v for _, v in table]
     fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(table)), 4))
     ax.bar(range(len(table)), scores, color=["tab:orange" if s == best else "tab:blue" for s, _ in table])
@@ -88,10 +95,13 @@ def main(argv=None) -> int:
     p.add_argument("files", nargs="+", help="eval JSONs on dev data, one per (dataset, setting)")
     p.add_argument("--k", type=int, default=3, help="thought count whose score decides (default 3)")
     p.add_argument("--metric", default="ndcg@10", help="result key to maximise (default ndcg@10)")
+    p.add_argument("--system", default="o1", help="which rows judge: o1 (default) or o1+bm25 (eval --hybrid runs)")
     p.add_argument("--into", help="o1_generation.json to update with the winner (other keys are kept)")
     p.add_argument("--plot", metavar="PNG", help="also draw the scores as a bar chart, k=0 as a reference line")
     args = p.parse_args(argv)
-    result = choose(args.files, args.k, args.metric)
+    if args.into and args.system != "o1":
+        p.error(f"--into writes a model's settings; the {args.system} rows' dense share is a search option, not one")
+    result = choose(args.files, args.k, args.metric, args.system)
     best, table = result.best, result.table
     if args.plot:
         print(f"wrote {plot_choice(table, best, args.plot, args.k, args.metric, result.no_thinking)}")

@@ -78,3 +78,27 @@ def test_choose_reads_runs_made_before_query_weight(dev_runs):
             del data["meta"]["generation"]["query_weight"]
             path.write_text(json.dumps(data))
     assert {s["query_weight"] for s, _ in choose(dev_runs, k=1).table} == {None, 0.8}
+
+
+def test_choose_picks_the_hybrid_dense_share_from_hybrid_runs(tmp_path, monkeypatch, tiny_o1_dir, capsys):
+    monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path / "cache"))
+    data = write_beir(tmp_path / "toy")
+    files, fused = [], {}
+    for weight in ("0.2", "0.8"):
+        out = tmp_path / f"w{weight}.json"
+        assert main(["eval", "--dataset", str(data), "--model", str(tiny_o1_dir), "--k", "0,1",
+                     "--max-new-tokens", "6", "--hybrid", weight, "--output", str(out)]) == 0
+        files.append(out)
+        fused[float(weight)] = next(r["ndcg@10"] for r in json.loads(out.read_text())["results"]
+                                    if r["system"] == "o1+bm25" and r["k"] == 1)
+    result = choose(files, k=1, system="o1+bm25")
+    assert result.best["dense_weight"] == max(fused, key=fused.get)  # first listed wins a tie, as max() does
+    assert [s["dense_weight"] for s, _ in result.table] == [0.2, 0.8]
+    # The plain o1 rows of the same runs are one setting run twice: refused as a duplicate.
+    with pytest.raises(ValueError, match="a second run of"):
+        choose(files, k=1)
+    # A dense share is a search option, never written into a model's o1_generation.json.
+    with pytest.raises(SystemExit):
+        choose_main([*map(str, files), "--k", "1", "--system", "o1+bm25", "--into", str(tmp_path / "g.json")])
+    assert "search option" in capsys.readouterr().err
+    assert not (tmp_path / "g.json").exists()
