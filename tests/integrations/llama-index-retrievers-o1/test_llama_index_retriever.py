@@ -139,3 +139,38 @@ def test_loads_a_model_from_a_path_with_options(tiny_o1_dir, tiny_embedder, docu
     assert _ids(retriever.retrieve(QUERY)) == _ids(built.retrieve(QUERY))
     with pytest.raises(ValueError, match="model_kwargs"):
         O1Retriever(built.vector_store, tiny_embedder, model_kwargs={"dtype": "fp32"})
+
+
+def test_hybrid_with_bm25_through_query_fusion(tiny_embedder, documents):
+    """The README's hybrid recipe with real LlamaIndex parts: QueryFusionRetriever's dist_based_score mode is a
+    z-score fusion like o1_retriever.fusion; thoughts must stay off the nodes so the same passage merges."""
+    from llama_index.core.retrievers import QueryFusionRetriever
+    from llama_index.core.retrievers.fusion_retriever import FUSION_MODES
+    from llama_index.core.node_parser import SentenceSplitter
+    from llama_index.retrievers.bm25 import BM25Retriever
+
+    nodes = SentenceSplitter(chunk_size=1024).get_nodes_from_documents(documents)
+    bm25 = BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=len(nodes))
+
+    def fused(weights, attach_thoughts=False, top=3):
+        dense = O1Retriever.from_documents(documents, embedder=tiny_embedder, similarity_top_k=len(nodes), k=1,
+                                           transformations=[SentenceSplitter(chunk_size=1024)],
+                                           attach_thoughts=attach_thoughts)
+        fusion = QueryFusionRetriever([dense, bm25], mode=FUSION_MODES.DIST_BASED_SCORE, num_queries=1,
+                                      similarity_top_k=top, retriever_weights=weights, llm=MockLLM(), use_async=False)
+        return dense, fusion.retrieve(QUERY)
+
+    dense, hits = fused([0.5, 0.5])
+    assert len(hits) == 3 and len(set(_ids(hits))) == 3  # each passage once: the two lists merged
+    assert "o1_thoughts" not in hits[0].node.metadata and dense.last_thoughts  # thoughts still on the retriever
+    assert _ids(fused([0.0, 1.0])[1])[0] == _ids(bm25.retrieve(QUERY))[0]
+    assert _ids(fused([1.0, 0.0])[1])[0] == _ids(dense.retrieve(QUERY))[0]
+    # Both lists hold every passage: merged, that is one hit each. With thoughts attached the same passage hashes
+    # differently in each list, so nothing merges and every passage comes back twice.
+    assert len(fused([0.5, 0.5], top=100)[1]) == len(nodes)
+    assert len(fused([0.5, 0.5], attach_thoughts=True, top=100)[1]) == 2 * len(nodes)
+
+
+def test_attach_thoughts_must_be_a_bool(tiny_embedder, documents):
+    with pytest.raises(TypeError, match="attach_thoughts must be True or False"):
+        O1Retriever.from_documents(documents[:2], embedder=tiny_embedder, attach_thoughts="no")

@@ -43,12 +43,17 @@ class O1Retriever(BaseRetriever):
     asks the store for the `similarity_top_k` nearest nodes. Each returned node carries the thoughts
     in `metadata["o1_thoughts"]` (hidden from the LLM and from embedding); `last_thoughts` holds them
     too. The store must hold document vectors from the same model (`O1Embedding`).
+
+    Fusing with other retrievers (`QueryFusionRetriever`, e.g. with BM25 for hybrid search): pass
+    `attach_thoughts=False`. LlamaIndex de-duplicates fused nodes by a hash of text *and* metadata, so
+    nodes carrying thoughts would never merge with the same passage found by the other retriever.
     """
 
     def __init__(self, vector_store: BasePydanticVectorStore, embedder: Any = None, *,
                  similarity_top_k: int = 10, k: int = 3, filters: Optional[MetadataFilters] = None,
                  docstore: Optional[BaseDocumentStore] = None, model_kwargs: Optional[dict] = None,
-                 callback_manager: Optional[CallbackManager] = None, verbose: bool = False) -> None:
+                 attach_thoughts: bool = True, callback_manager: Optional[CallbackManager] = None,
+                 verbose: bool = False) -> None:
         if not isinstance(vector_store, BasePydanticVectorStore):
             raise TypeError(
                 "vector_store must be a LlamaIndex BasePydanticVectorStore (e.g. "
@@ -59,7 +64,10 @@ class O1Retriever(BaseRetriever):
                              "(or use O1Retriever.from_index(index))")
         self._similarity_top_k = check_positive_int(similarity_top_k, "similarity_top_k")
         self._k = check_k(k)
+        if not isinstance(attach_thoughts, bool):
+            raise TypeError(f"attach_thoughts must be True or False, got {attach_thoughts!r}")
         self._vector_store, self._filters, self._docstore = vector_store, filters, docstore
+        self._attach_thoughts = attach_thoughts
         self._embedder = _resolve_embedder(embedder, model_kwargs)
         self.last_thoughts: List[str] = []
         super().__init__(callback_manager=callback_manager, verbose=verbose)
@@ -145,6 +153,8 @@ class O1Retriever(BaseRetriever):
         if not nodes and result.ids:
             nodes = self._docstore.get_nodes(list(result.ids))
         scores = list(result.similarities or [None] * len(nodes))
+        if not self._attach_thoughts:
+            return [NodeWithScore(node=node.model_copy(), score=score) for node, score in zip(nodes, scores)]
         return [NodeWithScore(node=_with_thoughts(node, thoughts), score=score) for node, score in zip(nodes, scores)]
 
 
