@@ -54,6 +54,6 @@ def test_example_runs_offline_and_prints_thoughts_and_hits(script, shared_data, 
         sources = json.loads(re.search(r"query engine sources: (\[.*\])", out).group(1).replace("'", '"'))
         assert sources == [pid for rank, _, pid in hits if int(rank) <= len(sources)][:len(sources)]
     if script == "hybrid_search.py":
-        assert "dense (cosine):" in out and "hybrid, dense share 0.5" in out
+        assert "dense (cosine):" in out and "hybrid, dense share 0.4" in out
     if script == "langchain_rag.py":
         assert re.search(r"LCEL chain answer to .*:\n  \S", out)

@@ -107,6 +107,13 @@ def test_hybrid_search_fuses_bm25_over_the_stored_texts(tiny_embedder, tmp_path)
     # w=0: BM25's own order first (the random tiny model cannot do that on its own: that is the point of hybrid).
     assert _ids(index.search(query, top_k=1, k=0, hybrid=0.0)) == ["d2"]
     assert _ids(index.search(query, top_k=4, k=0, hybrid=1.0)) == _ids(index.search(query, top_k=4, k=0))
+    # True: the default share; False: plain dense search.
+    from o1_retriever.fusion import DEFAULT_DENSE_WEIGHT
+    default = index.search(query, top_k=4, k=1, hybrid=True)
+    assert [h.score for h in default] == pytest.approx([h.score for h in index.search(query, top_k=4, k=1,
+                                                                                          hybrid=DEFAULT_DENSE_WEIGHT)])
+    assert [(h.id, h.score) for h in index.search(query, top_k=4, k=1, hybrid=False)] == \
+        [(h.id, h.score) for h in dense]
 
 
 def test_hybrid_search_sees_new_documents_and_respects_where(tiny_embedder, tmp_path):
