@@ -8,7 +8,7 @@ a small collection (one hit, so z = 0) still lifts it above the documents BM25 d
 
 Why z-scores and not reciprocal-rank fusion: on the default model's 100 held-out SciFact train queries
 (top-100 pools, thoughts at k=3), z-score fusion scored nDCG@10 0.743-0.746 at w=0.3-0.5 against BM25's 0.717
-(`benchmarks/hybrid_dev/`), while RRF (c=60) fell below BM25 at every weight tried (0.66-0.70): ranks throw
+(`benchmarks/hybrid_dev/`), while RRF (c=60) fell below BM25 at every weight tried (0.67-0.71): ranks throw
 away how far ahead a confident hit is. Where the missing document lands (1e-6, 0.5 or 1 sd under the floor)
 moved it by at most 0.005.
 """
