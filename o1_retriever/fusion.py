@@ -9,15 +9,15 @@ a small collection (one hit, so z = 0) still lifts it above the documents BM25 d
 Why z-scores and not reciprocal-rank fusion: on the default model's 100 held-out SciFact train queries
 (top-100 pools, thoughts at k=3), z-score fusion scored nDCG@10 0.743-0.746 at w=0.3-0.5 against BM25's 0.717
 (`benchmarks/hybrid_dev/`), while RRF (c=60) fell below BM25 at every weight tried (0.67-0.71): ranks throw
-away how far ahead a confident hit is. Where the missing document lands (1e-6, 0.5 or 1 sd under the floor)
-moved it by at most 0.005.
+away how far ahead a confident hit is (`scripts/fusion_methods.py`). Where the missing document lands (1e-6,
+0.5 or 1 sd under the floor) moved it by at most 0.005.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 
-# Chosen on those held-out queries by `choose --system o1+bm25 --k 3` (0.3/0.4/0.5: 0.745/0.746/0.743;
+# Chosen on those held-out queries by `choose --system o1+bm25 --k 3` (0.2/0.3/0.4/0.5: 0.731/0.745/0.746/0.743;
 # 0.6: 0.718, 0.7: 0.686): the weaker side of the default model's fusion is its dense half.
 DEFAULT_DENSE_WEIGHT = 0.4
 MISSING_MARGIN = 1.0  # how far below a list's weakest z-score a document that the list did not find lands
