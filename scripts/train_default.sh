@@ -6,8 +6,10 @@
 #   3. train a LoRA adapter on SmolLM2-135M-Instruct with the joint loss, 2 epochs;
 #   4. export into o1_retriever/default_adapter/;
 #   5. choose the inference settings (sampling temperature x aggregation x the bare query's weight) on the
-#      held-out SciFact dev queries, write them into the model's o1_generation.json;
-#   6. evaluate on the test splits (never used for any choice).
+#      held-out SciFact dev queries, write them into the model's o1_generation.json; then the dense share of
+#      hybrid search (fused with BM25) on the same queries (printed: o1_retriever.fusion.DEFAULT_DENSE_WEIGHT
+#      holds the shipped choice);
+#   6. evaluate on the test splits (never used for any choice), each dense row also fused with BM25.
 # Usage: bash scripts/train_default.sh [RUN_DIR]   (resumable: re-running skips finished steps)
 # A smoke run of every step (minutes, not hours) writes elsewhere and shrinks the work, e.g.
 #   ADAPTER_DIR=/tmp/a BENCH_DIR=/tmp/b LIMIT=12 DEV_QUERIES=4 MAX_STEPS=2 TEST_SETS=scifact \
@@ -82,12 +84,25 @@ $PY -m o1_retriever.evaluation.choose --k 3 --into "$ADAPTER/o1_generation.json"
   --plot "$BENCH/default_dev/choice.png" "$RUN"/dev/*.json
 cp "$RUN"/dev/*.json "$BENCH/default_dev/"  # the runs behind the choice
 
+# The dense share of hybrid search, with the settings just chosen (their k=3 thoughts are cached after the first
+# run, so each further share costs a few seconds of fusion and embedding).
+mkdir -p "$RUN/hybrid_dev" "$BENCH/hybrid_dev"
+for W in 0.2 0.3 0.4 0.5 0.6 0.7; do
+  out="$RUN/hybrid_dev/scifact_w$W.json"
+  [ -f "$out" ] || $BIN eval --dataset "$RUN/scifact_dev" --split dev "${MODEL_ARGS[@]}" "${EVAL_ARGS[@]}" \
+    --k 0,3 --baseline bm25 --hybrid "$W" --thought-cache --output "$out"
+done
+$PY -m o1_retriever.evaluation.choose --k 3 --system o1+bm25 --plot "$BENCH/hybrid_dev/choice.png" \
+  "$RUN"/hybrid_dev/*.json
+cp "$RUN"/hybrid_dev/*.json "$BENCH/hybrid_dev/"
+
 # Evaluate on the test splits (never used above): the default at k=0,1,3,5 (with its own o1_generation.json
-# settings) next to BM25 and MiniLM, then the composite (untrained SmolLM2 thinks, MiniLM embeds) at k=3.
+# settings) next to BM25 and MiniLM, each dense row also fused with BM25 at the shipped dense share; then the
+# composite (untrained SmolLM2 thinks, MiniLM embeds) at k=3.
 MINILM=$($PY -c 'from o1_retriever.default_model import minilm_path; print(minilm_path())')
 for ds in $TEST_SETS; do
   $BIN eval --dataset "$DATA/$ds" --split test --k 0,1,3,5 --baseline bm25 --baseline-encoder "$MINILM" \
-    "${MODEL_ARGS[@]}" "${EVAL_ARGS[@]}" --output "$BENCH/default_$ds.json"
+    --hybrid "${MODEL_ARGS[@]}" "${EVAL_ARGS[@]}" --output "$BENCH/default_$ds.json"
 done
 for ds in $TEST_SETS; do
   $BIN eval --dataset "$DATA/$ds" --split test --no-model --composite --k 3 --max-new-tokens 48 \

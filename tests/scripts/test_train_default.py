@@ -50,13 +50,19 @@ def test_reproduction_script_runs_every_step(shared_data, tmp_path):
     best = choose(dev_runs, k=3).best
     generation = json.loads((adapter / "o1_generation.json").read_text())
     assert generation["max_new_tokens"] == 48 and {k: generation.get(k) for k in best} == best
+    # ... then the hybrid dense share, over six shares with those settings
+    hybrid_runs = sorted((bench / "hybrid_dev").glob("*.json"))
+    assert len(hybrid_runs) == 6 and (bench / "hybrid_dev" / "choice.png").exists()
+    assert f"'dense_weight': {choose(hybrid_runs, k=3, system='o1+bm25').best['dense_weight']}}}  <- chosen" \
+        in done.stdout
 
-    # the test table: the trained model at k=0,1,3,5 beside BM25 and MiniLM, and the composite
+    # the test table: the trained model at k=0,1,3,5 beside BM25 and MiniLM, each also fused with BM25; the composite
     assert not (bench / "default_nfcorpus.json").exists()
     for ds in ("scifact",):
         rows = json.loads((bench / f"default_{ds}.json").read_text())["results"]
         assert sorted((r["system"], r["k"] if r["k"] is not None else -1) for r in rows) == \
-            [("bm25", -1), ("encoder", -1), ("o1", 0), ("o1", 1), ("o1", 3), ("o1", 5)]
+            [("bm25", -1), ("encoder", -1), ("encoder+bm25", -1), ("o1", 0), ("o1", 1), ("o1", 3), ("o1", 5),
+             ("o1+bm25", 0), ("o1+bm25", 1), ("o1+bm25", 3), ("o1+bm25", 5)]
         assert all(0.0 <= r["ndcg@10"] <= 1.0 for r in rows)
         composite = json.loads((bench / f"composite_{ds}.json").read_text())["results"]
         assert [(r["system"], r["k"]) for r in composite] == [("composite", 3)]
