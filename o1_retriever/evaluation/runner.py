@@ -34,7 +34,7 @@ class EvalConfig:
     k: list[int] = field(default_factory=lambda: [0, 3], metadata={"help": "thoughts per query to sweep"})
     baselines: list[str] = field(default_factory=list, metadata={"help": "lexical baselines: 'bm25'"})
     hybrid: float | None = field(default=None, metadata={"help": "also fuse each dense row with BM25 (z-scored); "
-                                                                 "the dense share, e.g. 0.5 (None: no fused rows)"})
+                                                                 "the dense share, e.g. 0.4 (None: no fused rows)"})
     baseline_encoder: str | None = field(default=None, metadata={"help": "sentence-transformers dir as a baseline"})
     composite: bool = field(default=False, metadata={"help": "also evaluate O1Embedder.composite"})
     composite_thinker: str | None = field(default=None, metadata={"help": "composite thinker (default SmolLM2)"})
