@@ -134,3 +134,44 @@ def test_bad_arguments_raise_clear_errors(tiny_embedder, store, tmp_path):
         retriever.invoke("   ")
     assert len(retriever.invoke(QUERY)) == 2 and store._collection.count() == 10  # nothing lost
 
+
+
+def test_hybrid_retriever_fuses_bm25_over_the_chroma_texts(tiny_embedder, store):
+    from o1_retriever.bm25 import BM25Searcher
+    from o1_retriever.fusion import DEFAULT_DENSE_WEIGHT, fuse
+    query = "breast cancer stem cells ALDH1"
+    retriever = O1Retriever(vectorstore=store, k=4, hybrid=0.5)
+    docs = retriever.invoke(query)
+    # What fusion.fuse makes of the store's own cosine hits and BM25 over the store's own texts.
+    vector = tiny_embedder.encode_queries(query, k=2)
+    dense = [(d.id, -dist) for d, dist in store.similarity_search_by_vector_with_relevance_scores(vector.tolist(), 10)]
+    listed = store.get(include=["documents"])
+    lexical = BM25Searcher(listed["ids"], listed["documents"]).search([query], 10)[0]
+    assert [d.id for d in docs] == [doc for doc, _ in fuse(dense, lexical, 0.5, 4)]
+    assert all(d.metadata["o1_thoughts"] == tiny_embedder.think(query, k=2) for d in docs)
+    # w=0 puts BM25's best first, which the random tiny model alone does not; True is the shipped share.
+    assert O1Retriever(vectorstore=store, k=1, hybrid=0.0).invoke(query)[0].id == lexical[0][0]
+    assert O1Retriever(vectorstore=store, k=1).invoke(query)[0].id != lexical[0][0]
+    assert O1Retriever(vectorstore=store, hybrid=True).hybrid == DEFAULT_DENSE_WEIGHT
+    assert O1Retriever(vectorstore=store, hybrid=False).hybrid is None
+    assert [d.id for d in asyncio.run(retriever.ainvoke(query))] == [d.id for d in docs]
+
+
+def test_hybrid_retriever_sees_new_texts_and_keeps_filters(store):
+    retriever = O1Retriever(vectorstore=store, k=1, hybrid=0.0)
+    assert retriever.invoke("volcanic eruption lava")[0].page_content != "Volcanic eruption and lava flows."
+    store.add_texts(["Volcanic eruption and lava flows."], metadatas=[{"corpus_id": "volcano"}])
+    hit = retriever.invoke("volcanic eruption lava")[0]
+    assert hit.page_content == "Volcanic eruption and lava flows." and hit.metadata["corpus_id"] == "volcano"
+    # BM25's best match is filtered out, as the filter would on the dense side.
+    kept = O1Retriever(vectorstore=store, k=3, hybrid=0.0,
+                       search_kwargs={"filter": {"corpus_id": {"$ne": "volcano"}}}).invoke("volcanic eruption lava")
+    assert kept and "volcano" not in _ids(kept)
+
+
+def test_hybrid_needs_a_store_that_lists_its_texts(tiny_embedder, scifact_docs, store):
+    memory = InMemoryVectorStore.from_texts([d["text"] for d in scifact_docs[:3]], O1Embeddings(embedder=tiny_embedder))
+    with pytest.raises(ValidationError, match="hybrid search needs a store that lists its texts"):
+        O1Retriever(vectorstore=memory, hybrid=True)
+    with pytest.raises(ValidationError, match=r"dense_weight must be in \[0, 1\]"):
+        O1Retriever(vectorstore=store, hybrid=1.5)
