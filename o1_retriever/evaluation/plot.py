@@ -33,13 +33,15 @@ def plot_k_sweep(rows: list[dict], path, title: str = "") -> Path:
         label = f"{system}: {model}"
         ax_q.plot(ks, [r["ndcg@10"] for r in items], marker="o", label=label)
         ax_t.plot(ks, [r["ms_per_query"] for r in items], marker="o", label=label)
-    for r in rows:
-        if r.get("k") is None:
-            label = r["system"] if not r.get("model") else f"{r['system']}: {r['model']}"
-            ax_q.axhline(r["ndcg@10"], linestyle="--", linewidth=1, color="gray" if r["system"] == "bm25" else None,
-                         label=label)
-            ax_t.axhline(r["ms_per_query"], linestyle="--", linewidth=1,
-                         color="gray" if r["system"] == "bm25" else None, label=label)
+    # Rows without k are reference lines: BM25 gray, each other one the next colour after the swept lines
+    # (axhline does not advance the colour cycle on its own); fused rows dotted.
+    references = [r for r in rows if r.get("k") is None]
+    for i, r in enumerate(references):
+        label = r["system"] if not r.get("model") else f"{r['system']}: {r['model']}"
+        style = {"linestyle": ":" if r["system"].endswith("+bm25") else "--", "linewidth": 1, "label": label,
+                 "color": "gray" if r["system"] == "bm25" else f"C{(len(swept) + i) % 10}"}
+        ax_q.axhline(r["ndcg@10"], **style)
+        ax_t.axhline(r["ms_per_query"], **style)
     all_k = sorted({r["k"] for r in rows if r.get("k") is not None})
     for ax, ylabel in ((ax_q, "nDCG@10"), (ax_t, "ms per query (think + embed + search)")):
         ax.set_xlabel("k (thoughts per query)")
