@@ -116,10 +116,11 @@ class O1Retriever(BaseRetriever):
 
     def _lexical(self):
         """BM25 over every text in the store, rebuilt when the store's document count moves; None when empty."""
-        ids = self.vectorstore.get(include=[])["ids"]
-        if not ids:
+        collection = getattr(self.vectorstore, "_collection", None)  # Chroma's own count beats listing every id
+        count = collection.count() if collection is not None else len(self.vectorstore.get(include=[])["ids"])
+        if not count:
             return None
-        if self._bm25 is None or self._bm25[0] != len(ids):
+        if self._bm25 is None or self._bm25[0] != count:
             from o1_retriever.bm25 import BM25Searcher
             got = self.vectorstore.get(include=["documents"])
             self._bm25 = (len(got["ids"]), BM25Searcher(got["ids"], [d or "" for d in got["documents"]]))
