@@ -30,6 +30,9 @@ def _read(path: Path, k: int, metric: str, system: str = "o1") -> tuple[str, tup
     if k not in by_k or metric not in by_k[k]:
         raise ValueError(f"{path}: needs one {system} row at k={k} with {metric!r}")
     bare = float(by_k[0][metric]) if 0 in by_k else None
+    if system.endswith("+bm25"):  # a fused k=0 row depends on the share: the bar a fusion must beat is BM25 alone
+        lexical = [r for r in data.get("results", []) if r.get("system") == "bm25"]
+        bare = float(lexical[0][metric]) if lexical else None
     dataset = f"{meta['dataset']['name']}/{meta['dataset']['split']}"
     setting = tuple(generation.get(key) for key in SETTING_KEYS)
     if system.endswith("+bm25"):
@@ -41,7 +44,8 @@ def _read(path: Path, k: int, metric: str, system: str = "o1") -> tuple[str, tup
 class Choice:
     best: dict                          # the winning setting
     table: list[tuple[dict, float]]     # every complete setting with its mean score, in first-seen order
-    no_thinking: float | None           # mean k=0 score over the datasets (the bar to beat), if the runs have it
+    no_thinking: float | None           # the bar to beat, if the runs have it: the mean k=0 score over the datasets
+    #                                     (for fused rows: BM25 alone)
 
 
 def choose(files, k: int = 3, metric: str = "ndcg@10", system: str = "o1") -> Choice:
@@ -64,7 +68,8 @@ def choose(files, k: int = 3, metric: str = "ndcg@10", system: str = "o1") -> Ch
     return Choice(best[0], complete, sum(bare.values()) / len(bare) if bare else None)
 
 
-def plot_choice(table, best: dict, path, k: int, metric: str, baseline: float | None = None) -> Path:
+def plot_choice(table, best: dict, path, k: int, metric: str, baseline: float | None = None,
+                baseline_label: str = "k=0 (no thinking)") -> Path:
     """Bar chart of every setting's score, the chosen one highlighted, k=0 as a reference line."""
     from .plot import _pyplot
     plt = _pyplot()
@@ -75,7 +80,7 @@ def plot_choice(table, best: dict, path, k: int, metric: str, baseline: float | 
     fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(table)), 4))
     ax.bar(range(len(table)), scores, color=["tab:orange" if s == best else "tab:blue" for s, _ in table])
     if baseline is not None:
-        ax.axhline(baseline, linestyle="--", color="gray", label=f"k=0 (no thinking) {baseline:.4f}")
+        ax.axhline(baseline, linestyle="--", color="gray", label=f"{baseline_label} {baseline:.4f}")
         ax.legend(loc="upper left", fontsize=8)
     for i, v in enumerate(scores):
         ax.text(i, v, f"{v:.4f}", ha="center", va="bottom", fontsize=8)
@@ -104,7 +109,8 @@ def main(argv=None) -> int:
     result = choose(args.files, args.k, args.metric, args.system)
     best, table = result.best, result.table
     if args.plot:
-        print(f"wrote {plot_choice(table, best, args.plot, args.k, args.metric, result.no_thinking)}")
+        bar = "BM25 alone" if args.system.endswith("+bm25") else "k=0 (no thinking)"
+        print(f"wrote {plot_choice(table, best, args.plot, args.k, args.metric, result.no_thinking, bar)}")
     for setting, score in table:
         print(f"{args.metric}@k={args.k} {score:.4f}  {setting}" + ("  <- chosen" if setting == best else ""))
     if args.into:

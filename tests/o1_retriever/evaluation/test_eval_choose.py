@@ -86,13 +86,15 @@ def test_choose_picks_the_hybrid_dense_share_from_hybrid_runs(tmp_path, monkeypa
     files, fused = [], {}
     for weight in ("0.2", "0.8"):
         out = tmp_path / f"w{weight}.json"
-        assert main(["eval", "--dataset", str(data), "--model", str(tiny_o1_dir), "--k", "0,1",
+        assert main(["eval", "--dataset", str(data), "--model", str(tiny_o1_dir), "--k", "0,1", "--baseline", "bm25",
                      "--max-new-tokens", "6", "--hybrid", weight, "--output", str(out)]) == 0
         files.append(out)
         fused[float(weight)] = next(r["ndcg@10"] for r in json.loads(out.read_text())["results"]
                                     if r["system"] == "o1+bm25" and r["k"] == 1)
     result = choose(files, k=1, system="o1+bm25")
     assert result.best["dense_weight"] == max(fused, key=fused.get)  # first listed wins a tie, as max() does
+    bm25 = next(r["ndcg@10"] for r in json.loads(files[0].read_text())["results"] if r["system"] == "bm25")
+    assert result.no_thinking == bm25  # the bar for a fusion is BM25 alone, not a share-dependent fused k=0
     assert [s["dense_weight"] for s, _ in result.table] == [0.2, 0.8]
     # The plain o1 rows of the same runs are one setting run twice: refused as a duplicate.
     with pytest.raises(ValueError, match="a second run of"):
