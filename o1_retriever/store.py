@@ -7,12 +7,11 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .fusion import DEFAULT_DENSE_WEIGHT, check_dense_weight, fuse_many
+from .fusion import DEFAULT_DENSE_WEIGHT, POOL, check_dense_weight, fuse_many
 from .validation import as_text_list, check_k, check_positive_int
 
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]")
 FINGERPRINT_KEY, DIM_KEY, MODEL_KEY = "o1:fingerprint", "o1:dim", "o1:model"
-HYBRID_POOL = 100  # candidates per side that hybrid search fuses (the pool its weight was chosen with)
 
 
 @dataclass
@@ -117,7 +116,7 @@ class O1Index:
         if len(self) == 0:
             return [] if single else [[] for _ in queries]
         lexical = self._lexical() if hybrid is not None else None  # before thinking: a missing bm25s fails fast
-        pool = min(top_k if hybrid is None else max(top_k, HYBRID_POOL), len(self))
+        pool = min(top_k if hybrid is None else max(top_k, POOL), len(self))
         enc = self.embedder.encode_queries(queries, k=k, return_thoughts=True)
         found = self.collection.query(query_embeddings=enc.embeddings.tolist(), n_results=pool,
                                       where=where, include=["documents", "metadatas", "distances"])

@@ -8,14 +8,13 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables.config import run_in_executor
 from langchain_core.vectorstores import VectorStore
-from o1_retriever.fusion import DEFAULT_DENSE_WEIGHT, check_dense_weight, fuse
+from o1_retriever.fusion import DEFAULT_DENSE_WEIGHT, POOL, check_dense_weight, fuse
 from o1_retriever.validation import check_k, check_positive_int
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from langchain_o1.embeddings import O1Embeddings
 
 THOUGHTS_KEY = "o1_thoughts"
-HYBRID_POOL = 100  # candidates per side that hybrid search fuses (the pool its dense share was chosen with)
 
 
 class O1Retriever(BaseRetriever):
@@ -127,7 +126,7 @@ class O1Retriever(BaseRetriever):
         return self._bm25[1]
 
     def _hybrid_search(self, query: str, vector: list[float], k: int, kwargs: dict) -> list[Document]:
-        pool = max(k, HYBRID_POOL)
+        pool = max(k, POOL)
         scored = self.vectorstore.similarity_search_by_vector_with_relevance_scores(vector, k=pool, **kwargs)
         # Chroma returns distances; cosine, squared-L2 and inner-product distances of unit vectors are all linear
         # in the cosine, and z-scores do not see a linear map: the negated distance ranks exactly as the cosine.
