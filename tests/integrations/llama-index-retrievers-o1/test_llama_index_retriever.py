@@ -174,3 +174,40 @@ def test_hybrid_with_bm25_through_query_fusion(tiny_embedder, documents):
 def test_attach_thoughts_must_be_a_bool(tiny_embedder, documents):
     with pytest.raises(TypeError, match="attach_thoughts must be True or False"):
         O1Retriever.from_documents(documents[:2], embedder=tiny_embedder, attach_thoughts="no")
+
+
+def test_native_hybrid_fuses_bm25_over_the_chroma_texts(tiny_embedder, documents):
+    from o1_retriever.bm25 import BM25Searcher
+    from o1_retriever.fusion import fuse
+    from llama_index.core.vector_stores import MetadataFilter, MetadataFilters
+    query = "breast cancer stem cells ALDH1"
+    hybrid = O1Retriever.from_documents(documents, embedder=tiny_embedder, similarity_top_k=4, k=1, hybrid=0.5)
+    hits = hybrid.retrieve(query)
+    # What fusion.fuse makes of the store's own hits and BM25 over the collection's own texts.
+    collection = hybrid.vector_store._collection
+    dense = O1Retriever(hybrid.vector_store, tiny_embedder, similarity_top_k=100, k=1).retrieve(query)
+    listed = collection.get(include=["documents"])
+    lexical = BM25Searcher(listed["ids"], listed["documents"]).search([query], 100)[0]
+    expected = fuse([(h.node.node_id, h.score) for h in dense], lexical, 0.5, 4)
+    assert [(h.node.node_id, h.score) for h in hits] == [(d, pytest.approx(s)) for d, s in expected]
+    assert all(h.node.metadata["o1_thoughts"] == hybrid.last_thoughts for h in hits) and hybrid.last_thoughts
+    assert all(h.node.get_content() in [d.text for d in documents] for h in hits)
+    # w=0: BM25's best first (not what the random tiny model finds alone); async agrees; filters hold on both sides.
+    lexical_first = O1Retriever(hybrid.vector_store, tiny_embedder, similarity_top_k=1, k=0, hybrid=0.0)
+    assert lexical_first.retrieve(query)[0].node.node_id == lexical[0][0]
+    assert O1Retriever(hybrid.vector_store, tiny_embedder, similarity_top_k=1, k=0).retrieve(query)[0].node.node_id \
+        != lexical[0][0]
+    assert [h.node.node_id for h in asyncio.run(hybrid.aretrieve(query))] == [h.node.node_id for h in hits]
+    best = next(n for n in dense if n.node.node_id == lexical[0][0]).node.metadata["corpus_id"]
+    others = MetadataFilters(filters=[MetadataFilter(key="corpus_id", value=best, operator="!=")])
+    kept = O1Retriever(hybrid.vector_store, tiny_embedder, similarity_top_k=3, k=0, hybrid=0.0,
+                       filters=others).retrieve(query)
+    assert kept and best not in _ids(kept)
+
+
+def test_native_hybrid_needs_a_chroma_store(tiny_embedder, documents):
+    index = VectorStoreIndex.from_documents(documents[:3], embed_model=O1Embedding(embedder=tiny_embedder, k=0))
+    with pytest.raises(ValueError, match="hybrid search needs a store that lists its texts"):
+        O1Retriever.from_index(index, hybrid=True)
+    with pytest.raises(ValueError, match=r"dense_weight must be in \[0, 1\]"):
+        O1Retriever.from_documents(documents[:2], embedder=tiny_embedder, hybrid=2)

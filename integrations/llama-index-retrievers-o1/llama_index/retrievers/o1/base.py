@@ -17,6 +17,7 @@ from llama_index.core.vector_stores.types import (
 )
 from llama_index.embeddings.o1 import O1Embedding
 from o1_retriever import O1Embedder
+from o1_retriever.fusion import DEFAULT_DENSE_WEIGHT, POOL, check_dense_weight, fuse
 from o1_retriever.validation import check_k, check_positive_int
 
 THOUGHTS_KEY = "o1_thoughts"
@@ -44,16 +45,17 @@ class O1Retriever(BaseRetriever):
     in `metadata["o1_thoughts"]` (hidden from the LLM and from embedding); `last_thoughts` holds them
     too. The store must hold document vectors from the same model (`O1Embedding`).
 
-    Fusing with other retrievers (`QueryFusionRetriever`, e.g. with BM25 for hybrid search): pass
-    `attach_thoughts=False`. LlamaIndex de-duplicates fused nodes by a hash of text *and* metadata, so
-    nodes carrying thoughts would never merge with the same passage found by the other retriever.
+    `hybrid=True` (or a dense share in [0, 1]) fuses the thinking search with BM25 over the store's texts
+    (z-scored scores, `o1_retriever.fusion`); it needs a Chroma-backed store, which lists its texts. With other
+    retrievers in a `QueryFusionRetriever`, pass `attach_thoughts=False`: LlamaIndex de-duplicates fused nodes
+    by a hash of text *and* metadata, so nodes carrying thoughts would never merge with the same passage.
     """
 
     def __init__(self, vector_store: BasePydanticVectorStore, embedder: Any = None, *,
                  similarity_top_k: int = 10, k: int = 3, filters: Optional[MetadataFilters] = None,
                  docstore: Optional[BaseDocumentStore] = None, model_kwargs: Optional[dict] = None,
-                 attach_thoughts: bool = True, callback_manager: Optional[CallbackManager] = None,
-                 verbose: bool = False) -> None:
+                 attach_thoughts: bool = True, hybrid: Any = None,
+                 callback_manager: Optional[CallbackManager] = None, verbose: bool = False) -> None:
         if not isinstance(vector_store, BasePydanticVectorStore):
             raise TypeError(
                 "vector_store must be a LlamaIndex BasePydanticVectorStore (e.g. "
@@ -68,6 +70,13 @@ class O1Retriever(BaseRetriever):
             raise TypeError(f"attach_thoughts must be True or False, got {attach_thoughts!r}")
         self._vector_store, self._filters, self._docstore = vector_store, filters, docstore
         self._attach_thoughts = attach_thoughts
+        self._hybrid = DEFAULT_DENSE_WEIGHT if hybrid is True else (
+            None if hybrid is None or hybrid is False else check_dense_weight(hybrid))
+        if self._hybrid is not None and _chroma_collection(vector_store) is None:
+            raise ValueError(f"hybrid search needs a store that lists its texts (ChromaVectorStore); "
+                             f"{type(vector_store).__name__} does not. Fuse with a BM25Retriever in a "
+                             "QueryFusionRetriever instead (see the README)")
+        self._bm25: Any = None  # (document count, BM25Searcher over the collection's texts)
         self._embedder = _resolve_embedder(embedder, model_kwargs)
         self.last_thoughts: List[str] = []
         super().__init__(callback_manager=callback_manager, verbose=verbose)
@@ -133,19 +142,55 @@ class O1Retriever(BaseRetriever):
         return encoding.embeddings.tolist(), list(encoding.thoughts)
 
     def _query(self, query_bundle: QueryBundle, embedding: list) -> VectorStoreQuery:
-        return VectorStoreQuery(query_embedding=embedding, similarity_top_k=self._similarity_top_k,
+        top_k = self._similarity_top_k if self._hybrid is None else max(self._similarity_top_k, POOL)
+        return VectorStoreQuery(query_embedding=embedding, similarity_top_k=top_k,
                                 filters=self._filters, query_str=query_bundle.query_str)
 
     def _retrieve(self, query_bundle: QueryBundle) -> List[NodeWithScore]:
         embedding, thoughts = self._embed(query_bundle)
         result = self._vector_store.query(self._query(query_bundle, embedding))
+        if self._hybrid is not None:
+            result = self._fuse_with_bm25(query_bundle.query_str, result)
         return self._to_nodes(result, thoughts)
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> List[NodeWithScore]:
         # Thinking is seconds of generation: keep it off the event loop.
         embedding, thoughts = await asyncio.to_thread(self._embed, query_bundle)
         result = await self._vector_store.aquery(self._query(query_bundle, embedding))
+        if self._hybrid is not None:  # BM25 and Chroma's listing are synchronous: a worker thread too
+            result = await asyncio.to_thread(self._fuse_with_bm25, query_bundle.query_str, result)
         return self._to_nodes(result, thoughts)
+
+    def _lexical(self, collection):
+        """BM25 over every text in the collection, rebuilt when its count moves; None when empty."""
+        count = collection.count()
+        if not count:
+            return None
+        if self._bm25 is None or self._bm25[0] != count:
+            from o1_retriever.bm25 import BM25Searcher
+            got = collection.get(include=["documents"])
+            self._bm25 = (len(got["ids"]), BM25Searcher(got["ids"], [d or "" for d in got["documents"]]))
+        return self._bm25[1]
+
+    def _fuse_with_bm25(self, query: str, result: VectorStoreQueryResult) -> VectorStoreQueryResult:
+        from llama_index.core.vector_stores.utils import metadata_dict_to_node
+        collection = _chroma_collection(self._vector_store)
+        nodes = {n.node_id: n for n in result.nodes or []}
+        bm25 = self._lexical(collection)
+        lexical = bm25.search([query], POOL)[0] if bm25 is not None else []
+        if self._filters is not None and lexical:  # BM25 saw every text: keep what the filters admit
+            from llama_index.vector_stores.chroma.base import _to_chroma_filter
+            allowed = set(collection.get(ids=[d for d, _ in lexical], where=_to_chroma_filter(self._filters),
+                                         include=[])["ids"])
+            lexical = [(d, s) for d, s in lexical if d in allowed]
+        ranked = fuse(list(zip(nodes, result.similarities or [])), lexical, self._hybrid, self._similarity_top_k)
+        missing = [d for d, _ in ranked if d not in nodes]
+        if missing:  # lexical-only hits: Chroma keeps each node's content in its metadata
+            got = collection.get(ids=missing, include=["documents", "metadatas"])
+            for i, text, meta in zip(got["ids"], got["documents"], got["metadatas"]):
+                nodes[i] = metadata_dict_to_node(meta, text)
+        return VectorStoreQueryResult(nodes=[nodes[d] for d, _ in ranked], similarities=[s for _, s in ranked],
+                                      ids=[d for d, _ in ranked])
 
     def _to_nodes(self, result: VectorStoreQueryResult, thoughts: List[str]) -> List[NodeWithScore]:
         self.last_thoughts = thoughts
@@ -156,6 +201,11 @@ class O1Retriever(BaseRetriever):
         if not self._attach_thoughts:
             return [NodeWithScore(node=node.model_copy(), score=score) for node, score in zip(nodes, scores)]
         return [NodeWithScore(node=_with_thoughts(node, thoughts), score=score) for node, score in zip(nodes, scores)]
+
+
+def _chroma_collection(vector_store: BasePydanticVectorStore) -> Any:
+    collection = getattr(vector_store, "_collection", None)  # ChromaVectorStore's chromadb collection
+    return collection if callable(getattr(collection, "get", None)) else None
 
 
 def _with_thoughts(node: BaseNode, thoughts: List[str]) -> BaseNode:
