@@ -72,3 +72,34 @@ class BM25Searcher:
         for row_docs, row_scores in zip(np.asarray(docs), np.asarray(scores)):
             results.append([(self.ids[int(d)], float(s)) for d, s in zip(row_docs, row_scores) if s > 0])
         return results
+
+
+class CollectionBM25:
+    """BM25 over the texts of a Chroma collection (anything with `count()` and `get()`), the lexical half of
+    hybrid search in `O1Index` and the LlamaIndex and LangChain retrievers. Built in memory on the first search,
+    rebuilt when the collection's count moves (another writer added documents) or after `invalidate()`; a text
+    changed in place under the same count is only seen after `invalidate()`."""
+
+    def __init__(self, collection):
+        self.collection = collection
+        self._built: tuple[int, BM25Searcher] | None = None
+
+    def invalidate(self) -> None:
+        self._built = None
+
+    def search(self, queries: list[str], top_k: int, where: dict | None = None,
+               where_document: dict | None = None) -> list[list[tuple[str, float]]]:
+        """Top hits per query, as (id, score); a filter keeps only the ids Chroma's `where` admits."""
+        count = self.collection.count()
+        if not count:
+            return [[] for _ in queries]
+        if self._built is None or self._built[0] != count:
+            got = self.collection.get(include=["documents"])
+            self._built = (len(got["ids"]), BM25Searcher(got["ids"], [d or "" for d in got["documents"]]))
+        hits = self._built[1].search(queries, top_k)
+        if where is None and where_document is None:
+            return hits
+        seen = sorted({doc for row in hits for doc, _ in row})
+        allowed = set(self.collection.get(ids=seen, where=where, where_document=where_document,
+                                          include=[])["ids"]) if seen else set()
+        return [[(doc, s) for doc, s in row if doc in allowed] for row in hits]

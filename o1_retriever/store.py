@@ -54,7 +54,7 @@ class O1Index:
                 f"(fingerprint {stored.get(FINGERPRINT_KEY)}, dim {stored.get(DIM_KEY)}); this embedder is "
                 f"{embedder.name!r} (fingerprint {embedder.fingerprint}, dim {embedder.dim}). "
                 "Open it with the same model, or index into a new collection.")
-        self._bm25 = None  # (document count, BM25Searcher) over the stored texts, built by the first hybrid search
+        self._bm25 = None  # CollectionBM25 over the stored texts, made by the first hybrid search
 
     def __len__(self) -> int:
         return self.collection.count()
@@ -84,18 +84,15 @@ class O1Index:
             metas = None if metadatas is None else [m or None for m in metadatas[start:end]]
             self.collection.upsert(ids=ids[start:end], documents=texts[start:end], embeddings=vectors[b].tolist(),
                                    metadatas=metas)
-        self._bm25 = None  # texts changed: the lexical index is rebuilt on the next hybrid search
+        if self._bm25 is not None:  # texts changed: the lexical index is rebuilt on the next hybrid search
+            self._bm25.invalidate()
         return len(ids)
 
     def _lexical(self):
-        """BM25 over every stored text, rebuilt when this object added documents or the count moved (another
-        process wrote to the collection; a changed text under the same count needs a new O1Index to be seen)."""
-        count = len(self)
-        if self._bm25 is None or self._bm25[0] != count:
-            from .bm25 import BM25Searcher
-            got = self.collection.get(include=["documents"])
-            self._bm25 = (count, BM25Searcher(got["ids"], [d or "" for d in got["documents"]]))
-        return self._bm25[1]
+        if self._bm25 is None:
+            from .bm25 import CollectionBM25
+            self._bm25 = CollectionBM25(self.collection)
+        return self._bm25
 
     def search(self, query, top_k: int = 10, k: int = 3, where: dict | None = None,
                hybrid: bool | float | None = None) -> list:
@@ -115,7 +112,9 @@ class O1Index:
             check_dense_weight(hybrid)
         if len(self) == 0:
             return [] if single else [[] for _ in queries]
-        lexical = self._lexical() if hybrid is not None else None  # before thinking: a missing bm25s fails fast
+        if hybrid is not None:
+            from . import bm25
+            bm25._imports()  # before thinking: a missing bm25s fails fast
         pool = min(top_k if hybrid is None else max(top_k, POOL), len(self))
         enc = self.embedder.encode_queries(queries, k=k, return_thoughts=True)
         found = self.collection.query(query_embeddings=enc.embeddings.tolist(), n_results=pool,
@@ -126,16 +125,13 @@ class O1Index:
                 Hit(id=i, text=doc, score=1.0 - float(dist), metadata=dict(meta or {}), thoughts=list(enc.thoughts[qi]))
                 for i, doc, meta, dist in zip(found["ids"][qi], found["documents"][qi],
                                               found["metadatas"][qi], found["distances"][qi])])
-        if lexical is not None:
-            results = self._fuse(results, lexical.search(queries, pool), hybrid, top_k, where, enc.thoughts)
+        if hybrid is not None:
+            lexical = self._lexical().search(queries, pool, where=where)
+            results = self._fuse(results, lexical, hybrid, top_k, enc.thoughts)
         return results[0] if single else results
 
-    def _fuse(self, dense: list[list[Hit]], lexical: list, weight: float, top_k: int, where,
+    def _fuse(self, dense: list[list[Hit]], lexical: list, weight: float, top_k: int,
               thoughts: list[list[str]]) -> list[list[Hit]]:
-        if where is not None:  # BM25 sees every text: keep only what the filter admits, as the dense side does
-            seen = sorted({doc for row in lexical for doc, _ in row})
-            allowed = set(self.collection.get(ids=seen, where=where, include=[])["ids"]) if seen else set()
-            lexical = [[(doc, s) for doc, s in row if doc in allowed] for row in lexical]
         fused = fuse_many([[(h.id, h.score) for h in row] for row in dense], lexical, weight, top_k)
         known = {h.id: h for row in dense for h in row}
         missing = sorted({doc for row in fused for doc, _ in row} - set(known))

@@ -44,7 +44,7 @@ class O1Retriever(BaseRetriever):
     hybrid: Optional[Union[bool, float]] = Field(
         default=None, description=f"Fuse with BM25 over the store's texts: the dense share (True: "
                                   f"{DEFAULT_DENSE_WEIGHT}, chosen on held-out data); None or False: dense only.")
-    _bm25: Any = PrivateAttr(default=None)  # (document count, BM25Searcher over the store's texts)
+    _bm25: Any = PrivateAttr(default=None)  # CollectionBM25 over the store's texts, made on first use
 
     @model_validator(mode="before")
     @classmethod
@@ -74,10 +74,12 @@ class O1Retriever(BaseRetriever):
 
     @model_validator(mode="after")
     def _hybrid_needs_a_listing_store(self) -> "O1Retriever":
-        needed = ("get", "similarity_search_by_vector_with_relevance_scores")
-        if self.hybrid is not None and not all(callable(getattr(self.vectorstore, n, None)) for n in needed):
+        collection = getattr(self.vectorstore, "_collection", None)  # langchain_chroma.Chroma's own collection
+        lists_texts = all(callable(getattr(collection, n, None)) for n in ("count", "get"))
+        scores = callable(getattr(self.vectorstore, "similarity_search_by_vector_with_relevance_scores", None))
+        if self.hybrid is not None and not (lists_texts and scores):
             raise ValueError(f"hybrid search needs a store that lists its texts and scores vector hits "
-                             f"(langchain_chroma.Chroma); {type(self.vectorstore).__name__} lacks {' or '.join(needed)}")
+                             f"(langchain_chroma.Chroma); {type(self.vectorstore).__name__} does not")
         return self
 
     @model_validator(mode="after")
@@ -113,31 +115,18 @@ class O1Retriever(BaseRetriever):
         docs = await self.vectorstore.asimilarity_search_by_vector(vector, k=k, **{**self.search_kwargs, **kwargs})
         return _with_thoughts(docs, thoughts)
 
-    def _lexical(self):
-        """BM25 over every text in the store, rebuilt when the store's document count moves; None when empty."""
-        collection = getattr(self.vectorstore, "_collection", None)  # Chroma's own count beats listing every id
-        count = collection.count() if collection is not None else len(self.vectorstore.get(include=[])["ids"])
-        if not count:
-            return None
-        if self._bm25 is None or self._bm25[0] != count:
-            from o1_retriever.bm25 import BM25Searcher
-            got = self.vectorstore.get(include=["documents"])
-            self._bm25 = (len(got["ids"]), BM25Searcher(got["ids"], [d or "" for d in got["documents"]]))
-        return self._bm25[1]
-
     def _hybrid_search(self, query: str, vector: list[float], k: int, kwargs: dict) -> list[Document]:
         pool = max(k, POOL)
         scored = self.vectorstore.similarity_search_by_vector_with_relevance_scores(vector, k=pool, **kwargs)
         # Chroma returns distances; cosine, squared-L2 and inner-product distances of unit vectors are all linear
         # in the cosine, and z-scores do not see a linear map: the negated distance ranks exactly as the cosine.
         found = {d.id: d for d, _ in scored}
-        bm25 = self._lexical()
-        lexical = bm25.search([query], pool)[0] if bm25 is not None else []
-        if kwargs.get("filter") is not None or kwargs.get("where_document") is not None:
-            seen = [doc for doc, _ in lexical]  # BM25 saw every text: keep what the filter admits
-            allowed = set(self.vectorstore.get(ids=seen, where=kwargs.get("filter"), include=[],
-                                               where_document=kwargs.get("where_document"))["ids"]) if seen else set()
-            lexical = [(doc, s) for doc, s in lexical if doc in allowed]
+        if self._bm25 is None:
+            from o1_retriever.bm25 import CollectionBM25
+            self._bm25 = CollectionBM25(self.vectorstore._collection)
+        # BM25 sees every text: the filter keeps what it admits, as it does on the dense side
+        lexical = self._bm25.search([query], pool, where=kwargs.get("filter"),
+                                    where_document=kwargs.get("where_document"))[0]
         ranked = fuse([(d.id, -dist) for d, dist in scored], lexical, self.hybrid, k)
         missing = [doc for doc, _ in ranked if doc not in found]
         if missing:  # lexical-only hits

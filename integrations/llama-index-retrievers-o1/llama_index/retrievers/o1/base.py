@@ -76,7 +76,7 @@ class O1Retriever(BaseRetriever):
             raise ValueError(f"hybrid search needs a store that lists its texts (ChromaVectorStore); "
                              f"{type(vector_store).__name__} does not. Fuse with a BM25Retriever in a "
                              "QueryFusionRetriever instead (see the README)")
-        self._bm25: Any = None  # (document count, BM25Searcher over the collection's texts)
+        self._bm25: Any = None  # CollectionBM25 over the collection's texts, made on first use
         self._embedder = _resolve_embedder(embedder, model_kwargs)
         self.last_thoughts: List[str] = []
         super().__init__(callback_manager=callback_manager, verbose=verbose)
@@ -161,28 +161,18 @@ class O1Retriever(BaseRetriever):
             result = await asyncio.to_thread(self._fuse_with_bm25, query_bundle.query_str, result)
         return self._to_nodes(result, thoughts)
 
-    def _lexical(self, collection):
-        """BM25 over every text in the collection, rebuilt when its count moves; None when empty."""
-        count = collection.count()
-        if not count:
-            return None
-        if self._bm25 is None or self._bm25[0] != count:
-            from o1_retriever.bm25 import BM25Searcher
-            got = collection.get(include=["documents"])
-            self._bm25 = (len(got["ids"]), BM25Searcher(got["ids"], [d or "" for d in got["documents"]]))
-        return self._bm25[1]
-
     def _fuse_with_bm25(self, query: str, result: VectorStoreQueryResult) -> VectorStoreQueryResult:
         from llama_index.core.vector_stores.utils import metadata_dict_to_node
         collection = _chroma_collection(self._vector_store)
         nodes = {n.node_id: n for n in result.nodes or []}
-        bm25 = self._lexical(collection)
-        lexical = bm25.search([query], POOL)[0] if bm25 is not None else []
-        if self._filters is not None and lexical:  # BM25 saw every text: keep what the filters admit
+        if self._bm25 is None:
+            from o1_retriever.bm25 import CollectionBM25
+            self._bm25 = CollectionBM25(collection)
+        where = None
+        if self._filters is not None:  # BM25 sees every text: the filters keep what they admit, as on the dense side
             from llama_index.vector_stores.chroma.base import _to_chroma_filter
-            allowed = set(collection.get(ids=[d for d, _ in lexical], where=_to_chroma_filter(self._filters),
-                                         include=[])["ids"])
-            lexical = [(d, s) for d, s in lexical if d in allowed]
+            where = _to_chroma_filter(self._filters)
+        lexical = self._bm25.search([query], POOL, where=where)[0]
         ranked = fuse(list(zip(nodes, result.similarities or [])), lexical, self._hybrid, self._similarity_top_k)
         missing = [d for d, _ in ranked if d not in nodes]
         if missing:  # lexical-only hits: Chroma keeps each node's content in its metadata
