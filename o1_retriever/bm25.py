@@ -81,6 +81,7 @@ class CollectionBM25:
     changed in place under the same count is only seen after `invalidate()`."""
 
     def __init__(self, collection):
+        _imports()  # at construction, so a missing bm25s fails before any thinking
         self.collection = collection
         self._built: tuple[int, BM25Searcher] | None = None
 
@@ -103,3 +104,10 @@ class CollectionBM25:
         allowed = set(self.collection.get(ids=seen, where=where, where_document=where_document,
                                           include=[])["ids"]) if seen else set()
         return [[(doc, s) for doc, s in row if doc in allowed] for row in hits]
+
+
+def chroma_collection(store):
+    """The chromadb collection behind a LangChain `Chroma` or LlamaIndex `ChromaVectorStore` (their private
+    `_collection`), or None for a store that cannot list its texts."""
+    collection = getattr(store, "_collection", None)
+    return collection if all(callable(getattr(collection, n, None)) for n in ("count", "get")) else None

@@ -37,7 +37,8 @@ def _load(args):
                                       quantization=args.quantization, seed=args.seed, **chosen)
 
 
-def _hybrid_weight(text: str) -> float:
+def hybrid_weight(text: str) -> float:
+    """argparse type of every `--hybrid W`: the dense share, checked at parse time."""
     from .fusion import check_dense_weight
     try:
         return check_dense_weight(float(text))
@@ -47,7 +48,7 @@ def _hybrid_weight(text: str) -> float:
 
 def _hybrid_arg(p: argparse.ArgumentParser) -> None:
     from .fusion import DEFAULT_DENSE_WEIGHT
-    p.add_argument("--hybrid", type=_hybrid_weight, nargs="?", const=DEFAULT_DENSE_WEIGHT, default=None, metavar="W",
+    p.add_argument("--hybrid", type=hybrid_weight, nargs="?", const=DEFAULT_DENSE_WEIGHT, default=None, metavar="W",
                    help="fuse with BM25 over the stored texts; W is the dense share "
                         f"(default {DEFAULT_DENSE_WEIGHT}; scores are then fused z-scores, not cosines)")
 

@@ -32,6 +32,13 @@ def check_dense_weight(weight) -> float:
     return float(weight)
 
 
+def resolve_hybrid(hybrid) -> float | None:
+    """A `hybrid=` argument as a dense share: True takes the default, None or False turn fusion off."""
+    if hybrid is True:
+        return DEFAULT_DENSE_WEIGHT
+    return None if hybrid is None or hybrid is False else check_dense_weight(hybrid)
+
+
 def _zscores(hits: Sequence[tuple[str, float]]) -> dict[str, float]:
     if not hits:
         return {}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .fusion import DEFAULT_DENSE_WEIGHT, POOL, check_dense_weight, fuse_many
+from .fusion import POOL, fuse_many, resolve_hybrid
 from .validation import as_text_list, check_k, check_positive_int
 
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]")
@@ -104,18 +104,12 @@ class O1Index:
         queries, single = as_text_list(query, "query")
         check_positive_int(top_k, "top_k")
         check_k(k)
-        if hybrid is True:
-            hybrid = DEFAULT_DENSE_WEIGHT
-        elif hybrid is False:
-            hybrid = None
-        if hybrid is not None:
-            check_dense_weight(hybrid)
-        if len(self) == 0:
+        hybrid = resolve_hybrid(hybrid)
+        count = len(self)
+        if count == 0:
             return [] if single else [[] for _ in queries]
-        if hybrid is not None:
-            from . import bm25
-            bm25._imports()  # before thinking: a missing bm25s fails fast
-        pool = min(top_k if hybrid is None else max(top_k, POOL), len(self))
+        lexical_index = self._lexical() if hybrid is not None else None  # before thinking: no bm25s fails fast
+        pool = min(top_k if hybrid is None else max(top_k, POOL), count)
         enc = self.embedder.encode_queries(queries, k=k, return_thoughts=True)
         found = self.collection.query(query_embeddings=enc.embeddings.tolist(), n_results=pool,
                                       where=where, include=["documents", "metadatas", "distances"])
@@ -125,8 +119,8 @@ class O1Index:
                 Hit(id=i, text=doc, score=1.0 - float(dist), metadata=dict(meta or {}), thoughts=list(enc.thoughts[qi]))
                 for i, doc, meta, dist in zip(found["ids"][qi], found["documents"][qi],
                                               found["metadatas"][qi], found["distances"][qi])])
-        if hybrid is not None:
-            lexical = self._lexical().search(queries, pool, where=where)
+        if lexical_index is not None:
+            lexical = lexical_index.search(queries, pool, where=where)
             results = self._fuse(results, lexical, hybrid, top_k, enc.thoughts)
         return results[0] if single else results
 

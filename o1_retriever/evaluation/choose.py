@@ -30,13 +30,12 @@ def _read(path: Path, k: int, metric: str, system: str = "o1") -> tuple[str, tup
     if k not in by_k or metric not in by_k[k]:
         raise ValueError(f"{path}: needs one {system} row at k={k} with {metric!r}")
     bare = float(by_k[0][metric]) if 0 in by_k else None
-    if system.endswith("+bm25"):  # a fused k=0 row depends on the share: the bar a fusion must beat is BM25 alone
+    setting = tuple(generation.get(key) for key in SETTING_KEYS)
+    if system.endswith("+bm25"):  # the share joins the setting; a fused k=0 row depends on it, so the bar a
+        setting += ((meta.get("hybrid") or {}).get("dense_weight"),)  # fusion must beat is BM25 alone
         lexical = [r for r in data.get("results", []) if r.get("system") == "bm25"]
         bare = float(lexical[0][metric]) if lexical else None
     dataset = f"{meta['dataset']['name']}/{meta['dataset']['split']}"
-    setting = tuple(generation.get(key) for key in SETTING_KEYS)
-    if system.endswith("+bm25"):
-        setting += ((meta.get("hybrid") or {}).get("dense_weight"),)
     return dataset, setting, float(by_k[k][metric]), bare
 
 

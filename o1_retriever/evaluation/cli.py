@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..commands import hybrid_weight
 from ..fusion import DEFAULT_DENSE_WEIGHT
 from ..validation import AGGREGATIONS
 
@@ -45,7 +46,7 @@ def register(subparsers) -> None:
     p.add_argument("--no-model", action="store_true", help="skip the O1 model (evaluate baselines/composite only)")
     p.add_argument("--k", type=parse_k_list, default=[0, 3], help="thoughts per query, a list for a sweep (default 0,3)")
     p.add_argument("--baseline", action="append", choices=["bm25"], default=[], help="add a BM25 row")
-    p.add_argument("--hybrid", type=float, nargs="?", const=DEFAULT_DENSE_WEIGHT, metavar="W",
+    p.add_argument("--hybrid", type=hybrid_weight, nargs="?", const=DEFAULT_DENSE_WEIGHT, metavar="W",
                    help="also fuse each dense row (model, encoder, composite) with BM25 (z-scored scores); W is the dense share "
                         f"(default {DEFAULT_DENSE_WEIGHT})")
     p.add_argument("--baseline-encoder", metavar="DIR", help="add a plain sentence-transformers encoder row")

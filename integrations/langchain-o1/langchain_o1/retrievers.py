@@ -8,7 +8,8 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables.config import run_in_executor
 from langchain_core.vectorstores import VectorStore
-from o1_retriever.fusion import DEFAULT_DENSE_WEIGHT, POOL, check_dense_weight, fuse
+from o1_retriever.bm25 import CollectionBM25, chroma_collection
+from o1_retriever.fusion import DEFAULT_DENSE_WEIGHT, POOL, fuse, resolve_hybrid
 from o1_retriever.validation import check_k, check_positive_int
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
@@ -44,7 +45,7 @@ class O1Retriever(BaseRetriever):
     hybrid: Optional[Union[bool, float]] = Field(
         default=None, description=f"Fuse with BM25 over the store's texts: the dense share (True: "
                                   f"{DEFAULT_DENSE_WEIGHT}, chosen on held-out data); None or False: dense only.")
-    _bm25: Any = PrivateAttr(default=None)  # CollectionBM25 over the store's texts, made on first use
+    _bm25: Any = PrivateAttr(default=None)  # CollectionBM25 over the store's texts, when hybrid
 
     @model_validator(mode="before")
     @classmethod
@@ -68,18 +69,18 @@ class O1Retriever(BaseRetriever):
     @field_validator("hybrid", mode="before")
     @classmethod
     def _check_hybrid(cls, w: Any) -> Optional[float]:
-        if w is True:
-            return DEFAULT_DENSE_WEIGHT
-        return None if w is None or w is False else check_dense_weight(w)
+        return resolve_hybrid(w)
 
     @model_validator(mode="after")
     def _hybrid_needs_a_listing_store(self) -> "O1Retriever":
-        collection = getattr(self.vectorstore, "_collection", None)  # langchain_chroma.Chroma's own collection
-        lists_texts = all(callable(getattr(collection, n, None)) for n in ("count", "get"))
+        if self.hybrid is None:
+            return self
+        collection = chroma_collection(self.vectorstore)
         scores = callable(getattr(self.vectorstore, "similarity_search_by_vector_with_relevance_scores", None))
-        if self.hybrid is not None and not (lists_texts and scores):
+        if collection is None or not scores:
             raise ValueError(f"hybrid search needs a store that lists its texts and scores vector hits "
                              f"(langchain_chroma.Chroma); {type(self.vectorstore).__name__} does not")
+        self._bm25 = CollectionBM25(collection)
         return self
 
     @model_validator(mode="after")
@@ -121,16 +122,13 @@ class O1Retriever(BaseRetriever):
         # Chroma returns distances; cosine, squared-L2 and inner-product distances of unit vectors are all linear
         # in the cosine, and z-scores do not see a linear map: the negated distance ranks exactly as the cosine.
         found = {d.id: d for d, _ in scored}
-        if self._bm25 is None:
-            from o1_retriever.bm25 import CollectionBM25
-            self._bm25 = CollectionBM25(self.vectorstore._collection)
         # BM25 sees every text: the filter keeps what it admits, as it does on the dense side
         lexical = self._bm25.search([query], pool, where=kwargs.get("filter"),
                                     where_document=kwargs.get("where_document"))[0]
         ranked = fuse([(d.id, -dist) for d, dist in scored], lexical, self.hybrid, k)
         missing = [doc for doc, _ in ranked if doc not in found]
         if missing:  # lexical-only hits
-            got = self.vectorstore.get(ids=missing, include=["documents", "metadatas"])
+            got = self._bm25.collection.get(ids=missing, include=["documents", "metadatas"])
             for i, text, meta in zip(got["ids"], got["documents"], got["metadatas"]):
                 found[i] = Document(page_content=text, metadata=meta or {}, id=i)
         return [found[doc] for doc, _ in ranked]

@@ -167,8 +167,11 @@ def test_hybrid_rows_fuse_each_k_with_bm25(toy, tiny_o1_dir, tmp_path):
     assert alone["meta"]["bm25"]["k1"] == 0.9
 
 
-def test_bad_hybrid_requests_fail_before_any_work(toy):
+def test_bad_hybrid_requests_fail_before_any_work(toy, capsys):
     from o1_retriever.evaluation.runner import EvalConfig
+    with pytest.raises(SystemExit):  # the same parse-time check as search/demo --hybrid
+        build_parser().parse_args(["eval", "--dataset", str(toy), "--hybrid", "2"])
+    assert "--hybrid takes the dense share W in [0, 1], got '2'" in capsys.readouterr().err
     with pytest.raises(ValueError, match=r"dense_weight must be in \[0, 1\]"):
         EvalConfig(dataset=str(toy), hybrid=2.0)
     with pytest.raises(ValueError, match="hybrid fuses dense rows with BM25: enable the model"):

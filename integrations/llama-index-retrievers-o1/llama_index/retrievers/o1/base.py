@@ -17,7 +17,8 @@ from llama_index.core.vector_stores.types import (
 )
 from llama_index.embeddings.o1 import O1Embedding
 from o1_retriever import O1Embedder
-from o1_retriever.fusion import DEFAULT_DENSE_WEIGHT, POOL, check_dense_weight, fuse
+from o1_retriever.bm25 import CollectionBM25, chroma_collection
+from o1_retriever.fusion import POOL, fuse, resolve_hybrid
 from o1_retriever.validation import check_k, check_positive_int
 
 THOUGHTS_KEY = "o1_thoughts"
@@ -70,13 +71,13 @@ class O1Retriever(BaseRetriever):
             raise TypeError(f"attach_thoughts must be True or False, got {attach_thoughts!r}")
         self._vector_store, self._filters, self._docstore = vector_store, filters, docstore
         self._attach_thoughts = attach_thoughts
-        self._hybrid = DEFAULT_DENSE_WEIGHT if hybrid is True else (
-            None if hybrid is None or hybrid is False else check_dense_weight(hybrid))
-        if self._hybrid is not None and _chroma_collection(vector_store) is None:
+        self._hybrid = resolve_hybrid(hybrid)
+        collection = chroma_collection(vector_store) if self._hybrid is not None else None
+        if self._hybrid is not None and collection is None:
             raise ValueError(f"hybrid search needs a store that lists its texts (ChromaVectorStore); "
                              f"{type(vector_store).__name__} does not. Fuse with a BM25Retriever in a "
                              "QueryFusionRetriever instead (see the README)")
-        self._bm25: Any = None  # CollectionBM25 over the collection's texts, made on first use
+        self._bm25 = CollectionBM25(collection) if collection is not None else None  # BM25 over its texts
         self._embedder = _resolve_embedder(embedder, model_kwargs)
         self.last_thoughts: List[str] = []
         super().__init__(callback_manager=callback_manager, verbose=verbose)
@@ -163,11 +164,7 @@ class O1Retriever(BaseRetriever):
 
     def _fuse_with_bm25(self, query: str, result: VectorStoreQueryResult) -> VectorStoreQueryResult:
         from llama_index.core.vector_stores.utils import metadata_dict_to_node
-        collection = _chroma_collection(self._vector_store)
         nodes = {n.node_id: n for n in result.nodes or []}
-        if self._bm25 is None:
-            from o1_retriever.bm25 import CollectionBM25
-            self._bm25 = CollectionBM25(collection)
         where = None
         if self._filters is not None:  # BM25 sees every text: the filters keep what they admit, as on the dense side
             from llama_index.vector_stores.chroma.base import _to_chroma_filter
@@ -176,7 +173,7 @@ class O1Retriever(BaseRetriever):
         ranked = fuse(list(zip(nodes, result.similarities or [])), lexical, self._hybrid, self._similarity_top_k)
         missing = [d for d, _ in ranked if d not in nodes]
         if missing:  # lexical-only hits: Chroma keeps each node's content in its metadata
-            got = collection.get(ids=missing, include=["documents", "metadatas"])
+            got = self._bm25.collection.get(ids=missing, include=["documents", "metadatas"])
             for i, text, meta in zip(got["ids"], got["documents"], got["metadatas"]):
                 nodes[i] = metadata_dict_to_node(meta, text)
         return VectorStoreQueryResult(nodes=[nodes[d] for d, _ in ranked], similarities=[s for _, s in ranked],
@@ -191,11 +188,6 @@ class O1Retriever(BaseRetriever):
         if not self._attach_thoughts:
             return [NodeWithScore(node=node.model_copy(), score=score) for node, score in zip(nodes, scores)]
         return [NodeWithScore(node=_with_thoughts(node, thoughts), score=score) for node, score in zip(nodes, scores)]
-
-
-def _chroma_collection(vector_store: BasePydanticVectorStore) -> Any:
-    collection = getattr(vector_store, "_collection", None)  # ChromaVectorStore's chromadb collection
-    return collection if callable(getattr(collection, "get", None)) else None
 
 
 def _with_thoughts(node: BaseNode, thoughts: List[str]) -> BaseNode:
