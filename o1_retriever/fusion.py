@@ -53,7 +53,10 @@ def _zscores(hits: Sequence[tuple[str, float]]) -> dict[str, float]:
 def fuse(dense: Sequence[tuple[str, float]], lexical: Sequence[tuple[str, float]],
          dense_weight: float = DEFAULT_DENSE_WEIGHT, top_k: int | None = None) -> list[tuple[str, float]]:
     """One query's fused ranking from its (doc id, score) lists, best first; exact ties keep dense order."""
-    w = check_dense_weight(dense_weight)
+    return _fuse(dense, lexical, check_dense_weight(dense_weight), top_k)
+
+
+def _fuse(dense, lexical, w: float, top_k: int | None) -> list[tuple[str, float]]:
     zd, zl = _zscores(dense), _zscores(lexical)
     floor_d = min(zd.values(), default=0.0) - MISSING_MARGIN
     floor_l = min(zl.values(), default=0.0) - MISSING_MARGIN
@@ -67,4 +70,5 @@ def fuse_many(dense: Sequence[Sequence[tuple[str, float]]], lexical: Sequence[Se
               dense_weight: float = DEFAULT_DENSE_WEIGHT, top_k: int | None = None) -> list[list[tuple[str, float]]]:
     if len(dense) != len(lexical):
         raise ValueError(f"got {len(dense)} dense rankings but {len(lexical)} lexical ones; one each per query")
-    return [fuse(d, l, dense_weight, top_k) for d, l in zip(dense, lexical)]
+    w = check_dense_weight(dense_weight)  # once for the batch, not once per query
+    return [_fuse(d, l, w, top_k) for d, l in zip(dense, lexical)]
