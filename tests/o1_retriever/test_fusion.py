@@ -58,3 +58,5 @@ def test_fuse_many_pairs_rankings_per_query():
     assert [d for d, _ in out[1]] == ["a", "b", "c"]
     with pytest.raises(ValueError, match="2 dense rankings but 1 lexical"):
         fuse_many([DENSE, DENSE], [LEXICAL])
+    with pytest.raises(ValueError, match=r"dense_weight must be in \[0, 1\]"):
+        fuse_many([DENSE], [LEXICAL], 1.5)
