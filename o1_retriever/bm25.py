@@ -107,7 +107,15 @@ class CollectionBM25:
 
 
 def chroma_collection(store):
-    """The chromadb collection behind a LangChain `Chroma` or LlamaIndex `ChromaVectorStore` (their private
-    `_collection`), or None for a store that cannot list its texts."""
-    collection = getattr(store, "_collection", None)
-    return collection if all(callable(getattr(collection, n, None)) for n in ("count", "get")) else None
+    """The chromadb collection behind a LlamaIndex `ChromaVectorStore` (its public `client`) or a LangChain
+    `Chroma` (its `_collection`: LangChain has no public accessor), or None for any other store. Only a real
+    chromadb `Collection` counts: another store's client may have `count`/`get` methods that mean something else."""
+    try:
+        from chromadb.api.models.Collection import Collection
+    except ImportError:
+        return None
+    for name in ("client", "_collection"):
+        candidate = getattr(store, name, None)
+        if isinstance(candidate, Collection):
+            return candidate
+    return None
