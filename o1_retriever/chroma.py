@@ -50,14 +50,12 @@ def _describe(embedder: O1Embedder) -> tuple[str | None, dict]:
         model = embedder.name
     else:
         model = None if embedder.name == DEFAULT_MODEL_NAME else embedder.name
-    options: dict[str, Any] = {"quantization": embedder.quantization,
-                               "query_max_length": embedder.query_max_length,
-                               "document_max_length": embedder.document_max_length, "fused": embedder.fused}
+    options: dict[str, Any] = {"quantization": embedder.quantization, "fused": embedder.fused}
     dtype = next(embedder.encoder.model.parameters()).dtype
     options["dtype"] = _DTYPE_NAMES.get(dtype, "auto")
     if embedder.thinker is not None:
         options["prompt_style"] = embedder.thinker.prompt_style
-    options.update(embedder.inference_settings())
+    options.update(embedder.inference_settings())  # sampling, aggregation and both token windows
     if embedder.quantization and embedder.thinker is not None and embedder.thinker.model is embedder.encoder.model:
         options["share_weights"] = True
     cache = embedder.thought_cache

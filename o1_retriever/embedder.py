@@ -224,7 +224,9 @@ class O1Embedder:
 
     def inference_settings(self) -> dict:
         """Sampling and aggregation settings: what eval JSONs record and a Chroma config rebuilds from."""
-        return self.generation.as_dict() | {"aggregation": self.aggregation, "query_weight": self.query_weight}
+        return self.generation.as_dict() | {"aggregation": self.aggregation, "query_weight": self.query_weight,
+                                            "query_max_length": self.query_max_length,
+                                            "document_max_length": self.document_max_length}
 
     @property
     def dim(self) -> int:
@@ -242,7 +244,7 @@ def _progress(show: bool | None, n: int) -> bool:
 GENERATION_FILE = "o1_generation.json"
 GENERATION_OPTIONS = ("temperature", "top_p", "max_new_tokens", "prompt_max_length", "seed")
 # what a model dir may set in GENERATION_FILE
-MODEL_DEFAULT_OPTIONS = GENERATION_OPTIONS + ("aggregation", "query_weight")
+MODEL_DEFAULT_OPTIONS = GENERATION_OPTIONS + ("aggregation", "query_weight", "query_max_length", "document_max_length")
 
 
 def _model_generation_defaults(source) -> dict:

@@ -66,6 +66,10 @@ def register(subparsers) -> None:
                    help="how the k thought vectors combine (default: the model's, else the official mean)")
     p.add_argument("--query-weight", type=float, metavar="W",
                    help="bare query's share of the vector under mean_with_query (default: the model's, else 1/(k+1))")
+    p.add_argument("--query-max-length", type=_positive_int, metavar="N",
+                   help="token window for query + thought (default: the model's, else 256)")
+    p.add_argument("--document-max-length", type=_positive_int, metavar="N",
+                   help="token window for documents, longer ones are cut (default: the model's, else 192)")
     p.add_argument("--seed", type=int, default=0, help="seed for sampling thoughts and for --max-docs")
     p.add_argument("--ignore-identical-ids", action="store_true",
                    help="drop a hit whose id equals the query id (BEIR's rule for ArguAna/Quora only)")
@@ -87,7 +91,8 @@ def config_from_args(args):
                       max_queries=args.max_queries, index=args.index,
                       batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                       top_p=args.top_p, aggregation=args.aggregation,
-                      query_weight=args.query_weight, seed=args.seed,
+                      query_weight=args.query_weight, query_max_length=args.query_max_length,
+                      document_max_length=args.document_max_length, seed=args.seed,
                       ignore_identical_ids=args.ignore_identical_ids, thought_cache=args.thought_cache,
                       embedding_cache=not args.no_embedding_cache, device=args.device, dtype=args.dtype)
 

@@ -51,6 +51,10 @@ class EvalConfig:
                                                                     "default)"})
     query_weight: float | None = field(default=None, metadata={"help": "bare query's share under mean_with_query "
                                                                        "(None: model default, else 1/(k+1))"})
+    query_max_length: int | None = field(default=None, metadata={"help": "query + thought token window (None: "
+                                                                           "the model's, else 256)"})
+    document_max_length: int | None = field(default=None, metadata={"help": "document token window (None: the "
+                                                                              "model's, else 192)"})
     seed: int = field(default=0, metadata={"help": "sampling seed and subsample seed"})
     ignore_identical_ids: bool = field(default=False, metadata={"help": "drop a hit whose id equals the query id"})
     thought_cache: bool = field(default=False, metadata={"help": "reuse cached thoughts (faster reruns, but the "
@@ -80,7 +84,7 @@ class EvalConfig:
         if self.query_weight is not None:  # without --aggregation the model's own must be mean_with_query
             check_query_weight(self.query_weight, self.aggregation or "mean_with_query")
         GenerationConfig(**{n: getattr(self, n) for n in ("temperature", "top_p") if getattr(self, n) is not None})
-        for name in ("max_docs", "max_queries"):
+        for name in ("max_docs", "max_queries", "query_max_length", "document_max_length"):
             if getattr(self, name) is not None:
                 check_positive_int(getattr(self, name), name)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
@@ -260,7 +264,8 @@ def evaluate_dense(embedder, system: str, label: str, ks: list, dataset: BeirDat
 
 def _options(config: EvalConfig) -> dict:
     options = {"seed": config.seed, "thought_cache": config.thought_cache}
-    for name in ("max_new_tokens", "temperature", "top_p", "aggregation", "query_weight"):
+    for name in ("max_new_tokens", "temperature", "top_p", "aggregation", "query_weight", "query_max_length",
+                 "document_max_length"):
         if getattr(config, name) is not None:
             options[name] = getattr(config, name)
     return options

@@ -210,6 +210,16 @@ def test_model_dir_generation_defaults_apply_unless_overridden(tiny_o1_dir, tmp_
     assert (emb.aggregation, emb.query_weight) == ("mean", None)
     emb = O1Embedder.from_pretrained(str(model), device="cpu", dtype="fp32", thought_cache=False, query_weight=0.9)
     assert (emb.aggregation, emb.query_weight) == ("mean_with_query", 0.9)
+    # a model may ship the token windows it was trained for; an argument still wins
+    (model / "o1_generation.json").write_text('{"document_max_length": 64, "query_max_length": 96}')
+    emb = O1Embedder.from_pretrained(str(model), device="cpu", dtype="fp32", thought_cache=False)
+    assert (emb.document_max_length, emb.query_max_length) == (64, 96)
+    emb = O1Embedder.from_pretrained(str(model), device="cpu", dtype="fp32", thought_cache=False, document_max_length=32)
+    assert (emb.document_max_length, emb.query_max_length) == (32, 96)
+    assert emb.inference_settings()["document_max_length"] == 32  # what eval JSONs and Chroma configs record
+    (model / "o1_generation.json").write_text('{"document_max_length": 0}')
+    with pytest.raises(ValueError, match="document_max_length must be > 0"):
+        O1Embedder.from_pretrained(str(model), device="cpu", dtype="fp32", thought_cache=False)
     (model / "o1_generation.json").write_text('{"aggregation": "mean_with_query", "query_weight": 2}')
     with pytest.raises(ValueError, match=r"query_weight must be in \[0, 1\]"):
         O1Embedder.from_pretrained(str(model), device="cpu", dtype="fp32", thought_cache=False)

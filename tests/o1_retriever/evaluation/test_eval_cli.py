@@ -123,10 +123,27 @@ def test_sampling_and_aggregation_options_reach_the_model_and_the_json(toy, tiny
     assert (default["temperature"], default["aggregation"], default["query_weight"]) == (0.1, "mean", None)
 
 
+def test_token_windows_reach_the_model_the_json_and_the_corpus_cache(toy, tiny_o1_dir, tmp_path):
+    default = _eval(toy, tiny_o1_dir, tmp_path / "d.json", "--k", "0")
+    short = _eval(toy, tiny_o1_dir, tmp_path / "s.json", "--k", "0", "--document-max-length", "4",
+                  "--query-max-length", "6")
+    assert (default["meta"]["generation"]["document_max_length"], default["meta"]["generation"]["query_max_length"]) \
+        == (192, 256)
+    assert (short["meta"]["generation"]["document_max_length"], short["meta"]["generation"]["query_max_length"]) \
+        == (4, 6)
+    # Cut documents are other vectors: they must not come from the full-length cache entry.
+    assert short["meta"]["systems"][0]["corpus_embeddings"] == "computed"
+    assert short["results"][0]["ndcg@10"] != default["results"][0]["ndcg@10"]
+    from o1_retriever.evaluation.runner import EvalConfig
+    with pytest.raises(TypeError, match="query_max_length must be a positive int, got 2.5"):
+        EvalConfig(dataset=str(toy), query_max_length=2.5)
+
+
 @pytest.mark.parametrize("field, value, message", [("temperature", -1.0, "temperature must be >= 0"),
                                                    ("top_p", 1.5, "top_p must be in"),
                                                    ("aggregation", "max", "aggregation='max' is not supported"),
-                                                   ("query_weight", 1.2, r"query_weight must be in \[0, 1\]")])
+                                                   ("query_weight", 1.2, r"query_weight must be in \[0, 1\]"),
+                                                   ("document_max_length", 0, "document_max_length must be > 0, got 0")])
 def test_bad_sampling_options_fail_before_any_work(toy, field, value, message):
     from o1_retriever.evaluation.runner import EvalConfig
     with pytest.raises(ValueError, match=message):
