@@ -16,6 +16,7 @@ from .device import resolve_device, resolve_dtype
 from .encoding import LMEncoder, SentenceEncoder
 from .formatting import query_embedding_text
 from .loading import fingerprint, load_causal_lm, merged_adapter_dir
+from .sampling import SAMPLER
 from .thinking import GenerationConfig, Thinker
 from .validation import (AGGREGATIONS, QUANTIZATIONS, as_text_list, check_choice, check_k, check_positive_int,
                          check_query_weight)
@@ -118,7 +119,7 @@ class O1Embedder:
                 and t.model is self.encoder.model and self.quantization is None and t.prompt_style == "official")
 
     def _keys(self, queries: list[str], k: int) -> list[str]:
-        params = self.generation.as_dict() | {"quantization": self.quantization}
+        params = self.generation.as_dict() | {"quantization": self.quantization, "sampler": SAMPLER}
         template = f"{self.thinker.prompt_style}:{self.thinker.prompt('{query}')}"
         return [cache_key(self.thinker_fingerprint, template, q, k, params) for q in queries]
 
