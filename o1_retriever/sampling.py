@@ -7,7 +7,8 @@ The nucleus nearly always lies among the few hundred likeliest tokens, so `sampl
 the warper's. Rows where it does not (a very flat distribution) fall back to a full sort.
 
 `NucleusSampler` plugs this into `generate()`: it draws the token itself and leaves it as the only finite
-score, so generate runs greedy and keeps its own caches, padding and stopping rules.
+score, so generate runs greedy and keeps its own caches, padding and stopping rules. `generate` below is how
+the thinker and the training experts call it.
 """
 from __future__ import annotations
 
@@ -55,6 +56,17 @@ def sample_nucleus(scores: torch.Tensor, temperature: float, top_p: float,
     weights, ids = nucleus(scores, top_p)
     choice = torch.multinomial(weights, 1, generator=generator)
     return ids.gather(1, choice).squeeze(1)
+
+
+def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, n: int, temperature: float,
+             top_p: float, **kwargs):
+    """`model.generate` with n samples per prompt, each prompt's rows together (as `num_return_sequences`
+    lays them out), drawn by `NucleusSampler`; temperature 0 is greedy. kwargs go to generate."""
+    from transformers import LogitsProcessorList
+    sampler = [NucleusSampler(temperature, top_p)] if temperature > 0 else []
+    return model.generate(input_ids=input_ids.repeat_interleave(n, 0),
+                          attention_mask=attention_mask.repeat_interleave(n, 0), do_sample=False, temperature=None,
+                          top_p=None, top_k=None, logits_processor=LogitsProcessorList(sampler), **kwargs)
 
 
 class NucleusSampler:

@@ -7,7 +7,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .formatting import EMB, chat_thinking_prompt, thinking_prompt
-from .sampling import NucleusSampler
+from .sampling import generate
 
 
 @dataclass(frozen=True)
@@ -52,20 +52,13 @@ class Thinker:
 
     @torch.inference_mode()
     def _generate(self, queries: list[str], k: int, config: GenerationConfig, want_cache: bool):
-        from transformers import LogitsProcessorList
         tok = self.tokenizer
         batch = tok([self.prompt(q) for q in queries], return_tensors="pt", padding=True, truncation=True,
                     max_length=config.prompt_max_length, add_special_tokens=self.prompt_style == "official")
         batch = batch.to(self.device)
-        # Each prompt k times in a row (as num_return_sequences would); generate runs greedy and the
-        # NucleusSampler draws the tokens, far faster than generate's own top-p sampling on a CPU.
-        sampler = [NucleusSampler(config.temperature, config.top_p)] if config.temperature > 0 else []
-        out = self.model.generate(
-            input_ids=batch["input_ids"].repeat_interleave(k, 0),
-            attention_mask=batch["attention_mask"].repeat_interleave(k, 0),
-            do_sample=False, temperature=None, top_p=None, top_k=None, logits_processor=LogitsProcessorList(sampler),
-            max_new_tokens=config.max_new_tokens, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-            return_dict_in_generate=True, use_cache=True)
+        out = generate(self.model, batch["input_ids"], batch["attention_mask"], n=k, temperature=config.temperature,
+                       top_p=config.top_p, max_new_tokens=config.max_new_tokens, pad_token_id=tok.pad_token_id,
+                       eos_token_id=tok.eos_token_id, return_dict_in_generate=True, use_cache=True)
         return batch, out
 
     def _decode(self, new_tokens: torch.Tensor) -> list[str]:

@@ -62,3 +62,25 @@ def test_processor_leaves_one_finite_score_inside_the_nucleus():
 def test_bad_sampling_arguments(temperature, top_p, message):
     with pytest.raises(ValueError, match=message):
         sample_nucleus(torch.zeros(1, 4), temperature, top_p)
+
+
+def test_generate_lays_out_n_samples_per_prompt(tiny_o1_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from o1_retriever.sampling import generate
+    tok = AutoTokenizer.from_pretrained(tiny_o1_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_o1_dir).eval()
+    batch = tok(["protein folding in cells", "tides"], return_tensors="pt", padding=True)
+
+    def run(temperature, seed=0):
+        torch.manual_seed(seed)
+        return generate(model, batch["input_ids"], batch["attention_mask"], n=3, temperature=temperature, top_p=0.9,
+                        max_new_tokens=6, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+
+    out = run(1.0)
+    width = batch["input_ids"].shape[1]
+    assert out.shape[0] == 6 and torch.equal(out[:, :width], batch["input_ids"].repeat_interleave(3, 0))
+    assert torch.equal(run(1.0), out)  # same seed, same samples
+    assert len({tuple(r) for r in out[:, width:].tolist()}) > 2  # a random tiny model at T=1: the rows differ
+    greedy = run(0.0)[:, width:]
+    assert torch.equal(greedy[0], greedy[1]) and torch.equal(greedy[0], greedy[2])  # T=0: one answer per prompt

@@ -16,6 +16,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 import torch
 from tqdm.auto import tqdm
 
+from o1_retriever.sampling import generate
+
 
 def _clean(text: str) -> str:
     return text.strip()
@@ -50,11 +52,9 @@ class HFExpert:
         tok.truncation_side = "left"
         batch = tok(prompts, return_tensors="pt", padding=True, truncation=True,
                     max_length=self.prompt_max_length, add_special_tokens=False).to(self.model.device)
-        sample = self.temperature > 0
-        out = self.model.generate(**batch, do_sample=sample, temperature=self.temperature if sample else None,
-                                  top_p=self.top_p if sample else None, top_k=None, num_return_sequences=n,
-                                  max_new_tokens=self.max_new_tokens, pad_token_id=tok.pad_token_id,
-                                  eos_token_id=tok.eos_token_id)
+        out = generate(self.model, batch["input_ids"], batch["attention_mask"], n=n, temperature=self.temperature,
+                       top_p=self.top_p, max_new_tokens=self.max_new_tokens, pad_token_id=tok.pad_token_id,
+                       eos_token_id=tok.eos_token_id)
         texts = tok.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
         return [[_clean(t) for t in texts[i * n:(i + 1) * n]] for i in range(len(prompts))]
 
