@@ -112,7 +112,9 @@ class Thinker:
                 flat = self._decode(new)
                 thoughts.extend(flat[i * k:(i + 1) * k] for i in range(len(chunk)))
                 prompt_mask = batch["attention_mask"].repeat_interleave(k, 0)
-                vectors.append(self._emb_step(prompt_mask, new, out.past_key_values, eos, emb))
+                cache = getattr(out, "cache", None)  # transformers >= 5.2x; `past_key_values` before
+                vectors.append(self._emb_step(prompt_mask, new, cache if cache is not None else out.past_key_values,
+                                              eos, emb))
                 prompts = batch["input_ids"].repeat_interleave(k, 0)
                 for row, mask, gen in zip(prompts.tolist(), prompt_mask.tolist(), new.tolist()):
                     gen = gen[: gen.index(eos)] if eos in gen else gen
