@@ -84,3 +84,12 @@ def test_generate_lays_out_n_samples_per_prompt(tiny_o1_dir):
     assert len({tuple(r) for r in out[:, width:].tolist()}) > 2  # a random tiny model at T=1: the rows differ
     greedy = run(0.0)[:, width:]
     assert torch.equal(greedy[0], greedy[1]) and torch.equal(greedy[0], greedy[2])  # T=0: one answer per prompt
+
+
+def test_a_batch_mixing_peaked_and_flat_rows_takes_each_path_correctly():
+    scores = torch.cat([_scores(2, 5000, 8.0, seed=2), _scores(2, 5000, 0.3, seed=3)])  # peaked, peaked, flat, flat
+    weights, ids = nucleus(scores, 0.9)
+    assert ids.shape[1] == 5000  # the flat rows forced the full sort for the batch
+    ours = torch.zeros_like(scores).scatter_(1, ids, weights)
+    torch.testing.assert_close(ours / ours.sum(-1, keepdim=True), _warper_probs(scores, 1.0, 0.9), rtol=1e-4, atol=1e-6)
+    assert (weights[:2, CANDIDATES:] == 0).all()  # the peaked rows keep only their candidates
