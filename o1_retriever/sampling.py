@@ -33,13 +33,9 @@ def nucleus(scores: torch.Tensor, top_p: float, candidates: int = CANDIDATES) ->
     top_logp, ids = logp.topk(n, dim=-1)  # sorted, likeliest first
     probs = top_logp.exp()
     covered = probs.sum(-1) >= top_p
-    if n < logp.shape[-1] and not bool(covered.all()):
-        full_logp, full_ids = logp.sort(dim=-1, descending=True)
-        full = full_logp.exp()
-        full[covered] = 0.0
-        full[covered, :n] = probs[covered]
-        full_ids[covered, :n] = ids[covered]
-        probs, ids = full, full_ids
+    if n < logp.shape[-1] and not bool(covered.all()):  # a full sort serves the covered rows as well
+        full_logp, ids = logp.sort(dim=-1, descending=True)
+        probs = full_logp.exp()
     return probs * _keep(probs, top_p), ids
 
 
