@@ -51,7 +51,7 @@ class Thinker:
         return chat_thinking_prompt(self.tokenizer, query)
 
     @torch.inference_mode()
-    def _generate(self, queries: list[str], k: int, config: GenerationConfig, want_cache: bool):
+    def _generate(self, queries: list[str], k: int, config: GenerationConfig):
         tok = self.tokenizer
         batch = tok([self.prompt(q) for q in queries], return_tensors="pt", padding=True, truncation=True,
                     max_length=config.prompt_max_length, add_special_tokens=self.prompt_style == "official")
@@ -79,7 +79,7 @@ class Thinker:
                 torch.manual_seed(config.seed)
             for start in tqdm(range(0, len(queries), batch_size), desc="Thinking", disable=not show_progress_bar):
                 chunk = queries[start: start + batch_size]
-                batch, out = self._generate(chunk, k, config, want_cache=False)
+                batch, out = self._generate(chunk, k, config)
                 flat = self._decode(out.sequences[:, batch["input_ids"].shape[1]:])
                 thoughts.extend(flat[i * k:(i + 1) * k] for i in range(len(chunk)))
         return thoughts
@@ -106,7 +106,7 @@ class Thinker:
                 torch.manual_seed(config.seed)
             for start in tqdm(range(0, len(queries), batch_size), desc="Thinking", disable=not show_progress_bar):
                 chunk = queries[start: start + batch_size]
-                batch, out = self._generate(chunk, k, config, want_cache=True)
+                batch, out = self._generate(chunk, k, config)
                 prompt_len = batch["input_ids"].shape[1]
                 new = out.sequences[:, prompt_len:]
                 flat = self._decode(new)

@@ -148,7 +148,7 @@ def test_fused_vector_equals_a_fresh_pass_over_the_same_tokens(tiny_o1_dir, tmp_
     queries = ["protein cell gene", "a", "river ocean water and solar energy of the city", "the war"]
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        batch, out = th._generate(queries, 3, cfg, want_cache=True)
+        batch, out = th._generate(queries, 3, cfg)
     new = out.sequences[:, batch["input_ids"].shape[1]:]
     eos, emb_id = tok.eos_token_id, tok.convert_tokens_to_ids("<emb>")
     finished = (new == eos).any(1)
