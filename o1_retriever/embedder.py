@@ -225,9 +225,10 @@ class O1Embedder:
 
     def inference_settings(self) -> dict:
         """Sampling and aggregation settings: what eval JSONs record and a Chroma config rebuilds from."""
-        return self.generation.as_dict() | {"aggregation": self.aggregation, "query_weight": self.query_weight,
-                                            "query_max_length": self.query_max_length,
-                                            "document_max_length": self.document_max_length}
+        settings = self.generation.as_dict() | {"aggregation": self.aggregation, "query_weight": self.query_weight}
+        if isinstance(self.encoder, LMEncoder):  # a sentence-transformers encoder keeps its own max_seq_length
+            settings |= {"query_max_length": self.query_max_length, "document_max_length": self.document_max_length}
+        return settings
 
     @property
     def dim(self) -> int:

@@ -67,9 +67,11 @@ def register(subparsers) -> None:
     p.add_argument("--query-weight", type=float, metavar="W",
                    help="bare query's share of the vector under mean_with_query (default: the model's, else 1/(k+1))")
     p.add_argument("--query-max-length", type=_positive_int, metavar="N",
-                   help="token window for query + thought (default: the model's, else 256)")
+                   help="O1 model's token window for query + thought (default: the model's, else 256; "
+                        "sentence-transformers encoders keep their max_seq_length)")
     p.add_argument("--document-max-length", type=_positive_int, metavar="N",
-                   help="token window for documents, longer ones are cut (default: the model's, else 192)")
+                   help="O1 model's token window for documents, longer ones are cut (default: the model's, "
+                        "else 192)")
     p.add_argument("--seed", type=int, default=0, help="seed for sampling thoughts and for --max-docs")
     p.add_argument("--ignore-identical-ids", action="store_true",
                    help="drop a hit whose id equals the query id (BEIR's rule for ArguAna/Quora only)")

@@ -79,8 +79,11 @@ def test_encoder_baseline_and_composite(toy, tiny_lm_dir, tmp_path):
             "--composite-encoder", minilm, "--baseline-encoder", minilm, "--k", "0,1", "--max-new-tokens", "8",
             "--output", str(tmp_path / "c.json")]
     assert main(argv) == 0
-    rows = json.loads((tmp_path / "c.json").read_text())["results"]
+    out = json.loads((tmp_path / "c.json").read_text())
+    rows = out["results"]
     assert [(r["system"], r["k"]) for r in rows] == [("composite", 0), ("composite", 1), ("encoder", None)]
+    # MiniLM keeps its own max_seq_length: the O1 token windows are not recorded as if they applied
+    assert "document_max_length" not in out["meta"]["generation"] and out["meta"]["generation"]["max_new_tokens"] == 8
     # composite at k=0 embeds the bare query with MiniLM: exactly the plain encoder baseline
     assert rows[0]["ndcg@10"] == pytest.approx(rows[2]["ndcg@10"], abs=1e-9)
     assert rows[2]["ndcg@10"] > 0.5
