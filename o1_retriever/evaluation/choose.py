@@ -1,5 +1,5 @@
-"""Choose a model's inference settings (temperature, top_p, aggregation, query_weight) from `o1-retriever eval` JSONs
-run on held-out dev data, and write them into its `o1_generation.json`:
+"""Choose a model's inference settings (temperature, top_p, aggregation, query_weight, token windows) from
+`o1-retriever eval` JSONs run on held-out dev data, and write them into its `o1_generation.json`:
 
     python -m o1_retriever.evaluation.choose --k 3 --into MODEL_DIR/o1_generation.json runs/x/dev/*.json
 
@@ -15,8 +15,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-SETTING_KEYS = ("temperature", "top_p", "aggregation", "query_weight")
-REQUIRED_KEYS = SETTING_KEYS[:3]  # runs before query_weight existed used the equal share (None)
+SETTING_KEYS = ("temperature", "top_p", "aggregation", "query_weight", "query_max_length", "document_max_length")
+REQUIRED_KEYS = SETTING_KEYS[:3]  # older runs lack the rest: None, the model's default
 
 
 def _read(path: Path, k: int, metric: str, system: str = "o1") -> tuple[str, tuple, float, float | None]:
@@ -74,7 +74,9 @@ def plot_choice(table, best: dict, path, k: int, metric: str, baseline: float | 
     plt = _pyplot()
     labels = [f"T={s['temperature']}\ntop_p={s['top_p']}\n{s['aggregation']}"
               + ("" if s.get("query_weight") is None else f"\nquery {s['query_weight']}")
-              + ("" if s.get("dense_weight") is None else f"\ndense {s['dense_weight']}") for s, _ in table]
+              + ("" if s.get("dense_weight") is None else f"\ndense {s['dense_weight']}")
+              + ("" if s.get("document_max_length") is None else f"\ndoc {s['document_max_length']} tok")
+              for s, _ in table]
     scores = [v for _, v in table]
     fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(table)), 4))
     ax.bar(range(len(table)), scores, color=["tab:orange" if s == best else "tab:blue" for s, _ in table])

@@ -104,3 +104,23 @@ def test_choose_picks_the_hybrid_dense_share_from_hybrid_runs(tmp_path, monkeypa
         choose_main([*map(str, files), "--k", "1", "--system", "o1+bm25", "--into", str(tmp_path / "g.json")])
     assert "search option" in capsys.readouterr().err
     assert not (tmp_path / "g.json").exists()
+
+
+@pytest.mark.filterwarnings("ignore:Some inputs are longer")  # a 4-token window cuts the toy documents, by design
+def test_a_document_window_sweep_is_chosen_and_written(tmp_path, monkeypatch, tiny_o1_dir):
+    """Runs that differ only in --document-max-length are distinct settings; the winner's window goes into the model."""
+    monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path / "cache"))
+    data = write_beir(tmp_path / "alpha")
+    files = []
+    for window in ("4", "64"):
+        out = tmp_path / f"w{window}.json"
+        assert main(["eval", "--dataset", str(data), "--model", str(tiny_o1_dir), "--k", "0,1", "--max-new-tokens",
+                     "6", "--document-max-length", window, "--output", str(out)]) == 0
+        files.append(out)
+    scores = {json.loads(f.read_text())["meta"]["generation"]["document_max_length"]:
+              next(r["ndcg@10"] for r in json.loads(f.read_text())["results"] if r["k"] == 1) for f in files}
+    result = choose(files, k=1)
+    assert len(result.table) == 2 and result.best["document_max_length"] == max(scores, key=scores.get)
+    target = tmp_path / "o1_generation.json"
+    assert choose_main([*map(str, files), "--k", "1", "--into", str(target)]) == 0
+    assert json.loads(target.read_text())["document_max_length"] == result.best["document_max_length"]
