@@ -61,13 +61,18 @@ class O1Embedder:
     # ---- construction -------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path_or_id=None, *, device=None, dtype="auto", quantization=None,
-                        share_weights: bool = False, prompt_style: str = "auto", **options) -> "O1Embedder":
+                        share_weights: bool = False, prompt_style: str = "auto", backend: str = "auto",
+                        **options) -> "O1Embedder":
         """Load an O1 checkpoint, any causal LM, a `.gguf` file, or (None) the bundled default.
 
         quantization: "4bit" (NF4) / "8bit" loads the *thinker* with bitsandbytes while the encoder
         stays in `dtype`; `share_weights=True` uses the quantized instance for both (least memory).
         prompt_style: "official" (`<query>…<thought>`), "chat" (instruction via the chat template, for
         models never trained on the O1 tokens), or "auto" (official iff the checkpoint has the tokens).
+        backend: "auto" runs a local Llama checkpoint that has the O1 tokens (the default model among them)
+        on o1-retriever's own Llama (`o1_retriever.llama`: same weights and results, loads ~3x faster) and
+        everything else on transformers; "transformers" or "native" force one (a quantized thinker is
+        always transformers').
         """
         check_choice(quantization, "quantization", QUANTIZATIONS)
         check_choice(prompt_style, "prompt_style", ("auto", "official", "chat"))
@@ -80,11 +85,12 @@ class O1Embedder:
                 source = merged_adapter_dir(source, dt)
             source = str(source)
         if quantization is None or share_weights:
-            loaded = load_causal_lm(source, device=dev, dtype=dt, quantization=quantization)
+            loaded = load_causal_lm(source, device=dev, dtype=dt, quantization=quantization, backend=backend)
             thinker_lm = encoder_lm = loaded
         else:
-            encoder_lm = load_causal_lm(source, device=dev, dtype=dt)
-            thinker_lm = load_causal_lm(source, device=dev, dtype=dt, quantization=quantization)
+            encoder_lm = load_causal_lm(source, device=dev, dtype=dt, backend=backend)
+            thinker_lm = load_causal_lm(source, device=dev, dtype=dt, quantization=quantization,
+                                        backend="auto" if backend == "native" else backend)
         style = thinker_lm.prompt_style if prompt_style == "auto" else prompt_style
         thinker = Thinker(thinker_lm.model, thinker_lm.tokenizer, style)
         encoder = LMEncoder(encoder_lm.model, encoder_lm.tokenizer)

@@ -123,8 +123,6 @@ def _materialize(source: str, dtype) -> tuple[Path, bool]:
     """A plain HF directory with the O1 token rows, for quantized loading (bitsandbytes quantizes in
     from_pretrained, so every other source is first written out once to the cache).
     Returns (dir, whether the original checkpoint already had the O1 tokens)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     path = Path(source).expanduser()
     if path.suffix == ".gguf":
         key = hashlib.sha256(f"{path.resolve()}:{path.stat().st_size}".encode()).hexdigest()[:16]
@@ -140,6 +138,7 @@ def _materialize(source: str, dtype) -> tuple[Path, bool]:
         return out, True
     elif not path.exists():
         path = Path(source)  # hub id
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # not needed for a merge already cached
     tokenizer = AutoTokenizer.from_pretrained(path)
     vocab = tokenizer.get_vocab()
     if all(t in vocab for t in SPECIAL_TOKENS):
@@ -195,17 +194,57 @@ def merged_adapter_dir(adapter_dir: str | Path, dtype) -> Path:
     return _materialize(str(adapter_dir), dtype)[0]
 
 
-def load_causal_lm(source: str, *, device: torch.device, dtype: torch.dtype,
-                   quantization: str | None = None) -> LoadedLM:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+BACKENDS = ("auto", "native", "transformers")
 
+
+def _load_native(path: Path, device: torch.device, dtype: torch.dtype, required: bool) -> LoadedLM | None:
+    """The Llama in `llama.py` (no transformers model code: a warm load in well under a second), for a local
+    Llama directory that already has the O1 tokens. None, or with `required` a ValueError, when it cannot."""
+    from .llama import LlamaForCausalLM, unsupported_reason
+
+    reason = unsupported_reason(path) if path.is_dir() else "not a local model directory"
+    tokenizer = None
+    if reason is None:
+        from transformers import PreTrainedTokenizerFast  # not AutoTokenizer: that imports every model config
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(path) if (path / "tokenizer.json").exists() else None
+        vocab = tokenizer.get_vocab() if tokenizer is not None else {}
+        if tokenizer is None:
+            reason = "no tokenizer.json"
+        elif not all(t in vocab for t in SPECIAL_TOKENS):
+            reason = "its tokenizer lacks the O1 tokens (a chat-prompted model is loaded with transformers)"
+    if reason is not None:
+        if required:
+            raise ValueError(f"backend='native' cannot load {str(path)!r}: {reason}; use backend='transformers'")
+        return None
+    model = LlamaForCausalLM.from_pretrained(path, dtype=dtype)
+    if model.get_input_embeddings().weight.shape[0] < len(tokenizer):
+        if required:
+            raise ValueError(f"backend='native' cannot load {str(path)!r}: fewer embedding rows than tokens")
+        return None
+    add_special_tokens(model, tokenizer)
+    return LoadedLM(model.to(device), tokenizer, "official", str(path))
+
+
+def load_causal_lm(source: str, *, device: torch.device, dtype: torch.dtype,
+                   quantization: str | None = None, backend: str = "transformers") -> LoadedLM:
+    """backend: "transformers" (any causal LM), "native" (our Llama, see `llama.py`), or "auto" (native
+    where it can load the source: a local Llama directory with the O1 tokens, unquantized)."""
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"model path must be a str or PathLike, got {type(source).__name__}")
+    check_choice(backend, "backend", BACKENDS)
     source = str(source)
     path = Path(source).expanduser()
     if _looks_like_path(source) and not path.exists():
         raise ValueError(f"model path {source!r} does not exist; give a local directory, a .gguf file or a hub id")
+    if backend == "native" and quantization is not None:
+        raise ValueError("backend='native' does not quantize; use backend='transformers' or 'auto'")
     qconfig = _quantization_config(quantization, dtype)
+    if backend != "transformers":
+        if qconfig is None:
+            loaded = _load_native(path, device, dtype, required=backend == "native")
+            if loaded is not None:
+                return loaded
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # after the native path: a heavy import
     try:
         if qconfig is not None:
             plain, had_tokens = _materialize(source, dtype)
