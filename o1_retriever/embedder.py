@@ -15,7 +15,7 @@ from .default_model import cache_dir, default_model_path, minilm_path, smollm2_b
 from .device import resolve_device, resolve_dtype
 from .encoding import LMEncoder, SentenceEncoder
 from .formatting import query_embedding_text
-from .loading import fingerprint, load_causal_lm, merged_adapter_dir
+from .loading import BACKENDS, fingerprint, load_causal_lm, merged_adapter_dir
 from .sampling import SAMPLER
 from .thinking import GenerationConfig, Thinker
 from .validation import (AGGREGATIONS, QUANTIZATIONS, as_text_list, check_choice, check_k, check_positive_int,
@@ -76,6 +76,12 @@ class O1Embedder:
         """
         check_choice(quantization, "quantization", QUANTIZATIONS)
         check_choice(prompt_style, "prompt_style", ("auto", "official", "chat"))
+        check_choice(backend, "backend", BACKENDS)
+        if prompt_style == "chat":  # chat templates need transformers' tokenizer
+            if backend == "native":
+                raise ValueError("prompt_style='chat' needs backend='transformers' (or 'auto'): o1-retriever's "
+                                 "own Llama has no chat templates")
+            backend = "transformers"
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
         source = path_or_id

@@ -189,11 +189,15 @@ def _mask(attention_mask, q_len: int, offset: int, device):
 class Backbone(nn.Module):
     def __init__(self, c: LlamaConfig):
         super().__init__()
-        self.embed_tokens = nn.Embedding(c.vocab_size, c.hidden_size)
+        # An explicit weight skips the random init: on the meta device that init (normal_) runs a python
+        # kernel that imports torch._dynamo, about a second of the load.
+        weight = torch.empty(c.vocab_size, c.hidden_size)
+        self.embed_tokens = nn.Embedding(c.vocab_size, c.hidden_size, _weight=weight)
         self.layers = nn.ModuleList(DecoderLayer(c, i) for i in range(c.num_hidden_layers))
         self.norm = RMSNorm(c.hidden_size, c.rms_norm_eps)
-        inv_freq = 1.0 / (c.rope_theta ** (torch.arange(0, c.head_dim, 2, dtype=torch.float) / c.head_dim))
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        # device="cpu" even under from_pretrained's meta device: a real buffer, and no python meta kernel.
+        steps = torch.arange(0, c.head_dim, 2, dtype=torch.float, device="cpu")
+        self.register_buffer("inv_freq", 1.0 / (c.rope_theta ** (steps / c.head_dim)), persistent=False)
 
     def forward(self, input_ids, attention_mask=None, position_ids=None, cache: KVCache | None = None,
                 use_cache: bool = False) -> BackboneOutput:
@@ -231,6 +235,19 @@ class LlamaForCausalLM(nn.Module):
         if config.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.lm_head.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.lm_head.weight.device
+
+    def get_memory_footprint(self) -> int:
+        """Bytes of parameters and buffers (a tied weight counted once), as transformers reports it."""
+        tensors = {id(t): t for t in [*self.parameters(), *self.buffers()]}.values()
+        return sum(t.numel() * t.element_size() for t in tensors)
+
     def get_input_embeddings(self) -> nn.Embedding:
         return self.model.embed_tokens
 
@@ -255,8 +272,6 @@ class LlamaForCausalLM(nn.Module):
             raise ValueError(f"{path}/{WEIGHTS} does not match the config: missing {missing}, unexpected {unexpected}")
         if model.config.tie_word_embeddings:
             model.lm_head.weight = model.model.embed_tokens.weight
-        c = model.config
-        model.model.inv_freq = 1.0 / (c.rope_theta ** (torch.arange(0, c.head_dim, 2, dtype=torch.float) / c.head_dim))
         return model.eval()
 
     @torch.inference_mode()

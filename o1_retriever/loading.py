@@ -200,23 +200,21 @@ BACKENDS = ("auto", "native", "transformers")
 def _load_native(path: Path, device: torch.device, dtype: torch.dtype, required: bool) -> LoadedLM | None:
     """The Llama in `llama.py` (no transformers model code: a warm load in well under a second), for a local
     Llama directory that already has the O1 tokens. None, or with `required` a ValueError, when it cannot."""
-    from .llama import LlamaForCausalLM, unsupported_reason
+    from . import llama, tokenizer as tokenizers
 
-    reason = unsupported_reason(path) if path.is_dir() else "not a local model directory"
-    tokenizer = None
+    if path.is_dir():
+        reason = llama.unsupported_reason(path) or tokenizers.unsupported_reason(path)
+    else:
+        reason = "not a local model directory"
     if reason is None:
-        from transformers import PreTrainedTokenizerFast  # not AutoTokenizer: that imports every model config
-        tokenizer = PreTrainedTokenizerFast.from_pretrained(path) if (path / "tokenizer.json").exists() else None
-        vocab = tokenizer.get_vocab() if tokenizer is not None else {}
-        if tokenizer is None:
-            reason = "no tokenizer.json"
-        elif not all(t in vocab for t in SPECIAL_TOKENS):
+        tokenizer = tokenizers.Tokenizer.from_pretrained(path)  # transformers' import alone costs ~0.7 s
+        if not all(t in tokenizer.get_vocab() for t in SPECIAL_TOKENS):
             reason = "its tokenizer lacks the O1 tokens (a chat-prompted model is loaded with transformers)"
     if reason is not None:
         if required:
             raise ValueError(f"backend='native' cannot load {str(path)!r}: {reason}; use backend='transformers'")
         return None
-    model = LlamaForCausalLM.from_pretrained(path, dtype=dtype)
+    model = llama.LlamaForCausalLM.from_pretrained(path, dtype=dtype)
     if model.get_input_embeddings().weight.shape[0] < len(tokenizer):
         if required:
             raise ValueError(f"backend='native' cannot load {str(path)!r}: fewer embedding rows than tokens")

@@ -32,6 +32,16 @@ def test_demo_prints_thoughts_and_hits(tiny_o1_dir, capsys):
     assert out.count("Query:") == 3 and "thought 2:" in out and "Indexed 32 passages" in out
 
 
+def test_demo_is_the_same_on_either_backend(tiny_o1_dir, capsys):
+    outs = []
+    for backend in ("native", "transformers"):
+        assert main(["demo", *_model_args(tiny_o1_dir), "--k", "2", "--top-k", "2", "--backend", backend]) == 0
+        outs.append(capsys.readouterr().out)
+    assert "thought 2:" in outs[0] and outs[0] == outs[1]  # thoughts, hits and scores alike
+    with pytest.raises(SystemExit):
+        main(["demo", *_model_args(tiny_o1_dir), "--backend", "fast"])
+
+
 def test_index_then_search(tiny_o1_dir, tmp_path, capsys):
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("\n".join(json.dumps({"_id": f"d{i}", "title": "T", "text": t, "year": 2000 + i})

@@ -153,7 +153,7 @@ def test_fused_vector_equals_a_fresh_pass_over_the_same_tokens(tiny_o1_dir, tmp_
     eos, emb_id = tok.eos_token_id, tok.convert_tokens_to_ids("<emb>")
     finished = (new == eos).any(1)
     assert finished.any() and not finished.all(), "need both early-stopped and length-capped thoughts"
-    fused = th._emb_step(batch["attention_mask"].repeat_interleave(3, 0), new, out.past_key_values, eos, emb_id)
+    fused = th._emb_step(batch["attention_mask"].repeat_interleave(3, 0), new, out.cache, eos, emb_id)
     for i in range(new.shape[0]):
         prompt = batch["input_ids"][i // 3][batch["attention_mask"][i // 3].bool()].tolist()
         gen = new[i].tolist()

@@ -35,6 +35,9 @@ def test_native_is_what_auto_loads_and_has_transformers_parameter_names(pair, ti
     assert isinstance(load_causal_lm(str(tiny_o1_dir), device=CPU, dtype=torch.float32, backend="auto").model,
                       LlamaForCausalLM)
     assert set(native.model.state_dict()) == set(hf.model.state_dict())
+    assert native.model.dtype == hf.model.dtype and native.model.device == hf.model.device
+    # Weights counted as transformers counts them; it keeps one more copy of the RoPE frequencies.
+    assert 0 <= hf.model.get_memory_footprint() - native.model.get_memory_footprint() <= 1024
     assert native.prompt_style == hf.prompt_style == "official"
     # Same weights, same fingerprint: thought and vector caches are shared between the backends.
     assert fingerprint(native.model, native.tokenizer) == fingerprint(hf.model, hf.tokenizer)
