@@ -268,7 +268,7 @@ class LlamaForCausalLM(nn.Module):
             state.pop("lm_head.weight", None)
         state = {name: t.to(dtype) for name, t in state.items()}
         missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
-        if unexpected or set(missing) - {"lm_head.weight"}:
+        if unexpected or set(missing) - ({"lm_head.weight"} if model.config.tie_word_embeddings else set()):
             raise ValueError(f"{path}/{WEIGHTS} does not match the config: missing {missing}, unexpected {unexpected}")
         if model.config.tie_word_embeddings:
             model.lm_head.weight = model.model.embed_tokens.weight

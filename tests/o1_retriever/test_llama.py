@@ -148,3 +148,13 @@ def test_weights_that_do_not_fit_the_config_are_refused(tiny_o1_dir, tmp_path):
     (broken / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="does not match the config"):
         LlamaForCausalLM.from_pretrained(broken)
+    # An untied model whose file lacks the LM head must not load with an empty head.
+    from safetensors.torch import load_file, save_file
+    headless = tmp_path / "headless"
+    shutil.copytree(tiny_o1_dir, headless)
+    assert json.loads((headless / "config.json").read_text())["tie_word_embeddings"] is False
+    weights = load_file(str(headless / "model.safetensors"))
+    del weights["lm_head.weight"]
+    save_file(weights, str(headless / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(ValueError, match="lm_head.weight"):
+        LlamaForCausalLM.from_pretrained(headless)
