@@ -77,11 +77,6 @@ class O1Embedder:
         check_choice(quantization, "quantization", QUANTIZATIONS)
         check_choice(prompt_style, "prompt_style", ("auto", "official", "chat"))
         check_choice(backend, "backend", BACKENDS)
-        if prompt_style == "chat":  # chat templates need transformers' tokenizer
-            if backend == "native":
-                raise ValueError("prompt_style='chat' needs backend='transformers' (or 'auto'): o1-retriever's "
-                                 "own Llama has no chat templates")
-            backend = "transformers"
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
         source = path_or_id

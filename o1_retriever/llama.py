@@ -37,6 +37,8 @@ class LlamaConfig:
     tie_word_embeddings: bool
     attention_bias: bool = False
     mlp_bias: bool = False
+    eos_token_id: tuple[int, ...] = ()  # generate's defaults, from generation_config.json as in transformers
+    pad_token_id: int | None = None
     model_type: str = "llama"
 
 
@@ -58,8 +60,16 @@ def unsupported_reason(path: Path) -> str | None:
     return None
 
 
+def _ids(value) -> tuple[int, ...]:
+    return () if value is None else tuple(value) if isinstance(value, list) else (value,)
+
+
 def read_config(path: Path) -> LlamaConfig:
     raw = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    gen_file = path / "generation_config.json"
+    gen = json.loads(gen_file.read_text(encoding="utf-8")) if gen_file.is_file() else {}
+    eos = _ids(gen.get("eos_token_id", raw.get("eos_token_id")))
+    pad = gen.get("pad_token_id", raw.get("pad_token_id"))
     heads = raw["num_attention_heads"]
     theta = (raw.get("rope_parameters") or {}).get("rope_theta", raw.get("rope_theta", 10000.0))
     return LlamaConfig(hidden_size=raw["hidden_size"], intermediate_size=raw["intermediate_size"],
@@ -68,7 +78,8 @@ def read_config(path: Path) -> LlamaConfig:
                        head_dim=raw.get("head_dim") or raw["hidden_size"] // heads, rms_norm_eps=raw["rms_norm_eps"],
                        rope_theta=float(theta), vocab_size=raw["vocab_size"],
                        tie_word_embeddings=raw.get("tie_word_embeddings", False),
-                       attention_bias=raw.get("attention_bias", False), mlp_bias=raw.get("mlp_bias", False))
+                       attention_bias=raw.get("attention_bias", False), mlp_bias=raw.get("mlp_bias", False),
+                       eos_token_id=eos, pad_token_id=pad)
 
 
 class RMSNorm(nn.Module):
@@ -275,21 +286,34 @@ class LlamaForCausalLM(nn.Module):
         return model.eval()
 
     @torch.inference_mode()
-    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int,
-                 eos_token_id: int, pad_token_id: int, logits_processor=(), do_sample: bool = False,
-                 use_cache: bool = True, return_dict_in_generate: bool = True, **unused_sampling) -> GenerateOutput:
-        """Greedy over the processed scores (a sampler in `logits_processor` makes it sample). Finished rows
-        get `pad_token_id`; stops when every row has written EOS or after max_new_tokens. Positions come
-        from the attention mask, as in transformers' generate, so left padding does not shift them."""
-        if do_sample or not use_cache or not return_dict_in_generate:
-            raise ValueError("the native Llama generates only with do_sample=False, use_cache=True and "
-                             "return_dict_in_generate=True (sampling comes from a logits processor)")
-        if any(v is not None for v in unused_sampling.values()):
-            raise TypeError(f"unsupported generate arguments for the native Llama: {sorted(unused_sampling)}")
-        mask = attention_mask.long()
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
+                 max_new_tokens: int | None = None, eos_token_id: int | list[int] | None = None,
+                 pad_token_id: int | None = None, logits_processor=(), do_sample: bool = False,
+                 use_cache: bool = True, return_dict_in_generate: bool = False, **unset):
+        """Greedy decoding over the processed scores, with transformers' conventions (a sampler in
+        `logits_processor` makes it sample): positions from the attention mask, so left padding does not shift
+        them; finished rows get `pad_token_id`; stops when every row has written an EOS or after max_new_tokens;
+        EOS and pad default to the model's generation_config.json. Returns the sequences (prompt included), or
+        with return_dict_in_generate an object with `.sequences` and the KV `.cache`, which holds every token
+        but the last one generated."""
+        if do_sample or not use_cache:
+            raise ValueError("the native Llama generates greedily with a cache (do_sample=False, use_cache=True); "
+                             "sample through a logits processor, or load with backend='transformers'")
+        if any(v is not None for v in unset.values()):
+            raise TypeError(f"unsupported generate arguments for the native Llama: {sorted(unset)}; "
+                            "load with backend='transformers' for them")
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens <= 0:
+            raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
+        eos = _ids(eos_token_id) or self.config.eos_token_id
+        if pad_token_id is None:
+            pad_token_id = self.config.pad_token_id if self.config.pad_token_id is not None else (eos or (None,))[0]
+        if pad_token_id is None:
+            raise ValueError("pass pad_token_id (the model's generation_config.json names no pad or EOS token)")
+        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.long()
         positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
         out = self.model(input_ids, attention_mask=mask, position_ids=positions, use_cache=True)
         cache, sequences = out.cache, input_ids
+        eos = torch.tensor(eos, device=input_ids.device)
         unfinished = torch.ones(len(input_ids), dtype=torch.long, device=input_ids.device)
         for step in range(max_new_tokens):
             logits = self.lm_head(out.last_hidden_state[:, -1:])[:, -1].float()
@@ -297,10 +321,10 @@ class LlamaForCausalLM(nn.Module):
                 logits = process(sequences, logits)
             token = logits.argmax(-1) * unfinished + pad_token_id * (1 - unfinished)
             sequences = torch.cat([sequences, token[:, None]], dim=1)
-            unfinished = unfinished & (token != eos_token_id).long()
+            unfinished = unfinished * ~torch.isin(token, eos)
             if step == max_new_tokens - 1 or not bool(unfinished.any()):
                 break
             mask = torch.cat([mask, mask.new_ones(len(mask), 1)], dim=1)
             positions = positions[:, -1:] + 1
             out = self.model(token[:, None], attention_mask=mask, position_ids=positions, cache=cache)
-        return GenerateOutput(sequences, cache)
+        return GenerateOutput(sequences, cache) if return_dict_in_generate else sequences

@@ -3,8 +3,9 @@
 Why: `import transformers` alone takes ~0.7 s here (it scans its whole package to build the lazy import table),
 a third of a warm load of the default model. transformers' fast tokenizer is itself a thin layer over the same
 `tokenizers.Tokenizer`, so ids, truncation and decoding come from the very same code; this class only reads the
-special tokens from `tokenizer_config.json` and pads. Chat templates are not implemented: a chat-prompted model
-loads with transformers (see `loading.load_causal_lm`).
+special tokens from `tokenizer_config.json` and pads. `apply_chat_template` hands over to transformers' tokenizer
+for the same directory, built on first use (templates are untrusted code that transformers renders in a hardened
+sandbox: not worth a second implementation).
 """
 from __future__ import annotations
 
@@ -49,8 +50,9 @@ class Tokenizer:
     padding_side = "left"
     truncation_side = "right"
 
-    def __init__(self, backend, special: dict[str, str | None], source: str = ""):
-        self.backend, self.name_or_path = backend, source
+    def __init__(self, backend, special: dict[str, str | None], source: str = "", chat_template: str | None = None):
+        self.backend, self.name_or_path, self.chat_template = backend, source, chat_template
+        self._transformers = None
         for name in SPECIAL_NAMES:
             setattr(self, name, special.get(name))
 
@@ -61,15 +63,19 @@ class Tokenizer:
         if not (path / "tokenizer.json").is_file():
             raise ValueError(f"{path} has no tokenizer.json")
         special: dict[str, str | None] = {}
+        template = None
         for name in ("special_tokens_map.json", "tokenizer_config.json"):  # the config wins, as in transformers
             file = path / name
             if file.is_file():
                 config = json.loads(file.read_text(encoding="utf-8"))
                 special |= {k: _content(config[k]) for k in SPECIAL_NAMES if config.get(k) is not None}
+                template = config.get("chat_template", template)
+        if (path / "chat_template.jinja").is_file():
+            template = (path / "chat_template.jinja").read_text(encoding="utf-8")
         backend = Backend.from_file(str(path / "tokenizer.json"))
         backend.no_truncation()
         backend.no_padding()
-        return cls(backend, special, str(path))
+        return cls(backend, special, str(path), template if isinstance(template, str) else None)
 
     # ---- vocabulary ----------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -138,6 +144,18 @@ class Tokenizer:
     def batch_decode(self, rows, skip_special_tokens: bool = False) -> list[str]:
         return [self.decode(r, skip_special_tokens=skip_special_tokens) for r in rows]
 
-    def apply_chat_template(self, *args, **kwargs):
-        raise NotImplementedError("o1-retriever's own tokenizer has no chat templates; load the model with "
-                                  "backend='transformers' to prompt it through its chat template")
+    def apply_chat_template(self, conversation, **kwargs):
+        """transformers' `apply_chat_template`, run by its tokenizer for this directory (same files, same
+        special tokens and padding as this one)."""
+        if not self.chat_template:
+            raise ValueError(f"{self.name_or_path} has no chat template")
+        if self._transformers is None:
+            from transformers import AutoTokenizer
+            self._transformers = AutoTokenizer.from_pretrained(self.name_or_path)
+        hf = self._transformers
+        if len(hf) != len(self):
+            raise ValueError("tokens were added to this tokenizer after loading; its chat template cannot follow")
+        for name in SPECIAL_NAMES:
+            setattr(hf, name, getattr(self, name))
+        hf.padding_side, hf.truncation_side = self.padding_side, self.truncation_side
+        return hf.apply_chat_template(conversation, **kwargs)

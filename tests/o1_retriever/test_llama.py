@@ -82,6 +82,20 @@ def test_generation_and_its_cache_match_transformers(pair):
     assert torch.equal(a, b)
 
 
+def test_plain_transformers_style_generate_call(pair):
+    """What a user does with `embedder.thinker.model` as an LLM (the LangChain example): chat prompt, greedy,
+    sequences back as a tensor; EOS from the model's generation config."""
+    hf, native = pair
+    chat = [{"role": "user", "content": "what is the risk of heart disease?"}]
+    outs = []
+    for lm in (hf, native):
+        inputs = lm.tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt",
+                                                  return_dict=True)
+        outs.append(lm.model.generate(**inputs, max_new_tokens=12, do_sample=False))
+    assert isinstance(outs[1], torch.Tensor) and torch.equal(outs[0], outs[1])
+    assert native.model.config.eos_token_id == (hf.model.generation_config.eos_token_id,)
+
+
 def test_generation_stops_when_every_row_wrote_eos(tiny_o1_dir):
     native = load_causal_lm(str(tiny_o1_dir), device=CPU, dtype=torch.float32, backend="native")
     tok = native.tokenizer
@@ -95,10 +109,12 @@ def test_generation_stops_when_every_row_wrote_eos(tiny_o1_dir):
 
     out = native.model.generate(batch["input_ids"], batch["attention_mask"], max_new_tokens=20,
                                 eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                                logits_processor=[eos_from_the_second_step])
+                                logits_processor=[eos_from_the_second_step], return_dict_in_generate=True)
     new = out.sequences[:, batch["input_ids"].shape[1]:]
     assert new.shape[1] == 2
     assert new[0, 0] == tok.eos_token_id and new[0, 1] == tok.pad_token_id and new[1, 1] == tok.eos_token_id
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        native.model.generate(batch["input_ids"], batch["attention_mask"])
     with pytest.raises(ValueError, match="do_sample=False"):
         native.model.generate(batch["input_ids"], batch["attention_mask"], max_new_tokens=2, eos_token_id=2,
                               pad_token_id=2, do_sample=True)

@@ -61,8 +61,23 @@ def test_bad_input_is_refused(pair):
         ours(["a"], return_tensors="np")
     with pytest.raises(ValueError, match="padding=True"):
         ours(["a", "a study of mice"], return_tensors="pt")
-    with pytest.raises(NotImplementedError, match="backend='transformers'"):
-        ours.apply_chat_template([{"role": "user", "content": "hi"}])
+
+
+def test_chat_template_renders_as_transformers_does(pair):
+    hf, ours = pair
+    assert ours.chat_template == hf.chat_template
+    chat = [{"role": "user", "content": "why do tides <emb> happen?"}]
+    for kwargs in ({"tokenize": False, "add_generation_prompt": True}, {"add_generation_prompt": True},
+                   {"return_dict": True, "return_tensors": "pt", "add_generation_prompt": True}):
+        got, want = ours.apply_chat_template(chat, **kwargs), hf.apply_chat_template(chat, **kwargs)
+        assert type(got) is type(want) and _plain(got) == _plain(want)
+
+
+def _plain(value):
+    """A rendered string, or a BatchEncoding's ids as lists (tensors included)."""
+    if isinstance(value, str):
+        return value
+    return {k: v.tolist() if isinstance(v, torch.Tensor) else v for k, v in value.items()}
 
 
 def test_configs_that_transformers_rewrites_are_left_to_it(tiny_o1_dir, tmp_path):
