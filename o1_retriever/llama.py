@@ -228,6 +228,12 @@ class Backbone(nn.Module):
 
 
 @dataclass
+class CausalLMOutput:
+    logits: torch.Tensor
+    cache: KVCache | None
+
+
+@dataclass
 class GenerateOutput:
     sequences: torch.Tensor
     cache: KVCache
@@ -264,6 +270,14 @@ class LlamaForCausalLM(nn.Module):
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, cache: KVCache | None = None,
+                use_cache: bool = False, logits_to_keep: int = 0) -> CausalLMOutput:
+        """Next-token logits for every position (the last `logits_to_keep` if > 0), as transformers' model."""
+        out = self.model(input_ids, attention_mask=attention_mask, position_ids=position_ids, cache=cache,
+                         use_cache=use_cache)
+        hidden = out.last_hidden_state[:, -logits_to_keep:] if logits_to_keep else out.last_hidden_state
+        return CausalLMOutput(self.lm_head(hidden), out.cache)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, dtype: torch.dtype = torch.float32) -> "LlamaForCausalLM":

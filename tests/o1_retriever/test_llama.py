@@ -55,6 +55,9 @@ def test_hidden_states_match_transformers_exactly_with_left_padding(pair):
     real = batch["attention_mask"].bool()
     assert torch.equal(got[real], want[real])
     assert torch.isfinite(got).all()  # padded query rows attend to nothing, yet nothing turns NaN
+    with torch.inference_mode():  # the LM itself, called as a user would call transformers' model
+        assert torch.equal(native.model(**batch).logits[real], hf.model(**batch).logits[real])
+        assert torch.equal(native.model(**batch, logits_to_keep=1).logits, hf.model(**batch, logits_to_keep=1).logits)
 
 
 def test_generation_and_its_cache_match_transformers(pair):
