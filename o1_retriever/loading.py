@@ -198,7 +198,7 @@ BACKENDS = ("auto", "native", "transformers")
 
 
 def _load_native(path: Path, device: torch.device, dtype: torch.dtype, required: bool) -> LoadedLM | None:
-    """The Llama in `llama.py` (no transformers model code: a warm load in well under a second), for a local
+    """The Llama in `o1_retriever/llama/` (no transformers model code: a warm load in well under a second), for a local
     Llama directory that already has the O1 tokens. None, or with `required` a ValueError, when it cannot."""
     from . import llama, tokenizer as tokenizers
 
@@ -225,7 +225,7 @@ def _load_native(path: Path, device: torch.device, dtype: torch.dtype, required:
 
 def load_causal_lm(source: str, *, device: torch.device, dtype: torch.dtype,
                    quantization: str | None = None, backend: str = "transformers") -> LoadedLM:
-    """backend: "transformers" (any causal LM), "native" (our Llama, see `llama.py`), or "auto" (native
+    """backend: "transformers" (any causal LM), "native" (our Llama, see `o1_retriever/llama/`), or "auto" (native
     where it can load the source: a local Llama directory with the O1 tokens, unquantized)."""
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"model path must be a str or PathLike, got {type(source).__name__}")
