@@ -198,8 +198,9 @@ BACKENDS = ("auto", "native", "transformers")
 
 
 def _load_native(path: Path, device: torch.device, dtype: torch.dtype, required: bool) -> LoadedLM | None:
-    """The Llama in `o1_retriever/llama/` (no transformers model code: a warm load in well under a second), for a local
-    Llama directory that already has the O1 tokens. None, or with `required` a ValueError, when it cannot."""
+    """o1-retriever's own Llama and tokenizer (`o1_retriever/llama/`, `tokenizer.py`: no transformers import, a
+    warm load in a third of a second) for a local Llama directory that already has the O1 tokens. None, or with
+    `required` a ValueError naming the reason, when it cannot."""
     from . import llama, tokenizer as tokenizers
 
     if path.is_dir():
@@ -225,8 +226,9 @@ def _load_native(path: Path, device: torch.device, dtype: torch.dtype, required:
 
 def load_causal_lm(source: str, *, device: torch.device, dtype: torch.dtype,
                    quantization: str | None = None, backend: str = "transformers") -> LoadedLM:
-    """backend: "transformers" (any causal LM), "native" (our Llama, see `o1_retriever/llama/`), or "auto" (native
-    where it can load the source: a local Llama directory with the O1 tokens, unquantized)."""
+    """backend: "transformers" (any causal LM; the default here, for training and quantization), "native" (our
+    Llama, `o1_retriever/llama/`), or "auto" (native where it can load the source: a local Llama directory with
+    the O1 tokens, unquantized; what `O1Embedder.from_pretrained` uses)."""
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"model path must be a str or PathLike, got {type(source).__name__}")
     check_choice(backend, "backend", BACKENDS)
