@@ -241,9 +241,18 @@ class O1Embedder:
     def dim(self) -> int:
         return self.encoder.dim
 
+    @property
+    def backend(self) -> str:
+        """What runs the encoder: "native" (o1-retriever's own Llama), "transformers" or "sentence-transformers"."""
+        from .llama import LlamaForCausalLM
+        if not isinstance(self.encoder, LMEncoder):
+            return "sentence-transformers"
+        return "native" if isinstance(self.encoder.model, LlamaForCausalLM) else "transformers"
+
     def __repr__(self) -> str:
         style = self.thinker.prompt_style if self.thinker else None
-        return f"O1Embedder(name={self.name!r}, dim={self.dim}, prompt_style={style!r}, quantization={self.quantization!r})"
+        return (f"O1Embedder(name={self.name!r}, dim={self.dim}, prompt_style={style!r}, "
+                f"quantization={self.quantization!r}, backend={self.backend!r})")
 
 
 def _progress(show: bool | None, n: int) -> bool:

@@ -184,6 +184,7 @@ def test_composite_mode_with_a_sentence_transformer(tiny_lm_dir):
     emb = O1Embedder.composite(thinker=str(tiny_lm_dir), encoder=str(minilm_path()), device="cpu", dtype="fp32",
                                thought_cache=False, max_new_tokens=6)
     assert emb.dim == 384 and emb.thinker.prompt_style == "chat" and not emb.can_fuse
+    assert emb.backend == "sentence-transformers"
     docs = emb.encode_documents(["Insulin lets cells absorb glucose.", "Volcanoes erupt magma."])
     r = emb.encode_queries("how does insulin work", k=2, return_thoughts=True)
     assert len(r.thoughts) == 2 and r.embeddings.shape == (384,)

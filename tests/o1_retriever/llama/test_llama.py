@@ -131,6 +131,7 @@ def test_embedder_results_are_the_same_on_both_backends(tiny_o1_dir):
     hf = O1Embedder.from_pretrained(str(tiny_o1_dir), backend="transformers", **kw)
     native = O1Embedder.from_pretrained(str(tiny_o1_dir), **kw)
     assert isinstance(native.encoder.model, LlamaForCausalLM) and native.can_fuse
+    assert (native.backend, hf.backend) == ("native", "transformers") and "backend='native'" in repr(native)
     np.testing.assert_array_equal(native.encode_document(TEXTS), hf.encode_document(TEXTS))
     np.testing.assert_array_equal(native.encode_query(TEXTS, k=2), hf.encode_query(TEXTS, k=2))  # fused path
     assert native.think(TEXTS, k=2) == hf.think(TEXTS, k=2)
