@@ -209,7 +209,7 @@ def _load_native(path: Path, device: torch.device, dtype: torch.dtype, required:
         reason = "not a local model directory"
     if reason is None:
         tokenizer = tokenizers.Tokenizer.from_pretrained(path)  # transformers' import alone costs ~0.7 s
-        if not all(t in tokenizer.get_vocab() for t in SPECIAL_TOKENS):
+        if any(tokenizer.convert_tokens_to_ids(t) is None for t in SPECIAL_TOKENS):  # not get_vocab: a 49k dict
             reason = "its tokenizer lacks the O1 tokens (a chat-prompted model is loaded with transformers)"
     if reason is not None:
         if required:
