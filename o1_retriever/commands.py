@@ -37,7 +37,7 @@ def _load(args):
     from . import O1Embedder
     chosen = {n: getattr(args, n) for n in MODEL_DEFAULTED if getattr(args, n, None) is not None}
     return O1Embedder.from_pretrained(args.model, device=args.device, dtype=args.dtype,
-                                      quantization=args.quantization, backend=getattr(args, "backend", "auto"),
+                                      quantization=args.quantization, backend=args.backend,
                                       seed=args.seed, **chosen)
 
 

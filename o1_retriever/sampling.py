@@ -58,11 +58,7 @@ def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, n:
              top_p: float, **kwargs):
     """`model.generate` with n samples per prompt, each prompt's rows together (as `num_return_sequences`
     lays them out), drawn by `NucleusSampler`; temperature 0 is greedy. kwargs go to generate."""
-    from .llama import LlamaForCausalLM
-    processors = [NucleusSampler(temperature, top_p)] if temperature > 0 else []
-    if not isinstance(model, LlamaForCausalLM):  # our own Llama takes a plain list (and skips this import)
-        from transformers import LogitsProcessorList
-        processors = LogitsProcessorList(processors)
+    processors = [NucleusSampler(temperature, top_p)] if temperature > 0 else []  # a plain list suits both LMs
     return model.generate(input_ids=input_ids.repeat_interleave(n, 0),
                           attention_mask=attention_mask.repeat_interleave(n, 0), do_sample=False, temperature=None,
                           top_p=None, top_k=None, logits_processor=processors, **kwargs)

@@ -97,11 +97,6 @@ class Tokenizer:
     unk_token_id = property(lambda self: self._id(self.unk_token))
     pad_token_id = property(lambda self: self._id(self.pad_token))
 
-    def add_tokens(self, tokens, special_tokens: bool = False) -> int:
-        from tokenizers import AddedToken
-        new = [AddedToken(t, special=special_tokens, normalized=not special_tokens) for t in tokens]
-        return self.backend.add_special_tokens(new) if special_tokens else self.backend.add_tokens(new)
-
     # ---- encode / decode -------------------------------------------------------------------------
     def __call__(self, texts, add_special_tokens: bool = True, truncation: bool = False, max_length: int | None = None,
                  padding: bool | str = False, return_tensors: str | None = None) -> Encoding:
@@ -153,8 +148,6 @@ class Tokenizer:
             from transformers import AutoTokenizer
             self._transformers = AutoTokenizer.from_pretrained(self.name_or_path)
         hf = self._transformers
-        if len(hf) != len(self):
-            raise ValueError("tokens were added to this tokenizer after loading; its chat template cannot follow")
         for name in SPECIAL_NAMES:
             setattr(hf, name, getattr(self, name))
         hf.padding_side, hf.truncation_side = self.padding_side, self.truncation_side

@@ -104,7 +104,9 @@ class LlamaForCausalLM(nn.Module):
             raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
         eos = token_ids(eos_token_id) or self.config.eos_token_id
         if pad_token_id is None:
-            pad_token_id = self.config.pad_token_id if self.config.pad_token_id is not None else (eos or (None,))[0]
+            pad_token_id = self.config.pad_token_id
+        if pad_token_id is None and eos:
+            pad_token_id = eos[0]
         if pad_token_id is None:
             raise ValueError("pass pad_token_id (the model's generation_config.json names no pad or EOS token)")
         mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.long()

@@ -100,7 +100,7 @@ def test_cli_thought_limit_defaults_to_the_models_own(tiny_o1_dir, tmp_path):
     model = tmp_path / "model"
     shutil.copytree(tiny_o1_dir, model)
     (model / "o1_generation.json").write_text('{"max_new_tokens": 3, "temperature": 0.7, "aggregation": "mean_with_query"}')
-    args = dict(model=str(model), device="cpu", dtype="fp32", quantization=None, seed=0)
+    args = dict(model=str(model), device="cpu", dtype="fp32", quantization=None, backend="auto", seed=0)
     own = _load(argparse.Namespace(**args, max_new_tokens=None))
     assert (own.generation.max_new_tokens, own.generation.temperature, own.aggregation) == (3, 0.7, "mean_with_query")
     mine = _load(argparse.Namespace(**args, max_new_tokens=7, temperature=0.2, aggregation="mean"))
