@@ -70,7 +70,7 @@ class O1Embedder:
         prompt_style: "official" (`<query>…<thought>`), "chat" (instruction via the chat template, for
         models never trained on the O1 tokens), or "auto" (official iff the checkpoint has the tokens).
         backend: "auto" runs a local Llama checkpoint that has the O1 tokens (the default model among them)
-        on o1-retriever's own Llama (`o1_retriever.llama`: the same results; 0.3 s to load instead of 3) and
+        on o1-retriever's own Llama (`o1_retriever.llama`: the same results; 0.2 s to load instead of 3) and
         everything else on transformers; "transformers" or "native" force one (a quantized thinker is
         always transformers').
         """

@@ -199,7 +199,7 @@ BACKENDS = ("auto", "native", "transformers")
 
 def _load_native(path: Path, device: torch.device, dtype: torch.dtype, required: bool) -> LoadedLM | None:
     """o1-retriever's own Llama and tokenizer (`o1_retriever/llama/`, `tokenizer.py`: no transformers import, a
-    warm load in a third of a second) for a local Llama directory that already has the O1 tokens. None, or with
+    warm load in 0.2 s) for a local Llama directory that already has the O1 tokens. None, or with
     `required` a ValueError naming the reason, when it cannot."""
     from . import llama, tokenizer as tokenizers
 
