@@ -1,6 +1,7 @@
 """Thought generation: k sampled thoughts per query, batched, and the fused think-and-embed step."""
 from __future__ import annotations
 
+import inspect
 from dataclasses import asdict, dataclass
 
 import torch
@@ -142,5 +143,11 @@ class Thinker:
         positions = positions.clamp(min=0)
         backbone = getattr(self.model, self.model.base_model_prefix)
         out = backbone(input_ids=step_ids, attention_mask=mask, position_ids=positions,
-                       cache=cache, use_cache=True)
+                       use_cache=True, **{cache_argument(backbone): cache})
         return out.last_hidden_state[:, -1].float()
+
+
+def cache_argument(backbone) -> str:
+    """The KV cache's keyword: `cache` in transformers >= 5.2x and our own Llama, `past_key_values` before.
+    Older versions swallow an unknown `cache=` into **kwargs and would embed the step without its context."""
+    return "cache" if "cache" in inspect.signature(backbone.forward).parameters else "past_key_values"

@@ -11,6 +11,7 @@ from o1_retriever import O1Embedder
 from o1_retriever.llama import LlamaForCausalLM, unsupported_reason
 from o1_retriever.loading import fingerprint, load_causal_lm
 from o1_retriever.sampling import generate
+from o1_retriever.thinking import cache_argument
 
 CPU = torch.device("cpu")
 TEXTS = ["protein cell gene cancer vaccine virus immune", "a study", "the risk of heart disease in mice"]
@@ -73,14 +74,16 @@ def test_generation_and_its_cache_match_transformers(pair):
                                  eos_token_id=tok.eos_token_id, return_dict_in_generate=True, use_cache=True))
     want, got = outs
     assert torch.equal(got.sequences, want.sequences)
-    assert got.cache.get_seq_length() == want.cache.get_seq_length() == got.sequences.shape[1] - 1
+    want_cache = want.cache if hasattr(want, "cache") else want.past_key_values  # renamed in transformers 5.2x
+    assert got.cache.get_seq_length() == want_cache.get_seq_length() == got.sequences.shape[1] - 1
     # A step on top of each cache (what the fused think-and-embed does) also agrees.
     n = got.sequences.shape[0]
     step = torch.full((n, 2), tok.eos_token_id)
     mask = torch.cat([batch["attention_mask"].repeat_interleave(2, 0),
                       torch.ones(n, got.sequences.shape[1] - batch["input_ids"].shape[1] + 1, dtype=torch.long)], 1)
     with torch.inference_mode():
-        a = hf.model.model(input_ids=step, attention_mask=mask, cache=want.cache, use_cache=True).last_hidden_state
+        a = hf.model.model(input_ids=step, attention_mask=mask, use_cache=True,
+                           **{cache_argument(hf.model.model): want_cache}).last_hidden_state
         b = native.model.model(input_ids=step, attention_mask=mask, cache=got.cache, use_cache=True).last_hidden_state
     assert torch.equal(a, b)
 
