@@ -14,6 +14,7 @@ import time
 import torch
 
 from .corpus import DEMO_CORPUS, read_corpus
+from .validation import check_positive_int
 
 BENCH_QUERIES = [
     "Why does bread rise in the oven?", "How do vaccines protect against disease?", "What makes Mars red?",
@@ -47,7 +48,7 @@ def _timed(fn):
     return out, time.perf_counter() - t
 
 
-def bench_queries(emb, queries, k, one_by_one_n):
+def bench_queries(emb, queries, k, one_by_one_n, batch_size=32):
     """queries/s and thought tokens/s per mode: thought lengths vary by query (an untrained model may
     stop at once or run to max_new_tokens), so tokens/s is the fair comparison across modes."""
     tok = emb.thinker.tokenizer
@@ -59,10 +60,15 @@ def bench_queries(emb, queries, k, one_by_one_n):
 
     rows = {}
     emb.thought_cache = None
+    for fused in (True, False):  # warm-up: on a GPU the first generation pays for kernel loading and autotuning
+        emb.fused = fused
+        emb.encode_queries(queries[:2], k=k, batch_size=batch_size)
     emb.fused = True
-    rows["fused"] = run(lambda: [emb.encode_queries(queries, k=k, return_thoughts=True)], len(queries))
+    rows["fused"] = run(lambda: [emb.encode_queries(queries, k=k, batch_size=batch_size, return_thoughts=True)],
+                        len(queries))
     emb.fused = False
-    rows["two_pass_batched"] = run(lambda: [emb.encode_queries(queries, k=k, return_thoughts=True)], len(queries))
+    rows["two_pass_batched"] = run(
+        lambda: [emb.encode_queries(queries, k=k, batch_size=batch_size, return_thoughts=True)], len(queries))
     sub = queries[:one_by_one_n]
     rows["one_at_a_time"] = run(lambda: [emb.encode_queries([q], k=k, return_thoughts=True) for q in sub], len(sub))
     import tempfile
@@ -70,18 +76,19 @@ def bench_queries(emb, queries, k, one_by_one_n):
     from .cache import ThoughtCache
     with tempfile.TemporaryDirectory() as tmp:
         emb.thought_cache = ThoughtCache(os.path.join(tmp, "t.sqlite"))
-        emb.encode_queries(queries, k=k)  # fill
-        rows["cache_hit"] = run(lambda: [emb.encode_queries(queries, k=k, return_thoughts=True)], len(queries))
+        emb.encode_queries(queries, k=k, batch_size=batch_size)  # fill
+        rows["cache_hit"] = run(lambda: [emb.encode_queries(queries, k=k, batch_size=batch_size, return_thoughts=True)],
+                                len(queries))
         emb.thought_cache.close()
     emb.thought_cache, emb.fused = None, True
     return rows
 
 
-def bench_documents(emb, docs, peak_tflops):
+def bench_documents(emb, docs, peak_tflops, batch_size=32):
     n_params = sum(p.numel() for p in emb.encoder.model.parameters())
     tokens = sum(len(x) for x in emb.encoder.tokenize(docs, emb.document_max_length))
-    emb.encode_documents(docs[:8])  # warm-up
-    _, s = _timed(lambda: emb.encode_documents(docs))
+    emb.encode_documents(docs[: 2 * batch_size], batch_size=batch_size)  # warm-up
+    _, s = _timed(lambda: emb.encode_documents(docs, batch_size=batch_size))
     tps = tokens / s
     return {"docs_per_s": len(docs) / s, "tokens_per_s": tps,
             "fraction_of_bf16_peak": tps * 2 * n_params / (peak_tflops * 1e12)}
@@ -122,8 +129,9 @@ def run_bench(args) -> int:
     from . import O1Embedder
     from .device import resolve_device
     console = Console()
+    check_positive_int(args.batch_size, "batch_size")  # before a minute of loading and timing
     device = resolve_device(args.device)
-    queries = (BENCH_QUERIES * 4)[: args.queries]
+    queries = (BENCH_QUERIES * (args.queries // len(BENCH_QUERIES) + 1))[: args.queries]
     docs = [p.full_text for p in read_corpus(DEMO_CORPUS)] * max(1, args.docs // 32)
     peak = {"bf16": matmul_tflops(torch.bfloat16, device=device), "fp32": matmul_tflops(torch.float32, device=device)}
     console.print(f"matmul TFLOP/s on {device}: bf16 {peak['bf16']:.2f}, fp32 {peak['fp32']:.2f}")
@@ -132,23 +140,25 @@ def run_bench(args) -> int:
                        "torch": torch.__version__, "cuda": torch.cuda.is_available(), "device": str(device),
                        "gpu": gpu, "load_and_memory_device": "cpu", "k": args.k,
                        "max_new_tokens": args.max_new_tokens, "queries": len(queries), "documents": len(docs),
-                       "model": args.model or "bundled default"},
+                       "batch_size": args.batch_size, "model": args.model or "bundled default"},
               "matmul_tflops": peak}
     # Fused thinking needs the official prompt: forced here so all query modes run the same prompt.
     emb = O1Embedder.from_pretrained(args.model, device=device, dtype="bf16", prompt_style="official",
                                      thought_cache=False, max_new_tokens=args.max_new_tokens)
-    result["queries"] = bench_queries(emb, queries, args.k, args.one_by_one)
-    result["encode_documents"] = {"bf16": bench_documents(emb, docs, peak["bf16"])}
+    result["queries"] = bench_queries(emb, queries, args.k, args.one_by_one, args.batch_size)
+    result["encode_documents"] = {"bf16": bench_documents(emb, docs, peak["bf16"], args.batch_size)}
     del emb
     emb32 = O1Embedder.from_pretrained(args.model, device=device, dtype="fp32", thought_cache=False)
-    result["encode_documents"]["fp32"] = bench_documents(emb32, docs, peak["bf16"])
+    result["encode_documents"]["fp32"] = bench_documents(emb32, docs, peak["bf16"], args.batch_size)
     del emb32
-    result["load_seconds"] = load_times(args.model)
-    result["thinker_memory_mb"] = {"bf16": _thinker_memory(args.model, None)}
-    try:
-        result["thinker_memory_mb"]["4bit"] = _thinker_memory(args.model, "4bit")
-    except subprocess.CalledProcessError as e:
-        result["thinker_memory_mb"]["4bit"] = {"error": e.stderr.strip().splitlines()[-1]}
+    result["load_seconds"], result["thinker_memory_mb"] = {}, {}
+    if not args.throughput_only:
+        result["load_seconds"] = load_times(args.model)
+        result["thinker_memory_mb"] = {"bf16": _thinker_memory(args.model, None)}
+        try:
+            result["thinker_memory_mb"]["4bit"] = _thinker_memory(args.model, "4bit")
+        except subprocess.CalledProcessError as e:
+            result["thinker_memory_mb"]["4bit"] = {"error": e.stderr.strip().splitlines()[-1]}
 
     table = Table(title=f"o1-retriever bench (k={args.k}, max_new_tokens={args.max_new_tokens})")
     table.add_column("measure")
@@ -180,6 +190,10 @@ def register(sub) -> None:
     p.add_argument("--queries", type=int, default=16, help="queries for the batched modes")
     p.add_argument("--one-by-one", type=int, default=4, help="queries for the one-at-a-time mode")
     p.add_argument("--docs", type=int, default=128, help="documents for encode_documents")
+    p.add_argument("--batch-size", type=int, default=32,
+                   help="batch size for thinking and embedding (queries per thinking batch)")
+    p.add_argument("--throughput-only", action="store_true",
+                   help="skip the load-time and memory rows (fresh processes, about a minute)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N for the throughput rows (default: cuda if "
                                                   "available); load times and thinker memory are CPU figures")
     p.add_argument("--output", default="benchmarks/bench.json", help="where to write the JSON")

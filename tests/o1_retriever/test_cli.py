@@ -92,6 +92,21 @@ def test_bench_writes_json(tiny_o1_dir, tmp_path):
     assert all(r["import_s"] > 0 and r["from_pretrained_s"] > 0 for r in result["load_seconds"].values())
 
 
+def test_bench_throughput_only_at_a_batch_size(tiny_o1_dir, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--model", str(tiny_o1_dir), "--queries", "20", "--one-by-one", "1", "--docs", "32",
+                 "--max-new-tokens", "4", "--device", "cpu", "--batch-size", "8", "--throughput-only",
+                 "--output", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["meta"]["batch_size"] == 8 and result["meta"]["queries"] == 20  # cycles past the 16 built in
+    assert result["queries"]["fused"]["queries"] == 20 and result["encode_documents"]["fp32"]["docs_per_s"] > 0
+    assert result["load_seconds"] == {} and result["thinker_memory_mb"] == {}  # the fresh-process rows skipped
+    out.unlink()
+    assert main(["bench", "--model", str(tiny_o1_dir), "--device", "cpu", "--batch-size", "0", "--throughput-only",
+                 "--output", str(out)]) == 2
+    assert "batch_size must be > 0, got 0" in capsys.readouterr().err and not out.exists()
+
+
 def test_cli_thought_limit_defaults_to_the_models_own(tiny_o1_dir, tmp_path):
     import argparse
     import shutil
