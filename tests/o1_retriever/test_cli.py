@@ -98,7 +98,10 @@ def test_bench_throughput_only_at_a_batch_size(tiny_o1_dir, tmp_path, capsys):
                  "--max-new-tokens", "4", "--device", "cpu", "--batch-size", "8", "--throughput-only",
                  "--output", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert result["meta"]["batch_size"] == 8 and result["meta"]["queries"] == 20  # cycles past the 16 built in
+    assert result["meta"]["batch_size"] == 8 and result["meta"]["queries"] == 20  # goes past the 16 built in
+    from o1_retriever.bench import BENCH_QUERIES, bench_queries_text
+    texts = bench_queries_text(40)  # distinct: the embedder thinks once per distinct query
+    assert len(set(texts)) == 40 and texts[:16] == BENCH_QUERIES and texts[16].startswith(BENCH_QUERIES[0])
     assert result["queries"]["fused"]["queries"] == 20 and result["encode_documents"]["fp32"]["docs_per_s"] > 0
     assert result["load_seconds"] == {} and result["thinker_memory_mb"] == {}  # the fresh-process rows skipped
     out.unlink()
