@@ -67,8 +67,8 @@ def bench_queries(emb, queries, k, one_by_one_n, batch_size=32):
 
     rows = {}
     emb.thought_cache = None
-    # Warm-up on a full batch per mode: on a GPU the first run of a shape pays for kernel loading and for the
-    # caching allocator's cudaMalloc calls (a 2-query warm-up still left the first timed mode 2x slower).
+    # Warm-up on a full batch per mode. On an H100, after a 2-query warm-up, the mode timed first was still 2x
+    # slower; likely the caching allocator's first cudaMalloc of each KV-cache size, which a full batch makes.
     for fused in (True, False):
         emb.fused = fused
         emb.encode_queries(queries[:batch_size], k=k, batch_size=batch_size)

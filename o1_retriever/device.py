@@ -43,3 +43,8 @@ def resolve_dtype(dtype, device: torch.device) -> torch.dtype:
     if device.type == "cpu" and cpu_has_fast_bf16():
         return torch.bfloat16
     return torch.float32
+
+
+def is_oom(error: BaseException) -> bool:
+    """A CUDA out-of-memory error (older torch raises it as a plain RuntimeError)."""
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()

@@ -8,11 +8,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .device import is_oom
 from .formatting import EMB
-
-
-def _is_oom(error: BaseException) -> bool:
-    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
 
 
 class LMEncoder:
@@ -63,7 +60,7 @@ class LMEncoder:
             try:
                 vecs = self._forward([ids[i] for i in idx])
             except (torch.OutOfMemoryError, RuntimeError) as e:
-                if not _is_oom(e) or batch_size == 1:
+                if not is_oom(e) or batch_size == 1:
                     raise
                 batch_size = max(1, batch_size // 2)
                 torch.cuda.empty_cache()

@@ -1,12 +1,14 @@
 """Thought generation: k sampled thoughts per query, batched, and the fused think-and-embed step."""
 from __future__ import annotations
 
+import contextlib
 import inspect
 from dataclasses import asdict, dataclass
 
 import torch
 from tqdm.auto import tqdm
 
+from .device import is_oom
 from .formatting import EMB, chat_thinking_prompt, thinking_prompt
 from .sampling import generate
 
@@ -71,19 +73,24 @@ class Thinker:
             texts.append(self.tokenizer.decode(row, skip_special_tokens=True).strip())
         return texts
 
+    @contextlib.contextmanager
+    def _seeded(self, seed: int | None):
+        """Sample from `seed` without disturbing the caller's random state."""
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            if seed is not None:
+                torch.manual_seed(seed)
+            yield
+
     def think(self, queries: list[str], k: int, config: GenerationConfig, batch_size: int = 32,
               show_progress_bar: bool = False) -> list[list[str]]:
         """k thoughts per query; batches of `batch_size` queries (each expanded k times)."""
-        thoughts: list[list[str]] = []
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            if config.seed is not None:
-                torch.manual_seed(config.seed)
-            for start in tqdm(range(0, len(queries), batch_size), desc="Thinking", disable=not show_progress_bar):
-                chunk = queries[start: start + batch_size]
-                batch, out = self._generate(chunk, k, config)
-                flat = self._decode(out.sequences[:, batch["input_ids"].shape[1]:])
-                thoughts.extend(flat[i * k:(i + 1) * k] for i in range(len(chunk)))
-        return thoughts
+        def step(chunk):
+            batch, out = self._generate(chunk, k, config)
+            flat = self._decode(out.sequences[:, batch["input_ids"].shape[1]:])
+            return [flat[i * k:(i + 1) * k] for i in range(len(chunk))]
+
+        with self._seeded(config.seed):
+            return [ts for part in _in_batches(queries, batch_size, step, show_progress_bar) for ts in part]
 
     @torch.inference_mode()
     def think_and_embed(self, queries: list[str], k: int, config: GenerationConfig, batch_size: int = 32,
@@ -101,26 +108,27 @@ class Thinker:
             raise ValueError("fused think-and-embed needs the official prompt style (a trained model)")
         tok = self.tokenizer
         eos, emb = tok.eos_token_id, tok.convert_tokens_to_ids(EMB)
-        thoughts, vectors, used_ids = [], [], []
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            if config.seed is not None:
-                torch.manual_seed(config.seed)
-            for start in tqdm(range(0, len(queries), batch_size), desc="Thinking", disable=not show_progress_bar):
-                chunk = queries[start: start + batch_size]
-                batch, out = self._generate(chunk, k, config)
-                prompt_len = batch["input_ids"].shape[1]
-                new = out.sequences[:, prompt_len:]
-                flat = self._decode(new)
-                thoughts.extend(flat[i * k:(i + 1) * k] for i in range(len(chunk)))
-                prompt_mask = batch["attention_mask"].repeat_interleave(k, 0)
-                cache = getattr(out, "cache", None)  # transformers >= 5.2x; `past_key_values` before
-                vectors.append(self._emb_step(prompt_mask, new, cache if cache is not None else out.past_key_values,
-                                              eos, emb))
-                prompts = batch["input_ids"].repeat_interleave(k, 0)
-                for row, mask, gen in zip(prompts.tolist(), prompt_mask.tolist(), new.tolist()):
-                    gen = gen[: gen.index(eos)] if eos in gen else gen
-                    used_ids.append([t for t, m in zip(row, mask) if m] + gen + [eos, emb])
-        return thoughts, torch.cat(vectors), used_ids
+
+        def step(chunk):
+            batch, out = self._generate(chunk, k, config)
+            prompt_len = batch["input_ids"].shape[1]
+            new = out.sequences[:, prompt_len:]
+            flat = self._decode(new)
+            prompt_mask = batch["attention_mask"].repeat_interleave(k, 0)
+            cache = getattr(out, "cache", None)  # transformers >= 5.2x; `past_key_values` before
+            vectors = self._emb_step(prompt_mask, new, cache if cache is not None else out.past_key_values, eos, emb)
+            used = []
+            prompts = batch["input_ids"].repeat_interleave(k, 0)
+            for row, mask, gen in zip(prompts.tolist(), prompt_mask.tolist(), new.tolist()):
+                gen = gen[: gen.index(eos)] if eos in gen else gen
+                used.append([t for t, m in zip(row, mask) if m] + gen + [eos, emb])
+            return [flat[i * k:(i + 1) * k] for i in range(len(chunk))], vectors, used
+
+        with self._seeded(config.seed):
+            parts = _in_batches(queries, batch_size, step, show_progress_bar)
+        thoughts = [ts for part in parts for ts in part[0]]
+        used_ids = [ids for part in parts for ids in part[2]]
+        return thoughts, torch.cat([part[1] for part in parts]), used_ids
 
     def _emb_step(self, prompt_mask, new, cache, eos, emb) -> torch.Tensor:
         n, gen_len = new.shape
@@ -151,3 +159,23 @@ def cache_argument(backbone) -> str:
     """The KV cache's keyword: `cache` in transformers >= 5.2x and our own Llama, `past_key_values` before.
     Older versions swallow an unknown `cache=` into **kwargs and would embed the step without its context."""
     return "cache" if "cache" in inspect.signature(backbone.forward).parameters else "past_key_values"
+
+
+def _in_batches(queries: list[str], batch_size: int, step, show_progress_bar: bool) -> list:
+    """step(chunk) over consecutive chunks of queries. Out of GPU memory, the batch halves and the chunk is
+    retried (its thoughts are then drawn in smaller batches), as the encoder does."""
+    parts, start = [], 0
+    with tqdm(total=len(queries), desc="Thinking", disable=not show_progress_bar) as bar:
+        while start < len(queries):
+            chunk = queries[start: start + batch_size]
+            try:
+                parts.append(step(chunk))
+            except (torch.OutOfMemoryError, RuntimeError) as e:
+                if not is_oom(e) or batch_size == 1:
+                    raise
+                batch_size = max(1, batch_size // 2)
+                torch.cuda.empty_cache()
+                continue
+            start += len(chunk)
+            bar.update(len(chunk))
+    return parts

@@ -1,3 +1,5 @@
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -250,3 +252,41 @@ def test_sampled_thoughts_repeat_across_processes(tiny_o1_dir):
                              text=True, check=True).stdout
         runs.append(json.loads(out.strip().splitlines()[-1]))
     assert runs[0] == runs[1] == runs[2]
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "two-pass"])
+def test_out_of_gpu_memory_halves_the_batch_and_loses_nothing(tiny_o1_dir, monkeypatch, fused):
+    """A CUDA out-of-memory error cannot happen on this CPU, so the model raises torch's own OutOfMemoryError
+    for more than 2 sequences in one call (the one simulated part): thinking and embedding halve the batch,
+    retry the chunk, and return every query's thoughts and vectors in order."""
+    emb = O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", dtype="fp32", thought_cache=False,
+                                     max_new_tokens=4, temperature=0.7)
+    emb.fused = fused
+    queries = ["protein cell", "river", "the risk of heart disease", "a study", "solar energy"]
+    want = emb.encode_queries(queries, k=1, batch_size=1, return_thoughts=True)  # batches of 1 never fail
+    backbone = emb.encoder.backbone
+    real_forward, widths = backbone.forward, []
+
+    @functools.wraps(real_forward)  # keeps the signature the fused step inspects
+    def forward(*args, **kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        widths.append(len(ids))
+        if len(ids) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_forward(*args, **kwargs)
+
+    monkeypatch.setattr(backbone, "forward", forward)
+    got = emb.encode_queries(queries, k=1, batch_size=8, return_thoughts=True)
+    assert max(widths) == 5 and widths.count(5) >= 1  # the first try was the whole batch
+    assert len(got.thoughts) == 5 and all(len(t) == 1 for t in got.thoughts)
+    assert got.embeddings.shape == want.embeddings.shape and np.isfinite(got.embeddings).all()
+    np.testing.assert_allclose(np.linalg.norm(got.embeddings, axis=1), 1, atol=1e-5)
+    docs = emb.encode_documents(queries, batch_size=8)
+    np.testing.assert_allclose(docs, emb.encode_documents(queries, batch_size=1), atol=1e-5)
+
+    def forward_broken(*args, **kwargs):
+        raise RuntimeError("shapes do not match")  # any other error is not retried
+
+    monkeypatch.setattr(backbone, "forward", forward_broken)
+    with pytest.raises(RuntimeError, match="shapes do not match"):
+        emb.encode_queries(queries, k=1, batch_size=8)
