@@ -65,12 +65,16 @@ class Thinker:
         return batch, out
 
     def _decode(self, new_tokens: torch.Tensor) -> list[str]:
+        """Thought texts up to EOS. In the official style, exactly as generated (the official inference re-encodes
+        the decoded output unchanged): a trained model often opens with a spaced token (' rise'), and stripping
+        that space changes the tokens the query vector is read from, and voids the fused vector."""
         eos = self.tokenizer.eos_token_id
         texts = []
         for row in new_tokens.tolist():
             if eos in row:
                 row = row[: row.index(eos)]
-            texts.append(self.tokenizer.decode(row, skip_special_tokens=True).strip())
+            text = self.tokenizer.decode(row, skip_special_tokens=True)
+            texts.append(text if self.prompt_style == "official" else text.strip())
         return texts
 
     @contextlib.contextmanager

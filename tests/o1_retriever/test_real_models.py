@@ -21,13 +21,17 @@ def test_default_model_loads_offline_and_thinks(default_embedder):
 
 
 def test_fused_equals_two_pass_on_real_text(default_embedder):
-    """With real text the decoded thought re-tokenizes to the same ids, so fused == re-encoded."""
+    """With real text the decoded thought re-tokenizes to the same ids, so the fused vectors are kept (none
+    re-encoded) and equal the re-encoded ones. The trained default opens thoughts with a spaced token (' rise'):
+    decoding must keep that space, or every fused vector would be discarded."""
     emb = O1Embedder(default_embedder.thinker.__class__(default_embedder.thinker.model,
                                                         default_embedder.thinker.tokenizer, "official"),
                      default_embedder.encoder, name="smollm2-official", thought_cache=False,
                      generation=default_embedder.generation)
     assert emb.can_fuse
     qs = ["What makes Mars red?", "How do vaccines work?"]
+    thoughts, kept = emb._think(qs, 2, 32, False, want_vectors=True)
+    assert set(kept) == set(qs), thoughts  # every query's fused vectors survived the re-tokenization check
     fused = emb.encode_queries(qs, k=2, return_thoughts=True)
     emb.fused = False
     two_pass = emb.encode_queries(qs, k=2, return_thoughts=True)
