@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 
 import torch
+from tqdm.auto import tqdm
 
 _DTYPES = {"auto": None, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
            "fp16": torch.float16, "float16": torch.float16, "fp32": torch.float32, "float32": torch.float32}
@@ -48,3 +49,23 @@ def resolve_dtype(dtype, device: torch.device) -> torch.dtype:
 def is_oom(error: BaseException) -> bool:
     """A CUDA out-of-memory error (older torch raises it as a plain RuntimeError)."""
     return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
+
+
+def in_batches(items, batch_size: int, step, desc: str, show_progress_bar: bool) -> list:
+    """[step(chunk) for consecutive chunks of items]. Out of GPU memory, the batch halves and the chunk is
+    retried: a batch size too large for the device costs retries, not the call."""
+    parts, start = [], 0
+    with tqdm(total=len(items), desc=desc, disable=not show_progress_bar) as bar:
+        while start < len(items):
+            chunk = items[start: start + batch_size]
+            try:
+                parts.append(step(chunk))
+            except (torch.OutOfMemoryError, RuntimeError) as e:
+                if not is_oom(e) or batch_size == 1:
+                    raise
+                batch_size = max(1, batch_size // 2)
+                torch.cuda.empty_cache()
+                continue
+            start += len(chunk)
+            bar.update(len(chunk))
+    return parts

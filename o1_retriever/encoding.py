@@ -6,9 +6,8 @@ import warnings
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from .device import is_oom
+from .device import in_batches
 from .formatting import EMB
 
 
@@ -53,22 +52,11 @@ class LMEncoder:
         ids = self.tokenize(texts, max_length)
         order = np.argsort([-len(x) for x in ids], kind="stable")  # longest first: OOM shows up at once
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        bar = tqdm(total=len(texts), desc="Embedding", disable=not show_progress_bar)
-        start = 0
-        while start < len(order):
-            idx = order[start: start + batch_size]
-            try:
-                vecs = self._forward([ids[i] for i in idx])
-            except (torch.OutOfMemoryError, RuntimeError) as e:
-                if not is_oom(e) or batch_size == 1:
-                    raise
-                batch_size = max(1, batch_size // 2)
-                torch.cuda.empty_cache()
-                continue
-            out[idx] = torch.nn.functional.normalize(vecs, dim=-1).cpu().numpy()
-            start += len(idx)
-            bar.update(len(idx))
-        bar.close()
+
+        def step(idx):
+            out[idx] = torch.nn.functional.normalize(self._forward([ids[i] for i in idx]), dim=-1).cpu().numpy()
+
+        in_batches(order, batch_size, step, "Embedding", show_progress_bar)
         return out
 
 

@@ -6,9 +6,8 @@ import inspect
 from dataclasses import asdict, dataclass
 
 import torch
-from tqdm.auto import tqdm
 
-from .device import is_oom
+from .device import in_batches
 from .formatting import EMB, chat_thinking_prompt, thinking_prompt
 from .sampling import generate
 
@@ -94,7 +93,7 @@ class Thinker:
             return [flat[i * k:(i + 1) * k] for i in range(len(chunk))]
 
         with self._seeded(config.seed):
-            return [ts for part in _in_batches(queries, batch_size, step, show_progress_bar) for ts in part]
+            return [ts for part in in_batches(queries, batch_size, step, "Thinking", show_progress_bar) for ts in part]
 
     @torch.inference_mode()
     def think_and_embed(self, queries: list[str], k: int, config: GenerationConfig, batch_size: int = 32,
@@ -129,7 +128,7 @@ class Thinker:
             return [flat[i * k:(i + 1) * k] for i in range(len(chunk))], vectors, used
 
         with self._seeded(config.seed):
-            parts = _in_batches(queries, batch_size, step, show_progress_bar)
+            parts = in_batches(queries, batch_size, step, "Thinking", show_progress_bar)
         thoughts = [ts for part in parts for ts in part[0]]
         used_ids = [ids for part in parts for ids in part[2]]
         return thoughts, torch.cat([part[1] for part in parts]), used_ids
@@ -164,22 +163,3 @@ def cache_argument(backbone) -> str:
     Older versions swallow an unknown `cache=` into **kwargs and would embed the step without its context."""
     return "cache" if "cache" in inspect.signature(backbone.forward).parameters else "past_key_values"
 
-
-def _in_batches(queries: list[str], batch_size: int, step, show_progress_bar: bool) -> list:
-    """step(chunk) over consecutive chunks of queries. Out of GPU memory, the batch halves and the chunk is
-    retried (its thoughts are then drawn in smaller batches), as the encoder does."""
-    parts, start = [], 0
-    with tqdm(total=len(queries), desc="Thinking", disable=not show_progress_bar) as bar:
-        while start < len(queries):
-            chunk = queries[start: start + batch_size]
-            try:
-                parts.append(step(chunk))
-            except (torch.OutOfMemoryError, RuntimeError) as e:
-                if not is_oom(e) or batch_size == 1:
-                    raise
-                batch_size = max(1, batch_size // 2)
-                torch.cuda.empty_cache()
-                continue
-            start += len(chunk)
-            bar.update(len(chunk))
-    return parts
