@@ -62,7 +62,7 @@ def _print_hits(console, query, hits) -> None:
     thoughts = hits[0].thoughts if hits else []
     console.print(f"\n[bold]Query:[/bold] {query}")
     for i, t in enumerate(thoughts, 1):
-        console.print(f"  [dim]thought {i}:[/dim] {t}")
+        console.print(f"  [dim]thought {i}:[/dim] {t.strip()}")  # shown trimmed; embedded as generated
     table = Table(show_header=True, header_style="bold")
     for col in ("rank", "score", "id", "passage"):
         table.add_column(col, overflow="fold")
