@@ -126,8 +126,9 @@ class O1Embedder:
                 and t.model is self.encoder.model and self.quantization is None and t.prompt_style == "official")
 
     def _keys(self, queries: list[str], k: int) -> list[str]:
-        params = self.generation.as_dict() | {"quantization": self.quantization, "sampler": SAMPLER,
-                                              "stripped": self.thinker.prompt_style != "official"}
+        params = self.generation.as_dict() | {"quantization": self.quantization, "sampler": SAMPLER}
+        if self.thinker.prompt_style == "official":  # texts kept as generated since 2026-11-26, no longer stripped
+            params["decoded"] = "as generated"
         template = f"{self.thinker.prompt_style}:{self.thinker.prompt('{query}')}"
         return [cache_key(self.thinker_fingerprint, template, q, k, params) for q in queries]
 

@@ -118,8 +118,7 @@ class Thinker:
             new = out.sequences[:, prompt_len:]
             flat = self._decode(new)
             prompt_mask = batch["attention_mask"].repeat_interleave(k, 0)
-            cache = getattr(out, "cache", None)  # transformers >= 5.2x; `past_key_values` before
-            vectors = self._emb_step(prompt_mask, new, cache if cache is not None else out.past_key_values, eos, emb)
+            vectors = self._emb_step(prompt_mask, new, generated_cache(out), eos, emb)
             used = []
             prompts = batch["input_ids"].repeat_interleave(k, 0)
             for row, mask, gen in zip(prompts.tolist(), prompt_mask.tolist(), new.tolist()):
@@ -158,8 +157,14 @@ class Thinker:
         return out.last_hidden_state[:, -1].float()
 
 
+# transformers renamed the KV cache from `past_key_values` to `cache` in 5.2x; our own Llama uses `cache`.
+def generated_cache(out):
+    """The KV cache a `generate(..., return_dict_in_generate=True)` output holds, under either name."""
+    return out.cache if hasattr(out, "cache") else out.past_key_values
+
+
 def cache_argument(backbone) -> str:
-    """The KV cache's keyword: `cache` in transformers >= 5.2x and our own Llama, `past_key_values` before.
-    Older versions swallow an unknown `cache=` into **kwargs and would embed the step without its context."""
+    """The KV cache's keyword for this backbone's forward. Older transformers swallow an unknown `cache=` into
+    **kwargs and would embed the step without its context."""
     return "cache" if "cache" in inspect.signature(backbone.forward).parameters else "past_key_values"
 

@@ -1,4 +1,4 @@
-"""o1-retriever's own Llama (`o1_retriever/llama.py`) against transformers' on the same weights: hidden states,
+"""o1-retriever's own Llama (`o1_retriever/llama/`) against transformers' on the same weights: hidden states,
 cached steps, generation and cache keys must agree exactly, and what it cannot load falls back or says why."""
 import json
 import shutil
@@ -11,7 +11,7 @@ from o1_retriever import O1Embedder
 from o1_retriever.llama import LlamaForCausalLM, unsupported_reason
 from o1_retriever.loading import fingerprint, load_causal_lm
 from o1_retriever.sampling import generate
-from o1_retriever.thinking import cache_argument
+from o1_retriever.thinking import cache_argument, generated_cache
 
 CPU = torch.device("cpu")
 TEXTS = ["protein cell gene cancer vaccine virus immune", "a study", "the risk of heart disease in mice"]
@@ -74,7 +74,7 @@ def test_generation_and_its_cache_match_transformers(pair):
                                  eos_token_id=tok.eos_token_id, return_dict_in_generate=True, use_cache=True))
     want, got = outs
     assert torch.equal(got.sequences, want.sequences)
-    want_cache = want.cache if hasattr(want, "cache") else want.past_key_values  # renamed in transformers 5.2x
+    want_cache = generated_cache(want)
     assert got.cache.get_seq_length() == want_cache.get_seq_length() == got.sequences.shape[1] - 1
     # A step on top of each cache (what the fused think-and-embed does) also agrees.
     n = got.sequences.shape[0]
