@@ -91,3 +91,40 @@ def test_token_rows_refused_for_an_untied_head(tiny_lm_dir, tmp_path):
     with pytest.raises(ValueError, match="untied lm_head.pth"):
         write_token_rows(out)
     assert (out / "embedding" / "emb.pth").exists()
+
+
+@pytest.mark.parametrize("token_rows_only", [True, False])
+def test_init_adapter_continues_from_an_exported_model(tied_model, tmp_path, token_rows_only):
+    """Warm start: a model built from an exported adapter has its LoRA weights and token rows, in either
+    token-row form, and the LoRA shape comes from the adapter, not from the (different) arguments."""
+    from peft import get_peft_model_state_dict
+    base, model = tied_model
+    out = export_adapter(model, tmp_path / "adapter", token_rows_only=token_rows_only)
+    warm = build(ModelArguments(init_adapter=str(out), lora_r=8, lora_alpha=8, gradient_checkpointing=False))
+    assert json.loads((out / "adapter_config.json").read_text())["r"] == 2
+    want, got = get_peft_model_state_dict(model.lm), get_peft_model_state_dict(warm.lm)
+    lora = [k for k in want if "lora_" in k]
+    assert lora and all(torch.equal(want[k], got[k]) for k in lora)
+    assert torch.allclose(warm.trained_input_embedding().weight, model.trained_input_embedding().weight, atol=1e-6)
+    assert warm.base_name == model.base_name  # the adapter's base was used: no --base-model given
+    ids = torch.tensor([[5, 6, 7, int(model.token_ids[-1])]])
+    mask = torch.ones_like(ids)
+    model.eval(), warm.eval()
+    assert torch.allclose(warm._last_hidden(ids, mask), model._last_hidden(ids, mask), atol=1e-5)
+    fresh = build(ModelArguments(base_model=str(base), lora_r=2, lora_alpha=4, gradient_checkpointing=False))
+    fresh.eval()
+    assert not torch.allclose(fresh._last_hidden(ids, mask), model._last_hidden(ids, mask), atol=1e-3)
+
+
+def test_init_adapter_refuses_what_it_cannot_continue(tied_model, tmp_path):
+    base, model = tied_model
+    with pytest.raises(ValueError, match="adapter_config.json does not exist"):
+        build(ModelArguments(init_adapter=str(tmp_path / "nowhere")))
+    out = export_adapter(model, tmp_path / "adapter", token_rows_only=True)
+    other = tmp_path / "other_base"
+    other.mkdir()
+    with pytest.raises(ValueError, match="was trained on"):
+        build(ModelArguments(init_adapter=str(out), base_model=str(other), gradient_checkpointing=False))
+    (out / "adapter_model.safetensors").unlink()
+    with pytest.raises(ValueError, match="adapter_model.safetensors does not exist"):
+        build(ModelArguments(init_adapter=str(out), gradient_checkpointing=False))

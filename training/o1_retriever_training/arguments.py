@@ -33,6 +33,11 @@ class ModelArguments:
     quantization: str = _f(None, "'4bit' for QLoRA (NF4 base weights via bitsandbytes), else full precision",
                            choices=(None, "4bit"))
     gradient_checkpointing: bool = _f(True, "Recompute activations in backward: far less memory, about 30%% slower")
+    init_adapter: str = _f(None, "Start from a trained O1 adapter (its LoRA weights and O1 token rows) instead of a "
+                                 "fresh LoRA, e.g. to fine-tune the bundled default on your own data: a directory "
+                                 "or 'default'. Its LoRA shape (r, alpha, target modules) replaces --lora-r, "
+                                 "--lora-alpha and --lora-target-modules; its base model is used if --base-model is "
+                                 "not given")
 
 
 @dataclass

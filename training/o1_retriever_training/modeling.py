@@ -6,13 +6,15 @@ inference loads the exported result with `o1_retriever.O1Embedder.from_pretraine
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from o1_retriever.default_model import SMOLLM2_HUB_ID, cache_dir, convert_gguf, smollm2_base_dir
+from o1_retriever.default_model import (SMOLLM2_HUB_ID, cache_dir, convert_gguf, resolve_base_model,
+                                        smollm2_base_dir)
 from o1_retriever.formatting import SPECIAL_TOKENS, add_special_tokens
 
 from .arguments import ModelArguments
@@ -137,13 +139,70 @@ def resolve_base(base_model: str | None) -> tuple[str, str]:
     return base_model, base_model
 
 
+def resolve_init_adapter(init_adapter: str) -> tuple[Path, dict]:
+    """(adapter directory, its adapter_config.json) for `init_adapter`: a directory or 'default'."""
+    from o1_retriever.default_model import ADAPTER_DIR
+    path = ADAPTER_DIR if init_adapter == "default" else Path(init_adapter).expanduser()
+    config_file = path / "adapter_config.json"
+    if not config_file.is_file():
+        raise ValueError(f"init_adapter={init_adapter!r}: {config_file} does not exist; pass a directory written by "
+                         f"`o1-retriever train` (adapter_config.json, adapter_model.safetensors) or 'default'")
+    if (path / "embedding" / "lm_head.pth").exists():
+        raise ValueError(f"init_adapter={init_adapter!r} has an untied output head (embedding/lm_head.pth); "
+                         f"continuing from it is not supported, only tied-embedding models such as SmolLM2")
+    return path, json.loads(config_file.read_text())
+
+
+def _load_trained_rows(adapter_dir: Path, tokenizer, ids: list[int]) -> torch.Tensor | None:
+    """The adapter's O1 token rows (compact token_rows.safetensors or the full emb.pth), in `ids` order."""
+    rows_file, emb_file = adapter_dir / "embedding" / "token_rows.safetensors", adapter_dir / "embedding" / "emb.pth"
+    if rows_file.exists():
+        from safetensors.torch import load_file
+        rows = load_file(str(rows_file))
+        missing = [t for t in tokenizer.convert_ids_to_tokens(ids) if t not in rows]
+        if missing:
+            raise ValueError(f"{rows_file} lacks rows for {missing}")
+        return torch.stack([rows[t] for t in tokenizer.convert_ids_to_tokens(ids)]).float()
+    if emb_file.exists():
+        weight = torch.load(emb_file, map_location="cpu", weights_only=False).weight
+        return weight[ids].detach().float()
+    return None  # an adapter trained without token rows: they stay the base model's
+
+
+def warm_start(model: "O1TrainingModel", adapter_dir: Path) -> None:
+    """Load a trained adapter's LoRA weights and token rows into a freshly built model of the same shape.
+    The rows are stored absolute; the model keeps them as a delta over its (mean-initialised) base rows."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+    weights = adapter_dir / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise ValueError(f"init_adapter: {weights} does not exist")
+    result = set_peft_model_state_dict(model.lm, load_file(str(weights)))
+    lora_missing = [k for k in result.missing_keys if "lora_" in k]
+    if result.unexpected_keys or lora_missing:
+        raise ValueError(f"init_adapter: {weights} does not fit the model built from its adapter_config.json "
+                         f"(unexpected: {result.unexpected_keys[:3]}, missing: {lora_missing[:3]})")
+    rows = _load_trained_rows(adapter_dir, model.tokenizer, model.token_ids.tolist())
+    if rows is not None:
+        base = model.base_model.get_input_embeddings().weight[model.token_ids].detach().float()
+        with torch.no_grad():
+            model.token_delta.copy_(rows - base)
+
+
 def build(model_args: ModelArguments, *, temperature: float = 0.02, lambda_emb: float = 0.8,
           mixed_precision: str = "no", cross_device_negatives: bool = True, device_map=None) -> O1TrainingModel:
     """Base LM + O1 tokens + LoRA (+ NF4 base for QLoRA), ready for the training loop."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    source, base_name = resolve_base(model_args.base_model)
+    init = resolve_init_adapter(model_args.init_adapter) if model_args.init_adapter else None
+    base_model = model_args.base_model
+    if init and base_model is None:
+        base_model = resolve_base_model(init[1].get("base_model_name_or_path") or "") or None
+    source, base_name = resolve_base(base_model)
+    if init and init[1].get("base_model_name_or_path") not in (None, "", base_name):
+        raise ValueError(f"init_adapter={model_args.init_adapter!r} was trained on "
+                         f"{init[1]['base_model_name_or_path']!r}, not on base_model={model_args.base_model!r}")
     # Frozen weights may sit in bf16 when we compute in bf16 anyway; adapters stay fp32 (peft).
     dtype = torch.bfloat16 if mixed_precision == "bf16" else torch.float32
     kwargs = {"dtype": dtype}
@@ -170,9 +229,15 @@ def build(model_args: ModelArguments, *, temperature: float = 0.02, lambda_emb: 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=model_args.gradient_checkpointing)
     if model_args.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    config = LoraConfig(r=model_args.lora_r, lora_alpha=model_args.lora_alpha, lora_dropout=model_args.lora_dropout,
-                        target_modules=list(model_args.lora_target_modules), task_type="CAUSAL_LM")
+    r, alpha, targets = model_args.lora_r, model_args.lora_alpha, list(model_args.lora_target_modules)
+    if init:  # the adapter's own shape, so its weights fit
+        r, alpha, targets = init[1]["r"], init[1]["lora_alpha"], sorted(init[1]["target_modules"])
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=model_args.lora_dropout, target_modules=targets,
+                        task_type="CAUSAL_LM")
     lm = get_peft_model(model, config)
-    return O1TrainingModel(lm, tokenizer, temperature=temperature, lambda_emb=lambda_emb,
-                           train_token_rows=model_args.train_token_rows,
-                           cross_device_negatives=cross_device_negatives, base_name=base_name)
+    o1 = O1TrainingModel(lm, tokenizer, temperature=temperature, lambda_emb=lambda_emb,
+                         train_token_rows=model_args.train_token_rows,
+                         cross_device_negatives=cross_device_negatives, base_name=base_name)
+    if init:
+        warm_start(o1, init[0])
+    return o1

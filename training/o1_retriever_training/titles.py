@@ -1,0 +1,72 @@
+"""Title-to-abstract pairs: doc-to-query training data for free, from a corpus's own titles.
+
+Each sampled document's title becomes a query, its text without the title the positive passage. Hard
+negatives are the passages BM25 ranks highest for the title (other documents, also written without their
+titles: a title in the negatives alone would be a shortcut the model could learn instead of the topic). No
+judgement, no query and no LLM is involved, so any corpus can be used, the evaluation corpus included (as
+doc-to-query methods do); documents without a title are skipped. Records carry no thought and train the
+bare-query path (k=0, and the query's own share under `mean_with_query`):
+
+    python -m o1_retriever_training.titles --data ../shared/data/scifact --num-docs 1000 \
+        --output runs/x/titles_scifact.jsonl
+    cat runs/x/train_fit.jsonl runs/x/titles_scifact.jsonl > runs/x/train_mix.jsonl
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from pathlib import Path
+
+from o1_retriever.evaluation.data import read_beir_jsonl
+
+from .members import BM25Member
+from .negatives import mine_negatives
+
+
+def title_pairs(data, num_docs: int, num_negatives: int = 7, seed: int = 0, min_title_words: int = 3) -> list[dict]:
+    """Up to `num_docs` records {query_id, query, pos_ids, pos, neg_ids, neg, thought: None} from the BEIR
+    folder `data`, documents sampled with `seed`."""
+    for name, value, low in (("num_docs", num_docs, 1), ("num_negatives", num_negatives, 0),
+                             ("min_title_words", min_title_words, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    rows = list(read_beir_jsonl(Path(data) / "corpus.jsonl", "document", ("_id",)))
+    titles = {r["_id"]: " ".join(str(r.get("title") or "").split()) for r in rows}
+    bodies = {r["_id"]: " ".join(str(r.get("text") or "").split()) for r in rows}
+    full = {d: f"{titles[d]} {bodies[d]}".strip() for d in titles}
+    usable = sorted(d for d in titles if len(titles[d].split()) >= min_title_words and bodies[d])
+    if not usable:
+        raise ValueError(f"{data}/corpus.jsonl has no document with a title of >= {min_title_words} words and a "
+                         f"text: title pairs need titles (use `synthesize --doc-to-query` for untitled corpora)")
+    chosen = random.Random(seed).sample(usable, min(num_docs, len(usable)))
+    corpus_ids = [d for d in full if full[d]]
+    corpus = [full[d] for d in corpus_ids]
+    negatives = mine_negatives([titles[d] for d in chosen], [{d} for d in chosen], corpus_ids, corpus,
+                               [BM25Member(corpus)], num_negatives)
+    # A negative with an empty body would be an empty passage: mine_negatives only sees full texts.
+    return [{"query_id": f"title-{d}", "query": titles[d], "pos_ids": [d], "pos": [bodies[d]],
+             "neg_ids": [n for n in negs if bodies[n]], "neg": [bodies[n] for n in negs if bodies[n]],
+             "thought": None, "source": "title"}
+            for d, negs in zip(chosen, negatives)]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m o1_retriever_training.titles", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True, help="BEIR folder whose corpus.jsonl has titles")
+    p.add_argument("--num-docs", type=int, default=1000, help="documents to sample (default: 1000)")
+    p.add_argument("--num-negatives", type=int, default=7, help="BM25 hard negatives per record (default: 7)")
+    p.add_argument("--min-title-words", type=int, default=3, help="skip shorter titles (default: 3)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    p.add_argument("--output", required=True, help="JSONL to write (training records for `o1-retriever train`)")
+    args = p.parse_args(argv)
+    records = title_pairs(args.data, args.num_docs, args.num_negatives, args.seed, args.min_title_words)
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    print(f"wrote {len(records)} title pairs to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
