@@ -3,7 +3,8 @@
 #   1. synthesize thoughts (SmolLM2 expert + BM25/MiniLM committee, soft vote) for SciFact train and NFCorpus dev,
 #      with BM25 hard negatives;
 #   2. hold 100 SciFact train queries out as a dev set (they are never trained on);
-#   3. train a LoRA adapter on SmolLM2-135M-Instruct with the joint loss, 2 epochs;
+#   3. train a LoRA adapter on SmolLM2-135M-Instruct with the joint loss, 2 epochs; then continue it for 1 epoch on
+#      the same records plus 1000 SciFact title-to-abstract pairs (python -m o1_retriever_training.titles);
 #   4. export into o1_retriever/default_adapter/;
 #   5. choose the inference settings (sampling temperature x aggregation x the bare query's weight) on the
 #      held-out SciFact dev queries, write them into the model's o1_generation.json; then the dense share of
@@ -12,7 +13,7 @@
 #   6. evaluate on the test splits (never used for any choice), each dense row also fused with BM25.
 # Usage: bash scripts/train_default.sh [RUN_DIR]   (resumable: re-running skips finished steps)
 # A smoke run of every step (minutes, not hours) writes elsewhere and shrinks the work, e.g.
-#   ADAPTER_DIR=/tmp/a BENCH_DIR=/tmp/b LIMIT=12 DEV_QUERIES=4 MAX_STEPS=2 TEST_SETS=scifact \
+#   ADAPTER_DIR=/tmp/a BENCH_DIR=/tmp/b LIMIT=12 DEV_QUERIES=4 MAX_STEPS=2 TITLE_DOCS=12 TEST_SETS=scifact \
 #   EVAL_ARGS="--max-docs 200 --max-queries 6" \
 #     bash scripts/train_default.sh /tmp/run
 set -euo pipefail
@@ -25,6 +26,7 @@ DEFAULT_ADAPTER=o1_retriever/default_adapter
 ADAPTER=$(realpath -m "${ADAPTER_DIR:-$DEFAULT_ADAPTER}")  # where the model is shipped
 BENCH=${BENCH_DIR:-benchmarks}            # where the results go
 DEV_QUERIES=${DEV_QUERIES:-100}
+TITLE_DOCS=${TITLE_DOCS:-1000}             # SciFact title-to-abstract pairs added in stage 2
 TEST_SETS=${TEST_SETS:-scifact nfcorpus}  # evaluated on their test splits at the end
 read -r -a LIMIT_ARGS <<< "${LIMIT:+--limit $LIMIT}"            # synthesize at most LIMIT queries per dataset
 read -r -a STEP_ARGS <<< "${MAX_STEPS:+--max-steps $MAX_STEPS}"  # stop training early
@@ -51,11 +53,25 @@ $BIN train --train-data "$RUN/train_fit.jsonl" --output-dir "$RUN/model" --resum
   --query-thought-max-length 128 --passage-max-length 144 --no-gradient-checkpointing \
   --token-rows-only --save-steps 10 --seed 42 "${STEP_ARGS[@]}"
 
-# Ship it: adapter + O1 token rows + tokenizer + loss log/plot, no checkpoints; the model card (README.md) stays.
+# Stage 2: continue that model for 1 epoch on the same records plus SciFact title-to-abstract pairs (each title
+# a query, its text the positive, BM25 negatives; no label and no LLM involved), at half the learning rate.
+$PY -m o1_retriever_training.titles --data "$DATA/scifact" --num-docs "$TITLE_DOCS" --seed 0 \
+  --output "$RUN/titles_scifact.jsonl"
+cat "$RUN/train_fit.jsonl" "$RUN/titles_scifact.jsonl" > "$RUN/train_mix.jsonl"
+$BIN train --train-data "$RUN/train_mix.jsonl" --output-dir "$RUN/model2" --resume --init-adapter "$RUN/model" \
+  --group-size 2 --batch-size 16 --num-epochs 1 \
+  --learning-rate 1e-4 --temperature 0.05 --lambda-emb 0.8 --empty-thought-ratio 0.25 \
+  --query-thought-max-length 128 --passage-max-length 144 --no-gradient-checkpointing \
+  --token-rows-only --save-steps 10 --seed 43 "${STEP_ARGS[@]}"
+
+# Ship it: adapter + O1 token rows + tokenizer + loss logs/plots of both stages, no checkpoints; the model card
+# (README.md) stays.
 mkdir -p "$ADAPTER"
 find "$ADAPTER" -mindepth 1 ! -name README.md -delete
-(cd "$RUN/model" && cp -r adapter_config.json adapter_model.safetensors embedding tokenizer* chat_template.jinja \
+(cd "$RUN/model2" && cp -r adapter_config.json adapter_model.safetensors embedding tokenizer* chat_template.jinja \
    losses.png train_log.jsonl training_args.json "$ADAPTER/")
+mkdir -p "$ADAPTER/stage1"
+(cd "$RUN/model" && cp losses.png train_log.jsonl training_args.json "$ADAPTER/stage1/")
 echo '{"max_new_tokens": 48}' > "$ADAPTER/o1_generation.json"  # the thought length it was trained on
 
 # Inference settings, chosen on held-out data only: the 100 SciFact dev queries (NFCorpus ships no train split,
@@ -76,7 +92,7 @@ for T in 0.1 0.7; do
     K=3
   done
 done
-for W in 0.5 0.6 0.75; do
+for W in 0.5 0.6 0.75 0.9; do
   dev_eval "0.7_mean_with_query_w$W" --k 3 --temperature 0.7 --aggregation mean_with_query --query-weight "$W"
 done
 mkdir -p "$BENCH/default_dev"

@@ -10,7 +10,7 @@ import torch
 from o1_retriever import O1Embedder
 from o1_retriever_training.arguments import ModelArguments
 from o1_retriever_training.export import export_adapter, write_token_rows
-from o1_retriever_training.modeling import build
+from o1_retriever_training.modeling import build, effective_model_arguments
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +102,8 @@ def test_init_adapter_continues_from_an_exported_model(tied_model, tmp_path, tok
     out = export_adapter(model, tmp_path / "adapter", token_rows_only=token_rows_only)
     warm = build(ModelArguments(init_adapter=str(out), lora_r=8, lora_alpha=8, gradient_checkpointing=False))
     assert json.loads((out / "adapter_config.json").read_text())["r"] == 2
+    used = effective_model_arguments(ModelArguments(init_adapter=str(out), lora_r=8, lora_alpha=8))
+    assert (used.lora_r, used.lora_alpha) == (2, 4)  # what training_args.json records
     want, got = get_peft_model_state_dict(model.lm), get_peft_model_state_dict(warm.lm)
     lora = [k for k in want if "lora_" in k]
     assert lora and all(torch.equal(want[k], got[k]) for k in lora)

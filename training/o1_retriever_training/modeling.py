@@ -6,6 +6,7 @@ inference loads the exported result with `o1_retriever.O1Embedder.from_pretraine
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,6 +154,16 @@ def resolve_init_adapter(init_adapter: str) -> tuple[Path, dict]:
     return path, json.loads(config_file.read_text())
 
 
+def effective_model_arguments(model_args: ModelArguments) -> ModelArguments:
+    """The arguments a run actually uses: with init_adapter, the LoRA shape is the adapter's (so its weights fit),
+    whatever --lora-r/--lora-alpha/--lora-target-modules say; training_args.json records these."""
+    if not model_args.init_adapter:
+        return model_args
+    _, config = resolve_init_adapter(model_args.init_adapter)
+    return dataclasses.replace(model_args, lora_r=config["r"], lora_alpha=config["lora_alpha"],
+                               lora_target_modules=sorted(config["target_modules"]))
+
+
 def _load_trained_rows(adapter_dir: Path, tokenizer, ids: list[int]) -> torch.Tensor | None:
     """The adapter's O1 token rows (compact token_rows.safetensors or the full emb.pth), in `ids` order."""
     rows_file, emb_file = adapter_dir / "embedding" / "token_rows.safetensors", adapter_dir / "embedding" / "emb.pth"
@@ -195,6 +206,7 @@ def build(model_args: ModelArguments, *, temperature: float = 0.02, lambda_emb: 
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    model_args = effective_model_arguments(model_args)
     init = resolve_init_adapter(model_args.init_adapter) if model_args.init_adapter else None
     base_model = model_args.base_model
     if init and base_model is None:
@@ -229,11 +241,8 @@ def build(model_args: ModelArguments, *, temperature: float = 0.02, lambda_emb: 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=model_args.gradient_checkpointing)
     if model_args.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    r, alpha, targets = model_args.lora_r, model_args.lora_alpha, list(model_args.lora_target_modules)
-    if init:  # the adapter's own shape, so its weights fit
-        r, alpha, targets = init[1]["r"], init[1]["lora_alpha"], sorted(init[1]["target_modules"])
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=model_args.lora_dropout, target_modules=targets,
-                        task_type="CAUSAL_LM")
+    config = LoraConfig(r=model_args.lora_r, lora_alpha=model_args.lora_alpha, lora_dropout=model_args.lora_dropout,
+                        target_modules=list(model_args.lora_target_modules), task_type="CAUSAL_LM")
     lm = get_peft_model(model, config)
     o1 = O1TrainingModel(lm, tokenizer, temperature=temperature, lambda_emb=lambda_emb,
                          train_token_rows=model_args.train_token_rows,

@@ -20,7 +20,7 @@ from .arguments import DataArguments, ModelArguments, TrainingArguments, check_t
 from .data import load_triplets
 from .dataset import TrainCollator, TrainDataset
 from .export import UNTIED_ROWS_ONLY, export_adapter
-from .modeling import build
+from .modeling import build, effective_model_arguments
 from .plotting import plot_losses
 
 STATE_FILE = "state.pt"
@@ -113,6 +113,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
     from transformers import get_linear_schedule_with_warmup
 
     check_training_arguments(train_args, data_args)
+    model_args = effective_model_arguments(model_args)
     if not data_args.train_data:
         raise ValueError("train_data is required: a JSONL file of {query, pos, neg, thought} records")
     records = load_triplets(data_args.train_data, data_args.max_examples)
