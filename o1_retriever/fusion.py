@@ -6,9 +6,9 @@ standard deviation below that list's weakest candidate: it was not retrieved the
 found beats one that only one list found with the same z-score, and a keyword match that BM25 alone finds in
 a small collection (one hit, so z = 0) still lifts it above the documents BM25 did not match.
 
-Why z-scores and not reciprocal-rank fusion: on the default model's 100 held-out SciFact train queries
+Why z-scores and not reciprocal-rank fusion: on the stage-1 default's 100 held-out SciFact train queries
 (top-100 pools, thoughts at k=3), z-score fusion scored nDCG@10 0.743-0.746 at w=0.3-0.5 against BM25's 0.717
-(`benchmarks/hybrid_dev/`), while RRF (c=60) fell below BM25 at every weight tried (0.67-0.71): ranks throw
+(`benchmarks/stage1/hybrid_dev/`), while RRF (c=60) fell below BM25 at every weight tried (0.67-0.71): ranks throw
 away how far ahead a confident hit is (`scripts/fusion_methods.py`). Where the missing document lands (1e-6,
 0.5 or 1 sd under the floor) moved it by at most 0.005.
 """

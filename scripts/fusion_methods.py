@@ -3,7 +3,7 @@ z-score fusion (o1_retriever.fusion, what `hybrid=` uses), LlamaIndex's dist_bas
 (LangChain's EnsembleRetriever) and min-max fusion, at several dense shares and candidate-pool depths.
 
     .venv/bin/python scripts/fusion_methods.py --dataset runs/default/scifact_dev --split dev \
-        --output benchmarks/hybrid_dev/fusion_methods.json
+        --output benchmarks/stage1/hybrid_dev/fusion_methods.json
 k=0 (the bare query) by default: no thinking, about a minute once the corpus vectors are cached.
 """
 from __future__ import annotations
