@@ -10,7 +10,8 @@ import torch
 from o1_retriever import O1Embedder
 from o1_retriever_training.arguments import ModelArguments
 from o1_retriever_training.export import export_adapter, write_token_rows
-from o1_retriever_training.modeling import build, effective_model_arguments
+from o1_retriever_training.modeling import build
+from o1_retriever_training.warm_start import effective_model_arguments
 
 
 @pytest.fixture(scope="module")

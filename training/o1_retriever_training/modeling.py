@@ -6,8 +6,6 @@ inference loads the exported result with `o1_retriever.O1Embedder.from_pretraine
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from o1_retriever.formatting import SPECIAL_TOKENS, add_special_tokens
 
 from .arguments import ModelArguments
 from .dataset import IGNORE
+from .warm_start import effective_model_arguments, resolve_init_adapter, warm_start
 
 
 @dataclass
@@ -138,66 +137,6 @@ def resolve_base(base_model: str | None) -> tuple[str, str]:
             pass
         return str(resolved), str(resolved)
     return base_model, base_model
-
-
-def resolve_init_adapter(init_adapter: str) -> tuple[Path, dict]:
-    """(adapter directory, its adapter_config.json) for `init_adapter`: a directory or 'default'."""
-    from o1_retriever.default_model import ADAPTER_DIR
-    path = ADAPTER_DIR if init_adapter == "default" else Path(init_adapter).expanduser()
-    config_file = path / "adapter_config.json"
-    if not config_file.is_file():
-        raise ValueError(f"init_adapter={init_adapter!r}: {config_file} does not exist; pass a directory written by "
-                         f"`o1-retriever train` (adapter_config.json, adapter_model.safetensors) or 'default'")
-    if (path / "embedding" / "lm_head.pth").exists():
-        raise ValueError(f"init_adapter={init_adapter!r} has an untied output head (embedding/lm_head.pth); "
-                         f"continuing from it is not supported, only tied-embedding models such as SmolLM2")
-    return path, json.loads(config_file.read_text())
-
-
-def effective_model_arguments(model_args: ModelArguments) -> ModelArguments:
-    """The arguments a run actually uses: with init_adapter, the LoRA shape is the adapter's (so its weights fit),
-    whatever --lora-r/--lora-alpha/--lora-target-modules say; training_args.json records these."""
-    if not model_args.init_adapter:
-        return model_args
-    _, config = resolve_init_adapter(model_args.init_adapter)
-    return dataclasses.replace(model_args, lora_r=config["r"], lora_alpha=config["lora_alpha"],
-                               lora_target_modules=sorted(config["target_modules"]))
-
-
-def _load_trained_rows(adapter_dir: Path, tokenizer, ids: list[int]) -> torch.Tensor | None:
-    """The adapter's O1 token rows (compact token_rows.safetensors or the full emb.pth), in `ids` order."""
-    rows_file, emb_file = adapter_dir / "embedding" / "token_rows.safetensors", adapter_dir / "embedding" / "emb.pth"
-    if rows_file.exists():
-        from safetensors.torch import load_file
-        rows = load_file(str(rows_file))
-        missing = [t for t in tokenizer.convert_ids_to_tokens(ids) if t not in rows]
-        if missing:
-            raise ValueError(f"{rows_file} lacks rows for {missing}")
-        return torch.stack([rows[t] for t in tokenizer.convert_ids_to_tokens(ids)]).float()
-    if emb_file.exists():
-        weight = torch.load(emb_file, map_location="cpu", weights_only=False).weight
-        return weight[ids].detach().float()
-    return None  # an adapter trained without token rows: they stay the base model's
-
-
-def warm_start(model: "O1TrainingModel", adapter_dir: Path) -> None:
-    """Load a trained adapter's LoRA weights and token rows into a freshly built model of the same shape.
-    The rows are stored absolute; the model keeps them as a delta over its (mean-initialised) base rows."""
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-    weights = adapter_dir / "adapter_model.safetensors"
-    if not weights.is_file():
-        raise ValueError(f"init_adapter: {weights} does not exist")
-    result = set_peft_model_state_dict(model.lm, load_file(str(weights)))
-    lora_missing = [k for k in result.missing_keys if "lora_" in k]
-    if result.unexpected_keys or lora_missing:
-        raise ValueError(f"init_adapter: {weights} does not fit the model built from its adapter_config.json "
-                         f"(unexpected: {result.unexpected_keys[:3]}, missing: {lora_missing[:3]})")
-    rows = _load_trained_rows(adapter_dir, model.tokenizer, model.token_ids.tolist())
-    if rows is not None:
-        base = model.base_model.get_input_embeddings().weight[model.token_ids].detach().float()
-        with torch.no_grad():
-            model.token_delta.copy_(rows - base)
 
 
 def build(model_args: ModelArguments, *, temperature: float = 0.02, lambda_emb: float = 0.8,

@@ -20,7 +20,8 @@ from .arguments import DataArguments, ModelArguments, TrainingArguments, check_t
 from .data import load_triplets
 from .dataset import TrainCollator, TrainDataset
 from .export import UNTIED_ROWS_ONLY, export_adapter
-from .modeling import build, effective_model_arguments
+from .modeling import build
+from .warm_start import effective_model_arguments
 from .plotting import plot_losses
 
 STATE_FILE = "state.pt"
