@@ -18,7 +18,7 @@ import json
 import random
 from pathlib import Path
 
-from o1_retriever.evaluation.data import read_beir_jsonl
+from o1_retriever.evaluation.data import document_text, read_beir_jsonl
 
 from .members import BM25Member
 from .negatives import mine_negatives
@@ -34,7 +34,7 @@ def title_pairs(data, num_docs: int, num_negatives: int = 7, seed: int = 0, min_
     rows = list(read_beir_jsonl(Path(data) / "corpus.jsonl", "document", ("_id",)))
     titles = {r["_id"]: " ".join(str(r.get("title") or "").split()) for r in rows}
     bodies = {r["_id"]: " ".join(str(r.get("text") or "").split()) for r in rows}
-    full = {d: f"{titles[d]} {bodies[d]}".strip() for d in titles}
+    full = {r["_id"]: document_text(r) for r in rows}  # what synthesis and evaluation index, for BM25's statistics
     usable = sorted(d for d in titles if len(titles[d].split()) >= min_title_words and bodies[d])
     if not usable:
         raise ValueError(f"{data}/corpus.jsonl has no document with a title of >= {min_title_words} words and a "
@@ -44,11 +44,12 @@ def title_pairs(data, num_docs: int, num_negatives: int = 7, seed: int = 0, min_
     corpus = [full[d] for d in corpus_ids]
     negatives = mine_negatives([titles[d] for d in chosen], [{d} for d in chosen], corpus_ids, corpus,
                                [BM25Member(corpus)], num_negatives)
-    # A negative with an empty body would be an empty passage: mine_negatives only sees full texts.
-    return [{"query_id": f"title-{d}", "query": titles[d], "pos_ids": [d], "pos": [bodies[d]],
-             "neg_ids": [n for n in negs if bodies[n]], "neg": [bodies[n] for n in negs if bodies[n]],
-             "thought": None, "source": "title"}
-            for d, negs in zip(chosen, negatives)]
+    records = []
+    for d, negs in zip(chosen, negatives):
+        negs = [n for n in negs if bodies[n]]  # a title-only document would be an empty passage without its title
+        records.append({"query_id": f"title-{d}", "query": titles[d], "pos_ids": [d], "pos": [bodies[d]],
+                        "neg_ids": negs, "neg": [bodies[n] for n in negs], "thought": None, "source": "title"})
+    return records
 
 
 def main(argv=None) -> int:

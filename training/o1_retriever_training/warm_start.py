@@ -39,17 +39,20 @@ def effective_model_arguments(model_args: ModelArguments) -> ModelArguments:
 
 def _load_trained_rows(adapter_dir: Path, tokenizer, ids: list[int]) -> torch.Tensor | None:
     """The adapter's O1 token rows (compact token_rows.safetensors or the full emb.pth), in `ids` order."""
-    rows_file, emb_file = adapter_dir / "embedding" / "token_rows.safetensors", adapter_dir / "embedding" / "emb.pth"
+    from o1_retriever.loading import _load_module  # the allow-listed reader the loaders use, not a full unpickler
+
+    from .export import ROWS_FILE  # here, not at the top: export imports modeling, which imports this module
+    rows_file, emb_file = adapter_dir / "embedding" / ROWS_FILE, adapter_dir / "embedding" / "emb.pth"
     if rows_file.exists():
         from safetensors.torch import load_file
         rows = load_file(str(rows_file))
-        missing = [t for t in tokenizer.convert_ids_to_tokens(ids) if t not in rows]
+        tokens = tokenizer.convert_ids_to_tokens(ids)
+        missing = [t for t in tokens if t not in rows]
         if missing:
             raise ValueError(f"{rows_file} lacks rows for {missing}")
-        return torch.stack([rows[t] for t in tokenizer.convert_ids_to_tokens(ids)]).float()
+        return torch.stack([rows[t] for t in tokens]).float()
     if emb_file.exists():
-        weight = torch.load(emb_file, map_location="cpu", weights_only=False).weight
-        return weight[ids].detach().float()
+        return _load_module(emb_file, torch.nn.Embedding).weight[ids].detach().float()
     return None  # an adapter trained without token rows: they stay the base model's
 
 
