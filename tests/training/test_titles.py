@@ -51,3 +51,24 @@ def test_untitled_corpus_and_bad_arguments_are_refused(shared_data):
             title_pairs(shared_data / "scifact", num_docs=bad)
     with pytest.raises(ValueError, match="num_negatives"):
         title_pairs(shared_data / "scifact", num_docs=3, num_negatives=-1)
+
+
+def test_a_later_stage_samples_fresh_titles(shared_data, tmp_path):
+    first, second = tmp_path / "stage2.jsonl", tmp_path / "stage3.jsonl"
+    args = ["--data", str(shared_data / "scifact"), "--num-negatives", "1"]
+    assert main(args + ["--num-docs", "40", "--seed", "0", "--output", str(first)]) == 0
+    # the same seed without the exclusion would draw the same documents again
+    assert main(args + ["--num-docs", "40", "--seed", "0", "--exclude", str(first), "--output", str(second)]) == 0
+    read = lambda path: [json.loads(line)["pos_ids"][0] for line in path.open()]  # noqa: E731
+    seen, fresh = set(read(first)), read(second)
+    assert len(fresh) == 40 and not seen & set(fresh)
+    assert {r["pos_ids"][0] for r in title_pairs(shared_data / "scifact", 40, 1, seed=0)} == seen
+    with pytest.raises(ValueError, match="does not exist"):
+        main(args + ["--exclude", str(tmp_path / "missing.jsonl"), "--output", str(second)])
+    with pytest.raises(TypeError, match="collection of document ids"):
+        title_pairs(shared_data / "scifact", 3, exclude="4983")
+
+
+def test_excluding_every_title_is_refused(shared_data, corpus):
+    with pytest.raises(ValueError, match="no fresh title is left"):
+        title_pairs(shared_data / "scifact", num_docs=3, exclude=set(corpus))

@@ -10,6 +10,9 @@ bare-query path (k=0, and the query's own share under `mean_with_query`):
     python -m o1_retriever_training.titles --data ../shared/data/scifact --num-docs 1000 \
         --output runs/x/titles_scifact.jsonl
     cat runs/x/train_fit.jsonl runs/x/titles_scifact.jsonl > runs/x/train_mix.jsonl
+
+A later training stage can take fresh titles, none of those an earlier stage saw: `--exclude
+runs/x/titles_scifact.jsonl` skips every document that is a positive there.
 """
 from __future__ import annotations
 
@@ -24,9 +27,28 @@ from .members import BM25Member
 from .negatives import mine_negatives
 
 
-def title_pairs(data, num_docs: int, num_negatives: int = 7, seed: int = 0, min_title_words: int = 3) -> list[dict]:
+def excluded_documents(paths) -> set[str]:
+    """The positives' document ids of the title records in the JSONL files `paths` (earlier stages' pairs)."""
+    ids = set()
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"exclude file {path} does not exist (a JSONL of earlier title pairs)")
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            if not isinstance(record, dict) or not isinstance(record.get("pos_ids"), list):
+                raise ValueError(f"{path}:{number}: not a training record with 'pos_ids' (written by this module)")
+            ids.update(str(d) for d in record["pos_ids"])
+    return ids
+
+
+def title_pairs(data, num_docs: int, num_negatives: int = 7, seed: int = 0, min_title_words: int = 3,
+                exclude=()) -> list[dict]:
     """Up to `num_docs` records {query_id, query, pos_ids, pos, neg_ids, neg, thought: None} from the BEIR
-    folder `data`, documents sampled with `seed`."""
+    folder `data`, documents sampled with `seed`, none whose id is in `exclude` (ids, e.g. from
+    `excluded_documents`). Excluded documents can still be negatives: only their titles stay unseen."""
     for name, value, low in (("num_docs", num_docs, 1), ("num_negatives", num_negatives, 0),
                              ("min_title_words", min_title_words, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -35,10 +57,16 @@ def title_pairs(data, num_docs: int, num_negatives: int = 7, seed: int = 0, min_
     titles = {r["_id"]: " ".join(str(r.get("title") or "").split()) for r in rows}
     bodies = {r["_id"]: " ".join(str(r.get("text") or "").split()) for r in rows}
     full = {r["_id"]: document_text(r) for r in rows}  # what synthesis and evaluation index, for BM25's statistics
-    usable = sorted(d for d in titles if len(titles[d].split()) >= min_title_words and bodies[d])
-    if not usable:
+    if isinstance(exclude, str):
+        raise TypeError(f"exclude must be a collection of document ids, got the string {exclude!r}")
+    exclude = set(exclude)
+    titled = [d for d in titles if len(titles[d].split()) >= min_title_words and bodies[d]]
+    if not titled:
         raise ValueError(f"{data}/corpus.jsonl has no document with a title of >= {min_title_words} words and a "
                          f"text: title pairs need titles (use `synthesize --doc-to-query` for untitled corpora)")
+    usable = sorted(d for d in titled if d not in exclude)
+    if not usable:
+        raise ValueError(f"all {len(titled)} titled documents of {data} are excluded: no fresh title is left")
     chosen = random.Random(seed).sample(usable, min(num_docs, len(usable)))
     corpus_ids = [d for d in full if full[d]]
     corpus = [full[d] for d in corpus_ids]
@@ -59,9 +87,12 @@ def main(argv=None) -> int:
     p.add_argument("--num-negatives", type=int, default=7, help="BM25 hard negatives per record (default: 7)")
     p.add_argument("--min-title-words", type=int, default=3, help="skip shorter titles (default: 3)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    p.add_argument("--exclude", nargs="+", default=[], metavar="JSONL",
+                   help="earlier title pairs whose documents are not sampled again (a later training stage)")
     p.add_argument("--output", required=True, help="JSONL to write (training records for `o1-retriever train`)")
     args = p.parse_args(argv)
-    records = title_pairs(args.data, args.num_docs, args.num_negatives, args.seed, args.min_title_words)
+    records = title_pairs(args.data, args.num_docs, args.num_negatives, args.seed, args.min_title_words,
+                          excluded_documents(args.exclude))
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
