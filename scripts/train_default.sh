@@ -4,7 +4,8 @@
 #      with BM25 hard negatives;
 #   2. hold 100 SciFact train queries out as a dev set (they are never trained on);
 #   3. train a LoRA adapter on SmolLM2-135M-Instruct with the joint loss, 2 epochs; then continue it for 1 epoch on
-#      the same records plus 1000 SciFact title-to-abstract pairs (python -m o1_retriever_training.titles);
+#      the same records plus 1000 SciFact title-to-abstract pairs (python -m o1_retriever_training.titles), and
+#      once more for 1 epoch on the records plus 1500 fresh title pairs (none of the first 1000);
 #   4. export into o1_retriever/default_adapter/;
 #   5. choose the inference settings (sampling temperature x aggregation x the bare query's weight) on the
 #      held-out SciFact dev queries, write them into the model's o1_generation.json; then the dense share of
@@ -13,7 +14,8 @@
 #   6. evaluate on the test splits (never used for any choice), each dense row also fused with BM25.
 # Usage: bash scripts/train_default.sh [RUN_DIR]   (resumable: re-running skips finished steps)
 # A smoke run of every step (minutes, not hours) writes elsewhere and shrinks the work, e.g.
-#   ADAPTER_DIR=/tmp/a BENCH_DIR=/tmp/b LIMIT=12 DEV_QUERIES=4 MAX_STEPS=2 TITLE_DOCS=12 TEST_SETS=scifact \
+#   ADAPTER_DIR=/tmp/a BENCH_DIR=/tmp/b LIMIT=12 DEV_QUERIES=4 MAX_STEPS=2 TITLE_DOCS=12 TITLE_DOCS3=12 \
+#   TEST_SETS=scifact \
 #   EVAL_ARGS="--max-docs 200 --max-queries 6" \
 #     bash scripts/train_default.sh /tmp/run
 set -euo pipefail
@@ -27,6 +29,7 @@ ADAPTER=$(realpath -m "${ADAPTER_DIR:-$DEFAULT_ADAPTER}")  # where the model is 
 BENCH=${BENCH_DIR:-benchmarks}            # where the results go
 DEV_QUERIES=${DEV_QUERIES:-100}
 TITLE_DOCS=${TITLE_DOCS:-1000}             # SciFact title-to-abstract pairs added in stage 2
+TITLE_DOCS3=${TITLE_DOCS3:-1500}           # fresh ones (not in stage 2's) added in stage 3
 TEST_SETS=${TEST_SETS:-scifact nfcorpus}  # evaluated on their test splits at the end
 read -r -a LIMIT_ARGS <<< "${LIMIT:+--limit $LIMIT}"            # synthesize at most LIMIT queries per dataset
 read -r -a STEP_ARGS <<< "${MAX_STEPS:+--max-steps $MAX_STEPS}"  # stop training early
@@ -55,8 +58,8 @@ $BIN train --train-data "$RUN/train_fit.jsonl" --output-dir "$RUN/model" --resum
 
 # Stage 2: continue that model for 1 epoch on the same records plus SciFact title-to-abstract pairs (each title
 # a query, its text the positive, BM25 negatives; no label and no LLM involved), at half the learning rate.
-$PY -m o1_retriever_training.titles --data "$DATA/scifact" --num-docs "$TITLE_DOCS" --seed 0 \
-  --output "$RUN/titles_scifact.jsonl"
+[ -f "$RUN/titles_scifact.jsonl" ] || $PY -m o1_retriever_training.titles --data "$DATA/scifact" \
+  --num-docs "$TITLE_DOCS" --seed 0 --output "$RUN/titles_scifact.jsonl"
 cat "$RUN/train_fit.jsonl" "$RUN/titles_scifact.jsonl" > "$RUN/train_mix.jsonl"
 $BIN train --train-data "$RUN/train_mix.jsonl" --output-dir "$RUN/model2" --resume --init-adapter "$RUN/model" \
   --group-size 2 --batch-size 16 --num-epochs 1 \
@@ -64,14 +67,29 @@ $BIN train --train-data "$RUN/train_mix.jsonl" --output-dir "$RUN/model2" --resu
   --query-thought-max-length 128 --passage-max-length 144 --no-gradient-checkpointing \
   --token-rows-only --save-steps 10 --seed 43 "${STEP_ARGS[@]}"
 
-# Ship it: adapter + O1 token rows + tokenizer + loss logs/plots of both stages, no checkpoints; the model card
+# Stage 3: the same again from stage 2's model, on the records plus 1500 fresh title pairs (--exclude: no document
+# whose title stage 2 trained on). More titles, not more passes over the same ones: a third epoch on stage 1's
+# records alone had moved the held-out queries by 0.001.
+[ -f "$RUN/titles3_scifact.jsonl" ] || $PY -m o1_retriever_training.titles --data "$DATA/scifact" \
+  --num-docs "$TITLE_DOCS3" --seed 1 --exclude "$RUN/titles_scifact.jsonl" --output "$RUN/titles3_scifact.jsonl"
+cat "$RUN/train_fit.jsonl" "$RUN/titles3_scifact.jsonl" > "$RUN/train_mix3.jsonl"
+$BIN train --train-data "$RUN/train_mix3.jsonl" --output-dir "$RUN/model3" --resume --init-adapter "$RUN/model2" \
+  --group-size 2 --batch-size 16 --num-epochs 1 \
+  --learning-rate 1e-4 --temperature 0.05 --lambda-emb 0.8 --empty-thought-ratio 0.25 \
+  --query-thought-max-length 128 --passage-max-length 144 --no-gradient-checkpointing \
+  --token-rows-only --save-steps 10 --seed 44 "${STEP_ARGS[@]}"
+
+# Ship it: adapter + O1 token rows + tokenizer + loss logs/plots of every stage, no checkpoints; the model card
 # (README.md) stays.
 mkdir -p "$ADAPTER"
 find "$ADAPTER" -mindepth 1 ! -name README.md -delete
-(cd "$RUN/model2" && cp -r adapter_config.json adapter_model.safetensors embedding tokenizer* chat_template.jinja \
+(cd "$RUN/model3" && cp -r adapter_config.json adapter_model.safetensors embedding tokenizer* chat_template.jinja \
    losses.png train_log.jsonl training_args.json "$ADAPTER/")
-mkdir -p "$ADAPTER/stage1"
-(cd "$RUN/model" && cp losses.png train_log.jsonl training_args.json "$ADAPTER/stage1/")
+for stage in 1 2; do
+  mkdir -p "$ADAPTER/stage$stage"
+  model="$RUN/model"; [ $stage = 1 ] || model="$RUN/model$stage"
+  (cd "$model" && cp losses.png train_log.jsonl training_args.json "$ADAPTER/stage$stage/")
+done
 echo '{"max_new_tokens": 48}' > "$ADAPTER/o1_generation.json"  # the thought length it was trained on
 
 # Inference settings, chosen on held-out data only: the 100 SciFact dev queries (NFCorpus ships no train split,

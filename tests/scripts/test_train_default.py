@@ -1,5 +1,5 @@
 """`scripts/train_default.sh` runs every step end to end: synthesis (real SmolLM2 expert, BM25 + MiniLM
-committee), hold-out, training (two stages), shipping, the choice of settings on dev data and the test evaluation, on the
+committee), hold-out, training (three stages), shipping, the choice of settings on dev data and the test evaluation, on the
 shared data. Its knobs shrink the work to minutes (12 queries per dataset, 2 training steps, 200-document
 corpora, 6 queries per eval, SciFact's test split only: NFCorpus's judged documents are nearly its whole corpus,
 which a corpus subsample must keep) and ship to a temp dir, so the bundled adapter is never touched."""
@@ -28,7 +28,7 @@ def test_reproduction_script_runs_every_step(shared_data, tmp_path):
     shipped_before = _digest(REPO / "o1_retriever" / "default_adapter")
     run, adapter, bench = tmp_path / "run", tmp_path / "adapter", tmp_path / "bench"
     env = os.environ | {"ADAPTER_DIR": str(adapter), "BENCH_DIR": str(bench), "DATA": str(shared_data),
-                        "LIMIT": "12", "DEV_QUERIES": "4", "MAX_STEPS": "2", "TITLE_DOCS": "12",
+                        "LIMIT": "12", "DEV_QUERIES": "4", "MAX_STEPS": "2", "TITLE_DOCS": "12", "TITLE_DOCS3": "12",
                         "EVAL_ARGS": "--max-docs 200 --max-queries 6", "TEST_SETS": "scifact",
                         "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(["bash", "scripts/train_default.sh", str(run)], cwd=REPO, env=env, capture_output=True,
@@ -45,14 +45,21 @@ def test_reproduction_script_runs_every_step(shared_data, tmp_path):
     titles = [json.loads(line) for line in (run / "titles_scifact.jsonl").read_text().splitlines()]
     assert len(titles) == 12 and all(r["query_id"].startswith("title-") and r["thought"] is None for r in titles)
     assert len((run / "train_mix.jsonl").read_text().splitlines()) == 20 + 12
-    stage2 = json.loads((adapter / "training_args.json").read_text())
+    stage2 = json.loads((adapter / "stage2" / "training_args.json").read_text())
     assert stage2["model"]["init_adapter"] == str(run / "model") and stage2["train"]["num_epochs"] == 1
     stage1 = json.loads((adapter / "stage1" / "training_args.json").read_text())
     assert stage1["model"]["init_adapter"] is None and stage1["train"]["num_epochs"] == 2
-    assert (stage2["model"]["lora_r"], stage1["model"]["lora_r"]) == (16, 16)  # the stage-1 adapter's shape
+    # stage 3 (shipped) continued stage 2 on its records plus 12 fresh title pairs, none of stage 2's documents
+    fresh = [json.loads(line) for line in (run / "titles3_scifact.jsonl").read_text().splitlines()]
+    assert len(fresh) == 12 and not {r["pos_ids"][0] for r in fresh} & {r["pos_ids"][0] for r in titles}
+    assert len((run / "train_mix3.jsonl").read_text().splitlines()) == 20 + 12
+    stage3 = json.loads((adapter / "training_args.json").read_text())
+    assert stage3["model"]["init_adapter"] == str(run / "model2") and stage3["train"]["seed"] == 44
+    assert [s["model"]["lora_r"] for s in (stage1, stage2, stage3)] == [16, 16, 16]  # the stage-1 adapter's shape
 
     # each stage trained for the 2 steps asked, then shipped with the settings the dev runs choose
-    for log in (adapter / "train_log.jsonl", adapter / "stage1" / "train_log.jsonl"):
+    for log in (adapter / "train_log.jsonl", adapter / "stage1" / "train_log.jsonl",
+                adapter / "stage2" / "train_log.jsonl"):
         steps = [json.loads(line) for line in log.read_text().splitlines()]
         assert max(s["step"] for s in steps) == 2
     assert (adapter / "adapter_model.safetensors").exists() and (adapter / "embedding").is_dir()
