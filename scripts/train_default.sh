@@ -60,24 +60,22 @@ $BIN train --train-data "$RUN/train_fit.jsonl" --output-dir "$RUN/model" --resum
 # a query, its text the positive, BM25 negatives; no label and no LLM involved), at half the learning rate.
 [ -f "$RUN/titles_scifact.jsonl" ] || $PY -m o1_retriever_training.titles --data "$DATA/scifact" \
   --num-docs "$TITLE_DOCS" --seed 0 --output "$RUN/titles_scifact.jsonl"
-cat "$RUN/train_fit.jsonl" "$RUN/titles_scifact.jsonl" > "$RUN/train_mix.jsonl"
-$BIN train --train-data "$RUN/train_mix.jsonl" --output-dir "$RUN/model2" --resume --init-adapter "$RUN/model" \
-  --group-size 2 --batch-size 16 --num-epochs 1 \
-  --learning-rate 1e-4 --temperature 0.05 --lambda-emb 0.8 --empty-thought-ratio 0.25 \
-  --query-thought-max-length 128 --passage-max-length 144 --no-gradient-checkpointing \
-  --token-rows-only --save-steps 10 --seed 43 "${STEP_ARGS[@]}"
+continue_training() {  # titles file, mix file, from model, to model, seed: 1 epoch on the records + those titles
+  cat "$RUN/train_fit.jsonl" "$RUN/$1" > "$RUN/$2"
+  $BIN train --train-data "$RUN/$2" --output-dir "$RUN/$4" --resume --init-adapter "$RUN/$3" \
+    --group-size 2 --batch-size 16 --num-epochs 1 \
+    --learning-rate 1e-4 --temperature 0.05 --lambda-emb 0.8 --empty-thought-ratio 0.25 \
+    --query-thought-max-length 128 --passage-max-length 144 --no-gradient-checkpointing \
+    --token-rows-only --save-steps 10 --seed "$5" "${STEP_ARGS[@]}"
+}
+continue_training titles_scifact.jsonl train_mix.jsonl model model2 43
 
 # Stage 3: the same again from stage 2's model, on the records plus 1500 fresh title pairs (--exclude: no document
 # whose title stage 2 trained on). More titles, not more passes over the same ones: a third epoch on stage 1's
 # records alone had moved the held-out queries by 0.001.
 [ -f "$RUN/titles3_scifact.jsonl" ] || $PY -m o1_retriever_training.titles --data "$DATA/scifact" \
   --num-docs "$TITLE_DOCS3" --seed 1 --exclude "$RUN/titles_scifact.jsonl" --output "$RUN/titles3_scifact.jsonl"
-cat "$RUN/train_fit.jsonl" "$RUN/titles3_scifact.jsonl" > "$RUN/train_mix3.jsonl"
-$BIN train --train-data "$RUN/train_mix3.jsonl" --output-dir "$RUN/model3" --resume --init-adapter "$RUN/model2" \
-  --group-size 2 --batch-size 16 --num-epochs 1 \
-  --learning-rate 1e-4 --temperature 0.05 --lambda-emb 0.8 --empty-thought-ratio 0.25 \
-  --query-thought-max-length 128 --passage-max-length 144 --no-gradient-checkpointing \
-  --token-rows-only --save-steps 10 --seed 44 "${STEP_ARGS[@]}"
+continue_training titles3_scifact.jsonl train_mix3.jsonl model2 model3 44
 
 # Ship it: adapter + O1 token rows + tokenizer + loss logs/plots of every stage, no checkpoints; the model card
 # (README.md) stays.
@@ -85,10 +83,10 @@ mkdir -p "$ADAPTER"
 find "$ADAPTER" -mindepth 1 ! -name README.md -delete
 (cd "$RUN/model3" && cp -r adapter_config.json adapter_model.safetensors embedding tokenizer* chat_template.jinja \
    losses.png train_log.jsonl training_args.json "$ADAPTER/")
-for stage in 1 2; do
-  mkdir -p "$ADAPTER/stage$stage"
-  model="$RUN/model"; [ $stage = 1 ] || model="$RUN/model$stage"
-  (cd "$model" && cp losses.png train_log.jsonl training_args.json "$ADAPTER/stage$stage/")
+for stage in "stage1 model" "stage2 model2"; do
+  read -r name model <<< "$stage"
+  mkdir -p "$ADAPTER/$name"
+  (cd "$RUN/$model" && cp losses.png train_log.jsonl training_args.json "$ADAPTER/$name/")
 done
 echo '{"max_new_tokens": 48}' > "$ADAPTER/o1_generation.json"  # the thought length it was trained on
 

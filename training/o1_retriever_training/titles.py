@@ -21,6 +21,7 @@ import json
 import random
 from pathlib import Path
 
+from o1_retriever.corpus import read_jsonl
 from o1_retriever.evaluation.data import document_text, read_beir_jsonl
 
 from .members import BM25Member
@@ -34,11 +35,8 @@ def excluded_documents(paths) -> set[str]:
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"exclude file {path} does not exist (a JSONL of earlier title pairs)")
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            record = json.loads(line)
-            if not isinstance(record, dict) or not isinstance(record.get("pos_ids"), list):
+        for number, record in read_jsonl(path):  # blank lines skipped, bad JSON named by file:line
+            if not isinstance(record.get("pos_ids"), list):
                 raise ValueError(f"{path}:{number}: not a training record with 'pos_ids' (written by this module)")
             ids.update(str(d) for d in record["pos_ids"])
     return ids
@@ -53,13 +51,13 @@ def title_pairs(data, num_docs: int, num_negatives: int = 7, seed: int = 0, min_
                              ("min_title_words", min_title_words, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    if isinstance(exclude, str):
+        raise TypeError(f"exclude must be a collection of document ids, got the string {exclude!r}")
+    exclude = set(exclude)
     rows = list(read_beir_jsonl(Path(data) / "corpus.jsonl", "document", ("_id",)))
     titles = {r["_id"]: " ".join(str(r.get("title") or "").split()) for r in rows}
     bodies = {r["_id"]: " ".join(str(r.get("text") or "").split()) for r in rows}
     full = {r["_id"]: document_text(r) for r in rows}  # what synthesis and evaluation index, for BM25's statistics
-    if isinstance(exclude, str):
-        raise TypeError(f"exclude must be a collection of document ids, got the string {exclude!r}")
-    exclude = set(exclude)
     titled = [d for d in titles if len(titles[d].split()) >= min_title_words and bodies[d]]
     if not titled:
         raise ValueError(f"{data}/corpus.jsonl has no document with a title of >= {min_title_words} words and a "
