@@ -6,7 +6,7 @@ import pytest
 
 from o1_retriever_training.data import load_triplets
 from o1_retriever_training.dataset import TrainDataset
-from o1_retriever_training.titles import main, title_pairs
+from o1_retriever_training.titles import main, split_inline_title, title_pairs
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +72,29 @@ def test_a_later_stage_samples_fresh_titles(shared_data, tmp_path):
 def test_excluding_every_title_is_refused(shared_data, corpus):
     with pytest.raises(ValueError, match="no fresh title is left"):
         title_pairs(shared_data / "scifact", num_docs=3, exclude=set(corpus))
+
+
+def test_inline_titles_on_nfcorpus(shared_data):
+    """NFCorpus keeps its titles inside the text ('<title> abstract <body>'): split there, the word dropped."""
+    texts = {}
+    for line in (shared_data / "nfcorpus" / "corpus.jsonl").open():
+        row = json.loads(line)
+        texts[row["_id"]] = " ".join(row["text"].split())
+    records = title_pairs(shared_data / "nfcorpus", num_docs=10, num_negatives=2, seed=0, inline_title="abstract")
+    assert len(records) == 10
+    for r in records:
+        text = texts[r["pos_ids"][0]]
+        assert text == f"{r['query']} abstract {r['pos'][0]}"
+        assert len(r["query"].split()) >= 3 and "abstract" not in r["query"].split()
+        for neg_id, neg in zip(r["neg_ids"], r["neg"]):  # negatives lose their inline titles too
+            assert texts[neg_id].endswith(neg) and len(neg) < len(texts[neg_id])
+    with pytest.raises(ValueError, match="inline_title must be one word"):
+        title_pairs(shared_data / "nfcorpus", num_docs=3, inline_title="the abstract")
+
+
+def test_split_inline_title_only_near_the_start():
+    assert split_inline_title("vitamin d and bone health Abstract we studied", "abstract") == (
+        "vitamin d and bone health", "we studied")
+    late = " ".join(["word"] * 60) + " abstract tail"
+    assert split_inline_title(late, "abstract") == ("", late)  # deep in the text: part of the body
+    assert split_inline_title("no marker here", "abstract") == ("", "no marker here")

@@ -11,6 +11,10 @@ bare-query path (k=0, and the query's own share under `mean_with_query`):
         --output runs/x/titles_scifact.jsonl
     cat runs/x/train_fit.jsonl runs/x/titles_scifact.jsonl > runs/x/train_mix.jsonl
 
+Corpora that keep the title inside the text name the word that ends it: NFCorpus's texts read
+"<title> abstract <body>", so `--inline-title abstract` splits them there (only untitled documents, and only
+where the word comes within the first `MAX_INLINE_TITLE_WORDS` words).
+
 A later training stage can take fresh titles, none of those an earlier stage saw: `--exclude
 runs/x/titles_scifact.jsonl` skips every document that is a positive there.
 """
@@ -28,6 +32,19 @@ from .members import BM25Member
 from .negatives import mine_negatives
 
 
+MAX_INLINE_TITLE_WORDS = 40  # farther in, the marker word is part of the abstract, not the end of a title
+
+
+def split_inline_title(text: str, marker: str) -> tuple[str, str]:
+    """(title, body) of a text that starts with its title and `marker`; ("", text) when it does not."""
+    words = text.split()
+    head = [w.lower() for w in words[:MAX_INLINE_TITLE_WORDS]]
+    if marker.lower() not in head:
+        return "", " ".join(words)
+    cut = head.index(marker.lower())
+    return " ".join(words[:cut]), " ".join(words[cut + 1:])
+
+
 def excluded_documents(paths) -> set[str]:
     """The positives' document ids of the title records in the JSONL files `paths` (earlier stages' pairs)."""
     ids = set()
@@ -43,10 +60,11 @@ def excluded_documents(paths) -> set[str]:
 
 
 def title_pairs(data, num_docs: int, num_negatives: int = 7, seed: int = 0, min_title_words: int = 3,
-                exclude=()) -> list[dict]:
+                exclude=(), inline_title: str | None = None) -> list[dict]:
     """Up to `num_docs` records {query_id, query, pos_ids, pos, neg_ids, neg, thought: None} from the BEIR
     folder `data`, documents sampled with `seed`, none whose id is in `exclude` (ids, e.g. from
-    `excluded_documents`). Excluded documents can still be negatives: only their titles stay unseen."""
+    `excluded_documents`). Excluded documents can still be negatives: only their titles stay unseen.
+    `inline_title`: the word that ends a title kept inside the text of untitled documents (see the module doc)."""
     for name, value, low in (("num_docs", num_docs, 1), ("num_negatives", num_negatives, 0),
                              ("min_title_words", min_title_words, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -54,14 +72,21 @@ def title_pairs(data, num_docs: int, num_negatives: int = 7, seed: int = 0, min_
     if isinstance(exclude, str):
         raise TypeError(f"exclude must be a collection of document ids, got the string {exclude!r}")
     exclude = set(exclude)
+    if inline_title is not None and (not isinstance(inline_title, str) or len(inline_title.split()) != 1):
+        raise ValueError(f"inline_title must be one word (e.g. 'abstract'), got {inline_title!r}")
     rows = list(read_beir_jsonl(Path(data) / "corpus.jsonl", "document", ("_id",)))
     titles = {r["_id"]: " ".join(str(r.get("title") or "").split()) for r in rows}
     bodies = {r["_id"]: " ".join(str(r.get("text") or "").split()) for r in rows}
+    if inline_title:
+        for d in titles:
+            if not titles[d]:
+                titles[d], bodies[d] = split_inline_title(bodies[d], inline_title)
     full = {r["_id"]: document_text(r) for r in rows}  # what synthesis and evaluation index, for BM25's statistics
     titled = [d for d in titles if len(titles[d].split()) >= min_title_words and bodies[d]]
     if not titled:
         raise ValueError(f"{data}/corpus.jsonl has no document with a title of >= {min_title_words} words and a "
-                         f"text: title pairs need titles (use `synthesize --doc-to-query` for untitled corpora)")
+                         f"text: title pairs need titles (--inline-title WORD where the text starts with one; "
+                         f"`synthesize --doc-to-query` for untitled corpora)")
     usable = sorted(d for d in titled if d not in exclude)
     if not usable:
         raise ValueError(f"all {len(titled)} titled documents of {data} are excluded: no fresh title is left")
@@ -84,13 +109,15 @@ def main(argv=None) -> int:
     p.add_argument("--num-docs", type=int, default=1000, help="documents to sample (default: 1000)")
     p.add_argument("--num-negatives", type=int, default=7, help="BM25 hard negatives per record (default: 7)")
     p.add_argument("--min-title-words", type=int, default=3, help="skip shorter titles (default: 3)")
+    p.add_argument("--inline-title", metavar="WORD",
+                   help="untitled documents whose text reads '<title> WORD <body>' (NFCorpus: abstract)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     p.add_argument("--exclude", nargs="+", default=[], metavar="JSONL",
                    help="earlier title pairs whose documents are not sampled again (a later training stage)")
     p.add_argument("--output", required=True, help="JSONL to write (training records for `o1-retriever train`)")
     args = p.parse_args(argv)
     records = title_pairs(args.data, args.num_docs, args.num_negatives, args.seed, args.min_title_words,
-                          excluded_documents(args.exclude))
+                          excluded_documents(args.exclude), args.inline_title)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
