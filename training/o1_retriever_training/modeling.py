@@ -145,8 +145,8 @@ def build(model_args: ModelArguments, *, temperature: float = 0.02, lambda_emb: 
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model_args = effective_model_arguments(model_args)
     init = resolve_init_adapter(model_args.init_adapter) if model_args.init_adapter else None
+    model_args = effective_model_arguments(model_args, init[1] if init else None)
     base_model = model_args.base_model
     if init and base_model is None:
         base_model = resolve_base_model(init[1].get("base_model_name_or_path") or "") or None

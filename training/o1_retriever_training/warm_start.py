@@ -27,12 +27,14 @@ def resolve_init_adapter(init_adapter: str) -> tuple[Path, dict]:
     return path, json.loads(config_file.read_text())
 
 
-def effective_model_arguments(model_args: ModelArguments) -> ModelArguments:
+def effective_model_arguments(model_args: ModelArguments, config: dict | None = None) -> ModelArguments:
     """The arguments a run actually uses: with init_adapter, the LoRA shape is the adapter's (so its weights fit),
-    whatever --lora-r/--lora-alpha/--lora-target-modules say; training_args.json records these."""
+    whatever --lora-r/--lora-alpha/--lora-target-modules say; training_args.json records these. `config`: the
+    adapter's config when the caller has already read it (resolve_init_adapter)."""
     if not model_args.init_adapter:
         return model_args
-    _, config = resolve_init_adapter(model_args.init_adapter)
+    if config is None:
+        _, config = resolve_init_adapter(model_args.init_adapter)
     return dataclasses.replace(model_args, lora_r=config["r"], lora_alpha=config["lora_alpha"],
                                lora_target_modules=sorted(config["target_modules"]))
 
