@@ -37,11 +37,10 @@ MAX_INLINE_TITLE_WORDS = 40  # farther in, the marker word is part of the abstra
 
 def split_inline_title(text: str, marker: str) -> tuple[str, str]:
     """(title, body) of a text that starts with its title and `marker`; ("", text) when it does not."""
-    words = text.split()
-    head = [w.lower() for w in words[:MAX_INLINE_TITLE_WORDS]]
-    if marker.lower() not in head:
+    words, marker = text.split(), marker.lower()
+    cut = next((i for i, w in enumerate(words[:MAX_INLINE_TITLE_WORDS]) if w.lower() == marker), None)
+    if cut is None:
         return "", " ".join(words)
-    cut = head.index(marker.lower())
     return " ".join(words[:cut]), " ".join(words[cut + 1:])
 
 
