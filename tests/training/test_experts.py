@@ -124,3 +124,40 @@ def test_doc_to_query_via_cli(server, tiny_beir, tmp_path, capsys):
     assert main(args) == 0  # generated queries and thoughts are both resumed: no new requests
     assert server.requests == before
     assert len((tmp_path / "d2q.jsonl.d2q.jsonl").read_text().splitlines()) == 5
+
+
+def test_thoughts_for_title_pairs_via_cli(server, tiny_beir, tmp_path):
+    from o1_retriever_training.titles import main as titles_main
+    pairs = tmp_path / "titles.jsonl"
+    assert titles_main(["--data", str(tiny_beir), "--num-docs", "6", "--min-title-words", "1",
+                        "--num-negatives", "2", "--output", str(pairs)]) == 0
+    given = [json.loads(line) for line in pairs.read_text().splitlines()]
+    out = tmp_path / "title_thoughts.jsonl"
+    args = ["synthesize", "--pairs", str(pairs), "--data", str(tiny_beir), "--output", str(out),
+            "--expert-url", server.url, "--num-candidates", "3", "--num-shots", "1", "--committee", "bm25"]
+    assert main(args) == 0
+    written = {r["query_id"]: r for r in map(json.loads, out.read_text().splitlines())}  # in finishing order
+    assert sorted(written) == sorted(g["query_id"] for g in given)
+    for g in given:
+        r = written[g["query_id"]]
+        # the pair is passed on untouched (its positive, without the title, is in no corpus row)...
+        assert {k: r[k] for k in g if k != "thought"} == {k: v for k, v in g.items() if k != "thought"}
+        # ...with the committee's pick among three candidates, scored by BM25 against that positive
+        assert len(r["candidates"]) == 3 and r["thought"] == r["candidates"][r["chosen"]]
+        assert len(r["scores"]["bm25"]) == 3
+    before = server.requests
+    assert main(args) == 0  # resumed by query_id: nothing asked twice
+    assert server.requests == before and len(out.read_text().splitlines()) == len(given)
+
+
+def test_pairs_input_is_checked(tmp_path):
+    twice = tmp_path / "twice.jsonl"
+    twice.write_text('{"query_id": "a", "query": "x", "pos": "p"}\n{"query_id": "a", "query": "y", "pos": "q"}\n')
+    with pytest.raises(ValueError, match="query_id must be unique.*'a'"):
+        synthesize(SynthesisArguments(pairs=str(twice), committee=["bm25"], output=str(tmp_path / "o.jsonl")),
+                   expert=object(), progress=False)
+    with pytest.raises(ValueError, match="pairs=.*doc_to_query=3"):
+        synthesize(SynthesisArguments(pairs=str(twice), doc_to_query=3), expert=object(), progress=False)
+    with pytest.raises(ValueError, match="data is required.*or pairs"):
+        synthesize(SynthesisArguments(), expert=object(), progress=False)
+    assert not (tmp_path / "o.jsonl").exists()  # refused before anything was written

@@ -105,6 +105,9 @@ class SynthesisArguments:
     num_negatives: int = _f(15, "Hard negatives per query")
     doc_to_query: int = _f(0, "Unlabeled corpus: sample this many passages, have the expert write a query "
                               "for each, then thoughts (ignores qrels)")
+    pairs: str = _f(None, "Records JSONL with query, pos and neg (e.g. `python -m o1_retriever_training.titles` "
+                          "output): write thoughts for these instead of a qrels split; their passages and negatives "
+                          "are kept, the committee judges against each record's first positive")
     limit: int = _f(None, "Synthesize for at most this many queries")
     seed: int = _f(0, "Seed for sampling shots, passages and generation")
 

@@ -5,7 +5,8 @@ keeps the candidate closest to the query's positive passage. The output JSONL is
 
 Resumable: the output file is appended one record at a time and records already there are skipped,
 so a crash costs at most the queries in flight. Doc-to-query mode (unlabeled corpus) first asks the
-expert for a query per sampled passage (kept in `<output>.d2q.jsonl`, also resumable).
+expert for a query per sampled passage (kept in `<output>.d2q.jsonl`, also resumable). Pairs mode
+(`--pairs`) writes thoughts for records made elsewhere (title-to-abstract pairs), keeping their passages.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from .arguments import SynthesisArguments
 from .committee import VOTES, Committee
-from .data import LabeledPair, labeled_pairs, load_beir
+from .data import LabeledPair, labeled_pairs, load_beir, load_triplets, read_jsonl
 from .members import load_member
 from .negatives import mine_negatives
 
@@ -78,8 +79,12 @@ def read_done(path: Path, key: str = "query_id") -> dict[str, dict]:
 
 
 def check_synthesis_arguments(args: SynthesisArguments) -> None:
-    if not args.data:
-        raise ValueError("data is required: a BEIR directory (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)")
+    if not args.data and not args.pairs:
+        raise ValueError("data is required: a BEIR directory (corpus.jsonl, queries.jsonl, qrels/<split>.tsv), "
+                         "or pairs: a records JSONL (query, pos, neg)")
+    if args.pairs and args.doc_to_query:
+        raise ValueError(f"pairs={args.pairs!r} and doc_to_query={args.doc_to_query} both choose the queries; "
+                         "give one of them")
     if isinstance(args.num_candidates, bool) or not isinstance(args.num_candidates, int) or args.num_candidates < 2:
         raise ValueError(f"num_candidates={args.num_candidates!r} must be an int >= 2 (the committee chooses among them)")
     if args.vote not in VOTES:
@@ -118,10 +123,83 @@ def _doc_to_query_pairs(args, data, expert, progress) -> list[LabeledPair]:
     return [LabeledPair(f"d2q-{d}", have[d]["query"], [d]) for d in ids if have[d]["query"]]
 
 
+def _read_pairs(path: str) -> list[dict]:
+    """Records as read (every field is passed on), validated as training data; each gets a query_id
+    (its own, else `line-N`) so that a resumed run can skip it."""
+    valid = {r.line for r in load_triplets(path)}  # raises on a bad record; counts those without a positive
+    records = []
+    for n, obj in read_jsonl(Path(path)):
+        if n in valid:
+            records.append({**obj, "query_id": str(obj.get("query_id", f"line-{n}")),
+                            "pos": _as_list(obj["pos"]), "neg": _as_list(obj.get("neg", []))})
+    ids = [r["query_id"] for r in records]
+    if len(set(ids)) != len(ids):
+        twice = sorted({q for q in ids if ids.count(q) > 1})
+        raise ValueError(f"{path}: query_id must be unique (resuming skips by it); repeated: {twice[:5]}")
+    return records
+
+
+def _as_list(value) -> list[str]:
+    return [v for v in ([value] if isinstance(value, str) else value) if v.strip()]  # as load_triplets reads it
+
+
+def _synthesize_pairs(args: SynthesisArguments, expert, members: dict, progress: bool) -> SynthesisResult:
+    records = _read_pairs(args.pairs)
+    records = records[: args.limit] if args.limit else records
+    corpus = list(load_beir(args.data, None).corpus.values()) if args.data else []
+    # BM25 judges against indexed passages, and the IDF should be the corpus's: index the corpus plus
+    # the records' own passages (a title pair's positive is its abstract without the title).
+    known = set(corpus)
+    corpus += list(dict.fromkeys(p for r in records for p in r["pos"] + r["neg"] if p not in known))
+    for spec in args.committee:
+        if spec not in members:
+            members[spec] = load_member(spec, corpus)
+    committee = Committee([members[s] for s in args.committee], args.vote)
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = read_done(out)
+    todo = [r for r in records if r["query_id"] not in done]
+    pool = [(r["query_id"], r["query"], r["pos"][0]) for r in records]
+    written = 0
+    with out.open("a", encoding="utf-8") as f:
+        for i, candidates in expert.generate_stream(_conversations(args, todo, pool), args.num_candidates, progress):
+            r = todo[i]
+            decision = committee.decide(_at_least_two(candidates, r["query_id"]), r["pos"][0])
+            f.write(json.dumps({**r, **_thought_fields(args, expert, candidates, decision)}, ensure_ascii=False) + "\n")
+            f.flush()
+            written += 1
+    return SynthesisResult(str(out), written, len(records) - len(todo))
+
+
+def _conversations(args, todo: list, pool: list) -> list[list[dict]]:
+    """One few-shot chat per query; shots are other queries' (query, positive) pairs, seeded per query."""
+    out = []
+    for r in todo:
+        qid, query = (r["query_id"], r["query"]) if isinstance(r, dict) else (r.query_id, r.query)
+        others = [(q, passage) for other, q, passage in pool if other != qid]
+        shots = random.Random(f"{args.seed}/{qid}").sample(others, min(args.num_shots, len(others)))
+        out.append(thought_messages(query, shots))
+    return out
+
+
+def _at_least_two(candidates: list[str], query_id: str) -> list[str]:
+    if len(candidates) < 2:
+        raise RuntimeError(f"the expert returned {len(candidates)} candidates for query {query_id}; need >= 2")
+    return candidates
+
+
+def _thought_fields(args, expert, candidates: list[str], decision) -> dict:
+    return {"thought": candidates[decision.chosen], "candidates": candidates, "chosen": decision.chosen,
+            "vote": args.vote, "scores": decision.scores, "votes": decision.votes,
+            "expert": getattr(expert, "name", "")}
+
+
 def synthesize(args: SynthesisArguments, expert=None, members: dict | None = None,
                progress: bool = True) -> SynthesisResult:
     """Run the whole pipeline; `expert` and `members` ({spec: member}) may be passed in to reuse them."""
     check_synthesis_arguments(args)
+    if args.pairs:
+        return _synthesize_pairs(args, expert or make_expert(args), dict(members or {}), progress)
     data = load_beir(args.data, None if args.doc_to_query else args.split)
     corpus_ids = list(data.corpus)
     corpus = [data.corpus[d] for d in corpus_ids]
@@ -141,23 +219,15 @@ def synthesize(args: SynthesisArguments, expert=None, members: dict | None = Non
     todo = [p for p in pairs if p.query_id not in done]
     negatives = mine_negatives([p.query for p in todo], [set(p.positive_ids) for p in todo], corpus_ids, corpus,
                                [members[s] for s in args.negatives], args.num_negatives)
-    conversations = []
-    for p in todo:
-        others = [(q, passage) for qid, q, passage in pool if qid != p.query_id]
-        shots = random.Random(f"{args.seed}/{p.query_id}").sample(others, min(args.num_shots, len(others)))
-        conversations.append(thought_messages(p.query, shots))
     written = 0
     with out.open("a", encoding="utf-8") as f:
-        for i, candidates in expert.generate_stream(conversations, args.num_candidates, progress):
+        for i, candidates in expert.generate_stream(_conversations(args, todo, pool), args.num_candidates, progress):
             p = todo[i]
-            if len(candidates) < 2:
-                raise RuntimeError(f"the expert returned {len(candidates)} candidates for query {p.query_id}; need >= 2")
-            decision = committee.decide(candidates, data.corpus[p.positive_ids[0]])
+            decision = committee.decide(_at_least_two(candidates, p.query_id), data.corpus[p.positive_ids[0]])
             record = {"query_id": p.query_id, "query": p.query, "pos_ids": p.positive_ids,
                       "pos": [data.corpus[d] for d in p.positive_ids], "neg_ids": negatives[i],
-                      "neg": [data.corpus[d] for d in negatives[i]], "thought": candidates[decision.chosen],
-                      "candidates": candidates, "chosen": decision.chosen, "vote": args.vote,
-                      "scores": decision.scores, "votes": decision.votes, "expert": getattr(expert, "name", "")}
+                      "neg": [data.corpus[d] for d in negatives[i]],
+                      **_thought_fields(args, expert, candidates, decision)}
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
             f.flush()  # one record at a time: a crash loses only queries still in flight
             written += 1
