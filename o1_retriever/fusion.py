@@ -18,7 +18,8 @@ import math
 from collections.abc import Sequence
 
 # Chosen on those held-out queries by `choose --system o1+bm25 --k 3` (0.2/0.3/0.4/0.5: 0.731/0.745/0.746/0.743;
-# 0.6: 0.718, 0.7: 0.686): the weaker side of the default model's fusion is its dense half.
+# 0.6: 0.718, 0.7: 0.686), and again for each later default (stage 3, `benchmarks/hybrid_dev/`: 0.733/0.750/
+# 0.761/0.755/0.742/0.713): the weaker side of the default model's fusion is its dense half.
 DEFAULT_DENSE_WEIGHT = 0.4
 POOL = 100  # candidates per side that hybrid search fuses: the depth its share and method were chosen with
 MISSING_MARGIN = 1.0  # how far below a list's weakest z-score a document that the list did not find lands
