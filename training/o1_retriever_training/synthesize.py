@@ -14,6 +14,7 @@ import json
 import random
 import re
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,9 +133,8 @@ def _read_pairs(path: str) -> list[dict]:
         if n in valid:
             records.append({**obj, "query_id": str(obj.get("query_id", f"line-{n}")),
                             "pos": _as_list(obj["pos"]), "neg": _as_list(obj.get("neg", []))})
-    ids = [r["query_id"] for r in records]
-    if len(set(ids)) != len(ids):
-        twice = sorted({q for q in ids if ids.count(q) > 1})
+    twice = sorted(q for q, n in Counter(r["query_id"] for r in records).items() if n > 1)
+    if twice:
         raise ValueError(f"{path}: query_id must be unique (resuming skips by it); repeated: {twice[:5]}")
     return records
 
@@ -162,7 +162,8 @@ def _synthesize_pairs(args: SynthesisArguments, expert, members: dict, progress:
     pool = [(r["query_id"], r["query"], r["pos"][0]) for r in records]
     written = 0
     with out.open("a", encoding="utf-8") as f:
-        for i, candidates in expert.generate_stream(_conversations(args, todo, pool), args.num_candidates, progress):
+        queries = [(r["query_id"], r["query"]) for r in todo]
+        for i, candidates in expert.generate_stream(_conversations(args, queries, pool), args.num_candidates, progress):
             r = todo[i]
             decision = committee.decide(_at_least_two(candidates, r["query_id"]), r["pos"][0])
             f.write(json.dumps({**r, **_thought_fields(args, expert, candidates, decision)}, ensure_ascii=False) + "\n")
@@ -171,11 +172,10 @@ def _synthesize_pairs(args: SynthesisArguments, expert, members: dict, progress:
     return SynthesisResult(str(out), written, len(records) - len(todo))
 
 
-def _conversations(args, todo: list, pool: list) -> list[list[dict]]:
-    """One few-shot chat per query; shots are other queries' (query, positive) pairs, seeded per query."""
+def _conversations(args, queries: list[tuple[str, str]], pool: list) -> list[list[dict]]:
+    """One few-shot chat per (query id, query); shots are other queries' (query, positive) pairs, seeded per query."""
     out = []
-    for r in todo:
-        qid, query = (r["query_id"], r["query"]) if isinstance(r, dict) else (r.query_id, r.query)
+    for qid, query in queries:
         others = [(q, passage) for other, q, passage in pool if other != qid]
         shots = random.Random(f"{args.seed}/{qid}").sample(others, min(args.num_shots, len(others)))
         out.append(thought_messages(query, shots))
@@ -221,7 +221,8 @@ def synthesize(args: SynthesisArguments, expert=None, members: dict | None = Non
                                [members[s] for s in args.negatives], args.num_negatives)
     written = 0
     with out.open("a", encoding="utf-8") as f:
-        for i, candidates in expert.generate_stream(_conversations(args, todo, pool), args.num_candidates, progress):
+        queries = [(p.query_id, p.query) for p in todo]
+        for i, candidates in expert.generate_stream(_conversations(args, queries, pool), args.num_candidates, progress):
             p = todo[i]
             decision = committee.decide(_at_least_two(candidates, p.query_id), data.corpus[p.positive_ids[0]])
             record = {"query_id": p.query_id, "query": p.query, "pos_ids": p.positive_ids,
