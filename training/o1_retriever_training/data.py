@@ -103,7 +103,7 @@ def labeled_pairs(data: BeirData) -> list[LabeledPair]:
     return pairs
 
 
-def _text_list(obj, key, path, n) -> list[str]:
+def text_list(obj, key, path, n) -> list[str]:
     value = obj.get(key, [])
     if isinstance(value, str):
         value = [value]
@@ -124,11 +124,11 @@ def load_triplets(path, max_examples: int | None = None) -> list[TrainRecord]:
         thought = obj.get("thought")
         if thought is not None and not isinstance(thought, str):
             raise ValueError(f"{path}:{n}: field 'thought' must be a string or null")
-        pos = _text_list(obj, "pos", path, n)
+        pos = text_list(obj, "pos", path, n)
         if not pos:
             no_positive.append(f"line {n}")
             continue
-        records.append(TrainRecord(query, pos, _text_list(obj, "neg", path, n), thought, n))
+        records.append(TrainRecord(query, pos, text_list(obj, "neg", path, n), thought, n))
         if max_examples and len(records) >= max_examples:
             break
     _warn_skipped(f"records in {path} without a positive passage", no_positive)

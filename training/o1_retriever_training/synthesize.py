@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .arguments import SynthesisArguments
 from .committee import VOTES, Committee
-from .data import LabeledPair, labeled_pairs, load_beir, load_triplets, read_jsonl
+from .data import LabeledPair, labeled_pairs, load_beir, load_triplets, read_jsonl, text_list
 from .members import load_member
 from .negatives import mine_negatives
 
@@ -132,15 +132,11 @@ def _read_pairs(path: str) -> list[dict]:
     for n, obj in read_jsonl(Path(path)):
         if n in valid:
             records.append({**obj, "query_id": str(obj.get("query_id", f"line-{n}")),
-                            "pos": _as_list(obj["pos"]), "neg": _as_list(obj.get("neg", []))})
+                            "pos": text_list(obj, "pos", path, n), "neg": text_list(obj, "neg", path, n)})
     twice = sorted(q for q, n in Counter(r["query_id"] for r in records).items() if n > 1)
     if twice:
         raise ValueError(f"{path}: query_id must be unique (resuming skips by it); repeated: {twice[:5]}")
     return records
-
-
-def _as_list(value) -> list[str]:
-    return [v for v in ([value] if isinstance(value, str) else value) if v.strip()]  # as load_triplets reads it
 
 
 def _synthesize_pairs(args: SynthesisArguments, expert, members: dict, progress: bool) -> SynthesisResult:
@@ -176,8 +172,10 @@ def _conversations(args, queries: list[tuple[str, str]], pool: list) -> list[lis
     """One few-shot chat per (query id, query); shots are other queries' (query, positive) pairs, seeded per query."""
     out = []
     for qid, query in queries:
-        others = [(q, passage) for other, q, passage in pool if other != qid]
-        shots = random.Random(f"{args.seed}/{qid}").sample(others, min(args.num_shots, len(others)))
+        shots = []
+        if args.num_shots:  # the pool minus this query is a copy per query: skip it when no shot is asked for
+            others = [(q, passage) for other, q, passage in pool if other != qid]
+            shots = random.Random(f"{args.seed}/{qid}").sample(others, min(args.num_shots, len(others)))
         out.append(thought_messages(query, shots))
     return out
 
