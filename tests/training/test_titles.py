@@ -6,7 +6,7 @@ import pytest
 
 from o1_retriever_training.data import load_triplets
 from o1_retriever_training.dataset import TrainDataset
-from o1_retriever_training.titles import main, split_inline_title, title_pairs
+from o1_retriever_training.titles import main, split_inline_title, title_pairs, write_title_dev
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +98,55 @@ def test_split_inline_title_only_near_the_start():
     late = " ".join(["word"] * 60) + " abstract tail"
     assert split_inline_title(late, "abstract") == ("", late)  # deep in the text: part of the body
     assert split_inline_title("no marker here", "abstract") == ("", "no marker here")
+
+
+def test_dev_folder_is_a_held_out_beir_set(shared_data, corpus, tmp_path):
+    """`--dev-dir`: titles as queries over untitled texts (positives, their negatives, random fill), which the
+    evaluation loader reads and BM25 can search; the JSONL it writes beside excludes those documents later."""
+    from o1_retriever.bm25 import BM25Searcher
+    from o1_retriever.evaluation.data import load_beir
+    from o1_retriever.evaluation.metrics import evaluate_run
+
+    out, dev = tmp_path / "dev_titles.jsonl", tmp_path / "title_dev"
+    assert main(["--data", str(shared_data / "scifact"), "--num-docs", "8", "--num-negatives", "3", "--seed", "4",
+                 "--output", str(out), "--dev-dir", str(dev), "--dev-corpus-size", "80"]) == 0
+    records = [json.loads(line) for line in out.open()]
+    data = load_beir(dev, split="dev")
+    assert len(data.doc_ids()) == 80 and len(set(data.doc_ids())) == 80
+    assert sorted(data.qrels) == sorted(r["query_id"] for r in records)
+    for r in records:
+        assert data.queries[r["query_id"]] == r["query"] and data.qrels[r["query_id"]] == {r["pos_ids"][0]: 1}
+        assert set(r["pos_ids"] + r["neg_ids"]) <= set(data.doc_ids())
+    texts = dict(zip(data.doc_ids(), data.doc_texts()))
+    for d, text in texts.items():  # every text untitled: the title alone would give the answer away
+        assert text == " ".join(corpus[d]["text"].split())
+    # titles find their own abstracts among the hard negatives (by meaning, not by copied words)
+    ids = list(data.qrels)
+    ranked = BM25Searcher(data.doc_ids(), data.doc_texts()).search([data.queries[q] for q in ids], 10)
+    run = {q: dict(hits) for q, hits in zip(ids, ranked)}
+    assert evaluate_run(data.qrels, run).ndcg_at_10 > 0.5
+    # a later stage's draw leaves the dev documents out
+    later = tmp_path / "later.jsonl"
+    assert main(["--data", str(shared_data / "scifact"), "--num-docs", "30", "--num-negatives", "1", "--seed", "4",
+                 "--exclude", str(out), "--output", str(later)]) == 0
+    assert not {json.loads(line)["pos_ids"][0] for line in later.open()} & {r["pos_ids"][0] for r in records}
+
+
+def test_dev_folder_refusals_keep_what_is_there(shared_data, tmp_path):
+    records = title_pairs(shared_data / "scifact", num_docs=4, num_negatives=2, seed=1)
+    dev = tmp_path / "dev"
+    with pytest.raises(ValueError, match="corpus_size 5 is below the 12 positives and negatives"):
+        write_title_dev(records, shared_data / "scifact", dev, corpus_size=5)
+    for bad in (0, True, 2.5):
+        with pytest.raises(ValueError, match="corpus_size must be an int >= 1"):
+            write_title_dev(records, shared_data / "scifact", dev, corpus_size=bad)
+    with pytest.raises(ValueError, match="have no text in"):
+        write_title_dev(records, shared_data / "nfcorpus", dev, corpus_size=100)
+    assert write_title_dev(records, shared_data / "scifact", dev, corpus_size=40, seed=3) == 40
+    before = (dev / "corpus.jsonl").read_bytes()
+    with pytest.raises(ValueError, match="is not empty"):
+        write_title_dev(records[:2], shared_data / "scifact", dev, corpus_size=40)
+    with pytest.raises(ValueError, match="is not empty"):
+        main(["--data", str(shared_data / "scifact"), "--num-docs", "2", "--output", str(tmp_path / "x.jsonl"),
+              "--dev-dir", str(dev)])
+    assert (dev / "corpus.jsonl").read_bytes() == before and not (tmp_path / "x.jsonl").exists()

@@ -17,6 +17,16 @@ where the word comes within the first `MAX_INLINE_TITLE_WORDS` words).
 
 A later training stage can take fresh titles, none of those an earlier stage saw: `--exclude
 runs/x/titles_scifact.jsonl` skips every document that is a positive there.
+
+The same pairs make a held-out evaluation set on any corpus, labelled or not: `--dev-dir DIR` also writes them
+as a BEIR folder (split `dev`) whose queries are the titles and whose corpus is the untitled texts of the
+positives, their hard negatives and random other documents up to `--dev-corpus-size`. Exclude every stage's
+pairs when drawing it, and exclude its JSONL (`--output`) from every later stage:
+
+    python -m o1_retriever_training.titles --data ../shared/data/scifact --num-docs 300 --seed 7 \
+        --exclude runs/x/train_fit.jsonl runs/x/titles_scifact.jsonl --output runs/x/dev_titles.jsonl \
+        --dev-dir runs/x/title_dev_scifact
+    o1-retriever eval --dataset runs/x/title_dev_scifact --split dev --k 0,3
 """
 from __future__ import annotations
 
@@ -58,6 +68,18 @@ def excluded_documents(paths) -> set[str]:
     return ids
 
 
+def _titles_and_bodies(data, inline_title: str | None):
+    """The corpus rows of the BEIR folder `data`, and each document's title and text without it."""
+    rows = list(read_beir_jsonl(Path(data) / "corpus.jsonl", "document", ("_id",)))
+    titles = {r["_id"]: " ".join(str(r.get("title") or "").split()) for r in rows}
+    bodies = {r["_id"]: " ".join(str(r.get("text") or "").split()) for r in rows}
+    if inline_title:
+        for d in titles:
+            if not titles[d]:
+                titles[d], bodies[d] = split_inline_title(bodies[d], inline_title)
+    return rows, titles, bodies
+
+
 def title_pairs(data, num_docs: int, num_negatives: int = 7, seed: int = 0, min_title_words: int = 3,
                 exclude=(), inline_title: str | None = None) -> list[dict]:
     """Up to `num_docs` records {query_id, query, pos_ids, pos, neg_ids, neg, thought: None} from the BEIR
@@ -73,13 +95,7 @@ def title_pairs(data, num_docs: int, num_negatives: int = 7, seed: int = 0, min_
     exclude = set(exclude)
     if inline_title is not None and (not isinstance(inline_title, str) or len(inline_title.split()) != 1):
         raise ValueError(f"inline_title must be one word (e.g. 'abstract'), got {inline_title!r}")
-    rows = list(read_beir_jsonl(Path(data) / "corpus.jsonl", "document", ("_id",)))
-    titles = {r["_id"]: " ".join(str(r.get("title") or "").split()) for r in rows}
-    bodies = {r["_id"]: " ".join(str(r.get("text") or "").split()) for r in rows}
-    if inline_title:
-        for d in titles:
-            if not titles[d]:
-                titles[d], bodies[d] = split_inline_title(bodies[d], inline_title)
+    rows, titles, bodies = _titles_and_bodies(data, inline_title)
     full = {r["_id"]: document_text(r) for r in rows}  # what synthesis and evaluation index, for BM25's statistics
     titled = [d for d in titles if len(titles[d].split()) >= min_title_words and bodies[d]]
     if not titled:
@@ -102,6 +118,45 @@ def title_pairs(data, num_docs: int, num_negatives: int = 7, seed: int = 0, min_
     return records
 
 
+def write_title_dev(records: list[dict], data, dev_dir, corpus_size: int = 1500, seed: int = 0,
+                    inline_title: str | None = None) -> int:
+    """Write title pairs `records` (from `title_pairs` on `data`) as the BEIR folder `dev_dir`, split `dev`:
+    queries are the titles, each judged relevant (1) to its own document; the corpus holds the untitled texts
+    of the positives, then of their negatives, then of random other documents (`seed`) up to `corpus_size`.
+    A smaller corpus than the full one keeps a new model's evaluation in minutes on a CPU; the negatives keep
+    it hard. Returns the number of documents written. Refuses a non-empty `dev_dir` (nothing is overwritten)."""
+    if isinstance(corpus_size, bool) or not isinstance(corpus_size, int) or corpus_size < 1:
+        raise ValueError(f"corpus_size must be an int >= 1, got {corpus_size!r}")
+    if not records:
+        raise ValueError("records is empty: a dev set needs at least one title pair")
+    dev_dir = Path(dev_dir)
+    if dev_dir.exists() and any(dev_dir.iterdir()):
+        raise ValueError(f"dev_dir {dev_dir} is not empty: choose a new folder (an existing dev set is kept)")
+    _, _, bodies = _titles_and_bodies(data, inline_title)
+    needed = list(dict.fromkeys([d for r in records for d in r["pos_ids"]] +
+                                [d for r in records for d in r["neg_ids"]]))
+    missing = [d for d in needed if not bodies.get(d)]
+    if missing:
+        raise ValueError(f"{len(missing)} documents of the records (e.g. {missing[0]!r}) have no text in {data}: "
+                         f"the records were not drawn from this corpus (or with another --inline-title)")
+    if corpus_size < len(needed):
+        raise ValueError(f"corpus_size {corpus_size} is below the {len(needed)} positives and negatives of the "
+                         f"records: raise it or draw fewer pairs")
+    taken = set(needed)
+    others = sorted(d for d in bodies if bodies[d] and d not in taken)
+    docs = needed + random.Random(seed).sample(others, min(corpus_size - len(needed), len(others)))
+    (dev_dir / "qrels").mkdir(parents=True, exist_ok=True)
+    with (dev_dir / "corpus.jsonl").open("w", encoding="utf-8") as f:
+        f.writelines(json.dumps({"_id": d, "title": "", "text": bodies[d]}, ensure_ascii=False) + "\n" for d in docs)
+    with (dev_dir / "queries.jsonl").open("w", encoding="utf-8") as f:
+        f.writelines(json.dumps({"_id": r["query_id"], "text": r["query"]}, ensure_ascii=False) + "\n"
+                     for r in records)
+    with (dev_dir / "qrels" / "dev.tsv").open("w", encoding="utf-8") as f:
+        f.write("query-id\tcorpus-id\tscore\n")
+        f.writelines(f"{r['query_id']}\t{d}\t1\n" for r in records for d in r["pos_ids"])
+    return len(docs)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m o1_retriever_training.titles", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="BEIR folder whose corpus.jsonl has titles")
@@ -114,9 +169,18 @@ def main(argv=None) -> int:
     p.add_argument("--exclude", nargs="+", default=[], metavar="JSONL",
                    help="earlier title pairs whose documents are not sampled again (a later training stage)")
     p.add_argument("--output", required=True, help="JSONL to write (training records for `o1-retriever train`)")
+    p.add_argument("--dev-dir", metavar="DIR",
+                   help="also write the pairs as a held-out BEIR folder (split 'dev') for `o1-retriever eval`")
+    p.add_argument("--dev-corpus-size", type=int, default=1500,
+                   help="documents in the --dev-dir corpus: positives, negatives, then random ones (default: 1500)")
     args = p.parse_args(argv)
+    if args.dev_dir and Path(args.dev_dir).exists() and any(Path(args.dev_dir).iterdir()):
+        raise ValueError(f"--dev-dir {args.dev_dir} is not empty: choose a new folder (an existing dev set is kept)")
     records = title_pairs(args.data, args.num_docs, args.num_negatives, args.seed, args.min_title_words,
                           excluded_documents(args.exclude), args.inline_title)
+    if args.dev_dir:
+        size = write_title_dev(records, args.data, args.dev_dir, args.dev_corpus_size, args.seed, args.inline_title)
+        print(f"wrote a dev set of {len(records)} titles over {size} untitled documents to {args.dev_dir}")
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
