@@ -118,6 +118,16 @@ def title_pairs(data, num_docs: int, num_negatives: int = 7, seed: int = 0, min_
     return records
 
 
+def _check_dev_target(dev_dir, corpus_size) -> Path:
+    """Refuse a bad corpus size or a non-empty `dev_dir` (nothing there is overwritten); the folder as a Path."""
+    if isinstance(corpus_size, bool) or not isinstance(corpus_size, int) or corpus_size < 1:
+        raise ValueError(f"corpus_size must be an int >= 1, got {corpus_size!r}")
+    dev_dir = Path(dev_dir)
+    if dev_dir.exists() and any(dev_dir.iterdir()):
+        raise ValueError(f"dev_dir {dev_dir} is not empty: choose a new folder (an existing dev set is kept)")
+    return dev_dir
+
+
 def write_title_dev(records: list[dict], data, dev_dir, corpus_size: int = 1500, seed: int = 0,
                     inline_title: str | None = None) -> int:
     """Write title pairs `records` (from `title_pairs` on `data`) as the BEIR folder `dev_dir`, split `dev`:
@@ -125,13 +135,9 @@ def write_title_dev(records: list[dict], data, dev_dir, corpus_size: int = 1500,
     of the positives, then of their negatives, then of random other documents (`seed`) up to `corpus_size`.
     A smaller corpus than the full one keeps a new model's evaluation in minutes on a CPU; the negatives keep
     it hard. Returns the number of documents written. Refuses a non-empty `dev_dir` (nothing is overwritten)."""
-    if isinstance(corpus_size, bool) or not isinstance(corpus_size, int) or corpus_size < 1:
-        raise ValueError(f"corpus_size must be an int >= 1, got {corpus_size!r}")
+    dev_dir = _check_dev_target(dev_dir, corpus_size)
     if not records:
         raise ValueError("records is empty: a dev set needs at least one title pair")
-    dev_dir = Path(dev_dir)
-    if dev_dir.exists() and any(dev_dir.iterdir()):
-        raise ValueError(f"dev_dir {dev_dir} is not empty: choose a new folder (an existing dev set is kept)")
     _, _, bodies = _titles_and_bodies(data, inline_title)
     needed = list(dict.fromkeys([d for r in records for d in r["pos_ids"]] +
                                 [d for r in records for d in r["neg_ids"]]))
@@ -174,8 +180,8 @@ def main(argv=None) -> int:
     p.add_argument("--dev-corpus-size", type=int, default=1500,
                    help="documents in the --dev-dir corpus: positives, negatives, then random ones (default: 1500)")
     args = p.parse_args(argv)
-    if args.dev_dir and Path(args.dev_dir).exists() and any(Path(args.dev_dir).iterdir()):
-        raise ValueError(f"--dev-dir {args.dev_dir} is not empty: choose a new folder (an existing dev set is kept)")
+    if args.dev_dir:  # before the draw (BM25 over the corpus), not after it
+        _check_dev_target(args.dev_dir, args.dev_corpus_size)
     records = title_pairs(args.data, args.num_docs, args.num_negatives, args.seed, args.min_title_words,
                           excluded_documents(args.exclude), args.inline_title)
     if args.dev_dir:
