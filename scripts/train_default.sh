@@ -5,7 +5,10 @@
 #   2. hold 100 SciFact train queries out as a dev set (they are never trained on);
 #   3. train a LoRA adapter on SmolLM2-135M-Instruct with the joint loss, 2 epochs; then continue it for 1 epoch on
 #      the same records plus 1000 SciFact title-to-abstract pairs (python -m o1_retriever_training.titles), and
-#      once more for 1 epoch on the records plus 1500 fresh title pairs (none of the first 1000);
+#      once more for 1 epoch on the records plus 1500 fresh title pairs (none of the first 1000) = stage 3, the
+#      shipped default; with LAST_STAGE=6, stage 6 follows (the candidate next default, benchmarks/stage6_trial/):
+#      1 epoch on the records plus 500 fresh SciFact and 500 NFCorpus title pairs, each given a committee-chosen
+#      thought (synthesize --pairs);
 #   4. export into o1_retriever/default_adapter/;
 #   5. choose the inference settings (sampling temperature x aggregation x the bare query's weight) on the
 #      held-out SciFact dev queries, write them into the model's o1_generation.json; then the dense share of
@@ -13,6 +16,10 @@
 #      holds the shipped choice);
 #   6. evaluate on the test splits (never used for any choice), each dense row also fused with BM25.
 # Usage: bash scripts/train_default.sh [RUN_DIR]   (resumable: re-running skips finished steps)
+#   LAST_STAGE=6 trains and ships stage 6; STAGE3=DIR then starts it from a stage 3 trained before (a copy of the
+#   shipped adapter, say) instead of training stages 1-3 (about 3 h less on a 2-core AMX CPU). UNTIL=train stops
+#   once the last stage is trained, before anything is shipped; UNTIL=ship once it is shipped, before the settings
+#   are chosen and the test splits evaluated.
 # A smoke run of every step (minutes, not hours) writes elsewhere and shrinks the work, e.g.
 #   ADAPTER_DIR=/tmp/a BENCH_DIR=/tmp/b LIMIT=12 DEV_QUERIES=4 MAX_STEPS=2 TITLE_DOCS=12 TITLE_DOCS3=12 \
 #   TEST_SETS=scifact \
@@ -30,7 +37,13 @@ BENCH=${BENCH_DIR:-benchmarks}            # where the results go
 DEV_QUERIES=${DEV_QUERIES:-100}
 TITLE_DOCS=${TITLE_DOCS:-1000}             # SciFact title-to-abstract pairs added in stage 2
 TITLE_DOCS3=${TITLE_DOCS3:-1500}           # fresh ones (not in stage 2's) added in stage 3
+TITLE_DOCS5=${TITLE_DOCS5:-1000}           # fresh SciFact titles drawn for stage 6 (as stage 5's trial drew them)
+TITLE_DOCS4=${TITLE_DOCS4:-750}            # NFCorpus inline titles drawn for stage 6 (as stage 4's trial drew them)
+TITLE_THOUGHTS=${TITLE_THOUGHTS:-500}      # of each, how many get a thought and join stage 6
 TEST_SETS=${TEST_SETS:-scifact nfcorpus}  # evaluated on their test splits at the end
+LAST_STAGE=${LAST_STAGE:-3}                # the stage shipped: 3 (the bundled default) or 6 (its candidate successor)
+case "$LAST_STAGE" in 3|6) ;; *) echo "LAST_STAGE=$LAST_STAGE: use 3 or 6" >&2; exit 2 ;; esac
+case "${UNTIL:-}" in ""|train|ship) ;; *) echo "UNTIL=$UNTIL: use train or ship (or leave it unset)" >&2; exit 2 ;; esac
 read -r -a LIMIT_ARGS <<< "${LIMIT:+--limit $LIMIT}"            # synthesize at most LIMIT queries per dataset
 read -r -a STEP_ARGS <<< "${MAX_STEPS:+--max-steps $MAX_STEPS}"  # stop training early
 read -r -a EVAL_ARGS <<< "${EVAL_ARGS:-}"                       # e.g. --max-docs 200 (every eval)
@@ -50,7 +63,12 @@ cat "$RUN/synth_scifact_train.jsonl" "$RUN/synth_nfcorpus_dev.jsonl" > "$RUN/tra
 $PY -m o1_retriever_training.holdout --records "$RUN/train.jsonl" --dataset "$DATA/scifact" --split train \
   --num-queries "$DEV_QUERIES" --seed 1234 --train-out "$RUN/train_fit.jsonl" --dev-dir "$RUN/scifact_dev"
 
-$BIN train --train-data "$RUN/train_fit.jsonl" --output-dir "$RUN/model" --resume \
+# STAGE3=DIR (a stage 3 with its stage1/ and stage2/ logs, as shipped) skips training stages 1-3; the records and
+# the title files are still made, since stage 6 trains on them and draws fresh titles against them.
+trained() { [ -f "$RUN/$1/adapter_model.safetensors" ]; }  # exported: a finished stage is not trained again
+if [ -n "${STAGE3:-}" ] && ! trained model3; then mkdir -p "$RUN/model3" && cp -r "$STAGE3"/. "$RUN/model3/"; fi
+
+trained model3 || trained model || $BIN train --train-data "$RUN/train_fit.jsonl" --output-dir "$RUN/model" --resume \
   --lora-r 16 --lora-alpha 32 --group-size 2 --batch-size 16 --num-epochs 2 \
   --learning-rate 2e-4 --temperature 0.05 --lambda-emb 0.8 --empty-thought-ratio 0.25 \
   --query-thought-max-length 128 --passage-max-length 144 --no-gradient-checkpointing \
@@ -61,6 +79,7 @@ $BIN train --train-data "$RUN/train_fit.jsonl" --output-dir "$RUN/model" --resum
 [ -f "$RUN/titles_scifact.jsonl" ] || $PY -m o1_retriever_training.titles --data "$DATA/scifact" \
   --num-docs "$TITLE_DOCS" --seed 0 --output "$RUN/titles_scifact.jsonl"
 continue_training() {  # titles file, mix file, from model, to model, seed: 1 epoch on the records + those titles
+  trained "$4" && return 0
   cat "$RUN/train_fit.jsonl" "$RUN/$1" > "$RUN/$2"
   $BIN train --train-data "$RUN/$2" --output-dir "$RUN/$4" --resume --init-adapter "$RUN/$3" \
     --group-size 2 --batch-size 16 --num-epochs 1 \
@@ -68,7 +87,7 @@ continue_training() {  # titles file, mix file, from model, to model, seed: 1 ep
     --query-thought-max-length 128 --passage-max-length 144 --no-gradient-checkpointing \
     --token-rows-only --save-steps 10 --seed "$5" "${STEP_ARGS[@]}"
 }
-continue_training titles_scifact.jsonl train_mix.jsonl model model2 43
+trained model3 || continue_training titles_scifact.jsonl train_mix.jsonl model model2 43
 
 # Stage 3: the same again from stage 2's model, on the records plus 1500 fresh title pairs (--exclude: no document
 # whose title stage 2 trained on). More titles, not more passes over the same ones: a third epoch on stage 1's
@@ -77,18 +96,48 @@ continue_training titles_scifact.jsonl train_mix.jsonl model model2 43
   --num-docs "$TITLE_DOCS3" --seed 1 --exclude "$RUN/titles_scifact.jsonl" --output "$RUN/titles3_scifact.jsonl"
 continue_training titles3_scifact.jsonl train_mix3.jsonl model2 model3 44
 
+# Stage 6 (stages 4 and 5 were trials, not shipped: benchmarks/stage{4,5,6}_trial/): stage 3 for 1 epoch on the
+# records plus 500 fresh SciFact title pairs and 500 NFCorpus title pairs (NFCorpus runs its title into the text:
+# `--inline-title abstract`), each now with a thought written and chosen as the records' were (`synthesize
+# --pairs`), so that title pairs train the thinking path too, on both domains. Stage 5 drew 1,000 SciFact titles
+# (seed 3) and stage 4 750 NFCorpus ones (seed 0); stage 6 took the first 500 of each.
+if [ "$LAST_STAGE" = 6 ]; then
+  [ -f "$RUN/titles5_scifact.jsonl" ] || $PY -m o1_retriever_training.titles --data "$DATA/scifact" \
+    --num-docs "$TITLE_DOCS5" --seed 3 --exclude "$RUN/titles_scifact.jsonl" "$RUN/titles3_scifact.jsonl" \
+    --output "$RUN/titles5_scifact.jsonl"
+  [ -f "$RUN/titles4_nfcorpus.jsonl" ] || $PY -m o1_retriever_training.titles --data "$DATA/nfcorpus" \
+    --inline-title abstract --num-docs "$TITLE_DOCS4" --seed 0 --output "$RUN/titles4_nfcorpus.jsonl"
+  pair_thoughts() {  # dataset, titles file: the first TITLE_THOUGHTS pairs, each given a committee-chosen thought
+    local out="$RUN/${2%.jsonl}_thoughts.jsonl"
+    head -n "$TITLE_THOUGHTS" "$RUN/$2" > "$RUN/${2%.jsonl}_head.jsonl"
+    $BIN synthesize --pairs "$RUN/${2%.jsonl}_head.jsonl" --data "$DATA/$1" --output "$out" \
+      --num-candidates 3 --num-shots 0 --max-new-tokens 48 --batch-size 16 \
+      --committee bm25 minilm --vote soft --seed 0
+  }
+  pair_thoughts scifact titles5_scifact.jsonl
+  pair_thoughts nfcorpus titles4_nfcorpus.jsonl
+  cat "$RUN/titles5_scifact_thoughts.jsonl" "$RUN/titles4_nfcorpus_thoughts.jsonl" > "$RUN/titles6_thoughts.jsonl"
+  continue_training titles6_thoughts.jsonl train_mix6.jsonl model3 model6 47
+fi
+
+[ "${UNTIL:-}" = train ] && exit 0  # UNTIL=train: stop once every stage is trained
+
 # Ship it: adapter + O1 token rows + tokenizer + loss logs/plots of every stage, no checkpoints; the model card
 # (README.md) stays.
 mkdir -p "$ADAPTER"
 find "$ADAPTER" -mindepth 1 ! -name README.md -delete
-(cd "$RUN/model3" && cp -r adapter_config.json adapter_model.safetensors embedding tokenizer* chat_template.jinja \
+(cd "$RUN/model$LAST_STAGE" && cp -r adapter_config.json adapter_model.safetensors embedding tokenizer* chat_template.jinja \
    losses.png train_log.jsonl training_args.json "$ADAPTER/")
-for stage in "stage1 model" "stage2 model2"; do
+earlier=("stage1 model" "stage2 model2")
+[ "$LAST_STAGE" = 6 ] && earlier+=("stage3 model3")
+for stage in "${earlier[@]}"; do
   read -r name model <<< "$stage"
   mkdir -p "$ADAPTER/$name"
+  [ -d "$RUN/$model" ] || model=model3/$name  # STAGE3: the earlier stages' logs came with it
   (cd "$RUN/$model" && cp losses.png train_log.jsonl training_args.json "$ADAPTER/$name/")
 done
 echo '{"max_new_tokens": 48}' > "$ADAPTER/o1_generation.json"  # the thought length it was trained on
+[ "${UNTIL:-}" = ship ] && exit 0
 
 # Inference settings, chosen on held-out data only: the 100 SciFact dev queries (NFCorpus ships no train split,
 # and its dev split is training data here). T in {0.1 (official), 0.7} x aggregation in {mean (official),

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 
 from o1_retriever.cli import main
 
@@ -86,7 +87,12 @@ def test_bench_writes_json(tiny_o1_dir, tmp_path):
     assert (result["meta"]["device"], result["meta"]["gpu"]) == ("cpu", None)
     assert set(result["queries"]) == {"fused", "two_pass_batched", "one_at_a_time", "cache_hit"}
     assert all(r["queries_per_s"] > 0 and r["thought_tokens_per_s"] >= 0 for r in result["queries"].values())
-    assert result["encode_documents"]["bf16"]["tokens_per_s"] > 0
+    # timed in the dtype "auto" picks on this machine (bf16 only where it is fast), and in fp32 beside it
+    from o1_retriever.device import resolve_dtype
+    auto = {torch.bfloat16: "bf16", torch.float32: "fp32"}[resolve_dtype("auto", torch.device("cpu"))]
+    assert result["meta"]["dtype"] == auto and set(result["encode_documents"]) == {auto, "fp32"}
+    assert all(0 < r["tokens_per_s"] and 0 < r["fraction_of_peak"] for r in result["encode_documents"].values())
+    assert all(v > 0 for v in result["matmul_tflops"].values())
     assert "bf16" in result["thinker_memory_mb"] and "4bit" in result["thinker_memory_mb"]
     assert set(result["load_seconds"]) == {"first_run", "later_runs"}
     assert all(r["import_s"] > 0 and r["from_pretrained_s"] > 0 for r in result["load_seconds"].values())
@@ -96,8 +102,9 @@ def test_bench_throughput_only_at_a_batch_size(tiny_o1_dir, tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert main(["bench", "--model", str(tiny_o1_dir), "--queries", "20", "--one-by-one", "1", "--docs", "32",
                  "--max-new-tokens", "4", "--device", "cpu", "--batch-size", "8", "--throughput-only",
-                 "--output", str(out)]) == 0
+                 "--dtype", "fp32", "--output", str(out)]) == 0
     result = json.loads(out.read_text())
+    assert result["meta"]["dtype"] == "fp32" and set(result["encode_documents"]) == {"fp32"}  # as asked
     assert result["meta"]["batch_size"] == 8 and result["meta"]["queries"] == 20  # goes past the 16 built in
     from o1_retriever.bench import BENCH_QUERIES, bench_queries_text
     texts = bench_queries_text(40)  # distinct: the embedder thinks once per distinct query

@@ -14,9 +14,12 @@ pytestmark = pytest.mark.real_model
 def test_default_model_loads_offline_and_thinks(default_embedder):
     emb = default_embedder
     assert emb.dim == 576 and emb.encoder.model.dtype in (torch.bfloat16, torch.float32)
-    thoughts = emb.think(["Why does bread rise in the oven?"], k=2)[0]
-    # Sampled at the shipped T=0.7, a thought may be short ("rise in the oven?"), but not all of them.
-    assert len(thoughts) == 2 and all(t.strip() for t in thoughts) and any(len(t.split()) >= 5 for t in thoughts)
+    thoughts = emb.think(["Why does bread rise in the oven?"], k=4)[0]
+    # Sampled at the shipped T=0.7 a thought may echo the query (" rise in the oven") or be empty (it was trained
+    # with 25% empty thoughts), and which draws do depends on the dtype (fp32 without AMX, bf16 with it: both
+    # measured), so four draws are asked for and one of them must say something.
+    assert len(thoughts) == 4 and all(isinstance(t, str) for t in thoughts)
+    assert any(len(t.split()) >= 5 for t in thoughts), thoughts
     assert any(w in " ".join(thoughts).lower() for w in ("yeast", "dough", "bread", "gas", "rise"))
 
 

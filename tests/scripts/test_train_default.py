@@ -86,3 +86,45 @@ def test_reproduction_script_runs_every_step(shared_data, tmp_path):
         assert [(r["system"], r["k"]) for r in composite] == [("composite", 3)]
     assert "composite" in done.stdout and "bm25" in done.stdout  # the final table
     assert _digest(REPO / "o1_retriever" / "default_adapter") == shipped_before
+
+
+@pytest.mark.real_model
+@pytest.mark.slow
+def test_reproduction_script_trains_stage6_from_a_trained_stage3(shared_data, tmp_path):
+    """LAST_STAGE=6 STAGE3=DIR: stage 6 continues a stage 3 trained before (the shipped adapter's files) on the
+    records plus fresh SciFact and NFCorpus title pairs, each with a committee-chosen thought; stages 1-3 are not
+    trained again, and UNTIL=ship stops once stage 6 is shipped with every earlier stage's logs."""
+    run, adapter = tmp_path / "run", tmp_path / "adapter"
+    stage3 = REPO / "o1_retriever" / "default_adapter"
+    shipped_before = _digest(stage3)
+    env = os.environ | {"ADAPTER_DIR": str(adapter), "BENCH_DIR": str(tmp_path / "bench"), "DATA": str(shared_data),
+                        "LAST_STAGE": "6", "STAGE3": str(stage3), "UNTIL": "ship", "LIMIT": "4", "DEV_QUERIES": "2",
+                        "MAX_STEPS": "1", "TITLE_DOCS": "4", "TITLE_DOCS3": "4", "TITLE_DOCS5": "6",
+                        "TITLE_DOCS4": "6", "TITLE_THOUGHTS": "3", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(["bash", "scripts/train_default.sh", str(run)], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=1800)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert not (run / "model").exists() and not (run / "model2").exists()
+    assert _digest(run / "model3") == shipped_before  # copied as it was, not retrained
+
+    # 3 of 6 fresh SciFact titles (none an earlier stage trained on) and 3 of 6 NFCorpus inline titles, with thoughts
+    earlier = {json.loads(line)["pos_ids"][0] for name in ("titles_scifact.jsonl", "titles3_scifact.jsonl")
+               for line in (run / name).read_text().splitlines()}
+    scifact = [json.loads(line) for line in (run / "titles5_scifact_thoughts.jsonl").read_text().splitlines()]
+    nfcorpus = [json.loads(line) for line in (run / "titles4_nfcorpus_thoughts.jsonl").read_text().splitlines()]
+    assert len(scifact) == len(nfcorpus) == 3 and not {r["pos_ids"][0] for r in scifact} & earlier
+    assert all(r["thought"] and r["query_id"].startswith("title-") for r in scifact + nfcorpus)
+    drawn = [json.loads(line)["query_id"] for line in (run / "titles4_nfcorpus.jsonl").read_text().splitlines()]
+    assert [r["query_id"] for r in nfcorpus] == drawn[:3]  # the first TITLE_THOUGHTS of the draw, in order
+    assert len((run / "train_mix6.jsonl").read_text().splitlines()) == (2 * 4 - 2) + 3 + 3
+
+    # shipped: stage 6's adapter and logs, stages 1-3's logs beside them; no settings chosen yet
+    stage6 = json.loads((adapter / "training_args.json").read_text())
+    assert stage6["model"]["init_adapter"] == str(run / "model3") and stage6["train"]["seed"] == 47
+    assert stage6["train"]["max_steps"] == 1 and stage6["model"]["lora_r"] == 16
+    for n in (1, 2, 3):
+        assert (adapter / f"stage{n}" / "train_log.jsonl").read_bytes() == \
+            (stage3 / (f"stage{n}/" if n < 3 else "") / "train_log.jsonl").read_bytes()
+    assert json.loads((adapter / "o1_generation.json").read_text()) == {"max_new_tokens": 48}
+    assert not (tmp_path / "bench" / "default_dev").exists()
+    assert _digest(stage3) == shipped_before
