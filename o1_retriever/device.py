@@ -46,6 +46,11 @@ def resolve_dtype(dtype, device: torch.device) -> torch.dtype:
     return torch.float32
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    """The short name ('bf16', 'fp16', 'fp32') results and options use for a resolved dtype."""
+    return {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}[dtype]
+
+
 def is_oom(error: BaseException) -> bool:
     """A CUDA out-of-memory error (older torch raises it as a plain RuntimeError)."""
     return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()

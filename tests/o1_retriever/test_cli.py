@@ -88,8 +88,8 @@ def test_bench_writes_json(tiny_o1_dir, tmp_path):
     assert set(result["queries"]) == {"fused", "two_pass_batched", "one_at_a_time", "cache_hit"}
     assert all(r["queries_per_s"] > 0 and r["thought_tokens_per_s"] >= 0 for r in result["queries"].values())
     # timed in the dtype "auto" picks on this machine (bf16 only where it is fast), and in fp32 beside it
-    from o1_retriever.device import resolve_dtype
-    auto = {torch.bfloat16: "bf16", torch.float32: "fp32"}[resolve_dtype("auto", torch.device("cpu"))]
+    from o1_retriever.device import dtype_name, resolve_dtype
+    auto = dtype_name(resolve_dtype("auto", torch.device("cpu")))
     assert result["meta"]["dtype"] == auto and set(result["encode_documents"]) == {auto, "fp32"}
     assert all(0 < r["tokens_per_s"] and 0 < r["fraction_of_peak"] for r in result["encode_documents"].values())
     assert all(v > 0 for v in result["matmul_tflops"].values())
