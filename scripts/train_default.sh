@@ -5,10 +5,9 @@
 #   2. hold 100 SciFact train queries out as a dev set (they are never trained on);
 #   3. train a LoRA adapter on SmolLM2-135M-Instruct with the joint loss, 2 epochs; then continue it for 1 epoch on
 #      the same records plus 1000 SciFact title-to-abstract pairs (python -m o1_retriever_training.titles), and
-#      once more for 1 epoch on the records plus 1500 fresh title pairs (none of the first 1000) = stage 3, the
-#      shipped default; with LAST_STAGE=6, stage 6 follows (the candidate next default, benchmarks/stage6_trial/):
-#      1 epoch on the records plus 500 fresh SciFact and 500 NFCorpus title pairs, each given a committee-chosen
-#      thought (synthesize --pairs);
+#      once more for 1 epoch on the records plus 1500 fresh title pairs (none of the first 1000) = stage 3; then
+#      stage 6, the shipped default (benchmarks/stage6_trial/ has the trial that chose it): 1 epoch on the records
+#      plus 500 fresh SciFact and 500 NFCorpus title pairs, each given a committee-chosen thought (synthesize --pairs);
 #   4. export into o1_retriever/default_adapter/;
 #   5. choose the inference settings (sampling temperature x aggregation x the bare query's weight) on the
 #      held-out SciFact dev queries, write them into the model's o1_generation.json; then the dense share of
@@ -16,8 +15,8 @@
 #      holds the shipped choice);
 #   6. evaluate on the test splits (never used for any choice), each dense row also fused with BM25.
 # Usage: bash scripts/train_default.sh [RUN_DIR]   (resumable: re-running skips finished steps)
-#   LAST_STAGE=6 trains and ships stage 6; STAGE3=DIR then starts it from a stage 3 trained before (a copy of the
-#   shipped adapter, say) instead of training stages 1-3 (about 3 h less on a 2-core AMX CPU). UNTIL=train stops
+#   LAST_STAGE=3 stops after stage 3 and ships it (the default before 2026-12-03). STAGE3=DIR starts stage 6 from a
+#   stage 3 trained before instead of training stages 1-3 (about 3 h less on a 2-core AMX CPU). UNTIL=train stops
 #   once the last stage is trained, before anything is shipped; UNTIL=ship once it is shipped, before the settings
 #   are chosen and the test splits evaluated.
 # A smoke run of every step (minutes, not hours) writes elsewhere and shrinks the work, e.g.
@@ -41,7 +40,7 @@ TITLE_DOCS5=${TITLE_DOCS5:-1000}           # fresh SciFact titles drawn for stag
 TITLE_DOCS4=${TITLE_DOCS4:-750}            # NFCorpus inline titles drawn for stage 6 (as stage 4's trial drew them)
 TITLE_THOUGHTS=${TITLE_THOUGHTS:-500}      # of each, how many get a thought and join stage 6
 TEST_SETS=${TEST_SETS:-scifact nfcorpus}  # evaluated on their test splits at the end
-LAST_STAGE=${LAST_STAGE:-3}                # the stage shipped: 3 (the bundled default) or 6 (its candidate successor)
+LAST_STAGE=${LAST_STAGE:-6}                # the stage shipped: 6 (the bundled default) or 3 (its predecessor)
 case "$LAST_STAGE" in 3|6) ;; *) echo "LAST_STAGE=$LAST_STAGE: use 3 or 6" >&2; exit 2 ;; esac
 case "${UNTIL:-}" in ""|train|ship) ;; *) echo "UNTIL=$UNTIL: use train or ship (or leave it unset)" >&2; exit 2 ;; esac
 read -r -a LIMIT_ARGS <<< "${LIMIT:+--limit $LIMIT}"            # synthesize at most LIMIT queries per dataset
@@ -63,8 +62,9 @@ cat "$RUN/synth_scifact_train.jsonl" "$RUN/synth_nfcorpus_dev.jsonl" > "$RUN/tra
 $PY -m o1_retriever_training.holdout --records "$RUN/train.jsonl" --dataset "$DATA/scifact" --split train \
   --num-queries "$DEV_QUERIES" --seed 1234 --train-out "$RUN/train_fit.jsonl" --dev-dir "$RUN/scifact_dev"
 
-# STAGE3=DIR (a stage 3 with its stage1/ and stage2/ logs, as shipped) skips training stages 1-3; the records and
-# the title files are still made, since stage 6 trains on them and draws fresh titles against them.
+# STAGE3=DIR (a stage 3 with its stage1/ and stage2/ logs: o1_retriever/default_adapter at commit 6e90965, say)
+# skips training stages 1-3; the records and the title files are still made, since stage 6 trains on them and draws
+# fresh titles against them.
 trained() { [ -f "$RUN/$1/adapter_model.safetensors" ]; }  # exported: a finished stage is not trained again
 if [ -n "${STAGE3:-}" ] && ! trained model3; then mkdir -p "$RUN/model3" && cp -r "$STAGE3"/. "$RUN/model3/"; fi
 

@@ -1,8 +1,9 @@
 """`scripts/train_default.sh` runs every step end to end: synthesis (real SmolLM2 expert, BM25 + MiniLM
-committee), hold-out, training (three stages), shipping, the choice of settings on dev data and the test evaluation, on the
-shared data. Its knobs shrink the work to minutes (12 queries per dataset, 2 training steps, 200-document
-corpora, 6 queries per eval, SciFact's test split only: NFCorpus's judged documents are nearly its whole corpus,
-which a corpus subsample must keep) and ship to a temp dir, so the bundled adapter is never touched."""
+committee), hold-out, training (stages 1, 2, 3 and the shipped 6), shipping, the choice of settings on dev data and
+the test evaluation, on the shared data. Its knobs shrink the work to minutes (12 queries per dataset, 2 training
+steps, 3 + 3 title pairs with thoughts, 200-document corpora, 6 queries per eval, SciFact's test split only:
+NFCorpus's judged documents are nearly its whole corpus, which a corpus subsample must keep) and ship to a temp
+dir, so the bundled adapter is never touched."""
 import hashlib
 import json
 import os
@@ -29,6 +30,7 @@ def test_reproduction_script_runs_every_step(shared_data, tmp_path):
     run, adapter, bench = tmp_path / "run", tmp_path / "adapter", tmp_path / "bench"
     env = os.environ | {"ADAPTER_DIR": str(adapter), "BENCH_DIR": str(bench), "DATA": str(shared_data),
                         "LIMIT": "12", "DEV_QUERIES": "4", "MAX_STEPS": "2", "TITLE_DOCS": "12", "TITLE_DOCS3": "12",
+                        "TITLE_DOCS5": "6", "TITLE_DOCS4": "6", "TITLE_THOUGHTS": "3",
                         "EVAL_ARGS": "--max-docs 200 --max-queries 6", "TEST_SETS": "scifact",
                         "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(["bash", "scripts/train_default.sh", str(run)], cwd=REPO, env=env, capture_output=True,
@@ -49,17 +51,21 @@ def test_reproduction_script_runs_every_step(shared_data, tmp_path):
     assert stage2["model"]["init_adapter"] == str(run / "model") and stage2["train"]["num_epochs"] == 1
     stage1 = json.loads((adapter / "stage1" / "training_args.json").read_text())
     assert stage1["model"]["init_adapter"] is None and stage1["train"]["num_epochs"] == 2
-    # stage 3 (shipped) continued stage 2 on its records plus 12 fresh title pairs, none of stage 2's documents
+    # stage 3 continued stage 2 on its records plus 12 fresh title pairs, none of stage 2's documents
     fresh = [json.loads(line) for line in (run / "titles3_scifact.jsonl").read_text().splitlines()]
     assert len(fresh) == 12 and not {r["pos_ids"][0] for r in fresh} & {r["pos_ids"][0] for r in titles}
     assert len((run / "train_mix3.jsonl").read_text().splitlines()) == 20 + 12
-    stage3 = json.loads((adapter / "training_args.json").read_text())
+    stage3 = json.loads((adapter / "stage3" / "training_args.json").read_text())
     assert stage3["model"]["init_adapter"] == str(run / "model2") and stage3["train"]["seed"] == 44
-    assert [s["model"]["lora_r"] for s in (stage1, stage2, stage3)] == [16, 16, 16]  # the stage-1 adapter's shape
+    # stage 6 (shipped) continued stage 3 on its records plus 3 + 3 title pairs with thoughts
+    stage6 = json.loads((adapter / "training_args.json").read_text())
+    assert stage6["model"]["init_adapter"] == str(run / "model3") and stage6["train"]["seed"] == 47
+    assert len((run / "train_mix6.jsonl").read_text().splitlines()) == 20 + 3 + 3
+    assert [s["model"]["lora_r"] for s in (stage1, stage2, stage3, stage6)] == [16] * 4  # the stage-1 adapter's shape
 
     # each stage trained for the 2 steps asked, then shipped with the settings the dev runs choose
     for log in (adapter / "train_log.jsonl", adapter / "stage1" / "train_log.jsonl",
-                adapter / "stage2" / "train_log.jsonl"):
+                adapter / "stage2" / "train_log.jsonl", adapter / "stage3" / "train_log.jsonl"):
         steps = [json.loads(line) for line in log.read_text().splitlines()]
         assert max(s["step"] for s in steps) == 2
     assert (adapter / "adapter_model.safetensors").exists() and (adapter / "embedding").is_dir()
@@ -91,7 +97,7 @@ def test_reproduction_script_runs_every_step(shared_data, tmp_path):
 @pytest.mark.real_model
 @pytest.mark.slow
 def test_reproduction_script_trains_stage6_from_a_trained_stage3(shared_data, tmp_path):
-    """LAST_STAGE=6 STAGE3=DIR: stage 6 continues a stage 3 trained before (the shipped adapter's files) on the
+    """STAGE3=DIR: stage 6 continues a stage 3 trained before (the shipped adapter's files stand in for one) on the
     records plus fresh SciFact and NFCorpus title pairs, each with a committee-chosen thought; stages 1-3 are not
     trained again, and UNTIL=ship stops once stage 6 is shipped with every earlier stage's logs."""
     run, adapter = tmp_path / "run", tmp_path / "adapter"
