@@ -20,8 +20,8 @@
 #   once the last stage is trained, before anything is shipped; UNTIL=ship once it is shipped, before the settings
 #   are chosen and the test splits evaluated.
 # A smoke run of every step (minutes, not hours) writes elsewhere and shrinks the work, e.g.
-#   ADAPTER_DIR=/tmp/a BENCH_DIR=/tmp/b LIMIT=12 DEV_QUERIES=4 MAX_STEPS=2 TITLE_DOCS=12 TITLE_DOCS3=12 \
-#   TEST_SETS=scifact \
+#   ADAPTER_DIR=/tmp/a BENCH_DIR=/tmp/b LIMIT=12 DEV_QUERIES=4 MAX_STEPS=2 TRAIN_BATCH=4 TITLE_DOCS=12 TITLE_DOCS3=12 \
+#   TITLE_DOCS5=6 TITLE_DOCS4=6 TITLE_THOUGHTS=3 TEST_SETS=scifact \
 #   EVAL_ARGS="--max-docs 200 --max-queries 6" \
 #     bash scripts/train_default.sh /tmp/run
 set -euo pipefail
@@ -40,6 +40,7 @@ TITLE_DOCS5=${TITLE_DOCS5:-1000}           # fresh SciFact titles drawn for stag
 TITLE_DOCS4=${TITLE_DOCS4:-750}            # NFCorpus inline titles drawn for stage 6 (as stage 4's trial drew them)
 TITLE_THOUGHTS=${TITLE_THOUGHTS:-500}      # of each, how many get a thought and join stage 6
 TEST_SETS=${TEST_SETS:-scifact nfcorpus}  # evaluated on their test splits at the end
+TRAIN_BATCH=${TRAIN_BATCH:-16}             # queries per training step (each with a positive and a hard negative)
 LAST_STAGE=${LAST_STAGE:-6}                # the stage shipped: 6 (the bundled default) or 3 (its predecessor)
 case "$LAST_STAGE" in 3|6) ;; *) echo "LAST_STAGE=$LAST_STAGE: use 3 or 6" >&2; exit 2 ;; esac
 case "${UNTIL:-}" in ""|train|ship) ;; *) echo "UNTIL=$UNTIL: use train or ship (or leave it unset)" >&2; exit 2 ;; esac
@@ -69,7 +70,7 @@ trained() { [ -f "$RUN/$1/adapter_model.safetensors" ]; }  # exported: a finishe
 if [ -n "${STAGE3:-}" ] && ! trained model3; then mkdir -p "$RUN/model3" && cp -r "$STAGE3"/. "$RUN/model3/"; fi
 
 trained model3 || trained model || $BIN train --train-data "$RUN/train_fit.jsonl" --output-dir "$RUN/model" --resume \
-  --lora-r 16 --lora-alpha 32 --group-size 2 --batch-size 16 --num-epochs 2 \
+  --lora-r 16 --lora-alpha 32 --group-size 2 --batch-size "$TRAIN_BATCH" --num-epochs 2 \
   --learning-rate 2e-4 --temperature 0.05 --lambda-emb 0.8 --empty-thought-ratio 0.25 \
   --query-thought-max-length 128 --passage-max-length 144 --no-gradient-checkpointing \
   --token-rows-only --save-steps 10 --seed 42 "${STEP_ARGS[@]}"
@@ -82,7 +83,7 @@ continue_training() {  # titles file, mix file, from model, to model, seed: 1 ep
   trained "$4" && return 0
   cat "$RUN/train_fit.jsonl" "$RUN/$1" > "$RUN/$2"
   $BIN train --train-data "$RUN/$2" --output-dir "$RUN/$4" --resume --init-adapter "$RUN/$3" \
-    --group-size 2 --batch-size 16 --num-epochs 1 \
+    --group-size 2 --batch-size "$TRAIN_BATCH" --num-epochs 1 \
     --learning-rate 1e-4 --temperature 0.05 --lambda-emb 0.8 --empty-thought-ratio 0.25 \
     --query-thought-max-length 128 --passage-max-length 144 --no-gradient-checkpointing \
     --token-rows-only --save-steps 10 --seed "$5" "${STEP_ARGS[@]}"

@@ -61,18 +61,38 @@ def plot_k_sweep(rows: list[dict], path, title: str = "") -> Path:
     return path
 
 
-def main(argv=None) -> int:
-    """Redraw the PNG of a results JSON: python -m o1_retriever.evaluation.plot results.json"""
+def merged_rows(paths) -> tuple[list[dict], str]:
+    """Rows of one or more results JSONs of the same dataset and split (a k sweep run in parts, say k=0,3 then
+    k=1,5 against the same cached corpus vectors), and the plot title. Mixing datasets, or two rows for the same
+    system and k, raises ValueError: one curve must come from one dataset, one point per k."""
     import json
+    rows, seen, label = [], {}, None
+    for path in paths:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        ds = data["meta"]["dataset"]
+        this = f"{ds['name']}/{ds['split']}" + (" (subsampled)" if data["meta"].get("subsampled") else "")
+        if label is not None and this != label:
+            raise ValueError(f"{path} is {this}, the first file is {label}: plot one dataset and split at a time")
+        label = this
+        for r in data["results"]:
+            key = (r["system"], r.get("model"), r.get("k"))
+            if key in seen:
+                raise ValueError(f"{path} repeats {key} from {seen[key]}: each system and k may appear once")
+            seen[key] = path
+            rows.append(r)
+    return rows, label
+
+
+def main(argv=None) -> int:
+    """Redraw the PNG of a results JSON, or of several runs of one split merged (beside the first):
+    python -m o1_retriever.evaluation.plot results.json [more_results.json ...]"""
     import sys
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m o1_retriever.evaluation.plot RESULTS.json", file=sys.stderr)
+    if not args:
+        print("usage: python -m o1_retriever.evaluation.plot RESULTS.json [RESULTS.json ...]", file=sys.stderr)
         return 2
-    data = json.loads(Path(args[0]).read_text(encoding="utf-8"))
-    ds = data["meta"]["dataset"]
-    title = f"{ds['name']}/{ds['split']}" + (" (subsampled)" if data["meta"].get("subsampled") else "")
-    print(plot_k_sweep(data["results"], Path(args[0]).with_suffix(".png"), title))
+    rows, title = merged_rows(args)
+    print(plot_k_sweep(rows, Path(args[0]).with_suffix(".png"), title))
     return 0
 
 

@@ -1,8 +1,8 @@
 """`scripts/train_default.sh` runs every step end to end: synthesis (real SmolLM2 expert, BM25 + MiniLM
 committee), hold-out, training (stages 1, 2, 3 and the shipped 6), shipping, the choice of settings on dev data and
 the test evaluation, on the shared data. Its knobs shrink the work to minutes (12 queries per dataset, 2 training
-steps, 3 + 3 title pairs with thoughts, 200-document corpora, 6 queries per eval, SciFact's test split only:
-NFCorpus's judged documents are nearly its whole corpus, which a corpus subsample must keep) and ship to a temp
+steps of 4 queries, 3 + 3 title pairs with thoughts, 200-document corpora, 6 queries per eval, SciFact's test split
+only: NFCorpus's judged documents are nearly its whole corpus, which a corpus subsample must keep) and ship to a temp
 dir, so the bundled adapter is never touched."""
 import hashlib
 import json
@@ -29,7 +29,8 @@ def test_reproduction_script_runs_every_step(shared_data, tmp_path):
     shipped_before = _digest(REPO / "o1_retriever" / "default_adapter")
     run, adapter, bench = tmp_path / "run", tmp_path / "adapter", tmp_path / "bench"
     env = os.environ | {"ADAPTER_DIR": str(adapter), "BENCH_DIR": str(bench), "DATA": str(shared_data),
-                        "LIMIT": "12", "DEV_QUERIES": "4", "MAX_STEPS": "2", "TITLE_DOCS": "12", "TITLE_DOCS3": "12",
+                        "LIMIT": "12", "DEV_QUERIES": "4", "MAX_STEPS": "2", "TRAIN_BATCH": "4",
+                        "TITLE_DOCS": "12", "TITLE_DOCS3": "12",
                         "TITLE_DOCS5": "6", "TITLE_DOCS4": "6", "TITLE_THOUGHTS": "3",
                         "EVAL_ARGS": "--max-docs 200 --max-queries 6", "TEST_SETS": "scifact",
                         "HF_HUB_OFFLINE": "1"}
@@ -62,6 +63,7 @@ def test_reproduction_script_runs_every_step(shared_data, tmp_path):
     assert stage6["model"]["init_adapter"] == str(run / "model3") and stage6["train"]["seed"] == 47
     assert len((run / "train_mix6.jsonl").read_text().splitlines()) == 20 + 3 + 3
     assert [s["model"]["lora_r"] for s in (stage1, stage2, stage3, stage6)] == [16] * 4  # the stage-1 adapter's shape
+    assert [s["train"]["batch_size"] for s in (stage1, stage2, stage3, stage6)] == [4] * 4  # TRAIN_BATCH
 
     # each stage trained for the 2 steps asked, then shipped with the settings the dev runs choose
     for log in (adapter / "train_log.jsonl", adapter / "stage1" / "train_log.jsonl",
@@ -105,7 +107,7 @@ def test_reproduction_script_trains_stage6_from_a_trained_stage3(shared_data, tm
     shipped_before = _digest(stage3)
     env = os.environ | {"ADAPTER_DIR": str(adapter), "BENCH_DIR": str(tmp_path / "bench"), "DATA": str(shared_data),
                         "LAST_STAGE": "6", "STAGE3": str(stage3), "UNTIL": "ship", "LIMIT": "4", "DEV_QUERIES": "2",
-                        "MAX_STEPS": "1", "TITLE_DOCS": "4", "TITLE_DOCS3": "4", "TITLE_DOCS5": "6",
+                        "MAX_STEPS": "1", "TRAIN_BATCH": "4", "TITLE_DOCS": "4", "TITLE_DOCS3": "4", "TITLE_DOCS5": "6",
                         "TITLE_DOCS4": "6", "TITLE_THOUGHTS": "3", "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(["bash", "scripts/train_default.sh", str(run)], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=1800)
@@ -127,7 +129,7 @@ def test_reproduction_script_trains_stage6_from_a_trained_stage3(shared_data, tm
     # shipped: stage 6's adapter and logs, stages 1-3's logs beside them; no settings chosen yet
     stage6 = json.loads((adapter / "training_args.json").read_text())
     assert stage6["model"]["init_adapter"] == str(run / "model3") and stage6["train"]["seed"] == 47
-    assert stage6["train"]["max_steps"] == 1 and stage6["model"]["lora_r"] == 16
+    assert stage6["train"]["max_steps"] == 1 and stage6["model"]["lora_r"] == 16 and stage6["train"]["batch_size"] == 4
     for n in (1, 2, 3):
         assert (adapter / f"stage{n}" / "train_log.jsonl").read_bytes() == \
             (stage3 / (f"stage{n}/" if n < 3 else "") / "train_log.jsonl").read_bytes()

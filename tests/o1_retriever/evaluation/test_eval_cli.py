@@ -197,3 +197,30 @@ def test_bad_hybrid_requests_fail_before_any_work(toy, capsys):
         EvalConfig(dataset=str(toy), hybrid=2.0)
     with pytest.raises(ValueError, match="hybrid fuses dense rows with BM25: enable the model"):
         EvalConfig(dataset=str(toy), run_model=False, baselines=["bm25"], hybrid=0.5)
+
+
+def test_plot_merges_a_sweep_run_in_parts_and_refuses_mixed_runs(toy, tiny_o1_dir, tmp_path, capsys):
+    """k=0 with BM25, then k=1 against the cached corpus vectors: one PNG over both; two runs of the same k, or of
+    different datasets, are refused (a curve would double back or mix corpora)."""
+    from o1_retriever.evaluation.plot import main as plot_main, merged_rows
+    part1, part2 = tmp_path / "k0.json", tmp_path / "k1.json"
+    assert main(["eval", "--dataset", str(toy), "--split", "test", "--model", str(tiny_o1_dir), "--k", "0",
+                 "--baseline", "bm25", "--output", str(part1)]) == 0
+    _eval(toy, tiny_o1_dir, part2)  # k=0,1
+    with pytest.raises(ValueError, match=r"repeats \('o1', .*, 0\)"):
+        merged_rows([part1, part2])
+    assert main(["eval", "--dataset", str(toy), "--split", "test", "--model", str(tiny_o1_dir), "--k", "1",
+                 "--max-new-tokens", "8", "--output", str(part2)]) == 0
+    rows, title = merged_rows([part1, part2])
+    assert [(r["system"], r["k"]) for r in rows] == [("bm25", None), ("o1", 0), ("o1", 1)] and title == "toy/test"
+    part1.with_suffix(".png").unlink(missing_ok=True)  # a one-k run may have drawn its own
+    capsys.readouterr()
+    assert plot_main([str(part1), str(part2)]) == 0
+    assert part1.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert capsys.readouterr().out.strip() == str(part1.with_suffix(".png"))
+    other = write_beir(tmp_path / "other")
+    elsewhere = tmp_path / "other.json"
+    assert main(["eval", "--dataset", str(other), "--split", "test", "--no-model", "--baseline", "bm25",
+                 "--output", str(elsewhere)]) == 0
+    with pytest.raises(ValueError, match="plot one dataset and split at a time"):
+        merged_rows([part1, elsewhere])
