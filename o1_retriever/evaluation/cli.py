@@ -102,7 +102,7 @@ def config_from_args(args):
 def run(args) -> int:
     from pathlib import Path
 
-    from .plot import plot_k_sweep
+    from .plot import plot_k_sweep, sweep_title
     from .report import build_meta, print_table, write_json
     from .runner import run_evaluation
     config = config_from_args(args)
@@ -115,6 +115,6 @@ def run(args) -> int:
         print(f"wrote {path}")
         rows = [r.as_dict() for r in outcome.rows]
         if len(config.k) > 1 and any(r["k"] is not None for r in rows):
-            title = f"{outcome.dataset.name}/{outcome.dataset.split}" + (" (subsampled)" if outcome.dataset.subsampled else "")
+            title = sweep_title(outcome.dataset.name, outcome.dataset.split, outcome.dataset.subsampled)
             print(f"wrote {plot_k_sweep(rows, Path(path).with_suffix('.png'), title)}")
     return 0

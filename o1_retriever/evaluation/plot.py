@@ -17,6 +17,11 @@ def _pyplot():
     return plt
 
 
+def sweep_title(name: str, split: str, subsampled: bool) -> str:
+    """The PNG's title: dataset/split, marked when only part of it was evaluated."""
+    return f"{name}/{split}" + (" (subsampled)" if subsampled else "")
+
+
 def plot_k_sweep(rows: list[dict], path, title: str = "") -> Path:
     """`rows` are JSON result dicts (see report.py). Returns the PNG path."""
     swept = {}
@@ -65,16 +70,15 @@ def merged_rows(paths) -> tuple[list[dict], str]:
     """Rows of one or more results JSONs of the same dataset and split (a k sweep run in parts, say k=0,3 then
     k=1,5 against the same cached corpus vectors), and the plot title. Mixing datasets, or two rows for the same
     system and k, raises ValueError: one curve must come from one dataset, one point per k."""
-    import json
+    from .report import read_results
     rows, seen, label = [], {}, None
     for path in paths:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        ds = data["meta"]["dataset"]
-        this = f"{ds['name']}/{ds['split']}" + (" (subsampled)" if data["meta"].get("subsampled") else "")
+        meta, results = read_results(path)
+        this = sweep_title(meta["dataset"]["name"], meta["dataset"]["split"], bool(meta.get("subsampled")))
         if label is not None and this != label:
             raise ValueError(f"{path} is {this}, the first file is {label}: plot one dataset and split at a time")
         label = this
-        for r in data["results"]:
+        for r in results:
             key = (r["system"], r.get("model"), r.get("k"))
             if key in seen:
                 raise ValueError(f"{path} repeats {key} from {seen[key]}: each system and k may appear once")

@@ -86,6 +86,16 @@ def write_json(path, meta: dict, outcome: EvalOutcome) -> Path:
     return path
 
 
+def read_results(path) -> tuple[dict, list[dict]]:
+    """(meta, result rows) of a JSON that `write_json` wrote; anything else raises ValueError naming the file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return data["meta"], data["results"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path} is not an `o1-retriever eval` results JSON ({e})") from e
+
+
 def row_cells(r: dict) -> dict[str, str]:
     """A result row (`ResultRow.as_dict()`, as in the JSON) as display strings, one per column name."""
     tokens = "-" if r.get("thinking_tokens_per_query") is None else f"{r['thinking_tokens_per_query']:.1f}"

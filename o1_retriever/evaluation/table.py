@@ -7,11 +7,9 @@ figure on part of a dataset is never mistaken for a full-split one.
 """
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 
-from .report import row_cells
+from .report import read_results, row_cells
 
 COLUMNS = ("system", "model", "k", "nDCG@10", "R@100", "MRR@10", "ms/query", "think tok/q")
 
@@ -28,12 +26,7 @@ def markdown_table(paths) -> str:
     """One table over every row of every results JSON in `paths`."""
     lines = ["| dataset | " + " | ".join(COLUMNS) + " |", "|" + "---|" * (len(COLUMNS) + 1)]
     for path in paths:
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            meta, rows = data["meta"], data["results"]
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise ValueError(f"{path} is not an `o1-retriever eval` results JSON ({e})") from e
+        meta, rows = read_results(path)
         label = _dataset_label(meta)
         for r in rows:
             cells = row_cells(r)
