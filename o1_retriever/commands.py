@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
+import warnings
+from pathlib import Path
 
 from .validation import AGGREGATIONS
 
@@ -111,6 +114,29 @@ def run_search(args) -> int:
     return 0
 
 
+def run_cache(args) -> int:
+    from .cache import ThoughtCache
+    from .default_model import cache_dir
+    path = Path(args.path).expanduser() if args.path else cache_dir() / "thoughts.sqlite"
+    if not path.exists():  # info and clear never create one
+        print(f"no thought cache at {path}")
+        return 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cache = ThoughtCache(path)
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    if cache.disabled:
+        raise ValueError(f"thought cache {path} cannot be used: {cache.disabled}")
+    if args.action == "clear":
+        print(f"removed {cache.clear()} cached thought set(s) from {path}")
+        return 0
+    info = cache.info()
+    print(f"path         {info['path']}\nentries      {info['entries']} (at most {info['max_entries']}; "
+          f"$O1_RETRIEVER_CACHE_MAX_ENTRIES)\nsize         {info['bytes'] / 1e6:.2f} MB\nstate        {info['state']}")
+    return 0
+
+
 def register(sub) -> None:
     p = sub.add_parser("demo", help="index a small built-in corpus and run three thinking queries")
     _model_args(p)
@@ -137,3 +163,9 @@ def register(sub) -> None:
     p.add_argument("--top-k", type=int, default=10, help="hits to return")
     _hybrid_arg(p)
     p.set_defaults(func=run_search)
+
+    p = sub.add_parser("cache", help="show (info) or empty (clear) the persistent thought cache")
+    p.add_argument("action", choices=["info", "clear"])
+    p.add_argument("--path", default=None, help="cache file (default: thoughts.sqlite under $O1_RETRIEVER_CACHE, "
+                                                 "else ~/.cache/o1_retriever)")
+    p.set_defaults(func=run_cache)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .aggregation import aggregate
-from .cache import ThoughtCache, cache_key
+from .cache import cache_key, open_cache
 from .default_model import cache_dir, default_model_path, minilm_path, smollm2_base_dir
 from .device import resolve_device, resolve_dtype
 from .encoding import LMEncoder, SentenceEncoder
@@ -54,9 +54,7 @@ class O1Embedder:
         self.encoder_fingerprint = parts[0]
         self.thinker_fingerprint = parts[-1]
         self.fingerprint = hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
-        if thought_cache is True:
-            thought_cache = cache_dir() / "thoughts.sqlite"
-        self.thought_cache = ThoughtCache(thought_cache) if thought_cache else None
+        self.thought_cache = open_cache(thought_cache, cache_dir)  # True: thoughts.sqlite in the cache dir
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
@@ -138,7 +136,7 @@ class O1Embedder:
         check_k(k)
         if self.thinker is None or k == 0 or self.thought_cache is None or not queries:
             return 0.0
-        return len(self.thought_cache.get_many(self._keys(queries, k))) / len(queries)
+        return len(self.thought_cache.get_many(self._keys(queries, k), k)) / len(queries)
 
     def think(self, queries, k: int = 3, batch_size: int = 32, show_progress_bar: bool | None = None) -> list:
         """k thoughts per query (list of lists; a flat list for a single str)."""
@@ -153,9 +151,9 @@ class O1Embedder:
         if k == 0 or self.thinker is None:
             return [[] for _ in queries], {}
         keys = self._keys(queries, k) if self.thought_cache is not None else [None] * len(queries)
-        hits = self.thought_cache.get_many(keys) if self.thought_cache is not None else {}
-        # Ties in length break on the text, never on set (string-hash) order: the same queries then form the
-        # same batches, hence draw the same sampled thoughts, in every process.
+        hits = self.thought_cache.get_many(keys, k) if self.thought_cache is not None else {}
+        # Similar lengths together (less padding); ties break on the text, never on set (string-hash) order.
+        # Each query samples from its own seed, so its thoughts do not depend on the batch it lands in.
         todo = sorted(dict.fromkeys(q for q, key in zip(queries, keys) if key not in hits), key=lambda q: (len(q), q))
         fresh, vectors = {}, {}
         if todo:

@@ -9,12 +9,24 @@ the warper's. Rows where it does not (a very flat distribution) fall back to a f
 `NucleusSampler` plugs this into `generate()`: it draws the token itself and leaves it as the only finite
 score, so generate runs greedy and keeps its own caches, padding and stopping rules. `generate` below is how
 the thinker and the training experts call it.
+
+Given `seeds` (one per sampled row), every row draws from its own `torch.Generator`: one uniform per step,
+turned into a token by the inverse CDF of that row's nucleus. A row's thought is then a function of its own
+prompt and seed only: not of the other rows in its batch, of other threads, or of the process-wide RNG, which is
+never touched (`row_seeds` derives the seeds from the query text, so a query thinks the same alone, in any batch,
+and next to any cache hits). Without seeds, the global RNG draws (the training experts' way).
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import secrets
+
 import torch
 
-SAMPLER = "topk256-nucleus"  # part of the thought-cache key: thoughts drawn another way are another sample
+# Part of the thought-cache key: thoughts drawn another way are another sample. "rowseed": each row its own
+# generator seeded from (seed, query, row) since 2026-12; "topk256-nucleus" drew the whole batch from one seed.
+SAMPLER = "topk256-nucleus-rowseed"
 CANDIDATES = 256  # tokens looked at before falling back to a full sort (top-p 0.9 at T=0.7 rarely needs more)
 
 
@@ -54,11 +66,66 @@ def sample_nucleus(scores: torch.Tensor, temperature: float, top_p: float,
     return ids.gather(1, choice).squeeze(1)
 
 
+def row_seeds(seed: int | None, prompts: list[str], n: int) -> list[int]:
+    """One seed per sampled row, rows laid out as `generate` lays them (each prompt's n rows together): a pure
+    function of (seed, prompt, row number), so sample j of a query is the same at any k and in any batch.
+    seed None: fresh random seeds from the OS (still without touching torch's global RNG)."""
+    if seed is None:
+        return [secrets.randbits(63) for _ in range(len(prompts) * n)]
+    out = []
+    for prompt in prompts:
+        for j in range(n):
+            digest = hashlib.sha256(json.dumps([seed, prompt, j], ensure_ascii=False).encode("utf-8", "surrogatepass"))
+            out.append(int.from_bytes(digest.digest()[:8], "little") >> 1)  # 63 bits: manual_seed's range
+    return out
+
+
+def _draw(weights: torch.Tensor, ids: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """Inverse-CDF draw per row: the token whose cumulative weight first exceeds u * total. A zero-weight token
+    spans an empty interval and is never drawn; float rounding at the top end falls back to the last kept one."""
+    cdf = weights.double().cumsum(-1)
+    target = uniforms[:, None] * cdf[:, -1:]
+    idx = torch.searchsorted(cdf, target, right=True)
+    idx = torch.minimum(idx, (weights > 0).sum(-1, keepdim=True) - 1)
+    return ids.gather(1, idx).squeeze(1)
+
+
+def sample_rows(scores: torch.Tensor, temperature: float, top_p: float,
+                generators: list[torch.Generator]) -> torch.Tensor:
+    """Like `sample_nucleus`, but row r draws one uniform from generators[r] (CPU generators: one small call per
+    row, then the draw runs batched on the scores' device). Every step of a row is row-local: its own nucleus,
+    its own fallback to a full sort, its own uniform."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0 to sample, got {temperature}")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if len(generators) != scores.shape[0]:
+        raise ValueError(f"need one generator per row: {scores.shape[0]} rows, {len(generators)} generators")
+    u = torch.cat([torch.rand(1, generator=g, dtype=torch.float64) for g in generators]).to(scores.device)
+    logp = (scores.float() / temperature).log_softmax(-1)
+    vocab = logp.shape[-1]
+    if top_p >= 1:
+        order = torch.arange(vocab, device=logp.device).expand_as(logp)
+        return _draw(logp.exp(), order, u)
+    n = min(CANDIDATES, vocab)
+    top_logp, ids = logp.topk(n, dim=-1)
+    probs = top_logp.exp()
+    tokens = _draw(probs * _keep(probs, top_p), ids, u)
+    flat = ~(probs.sum(-1) >= top_p)
+    if n < vocab and bool(flat.any()):  # only these rows pay for a full sort
+        rows = flat.nonzero().squeeze(1)
+        full_logp, full_ids = logp[rows].sort(dim=-1, descending=True)
+        full = full_logp.exp()
+        tokens[rows] = _draw(full * _keep(full, top_p), full_ids, u[rows])
+    return tokens
+
+
 def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, n: int, temperature: float,
-             top_p: float, **kwargs):
+             top_p: float, seeds: list[int] | None = None, **kwargs):
     """`model.generate` with n samples per prompt, each prompt's rows together (as `num_return_sequences`
-    lays them out), drawn by `NucleusSampler`; temperature 0 is greedy. kwargs go to generate."""
-    processors = [NucleusSampler(temperature, top_p)] if temperature > 0 else []  # a plain list suits both LMs
+    lays them out), drawn by `NucleusSampler`; temperature 0 is greedy. `seeds` (one per row, see `row_seeds`)
+    gives every row its own generator. kwargs go to generate."""
+    processors = [NucleusSampler(temperature, top_p, seeds)] if temperature > 0 else []  # a list suits both LMs
     return model.generate(input_ids=input_ids.repeat_interleave(n, 0),
                           attention_mask=attention_mask.repeat_interleave(n, 0), do_sample=False, temperature=None,
                           top_p=None, top_k=None, logits_processor=processors, **kwargs)
@@ -67,10 +134,14 @@ def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, n:
 class NucleusSampler:
     """A `generate(logits_processor=[...])` entry that samples; pair it with `do_sample=False`."""
 
-    def __init__(self, temperature: float, top_p: float):
+    def __init__(self, temperature: float, top_p: float, seeds: list[int] | None = None):
         self.temperature, self.top_p = temperature, top_p
+        self.generators = None if seeds is None else [torch.Generator().manual_seed(s) for s in seeds]
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        token = sample_nucleus(scores, self.temperature, self.top_p)
+        if self.generators is None:
+            token = sample_nucleus(scores, self.temperature, self.top_p)
+        else:
+            token = sample_rows(scores, self.temperature, self.top_p, self.generators)
         out = torch.full_like(scores, float("-inf"))
         return out.scatter_(1, token[:, None], 0.0)

@@ -1,15 +1,30 @@
 """Thought generation: k sampled thoughts per query, batched, and the fused think-and-embed step."""
 from __future__ import annotations
 
-import contextlib
 import inspect
+import threading
+import weakref
 from dataclasses import asdict, dataclass
 
 import torch
 
 from .device import in_batches
 from .formatting import EMB, chat_thinking_prompt, thinking_prompt
-from .sampling import generate
+from .sampling import generate, row_seeds
+
+_LOCKS: "weakref.WeakKeyDictionary[torch.nn.Module, threading.RLock]" = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def model_lock(model) -> threading.RLock:
+    """One lock per model instance, shared by everything that runs it. Two threads running one model at once
+    share its intra-op thread pool (numerics then depend on who else is running) and, in transformers, mutable
+    per-call state; a forward at a time costs nothing on a CPU that one forward already keeps busy."""
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(model)
+        if lock is None:
+            lock = _LOCKS[model] = threading.RLock()
+        return lock
 
 
 @dataclass(frozen=True)
@@ -58,8 +73,11 @@ class Thinker:
         batch = tok([self.prompt(q) for q in queries], return_tensors="pt", padding=True, truncation=True,
                     max_length=config.prompt_max_length, add_special_tokens=self.prompt_style == "official")
         batch = batch.to(self.device)
+        # Each row samples from its own generator seeded by (seed, query, row): no global RNG, and a query's
+        # thoughts do not depend on the rest of its batch.
         out = generate(self.model, batch["input_ids"], batch["attention_mask"], n=k, temperature=config.temperature,
-                       top_p=config.top_p, max_new_tokens=config.max_new_tokens, pad_token_id=tok.pad_token_id,
+                       top_p=config.top_p, seeds=row_seeds(config.seed, queries, k),
+                       max_new_tokens=config.max_new_tokens, pad_token_id=tok.pad_token_id,
                        eos_token_id=tok.eos_token_id, return_dict_in_generate=True, use_cache=True)
         return batch, out
 
@@ -76,24 +94,16 @@ class Thinker:
             texts.append(text if self.prompt_style == "official" else text.strip())
         return texts
 
-    @contextlib.contextmanager
-    def _seeded(self, seed: int | None):
-        """Sample from `seed` without disturbing the caller's random state."""
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            if seed is not None:
-                torch.manual_seed(seed)
-            yield
-
     def think(self, queries: list[str], k: int, config: GenerationConfig, batch_size: int = 32,
               show_progress_bar: bool = False) -> list[list[str]]:
         """k thoughts per query; batches of `batch_size` queries (each expanded k times)."""
         def step(chunk):
-            batch, out = self._generate(chunk, k, config)
+            with model_lock(self.model):
+                batch, out = self._generate(chunk, k, config)
             flat = self._decode(out.sequences[:, batch["input_ids"].shape[1]:])
             return [flat[i * k:(i + 1) * k] for i in range(len(chunk))]
 
-        with self._seeded(config.seed):
-            return [ts for part in in_batches(queries, batch_size, step, "Thinking", show_progress_bar) for ts in part]
+        return [ts for part in in_batches(queries, batch_size, step, "Thinking", show_progress_bar) for ts in part]
 
     @torch.inference_mode()
     def think_and_embed(self, queries: list[str], k: int, config: GenerationConfig, batch_size: int = 32,
@@ -113,12 +123,13 @@ class Thinker:
         eos, emb = tok.eos_token_id, tok.convert_tokens_to_ids(EMB)
 
         def step(chunk):
-            batch, out = self._generate(chunk, k, config)
-            prompt_len = batch["input_ids"].shape[1]
-            new = out.sequences[:, prompt_len:]
+            with model_lock(self.model):
+                batch, out = self._generate(chunk, k, config)
+                prompt_len = batch["input_ids"].shape[1]
+                new = out.sequences[:, prompt_len:]
+                prompt_mask = batch["attention_mask"].repeat_interleave(k, 0)
+                vectors = self._emb_step(prompt_mask, new, generated_cache(out), eos, emb)
             flat = self._decode(new)
-            prompt_mask = batch["attention_mask"].repeat_interleave(k, 0)
-            vectors = self._emb_step(prompt_mask, new, generated_cache(out), eos, emb)
             used = []
             prompts = batch["input_ids"].repeat_interleave(k, 0)
             for row, mask, gen in zip(prompts.tolist(), prompt_mask.tolist(), new.tolist()):
@@ -126,8 +137,7 @@ class Thinker:
                 used.append([t for t, m in zip(row, mask) if m] + gen + [eos, emb])
             return [flat[i * k:(i + 1) * k] for i in range(len(chunk))], vectors, used
 
-        with self._seeded(config.seed):
-            parts = in_batches(queries, batch_size, step, "Thinking", show_progress_bar)
+        parts = in_batches(queries, batch_size, step, "Thinking", show_progress_bar)
         thoughts = [ts for part in parts for ts in part[0]]
         used_ids = [ids for part in parts for ids in part[2]]
         return thoughts, torch.cat([part[1] for part in parts]), used_ids

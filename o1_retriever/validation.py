@@ -5,6 +5,9 @@ from collections.abc import Sequence
 
 AGGREGATIONS = ("mean", "normalized_mean", "mean_with_query")
 QUANTIZATIONS = (None, "4bit", "8bit")
+# Thoughts per query. Each is a sampled sequence in the batch (k=64 at batch 32 is 2,048 rows): past this, a typo
+# such as k=10**9 would try to allocate tens of GB before failing. The paper's gains flatten by k=16.
+MAX_K = 64
 
 
 def as_text_list(texts, name: str = "texts") -> tuple[list[str], bool]:
@@ -22,14 +25,26 @@ def as_text_list(texts, name: str = "texts") -> tuple[list[str], bool]:
             raise TypeError(f"{name}[{i}] must be a str, got {type(t).__name__}: {t!r:.60}")
         if not t.strip():
             raise ValueError(f"{name}[{i}] is empty or whitespace-only; every text must have content")
+        check_unicode(t, f"{name}[{i}]")
     return texts, single
+
+
+def check_unicode(text: str, name: str) -> str:
+    """Refuse lone surrogates (e.g. from a JSON `\\ud83d` escape): they cannot be encoded as UTF-8, and would
+    otherwise fail deep inside the tokenizer or the cache with an unrelated error."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"{name} contains a lone surrogate {text[e.start]!r} at position {e.start}: "
+                         "text must be valid Unicode (decode your input with errors='replace' or fix it)") from None
+    return text
 
 
 def check_k(k) -> int:
     if isinstance(k, bool) or not isinstance(k, int):
         raise TypeError(f"k must be an int >= 0 (0 = no thinking), got {k!r}")
-    if k < 0:
-        raise ValueError(f"k must be >= 0 (0 = no thinking), got {k}")
+    if not 0 <= k <= MAX_K:
+        raise ValueError(f"k must be >= 0 (0 = no thinking) and at most {MAX_K} (thoughts per query), got {k}")
     return k
 
 

@@ -53,10 +53,21 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path):
     assert cache.get_many(["0-149", "1-0"]) == {"0-149": ["thought 0 149"], "1-0": ["thought 1 0"]}
 
 
-def test_corrupt_file_warns_and_is_rebuilt(tiny_o1_dir, tmp_path):
+def _corrupt(path):
+    """Scribble over the pages after the header of a thought cache: SQLite then reports it malformed."""
+    data = bytearray(path.read_bytes())
+    data[100:] = b"\xa5" * (len(data) - 100)
+    path.write_bytes(bytes(data))
+
+
+def test_corrupt_cache_warns_and_is_rebuilt(tiny_o1_dir, tmp_path):
     path = tmp_path / "t.sqlite"
-    path.write_bytes(b"this is not a sqlite database" * 100)
-    with pytest.warns(UserWarning, match="unreadable"):
+    cache = ThoughtCache(path)
+    cache.put_many({f"k{i}": [f"thought {i}"] for i in range(200)})
+    cache.close()
+    sqlite3.connect(path).execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()  # rows into the main file
+    _corrupt(path)
+    with pytest.warns(UserWarning, match="corrupt"):
         emb = O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", dtype="fp32", thought_cache=path,
                                          max_new_tokens=4)
     r = emb.encode_queries(["protein"], k=1, return_thoughts=True)
