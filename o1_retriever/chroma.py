@@ -51,7 +51,9 @@ def _describe(embedder: O1Embedder) -> tuple[str | None, dict]:
     else:
         model = None if embedder.name == DEFAULT_MODEL_NAME else embedder.name
     options: dict[str, Any] = {"quantization": embedder.quantization, "fused": embedder.fused}
-    dtype = next(embedder.encoder.model.parameters()).dtype
+    # The LM's dtype: a composite's sentence-transformers encoder always runs in fp32, its thinker may not.
+    lm = embedder.thinker.model if embedder.thinker is not None else embedder.encoder.model
+    dtype = next(lm.parameters()).dtype
     options["dtype"] = _DTYPE_NAMES.get(dtype, "auto")
     if embedder.thinker is not None:
         options["prompt_style"] = embedder.thinker.prompt_style

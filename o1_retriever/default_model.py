@@ -13,7 +13,11 @@ from pathlib import Path
 
 SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-ADAPTER_DIR = Path(__file__).parent / "default_adapter"
+ADAPTER_DIR = Path(__file__).parent / "default_adapter"  # the joint model: thinks and embeds (SmolLM2 + LoRA)
+COMPOSITE_DIR = Path(__file__).parent / "default_composite"  # its thinker + all-MiniLM-L6-v2 as the encoder
+MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_NAME = "o1-retriever-default"
+JOINT_NAME = "o1-retriever-joint"
 
 
 def cache_dir() -> Path:
@@ -66,10 +70,27 @@ def smollm2_base_dir() -> Path:
 
 
 def default_model_path() -> Path:
-    """What `from_pretrained(None)` loads: the shipped adapter if present, else the base model."""
+    """What `from_pretrained(None)` loads: the shipped composite if present, else the joint adapter, else
+    the untrained base model."""
+    if (COMPOSITE_DIR / "o1_composite.json").exists():
+        return COMPOSITE_DIR
+    return joint_model_path()
+
+
+def joint_model_path() -> Path:
+    """The bundled joint model (one SmolLM2 + LoRA thinks and embeds): `from_pretrained("o1-retriever-joint")`."""
     if (ADAPTER_DIR / "adapter_config.json").exists():
         return ADAPTER_DIR
     return smollm2_base_dir()
+
+
+def bundled_model_path(name) -> Path | None:
+    """The directory behind a bundled model's name, or None for any other name."""
+    if name is None or name == DEFAULT_NAME:
+        return default_model_path()
+    if name == JOINT_NAME:
+        return joint_model_path()
+    return None
 
 
 def resolve_base_model(name_or_path: str) -> str:
@@ -77,6 +98,16 @@ def resolve_base_model(name_or_path: str) -> str:
     if name_or_path == SMOLLM2_HUB_ID and not Path(name_or_path).exists():
         try:
             return str(smollm2_base_dir())
+        except ImportError:
+            return name_or_path
+    return name_or_path
+
+
+def resolve_encoder(name_or_path: str) -> str:
+    """Map the all-MiniLM-L6-v2 hub id to the offline copy from its PyPI package, when installed."""
+    if name_or_path == MINILM_HUB_ID and not Path(name_or_path).exists():
+        try:
+            return str(minilm_path())
         except ImportError:
             return name_or_path
     return name_or_path

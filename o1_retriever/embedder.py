@@ -11,7 +11,8 @@ import torch
 
 from .aggregation import aggregate
 from .cache import cache_key, open_cache
-from .default_model import cache_dir, default_model_path, minilm_path, smollm2_base_dir
+from .composite import COMPOSITE_FILE, read_composite
+from .default_model import DEFAULT_NAME, bundled_model_path, cache_dir, minilm_path, smollm2_base_dir
 from .device import resolve_device, resolve_dtype
 from .encoding import LMEncoder, SentenceEncoder
 from .formatting import query_embedding_text
@@ -47,7 +48,7 @@ class O1Embedder:
         self.document_max_length = check_positive_int(document_max_length, "document_max_length")
         self.fused = fused
         parts = [fingerprint(encoder.model, encoder.tokenizer) if isinstance(encoder, LMEncoder)
-                 else f"st:{encoder.model.model_card_data.base_model or name}:{encoder.dim}"]
+                 else "st:" + fingerprint(encoder.model, encoder.model.tokenizer, extra=str(encoder.model.max_seq_length))]
         if thinker is not None:  # one instance thinking and embedding is hashed once
             same = isinstance(encoder, LMEncoder) and thinker.model is encoder.model
             parts.append(parts[0] if same else fingerprint(thinker.model, thinker.tokenizer, extra=f"{quantization}"))
@@ -61,7 +62,10 @@ class O1Embedder:
     def from_pretrained(cls, path_or_id=None, *, device=None, dtype="auto", quantization=None,
                         share_weights: bool = False, prompt_style: str = "auto", backend: str = "auto",
                         **options) -> "O1Embedder":
-        """Load an O1 checkpoint, any causal LM, a `.gguf` file, or (None) the bundled default.
+        """Load a model: None (the bundled default, offline), a bundled name ("o1-retriever-default", or
+        "o1-retriever-joint": the earlier default, one SmolLM2 thinking and embedding), a composite model
+        directory (`o1_composite.json`: a thinker plus a sentence-transformers encoder), an official O1
+        checkpoint, any causal LM directory or hub id, or a `.gguf` file.
 
         quantization: "4bit" (NF4) / "8bit" loads the *thinker* with bitsandbytes while the encoder
         stays in `dtype`; `share_weights=True` uses the quantized instance for both (least memory).
@@ -77,12 +81,15 @@ class O1Embedder:
         check_choice(backend, "backend", BACKENDS)
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
-        source = path_or_id
-        if path_or_id is None:
-            source = default_model_path()
-            if (source / "adapter_config.json").exists():  # the shipped adapter: merge once, then load fast
-                source = merged_adapter_dir(source, dt)
-            source = str(source)
+        bundled = bundled_model_path(path_or_id)
+        name = DEFAULT_NAME if path_or_id is None else str(path_or_id)
+        source = bundled if bundled is not None else path_or_id
+        spec = read_composite(source) if source is not None else None
+        if spec is not None:
+            return cls._from_composite(spec, name, dev, dt, quantization, prompt_style, backend, options)
+        if bundled is not None and (bundled / "adapter_config.json").exists():
+            source = merged_adapter_dir(bundled, dt)  # the shipped adapter: merge once, then load fast
+        source = str(source)
         if quantization is None or share_weights:
             loaded = load_causal_lm(source, device=dev, dtype=dt, quantization=quantization, backend=backend)
             thinker_lm = encoder_lm = loaded
@@ -93,12 +100,22 @@ class O1Embedder:
         style = thinker_lm.prompt_style if prompt_style == "auto" else prompt_style
         thinker = Thinker(thinker_lm.model, thinker_lm.tokenizer, style)
         encoder = LMEncoder(encoder_lm.model, encoder_lm.tokenizer)
-        name = "o1-retriever-default" if path_or_id is None else str(path_or_id)
-        defaults = _model_generation_defaults(default_model_path() if path_or_id is None else path_or_id)
-        if "aggregation" in options and "query_weight" not in options:
-            defaults.pop("query_weight", None)  # the model's weight belongs to its aggregation, not yours
-        options = defaults | options
+        options = _with_model_defaults(_model_generation_defaults(bundled or path_or_id), options)
         return cls(thinker, encoder, name=name, generation=_generation(options), quantization=quantization, **options)
+
+    @classmethod
+    def _from_composite(cls, spec, name, dev, dt, quantization, prompt_style, backend, options) -> "O1Embedder":
+        """A composite model directory: its thinker (quantizable) plus its sentence-transformers encoder (full
+        precision; it never thinks, so 4-bit would only cost accuracy)."""
+        thinker_source = spec.thinker
+        if quantization is None and (Path(thinker_source) / "adapter_config.json").exists():
+            thinker_source = str(merged_adapter_dir(thinker_source, dt))
+        lm = load_causal_lm(thinker_source, device=dev, dtype=dt, quantization=quantization, backend=backend)
+        style = lm.prompt_style if prompt_style == "auto" else prompt_style
+        encoder = SentenceEncoder.load(spec.encoder, dev)
+        options = _with_model_defaults(_check_model_defaults(spec.settings, spec.directory / COMPOSITE_FILE), options)
+        return cls(Thinker(lm.model, lm.tokenizer, style), encoder, name=name, generation=_generation(options),
+                   quantization=quantization, **options)
 
     @classmethod
     def composite(cls, thinker=None, encoder=None, *, device=None, dtype="auto", quantization=None,
@@ -275,9 +292,20 @@ def _model_generation_defaults(source) -> dict:
         values = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as e:
         raise ValueError(f"{path} is not valid JSON ({e})") from None
+    return _check_model_defaults(values, path)
+
+
+def _check_model_defaults(values, path) -> dict:
     if not isinstance(values, dict) or set(values) - set(MODEL_DEFAULT_OPTIONS):
         raise ValueError(f"{path} must be a JSON object with keys among {list(MODEL_DEFAULT_OPTIONS)}, got {values!r}")
-    return values
+    return dict(values)
+
+
+def _with_model_defaults(defaults: dict, options: dict) -> dict:
+    """A model's shipped settings under the caller's (arguments win)."""
+    if "aggregation" in options and "query_weight" not in options:
+        defaults.pop("query_weight", None)  # the model's weight belongs to its aggregation, not yours
+    return defaults | options
 
 
 def _generation(options: dict) -> GenerationConfig:

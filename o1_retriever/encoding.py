@@ -2,7 +2,9 @@
 sentence-transformers model for the composite ("separate generator + retriever") mode."""
 from __future__ import annotations
 
+import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -78,10 +80,22 @@ class SentenceEncoder:
             if isinstance(name_or_path, SentenceTransformer):
                 return cls(name_or_path)
             raise TypeError(f"encoder must be a path, hub id or SentenceTransformer, got {type(name_or_path).__name__}")
+        adapter = Path(name_or_path).expanduser() / "adapter_config.json"
+        base = name_or_path
+        if adapter.is_file():  # a LoRA over a sentence-transformers model: load the base, fold the adapter in
+            from .default_model import resolve_encoder
+            base = resolve_encoder(json.loads(adapter.read_text(encoding="utf-8")).get("base_model_name_or_path") or "")
+            if not base:
+                raise ValueError(f"{adapter} has no base_model_name_or_path")
         try:
-            return cls(SentenceTransformer(name_or_path, device=str(device)))
+            model = SentenceTransformer(base, device=str(device))
         except OSError as e:
-            raise ValueError(f"could not load a sentence-transformers model from {name_or_path!r}: {e}") from e
+            raise ValueError(f"could not load a sentence-transformers model from {base!r}: {e}") from e
+        if adapter.is_file():
+            from peft import PeftModel
+            model[0].auto_model = PeftModel.from_pretrained(model[0].auto_model, adapter.parent).merge_and_unload()
+            model.eval()
+        return cls(model)
 
     @property
     def dim(self) -> int:

