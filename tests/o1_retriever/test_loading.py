@@ -99,10 +99,10 @@ def test_pickled_code_in_emb_pth_is_not_executed(tiny_o1_dir, tmp_path):
 
 
 def test_shipped_adapter_becomes_the_default_and_is_merged_once(tiny_o1_dir, tmp_path, monkeypatch):
-    import o1_retriever.embedder as embedder_module
+    import o1_retriever.default_model as default_model_module
     _official_adapter(tiny_o1_dir, tmp_path / "adapter", False)
     monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(embedder_module, "default_model_path", lambda: tmp_path / "adapter")
+    monkeypatch.setattr(default_model_module, "default_model_path", lambda: tmp_path / "adapter")
     first = O1Embedder.from_pretrained(device="cpu", dtype="fp32", thought_cache=False)
     merged = list((tmp_path / "cache" / "models").glob("merged-*"))
     assert len(merged) == 1 and (merged[0] / "config.json").exists()
@@ -116,10 +116,10 @@ def test_shipped_adapter_becomes_the_default_and_is_merged_once(tiny_o1_dir, tmp
 
 
 def test_a_changed_adapter_retires_its_old_merged_copy(tiny_o1_dir, tmp_path, monkeypatch):
-    import o1_retriever.embedder as embedder_module
+    import o1_retriever.default_model as default_model_module
     _official_adapter(tiny_o1_dir, tmp_path / "adapter", False)
     monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(embedder_module, "default_model_path", lambda: tmp_path / "adapter")
+    monkeypatch.setattr(default_model_module, "default_model_path", lambda: tmp_path / "adapter")
     models = tmp_path / "cache" / "models"
     O1Embedder.from_pretrained(device="cpu", dtype="fp32", thought_cache=False)
     old = list(models.glob("merged-*"))
@@ -138,10 +138,10 @@ def test_a_changed_adapter_retires_its_old_merged_copy(tiny_o1_dir, tmp_path, mo
 def test_an_interrupted_merge_leaves_nothing_a_later_load_would_trust(tiny_o1_dir, tmp_path, monkeypatch):
     import transformers
 
-    import o1_retriever.embedder as embedder_module
+    import o1_retriever.default_model as default_model_module
     _official_adapter(tiny_o1_dir, tmp_path / "adapter", False)
     monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(embedder_module, "default_model_path", lambda: tmp_path / "adapter")
+    monkeypatch.setattr(default_model_module, "default_model_path", lambda: tmp_path / "adapter")
     real_save = transformers.PreTrainedTokenizerBase.save_pretrained
 
     def killed(self, *args, **kwargs):  # the weights and config.json are written; then the process dies

