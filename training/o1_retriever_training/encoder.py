@@ -110,6 +110,7 @@ def _dataset_rows(spec: str, excluded: set[str], emb, args: EncoderArguments, rn
 
 def train_encoder(args: EncoderArguments, log=print) -> EncoderResult:
     check_encoder_arguments(args)
+    import torch
     from datasets import Dataset
     from peft import LoraConfig, get_peft_model
     from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
@@ -148,7 +149,8 @@ def train_encoder(args: EncoderArguments, log=print) -> EncoderResult:
     model[0].auto_model = peft_model
     targs = SentenceTransformerTrainingArguments(
         output_dir=str(out / "trainer"), num_train_epochs=args.num_epochs, max_steps=args.max_steps,
-        per_device_train_batch_size=args.batch_size, learning_rate=args.learning_rate, warmup_ratio=0.1,
+        per_device_train_batch_size=args.batch_size, learning_rate=args.learning_rate, warmup_steps=0.1,  # a float: a share of the steps
+        dataloader_pin_memory=torch.cuda.is_available(),
         batch_sampler=BatchSamplers.NO_DUPLICATES, seed=args.seed, logging_steps=1, save_strategy="no", report_to=[])
     trainer = SentenceTransformerTrainer(model=model, args=targs, train_dataset=Dataset.from_list(rows),
                                          loss=MultipleNegativesRankingLoss(model, scale=args.scale))
