@@ -77,13 +77,14 @@ class BM25Searcher:
 class CollectionBM25:
     """BM25 over the texts of a Chroma collection (anything with `count()` and `get()`), the lexical half of
     hybrid search in `O1Index` and the LlamaIndex and LangChain retrievers. Built in memory on the first search,
-    rebuilt when the collection's count moves (another writer added documents) or after `invalidate()`; a text
-    changed in place under the same count is only seen after `invalidate()`."""
+    rebuilt when the collection's ids change (another writer added or deleted documents: listing the ids costs
+    milliseconds, against seconds of thinking) or after `invalidate()`; a text changed in place under the same id
+    is only seen after `invalidate()`."""
 
     def __init__(self, collection):
         _imports()  # at construction, so a missing bm25s fails before any thinking
         self.collection = collection
-        self._built: tuple[int, BM25Searcher] | None = None
+        self._built: tuple[frozenset, BM25Searcher] | None = None
 
     def invalidate(self) -> None:
         self._built = None
@@ -91,12 +92,12 @@ class CollectionBM25:
     def search(self, queries: list[str], top_k: int, where: dict | None = None,
                where_document: dict | None = None) -> list[list[tuple[str, float]]]:
         """Top hits per query, as (id, score); a filter keeps only the ids Chroma's `where` admits."""
-        count = self.collection.count()
-        if not count:
+        ids = frozenset(self.collection.get(include=[])["ids"])
+        if not ids:
             return [[] for _ in queries]
-        if self._built is None or self._built[0] != count:
+        if self._built is None or self._built[0] != ids:
             got = self.collection.get(include=["documents"])
-            self._built = (len(got["ids"]), BM25Searcher(got["ids"], [d or "" for d in got["documents"]]))
+            self._built = (frozenset(got["ids"]), BM25Searcher(got["ids"], [d or "" for d in got["documents"]]))
         hits = self._built[1].search(queries, top_k)
         if where is None and where_document is None:
             return hits

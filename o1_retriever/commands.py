@@ -36,8 +36,18 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 MODEL_DEFAULTED = ("max_new_tokens", "temperature", "aggregation", "query_weight")
 
 
+def _check_device(device: str | None) -> None:
+    """A CUDA device on a torch without CUDA: one clear line instead of torch's traceback."""
+    if device and device.startswith("cuda"):
+        import torch
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: this torch ({torch.__version__}) sees no CUDA GPU; "
+                             "use --device cpu (or leave it out)")
+
+
 def _load(args):
     from . import O1Embedder
+    _check_device(args.device)
     chosen = {n: getattr(args, n) for n in MODEL_DEFAULTED if getattr(args, n, None) is not None}
     return O1Embedder.from_pretrained(args.model, device=args.device, dtype=args.dtype,
                                       quantization=args.quantization, backend=args.backend,
@@ -99,17 +109,22 @@ def run_index(args) -> int:
     from .store import O1Index
     passages = read_corpus(args.corpus)  # parse everything before loading a model or touching the db
     index = O1Index(_load(args), path=args.db, collection=args.collection)
-    index.add([p.id for p in passages], [p.full_text for p in passages],
-              [p.metadata or None for p in passages], batch_size=args.batch_size, show_progress_bar=True)
-    print(f"indexed {len(passages)} passages into {args.db} (collection {args.collection!r}, {len(index)} total)")
+    # Batch by batch, each stored as soon as it is embedded: a run killed at any moment loses at most one batch,
+    # and running the same command again skips what is already stored with the same text.
+    embedded, skipped = index.add_resumable([p.id for p in passages], [p.full_text for p in passages],
+                                            [p.metadata or None for p in passages], batch_size=args.batch_size,
+                                            show_progress_bar=True)
+    kept = f" ({skipped} already stored, skipped)" if skipped else ""
+    print(f"indexed {embedded} passages into {args.db}{kept} (collection {args.collection!r}, {len(index)} total)")
     return 0
 
 
 def run_search(args) -> int:
     from rich.console import Console
 
-    from .store import O1Index
-    index = O1Index(_load(args), path=args.db, collection=args.collection)
+    from .store import O1Index, existing_client
+    client = existing_client(args.db, args.collection)  # a mistyped --db or --collection fails before a model loads
+    index = O1Index(_load(args), collection=args.collection, client=client, create=False)
     _print_hits(Console(), args.query, index.search(args.query, top_k=args.top_k, k=args.k, hybrid=args.hybrid))
     return 0
 

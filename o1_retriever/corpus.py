@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,10 +26,17 @@ class Passage:
 def read_jsonl(path: str | Path):
     """Yield (line number, dict), skipping blank lines; a malformed line is a ValueError naming file and line."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory; expected a JSONL file (one JSON object per line)")
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
+    with path.open("rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{path}:{n}: not valid UTF-8 (byte {raw[e.start]:#04x} at column {e.start + 1}); "
+                                 "save the file as UTF-8") from None
             if not line.strip():
                 continue
             try:
@@ -42,19 +51,32 @@ def read_jsonl(path: str | Path):
 def read_corpus(path: str | Path) -> list[Passage]:
     """Parse a corpus JSONL; a malformed line raises ValueError naming the file and line number."""
     passages, seen = [], set()
+    dropped: dict[str, int] = {}  # metadata key -> first line where its value could not be kept
     for n, row in read_jsonl(path):
         for key in ("_id", "text"):
             if key not in row:
                 raise ValueError(f"{path}:{n}: missing required key {key!r} (need '_id' and 'text')")
+        if isinstance(row["_id"], bool) or not isinstance(row["_id"], (str, int)) or not str(row["_id"]).strip():
+            raise ValueError(f"{path}:{n}: '_id' must be a non-empty string (or an integer), got {row['_id']!r:.60}")
         pid, text = str(row["_id"]), row["text"]
         if not isinstance(text, str) or not (text.strip() or str(row.get("title", "")).strip()):
             raise ValueError(f"{path}:{n}: 'text' must be a non-empty string")
         if pid in seen:
             raise ValueError(f"{path}:{n}: duplicate _id {pid!r}")
         seen.add(pid)
-        meta = {k: v for k, v in row.items() if k not in ("_id", "text", "title")
-                and isinstance(v, (str, int, float, bool))}
+        meta = {}
+        for k, v in row.items():
+            if k in ("_id", "text", "title"):
+                continue
+            if isinstance(v, (str, int, float, bool)) and not (isinstance(v, float) and not math.isfinite(v)):
+                meta[k] = v
+            else:  # Chroma keeps only finite scalars: say what is left out instead of dropping it silently
+                dropped.setdefault(k, n)
         passages.append(Passage(pid, text, str(row.get("title") or ""), meta))
     if not passages:
         raise ValueError(f"{path} holds no passages")
+    if dropped:
+        warnings.warn(f"{path}: metadata field(s) {sorted(dropped)} are not kept (only str, int, float and bool "
+                      f"values are; first at line {min(dropped.values())}): flatten them into scalar fields to keep "
+                      "them", UserWarning, stacklevel=2)
     return passages

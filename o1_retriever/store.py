@@ -1,7 +1,9 @@
 """`O1Index`: document vectors in a Chroma collection, queries that think before they search."""
 from __future__ import annotations
 
+import math
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +14,10 @@ from .validation import as_text_list, check_k, check_positive_int
 
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]")
 FINGERPRINT_KEY, DIM_KEY, MODEL_KEY = "o1:fingerprint", "o1:dim", "o1:model"
+# Set in the collection's metadata while `add_resumable` (the `index` command) runs: a collection that still has
+# it was left half-written by a run that died, and searching it warns until a re-run finishes the job.
+INCOMPLETE_KEY = "o1:incomplete"
+METADATA_TYPES = (str, int, float, bool)
 
 
 @dataclass
@@ -23,7 +29,7 @@ class Hit:
     thoughts: list[str] = field(default_factory=list)
 
 
-def _client(path, host, port):
+def _client(path, host, port, create: bool):
     import chromadb
     from chromadb.config import Settings
     settings = Settings(anonymized_telemetry=False, allow_reset=False)
@@ -31,22 +37,64 @@ def _client(path, host, port):
         return chromadb.HttpClient(host=host, port=port, settings=settings)
     if path is None:
         return chromadb.EphemeralClient(settings=settings)
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{str(path)!r} is a file; a Chroma database is a directory (pass --db DIR)")
+    if not create and not (path / "chroma.sqlite3").is_file():
+        raise FileNotFoundError(f"no Chroma database at {str(path)!r} (expected the directory that "
+                                "`o1-retriever index --db` wrote, holding chroma.sqlite3)")
     return chromadb.PersistentClient(path=str(path), settings=settings)
+
+
+def _check_collection(client, name: str, where) -> None:
+    names = sorted(c if isinstance(c, str) else c.name for c in client.list_collections())
+    if name not in names:
+        raise ValueError(f"no collection {name!r} in {str(where or 'this client')!r}; it has {names}")
+
+
+def existing_client(path, collection: str):
+    """A client for a Chroma database that exists and holds `collection`; creates nothing (for `search`)."""
+    client = _client(path, None, 8000, create=False)
+    _check_collection(client, collection, path)
+    return client
+
+
+def check_metadata(metadata, where: str) -> dict | None:
+    """A copy of one document's metadata, or None for none. Values Chroma would drop or refuse (nested dicts,
+    NaN, lists) are refused here, naming the key, before anything is written."""
+    if metadata is None:
+        return None
+    if not isinstance(metadata, dict):
+        raise TypeError(f"{where} must be a dict or None, got {type(metadata).__name__}")
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not key or key.startswith(("chroma:", "o1:")):
+            raise ValueError(f"{where}: metadata key {key!r} is not allowed (a non-empty str, not starting with "
+                             "'chroma:' or 'o1:')")
+        if not isinstance(value, METADATA_TYPES):
+            raise TypeError(f"{where}[{key!r}] is a {type(value).__name__} ({value!r:.60}); metadata values must be "
+                            "str, int, float or bool (flatten nested fields into keys of their own)")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{where}[{key!r}] is {value}; metadata numbers must be finite")
+    return dict(metadata) or None
 
 
 class O1Index:
     """A Chroma collection tied to one embedder. `path=None` and no host: in-memory."""
 
     def __init__(self, embedder, path: str | Path | None = None, collection: str = "o1-retriever", host: str | None = None,
-                 port: int = 8000, client=None):
+                 port: int = 8000, client=None, create: bool = True):
         if not isinstance(collection, str) or not _NAME.fullmatch(collection):
             raise ValueError(f"collection={collection!r} is not a valid Chroma name: 3-512 characters from "
                              "[a-zA-Z0-9._-], starting and ending with a letter or digit")
         self.embedder = embedder
-        self.client = client if client is not None else _client(path, host, port)
+        self.client = client if client is not None else _client(path, host, port, create)
         meta = {FINGERPRINT_KEY: embedder.fingerprint, DIM_KEY: int(embedder.dim), MODEL_KEY: embedder.name,
                 "hnsw:space": "cosine"}
-        self.collection = self.client.get_or_create_collection(collection, metadata=meta)
+        if create:
+            self.collection = self.client.get_or_create_collection(collection, metadata=meta)
+        else:  # searching: a mistyped name must not leave an empty collection behind
+            _check_collection(self.client, collection, path or host)
+            self.collection = self.client.get_collection(collection)
         stored = self.collection.metadata or {}
         if stored.get(FINGERPRINT_KEY) != embedder.fingerprint or stored.get(DIM_KEY) != embedder.dim:
             raise ValueError(
@@ -55,13 +103,12 @@ class O1Index:
                 f"{embedder.name!r} (fingerprint {embedder.fingerprint}, dim {embedder.dim}). "
                 "Open it with the same model, or index into a new collection.")
         self._bm25 = None  # CollectionBM25 over the stored texts, made by the first hybrid search
+        self._warned_incomplete = False
 
     def __len__(self) -> int:
         return self.collection.count()
 
-    def add(self, ids, texts, metadatas=None, batch_size: int = 64, show_progress_bar: bool | None = None) -> int:
-        """Embed and upsert documents; existing ids are updated. Inputs are checked and every vector is
-        computed before the first write, so a bad input or a failed embedding leaves the collection as it was."""
+    def _check(self, ids, texts, metadatas, batch_size) -> tuple[list[str], list[str], list[dict | None]]:
         ids, _ = as_text_list(ids, "ids")
         texts, _ = as_text_list(texts, "texts")
         check_positive_int(batch_size, "batch_size")
@@ -70,23 +117,113 @@ class O1Index:
         if len(set(ids)) != len(ids):
             dupes = sorted({i for i in ids if ids.count(i) > 1})[:5]
             raise ValueError(f"ids must be unique within one add() call; repeated: {dupes}")
-        if metadatas is not None:
-            if isinstance(metadatas, dict) or len(metadatas) != len(ids):
-                raise ValueError("metadatas must be a list with one dict (or None) per id")
-            for i, m in enumerate(metadatas):
-                if m is not None and not isinstance(m, dict):
-                    raise TypeError(f"metadatas[{i}] must be a dict or None, got {type(m).__name__}")
+        if metadatas is None:
+            return ids, texts, [None] * len(ids)
+        if isinstance(metadatas, dict) or len(metadatas) != len(ids):
+            raise ValueError("metadatas must be a list with one dict (or None) per id")
+        return ids, texts, [check_metadata(m, f"metadatas[{i}] (id {ids[i]!r})") for i, m in enumerate(metadatas)]
+
+    def add(self, ids, texts, metadatas=None, batch_size: int = 64, show_progress_bar: bool | None = None) -> int:
+        """Embed and upsert documents. A re-added id is replaced entirely: text, vector and metadata (keys it
+        no longer has are removed). Inputs are checked and every vector is computed before the first write, and a
+        write that fails part-way is rolled back, so the collection ends as it was or with every document."""
+        ids, texts, metas = self._check(ids, texts, metadatas, batch_size)
         show = len(ids) >= 256 if show_progress_bar is None else show_progress_bar
-        vectors = [self.embedder.encode_documents(texts[s:s + batch_size], batch_size=min(batch_size, 32))
-                   for s in tqdm(range(0, len(ids), batch_size), desc="Embedding", disable=not show)]
-        for b, start in enumerate(range(0, len(ids), batch_size)):
-            end = start + batch_size
-            metas = None if metadatas is None else [m or None for m in metadatas[start:end]]
-            self.collection.upsert(ids=ids[start:end], documents=texts[start:end], embeddings=vectors[b].tolist(),
-                                   metadatas=metas)
+        vectors = [v for s in tqdm(range(0, len(ids), batch_size), desc="Embedding", disable=not show)
+                   for v in self.embedder.encode_documents(texts[s:s + batch_size], batch_size=min(batch_size, 32))]
+        before = self._get(ids, ["documents", "metadatas", "embeddings"])
+        try:
+            for start in range(0, len(ids), batch_size):
+                end = start + batch_size
+                self._replace(ids[start:end], texts[start:end], vectors[start:end], metas[start:end])
+        except BaseException as error:
+            self._restore(ids, before, error)
+            raise
+        finally:
+            self._changed()
+        return len(ids)
+
+    def add_resumable(self, ids, texts, metadatas=None, batch_size: int = 64,
+                      show_progress_bar: bool | None = None) -> tuple[int, int]:
+        """Embed and store batch by batch, for corpora too large to redo: what is stored stays stored if the process
+        dies, and a re-run skips every id already stored with the same text and metadata, so a crash at any moment
+        followed by a re-run gives the whole corpus, once. While it runs the collection is marked incomplete
+        (searches warn). Returns (embedded, skipped)."""
+        ids, texts, metas = self._check(ids, texts, metadatas, batch_size)
+        show = len(ids) >= 256 if show_progress_bar is None else show_progress_bar
+        self._set_incomplete(True)
+        embedded = 0
+        try:
+            for start in tqdm(range(0, len(ids), batch_size), desc="Indexing", disable=not show):
+                end = start + batch_size
+                stored = self.collection.get(ids=ids[start:end], include=["documents", "metadatas"])
+                have = {i: (d, m or None) for i, d, m in zip(stored["ids"], stored["documents"], stored["metadatas"])}
+                todo = [j for j in range(start, min(end, len(ids))) if have.get(ids[j]) != (texts[j], metas[j])]
+                if todo:
+                    vectors = self.embedder.encode_documents([texts[j] for j in todo], batch_size=min(batch_size, 32))
+                    self._replace([ids[j] for j in todo], [texts[j] for j in todo], list(vectors),
+                                  [metas[j] for j in todo])
+                    embedded += len(todo)
+        finally:
+            self._changed()
+        self._set_incomplete(False)
+        return embedded, len(ids) - embedded
+
+    def _get(self, ids: list[str], include: list[str], chunk: int = 1000) -> dict:
+        """`collection.get(ids=...)` in chunks (one SQL statement per id list), merged."""
+        out: dict = {"ids": [], **{name: [] for name in include}}
+        for start in range(0, len(ids), chunk):
+            got = self.collection.get(ids=ids[start:start + chunk], include=include)
+            out["ids"] += got["ids"]
+            for name in include:
+                out[name] += list(got[name])
+        return out
+
+    def _replace(self, ids, texts, vectors, metas) -> None:
+        """One upsert that replaces each record whole. Chroma merges metadata on upsert: keys a record had and
+        the new metadata lacks are sent as None, which deletes them."""
+        old = self.collection.get(ids=list(ids), include=["metadatas"])
+        old_keys = {i: set(m or {}) for i, m in zip(old["ids"], old["metadatas"])}
+        full = []
+        for i, m in zip(ids, metas):
+            gone = old_keys.get(i, set()) - set(m or {})
+            full.append({**dict.fromkeys(sorted(gone)), **(m or {})} or None)
+        self.collection.upsert(ids=list(ids), documents=list(texts), embeddings=[[float(x) for x in v] for v in vectors],
+                               metadatas=full if any(m is not None for m in full) else None)
+
+    def _restore(self, ids: list[str], before: dict, error: BaseException) -> None:
+        """Put back what `before` held for `ids` after a failed write: new ids deleted, old records rewritten."""
+        try:
+            had = set(before["ids"])
+            new = [i for i in ids if i not in had]
+            if new:
+                self.collection.delete(ids=new)
+            if before["ids"]:
+                self._replace(before["ids"], before["documents"], before["embeddings"],
+                              [m or None for m in before["metadatas"]])
+        except Exception as undo:  # say both: the write failed and the collection may now be mixed
+            raise RuntimeError(f"add() failed ({error!r}) and rolling back failed too ({undo!r}): the collection "
+                               f"may hold part of this add; re-run it") from undo
+
+    def _changed(self) -> None:
         if self._bm25 is not None:  # texts changed: the lexical index is rebuilt on the next hybrid search
             self._bm25.invalidate()
-        return len(ids)
+
+    def _set_incomplete(self, on: bool) -> None:
+        # modify() replaces the whole metadata and refuses the hnsw:* keys (the space lives in the configuration)
+        meta = {k: v for k, v in (self.collection.metadata or {}).items() if not k.startswith("hnsw:")}
+        if bool(meta.get(INCOMPLETE_KEY)) == on:
+            return
+        if on:
+            meta[INCOMPLETE_KEY] = "an `index` run has not finished; re-run it to complete this collection"
+        else:
+            meta.pop(INCOMPLETE_KEY, None)
+        self.collection.modify(metadata=meta)
+
+    @property
+    def incomplete(self) -> bool:
+        """True while (or after a crash of) an `add_resumable` run that has not finished."""
+        return bool((self.collection.metadata or {}).get(INCOMPLETE_KEY))
 
     def _lexical(self):
         if self._bm25 is None:
@@ -105,6 +242,15 @@ class O1Index:
         check_positive_int(top_k, "top_k")
         check_k(k)
         hybrid = resolve_hybrid(hybrid)
+        if where is not None:  # a bad filter fails now, not after seconds of thinking
+            try:
+                self.collection.get(where=where, limit=1, include=[])
+            except Exception as e:  # chromadb's InvalidArgumentError is no ValueError
+                raise ValueError(f"where={where!r} is not a valid Chroma filter: {e}") from e
+        if self.incomplete and not self._warned_incomplete:
+            self._warned_incomplete = True
+            warnings.warn(f"collection {self.collection.name!r} is incomplete: an `o1-retriever index` run did not "
+                          "finish; re-run it (stored documents are kept) before trusting these results", stacklevel=2)
         count = len(self)
         if count == 0:
             return [] if single else [[] for _ in queries]
@@ -120,12 +266,19 @@ class O1Index:
                 for i, doc, meta, dist in zip(found["ids"][qi], found["documents"][qi],
                                               found["metadatas"][qi], found["distances"][qi])])
         if lexical_index is not None:
-            lexical = lexical_index.search(queries, pool, where=where)
-            results = self._fuse(results, lexical, hybrid, top_k, enc.thoughts)
+            fused = None
+            for retry in (False, True):  # a stale BM25 (another writer deleted hits) is rebuilt once
+                lexical = lexical_index.search(queries, pool, where=where)
+                fused = self._fuse(results, lexical, hybrid, top_k, enc.thoughts, drop_stale=retry)
+                if fused is not None:
+                    break
+            results = fused
         return results[0] if single else results
 
-    def _fuse(self, dense: list[list[Hit]], lexical: list, weight: float, top_k: int,
-              thoughts: list[list[str]]) -> list[list[Hit]]:
+    def _fuse(self, dense: list[list[Hit]], lexical: list, weight: float, top_k: int, thoughts: list[list[str]],
+              drop_stale: bool = False) -> list[list[Hit]] | None:
+        """Fused hits; None (after invalidating BM25) when BM25 named a document the collection no longer has,
+        unless `drop_stale`, which drops such hits instead. Never a KeyError."""
         fused = fuse_many([[(h.id, h.score) for h in row] for row in dense], lexical, weight, top_k)
         known = {h.id: h for row in dense for h in row}
         missing = sorted({doc for row in fused for doc, _ in row} - set(known))
@@ -133,5 +286,9 @@ class O1Index:
             got = self.collection.get(ids=missing, include=["documents", "metadatas"])
             for i, doc, meta in zip(got["ids"], got["documents"], got["metadatas"]):
                 known[i] = Hit(id=i, text=doc, score=0.0, metadata=dict(meta or {}))
+            if len(got["ids"]) < len(missing):  # another writer deleted them: BM25 is stale
+                self._lexical().invalidate()
+                if not drop_stale:
+                    return None
         return [[Hit(id=doc, text=known[doc].text, score=score, metadata=known[doc].metadata, thoughts=list(ts))
-                 for doc, score in ranked] for ranked, ts in zip(fused, thoughts)]
+                 for doc, score in ranked if doc in known][:top_k] for ranked, ts in zip(fused, thoughts)]

@@ -37,11 +37,17 @@ class BeirDataset:
         return list(self.corpus)
 
     def doc_texts(self) -> list[str]:
-        """`title text` per document (BEIR's convention for dense models and for BM25)."""
-        return [document_text(d) for d in self.corpus.values()]
+        """`title text` per document (BEIR's convention for dense models and for BM25); EMPTY_TEXT for a document
+        with neither."""
+        return [document_text(d) or EMPTY_TEXT for d in self.corpus.values()]
 
     def judged_doc_ids(self) -> set[str]:
         return {doc for rels in self.qrels.values() for doc in rels}
+
+
+# What an empty document is embedded and indexed as: every text an encoder takes must have content, and a lone
+# punctuation mark gives BM25 no term (it never matches) and the dense side a near-empty passage, as BEIR's " ".
+EMPTY_TEXT = "."
 
 
 def document_text(doc: dict) -> str:
@@ -137,8 +143,9 @@ def load_beir(path, split: str = "test") -> BeirDataset:
         warnings.warn(f"{qrels_file} judges {len(missing_docs)} document id(s) absent from the corpus, "
                       f"e.g. {sorted(missing_docs)[:3]}", stacklevel=2)
     empty = [i for i, d in corpus.items() if not document_text(d)]
-    if empty:
-        raise ValueError(f"{corpus_file}: {len(empty)} document(s) have neither title nor text, e.g. {empty[:3]}")
+    if empty:  # BEIR and Pyserini keep them: qrels may point at them, and they still count in the corpus size
+        warnings.warn(f"{corpus_file}: {len(empty)} document(s) have neither title nor text, e.g. {empty[:3]}; kept "
+                      f"(embedded and indexed as {EMPTY_TEXT!r}: no BM25 term, a near-empty passage)", stacklevel=2)
     queries = {q: all_queries[q] for q in qrels}
     blank = [q for q, t in queries.items() if not isinstance(t, str) or not t.strip()]
     if blank:

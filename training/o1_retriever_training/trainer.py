@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -87,7 +88,13 @@ def _save_checkpoint(accelerator, model, optimizer, scheduler, out: Path, progre
 
 
 def _load_checkpoint(ckpt: Path, model, optimizer, scheduler) -> dict:
-    state = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=False)  # our own file
+    # weights_only: tensors, numbers, strings and containers only. A checkpoint directory is a path a user points
+    # --resume at, and a full unpickler would run whatever code a crafted state.pt carries.
+    try:
+        state = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ValueError(f"{ckpt / STATE_FILE} holds more than tensors and plain values, so it is not loaded "
+                         f"(it may have been tampered with; delete it to start over): {str(e).splitlines()[0]}") from None
     missing = model.load_state_dict(state["model"], strict=False)
     if missing.unexpected_keys:
         raise ValueError(f"checkpoint {ckpt} does not match the model: unexpected {missing.unexpected_keys[:3]}")

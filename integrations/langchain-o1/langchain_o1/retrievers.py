@@ -122,16 +122,22 @@ class O1Retriever(BaseRetriever):
         # Chroma returns distances; cosine, squared-L2 and inner-product distances of unit vectors are all linear
         # in the cosine, and z-scores do not see a linear map: the negated distance ranks exactly as the cosine.
         found = {d.id: d for d, _ in scored}
-        # BM25 sees every text: the filter keeps what it admits, as it does on the dense side
-        lexical = self._bm25.search([query], pool, where=kwargs.get("filter"),
-                                    where_document=kwargs.get("where_document"))[0]
-        ranked = fuse([(d.id, -dist) for d, dist in scored], lexical, self.hybrid, k)
-        missing = [doc for doc, _ in ranked if doc not in found]
-        if missing:  # lexical-only hits
-            got = self._bm25.collection.get(ids=missing, include=["documents", "metadatas"])
-            for i, text, meta in zip(got["ids"], got["documents"], got["metadatas"]):
-                found[i] = Document(page_content=text, metadata=meta or {}, id=i)
-        return [found[doc] for doc, _ in ranked]
+        for retry in (False, True):  # a stale BM25 (another writer deleted hits) is rebuilt once
+            # BM25 sees every text: the filter keeps what it admits, as it does on the dense side
+            lexical = self._bm25.search([query], pool, where=kwargs.get("filter"),
+                                        where_document=kwargs.get("where_document"))[0]
+            ranked = fuse([(d.id, -dist) for d, dist in scored], lexical, self.hybrid, k)
+            missing = [doc for doc, _ in ranked if doc not in found]
+            if missing:  # lexical-only hits
+                got = self._bm25.collection.get(ids=missing, include=["documents", "metadatas"])
+                for i, text, meta in zip(got["ids"], got["documents"], got["metadatas"]):
+                    found[i] = Document(page_content=text, metadata=meta or {}, id=i)
+                if len(got["ids"]) < len(missing):
+                    self._bm25.invalidate()
+                    if not retry:
+                        continue
+            break
+        return [found[doc] for doc, _ in ranked if doc in found]  # never a KeyError for a deleted hit
 
 
 def _with_thoughts(docs: list[Document], thoughts: list[str]) -> list[Document]:

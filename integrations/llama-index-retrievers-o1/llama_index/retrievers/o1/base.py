@@ -169,13 +169,21 @@ class O1Retriever(BaseRetriever):
         if self._filters is not None:  # BM25 sees every text: the filters keep what they admit, as on the dense side
             from llama_index.vector_stores.chroma.base import _to_chroma_filter
             where = _to_chroma_filter(self._filters)
-        lexical = self._bm25.search([query], POOL, where=where)[0]
-        ranked = fuse(list(zip(nodes, result.similarities or [])), lexical, self._hybrid, self._similarity_top_k)
-        missing = [d for d, _ in ranked if d not in nodes]
-        if missing:  # lexical-only hits: Chroma keeps each node's content in its metadata
-            got = self._bm25.collection.get(ids=missing, include=["documents", "metadatas"])
-            for i, text, meta in zip(got["ids"], got["documents"], got["metadatas"]):
-                nodes[i] = metadata_dict_to_node(meta, text)
+        dense = list(zip(nodes, result.similarities or []))
+        for retry in (False, True):  # a stale BM25 (another writer deleted hits) is rebuilt once
+            lexical = self._bm25.search([query], POOL, where=where)[0]
+            ranked = fuse(dense, lexical, self._hybrid, self._similarity_top_k)
+            missing = [d for d, _ in ranked if d not in nodes]
+            if missing:  # lexical-only hits: Chroma keeps each node's content in its metadata
+                got = self._bm25.collection.get(ids=missing, include=["documents", "metadatas"])
+                for i, text, meta in zip(got["ids"], got["documents"], got["metadatas"]):
+                    nodes[i] = metadata_dict_to_node(meta, text)
+                if len(got["ids"]) < len(missing):
+                    self._bm25.invalidate()
+                    if not retry:
+                        continue
+            break
+        ranked = [(d, s) for d, s in ranked if d in nodes]  # never a KeyError for a deleted hit
         return VectorStoreQueryResult(nodes=[nodes[d] for d, _ in ranked], similarities=[s for _, s in ranked],
                                       ids=[d for d, _ in ranked])
 

@@ -1,0 +1,96 @@
+"""Issue 27, finding 9: `o1-retriever index` killed with SIGKILL at any moment, then re-run, gives the corpus once.
+
+A real child process runs the real CLI; the parent watches Chroma's own SQLite file (read-only) and kills the
+child with SIGKILL while it is writing, twice, then re-runs the command to completion.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from o1_retriever.cli import main as cli
+from o1_retriever.store import O1Index
+
+N = 600
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _stored(db) -> int:
+    try:
+        conn = sqlite3.connect(f"file:{db / 'chroma.sqlite3'}?mode=ro", uri=True, timeout=0.1)
+        try:
+            return conn.execute("SELECT count(*) FROM embeddings").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error:  # not created yet, or mid-write
+        return 0
+
+
+def _index_cmd(tiny_o1_dir, corpus, db):
+    return [sys.executable, "-m", "o1_retriever.cli", "index", "--corpus", str(corpus), "--db", str(db),
+            "--collection", "docs", "--batch-size", "4", "--model", str(tiny_o1_dir), "--device", "cpu",
+            "--dtype", "fp32"]
+
+
+def _kill_when(cmd, db, at_least: int, env) -> int:
+    child = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    try:
+        while _stored(db) < at_least and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert child.poll() is None, "the run finished before it could be killed: make the corpus larger"
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+    return _stored(db)
+
+
+def test_sigkill_mid_index_then_rerun_gives_the_corpus_once(tiny_o1_dir, tiny_embedder, tmp_path, capsys):
+    corpus, db = tmp_path / "corpus.jsonl", tmp_path / "db"
+    words = "protein cell gene river ocean solar energy music history city".split()
+    rows = [{"_id": f"d{i}", "text": f"{words[i % 10]} {words[(i * 7) % 10]} passage {i}", "n": i} for i in range(N)]
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    env = {**os.environ, "O1_RETRIEVER_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(REPO)}
+    cmd = _index_cmd(tiny_o1_dir, corpus, db)
+
+    first = _kill_when(cmd, db, 1, env)  # killed as soon as the first batch landed
+    second = _kill_when(cmd, db, first + 40, env)  # the re-run went on from there, and is killed again
+    assert 0 < first < second < N
+
+    # A half-written collection says so when searched.
+    partial = O1Index(tiny_embedder, path=db, collection="docs")
+    assert partial.incomplete
+    with pytest.warns(UserWarning, match="incomplete"):
+        partial.search("protein", top_k=1, k=0)
+
+    assert cli(cmd[3:]) == 0  # the same command, run to the end in this process
+    out = capsys.readouterr().out
+    assert "already stored, skipped" in out
+    index = O1Index(tiny_embedder, path=db, collection="docs")
+    assert not index.incomplete and len(index) == N
+    got = index.collection.get(include=["documents", "metadatas", "embeddings"])
+    by_id = {i: (d, m, v) for i, d, m, v in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"])}
+    assert sorted(by_id) == sorted(r["_id"] for r in rows)
+    sample = rows[:: N // 20]
+    want = tiny_embedder.encode_documents([r["text"] for r in sample])
+    for r, vector in zip(sample, want):
+        text, meta, stored = by_id[r["_id"]]
+        assert text == r["text"] and meta == {"n": r["n"]}
+        np.testing.assert_allclose(stored, vector, atol=1e-5)
+    # the vector index agrees with the stored records: each sampled document finds itself first
+    found = index.collection.query(query_embeddings=want.tolist(), n_results=1)
+    assert [ids[0] for ids in found["ids"]] == [r["_id"] for r in sample]
+
+    assert cli(cmd[3:]) == 0  # a third run has nothing left to do
+    assert "indexed 0 passages" in capsys.readouterr().out
