@@ -13,7 +13,10 @@ import time
 
 import torch
 
+from .composite import read_composite
 from .corpus import DEMO_CORPUS, read_corpus
+from .default_model import bundled_model_path
+from .encoding import LMEncoder
 from .validation import check_positive_int
 
 BENCH_QUERIES = [
@@ -116,9 +119,7 @@ def bench_documents(emb, docs, peak_tflops, batch_size=32):
     """docs/s and tokens/s, and the share of the matmul peak in the encoder's own dtype that they reach."""
     # The embedding table is a lookup, not a matmul (and the tied LM head is not run to embed): its 28M of the
     # default's 135M parameters cost no FLOPs, and counting them put fp32 above 100% of its peak.
-    model = emb.encoder.model
-    n_params = sum(p.numel() for p in model.parameters()) - model.get_input_embeddings().weight.numel()
-    tokens = sum(len(x) for x in emb.encoder.tokenize(docs, emb.document_max_length))
+    model, n_params, tokens = _encoder_cost(emb, docs)
     emb.encode_documents(docs[: 2 * batch_size], batch_size=batch_size)  # warm-up
     _, s = _timed(lambda: emb.encode_documents(docs, batch_size=batch_size))
     tps = tokens / s
@@ -126,12 +127,31 @@ def bench_documents(emb, docs, peak_tflops, batch_size=32):
             "fraction_of_peak": tps * 2 * n_params / (peak_tflops * 1e12)}
 
 
+def _encoder_cost(emb, docs) -> tuple:
+    """(model, parameters that cost FLOPs, tokens the documents become) for either kind of encoder."""
+    if isinstance(emb.encoder, LMEncoder):
+        model = emb.encoder.model
+        tokens = sum(len(x) for x in emb.encoder.tokenize(docs, emb.document_max_length))
+    else:  # a sentence-transformers model: its own tokenizer and window
+        st = emb.encoder.model
+        model = st[0].auto_model
+        tokens = sum(len(x) for x in st.tokenizer(docs, truncation=True, max_length=st.max_seq_length)["input_ids"])
+    return model, sum(p.numel() for p in model.parameters()) - model.get_input_embeddings().weight.numel(), tokens
+
+
+def _thinker_source(model) -> str:
+    """What `load_causal_lm` loads for a model's thinker (a composite names it in o1_composite.json)."""
+    path = bundled_model_path(model) or model
+    spec = read_composite(path)
+    return spec.thinker if spec is not None else str(path)
+
+
 def _thinker_memory(source, quantization) -> dict:
     """Load the thinker in a fresh process and report its footprint and the process's RSS growth."""
     code = (
         "import json,os,psutil,torch;from o1_retriever.loading import load_causal_lm;"
-        "from o1_retriever.default_model import default_model_path;p=psutil.Process();r0=p.memory_info().rss;"
-        f"lm=load_causal_lm({source!r} or str(default_model_path()),device=torch.device('cpu'),dtype=torch.bfloat16,quantization={quantization!r});"
+        "p=psutil.Process();r0=p.memory_info().rss;"
+        f"lm=load_causal_lm({_thinker_source(source)!r},device=torch.device('cpu'),dtype=torch.bfloat16,quantization={quantization!r});"
         "print(json.dumps({'footprint_mb':lm.model.get_memory_footprint()/2**20,'rss_growth_mb':(p.memory_info().rss-r0)/2**20}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])

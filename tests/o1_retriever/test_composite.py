@@ -120,3 +120,15 @@ def test_a_chroma_collection_rebuilds_the_composite_from_its_config(composite_di
     assert rebuilt.embedder.fingerprint == emb.fingerprint  # same thinker and encoder, no mismatch warning
     hits = col.query(query_embeddings=rebuilt.embed_query(["protein chaperones"]), n_results=1)
     assert hits["ids"] == [["a"]]
+
+
+def test_bench_times_a_composite_and_measures_its_thinker(composite_dir, tmp_path):
+    from o1_retriever.cli import main
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--model", str(composite_dir), "--queries", "2", "--one-by-one", "1", "--docs", "32",
+                 "--max-new-tokens", "4", "--device", "cpu", "--output", str(out)]) == 0
+    result = json.loads(out.read_text())
+    docs = result["encode_documents"]["fp32"]
+    assert docs["docs_per_s"] > 0 and 0 < docs["fraction_of_peak"]
+    assert result["thinker_memory_mb"]["bf16"]["footprint_mb"] > 0  # the thinker named in o1_composite.json
+    assert all(r["from_pretrained_s"] > 0 for r in result["load_seconds"].values())
