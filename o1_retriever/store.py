@@ -13,7 +13,7 @@ from .fusion import POOL, fuse_many, resolve_hybrid
 from .validation import as_text_list, check_k, check_positive_int
 
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]")
-FINGERPRINT_KEY, DIM_KEY, MODEL_KEY = "o1:fingerprint", "o1:dim", "o1:model"
+FINGERPRINT_KEY, DIM_KEY, MODEL_KEY, DTYPE_KEY = "o1:fingerprint", "o1:dim", "o1:model", "o1:dtype"
 # Set in the collection's metadata while `add_resumable` (the `index` command) runs: a collection that still has
 # it was left half-written by a run that died, and searching it warns until a re-run finishes the job.
 INCOMPLETE_KEY = "o1:incomplete"
@@ -44,6 +44,27 @@ def _client(path, host, port, create: bool):
         raise FileNotFoundError(f"no Chroma database at {str(path)!r} (expected the directory that "
                                 "`o1-retriever index --db` wrote, holding chroma.sqlite3)")
     return chromadb.PersistentClient(path=str(path), settings=settings)
+
+
+def _dtype(embedder) -> str | None:
+    """The encoder's weight dtype ('float32', 'bfloat16', ...): part of the fingerprint, so worth naming."""
+    try:
+        return str(next(embedder.encoder.model.parameters()).dtype).removeprefix("torch.")
+    except (AttributeError, StopIteration, TypeError):
+        return None
+
+
+def _mismatch(collection: str, stored: dict, embedder) -> str:
+    """Why this embedder cannot open the collection, naming what differs (the model, or only how it was loaded)."""
+    built = (f"fingerprint {stored.get(FINGERPRINT_KEY)}, dim {stored.get(DIM_KEY)}"
+             + (f", {stored[DTYPE_KEY]}" if stored.get(DTYPE_KEY) else ""))
+    mine = f"fingerprint {embedder.fingerprint}, dim {embedder.dim}" + (f", {_dtype(embedder)}" if _dtype(embedder) else "")
+    if stored.get(MODEL_KEY) == embedder.name:
+        return (f"collection {collection!r} was built with {embedder.name!r} loaded another way ({built}); this "
+                f"embedder loads it as {mine}. The dtype, quantization or changed weights alter the vectors: open it "
+                "with the same settings it was built with (e.g. the same --dtype), or index into a new collection.")
+    return (f"collection {collection!r} was built with model {stored.get(MODEL_KEY)!r} ({built}); this embedder is "
+            f"{embedder.name!r} ({mine}). Open it with the same model, or index into a new collection.")
 
 
 def _check_collection(client, name: str, where) -> None:
@@ -90,6 +111,8 @@ class O1Index:
         self.client = client if client is not None else _client(path, host, port, create)
         meta = {FINGERPRINT_KEY: embedder.fingerprint, DIM_KEY: int(embedder.dim), MODEL_KEY: embedder.name,
                 "hnsw:space": "cosine"}
+        if _dtype(embedder):
+            meta[DTYPE_KEY] = _dtype(embedder)
         if create:
             self.collection = self.client.get_or_create_collection(collection, metadata=meta)
         else:  # searching: a mistyped name must not leave an empty collection behind
@@ -97,11 +120,7 @@ class O1Index:
             self.collection = self.client.get_collection(collection)
         stored = self.collection.metadata or {}
         if stored.get(FINGERPRINT_KEY) != embedder.fingerprint or stored.get(DIM_KEY) != embedder.dim:
-            raise ValueError(
-                f"collection {collection!r} was built with model {stored.get(MODEL_KEY)!r} "
-                f"(fingerprint {stored.get(FINGERPRINT_KEY)}, dim {stored.get(DIM_KEY)}); this embedder is "
-                f"{embedder.name!r} (fingerprint {embedder.fingerprint}, dim {embedder.dim}). "
-                "Open it with the same model, or index into a new collection.")
+            raise ValueError(_mismatch(collection, stored, embedder))
         self._bm25 = None  # CollectionBM25 over the stored texts, made by the first hybrid search
         self._warned_incomplete = False
 

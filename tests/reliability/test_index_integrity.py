@@ -182,3 +182,11 @@ def test_llama_index_hybrid_survives_another_writer(tiny_embedder, tmp_path):
     gone = _writer_deletes_the_lexical_best(retriever.vector_store._collection, "zebra savanna")
     hits = retriever.retrieve("zebra savanna")
     assert hits and gone not in [h.node.node_id for h in hits]
+
+
+def test_a_dtype_mismatch_says_what_differs(tiny_o1_dir, tiny_embedder, db):
+    from o1_retriever import O1Embedder
+    O1Index(tiny_embedder, path=db, collection="docs").add(["a"], ["some text"])
+    bf16 = O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", dtype="bf16", thought_cache=False)
+    with pytest.raises(ValueError, match=r"loaded another way \(.*float32\); this embedder loads it as .*bfloat16"):
+        O1Index(bf16, path=db, collection="docs")
