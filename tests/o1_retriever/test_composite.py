@@ -132,3 +132,17 @@ def test_bench_times_a_composite_and_measures_its_thinker(composite_dir, tmp_pat
     assert docs["docs_per_s"] > 0 and 0 < docs["fraction_of_peak"]
     assert result["thinker_memory_mb"]["bf16"]["footprint_mb"] > 0  # the thinker named in o1_composite.json
     assert all(r["from_pretrained_s"] > 0 for r in result["load_seconds"].values())
+
+
+def test_a_4bit_thinker_keeps_the_encoder_in_full_precision(composite_dir, tmp_path, monkeypatch, minilm):
+    pytest.importorskip("bitsandbytes")
+    import bitsandbytes as bnb
+    monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path / "cache"))
+    emb = O1Embedder.from_pretrained(str(composite_dir), device="cpu", dtype="bf16", quantization="4bit",
+                                     thought_cache=False)
+    assert any(isinstance(m, bnb.nn.Linear4bit) for m in emb.thinker.model.modules())
+    assert not any(isinstance(m, bnb.nn.Linear4bit) for m in emb.encoder.model.modules())
+    plain = _load(composite_dir)
+    assert emb.fingerprint != plain.fingerprint  # another thinker, so other thoughts: never share a cache entry
+    np.testing.assert_allclose(emb.encode_documents("protein cell"), plain.encode_documents("protein cell"), atol=1e-6)
+    assert emb.encode_queries(["protein cell", "river"], k=2).shape == (2, 384)
