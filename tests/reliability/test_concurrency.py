@@ -116,7 +116,7 @@ def test_asyncio_gather_over_langchain_aembed_query(sampler):
     assert got == want + want
 
 
-def test_langchain_retriever_batch_and_abatch_match_invoke(sampler, tmp_path):
+def test_langchain_retriever_batch_and_abatch_match_invoke(sampler, tmp_path, monkeypatch):
     from langchain_chroma import Chroma
     from langchain_o1 import O1Embeddings, O1Retriever
     texts = [f"{q} passage number {i}" for i, q in enumerate(QUERIES)]
@@ -129,5 +129,9 @@ def test_langchain_retriever_batch_and_abatch_match_invoke(sampler, tmp_path):
         return [(d.page_content, d.metadata["o1_thoughts"]) for d in docs]
 
     want = [view(retriever.invoke(q)) for q in QUERIES]
+    calls = []
+    real = sampler.encode_queries
+    monkeypatch.setattr(sampler, "encode_queries", lambda q, **kw: calls.append(q) or real(q, **kw))
     assert [view(d) for d in retriever.batch(QUERIES, config={"max_concurrency": 4})] == want
     assert [view(d) for d in asyncio.run(retriever.abatch(QUERIES))] == want
+    assert calls == [sorted(QUERIES)] * 2  # each batch thought in one batched call, not one thread per query
