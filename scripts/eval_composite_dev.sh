@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The go/no-go measurements of benchmarks/composite_default/RULE.md for one candidate model directory:
 # three dev sets, k=0/3 with BM25, MiniLM and every dense row fused with BM25 (seed 0), then k=3 at seeds 1 and 2.
-# Usage: bash scripts/eval_composite_dev.sh MODEL_DIR NAME [OUT_DIR]   (resumable: finished JSONs are skipped)
+# Usage: [SETS="cisi scifact_dev nfcorpus_dev"] bash scripts/eval_composite_dev.sh MODEL_DIR NAME [OUT_DIR]
+#   (resumable: finished JSONs are skipped)
 # The dev folders are made here with o1_retriever_training.holdout (seed 1234, as scripts/train_default.sh): the 100
 # SciFact train queries that script holds out, and a sample of 100 of NFCorpus's 324 dev queries (CPU budget).
 set -euo pipefail
@@ -28,7 +29,7 @@ run() {  # set dir split seed k extra...
   $BIN eval --dataset "$dir" --split "$split" --model "$MODEL" --k "$k" --seed "$seed" --thought-cache \
     --output "$out" "$@"
 }
-for set in cisi scifact_dev nfcorpus_dev; do
+for set in ${SETS:-cisi scifact_dev nfcorpus_dev}; do
   case $set in
     cisi) dir=$DATA/cisi; split=test ;;
     scifact_dev) dir=runs/c/scifact_dev; split=dev ;;

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Test-split report for a composite candidate (after the dev rule; never used for a choice): SciFact and NFCorpus
+# test, k=0/3, BM25, MiniLM, and every dense row fused with BM25.
+# Usage: bash scripts/eval_composite_test.sh MODEL_DIR NAME [SETS] [OUT_DIR] [K]   (finished JSONs are skipped)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MODEL=$1; NAME=$2; SETS=${3:-scifact nfcorpus}; OUT=${4:-benchmarks/composite_default/test}; K=${5:-0,3}
+DATA=${DATA:-../shared/data}
+MINILM=$(.venv/bin/python -c "from o1_retriever.default_model import minilm_path; print(minilm_path())")
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+mkdir -p "$OUT"
+for set in $SETS; do
+  out="$OUT/${NAME}_${set}_k${K//,/}.json"
+  [ -f "$out" ] && continue
+  .venv/bin/o1-retriever eval --dataset "$DATA/$set" --split test --model "$MODEL" --k "$K" --seed 0 --thought-cache \
+    --baseline bm25 --baseline-encoder "$MINILM" --hybrid --output "$out"
+done
