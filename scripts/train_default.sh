@@ -13,7 +13,9 @@
 #      held-out SciFact dev queries, write them into the model's o1_generation.json; then the dense share of
 #      hybrid search (fused with BM25) on the same queries (printed: o1_retriever.fusion.DEFAULT_DENSE_WEIGHT
 #      holds the shipped choice);
-#   6. evaluate on the test splits (never used for any choice), each dense row also fused with BM25.
+#   6. evaluate on the test splits (never used for any choice), each dense row also fused with BM25;
+#   7. (shipping into the package only) choose the composite default's settings, this thinker feeding
+#      all-MiniLM-L6-v2, by benchmarks/composite_default/RULE.md: scripts/choose_composite_default.sh.
 # Usage: bash scripts/train_default.sh [RUN_DIR]   (resumable: re-running skips finished steps)
 #   LAST_STAGE=3 stops after stage 3 and ships it (the default before 2026-12-03). STAGE3=DIR starts stage 6 from a
 #   stage 3 trained before instead of training stages 1-3 (about 3 h less on a 2-core AMX CPU). UNTIL=train stops
@@ -47,7 +49,7 @@ case "${UNTIL:-}" in ""|train|ship) ;; *) echo "UNTIL=$UNTIL: use train or ship 
 read -r -a LIMIT_ARGS <<< "${LIMIT:+--limit $LIMIT}"            # synthesize at most LIMIT queries per dataset
 read -r -a STEP_ARGS <<< "${MAX_STEPS:+--max-steps $MAX_STEPS}"  # stop training early
 read -r -a EVAL_ARGS <<< "${EVAL_ARGS:-}"                       # e.g. --max-docs 200 (every eval)
-MODEL_ARGS=()
+MODEL_ARGS=(--model o1-retriever-joint)  # the shipped joint model by name (the plain default is the composite)
 [ "$ADAPTER" = "$(realpath -m "$DEFAULT_ADAPTER")" ] || MODEL_ARGS=(--model "$ADAPTER")
 mkdir -p "$RUN" "$BENCH"
 export HF_HUB_OFFLINE=1
@@ -193,3 +195,7 @@ done
 tables=()
 for ds in $TEST_SETS; do tables+=("$BENCH/default_$ds.json" "$BENCH/composite_$ds.json"); done
 $PY -m o1_retriever.evaluation.table "${tables[@]}"
+
+# The composite default (the bundled one since 2026-12-05): this thinker + all-MiniLM-L6-v2, its settings chosen by
+# the rule in benchmarks/composite_default/RULE.md on three dev sets, then reported on the test splits.
+if [ "$ADAPTER" = "$(realpath -m "$DEFAULT_ADAPTER")" ]; then bash scripts/choose_composite_default.sh "$RUN/composite"; fi
