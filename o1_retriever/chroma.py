@@ -33,7 +33,7 @@ DEFAULT_MODEL_NAME = "o1-retriever-default"
 # from_pretrained options a config may carry; all JSON-serialisable.
 LOAD_OPTIONS = ("device", "dtype", "quantization", "share_weights", "prompt_style", "thought_cache",
                 "aggregation", "query_weight", "temperature", "top_p", "max_new_tokens", "prompt_max_length", "seed",
-                "query_max_length", "document_max_length", "fused")
+                "query_max_length", "document_max_length", "fused", "thought_input")
 
 _DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 _loaded: dict[str, O1Embedder] = {}

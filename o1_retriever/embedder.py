@@ -38,8 +38,15 @@ class O1Embedder:
     def __init__(self, thinker: Thinker | None, encoder, *, name: str, generation: GenerationConfig | None = None,
                  aggregation: str = "mean", query_weight: float | None = None,
                  thought_cache: bool | str | Path = True, quantization=None,
-                 query_max_length: int = 256, document_max_length: int = 192, fused: bool = True):
+                 query_max_length: int = 256, document_max_length: int = 192, fused: bool = True,
+                 thought_input: str = "query_and_thought"):
         check_choice(aggregation, "aggregation", AGGREGATIONS)
+        # What a sentence-transformers encoder reads per thought: `query + " " + thought`, or the thought alone
+        # (HyDE-like: further from the bare query's vector). The O1 format always holds the query.
+        self.thought_input = check_choice(thought_input, "thought_input", THOUGHT_INPUTS)
+        if thought_input != "query_and_thought" and isinstance(encoder, LMEncoder):
+            raise ValueError(f"thought_input={thought_input!r} needs a sentence-transformers encoder; an O1 model "
+                             "embeds `<query>q</query><thought>t` (use 'query_and_thought')")
         self.query_weight = check_query_weight(query_weight, aggregation)
         self.thinker, self.encoder, self.name = thinker, encoder, name
         self.generation = generation or GenerationConfig()
@@ -193,6 +200,8 @@ class O1Embedder:
         if isinstance(self.encoder, LMEncoder):
             eos = self.encoder.tokenizer.eos_token
             return [query_embedding_text(q, t, eos) for q, t in zip(queries, thoughts)]
+        if self.thought_input == "thought":  # an empty thought falls back to the query
+            return [t.strip() or q for q, t in zip(queries, thoughts)]
         return [f"{q} {t}".strip() for q, t in zip(queries, thoughts)]
 
     def encode_queries(self, queries, k: int = 3, batch_size: int = 32, show_progress_bar: bool | None = None,
@@ -252,6 +261,8 @@ class O1Embedder:
         settings = self.generation.as_dict() | {"aggregation": self.aggregation, "query_weight": self.query_weight}
         if isinstance(self.encoder, LMEncoder):  # a sentence-transformers encoder keeps its own max_seq_length
             settings |= {"query_max_length": self.query_max_length, "document_max_length": self.document_max_length}
+        else:
+            settings["thought_input"] = self.thought_input
         return settings
 
     @property
@@ -279,7 +290,9 @@ def _progress(show: bool | None, n: int) -> bool:
 GENERATION_FILE = "o1_generation.json"
 GENERATION_OPTIONS = ("temperature", "top_p", "max_new_tokens", "prompt_max_length", "seed")
 # what a model dir may set in GENERATION_FILE
-MODEL_DEFAULT_OPTIONS = GENERATION_OPTIONS + ("aggregation", "query_weight", "query_max_length", "document_max_length")
+MODEL_DEFAULT_OPTIONS = GENERATION_OPTIONS + ("aggregation", "query_weight", "query_max_length", "document_max_length",
+                                            "thought_input")
+THOUGHT_INPUTS = ("query_and_thought", "thought")
 
 
 def _model_generation_defaults(source) -> dict:

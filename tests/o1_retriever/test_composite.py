@@ -146,3 +146,20 @@ def test_a_4bit_thinker_keeps_the_encoder_in_full_precision(composite_dir, tmp_p
     assert emb.fingerprint != plain.fingerprint  # another thinker, so other thoughts: never share a cache entry
     np.testing.assert_allclose(emb.encode_documents("protein cell"), plain.encode_documents("protein cell"), atol=1e-6)
     assert emb.encode_queries(["protein cell", "river"], k=2).shape == (2, 384)
+
+
+def test_thought_input_thought_embeds_the_thought_alone(composite_dir, minilm, tiny_o1_dir):
+    from sentence_transformers import SentenceTransformer
+    emb = _load(composite_dir, thought_input="thought")
+    assert emb.inference_settings()["thought_input"] == "thought"
+    out = emb.encode_queries("protein folding in cells", k=2, return_thoughts=True)
+    plain = SentenceTransformer(minilm, device="cpu")
+    texts = [t.strip() or "protein folding in cells" for t in out.thoughts]  # an empty thought: the query
+    mix = 0.5 * plain.encode(["protein folding in cells"], normalize_embeddings=True)[0] + \
+        0.5 * plain.encode(texts, normalize_embeddings=True).mean(0)
+    np.testing.assert_allclose(out.embeddings, mix / np.linalg.norm(mix), atol=1e-5)
+    with pytest.raises(ValueError, match="thought_input"):
+        _load(composite_dir, thought_input="passage")
+    with pytest.raises(ValueError, match="sentence-transformers encoder"):
+        O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", dtype="fp32", thought_cache=False,
+                                   thought_input="thought")
