@@ -135,3 +135,31 @@ def test_langchain_retriever_batch_and_abatch_match_invoke(sampler, tmp_path, mo
     assert [view(d) for d in retriever.batch(QUERIES, config={"max_concurrency": 4})] == want
     assert [view(d) for d in asyncio.run(retriever.abatch(QUERIES))] == want
     assert calls == [sorted(QUERIES)] * 2  # each batch thought in one batched call, not one thread per query
+
+
+def test_threads_sharing_a_thought_cache_store_what_one_thread_would(tiny_o1_dir, tmp_path):
+    def load(cache):
+        return O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", dtype="fp32", max_new_tokens=8,
+                                          temperature=0.7, thought_cache=cache)
+
+    want = load(False).think(QUERIES, k=2)
+    shared = load(tmp_path / "t.sqlite")
+    got = {}
+
+    def work(i):
+        got[i] = shared.think(QUERIES[i:] + QUERIES[:i], k=2)  # every thread, every query, in another order
+
+    _run_threads(4, work)
+    assert all(got[i] == want[i:] + want[:i] for i in range(4))
+    assert len(shared.thought_cache) == len(QUERIES)
+    assert load(tmp_path / "t.sqlite").think(QUERIES, k=2) == want  # what the cache holds is that same sample
+
+
+def test_no_seed_samples_afresh_without_touching_the_global_rng(tiny_o1_dir):
+    free = O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", dtype="fp32", thought_cache=False,
+                                      max_new_tokens=8, temperature=0.7, seed=None)
+    torch.manual_seed(5)
+    before = torch.get_rng_state()
+    draws = [free.think(QUERIES[:4], k=2) for _ in range(3)]
+    assert torch.equal(torch.get_rng_state(), before)
+    assert draws[0] != draws[1] or draws[1] != draws[2]
