@@ -11,7 +11,8 @@ import importlib
 import sys
 from importlib.metadata import entry_points
 
-BUILTIN_COMMANDS = ["o1_retriever.commands", "o1_retriever.evaluation.cli", "o1_retriever.bench"]
+BUILTIN_COMMANDS = ["o1_retriever.commands", "o1_retriever.evaluation.cli", "o1_retriever.bench",
+                    "o1_retriever.server.cli"]
 
 
 def _plugins():

@@ -1,0 +1,271 @@
+"""The HTTP app: OpenAI-compatible /v1/embeddings, /v1/think, /v1/models, /health and /metrics.
+
+Two model ids route a text: `<name>-query` thinks k times before it embeds, `<name>-document` embeds directly
+(most clients can only choose a model id, not send a flag). Errors use the OpenAI envelope
+`{"error": {"message", "type", "param", "code"}}` so clients print the message instead of a parse failure.
+"""
+from __future__ import annotations
+
+import base64
+import hmac
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from ..validation import MAX_K, as_text_list, check_k
+from .batching import Batcher
+from .deps import require
+from .metrics import Metrics
+
+fastapi = require("fastapi")
+pydantic = require("pydantic")
+from fastapi import FastAPI, Request  # noqa: E402
+from fastapi.exceptions import RequestValidationError  # noqa: E402
+from fastapi.responses import JSONResponse, Response  # noqa: E402
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt  # noqa: E402
+from starlette.exceptions import HTTPException  # noqa: E402
+
+BODY_OVERHEAD = 64 * 1024  # JSON punctuation and escapes on top of the text itself
+
+
+@dataclass
+class Limits:
+    max_inputs: int = 2048  # OpenAI's own per-request limit; LangChain sends up to 1000 by default
+    max_chars: int = 2_000_000  # total characters of text per request
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.param, self.code = status, message, param, code
+
+
+def _error(status: int, message: str, param=None, code=None) -> JSONResponse:
+    kind = {401: "authentication_error", 404: "not_found_error", 413: "request_too_large",
+            500: "server_error", 503: "server_error"}.get(status, "invalid_request_error")
+    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code}}, status)
+
+
+class _Body(BaseModel):
+    # Unknown fields are refused: a typo such as `input_typ` would otherwise silently embed the wrong way.
+    model_config = ConfigDict(extra="forbid")
+    input: Any = None  # checked by hand below, for messages that name the bad item
+    model: str | None = None
+    k: StrictInt | None = None
+    user: str | None = None
+
+
+class EmbeddingRequest(_Body):
+    encoding_format: Literal["float", "base64"] = "float"
+    input_type: Literal["query", "document"] | None = None
+    dimensions: StrictInt | None = None
+    return_thoughts: StrictBool = False
+
+
+class ThinkRequest(_Body):
+    pass
+
+
+def default_name(embedder) -> str:
+    """The served name: the model's own name, or its directory's for a path."""
+    name = str(embedder.name)
+    return Path(name).name if ("/" in name or "\\" in name) else name
+
+
+def create_app(embedder, *, name: str | None = None, api_key: str | None = None, k: int = 3,
+               max_batch: int = 32, max_wait_ms: float = 5.0, limits: Limits | None = None) -> "FastAPI":
+    """An app serving one loaded O1Embedder. Requests are merged by a Batcher started in the app's lifespan."""
+    check_k(k)
+    name = name or default_name(embedder)
+    ids = {f"{name}-query": "query", f"{name}-document": "document"}
+    limits = limits or Limits()
+    metrics = Metrics()
+    batcher = Batcher(embedder, max_batch=max_batch, max_wait_ms=max_wait_ms, metrics=metrics)
+    key = api_key.encode() if api_key else None
+
+    @asynccontextmanager
+    async def lifespan(app):
+        await batcher.start()
+        yield
+        await batcher.stop()  # uvicorn runs this after in-flight requests have finished (SIGTERM drains)
+
+    app = FastAPI(title="o1-retriever", lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app.state.batcher, app.state.metrics, app.state.model_ids = batcher, metrics, list(ids)
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        started, path = time.perf_counter(), request.url.path
+        route = path if path in ROUTES else "other"  # unknown paths share a label: no unbounded label sets
+        response = _authorize(request, key) or _check_size(request, limits)
+        if response is None:
+            response = await call_next(request)
+        metrics.requests.labels(route, str(response.status_code)).inc()
+        metrics.latency.labels(route).observe(time.perf_counter() - started)
+        return response
+
+    @app.exception_handler(ApiError)
+    async def api_error(request, e: ApiError):
+        return _error(e.status, e.message, e.param, e.code)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request, e: RequestValidationError):
+        errors = e.errors()
+        bad_json = [err for err in errors if err.get("type") == "json_invalid"]
+        if bad_json:
+            why = (bad_json[0].get("ctx") or {}).get("error") or bad_json[0].get("msg")
+            return _error(400, f"the request body is not valid JSON: {why}", code="json_invalid")
+        first = errors[0]
+        param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
+        extra = "; allowed: " + ", ".join(EmbeddingRequest.model_fields) if first.get("type") == "extra_forbidden" else ""
+        message = "; ".join(f"{'.'.join(str(p) for p in err.get('loc', ())[1:]) or 'body'}: {err.get('msg')}"
+                            for err in errors)
+        return _error(422, message + extra, param, "invalid_value")
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request, e: HTTPException):
+        return _error(e.status_code, str(e.detail))
+
+    @app.post("/v1/embeddings")
+    async def embeddings(body: EmbeddingRequest):
+        kind = _kind(body.model, body.input_type, name, ids)
+        texts = _texts(body.input, limits)
+        if body.dimensions is not None and body.dimensions != embedder.dim:
+            raise ApiError(422, f"dimensions={body.dimensions} is not available: this model embeds into "
+                                f"{embedder.dim} dimensions (leave `dimensions` out)", "dimensions")
+        if kind == "document" and (body.k is not None or body.return_thoughts):
+            field = "k" if body.k is not None else "return_thoughts"
+            raise ApiError(422, f"{field} applies to queries only: {name}-document embeds without thinking "
+                                f"(use model {name}-query)", field)
+        kq = _k(body.k, k)
+        metrics.inputs.labels(kind).inc(len(texts))
+        result = await _submit(batcher, kind, texts, kq if kind == "query" else 0)
+        data = []
+        for i, vec in enumerate(result.embeddings):
+            item = {"object": "embedding", "index": i, "embedding": _encode(vec, body.encoding_format)}
+            if body.return_thoughts:
+                item["thoughts"] = result.thoughts[i]
+            data.append(item)
+        used = sum(result.tokens)
+        return {"object": "list", "data": data, "model": f"{name}-{kind}",
+                "usage": {"prompt_tokens": used, "total_tokens": used}}
+
+    @app.post("/v1/think")
+    async def think(body: ThinkRequest):
+        if body.model is not None and _kind(body.model, None, name, ids) != "query":
+            raise ApiError(422, f"model={body.model!r} does not think; use {name}-query or leave model out", "model")
+        texts = _texts(body.input, limits)
+        kq = _k(body.k, k)
+        metrics.inputs.labels("think").inc(len(texts))
+        result = await _submit(batcher, "think", texts, kq)
+        return {"object": "list", "model": f"{name}-query", "k": kq,
+                "data": [{"object": "thoughts", "index": i, "thoughts": t} for i, t in enumerate(result.thoughts)]}
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": [{"id": i, "object": "model", "created": 0, "owned_by": "o1-retriever"}
+                                           for i in ids]}
+
+    @app.get("/health")
+    async def health():
+        param = next(embedder.encoder.model.parameters())
+        return {"status": "ok", "model_loaded": True, "name": name, "model_ids": list(ids),
+                "fingerprint": embedder.fingerprint, "device": str(param.device),
+                "dtype": str(param.dtype).removeprefix("torch."), "dim": embedder.dim, "backend": embedder.backend,
+                "k": k, "queue_depth": batcher.depth, "max_batch": max_batch, "max_wait_ms": max_wait_ms}
+
+    @app.get("/metrics")
+    async def prometheus():
+        payload, content_type = metrics.render()
+        return Response(payload, media_type=content_type)
+
+    return app
+
+
+ROUTES = ("/v1/embeddings", "/v1/think", "/v1/models", "/health", "/metrics")
+
+
+def _authorize(request: Request, key: bytes | None) -> JSONResponse | None:
+    """Every /v1 route needs `Authorization: Bearer KEY` when the server has a key; /health and /metrics stay
+    open for probes and scrapers. Compared in constant time: the response time says nothing about the key."""
+    if key is None or not request.url.path.startswith("/v1"):
+        return None
+    header = request.headers.get("authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), key):
+        what = "missing" if not header else "wrong"
+        return _error(401, f"{what} API key: send the server's key as `Authorization: Bearer KEY`",
+                      code="invalid_api_key")
+    return None
+
+
+def _check_size(request: Request, limits: Limits) -> JSONResponse | None:
+    """Refuse an oversized body from its Content-Length, before reading it. Each character takes up to 6 bytes as
+    a JSON escape; the exact character count is checked again once parsed."""
+    size = request.headers.get("content-length")
+    cap = limits.max_chars * 6 + BODY_OVERHEAD
+    if size is not None and size.isdigit() and int(size) > cap:
+        return _error(413, f"request body of {size} bytes is over this server's limit of {cap} bytes "
+                           f"(--max-chars {limits.max_chars}); split the input into several requests",
+                      code="too_large")
+    return None
+
+
+async def _submit(batcher: Batcher, kind: str, texts: list[str], k: int):
+    """An engine failure fails the requests of its batch with a 500 that names it; the server keeps serving."""
+    try:
+        return await batcher.submit(kind, texts, k)
+    except Exception as e:
+        raise ApiError(500, f"the engine failed on this batch: {type(e).__name__}: {e}", code="engine_error") from e
+
+
+def _kind(model: str | None, input_type: str | None, name: str, ids: dict) -> str:
+    """query or document from the model id (`-query` / `-document`, or the bare name plus input_type)."""
+    if model is None or model == name:
+        return input_type or "query"
+    if model not in ids:
+        raise ApiError(422, f"model={model!r} is not served here; use one of {list(ids)} "
+                            f"(or {name!r} with input_type)", "model", "model_not_found")
+    kind = ids[model]
+    if input_type is not None and input_type != kind:
+        raise ApiError(422, f"input_type={input_type!r} contradicts model={model!r}; drop one of them", "input_type")
+    return kind
+
+
+def _texts(value, limits: Limits) -> list[str]:
+    if isinstance(value, list) and value and all(isinstance(v, int) or isinstance(v, list) for v in value):
+        raise ApiError(422, "token-id input is not supported: send text (LangChain's OpenAIEmbeddings: "
+                            "check_embedding_ctx_length=False)", "input")
+    if isinstance(value, list) and not value:
+        raise ApiError(422, "input is an empty list; send at least one text", "input")
+    try:
+        texts, _ = as_text_list(value, "input")
+    except (TypeError, ValueError) as e:
+        raise ApiError(422, str(e), "input") from None
+    if len(texts) > limits.max_inputs:
+        raise ApiError(413, f"{len(texts)} inputs in one request is over this server's limit of "
+                            f"{limits.max_inputs} (--max-inputs); split them into several requests", "input",
+                       "too_large")
+    chars = sum(map(len, texts))
+    if chars > limits.max_chars:
+        raise ApiError(413, f"{chars} characters in one request is over this server's limit of {limits.max_chars} "
+                            "(--max-chars); split the input into several requests", "input", "too_large")
+    return texts
+
+
+def _k(value, default: int) -> int:
+    if value is None:
+        return default
+    try:
+        return check_k(value)
+    except (TypeError, ValueError):
+        raise ApiError(422, f"k must be an int from 0 (no thinking) to {MAX_K}, got {value!r}", "k") from None
+
+
+def _encode(vec: np.ndarray, fmt: str):
+    if fmt == "base64":  # what the openai client asks for by default: little-endian float32 bytes
+        return base64.b64encode(np.ascontiguousarray(vec, dtype="<f4").tobytes()).decode("ascii")
+    return vec.astype(np.float32).tolist()

@@ -1,0 +1,189 @@
+"""Dynamic batching: concurrent requests merged into one engine call.
+
+Requests land in one queue. A single worker takes the oldest request, then every queued request of the same kind
+(query at the same k, document, or think at the same k) until `max_batch` texts or until the oldest has waited
+`max_wait_ms`, and runs them as one `encode_queries` / `encode_documents` / `think` call on one engine thread.
+Merging is safe because each query's thoughts are sampled from its own seed (see `sampling.row_seeds`), so a
+query's vector does not depend on which other requests shared its batch.
+
+Requests that pile up while the engine is busy are already past their wait when it frees up, so under load every
+call is as full as `max_batch` allows and no time is spent waiting.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+KINDS = ("query", "document", "think")
+
+
+@dataclass
+class Result:
+    """One request's share of a batch: vectors (query/document), thoughts (query/think), tokens read."""
+    embeddings: np.ndarray | None
+    thoughts: list | None
+    tokens: list[int]
+
+
+@dataclass
+class _Job:
+    kind: str
+    k: int
+    texts: list[str]
+    future: asyncio.Future
+    arrived: float = field(default_factory=time.monotonic)
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.kind, self.k
+
+
+class Batcher:
+    """Queue + one worker task; `submit()` from request handlers, `start()`/`stop()` from the app's lifespan."""
+
+    def __init__(self, embedder, *, max_batch: int = 32, max_wait_ms: float = 5.0, metrics=None):
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1 (texts per engine call), got {max_batch}")
+        if max_wait_ms < 0:
+            raise ValueError(f"max_wait_ms must be >= 0, got {max_wait_ms}")
+        self.embedder, self.max_batch, self.max_wait = embedder, max_batch, max_wait_ms / 1000
+        self.metrics = metrics
+        self._jobs: deque[_Job] = deque()
+        self._arrived: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+        # One engine thread: the model runs one forward at a time anyway (thinking.model_lock), and one thread
+        # keeps the event loop free to accept and queue requests meanwhile.
+        self._engine = ThreadPoolExecutor(1, thread_name_prefix="o1-engine")
+
+    @property
+    def depth(self) -> int:
+        """Texts waiting for the engine."""
+        return sum(len(j.texts) for j in self._jobs)
+
+    async def start(self) -> None:
+        self._arrived = asyncio.Event()
+        self._task = asyncio.create_task(self._loop(), name="o1-batcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        for job in self._jobs:  # nothing should be left (the server drains requests first); never hang a client
+            if not job.future.done():
+                job.future.set_exception(RuntimeError("the server is shutting down"))
+        self._jobs.clear()
+        self._engine.shutdown(wait=True)
+
+    async def submit(self, kind: str, texts: list[str], k: int = 0) -> Result:
+        if kind not in KINDS:
+            raise ValueError(f"kind={kind!r} is not supported; use one of {list(KINDS)}")
+        if self._task is None or self._task.done():
+            raise RuntimeError("the batcher is not running (start() it inside the event loop first)")
+        job = _Job(kind, k, list(texts), asyncio.get_running_loop().create_future())
+        self._jobs.append(job)
+        self._arrived.set()
+        self._observe_depth()
+        return await job.future
+
+    def _observe_depth(self) -> None:
+        if self.metrics is not None:
+            self.metrics.queue_depth.set(self.depth)
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._jobs:
+                self._arrived.clear()
+                await self._arrived.wait()
+            jobs = self._take()
+            # Wait for company only while the oldest request is younger than max_wait and the batch has room.
+            while sum(len(j.texts) for j in jobs) < self.max_batch:
+                left = jobs[0].arrived + self.max_wait - time.monotonic()
+                if left <= 0:
+                    break
+                self._arrived.clear()
+                try:
+                    await asyncio.wait_for(self._arrived.wait(), left)
+                except asyncio.TimeoutError:
+                    pass
+                jobs += self._take(jobs)
+            self._observe_depth()
+            await self._run(loop, jobs)
+
+    def _take(self, taken: list[_Job] | None = None) -> list[_Job]:
+        """Pop queued jobs that fit the batch: the oldest first (it sets the kind and k), then, in arrival order,
+        every job with the same kind and k while the texts stay within max_batch. Others keep their place."""
+        taken = taken or []
+        key = taken[0].key if taken else self._jobs[0].key
+        n = sum(len(j.texts) for j in taken)
+        out, kept = [], deque()
+        while self._jobs:
+            job = self._jobs.popleft()
+            # The first job always goes, even alone over max_batch (the engine then chunks it).
+            if job.key == key and (not taken and not out or n + len(job.texts) <= self.max_batch):
+                out.append(job)
+                n += len(job.texts)
+            else:
+                kept.append(job)
+        self._jobs = kept
+        return out
+
+    async def _run(self, loop, jobs: list[_Job]) -> None:
+        jobs = [j for j in jobs if not j.future.done()]  # a client that went away needs no work
+        if not jobs:
+            return
+        kind, k = jobs[0].key
+        texts = [t for j in jobs for t in j.texts]
+        try:
+            result = await loop.run_in_executor(self._engine, self._compute, kind, k, texts)
+        except Exception as e:  # every request in the batch gets the error; the server keeps serving
+            for j in jobs:
+                if not j.future.done():
+                    j.future.set_exception(e)
+            return
+        start = 0
+        for j in jobs:
+            end = start + len(j.texts)
+            part = Result(None if result.embeddings is None else result.embeddings[start:end],
+                          None if result.thoughts is None else result.thoughts[start:end], result.tokens[start:end])
+            if not j.future.done():
+                j.future.set_result(part)
+            start = end
+
+    def _compute(self, kind: str, k: int, texts: list[str]) -> Result:
+        """Runs on the engine thread. batch_size=max_batch: a merged batch is one forward, not several."""
+        emb, started = self.embedder, time.perf_counter()
+        if self.metrics is not None:
+            self.metrics.batch_size.labels(kind).observe(len(texts))
+            if kind != "document" and k > 0 and emb.thought_cache is not None:
+                hits = round(emb.cached_fraction(texts, k) * len(texts))
+                self.metrics.cache(hits, len(texts))
+        embeddings = thoughts = None
+        if kind == "document":
+            embeddings = emb.encode_documents(texts, batch_size=self.max_batch, show_progress_bar=False)
+        elif kind == "query":
+            out = emb.encode_queries(texts, k=k, batch_size=self.max_batch, show_progress_bar=False,
+                                     return_thoughts=True)
+            embeddings, thoughts = out.embeddings, out.thoughts
+        else:
+            thoughts = emb.think(texts, k=k, batch_size=self.max_batch, show_progress_bar=False)
+        if self.metrics is not None:
+            self.metrics.engine_seconds.labels(kind).observe(time.perf_counter() - started)
+        return Result(embeddings, thoughts, token_counts(emb, texts))
+
+
+def token_counts(embedder, texts: list[str]) -> list[int]:
+    """Tokens per input text (the `usage` an OpenAI client expects), without special tokens or thoughts."""
+    enc = embedder.encoder
+    tok = getattr(enc, "tokenizer", None) or getattr(enc.model, "tokenizer", None)
+    if tok is None:
+        return [0] * len(texts)
+    return [len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]

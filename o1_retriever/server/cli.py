@@ -1,0 +1,74 @@
+"""The `serve` verb. Registered without importing FastAPI, so `o1-retriever --help` works without the extra."""
+from __future__ import annotations
+
+import ipaddress
+import os
+import sys
+
+from ..commands import _load, _model_args
+
+API_KEY_ENV = "O1_RETRIEVER_API_KEY"
+
+
+def _positive(kind):
+    def parse(text):
+        value = kind(text)
+        if value <= 0:
+            raise ValueError(f"must be > 0, got {text}")
+        return value
+    parse.__name__ = kind.__name__  # argparse names the type in its error
+    return parse
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def run_serve(args) -> int:
+    from .app import Limits, create_app
+    from .deps import require
+    uvicorn = require("uvicorn")
+    # Fail before the model loads, not on the first /metrics; `*_created` series are noise on a dashboard.
+    require("prometheus_client").disable_created_metrics()
+    key = args.api_key or os.environ.get(API_KEY_ENV) or None
+    if not _is_loopback(args.host) and key is None:
+        print(f"o1-retriever serve: warning: listening on {args.host} without an API key: anyone who can reach "
+              f"this port can use the model (set --api-key or ${API_KEY_ENV})", file=sys.stderr)
+    emb = _load(args)
+    emb.encode_documents("warm up", show_progress_bar=False)  # first-call set-up happens now, not on a client's time
+    app = create_app(emb, name=args.name, api_key=key, k=args.k, max_batch=args.max_batch,
+                     max_wait_ms=args.max_wait_ms, limits=Limits(args.max_inputs, args.max_chars))
+    ids = ", ".join(app.state.model_ids)
+    print(f"serving {emb!r} as {ids} on http://{args.host}:{args.port}/v1", file=sys.stderr)
+    # uvicorn's SIGTERM/SIGINT handling stops accepting, lets in-flight requests finish, then runs the lifespan
+    # shutdown; timeout_graceful_shutdown bounds the wait for a stuck client.
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
+                timeout_graceful_shutdown=args.graceful_timeout)
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("serve", help="serve one warm model over an OpenAI-compatible HTTP API (needs [serve])")
+    _model_args(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    p.add_argument("--api-key", default=None, help=f"require `Authorization: Bearer KEY` on /v1 routes "
+                                                   f"(default: ${API_KEY_ENV}, else no key)")
+    p.add_argument("--name", default=None, help="served model name; ids are NAME-query and NAME-document "
+                                                "(default: the model's name)")
+    p.add_argument("--k", type=int, default=3, help="thoughts per query when a request sends no k (0 = no thinking)")
+    p.add_argument("--max-batch", type=_positive(int), default=32, help="most texts merged into one engine call")
+    p.add_argument("--max-wait-ms", type=float, default=5.0,
+                   help="how long the oldest queued request waits for others to share its batch")
+    p.add_argument("--max-inputs", type=_positive(int), default=2048, help="most texts in one request (else 413)")
+    p.add_argument("--max-chars", type=_positive(int), default=2_000_000,
+                   help="most characters of text in one request (else 413)")
+    p.add_argument("--graceful-timeout", type=float, default=60.0,
+                   help="seconds to let in-flight requests finish after SIGTERM")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(func=run_serve)
