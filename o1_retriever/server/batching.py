@@ -54,6 +54,7 @@ class Batcher:
         self.embedder, self.max_batch, self.max_wait = embedder, max_batch, max_wait_ms / 1000
         self.metrics = metrics
         self._jobs: deque[_Job] = deque()
+        self._gathering: list[_Job] = []
         self._arrived: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         # One engine thread: the model runs one forward at a time anyway (thinking.model_lock), and one thread
@@ -62,8 +63,8 @@ class Batcher:
 
     @property
     def depth(self) -> int:
-        """Texts waiting for the engine."""
-        return sum(len(j.texts) for j in self._jobs)
+        """Texts waiting for the engine: queued, or taken into a batch that is still waiting for company."""
+        return sum(len(j.texts) for j in self._jobs) + sum(len(j.texts) for j in self._gathering)
 
     async def start(self) -> None:
         self._arrived = asyncio.Event()
@@ -103,7 +104,7 @@ class Batcher:
             if not self._jobs:
                 self._arrived.clear()
                 await self._arrived.wait()
-            jobs = self._take()
+            self._gathering = jobs = self._take()
             # Wait for company only while the oldest request is younger than max_wait and the batch has room.
             while sum(len(j.texts) for j in jobs) < self.max_batch:
                 left = jobs[0].arrived + self.max_wait - time.monotonic()
@@ -115,6 +116,7 @@ class Batcher:
                 except asyncio.TimeoutError:
                     pass
                 jobs += self._take(jobs)
+            self._gathering = []
             self._observe_depth()
             await self._run(loop, jobs)
 

@@ -79,6 +79,11 @@ def server(served_embedder):
         yield url, app
 
 
+@pytest.fixture(scope="session")
+def api_key() -> str:
+    return API_KEY
+
+
 @pytest.fixture(scope="module")
 def keyed_server(served_embedder):
     with running(served_embedder, name="tiny", api_key=API_KEY) as (url, app):
