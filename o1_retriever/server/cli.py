@@ -5,7 +5,7 @@ import ipaddress
 import os
 import sys
 
-from ..commands import _load, _model_args
+from ..commands import MODEL_DEFAULTED, _check_device, _model_args
 
 API_KEY_ENV = "O1_RETRIEVER_API_KEY"
 
@@ -27,6 +27,17 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _load(args):
+    """commands._load, plus the thought cache choice (a server is where a shared cache pays most)."""
+    from .. import O1Embedder
+    _check_device(args.device)
+    chosen = {n: getattr(args, n) for n in MODEL_DEFAULTED if getattr(args, n, None) is not None}
+    cache = {"on": True, "off": False}.get(args.thought_cache, args.thought_cache)
+    return O1Embedder.from_pretrained(args.model, device=args.device, dtype=args.dtype,
+                                      quantization=args.quantization, backend=args.backend, seed=args.seed,
+                                      thought_cache=cache, **chosen)
 
 
 def run_serve(args) -> int:
@@ -70,5 +81,7 @@ def register(sub) -> None:
                    help="most characters of text in one request (else 413)")
     p.add_argument("--graceful-timeout", type=float, default=60.0,
                    help="seconds to let in-flight requests finish after SIGTERM")
+    p.add_argument("--thought-cache", default="on", metavar="on|off|PATH",
+                   help="persistent thought cache: on (thoughts.sqlite in the cache dir), off, or a file")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=run_serve)
