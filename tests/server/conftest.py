@@ -79,6 +79,11 @@ def server(served_embedder):
         yield url, app
 
 
+@pytest.fixture(scope="session", name="free_port")
+def free_port_fixture():
+    return free_port
+
+
 @pytest.fixture(scope="session")
 def api_key() -> str:
     return API_KEY

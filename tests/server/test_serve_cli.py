@@ -12,8 +12,7 @@ import httpx
 import numpy as np
 
 
-def test_serve_command_answers_then_drains_on_sigterm(tiny_o1_dir, tiny_embedder, tmp_path, api_key):
-    from conftest import free_port  # tests/server/conftest.py, first on sys.path for this directory
+def test_serve_command_answers_then_drains_on_sigterm(tiny_o1_dir, tiny_embedder, tmp_path, api_key, free_port):
     port = free_port()
     env = dict(os.environ, O1_RETRIEVER_CACHE=str(tmp_path), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
                O1_RETRIEVER_API_KEY=api_key)
