@@ -6,17 +6,22 @@
     collection.add(ids=[...], documents=[...])          # passages: embedded directly
     collection.query(query_texts=["..."], n_results=5)  # queries: k thoughts, then embedded
 
-The class is registered with Chroma under `name()`, and its `get_config()` records how to load the
-model, so `client.get_collection("docs")` in a later process rebuilds it (this module must have been
-imported, as with any custom Chroma embedding function). Chroma rebuilds the function every time it
-reads the collection's configuration, so loaded models are kept in a per-process registry: one
-model per configuration, never a second copy.
+The class is registered with Chroma under `name()` by Chroma's own `@register_embedding_function`, and its
+`get_config()` records how to load the model, so `client.get_collection("docs")` in a later process rebuilds it.
+Chroma has no plugin discovery: a process must import this module (or anything that imports it: `o1_retriever.store`
+and every o1 integration do) before it reads an O1 collection. Chroma rebuilds the function every time it reads the
+collection's configuration, so loaded models are kept in a per-process registry: one model per configuration, never a
+second copy.
+
+One contract for every O1 collection: its configuration records this function, and the function's config is the
+one place that names the model (`fingerprint`, `dim`, `name`, `encoder_dtype`). `open_collection` creates or opens
+such a collection (O1Index, the LlamaIndex retriever and the LangChain helper all use it), and `check_model` refuses
+a different model with the same message everywhere, including when a rebuilt function loads its model.
 """
 from __future__ import annotations
 
 import json
 import threading
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +34,9 @@ from .embedder import O1Embedder
 from .validation import check_k, check_positive_int
 
 NAME = "o1_retriever"
+# Where collections written by O1Index before this contract kept the record (read, never written: Chroma cannot
+# swap a collection's recorded 'default' function for ours, so such a collection stays as it is).
+LEGACY_KEYS = {"fingerprint": "o1:fingerprint", "dim": "o1:dim", "name": "o1:model", "encoder_dtype": "o1:dtype"}
 DEFAULT_MODEL_NAME = "o1-retriever-default"
 # from_pretrained options a config may carry; all JSON-serialisable.
 LOAD_OPTIONS = ("device", "dtype", "quantization", "share_weights", "prompt_style", "thought_cache",
@@ -94,6 +102,7 @@ class O1EmbeddingFunction(EmbeddingFunction[Documents]):
                 raise ValueError("pass either an existing embedder or a model path with options, not both")
             self.model, self.options = _describe(embedder)
             self._embedder, self._fingerprint = embedder, embedder.fingerprint
+            self._record = _record_of(embedder)
             with _lock:  # a reopened collection in this process reuses this instance
                 _loaded.setdefault(_load_key(self.model, self.options), embedder)
         else:
@@ -101,19 +110,18 @@ class O1EmbeddingFunction(EmbeddingFunction[Documents]):
                 raise TypeError(f"model must be a path or hub id (str), got {type(model).__name__}")
             self.model = None if model is None else str(model)
             self.options = {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()}
-            self._embedder, self._fingerprint = None, None
+            self._embedder, self._fingerprint, self._record = None, None, {}
             if load:
                 self.embedder  # noqa: B018  (load now: a bad path fails here, not at the first query)
 
     @property
     def embedder(self) -> O1Embedder:
         if self._embedder is None:
-            self._embedder = _shared_embedder(self.model, self.options)
-            expected, self._fingerprint = self._fingerprint, self._embedder.fingerprint
-            if expected and expected != self._fingerprint:
-                warnings.warn(f"the model loaded for this collection ({self.model or DEFAULT_MODEL_NAME}) has "
-                              f"fingerprint {self._fingerprint}, but its documents were embedded by {expected}: "
-                              "query and document vectors may not be comparable", stacklevel=3)
+            loaded = _shared_embedder(self.model, self.options)
+            if self._fingerprint:  # rebuilt from a collection's config: the loaded weights must be the ones it used
+                record = {"fingerprint": self._fingerprint, "name": self.model or DEFAULT_MODEL_NAME, **self._record}
+                check_model("this collection", record, loaded)
+            self._embedder, self._fingerprint, self._record = loaded, loaded.fingerprint, _record_of(loaded)
         return self._embedder
 
     def __call__(self, input: Documents) -> Embeddings:
@@ -142,7 +150,7 @@ class O1EmbeddingFunction(EmbeddingFunction[Documents]):
 
     def get_config(self) -> dict[str, Any]:
         return {"model": self.model, "k": self.k, "batch_size": self.batch_size, "options": dict(self.options),
-                "fingerprint": self._fingerprint}
+                "fingerprint": self._fingerprint, **self._record}
 
     @staticmethod
     def build_from_config(config: dict[str, Any]) -> "O1EmbeddingFunction":
@@ -151,6 +159,7 @@ class O1EmbeddingFunction(EmbeddingFunction[Documents]):
                                        batch_size=config.get("batch_size", 32), load=False,
                                        **config.get("options", {}))
         function._fingerprint = config.get("fingerprint")
+        function._record = {key: config[key] for key in ("name", "dim", "encoder_dtype") if config.get(key) is not None}
         return function
 
     def is_legacy(self) -> bool:
@@ -183,4 +192,89 @@ def _shared_embedder(model: str | None, options: dict) -> O1Embedder:
         return _loaded[key]
 
 
-__all__ = ["O1EmbeddingFunction"]
+def _encoder_dtype(embedder) -> str | None:
+    """The encoder's weight dtype ('float32', 'bfloat16', ...): it changes the vectors, so a refusal names it."""
+    try:
+        return str(next(embedder.encoder.model.parameters()).dtype).removeprefix("torch.")
+    except (AttributeError, StopIteration, TypeError):
+        return None
+
+
+def _record_of(embedder) -> dict:
+    record = {"name": embedder.name, "dim": int(embedder.dim)}
+    if _encoder_dtype(embedder):
+        record["encoder_dtype"] = _encoder_dtype(embedder)
+    return record
+
+
+def model_record(collection) -> dict | None:
+    """What a collection records about the model that embedded it (fingerprint, dim, name, encoder_dtype), from the
+    O1 function in its configuration (or, for collections O1Index wrote before, its metadata); None when it records
+    no O1 model."""
+    function = (collection.configuration_json or {}).get("embedding_function") or {}
+    if function.get("name") == NAME:
+        config = function.get("config") or {}
+        record = {key: config.get(key) for key in ("fingerprint", "dim", "name", "encoder_dtype")}
+        record["name"] = record["name"] or config.get("model") or DEFAULT_MODEL_NAME
+        return record
+    meta = collection.metadata or {}
+    if LEGACY_KEYS["fingerprint"] in meta:
+        return {key: meta.get(legacy) for key, legacy in LEGACY_KEYS.items()}
+    return None
+
+
+def mismatch(collection: str, record: dict, embedder) -> str | None:
+    """Why `embedder` cannot search a collection built as `record` (naming what differs), or None if it can."""
+    if record.get("fingerprint") == embedder.fingerprint and record.get("dim") in (None, embedder.dim):
+        return None
+    built = (f"fingerprint {record.get('fingerprint')}, dim {record.get('dim')}"
+             + (f", {record['encoder_dtype']}" if record.get("encoder_dtype") else ""))
+    dtype = _encoder_dtype(embedder)
+    mine = f"fingerprint {embedder.fingerprint}, dim {embedder.dim}" + (f", {dtype}" if dtype else "")
+    if record.get("name") == embedder.name:
+        return (f"{collection} was built with {embedder.name!r} loaded another way ({built}); this embedder loads it "
+                f"as {mine}. The dtype, quantization or changed weights alter the vectors: open it with the same "
+                "settings it was built with (e.g. the same --dtype), or index into a new collection.")
+    return (f"{collection} was built with model {record.get('name')!r} ({built}); this embedder is {embedder.name!r} "
+            f"({mine}). Open it with the same model, or index into a new collection.")
+
+
+def check_model(collection: str, record: dict, embedder) -> None:
+    """Refuse (ValueError) an embedder whose vectors would not match the ones the collection holds."""
+    why = mismatch(collection, record, embedder)
+    if why:
+        raise ValueError(why)
+
+
+def _names(client) -> list[str]:
+    return sorted(c if isinstance(c, str) else c.name for c in client.list_collections())
+
+
+def open_collection(client, name: str, embedder: O1Embedder, k: int = 3, create: bool = True, where=None):
+    """The Chroma collection `name`, created (cosine space, this function recorded) or opened for `embedder`.
+
+    Opening checks the model it records (`check_model`); a collection that records no O1 model is refused, not
+    adopted: its vectors come from something else. Collections written by O1Index before this contract (record in
+    the metadata, Chroma's 'default' function recorded) open as they are, so `query_texts` needs an O1 function
+    passed explicitly there."""
+    if name not in _names(client):
+        if not create:  # searching: a mistyped name must not leave an empty collection behind
+            raise ValueError(f"no collection {name!r} in {str(where or 'this client')!r}; it has {_names(client)}")
+        function = O1EmbeddingFunction(embedder, k=k)
+        collection = client.get_or_create_collection(name, embedding_function=function,
+                                                     configuration={"hnsw": {"space": "cosine"}})
+    else:
+        collection = client.get_collection(name, embedding_function=None)  # read the record before choosing
+    label = f"collection {name!r}"
+    record = model_record(collection)
+    if record is None:
+        function = (collection.configuration_json or {}).get("embedding_function") or {}
+        raise ValueError(f"{label} records no O1 model (its embedding function: {function.get('name')!r}): it was "
+                         "not made by o1-retriever. Index into a new collection.")
+    check_model(label, record, embedder)
+    if ((collection.configuration_json or {}).get("embedding_function") or {}).get("name") != NAME:
+        return collection  # a pre-contract collection: Chroma refuses to swap its 'default' function
+    return client.get_collection(name, embedding_function=O1EmbeddingFunction(embedder, k=k))
+
+
+__all__ = ["O1EmbeddingFunction", "check_model", "model_record", "open_collection"]

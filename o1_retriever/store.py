@@ -9,11 +9,11 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from .chroma import open_collection  # also registers the O1 function with Chroma, for any collection read here
 from .fusion import POOL, fuse_many, resolve_hybrid
 from .validation import as_text_list, check_k, check_positive_int
 
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]")
-FINGERPRINT_KEY, DIM_KEY, MODEL_KEY, DTYPE_KEY = "o1:fingerprint", "o1:dim", "o1:model", "o1:dtype"
 # Set in the collection's metadata while `add_resumable` (the `index` command) runs: a collection that still has
 # it was left half-written by a run that died, and searching it warns until a re-run finishes the job.
 INCOMPLETE_KEY = "o1:incomplete"
@@ -44,27 +44,6 @@ def _client(path, host, port, create: bool):
         raise FileNotFoundError(f"no Chroma database at {str(path)!r} (expected the directory that "
                                 "`o1-retriever index --db` wrote, holding chroma.sqlite3)")
     return chromadb.PersistentClient(path=str(path), settings=settings)
-
-
-def _dtype(embedder) -> str | None:
-    """The encoder's weight dtype ('float32', 'bfloat16', ...): part of the fingerprint, so worth naming."""
-    try:
-        return str(next(embedder.encoder.model.parameters()).dtype).removeprefix("torch.")
-    except (AttributeError, StopIteration, TypeError):
-        return None
-
-
-def _mismatch(collection: str, stored: dict, embedder) -> str:
-    """Why this embedder cannot open the collection, naming what differs (the model, or only how it was loaded)."""
-    built = (f"fingerprint {stored.get(FINGERPRINT_KEY)}, dim {stored.get(DIM_KEY)}"
-             + (f", {stored[DTYPE_KEY]}" if stored.get(DTYPE_KEY) else ""))
-    mine = f"fingerprint {embedder.fingerprint}, dim {embedder.dim}" + (f", {_dtype(embedder)}" if _dtype(embedder) else "")
-    if stored.get(MODEL_KEY) == embedder.name:
-        return (f"collection {collection!r} was built with {embedder.name!r} loaded another way ({built}); this "
-                f"embedder loads it as {mine}. The dtype, quantization or changed weights alter the vectors: open it "
-                "with the same settings it was built with (e.g. the same --dtype), or index into a new collection.")
-    return (f"collection {collection!r} was built with model {stored.get(MODEL_KEY)!r} ({built}); this embedder is "
-            f"{embedder.name!r} ({mine}). Open it with the same model, or index into a new collection.")
 
 
 def _check_collection(client, name: str, where) -> None:
@@ -100,27 +79,22 @@ def check_metadata(metadata, where: str) -> dict | None:
 
 
 class O1Index:
-    """A Chroma collection tied to one embedder. `path=None` and no host: in-memory."""
+    """A Chroma collection tied to one embedder. `path=None` and no host: in-memory.
+
+    The collection records the O1 embedding function (`o1_retriever.chroma`), so plain Chroma
+    (`collection.query(query_texts=...)`, in any process that imported `o1_retriever.chroma`), LangChain's `Chroma`
+    and LlamaIndex's `ChromaVectorStore` open it with the right model; another model is refused (`check_model`).
+    `k` is the thoughts per query that plain `query_texts` uses; `search(k=...)` chooses per call."""
 
     def __init__(self, embedder, path: str | Path | None = None, collection: str = "o1-retriever", host: str | None = None,
-                 port: int = 8000, client=None, create: bool = True):
+                 port: int = 8000, client=None, create: bool = True, k: int = 3):
         if not isinstance(collection, str) or not _NAME.fullmatch(collection):
             raise ValueError(f"collection={collection!r} is not a valid Chroma name: 3-512 characters from "
                              "[a-zA-Z0-9._-], starting and ending with a letter or digit")
         self.embedder = embedder
         self.client = client if client is not None else _client(path, host, port, create)
-        meta = {FINGERPRINT_KEY: embedder.fingerprint, DIM_KEY: int(embedder.dim), MODEL_KEY: embedder.name,
-                "hnsw:space": "cosine"}
-        if _dtype(embedder):
-            meta[DTYPE_KEY] = _dtype(embedder)
-        if create:
-            self.collection = self.client.get_or_create_collection(collection, metadata=meta)
-        else:  # searching: a mistyped name must not leave an empty collection behind
-            _check_collection(self.client, collection, path or host)
-            self.collection = self.client.get_collection(collection)
-        stored = self.collection.metadata or {}
-        if stored.get(FINGERPRINT_KEY) != embedder.fingerprint or stored.get(DIM_KEY) != embedder.dim:
-            raise ValueError(_mismatch(collection, stored, embedder))
+        self.collection = open_collection(self.client, collection, embedder, k=check_k(k), create=create,
+                                          where=path or host)
         self._bm25 = None  # CollectionBM25 over the stored texts, made by the first hybrid search
         self._warned_incomplete = False
 
@@ -233,10 +207,9 @@ class O1Index:
         meta = {k: v for k, v in (self.collection.metadata or {}).items() if not k.startswith("hnsw:")}
         if bool(meta.get(INCOMPLETE_KEY)) == on:
             return
-        if on:
-            meta[INCOMPLETE_KEY] = "an `index` run has not finished; re-run it to complete this collection"
-        else:
-            meta.pop(INCOMPLETE_KEY, None)
+        # False rather than removed: Chroma refuses to set an empty metadata dict, and the model record no longer
+        # lives in the metadata, so this key may be its only one.
+        meta[INCOMPLETE_KEY] = "an `index` run has not finished; re-run it to complete this collection" if on else False
         self.collection.modify(metadata=meta)
 
     @property

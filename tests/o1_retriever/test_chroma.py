@@ -32,7 +32,7 @@ def collection(tiny_embedder, tmp_path):
 
 def test_public_api_and_framework_base():
     import o1_retriever.chroma as module
-    assert module.__all__ == ["O1EmbeddingFunction"]
+    assert module.__all__ == ["O1EmbeddingFunction", "check_model", "model_record", "open_collection"]
     assert issubclass(O1EmbeddingFunction, chromadb.EmbeddingFunction)
 
 
@@ -130,12 +130,12 @@ def test_composite_embedders_explain_how_to_reopen():
         function.embed_query(["a query"])
 
 
-def test_a_different_model_than_the_collection_was_built_with_warns(tiny_embedder):
+def test_a_rebuilt_function_refuses_a_different_model_than_the_collection_was_built_with(tiny_embedder):
     config = O1EmbeddingFunction(tiny_embedder).get_config() | {"fingerprint": "0123456789abcdef"}
     function = O1EmbeddingFunction.build_from_config(config)
     assert "not loaded yet" in repr(function)
-    with pytest.warns(UserWarning, match="may not be comparable"):
-        assert function.embedder is tiny_embedder
+    with pytest.raises(ValueError, match="loaded another way .*fingerprint 0123456789abcdef"):
+        function.embed_query(["a query"])  # it used to warn and search with mismatched vectors
 
 
 def test_loads_a_model_from_a_path_once(tiny_o1_dir):
@@ -144,3 +144,87 @@ def test_loads_a_model_from_a_path_once(tiny_o1_dir):
     second = O1EmbeddingFunction(model=tiny_o1_dir, k=1, **options)
     assert isinstance(first.embedder, O1Embedder) and first.embedder is second.embedder
     assert len(first(["one passage", "another passage"])) == 2
+
+
+# ---- one collection contract: O1Index, plain Chroma and the frameworks share one record of the model --------------
+
+def _fresh_process(script: str) -> str:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", ANONYMIZED_TELEMETRY="False")
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_o1index_collection_records_the_o1_function_and_one_fingerprint(tiny_embedder, tmp_path):
+    from o1_retriever.chroma import model_record
+    from o1_retriever.store import O1Index
+    index = O1Index(tiny_embedder, path=tmp_path / "db", collection="docs")
+    function = index.collection.configuration_json["embedding_function"]
+    assert function["name"] == "o1_retriever"  # was {'name': 'default'}: Chroma's MiniLM against our vectors
+    assert function["config"]["fingerprint"] == tiny_embedder.fingerprint
+    assert not any(key.startswith("o1:") and key != "o1:incomplete" for key in index.collection.metadata or {})
+    assert model_record(index.collection) == {"fingerprint": tiny_embedder.fingerprint, "dim": tiny_embedder.dim,
+                                              "name": tiny_embedder.name, "encoder_dtype": "float32"}
+    assert index.collection.configuration_json["hnsw"]["space"] == "cosine"
+
+
+def test_plain_query_texts_in_a_fresh_process_match_o1index(tiny_embedder, tmp_path):
+    from o1_retriever.store import O1Index
+    index = O1Index(tiny_embedder, path=tmp_path / "db", collection="docs", k=2)
+    index.add([f"d{i}" for i in range(len(DOCS))], DOCS)
+    expected = [h.id for h in index.search(QUERY, top_k=3, k=2)]
+    got = _fresh_process(f"""
+        import json, sys, chromadb
+        import o1_retriever.chroma  # Chroma's registration: the one import a plain-Chroma process needs
+        assert "o1_retriever.store" not in sys.modules
+        col = chromadb.PersistentClient(path={str(tmp_path / "db")!r}).get_collection("docs")
+        print(json.dumps(col.query(query_texts=[{QUERY!r}], n_results=3)["ids"][0]))
+    """)
+    assert json.loads(got) == expected
+
+
+def test_o1index_opens_a_collection_made_with_plain_chroma(tiny_embedder, tiny_lm_dir, collection, tmp_path):
+    from o1_retriever.store import O1Index
+    index = O1Index(tiny_embedder, path=tmp_path / "chroma", collection="docs")  # was refused: no o1:* metadata
+    assert len(index) == len(DOCS)
+    assert [h.id for h in index.search(QUERY, top_k=3, k=2)] == collection.query(query_texts=[QUERY], n_results=3)["ids"][0]
+    other = O1Embedder.from_pretrained(str(tiny_lm_dir), device="cpu", dtype="fp32", thought_cache=False)
+    with pytest.raises(ValueError, match=r"collection 'docs' was built with model .*fingerprint"):
+        O1Index(other, path=tmp_path / "chroma", collection="docs")
+
+
+def test_a_wrong_model_is_refused_with_one_message(tiny_embedder, tiny_lm_dir, tmp_path):
+    from o1_retriever.chroma import check_model, model_record, open_collection
+    from o1_retriever.store import O1Index
+    index = O1Index(tiny_embedder, path=tmp_path / "db", collection="docs")
+    other = O1Embedder.from_pretrained(str(tiny_lm_dir), device="cpu", dtype="fp32", thought_cache=False)
+    with pytest.raises(ValueError) as by_index:
+        O1Index(other, path=tmp_path / "db", collection="docs")
+    with pytest.raises(ValueError) as by_check:
+        check_model("collection 'docs'", model_record(index.collection), other)
+    with pytest.raises(ValueError) as by_open:
+        open_collection(index.client, "docs", other)
+    assert str(by_index.value) == str(by_check.value) == str(by_open.value)
+
+
+def test_a_collection_without_an_o1_record_is_refused(tiny_embedder, tmp_path):
+    from o1_retriever.store import O1Index
+    client = chromadb.PersistentClient(path=str(tmp_path / "db"))
+    client.create_collection("minilm")
+    with pytest.raises(ValueError, match=r"'minilm' records no O1 model \(its embedding function: 'default'\)"):
+        O1Index(tiny_embedder, client=client, collection="minilm")
+
+
+def test_collections_from_before_the_contract_still_open(tiny_embedder, tiny_lm_dir, tmp_path):
+    """O1Index used to keep the record in the metadata (and Chroma recorded 'default'): such databases keep working."""
+    from o1_retriever.store import O1Index
+    client = chromadb.PersistentClient(path=str(tmp_path / "db"))
+    old = client.create_collection("docs", metadata={
+        "o1:fingerprint": tiny_embedder.fingerprint, "o1:dim": tiny_embedder.dim, "o1:model": tiny_embedder.name,
+        "hnsw:space": "cosine"})
+    old.add(ids=["d0", "d1"], documents=DOCS[:2], embeddings=tiny_embedder.encode_documents(DOCS[:2]).tolist())
+    assert [h.id for h in O1Index(tiny_embedder, client=client, collection="docs").search(DOCS[1], top_k=1, k=0)] == ["d1"]
+    other = O1Embedder.from_pretrained(str(tiny_lm_dir), device="cpu", dtype="fp32", thought_cache=False)
+    with pytest.raises(ValueError, match="fingerprint"):
+        O1Index(other, client=client, collection="docs")
