@@ -58,6 +58,16 @@ class O1Embeddings(BaseModel, Embeddings):
         return self.embedder.encode_queries(text, k=k, batch_size=self.batch_size,
                                             show_progress_bar=self.show_progress, return_thoughts=True)
 
+    def collection_configuration(self) -> dict[str, Any]:
+        """Chroma collection settings that record this model, so the collection keeps one contract with O1Index,
+        plain Chroma (`query_texts` thinks) and LlamaIndex, and another model is refused when it is reopened:
+
+            Chroma.from_texts(texts, embedding=embeddings, collection_configuration=embeddings.collection_configuration())
+        """
+        from o1_retriever.chroma import O1EmbeddingFunction
+        return {"embedding_function": O1EmbeddingFunction(self.embedder, k=self.num_thoughts, batch_size=self.batch_size),
+                "hnsw": {"space": "cosine"}}
+
     # Generation takes seconds: the async versions run the model in a worker thread.
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         return await run_in_executor(None, self.embed_documents, texts)

@@ -10,6 +10,7 @@ from langchain_core.runnables.config import run_in_executor
 from langchain_core.vectorstores import VectorStore
 from o1_retriever import QueryEncoding
 from o1_retriever.bm25 import CollectionBM25, chroma_collection
+from o1_retriever.chroma import check_model, model_record
 from o1_retriever.fusion import DEFAULT_DENSE_WEIGHT, POOL, fuse, resolve_hybrid
 from o1_retriever.validation import check_k, check_positive_int
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
@@ -17,6 +18,7 @@ from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_vali
 from langchain_o1.embeddings import O1Embeddings
 
 THOUGHTS_KEY = "o1_thoughts"
+THOUGHTS_EVENT = "o1_thoughts"  # custom callback event each retrieval emits: {"query", "thoughts", "num_thoughts"}
 
 
 class O1Retriever(BaseRetriever):
@@ -24,7 +26,11 @@ class O1Retriever(BaseRetriever):
 
     The store must hold document vectors from the same model (e.g. `Chroma(embedding_function=
     O1Embeddings(...))`); when `embeddings` is not given, the store's own `O1Embeddings` is used.
-    Each returned `Document` carries the thoughts in `metadata["o1_thoughts"]`.
+    Each returned `Document` carries the thoughts in `metadata["o1_thoughts"]`, and each retrieval sends them to
+    the callback handlers as a custom event named "o1_thoughts" (`astream_events` shows it too).
+
+    Names: `k` is LangChain's documents per query (field, `search_kwargs={"k": ...}` or `invoke(..., k=...)`, in
+    that order of precedence: call, search_kwargs, field); thoughts per query are `num_thoughts`.
 
         retriever = O1Retriever(vectorstore=store, k=4, num_thoughts=3)
         docs = retriever.invoke("what causes diabetes?", k=2)  # k per call overrides the default
@@ -96,6 +102,16 @@ class O1Retriever(BaseRetriever):
             self.embeddings = own
         return self
 
+    @model_validator(mode="after")
+    def _same_model_as_the_collection(self) -> "O1Retriever":
+        # A Chroma collection that records its O1 model (made by O1Index, plain Chroma with O1EmbeddingFunction,
+        # LlamaIndex, or here with O1Embeddings.collection_configuration()) refuses another one, as everywhere.
+        collection = chroma_collection(self.vectorstore)
+        record = model_record(collection) if collection is not None else None
+        if record is not None:
+            check_model(f"collection {collection.name!r}", record, self.embeddings.embedder)
+        return self
+
     def _thoughts(self) -> int:
         return self.embeddings.num_thoughts if self.num_thoughts is None else self.num_thoughts
 
@@ -138,22 +154,43 @@ class O1Retriever(BaseRetriever):
         finally:
             self._forget(keys)
 
+    def _options(self, k: Optional[int], kwargs: dict) -> tuple[int, dict]:
+        """(documents to return, store arguments). `k` is LangChain's documents-per-query everywhere: a call's `k`,
+        else `search_kwargs["k"]` (as in `vectorstore.as_retriever(search_kwargs={"k": 5})`), else the field."""
+        store_kwargs = {**self.search_kwargs, **kwargs}
+        if "num_thoughts" in store_kwargs:
+            raise TypeError("num_thoughts is a field of O1Retriever (or O1Embeddings), not a search argument: "
+                            "O1Retriever(vectorstore=..., num_thoughts=3)")
+        from_kwargs = store_kwargs.pop("k", self.k)
+        return check_positive_int(from_kwargs if k is None else k, "k"), store_kwargs
+
+    def _thoughts_event(self, query: str, thoughts: list[str]) -> dict:
+        # LangChain has no embedding callback: the thoughts go to the handlers (and astream_events) as a custom event
+        # of this retriever's run, so tracing shows what the model thought before it searched.
+        return {"query": query, "thoughts": list(thoughts), "num_thoughts": self._thoughts()}
+
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun,
                                 k: Optional[int] = None, **kwargs: Any) -> list[Document]:
-        vector, thoughts, k = self._search(query, k)
+        k, store_kwargs = self._options(k, kwargs)
+        vector, thoughts, _ = self._search(query, k)
+        run_manager.get_child().on_custom_event(THOUGHTS_EVENT, self._thoughts_event(query, thoughts),
+                                                run_id=run_manager.run_id)
         if self.hybrid is not None:
-            return _with_thoughts(self._hybrid_search(query, vector, k, {**self.search_kwargs, **kwargs}), thoughts)
-        docs = self.vectorstore.similarity_search_by_vector(vector, k=k, **{**self.search_kwargs, **kwargs})
+            return _with_thoughts(self._hybrid_search(query, vector, k, store_kwargs), thoughts)
+        docs = self.vectorstore.similarity_search_by_vector(vector, k=k, **store_kwargs)
         return _with_thoughts(docs, thoughts)
 
     async def _aget_relevant_documents(self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun,
                                        k: Optional[int] = None, **kwargs: Any) -> list[Document]:
+        k, store_kwargs = self._options(k, kwargs)
         # Thinking is seconds of generation: keep it off the event loop.
-        vector, thoughts, k = await run_in_executor(None, self._search, query, k)
+        vector, thoughts, _ = await run_in_executor(None, self._search, query, k)
+        await run_manager.get_child().on_custom_event(
+            THOUGHTS_EVENT, self._thoughts_event(query, thoughts), run_id=run_manager.run_id)
         if self.hybrid is not None:  # BM25 and the store's listing are synchronous: a worker thread too
-            docs = await run_in_executor(None, self._hybrid_search, query, vector, k, {**self.search_kwargs, **kwargs})
+            docs = await run_in_executor(None, self._hybrid_search, query, vector, k, store_kwargs)
             return _with_thoughts(docs, thoughts)
-        docs = await self.vectorstore.asimilarity_search_by_vector(vector, k=k, **{**self.search_kwargs, **kwargs})
+        docs = await self.vectorstore.asimilarity_search_by_vector(vector, k=k, **store_kwargs)
         return _with_thoughts(docs, thoughts)
 
     def _hybrid_search(self, query: str, vector: list[float], k: int, kwargs: dict) -> list[Document]:

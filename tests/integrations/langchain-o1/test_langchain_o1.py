@@ -176,3 +176,94 @@ def test_hybrid_needs_a_store_that_lists_its_texts(tiny_embedder, scifact_docs, 
         O1Retriever(vectorstore=memory, hybrid=True)
     with pytest.raises(ValidationError, match=r"dense_weight must be in \[0, 1\]"):
         O1Retriever(vectorstore=store, hybrid=1.5)
+
+
+# ---- LangChain conventions (issue 30) ------------------------------------------------------------------------------
+
+def test_search_kwargs_k_means_documents_as_in_as_retriever(store):
+    retriever = O1Retriever(vectorstore=store, search_kwargs={"k": 2})  # raised "multiple values for ... 'k'"
+    assert len(retriever.invoke(QUERY)) == 2
+    assert len(retriever.invoke(QUERY, k=3)) == 3  # the call's k wins over search_kwargs, which wins over the field
+    assert len(asyncio.run(retriever.ainvoke(QUERY))) == 2
+    vectorstore_style = store.as_retriever(search_kwargs={"k": 2}).invoke(QUERY)
+    assert _ids(retriever.invoke(QUERY)) == _ids(vectorstore_style)  # same documents, same count
+    with pytest.raises(TypeError, match="num_thoughts is a field"):
+        O1Retriever(vectorstore=store, search_kwargs={"num_thoughts": 2}).invoke(QUERY)
+
+
+def test_thoughts_reach_callback_handlers_and_astream_events(store):
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    class Recorder(BaseCallbackHandler):
+        def __init__(self):
+            self.events, self.retriever_runs = [], []
+
+        def on_retriever_start(self, serialized, query, *, run_id, **kwargs):
+            self.retriever_runs.append(run_id)
+
+        def on_custom_event(self, name, data, *, run_id, **kwargs):
+            self.events.append((name, data, run_id))
+
+    recorder = Recorder()
+    docs = O1Retriever(vectorstore=store, k=2).invoke(QUERY, config={"callbacks": [recorder]})
+    [(name, data, run_id)] = recorder.events  # the run_manager was ignored: no event at all
+    assert name == "o1_thoughts" and run_id == recorder.retriever_runs[0]
+    assert data == {"query": QUERY, "thoughts": docs[0].metadata["o1_thoughts"], "num_thoughts": 2}
+
+    async def stream():
+        return [e async for e in O1Retriever(vectorstore=store, k=2).astream_events(QUERY, version="v2")]
+    custom = [e for e in asyncio.run(stream()) if e["event"] == "on_custom_event"]
+    assert [e["name"] for e in custom] == ["o1_thoughts"] and custom[0]["data"]["query"] == QUERY
+
+
+def test_batch_and_abatch_think_in_one_engine_call(recording_embedder, scifact_docs):
+    embeddings = O1Embeddings(embedder=recording_embedder, num_thoughts=1)
+    store = InMemoryVectorStore.from_texts([d["text"] for d in scifact_docs[:6]], embeddings)
+    retriever = O1Retriever(vectorstore=store, k=2)
+    queries = ["insulin and diabetes", "breast cancer prognosis", "vaccine immune response"]
+    recording_embedder.threads.clear()
+    batched = retriever.batch(queries)
+    assert len(recording_embedder.threads) == 1  # one encode_queries for the whole batch
+    recording_embedder.threads.clear()
+    assert [[d.page_content for d in r] for r in asyncio.run(retriever.abatch(queries))] == \
+        [[d.page_content for d in r] for r in batched]
+    assert len(recording_embedder.threads) == 1
+    one_by_one = [retriever.invoke(q) for q in queries]
+    assert [[d.metadata["o1_thoughts"] for d in r] for r in one_by_one] == \
+        [[d.metadata["o1_thoughts"] for d in r] for r in batched]
+
+
+# ---- one collection contract with O1Index, plain Chroma and LlamaIndex ----------------------------------------------
+
+def test_langchain_chroma_records_the_o1_model_and_plain_chroma_thinks(tiny_embedder, scifact_docs, tmp_path):
+    import chromadb
+    embeddings = O1Embeddings(embedder=tiny_embedder, num_thoughts=2)
+    texts = [d["text"] for d in scifact_docs[:8]]
+    store = Chroma.from_texts(texts, embedding=embeddings, collection_name="lc-docs", persist_directory=str(tmp_path),
+                              collection_configuration=embeddings.collection_configuration())
+    via_langchain = [d.page_content for d in store.similarity_search(QUERY, k=3)]
+    plain = chromadb.PersistentClient(path=str(tmp_path)).get_collection("lc-docs")
+    assert plain.query(query_texts=[QUERY], n_results=3)["documents"][0] == via_langchain
+
+    from o1_retriever.store import O1Index
+    assert [h.text for h in O1Index(tiny_embedder, path=tmp_path, collection="lc-docs").search(QUERY, top_k=3, k=2)] == \
+        via_langchain
+
+
+def test_o1index_collection_opens_in_langchain_and_a_wrong_model_is_refused(tiny_embedder, tiny_lm_dir, scifact_docs,
+                                                                             tmp_path):
+    from o1_retriever import O1Embedder
+    from o1_retriever.store import O1Index
+    index = O1Index(tiny_embedder, path=tmp_path, collection="docs")
+    index.add([d["id"] for d in scifact_docs[:8]], [d["text"] for d in scifact_docs[:8]])
+    expected = [h.id for h in index.search(QUERY, top_k=3, k=2)]
+    store = Chroma(collection_name="docs", persist_directory=str(tmp_path),
+                   embedding_function=O1Embeddings(embedder=tiny_embedder, num_thoughts=2))
+    assert [d.id for d in O1Retriever(vectorstore=store, k=3).invoke(QUERY)] == expected
+
+    other = O1Embedder.from_pretrained(str(tiny_lm_dir), device="cpu", dtype="fp32", thought_cache=False)
+    with pytest.raises(ValueError) as refused:
+        O1Retriever(vectorstore=store, embeddings=O1Embeddings(embedder=other))
+    with pytest.raises(ValueError) as by_index:
+        O1Index(other, path=tmp_path, collection="docs")
+    assert str(by_index.value) in str(refused.value)  # one message everywhere
