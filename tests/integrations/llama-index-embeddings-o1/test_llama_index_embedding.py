@@ -21,7 +21,7 @@ from llama_index.embeddings.o1 import O1Embedding
 
 
 def test_public_api_is_locked():
-    assert package.__all__ == ["O1Embedding"]
+    assert package.__all__ == ["O1Embedding", "O1ThoughtsEvent"]
     assert issubclass(O1Embedding, BaseEmbedding)
     assert O1Embedding.class_name() == "O1Embedding"
 

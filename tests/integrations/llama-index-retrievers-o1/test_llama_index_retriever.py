@@ -211,3 +211,107 @@ def test_native_hybrid_needs_a_chroma_store(tiny_embedder, documents):
         O1Retriever.from_index(index, hybrid=True)
     with pytest.raises(ValueError, match=r"dense_weight must be in \[0, 1\]"):
         O1Retriever.from_documents(documents[:2], embedder=tiny_embedder, hybrid=2)
+
+
+# ---- LlamaIndex conventions (issue 30): the framework's events fire, HyDE's strings are honoured --------------------
+
+class _Recorder:
+    """A real instrumentation handler on the root dispatcher, and a real callback handler."""
+
+    def __init__(self):
+        from llama_index.core.instrumentation import get_dispatcher
+        from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+
+        events = self.events = []
+
+        class Handler(BaseEventHandler):
+            @classmethod
+            def class_name(cls) -> str:
+                return "Recorder"
+
+            def handle(self, event, **kwargs):
+                events.append(event)
+
+        self.handler, self.root = Handler(), get_dispatcher()
+        self.root.add_event_handler(self.handler)
+
+    def close(self):
+        self.root.event_handlers.remove(self.handler)
+
+    def of(self, name):
+        return [e for e in self.events if e.class_name() == name]
+
+
+def test_retrieve_fires_embedding_events_with_the_thoughts(retriever):
+    from llama_index.core.callbacks import CallbackManager, CBEventType, LlamaDebugHandler
+    debug = LlamaDebugHandler()
+    retriever.callback_manager = CallbackManager([debug])
+    recorder = _Recorder()
+    try:
+        hits = retriever.retrieve(QUERY)
+    finally:
+        recorder.close()
+    thoughts = hits[0].node.metadata["o1_thoughts"]
+    assert len(thoughts) == 2 and thoughts == retriever.last_thoughts
+    # instrumentation: the pair LlamaIndex fires for a query embedding, with an O1ThoughtsEvent inside
+    names = [e.class_name() for e in recorder.events if e.class_name().startswith(("Embedding", "O1"))]
+    assert names == ["EmbeddingStartEvent", "O1ThoughtsEvent", "EmbeddingEndEvent"]  # was: none at all
+    [thought_event] = recorder.of("O1ThoughtsEvent")
+    assert (thought_event.query, thought_event.thoughts, thought_event.num_thoughts) == (QUERY, thoughts, 2)
+    assert recorder.of("EmbeddingEndEvent")[0].chunks == [QUERY]
+    # the legacy callback system: one EMBEDDING event, its end payload carrying the thoughts
+    [(start, end)] = debug.get_event_pairs(CBEventType.EMBEDDING)
+    assert end.payload["o1_thoughts"] == [thoughts]
+
+
+def test_hyde_custom_embedding_strs_are_embedded(tiny_embedder, retriever):
+    from llama_index.core.schema import QueryBundle
+    hypothetical = "ALDH1 positive tumours had worse survival in breast cancer patients."
+    bundle = QueryBundle(query_str=QUERY, custom_embedding_strs=[hypothetical, QUERY])
+    embedding, thoughts = retriever._embed(bundle)
+    expected = tiny_embedder.encode_queries([hypothetical, QUERY], k=2).mean(axis=0)
+    np.testing.assert_allclose(embedding, expected, atol=1e-5)  # was: the query string alone
+    assert len(thoughts) == 4
+    with_hyde = retriever.retrieve(bundle)
+    by_vector = retriever.retrieve(QueryBundle(query_str=QUERY, embedding=expected.tolist()))
+    assert [h.node.node_id for h in with_hyde] == [h.node.node_id for h in by_vector]
+
+
+def test_query_embedding_of_o1embedding_reports_its_thoughts(tiny_embedder):
+    recorder = _Recorder()
+    try:
+        O1Embedding(embedder=tiny_embedder, k=2).get_query_embedding(QUERY)
+    finally:
+        recorder.close()
+    names = [e.class_name() for e in recorder.events if e.class_name().startswith(("Embedding", "O1"))]
+    assert names == ["EmbeddingStartEvent", "O1ThoughtsEvent", "EmbeddingEndEvent"]
+    assert recorder.of("O1ThoughtsEvent")[0].thoughts == tiny_embedder.think(QUERY, k=2)
+
+
+# ---- one collection contract with O1Index and plain Chroma ---------------------------------------------------------
+
+def test_o1index_collection_opens_in_llamaindex_and_a_wrong_model_is_refused(tiny_embedder, tiny_lm_dir, documents,
+                                                                             tmp_path):
+    from o1_retriever import O1Embedder
+    from o1_retriever.store import O1Index
+    index = O1Index(tiny_embedder, path=tmp_path, collection="docs")
+    index.add([d.metadata["corpus_id"] for d in documents], [d.text for d in documents])
+    expected = [h.text for h in index.search(QUERY, top_k=3, k=2)]
+    store = ChromaVectorStore(chroma_collection=chromadb.PersistentClient(path=str(tmp_path)).get_collection("docs"))
+    hits = O1Retriever(store, tiny_embedder, similarity_top_k=3, k=2).retrieve(QUERY)
+    assert [h.node.get_content() for h in hits] == expected
+    other = O1Embedder.from_pretrained(str(tiny_lm_dir), device="cpu", dtype="fp32", thought_cache=False)
+    with pytest.raises(ValueError) as refused:
+        O1Retriever(store, other)
+    with pytest.raises(ValueError) as by_index:
+        O1Index(other, path=tmp_path, collection="docs")
+    assert str(refused.value) == str(by_index.value)
+
+
+def test_from_documents_collection_opens_in_o1index(tiny_embedder, documents, tmp_path):
+    from o1_retriever.store import O1Index
+    retriever = O1Retriever.from_documents(documents, embedder=tiny_embedder, similarity_top_k=3, k=2,
+                                           persist_dir=str(tmp_path), collection_name="li-docs")
+    index = O1Index(tiny_embedder, path=tmp_path, collection="li-docs")
+    assert [h.text for h in index.search(QUERY, top_k=3, k=2)] == \
+        [h.node.get_content() for h in retriever.retrieve(QUERY)]

@@ -1,3 +1,3 @@
-from llama_index.embeddings.o1.base import O1Embedding
+from llama_index.embeddings.o1.base import O1Embedding, O1ThoughtsEvent
 
-__all__ = ["O1Embedding"]
+__all__ = ["O1Embedding", "O1ThoughtsEvent"]

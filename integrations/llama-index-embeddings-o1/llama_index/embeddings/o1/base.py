@@ -6,10 +6,50 @@ from typing import Any, Dict, List, Optional
 
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
-from llama_index.core.callbacks import CallbackManager
+from llama_index.core.callbacks import CallbackManager, CBEventType, EventPayload
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.events import BaseEvent
+from llama_index.core.instrumentation.events.embedding import EmbeddingEndEvent, EmbeddingStartEvent
 from o1_retriever import O1Embedder
 
 DEFAULT_BATCH_SIZE = 32
+THOUGHTS_KEY = "o1_thoughts"  # node metadata and EMBEDDING callback payload key
+dispatcher = get_dispatcher(__name__)
+
+
+class O1ThoughtsEvent(BaseEvent):
+    """Instrumentation event: the thoughts an O1 model wrote for one query before embedding it. It fires inside
+    the EmbeddingStartEvent/EmbeddingEndEvent pair of that query, so a handler sees what the model thought."""
+
+    query: str
+    thoughts: List[str]
+    num_thoughts: int
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "O1ThoughtsEvent"
+
+
+def embed_queries_with_events(embedder: O1Embedder, queries: List[str], num_thoughts: int,
+                              callback_manager: CallbackManager, model_dict: dict,
+                              batch_size: int = DEFAULT_BATCH_SIZE,
+                              show_progress_bar: bool = False) -> tuple[List[Embedding], List[List[str]]]:
+    """Think and embed `queries` in one engine call, firing what LlamaIndex fires for a query embedding
+    (EmbeddingStartEvent/EmbeddingEndEvent and the callback EMBEDDING event, whose end payload also carries the
+    thoughts under "o1_thoughts") plus one O1ThoughtsEvent per query. For callers that are not a BaseEmbedding,
+    such as the O1 retriever."""
+    dispatcher.event(EmbeddingStartEvent(model_dict=model_dict))
+    with callback_manager.event(CBEventType.EMBEDDING, payload={EventPayload.SERIALIZED: model_dict}) as event:
+        encoding = embedder.encode_queries(list(queries), k=num_thoughts, batch_size=batch_size,
+                                           show_progress_bar=show_progress_bar, return_thoughts=True)
+        vectors = encoding.embeddings.tolist()
+        thoughts = [list(t) for t in encoding.thoughts]
+        for query, own in zip(queries, thoughts):
+            dispatcher.event(O1ThoughtsEvent(query=query, thoughts=own, num_thoughts=num_thoughts))
+        event.on_end(payload={EventPayload.CHUNKS: list(queries), EventPayload.EMBEDDINGS: vectors,
+                              THOUGHTS_KEY: thoughts})
+    dispatcher.event(EmbeddingEndEvent(chunks=list(queries), embeddings=vectors))
+    return vectors, thoughts
 
 
 class O1Embedding(BaseEmbedding):
@@ -73,6 +113,8 @@ class O1Embedding(BaseEmbedding):
         encoding = self._embedder.encode_queries(query, k=self.k, batch_size=self.embed_batch_size,
                                                  show_progress_bar=self.show_progress_bar, return_thoughts=True)
         self._last_thoughts = list(encoding.thoughts)
+        # inside LlamaIndex's own EmbeddingStartEvent/EmbeddingEndEvent for this query
+        dispatcher.event(O1ThoughtsEvent(query=query, thoughts=self._last_thoughts, num_thoughts=self.k))
         return encoding.embeddings.tolist()
 
     async def _aget_query_embedding(self, query: str) -> Embedding:

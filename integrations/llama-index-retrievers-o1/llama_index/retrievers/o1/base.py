@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+
+import numpy as np
 from typing import Any, List, Optional, Sequence
 
 from llama_index.core.base.base_retriever import BaseRetriever
@@ -16,8 +18,10 @@ from llama_index.core.vector_stores.types import (
     VectorStoreQueryResult,
 )
 from llama_index.embeddings.o1 import O1Embedding
+from llama_index.embeddings.o1.base import embed_queries_with_events
 from o1_retriever import O1Embedder
 from o1_retriever.bm25 import CollectionBM25, chroma_collection
+from o1_retriever.chroma import check_model, model_record, open_collection
 from o1_retriever.fusion import POOL, fuse, resolve_hybrid
 from o1_retriever.validation import check_k, check_positive_int
 
@@ -72,13 +76,16 @@ class O1Retriever(BaseRetriever):
         self._vector_store, self._filters, self._docstore = vector_store, filters, docstore
         self._attach_thoughts = attach_thoughts
         self._hybrid = resolve_hybrid(hybrid)
-        collection = chroma_collection(vector_store) if self._hybrid is not None else None
+        collection = chroma_collection(vector_store)
         if self._hybrid is not None and collection is None:
             raise ValueError(f"hybrid search needs a store that lists its texts (ChromaVectorStore); "
                              f"{type(vector_store).__name__} does not. Fuse with a BM25Retriever in a "
                              "QueryFusionRetriever instead (see the README)")
-        self._bm25 = CollectionBM25(collection) if collection is not None else None  # BM25 over its texts
+        self._bm25 = CollectionBM25(collection) if self._hybrid is not None else None  # BM25 over its texts
         self._embedder = _resolve_embedder(embedder, model_kwargs)
+        record = model_record(collection) if collection is not None else None
+        if record is not None:  # the collection names its model: another one is refused, as O1Index does
+            check_model(f"collection {collection.name!r}", record, self._embedder)
         self.last_thoughts: List[str] = []
         super().__init__(callback_manager=callback_manager, verbose=verbose)
 
@@ -92,7 +99,6 @@ class O1Retriever(BaseRetriever):
         import chromadb
         from llama_index.core import StorageContext, VectorStoreIndex
         from llama_index.vector_stores.chroma import ChromaVectorStore
-        from o1_retriever.chroma import O1EmbeddingFunction
 
         check_positive_int(similarity_top_k, "similarity_top_k")
         check_k(k)
@@ -103,9 +109,9 @@ class O1Retriever(BaseRetriever):
         else:  # in-memory clients share one process-wide store: a fresh name keeps indexes apart
             client = chromadb.EphemeralClient()
             collection_name = collection_name or f"o1_retriever_{uuid.uuid4().hex[:12]}"
-        # The collection records the O1 function, so plain Chroma users can query it with text too.
-        collection = client.get_or_create_collection(
-            collection_name, embedding_function=O1EmbeddingFunction(engine, k=k))
+        # One contract with O1Index and plain Chroma: the collection records the O1 function (plain `query_texts`
+        # thinks), and reopening it with another model is refused.
+        collection = open_collection(client, collection_name, engine, k=k)
         vector_store = ChromaVectorStore(chroma_collection=collection)
         VectorStoreIndex.from_documents(
             documents, storage_context=StorageContext.from_defaults(vector_store=vector_store),
@@ -137,10 +143,17 @@ class O1Retriever(BaseRetriever):
 
     # ---- retrieval ----------------------------------------------------------------------------
     def _embed(self, query_bundle: QueryBundle) -> tuple[list, List[str]]:
+        """The query vector and its thoughts. As LlamaIndex's own retrievers do, `custom_embedding_strs` (what
+        HyDEQueryTransform writes) are embedded instead of the query string, each as a query, and averaged;
+        the thoughts of all of them are kept. The framework's embedding events fire, with the thoughts."""
         if query_bundle.embedding is not None:  # the caller embedded it already: respect that
             return list(query_bundle.embedding), []
-        encoding = self._embedder.encode_queries(query_bundle.query_str, k=self._k, return_thoughts=True)
-        return encoding.embeddings.tolist(), list(encoding.thoughts)
+        texts = [t for t in query_bundle.embedding_strs if isinstance(t, str) and t.strip()] or [query_bundle.query_str]
+        model_dict = {"class_name": type(self).__name__, "model_name": self._embedder.name, "num_thoughts": self._k}
+        vectors, thoughts = embed_queries_with_events(self._embedder, texts, self._k, self.callback_manager, model_dict)
+        if len(vectors) == 1:
+            return vectors[0], thoughts[0]
+        return np.mean(np.asarray(vectors), axis=0).tolist(), [t for own in thoughts for t in own]
 
     def _query(self, query_bundle: QueryBundle, embedding: list) -> VectorStoreQuery:
         top_k = self._similarity_top_k if self._hybrid is None else max(self._similarity_top_k, POOL)
