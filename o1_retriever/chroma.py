@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,24 @@ LOAD_OPTIONS = ("device", "dtype", "quantization", "share_weights", "prompt_styl
 _DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 _loaded: dict[str, O1Embedder] = {}
 _lock = threading.Lock()
+
+
+def num_thoughts_arg(num_thoughts: int | None, k: int | None, where: str, default: int = 3) -> int:
+    """The thoughts per query from `num_thoughts`, or from the older name `k` (warned). One naming rule for every
+    integration: `num_thoughts` is thoughts per query; documents per query keep the framework's own word
+    (LangChain `k`, LlamaIndex `similarity_top_k`, Chroma `n_results`). Only the engine API says `k`, as the paper."""
+    if k is not None:
+        if num_thoughts is not None and num_thoughts != k:
+            raise ValueError(f"{where}: got num_thoughts={num_thoughts!r} and k={k!r}; pass num_thoughts only "
+                             "(k is its older name)")
+        warnings.warn(f"{where}(k=...) is now {where}(num_thoughts=...): in the integrations `k` would mean documents "
+                      "(LangChain's convention), so thoughts per query are num_thoughts everywhere",
+                      DeprecationWarning, stacklevel=3)
+        num_thoughts = k
+    try:
+        return check_k(default if num_thoughts is None else num_thoughts)
+    except (TypeError, ValueError) as error:  # name the argument the caller passed
+        raise type(error)(str(error).replace("k must", "num_thoughts must", 1)) from None
 
 
 def _load_key(model: str | None, options: dict) -> str:
@@ -83,14 +102,16 @@ class O1EmbeddingFunction(EmbeddingFunction[Documents]):
 
     Pass an existing `O1Embedder` (it is used as is), or a model path / hub id (None: the bundled
     default model) plus `from_pretrained` options such as device, dtype, quantization, thought_cache,
-    max_new_tokens. `k` is the number of thoughts per query (0: no thinking). `load=False` defers
+    max_new_tokens. `num_thoughts` is the number of thoughts per query (0: no thinking; `k` is its older name);
+    `collection.query(n_results=...)` is the number of documents. `load=False` defers
     loading the model to the first text that needs embedding (how Chroma rebuilds it from a config:
     searching a reopened collection by vector then never loads a model).
     """
 
-    def __init__(self, embedder: O1Embedder | None = None, *, model: str | None = None, k: int = 3,
-                 batch_size: int = 32, load: bool = True, **options: Any):
-        self.k = check_k(k)
+    def __init__(self, embedder: O1Embedder | None = None, *, model: str | None = None,
+                 num_thoughts: int | None = None, batch_size: int = 32, load: bool = True, k: int | None = None,
+                 **options: Any):
+        self.num_thoughts = num_thoughts_arg(num_thoughts, k, "O1EmbeddingFunction")
         self.batch_size = check_positive_int(batch_size, "batch_size")
         unknown = sorted(set(options) - set(LOAD_OPTIONS))
         if unknown:
@@ -130,12 +151,17 @@ class O1EmbeddingFunction(EmbeddingFunction[Documents]):
 
     def embed_query(self, input: Documents) -> Embeddings:
         queries = [input] if isinstance(input, str) else list(input)
-        vectors = self.embedder.encode_queries(queries, k=self.k, batch_size=self.batch_size)
+        vectors = self.embedder.encode_queries(queries, k=self.num_thoughts, batch_size=self.batch_size)
         return list(vectors)
 
     def think(self, queries) -> list:
         """The thoughts `embed_query` uses (same seed and cache), for display."""
-        return self.embedder.think(queries, k=self.k, batch_size=self.batch_size)
+        return self.embedder.think(queries, k=self.num_thoughts, batch_size=self.batch_size)
+
+    @property
+    def k(self) -> int:
+        """The older name of `num_thoughts`."""
+        return self.num_thoughts
 
     @staticmethod
     def name() -> str:
@@ -149,13 +175,13 @@ class O1EmbeddingFunction(EmbeddingFunction[Documents]):
         return ["cosine", "ip", "l2"]
 
     def get_config(self) -> dict[str, Any]:
-        return {"model": self.model, "k": self.k, "batch_size": self.batch_size, "options": dict(self.options),
+        return {"model": self.model, "num_thoughts": self.num_thoughts, "batch_size": self.batch_size, "options": dict(self.options),
                 "fingerprint": self._fingerprint, **self._record}
 
     @staticmethod
     def build_from_config(config: dict[str, Any]) -> "O1EmbeddingFunction":
         # Chroma rebuilds the function whenever it reads the collection's configuration: load lazily.
-        function = O1EmbeddingFunction(model=config.get("model"), k=config.get("k", 3),
+        function = O1EmbeddingFunction(model=config.get("model"), num_thoughts=_config_thoughts(config),
                                        batch_size=config.get("batch_size", 32), load=False,
                                        **config.get("options", {}))
         function._fingerprint = config.get("fingerprint")
@@ -168,7 +194,7 @@ class O1EmbeddingFunction(EmbeddingFunction[Documents]):
 
     @staticmethod
     def validate_config(config: dict[str, Any]) -> None:
-        check_k(config.get("k", 3))
+        check_k(_config_thoughts(config))
         check_positive_int(config.get("batch_size", 32), "batch_size")
 
     def validate_config_update(self, old_config: dict[str, Any], new_config: dict[str, Any]) -> None:
@@ -178,7 +204,7 @@ class O1EmbeddingFunction(EmbeddingFunction[Documents]):
 
     def __repr__(self) -> str:
         loaded = f"dim={self._embedder.dim}" if self._embedder is not None else "not loaded yet"
-        return f"O1EmbeddingFunction(model={self.model!r}, k={self.k}, {loaded})"
+        return f"O1EmbeddingFunction(model={self.model!r}, num_thoughts={self.num_thoughts}, {loaded})"
 
 
 def _shared_embedder(model: str | None, options: dict) -> O1Embedder:
@@ -190,6 +216,11 @@ def _shared_embedder(model: str | None, options: dict) -> O1Embedder:
         if key not in _loaded:
             _loaded[key] = O1Embedder.from_pretrained(model, **options)
         return _loaded[key]
+
+
+def _config_thoughts(config: dict) -> int:
+    # collections recorded before the naming rule wrote "k"
+    return config.get("num_thoughts", config.get("k", 3))
 
 
 def _encoder_dtype(embedder) -> str | None:
@@ -250,7 +281,7 @@ def _names(client) -> list[str]:
     return sorted(c if isinstance(c, str) else c.name for c in client.list_collections())
 
 
-def open_collection(client, name: str, embedder: O1Embedder, k: int = 3, create: bool = True, where=None):
+def open_collection(client, name: str, embedder: O1Embedder, num_thoughts: int = 3, create: bool = True, where=None):
     """The Chroma collection `name`, created (cosine space, this function recorded) or opened for `embedder`.
 
     Opening checks the model it records (`check_model`); a collection that records no O1 model is refused, not
@@ -260,7 +291,7 @@ def open_collection(client, name: str, embedder: O1Embedder, k: int = 3, create:
     if name not in _names(client):
         if not create:  # searching: a mistyped name must not leave an empty collection behind
             raise ValueError(f"no collection {name!r} in {str(where or 'this client')!r}; it has {_names(client)}")
-        function = O1EmbeddingFunction(embedder, k=k)
+        function = O1EmbeddingFunction(embedder, num_thoughts=num_thoughts)
         collection = client.get_or_create_collection(name, embedding_function=function,
                                                      configuration={"hnsw": {"space": "cosine"}})
     else:
@@ -274,7 +305,7 @@ def open_collection(client, name: str, embedder: O1Embedder, k: int = 3, create:
     check_model(label, record, embedder)
     if ((collection.configuration_json or {}).get("embedding_function") or {}).get("name") != NAME:
         return collection  # a pre-contract collection: Chroma refuses to swap its 'default' function
-    return client.get_collection(name, embedding_function=O1EmbeddingFunction(embedder, k=k))
+    return client.get_collection(name, embedding_function=O1EmbeddingFunction(embedder, num_thoughts=num_thoughts))
 
 
 __all__ = ["O1EmbeddingFunction", "check_model", "model_record", "open_collection"]

@@ -84,16 +84,17 @@ class O1Index:
     The collection records the O1 embedding function (`o1_retriever.chroma`), so plain Chroma
     (`collection.query(query_texts=...)`, in any process that imported `o1_retriever.chroma`), LangChain's `Chroma`
     and LlamaIndex's `ChromaVectorStore` open it with the right model; another model is refused (`check_model`).
-    `k` is the thoughts per query that plain `query_texts` uses; `search(k=...)` chooses per call."""
+    `num_thoughts` is the thoughts per query that plain `query_texts` uses; `search(k=...)` (the engine's name, as
+    the paper) chooses per call."""
 
     def __init__(self, embedder, path: str | Path | None = None, collection: str = "o1-retriever", host: str | None = None,
-                 port: int = 8000, client=None, create: bool = True, k: int = 3):
+                 port: int = 8000, client=None, create: bool = True, num_thoughts: int = 3):
         if not isinstance(collection, str) or not _NAME.fullmatch(collection):
             raise ValueError(f"collection={collection!r} is not a valid Chroma name: 3-512 characters from "
                              "[a-zA-Z0-9._-], starting and ending with a letter or digit")
         self.embedder = embedder
         self.client = client if client is not None else _client(path, host, port, create)
-        self.collection = open_collection(self.client, collection, embedder, k=check_k(k), create=create,
+        self.collection = open_collection(self.client, collection, embedder, num_thoughts=check_k(num_thoughts), create=create,
                                           where=path or host)
         self._bm25 = None  # CollectionBM25 over the stored texts, made by the first hybrid search
         self._warned_incomplete = False

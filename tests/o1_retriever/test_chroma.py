@@ -68,7 +68,7 @@ def test_collection_uses_cosine_space(collection):
 def test_config_round_trip_is_json_and_reuses_the_loaded_model(tiny_embedder):
     function = O1EmbeddingFunction(tiny_embedder, k=2, batch_size=4)
     config = json.loads(json.dumps(function.get_config()))
-    assert config["model"] == tiny_embedder.name and config["k"] == 2 and config["options"]["dtype"] == "fp32"
+    assert config["model"] == tiny_embedder.name and config["num_thoughts"] == 2 and config["options"]["dtype"] == "fp32"
     rebuilt = O1EmbeddingFunction.build_from_config(config)
     assert rebuilt.embedder is tiny_embedder  # never a second copy in one process
     assert (rebuilt.k, rebuilt.batch_size) == (2, 4)
@@ -109,7 +109,7 @@ def test_reopened_collection_in_a_new_process_gets_the_same_hits(collection, tmp
 
 
 def test_bad_arguments_raise_clear_errors(tiny_embedder, collection):
-    with pytest.raises(ValueError, match="k must be >= 0"):
+    with pytest.raises(ValueError, match="num_thoughts must be >= 0"):
         O1EmbeddingFunction(tiny_embedder, k=-1)
     with pytest.raises(TypeError, match="O1Embedder"):
         O1EmbeddingFunction("not a model object but a str")
@@ -171,7 +171,7 @@ def test_o1index_collection_records_the_o1_function_and_one_fingerprint(tiny_emb
 
 def test_plain_query_texts_in_a_fresh_process_match_o1index(tiny_embedder, tmp_path):
     from o1_retriever.store import O1Index
-    index = O1Index(tiny_embedder, path=tmp_path / "db", collection="docs", k=2)
+    index = O1Index(tiny_embedder, path=tmp_path / "db", collection="docs", num_thoughts=2)
     index.add([f"d{i}" for i in range(len(DOCS))], DOCS)
     expected = [h.id for h in index.search(QUERY, top_k=3, k=2)]
     got = _fresh_process(f"""

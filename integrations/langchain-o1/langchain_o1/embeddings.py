@@ -65,7 +65,8 @@ class O1Embeddings(BaseModel, Embeddings):
             Chroma.from_texts(texts, embedding=embeddings, collection_configuration=embeddings.collection_configuration())
         """
         from o1_retriever.chroma import O1EmbeddingFunction
-        return {"embedding_function": O1EmbeddingFunction(self.embedder, k=self.num_thoughts, batch_size=self.batch_size),
+        return {"embedding_function": O1EmbeddingFunction(self.embedder, num_thoughts=self.num_thoughts,
+                                                         batch_size=self.batch_size),
                 "hnsw": {"space": "cosine"}}
 
     # Generation takes seconds: the async versions run the model in a worker thread.

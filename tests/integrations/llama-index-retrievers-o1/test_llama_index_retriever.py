@@ -116,13 +116,13 @@ def test_bad_arguments_raise_clear_errors(tiny_embedder, retriever, documents, t
     with pytest.raises(TypeError, match="ChromaVectorStore"):
         O1Retriever(vector_store=collection, embedder=tiny_embedder)
     store = ChromaVectorStore(chroma_collection=collection)
-    with pytest.raises(ValueError, match="k must be >= 0"):
+    with pytest.raises(ValueError, match="num_thoughts must be >= 0"):
         O1Retriever(vector_store=store, embedder=tiny_embedder, k=-1)
     with pytest.raises(ValueError, match="similarity_top_k"):
         O1Retriever(vector_store=store, embedder=tiny_embedder, similarity_top_k=0)
     with pytest.raises(TypeError, match="embedder must be"):
         O1Retriever(vector_store=store, embedder=42)
-    with pytest.raises(ValueError, match="k must be >= 0"):
+    with pytest.raises(ValueError, match="num_thoughts must be >= 0"):
         O1Retriever.from_documents(documents, embedder=tiny_embedder, k=-2)
     with pytest.raises(TypeError, match="VectorStoreIndex"):
         O1Retriever.from_index(store)
@@ -315,3 +315,25 @@ def test_from_documents_collection_opens_in_o1index(tiny_embedder, documents, tm
     index = O1Index(tiny_embedder, path=tmp_path, collection="li-docs")
     assert [h.text for h in index.search(QUERY, top_k=3, k=2)] == \
         [h.node.get_content() for h in retriever.retrieve(QUERY)]
+
+
+def test_one_naming_rule_num_thoughts_everywhere_k_is_the_old_name(tiny_embedder, documents):
+    import warnings
+
+    from langchain_o1 import O1Embeddings
+    from o1_retriever.chroma import O1EmbeddingFunction
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the new name warns nowhere
+        surfaces = [O1Embedding(embedder=tiny_embedder, num_thoughts=2),
+                    O1EmbeddingFunction(tiny_embedder, num_thoughts=2), O1Embeddings(embedder=tiny_embedder, num_thoughts=2)]
+        retriever = O1Retriever.from_documents(documents[:3], embedder=tiny_embedder, num_thoughts=2)
+    assert all(s.num_thoughts == 2 for s in surfaces) and retriever._k == 2
+    assert O1EmbeddingFunction(tiny_embedder, num_thoughts=2).get_config()["num_thoughts"] == 2
+    for make in (lambda: O1Embedding(embedder=tiny_embedder, k=1), lambda: O1EmbeddingFunction(tiny_embedder, k=1),
+                 lambda: O1Retriever(retriever.vector_store, tiny_embedder, k=1)):
+        with pytest.warns(DeprecationWarning, match=r"\(k=\.\.\.\) is now .*\(num_thoughts=\.\.\.\)"):
+            assert make() is not None
+    with pytest.raises(ValueError, match="num_thoughts=2 and k=1"):
+        O1Embedding(embedder=tiny_embedder, num_thoughts=2, k=1)
+    # a config recorded before the rename ("k") still rebuilds
+    assert O1EmbeddingFunction.build_from_config({"model": None, "k": 1, "options": {}}).num_thoughts == 1

@@ -11,6 +11,7 @@ from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.instrumentation.events.embedding import EmbeddingEndEvent, EmbeddingStartEvent
 from o1_retriever import O1Embedder
+from o1_retriever.chroma import num_thoughts_arg
 
 DEFAULT_BATCH_SIZE = 32
 THOUGHTS_KEY = "o1_thoughts"  # node metadata and EMBEDDING callback payload key
@@ -53,13 +54,13 @@ def embed_queries_with_events(embedder: O1Embedder, queries: List[str], num_thou
 
 
 class O1Embedding(BaseEmbedding):
-    """Queries: k sampled thoughts, each embedded with the query, averaged. Documents: embedded directly.
+    """Queries: `num_thoughts` sampled thoughts, each embedded with the query, averaged. Documents: embedded directly.
 
     Pass an existing `O1Embedder` as `embedder` (shared, never reloaded), or `model_path` (None: the
     bundled default model) with `model_kwargs` for `O1Embedder.from_pretrained` (device, dtype,
     quantization, thought_cache, max_new_tokens, ...).
 
-        embed_model = O1Embedding(k=3)
+        embed_model = O1Embedding(num_thoughts=3)
         index = VectorStoreIndex.from_documents(documents, embed_model=embed_model)
     """
 
@@ -67,7 +68,7 @@ class O1Embedding(BaseEmbedding):
         default=None, description="Checkpoint directory or hub id; None loads the bundled default model.")
     model_kwargs: Dict[str, Any] = Field(
         default_factory=dict, description="Options for O1Embedder.from_pretrained (device, dtype, ...).")
-    k: int = Field(default=3, ge=0, description="Thoughts per query; 0 embeds the bare query.")
+    num_thoughts: int = Field(default=3, ge=0, description="Thoughts per query; 0 embeds the bare query.")
     embed_batch_size: int = Field(
         default=DEFAULT_BATCH_SIZE, gt=0, le=2048, description="Texts per forward pass.")
     show_progress_bar: bool = Field(default=False, description="Show the engine's progress bars.")
@@ -76,9 +77,11 @@ class O1Embedding(BaseEmbedding):
     _last_thoughts: List[str] = PrivateAttr(default_factory=list)
 
     def __init__(self, embedder: Optional[O1Embedder] = None, model_path: Optional[str] = None,
-                 k: int = 3, embed_batch_size: int = DEFAULT_BATCH_SIZE,
+                 num_thoughts: Optional[int] = None, embed_batch_size: int = DEFAULT_BATCH_SIZE,
                  model_kwargs: Optional[Dict[str, Any]] = None,
-                 callback_manager: Optional[CallbackManager] = None, **kwargs: Any) -> None:
+                 callback_manager: Optional[CallbackManager] = None, k: Optional[int] = None, **kwargs: Any) -> None:
+        # k: the older name, still read (and from to_dict() output written before the rename)
+        num_thoughts = num_thoughts_arg(num_thoughts, k, "O1Embedding")
         if embedder is not None and not isinstance(embedder, O1Embedder):
             raise TypeError(f"embedder must be an o1_retriever.O1Embedder, got {type(embedder).__name__}")
         if embedder is not None and (model_path is not None or model_kwargs):
@@ -86,7 +89,7 @@ class O1Embedding(BaseEmbedding):
         model_kwargs = dict(model_kwargs or {})
         # Validate the cheap fields before any model is loaded.
         super().__init__(model_path=None if model_path is None else str(model_path), model_kwargs=model_kwargs,
-                         k=k, embed_batch_size=embed_batch_size, callback_manager=callback_manager,
+                         num_thoughts=num_thoughts, embed_batch_size=embed_batch_size, callback_manager=callback_manager,
                          model_name=kwargs.pop("model_name", "o1-retriever"), **kwargs)
         if embedder is None:
             embedder = O1Embedder.from_pretrained(self.model_path, **model_kwargs)
@@ -105,16 +108,21 @@ class O1Embedding(BaseEmbedding):
         return self._embedder
 
     @property
+    def k(self) -> int:
+        """The older name of `num_thoughts`."""
+        return self.num_thoughts
+
+    @property
     def last_thoughts(self) -> List[str]:
         """The thoughts written for the most recent query embedding."""
         return list(self._last_thoughts)
 
     def _get_query_embedding(self, query: str) -> Embedding:
-        encoding = self._embedder.encode_queries(query, k=self.k, batch_size=self.embed_batch_size,
+        encoding = self._embedder.encode_queries(query, k=self.num_thoughts, batch_size=self.embed_batch_size,
                                                  show_progress_bar=self.show_progress_bar, return_thoughts=True)
         self._last_thoughts = list(encoding.thoughts)
         # inside LlamaIndex's own EmbeddingStartEvent/EmbeddingEndEvent for this query
-        dispatcher.event(O1ThoughtsEvent(query=query, thoughts=self._last_thoughts, num_thoughts=self.k))
+        dispatcher.event(O1ThoughtsEvent(query=query, thoughts=self._last_thoughts, num_thoughts=self.num_thoughts))
         return encoding.embeddings.tolist()
 
     async def _aget_query_embedding(self, query: str) -> Embedding:

@@ -21,9 +21,9 @@ from llama_index.embeddings.o1 import O1Embedding
 from llama_index.embeddings.o1.base import embed_queries_with_events
 from o1_retriever import O1Embedder
 from o1_retriever.bm25 import CollectionBM25, chroma_collection
-from o1_retriever.chroma import check_model, model_record, open_collection
+from o1_retriever.chroma import check_model, model_record, num_thoughts_arg, open_collection
 from o1_retriever.fusion import POOL, fuse, resolve_hybrid
-from o1_retriever.validation import check_k, check_positive_int
+from o1_retriever.validation import check_positive_int
 
 THOUGHTS_KEY = "o1_thoughts"
 
@@ -45,7 +45,10 @@ def _resolve_embedder(embedder: Any, model_kwargs: Optional[dict]) -> O1Embedder
 class O1Retriever(BaseRetriever):
     """Retrieve from any LlamaIndex vector store with thinking query embeddings.
 
-    For each query the model writes `k` thoughts, embeds `query + thought` for each, averages, and
+    Names: `similarity_top_k` is nodes per query (LlamaIndex's word), `num_thoughts` thoughts per query (`k`, its
+    older name, still works with a DeprecationWarning).
+
+    For each query the model writes `num_thoughts` thoughts, embeds `query + thought` for each, averages, and
     asks the store for the `similarity_top_k` nearest nodes. Each returned node carries the thoughts
     in `metadata["o1_thoughts"]` (hidden from the LLM and from embedding); `last_thoughts` holds them
     too. The store must hold document vectors from the same model (`O1Embedding`).
@@ -57,10 +60,12 @@ class O1Retriever(BaseRetriever):
     """
 
     def __init__(self, vector_store: BasePydanticVectorStore, embedder: Any = None, *,
-                 similarity_top_k: int = 10, k: int = 3, filters: Optional[MetadataFilters] = None,
+                 similarity_top_k: int = 10, num_thoughts: Optional[int] = None,
+                 filters: Optional[MetadataFilters] = None,
                  docstore: Optional[BaseDocumentStore] = None, model_kwargs: Optional[dict] = None,
                  attach_thoughts: bool = True, hybrid: Any = None,
-                 callback_manager: Optional[CallbackManager] = None, verbose: bool = False) -> None:
+                 callback_manager: Optional[CallbackManager] = None, verbose: bool = False,
+                 k: Optional[int] = None) -> None:
         if not isinstance(vector_store, BasePydanticVectorStore):
             raise TypeError(
                 "vector_store must be a LlamaIndex BasePydanticVectorStore (e.g. "
@@ -70,7 +75,7 @@ class O1Retriever(BaseRetriever):
             raise ValueError(f"{type(vector_store).__name__} keeps no node text; pass the index's docstore too "
                              "(or use O1Retriever.from_index(index))")
         self._similarity_top_k = check_positive_int(similarity_top_k, "similarity_top_k")
-        self._k = check_k(k)
+        self._k = num_thoughts_arg(num_thoughts, k, "O1Retriever")
         if not isinstance(attach_thoughts, bool):
             raise TypeError(f"attach_thoughts must be True or False, got {attach_thoughts!r}")
         self._vector_store, self._filters, self._docstore = vector_store, filters, docstore
@@ -92,7 +97,7 @@ class O1Retriever(BaseRetriever):
     # ---- constructors -------------------------------------------------------------------------
     @classmethod
     def from_documents(cls, documents: Sequence[Document], embedder: Any = None, *, similarity_top_k: int = 10,
-                       k: int = 3, persist_dir: Optional[str] = None, collection_name: Optional[str] = None,
+                       num_thoughts: Optional[int] = None, k: Optional[int] = None, persist_dir: Optional[str] = None, collection_name: Optional[str] = None,
                        transformations: Optional[list] = None, show_progress: bool = False,
                        model_kwargs: Optional[dict] = None, **kwargs: Any) -> "O1Retriever":
         """Embed `documents` into a Chroma collection (in memory, or persistent under `persist_dir`)."""
@@ -101,7 +106,7 @@ class O1Retriever(BaseRetriever):
         from llama_index.vector_stores.chroma import ChromaVectorStore
 
         check_positive_int(similarity_top_k, "similarity_top_k")
-        check_k(k)
+        n = num_thoughts_arg(num_thoughts, k, "O1Retriever.from_documents")
         engine = _resolve_embedder(embedder, model_kwargs)
         if persist_dir is not None:
             client = chromadb.PersistentClient(path=str(persist_dir))
@@ -111,13 +116,13 @@ class O1Retriever(BaseRetriever):
             collection_name = collection_name or f"o1_retriever_{uuid.uuid4().hex[:12]}"
         # One contract with O1Index and plain Chroma: the collection records the O1 function (plain `query_texts`
         # thinks), and reopening it with another model is refused.
-        collection = open_collection(client, collection_name, engine, k=k)
+        collection = open_collection(client, collection_name, engine, num_thoughts=n)
         vector_store = ChromaVectorStore(chroma_collection=collection)
         VectorStoreIndex.from_documents(
             documents, storage_context=StorageContext.from_defaults(vector_store=vector_store),
-            embed_model=O1Embedding(embedder=engine, k=k), transformations=transformations,
+            embed_model=O1Embedding(embedder=engine, num_thoughts=n), transformations=transformations,
             show_progress=show_progress)
-        return cls(vector_store, engine, similarity_top_k=similarity_top_k, k=k, **kwargs)
+        return cls(vector_store, engine, similarity_top_k=similarity_top_k, num_thoughts=n, **kwargs)
 
     @classmethod
     def from_index(cls, index: Any, embedder: Any = None, **kwargs: Any) -> "O1Retriever":
