@@ -17,7 +17,7 @@ persist_dir = args.persist_dir or tempfile.mkdtemp(prefix="o1_chroma_")
 passages, queries = load_scifact(args.data, args.docs, args.queries)
 
 embedder = O1Embedder.from_pretrained(**embedder_options(args))
-function = O1EmbeddingFunction(embedder, k=args.k)
+function = O1EmbeddingFunction(embedder, num_thoughts=args.k)  # n_results is the number of documents
 client = chromadb.PersistentClient(path=persist_dir)
 collection = client.get_or_create_collection("scifact_slice", embedding_function=function)
 collection.upsert(ids=[p["id"] for p in passages], documents=[p["text"] for p in passages],

@@ -29,13 +29,13 @@ vector_store = ChromaVectorStore(chroma_collection=client.get_or_create_collecti
     "scifact_slice", metadata={"hnsw:space": "cosine"}))
 documents = [Document(text=p["text"], metadata={"corpus_id": p["id"], "title": p["title"]},
                       excluded_embed_metadata_keys=["corpus_id", "title"]) for p in passages]
-embed_model = O1Embedding(embedder=embedder, k=args.k)
+embed_model = O1Embedding(embedder=embedder, num_thoughts=args.k)
 index = VectorStoreIndex.from_documents(documents, storage_context=StorageContext.from_defaults(
     vector_store=vector_store), embed_model=embed_model)
 print(f"indexed {len(documents)} SciFact passages with {embedder}")
 
 # 2. Retrieve: the query is thought about k times before it is embedded.
-retriever = O1Retriever(vector_store=vector_store, embedder=embedder, similarity_top_k=2, k=args.k)
+retriever = O1Retriever(vector_store=vector_store, embedder=embedder, similarity_top_k=2, num_thoughts=args.k)
 for query in queries:
     print(f"\nquery: {query['text']}")
     hits = retriever.retrieve(query["text"])
