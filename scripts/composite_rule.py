@@ -59,7 +59,7 @@ def decide(dev_dir: Path) -> dict:
     pool = passing or [c for c in complete if failures[c] == fewest]
     choice = max(pool, key=lambda c: mean_k3[c]) if pool else None
     return {"candidates": verdicts, "failures": failures, "mean_k3": mean_k3, "passing": passing, "choice": choice,
-            "incomplete": sorted(set(verdicts) - set(complete))}
+            "shipped": choice, "incomplete": sorted(set(verdicts) - set(complete))}
 
 
 def main(argv=None) -> int:

