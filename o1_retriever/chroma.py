@@ -175,7 +175,8 @@ class O1EmbeddingFunction(EmbeddingFunction[Documents]):
         return ["cosine", "ip", "l2"]
 
     def get_config(self) -> dict[str, Any]:
-        return {"model": self.model, "num_thoughts": self.num_thoughts, "batch_size": self.batch_size, "options": dict(self.options),
+        return {"model": self.model, "num_thoughts": self.num_thoughts, "batch_size": self.batch_size,
+                "options": dict(self.options),
                 "fingerprint": self._fingerprint, **self._record}
 
     @staticmethod

@@ -94,8 +94,8 @@ class O1Index:
                              "[a-zA-Z0-9._-], starting and ending with a letter or digit")
         self.embedder = embedder
         self.client = client if client is not None else _client(path, host, port, create)
-        self.collection = open_collection(self.client, collection, embedder, num_thoughts=check_k(num_thoughts), create=create,
-                                          where=path or host)
+        self.collection = open_collection(self.client, collection, embedder, num_thoughts=check_k(num_thoughts),
+                                          create=create, where=path or host)
         self._bm25 = None  # CollectionBM25 over the stored texts, made by the first hybrid search
         self._warned_incomplete = False
 

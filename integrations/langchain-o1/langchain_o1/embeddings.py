@@ -62,7 +62,8 @@ class O1Embeddings(BaseModel, Embeddings):
         """Chroma collection settings that record this model, so the collection keeps one contract with O1Index,
         plain Chroma (`query_texts` thinks) and LlamaIndex, and another model is refused when it is reopened:
 
-            Chroma.from_texts(texts, embedding=embeddings, collection_configuration=embeddings.collection_configuration())
+            Chroma.from_texts(texts, embedding=embeddings,
+                              collection_configuration=embeddings.collection_configuration())
         """
         from o1_retriever.chroma import O1EmbeddingFunction
         return {"embedding_function": O1EmbeddingFunction(self.embedder, num_thoughts=self.num_thoughts,

@@ -89,7 +89,8 @@ class O1Embedding(BaseEmbedding):
         model_kwargs = dict(model_kwargs or {})
         # Validate the cheap fields before any model is loaded.
         super().__init__(model_path=None if model_path is None else str(model_path), model_kwargs=model_kwargs,
-                         num_thoughts=num_thoughts, embed_batch_size=embed_batch_size, callback_manager=callback_manager,
+                         num_thoughts=num_thoughts, embed_batch_size=embed_batch_size,
+                         callback_manager=callback_manager,
                          model_name=kwargs.pop("model_name", "o1-retriever"), **kwargs)
         if embedder is None:
             embedder = O1Embedder.from_pretrained(self.model_path, **model_kwargs)

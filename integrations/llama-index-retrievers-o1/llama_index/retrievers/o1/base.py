@@ -97,7 +97,8 @@ class O1Retriever(BaseRetriever):
     # ---- constructors -------------------------------------------------------------------------
     @classmethod
     def from_documents(cls, documents: Sequence[Document], embedder: Any = None, *, similarity_top_k: int = 10,
-                       num_thoughts: Optional[int] = None, k: Optional[int] = None, persist_dir: Optional[str] = None, collection_name: Optional[str] = None,
+                       num_thoughts: Optional[int] = None, k: Optional[int] = None,
+                       persist_dir: Optional[str] = None, collection_name: Optional[str] = None,
                        transformations: Optional[list] = None, show_progress: bool = False,
                        model_kwargs: Optional[dict] = None, **kwargs: Any) -> "O1Retriever":
         """Embed `documents` into a Chroma collection (in memory, or persistent under `persist_dir`)."""
