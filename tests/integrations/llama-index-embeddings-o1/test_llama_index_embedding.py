@@ -151,3 +151,24 @@ def test_default_model_end_to_end_matches_brute_force(default_embedder, scifact_
     for hit in hits:
         assert hit.score == pytest.approx(by_id[hit.node.metadata["corpus_id"]], abs=0.02)
     assert hits[0].score == pytest.approx(cosines.max(), abs=0.02)
+
+
+def test_chroma_collection_records_the_model_for_every_tool(tiny_embedder, tiny_lm_dir, scifact_docs, tmp_path):
+    """A ChromaVectorStore collection made through O1Embedding keeps the one contract (issue 30)."""
+    from o1_retriever import O1Embedder
+    from o1_retriever.store import O1Index
+    embed_model = O1Embedding(embedder=tiny_embedder, num_thoughts=2)
+    client = chromadb.PersistentClient(path=str(tmp_path))
+    collection = embed_model.chroma_collection(client, "docs")
+    docs = [Document(text=d["text"]) for d in scifact_docs[:6]]
+    index = VectorStoreIndex.from_documents(docs, embed_model=embed_model, storage_context=StorageContext.from_defaults(
+        vector_store=ChromaVectorStore(chroma_collection=collection)))
+    query = "Does ALDH1 expression predict poor prognosis in breast cancer?"
+    by_llama = [n.node.get_content() for n in index.as_retriever(similarity_top_k=3).retrieve(query)]
+    plain = chromadb.PersistentClient(path=str(tmp_path)).get_collection("docs")
+    assert plain.query(query_texts=[query], n_results=3)["documents"][0] == by_llama
+    assert [h.text for h in O1Index(tiny_embedder, path=tmp_path, collection="docs").search(query, top_k=3, k=2)] \
+        == by_llama
+    other = O1Embedder.from_pretrained(str(tiny_lm_dir), device="cpu", dtype="fp32", thought_cache=False)
+    with pytest.raises(ValueError, match="collection 'docs' was built with model"):
+        O1Embedding(embedder=other).chroma_collection(client, "docs")

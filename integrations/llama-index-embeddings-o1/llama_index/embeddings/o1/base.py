@@ -108,6 +108,15 @@ class O1Embedding(BaseEmbedding):
         """The underlying engine, to share with other wrappers without loading a second copy."""
         return self._embedder
 
+    def chroma_collection(self, client: Any, name: str) -> Any:
+        """A Chroma collection for `ChromaVectorStore` that records this model (one contract with O1Index, plain
+        Chroma's `query_texts` and LangChain): created if missing, refused if it holds another model's vectors.
+
+            store = ChromaVectorStore(chroma_collection=embed_model.chroma_collection(client, "docs"))
+        """
+        from o1_retriever.chroma import open_collection
+        return open_collection(client, name, self._embedder, num_thoughts=self.num_thoughts)
+
     @property
     def k(self) -> int:
         """The older name of `num_thoughts`."""
