@@ -228,3 +228,25 @@ def test_collections_from_before_the_contract_still_open(tiny_embedder, tiny_lm_
     other = O1Embedder.from_pretrained(str(tiny_lm_dir), device="cpu", dtype="fp32", thought_cache=False)
     with pytest.raises(ValueError, match="fingerprint"):
         O1Index(other, client=client, collection="docs")
+
+
+@pytest.mark.real_model
+def test_the_bundled_default_collection_thinks_in_a_fresh_plain_chroma_process(tmp_path):
+    """Built by O1Index in one process; queried by text in another that only imports o1_retriever.chroma: the
+    recorded default (model None) is rebuilt, passes the fingerprint check, and ranks as O1Index did."""
+    db = str(tmp_path / "db")
+    built = _fresh_process(f"""
+        import json
+        from o1_retriever import O1Embedder
+        from o1_retriever.store import O1Index
+        index = O1Index(O1Embedder.from_pretrained(), path={db!r}, collection="docs")
+        index.add(["b", "m"], ["Yeast ferments sugar into CO2 bubbles that raise dough.", "Mars is red from iron oxide."])
+        print(json.dumps([h.id for h in index.search("why does bread rise?", top_k=2, k=3)]))
+    """)
+    queried = _fresh_process(f"""
+        import json, chromadb
+        import o1_retriever.chroma
+        col = chromadb.PersistentClient({db!r}).get_collection("docs")
+        print(json.dumps(col.query(query_texts=["why does bread rise?"], n_results=2)["ids"][0]))
+    """)
+    assert json.loads(queried) == json.loads(built) == ["b", "m"]
