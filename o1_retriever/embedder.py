@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +87,8 @@ class O1Embedder:
         check_choice(quantization, "quantization", QUANTIZATIONS)
         check_choice(prompt_style, "prompt_style", ("auto", "official", "chat"))
         check_choice(backend, "backend", BACKENDS)
+        if path_or_id is not None and not isinstance(path_or_id, (str, os.PathLike)):
+            raise TypeError(f"model path must be a str or PathLike (or None), got {type(path_or_id).__name__}")
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
         bundled = bundled_model_path(path_or_id)
