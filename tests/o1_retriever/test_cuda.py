@@ -80,7 +80,7 @@ def test_4bit_thinker_runs_on_the_gpu_beside_a_full_precision_encoder(tiny_o1_di
 
 
 @pytest.mark.real_model
-def test_bundled_default_on_the_gpu(default_embedder_gpu):
+def test_bundled_joint_model_on_the_gpu(default_embedder_gpu):
     from o1_retriever.corpus import DEMO_CORPUS, read_corpus
     emb = default_embedder_gpu
     assert emb.encoder.model.device.type == "cuda" and emb.backend == "native"
@@ -91,7 +91,8 @@ def test_bundled_default_on_the_gpu(default_embedder_gpu):
     for k in (0, 2):
         r = emb.encode_queries(list(queries), k=k, return_thoughts=True)
         assert [passages[i].id for i in (r.embeddings @ docs.T).argmax(1)] == list(queries.values()), r.thoughts
-    hf = O1Embedder.from_pretrained(backend="transformers", thought_cache=False, max_new_tokens=32)
+    hf = O1Embedder.from_pretrained("o1-retriever-joint", backend="transformers", thought_cache=False,
+                                    max_new_tokens=32)
     np.testing.assert_array_equal(hf.encode_documents([p.full_text for p in passages]), docs)
     ours = emb.encode_queries(list(queries), k=2, return_thoughts=True)
     theirs = hf.encode_queries(list(queries), k=2, return_thoughts=True)
@@ -101,4 +102,4 @@ def test_bundled_default_on_the_gpu(default_embedder_gpu):
 
 @pytest.fixture(scope="module")
 def default_embedder_gpu():
-    return O1Embedder.from_pretrained(thought_cache=False, max_new_tokens=32)
+    return O1Embedder.from_pretrained("o1-retriever-joint", thought_cache=False, max_new_tokens=32)  # native backend

@@ -97,9 +97,9 @@ def test_configs_that_transformers_rewrites_are_left_to_it(tiny_o1_dir, tmp_path
 @pytest.mark.real_model
 def test_real_tokenizer_matches_on_real_passages(shared_data):
     from o1_retriever.corpus import read_corpus
-    from o1_retriever.default_model import default_model_path
+    from o1_retriever.default_model import joint_model_path
     from o1_retriever.loading import merged_adapter_dir
-    path = merged_adapter_dir(default_model_path(), torch.bfloat16)
+    path = merged_adapter_dir(joint_model_path(), torch.bfloat16)
     hf, ours = AutoTokenizer.from_pretrained(path), Tokenizer.from_pretrained(path)
     texts = [p.full_text for p in read_corpus(shared_data / "scifact" / "corpus.jsonl")[:300]]
     assert ours(texts)["input_ids"] == hf(texts)["input_ids"]
