@@ -125,7 +125,8 @@ class O1EmbeddingFunction(EmbeddingFunction[Documents]):
             self._embedder, self._fingerprint = embedder, embedder.fingerprint
             self._record = _record_of(embedder)
             with _lock:  # a reopened collection in this process reuses this instance
-                _loaded.setdefault(_load_key(self.model, self.options), embedder)
+                # the instance passed last serves rebuilds (an equal one registered earlier gives the same vectors)
+                _loaded[_load_key(self.model, self.options)] = embedder
         else:
             if model is not None and not isinstance(model, (str, Path)):
                 raise TypeError(f"model must be a path or hub id (str), got {type(model).__name__}")
