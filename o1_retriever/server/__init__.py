@@ -1,6 +1,8 @@
-"""`o1-retriever serve`: one warm embedder behind an OpenAI-compatible HTTP API, with dynamic batching.
+"""`o1-retriever serve`: one warm embedder behind an OpenAI-compatible HTTP API, with dynamic batching; and
+`RemoteEmbedder`, the client that answers O1Embedder's calls from such a server.
 
-Needs the `serve` extra (`pip install "o1-retriever[serve]"`); importing this package alone does not.
+Needs the `serve` extra (`pip install "o1-retriever[serve]"`) to serve; importing this package alone does not, and
+the client needs only httpx (a chromadb dependency).
 """
 from __future__ import annotations
 
@@ -11,4 +13,15 @@ def create_app(embedder, **options):
     return build(embedder, **options)
 
 
-__all__ = ["create_app"]
+def __getattr__(name: str):
+    # Lazy: `import o1_retriever.server` stays cheap and never needs the serve extra.
+    if name in ("RemoteEmbedder", "O1ServerError"):
+        from . import client
+        return getattr(client, name)
+    if name == "BackgroundServer":
+        from .background import BackgroundServer
+        return BackgroundServer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["create_app", "RemoteEmbedder", "O1ServerError", "BackgroundServer"]

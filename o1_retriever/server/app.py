@@ -172,8 +172,8 @@ def create_app(embedder, *, name: str | None = None, api_key: str | None = None,
     @app.get("/health")
     async def health():
         param = next(embedder.encoder.model.parameters())
-        return {"status": "ok", "model_loaded": True, "name": name, "model_ids": list(ids),
-                "fingerprint": embedder.fingerprint, "device": str(param.device),
+        return {"status": "ok", "model_loaded": True, "name": name, "model": str(embedder.name),
+                "model_ids": list(ids), "fingerprint": embedder.fingerprint, "device": str(param.device),
                 "dtype": str(param.dtype).removeprefix("torch."), "dim": embedder.dim, "backend": embedder.backend,
                 "k": k, "queue_depth": batcher.depth, "max_batch": max_batch, "max_wait_ms": max_wait_ms}
 

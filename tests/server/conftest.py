@@ -6,8 +6,6 @@ same loaded embedder; the HTTP path is still real: sockets, uvicorn, the ASGI ap
 from __future__ import annotations
 
 import socket
-import threading
-import time
 from contextlib import contextmanager
 
 import pytest
@@ -29,24 +27,9 @@ def free_port() -> int:
 @contextmanager
 def running(embedder, **options):
     """Serve `embedder` until the block ends; yields (base_url, app)."""
-    import uvicorn
-
-    from o1_retriever.server import create_app
-    app = create_app(embedder, **options)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}", app
-    finally:
-        server.should_exit = True
-        thread.join(30)
+    from o1_retriever.server import BackgroundServer
+    with BackgroundServer(embedder, **options) as server:  # port 0: the OS picks a free one
+        yield server.url, server.app
 
 
 @pytest.fixture(scope="session")

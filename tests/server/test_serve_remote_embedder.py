@@ -1,0 +1,93 @@
+"""RemoteEmbedder against a real server on a loopback port: the same vectors and thoughts as the in-process engine,
+and clear exceptions for a wrong key, an unknown model, a dead server and bad input."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from o1_retriever import QueryEncoding
+from o1_retriever.server import O1ServerError, RemoteEmbedder
+
+QUERIES = ["protein cell gene", "river ocean water", "insulin diabetes blood heart"]
+DOCS = ["the heart study of patients with diabetes", "solar energy for the city", "music history of the city"]
+
+
+def _requests_served(url) -> float:
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+    return sum(s.value for family in text_string_to_metric_families(httpx.get(url + "/metrics").text)
+               for s in family.samples
+               if s.name == "o1_requests_total" and s.labels.get("route") == "/v1/embeddings")
+
+
+def test_vectors_and_thoughts_equal_the_in_process_engine(server, served_embedder):
+    url, _ = server
+    with RemoteEmbedder(url + "/v1/") as remote:  # an OpenAI-style base URL works too
+        assert (remote.fingerprint, remote.dim, remote.served_name) == (served_embedder.fingerprint,
+                                                                        served_embedder.dim, "tiny")
+        assert remote.name == served_embedder.name
+        for k in (3, 0):
+            np.testing.assert_allclose(remote.encode_queries(QUERIES, k=k), served_embedder.encode_queries(QUERIES, k=k),
+                                       atol=1e-6)
+        got = remote.encode_queries(QUERIES[0], k=2, return_thoughts=True)
+        want = served_embedder.encode_queries(QUERIES[0], k=2, return_thoughts=True)
+        assert isinstance(got, QueryEncoding) and got.embeddings.shape == (served_embedder.dim,)
+        np.testing.assert_allclose(got.embeddings, want.embeddings, atol=1e-6)
+        assert got.thoughts == want.thoughts and len(got.thoughts) == 2
+        assert remote.think(QUERIES, k=2) == served_embedder.think(QUERIES, k=2)
+        assert remote.think(QUERIES[1], k=1) == served_embedder.think(QUERIES[1], k=1)
+        np.testing.assert_allclose(remote.encode_documents(DOCS), served_embedder.encode_documents(DOCS), atol=1e-6)
+        assert remote.encode_documents(DOCS[0]).shape == (served_embedder.dim,)
+        assert remote.encode_documents([]).shape == (0, served_embedder.dim)
+
+
+def test_batch_size_is_texts_per_request(server, served_embedder):
+    url, _ = server
+    remote = RemoteEmbedder(url)
+    before = _requests_served(url)
+    vectors = remote.encode_documents(DOCS + QUERIES, batch_size=2)
+    assert _requests_served(url) - before == 3  # 6 texts, 2 per request
+    np.testing.assert_allclose(vectors, served_embedder.encode_documents(DOCS + QUERIES), atol=1e-6)
+
+
+def test_wrong_or_missing_api_key_is_a_clear_401(keyed_server, api_key, monkeypatch, served_embedder):
+    url, _ = keyed_server
+    monkeypatch.delenv("O1_RETRIEVER_API_KEY", raising=False)
+    for key, says in (("not-the-key", "wrong API key"), (None, "missing API key")):
+        with pytest.raises(O1ServerError) as caught:
+            RemoteEmbedder(url, api_key=key, model="tiny").encode_documents(DOCS[0])
+        error = caught.value
+        assert (error.status, error.code) == (401, "invalid_api_key")
+        assert says in str(error) and "HTTP 401" in str(error) and url in str(error) and "api_key=" in str(error)
+    np.testing.assert_allclose(RemoteEmbedder(url, api_key=api_key).encode_documents(DOCS[0]),
+                               served_embedder.encode_documents(DOCS[0]), atol=1e-6)
+    monkeypatch.setenv("O1_RETRIEVER_API_KEY", api_key)  # read from the same variable as the server
+    assert RemoteEmbedder(url).think(QUERIES[0], k=1) == served_embedder.think(QUERIES[0], k=1)
+
+
+def test_unknown_model_names_what_is_served(server):
+    url, _ = server
+    with pytest.raises(O1ServerError, match=r"HTTP 422 \(model_not_found\).*use one of \['tiny-query', 'tiny-document'\]"):
+        RemoteEmbedder(url, model="gpt").encode_queries("protein", k=1)
+
+
+def test_a_dead_server_is_a_connection_error_naming_the_url(free_port):
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens here
+    with pytest.raises(ConnectionError, match=f"cannot reach the o1-retriever server at {url}.*o1-retriever serve"):
+        RemoteEmbedder(url, timeout=5).encode_documents("x")
+
+
+def test_bad_arguments_fail_before_any_request(free_port):
+    with pytest.raises(ValueError, match="url='localhost:8000' is not an http"):
+        RemoteEmbedder("localhost:8000")
+    with pytest.raises(ValueError, match="timeout must be"):
+        RemoteEmbedder("http://127.0.0.1:1", timeout=0)
+    remote = RemoteEmbedder(f"http://127.0.0.1:{free_port()}")  # no server: none of these may connect
+    with pytest.raises(ValueError, match=r"queries\[1\] is empty"):
+        remote.encode_queries(["ok", " "])
+    with pytest.raises(ValueError, match="k must be >= 0"):
+        remote.encode_queries("ok", k=65)
+    with pytest.raises(ValueError, match="aggregation and query_weight are the served model's settings"):
+        remote.encode_queries("ok", aggregation="mean")
+    with pytest.raises(TypeError, match="batch_size must be a positive int"):
+        remote.encode_documents(["ok"], batch_size=0.5)
