@@ -84,7 +84,7 @@ def test_bad_arguments_raise_clear_errors(tiny_embedder):
         O1Embedding(embedder=tiny_embedder, k=-1)
     with pytest.raises(TypeError, match="O1Embedder"):
         O1Embedding(embedder="a path belongs in model_path")
-    with pytest.raises(ValueError, match="not both"):
+    with pytest.raises(ValueError, match="pass one of: an existing embedder"):
         O1Embedding(embedder=tiny_embedder, model_path="elsewhere")
     with pytest.raises(ValueError, match="empty"):
         O1Embedding(embedder=tiny_embedder).get_query_embedding("  ")

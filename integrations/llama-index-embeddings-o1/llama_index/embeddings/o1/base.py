@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
@@ -12,6 +12,7 @@ from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.instrumentation.events.embedding import EmbeddingEndEvent, EmbeddingStartEvent
 from o1_retriever import O1Embedder
 from o1_retriever.chroma import num_thoughts_arg
+from o1_retriever.server.client import DEFAULT_TIMEOUT, RemoteEmbedder
 
 DEFAULT_BATCH_SIZE = 32
 THOUGHTS_KEY = "o1_thoughts"  # node metadata and EMBEDDING callback payload key
@@ -58,7 +59,9 @@ class O1Embedding(BaseEmbedding):
 
     Pass an existing `O1Embedder` as `embedder` (shared, never reloaded), or `model_path` (None: the
     bundled default model) with `model_kwargs` for `O1Embedder.from_pretrained` (device, dtype,
-    quantization, thought_cache, max_new_tokens, ...).
+    quantization, thought_cache, max_new_tokens, ...). Or `url` (with `api_key`): an `o1-retriever serve` server
+    embeds instead, queries through its `NAME-query` id and texts through `NAME-document` (`model_name` picks NAME;
+    None: the server's).
 
         embed_model = O1Embedding(num_thoughts=3)
         index = VectorStoreIndex.from_documents(documents, embed_model=embed_model)
@@ -70,41 +73,57 @@ class O1Embedding(BaseEmbedding):
         default_factory=dict, description="Options for O1Embedder.from_pretrained (device, dtype, ...).")
     num_thoughts: int = Field(default=3, ge=0, description="Thoughts per query; 0 embeds the bare query.")
     embed_batch_size: int = Field(
-        default=DEFAULT_BATCH_SIZE, gt=0, le=2048, description="Texts per forward pass.")
+        default=DEFAULT_BATCH_SIZE, gt=0, le=2048, description="Texts per forward pass (with url: per request).")
     show_progress_bar: bool = Field(default=False, description="Show the engine's progress bars.")
+    url: Optional[str] = Field(default=None, description="An `o1-retriever serve` server, e.g. http://127.0.0.1:8000.")
+    # Never serialised: to_dict() output is often saved; a reloaded model reads $O1_RETRIEVER_API_KEY instead.
+    api_key: Optional[str] = Field(default=None, exclude=True, repr=False,
+                                   description="The server's key; None: $O1_RETRIEVER_API_KEY.")
+    timeout: float = Field(default=DEFAULT_TIMEOUT, gt=0, description="Seconds per request to the server.")
 
-    _embedder: O1Embedder = PrivateAttr()
+    _embedder: Union[O1Embedder, RemoteEmbedder] = PrivateAttr()
     _last_thoughts: List[str] = PrivateAttr(default_factory=list)
 
-    def __init__(self, embedder: Optional[O1Embedder] = None, model_path: Optional[str] = None,
+    def __init__(self, embedder: Optional[Union[O1Embedder, RemoteEmbedder]] = None, model_path: Optional[str] = None,
                  num_thoughts: Optional[int] = None, embed_batch_size: int = DEFAULT_BATCH_SIZE,
                  model_kwargs: Optional[Dict[str, Any]] = None,
-                 callback_manager: Optional[CallbackManager] = None, k: Optional[int] = None, **kwargs: Any) -> None:
+                 callback_manager: Optional[CallbackManager] = None, k: Optional[int] = None,
+                 url: Optional[str] = None, api_key: Optional[str] = None, timeout: float = DEFAULT_TIMEOUT,
+                 **kwargs: Any) -> None:
         # k: the older name, still read (and from to_dict() output written before the rename)
         num_thoughts = num_thoughts_arg(num_thoughts, k, "O1Embedding")
-        if embedder is not None and not isinstance(embedder, O1Embedder):
+        if embedder is not None and not isinstance(embedder, (O1Embedder, RemoteEmbedder)):
             raise TypeError(f"embedder must be an o1_retriever.O1Embedder, got {type(embedder).__name__}")
-        if embedder is not None and (model_path is not None or model_kwargs):
-            raise ValueError("pass either an existing embedder or model_path/model_kwargs, not both")
+        if sum([embedder is not None, url is not None, model_path is not None or bool(model_kwargs)]) > 1:
+            raise ValueError("pass one of: an existing embedder, url (a server), or model_path/model_kwargs")
+        if api_key is not None and url is None:
+            raise ValueError("api_key is the key of an o1-retriever server: pass url too")
         model_kwargs = dict(model_kwargs or {})
+        served = kwargs.pop("model_name", None)  # with url: the served name (to_dict() writes it back)
         # Validate the cheap fields before any model is loaded.
         super().__init__(model_path=None if model_path is None else str(model_path), model_kwargs=model_kwargs,
                          num_thoughts=num_thoughts, embed_batch_size=embed_batch_size,
-                         callback_manager=callback_manager,
-                         model_name=kwargs.pop("model_name", "o1-retriever"), **kwargs)
-        if embedder is None:
+                         callback_manager=callback_manager, url=url, api_key=api_key, timeout=timeout,
+                         model_name=served or "o1-retriever", **kwargs)
+        if url is not None:
+            embedder = RemoteEmbedder(url, api_key=api_key, model=served, timeout=timeout)
+        elif embedder is None:
             embedder = O1Embedder.from_pretrained(self.model_path, **model_kwargs)
-        elif _reloadable(embedder.name):
+        elif isinstance(embedder, O1Embedder) and _reloadable(embedder.name):
             self.model_path = embedder.name  # so to_dict()/from_dict() reload the same checkpoint
         self._embedder = embedder
-        self.model_name = embedder.name
+        if isinstance(embedder, RemoteEmbedder):
+            self.url = embedder.url
+            self.model_name = embedder.served_name  # reads /health: a wrong url fails here, as a wrong path does
+        else:
+            self.model_name = embedder.name
 
     @classmethod
     def class_name(cls) -> str:
         return "O1Embedding"
 
     @property
-    def embedder(self) -> O1Embedder:
+    def embedder(self) -> Union[O1Embedder, RemoteEmbedder]:
         """The underlying engine, to share with other wrappers without loading a second copy."""
         return self._embedder
 
@@ -115,6 +134,9 @@ class O1Embedding(BaseEmbedding):
             store = ChromaVectorStore(chroma_collection=embed_model.chroma_collection(client, "docs"))
         """
         from o1_retriever.chroma import open_collection
+        if isinstance(self._embedder, RemoteEmbedder):
+            raise ValueError("chroma_collection() records a local model; with url= the server's model embeds and "
+                             "Chroma cannot record it yet: pass a collection you made to ChromaVectorStore")
         return open_collection(client, name, self._embedder, num_thoughts=self.num_thoughts)
 
     @property
