@@ -1,12 +1,13 @@
 """O1Embeddings: LangChain embeddings whose query vectors think first (O1 Embedder)."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from langchain_core.embeddings import Embeddings
 from langchain_core.runnables.config import run_in_executor
 from o1_retriever import O1Embedder, QueryEncoding
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from o1_retriever.server.client import DEFAULT_TIMEOUT, RemoteEmbedder
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
 
 class O1Embeddings(BaseModel, Embeddings):
@@ -16,6 +17,8 @@ class O1Embeddings(BaseModel, Embeddings):
     Pass an existing `O1Embedder` as `embedder` (used as is, never reloaded), or `model` (a checkpoint
     directory or hub id; None: the bundled default model) with `model_kwargs` for
     `O1Embedder.from_pretrained` (device, dtype, quantization, thought_cache, max_new_tokens, ...).
+    Or `url` (with `api_key`): an `o1-retriever serve` server embeds instead, queries through its `NAME-query` id
+    and documents through `NAME-document` (`model` is then the served NAME; None: the server's).
 
         embeddings = O1Embeddings(num_thoughts=3)
         vectorstore = Chroma.from_texts(texts, embedding=embeddings)
@@ -23,22 +26,41 @@ class O1Embeddings(BaseModel, Embeddings):
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, protected_namespaces=())
 
-    model: Optional[str] = Field(default=None, description="Checkpoint dir or hub id; None: bundled default.")
+    model: Optional[str] = Field(default=None, description="Checkpoint dir or hub id; None: bundled default. "
+                                                            "With url: the served name; None: the server's.")
     model_kwargs: dict[str, Any] = Field(default_factory=dict,
                                          description="Options for O1Embedder.from_pretrained.")
-    embedder: Optional[O1Embedder] = Field(default=None, exclude=True, repr=False,
-                                           description="An already loaded O1Embedder to share.")
+    embedder: Optional[Union[O1Embedder, RemoteEmbedder]] = Field(
+        default=None, exclude=True, repr=False, description="An already loaded O1Embedder (or RemoteEmbedder).")
+    url: Optional[str] = Field(default=None, description="An `o1-retriever serve` server, e.g. http://127.0.0.1:8000.")
+    api_key: Optional[SecretStr] = Field(default=None, description="The server's key; None: $O1_RETRIEVER_API_KEY.")
+    timeout: float = Field(default=DEFAULT_TIMEOUT, gt=0, description="Seconds per request to the server.")
     num_thoughts: int = Field(default=3, ge=0, description="Thoughts per query; 0 embeds the bare query.")
-    batch_size: int = Field(default=32, gt=0, description="Texts per forward pass.")
+    batch_size: int = Field(default=32, gt=0, description="Texts per forward pass (with url: per request).")
     show_progress: bool = Field(default=False, description="Show the engine's progress bars.")
+    # Pydantic runs this model's "after" validator again when an instance is passed as another model's field
+    # (O1Retriever(embeddings=...)): the embedder built here from url or model must not read as a conflict then.
+    _built_here: bool = PrivateAttr(default=False)
 
     @model_validator(mode="after")
     def _load_model(self) -> "O1Embeddings":
+        if self._built_here:
+            return self
+        if self.api_key is not None and self.url is None:
+            raise ValueError("api_key is the key of an o1-retriever server: pass url too")
         if self.embedder is not None:
-            if self.model is not None or self.model_kwargs:
-                raise ValueError("pass either an existing embedder or model/model_kwargs, not both")
+            if self.model is not None or self.model_kwargs or self.url is not None:
+                raise ValueError("pass one of: an existing embedder, url (a server), or model/model_kwargs")
+        elif self.url is not None:
+            if self.model_kwargs:
+                raise ValueError("model_kwargs load a local model; with url the server's model embeds (start it "
+                                 "with `o1-retriever serve --model ...` and its options)")
+            key = self.api_key.get_secret_value() if self.api_key is not None else None
+            self.embedder = RemoteEmbedder(self.url, api_key=key, model=self.model, timeout=self.timeout)
+            self.embedder.info  # noqa: B018  (a wrong url fails here, as a wrong model path does)
         else:
             self.embedder = O1Embedder.from_pretrained(self.model, **self.model_kwargs)
+        self._built_here = self.url is not None or self.model is not None or bool(self.model_kwargs)
         return self
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
@@ -66,6 +88,9 @@ class O1Embeddings(BaseModel, Embeddings):
                               collection_configuration=embeddings.collection_configuration())
         """
         from o1_retriever.chroma import O1EmbeddingFunction
+        if isinstance(self.embedder, RemoteEmbedder):
+            raise ValueError("collection_configuration() records a local model; with url= the server's model "
+                             "embeds and Chroma cannot record it yet: pass embedding=embeddings without it")
         return {"embedding_function": O1EmbeddingFunction(self.embedder, num_thoughts=self.num_thoughts,
                                                          batch_size=self.batch_size),
                 "hnsw": {"space": "cosine"}}
