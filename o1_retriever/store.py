@@ -4,13 +4,14 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from .chroma import open_collection  # also registers the O1 function with Chroma, for any collection read here
-from .fusion import POOL, fuse_many, resolve_hybrid
+from .fusion import resolve_hybrid
+from .hybrid import CollectionBM25, dense_pool, fuse_with_bm25
 from .validation import as_text_list, check_k, check_positive_int
 
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]")
@@ -218,9 +219,8 @@ class O1Index:
         """True while (or after a crash of) an `add_resumable` run that has not finished."""
         return bool((self.collection.metadata or {}).get(INCOMPLETE_KEY))
 
-    def _lexical(self):
+    def _lexical(self) -> CollectionBM25:
         if self._bm25 is None:
-            from .bm25 import CollectionBM25
             self._bm25 = CollectionBM25(self.collection)
         return self._bm25
 
@@ -248,7 +248,7 @@ class O1Index:
         if count == 0:
             return [] if single else [[] for _ in queries]
         lexical_index = self._lexical() if hybrid is not None else None  # before thinking: no bm25s fails fast
-        pool = min(top_k if hybrid is None else max(top_k, POOL), count)
+        pool = min(top_k if hybrid is None else dense_pool(top_k), count)
         enc = self.embedder.encode_queries(queries, k=k, return_thoughts=True)
         found = self.collection.query(query_embeddings=enc.embeddings.tolist(), n_results=pool,
                                       where=where, include=["documents", "metadatas", "distances"])
@@ -259,29 +259,16 @@ class O1Index:
                 for i, doc, meta, dist in zip(found["ids"][qi], found["documents"][qi],
                                               found["metadatas"][qi], found["distances"][qi])])
         if lexical_index is not None:
-            fused = None
-            for retry in (False, True):  # a stale BM25 (another writer deleted hits) is rebuilt once
-                lexical = lexical_index.search(queries, pool, where=where)
-                fused = self._fuse(results, lexical, hybrid, top_k, enc.thoughts, drop_stale=retry)
-                if fused is not None:
-                    break
-            results = fused
+            fused = fuse_with_bm25(lexical_index, queries, [[(h.id, h.score) for h in row] for row in results],
+                                   hybrid, top_k, where=where)
+            results = [self._fused_hits(ranked, row, thoughts)
+                       for ranked, row, thoughts in zip(fused, results, enc.thoughts)]
         return results[0] if single else results
 
-    def _fuse(self, dense: list[list[Hit]], lexical: list, weight: float, top_k: int, thoughts: list[list[str]],
-              drop_stale: bool = False) -> list[list[Hit]] | None:
-        """Fused hits; None (after invalidating BM25) when BM25 named a document the collection no longer has,
-        unless `drop_stale`, which drops such hits instead. Never a KeyError."""
-        fused = fuse_many([[(h.id, h.score) for h in row] for row in dense], lexical, weight, top_k)
-        known = {h.id: h for row in dense for h in row}
-        missing = sorted({doc for row in fused for doc, _ in row} - set(known))
-        if missing:  # lexical-only hits: fetch their texts and metadata
-            got = self.collection.get(ids=missing, include=["documents", "metadatas"])
-            for i, doc, meta in zip(got["ids"], got["documents"], got["metadatas"]):
-                known[i] = Hit(id=i, text=doc, score=0.0, metadata=dict(meta or {}))
-            if len(got["ids"]) < len(missing):  # another writer deleted them: BM25 is stale
-                self._lexical().invalidate()
-                if not drop_stale:
-                    return None
-        return [[Hit(id=doc, text=known[doc].text, score=score, metadata=known[doc].metadata, thoughts=list(ts))
-                 for doc, score in ranked if doc in known][:top_k] for ranked, ts in zip(fused, thoughts)]
+    @staticmethod
+    def _fused_hits(ranked: list, dense: list[Hit], thoughts: list[str]) -> list[Hit]:
+        """Hits in fused order with fused scores; a BM25-only one carries what `fuse_with_bm25` fetched."""
+        own = {h.id: h for h in dense}
+        return [replace(own[f.id], score=f.score) if f.text is None
+                else Hit(id=f.id, text=f.text, score=f.score, metadata=f.metadata, thoughts=list(thoughts))
+                for f in ranked]

@@ -30,28 +30,3 @@ def test_scifact_reproduces_pyserini_flat(shared_data):
     assert row.queries == 300
     assert row.ndcg_at_10 == pytest.approx(0.672, abs=0.01)
     assert 0.85 < row.recall_at_100 <= 1.0  # Pyserini: 0.908
-
-
-def test_chroma_collection_takes_only_a_real_chroma_collection(tmp_path):
-    """The lexical half of hybrid search reads a store's chromadb collection: LlamaIndex's public `client`,
-    LangChain's `_collection`; a look-alike with count/get methods (another store's client) is not taken."""
-    import chromadb
-    from langchain_chroma import Chroma
-    from llama_index.vector_stores.chroma import ChromaVectorStore
-
-    from o1_retriever.bm25 import CollectionBM25, chroma_collection
-
-    collection = chromadb.PersistentClient(path=str(tmp_path)).get_or_create_collection("texts")
-    collection.add(ids=["a", "b"], documents=["blood sugar levels", "river water"], embeddings=[[1.0, 0.0], [0.0, 1.0]])
-    assert chroma_collection(ChromaVectorStore(chroma_collection=collection)).name == "texts"
-    langchain_store = Chroma(collection_name="texts", client=chromadb.PersistentClient(path=str(tmp_path)))
-    found = chroma_collection(langchain_store)
-    assert found.count() == 2 and CollectionBM25(found).search(["sugar"], top_k=2)[0][0][0] == "a"
-
-    class LookAlike:  # count/get with other meanings, as another vector store's client might have
-        def count(self, name): return 0
-        def get(self, key): return None
-    class OtherStore:
-        client = LookAlike()
-        _collection = LookAlike()
-    assert chroma_collection(OtherStore()) is None and chroma_collection(object()) is None

@@ -9,9 +9,9 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables.config import run_in_executor
 from langchain_core.vectorstores import VectorStore
 from o1_retriever import QueryEncoding
-from o1_retriever.bm25 import CollectionBM25, chroma_collection
 from o1_retriever.chroma import check_model, model_record
-from o1_retriever.fusion import DEFAULT_DENSE_WEIGHT, POOL, fuse, resolve_hybrid
+from o1_retriever.fusion import DEFAULT_DENSE_WEIGHT, resolve_hybrid
+from o1_retriever.hybrid import CollectionBM25, dense_pool, fuse_with_bm25
 from o1_retriever.validation import check_k, check_positive_int
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
@@ -19,6 +19,18 @@ from langchain_o1.embeddings import O1Embeddings
 
 THOUGHTS_KEY = "o1_thoughts"
 THOUGHTS_EVENT = "o1_thoughts"  # custom callback event each retrieval emits: {"query", "thoughts", "num_thoughts"}
+
+
+def _chroma_collection(store: VectorStore) -> Any:
+    """The chromadb collection behind a `langchain_chroma.Chroma` (its `_collection`: LangChain has no public
+    accessor), or None. Only a real chromadb `Collection` counts: another store's `_collection` may have
+    `count`/`get` methods that mean something else."""
+    try:
+        from chromadb.api.models.Collection import Collection
+    except ImportError:  # no chromadb, so no Chroma store
+        return None
+    collection = getattr(store, "_collection", None)
+    return collection if isinstance(collection, Collection) else None
 
 
 class O1Retriever(BaseRetriever):
@@ -84,7 +96,7 @@ class O1Retriever(BaseRetriever):
     def _hybrid_needs_a_listing_store(self) -> "O1Retriever":
         if self.hybrid is None:
             return self
-        collection = chroma_collection(self.vectorstore)
+        collection = _chroma_collection(self.vectorstore)
         scores = callable(getattr(self.vectorstore, "similarity_search_by_vector_with_relevance_scores", None))
         if collection is None or not scores:
             raise ValueError(f"hybrid search needs a store that lists its texts and scores vector hits "
@@ -106,7 +118,7 @@ class O1Retriever(BaseRetriever):
     def _same_model_as_the_collection(self) -> "O1Retriever":
         # A Chroma collection that records its O1 model (made by O1Index, plain Chroma with O1EmbeddingFunction,
         # LlamaIndex, or here with O1Embeddings.collection_configuration()) refuses another one, as everywhere.
-        collection = chroma_collection(self.vectorstore)
+        collection = _chroma_collection(self.vectorstore)
         record = model_record(collection) if collection is not None else None
         if record is not None:
             check_model(f"collection {collection.name!r}", record, self.embeddings.embedder)
@@ -194,27 +206,15 @@ class O1Retriever(BaseRetriever):
         return _with_thoughts(docs, thoughts)
 
     def _hybrid_search(self, query: str, vector: list[float], k: int, kwargs: dict) -> list[Document]:
-        pool = max(k, POOL)
-        scored = self.vectorstore.similarity_search_by_vector_with_relevance_scores(vector, k=pool, **kwargs)
+        scored = self.vectorstore.similarity_search_by_vector_with_relevance_scores(vector, k=dense_pool(k), **kwargs)
         # Chroma returns distances; cosine, squared-L2 and inner-product distances of unit vectors are all linear
         # in the cosine, and z-scores do not see a linear map: the negated distance ranks exactly as the cosine.
         found = {d.id: d for d, _ in scored}
-        for retry in (False, True):  # a stale BM25 (another writer deleted hits) is rebuilt once
-            # BM25 sees every text: the filter keeps what it admits, as it does on the dense side
-            lexical = self._bm25.search([query], pool, where=kwargs.get("filter"),
-                                        where_document=kwargs.get("where_document"))[0]
-            ranked = fuse([(d.id, -dist) for d, dist in scored], lexical, self.hybrid, k)
-            missing = [doc for doc, _ in ranked if doc not in found]
-            if missing:  # lexical-only hits
-                got = self._bm25.collection.get(ids=missing, include=["documents", "metadatas"])
-                for i, text, meta in zip(got["ids"], got["documents"], got["metadatas"]):
-                    found[i] = Document(page_content=text, metadata=meta or {}, id=i)
-                if len(got["ids"]) < len(missing):
-                    self._bm25.invalidate()
-                    if not retry:
-                        continue
-            break
-        return [found[doc] for doc, _ in ranked if doc in found]  # never a KeyError for a deleted hit
+        # BM25 sees every text: the filter keeps what it admits, as it does on the dense side
+        [ranked] = fuse_with_bm25(self._bm25, [query], [[(d.id, -dist) for d, dist in scored]], self.hybrid, k,
+                                  where=kwargs.get("filter"), where_document=kwargs.get("where_document"))
+        return [found[h.id] if h.text is None else Document(page_content=h.text, metadata=h.metadata, id=h.id)
+                for h in ranked]
 
 
 def _with_thoughts(docs: list[Document], thoughts: list[str]) -> list[Document]:

@@ -174,6 +174,20 @@ def test_hybrid_needs_a_store_that_lists_its_texts(tiny_embedder, scifact_docs, 
     memory = InMemoryVectorStore.from_texts([d["text"] for d in scifact_docs[:3]], O1Embeddings(embedder=tiny_embedder))
     with pytest.raises(ValidationError, match="hybrid search needs a store that lists its texts"):
         O1Retriever(vectorstore=memory, hybrid=True)
+
+    class LookAlike:  # count/get with other meanings, as another vector store's private client might have
+        def count(self, name): return 0
+        def get(self, key): return None
+
+    class ScoringStore(InMemoryVectorStore):  # scores vector hits, but its `_collection` is no chromadb collection
+        _collection = LookAlike()
+
+        def similarity_search_by_vector_with_relevance_scores(self, embedding, k=4, **kwargs):
+            return self.similarity_search_with_score_by_vector(embedding, k=k)
+
+    scoring = ScoringStore.from_texts([d["text"] for d in scifact_docs[:3]], O1Embeddings(embedder=tiny_embedder))
+    with pytest.raises(ValidationError, match="hybrid search needs a store that lists its texts"):
+        O1Retriever(vectorstore=scoring, hybrid=True)
     with pytest.raises(ValidationError, match=r"dense_weight must be in \[0, 1\]"):
         O1Retriever(vectorstore=store, hybrid=1.5)
 

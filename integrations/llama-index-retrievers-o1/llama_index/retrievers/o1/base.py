@@ -20,12 +20,19 @@ from llama_index.core.vector_stores.types import (
 from llama_index.embeddings.o1 import O1Embedding
 from llama_index.embeddings.o1.base import embed_queries_with_events
 from o1_retriever import O1Embedder
-from o1_retriever.bm25 import CollectionBM25, chroma_collection
 from o1_retriever.chroma import check_model, model_record, num_thoughts_arg, open_collection
-from o1_retriever.fusion import POOL, fuse, resolve_hybrid
+from o1_retriever.fusion import resolve_hybrid
+from o1_retriever.hybrid import CollectionBM25, dense_pool, fuse_with_bm25
 from o1_retriever.validation import check_positive_int
 
 THOUGHTS_KEY = "o1_thoughts"
+
+
+def _chroma_collection(vector_store: BasePydanticVectorStore) -> Any:
+    """The chromadb collection behind a `ChromaVectorStore` (its public `client`), or None for any other store."""
+    from llama_index.vector_stores.chroma import ChromaVectorStore
+
+    return vector_store.client if isinstance(vector_store, ChromaVectorStore) else None
 
 
 def _resolve_embedder(embedder: Any, model_kwargs: Optional[dict]) -> O1Embedder:
@@ -81,7 +88,7 @@ class O1Retriever(BaseRetriever):
         self._vector_store, self._filters, self._docstore = vector_store, filters, docstore
         self._attach_thoughts = attach_thoughts
         self._hybrid = resolve_hybrid(hybrid)
-        collection = chroma_collection(vector_store)
+        collection = _chroma_collection(vector_store)
         if self._hybrid is not None and collection is None:
             raise ValueError(f"hybrid search needs a store that lists its texts (ChromaVectorStore); "
                              f"{type(vector_store).__name__} does not. Fuse with a BM25Retriever in a "
@@ -162,7 +169,7 @@ class O1Retriever(BaseRetriever):
         return np.mean(np.asarray(vectors), axis=0).tolist(), [t for own in thoughts for t in own]
 
     def _query(self, query_bundle: QueryBundle, embedding: list) -> VectorStoreQuery:
-        top_k = self._similarity_top_k if self._hybrid is None else max(self._similarity_top_k, POOL)
+        top_k = self._similarity_top_k if self._hybrid is None else dense_pool(self._similarity_top_k)
         return VectorStoreQuery(query_embedding=embedding, similarity_top_k=top_k,
                                 filters=self._filters, query_str=query_bundle.query_str)
 
@@ -188,23 +195,11 @@ class O1Retriever(BaseRetriever):
         if self._filters is not None:  # BM25 sees every text: the filters keep what they admit, as on the dense side
             from llama_index.vector_stores.chroma.base import _to_chroma_filter
             where = _to_chroma_filter(self._filters)
-        dense = list(zip(nodes, result.similarities or []))
-        for retry in (False, True):  # a stale BM25 (another writer deleted hits) is rebuilt once
-            lexical = self._bm25.search([query], POOL, where=where)[0]
-            ranked = fuse(dense, lexical, self._hybrid, self._similarity_top_k)
-            missing = [d for d, _ in ranked if d not in nodes]
-            if missing:  # lexical-only hits: Chroma keeps each node's content in its metadata
-                got = self._bm25.collection.get(ids=missing, include=["documents", "metadatas"])
-                for i, text, meta in zip(got["ids"], got["documents"], got["metadatas"]):
-                    nodes[i] = metadata_dict_to_node(meta, text)
-                if len(got["ids"]) < len(missing):
-                    self._bm25.invalidate()
-                    if not retry:
-                        continue
-            break
-        ranked = [(d, s) for d, s in ranked if d in nodes]  # never a KeyError for a deleted hit
-        return VectorStoreQueryResult(nodes=[nodes[d] for d, _ in ranked], similarities=[s for _, s in ranked],
-                                      ids=[d for d, _ in ranked])
+        [ranked] = fuse_with_bm25(self._bm25, [query], [list(zip(nodes, result.similarities or []))], self._hybrid,
+                                  self._similarity_top_k, where=where)
+        # a BM25-only hit: Chroma keeps each node's content in its metadata
+        fused = [nodes[h.id] if h.text is None else metadata_dict_to_node(h.metadata, h.text) for h in ranked]
+        return VectorStoreQueryResult(nodes=fused, similarities=[h.score for h in ranked], ids=[h.id for h in ranked])
 
     def _to_nodes(self, result: VectorStoreQueryResult, thoughts: List[str]) -> List[NodeWithScore]:
         self.last_thoughts = thoughts

@@ -1,0 +1,58 @@
+"""The one hybrid path (`o1_retriever.hybrid.fuse_with_bm25`) on a real Chroma collection embedded by the tiny model."""
+import chromadb
+import pytest
+
+from o1_retriever.bm25 import BM25Searcher
+from o1_retriever.fusion import POOL, fuse
+from o1_retriever.hybrid import CollectionBM25, fuse_with_bm25
+
+IDS = ["a", "b", "c", "d", "e"]
+TEXTS = ["volcano lava eruption on the island", "lava fields cooled into black rock", "the river and the ocean water",
+         "solar energy plant and climate", "volcano ash clouds stop flights"]
+METAS = [{"lang": "is"}, {"lang": "en", "n": 1}, {"lang": "en", "n": 2}, {"lang": "en", "n": 3}, {"lang": "en", "n": 4}]
+QUERY = "volcano lava"
+
+
+@pytest.fixture
+def collection(tiny_embedder, tmp_path):
+    collection = chromadb.PersistentClient(path=str(tmp_path)).create_collection(
+        "texts", metadata={"hnsw:space": "cosine"})
+    collection.add(ids=IDS, documents=TEXTS, metadatas=METAS,
+                   embeddings=tiny_embedder.encode_documents(TEXTS).tolist())
+    return collection
+
+
+def _dense(tiny_embedder, collection, query, keep):
+    """The tiny model's real cosine hits for `query`, kept to `keep`: a dense side that missed the keyword matches."""
+    found = collection.query(query_embeddings=[tiny_embedder.encode_queries(query, k=0).tolist()], n_results=len(IDS))
+    return [(i, 1.0 - d) for i, d in zip(found["ids"][0], found["distances"][0]) if i in keep]
+
+
+def test_filters_bm25_only_documents_and_fused_order(tiny_embedder, collection):
+    dense = _dense(tiny_embedder, collection, QUERY, keep={"c", "d"})
+    [hits] = fuse_with_bm25(CollectionBM25(collection), [QUERY], [dense], 0.5, top_k=3, where={"lang": "en"})
+    # The fused order is fusion.fuse over the dense hits and BM25 over every text, less what the filter refuses.
+    everything = BM25Searcher(IDS, TEXTS).search([QUERY], POOL)[0]
+    lexical = [(i, s) for i, s in everything if METAS[IDS.index(i)]["lang"] == "en"]
+    assert {i for i, _ in lexical} == {"b", "e"}  # "a", BM25's best match, is filtered out as on the dense side
+    assert [(h.id, h.score) for h in hits] == [(i, pytest.approx(s)) for i, s in fuse(dense, lexical, 0.5, 3)]
+    assert "a" not in [h.id for h in hits] and {"b", "e"} & {h.id for h in hits}
+    for hit in hits:  # BM25-only documents come with their text and metadata; dense ones are the caller's
+        if hit.id in {"b", "e"}:
+            assert (hit.text, hit.metadata) == (TEXTS[IDS.index(hit.id)], METAS[IDS.index(hit.id)])
+        else:
+            assert hit.text is None and hit.metadata == {}
+    # The weight moves the order: all dense first, or BM25's best (admitted) match first.
+    bm25 = CollectionBM25(collection)
+    assert [h.id for h in fuse_with_bm25(bm25, [QUERY], [dense], 1.0, 2)[0]] == [i for i, _ in dense]
+    assert fuse_with_bm25(bm25, [QUERY], [dense], 0.0, 1, where={"lang": "en"})[0][0].id == lexical[0][0]
+
+
+def test_each_query_fetches_what_its_own_dense_hits_lack(tiny_embedder, collection):
+    queries = [QUERY, "river ocean water"]
+    dense = [_dense(tiny_embedder, collection, q, keep={own}) for q, own in zip(queries, ["c", "b"])]
+    first, second = fuse_with_bm25(CollectionBM25(collection), queries, dense, 0.5, top_k=5)
+    assert next(h for h in first if h.id == "c").text is None  # its own dense hit
+    assert next(h for h in second if h.id == "c").text == TEXTS[2]  # BM25 alone found it for this query
+    with pytest.raises(ValueError, match="2 queries but 1 dense rankings"):
+        fuse_with_bm25(CollectionBM25(collection), queries, dense[:1], 0.5, top_k=5)
