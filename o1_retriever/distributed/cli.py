@@ -1,0 +1,220 @@
+"""Command line for the Ray path: options other commands add (`add_ray_arguments`), the `index --ray` run, and
+`python -m o1_retriever.distributed encode|think|load|index`. Nothing here imports Ray until a command runs."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .encode import DEFAULT_SHARD_SIZE
+
+COMMANDS = ("index", "eval")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {value}")
+    return value
+
+
+def _add(parser: argparse.ArgumentParser, *flags, **kwargs) -> None:
+    """Add an option unless the parser has it already (`index` may own --host one day)."""
+    if not any(flag in parser._option_string_actions for flag in flags):
+        parser.add_argument(*flags, **kwargs)
+
+
+def add_ray_arguments(parser: argparse.ArgumentParser, command: str = "index", ray_flag: bool = True) -> None:
+    """The options of the Ray path, for the `index` or `eval` sub-parser (cheap: Ray is not imported).
+    `ray_flag=False` leaves out `--ray` itself, for a command that always runs on Ray."""
+    if command not in COMMANDS:
+        raise ValueError(f"command={command!r} is not supported; use one of {list(COMMANDS)}")
+    group = parser.add_argument_group("Ray (pip install \"o1-retriever[ray]\")")
+    if ray_flag:
+        group.add_argument("--ray", action="store_true", help="embed the corpus on Ray Data actors (a local Ray is "
+                                                               "started when no --address is given)")
+    group.add_argument("--address", default=None, metavar="ADDR",
+                       help="Ray cluster to join, e.g. ray://head:10001 or auto (with --ray; default: a local Ray)")
+    group.add_argument("--actors", type=_positive_int, default=None, metavar="N",
+                       help="actors, each loading the model once (with --ray; default: one per GPU, else 2)")
+    group.add_argument("--cpu-actors", action="store_true",
+                       help="run the actors on CPUs even where the cluster has GPUs (with --ray)")
+    group.add_argument("--embed-batch-size", type=_positive_int, default=32, metavar="N",
+                       help="texts per forward pass in each actor (with --ray; default 32)")
+    if command == "index":
+        group.add_argument("--vectors", default=None, metavar="DIR",
+                           help="folder for the Parquet vector shards (with --ray; default: <corpus>.o1-vectors "
+                                "beside the corpus); a re-run skips shards already there")
+        group.add_argument("--shard-size", type=_positive_int, default=DEFAULT_SHARD_SIZE, metavar="N",
+                           help=f"documents per shard, the unit of work and of resume (default {DEFAULT_SHARD_SIZE})")
+        _add(group, "--host", default=None, metavar="H", help="a Chroma server to load into instead of --db")
+        _add(group, "--port", type=int, default=8000, help="the Chroma server's port (default 8000)")
+
+
+def spec_from_args(args):
+    """The model every actor loads, from the usual model options (those the parser has)."""
+    from .workers import ModelSpec
+    options = {name: getattr(args, name) for name in ("dtype", "quantization", "max_new_tokens", "temperature",
+                                                       "top_p", "aggregation", "query_weight", "seed",
+                                                       "query_max_length", "document_max_length")
+               if getattr(args, name, None) is not None}
+    if getattr(args, "backend", "auto") not in (None, "auto"):
+        options["backend"] = args.backend
+    cache = getattr(args, "thought_cache", None)
+    if isinstance(cache, str):
+        options["thought_cache"] = False if cache == "off" else cache
+    return ModelSpec(getattr(args, "model", None), options)
+
+
+def default_vectors_dir(corpus) -> Path:
+    corpus = Path(corpus).expanduser()
+    return corpus.with_name(corpus.name + ".o1-vectors")
+
+
+def _store_target(args) -> dict:
+    db, host = getattr(args, "db", None), getattr(args, "host", None)
+    if (db is None) == (host is None):
+        raise ValueError("pass exactly one of --db DIR (a Chroma directory) or --host H (a Chroma server)")
+    return {"path": db} if db is not None else {"host": host, "port": getattr(args, "port", 8000)}
+
+
+def _use_gpus(args) -> bool | None:
+    return False if getattr(args, "cpu_actors", False) else None
+
+
+def run_index_ray(args) -> int:
+    """`o1-retriever index --ray`: encode the corpus on Ray actors into Parquet shards, then load them into Chroma
+    (`--db` or `--host`). Both steps resume: a re-run encodes only missing shards and stores only missing records."""
+    from .encode import encode_files
+    from .load import load_into_chroma
+    from .runtime import connect, require_ray
+    target = _store_target(args)  # a bad target fails before Ray starts
+    vectors = Path(args.vectors).expanduser() if getattr(args, "vectors", None) else default_vectors_dir(args.corpus)
+    started = connect(getattr(args, "address", None))
+    try:
+        result = encode_files("documents", args.corpus, vectors, spec_from_args(args),
+                              actors=getattr(args, "actors", None), batch_size=getattr(args, "embed_batch_size", 32),
+                              shard_size=getattr(args, "shard_size", DEFAULT_SHARD_SIZE), use_gpus=_use_gpus(args))
+    finally:
+        if started:
+            require_ray().shutdown()
+    print(f"encoded {result.rows} documents into {result.shards} shard(s) in {vectors} "
+          f"({result.written} written by this run, {result.shards - result.written} already there)")
+    loaded = load_into_chroma(vectors, collection=getattr(args, "collection", "o1-retriever"),
+                              batch_size=getattr(args, "batch_size", None) or 1000, **target)
+    where = target.get("path") or f"{target['host']}:{target['port']}"
+    kept = f" ({loaded.skipped} already stored, skipped)" if loaded.skipped else ""
+    print(f"indexed {loaded.stored} passages into {where}{kept} (collection "
+          f"{getattr(args, 'collection', 'o1-retriever')!r}, {loaded.count} total)")
+    return 0
+
+
+def eval_options(args) -> dict:
+    """What `evaluation` passes to `ray_corpus_embeddings` for `eval --ray` (empty without --ray)."""
+    if not getattr(args, "ray", False):
+        return {}
+    return {"address": args.address, "actors": args.actors, "use_gpus": _use_gpus(args)}
+
+
+# ---- python -m o1_retriever.distributed ---------------------------------------------------------------------------
+def _model_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, help="model dir, hub id or .gguf (default: the bundled model)")
+    p.add_argument("--dtype", default=None, help="auto, bf16, fp16 or fp32 (default auto: bf16 on GPUs)")
+    p.add_argument("--max-new-tokens", type=_positive_int, default=None, help="thought length limit")
+    p.add_argument("--temperature", type=float, default=None, help="thought sampling temperature")
+    p.add_argument("--seed", type=int, default=None, help="sampling seed")
+
+
+def _ray_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--address", default=None, metavar="ADDR", help="Ray cluster to join (default: a local Ray)")
+    p.add_argument("--actors", type=_positive_int, default=None, metavar="N",
+                   help="actors (default: one per GPU, else 2)")
+    p.add_argument("--cpu-actors", action="store_true", help="CPU actors even where the cluster has GPUs")
+    p.add_argument("--embed-batch-size", type=_positive_int, default=32, metavar="N",
+                   help="texts per forward pass in each actor")
+    p.add_argument("--shard-size", type=_positive_int, default=DEFAULT_SHARD_SIZE, metavar="N",
+                   help=f"rows per shard, the unit of work and of resume (default {DEFAULT_SHARD_SIZE})")
+
+
+def _store_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", default=None, help="Chroma persistence directory")
+    p.add_argument("--host", default=None, help="a Chroma server instead of --db")
+    p.add_argument("--port", type=int, default=8000, help="the Chroma server's port")
+    p.add_argument("--collection", default="o1-retriever", help="collection name")
+    p.add_argument("--batch-size", type=_positive_int, default=1000, help="records per Chroma write")
+
+
+def _run_encode(args, kind: str) -> int:
+    from .encode import encode_files
+    from .runtime import connect, require_ray
+    started = connect(args.address)
+    try:
+        result = encode_files(kind, args.input, args.vectors, spec_from_args(args), k=getattr(args, "k", 0),
+                              actors=args.actors, batch_size=args.embed_batch_size, shard_size=args.shard_size,
+                              use_gpus=_use_gpus(args))
+    finally:
+        if started:
+            require_ray().shutdown()
+    print(f"encoded {result.rows} {kind} into {result.shards} shard(s) in {result.output} ({result.written} written "
+          f"by this run, {result.shards - result.written} already there; {result.seconds:.1f} s)")
+    return 0
+
+
+def _run_load(args) -> int:
+    from .load import load_into_chroma
+    loaded = load_into_chroma(args.vectors, collection=args.collection, batch_size=args.batch_size,
+                              **_store_target(args))
+    print(f"stored {loaded.stored} records ({loaded.skipped} already stored, skipped); collection "
+          f"{args.collection!r} holds {loaded.count}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m o1_retriever.distributed",
+                                     description="o1-retriever on Ray Data: encode, think and index at scale.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    p = sub.add_parser("encode", help="embed a corpus (JSONL or Parquet, file or folder) into Parquet vector shards")
+    p.add_argument("input", help="corpus: rows with _id (or id), text, title?")
+    p.add_argument("--vectors", required=True, metavar="DIR", help="output folder of shards (a re-run resumes)")
+    _model_arguments(p)
+    _ray_arguments(p)
+    p.set_defaults(func=lambda args: _run_encode(args, "documents"))
+
+    p = sub.add_parser("think", help="think and embed many queries into Parquet shards (vectors and thoughts)")
+    p.add_argument("input", help="queries: rows with _id (or id) and text")
+    p.add_argument("--vectors", required=True, metavar="DIR", help="output folder of shards (a re-run resumes)")
+    p.add_argument("--k", type=int, default=3, help="thoughts per query (0 = no thinking)")
+    p.add_argument("--thought-cache", default=None, metavar="PATH|off",
+                   help="each worker's thought cache file (default: the worker's own default cache)")
+    _model_arguments(p)
+    _ray_arguments(p)
+    p.set_defaults(func=lambda args: _run_encode(args, "queries"))
+
+    p = sub.add_parser("load", help="load encoded document shards into Chroma (--db or --host); resumable")
+    p.add_argument("--vectors", required=True, metavar="DIR", help="the folder `encode` wrote")
+    _store_arguments(p)
+    p.set_defaults(func=_run_load)
+
+    p = sub.add_parser("index", help="encode on Ray, then load into Chroma: `o1-retriever index --ray`")
+    p.add_argument("--corpus", required=True, help="JSONL or Parquet file, or a folder of them")
+    _model_arguments(p)
+    _store_arguments(p)
+    add_ray_arguments(p, "index", ray_flag=False)
+    p.set_defaults(func=run_index_ray)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
+        print(f"{parser.prog} {args.command}: error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,222 @@
+"""Encoding on Ray Data: corpus files into Parquet vector shards (resumable), and in-memory texts into vectors.
+
+Ray Data schedules; nothing here does. The shards still to write become a dataset of one row each, mapped by
+`map_batches` over a fixed pool of `ShardWriter` actors (one model each; one GPU each where the cluster has GPUs).
+An actor that dies is restarted by Ray and its shard retried; since a shard is written whole under its own name,
+a retry replaces it rather than adding rows, and a shard that never finished is simply not there for the re-run.
+"""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..validation import check_k, check_positive_int
+from .runtime import actor_pool, actor_resources, connect, require_ray
+from .shards import (KINDS, MANIFEST, MANIFEST_VERSION, manifest_shards, plan_shards, read_manifest,
+                     remove_temporaries, shard_dicts, shard_info, write_manifest)
+from .workers import ModelSpec, RowEncoder, ShardWriter
+
+DEFAULT_SHARD_SIZE = 4096
+PROGRESS_THRESHOLD = 256  # rows: smaller runs stay quiet
+
+
+@dataclass
+class EncodeResult:
+    output: Path
+    shards: int        # shards in the plan
+    written: int       # shards this run wrote (0: everything was already there)
+    rows: int          # rows across all shards
+    dim: int
+    fingerprint: str   # of the model that wrote every shard
+    seconds: float
+
+
+def encode_corpus(corpus, output, model: str | None = None, *, actors: int | None = None,
+                  shard_size: int = DEFAULT_SHARD_SIZE, batch_size: int = 32, address: str | None = None,
+                  use_gpus: bool | None = None, show_progress_bar: bool | None = None, **options) -> EncodeResult:
+    """Embed every document of `corpus` (JSONL or Parquet; a file or a folder; `_id`/`id`, `text`, `title`?) into
+    Parquet shards under `output`. A re-run skips the shards already written. `options` go to
+    `O1Embedder.from_pretrained` on each actor (dtype, document_max_length, ...)."""
+    return encode_files("documents", corpus, output, ModelSpec(model, options), actors=actors, shard_size=shard_size,
+                        batch_size=batch_size, address=address, use_gpus=use_gpus,
+                        show_progress_bar=show_progress_bar)
+
+
+def encode_query_file(queries, output, model: str | None = None, *, k: int = 3, actors: int | None = None,
+                      shard_size: int = DEFAULT_SHARD_SIZE, batch_size: int = 32, address: str | None = None,
+                      use_gpus: bool | None = None, show_progress_bar: bool | None = None,
+                      **options) -> EncodeResult:
+    """Think k times per query and embed (`encode_queries`) for every query in `queries` (the same formats); the
+    shards also hold each query's thoughts. Each actor's embedder keeps its own thought cache (`thought_cache`
+    option: True for the worker's default file, a path, or False)."""
+    return encode_files("queries", queries, output, ModelSpec(model, options), k=k, actors=actors,
+                        shard_size=shard_size, batch_size=batch_size, address=address, use_gpus=use_gpus,
+                        show_progress_bar=show_progress_bar)
+
+
+def _plan(kind: str, source, output: Path, spec: ModelSpec, k: int, shard_size: int) -> tuple[dict, bool]:
+    """(manifest, resumed). A folder written for other inputs, another model or other settings is refused."""
+    inputs, shards = plan_shards(source, shard_size, kind)
+    planned = {"version": MANIFEST_VERSION, "kind": kind, "k": k if kind == "queries" else None,
+               "source": str(Path(source).expanduser().resolve()), "shard_size": shard_size,
+               "model": spec.as_dict(), "inputs": inputs, "shards": shard_dicts(shards),
+               "rows": sum(s.rows for s in shards)}
+    old = read_manifest(output)
+    if old is None:
+        if output.exists() and any(output.glob("part-*.parquet")):
+            raise ValueError(f"{output} holds shards but no {MANIFEST}; encode into an empty or new folder")
+        return planned, False
+    changed = [key for key in ("kind", "k", "shard_size", "model", "inputs") if old.get(key) != planned[key]]
+    if changed:
+        raise ValueError(f"{output} was written by another run ({', '.join(changed)} differ: "
+                         f"{ {key: old.get(key) for key in changed} } there, now "
+                         f"{ {key: planned[key] for key in changed} }); encode into a new folder, or delete it")
+    return {**old, "source": planned["source"], "shards": planned["shards"]}, True
+
+
+def encode_files(kind: str, source, output, spec: ModelSpec, *, k: int = 3, actors: int | None = None,
+                 shard_size: int = DEFAULT_SHARD_SIZE, batch_size: int = 32, address: str | None = None,
+                 use_gpus: bool | None = None, show_progress_bar: bool | None = None) -> EncodeResult:
+    if kind not in KINDS:
+        raise ValueError(f"kind={kind!r} is not supported; use one of {list(KINDS)}")
+    check_k(k)
+    check_positive_int(shard_size, "shard_size")
+    check_positive_int(batch_size, "batch_size")
+    require_ray()  # before reading a large input: a missing Ray fails now
+    started = time.perf_counter()
+    output = Path(output).expanduser()
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"{str(output)!r} is a file; the output is a folder of Parquet shards")
+    manifest, _ = _plan(kind, source, output, spec, k, shard_size)  # reads the inputs' layout before Ray starts
+    shards = manifest_shards(manifest)
+    output.mkdir(parents=True, exist_ok=True)
+    remove_temporaries(output)
+    write_manifest(output, {**manifest, "complete": False})
+    todo = [s for s in shards if shard_info(output / s.name) is None]
+    if todo:
+        _run_shards(todo, kind, spec, k, batch_size, output, actors, address, use_gpus, show_progress_bar)
+    infos = [shard_info(output / s.name) for s in shards]
+    missing = [s.name for s, info in zip(shards, infos) if info is None]
+    if missing:
+        raise RuntimeError(f"{len(missing)} shard(s) were not written ({missing[:3]}...); run the same command "
+                           "again to write them")
+    fingerprints = sorted({info["fingerprint"] for info in infos})
+    if len(fingerprints) > 1:
+        raise ValueError(f"the shards in {output} come from {len(fingerprints)} different models ({fingerprints}): "
+                         "the model changed between runs; encode into a new folder")
+    dim = int(infos[0]["dim"])
+    write_manifest(output, {**manifest, "complete": True, "dim": dim, "fingerprint": fingerprints[0],
+                            "dtype": infos[0]["dtype"]})
+    return EncodeResult(output, len(shards), len(todo), manifest["rows"], dim, fingerprints[0],
+                        time.perf_counter() - started)
+
+
+def _run_shards(todo, kind, spec, k, batch_size, output, actors, address, use_gpus, show_progress_bar) -> None:
+    ray = require_ray()
+    connect(address)
+    resources = actor_resources(actors, use_gpus)
+    dataset = ray.data.from_items(shard_dicts(todo), override_num_blocks=len(todo))  # a block per shard
+    written = dataset.map_batches(
+        ShardWriter, batch_size=1, compute=actor_pool(resources),
+        fn_constructor_kwargs={"spec": spec, "kind": kind, "k": k, "batch_size": batch_size, "output": str(output)},
+        num_cpus=resources.num_cpus, num_gpus=resources.num_gpus or None)
+    rows = sum(s.rows for s in todo)
+    show = rows >= PROGRESS_THRESHOLD if show_progress_bar is None else show_progress_bar
+    with _quiet_ray_progress(ray, show), _user_errors(), \
+            tqdm(total=rows, unit="row", disable=not show,
+                 desc=f"Encoding {kind} on {resources.actors} {resources.device} actor(s)") as bar:
+        for done in written.iter_rows():
+            bar.update(int(done["rows"]))
+
+
+class _quiet_ray_progress:
+    """Ray Data's own progress bars off while ours shows (one bar, in rows, not two in blocks)."""
+
+    def __init__(self, ray, quiet: bool):
+        self.context, self.quiet = ray.data.DataContext.get_current(), quiet
+
+    def __enter__(self):
+        self.before = self.context.enable_progress_bars
+        if self.quiet:
+            self.context.enable_progress_bars = False
+
+    def __exit__(self, *exc):
+        self.context.enable_progress_bars = self.before
+
+
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError)
+
+
+def worker_error(error: BaseException | None) -> BaseException | None:
+    """The ValueError, TypeError or FileNotFoundError a worker raised, found inside Ray's wrappers, or None."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, USER_ERRORS) and not type(error).__module__.startswith("ray"):
+            return error
+        error = getattr(error, "cause", None) or error.__cause__
+    return None
+
+
+class _user_errors:
+    """A bad input or model met by a worker (a file changed since planning, a model that will not load) surfaces as
+    the worker's own exception and message, not wrapped twice in Ray's task errors."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        found = worker_error(error)
+        if found is not None and found is not error:
+            raise found from None
+        # An actor whose constructor failed (the model did not load) comes back as ActorDiedError holding only the
+        # text of the worker's traceback: its last exception line says what went wrong.
+        if type(error).__name__ == "ActorDiedError" and "creation task" in str(error):
+            last = re.findall(r"^(?:\w+\.)*(\w+(?:Error|Exception)): (.+)$", str(error), re.M)
+            if last:
+                raise ValueError(f"the actors could not load the model ({last[-1][0]}: {last[-1][1]})") from None
+        return False
+
+
+def encode_texts(spec: ModelSpec, texts: list[str], *, kind: str = "documents", k: int = 0, batch_size: int = 32,
+                 actors: int | None = None, address: str | None = None, use_gpus: bool | None = None,
+                 encoder_fingerprint: str | None = None, show_progress_bar: bool | None = None) -> np.ndarray:
+    """Vectors for in-memory texts, in their order, encoded by a pool of actors (no files; for evaluation).
+    The texts travel through Ray's object store, so the workers need not see the driver's disk."""
+    import pyarrow as pa
+    ray = require_ray()
+    if kind not in KINDS:
+        raise ValueError(f"kind={kind!r} is not supported; use one of {list(KINDS)}")
+    check_positive_int(batch_size, "batch_size")
+    if not texts:
+        raise ValueError("texts is empty: nothing to encode")
+    connect(address)
+    resources = actor_resources(actors, use_gpus)
+    table = pa.table({"row": np.arange(len(texts), dtype=np.int64), "text": pa.array(texts, pa.string())})
+    per_task = batch_size * 8
+    blocks = [table.slice(start, per_task) for start in range(0, len(texts), per_task)]  # a task each
+    encoded = ray.data.from_arrow(blocks).map_batches(
+        RowEncoder, batch_size=per_task, compute=actor_pool(resources),
+        fn_constructor_kwargs={"spec": spec, "kind": kind, "k": k, "batch_size": batch_size,
+                               "encoder_fingerprint": encoder_fingerprint},
+        num_cpus=resources.num_cpus, num_gpus=resources.num_gpus or None)
+    out, filled = None, np.zeros(len(texts), dtype=bool)
+    show = len(texts) >= PROGRESS_THRESHOLD if show_progress_bar is None else show_progress_bar
+    with _quiet_ray_progress(ray, show), _user_errors(), \
+            tqdm(total=len(texts), unit="text", disable=not show,
+                 desc=f"Embedding on {resources.actors} {resources.device} actor(s)") as bar:
+        for batch in encoded.iter_batches(batch_format="numpy", batch_size=None):
+            rows, vectors = batch["row"], np.asarray(batch["vector"], dtype=np.float32)
+            if out is None:
+                out = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)
+            out[rows] = vectors
+            filled[rows] = True
+            bar.update(len(rows))
+    if out is None or not filled.all():
+        raise RuntimeError(f"{int((~filled).sum())} of {len(texts)} texts came back without a vector")
+    return out

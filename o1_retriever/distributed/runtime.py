@@ -1,0 +1,78 @@
+"""Ray itself: the lazy import, connecting (or starting a local Ray), and what each actor asks for."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+INSTALL_HINT = 'pip install "o1-retriever[ray]"  (or: pip install "ray[data]>=2.40")'
+
+
+def require_ray():
+    """The `ray` module with Ray Data, or an ImportError that says how to install it."""
+    try:
+        import ray
+        import ray.data  # noqa: F401  (ray without the [data] extra has no pyarrow/pandas readers)
+    except ImportError as e:
+        raise ImportError(f"the distributed commands need Ray Data ({e}): {INSTALL_HINT}") from e
+    return ray
+
+
+def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
+    """Join the Ray cluster at `address`, or start a local one (all CPUs and GPUs of this machine, or `num_cpus`)
+    when none is given and none is running in this process. Returns True when this call started Ray (the caller
+    then shuts it down), False when it was already connected."""
+    ray = require_ray()
+    if ray.is_initialized():
+        return False
+    if address is not None:
+        if num_cpus is not None:
+            raise ValueError("num_cpus sizes a local Ray only; a cluster at an address has its own resources")
+        ray.init(address=address, log_to_driver=True)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+    return True
+
+
+@dataclass(frozen=True)
+class ActorResources:
+    actors: int
+    num_cpus: float
+    num_gpus: float
+
+    @property
+    def device(self) -> str:
+        return "GPU" if self.num_gpus else "CPU"
+
+
+def actor_resources(actors: int | None, use_gpus: bool | None = None) -> ActorResources:
+    """One GPU per actor when the cluster has GPUs (or `use_gpus=True`), else an even share of its CPUs.
+
+    actors=None: one actor per GPU, or two on a CPU-only cluster. More actors than the cluster has GPUs (or CPUs)
+    would leave some waiting forever for resources, so that is refused here."""
+    ray = require_ray()
+    resources = ray.cluster_resources()
+    gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 0))
+    if use_gpus is None:
+        use_gpus = gpus > 0
+    if use_gpus and gpus == 0:
+        raise ValueError("GPU actors were asked for, but this Ray cluster has no GPU (ray.cluster_resources() lists "
+                         "none); leave GPUs off to run on CPUs")
+    if actors is None:
+        actors = gpus if use_gpus else min(2, max(1, cpus))
+    if isinstance(actors, bool) or not isinstance(actors, int) or actors < 1:
+        raise ValueError(f"actors must be a positive int, got {actors!r}")
+    if use_gpus:
+        if actors > gpus:
+            raise ValueError(f"actors={actors} GPU actors need {actors} GPUs; this Ray cluster has {gpus}. "
+                             f"Use at most {gpus} actors (one GPU each)")
+        return ActorResources(actors, 1.0, 1.0)
+    if actors > cpus:
+        raise ValueError(f"actors={actors} CPU actors need a CPU each; this Ray cluster has {cpus}. "
+                         f"Use at most {cpus} actors")
+    # An even share, so torch in each actor uses that many threads (Ray sets OMP_NUM_THREADS from it).
+    return ActorResources(actors, float(max(1, cpus // actors)), 0.0)
+
+
+def actor_pool(resources: ActorResources):
+    """Ray Data's fixed-size actor pool (what `concurrency=N` was before Ray 2.51 deprecated it)."""
+    ray = require_ray()
+    return ray.data.ActorPoolStrategy(size=resources.actors)

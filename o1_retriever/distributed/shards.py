@@ -1,0 +1,293 @@
+"""Input and output shards: what a distributed run reads, writes, and finds already written.
+
+Inputs (JSONL or Parquet, one file or a folder of them) are cut into shards of `shard_size` rows in file order: the
+same files and size always give the same shards, so a shard is the unit of work, of output and of resume. Each
+output shard is one Parquet file (`id`, `vector`, `text_hash`, plus `thoughts` for queries), written whole under a
+temporary name and renamed: a file with the shard's name is complete, so a re-run skips it and a retried shard
+replaces it instead of adding rows. `o1_vectors.json` beside the shards records the plan.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import socket
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+MANIFEST = "o1_vectors.json"
+MANIFEST_VERSION = 1
+KINDS = ("documents", "queries")
+ID_COLUMNS = ("_id", "id")
+METADATA_KEY = b"o1_retriever"
+_SKIP_PREFIXES = (".", "_")  # hidden files and markers such as _SUCCESS in a folder of shards
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Rows [start, stop) of one input file. For JSONL, `offset` is the byte where row `start` begins and `line`
+    its line number, so a worker seeks straight there."""
+    name: str
+    path: str
+    format: str
+    start: int
+    stop: int
+    offset: int = 0
+    line: int = 1
+
+    @property
+    def rows(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass(frozen=True)
+class Record:
+    id: str
+    text: str  # what is embedded: "title. text" for a document with a title (as `o1-retriever index`), else text
+    metadata: dict | None
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def input_files(path: str | os.PathLike) -> list[tuple[Path, str]]:
+    """(file, format) for a JSONL or Parquet file, or for every such file under a folder (sorted, recursive;
+    names starting with '.' or '_' are skipped)."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"{str(path)!r} does not exist; pass a JSONL or Parquet file or a folder of them")
+    if path.is_file():
+        return [(path, "parquet" if path.suffix == ".parquet" else "jsonl")]
+    found = []
+    for file in sorted(path.rglob("*")):
+        parts = file.relative_to(path).parts
+        if file.is_file() and not any(p.startswith(_SKIP_PREFIXES) for p in parts):
+            if file.suffix == ".parquet":
+                found.append((file, "parquet"))
+            elif file.suffix in (".jsonl", ".json"):
+                found.append((file, "jsonl"))
+    if not found:
+        raise ValueError(f"{str(path)!r} holds no .jsonl or .parquet file")
+    return found
+
+
+def _jsonl_lines(path: Path):
+    """(row dict, byte offset, line number) for each non-blank line; a bad line is a ValueError naming file:line."""
+    offset = 0
+    with path.open("rb") as f:
+        for line_number, raw in enumerate(f, 1):
+            if raw.strip():
+                yield _parse_line(raw, f"{path}:{line_number}"), offset, line_number
+            offset += len(raw)
+
+
+def _parse_line(raw: bytes, where: str) -> dict:
+    try:
+        row = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"{where}: not valid UTF-8; save the file as UTF-8") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{where}: not valid JSON ({e.msg}): {raw.strip()[:80]!r}") from None
+    if not isinstance(row, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    return row
+
+
+def _parquet_rows(path: Path):
+    """(row dict of the id, text and title columns, 0, 1) for each row: what planning checks, read by column."""
+    import pyarrow.parquet as pq
+    try:
+        file = pq.ParquetFile(path)
+    except Exception as e:  # pyarrow raises its own ArrowInvalid for a file that is not Parquet
+        raise ValueError(f"{path}: not a readable Parquet file ({e})") from None
+    columns = [c for c in (*ID_COLUMNS, "text", "title") if c in file.schema_arrow.names]
+    for batch in file.iter_batches(columns=columns, batch_size=65536):
+        for row in batch.to_pylist():
+            yield row, 0, 1
+
+
+def plan_shards(source: str | os.PathLike, shard_size: int, kind: str) -> tuple[list[dict], list[Shard]]:
+    """(inputs, shards): each input file's name, format, size in bytes and rows; its shards in order.
+
+    Every row is read and checked here, once, before any worker starts: a bad line or a repeated id fails now,
+    naming its place, rather than hours into a run (and a fixed file would not match the shards already written)."""
+    from tqdm.auto import tqdm
+    inputs, shards, seen = [], [], set()
+    root = Path(source).expanduser()
+    files = input_files(root)
+    total = sum(file.stat().st_size for file, _ in files)
+    done = 0
+    with tqdm(total=total, unit="B", unit_scale=True, desc="Checking input", disable=total < 64 << 20) as bar:
+        for index, (file, fmt) in enumerate(files):
+            name = file.name if root.is_file() else file.relative_to(root).as_posix()
+            rows, starts = 0, []
+            for row, offset, line in (_parquet_rows(file) if fmt == "parquet" else _jsonl_lines(file)):
+                where = f"{file}:{line}" if fmt == "jsonl" else f"{file}: row {rows + 1}"
+                record = _record(where, row, kind, set())
+                if record.id in seen:
+                    raise ValueError(f"{where}: duplicate id {record.id!r} (every row needs its own id)")
+                seen.add(record.id)
+                if rows % shard_size == 0:
+                    starts.append((offset, line))
+                rows += 1
+                if rows % 65536 == 0 and offset:
+                    bar.update(done + offset - bar.n)
+            done += file.stat().st_size
+            bar.update(done - bar.n)
+            inputs.append({"name": name, "format": fmt, "bytes": file.stat().st_size, "rows": rows})
+            for number, (offset, line) in enumerate(starts):
+                start = number * shard_size
+                shards.append(Shard(f"part-{index:05d}-{number:06d}.parquet", str(file.resolve()), fmt, start,
+                                    min(rows, start + shard_size), offset, line))
+    if not shards:
+        raise ValueError(f"{str(root)!r} holds no rows")
+    return inputs, shards
+
+
+# ---- reading one shard's rows -----------------------------------------------------------------------------------
+def _rows(shard: Shard):
+    """(where, dict) for each row of the shard; `where` is `file:line` (JSONL) or `file: row N` (Parquet)."""
+    if shard.format == "jsonl":
+        with open(shard.path, "rb") as f:
+            f.seek(shard.offset)
+            line_number, taken = shard.line - 1, 0
+            for raw in f:
+                line_number += 1
+                if not raw.strip():
+                    continue
+                where = f"{shard.path}:{line_number}"
+                row = _parse_line(raw, where)
+                yield where, row
+                taken += 1
+                if taken == shard.rows:
+                    return
+        raise ValueError(f"{shard.path} ended after {taken} of shard {shard.name}'s {shard.rows} rows: the file "
+                         "changed since the run was planned; encode it into a new output folder")
+    import pyarrow.parquet as pq
+    file = pq.ParquetFile(shard.path)
+    first = 0
+    for group in range(file.metadata.num_row_groups):  # read only the row groups that overlap the shard
+        count = file.metadata.row_group(group).num_rows
+        lo, hi = max(shard.start, first), min(shard.stop, first + count)
+        if lo < hi:
+            table = file.read_row_group(group).slice(lo - first, hi - lo)
+            for i, row in enumerate(table.to_pylist()):
+                yield f"{shard.path}: row {lo + i + 1}", row
+        first += count
+
+
+def _record(where: str, row: dict, kind: str, dropped: set) -> Record:
+    """The checks `corpus.read_corpus` makes on a corpus line, for one row of either format."""
+    id_column = next((c for c in ID_COLUMNS if c in row), None)
+    if id_column is None or "text" not in row:
+        raise ValueError(f"{where}: needs an id ('_id' or 'id') and 'text'; it has {sorted(row)[:10]}")
+    pid = row[id_column]
+    if isinstance(pid, bool) or not isinstance(pid, (str, int)) or not str(pid).strip():
+        raise ValueError(f"{where}: {id_column!r} must be a non-empty string (or an integer), got {pid!r:.60}")
+    text, title = row["text"], str(row.get("title") or "") if kind == "documents" else ""
+    if not isinstance(text, str) or not (text.strip() or title.strip()):
+        raise ValueError(f"{where}: 'text' must be a non-empty string, got {text!r:.60}")
+    if kind == "queries":
+        return Record(str(pid), text, None)
+    metadata = {}
+    for key, value in row.items():
+        if key in (id_column, "text", "title"):
+            continue
+        if isinstance(value, (str, int, float, bool)) and not (isinstance(value, float) and not math.isfinite(value)):
+            metadata[key] = value
+        else:  # Chroma keeps only finite scalars (as read_corpus, which warns about the same keys)
+            dropped.add(key)
+    return Record(str(pid), f"{title}. {text}" if title else text, metadata or None)
+
+
+def read_shard(shard: Shard, kind: str, dropped: set | None = None) -> list[Record]:
+    """The shard's records, checked (again: the file may have changed since planning). Metadata keys whose values
+    cannot be kept are added to `dropped`."""
+    records, seen = [], set()
+    dropped = set() if dropped is None else dropped
+    for where, row in _rows(shard):
+        record = _record(where, row, kind, dropped)
+        if record.id in seen:
+            raise ValueError(f"{where}: duplicate id {record.id!r}")
+        seen.add(record.id)
+        records.append(record)
+    return records
+
+
+# ---- output shards ----------------------------------------------------------------------------------------------
+def write_shard(directory: Path, name: str, records: list[Record], vectors, thoughts=None, info: dict | None = None):
+    """Write one output shard whole: to a temporary name, then renamed (atomic on one filesystem)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if vectors.shape[0] != len(records):
+        raise ValueError(f"shard {name}: {len(records)} records but {vectors.shape[0]} vectors")
+    columns = {
+        "id": pa.array([r.id for r in records], pa.string()),
+        "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1]),
+        "text_hash": pa.array([text_hash(r.text) for r in records], pa.string()),
+    }
+    if thoughts is not None:
+        columns["thoughts"] = pa.array([list(t) for t in thoughts], pa.list_(pa.string()))
+    meta = {**(info or {}), "shard": name, "rows": len(records),
+            "worker": f"{socket.gethostname()}:{os.getpid()}"}
+    table = pa.table(columns).replace_schema_metadata({METADATA_KEY: json.dumps(meta).encode()})
+    temporary = directory / f".{name}.{uuid.uuid4().hex}.tmp"
+    try:
+        pq.write_table(table, temporary)
+        os.replace(temporary, directory / name)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def shard_info(path: Path) -> dict | None:
+    """A complete output shard's recorded info (model fingerprint, rows, worker...), or None if it is missing or
+    unreadable (a file cut short never has Parquet's footer)."""
+    import pyarrow.parquet as pq
+    try:
+        meta = pq.read_metadata(path)
+        info = json.loads((meta.metadata or {}).get(METADATA_KEY, b"{}"))
+    except Exception:  # OSError, or pyarrow's ArrowInvalid for a file cut short
+        return None
+    return info if info.get("rows") == meta.num_rows else None
+
+
+def remove_temporaries(directory: Path) -> int:
+    """Delete half-written shards left by workers that died (one run per output folder at a time)."""
+    gone = 0
+    for leftover in directory.glob(".part-*.tmp"):
+        leftover.unlink(missing_ok=True)
+        gone += 1
+    return gone
+
+
+# ---- the manifest -----------------------------------------------------------------------------------------------
+def read_manifest(directory: str | os.PathLike) -> dict | None:
+    path = Path(directory).expanduser() / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); remove the folder and encode again") from None
+    if not isinstance(manifest, dict) or manifest.get("version") != MANIFEST_VERSION:
+        raise ValueError(f"{path} is not an o1-retriever vectors manifest (version {MANIFEST_VERSION})")
+    return manifest
+
+
+def write_manifest(directory: Path, manifest: dict) -> None:
+    temporary = directory / f".{MANIFEST}.{uuid.uuid4().hex}.tmp"
+    temporary.write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(temporary, directory / MANIFEST)
+
+
+def manifest_shards(manifest: dict) -> list[Shard]:
+    return [Shard(**s) for s in manifest["shards"]]
+
+
+def shard_dicts(shards: list[Shard]) -> list[dict]:
+    return [asdict(s) for s in shards]

@@ -1,0 +1,118 @@
+"""What runs inside the Ray actors: one `O1Embedder` per actor, loaded once, then fed batches by Ray Data."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# from_pretrained options a distributed run passes on (the device is the actor's own: its GPU, or the CPU)
+LOAD_OPTIONS = ("dtype", "quantization", "share_weights", "prompt_style", "backend", "thought_cache", "aggregation",
+                "query_weight", "temperature", "top_p", "max_new_tokens", "prompt_max_length", "seed",
+                "query_max_length", "document_max_length", "fused", "thought_input")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How every actor loads the same model: `O1Embedder.from_pretrained(model, **options)` on its own device."""
+    model: str | None = None
+    options: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.model is not None and not isinstance(self.model, str):
+            raise TypeError(f"model must be a path or hub id (str) or None, got {type(self.model).__name__}")
+        unknown = sorted(set(self.options) - set(LOAD_OPTIONS))
+        if unknown:
+            raise TypeError(f"unknown model option(s) {unknown}; allowed: {list(LOAD_OPTIONS)} (the device is "
+                            "chosen per actor)")
+        if self.model is not None and self.model.startswith("composite:"):
+            raise ValueError(f"{self.model!r} was built with O1Embedder.composite() in one process and cannot be "
+                             "rebuilt on a worker; save it as a composite model directory and pass its path")
+
+    @classmethod
+    def of(cls, embedder) -> "ModelSpec":
+        """The spec that rebuilds an already loaded embedder (its resolved dtype and settings) on a worker."""
+        from ..chroma import _describe  # the same description Chroma records to rebuild a collection's model
+        model, options = _describe(embedder)
+        return cls(model, {k: v for k, v in options.items() if k in LOAD_OPTIONS})
+
+    def as_dict(self) -> dict:
+        return {"model": self.model, "options": dict(sorted(self.options.items()))}
+
+    def load(self, device: str | None = None):
+        from ..embedder import O1Embedder
+        return O1Embedder.from_pretrained(self.model, device=device, **self.options)
+
+
+def _actor_device() -> str:
+    """The GPU Ray assigned to this actor, else the CPU (even on a node with GPUs the actor was not given)."""
+    import ray
+    return "cuda" if ray.get_gpu_ids() else "cpu"
+
+
+def _dtype_name(embedder) -> str:
+    from ..device import dtype_name
+    lm = embedder.thinker.model if embedder.thinker is not None else embedder.encoder.model
+    return dtype_name(next(lm.parameters()).dtype)
+
+
+class _EmbedderActor:
+    """Loads the model once per actor; `encode` embeds documents, or thinks and embeds queries."""
+
+    def __init__(self, spec: ModelSpec, kind: str, k: int, batch_size: int):
+        self.spec, self.kind, self.k, self.batch_size = spec, kind, k, batch_size
+        self.embedder = spec.load(_actor_device())
+        self.info = {"kind": kind, "k": k if kind == "queries" else None, "model": spec.as_dict(),
+                     "fingerprint": self.embedder.fingerprint,
+                     "encoder_fingerprint": self.embedder.encoder_fingerprint,
+                     "dim": int(self.embedder.dim), "dtype": _dtype_name(self.embedder)}
+
+    def encode(self, texts: list[str]):
+        """(vectors, thoughts or None)."""
+        if self.kind == "documents":
+            return self.embedder.encode_documents(texts, batch_size=self.batch_size, show_progress_bar=False), None
+        # The thought cache (the embedder's, on this worker's disk) serves queries it has thought about before.
+        encoded = self.embedder.encode_queries(texts, k=self.k, batch_size=self.batch_size, show_progress_bar=False,
+                                               return_thoughts=True)
+        return encoded.embeddings, encoded.thoughts
+
+
+class ShardWriter(_EmbedderActor):
+    """Ray Data batch: shard descriptors (one row per shard). Each shard is read, encoded and written whole."""
+
+    def __init__(self, spec: ModelSpec, kind: str, k: int, batch_size: int, output: str):
+        super().__init__(spec, kind, k, batch_size)
+        self.output = Path(output)
+
+    def __call__(self, batch: dict) -> dict:
+        from .shards import Shard, read_shard, write_shard
+        names, rows, seconds = [], [], []
+        for i in range(len(batch["name"])):
+            shard = Shard(**{key: _python(batch[key][i]) for key in Shard.__dataclass_fields__})
+            start = time.perf_counter()
+            records = read_shard(shard, self.kind)
+            vectors, thoughts = self.encode([r.text for r in records])
+            write_shard(self.output, shard.name, records, vectors, thoughts, self.info)
+            names.append(shard.name)
+            rows.append(len(records))
+            seconds.append(time.perf_counter() - start)
+        return {"name": names, "rows": rows, "seconds": seconds}
+
+
+class RowEncoder(_EmbedderActor):
+    """Ray Data batch: rows `{row, text}` held in the object store; returns `{row, vector}` (no files)."""
+
+    def __init__(self, spec: ModelSpec, kind: str, k: int, batch_size: int, encoder_fingerprint: str | None = None):
+        super().__init__(spec, kind, k, batch_size)
+        if encoder_fingerprint is not None and self.embedder.encoder_fingerprint != encoder_fingerprint:
+            raise ValueError(f"the worker loaded {spec.model or 'the default model'} with encoder fingerprint "
+                             f"{self.embedder.encoder_fingerprint}, the driver's embedder has {encoder_fingerprint}: "
+                             "the model files differ between machines")
+
+    def __call__(self, batch: dict) -> dict:
+        vectors, _ = self.encode([str(t) for t in batch["text"]])
+        return {"row": batch["row"], "vector": vectors}
+
+
+def _python(value):
+    """numpy scalars from a Ray Data batch as plain Python values."""
+    return value.item() if hasattr(value, "item") else value

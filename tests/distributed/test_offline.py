@@ -1,0 +1,129 @@
+"""The distributed path's parts that need no Ray: shard planning and reading (equal to the project's own corpus
+reader), bad input refused before any worker starts, and the message when Ray is not installed."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import pytest
+
+from tests.distributed.corpora import embedded_text, make_documents, write_jsonl
+
+pytest.importorskip("pyarrow")
+
+
+def test_shards_read_back_what_read_corpus_reads(tmp_path):
+    """Shards seek to byte offsets; together they hold exactly the corpus `o1-retriever index` reads, in order."""
+    from o1_retriever.corpus import read_corpus
+    from o1_retriever.distributed.shards import plan_shards, read_shard
+    path = tmp_path / "corpus.jsonl"
+    write_jsonl(path, make_documents(103))  # blank lines included
+    inputs, shards = plan_shards(path, 10, "documents")
+    assert [s.rows for s in shards] == [10] * 10 + [3]
+    assert inputs == [{"name": "corpus.jsonl", "format": "jsonl", "bytes": path.stat().st_size, "rows": 103}]
+    records = [r for s in shards for r in read_shard(s, "documents")]
+    passages = read_corpus(path)
+    assert [(r.id, r.text, r.metadata) for r in records] == [(p.id, p.full_text, p.metadata or None) for p in passages]
+    assert plan_shards(path, 10, "documents")[1] == shards  # the same input and size: the same shards
+
+
+def test_parquet_folder_shards_cross_row_groups(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from o1_retriever.distributed.shards import plan_shards, read_shard
+    docs = make_documents(70)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "_SUCCESS").write_text("")  # markers are skipped
+    for n, part in enumerate((docs[:45], docs[45:])):
+        rows = [{"id": d["_id"], "text": d["text"], "title": d.get("title"), "year": d.get("year")} for d in part]
+        pq.write_table(pa.Table.from_pylist(rows), tmp_path / "in" / f"{n}.parquet", row_group_size=7)
+    inputs, shards = plan_shards(tmp_path / "in", 20, "documents")
+    assert [(s.name, s.rows) for s in shards] == [("part-00000-000000.parquet", 20), ("part-00000-000001.parquet", 20),
+                                                  ("part-00000-000002.parquet", 5), ("part-00001-000000.parquet", 20),
+                                                  ("part-00001-000001.parquet", 5)]
+    records = [r for s in shards for r in read_shard(s, "documents")]
+    assert [r.id for r in records] == [d["_id"] for d in docs]
+    assert [r.text for r in records] == [embedded_text(d) for d in docs]
+    assert [r.metadata for r in records] == [{"year": d["year"]} if "year" in d else None for d in docs]
+
+
+@pytest.mark.parametrize("line, message", [
+    ('{"_id": "x", "text": }', r"corpus.jsonl:4: not valid JSON"),
+    ('{"_id": "x"}', r"corpus.jsonl:4: needs an id \('_id' or 'id'\) and 'text'"),
+    ('{"_id": true, "text": "t"}', r"corpus.jsonl:4: '_id' must be a non-empty string"),
+    ('{"_id": "a", "text": "again"}', r"corpus.jsonl:4: duplicate id 'a'"),
+    ('["a list"]', r"corpus.jsonl:4: expected a JSON object"),
+])
+def test_a_bad_row_is_refused_before_any_worker_with_its_line(tmp_path, line, message):
+    from o1_retriever.distributed import encode_corpus
+    path = tmp_path / "corpus.jsonl"
+    path.write_text('{"_id": "a", "text": "one"}\n\n{"_id": "b", "text": "two"}\n' + line + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=message):  # raised while planning: no Ray is started for it
+        encode_corpus(path, tmp_path / "vectors", "unused-model")
+    assert not (tmp_path / "vectors").exists()
+
+
+def test_inputs_that_are_not_a_corpus(tmp_path):
+    from o1_retriever.distributed.shards import plan_shards
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        plan_shards(tmp_path / "missing.jsonl", 10, "documents")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no .jsonl or .parquet file"):
+        plan_shards(tmp_path / "empty", 10, "documents")
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(ValueError, match="bad.parquet: not a readable Parquet file"):
+        plan_shards(tmp_path / "bad.parquet", 10, "documents")
+    (tmp_path / "blank.jsonl").write_text("\n\n")
+    with pytest.raises(ValueError, match="holds no rows"):
+        plan_shards(tmp_path / "blank.jsonl", 10, "documents")
+
+
+def test_without_ray_the_error_says_how_to_install(tmp_path, monkeypatch, capsys):
+    """`import ray` failing (as where it is not installed): the package still imports; running says what to do."""
+    monkeypatch.setitem(sys.modules, "ray", None)
+    import o1_retriever.distributed as distributed
+    from o1_retriever.distributed.cli import main
+    path = tmp_path / "corpus.jsonl"
+    write_jsonl(path, make_documents(5))
+    with pytest.raises(ImportError, match=r'pip install "o1-retriever\[ray\]"'):
+        distributed.encode_corpus(path, tmp_path / "vectors")
+    assert main(["encode", str(path), "--vectors", str(tmp_path / "v2")]) == 2
+    assert 'pip install "o1-retriever[ray]"' in capsys.readouterr().err
+
+
+def test_ray_arguments_wire_into_an_existing_parser():
+    from o1_retriever.distributed.cli import add_ray_arguments, eval_options, run_index_ray
+    index = argparse.ArgumentParser()
+    index.add_argument("--corpus")
+    index.add_argument("--db")
+    add_ray_arguments(index)
+    args = index.parse_args(["--corpus", "c.jsonl", "--ray", "--actors", "3", "--host", "h", "--db", "d"])
+    assert (args.ray, args.actors, args.host, args.port, args.address) == (True, 3, "h", 8000, None)
+    with pytest.raises(ValueError, match="exactly one of --db DIR"):
+        run_index_ray(args)  # refused before Ray starts
+    evaluation = argparse.ArgumentParser()
+    add_ray_arguments(evaluation, "eval")
+    assert eval_options(evaluation.parse_args([])) == {}
+    assert eval_options(evaluation.parse_args(["--ray", "--address", "auto", "--cpu-actors"])) == \
+        {"address": "auto", "actors": None, "use_gpus": False}
+    with pytest.raises(SystemExit):
+        evaluation.parse_args(["--ray", "--actors", "0"])
+    with pytest.raises(ValueError, match="command='search' is not supported"):
+        add_ray_arguments(argparse.ArgumentParser(), "search")
+
+
+def test_a_vectors_folder_is_not_reused_for_other_inputs(tmp_path):
+    from o1_retriever.distributed import encode_corpus
+    from o1_retriever.distributed.shards import MANIFEST
+    path = tmp_path / "corpus.jsonl"
+    write_jsonl(path, make_documents(20))
+    out = tmp_path / "vectors"
+    out.mkdir()
+    (out / "part-00000-000000.parquet").write_bytes(b"")
+    with pytest.raises(ValueError, match="holds shards but no o1_vectors.json"):
+        encode_corpus(path, out)
+    (out / MANIFEST).write_text(json.dumps({"version": 99}))
+    with pytest.raises(ValueError, match="not an o1-retriever vectors manifest"):
+        encode_corpus(path, out)

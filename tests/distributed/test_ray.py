@@ -1,0 +1,279 @@
+"""Ray Data end to end on a local Ray (2 CPUs, one session for the module): encoding equals one process, Parquet
+round-trips, a killed actor loses and duplicates nothing, a re-run writes only missing shards, the Chroma load
+(PersistentClient and a real `chroma run` server) ends with one record per id, queries think, eval embeds."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.distributed.corpora import embedded_text, make_documents, write_jsonl
+
+pytest.importorskip("ray")
+pytest.importorskip("ray.data")
+
+
+@pytest.fixture(scope="module")
+def encoded(ray_session, tmp_path_factory, corpus_file, tiny_o1_dir, model_options):
+    """The corpus encoded once by 2 actors (12 shards of 25), shared by the tests that read it."""
+    from o1_retriever.distributed import encode_corpus
+    out = tmp_path_factory.mktemp("vectors") / "corpus.o1-vectors"
+    result = encode_corpus(corpus_file, out, str(tiny_o1_dir), actors=2, shard_size=25, **model_options)
+    return out, result
+
+
+def _by_id(ids, vectors) -> tuple[list[str], np.ndarray]:
+    order = np.argsort(ids)
+    return [ids[i] for i in order], np.asarray(vectors)[order]
+
+
+def test_two_actors_match_one_process_and_parquet_round_trips(encoded, documents, tiny_embedder):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from o1_retriever.distributed import read_vectors
+    from o1_retriever.distributed.shards import text_hash
+    out, result = encoded
+    assert (result.shards, result.written, result.rows, result.dim) == (12, 12, 300, tiny_embedder.dim)
+    assert result.fingerprint == tiny_embedder.fingerprint
+    expected = tiny_embedder.encode_documents([embedded_text(d) for d in documents])
+    want_ids, want = _by_id([d["_id"] for d in documents], expected)
+    got = read_vectors(out)
+    got_ids, vectors = _by_id(got["ids"], got["vectors"])
+    assert got_ids == want_ids  # every document once
+    np.testing.assert_allclose(vectors, want, rtol=0, atol=1e-5)
+    # round trip: the files themselves, read with plain pyarrow, hold the same rows, types and hashes
+    tables = [pq.read_table(p) for p in sorted(out.glob("part-*.parquet"))]
+    assert len(tables) == 12 and {t.num_rows for t in tables} == {25}
+    assert tables[0].schema.field("vector").type == pa.list_(pa.float32(), tiny_embedder.dim)
+    table = pa.concat_tables(tables)
+    assert table["id"].to_pylist() == got["ids"]
+    np.testing.assert_array_equal(np.stack(table["vector"].to_numpy(zero_copy_only=False)), got["vectors"])
+    texts = {d["_id"]: embedded_text(d) for d in documents}
+    assert table["text_hash"].to_pylist() == [text_hash(texts[i]) for i in got["ids"]]
+    manifest = json.loads((out / "o1_vectors.json").read_text())
+    assert manifest["complete"] and manifest["rows"] == 300 and manifest["dtype"] == "fp32"
+
+
+def test_rerun_writes_only_missing_shards(encoded, tmp_path, tiny_o1_dir, model_options):
+    from o1_retriever.distributed import encode_corpus, read_vectors
+    source, _ = encoded
+    corpus = json.loads((source / "o1_vectors.json").read_text())["source"]
+    out = tmp_path / "vectors"
+    shutil.copytree(source, out)
+    # Nothing missing: a second run writes nothing (and needs no actor).
+    again = encode_corpus(corpus, out, str(tiny_o1_dir), actors=1, shard_size=25, **model_options)
+    assert (again.written, again.rows) == (0, 300)
+    # An interrupted run: two shards never written, one cut short by a crash, a worker's temporary file left over.
+    shards = sorted(out.glob("part-*.parquet"))
+    for gone in shards[3:5]:
+        gone.unlink()
+    data = shards[7].read_bytes()
+    shards[7].write_bytes(data[: len(data) // 2])
+    (out / f".{shards[9].name}.deadbeef.tmp").write_bytes(b"half a shard")
+    kept = {p.name: p.stat().st_mtime_ns for p in shards if p not in (shards[3], shards[4], shards[7])}
+    resumed = encode_corpus(corpus, out, str(tiny_o1_dir), actors=1, shard_size=25, **model_options)
+    assert (resumed.written, resumed.rows) == (3, 300)
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("part-*.parquet") if p.name in kept} == kept
+    assert not list(out.glob(".*.tmp"))
+    original, now = read_vectors(source), read_vectors(out)
+    assert now["ids"] == original["ids"]
+    np.testing.assert_array_equal(now["vectors"], original["vectors"])
+
+
+def test_a_killed_actor_loses_and_duplicates_nothing(ray_session, tmp_path, documents, tiny_o1_dir, model_options,
+                                                     tiny_embedder):
+    """SIGKILL one actor's worker process mid-run: Ray restarts it and retries its shard; the output still holds
+    each document exactly once, with the right vector."""
+    import psutil
+
+    from o1_retriever.distributed import encode_corpus, read_vectors
+    corpus = tmp_path / "corpus.jsonl"
+    write_jsonl(corpus, documents)
+    out = tmp_path / "vectors"
+    outcome = {}
+
+    def run():
+        try:
+            outcome["result"] = encode_corpus(corpus, out, str(tiny_o1_dir), actors=2, shard_size=5,
+                                              **model_options)
+        except BaseException as error:  # reported by the assertion below
+            outcome["error"] = error
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    deadline = time.monotonic() + 240
+    while not list(out.glob("part-*.parquet")) and runner.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    workers = [p for p in psutil.process_iter(["cmdline"]) if "ShardWriter" in " ".join(p.info["cmdline"] or [])]
+    written_before = len(list(out.glob("part-*.parquet")))
+    assert workers and runner.is_alive(), "the run ended before an actor could be killed"
+    os.kill(workers[0].pid, signal.SIGKILL)
+    runner.join(timeout=300)
+    assert "error" not in outcome, outcome.get("error")
+    assert written_before < 60  # the kill came mid-run
+    result = outcome["result"]
+    assert (result.shards, result.rows) == (60, 300)
+    got = read_vectors(out)
+    assert sorted(got["ids"]) == sorted(d["_id"] for d in documents)  # one vector per document, no duplicates
+    want_ids, want = _by_id([d["_id"] for d in documents],
+                            tiny_embedder.encode_documents([embedded_text(d) for d in documents]))
+    np.testing.assert_allclose(_by_id(got["ids"], got["vectors"])[1], want, rtol=0, atol=1e-5)
+    assert not psutil.pid_exists(workers[0].pid) or workers[0].status() == psutil.STATUS_ZOMBIE
+
+
+def test_load_into_persistent_chroma_one_record_per_id_and_resumes(encoded, documents, tmp_path, tiny_embedder):
+    import chromadb
+
+    import o1_retriever.chroma  # noqa: F401  (registers the O1 function, as any process reading the collection)
+    from o1_retriever.distributed import load_into_chroma, read_vectors
+    from o1_retriever.store import O1Index
+    out, _ = encoded
+    db = tmp_path / "db"
+    loaded = load_into_chroma(out, path=db, collection="docs")  # the model is loaded from what the shards record
+    assert (loaded.stored, loaded.skipped, loaded.count) == (300, 0, 300)
+    client = chromadb.PersistentClient(path=str(db))
+    collection = client.get_collection("docs")  # plain Chroma opens it with the O1 function it records
+    stored = collection.get(include=["documents", "metadatas", "embeddings"])
+    assert sorted(stored["ids"]) == sorted(d["_id"] for d in documents)
+    rows = {d["_id"]: d for d in documents}
+    vectors = dict(zip(*(lambda v: (v["ids"], v["vectors"]))(read_vectors(out))))
+    for i, text, meta, vector in zip(stored["ids"], stored["documents"], stored["metadatas"], stored["embeddings"]):
+        assert text == embedded_text(rows[i])
+        assert (meta or {}) == {k: v for k, v in rows[i].items() if k not in ("_id", "text", "title")}
+        np.testing.assert_allclose(vector, vectors[i], atol=1e-6)
+    assert collection.query(query_texts=["protein cell gene"], n_results=3)["ids"][0]  # thinks, then searches
+    index = O1Index(tiny_embedder, path=db, collection="docs", create=False)
+    assert not index.incomplete and len(index.search("insulin diabetes", top_k=5, k=0)) == 5
+    # Resume: records already there are skipped; ones lost (here: deleted) are stored again, once.
+    collection.delete(ids=[d["_id"] for d in documents[:40]])
+    again = load_into_chroma(out, path=db, collection="docs", embedder=tiny_embedder)
+    assert (again.stored, again.skipped, again.count) == (40, 260, 300)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_load_into_a_chroma_server(encoded, documents, tmp_path, tiny_embedder):
+    """A real Chroma server (`chroma run`) on loopback, written through HttpClient."""
+    import chromadb
+
+    from o1_retriever.distributed import load_into_chroma
+    chroma = Path(sys.executable).with_name("chroma")
+    if not chroma.exists():
+        pytest.skip("the chroma command is not installed beside this Python")
+    port = _free_port()
+    server = subprocess.Popen([str(chroma), "run", "--path", str(tmp_path / "server"), "--host", "127.0.0.1",
+                               "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                chromadb.HttpClient(host="127.0.0.1", port=port).heartbeat()
+                break
+            except Exception:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        out, _ = encoded
+        loaded = load_into_chroma(out, host="127.0.0.1", port=port, collection="served", embedder=tiny_embedder)
+        assert (loaded.stored, loaded.count) == (300, 300)
+        collection = chromadb.HttpClient(host="127.0.0.1", port=port).get_collection("served")
+        assert sorted(collection.get(include=[])["ids"]) == sorted(d["_id"] for d in documents)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_queries_think_on_actors_with_a_thought_cache_per_worker(ray_session, tmp_path, tiny_o1_dir, tiny_embedder):
+    from o1_retriever.cache import ThoughtCache
+    from o1_retriever.distributed import encode_query_file, read_vectors
+    queries = [{"_id": f"q{i}", "text": d["text"]} for i, d in enumerate(make_documents(24, seed=5))]
+    path = tmp_path / "queries.jsonl"
+    write_jsonl(path, queries)
+    cache = tmp_path / "worker_thoughts.sqlite"
+    result = encode_query_file(path, tmp_path / "qvectors", str(tiny_o1_dir), k=2, actors=1, shard_size=8,
+                               dtype="fp32", thought_cache=str(cache), max_new_tokens=8)
+    assert (result.shards, result.rows) == (3, 24)
+    got = read_vectors(tmp_path / "qvectors")
+    want = tiny_embedder.encode_queries([q["text"] for q in queries], k=2, return_thoughts=True)
+    order = [got["ids"].index(q["_id"]) for q in queries]
+    assert [got["thoughts"][i] for i in order] == want.thoughts  # same seed: the same thoughts as one process
+    np.testing.assert_allclose(got["vectors"][order], want.embeddings, rtol=0, atol=1e-5)
+    assert ThoughtCache(cache).info()["entries"] == 24
+
+
+def test_eval_corpus_embeddings_on_ray_equal_and_share_the_cache(ray_session, tmp_path, documents, tiny_embedder):
+    from o1_retriever.distributed import ray_corpus_embeddings
+    from o1_retriever.evaluation.search import corpus_embeddings
+    ids, texts = [d["_id"] for d in documents], [embedded_text(d) for d in documents]
+    vectors, cached = ray_corpus_embeddings(tiny_embedder, ids, texts, root=tmp_path, actors=1)
+    assert not cached
+    np.testing.assert_allclose(vectors, tiny_embedder.encode_documents(texts), rtol=0, atol=1e-5)
+    again, cached = corpus_embeddings(tiny_embedder, ids, texts, root=tmp_path)  # the run without Ray reuses it
+    assert cached and np.array_equal(again, vectors)
+
+
+def test_cli_index_from_parquet_then_search(ray_session, tmp_path, documents, tiny_o1_dir, tiny_embedder, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from o1_retriever.distributed.cli import main
+    from o1_retriever.store import O1Index
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for n, part in enumerate((documents[:120], documents[120:])):  # 3 + 4 shards of <= 50; small row groups
+        rows = [{"id": d["_id"], "text": d["text"], "title": d.get("title") or ""} for d in part]
+        pq.write_table(pa.Table.from_pylist(rows), folder / f"part-{n}.parquet", row_group_size=32)
+    db = tmp_path / "db"
+    argv = ["index", "--corpus", str(folder), "--db", str(db), "--model", str(tiny_o1_dir), "--dtype", "fp32",
+            "--actors", "1", "--shard-size", "50", "--collection", "cli"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "encoded 300 documents into 7 shard(s)" in printed and "300 total" in printed
+    assert (tmp_path / "corpus.o1-vectors" / "o1_vectors.json").is_file()  # the default: beside the corpus
+    index = O1Index(tiny_embedder, path=db, collection="cli", create=False)
+    assert len(index) == 300
+    hit = index.search(embedded_text(documents[0]), top_k=1, k=0)[0]  # a document finds itself
+    assert hit.id == documents[0]["_id"]
+    assert main(argv) == 0  # a re-run: nothing to encode, nothing to store
+    assert "(0 written by this run, 7 already there)" in capsys.readouterr().out
+
+
+def test_a_model_the_workers_cannot_load_is_a_clear_error(ray_session, tmp_path, corpus_file):
+    """The actors load the model, not the driver: a typo fails with the loader's message, not a hang or a traceback."""
+    from o1_retriever.distributed import encode_corpus
+    with pytest.raises(ValueError, match=r"the actors could not load the model \(ValueError: model path .*nowhere"):
+        encode_corpus(corpus_file, tmp_path / "vectors", str(tmp_path / "nowhere"), actors=1, shard_size=100)
+
+
+def test_refusals_before_any_work(ray_session, encoded, tmp_path, tiny_o1_dir, model_options):
+    from o1_retriever.distributed import encode_corpus, load_into_chroma
+    from o1_retriever.distributed.runtime import actor_resources
+    out, _ = encoded
+    corpus = json.loads((out / "o1_vectors.json").read_text())["source"]
+    with pytest.raises(ValueError, match="shard_size differ"):
+        encode_corpus(corpus, out, str(tiny_o1_dir), shard_size=30, **model_options)
+    with pytest.raises(ValueError, match="model differ"):
+        encode_corpus(corpus, out, str(tiny_o1_dir), shard_size=25, dtype="bf16", thought_cache=False)
+    with pytest.raises(ValueError, match="actors=3 CPU actors need a CPU each; this Ray cluster has 2"):
+        actor_resources(3)
+    with pytest.raises(ValueError, match="no GPU"):
+        actor_resources(1, use_gpus=True)
+    with pytest.raises(ValueError, match="exactly one of path"):
+        load_into_chroma(out, path=tmp_path / "db", host="127.0.0.1")
+    with pytest.raises(TypeError, match="unknown model option"):
+        encode_corpus(corpus, tmp_path / "v", str(tiny_o1_dir), device="cuda")
