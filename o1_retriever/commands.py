@@ -18,9 +18,6 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
     p.add_argument("--dtype", default="auto", help="auto, bf16, fp16 or fp32 (auto: bf16 where fast)")
     p.add_argument("--quantization", choices=["4bit", "8bit"], default=None, help="load the thinker quantized")
-    p.add_argument("--backend", choices=["auto", "native", "transformers"], default="auto",
-                   help="auto: o1-retriever's own Llama where it can load the model (same results, faster "
-                        "load), else transformers")
     p.add_argument("--max-new-tokens", type=int, default=None,
                    help="thought length limit (default: the model's o1_generation.json, else the official 128)")
     p.add_argument("--temperature", type=float, default=None,
@@ -50,8 +47,7 @@ def _load(args):
     _check_device(args.device)
     chosen = {n: getattr(args, n) for n in MODEL_DEFAULTED if getattr(args, n, None) is not None}
     return O1Embedder.from_pretrained(args.model, device=args.device, dtype=args.dtype,
-                                      quantization=args.quantization, backend=args.backend,
-                                      seed=args.seed, **chosen)
+                                      quantization=args.quantization, seed=args.seed, **chosen)
 
 
 def hybrid_weight(text: str) -> float:

@@ -17,7 +17,7 @@ from .default_model import DEFAULT_NAME, bundled_model_path, cache_dir, minilm_p
 from .device import resolve_device, resolve_dtype
 from .encoding import LMEncoder, SentenceEncoder
 from .formatting import query_embedding_text
-from .loading import BACKENDS, fingerprint, load_causal_lm, merged_adapter_dir
+from .loading import fingerprint, load_causal_lm, merged_adapter_dir
 from .sampling import SAMPLER
 from .thinking import GenerationConfig, Thinker
 from .validation import (AGGREGATIONS, QUANTIZATIONS, as_text_list, check_choice, check_k, check_positive_int,
@@ -68,8 +68,7 @@ class O1Embedder:
     # ---- construction -------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path_or_id=None, *, device=None, dtype="auto", quantization=None,
-                        share_weights: bool = False, prompt_style: str = "auto", backend: str = "auto",
-                        **options) -> "O1Embedder":
+                        share_weights: bool = False, prompt_style: str = "auto", **options) -> "O1Embedder":
         """Load a model: None (the bundled default, offline), a bundled name ("o1-retriever-default", or
         "o1-retriever-joint": the earlier default, one SmolLM2 thinking and embedding), a composite model
         directory (`o1_composite.json`: a thinker plus a sentence-transformers encoder), an official O1
@@ -79,14 +78,10 @@ class O1Embedder:
         stays in `dtype`; `share_weights=True` uses the quantized instance for both (least memory).
         prompt_style: "official" (`<query>…<thought>`), "chat" (instruction via the chat template, for
         models never trained on the O1 tokens), or "auto" (official iff the checkpoint has the tokens).
-        backend: "auto" runs a local Llama checkpoint that has the O1 tokens (the default model among them)
-        on o1-retriever's own Llama (`o1_retriever.llama`: the same results; 0.2 s to load instead of 3) and
-        everything else on transformers; "transformers" or "native" force one (a quantized thinker is
-        always transformers').
         """
+        _refuse_backend(options)
         check_choice(quantization, "quantization", QUANTIZATIONS)
         check_choice(prompt_style, "prompt_style", ("auto", "official", "chat"))
-        check_choice(backend, "backend", BACKENDS)
         if path_or_id is not None and not isinstance(path_or_id, (str, os.PathLike)):
             raise TypeError(f"model path must be a str or PathLike (or None), got {type(path_or_id).__name__}")
         dev = resolve_device(device)
@@ -96,17 +91,15 @@ class O1Embedder:
         source = bundled if bundled is not None else path_or_id
         spec = read_composite(source) if source is not None else None
         if spec is not None:
-            return cls._from_composite(spec, name, dev, dt, quantization, prompt_style, backend, options)
+            return cls._from_composite(spec, name, dev, dt, quantization, prompt_style, options)
         if bundled is not None and (bundled / "adapter_config.json").exists():
             source = merged_adapter_dir(bundled, dt)  # the shipped adapter: merge once, then load fast
         source = str(source)
         if quantization is None or share_weights:
-            loaded = load_causal_lm(source, device=dev, dtype=dt, quantization=quantization, backend=backend)
-            thinker_lm = encoder_lm = loaded
+            thinker_lm = encoder_lm = load_causal_lm(source, device=dev, dtype=dt, quantization=quantization)
         else:
-            encoder_lm = load_causal_lm(source, device=dev, dtype=dt, backend=backend)
-            thinker_lm = load_causal_lm(source, device=dev, dtype=dt, quantization=quantization,
-                                        backend="auto" if backend == "native" else backend)
+            encoder_lm = load_causal_lm(source, device=dev, dtype=dt)
+            thinker_lm = load_causal_lm(source, device=dev, dtype=dt, quantization=quantization)
         style = thinker_lm.prompt_style if prompt_style == "auto" else prompt_style
         thinker = Thinker(thinker_lm.model, thinker_lm.tokenizer, style)
         encoder = LMEncoder(encoder_lm.model, encoder_lm.tokenizer)
@@ -114,13 +107,13 @@ class O1Embedder:
         return cls(thinker, encoder, name=name, generation=_generation(options), quantization=quantization, **options)
 
     @classmethod
-    def _from_composite(cls, spec, name, dev, dt, quantization, prompt_style, backend, options) -> "O1Embedder":
+    def _from_composite(cls, spec, name, dev, dt, quantization, prompt_style, options) -> "O1Embedder":
         """A composite model directory: its thinker (quantizable) plus its sentence-transformers encoder (full
         precision; it never thinks, so 4-bit would only cost accuracy)."""
         thinker_source = spec.thinker
         if quantization is None and (Path(thinker_source) / "adapter_config.json").exists():
             thinker_source = str(merged_adapter_dir(thinker_source, dt))
-        lm = load_causal_lm(thinker_source, device=dev, dtype=dt, quantization=quantization, backend=backend)
+        lm = load_causal_lm(thinker_source, device=dev, dtype=dt, quantization=quantization)
         style = lm.prompt_style if prompt_style == "auto" else prompt_style
         encoder = SentenceEncoder.load(spec.encoder, dev)
         options = _with_model_defaults(_check_model_defaults(spec.settings, spec.directory / COMPOSITE_FILE), options)
@@ -274,16 +267,19 @@ class O1Embedder:
 
     @property
     def backend(self) -> str:
-        """What runs the encoder: "native" (o1-retriever's own Llama), "transformers" or "sentence-transformers"."""
-        from .llama import LlamaForCausalLM
-        if not isinstance(self.encoder, LMEncoder):
-            return "sentence-transformers"
-        return "native" if isinstance(self.encoder.model, LlamaForCausalLM) else "transformers"
+        """What runs the encoder: "transformers" (a causal LM) or "sentence-transformers"."""
+        return "transformers" if isinstance(self.encoder, LMEncoder) else "sentence-transformers"
 
     def __repr__(self) -> str:
         style = self.thinker.prompt_style if self.thinker else None
         return (f"O1Embedder(name={self.name!r}, dim={self.dim}, prompt_style={style!r}, "
                 f"quantization={self.quantization!r}, backend={self.backend!r})")
+
+
+def _refuse_backend(options: dict) -> None:
+    if "backend" in options:
+        raise TypeError(f"backend={options['backend']!r}: the backend option was removed; transformers runs every "
+                        "model (drop the argument)")
 
 
 def _progress(show: bool | None, n: int) -> bool:

@@ -194,57 +194,17 @@ def merged_adapter_dir(adapter_dir: str | Path, dtype) -> Path:
     return _materialize(str(adapter_dir), dtype)[0]
 
 
-BACKENDS = ("auto", "native", "transformers")
-
-
-def _load_native(path: Path, device: torch.device, dtype: torch.dtype, required: bool) -> LoadedLM | None:
-    """o1-retriever's own Llama and tokenizer (`o1_retriever/llama/`, `tokenizer.py`: no transformers import, a
-    warm load in 0.2 s) for a local Llama directory that already has the O1 tokens. None, or with
-    `required` a ValueError naming the reason, when it cannot."""
-    from . import llama, tokenizer as tokenizers
-
-    if path.is_dir():
-        reason = llama.unsupported_reason(path) or tokenizers.unsupported_reason(path)
-    else:
-        reason = "not a local model directory"
-    if reason is None:
-        tokenizer = tokenizers.Tokenizer.from_pretrained(path)  # transformers' import alone costs ~0.7 s
-        if any(tokenizer.convert_tokens_to_ids(t) is None for t in SPECIAL_TOKENS):  # not get_vocab: a 49k dict
-            reason = "its tokenizer lacks the O1 tokens (a chat-prompted model is loaded with transformers)"
-    if reason is not None:
-        if required:
-            raise ValueError(f"backend='native' cannot load {str(path)!r}: {reason}; use backend='transformers'")
-        return None
-    model = llama.LlamaForCausalLM.from_pretrained(path, dtype=dtype)
-    if model.get_input_embeddings().weight.shape[0] < len(tokenizer):
-        if required:
-            raise ValueError(f"backend='native' cannot load {str(path)!r}: fewer embedding rows than tokens")
-        return None
-    add_special_tokens(model, tokenizer)
-    return LoadedLM(model.to(device), tokenizer, "official", str(path))
-
-
 def load_causal_lm(source: str, *, device: torch.device, dtype: torch.dtype,
-                   quantization: str | None = None, backend: str = "transformers") -> LoadedLM:
-    """backend: "transformers" (any causal LM; the default here, for training and quantization), "native" (our
-    Llama, `o1_retriever/llama/`), or "auto" (native where it can load the source: a local Llama directory with
-    the O1 tokens, unquantized; what `O1Embedder.from_pretrained` uses)."""
+                   quantization: str | None = None) -> LoadedLM:
+    """A causal LM with transformers (any architecture it knows), the O1 tokens added, in eval mode."""
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"model path must be a str or PathLike, got {type(source).__name__}")
-    check_choice(backend, "backend", BACKENDS)
     source = str(source)
     path = Path(source).expanduser()
     if _looks_like_path(source) and not path.exists():
         raise ValueError(f"model path {source!r} does not exist; give a local directory, a .gguf file or a hub id")
-    if backend == "native" and quantization is not None:
-        raise ValueError("backend='native' does not quantize; use backend='transformers' or 'auto'")
     qconfig = _quantization_config(quantization, dtype)
-    if backend != "transformers":
-        if qconfig is None:
-            loaded = _load_native(path, device, dtype, required=backend == "native")
-            if loaded is not None:
-                return loaded
-    from transformers import AutoModelForCausalLM, AutoTokenizer  # after the native path: a heavy import
+    from transformers import AutoModelForCausalLM, AutoTokenizer
     try:
         if qconfig is not None:
             plain, had_tokens = _materialize(source, dtype)

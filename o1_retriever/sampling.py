@@ -125,7 +125,7 @@ def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, n:
     """`model.generate` with n samples per prompt, each prompt's rows together (as `num_return_sequences`
     lays them out), drawn by `NucleusSampler`; temperature 0 is greedy. `seeds` (one per row, see `row_seeds`)
     gives every row its own generator. kwargs go to generate."""
-    processors = [NucleusSampler(temperature, top_p, seeds)] if temperature > 0 else []  # a list suits both LMs
+    processors = [NucleusSampler(temperature, top_p, seeds)] if temperature > 0 else []
     return model.generate(input_ids=input_ids.repeat_interleave(n, 0),
                           attention_mask=attention_mask.repeat_interleave(n, 0), do_sample=False, temperature=None,
                           top_p=None, top_k=None, logits_processor=processors, **kwargs)

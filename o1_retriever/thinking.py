@@ -167,7 +167,7 @@ class Thinker:
         return out.last_hidden_state[:, -1].float()
 
 
-# transformers renamed the KV cache from `past_key_values` to `cache` in 5.2x; our own Llama uses `cache`.
+# transformers renamed the KV cache from `past_key_values` to `cache` in 5.2x; pyproject's range spans both names.
 def generated_cache(out):
     """The KV cache a `generate(..., return_dict_in_generate=True)` output holds, under either name."""
     return out.cache if hasattr(out, "cache") else out.past_key_values

@@ -36,7 +36,7 @@ def _load(args):
     chosen = {n: getattr(args, n) for n in MODEL_DEFAULTED if getattr(args, n, None) is not None}
     cache = {"on": True, "off": False}.get(args.thought_cache, args.thought_cache)
     return O1Embedder.from_pretrained(args.model, device=args.device, dtype=args.dtype,
-                                      quantization=args.quantization, backend=args.backend, seed=args.seed,
+                                      quantization=args.quantization, seed=args.seed,
                                       thought_cache=cache, **chosen)
 
 

@@ -33,16 +33,10 @@ def test_demo_prints_thoughts_and_hits(tiny_o1_dir, capsys):
     assert out.count("Query:") == 3 and "thought 2:" in out and "Indexed 32 passages" in out
 
 
-def test_demo_is_the_same_on_either_backend(tiny_o1_dir, capsys):
-    outs = []
-    for backend in ("native", "transformers"):
-        assert main(["demo", *_model_args(tiny_o1_dir), "--k", "2", "--top-k", "2", "--backend", backend]) == 0
-        outs.append(capsys.readouterr().out)
-    assert "backend='native'" in outs[0] and "backend='transformers'" in outs[1]  # the header names it ...
-    native, transformers = (out[out.index("Indexed"):] for out in outs)
-    assert "thought 2:" in native and native == transformers  # ... and thoughts, hits and scores are alike
+def test_the_removed_backend_flag_is_refused(tiny_o1_dir, capsys):
     with pytest.raises(SystemExit):
-        main(["demo", *_model_args(tiny_o1_dir), "--backend", "fast"])
+        main(["demo", *_model_args(tiny_o1_dir), "--backend", "transformers"])
+    assert "unrecognized arguments: --backend" in capsys.readouterr().err
 
 
 def test_index_then_search(tiny_o1_dir, tmp_path, capsys):
@@ -125,7 +119,7 @@ def test_cli_thought_limit_defaults_to_the_models_own(tiny_o1_dir, tmp_path):
     model = tmp_path / "model"
     shutil.copytree(tiny_o1_dir, model)
     (model / "o1_generation.json").write_text('{"max_new_tokens": 3, "temperature": 0.7, "aggregation": "mean_with_query"}')
-    args = dict(model=str(model), device="cpu", dtype="fp32", quantization=None, backend="auto", seed=0)
+    args = dict(model=str(model), device="cpu", dtype="fp32", quantization=None, seed=0)
     own = _load(argparse.Namespace(**args, max_new_tokens=None))
     assert (own.generation.max_new_tokens, own.generation.temperature, own.aggregation) == (3, 0.7, "mean_with_query")
     mine = _load(argparse.Namespace(**args, max_new_tokens=7, temperature=0.2, aggregation="mean"))

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from o1_retriever import O1Embedder, QueryEncoding
+from o1_retriever.thinking import generated_cache
 
 DOCS = ["protein cell gene expression", "the river and the ocean water", "a", "music history of the city war",
         "solar energy plant " * 20]
@@ -119,6 +120,12 @@ def test_bad_arguments(tiny_embedder):
         tiny_embedder.encode_documents({"a": 1})
 
 
+@pytest.mark.parametrize("backend", ["auto", "native", "transformers"])
+def test_the_removed_backend_option_is_refused_by_name(tiny_o1_dir, backend):
+    with pytest.raises(TypeError, match=f"backend={backend!r}: the backend option was removed; transformers runs"):
+        O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", dtype="fp32", backend=backend)
+
+
 def test_overlong_text_is_truncated_with_one_warning(tiny_o1_dir):
     emb = O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", dtype="fp32", thought_cache=False,
                                      document_max_length=16)
@@ -155,7 +162,7 @@ def test_fused_vector_equals_a_fresh_pass_over_the_same_tokens(tiny_o1_dir, tmp_
     eos, emb_id = tok.eos_token_id, tok.convert_tokens_to_ids("<emb>")
     finished = (new == eos).any(1)
     assert finished.any() and not finished.all(), "need both early-stopped and length-capped thoughts"
-    fused = th._emb_step(batch["attention_mask"].repeat_interleave(3, 0), new, out.cache, eos, emb_id)
+    fused = th._emb_step(batch["attention_mask"].repeat_interleave(3, 0), new, generated_cache(out), eos, emb_id)
     for i in range(new.shape[0]):
         prompt = batch["input_ids"][i // 3][batch["attention_mask"][i // 3].bool()].tolist()
         gen = new[i].tolist()

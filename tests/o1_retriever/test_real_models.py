@@ -112,20 +112,3 @@ def test_default_finds_the_right_demo_passage(default_embedder, k):
     r = default_embedder.encode_queries(list(queries), k=k, return_thoughts=True)
     top = [passages[i].id for i in (r.embeddings @ docs.T).argmax(1)]
     assert top == list(queries.values()), r.thoughts
-
-
-def test_joint_runs_natively_with_the_same_results_as_transformers(joint_embedder):
-    """The joint model loads on o1-retriever's own Llama; transformers' model on the same weights gives the very
-    same document vectors, thoughts and (fused) query vectors in bf16 on this CPU."""
-    from o1_retriever.llama import LlamaForCausalLM
-    assert isinstance(joint_embedder.encoder.model, LlamaForCausalLM) and joint_embedder.can_fuse
-    hf = O1Embedder.from_pretrained("o1-retriever-joint", backend="transformers", thought_cache=False, max_new_tokens=32)
-    assert not isinstance(hf.encoder.model, LlamaForCausalLM)
-    assert hf.fingerprint == joint_embedder.fingerprint  # caches written by one backend serve the other
-    docs = [p.full_text for p in read_corpus(DEMO_CORPUS)][:6]
-    np.testing.assert_array_equal(joint_embedder.encode_documents(docs), hf.encode_documents(docs))
-    qs = ["Why does bread rise in the oven?", "What causes ocean tides?"]
-    ours = joint_embedder.encode_queries(qs, k=2, return_thoughts=True)
-    theirs = hf.encode_queries(qs, k=2, return_thoughts=True)
-    assert ours.thoughts == theirs.thoughts
-    np.testing.assert_array_equal(ours.embeddings, theirs.embeddings)
