@@ -42,9 +42,9 @@ def add_ray_arguments(parser: argparse.ArgumentParser, command: str = "index", r
                        help="actors, each loading the model once (with --ray; default: one per GPU, else 2)")
     group.add_argument("--cpu-actors", action="store_true",
                        help="run the actors on CPUs even where the cluster has GPUs (with --ray)")
-    group.add_argument("--embed-batch-size", type=_positive_int, default=32, metavar="N",
-                       help="texts per forward pass in each actor (with --ray; default 32)")
-    if command == "index":
+    if command == "index":  # eval's own --batch-size serves its actors
+        group.add_argument("--embed-batch-size", type=_positive_int, default=32, metavar="N",
+                           help="texts per forward pass in each actor (with --ray; default 32)")
         group.add_argument("--vectors", default=None, metavar="DIR",
                            help="folder for the Parquet vector shards (with --ray; default: <corpus>.o1-vectors "
                                 "beside the corpus); a re-run skips shards already there")
@@ -61,8 +61,6 @@ def spec_from_args(args):
                                                        "top_p", "aggregation", "query_weight", "seed",
                                                        "query_max_length", "document_max_length")
                if getattr(args, name, None) is not None}
-    if getattr(args, "backend", "auto") not in (None, "auto"):
-        options["backend"] = args.backend
     cache = getattr(args, "thought_cache", None)
     if isinstance(cache, str):
         options["thought_cache"] = False if cache == "off" else cache
@@ -70,7 +68,7 @@ def spec_from_args(args):
 
 
 def default_vectors_dir(corpus) -> Path:
-    corpus = Path(corpus).expanduser()
+    corpus = Path(corpus).expanduser().resolve()
     return corpus.with_name(corpus.name + ".o1-vectors")
 
 
@@ -85,22 +83,32 @@ def _use_gpus(args) -> bool | None:
     return False if getattr(args, "cpu_actors", False) else None
 
 
+class _own_ray:
+    """Shut down a Ray that the command itself started (none is started when the input fails its checks), and leave
+    one the caller had running alone."""
+
+    def __enter__(self):
+        from .runtime import require_ray
+        self.ray = require_ray()
+        self.was_running = self.ray.is_initialized()
+
+    def __exit__(self, *exc):
+        if not self.was_running and self.ray.is_initialized():
+            self.ray.shutdown()
+
+
 def run_index_ray(args) -> int:
     """`o1-retriever index --ray`: encode the corpus on Ray actors into Parquet shards, then load them into Chroma
     (`--db` or `--host`). Both steps resume: a re-run encodes only missing shards and stores only missing records."""
     from .encode import encode_files
     from .load import load_into_chroma
-    from .runtime import connect, require_ray
-    target = _store_target(args)  # a bad target fails before Ray starts
+    target = _store_target(args)  # a bad target fails before anything is read
     vectors = Path(args.vectors).expanduser() if getattr(args, "vectors", None) else default_vectors_dir(args.corpus)
-    started = connect(getattr(args, "address", None))
-    try:
+    with _own_ray():
         result = encode_files("documents", args.corpus, vectors, spec_from_args(args),
                               actors=getattr(args, "actors", None), batch_size=getattr(args, "embed_batch_size", 32),
-                              shard_size=getattr(args, "shard_size", DEFAULT_SHARD_SIZE), use_gpus=_use_gpus(args))
-    finally:
-        if started:
-            require_ray().shutdown()
+                              shard_size=getattr(args, "shard_size", DEFAULT_SHARD_SIZE),
+                              address=getattr(args, "address", None), use_gpus=_use_gpus(args))
     print(f"encoded {result.rows} documents into {result.shards} shard(s) in {vectors} "
           f"({result.written} written by this run, {result.shards - result.written} already there)")
     loaded = load_into_chroma(vectors, collection=getattr(args, "collection", "o1-retriever"),
@@ -116,6 +124,9 @@ def eval_options(args) -> dict:
     """What `evaluation` passes to `ray_corpus_embeddings` for `eval --ray` (empty without --ray)."""
     if not getattr(args, "ray", False):
         return {}
+    if getattr(args, "index", "exact") != "exact":
+        raise ValueError(f"--ray embeds the corpus for --index exact; --index {args.index} embeds it in the store "
+                         "itself (index a collection with `o1-retriever index --ray` instead)")
     return {"address": args.address, "actors": args.actors, "use_gpus": _use_gpus(args)}
 
 
@@ -149,15 +160,10 @@ def _store_arguments(p: argparse.ArgumentParser) -> None:
 
 def _run_encode(args, kind: str) -> int:
     from .encode import encode_files
-    from .runtime import connect, require_ray
-    started = connect(args.address)
-    try:
+    with _own_ray():
         result = encode_files(kind, args.input, args.vectors, spec_from_args(args), k=getattr(args, "k", 0),
                               actors=args.actors, batch_size=args.embed_batch_size, shard_size=args.shard_size,
-                              use_gpus=_use_gpus(args))
-    finally:
-        if started:
-            require_ray().shutdown()
+                              address=args.address, use_gpus=_use_gpus(args))
     print(f"encoded {result.rows} {kind} into {result.shards} shard(s) in {result.output} ({result.written} written "
           f"by this run, {result.shards - result.written} already there; {result.seconds:.1f} s)")
     return 0

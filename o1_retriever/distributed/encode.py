@@ -59,8 +59,24 @@ def encode_query_file(queries, output, model: str | None = None, *, k: int = 3, 
                         show_progress_bar=show_progress_bar)
 
 
-def _plan(kind: str, source, output: Path, spec: ModelSpec, k: int, shard_size: int) -> tuple[dict, bool]:
-    """(manifest, resumed). A folder written for other inputs, another model or other settings is refused."""
+def _what_decides_the_shards(manifest: dict) -> dict:
+    """The parts of a plan that decide the shards' contents (not where each worker keeps its thought cache)."""
+    model = manifest.get("model") or {}
+    options = {k: v for k, v in (model.get("options") or {}).items() if k != "thought_cache"}
+    return {**{key: manifest.get(key) for key in ("kind", "k", "shard_size", "inputs")},
+            "model": {**model, "options": options}}
+
+
+def _change(key: str, there, now) -> str:
+    if key == "inputs":  # possibly thousands of files: name the first that differs
+        first = next((i for i, (a, b) in enumerate(zip(there, now)) if a != b), min(len(there), len(now)))
+        return (f"inputs differ: {len(there)} file(s) there, {len(now)} now; first difference: "
+                f"{there[first] if first < len(there) else None} there, {now[first] if first < len(now) else None} now")
+    return f"{key} differ: {there!r} there, {now!r} now"
+
+
+def _plan(kind: str, source, output: Path, spec: ModelSpec, k: int, shard_size: int) -> dict:
+    """The run's manifest. A folder written for other inputs, another model or other settings is refused."""
     inputs, shards = plan_shards(source, shard_size, kind)
     planned = {"version": MANIFEST_VERSION, "kind": kind, "k": k if kind == "queries" else None,
                "source": str(Path(source).expanduser().resolve()), "shard_size": shard_size,
@@ -70,13 +86,13 @@ def _plan(kind: str, source, output: Path, spec: ModelSpec, k: int, shard_size: 
     if old is None:
         if output.exists() and any(output.glob("part-*.parquet")):
             raise ValueError(f"{output} holds shards but no {MANIFEST}; encode into an empty or new folder")
-        return planned, False
-    changed = [key for key in ("kind", "k", "shard_size", "model", "inputs") if old.get(key) != planned[key]]
+        return planned
+    before, now = _what_decides_the_shards(old), _what_decides_the_shards(planned)
+    changed = [_change(key, before[key], now[key]) for key in now if before[key] != now[key]]
     if changed:
-        raise ValueError(f"{output} was written by another run ({', '.join(changed)} differ: "
-                         f"{ {key: old.get(key) for key in changed} } there, now "
-                         f"{ {key: planned[key] for key in changed} }); encode into a new folder, or delete it")
-    return {**old, "source": planned["source"], "shards": planned["shards"]}, True
+        raise ValueError(f"{output} was written by another run ({'; '.join(changed)}); encode into a new folder, "
+                         "or delete it")
+    return {**old, "source": planned["source"], "model": planned["model"], "shards": planned["shards"]}
 
 
 def encode_files(kind: str, source, output, spec: ModelSpec, *, k: int = 3, actors: int | None = None,
@@ -92,7 +108,7 @@ def encode_files(kind: str, source, output, spec: ModelSpec, *, k: int = 3, acto
     output = Path(output).expanduser()
     if output.exists() and not output.is_dir():
         raise ValueError(f"{str(output)!r} is a file; the output is a folder of Parquet shards")
-    manifest, _ = _plan(kind, source, output, spec, k, shard_size)  # reads the inputs' layout before Ray starts
+    manifest = _plan(kind, source, output, spec, k, shard_size)  # reads and checks the input before Ray starts
     shards = manifest_shards(manifest)
     output.mkdir(parents=True, exist_ok=True)
     remove_temporaries(output)
@@ -127,7 +143,7 @@ def _run_shards(todo, kind, spec, k, batch_size, output, actors, address, use_gp
         num_cpus=resources.num_cpus, num_gpus=resources.num_gpus or None)
     rows = sum(s.rows for s in todo)
     show = rows >= PROGRESS_THRESHOLD if show_progress_bar is None else show_progress_bar
-    with _quiet_ray_progress(ray, show), _user_errors(), \
+    with _quiet_ray_progress(ray), _user_errors(), \
             tqdm(total=rows, unit="row", disable=not show,
                  desc=f"Encoding {kind} on {resources.actors} {resources.device} actor(s)") as bar:
         for done in written.iter_rows():
@@ -135,15 +151,14 @@ def _run_shards(todo, kind, spec, k, batch_size, output, actors, address, use_gp
 
 
 class _quiet_ray_progress:
-    """Ray Data's own progress bars off while ours shows (one bar, in rows, not two in blocks)."""
+    """Ray Data's own progress bars off while ours runs (one bar, in rows, not several in blocks)."""
 
-    def __init__(self, ray, quiet: bool):
-        self.context, self.quiet = ray.data.DataContext.get_current(), quiet
+    def __init__(self, ray):
+        self.context = ray.data.DataContext.get_current()
 
     def __enter__(self):
         self.before = self.context.enable_progress_bars
-        if self.quiet:
-            self.context.enable_progress_bars = False
+        self.context.enable_progress_bars = False
 
     def __exit__(self, *exc):
         self.context.enable_progress_bars = self.before
@@ -207,7 +222,7 @@ def encode_texts(spec: ModelSpec, texts: list[str], *, kind: str = "documents", 
         num_cpus=resources.num_cpus, num_gpus=resources.num_gpus or None)
     out, filled = None, np.zeros(len(texts), dtype=bool)
     show = len(texts) >= PROGRESS_THRESHOLD if show_progress_bar is None else show_progress_bar
-    with _quiet_ray_progress(ray, show), _user_errors(), \
+    with _quiet_ray_progress(ray), _user_errors(), \
             tqdm(total=len(texts), unit="text", disable=not show,
                  desc=f"Embedding on {resources.actors} {resources.device} actor(s)") as bar:
         for batch in encoded.iter_batches(batch_format="numpy", batch_size=None):

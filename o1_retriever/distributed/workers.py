@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # from_pretrained options a distributed run passes on (the device is the actor's own: its GPU, or the CPU)
-LOAD_OPTIONS = ("dtype", "quantization", "share_weights", "prompt_style", "backend", "thought_cache", "aggregation",
+LOAD_OPTIONS = ("dtype", "quantization", "share_weights", "prompt_style", "thought_cache", "aggregation",
                 "query_weight", "temperature", "top_p", "max_new_tokens", "prompt_max_length", "seed",
                 "query_max_length", "document_max_length", "fused", "thought_input")
 

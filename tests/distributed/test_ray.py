@@ -71,8 +71,9 @@ def test_rerun_writes_only_missing_shards(encoded, tmp_path, tiny_o1_dir, model_
     corpus = json.loads((source / "o1_vectors.json").read_text())["source"]
     out = tmp_path / "vectors"
     shutil.copytree(source, out)
-    # Nothing missing: a second run writes nothing (and needs no actor).
-    again = encode_corpus(corpus, out, str(tiny_o1_dir), actors=1, shard_size=25, **model_options)
+    # Nothing missing: a second run writes nothing (and needs no actor); where workers keep thoughts does not matter.
+    again = encode_corpus(corpus, out, str(tiny_o1_dir), actors=1, shard_size=25, dtype="fp32",
+                          thought_cache=str(tmp_path / "elsewhere.sqlite"))
     assert (again.written, again.rows) == (0, 300)
     # An interrupted run: two shards never written, one cut short by a crash, a worker's temporary file left over.
     shards = sorted(out.glob("part-*.parquet"))
@@ -269,6 +270,10 @@ def test_refusals_before_any_work(ray_session, encoded, tmp_path, tiny_o1_dir, m
         encode_corpus(corpus, out, str(tiny_o1_dir), shard_size=30, **model_options)
     with pytest.raises(ValueError, match="model differ"):
         encode_corpus(corpus, out, str(tiny_o1_dir), shard_size=25, dtype="bf16", thought_cache=False)
+    changed = tmp_path / "corpus.jsonl"
+    changed.write_bytes(Path(corpus).read_bytes() + b'{"_id": "new", "text": "one more"}\n')
+    with pytest.raises(ValueError, match="inputs differ: 1 file"):
+        encode_corpus(changed, out, str(tiny_o1_dir), shard_size=25, **model_options)
     with pytest.raises(ValueError, match="actors=3 CPU actors need a CPU each; this Ray cluster has 2"):
         actor_resources(3)
     with pytest.raises(ValueError, match="no GPU"):
