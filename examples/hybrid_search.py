@@ -1,36 +1,48 @@
 """Hybrid search: the thinking dense ranking fused with BM25, in the library's own Chroma store (`O1Index`).
 
-    python examples/hybrid_search.py [--persist-dir DIR]
-Hits marked * are the passages SciFact judges relevant. Needs bm25s + PyStemmer: pip install 'o1-retriever[hybrid]'.
+    python hybrid_search.py [--persist-dir DIR] [--k 3]
+Hits marked * are the passages the demo queries' judgements call relevant.
+Needs bm25s + PyStemmer: pip install 'o1-retriever[hybrid]'.
 """
+import argparse
 import tempfile
 
-from _scifact import embedder_options, example_args, load_scifact, show_hit, show_thoughts
-
 from o1_retriever import O1Embedder
+from o1_retriever.corpus import DEMO_CORPUS, demo_queries, read_corpus
 from o1_retriever.fusion import DEFAULT_DENSE_WEIGHT
 from o1_retriever.store import O1Index
 
-args = example_args(__doc__.splitlines()[0])
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("--k", type=int, default=3, help="thoughts per query")
+parser.add_argument("--queries", type=int, default=3, help="how many demo queries to run")
+parser.add_argument("--max-new-tokens", type=int, default=48, help="length of each thought, in tokens")
+parser.add_argument("--persist-dir", default=None, help="Chroma folder (default: a fresh temporary one)")
+args = parser.parse_args()
 persist_dir = args.persist_dir or tempfile.mkdtemp(prefix="o1_hybrid_")
-passages, queries = load_scifact(args.data, args.docs, args.queries)
-titles = {p["id"]: p["title"] for p in passages}
+passages, queries = read_corpus(DEMO_CORPUS), demo_queries()[: args.queries]
 
-embedder = O1Embedder.from_pretrained(**embedder_options(args))
-index = O1Index(embedder, path=persist_dir, collection="scifact-slice")
-index.add([p["id"] for p in passages], [p["text"] for p in passages], [{"title": p["title"]} for p in passages])
+embedder = O1Embedder.from_pretrained(max_new_tokens=args.max_new_tokens)
+index = O1Index(embedder, path=persist_dir, collection="demo")
+index.add([p.id for p in passages], [p.full_text for p in passages], [{"title": p.title} for p in passages])
 print(f"{len(index)} passages in {persist_dir}")
 
-texts = [q["text"] for q in queries]
+
+def show(rank, hit, relevant):
+    mark = "*" if hit.id in relevant else " "
+    print(f"  hit {rank}: {mark} {hit.score:.3f} [{hit.id}] {hit.metadata['title']}")
+
+
+texts = [q.text for q in queries]
 dense = index.search(texts, top_k=3, k=args.k)
 # BM25 is built over the stored texts on the first hybrid search; the thoughts (cached) are the same.
 hybrid = index.search(texts, top_k=3, k=args.k, hybrid=True)
 for query, dense_hits, hybrid_hits in zip(queries, dense, hybrid):
-    print(f"\nquery: {query['text']}")
-    show_thoughts(hybrid_hits[0].thoughts if hybrid_hits else [])
+    print(f"\nquery: {query.text}")
+    for i, thought in enumerate(hybrid_hits[0].thoughts if hybrid_hits else [], 1):
+        print(f"  thought {i}: {thought.strip()}")
     print("  dense (cosine):")
-    for rank, h in enumerate(dense_hits, 1):
-        show_hit(rank, h.id, titles[h.id], h.score, query["relevant"])
+    for rank, hit in enumerate(dense_hits, 1):
+        show(rank, hit, query.relevant)
     print(f"  hybrid, dense share {DEFAULT_DENSE_WEIGHT} (fused z-score):")
-    for rank, h in enumerate(hybrid_hits, 1):
-        show_hit(rank, h.id, h.metadata["title"], h.score, query["relevant"])
+    for rank, hit in enumerate(hybrid_hits, 1):
+        show(rank, hit, query.relevant)

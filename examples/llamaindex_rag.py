@@ -1,14 +1,15 @@
 """LlamaIndex: a VectorStoreIndex on a persistent Chroma collection embedded by O1Embedding, searched by
 O1Retriever (thoughts attached to every hit), and a RetrieverQueryEngine on top.
 
-    python examples/llamaindex_rag.py [--persist-dir DIR]
+    python llamaindex_rag.py [--persist-dir DIR] [--k 3]
 The answer step uses LlamaIndex's MockLLM (it echoes its prompt) so the example runs offline; put any
-LlamaIndex LLM in its place. Hits marked * are the passages SciFact judges relevant.
+LlamaIndex LLM in its place. Hits marked * are the passages the demo queries' judgements call relevant.
+Needs: pip install o1-retriever llama-index-embeddings-o1 llama-index-retrievers-o1
 """
+import argparse
 import tempfile
 
 import chromadb
-from _scifact import embedder_options, example_args, load_scifact, show_hit, show_thoughts
 from llama_index.core import Document, StorageContext, VectorStoreIndex
 from llama_index.core.llms import MockLLM
 from llama_index.core.query_engine import RetrieverQueryEngine
@@ -18,35 +19,44 @@ from llama_index.retrievers.o1 import O1Retriever
 from llama_index.vector_stores.chroma import ChromaVectorStore
 
 from o1_retriever import O1Embedder
+from o1_retriever.corpus import DEMO_CORPUS, demo_queries, read_corpus
 
-args = example_args(__doc__.splitlines()[0])
-passages, queries = load_scifact(args.data, args.docs, args.queries)
-embedder = O1Embedder.from_pretrained(**embedder_options(args))  # loaded once, shared below
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("--k", type=int, default=3, help="thoughts per query")
+parser.add_argument("--queries", type=int, default=3, help="how many demo queries to run")
+parser.add_argument("--max-new-tokens", type=int, default=48, help="length of each thought, in tokens")
+parser.add_argument("--persist-dir", default=None, help="Chroma folder (default: a fresh temporary one)")
+args = parser.parse_args()
+passages, queries = read_corpus(DEMO_CORPUS), demo_queries()[: args.queries]
+embedder = O1Embedder.from_pretrained(max_new_tokens=args.max_new_tokens)  # loaded once, shared below
 
 # 1. Index: documents are embedded directly (no thinking) into a persistent Chroma collection.
 client = chromadb.PersistentClient(path=args.persist_dir or tempfile.mkdtemp(prefix="o1_llamaindex_"))
 vector_store = ChromaVectorStore(chroma_collection=client.get_or_create_collection(
-    "scifact_slice", metadata={"hnsw:space": "cosine"}))
-documents = [Document(text=p["text"], metadata={"corpus_id": p["id"], "title": p["title"]},
+    "demo", metadata={"hnsw:space": "cosine"}))
+documents = [Document(text=p.full_text, metadata={"corpus_id": p.id, "title": p.title},
                       excluded_embed_metadata_keys=["corpus_id", "title"]) for p in passages]
 embed_model = O1Embedding(embedder=embedder, num_thoughts=args.k)
 index = VectorStoreIndex.from_documents(documents, storage_context=StorageContext.from_defaults(
     vector_store=vector_store), embed_model=embed_model)
-print(f"indexed {len(documents)} SciFact passages with {embedder}")
+print(f"indexed {len(documents)} passages with {embedder}")
 
 # 2. Retrieve: the query is thought about k times before it is embedded.
 retriever = O1Retriever(vector_store=vector_store, embedder=embedder, similarity_top_k=2, num_thoughts=args.k)
 for query in queries:
-    print(f"\nquery: {query['text']}")
-    hits = retriever.retrieve(query["text"])
-    show_thoughts(retriever.last_thoughts)
+    print(f"\nquery: {query.text}")
+    hits = retriever.retrieve(query.text)
+    for i, thought in enumerate(retriever.last_thoughts, 1):
+        print(f"  thought {i}: {thought.strip()}")
     for rank, hit in enumerate(hits, 1):
-        show_hit(rank, hit.node.metadata["corpus_id"], hit.node.metadata["title"], hit.score, query["relevant"])
+        pid = hit.node.metadata["corpus_id"]
+        mark = "*" if pid in query.relevant else " "
+        print(f"  hit {rank}: {mark} {hit.score:.3f} [{pid}] {hit.node.metadata['title']}")
 
 # 3. Answer: the same retriever inside a query engine (thoughts stay out of the LLM prompt).
 engine = RetrieverQueryEngine(retriever=retriever, response_synthesizer=get_response_synthesizer(
     llm=MockLLM(), response_mode="compact"))
-response = engine.query(queries[0]["text"])
+response = engine.query(queries[0].text)
 print(f"\nquery engine sources: {[n.node.metadata['corpus_id'] for n in response.source_nodes]}")
 print("MockLLM saw this prompt (first lines):")
 for line in str(response).strip().splitlines()[:4]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEMO_CORPUS = Path(__file__).parent / "data" / "demo_corpus.jsonl"
+DEMO_QUERIES = Path(__file__).parent / "data" / "demo_queries.jsonl"
 
 
 @dataclass
@@ -80,3 +81,15 @@ def read_corpus(path: str | Path) -> list[Passage]:
                       f"values are; first at line {min(dropped.values())}): flatten them into scalar fields to keep "
                       "them", UserWarning, stacklevel=2)
     return passages
+
+
+@dataclass
+class DemoQuery:
+    id: str
+    text: str
+    relevant: set[str]
+
+
+def demo_queries() -> list[DemoQuery]:
+    """The bundled queries over DEMO_CORPUS, each with the ids of the passages that answer it."""
+    return [DemoQuery(row["_id"], row["text"], set(row["relevant"])) for _, row in read_jsonl(DEMO_QUERIES)]
