@@ -1,20 +1,26 @@
 """Load test: throughput and latency of a served model at several client concurrencies, next to the same queries
 through in-process `encode_queries` batches (the ceiling the server's batching should approach).
 
-    python -m o1_retriever.server.loadtest --model DIR --concurrency 1 32 --requests 64 --k 3 --output out.json
+    python -m o1_retriever.server.loadtest --concurrency 1 8 32 --k 3 0 --requests 64 \\
+        --output benchmarks/serve.json --png benchmarks/serve.png
 
 Starts `o1-retriever serve` as a subprocess on a free loopback port (clients in the server's own process would
 fight it for the GIL); the clients are asyncio tasks, one query per request, each on its own connection, so the
-server sees what many single-query callers send. The reference loads the same model here, after the server runs.
+server sees what many single-query callers send. Every run at one k sends the same queries, and the in-process
+reference encodes those very queries, in this process, before the server starts. Bounded: `--requests` per run,
+and no new request after `--time-limit` seconds of a run (the run then counts what completed).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import socket
 import subprocess
 import sys
 import time
+import zlib
 
 import numpy as np
 
@@ -23,41 +29,49 @@ WORDS = ("protein cell gene cancer vaccine virus immune insulin diabetes blood h
 
 
 def queries(n: int, salt: str) -> list[str]:
-    """Distinct queries (no thought-cache or de-duplication shortcuts), 3-8 words each."""
-    rng = np.random.default_rng(abs(hash(salt)) % 2**32)
+    """Distinct queries (no thought-cache or de-duplication shortcuts), 3-8 words each, the same on every run."""
+    rng = np.random.default_rng(zlib.crc32(salt.encode()))
     return [" ".join(rng.choice(WORDS, 3 + i % 6)) + f" {salt}{i}" for i in range(n)]
 
 
 def _percentiles(latencies: list[float]) -> dict:
+    if not latencies:
+        return {"p50_ms": None, "p95_ms": None, "p99_ms": None}
     p = np.percentile(np.array(latencies) * 1000, [50, 95, 99])
     return {"p50_ms": round(float(p[0]), 1), "p95_ms": round(float(p[1]), 1), "p99_ms": round(float(p[2]), 1)}
 
 
-def run_clients(url: str, texts: list[str], concurrency: int, k: int, model: str) -> dict:
+def run_clients(url: str, texts: list[str], concurrency: int, k: int, model: str,
+                time_limit: float = float("inf")) -> dict:
     import asyncio
 
     import httpx
     latencies, errors = [], []
 
-    async def worker(todo, client):
-        while todo:
+    async def worker(todo, client, deadline):
+        while todo and time.perf_counter() < deadline:
             q = todo.pop()
             started = time.perf_counter()
-            r = await client.post(url + "/v1/embeddings", json={"input": q, "model": model, "k": k})
+            try:
+                r = await client.post(url + "/v1/embeddings", json={"input": q, "model": model, "k": k})
+                if r.status_code != 200:
+                    errors.append(f"HTTP {r.status_code}: {r.text[:200]}")
+            except httpx.HTTPError as e:
+                errors.append(f"{type(e).__name__}: {e}")
             latencies.append(time.perf_counter() - started)
-            if r.status_code != 200:
-                errors.append(r.text[:200])
 
-    async def clients():
+    async def clients(deadline):
         todo = list(reversed(texts))
-        async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=concurrency)) as client:
-            await asyncio.gather(*(worker(todo, client) for _ in range(concurrency)))
+        async with httpx.AsyncClient(timeout=900, limits=httpx.Limits(max_connections=concurrency)) as client:
+            await asyncio.gather(*(worker(todo, client, deadline) for _ in range(concurrency)))
 
     started = time.perf_counter()
-    asyncio.run(clients())
+    asyncio.run(clients(started + time_limit))
     wall = time.perf_counter() - started
-    return {"concurrency": concurrency, "requests": len(texts), "seconds": round(wall, 2),
-            "queries_per_s": round(len(texts) / wall, 2), **_percentiles(latencies), "errors": len(errors)}
+    done = len(latencies)
+    return {"concurrency": concurrency, "requests": done, "planned": len(texts), "seconds": round(wall, 2),
+            "queries_per_s": round(done / wall, 3), **_percentiles(latencies), "errors": len(errors),
+            "error_samples": errors[:3]}
 
 
 def start_server(args, port: int) -> subprocess.Popen:
@@ -68,15 +82,80 @@ def start_server(args, port: int) -> subprocess.Popen:
     cmd += ["--model", args.model] if args.model else []
     cmd += ["--max-new-tokens", str(args.max_new_tokens)] if args.max_new_tokens else []
     proc = subprocess.Popen(cmd)  # no thought cache: every request thinks, as in the reference
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 600
     while True:
         if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
             raise RuntimeError(f"the server did not start: {' '.join(cmd)}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
                 return proc
         except httpx.TransportError:
-            time.sleep(0.2)
+            time.sleep(0.5)
+
+
+def machine() -> dict:
+    import torch
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "cuda": torch.cuda.is_available(), "python": platform.python_version(), "torch": torch.__version__,
+            "nice": os.nice(0)}
+
+
+def load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def plot(report: dict, path: str) -> None:
+    try:
+        import matplotlib
+    except ImportError as e:
+        raise ImportError('the load test PNG needs matplotlib: pip install "o1-retriever[eval]"') from e
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, LogLocator, NullFormatter, ScalarFormatter
+    runs = report["runs"]
+    ks = sorted({r["k"] for r in runs}, reverse=True)
+    fig, axes = plt.subplots(1, 1 + len(ks), figsize=(5 * (1 + len(ks)), 4))
+    ax = axes[0]
+    for i, k in enumerate(ks):
+        color = f"C{i}"
+        served = [r for r in runs if r["k"] == k and r["mode"] == "server"]
+        ax.plot([r["concurrency"] for r in served], [r["queries_per_s"] for r in served], "o-", color=color,
+                label=f"server, k={k}")
+        for r in runs:
+            if r["k"] == k and r["mode"] != "server":
+                ax.axhline(r["queries_per_s"], color=color, linestyle="--", label=f"in-process batches, k={k}")
+        lat = axes[1 + i]
+        for name, style in (("p50_ms", "o-"), ("p95_ms", "s--"), ("p99_ms", "^:")):
+            lat.plot([r["concurrency"] for r in served], [r[name] / 1000 for r in served], style,
+                     label=name.split("_")[0])
+        lat.set(ylabel="latency (s)", title=f"request latency, k={k}")
+        lat.legend()
+    ax.set(ylabel="queries/s", title="throughput")
+    ax.legend(fontsize=8)
+    concurrency = sorted({r["concurrency"] for r in runs if r["mode"] == "server"})
+    for a in axes:  # log axes with plain numbers: 1, 8, 32 clients; 0.5, 2, 10 q/s
+        a.set(xscale="log", yscale="log", xlabel="concurrent clients")
+        a.xaxis.set_major_locator(FixedLocator(concurrency))
+        a.xaxis.set_major_formatter(ScalarFormatter())
+        a.xaxis.set_minor_formatter(NullFormatter())
+        a.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        a.yaxis.set_major_formatter(ScalarFormatter())
+        a.yaxis.set_minor_formatter(NullFormatter())
+        a.grid(True, which="major", alpha=0.3)
+    fig.suptitle(f"o1-retriever serve, {report['machine']['cores']} CPU cores: {report['model']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main(argv=None) -> int:
@@ -87,52 +166,69 @@ def main(argv=None) -> int:
     p.add_argument("--k", type=int, nargs="+", default=[3, 0], help="thoughts per query; one run per value")
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     p.add_argument("--requests", type=int, default=64, help="requests per run (bounded: this is a loopback test)")
+    p.add_argument("--time-limit", type=float, default=600.0,
+                   help="seconds after which a run sends no new request (it counts what completed)")
     p.add_argument("--max-batch", type=int, default=32)
     p.add_argument("--max-wait-ms", type=float, default=5.0)
+    p.add_argument("--target", type=float, default=0.8,
+                   help="share of in-process throughput the server should reach at the highest concurrency")
     p.add_argument("--output", default=None, help="write the JSON here too")
+    p.add_argument("--png", default=None, help="write a PNG of throughput and latency against concurrency here")
     args = p.parse_args(argv)
 
     from .. import O1Embedder
     options = {"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {}
     emb = O1Embedder.from_pretrained(args.model, device="cpu", dtype=args.dtype, thought_cache=False, **options)
     emb.encode_queries(queries(4, "warm"), k=max(args.k), show_progress_bar=False)  # first-call set-up, not timed
-    report = {"model": repr(emb), "command": "python -m o1_retriever.server.loadtest " + " ".join(argv or sys.argv[1:]),
-              "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms, "runs": []}
+    command = "python -m o1_retriever.server.loadtest " + " ".join(sys.argv[1:] if argv is None else argv)
+    report = {"model": repr(emb), "command": command, "machine": machine(), "load_average_start": load_average(),
+              "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms, "requests": args.requests,
+              "time_limit_s": args.time_limit, "runs": []}
+    texts = {k: queries(args.requests, f"k{k}-") for k in args.k}  # one query set per k: every run sends it
     reference = {}
     for k in args.k:  # before the server starts: nothing else of ours runs meanwhile; best of two (a shared CPU)
-        texts = queries(args.requests, f"k{k}-inproc-")
         walls = []
         for _ in range(2):
             started = time.perf_counter()
-            emb.encode_queries(texts, k=k, batch_size=args.max_batch, show_progress_bar=False)
+            emb.encode_queries(texts[k], k=k, batch_size=args.max_batch, show_progress_bar=False)
             walls.append(time.perf_counter() - started)
         reference[k] = {"k": k, "mode": "in-process encode_queries", "batch_size": args.max_batch,
-                        "requests": len(texts), "seconds": round(min(walls), 2),
-                        "queries_per_s": round(len(texts) / min(walls), 2)}
+                        "requests": len(texts[k]), "seconds": round(min(walls), 2),
+                        "seconds_both": [round(w, 2) for w in walls],
+                        "queries_per_s": round(len(texts[k]) / min(walls), 3)}
         report["runs"].append(reference[k])
-        print(json.dumps(reference[k]), file=sys.stderr)
+        print(json.dumps(reference[k]), file=sys.stderr, flush=True)
     del emb
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = start_server(args, port)
     url = f"http://127.0.0.1:{port}"
-    for k in args.k:  # the server's first call at each k, not timed
-        run_clients(url, queries(2, f"warm{k}-"), 1, k, "bench-query")
-    for k in args.k:
-        for c in args.concurrency:
-            run = {"k": k, "mode": "server"} | run_clients(url, queries(args.requests, f"k{k}-c{c}-"), c, k,
-                                                            "bench-query")
-            run["share_of_in_process"] = round(run["queries_per_s"] / reference[k]["queries_per_s"], 2)
-            report["runs"].append(run)
-            print(json.dumps(run), file=sys.stderr)
-    server.terminate()
-    server.wait(60)
+    try:
+        for k in args.k:  # the server's first call at each k, not timed
+            run_clients(url, queries(2, f"warm{k}-"), 1, k, "bench-query")
+        for k in args.k:
+            for c in args.concurrency:
+                run = {"k": k, "mode": "server"} | run_clients(url, texts[k], c, k, "bench-query", args.time_limit)
+                run["share_of_in_process"] = round(run["queries_per_s"] / reference[k]["queries_per_s"], 3)
+                report["runs"].append(run)
+                print(json.dumps(run), file=sys.stderr, flush=True)
+    finally:
+        server.terminate()
+        server.wait(60)
+    top = max(args.concurrency)
+    report["load_average_end"] = load_average()
+    report["target"] = {f"k={k}": {"concurrency": top, "share_of_in_process": run["share_of_in_process"],
+                                   "target": args.target, "met": run["share_of_in_process"] >= args.target}
+                        for k in args.k for run in report["runs"]
+                        if run["mode"] == "server" and run["k"] == k and run["concurrency"] == top}
     text = json.dumps(report, indent=2)
     print(text)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as f:
             f.write(text + "\n")
+    if args.png:
+        plot(report, args.png)
     return 0
 
 
