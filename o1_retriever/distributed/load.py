@@ -37,7 +37,7 @@ def _complete_manifest(vectors: Path) -> dict:
         raise FileNotFoundError(f"no encoded vectors at {str(vectors)!r} (expected the folder an encode run wrote, "
                                 "holding o1_vectors.json)")
     if manifest["kind"] != "documents":
-        raise ValueError(f"{vectors} holds {manifest['kind']} vectors; a store is loaded from encoded documents")
+        raise ValueError(f"{vectors} holds encoded {manifest['kind']}; a store is loaded from encoded documents")
     if not manifest.get("complete"):
         raise ValueError(f"{vectors} is not complete: its encode run did not finish; run it again first")
     return manifest

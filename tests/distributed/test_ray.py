@@ -1,11 +1,10 @@
 """Ray Data end to end on a local Ray (2 CPUs, one session for the module): encoding equals one process, Parquet
-round-trips, a killed actor loses and duplicates nothing, a re-run writes only missing shards, the Chroma load
+round-trips, a killed actor loses and duplicates nothing, a re-run writes only what is missing, the Chroma load
 (PersistentClient and a real `chroma run` server) ends with one record per id, queries think, eval embeds."""
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -91,33 +90,6 @@ def test_two_actors_match_one_process_and_parquet_round_trips(encoded, documents
     assert table["text_hash"].to_pylist() == [text_hash(texts[i]) for i in got["ids"]]
     manifest = json.loads((out / "o1_vectors.json").read_text())
     assert manifest["complete"] and manifest["rows"] == 300 and manifest["dtype"] == "fp32"
-
-
-def test_rerun_writes_only_missing_shards(encoded, tmp_path, tiny_o1_dir, model_options):
-    from o1_retriever.distributed import encode_corpus, read_vectors
-    source, _, _ = encoded
-    corpus = json.loads((source / "o1_vectors.json").read_text())["source"]
-    out = tmp_path / "vectors"
-    shutil.copytree(source, out)
-    # Nothing missing: a second run writes nothing (and needs no actor); where workers keep thoughts does not matter.
-    again = encode_corpus(corpus, out, str(tiny_o1_dir), actors=1, shard_size=SHARD_SIZE, dtype="fp32",
-                          thought_cache=str(tmp_path / "elsewhere.sqlite"))
-    assert (again.written, again.rows) == (0, 300)
-    # An interrupted run: two shards never written, one cut short by a crash, a worker's temporary file left over.
-    shards = sorted(out.glob("part-*.parquet"))
-    for gone in shards[3:5]:
-        gone.unlink()
-    data = shards[7].read_bytes()
-    shards[7].write_bytes(data[: len(data) // 2])
-    (out / f".{shards[9].name}.deadbeef.tmp").write_bytes(b"half a shard")
-    kept = {p.name: p.stat().st_mtime_ns for p in shards if p not in (shards[3], shards[4], shards[7])}
-    resumed = encode_corpus(corpus, out, str(tiny_o1_dir), actors=1, shard_size=SHARD_SIZE, **model_options)
-    assert (resumed.written, resumed.rows) == (3, 300)
-    assert {p.name: p.stat().st_mtime_ns for p in out.glob("part-*.parquet") if p.name in kept} == kept
-    assert not list(out.glob(".*.tmp"))
-    original, now = read_vectors(source), read_vectors(out)
-    assert now["ids"] == original["ids"]
-    np.testing.assert_array_equal(now["vectors"], original["vectors"])
 
 
 def test_a_killed_actor_loses_and_duplicates_nothing(encoded, documents):
@@ -231,10 +203,14 @@ def test_eval_corpus_embeddings_on_ray_equal_and_share_the_cache(ray_session, tm
     assert cached and np.array_equal(again, vectors)
 
 
-def test_cli_index_from_parquet_then_search(ray_session, tmp_path, documents, tiny_o1_dir, tiny_embedder, capsys):
+def test_cli_index_from_parquet_and_a_rerun_does_only_what_is_missing(ray_session, tmp_path, documents, tiny_o1_dir,
+                                                                      tiny_embedder, capsys):
+    """`index` on a folder of Parquet files; run again it writes nothing; after an interrupted run (shards missing,
+    one cut short, a temporary file left, records lost from the store) it writes only what is missing."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from o1_retriever.distributed import read_vectors
     from o1_retriever.distributed.cli import main
     from o1_retriever.store import O1Index
     folder = tmp_path / "corpus"
@@ -242,19 +218,39 @@ def test_cli_index_from_parquet_then_search(ray_session, tmp_path, documents, ti
     for n, part in enumerate((documents[:120], documents[120:])):  # 3 + 4 shards of <= 50; small row groups
         rows = [{"id": d["_id"], "text": d["text"], "title": d.get("title") or ""} for d in part]
         pq.write_table(pa.Table.from_pylist(rows), folder / f"part-{n}.parquet", row_group_size=32)
-    db = tmp_path / "db"
+    db, vectors = tmp_path / "db", tmp_path / "corpus.o1-vectors"  # the vectors' default place: beside the corpus
     argv = ["index", "--corpus", str(folder), "--db", str(db), "--model", str(tiny_o1_dir), "--dtype", "fp32",
             "--actors", "1", "--shard-size", "50", "--collection", "cli"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "encoded 300 documents into 7 shard(s)" in printed and "300 total" in printed
-    assert (tmp_path / "corpus.o1-vectors" / "o1_vectors.json").is_file()  # the default: beside the corpus
     index = O1Index(tiny_embedder, path=db, collection="cli", create=False)
     assert len(index) == 300
     hit = index.search(embedded_text(documents[0]), top_k=1, k=0)[0]  # a document finds itself
     assert hit.id == documents[0]["_id"]
-    assert main(argv) == 0  # a re-run: nothing to encode, nothing to store
-    assert "(0 written by this run, 7 already there)" in capsys.readouterr().out
+    first = read_vectors(vectors)
+
+    assert main(argv) == 0  # nothing missing: nothing encoded (no actor started), nothing stored
+    printed = capsys.readouterr().out
+    assert "(0 written by this run, 7 already there)" in printed and "(300 already stored, skipped)" in printed
+
+    shards = sorted(vectors.glob("part-*.parquet"))
+    for gone in shards[1:3]:
+        gone.unlink()
+    data = shards[4].read_bytes()
+    shards[4].write_bytes(data[: len(data) // 2])
+    (vectors / f".{shards[5].name}.deadbeef.tmp").write_bytes(b"half a shard")
+    kept = {p.name: p.stat().st_mtime_ns for p in (shards[0], shards[3], shards[5], shards[6])}
+    index.collection.delete(ids=[d["_id"] for d in documents[:40]])
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "(3 written by this run, 4 already there)" in printed
+    assert "indexed 40 passages" in printed and "(260 already stored, skipped)" in printed and "300 total" in printed
+    assert {p.name: p.stat().st_mtime_ns for p in vectors.glob("part-*.parquet") if p.name in kept} == kept
+    assert not list(vectors.glob(".*.tmp"))
+    again = read_vectors(vectors)
+    assert again["ids"] == first["ids"]
+    np.testing.assert_array_equal(again["vectors"], first["vectors"])
 
 
 def test_a_model_the_workers_cannot_load_is_a_clear_error(ray_session, tmp_path, corpus_file):
@@ -271,6 +267,9 @@ def test_refusals_before_any_work(ray_session, encoded, tmp_path, tiny_o1_dir, m
     corpus = json.loads((out / "o1_vectors.json").read_text())["source"]
     with pytest.raises(ValueError, match="shard_size differ"):
         encode_corpus(corpus, out, str(tiny_o1_dir), shard_size=30, **model_options)
+    # where the workers keep their thoughts is no part of the vectors: the folder is reused, nothing is written
+    assert encode_corpus(corpus, out, str(tiny_o1_dir), shard_size=SHARD_SIZE, dtype="fp32",
+                         thought_cache=str(tmp_path / "elsewhere.sqlite")).written == 0
     with pytest.raises(ValueError, match="model differ"):
         encode_corpus(corpus, out, str(tiny_o1_dir), shard_size=SHARD_SIZE, dtype="bf16", thought_cache=False)
     changed = tmp_path / "corpus.jsonl"
