@@ -32,6 +32,7 @@ from chromadb.utils.embedding_functions import register_embedding_function
 
 from .default_model import cache_dir
 from .embedder import O1Embedder
+from .settings import NAMES as SETTINGS
 from .validation import check_k, check_positive_int
 
 NAME = "o1_retriever"
@@ -39,10 +40,8 @@ NAME = "o1_retriever"
 # swap a collection's recorded 'default' function for ours, so such a collection stays as it is).
 LEGACY_KEYS = {"fingerprint": "o1:fingerprint", "dim": "o1:dim", "name": "o1:model", "encoder_dtype": "o1:dtype"}
 DEFAULT_MODEL_NAME = "o1-retriever-default"
-# from_pretrained options a config may carry; all JSON-serialisable.
-LOAD_OPTIONS = ("device", "dtype", "quantization", "share_weights", "prompt_style", "thought_cache",
-                "aggregation", "query_weight", "temperature", "top_p", "max_new_tokens", "prompt_max_length", "seed",
-                "query_max_length", "document_max_length", "fused", "thought_input")
+# from_pretrained options a config may carry (how to load, then every inference setting); all JSON-serialisable.
+LOAD_OPTIONS = ("device", "dtype", "quantization", "share_weights", "prompt_style", "thought_cache", "fused") + SETTINGS
 
 _DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 _loaded: dict[str, O1Embedder] = {}
@@ -84,7 +83,7 @@ def _describe(embedder: O1Embedder) -> tuple[str | None, dict]:
     options["dtype"] = _DTYPE_NAMES.get(dtype, "auto")
     if embedder.thinker is not None:
         options["prompt_style"] = embedder.thinker.prompt_style
-    options.update(embedder.inference_settings())  # sampling, aggregation and both token windows
+    options.update(embedder.inference_settings())  # the settings that apply to its encoder
     if embedder.quantization and embedder.thinker is not None and embedder.thinker.model is embedder.encoder.model:
         options["share_weights"] = True
     cache = embedder.thought_cache

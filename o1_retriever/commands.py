@@ -7,7 +7,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from .validation import AGGREGATIONS
+from .settings import CLI_SETTINGS, add_setting_flags, overrides_of
 
 DEMO_QUERIES = ["Why does bread rise in the oven?", "How can the body fight off a virus it has seen before?",
                 "What makes the planet Mars look red?"]
@@ -18,19 +18,12 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
     p.add_argument("--dtype", default="auto", help="auto, bf16, fp16 or fp32 (auto: bf16 where fast)")
     p.add_argument("--quantization", choices=["4bit", "8bit"], default=None, help="load the thinker quantized")
-    p.add_argument("--max-new-tokens", type=int, default=None,
-                   help="thought length limit (default: the model's o1_generation.json, else the official 128)")
-    p.add_argument("--temperature", type=float, default=None,
-                   help="thought sampling temperature (default: the model's o1_generation.json, else 0.1)")
-    p.add_argument("--aggregation", choices=AGGREGATIONS, default=None,
-                   help="how the k thought vectors combine (default: the model's, else the official mean)")
-    p.add_argument("--query-weight", type=float, default=None, metavar="W",
-                   help="bare query's share under mean_with_query (default: the model's, else 1/(k+1))")
+    add_setting_flags(p)
     p.add_argument("--seed", type=int, default=0, help="sampling seed, for repeatable thoughts")
 
 
-# None: the model dir's own value applies
-MODEL_DEFAULTED = ("max_new_tokens", "temperature", "aggregation", "query_weight")
+# The inference settings with a flag (None: the model dir's own value applies)
+MODEL_DEFAULTED = CLI_SETTINGS
 
 
 def _check_device(device: str | None) -> None:
@@ -45,9 +38,9 @@ def _check_device(device: str | None) -> None:
 def _load(args):
     from . import O1Embedder
     _check_device(args.device)
-    chosen = {n: getattr(args, n) for n in MODEL_DEFAULTED if getattr(args, n, None) is not None}
     return O1Embedder.from_pretrained(args.model, device=args.device, dtype=args.dtype,
-                                      quantization=args.quantization, seed=args.seed, **chosen)
+                                      quantization=args.quantization, seed=args.seed,
+                                      **overrides_of(args, MODEL_DEFAULTED))
 
 
 def hybrid_weight(text: str) -> float:

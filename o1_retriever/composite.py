@@ -2,7 +2,7 @@
 encoder, saved and loaded as one model. The paper's "separate generator + retriever" setting, made a model
 type of its own so `from_pretrained(DIR)`, Chroma configs, the integrations and `eval` treat it like any other.
 
-`o1_composite.json` names both parts and the inference settings:
+`o1_composite.json` names both parts and any inference settings (`o1_retriever.settings.InferenceSettings`):
 
     {"thinker": "thinker", "encoder": "sentence-transformers/all-MiniLM-L6-v2",
      "aggregation": "mean_with_query", "query_weight": 0.5, "temperature": 0.7, "max_new_tokens": 48}
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .default_model import resolve_base_model, resolve_encoder
+from .settings import check_model_settings
 
 COMPOSITE_FILE = "o1_composite.json"
 PARTS = ("thinker", "encoder")
@@ -56,7 +57,7 @@ def read_composite(path) -> CompositeSpec | None:
         if not isinstance(values.get(part), str) or not values[part].strip():
             raise ValueError(f"{file} must name the {part} as a non-empty string (a path or hub id), "
                              f"got {values.get(part)!r}")
-    settings = {k: v for k, v in values.items() if k not in PARTS}
+    settings = check_model_settings({k: v for k, v in values.items() if k not in PARTS}, file)
     return CompositeSpec(directory, _resolve(directory, values["thinker"], "thinker"),
                          _resolve(directory, values["encoder"], "encoder"), settings)
 
@@ -66,6 +67,7 @@ def write_composite(directory, thinker: str, encoder: str, **settings) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     file = directory / COMPOSITE_FILE
+    check_model_settings(settings, file)
     file.write_text(json.dumps({"thinker": str(thinker), "encoder": str(encoder)} | settings, indent=2) + "\n",
                     encoding="utf-8")
     read_composite(directory)  # refuse to leave a spec behind that would not load

@@ -1,8 +1,8 @@
 """`O1Embedder`: think, embed, aggregate. The public entry point of the engine."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,14 +12,15 @@ import torch
 
 from .aggregation import aggregate
 from .cache import cache_key, open_cache
-from .composite import COMPOSITE_FILE, read_composite
+from .composite import read_composite
 from .default_model import DEFAULT_NAME, bundled_model_path, cache_dir, minilm_path, smollm2_base_dir
 from .device import resolve_device, resolve_dtype
 from .encoding import LMEncoder, SentenceEncoder
 from .formatting import query_embedding_text
 from .loading import fingerprint, load_causal_lm, merged_adapter_dir
 from .sampling import SAMPLER
-from .thinking import GenerationConfig, Thinker
+from .settings import InferenceSettings, check_names, check_overrides, read_model_settings, resolve
+from .thinking import Thinker
 from .validation import (AGGREGATIONS, QUANTIZATIONS, as_text_list, check_choice, check_k, check_positive_int,
                          check_query_weight)
 
@@ -36,25 +37,20 @@ class QueryEncoding:
 class O1Embedder:
     """A retriever that thinks before it embeds. Build with `from_pretrained()` or `composite()`."""
 
-    def __init__(self, thinker: Thinker | None, encoder, *, name: str, generation: GenerationConfig | None = None,
-                 aggregation: str = "mean", query_weight: float | None = None,
-                 thought_cache: bool | str | Path = True, quantization=None,
-                 query_max_length: int = 256, document_max_length: int = 192, fused: bool = True,
-                 thought_input: str = "query_and_thought"):
-        check_choice(aggregation, "aggregation", AGGREGATIONS)
-        # What a sentence-transformers encoder reads per thought: `query + " " + thought`, or the thought alone
-        # (HyDE-like: further from the bare query's vector). The O1 format always holds the query.
-        self.thought_input = check_choice(thought_input, "thought_input", THOUGHT_INPUTS)
-        if thought_input != "query_and_thought" and isinstance(encoder, LMEncoder):
-            raise ValueError(f"thought_input={thought_input!r} needs a sentence-transformers encoder; an O1 model "
-                             "embeds `<query>q</query><thought>t` (use 'query_and_thought')")
-        self.query_weight = check_query_weight(query_weight, aggregation)
+    def __init__(self, thinker: Thinker | None, encoder, *, name: str, settings: InferenceSettings | None = None,
+                 thought_cache: bool | str | Path = True, quantization=None, fused: bool = True, **overrides):
+        """settings: how it thinks and embeds (default: the official values); keyword `overrides` replace single
+        settings of it (e.g. `aggregation="mean_with_query"`)."""
+        settings = settings or InferenceSettings()
+        if overrides:
+            settings = dataclasses.replace(settings, **check_names(overrides, "O1Embedder"))
+        # A sentence-transformers encoder may read the thought alone (HyDE-like); the O1 format always holds the query.
+        if settings.thought_input != "query_and_thought" and isinstance(encoder, LMEncoder):
+            raise ValueError(f"thought_input={settings.thought_input!r} needs a sentence-transformers encoder; an O1 "
+                             "model embeds `<query>q</query><thought>t` (use 'query_and_thought')")
+        self.settings = settings
         self.thinker, self.encoder, self.name = thinker, encoder, name
-        self.generation = generation or GenerationConfig()
-        self.aggregation, self.quantization = aggregation, quantization
-        self.query_max_length = check_positive_int(query_max_length, "query_max_length")
-        self.document_max_length = check_positive_int(document_max_length, "document_max_length")
-        self.fused = fused
+        self.quantization, self.fused = quantization, fused
         parts = [fingerprint(encoder.model, encoder.tokenizer) if isinstance(encoder, LMEncoder)
                  else "st:" + fingerprint(encoder.model, encoder.model.tokenizer, extra=str(encoder.model.max_seq_length))]
         if thinker is not None:  # one instance thinking and embedding is hashed once
@@ -68,7 +64,8 @@ class O1Embedder:
     # ---- construction -------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path_or_id=None, *, device=None, dtype="auto", quantization=None,
-                        share_weights: bool = False, prompt_style: str = "auto", **options) -> "O1Embedder":
+                        share_weights: bool = False, prompt_style: str = "auto", thought_cache: bool | str | Path = True,
+                        fused: bool = True, **settings) -> "O1Embedder":
         """Load a model: None (the bundled default, offline), a bundled name ("o1-retriever-default", or
         "o1-retriever-joint": the earlier default, one SmolLM2 thinking and embedding), a composite model
         directory (`o1_composite.json`: a thinker plus a sentence-transformers encoder), an official O1
@@ -78,8 +75,12 @@ class O1Embedder:
         stays in `dtype`; `share_weights=True` uses the quantized instance for both (least memory).
         prompt_style: "official" (`<query>…<thought>`), "chat" (instruction via the chat template, for
         models never trained on the O1 tokens), or "auto" (official iff the checkpoint has the tokens).
+        settings: any `InferenceSettings` field (temperature, top_p, max_new_tokens, seed, aggregation,
+        query_weight, thought_input, token windows); each defaults to the model's own (its o1_generation.json or
+        o1_composite.json), else to the official value.
         """
-        _refuse_backend(options)
+        _refuse_backend(settings)
+        overrides = check_overrides(settings, "from_pretrained")  # before minutes of loading
         check_choice(quantization, "quantization", QUANTIZATIONS)
         check_choice(prompt_style, "prompt_style", ("auto", "official", "chat"))
         if path_or_id is not None and not isinstance(path_or_id, (str, os.PathLike)):
@@ -90,8 +91,9 @@ class O1Embedder:
         name = DEFAULT_NAME if path_or_id is None else str(path_or_id)
         source = bundled if bundled is not None else path_or_id
         spec = read_composite(source) if source is not None else None
+        kept = dict(quantization=quantization, thought_cache=thought_cache, fused=fused)
         if spec is not None:
-            return cls._from_composite(spec, name, dev, dt, quantization, prompt_style, options)
+            return cls._from_composite(spec, name, dev, dt, prompt_style, resolve(spec.settings, overrides), kept)
         if bundled is not None and (bundled / "adapter_config.json").exists():
             source = merged_adapter_dir(bundled, dt)  # the shipped adapter: merge once, then load fast
         source = str(source)
@@ -103,22 +105,20 @@ class O1Embedder:
         style = thinker_lm.prompt_style if prompt_style == "auto" else prompt_style
         thinker = Thinker(thinker_lm.model, thinker_lm.tokenizer, style)
         encoder = LMEncoder(encoder_lm.model, encoder_lm.tokenizer)
-        options = _with_model_defaults(_model_generation_defaults(bundled or path_or_id), options)
-        return cls(thinker, encoder, name=name, generation=_generation(options), quantization=quantization, **options)
+        settings = resolve(read_model_settings(bundled or path_or_id), overrides)
+        return cls(thinker, encoder, name=name, settings=settings, **kept)
 
     @classmethod
-    def _from_composite(cls, spec, name, dev, dt, quantization, prompt_style, options) -> "O1Embedder":
+    def _from_composite(cls, spec, name, dev, dt, prompt_style, settings, kept) -> "O1Embedder":
         """A composite model directory: its thinker (quantizable) plus its sentence-transformers encoder (full
         precision; it never thinks, so 4-bit would only cost accuracy)."""
-        thinker_source = spec.thinker
+        thinker_source, quantization = spec.thinker, kept["quantization"]
         if quantization is None and (Path(thinker_source) / "adapter_config.json").exists():
             thinker_source = str(merged_adapter_dir(thinker_source, dt))
         lm = load_causal_lm(thinker_source, device=dev, dtype=dt, quantization=quantization)
         style = lm.prompt_style if prompt_style == "auto" else prompt_style
         encoder = SentenceEncoder.load(spec.encoder, dev)
-        options = _with_model_defaults(_check_model_defaults(spec.settings, spec.directory / COMPOSITE_FILE), options)
-        return cls(Thinker(lm.model, lm.tokenizer, style), encoder, name=name, generation=_generation(options),
-                   quantization=quantization, **options)
+        return cls(Thinker(lm.model, lm.tokenizer, style), encoder, name=name, settings=settings, **kept)
 
     @classmethod
     def composite(cls, thinker=None, encoder=None, *, device=None, dtype="auto", quantization=None,
@@ -133,8 +133,7 @@ class O1Embedder:
                             device=dev, dtype=dt, quantization=quantization)
         enc = SentenceEncoder.load(str(minilm_path()) if encoder is None else encoder, dev)
         name = f"composite:{thinker or 'SmolLM2-135M-Instruct'}+{encoder or 'all-MiniLM-L6-v2'}"
-        return cls(Thinker(lm.model, lm.tokenizer, "chat"), enc, name=name, generation=_generation(options),
-                   quantization=quantization, **options)
+        return cls(Thinker(lm.model, lm.tokenizer, "chat"), enc, name=name, quantization=quantization, **options)
 
     # ---- thinking -----------------------------------------------------------------------------
     @property
@@ -144,7 +143,7 @@ class O1Embedder:
                 and t.model is self.encoder.model and self.quantization is None and t.prompt_style == "official")
 
     def _keys(self, queries: list[str], k: int) -> list[str]:
-        params = self.generation.as_dict() | {"quantization": self.quantization, "sampler": SAMPLER}
+        params = self.settings.generation() | {"quantization": self.quantization, "sampler": SAMPLER}
         if self.thinker.prompt_style == "official":  # texts kept as generated since 2026-11-26, no longer stripped
             params["decoded"] = "as generated"
         template = f"{self.thinker.prompt_style}:{self.thinker.prompt('{query}')}"
@@ -178,14 +177,14 @@ class O1Embedder:
         fresh, vectors = {}, {}
         if todo:
             if want_vectors:
-                made, vecs, used = self.thinker.think_and_embed(todo, k, self.generation, batch_size, progress)
+                made, vecs, used = self.thinker.think_and_embed(todo, k, self.settings, batch_size, progress)
                 vecs = torch.nn.functional.normalize(vecs, dim=-1).cpu().numpy()
                 # Keep a fused vector only if re-encoding the decoded text would read the very same ids.
                 texts = self._query_texts([q for q in todo for _ in range(k)], [t for ts in made for t in ts])
                 same = [a == b for a, b in zip(self.encoder.tokenize(texts, self.query_max_length), used)]
                 vectors = {q: vecs[i * k:(i + 1) * k] for i, q in enumerate(todo) if all(same[i * k:(i + 1) * k])}
             else:
-                made = self.thinker.think(todo, k, self.generation, batch_size, progress)
+                made = self.thinker.think(todo, k, self.settings, batch_size, progress)
             fresh = dict(zip(todo, made))
             if self.thought_cache is not None:
                 self.thought_cache.put_many({key: fresh[q] for q, key in zip(queries, keys) if q in fresh})
@@ -253,13 +252,15 @@ class O1Embedder:
         return self.encode_documents(document, **kwargs)
 
     def inference_settings(self) -> dict:
-        """Sampling and aggregation settings: what eval JSONs record and a Chroma config rebuilds from."""
-        settings = self.generation.as_dict() | {"aggregation": self.aggregation, "query_weight": self.query_weight}
-        if isinstance(self.encoder, LMEncoder):  # a sentence-transformers encoder keeps its own max_seq_length
-            settings |= {"query_max_length": self.query_max_length, "document_max_length": self.document_max_length}
-        else:
-            settings["thought_input"] = self.thought_input
-        return settings
+        """The settings that apply to this model's encoder: what eval JSONs record and a Chroma config rebuilds from."""
+        return self.settings.recorded("lm" if isinstance(self.encoder, LMEncoder) else "sentence-transformers")
+
+    # the settings most callers read, as attributes
+    aggregation = property(lambda self: self.settings.aggregation)
+    query_weight = property(lambda self: self.settings.query_weight)
+    thought_input = property(lambda self: self.settings.thought_input)
+    query_max_length = property(lambda self: self.settings.query_max_length)
+    document_max_length = property(lambda self: self.settings.document_max_length)
 
     @property
     def dim(self) -> int:
@@ -284,42 +285,3 @@ def _refuse_backend(options: dict) -> None:
 
 def _progress(show: bool | None, n: int) -> bool:
     return n >= PROGRESS_THRESHOLD if show is None else bool(show)
-
-
-GENERATION_FILE = "o1_generation.json"
-GENERATION_OPTIONS = ("temperature", "top_p", "max_new_tokens", "prompt_max_length", "seed")
-# what a model dir may set in GENERATION_FILE
-MODEL_DEFAULT_OPTIONS = GENERATION_OPTIONS + ("aggregation", "query_weight", "query_max_length", "document_max_length",
-                                            "thought_input")
-THOUGHT_INPUTS = ("query_and_thought", "thought")
-
-
-def _model_generation_defaults(source) -> dict:
-    """Inference defaults a model directory ships in `o1_generation.json` (e.g. the thought length it was
-    trained on, or the aggregation chosen on held-out data); arguments passed to from_pretrained win."""
-    path = Path(str(source)).expanduser() / GENERATION_FILE
-    if not path.is_file():
-        return {}
-    try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as e:
-        raise ValueError(f"{path} is not valid JSON ({e})") from None
-    return _check_model_defaults(values, path)
-
-
-def _check_model_defaults(values, path) -> dict:
-    if not isinstance(values, dict) or set(values) - set(MODEL_DEFAULT_OPTIONS):
-        raise ValueError(f"{path} must be a JSON object with keys among {list(MODEL_DEFAULT_OPTIONS)}, got {values!r}")
-    return dict(values)
-
-
-def _with_model_defaults(defaults: dict, options: dict) -> dict:
-    """A model's shipped settings under the caller's (arguments win)."""
-    if "aggregation" in options and "query_weight" not in options:
-        defaults.pop("query_weight", None)  # the model's weight belongs to its aggregation, not yours
-    return defaults | options
-
-
-def _generation(options: dict) -> GenerationConfig:
-    """Pop generation parameters out of **options (the rest go to the constructor)."""
-    return GenerationConfig(**{n: options.pop(n) for n in GENERATION_OPTIONS if n in options})

@@ -4,13 +4,13 @@ from __future__ import annotations
 import inspect
 import threading
 import weakref
-from dataclasses import asdict, dataclass
 
 import torch
 
 from .device import in_batches
 from .formatting import EMB, chat_thinking_prompt, thinking_prompt
 from .sampling import generate, row_seeds
+from .settings import InferenceSettings
 
 _LOCKS: "weakref.WeakKeyDictionary[torch.nn.Module, threading.RLock]" = weakref.WeakKeyDictionary()
 _LOCKS_GUARD = threading.Lock()
@@ -27,27 +27,7 @@ def model_lock(model) -> threading.RLock:
         return lock
 
 
-@dataclass(frozen=True)
-class GenerationConfig:
-    """Official inference defaults (FlagEmbedding O1 code): T=0.1, top_p=0.9, 128 new tokens."""
-    temperature: float = 0.1
-    top_p: float = 0.9
-    max_new_tokens: int = 128
-    prompt_max_length: int = 256
-    seed: int | None = 0
-
-    def __post_init__(self):
-        if not self.temperature >= 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        for name in ("max_new_tokens", "prompt_max_length"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-    def as_dict(self) -> dict:
-        return asdict(self)
+GenerationConfig = InferenceSettings  # the former name of the sampling settings, still exported by the package
 
 
 class Thinker:
@@ -68,7 +48,7 @@ class Thinker:
         return chat_thinking_prompt(self.tokenizer, query)
 
     @torch.inference_mode()
-    def _generate(self, queries: list[str], k: int, config: GenerationConfig):
+    def _generate(self, queries: list[str], k: int, config: InferenceSettings):
         tok = self.tokenizer
         batch = tok([self.prompt(q) for q in queries], return_tensors="pt", padding=True, truncation=True,
                     max_length=config.prompt_max_length, add_special_tokens=self.prompt_style == "official")
@@ -94,7 +74,7 @@ class Thinker:
             texts.append(text if self.prompt_style == "official" else text.strip())
         return texts
 
-    def think(self, queries: list[str], k: int, config: GenerationConfig, batch_size: int = 32,
+    def think(self, queries: list[str], k: int, config: InferenceSettings, batch_size: int = 32,
               show_progress_bar: bool = False) -> list[list[str]]:
         """k thoughts per query; batches of `batch_size` queries (each expanded k times)."""
         def step(chunk):
@@ -106,7 +86,7 @@ class Thinker:
         return [ts for part in in_batches(queries, batch_size, step, "Thinking", show_progress_bar) for ts in part]
 
     @torch.inference_mode()
-    def think_and_embed(self, queries: list[str], k: int, config: GenerationConfig, batch_size: int = 32,
+    def think_and_embed(self, queries: list[str], k: int, config: InferenceSettings, batch_size: int = 32,
                         show_progress_bar: bool = False) -> tuple[list[list[str]], torch.Tensor, list[list[int]]]:
         """Thoughts plus their `<emb>` vectors from the generation's KV cache (official style only).
 

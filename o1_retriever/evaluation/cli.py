@@ -10,7 +10,7 @@ import sys
 
 from ..commands import hybrid_weight
 from ..fusion import DEFAULT_DENSE_WEIGHT
-from ..validation import AGGREGATIONS
+from ..settings import CLI_SETTINGS, add_setting_flags, overrides_of
 
 
 def parse_k_list(text: str) -> list[int]:
@@ -59,19 +59,7 @@ def register(subparsers) -> None:
                    help="exact matrix-product search (default) or the Chroma store end to end")
     p.add_argument("--output", metavar="JSON", help="write results here (and a PNG beside it for a k sweep)")
     p.add_argument("--batch-size", type=_positive_int, default=32, help="batch size for thinking and embedding")
-    p.add_argument("--max-new-tokens", type=_positive_int, help="cap on thought length (default: the model's, 128)")
-    p.add_argument("--temperature", type=float, help="thought sampling temperature (default: the model's, else 0.1)")
-    p.add_argument("--top-p", type=float, help="nucleus sampling top_p (default: the model's, else 0.9)")
-    p.add_argument("--aggregation", choices=AGGREGATIONS,
-                   help="how the k thought vectors combine (default: the model's, else the official mean)")
-    p.add_argument("--query-weight", type=float, metavar="W",
-                   help="bare query's share of the vector under mean_with_query (default: the model's, else 1/(k+1))")
-    p.add_argument("--query-max-length", type=_positive_int, metavar="N",
-                   help="O1 model's token window for query + thought (default: the model's, else 256; "
-                        "sentence-transformers encoders keep their max_seq_length)")
-    p.add_argument("--document-max-length", type=_positive_int, metavar="N",
-                   help="O1 model's token window for documents, longer ones are cut (default: the model's, "
-                        "else 192)")
+    add_setting_flags(p)  # the model's and the composite's inference settings
     p.add_argument("--seed", type=int, default=0, help="seed for sampling thoughts and for --max-docs")
     p.add_argument("--ignore-identical-ids", action="store_true",
                    help="drop a hit whose id equals the query id (BEIR's rule for ArguAna/Quora only)")
@@ -90,13 +78,10 @@ def config_from_args(args):
                       baseline_encoder=args.baseline_encoder,
                       composite=args.composite, composite_thinker=args.composite_thinker,
                       composite_encoder=args.composite_encoder, max_docs=args.max_docs,
-                      max_queries=args.max_queries, index=args.index,
-                      batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                      top_p=args.top_p, aggregation=args.aggregation,
-                      query_weight=args.query_weight, query_max_length=args.query_max_length,
-                      document_max_length=args.document_max_length, seed=args.seed,
+                      max_queries=args.max_queries, index=args.index, batch_size=args.batch_size, seed=args.seed,
                       ignore_identical_ids=args.ignore_identical_ids, thought_cache=args.thought_cache,
-                      embedding_cache=not args.no_embedding_cache, device=args.device, dtype=args.dtype)
+                      embedding_cache=not args.no_embedding_cache, device=args.device, dtype=args.dtype,
+                      **overrides_of(args, CLI_SETTINGS))
 
 
 def run(args) -> int:

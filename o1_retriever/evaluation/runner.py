@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..fusion import check_dense_weight, fuse_many
-from ..thinking import GenerationConfig
-from ..validation import AGGREGATIONS, check_choice, check_k, check_positive_int, check_query_weight
+from ..settings import SettingOverrides, check_overrides, overrides_of
+from ..validation import check_choice, check_k, check_positive_int
 from ..bm25 import BM25Config, BM25Searcher
 from .data import BeirDataset, load_beir, subsample_corpus, subsample_queries
 from .metrics import evaluate_run
@@ -25,8 +25,10 @@ BASELINES = ("bm25",)
 INDEXES = ("exact", "chroma")
 
 
-@dataclass
-class EvalConfig:
+@dataclass(kw_only=True)
+class EvalConfig(SettingOverrides):
+    """What to evaluate, and how. It also has every inference setting (`SettingOverrides`: temperature, top_p,
+    max_new_tokens, aggregation, query_weight, token windows, ...), None keeping the model's own."""
     dataset: str = field(metadata={"help": "BEIR folder with corpus.jsonl, queries.jsonl, qrels/<split>.tsv"})
     split: str = field(default="test", metadata={"help": "qrels split to evaluate"})
     model: str | None = field(default=None, metadata={"help": "O1 model (dir, hub id, .gguf); None: bundled default"})
@@ -43,18 +45,6 @@ class EvalConfig:
     max_queries: int | None = field(default=None, metadata={"help": "evaluate a seeded sample of judged queries"})
     index: str = field(default="exact", metadata={"help": "'exact' (matrix product) or 'chroma' (O1Index)"})
     batch_size: int = field(default=32, metadata={"help": "queries / documents per forward pass"})
-    max_new_tokens: int | None = field(default=None, metadata={"help": "thought length cap (None: model default)"})
-    temperature: float | None = field(default=None, metadata={"help": "thought sampling temperature (None: model "
-                                                                        "default)"})
-    top_p: float | None = field(default=None, metadata={"help": "nucleus sampling top_p (None: model default)"})
-    aggregation: str | None = field(default=None, metadata={"help": "how k thought vectors combine (None: model "
-                                                                    "default)"})
-    query_weight: float | None = field(default=None, metadata={"help": "bare query's share under mean_with_query "
-                                                                       "(None: model default, else 1/(k+1))"})
-    query_max_length: int | None = field(default=None, metadata={"help": "query + thought token window (None: "
-                                                                           "the model's, else 256)"})
-    document_max_length: int | None = field(default=None, metadata={"help": "document token window (None: the "
-                                                                              "model's, else 192)"})
     seed: int = field(default=0, metadata={"help": "sampling seed and subsample seed"})
     ignore_identical_ids: bool = field(default=False, metadata={"help": "drop a hit whose id equals the query id"})
     thought_cache: bool = field(default=False, metadata={"help": "reuse cached thoughts (faster reruns, but the "
@@ -77,14 +67,8 @@ class EvalConfig:
             if not (self.run_model or self.baseline_encoder or self.composite):
                 raise ValueError("hybrid fuses dense rows with BM25: enable the model, a baseline encoder or composite")
         check_positive_int(self.batch_size, "batch_size")
-        if self.max_new_tokens is not None:
-            check_positive_int(self.max_new_tokens, "max_new_tokens")
-        if self.aggregation is not None:
-            check_choice(self.aggregation, "aggregation", AGGREGATIONS)
-        if self.query_weight is not None:  # without --aggregation the model's own must be mean_with_query
-            check_query_weight(self.query_weight, self.aggregation or "mean_with_query")
-        GenerationConfig(**{n: getattr(self, n) for n in ("temperature", "top_p") if getattr(self, n) is not None})
-        for name in ("max_docs", "max_queries", "query_max_length", "document_max_length"):
+        check_overrides(overrides_of(self), "EvalConfig")
+        for name in ("max_docs", "max_queries"):
             if getattr(self, name) is not None:
                 check_positive_int(getattr(self, name), name)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
@@ -263,12 +247,7 @@ def evaluate_dense(embedder, system: str, label: str, ks: list, dataset: BeirDat
 
 
 def _options(config: EvalConfig) -> dict:
-    options = {"seed": config.seed, "thought_cache": config.thought_cache}
-    for name in ("max_new_tokens", "temperature", "top_p", "aggregation", "query_weight", "query_max_length",
-                 "document_max_length"):
-        if getattr(config, name) is not None:
-            options[name] = getattr(config, name)
-    return options
+    return {"thought_cache": config.thought_cache} | overrides_of(config)  # the seed among them
 
 
 def _plain_encoder(path: str, config: EvalConfig):

@@ -121,10 +121,10 @@ def test_cli_thought_limit_defaults_to_the_models_own(tiny_o1_dir, tmp_path):
     (model / "o1_generation.json").write_text('{"max_new_tokens": 3, "temperature": 0.7, "aggregation": "mean_with_query"}')
     args = dict(model=str(model), device="cpu", dtype="fp32", quantization=None, seed=0)
     own = _load(argparse.Namespace(**args, max_new_tokens=None))
-    assert (own.generation.max_new_tokens, own.generation.temperature, own.aggregation) == (3, 0.7, "mean_with_query")
+    assert (own.settings.max_new_tokens, own.settings.temperature, own.aggregation) == (3, 0.7, "mean_with_query")
     mine = _load(argparse.Namespace(**args, max_new_tokens=7, temperature=0.2, aggregation="mean"))
-    assert (mine.generation.max_new_tokens, mine.generation.temperature, mine.aggregation) == (7, 0.2, "mean")
+    assert (mine.settings.max_new_tokens, mine.settings.temperature, mine.aggregation) == (7, 0.2, "mean")
     weighted = _load(argparse.Namespace(**args, max_new_tokens=None, query_weight=0.9))
     assert (weighted.aggregation, weighted.query_weight) == ("mean_with_query", 0.9)
     plain = dict(args, model=str(tiny_o1_dir))
-    assert _load(argparse.Namespace(**plain, max_new_tokens=None)).generation.max_new_tokens == 128
+    assert _load(argparse.Namespace(**plain, max_new_tokens=None)).settings.max_new_tokens == 128

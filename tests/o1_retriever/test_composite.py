@@ -41,7 +41,7 @@ def test_a_composite_directory_loads_as_one_model(composite_dir, minilm):
     emb = _load(composite_dir)
     assert emb.thinker.prompt_style == "official"  # the thinker has the O1 tokens: the official prompt
     assert emb.dim == 384 and emb.backend == "sentence-transformers"
-    assert (emb.aggregation, emb.query_weight, emb.generation.max_new_tokens) == ("mean_with_query", 0.5, 6)
+    assert (emb.aggregation, emb.query_weight, emb.settings.max_new_tokens) == ("mean_with_query", 0.5, 6)
     plain = SentenceTransformer(minilm, device="cpu")
     query = "protein folding in cells"
     bare = plain.encode([query], normalize_embeddings=True)[0]
@@ -58,7 +58,7 @@ def test_a_composite_directory_loads_as_one_model(composite_dir, minilm):
 
 def test_arguments_override_the_directory_settings(composite_dir):
     emb = _load(composite_dir, aggregation="mean", max_new_tokens=4)
-    assert (emb.aggregation, emb.query_weight, emb.generation.max_new_tokens) == ("mean", None, 4)
+    assert (emb.aggregation, emb.query_weight, emb.settings.max_new_tokens) == ("mean", None, 4)
 
 
 def test_the_directory_moves_as_a_whole_and_keeps_its_fingerprint(composite_dir, tmp_path):

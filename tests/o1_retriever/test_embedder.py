@@ -1,3 +1,4 @@
+import dataclasses
 import functools
 
 import numpy as np
@@ -94,7 +95,7 @@ def test_seed_makes_thoughts_repeatable(tiny_o1_dir):
                                    max_new_tokens=8, temperature=1.0, seed=7)
     first = a.think(["protein cell", "river"], k=3)
     assert a.think(["protein cell", "river"], k=3) == first
-    a.generation = type(a.generation)(temperature=1.0, max_new_tokens=8, seed=8)
+    a.settings = dataclasses.replace(a.settings, seed=8)
     assert a.think(["protein cell", "river"], k=3) != first
 
 
@@ -153,7 +154,7 @@ def _eos_friendly(tiny_o1_dir, tmp_path):
 
 def test_fused_vector_equals_a_fresh_pass_over_the_same_tokens(tiny_o1_dir, tmp_path):
     emb = _eos_friendly(tiny_o1_dir, tmp_path)
-    th, cfg, tok = emb.thinker, emb.generation, emb.thinker.tokenizer
+    th, cfg, tok = emb.thinker, emb.settings, emb.thinker.tokenizer
     queries = ["protein cell gene", "a", "river ocean water and solar energy of the city", "the war"]
     with torch.random.fork_rng():
         torch.manual_seed(0)
@@ -207,11 +208,11 @@ def test_model_dir_generation_defaults_apply_unless_overridden(tiny_o1_dir, tmp_
     shutil.copytree(tiny_o1_dir, model)
     (model / "o1_generation.json").write_text('{"max_new_tokens": 5, "temperature": 0.7, "aggregation": "mean_with_query"}')
     emb = O1Embedder.from_pretrained(str(model), device="cpu", dtype="fp32", thought_cache=False)
-    assert emb.generation.max_new_tokens == 5 and emb.generation.temperature == 0.7
+    assert emb.settings.max_new_tokens == 5 and emb.settings.temperature == 0.7
     assert emb.aggregation == "mean_with_query"
     emb = O1Embedder.from_pretrained(str(model), device="cpu", dtype="fp32", thought_cache=False, max_new_tokens=9,
                                      aggregation="mean")
-    assert emb.generation.max_new_tokens == 9 and emb.generation.temperature == 0.7 and emb.aggregation == "mean"
+    assert emb.settings.max_new_tokens == 9 and emb.settings.temperature == 0.7 and emb.aggregation == "mean"
     # a model's query_weight comes with its aggregation: choosing another aggregation drops it
     (model / "o1_generation.json").write_text('{"aggregation": "mean_with_query", "query_weight": 0.6}')
     emb = O1Embedder.from_pretrained(str(model), device="cpu", dtype="fp32", thought_cache=False)

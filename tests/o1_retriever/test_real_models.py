@@ -32,7 +32,7 @@ def test_fused_equals_two_pass_on_real_text(joint_embedder):
     emb = O1Embedder(joint_embedder.thinker.__class__(joint_embedder.thinker.model,
                                                       joint_embedder.thinker.tokenizer, "official"),
                      joint_embedder.encoder, name="smollm2-official", thought_cache=False,
-                     generation=joint_embedder.generation)
+                     settings=joint_embedder.settings)
     assert emb.can_fuse
     qs = ["What makes Mars red?", "How do vaccines work?"]
     thoughts, kept = emb._think(qs, 2, 32, False, want_vectors=True)
@@ -95,7 +95,7 @@ def test_joint_is_the_shipped_trained_adapter(joint_embedder):
     best = choose(sorted((Path(__file__).parents[2] / "benchmarks" / "default_dev").glob("*.json")), k=3).best
     assert {key: shipped.get(key) for key in best} == best  # an absent key is the default, None
     assert (joint_embedder.aggregation, joint_embedder.query_weight) == (best["aggregation"], best["query_weight"])
-    assert joint_embedder.generation.temperature == best["temperature"]
+    assert joint_embedder.settings.temperature == best["temperature"]
     rows = load_file(str(ADAPTER_DIR / "embedding" / "token_rows.safetensors"))
     tok = joint_embedder.encoder.tokenizer
     weight = joint_embedder.encoder.model.get_input_embeddings().weight

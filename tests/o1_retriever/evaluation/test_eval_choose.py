@@ -56,7 +56,7 @@ def test_choose_averages_over_datasets_and_writes_the_model_defaults(dev_runs, t
     assert written["max_new_tokens"] == 6 and written["aggregation"] == best["aggregation"]
     assert written.get("query_weight") == best["query_weight"]
     emb = O1Embedder.from_pretrained(str(model), device="cpu", dtype="fp32", thought_cache=False)
-    assert (emb.generation.temperature, emb.aggregation, emb.query_weight) == \
+    assert (emb.settings.temperature, emb.aggregation, emb.query_weight) == \
         (best["temperature"], best["aggregation"], best["query_weight"])
 
 
