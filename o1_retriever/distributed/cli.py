@@ -210,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     _store_arguments(p)
     add_ray_arguments(p, "index", ray_flag=False)
     p.set_defaults(func=run_index_ray)
+
+    from .bench import add_bench_parser
+    add_bench_parser(sub)
     return parser
 
 
