@@ -125,11 +125,11 @@ fi
 
 [ "${UNTIL:-}" = train ] && exit 0  # UNTIL=train: stop once every stage is trained
 
-# Ship it: adapter + O1 token rows + tokenizer + loss logs/plots of every stage, no checkpoints; the model card
+# Ship it: adapter (LoRA + O1 token rows as PEFT trainable tokens) + tokenizer + loss logs/plots of every stage, no checkpoints; the model card
 # (README.md) stays.
 mkdir -p "$ADAPTER"
 find "$ADAPTER" -mindepth 1 ! -name README.md -delete
-(cd "$RUN/model$LAST_STAGE" && cp -r adapter_config.json adapter_model.safetensors embedding tokenizer* chat_template.jinja \
+(cd "$RUN/model$LAST_STAGE" && cp -r adapter_config.json adapter_model.safetensors tokenizer* chat_template.jinja \
    losses.png train_log.jsonl training_args.json "$ADAPTER/")
 earlier=("stage1 model" "stage2 model2")
 [ "$LAST_STAGE" = 6 ] && earlier+=("stage3 model3")

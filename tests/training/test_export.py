@@ -1,6 +1,6 @@
 """Export of a tied-head model: no lm_head.pth, and the loaded model uses the trained rows on both
-the input and the (tied) output side, exactly as during training. The compact form (token rows only)
-loads to the very same model."""
+the input and the (tied) output side, exactly as during training. The compact form (token rows only, as PEFT's
+trainable tokens) loads to the very same model, through o1-retriever and through plain PEFT alike."""
 import json
 
 import numpy as np
@@ -9,7 +9,7 @@ import torch
 
 from o1_retriever import O1Embedder
 from o1_retriever_training.arguments import ModelArguments
-from o1_retriever_training.export import export_adapter, write_token_rows
+from o1_retriever_training.export import TOKEN_ROWS_SUFFIX, export_adapter, write_token_rows
 from o1_retriever_training.modeling import build
 from o1_retriever_training.warm_start import effective_model_arguments
 
@@ -58,18 +58,57 @@ def test_tied_model_round_trip(tied_model, tmp_path):
     assert torch.allclose(lm.get_output_embeddings().weight[ids], expected[ids])  # the tied head sees them too
 
 
+def _merged(path) -> dict:
+    from o1_retriever.loading import _load_adapter
+    return _load_adapter(path, torch.float32)[0].state_dict()
+
+
+def _assert_peft_form(out, model) -> None:
+    """The rows are PEFT trainable tokens of the input embedding, for exactly the O1 token ids; nothing else."""
+    from safetensors.torch import load_file
+    config = json.loads((out / "adapter_config.json").read_text())
+    ids = model.token_ids.tolist()
+    assert config["trainable_token_indices"] == {"model.embed_tokens": ids}
+    assert not (out / "embedding").exists()  # no emb.pth, no token_rows.safetensors
+    rows = [v for k, v in load_file(str(out / "adapter_model.safetensors")).items() if k.endswith(TOKEN_ROWS_SUFFIX)]
+    assert len(rows) == 1 and torch.equal(rows[0], model.trained_input_embedding().weight[ids])
+
+
 def test_token_rows_only_loads_the_same_model(tied_model, tmp_path):
-    _, model = tied_model
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from o1_retriever.formatting import add_special_tokens
+    base, model = tied_model
     full = export_adapter(model, tmp_path / "full")
     compact = export_adapter(model, tmp_path / "compact", token_rows_only=True)
-    assert not (compact / "embedding" / "emb.pth").exists()
-    rows = compact / "embedding" / "token_rows.safetensors"
-    assert rows.stat().st_size < 4096 < (full / "embedding" / "emb.pth").stat().st_size
+    _assert_peft_form(compact, model)
+    lora_size = (full / "adapter_model.safetensors").stat().st_size
+    rows_size = (compact / "adapter_model.safetensors").stat().st_size - lora_size
+    assert 0 < rows_size < 4096 < (full / "embedding" / "emb.pth").stat().st_size
     a, b = _load(full), _load(compact)
     assert torch.equal(a.encoder.model.get_input_embeddings().weight, b.encoder.model.get_input_embeddings().weight)
     texts = ["insulin and glucose", "coral reef ocean"]
     assert np.allclose(a.encode_documents(texts), b.encode_documents(texts), atol=1e-6)
     assert np.allclose(a.encode_queries(texts, k=0), b.encode_queries(texts, k=0), atol=1e-6)
+    # Plain PEFT on the base resized for the O1 tokens builds the model the emb.pth export loads to.
+    resized = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    add_special_tokens(resized, AutoTokenizer.from_pretrained(compact))
+    plain = PeftModel.from_pretrained(resized, compact).merge_and_unload()
+    want = _merged(full)
+    assert set(plain.state_dict()) == set(want)
+    assert all(torch.allclose(plain.state_dict()[k], want[k], atol=1e-6) for k in want)
+    assert plain.get_output_embeddings().weight.data_ptr() == plain.get_input_embeddings().weight.data_ptr()
+
+
+def test_write_token_rows_converts_emb_pth_to_the_peft_form(tied_model, tmp_path):
+    _, model = tied_model
+    out = export_adapter(model, tmp_path / "adapter")
+    before = _merged(out)
+    assert write_token_rows(out) == out / "adapter_model.safetensors"
+    _assert_peft_form(out, model)
+    after = _merged(out)
+    assert all(torch.equal(before[k], after[k]) for k in before)
 
 
 def test_token_rows_refused_when_other_rows_were_trained(tied_model, tmp_path):
@@ -94,13 +133,31 @@ def test_token_rows_refused_for_an_untied_head(tiny_lm_dir, tmp_path):
     assert (out / "embedding" / "emb.pth").exists()
 
 
-@pytest.mark.parametrize("token_rows_only", [True, False])
-def test_init_adapter_continues_from_an_exported_model(tied_model, tmp_path, token_rows_only):
-    """Warm start: a model built from an exported adapter has its LoRA weights and token rows, in either
+def _to_legacy_token_rows(out, model) -> None:
+    """Rewrite a compact export as adapters exported before PEFT's trainable tokens were used: the rows by token
+    name in embedding/token_rows.safetensors, the adapter file and config plain LoRA."""
+    from safetensors.torch import load_file, save_file
+    config = json.loads((out / "adapter_config.json").read_text())
+    config["trainable_token_indices"] = None
+    (out / "adapter_config.json").write_text(json.dumps(config))
+    tensors = load_file(str(out / "adapter_model.safetensors"))
+    (rows,) = [tensors.pop(k) for k in list(tensors) if k.endswith(TOKEN_ROWS_SUFFIX)]
+    save_file(tensors, str(out / "adapter_model.safetensors"))
+    (out / "embedding").mkdir()
+    tokens = model.tokenizer.convert_ids_to_tokens(model.token_ids.tolist())
+    save_file(dict(zip(tokens, rows)), str(out / "embedding" / "token_rows.safetensors"))
+
+
+@pytest.mark.parametrize("form", ["peft", "emb.pth", "legacy token_rows"])
+def test_init_adapter_continues_from_an_exported_model(tied_model, tmp_path, form):
+    """Warm start: a model built from an exported adapter has its LoRA weights and token rows, in each
     token-row form, and the LoRA shape comes from the adapter, not from the (different) arguments."""
     from peft import get_peft_model_state_dict
     base, model = tied_model
-    out = export_adapter(model, tmp_path / "adapter", token_rows_only=token_rows_only)
+    out = export_adapter(model, tmp_path / "adapter", token_rows_only=form != "emb.pth")
+    if form == "legacy token_rows":
+        _to_legacy_token_rows(out, model)
+        assert torch.equal(_merged(out)["model.embed_tokens.weight"], model.trained_input_embedding().weight)
     warm = build(ModelArguments(init_adapter=str(out), lora_r=8, lora_alpha=8, gradient_checkpointing=False))
     assert json.loads((out / "adapter_config.json").read_text())["r"] == 2
     used = effective_model_arguments(ModelArguments(init_adapter=str(out), lora_r=8, lora_alpha=8))

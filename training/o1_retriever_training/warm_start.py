@@ -40,10 +40,19 @@ def effective_model_arguments(model_args: ModelArguments, config: dict | None = 
 
 
 def _load_trained_rows(adapter_dir: Path, tokenizer, ids: list[int]) -> torch.Tensor | None:
-    """The adapter's O1 token rows (compact token_rows.safetensors or the full emb.pth), in `ids` order."""
+    """The adapter's O1 token rows, in `ids` order: PEFT trainable tokens (the compact export), the full emb.pth
+    (the official layout) or token_rows.safetensors (the compact form of adapters exported before)."""
     from o1_retriever.loading import _load_module  # the allow-listed reader the loaders use, not a full unpickler
 
-    from .export import ROWS_FILE  # here, not at the top: export imports modeling, which imports this module
+    # here, not at the top: export imports modeling, which imports this module
+    from .export import ROWS_FILE, read_peft_token_rows
+    peft_rows = read_peft_token_rows(adapter_dir)
+    if peft_rows is not None:
+        missing = [t for t, i in zip(tokenizer.convert_ids_to_tokens(ids), ids) if i not in peft_rows]
+        if missing:
+            raise ValueError(f"{adapter_dir}/adapter_config.json: trainable_token_indices {sorted(peft_rows)} "
+                             f"lacks the ids of {missing}")
+        return torch.stack([peft_rows[i] for i in ids]).float()
     rows_file, emb_file = adapter_dir / "embedding" / ROWS_FILE, adapter_dir / "embedding" / "emb.pth"
     if rows_file.exists():
         from safetensors.torch import load_file
@@ -63,10 +72,14 @@ def warm_start(model, adapter_dir: Path) -> None:
     The rows are stored absolute; the model keeps them as a delta over its (mean-initialised) base rows."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
+
+    from .export import TOKEN_ROWS_SUFFIX
     weights = adapter_dir / "adapter_model.safetensors"
     if not weights.is_file():
         raise ValueError(f"init_adapter: {weights} does not exist")
-    result = set_peft_model_state_dict(model.lm, load_file(str(weights)))
+    # PEFT's trainable-token rows go to the model's own token delta (below), not into its LoRA.
+    lora = {k: v for k, v in load_file(str(weights)).items() if not k.endswith(TOKEN_ROWS_SUFFIX)}
+    result = set_peft_model_state_dict(model.lm, lora)
     lora_missing = [k for k in result.missing_keys if "lora_" in k]
     if result.unexpected_keys or lora_missing:
         raise ValueError(f"init_adapter: {weights} does not fit the model built from its adapter_config.json "
