@@ -85,10 +85,10 @@ def test_joint_is_the_shipped_trained_adapter(joint_embedder):
     from safetensors.torch import load_file
 
     from o1_retriever.default_model import ADAPTER_DIR, joint_model_path
-    from o1_retriever.embedder import _model_generation_defaults
+    from o1_retriever.settings import read_model_settings
     assert joint_model_path() == ADAPTER_DIR and joint_embedder.thinker.prompt_style == "official"
     assert joint_embedder.name == "o1-retriever-joint" and joint_embedder.dim == 576
-    shipped = _model_generation_defaults(ADAPTER_DIR)
+    shipped = read_model_settings(ADAPTER_DIR)
     assert shipped["max_new_tokens"] == 48  # the thought length it was trained on
     # The sampling/aggregation settings are the ones the committed dev-set runs choose (never test data).
     from o1_retriever.evaluation.choose import choose
