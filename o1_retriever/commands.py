@@ -94,6 +94,11 @@ def run_demo(args) -> int:
 
 
 def run_index(args) -> int:
+    if args.ray:
+        from .distributed.cli import run_index_ray
+        return run_index_ray(args)
+    if args.db is None:
+        raise ValueError("--db DIR is required (a Chroma server, --host H, needs --ray)")
     from .corpus import read_corpus
     from .store import O1Index
     passages = read_corpus(args.corpus)  # parse everything before loading a model or touching the db
@@ -153,9 +158,11 @@ def register(sub) -> None:
     p = sub.add_parser("index", help="embed a corpus JSONL (_id, text, title) into a persistent Chroma db")
     _model_args(p)
     p.add_argument("--corpus", required=True, help="JSONL file, one {'_id','text','title'?} per line")
-    p.add_argument("--db", required=True, help="Chroma persistence directory")
+    p.add_argument("--db", default=None, help="Chroma persistence directory (with --ray, or --host H)")
     p.add_argument("--collection", default="o1-retriever", help="collection name")
     p.add_argument("--batch-size", type=int, default=64, help="documents per write")
+    from .distributed.cli import add_ray_arguments
+    add_ray_arguments(p)
     p.set_defaults(func=run_index)
 
     p = sub.add_parser("search", help="think, embed and search an index made by `index`")

@@ -68,10 +68,13 @@ def register(subparsers) -> None:
     p.add_argument("--no-embedding-cache", action="store_true", help="re-embed the corpus instead of using the cache")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--dtype", default="auto", help="model dtype: auto, bf16, fp16, fp32")
+    from ..distributed.cli import add_ray_arguments
+    add_ray_arguments(p, "eval")
     p.set_defaults(func=run)
 
 
 def config_from_args(args):
+    from ..distributed.cli import eval_options
     from .runner import EvalConfig
     return EvalConfig(dataset=args.dataset, split=args.split, model=args.model, run_model=not args.no_model,
                       k=args.k, baselines=list(dict.fromkeys(args.baseline)), hybrid=args.hybrid,
@@ -81,7 +84,7 @@ def config_from_args(args):
                       max_queries=args.max_queries, index=args.index, batch_size=args.batch_size, seed=args.seed,
                       ignore_identical_ids=args.ignore_identical_ids, thought_cache=args.thought_cache,
                       embedding_cache=not args.no_embedding_cache, device=args.device, dtype=args.dtype,
-                      **overrides_of(args, CLI_SETTINGS))
+                      ray=eval_options(args) or None, **overrides_of(args, CLI_SETTINGS))
 
 
 def run(args) -> int:

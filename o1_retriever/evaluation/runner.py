@@ -6,6 +6,7 @@ the corpus is a one-off cost and is cached for dense models.
 """
 from __future__ import annotations
 
+import functools
 import gc
 import tempfile
 import time
@@ -52,6 +53,8 @@ class EvalConfig(SettingOverrides):
     embedding_cache: bool = field(default=True, metadata={"help": "cache corpus vectors on disk"})
     device: str | None = field(default=None, metadata={"help": "torch device (default: cuda if present, else cpu)"})
     dtype: str = field(default="auto", metadata={"help": "model dtype (auto: bf16 where fast)"})
+    ray: dict | None = field(default=None, metadata={"help": "embed the corpus on Ray actors: "
+                                                             "{'address', 'actors', 'use_gpus'} (None: in process)"})
 
     def __post_init__(self):
         if not isinstance(self.k, (list, tuple)) or not self.k:
@@ -189,8 +192,12 @@ class _DenseIndex:
         self.ids, texts = dataset.doc_ids(), dataset.doc_texts()
         start = time.perf_counter()
         if config.index == "exact":
-            self.vectors, cached = corpus_embeddings(embedder, self.ids, texts, config.batch_size,
-                                                     use_cache=config.embedding_cache)
+            embed = corpus_embeddings
+            if config.ray is not None:  # the same cache and result, the corpus spread over Ray actors
+                from ..distributed import ray_corpus_embeddings
+                embed = functools.partial(ray_corpus_embeddings, **config.ray)
+            self.vectors, cached = embed(embedder, self.ids, texts, config.batch_size,
+                                         use_cache=config.embedding_cache)
             self.source = "cache" if cached else "computed"
         else:
             from ..store import O1Index

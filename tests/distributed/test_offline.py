@@ -127,3 +127,22 @@ def test_a_vectors_folder_is_not_reused_for_other_inputs(tmp_path):
     (out / MANIFEST).write_text(json.dumps({"version": 99}))
     with pytest.raises(ValueError, match="not an o1-retriever vectors manifest"):
         encode_corpus(path, out)
+
+
+def test_the_main_cli_routes_index_and_eval_to_ray():
+    """`o1-retriever index --ray` and `eval --ray` reach the distributed path; refusals come before any model loads."""
+    from o1_retriever.cli import build_parser
+    from o1_retriever.commands import run_index
+    from o1_retriever.evaluation.cli import config_from_args
+    parser = build_parser()
+    args = parser.parse_args(["index", "--corpus", "c.jsonl", "--ray", "--actors", "2", "--host", "h", "--db", "d"])
+    assert args.func is run_index and args.ray and args.actors == 2
+    with pytest.raises(ValueError, match="exactly one of --db DIR"):
+        run_index(args)
+    with pytest.raises(ValueError, match="--db DIR is required"):
+        run_index(parser.parse_args(["index", "--corpus", "c.jsonl"]))
+    config = config_from_args(parser.parse_args(["eval", "--dataset", "d", "--ray", "--actors", "2", "--cpu-actors"]))
+    assert config.ray == {"address": None, "actors": 2, "use_gpus": False}
+    assert config_from_args(parser.parse_args(["eval", "--dataset", "d"])).ray is None
+    with pytest.raises(ValueError, match="--ray embeds the corpus for --index exact"):
+        config_from_args(parser.parse_args(["eval", "--dataset", "d", "--ray", "--index", "chroma"]))
