@@ -31,8 +31,8 @@ import numpy as np
 
 from ..validation import check_positive_int
 
-DEFAULT_DOCS = 2000
-DEFAULT_SHARD_SIZE = 128  # a few thousand documents still make enough shards to keep every actor busy
+DEFAULT_DOCS = 600
+DEFAULT_SHARD_SIZE = 64  # a few hundred documents still make several shards per actor
 ONE_PROCESS = "one process, no Ray"
 
 
@@ -204,34 +204,57 @@ class _ShardClock:
 
 
 # ---- the runs -----------------------------------------------------------------------------------------------------
-def run_one_process(spec, texts: list[str], batch_size: int) -> tuple[dict, np.ndarray]:
-    """`encode_documents` in this process, no Ray: the model load timed apart from the encoding."""
-    import torch
+def _one_process_pass(embedder, texts: list[str], batch_size: int, when: str) -> tuple[dict, np.ndarray]:
     with _Window() as window:
         started = time.perf_counter()
-        embedder = spec.load()
-        loaded = time.perf_counter()
         vectors = embedder.encode_documents(texts, batch_size=batch_size)
-        done = time.perf_counter()
-    device = str(next(embedder.encoder.model.parameters()).device)
-    record = {"config": ONE_PROCESS, "ray": False, "actors": None, "device": device,
-              "torch_threads": torch.get_num_threads(), "model_load_s": round(loaded - started, 2),
-              "encode_s": round(done - loaded, 2), "docs_per_s": round(len(texts) / (done - loaded), 2),
-              "end_to_end_s": round(done - started, 2), "fingerprint": embedder.fingerprint,
-              "dim": int(embedder.dim), **window.record}
-    return record, vectors
+        seconds = time.perf_counter() - started
+    return {"when": when, "encode_s": round(seconds, 2), "docs_per_s": round(len(texts) / seconds, 2),
+            **window.record}, vectors
+
+
+def run_one_process(spec, texts: list[str], batch_size: int):
+    """`encode_documents` in this process, no Ray: the model load timed apart from the encoding.
+    Returns (record, vectors, embedder); `one_process_again` adds a second pass after the Ray runs."""
+    import torch
+    started = time.perf_counter()
+    embedder = spec.load()
+    load_s = time.perf_counter() - started
+    first, vectors = _one_process_pass(embedder, texts, batch_size, "before the Ray runs")
+    record = {"config": ONE_PROCESS, "ray": False, "actors": None,
+              "device": str(next(embedder.encoder.model.parameters()).device),
+              "torch_threads": torch.get_num_threads(), "model_load_s": round(load_s, 2), "passes": [first],
+              "fingerprint": embedder.fingerprint, "dim": int(embedder.dim)}
+    _settle_one_process(record, len(texts))
+    return record, vectors, embedder
+
+
+def one_process_again(record: dict, embedder, texts: list[str], batch_size: int) -> None:
+    """The same encoding once more, after the Ray runs: on a shared machine the other jobs' load drifts, and a
+    baseline taken on both sides of the Ray runs (their mean is what the ratios use) shows how far."""
+    again, _ = _one_process_pass(embedder, texts, batch_size, "after the Ray runs")
+    record["passes"].append(again)
+    _settle_one_process(record, len(texts))
+
+
+def _settle_one_process(record: dict, docs: int) -> None:
+    encode_s = sum(p["encode_s"] for p in record["passes"]) / len(record["passes"])
+    record.update({"encode_s": round(encode_s, 2), "docs_per_s": round(docs / encode_s, 2),
+                   "end_to_end_s": round(record["model_load_s"] + encode_s, 2)})
 
 
 def _probe_actor(ray, resources) -> dict:
     """What torch sees inside a Ray actor given the same resources as the encoding actors (Ray sets OMP_NUM_THREADS
-    from an actor's CPU share, and torch takes its thread count from it)."""
+    from an actor's CPU share, and torch takes its thread count from it), and the actor's niceness (Ray may start
+    workers at a lower priority than the driver)."""
 
     @ray.remote(num_cpus=resources.num_cpus, num_gpus=resources.num_gpus)
     class ThreadProbe:
         def report(self):
             import torch
             return {"torch_threads": torch.get_num_threads(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-                    "device": "cuda" if ray.get_gpu_ids() else "cpu"}
+                    "device": "cuda" if ray.get_gpu_ids() else "cpu",
+                    "nice": os.nice(0) if hasattr(os, "nice") else None}
 
     probe = ThreadProbe.remote()
     try:
@@ -298,8 +321,9 @@ def add_ratios(runs: list[dict]) -> None:
 
 
 RATIOS_EXPLAINED = {
-    "encode": "one-process docs/s divided by this run's docs/s; this run's encode_s includes planning, loading the "
-              "model in every actor and writing Parquet shards, not Ray's start-up (ray_start_s)",
+    "encode": "one-process docs/s (from the mean time of its passes) divided by this run's docs/s; this run's "
+              "encode_s includes planning, loading the model in every actor and writing Parquet shards, not Ray's "
+              "start-up (ray_start_s)",
     "end_to_end": "(ray_start_s + encode_s) divided by the one-process (model_load_s + encode_s): from nothing "
                   "loaded to every vector",
     "steady": "one-process docs/s divided by this run's steady_docs_per_s: the actors' pace once their models are "
@@ -311,8 +335,9 @@ RATIOS_EXPLAINED = {
 def benchmark(corpus: str | None = None, docs: int = DEFAULT_DOCS, actors=(1, 2), *, model: str | None = None,
               dtype: str | None = None, batch_size: int = 32, shard_size: int = DEFAULT_SHARD_SIZE,
               address: str | None = None, use_gpus: bool | None = None, workdir: str | None = None,
-              command: list[str] | None = None) -> dict:
-    """Run every configuration on the same documents and model; returns the report (what `--output` writes)."""
+              baseline_after: bool = True, command: list[str] | None = None) -> dict:
+    """Run every configuration on the same documents and model; returns the report (what `--output` writes).
+    The one-process encoding runs first and, with `baseline_after`, once more after the Ray runs."""
     from .runtime import require_ray
     from .workers import ModelSpec
     if isinstance(docs, bool) or not isinstance(docs, int) or docs < 0:
@@ -338,11 +363,14 @@ def benchmark(corpus: str | None = None, docs: int = DEFAULT_DOCS, actors=(1, 2)
         lengths = np.array([len(t.split()) for t in texts])
         about.update({"docs": len(texts), "words_per_doc_mean": round(float(lengths.mean()), 1),
                       "words_per_doc_max": int(lengths.max())})
-        base, vectors = run_one_process(spec, texts, batch_size)
+        base, vectors, embedder = run_one_process(spec, texts, batch_size)
         runs = [base]
         for n in actors:
             runs.append(run_ray(path, spec, n, batch_size=batch_size, shard_size=shard_size, address=address,
                                 use_gpus=use_gpus, reference=(ids, vectors), workdir=tmp))
+        if baseline_after:
+            one_process_again(base, embedder, texts, batch_size)
+        del embedder
     add_ratios(runs)
     info = machine()
     shared = ("a shared machine: other jobs ran at the same time, so the figures move with their load (see the "
@@ -367,7 +395,9 @@ def plot(report: dict, path) -> None:
     matplotlib.use("Agg")  # files only: never needs a display
     import matplotlib.pyplot as plt
     runs = report["runs"]
-    labels = [r["config"].replace(", ", "\n") for r in runs]
+    labels = [r["config"].replace(", ", "\n") + (
+        "\n(passes: " + " / ".join(f"{p['docs_per_s']:.1f}" for p in r["passes"]) + ")" if "passes" in r else "")
+        for r in runs]
     encode = [r["docs_per_s"] for r in runs]
     steady = [r["docs_per_s"] if not r["ray"] else r.get("steady_docs_per_s") for r in runs]
     x = np.arange(len(runs))
@@ -383,10 +413,10 @@ def plot(report: dict, path) -> None:
     ax.set_xticks(x, labels)
     ax.set_ylabel("documents / s")
     ax.set_ylim(0, max(encode + [v or 0 for v in steady]) * 1.35)
-    ax.set_title(f"Corpus encoding, {report['corpus']['docs']} docs, {m['cpu_count']} CPUs "
-                 f"({'GPU: ' + m['gpu'] if m.get('gpu') else 'no GPU: GPU actors not measured'})\nshared machine: load average "
-                 f"{load['start'][0] if load['start'] else '?'} at start, {load['end'][0] if load['end'] else '?'} "
-                 "at end", fontsize=9)
+    gpu = f"GPU: {m['gpu']}" if m.get("gpu") else "no GPU: GPU actors not measured"
+    start, end = (load[key][0] if load[key] else "?" for key in ("start", "end"))
+    ax.set_title(f"Corpus encoding, {report['corpus']['docs']} docs, {m['cpu_count']} CPUs ({gpu})\n"
+                 f"shared machine: load average {start} at start, {end} at end", fontsize=9)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -415,6 +445,9 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--cpu-actors", action="store_true", help="CPU actors even where the cluster has GPUs")
     p.add_argument("--output", default=None, metavar="JSON", help="write the report here (default: print it)")
     p.add_argument("--png", default=None, metavar="PNG", help="bar chart of documents/s per configuration")
+    p.add_argument("--baseline-once", action="store_true",
+                   help="encode in one process only before the Ray runs (default: before and after, to see the "
+                        "machine's drift)")
     p.add_argument("--workdir", default=None, metavar="DIR",
                    help="where the temporary corpus and vector shards go (default: the system's temporary folder)")
     p.set_defaults(func=run_bench)
@@ -425,6 +458,7 @@ def run_bench(args) -> int:
     report = benchmark(args.corpus, args.docs, args.actors, model=args.model, dtype=args.dtype,
                        batch_size=args.embed_batch_size, shard_size=args.shard_size, address=args.address,
                        use_gpus=False if args.cpu_actors else None, workdir=args.workdir,
+                       baseline_after=not args.baseline_once,
                        command=(["python", "-m", "o1_retriever.distributed", *sys.argv[1:]]
                                 if Path(sys.argv[0]).name == "__main__.py" else None))
     text = json.dumps(report, indent=1)

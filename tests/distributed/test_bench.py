@@ -79,6 +79,9 @@ def test_bench_runs_one_process_and_ray_and_reports_them(tmp_path, tiny_o1_dir, 
     assert two["actor"]["num_cpus"] == share and two["actor"]["torch_threads"] == share
     assert two["ray_start_s"] > 0 and two["ray_session"] == "started by this run"
     assert 0 < two["first_shard_s"] <= two["encode_s"]
+    assert [p["when"] for p in one["passes"]] == ["before the Ray runs", "after the Ray runs"]
+    mean = sum(p["encode_s"] for p in one["passes"]) / 2
+    assert one["docs_per_s"] == pytest.approx(24 / mean, rel=0.02)
     assert two["docs_per_s"] == pytest.approx(24 / two["encode_s"], rel=0.01)
     ratios = two["overhead_vs_one_process"]
     assert ratios["encode"] == pytest.approx(one["docs_per_s"] / two["docs_per_s"], rel=0.02)
