@@ -32,6 +32,7 @@ from chromadb.utils.embedding_functions import register_embedding_function
 
 from .default_model import cache_dir
 from .embedder import O1Embedder
+from .server.client import RemoteEmbedder
 from .settings import NAMES as SETTINGS
 from .validation import check_k, check_positive_int
 
@@ -109,13 +110,25 @@ class O1EmbeddingFunction(EmbeddingFunction[Documents]):
 
     def __init__(self, embedder: O1Embedder | None = None, *, model: str | None = None,
                  num_thoughts: int | None = None, batch_size: int = 32, load: bool = True, k: int | None = None,
-                 **options: Any):
+                 url: str | None = None, api_key: str | None = None, **options: Any):
         self.num_thoughts = num_thoughts_arg(num_thoughts, k, "O1EmbeddingFunction")
         self.batch_size = check_positive_int(batch_size, "batch_size")
         unknown = sorted(set(options) - set(LOAD_OPTIONS))
         if unknown:
             raise TypeError(f"O1EmbeddingFunction got unknown options {unknown}; allowed: {list(LOAD_OPTIONS)}")
-        if embedder is not None:
+        self.url, self._remote = None, None
+        if url is not None or isinstance(embedder, RemoteEmbedder):
+            # An `o1-retriever serve` server embeds: `model` is its served name; the key is never recorded (a
+            # rebuilt function reads $O1_RETRIEVER_API_KEY).
+            if options or (embedder is not None and (url is not None or model is not None)):
+                raise ValueError("with a server the server's model embeds: pass url= (and model=, its served name) "
+                                 f"or a RemoteEmbedder, not both, and no load options (got {sorted(options)})")
+            self._remote = embedder or RemoteEmbedder(url, api_key=api_key, model=model)
+            self.url, self.model, self.options = self._remote.url, self._remote.model, {}
+            self._embedder, self._fingerprint, self._record = None, None, {}
+            if load:
+                self.embedder  # noqa: B018  (reads the server's /health now: a wrong url fails here)
+        elif embedder is not None:
             if not isinstance(embedder, O1Embedder):
                 raise TypeError(f"embedder must be an o1_retriever.O1Embedder, got {type(embedder).__name__}")
             if model is not None or options:
@@ -138,7 +151,7 @@ class O1EmbeddingFunction(EmbeddingFunction[Documents]):
     @property
     def embedder(self) -> O1Embedder:
         if self._embedder is None:
-            loaded = _shared_embedder(self.model, self.options)
+            loaded = self._remote if self._remote is not None else _shared_embedder(self.model, self.options)
             if self._fingerprint:  # rebuilt from a collection's config: the loaded weights must be the ones it used
                 record = {"fingerprint": self._fingerprint, "name": self.model or DEFAULT_MODEL_NAME, **self._record}
                 check_model("this collection", record, loaded)
@@ -176,13 +189,14 @@ class O1EmbeddingFunction(EmbeddingFunction[Documents]):
 
     def get_config(self) -> dict[str, Any]:
         return {"model": self.model, "num_thoughts": self.num_thoughts, "batch_size": self.batch_size,
-                "options": dict(self.options),
+                "options": dict(self.options), **({"url": self.url} if self.url is not None else {}),
                 "fingerprint": self._fingerprint, **self._record}
 
     @staticmethod
     def build_from_config(config: dict[str, Any]) -> "O1EmbeddingFunction":
         # Chroma rebuilds the function whenever it reads the collection's configuration: load lazily.
-        function = O1EmbeddingFunction(model=config.get("model"), num_thoughts=_config_thoughts(config),
+        function = O1EmbeddingFunction(model=config.get("model"), url=config.get("url"),
+                                       num_thoughts=_config_thoughts(config),
                                        batch_size=config.get("batch_size", 32), load=False,
                                        **config.get("options", {}))
         function._fingerprint = config.get("fingerprint")

@@ -118,9 +118,19 @@ def run_search(args) -> int:
 
     from .store import O1Index, existing_client
     client = existing_client(args.db, args.collection)  # a mistyped --db or --collection fails before a model loads
-    index = O1Index(_load(args), collection=args.collection, client=client, create=False)
+    index = O1Index(_remote(args) if args.url else _load(args), collection=args.collection, client=client,
+                    create=False)
     _print_hits(Console(), args.query, index.search(args.query, top_k=args.top_k, k=args.k, hybrid=args.hybrid))
     return 0
+
+
+def _remote(args):
+    """The served model instead of a local one; the key comes from $O1_RETRIEVER_API_KEY (a flag would show in ps)."""
+    from .server.client import RemoteEmbedder
+    if args.model is not None or args.quantization is not None:
+        raise ValueError("--url: the server's model thinks and embeds; drop --model/--quantization (start the server "
+                         "with them instead)")
+    return RemoteEmbedder(args.url)
 
 
 def run_cache(args) -> int:
@@ -172,6 +182,8 @@ def register(sub) -> None:
     p.add_argument("--collection", default="o1-retriever", help="collection name")
     p.add_argument("--k", type=int, default=3, help="thoughts per query (0 = no thinking)")
     p.add_argument("--top-k", type=int, default=10, help="hits to return")
+    p.add_argument("--url", default=None, help="an `o1-retriever serve` server to think and embed with instead of "
+                                               "loading the model (key: $O1_RETRIEVER_API_KEY)")
     _hybrid_arg(p)
     p.set_defaults(func=run_search)
 

@@ -88,9 +88,6 @@ class O1Embeddings(BaseModel, Embeddings):
                               collection_configuration=embeddings.collection_configuration())
         """
         from o1_retriever.chroma import O1EmbeddingFunction
-        if isinstance(self.embedder, RemoteEmbedder):
-            raise ValueError("collection_configuration() records a local model; with url= the server's model "
-                             "embeds and Chroma cannot record it yet: pass embedding=embeddings without it")
         return {"embedding_function": O1EmbeddingFunction(self.embedder, num_thoughts=self.num_thoughts,
                                                          batch_size=self.batch_size),
                 "hnsw": {"space": "cosine"}}

@@ -76,5 +76,7 @@ def test_url_options_are_checked(url, tiny_embedder):
         O1Embedding(url=url, model_kwargs={"device": "cpu"})
     with pytest.raises(ValueError, match="api_key is the key of an o1-retriever server: pass url too"):
         O1Embedding(api_key=KEY)  # refused before any model loads
-    with pytest.raises(ValueError, match="with url= the server's model embeds"):
-        O1Embedding(url=url, api_key=KEY).chroma_collection(None, "docs")
+    import chromadb
+    collection = O1Embedding(url=url, api_key=KEY).chroma_collection(chromadb.EphemeralClient(), "remote-docs")
+    recorded = collection.configuration_json["embedding_function"]["config"]
+    assert recorded["url"].rstrip("/") == url.rstrip("/") and KEY not in str(recorded)  # the server, never the key

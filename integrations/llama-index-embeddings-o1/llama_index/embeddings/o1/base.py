@@ -134,9 +134,6 @@ class O1Embedding(BaseEmbedding):
             store = ChromaVectorStore(chroma_collection=embed_model.chroma_collection(client, "docs"))
         """
         from o1_retriever.chroma import open_collection
-        if isinstance(self._embedder, RemoteEmbedder):
-            raise ValueError("chroma_collection() records a local model; with url= the server's model embeds and "
-                             "Chroma cannot record it yet: pass a collection you made to ChromaVectorStore")
         return open_collection(client, name, self._embedder, num_thoughts=self.num_thoughts)
 
     @property
