@@ -15,7 +15,6 @@ The corpus is the bundled demo corpus recombined into `--docs` distinct short pa
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
