@@ -185,6 +185,11 @@ def test_init_adapter_refuses_what_it_cannot_continue(tied_model, tmp_path):
     other.mkdir()
     with pytest.raises(ValueError, match="was trained on"):
         build(ModelArguments(init_adapter=str(out), base_model=str(other), gradient_checkpointing=False))
+    config = json.loads((out / "adapter_config.json").read_text())
+    config["trainable_token_indices"] = {"model.embed_tokens": model.token_ids.tolist()[:3]}
+    (out / "adapter_config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="has 4 rows for 3 trainable_token_indices"):
+        build(ModelArguments(init_adapter=str(out), gradient_checkpointing=False))
     (out / "adapter_model.safetensors").unlink()
     with pytest.raises(ValueError, match="adapter_model.safetensors does not exist"):
         build(ModelArguments(init_adapter=str(out), gradient_checkpointing=False))

@@ -15,6 +15,7 @@ default adapter stays at ~20 MB instead of ~80 MB.
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 
 import torch
@@ -62,7 +63,7 @@ def write_peft_token_rows(adapter_dir, embedding_name: str, ids: list[int], rows
     tensors, mode = load_file(str(weights)), weights.stat().st_mode
     tensors[f"base_model.model.{embedding_name}.{TOKEN_ROWS_SUFFIX}"] = rows.detach().cpu().contiguous().clone()
     save_file(tensors, str(weights), metadata=metadata)
-    weights.chmod(mode)  # save_file may write owner-only: keep the file as readable as PEFT wrote it
+    weights.chmod(stat.S_IMODE(mode))  # save_file may write owner-only: keep it as readable as PEFT wrote it
     config_path.write_text(json.dumps(config, indent=2))
 
 
