@@ -31,13 +31,14 @@ class LMEncoder:
         return self.model.config.hidden_size
 
     def tokenize(self, texts: list[str], max_length: int) -> list[list[int]]:
-        # max_length counts the appended <emb>; truncation keeps the beginning, as the official code does.
+        """The official rule: keep the first max_length tokens of the text, then append `<emb>` (so up to
+        max_length + 1 ids), which is what the published checkpoints were evaluated with."""
         ids = self.tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
-        if any(len(x) >= max_length for x in ids) and not self._warned_truncation:
+        if any(len(x) > max_length for x in ids) and not self._warned_truncation:
             self._warned_truncation = True
-            warnings.warn(f"Some inputs are longer than {max_length - 1} tokens and were truncated "
+            warnings.warn(f"Some inputs are longer than {max_length} tokens and were truncated "
                           "(raise max_length to keep more)", stacklevel=3)
-        return [x[: max_length - 1] + [self.emb_id] for x in ids]
+        return [x[:max_length] + [self.emb_id] for x in ids]
 
     @torch.inference_mode()
     def _forward(self, batch: list[list[int]]) -> torch.Tensor:

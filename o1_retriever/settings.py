@@ -49,10 +49,13 @@ class InferenceSettings:
     thought_input: str = _setting("query_and_thought", "what a sentence-transformers encoder reads per thought: "
                                                        "query + thought, or the thought alone", part="embedding",
                                   choices=THOUGHT_INPUTS, encoders=("sentence-transformers",))
-    query_max_length: int = _setting(256, "token window of an O1 model for query + thought", part="embedding",
+    # The official meaning of a window: the text is cut to N tokens, then <emb> is appended (N + 1 ids in all).
+    query_max_length: int = _setting(512, "token window of an O1 model for query + thought: the text is cut to N "
+                                          "tokens, then <emb> is appended", part="embedding",
                                      encoders=("lm",), metavar="N")
-    document_max_length: int = _setting(192, "token window of an O1 model for documents; longer ones are cut",
-                                        part="embedding", encoders=("lm",), metavar="N")
+    document_max_length: int = _setting(512, "token window of an O1 model for documents: the text is cut to N "
+                                             "tokens, then <emb> is appended", part="embedding",
+                                        encoders=("lm",), metavar="N")
 
     def __post_init__(self):
         for f in dataclasses.fields(self):

@@ -21,7 +21,9 @@ def encoder_identity(embedder) -> str:
     """What determines a document vector: the encoder's weights, its tokenizer and its max length."""
     enc = embedder.encoder
     if isinstance(enc, LMEncoder):
-        return f"lm:{embedder.encoder_fingerprint}:{embedder.document_max_length}"
+        # The number is the ids a document is read from, <emb> included (window + 1): caches written when the
+        # window counted <emb> inside it keyed on that same total, so they stay valid and never mix meanings.
+        return f"lm:{embedder.encoder_fingerprint}:{embedder.document_max_length + 1}"
     st = enc.model  # a SentenceTransformer: hash its own weights, its name alone is not enough
     return f"st:{fingerprint(st, st.tokenizer)}:{getattr(st, 'max_seq_length', None)}"
 

@@ -128,11 +128,11 @@ def test_sampling_and_aggregation_options_reach_the_model_and_the_json(toy, tiny
 
 def test_token_windows_reach_the_model_the_json_and_the_corpus_cache(toy, tiny_o1_dir, tmp_path):
     default = _eval(toy, tiny_o1_dir, tmp_path / "d.json", "--k", "0")
-    with pytest.warns(UserWarning, match="longer than 3 tokens and were truncated"):  # the user is told
+    with pytest.warns(UserWarning, match="longer than 4 tokens and were truncated"):  # the user is told
         short = _eval(toy, tiny_o1_dir, tmp_path / "s.json", "--k", "0", "--document-max-length", "4",
                       "--query-max-length", "6")
     assert (default["meta"]["generation"]["document_max_length"], default["meta"]["generation"]["query_max_length"]) \
-        == (192, 256)
+        == (512, 512)  # no o1_generation.json: the official windows
     assert (short["meta"]["generation"]["document_max_length"], short["meta"]["generation"]["query_max_length"]) \
         == (4, 6)
     # Cut documents are other vectors: they must not come from the full-length cache entry.
