@@ -93,6 +93,8 @@ def test_joint_is_the_shipped_trained_adapter(joint_embedder):
     # The sampling/aggregation settings are the ones the committed dev-set runs choose (never test data).
     from o1_retriever.evaluation.choose import choose
     best = choose(sorted((Path(__file__).parents[2] / "benchmarks" / "default_dev").glob("*.json")), k=3).best
+    # Those runs counted <emb> inside a window; the shipped file states the same ids in today's meaning (N + <emb>).
+    best = best | {key: best[key] - 1 for key in ("query_max_length", "document_max_length") if best.get(key)}
     assert {key: shipped.get(key) for key in best} == best  # an absent key is the default, None
     assert (joint_embedder.aggregation, joint_embedder.query_weight) == (best["aggregation"], best["query_weight"])
     assert joint_embedder.settings.temperature == best["temperature"]
