@@ -56,6 +56,18 @@ def check_positive_int(value, name: str) -> int:
     return value
 
 
+def positive_int_arg(text: str) -> int:
+    """argparse `type=` for flags that take a count: the error names the value."""
+    import argparse
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {value}")
+    return value
+
+
 def check_query_weight(weight, aggregation: str):
     """The bare query's share of the vector under `mean_with_query` (None: an equal share, 1/(k+1))."""
     if weight is None:

@@ -425,19 +425,19 @@ def plot(report: dict, path) -> None:
 # ---- command line -------------------------------------------------------------------------------------------------
 def add_bench_parser(sub) -> None:
     """`python -m o1_retriever.distributed bench` (added to the module's sub-commands)."""
-    from .cli import _positive_int
+    from ..validation import positive_int_arg
     p = sub.add_parser("bench", help="documents/s: one process without Ray, then Ray with each actor count")
     p.add_argument("--corpus", default=None, metavar="PATH",
                    help="JSONL or Parquet corpus (default: the bundled demo corpus recombined into --docs passages)")
     p.add_argument("--docs", type=int, default=DEFAULT_DOCS, metavar="N",
                    help=f"documents to encode (default {DEFAULT_DOCS}; with --corpus its first N rows, 0 for all)")
-    p.add_argument("--actors", type=_positive_int, nargs="+", default=[1, 2], metavar="N",
+    p.add_argument("--actors", type=positive_int_arg, nargs="+", default=[1, 2], metavar="N",
                    help="Ray actor counts to measure, one run each (default: 1 2)")
     p.add_argument("--model", default=None, help="model dir or hub id (default: the bundled model)")
     p.add_argument("--dtype", default=None, help="auto, bf16, fp16 or fp32 (default auto: bf16 on GPUs)")
-    p.add_argument("--embed-batch-size", type=_positive_int, default=32, metavar="N",
+    p.add_argument("--embed-batch-size", type=positive_int_arg, default=32, metavar="N",
                    help="texts per forward pass, in the one process and in each actor (default 32)")
-    p.add_argument("--shard-size", type=_positive_int, default=DEFAULT_SHARD_SIZE, metavar="N",
+    p.add_argument("--shard-size", type=positive_int_arg, default=DEFAULT_SHARD_SIZE, metavar="N",
                    help=f"documents per shard (default {DEFAULT_SHARD_SIZE}: enough shards for every actor)")
     p.add_argument("--address", default=None, metavar="ADDR", help="Ray cluster to join (default: a local Ray, "
                                                                    "started and timed for each configuration)")

@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from ..validation import positive_int_arg
 from .encode import DEFAULT_SHARD_SIZE
 
 COMMANDS = ("index", "eval")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive int, got {value}")
-    return value
 
 
 def _add(parser: argparse.ArgumentParser, *flags, **kwargs) -> None:
@@ -38,17 +28,17 @@ def add_ray_arguments(parser: argparse.ArgumentParser, command: str = "index", r
                                                                "started when no --address is given)")
     group.add_argument("--address", default=None, metavar="ADDR",
                        help="Ray cluster to join, e.g. ray://head:10001 or auto (with --ray; default: a local Ray)")
-    group.add_argument("--actors", type=_positive_int, default=None, metavar="N",
+    group.add_argument("--actors", type=positive_int_arg, default=None, metavar="N",
                        help="actors, each loading the model once (with --ray; default: one per GPU, else 2)")
     group.add_argument("--cpu-actors", action="store_true",
                        help="run the actors on CPUs even where the cluster has GPUs (with --ray)")
     if command == "index":  # eval's own --batch-size serves its actors
-        group.add_argument("--embed-batch-size", type=_positive_int, default=32, metavar="N",
+        group.add_argument("--embed-batch-size", type=positive_int_arg, default=32, metavar="N",
                            help="texts per forward pass in each actor (with --ray; default 32)")
         group.add_argument("--vectors", default=None, metavar="DIR",
                            help="folder for the Parquet vector shards (with --ray; default: <corpus>.o1-vectors "
                                 "beside the corpus); a re-run skips shards already there")
-        group.add_argument("--shard-size", type=_positive_int, default=DEFAULT_SHARD_SIZE, metavar="N",
+        group.add_argument("--shard-size", type=positive_int_arg, default=DEFAULT_SHARD_SIZE, metavar="N",
                            help=f"documents per shard, the unit of work and of resume (default {DEFAULT_SHARD_SIZE})")
         _add(group, "--host", default=None, metavar="H", help="a Chroma server to load into instead of --db")
         _add(group, "--port", type=int, default=8000, help="the Chroma server's port (default 8000)")
@@ -134,19 +124,19 @@ def eval_options(args) -> dict:
 def _model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="model dir, hub id or .gguf (default: the bundled model)")
     p.add_argument("--dtype", default=None, help="auto, bf16, fp16 or fp32 (default auto: bf16 on GPUs)")
-    p.add_argument("--max-new-tokens", type=_positive_int, default=None, help="thought length limit")
+    p.add_argument("--max-new-tokens", type=positive_int_arg, default=None, help="thought length limit")
     p.add_argument("--temperature", type=float, default=None, help="thought sampling temperature")
     p.add_argument("--seed", type=int, default=None, help="sampling seed")
 
 
 def _ray_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", default=None, metavar="ADDR", help="Ray cluster to join (default: a local Ray)")
-    p.add_argument("--actors", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--actors", type=positive_int_arg, default=None, metavar="N",
                    help="actors (default: one per GPU, else 2)")
     p.add_argument("--cpu-actors", action="store_true", help="CPU actors even where the cluster has GPUs")
-    p.add_argument("--embed-batch-size", type=_positive_int, default=32, metavar="N",
+    p.add_argument("--embed-batch-size", type=positive_int_arg, default=32, metavar="N",
                    help="texts per forward pass in each actor")
-    p.add_argument("--shard-size", type=_positive_int, default=DEFAULT_SHARD_SIZE, metavar="N",
+    p.add_argument("--shard-size", type=positive_int_arg, default=DEFAULT_SHARD_SIZE, metavar="N",
                    help=f"rows per shard, the unit of work and of resume (default {DEFAULT_SHARD_SIZE})")
 
 
@@ -155,7 +145,7 @@ def _store_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default=None, help="a Chroma server instead of --db")
     p.add_argument("--port", type=int, default=8000, help="the Chroma server's port")
     p.add_argument("--collection", default="o1-retriever", help="collection name")
-    p.add_argument("--batch-size", type=_positive_int, default=1000, help="records per Chroma write")
+    p.add_argument("--batch-size", type=positive_int_arg, default=1000, help="records per Chroma write")
 
 
 def _run_encode(args, kind: str) -> int:
@@ -217,13 +207,5 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
-        print(f"{parser.prog} {args.command}: error: {e}", file=sys.stderr)
-        return 2
+    from ..cli import main as run_cli  # the same dispatch and error reporting as `o1-retriever`
+    return run_cli(argv, build_parser())

@@ -1,8 +1,6 @@
 """`o1-retriever eval --ray`: the corpus embedding step on Ray actors, everything else as without Ray."""
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from .encode import encode_texts
@@ -15,21 +13,12 @@ def ray_corpus_embeddings(embedder, ids: list[str], texts: list[str], batch_size
     """What `evaluation.search.corpus_embeddings` returns, (doc vectors, came_from_cache), with the vectors computed
     by a pool of Ray actors that each load `embedder`'s model; the same on-disk cache (the same key), so a run with
     Ray and one without reuse each other's vectors."""
-    from ..evaluation.search import corpus_cache_path
-    path = corpus_cache_path(embedder, ids, texts, root)
-    if use_cache and path.exists():
-        try:
-            vectors = np.load(path)
-            if vectors.shape == (len(ids), embedder.dim):
-                return vectors, True
-        except (OSError, ValueError):
-            pass  # unreadable: recompute and overwrite
-    spec = ModelSpec.of(embedder)
-    spec = ModelSpec(spec.model, {**spec.options, "thought_cache": False})  # documents never think
-    vectors = encode_texts(spec, list(texts), batch_size=batch_size, actors=actors, address=address,
-                           use_gpus=use_gpus, encoder_fingerprint=embedder.encoder_fingerprint)
-    if use_cache:
-        temporary = path.with_name(f"{path.stem}.tmp{os.getpid()}.npy")
-        np.save(temporary, vectors)
-        os.replace(temporary, path)
-    return vectors, False
+    from ..evaluation.search import corpus_embeddings
+
+    def encode(texts: list[str], batch_size: int) -> np.ndarray:
+        spec = ModelSpec.of(embedder)
+        spec = ModelSpec(spec.model, {**spec.options, "thought_cache": False})  # documents never think
+        return encode_texts(spec, list(texts), batch_size=batch_size, actors=actors, address=address,
+                            use_gpus=use_gpus, encoder_fingerprint=embedder.encoder_fingerprint)
+
+    return corpus_embeddings(embedder, ids, texts, batch_size, use_cache, root, encode=encode)

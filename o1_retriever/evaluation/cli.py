@@ -11,6 +11,7 @@ import sys
 from ..commands import hybrid_weight
 from ..fusion import DEFAULT_DENSE_WEIGHT
 from ..settings import CLI_SETTINGS, add_setting_flags, overrides_of
+from ..validation import positive_int_arg
 
 
 def parse_k_list(text: str) -> list[int]:
@@ -24,16 +25,6 @@ def parse_k_list(text: str) -> list[int]:
     if len(set(values)) != len(values):
         raise argparse.ArgumentTypeError(f"--k lists a value twice: {text!r}")
     return values
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive int, got {value}")
-    return value
 
 
 def register(subparsers) -> None:
@@ -53,12 +44,12 @@ def register(subparsers) -> None:
     p.add_argument("--composite", action="store_true", help="add the composite model (thinker LM + ST encoder)")
     p.add_argument("--composite-thinker", metavar="DIR", help="composite thinker (default SmolLM2-135M-Instruct)")
     p.add_argument("--composite-encoder", metavar="DIR", help="composite encoder (default all-MiniLM-L6-v2)")
-    p.add_argument("--max-docs", type=_positive_int, help="subsample the corpus to N docs, keeping every judged one")
-    p.add_argument("--max-queries", type=_positive_int, help="evaluate a seeded sample of N judged queries")
+    p.add_argument("--max-docs", type=positive_int_arg, help="subsample the corpus to N docs, keeping every judged one")
+    p.add_argument("--max-queries", type=positive_int_arg, help="evaluate a seeded sample of N judged queries")
     p.add_argument("--index", choices=["exact", "chroma"], default="exact",
                    help="exact matrix-product search (default) or the Chroma store end to end")
     p.add_argument("--output", metavar="JSON", help="write results here (and a PNG beside it for a k sweep)")
-    p.add_argument("--batch-size", type=_positive_int, default=32, help="batch size for thinking and embedding")
+    p.add_argument("--batch-size", type=positive_int_arg, default=32, help="batch size for thinking and embedding")
     add_setting_flags(p)  # the model's and the composite's inference settings
     p.add_argument("--seed", type=int, default=0, help="seed for sampling thoughts and for --max-docs")
     p.add_argument("--ignore-identical-ids", action="store_true",

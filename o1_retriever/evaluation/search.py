@@ -40,8 +40,10 @@ def corpus_cache_path(embedder, ids: list[str], texts: list[str], root: Path | N
 
 
 def corpus_embeddings(embedder, ids: list[str], texts: list[str], batch_size: int = 32,
-                      use_cache: bool = True, root: Path | None = None) -> tuple[np.ndarray, bool]:
-    """(doc vectors, came_from_cache). Written atomically, so a killed run never leaves half a file."""
+                      use_cache: bool = True, root: Path | None = None, encode=None) -> tuple[np.ndarray, bool]:
+    """(doc vectors, came_from_cache). Written atomically, so a killed run never leaves half a file.
+    `encode(texts, batch_size)` computes the vectors on a miss (default: `embedder.encode_documents` in this
+    process; `eval --ray` passes Ray actors'), so both ways share one cache."""
     path = corpus_cache_path(embedder, ids, texts, root)
     if use_cache and path.exists():
         try:
@@ -50,7 +52,10 @@ def corpus_embeddings(embedder, ids: list[str], texts: list[str], batch_size: in
                 return vectors, True
         except (OSError, ValueError):
             pass  # unreadable: recompute and overwrite
-    vectors = embedder.encode_documents(texts, batch_size=batch_size, show_progress_bar=len(texts) >= 64)
+    if encode is None:
+        vectors = embedder.encode_documents(texts, batch_size=batch_size, show_progress_bar=len(texts) >= 64)
+    else:
+        vectors = encode(texts, batch_size)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if use_cache:
         tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.npy")

@@ -1,4 +1,3 @@
-import json
 import os
 import warnings
 
@@ -8,6 +7,7 @@ import torch
 
 from o1_retriever import O1Embedder
 from o1_retriever.formatting import SPECIAL_TOKENS
+from tests.o1_retriever.official_layout import write_official_adapter
 
 
 def test_plain_causal_lm_gets_tokens_and_chat_style(tiny_lm_dir):
@@ -42,32 +42,9 @@ def test_missing_path_is_a_clear_error(tmp_path):
         O1Embedder.from_pretrained(123)
 
 
-def _official_adapter(tiny_o1_dir, out, save_lm_head):
-    """Write a LoRA adapter in the official layout: adapter files + embedding/emb.pth (+ lm_head.pth)."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    tok = AutoTokenizer.from_pretrained(tiny_o1_dir)
-    base = AutoModelForCausalLM.from_pretrained(tiny_o1_dir)
-    torch.manual_seed(3)
-    with torch.no_grad():  # "trained" token rows that differ from the base checkpoint
-        base.get_input_embeddings().weight[-4:] += torch.randn(4, base.config.hidden_size)
-    peft = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
-    peft.save_pretrained(out)
-    cfg = json.loads((out / "adapter_config.json").read_text())
-    cfg["base_model_name_or_path"] = str(tiny_o1_dir)
-    (out / "adapter_config.json").write_text(json.dumps(cfg))
-    (out / "embedding").mkdir()
-    torch.save(base.get_input_embeddings(), out / "embedding" / "emb.pth")
-    if save_lm_head:
-        torch.save(base.get_output_embeddings(), out / "embedding" / "lm_head.pth")
-    tok.save_pretrained(out)
-    merged = peft.merge_and_unload()
-    return merged, tok
-
-
 @pytest.mark.parametrize("save_lm_head", [False, True])
 def test_official_adapter_layout_equals_merged_model(tiny_o1_dir, tmp_path, save_lm_head):
-    merged, tok = _official_adapter(tiny_o1_dir, tmp_path / "adapter", save_lm_head)
+    merged, tok = write_official_adapter(tiny_o1_dir, tmp_path / "adapter", save_lm_head)
     merged.save_pretrained(tmp_path / "merged")
     tok.save_pretrained(tmp_path / "merged")
     from_adapter = O1Embedder.from_pretrained(str(tmp_path / "adapter"), device="cpu", dtype="fp32", thought_cache=False)
@@ -80,14 +57,14 @@ def test_official_adapter_layout_equals_merged_model(tiny_o1_dir, tmp_path, save
 
 
 def test_emb_pth_with_a_foreign_object_is_refused(tiny_o1_dir, tmp_path):
-    _official_adapter(tiny_o1_dir, tmp_path / "adapter", False)
+    write_official_adapter(tiny_o1_dir, tmp_path / "adapter", False)
     torch.save({"not": "an embedding"}, tmp_path / "adapter" / "embedding" / "emb.pth")
     with pytest.raises(ValueError, match="Embedding"):
         O1Embedder.from_pretrained(str(tmp_path / "adapter"), device="cpu", dtype="fp32", thought_cache=False)
 
 
 def test_pickled_code_in_emb_pth_is_not_executed(tiny_o1_dir, tmp_path):
-    _official_adapter(tiny_o1_dir, tmp_path / "adapter", False)
+    write_official_adapter(tiny_o1_dir, tmp_path / "adapter", False)
 
     class Evil:
         def __reduce__(self):
@@ -100,7 +77,7 @@ def test_pickled_code_in_emb_pth_is_not_executed(tiny_o1_dir, tmp_path):
 
 def test_shipped_adapter_becomes_the_default_and_is_merged_once(tiny_o1_dir, tmp_path, monkeypatch):
     import o1_retriever.default_model as default_model_module
-    _official_adapter(tiny_o1_dir, tmp_path / "adapter", False)
+    write_official_adapter(tiny_o1_dir, tmp_path / "adapter", False)
     monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(default_model_module, "default_model_path", lambda: tmp_path / "adapter")
     first = O1Embedder.from_pretrained(device="cpu", dtype="fp32", thought_cache=False)
@@ -117,7 +94,7 @@ def test_shipped_adapter_becomes_the_default_and_is_merged_once(tiny_o1_dir, tmp
 
 def test_a_changed_adapter_retires_its_old_merged_copy(tiny_o1_dir, tmp_path, monkeypatch):
     import o1_retriever.default_model as default_model_module
-    _official_adapter(tiny_o1_dir, tmp_path / "adapter", False)
+    write_official_adapter(tiny_o1_dir, tmp_path / "adapter", False)
     monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(default_model_module, "default_model_path", lambda: tmp_path / "adapter")
     models = tmp_path / "cache" / "models"
@@ -139,7 +116,7 @@ def test_an_interrupted_merge_leaves_nothing_a_later_load_would_trust(tiny_o1_di
     import transformers
 
     import o1_retriever.default_model as default_model_module
-    _official_adapter(tiny_o1_dir, tmp_path / "adapter", False)
+    write_official_adapter(tiny_o1_dir, tmp_path / "adapter", False)
     monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(default_model_module, "default_model_path", lambda: tmp_path / "adapter")
     real_save = transformers.PreTrainedTokenizerBase.save_pretrained

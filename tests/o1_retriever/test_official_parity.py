@@ -7,7 +7,6 @@ vectors. Thoughts are fixed (the generator is replaced on the instance, so the c
 """
 from __future__ import annotations
 
-import json
 import random
 
 import numpy as np
@@ -17,6 +16,7 @@ import torch
 from o1_retriever import O1Embedder
 from o1_retriever.default_model import ADAPTER_DIR
 from o1_retriever.settings import InferenceSettings, read_model_settings, resolve
+from tests.o1_retriever.official_layout import write_official_adapter
 
 WORDS = "protein cell gene cancer vaccine virus immune insulin diabetes blood heart brain study".split()
 THOUGHTS = [" the gene raises risk of disease", " insulin treatment reduced blood results"]
@@ -34,28 +34,6 @@ def _by_hand(model, tok, text: str, n: int) -> np.ndarray:
     return torch.nn.functional.normalize(hidden[0, -1].float(), dim=-1).numpy()
 
 
-def _official_adapter(tiny_o1_dir, out, save_lm_head: bool):
-    """A LoRA checkpoint in the official layout: adapter files + embedding/emb.pth (+ lm_head.pth)."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    base = AutoModelForCausalLM.from_pretrained(tiny_o1_dir)
-    torch.manual_seed(5)
-    with torch.no_grad():  # trained O1 token rows that differ from the base's
-        base.get_input_embeddings().weight[-4:] += torch.randn(4, base.config.hidden_size)
-    peft = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                                           init_lora_weights=False))
-    peft.save_pretrained(out)
-    cfg = json.loads((out / "adapter_config.json").read_text())
-    cfg["base_model_name_or_path"] = str(tiny_o1_dir)
-    (out / "adapter_config.json").write_text(json.dumps(cfg))
-    (out / "embedding").mkdir()
-    torch.save(base.get_input_embeddings(), out / "embedding" / "emb.pth")
-    if save_lm_head:
-        torch.save(base.get_output_embeddings(), out / "embedding" / "lm_head.pth")
-    AutoTokenizer.from_pretrained(tiny_o1_dir).save_pretrained(out)
-    return peft.merge_and_unload().eval()
-
-
 @pytest.fixture(params=["merged", "lora+emb.pth+lm_head.pth"])
 def checkpoint(request, tiny_o1_dir, tmp_path):
     """(checkpoint dir, the reference model built with transformers/peft directly, its tokenizer)."""
@@ -63,7 +41,7 @@ def checkpoint(request, tiny_o1_dir, tmp_path):
     tok = AutoTokenizer.from_pretrained(tiny_o1_dir)
     if request.param == "merged":
         return tiny_o1_dir, AutoModelForCausalLM.from_pretrained(tiny_o1_dir).eval(), tok
-    return tmp_path, _official_adapter(tiny_o1_dir, tmp_path, save_lm_head=True), tok
+    return tmp_path, write_official_adapter(tiny_o1_dir, tmp_path, save_lm_head=True, seed=5)[0], tok
 
 
 def test_long_document_and_query_vectors_follow_the_official_rules(checkpoint):
