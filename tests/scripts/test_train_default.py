@@ -70,7 +70,9 @@ def test_reproduction_script_runs_every_step(shared_data, tmp_path):
                 adapter / "stage2" / "train_log.jsonl", adapter / "stage3" / "train_log.jsonl"):
         steps = [json.loads(line) for line in log.read_text().splitlines()]
         assert max(s["step"] for s in steps) == 2
-    assert (adapter / "adapter_model.safetensors").exists() and (adapter / "embedding").is_dir()
+    # the shipped form: a PEFT adapter whose new token rows live in it (trainable_token_indices), no embedding/ dir
+    assert (adapter / "adapter_model.safetensors").exists() and not (adapter / "embedding").exists()
+    assert json.loads((adapter / "adapter_config.json").read_text())["trainable_token_indices"]
     dev_runs = sorted((bench / "default_dev").glob("*.json"))
     assert len(dev_runs) == 8 and (bench / "default_dev" / "choice.png").exists()
     best = choose(dev_runs, k=3).best
