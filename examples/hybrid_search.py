@@ -10,7 +10,7 @@ import tempfile
 from o1_retriever import O1Embedder
 from o1_retriever.corpus import DEMO_CORPUS, demo_queries, read_corpus
 from o1_retriever.fusion import DEFAULT_DENSE_WEIGHT
-from o1_retriever.store import O1Index
+from o1_retriever.index import O1Index
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--k", type=int, default=3, help="thoughts per query")

@@ -4,4 +4,14 @@ from .formatting import SPECIAL_TOKENS
 from .thinking import GenerationConfig
 
 __version__ = "0.1.0"
-__all__ = ["O1Embedder", "QueryEncoding", "GenerationConfig", "SPECIAL_TOKENS", "__version__"]
+__all__ = ["O1Embedder", "QueryEncoding", "GenerationConfig", "SPECIAL_TOKENS", "O1Index", "Hit",
+           "O1EmbeddingFunction", "__version__"]
+# Imported on first use: they bring in chromadb, which `import o1_retriever` alone does not need.
+_LAZY = {"O1Index": ".index", "Hit": ".index", "O1EmbeddingFunction": ".chroma"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,7 +8,7 @@
 
 The class is registered with Chroma under `name()` by Chroma's own `@register_embedding_function`, and its
 `get_config()` records how to load the model, so `client.get_collection("docs")` in a later process rebuilds it.
-Chroma has no plugin discovery: a process must import this module (or anything that imports it: `o1_retriever.store`
+Chroma has no plugin discovery: a process must import this module (or anything that imports it: `o1_retriever.index`
 and every o1 integration do) before it reads an O1 collection. Chroma rebuilds the function every time it reads the
 collection's configuration, so loaded models are kept in a per-process registry: one model per configuration, never a
 second copy.

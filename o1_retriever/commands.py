@@ -77,7 +77,7 @@ def run_demo(args) -> int:
     from rich.console import Console
 
     from .corpus import DEMO_CORPUS, read_corpus
-    from .store import O1Index
+    from .index import O1Index
     console = Console()
     emb = _load(args)
     console.print(f"[bold]Model:[/bold] {emb!r}")
@@ -100,7 +100,7 @@ def run_index(args) -> int:
     if args.db is None:
         raise ValueError("--db DIR is required (a Chroma server, --host H, needs --ray)")
     from .corpus import read_corpus
-    from .store import O1Index
+    from .index import O1Index
     passages = read_corpus(args.corpus)  # parse everything before loading a model or touching the db
     index = O1Index(_load(args), path=args.db, collection=args.collection)
     # Batch by batch, each stored as soon as it is embedded: a run killed at any moment loses at most one batch,
@@ -116,7 +116,7 @@ def run_index(args) -> int:
 def run_search(args) -> int:
     from rich.console import Console
 
-    from .store import O1Index, existing_client
+    from .index import O1Index, existing_client
     client = existing_client(args.db, args.collection)  # a mistyped --db or --collection fails before a model loads
     index = O1Index(_remote(args) if args.url else _load(args), collection=args.collection, client=client,
                     create=False)

@@ -60,7 +60,7 @@ def load_into_chroma(vectors, *, path=None, host: str | None = None, port: int =
     """Upsert every encoded document into the Chroma collection at `path` (PersistentClient), on a server at
     `host`:`port` (HttpClient), or on `client`. `embedder`: the model the shards were encoded with (None: loaded
     from what the shards record); the collection records it, so searches think with the same model."""
-    from ..store import O1Index
+    from ..index import O1Index
     check_positive_int(batch_size, "batch_size")
     if sum(x is not None for x in (path, host, client)) != 1:
         raise ValueError("pass exactly one of path (a Chroma directory), host (a Chroma server) or client")

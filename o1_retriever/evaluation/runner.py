@@ -200,7 +200,7 @@ class _DenseIndex:
                                          use_cache=config.embedding_cache)
             self.source = "cache" if cached else "computed"
         else:
-            from ..store import O1Index
+            from ..index import O1Index
             self._tmp = tempfile.TemporaryDirectory(prefix="o1-eval-chroma-")
             self.store = O1Index(embedder, path=self._tmp.name, collection="eval")
             self.store.add(self.ids, texts, batch_size=max(64, config.batch_size), show_progress_bar=len(texts) >= 256)

@@ -113,7 +113,7 @@ def test_load_into_persistent_chroma_one_record_per_id_and_resumes(encoded, docu
 
     import o1_retriever.chroma  # noqa: F401  (registers the O1 function, as any process reading the collection)
     from o1_retriever.distributed import load_into_chroma, read_vectors
-    from o1_retriever.store import O1Index
+    from o1_retriever.index import O1Index
     out, _, _ = encoded
     db = tmp_path / "db"
     loaded = load_into_chroma(out, path=db, collection="docs")  # the model is loaded from what the shards record
@@ -212,7 +212,7 @@ def test_cli_index_from_parquet_and_a_rerun_does_only_what_is_missing(ray_sessio
 
     from o1_retriever.distributed import read_vectors
     from o1_retriever.distributed.cli import main
-    from o1_retriever.store import O1Index
+    from o1_retriever.index import O1Index
     folder = tmp_path / "corpus"
     folder.mkdir()
     for n, part in enumerate((documents[:120], documents[120:])):  # 3 + 4 shards of <= 50; small row groups

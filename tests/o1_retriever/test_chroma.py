@@ -158,7 +158,7 @@ def _fresh_process(script: str) -> str:
 
 def test_o1index_collection_records_the_o1_function_and_one_fingerprint(tiny_embedder, tmp_path):
     from o1_retriever.chroma import model_record
-    from o1_retriever.store import O1Index
+    from o1_retriever.index import O1Index
     index = O1Index(tiny_embedder, path=tmp_path / "db", collection="docs")
     function = index.collection.configuration_json["embedding_function"]
     assert function["name"] == "o1_retriever"  # was {'name': 'default'}: Chroma's MiniLM against our vectors
@@ -170,14 +170,14 @@ def test_o1index_collection_records_the_o1_function_and_one_fingerprint(tiny_emb
 
 
 def test_plain_query_texts_in_a_fresh_process_match_o1index(tiny_embedder, tmp_path):
-    from o1_retriever.store import O1Index
+    from o1_retriever.index import O1Index
     index = O1Index(tiny_embedder, path=tmp_path / "db", collection="docs", num_thoughts=2)
     index.add([f"d{i}" for i in range(len(DOCS))], DOCS)
     expected = [h.id for h in index.search(QUERY, top_k=3, k=2)]
     got = _fresh_process(f"""
         import json, sys, chromadb
         import o1_retriever.chroma  # Chroma's registration: the one import a plain-Chroma process needs
-        assert "o1_retriever.store" not in sys.modules
+        assert "o1_retriever.index" not in sys.modules
         col = chromadb.PersistentClient(path={str(tmp_path / "db")!r}).get_collection("docs")
         print(json.dumps(col.query(query_texts=[{QUERY!r}], n_results=3)["ids"][0]))
     """)
@@ -185,7 +185,7 @@ def test_plain_query_texts_in_a_fresh_process_match_o1index(tiny_embedder, tmp_p
 
 
 def test_o1index_opens_a_collection_made_with_plain_chroma(tiny_embedder, tiny_lm_dir, collection, tmp_path):
-    from o1_retriever.store import O1Index
+    from o1_retriever.index import O1Index
     index = O1Index(tiny_embedder, path=tmp_path / "chroma", collection="docs")  # was refused: no o1:* metadata
     assert len(index) == len(DOCS)
     assert [h.id for h in index.search(QUERY, top_k=3, k=2)] == collection.query(query_texts=[QUERY], n_results=3)["ids"][0]
@@ -196,7 +196,7 @@ def test_o1index_opens_a_collection_made_with_plain_chroma(tiny_embedder, tiny_l
 
 def test_a_wrong_model_is_refused_with_one_message(tiny_embedder, tiny_lm_dir, tmp_path):
     from o1_retriever.chroma import check_model, model_record, open_collection
-    from o1_retriever.store import O1Index
+    from o1_retriever.index import O1Index
     index = O1Index(tiny_embedder, path=tmp_path / "db", collection="docs")
     other = O1Embedder.from_pretrained(str(tiny_lm_dir), device="cpu", dtype="fp32", thought_cache=False)
     with pytest.raises(ValueError) as by_index:
@@ -209,7 +209,7 @@ def test_a_wrong_model_is_refused_with_one_message(tiny_embedder, tiny_lm_dir, t
 
 
 def test_a_collection_without_an_o1_record_is_refused(tiny_embedder, tmp_path):
-    from o1_retriever.store import O1Index
+    from o1_retriever.index import O1Index
     client = chromadb.PersistentClient(path=str(tmp_path / "db"))
     client.create_collection("minilm")
     with pytest.raises(ValueError, match=r"'minilm' records no O1 model \(its embedding function: 'default'\)"):
@@ -218,7 +218,7 @@ def test_a_collection_without_an_o1_record_is_refused(tiny_embedder, tmp_path):
 
 def test_collections_from_before_the_contract_still_open(tiny_embedder, tiny_lm_dir, tmp_path):
     """O1Index used to keep the record in the metadata (and Chroma recorded 'default'): such databases keep working."""
-    from o1_retriever.store import O1Index
+    from o1_retriever.index import O1Index
     client = chromadb.PersistentClient(path=str(tmp_path / "db"))
     old = client.create_collection("docs", metadata={
         "o1:fingerprint": tiny_embedder.fingerprint, "o1:dim": tiny_embedder.dim, "o1:model": tiny_embedder.name,
@@ -238,7 +238,7 @@ def test_the_bundled_default_collection_thinks_in_a_fresh_plain_chroma_process(t
     built = _fresh_process(f"""
         import json
         from o1_retriever import O1Embedder
-        from o1_retriever.store import O1Index
+        from o1_retriever.index import O1Index
         index = O1Index(O1Embedder.from_pretrained(), path={db!r}, collection="docs")
         index.add(["b", "m"], ["Yeast ferments sugar into CO2 bubbles that raise dough.", "Mars is red from iron oxide."])
         print(json.dumps([h.id for h in index.search("why does bread rise?", top_k=2, k=3)]))

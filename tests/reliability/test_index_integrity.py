@@ -9,7 +9,7 @@ import math
 import pytest
 
 from o1_retriever.cli import main as cli
-from o1_retriever.store import O1Index
+from o1_retriever.index import O1Index
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from o1_retriever.cli import main as cli
-from o1_retriever.store import O1Index
+from o1_retriever.index import O1Index
 
 N = 600
 REPO = Path(__file__).resolve().parents[2]

@@ -32,7 +32,7 @@ def test_search_url_uses_the_server(server, served_embedder, tmp_path, capsys, f
     import pytest
 
     from o1_retriever.cli import main
-    from o1_retriever.store import O1Index
+    from o1_retriever.index import O1Index
     url, _ = server
     O1Index(served_embedder, path=str(tmp_path / "db")).add(list(DOCS), list(DOCS.values()))
     expected = [h.id for h in O1Index(served_embedder, path=str(tmp_path / "db")).search("why does bread rise",

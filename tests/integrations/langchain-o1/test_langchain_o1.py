@@ -259,7 +259,7 @@ def test_langchain_chroma_records_the_o1_model_and_plain_chroma_thinks(tiny_embe
     plain = chromadb.PersistentClient(path=str(tmp_path)).get_collection("lc-docs")
     assert plain.query(query_texts=[QUERY], n_results=3)["documents"][0] == via_langchain
 
-    from o1_retriever.store import O1Index
+    from o1_retriever.index import O1Index
     assert [h.text for h in O1Index(tiny_embedder, path=tmp_path, collection="lc-docs").search(QUERY, top_k=3, k=2)] == \
         via_langchain
 
@@ -267,7 +267,7 @@ def test_langchain_chroma_records_the_o1_model_and_plain_chroma_thinks(tiny_embe
 def test_o1index_collection_opens_in_langchain_and_a_wrong_model_is_refused(tiny_embedder, tiny_lm_dir, scifact_docs,
                                                                              tmp_path):
     from o1_retriever import O1Embedder
-    from o1_retriever.store import O1Index
+    from o1_retriever.index import O1Index
     index = O1Index(tiny_embedder, path=tmp_path, collection="docs")
     index.add([d["id"] for d in scifact_docs[:8]], [d["text"] for d in scifact_docs[:8]])
     expected = [h.id for h in index.search(QUERY, top_k=3, k=2)]

@@ -156,7 +156,7 @@ def test_default_model_end_to_end_matches_brute_force(default_embedder, scifact_
 def test_chroma_collection_records_the_model_for_every_tool(tiny_embedder, tiny_lm_dir, scifact_docs, tmp_path):
     """A ChromaVectorStore collection made through O1Embedding keeps the one contract (issue 30)."""
     from o1_retriever import O1Embedder
-    from o1_retriever.store import O1Index
+    from o1_retriever.index import O1Index
     embed_model = O1Embedding(embedder=tiny_embedder, num_thoughts=2)
     client = chromadb.PersistentClient(path=str(tmp_path))
     collection = embed_model.chroma_collection(client, "docs")

@@ -293,7 +293,7 @@ def test_query_embedding_of_o1embedding_reports_its_thoughts(tiny_embedder):
 def test_o1index_collection_opens_in_llamaindex_and_a_wrong_model_is_refused(tiny_embedder, tiny_lm_dir, documents,
                                                                              tmp_path):
     from o1_retriever import O1Embedder
-    from o1_retriever.store import O1Index
+    from o1_retriever.index import O1Index
     index = O1Index(tiny_embedder, path=tmp_path, collection="docs")
     index.add([d.metadata["corpus_id"] for d in documents], [d.text for d in documents])
     expected = [h.text for h in index.search(QUERY, top_k=3, k=2)]
@@ -309,7 +309,7 @@ def test_o1index_collection_opens_in_llamaindex_and_a_wrong_model_is_refused(tin
 
 
 def test_from_documents_collection_opens_in_o1index(tiny_embedder, documents, tmp_path):
-    from o1_retriever.store import O1Index
+    from o1_retriever.index import O1Index
     retriever = O1Retriever.from_documents(documents, embedder=tiny_embedder, similarity_top_k=3, k=2,
                                            persist_dir=str(tmp_path), collection_name="li-docs")
     index = O1Index(tiny_embedder, path=tmp_path, collection="li-docs")

@@ -1,7 +1,7 @@
 import pytest
 
 from o1_retriever import O1Embedder
-from o1_retriever.store import Hit, O1Index
+from o1_retriever.index import Hit, O1Index
 
 IDS = ["d1", "d2", "d3", "d4"]
 TEXTS = ["protein cell gene expression", "the river and the ocean water", "music history of the city",
@@ -141,3 +141,17 @@ def test_bad_hybrid_weights_fail_before_any_work(tiny_embedder, tmp_path):
         with pytest.raises(exc, match="dense_weight"):
             index.search("q", hybrid=weight)
     assert len(index) == 4
+
+
+def test_the_package_root_exports_the_index_without_importing_chroma_up_front():
+    import subprocess
+    import sys
+    script = ("import sys, o1_retriever; assert 'chromadb' not in sys.modules; "
+              "from o1_retriever import O1Index, Hit, O1EmbeddingFunction; import o1_retriever.index as i, "
+              "o1_retriever.chroma as c; from o1_retriever.store import O1Index as old; "
+              "assert O1Index is i.O1Index is old and Hit is i.Hit and O1EmbeddingFunction is c.O1EmbeddingFunction")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    import o1_retriever
+    with pytest.raises(AttributeError, match="no attribute 'Index'"):
+        o1_retriever.Index  # noqa: B018

@@ -1,0 +1,274 @@
+"""`O1Index`: document vectors in a Chroma collection, queries that think before they search."""
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from .chroma import open_collection  # also registers the O1 function with Chroma, for any collection read here
+from .fusion import resolve_hybrid
+from .hybrid import CollectionBM25, dense_pool, fuse_with_bm25
+from .validation import as_text_list, check_k, check_positive_int
+
+_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]")
+# Set in the collection's metadata while `add_resumable` (the `index` command) runs: a collection that still has
+# it was left half-written by a run that died, and searching it warns until a re-run finishes the job.
+INCOMPLETE_KEY = "o1:incomplete"
+METADATA_TYPES = (str, int, float, bool)
+
+
+@dataclass
+class Hit:
+    id: str
+    text: str
+    score: float  # cosine similarity; with hybrid search, the fused score (see fusion.py)
+    metadata: dict = field(default_factory=dict)
+    thoughts: list[str] = field(default_factory=list)
+
+
+def _client(path, host, port, create: bool):
+    import chromadb
+    from chromadb.config import Settings
+    settings = Settings(anonymized_telemetry=False, allow_reset=False)
+    if host is not None:
+        return chromadb.HttpClient(host=host, port=port, settings=settings)
+    if path is None:
+        return chromadb.EphemeralClient(settings=settings)
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{str(path)!r} is a file; a Chroma database is a directory (pass --db DIR)")
+    if not create and not (path / "chroma.sqlite3").is_file():
+        raise FileNotFoundError(f"no Chroma database at {str(path)!r} (expected the directory that "
+                                "`o1-retriever index --db` wrote, holding chroma.sqlite3)")
+    return chromadb.PersistentClient(path=str(path), settings=settings)
+
+
+def _check_collection(client, name: str, where) -> None:
+    names = sorted(c if isinstance(c, str) else c.name for c in client.list_collections())
+    if name not in names:
+        raise ValueError(f"no collection {name!r} in {str(where or 'this client')!r}; it has {names}")
+
+
+def existing_client(path, collection: str):
+    """A client for a Chroma database that exists and holds `collection`; creates nothing (for `search`)."""
+    client = _client(path, None, 8000, create=False)
+    _check_collection(client, collection, path)
+    return client
+
+
+def check_metadata(metadata, where: str) -> dict | None:
+    """A copy of one document's metadata, or None for none. Values Chroma would drop or refuse (nested dicts,
+    NaN, lists) are refused here, naming the key, before anything is written."""
+    if metadata is None:
+        return None
+    if not isinstance(metadata, dict):
+        raise TypeError(f"{where} must be a dict or None, got {type(metadata).__name__}")
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not key or key.startswith(("chroma:", "o1:")):
+            raise ValueError(f"{where}: metadata key {key!r} is not allowed (a non-empty str, not starting with "
+                             "'chroma:' or 'o1:')")
+        if not isinstance(value, METADATA_TYPES):
+            raise TypeError(f"{where}[{key!r}] is a {type(value).__name__} ({value!r:.60}); metadata values must be "
+                            "str, int, float or bool (flatten nested fields into keys of their own)")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{where}[{key!r}] is {value}; metadata numbers must be finite")
+    return dict(metadata) or None
+
+
+class O1Index:
+    """A Chroma collection tied to one embedder. `path=None` and no host: in-memory.
+
+    The collection records the O1 embedding function (`o1_retriever.chroma`), so plain Chroma
+    (`collection.query(query_texts=...)`, in any process that imported `o1_retriever.chroma`), LangChain's `Chroma`
+    and LlamaIndex's `ChromaVectorStore` open it with the right model; another model is refused (`check_model`).
+    `num_thoughts` is the thoughts per query that plain `query_texts` uses; `search(k=...)` (the engine's name, as
+    the paper) chooses per call."""
+
+    def __init__(self, embedder, path: str | Path | None = None, collection: str = "o1-retriever", host: str | None = None,
+                 port: int = 8000, client=None, create: bool = True, num_thoughts: int = 3):
+        if not isinstance(collection, str) or not _NAME.fullmatch(collection):
+            raise ValueError(f"collection={collection!r} is not a valid Chroma name: 3-512 characters from "
+                             "[a-zA-Z0-9._-], starting and ending with a letter or digit")
+        self.embedder = embedder
+        self.client = client if client is not None else _client(path, host, port, create)
+        self.collection = open_collection(self.client, collection, embedder, num_thoughts=check_k(num_thoughts),
+                                          create=create, where=path or host)
+        self._bm25 = None  # CollectionBM25 over the stored texts, made by the first hybrid search
+        self._warned_incomplete = False
+
+    def __len__(self) -> int:
+        return self.collection.count()
+
+    def _check(self, ids, texts, metadatas, batch_size) -> tuple[list[str], list[str], list[dict | None]]:
+        ids, _ = as_text_list(ids, "ids")
+        texts, _ = as_text_list(texts, "texts")
+        check_positive_int(batch_size, "batch_size")
+        if len(ids) != len(texts):
+            raise ValueError(f"ids and texts differ in length: {len(ids)} ids, {len(texts)} texts")
+        if len(set(ids)) != len(ids):
+            dupes = sorted({i for i in ids if ids.count(i) > 1})[:5]
+            raise ValueError(f"ids must be unique within one add() call; repeated: {dupes}")
+        if metadatas is None:
+            return ids, texts, [None] * len(ids)
+        if isinstance(metadatas, dict) or len(metadatas) != len(ids):
+            raise ValueError("metadatas must be a list with one dict (or None) per id")
+        return ids, texts, [check_metadata(m, f"metadatas[{i}] (id {ids[i]!r})") for i, m in enumerate(metadatas)]
+
+    def add(self, ids, texts, metadatas=None, batch_size: int = 64, show_progress_bar: bool | None = None) -> int:
+        """Embed and upsert documents. A re-added id is replaced entirely: text, vector and metadata (keys it
+        no longer has are removed). Inputs are checked and every vector is computed before the first write, and a
+        write that fails part-way is rolled back, so the collection ends as it was or with every document."""
+        ids, texts, metas = self._check(ids, texts, metadatas, batch_size)
+        show = len(ids) >= 256 if show_progress_bar is None else show_progress_bar
+        vectors = [v for s in tqdm(range(0, len(ids), batch_size), desc="Embedding", disable=not show)
+                   for v in self.embedder.encode_documents(texts[s:s + batch_size], batch_size=min(batch_size, 32))]
+        before = self._get(ids, ["documents", "metadatas", "embeddings"])
+        try:
+            for start in range(0, len(ids), batch_size):
+                end = start + batch_size
+                self._replace(ids[start:end], texts[start:end], vectors[start:end], metas[start:end])
+        except BaseException as error:
+            self._restore(ids, before, error)
+            raise
+        finally:
+            self._changed()
+        return len(ids)
+
+    def add_resumable(self, ids, texts, metadatas=None, batch_size: int = 64,
+                      show_progress_bar: bool | None = None) -> tuple[int, int]:
+        """Embed and store batch by batch, for corpora too large to redo: what is stored stays stored if the process
+        dies, and a re-run skips every id already stored with the same text and metadata, so a crash at any moment
+        followed by a re-run gives the whole corpus, once. While it runs the collection is marked incomplete
+        (searches warn). Returns (embedded, skipped)."""
+        ids, texts, metas = self._check(ids, texts, metadatas, batch_size)
+        show = len(ids) >= 256 if show_progress_bar is None else show_progress_bar
+        self._set_incomplete(True)
+        embedded = 0
+        try:
+            for start in tqdm(range(0, len(ids), batch_size), desc="Indexing", disable=not show):
+                end = start + batch_size
+                stored = self.collection.get(ids=ids[start:end], include=["documents", "metadatas"])
+                have = {i: (d, m or None) for i, d, m in zip(stored["ids"], stored["documents"], stored["metadatas"])}
+                todo = [j for j in range(start, min(end, len(ids))) if have.get(ids[j]) != (texts[j], metas[j])]
+                if todo:
+                    vectors = self.embedder.encode_documents([texts[j] for j in todo], batch_size=min(batch_size, 32))
+                    self._replace([ids[j] for j in todo], [texts[j] for j in todo], list(vectors),
+                                  [metas[j] for j in todo])
+                    embedded += len(todo)
+        finally:
+            self._changed()
+        self._set_incomplete(False)
+        return embedded, len(ids) - embedded
+
+    def _get(self, ids: list[str], include: list[str], chunk: int = 1000) -> dict:
+        """`collection.get(ids=...)` in chunks (one SQL statement per id list), merged."""
+        out: dict = {"ids": [], **{name: [] for name in include}}
+        for start in range(0, len(ids), chunk):
+            got = self.collection.get(ids=ids[start:start + chunk], include=include)
+            out["ids"] += got["ids"]
+            for name in include:
+                out[name] += list(got[name])
+        return out
+
+    def _replace(self, ids, texts, vectors, metas) -> None:
+        """One upsert that replaces each record whole. Chroma merges metadata on upsert: keys a record had and
+        the new metadata lacks are sent as None, which deletes them."""
+        old = self.collection.get(ids=list(ids), include=["metadatas"])
+        old_keys = {i: set(m or {}) for i, m in zip(old["ids"], old["metadatas"])}
+        full = []
+        for i, m in zip(ids, metas):
+            gone = old_keys.get(i, set()) - set(m or {})
+            full.append({**dict.fromkeys(sorted(gone)), **(m or {})} or None)
+        self.collection.upsert(ids=list(ids), documents=list(texts), embeddings=[[float(x) for x in v] for v in vectors],
+                               metadatas=full if any(m is not None for m in full) else None)
+
+    def _restore(self, ids: list[str], before: dict, error: BaseException) -> None:
+        """Put back what `before` held for `ids` after a failed write: new ids deleted, old records rewritten."""
+        try:
+            had = set(before["ids"])
+            new = [i for i in ids if i not in had]
+            if new:
+                self.collection.delete(ids=new)
+            if before["ids"]:
+                self._replace(before["ids"], before["documents"], before["embeddings"],
+                              [m or None for m in before["metadatas"]])
+        except Exception as undo:  # say both: the write failed and the collection may now be mixed
+            raise RuntimeError(f"add() failed ({error!r}) and rolling back failed too ({undo!r}): the collection "
+                               f"may hold part of this add; re-run it") from undo
+
+    def _changed(self) -> None:
+        if self._bm25 is not None:  # texts changed: the lexical index is rebuilt on the next hybrid search
+            self._bm25.invalidate()
+
+    def _set_incomplete(self, on: bool) -> None:
+        # modify() replaces the whole metadata and refuses the hnsw:* keys (the space lives in the configuration)
+        meta = {k: v for k, v in (self.collection.metadata or {}).items() if not k.startswith("hnsw:")}
+        if bool(meta.get(INCOMPLETE_KEY)) == on:
+            return
+        # False rather than removed: Chroma refuses to set an empty metadata dict, and the model record no longer
+        # lives in the metadata, so this key may be its only one.
+        meta[INCOMPLETE_KEY] = "an `index` run has not finished; re-run it to complete this collection" if on else False
+        self.collection.modify(metadata=meta)
+
+    @property
+    def incomplete(self) -> bool:
+        """True while (or after a crash of) an `add_resumable` run that has not finished."""
+        return bool((self.collection.metadata or {}).get(INCOMPLETE_KEY))
+
+    def _lexical(self) -> CollectionBM25:
+        if self._bm25 is None:
+            self._bm25 = CollectionBM25(self.collection)
+        return self._bm25
+
+    def search(self, query, top_k: int = 10, k: int = 3, where: dict | None = None,
+               hybrid: bool | float | None = None) -> list:
+        """Top hits for one query (list[Hit]) or for each of several (list[list[Hit]]).
+
+        `hybrid=w` fuses the thinking dense search with BM25 over the stored texts: z-scored scores mixed as
+        w·dense + (1−w)·BM25 over the top 100 of each (`fusion.py`); `hybrid=True` takes w=0.4, chosen on
+        held-out data. `Hit.score` is then the fused score, not a cosine. Needs `pip install bm25s PyStemmer`."""
+        queries, single = as_text_list(query, "query")
+        check_positive_int(top_k, "top_k")
+        check_k(k)
+        hybrid = resolve_hybrid(hybrid)
+        if where is not None:  # a bad filter fails now, not after seconds of thinking
+            try:
+                self.collection.get(where=where, limit=1, include=[])
+            except Exception as e:  # chromadb's InvalidArgumentError is no ValueError
+                raise ValueError(f"where={where!r} is not a valid Chroma filter: {e}") from e
+        if self.incomplete and not self._warned_incomplete:
+            self._warned_incomplete = True
+            warnings.warn(f"collection {self.collection.name!r} is incomplete: an `o1-retriever index` run did not "
+                          "finish; re-run it (stored documents are kept) before trusting these results", stacklevel=2)
+        count = len(self)
+        if count == 0:
+            return [] if single else [[] for _ in queries]
+        lexical_index = self._lexical() if hybrid is not None else None  # before thinking: no bm25s fails fast
+        pool = min(top_k if hybrid is None else dense_pool(top_k), count)
+        enc = self.embedder.encode_queries(queries, k=k, return_thoughts=True)
+        found = self.collection.query(query_embeddings=enc.embeddings.tolist(), n_results=pool,
+                                      where=where, include=["documents", "metadatas", "distances"])
+        results = []
+        for qi in range(len(queries)):
+            results.append([
+                Hit(id=i, text=doc, score=1.0 - float(dist), metadata=dict(meta or {}), thoughts=list(enc.thoughts[qi]))
+                for i, doc, meta, dist in zip(found["ids"][qi], found["documents"][qi],
+                                              found["metadatas"][qi], found["distances"][qi])])
+        if lexical_index is not None:
+            fused = fuse_with_bm25(lexical_index, queries, [[(h.id, h.score) for h in row] for row in results],
+                                   hybrid, top_k, where=where)
+            results = [self._fused_hits(ranked, row, thoughts)
+                       for ranked, row, thoughts in zip(fused, results, enc.thoughts)]
+        return results[0] if single else results
+
+    @staticmethod
+    def _fused_hits(ranked: list, dense: list[Hit], thoughts: list[str]) -> list[Hit]:
+        """Hits in fused order with fused scores; a BM25-only one carries what `fuse_with_bm25` fetched."""
+        own = {h.id: h for h in dense}
+        return [replace(own[f.id], score=f.score) if f.text is None
+                else Hit(id=f.id, text=f.text, score=f.score, metadata=f.metadata, thoughts=list(thoughts))
+                for f in ranked]
