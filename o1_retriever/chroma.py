@@ -26,11 +26,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import torch
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
 
 from .default_model import cache_dir
+from .device import dtype_name
 from .embedder import O1Embedder
 from .server.client import RemoteEmbedder
 from .settings import NAMES as SETTINGS
@@ -44,7 +44,6 @@ DEFAULT_MODEL_NAME = "o1-retriever-default"
 # from_pretrained options a config may carry (how to load, then every inference setting); all JSON-serialisable.
 LOAD_OPTIONS = ("device", "dtype", "quantization", "share_weights", "prompt_style", "thought_cache", "fused") + SETTINGS
 
-_DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 _loaded: dict[str, O1Embedder] = {}
 _lock = threading.Lock()
 
@@ -81,7 +80,7 @@ def _describe(embedder: O1Embedder) -> tuple[str | None, dict]:
     # The LM's dtype: a composite's sentence-transformers encoder always runs in fp32, its thinker may not.
     lm = embedder.thinker.model if embedder.thinker is not None else embedder.encoder.model
     dtype = next(lm.parameters()).dtype
-    options["dtype"] = _DTYPE_NAMES.get(dtype, "auto")
+    options["dtype"] = dtype_name(dtype, default="auto")
     if embedder.thinker is not None:
         options["prompt_style"] = embedder.thinker.prompt_style
     options.update(embedder.inference_settings())  # the settings that apply to its encoder

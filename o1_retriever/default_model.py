@@ -11,6 +11,8 @@ import importlib.util
 import os
 from pathlib import Path
 
+from .atomic import atomic_path
+
 SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 ADAPTER_DIR = Path(__file__).parent / "default_adapter"  # the joint model: thinks and embeds (SmolLM2 + LoRA)
@@ -46,7 +48,6 @@ def convert_gguf(gguf_file: Path, out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     if (out_dir / "config.json").exists():
         return out_dir
-    tmp = out_dir.with_name(out_dir.name + f".tmp{os.getpid()}")
     kwargs = {"gguf_file": gguf_file.name}
     tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, **kwargs)
     model = AutoModelForCausalLM.from_pretrained(gguf_file.parent, **kwargs)
@@ -54,13 +55,9 @@ def convert_gguf(gguf_file: Path, out_dir: Path) -> Path:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    try:
-        os.replace(tmp, out_dir)
-    except OSError:  # another process finished first
-        import shutil
-        shutil.rmtree(tmp, ignore_errors=True)
+    with atomic_path(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
     return out_dir
 
 
@@ -104,8 +101,12 @@ def _offline_copy(name_or_path: str, hub_id: str, local) -> str:
 
 
 def resolve_base_model(name_or_path: str) -> str:
-    """Map the SmolLM2 hub id to the offline copy, so adapters trained on it load without a hub."""
-    return _offline_copy(name_or_path, SMOLLM2_HUB_ID, smollm2_base_dir)
+    """Map the SmolLM2 hub id to the offline copy, so adapters trained on it load without a hub. Adapters here are
+    trained on that copy (the GGUF, dequantised), not on the hub's weights: without the package this raises the
+    ImportError naming the install command rather than falling back to the hub."""
+    if name_or_path == SMOLLM2_HUB_ID and not Path(name_or_path).exists():
+        return str(smollm2_base_dir())
+    return name_or_path
 
 
 def resolve_encoder(name_or_path: str) -> str:

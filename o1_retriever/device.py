@@ -1,13 +1,14 @@
-"""Device and dtype choice: bf16 where the hardware runs it fast, fp32 elsewhere."""
+"""Device and dtype choice: bf16 where the hardware runs it fast, fp32 elsewhere; the short dtype names."""
 from __future__ import annotations
 
 import functools
 
 import torch
-from tqdm.auto import tqdm
 
-_DTYPES = {"auto": None, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-           "fp16": torch.float16, "float16": torch.float16, "fp32": torch.float32, "float32": torch.float32}
+# The one map of dtype names: the short names options, configs and results use; torch's own names read too.
+DTYPE_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}
+_DTYPES = {"auto": None} | {name: dt for dt, name in DTYPE_NAMES.items()} \
+    | {str(dt).removeprefix("torch."): dt for dt in DTYPE_NAMES}
 
 
 @functools.lru_cache(maxsize=1)
@@ -46,31 +47,10 @@ def resolve_dtype(dtype, device: torch.device) -> torch.dtype:
     return torch.float32
 
 
-def dtype_name(dtype: torch.dtype) -> str:
-    """The short name ('bf16', 'fp16', 'fp32') results and options use for a resolved dtype."""
-    return {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}[dtype]
-
-
-def is_oom(error: BaseException) -> bool:
-    """A CUDA out-of-memory error (older torch raises it as a plain RuntimeError)."""
-    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
-
-
-def in_batches(items, batch_size: int, step, desc: str, show_progress_bar: bool) -> list:
-    """[step(chunk) for consecutive chunks of items]. Out of GPU memory, the batch halves and the chunk is
-    retried: a batch size too large for the device costs retries, not the call."""
-    parts, start = [], 0
-    with tqdm(total=len(items), desc=desc, disable=not show_progress_bar) as bar:
-        while start < len(items):
-            chunk = items[start: start + batch_size]
-            try:
-                parts.append(step(chunk))
-            except (torch.OutOfMemoryError, RuntimeError) as e:
-                if not is_oom(e) or batch_size == 1:
-                    raise
-                batch_size = max(1, batch_size // 2)
-                torch.cuda.empty_cache()
-                continue
-            start += len(chunk)
-            bar.update(len(chunk))
-    return parts
+def dtype_name(dtype: torch.dtype, default: str | None = None) -> str:
+    """The short name ('bf16', 'fp16', 'fp32') results and options use for a resolved dtype; `default` for any
+    other dtype (without one, such a dtype is an error)."""
+    name = DTYPE_NAMES.get(dtype, default)
+    if name is None:
+        raise ValueError(f"dtype {dtype} has no short name; one of {sorted(DTYPE_NAMES.values())} was expected")
+    return name

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from .aggregation import aggregate
+from .batching import show_progress
 from .cache import cache_key, open_cache
 from .composite import read_composite
 from .default_model import DEFAULT_NAME, bundled_model_path, cache_dir, minilm_path, smollm2_base_dir
@@ -23,8 +24,6 @@ from .settings import InferenceSettings, check_names, check_overrides, read_mode
 from .thinking import Thinker
 from .validation import (AGGREGATIONS, QUANTIZATIONS, as_text_list, check_choice, check_k, check_positive_int,
                          check_query_weight)
-
-PROGRESS_THRESHOLD = 64  # show bars by default only for inputs at least this long
 
 
 @dataclass
@@ -162,7 +161,7 @@ class O1Embedder:
         queries, single = as_text_list(queries, "queries")
         check_k(k)
         check_positive_int(batch_size, "batch_size")
-        thoughts = self._think(queries, k, batch_size, _progress(show_progress_bar, len(queries)))[0]
+        thoughts = self._think(queries, k, batch_size, show_progress(show_progress_bar, len(queries)))[0]
         return thoughts[0] if single else thoughts
 
     def _think(self, queries, k, batch_size, progress, want_vectors=False):
@@ -211,7 +210,7 @@ class O1Embedder:
         if query_weight is None and how == self.aggregation:
             query_weight = self.query_weight
         query_weight = check_query_weight(query_weight, how)
-        progress = _progress(show_progress_bar, len(queries))
+        progress = show_progress(show_progress_bar, len(queries))
         thoughts, fused = self._think(queries, k, batch_size, progress, want_vectors=self.can_fuse)
         bare = None
         if k == 0 or how == "mean_with_query":
@@ -241,7 +240,7 @@ class O1Embedder:
         documents, single = as_text_list(documents, "documents")
         check_positive_int(batch_size, "batch_size")
         vectors = self.encoder.encode(documents, self.document_max_length, batch_size,
-                                      _progress(show_progress_bar, len(documents)))
+                                      show_progress(show_progress_bar, len(documents)))
         return vectors[0] if single else vectors
 
     # sentence-transformers-style aliases
@@ -282,6 +281,3 @@ def _refuse_backend(options: dict) -> None:
         raise TypeError(f"backend={options['backend']!r}: the backend option was removed; transformers runs every "
                         "model (drop the argument)")
 
-
-def _progress(show: bool | None, n: int) -> bool:
-    return n >= PROGRESS_THRESHOLD if show is None else bool(show)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .device import in_batches
+from .batching import in_batches
 from .formatting import EMB
 
 

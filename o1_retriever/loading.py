@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from .atomic import atomic_path
 from .default_model import cache_dir, convert_gguf, resolve_base_model
 from .formatting import SPECIAL_TOKENS, add_special_tokens
 from .validation import QUANTIZATIONS, check_choice
@@ -156,24 +157,13 @@ SOURCE_FILE = "o1_source.json"  # in a merged copy: the adapter it came from, so
 
 
 def _save_atomically(out: Path, model, tokenizer, source: dict | None = None) -> None:
-    """Write into a sibling temp dir, then rename: a killed process never leaves a half-written copy
-    that a later load would take for complete (config.json is written before the weights)."""
-    import shutil
-    import tempfile
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    """All or nothing: a killed process never leaves a half-written copy that a later load would take for
+    complete (config.json is written before the weights)."""
+    with atomic_path(out) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         if source is not None:
             (tmp / SOURCE_FILE).write_text(json.dumps(source), encoding="utf-8")
-        try:
-            os.rename(tmp, out)
-        except OSError:  # another process finished the same copy first: keep theirs
-            if not (out / "config.json").exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _prune_stale_merges(current: Path, mine: dict) -> None:

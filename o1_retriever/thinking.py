@@ -7,7 +7,7 @@ import weakref
 
 import torch
 
-from .device import in_batches
+from .batching import in_batches
 from .formatting import EMB, chat_thinking_prompt, thinking_prompt
 from .sampling import generate, row_seeds
 from .settings import InferenceSettings

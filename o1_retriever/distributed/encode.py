@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..batching import show_progress
 from ..validation import check_k, check_positive_int
 from .runtime import actor_pool, actor_resources, connect, require_ray
 from .shards import (KINDS, MANIFEST, MANIFEST_VERSION, manifest_shards, plan_shards, read_manifest,
@@ -142,7 +143,7 @@ def _run_shards(todo, kind, spec, k, batch_size, output, actors, address, use_gp
         fn_constructor_kwargs={"spec": spec, "kind": kind, "k": k, "batch_size": batch_size, "output": str(output)},
         num_cpus=resources.num_cpus, num_gpus=resources.num_gpus or None)
     rows = sum(s.rows for s in todo)
-    show = rows >= PROGRESS_THRESHOLD if show_progress_bar is None else show_progress_bar
+    show = show_progress(show_progress_bar, rows, PROGRESS_THRESHOLD)
     with _quiet_ray_progress(ray), _user_errors(), \
             tqdm(total=rows, unit="row", disable=not show,
                  desc=f"Encoding {kind} on {resources.actors} {resources.device} actor(s)") as bar:
@@ -221,7 +222,7 @@ def encode_texts(spec: ModelSpec, texts: list[str], *, kind: str = "documents", 
                                "encoder_fingerprint": encoder_fingerprint},
         num_cpus=resources.num_cpus, num_gpus=resources.num_gpus or None)
     out, filled = None, np.zeros(len(texts), dtype=bool)
-    show = len(texts) >= PROGRESS_THRESHOLD if show_progress_bar is None else show_progress_bar
+    show = show_progress(show_progress_bar, len(texts), PROGRESS_THRESHOLD)
     with _quiet_ray_progress(ray), _user_errors(), \
             tqdm(total=len(texts), unit="text", disable=not show,
                  desc=f"Embedding on {resources.actors} {resources.device} actor(s)") as bar:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..batching import show_progress
 from ..validation import check_positive_int
 from .shards import manifest_shards, read_manifest, read_shard, text_hash
 from .workers import ModelSpec
@@ -75,7 +76,7 @@ def load_into_chroma(vectors, *, path=None, host: str | None = None, port: int =
     index = O1Index(embedder, path=path, host=host, port=port, client=client, collection=collection)
     stored = skipped = 0
     dropped: set = set()
-    show = manifest["rows"] >= PROGRESS_THRESHOLD if show_progress_bar is None else show_progress_bar
+    show = show_progress(show_progress_bar, manifest["rows"], PROGRESS_THRESHOLD)
     index._set_incomplete(True)  # searches warn until the whole corpus is in
     try:
         with tqdm(total=manifest["rows"], unit="doc", desc="Loading into Chroma", disable=not show) as bar:

@@ -13,9 +13,10 @@ import json
 import math
 import os
 import socket
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from ..atomic import atomic_path, write_text_atomically
 
 MANIFEST = "o1_vectors.json"
 MANIFEST_VERSION = 1
@@ -236,12 +237,8 @@ def write_shard(directory: Path, name: str, records: list[Record], vectors, thou
     meta = {**(info or {}), "shard": name, "rows": len(records),
             "worker": f"{socket.gethostname()}:{os.getpid()}"}
     table = pa.table(columns).replace_schema_metadata({METADATA_KEY: json.dumps(meta).encode()})
-    temporary = directory / f".{name}.{uuid.uuid4().hex}.tmp"
-    try:
+    with atomic_path(directory / name) as temporary:  # a retried shard replaces the first try's whole
         pq.write_table(table, temporary)
-        os.replace(temporary, directory / name)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def shard_info(path: Path) -> dict | None:
@@ -280,9 +277,7 @@ def read_manifest(directory: str | os.PathLike) -> dict | None:
 
 
 def write_manifest(directory: Path, manifest: dict) -> None:
-    temporary = directory / f".{MANIFEST}.{uuid.uuid4().hex}.tmp"
-    temporary.write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
-    os.replace(temporary, directory / MANIFEST)
+    write_text_atomically(directory / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
 
 
 def manifest_shards(manifest: dict) -> list[Shard]:

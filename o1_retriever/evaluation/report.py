@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from ..atomic import write_text_atomically
 from ..bm25 import BM25Config
 from .runner import TOP_K, EvalConfig, EvalOutcome
 
@@ -80,10 +81,7 @@ def write_json(path, meta: dict, outcome: EvalOutcome) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"meta": meta, "results": [r.as_dict() for r in outcome.rows]}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomically(path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
 
 
 def read_results(path) -> tuple[dict, list[dict]]:

@@ -6,11 +6,11 @@ and the composite model with the same encoder all reuse one file.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_path
 from ..default_model import cache_dir
 from ..encoding import LMEncoder
 from ..loading import fingerprint
@@ -53,14 +53,13 @@ def corpus_embeddings(embedder, ids: list[str], texts: list[str], batch_size: in
         except (OSError, ValueError):
             pass  # unreadable: recompute and overwrite
     if encode is None:
-        vectors = embedder.encode_documents(texts, batch_size=batch_size, show_progress_bar=len(texts) >= 64)
+        vectors = embedder.encode_documents(texts, batch_size=batch_size, show_progress_bar=None)
     else:
         vectors = encode(texts, batch_size)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if use_cache:
-        tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.npy")
-        np.save(tmp, vectors)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.save(f, vectors)
     return vectors, False
 
 

@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from ..batching import show_progress
 from ..embedder import QueryEncoding
 from ..validation import as_text_list, check_k, check_positive_int
 
 API_KEY_ENV = "O1_RETRIEVER_API_KEY"  # the variable `o1-retriever serve` reads its key from
-PROGRESS_THRESHOLD = 64  # as the engine: bars by default only for inputs at least this long
 DEFAULT_TIMEOUT = 600.0  # seconds per request: thinking about a batch of queries on a CPU takes minutes
 
 
@@ -161,7 +161,7 @@ class RemoteEmbedder:
 
     def _chunks(self, texts, batch_size, show_progress_bar, desc):
         from tqdm.auto import tqdm
-        show = len(texts) >= PROGRESS_THRESHOLD if show_progress_bar is None else bool(show_progress_bar)
+        show = show_progress(show_progress_bar, len(texts))
         with tqdm(total=len(texts), desc=desc, unit="text", disable=not show) as bar:
             for start in range(0, len(texts), batch_size):
                 chunk = texts[start:start + batch_size]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
+from o1_retriever.atomic import atomic_path
 from o1_retriever.device import cpu_has_fast_bf16
 
 from .arguments import DataArguments, ModelArguments, TrainingArguments, check_training_arguments
@@ -77,10 +77,9 @@ def _save_checkpoint(accelerator, model, optimizer, scheduler, out: Path, progre
         return
     ckpt = out / "checkpoints" / f"step-{progress['step']}"
     ckpt.mkdir(parents=True, exist_ok=True)
-    tmp = ckpt / (STATE_FILE + ".tmp")
-    torch.save({"progress": progress, "model": _trainable_state(accelerator.unwrap_model(model)),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp)
-    os.replace(tmp, ckpt / STATE_FILE)  # atomic: a crash mid-save keeps the previous checkpoint
+    with atomic_path(ckpt / STATE_FILE) as tmp:  # a crash mid-save keeps the previous checkpoint
+        torch.save({"progress": progress, "model": _trainable_state(accelerator.unwrap_model(model)),
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp)
     for old in sorted((out / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))[:-keep]:
         for f in old.iterdir():
             f.unlink()

@@ -1,0 +1,37 @@
+import pytest
+import torch
+
+from o1_retriever.atomic import atomic_path, write_text_atomically
+from o1_retriever.device import dtype_name, resolve_dtype
+
+
+def test_a_failed_write_leaves_neither_the_target_nor_a_temporary(tmp_path):
+    target = tmp_path / "out" / "a.json"
+    with pytest.raises(RuntimeError, match="mid-write"):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("mid-write")
+    assert not target.exists() and list((tmp_path / "out").iterdir()) == []
+    write_text_atomically(target, "whole")
+    write_text_atomically(target, "newer")  # a file is replaced
+    assert target.read_text() == "newer" and [p.name for p in target.parent.iterdir()] == ["a.json"]
+
+
+def test_a_directory_another_process_completed_first_is_kept(tmp_path):
+    target = tmp_path / "model"
+    with atomic_path(target) as first, atomic_path(target) as second:
+        for folder, who in ((first, "first"), (second, "second")):
+            folder.mkdir()
+            (folder / "config.json").write_text(who)
+    assert (target / "config.json").read_text() == "second"  # the block finishing first wins; no error, no leftover
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_one_map_of_dtype_names():
+    for name in ("bf16", "fp16", "fp32", "bfloat16", "float16", "float32"):
+        assert dtype_name(resolve_dtype(name, torch.device("cpu"))) == name.replace("bfloat", "bf").replace("float", "fp")
+    assert dtype_name(torch.int8, default="auto") == "auto"
+    with pytest.raises(ValueError, match="torch.int8 has no short name"):
+        dtype_name(torch.int8)
+    with pytest.raises(ValueError, match=r"dtype='half' is not supported; use one of \['auto', 'bf16'"):
+        resolve_dtype("half", torch.device("cpu"))
