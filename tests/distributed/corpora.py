@@ -7,7 +7,7 @@ import random
 
 def make_documents(n: int, seed: int = 0) -> list[dict]:
     """BEIR-style corpus rows: some with a title, some with metadata fields of several types."""
-    from tests.conftest import WORDS
+    from tests.fixtures import WORDS
     rng = random.Random(seed)
     rows = []
     for i in range(n):

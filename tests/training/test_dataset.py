@@ -8,7 +8,7 @@ from o1_retriever_training.dataset import IGNORE, TrainCollator, TrainDataset
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from tests.conftest import build_tokenizer
+    from tests.fixtures import build_tokenizer
     return build_tokenizer(with_o1_tokens=True)
 
 

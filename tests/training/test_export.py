@@ -18,7 +18,7 @@ from o1_retriever_training.warm_start import effective_model_arguments
 def tied_model(tmp_path_factory):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from tests.conftest import build_tokenizer
+    from tests.fixtures import build_tokenizer
     tok = build_tokenizer(with_o1_tokens=False)
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,

