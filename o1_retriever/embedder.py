@@ -176,8 +176,10 @@ class O1Embedder:
         fresh, vectors = {}, {}
         if todo:
             if want_vectors:
-                made, vecs, used = self.thinker.think_and_embed(todo, k, self.settings, batch_size, progress)
-                vecs = torch.nn.functional.normalize(vecs, dim=-1).cpu().numpy()
+                made, parts = self.thinker.think(todo, k, self.settings, batch_size, progress,
+                                                 read=self.encoder.encode_generated)
+                vecs = torch.nn.functional.normalize(torch.cat([p[0] for p in parts]), dim=-1).cpu().numpy()
+                used = [ids for p in parts for ids in p[1]]
                 # Keep a fused vector only if re-encoding the decoded text would read the very same ids.
                 texts = self._query_texts([q for q in todo for _ in range(k)], [t for ts in made for t in ts])
                 same = [a == b for a, b in zip(self.encoder.tokenize(texts, self.query_max_length), used)]

@@ -1,7 +1,9 @@
-"""Text -> vector. `LMEncoder` pools the `<emb>` state of a causal LM; `SentenceEncoder` wraps a
-sentence-transformers model for the composite ("separate generator + retriever") mode."""
+"""Text -> vector. `LMEncoder` pools the `<emb>` state of a causal LM, from text or straight from the KV cache of
+the thoughts it just generated (the fused step); `SentenceEncoder` wraps a sentence-transformers model for the
+composite ("separate generator + retriever") mode."""
 from __future__ import annotations
 
+import inspect
 import json
 import warnings
 from pathlib import Path
@@ -61,6 +63,54 @@ class LMEncoder:
 
         in_batches(order, batch_size, step, "Embedding", show_progress_bar)
         return out
+
+    @torch.inference_mode()
+    def encode_generated(self, generation) -> tuple[torch.Tensor, list[list[int]]]:
+        """The `<emb>` states of `prompt + thought + EOS <emb>` for a `thinking.Generation` of this very model,
+        read from its KV cache. The cache already holds `prompt + thought`; one more forward step over
+        `[last?, EOS, <emb>]` yields the same last hidden state as re-encoding the whole text, at a fraction of the
+        cost. Also returns, per row, the token ids the vector was read from, so a caller can check they equal a
+        fresh tokenization of the decoded text (they differ when the model wrote special tokens or byte fragments
+        that decoding drops)."""
+        eos, new = self.tokenizer.eos_token_id, generation.new_tokens
+        vectors = self._emb_step(generation.prompt_mask, new, generation.cache, eos)
+        used = []
+        for row, mask, gen in zip(generation.prompt_ids.tolist(), generation.prompt_mask.tolist(), new.tolist()):
+            gen = gen[: gen.index(eos)] if eos in gen else gen
+            used.append([t for t, m in zip(row, mask) if m] + gen + [eos, self.emb_id])
+        return vectors, used
+
+    def _emb_step(self, prompt_mask, new, cache, eos) -> torch.Tensor:
+        """One forward step after generation; slots after a row's EOS (padding while other rows kept generating)
+        are masked out."""
+        n, gen_len = new.shape
+        dev = new.device
+        is_eos = new == eos
+        finished = is_eos.any(1)
+        # Thought length: generated tokens before the first EOS (all of them if none came).
+        thought_len = torch.where(finished, is_eos.float().argmax(1), torch.full((n,), gen_len, device=dev))
+        cached = cache.get_seq_length() - prompt_mask.shape[1]  # generated tokens already in the cache
+        gen_mask = (torch.arange(cached, device=dev)[None] < thought_len[:, None]).long()
+        # The last generated token is never in the cache: re-feed it for unfinished sequences.
+        needs_last = thought_len > cached
+        last = new[:, -1]
+        step_ids = torch.stack([torch.where(needs_last, last, torch.full_like(last, eos)),
+                                torch.full_like(last, eos), torch.full_like(last, self.emb_id)], 1)
+        step_mask = torch.stack([needs_last.long(), torch.ones_like(last), torch.ones_like(last)], 1)
+        mask = torch.cat([prompt_mask, gen_mask, step_mask], 1)
+        real_before = prompt_mask.sum(1) + gen_mask.sum(1)
+        positions = real_before[:, None] + (torch.cumsum(step_mask, 1) - 1)
+        positions = positions.clamp(min=0)
+        out = self.backbone(input_ids=step_ids, attention_mask=mask, position_ids=positions,
+                            use_cache=True, **{cache_argument(self.backbone): cache})
+        return out.last_hidden_state[:, -1].float()
+
+
+def cache_argument(backbone) -> str:
+    """The KV cache's keyword for this backbone's forward (`cache` or `past_key_values`, as for
+    `thinking.generated_cache`). Older transformers swallow an unknown `cache=` into **kwargs and would embed the
+    step without its context."""
+    return "cache" if "cache" in inspect.signature(backbone.forward).parameters else "past_key_values"
 
 
 class SentenceEncoder:

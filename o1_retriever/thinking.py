@@ -1,14 +1,15 @@
-"""Thought generation: k sampled thoughts per query, batched, and the fused think-and-embed step."""
+"""Thought generation: k sampled thoughts per query, batched (the vectors come from `encoding`)."""
 from __future__ import annotations
 
-import inspect
 import threading
 import weakref
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
 from .batching import in_batches
-from .formatting import EMB, chat_thinking_prompt, thinking_prompt
+from .formatting import chat_thinking_prompt, thinking_prompt
 from .sampling import generate, row_seeds
 from .settings import InferenceSettings
 
@@ -28,6 +29,15 @@ def model_lock(model) -> threading.RLock:
 
 
 GenerationConfig = InferenceSettings  # the former name of the sampling settings, still exported by the package
+
+
+@dataclass
+class Generation:
+    """One batch of sampled thoughts before decoding, k rows per query."""
+    prompt_ids: torch.Tensor  # (rows, prompt length), left-padded
+    prompt_mask: torch.Tensor
+    new_tokens: torch.Tensor  # (rows, generated length): the sampled ids, padding after a row's EOS
+    cache: object  # the KV cache: the prompt and every generated token but the last
 
 
 class Thinker:
@@ -74,87 +84,32 @@ class Thinker:
             texts.append(text if self.prompt_style == "official" else text.strip())
         return texts
 
-    def think(self, queries: list[str], k: int, config: InferenceSettings, batch_size: int = 32,
-              show_progress_bar: bool = False) -> list[list[str]]:
-        """k thoughts per query; batches of `batch_size` queries (each expanded k times)."""
-        def step(chunk):
-            with model_lock(self.model):
-                batch, out = self._generate(chunk, k, config)
-            flat = self._decode(out.sequences[:, batch["input_ids"].shape[1]:])
-            return [flat[i * k:(i + 1) * k] for i in range(len(chunk))]
-
-        return [ts for part in in_batches(queries, batch_size, step, "Thinking", show_progress_bar) for ts in part]
-
     @torch.inference_mode()
-    def think_and_embed(self, queries: list[str], k: int, config: InferenceSettings, batch_size: int = 32,
-                        show_progress_bar: bool = False) -> tuple[list[list[str]], torch.Tensor, list[list[int]]]:
-        """Thoughts plus their `<emb>` vectors from the generation's KV cache (official style only).
+    def generation(self, queries: list[str], k: int, config: InferenceSettings) -> Generation:
+        """k sampled continuations per query, not yet decoded, with the KV cache that produced them."""
+        batch, out = self._generate(queries, k, config)
+        mask = batch["attention_mask"].repeat_interleave(k, 0)
+        return Generation(batch["input_ids"].repeat_interleave(k, 0), mask,
+                          out.sequences[:, batch["input_ids"].shape[1]:], generated_cache(out))
 
-        The cache already holds `prompt + thought`; one more forward step over `[last?, EOS, <emb>]`
-        yields the same last hidden state as re-encoding the whole text, at a fraction of the cost.
-        Slots after a sequence's EOS (padding while others kept generating) are masked out.
-        Also returns, per sequence, the token ids the vector was read from, so a caller can check
-        they equal a fresh tokenization of the decoded text (they differ when the model wrote
-        special tokens or byte fragments that decoding drops).
-        """
-        if self.prompt_style != "official":
-            raise ValueError("fused think-and-embed needs the official prompt style (a trained model)")
-        tok = self.tokenizer
-        eos, emb = tok.eos_token_id, tok.convert_tokens_to_ids(EMB)
-
+    def think(self, queries: list[str], k: int, config: InferenceSettings, batch_size: int = 32,
+              show_progress_bar: bool = False, read: Callable[[Generation], object] | None = None):
+        """k thoughts per query; batches of `batch_size` queries (each expanded k times).
+        `read`, when given, is called on each batch's `Generation` while its KV cache is alive (under the model
+        lock); the call then returns (thoughts, [what `read` returned, per batch])."""
         def step(chunk):
             with model_lock(self.model):
-                batch, out = self._generate(chunk, k, config)
-                prompt_len = batch["input_ids"].shape[1]
-                new = out.sequences[:, prompt_len:]
-                prompt_mask = batch["attention_mask"].repeat_interleave(k, 0)
-                vectors = self._emb_step(prompt_mask, new, generated_cache(out), eos, emb)
-            flat = self._decode(new)
-            used = []
-            prompts = batch["input_ids"].repeat_interleave(k, 0)
-            for row, mask, gen in zip(prompts.tolist(), prompt_mask.tolist(), new.tolist()):
-                gen = gen[: gen.index(eos)] if eos in gen else gen
-                used.append([t for t, m in zip(row, mask) if m] + gen + [eos, emb])
-            return [flat[i * k:(i + 1) * k] for i in range(len(chunk))], vectors, used
+                generation = self.generation(chunk, k, config)
+                extra = read(generation) if read is not None else None
+            flat = self._decode(generation.new_tokens)
+            return [flat[i * k:(i + 1) * k] for i in range(len(chunk))], extra
 
         parts = in_batches(queries, batch_size, step, "Thinking", show_progress_bar)
         thoughts = [ts for part in parts for ts in part[0]]
-        used_ids = [ids for part in parts for ids in part[2]]
-        return thoughts, torch.cat([part[1] for part in parts]), used_ids
-
-    def _emb_step(self, prompt_mask, new, cache, eos, emb) -> torch.Tensor:
-        n, gen_len = new.shape
-        dev = new.device
-        is_eos = new == eos
-        finished = is_eos.any(1)
-        # Thought length: generated tokens before the first EOS (all of them if none came).
-        thought_len = torch.where(finished, is_eos.float().argmax(1), torch.full((n,), gen_len, device=dev))
-        cached = cache.get_seq_length() - prompt_mask.shape[1]  # generated tokens already in the cache
-        gen_mask = (torch.arange(cached, device=dev)[None] < thought_len[:, None]).long()
-        # The last generated token is never in the cache: re-feed it for unfinished sequences.
-        needs_last = thought_len > cached
-        last = new[:, -1]
-        step_ids = torch.stack([torch.where(needs_last, last, torch.full_like(last, eos)),
-                                torch.full_like(last, eos), torch.full_like(last, emb)], 1)
-        step_mask = torch.stack([needs_last.long(), torch.ones_like(last), torch.ones_like(last)], 1)
-        mask = torch.cat([prompt_mask, gen_mask, step_mask], 1)
-        real_before = prompt_mask.sum(1) + gen_mask.sum(1)
-        positions = real_before[:, None] + (torch.cumsum(step_mask, 1) - 1)
-        positions = positions.clamp(min=0)
-        backbone = getattr(self.model, self.model.base_model_prefix)
-        out = backbone(input_ids=step_ids, attention_mask=mask, position_ids=positions,
-                       use_cache=True, **{cache_argument(backbone): cache})
-        return out.last_hidden_state[:, -1].float()
+        return thoughts if read is None else (thoughts, [part[1] for part in parts])
 
 
 # transformers renamed the KV cache from `past_key_values` to `cache` in 5.2x; pyproject's range spans both names.
 def generated_cache(out):
     """The KV cache a `generate(..., return_dict_in_generate=True)` output holds, under either name."""
     return out.cache if hasattr(out, "cache") else out.past_key_values
-
-
-def cache_argument(backbone) -> str:
-    """The KV cache's keyword for this backbone's forward. Older transformers swallow an unknown `cache=` into
-    **kwargs and would embed the step without its context."""
-    return "cache" if "cache" in inspect.signature(backbone.forward).parameters else "past_key_values"
-

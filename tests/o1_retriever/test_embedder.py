@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from o1_retriever import O1Embedder, QueryEncoding
-from o1_retriever.thinking import generated_cache
 
 DOCS = ["protein cell gene expression", "the river and the ocean water", "a", "music history of the city war",
         "solar energy plant " * 20]
@@ -158,17 +157,18 @@ def test_fused_vector_equals_a_fresh_pass_over_the_same_tokens(tiny_o1_dir, tmp_
     queries = ["protein cell gene", "a", "river ocean water and solar energy of the city", "the war"]
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        batch, out = th._generate(queries, 3, cfg)
-    new = out.sequences[:, batch["input_ids"].shape[1]:]
+        generation = th.generation(queries, 3, cfg)
+    new = generation.new_tokens
     eos, emb_id = tok.eos_token_id, tok.convert_tokens_to_ids("<emb>")
     finished = (new == eos).any(1)
     assert finished.any() and not finished.all(), "need both early-stopped and length-capped thoughts"
-    fused = th._emb_step(batch["attention_mask"].repeat_interleave(3, 0), new, generated_cache(out), eos, emb_id)
+    fused, used = emb.encoder.encode_generated(generation)
     for i in range(new.shape[0]):
-        prompt = batch["input_ids"][i // 3][batch["attention_mask"][i // 3].bool()].tolist()
+        prompt = generation.prompt_ids[i][generation.prompt_mask[i].bool()].tolist()
         gen = new[i].tolist()
         gen = gen[: gen.index(eos)] if eos in gen else gen
-        ids = torch.tensor([prompt + gen + [eos, emb_id]])
+        assert used[i] == prompt + gen + [eos, emb_id]
+        ids = torch.tensor([used[i]])
         with torch.no_grad():
             ref = emb.encoder.backbone(input_ids=ids).last_hidden_state[0, -1]
         assert torch.nn.functional.cosine_similarity(fused[i], ref, dim=0) > 0.9999
