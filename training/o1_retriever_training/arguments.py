@@ -1,6 +1,7 @@
 """Dataclass arguments (tevatron style): every field has `help`; the CLI is generated from them.
 
-Defaults follow the official O1 Embedder recipe (see DESIGN.md): λ=0.8, τ=0.02, group size 16,
+Defaults follow the official O1 Embedder recipe (training/README.md, "Defaults (the official recipe)"; the paper:
+arXiv 2502.07555): λ=0.8, τ=0.02, group size 16,
 10% empty thoughts, LoRA r=32 α=64 dropout 0.1 on every linear projection, lr 1e-4, 1 epoch, warmup 0.1.
 """
 from __future__ import annotations
