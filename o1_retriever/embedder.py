@@ -13,12 +13,14 @@ import torch
 from .aggregation import aggregate
 from .batching import show_progress
 from .cache import cache_key, open_cache
+from .checkpoint import is_adapter
 from .composite import read_composite
 from .default_model import DEFAULT_NAME, bundled_model_path, cache_dir, minilm_path, smollm2_base_dir
 from .device import resolve_device, resolve_dtype
 from .encoding import LMEncoder, SentenceEncoder
 from .formatting import query_embedding_text
-from .loading import fingerprint, load_causal_lm, merged_adapter_dir
+from .loading import fingerprint, load_causal_lm
+from .merging import merged_adapter_dir
 from .sampling import SAMPLER
 from .settings import InferenceSettings, check_names, check_overrides, read_model_settings, resolve
 from .thinking import Thinker
@@ -93,7 +95,7 @@ class O1Embedder:
         kept = dict(quantization=quantization, thought_cache=thought_cache, fused=fused)
         if spec is not None:
             return cls._from_composite(spec, name, dev, dt, prompt_style, resolve(spec.settings, overrides), kept)
-        if bundled is not None and (bundled / "adapter_config.json").exists():
+        if bundled is not None and is_adapter(bundled):
             source = merged_adapter_dir(bundled, dt)  # the shipped adapter: merge once, then load fast
         source = str(source)
         if quantization is None or share_weights:
@@ -112,7 +114,7 @@ class O1Embedder:
         """A composite model directory: its thinker (quantizable) plus its sentence-transformers encoder (full
         precision; it never thinks, so 4-bit would only cost accuracy)."""
         thinker_source, quantization = spec.thinker, kept["quantization"]
-        if quantization is None and (Path(thinker_source) / "adapter_config.json").exists():
+        if quantization is None and is_adapter(thinker_source):
             thinker_source = str(merged_adapter_dir(thinker_source, dt))
         lm = load_causal_lm(thinker_source, device=dev, dtype=dt, quantization=quantization)
         style = lm.prompt_style if prompt_style == "auto" else prompt_style

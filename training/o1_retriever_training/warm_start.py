@@ -5,10 +5,12 @@ LoRA shape; the optimiser and schedule start afresh (unlike `--resume`, which co
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import torch
+
+from o1_retriever.checkpoint import (ADAPTER_CONFIG, ADAPTER_WEIGHTS, LM_HEAD_FILE, TOKEN_ROWS_SUFFIX, embedding_file,
+                                     read_adapter_config, trained_rows)
 
 from .arguments import ModelArguments
 
@@ -17,14 +19,14 @@ def resolve_init_adapter(init_adapter: str) -> tuple[Path, dict]:
     """(adapter directory, its adapter_config.json) for `init_adapter`: a directory or 'default'."""
     from o1_retriever.default_model import ADAPTER_DIR
     path = ADAPTER_DIR if init_adapter == "default" else Path(init_adapter).expanduser()
-    config_file = path / "adapter_config.json"
+    config_file = path / ADAPTER_CONFIG
     if not config_file.is_file():
         raise ValueError(f"init_adapter={init_adapter!r}: {config_file} does not exist; pass a directory written by "
                          f"`o1-retriever train` (adapter_config.json, adapter_model.safetensors) or 'default'")
-    if (path / "embedding" / "lm_head.pth").exists():
+    if embedding_file(path, LM_HEAD_FILE).exists():
         raise ValueError(f"init_adapter={init_adapter!r} has an untied output head (embedding/lm_head.pth); "
                          f"continuing from it is not supported, only tied-embedding models such as SmolLM2")
-    return path, json.loads(config_file.read_text())
+    return path, read_adapter_config(path)
 
 
 def effective_model_arguments(model_args: ModelArguments, config: dict | None = None) -> ModelArguments:
@@ -39,42 +41,13 @@ def effective_model_arguments(model_args: ModelArguments, config: dict | None = 
                                lora_target_modules=sorted(config["target_modules"]))
 
 
-def _load_trained_rows(adapter_dir: Path, tokenizer, ids: list[int]) -> torch.Tensor | None:
-    """The adapter's O1 token rows, in `ids` order: PEFT trainable tokens (the compact export), the full emb.pth
-    (the official layout) or token_rows.safetensors (the compact form of adapters exported before)."""
-    from o1_retriever.loading import _load_module  # the allow-listed reader the loaders use, not a full unpickler
-
-    # here, not at the top: export imports modeling, which imports this module
-    from .export import ROWS_FILE, read_peft_token_rows
-    peft_rows = read_peft_token_rows(adapter_dir)
-    if peft_rows is not None:
-        missing = [t for t, i in zip(tokenizer.convert_ids_to_tokens(ids), ids) if i not in peft_rows]
-        if missing:
-            raise ValueError(f"{adapter_dir}/adapter_config.json: trainable_token_indices {sorted(peft_rows)} "
-                             f"lacks the ids of {missing}")
-        return torch.stack([peft_rows[i] for i in ids]).float()
-    rows_file, emb_file = adapter_dir / "embedding" / ROWS_FILE, adapter_dir / "embedding" / "emb.pth"
-    if rows_file.exists():
-        from safetensors.torch import load_file
-        rows = load_file(str(rows_file))
-        tokens = tokenizer.convert_ids_to_tokens(ids)
-        missing = [t for t in tokens if t not in rows]
-        if missing:
-            raise ValueError(f"{rows_file} lacks rows for {missing}")
-        return torch.stack([rows[t] for t in tokens]).float()
-    if emb_file.exists():
-        return _load_module(emb_file, torch.nn.Embedding).weight[ids].detach().float()
-    return None  # an adapter trained without token rows: they stay the base model's
-
-
 def warm_start(model, adapter_dir: Path) -> None:
     """Load a trained adapter's LoRA weights and token rows into a freshly built model of the same shape.
     The rows are stored absolute; the model keeps them as a delta over its (mean-initialised) base rows."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    from .export import TOKEN_ROWS_SUFFIX
-    weights = adapter_dir / "adapter_model.safetensors"
+    weights = adapter_dir / ADAPTER_WEIGHTS
     if not weights.is_file():
         raise ValueError(f"init_adapter: {weights} does not exist")
     # PEFT's trainable-token rows go to the model's own token delta (below), not into its LoRA.
@@ -84,7 +57,7 @@ def warm_start(model, adapter_dir: Path) -> None:
     if result.unexpected_keys or lora_missing:
         raise ValueError(f"init_adapter: {weights} does not fit the model built from its adapter_config.json "
                          f"(unexpected: {result.unexpected_keys[:3]}, missing: {lora_missing[:3]})")
-    rows = _load_trained_rows(adapter_dir, model.tokenizer, model.token_ids.tolist())
+    rows = trained_rows(adapter_dir, model.tokenizer, model.token_ids.tolist())
     if rows is not None:
         base = model.base_model.get_input_embeddings().weight[model.token_ids].detach().float()
         with torch.no_grad():
