@@ -4,6 +4,7 @@ Not a test: figures depend on the machine. Results go to JSON (and a rich table)
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -53,6 +54,8 @@ def matmul_tflops(dtype: torch.dtype, n: int = 2048, reps: int = 10, device=torc
         if size >= n or 8 * one * reps > budget_s:  # the next size costs 8x
             break
         size *= 2
+    for _ in range(2):  # more warm-up at the size timed: AMX tiles and caches settle after a few products
+        a @ b
     reps = max(1, min(reps, int(budget_s / rounds / max(one, 1e-9))))
     best = 0.0
     for _ in range(rounds):
@@ -176,12 +179,13 @@ def load_times(source=None) -> dict:
 
 def run_bench(args) -> int:
     from rich.console import Console
-    from rich.table import Table
 
     from . import O1Embedder
     from .device import dtype_name, resolve_device, resolve_dtype
     console = Console()
     check_positive_int(args.batch_size, "batch_size")  # before a minute of loading and timing
+    if args.paths_queries is not None:
+        check_positive_int(args.paths_queries, "paths_queries")
     device = resolve_device(args.device)
     queries = bench_queries_text(args.queries)
     docs = [p.full_text for p in read_corpus(DEMO_CORPUS)] * max(1, args.docs // 32)
@@ -201,8 +205,13 @@ def run_bench(args) -> int:
                        "batch_size": args.batch_size, "model": args.model or "bundled default"},
               "matmul_tflops": peak}
     # Fused thinking needs the official prompt: forced here so all query modes run the same prompt.
+    length = {} if args.max_new_tokens is None else {"max_new_tokens": args.max_new_tokens}
     emb = O1Embedder.from_pretrained(args.model, device=device, dtype=dtype, prompt_style="official",
-                                     thought_cache=False, max_new_tokens=args.max_new_tokens)
+                                     thought_cache=False, **length)
+    result["meta"]["max_new_tokens"] = emb.settings.max_new_tokens
+    result["paths"] = _bench_paths(emb, args, peak[dtype], console)
+    if args.paths_only:
+        return _finish(result, args, console)
     result["queries"] = bench_queries(emb, queries, args.k, args.one_by_one, args.batch_size)
     result["encode_documents"] = {dtype: bench_documents(emb, docs, peak[dtype], args.batch_size)}
     del emb
@@ -219,18 +228,41 @@ def run_bench(args) -> int:
         except subprocess.CalledProcessError as e:
             result["thinker_memory_mb"]["4bit"] = {"error": e.stderr.strip().splitlines()[-1]}
 
-    table = Table(title=f"o1-retriever bench (k={args.k}, max_new_tokens={args.max_new_tokens})")
+    return _finish(result, args, console)
+
+
+def _bench_paths(emb, args, peak_tflops, console) -> list[dict]:
+    """The reference path against ours for every (k, batch size) asked, on the same queries each time."""
+    from .speed import compare_paths
+    rows = []
+    for k in args.paths_k:
+        for batch in args.paths_batch:
+            queries = bench_queries_text(args.paths_queries or batch)
+            row = compare_paths(emb, queries, k, batch, peak_tflops)
+            console.print(f"k={k} batch {batch}: reference {row['reference']['ms_per_query']:.0f} ms/query, ours "
+                          f"{row['ours']['ms_per_query']:.0f} ({row['speedup']:.2f}x; "
+                          f"{row['ours']['fraction_of_bound']:.1%} of the compute bound)")
+            rows.append(row)
+    return rows
+
+
+def _finish(result, args, console) -> int:
+    from rich.table import Table
+    table = Table(title=f"o1-retriever bench (k={args.k}, max_new_tokens={result['meta']['max_new_tokens']})")
     table.add_column("measure")
     table.add_column("value", justify="right")
-    for mode, r in result["queries"].items():
+    for r in result.get("paths", []):
+        table.add_row(f"ms/query reference / ours, k={r['k']} batch {r['batch_size']} (speedup)",
+                      f"{r['reference']['ms_per_query']:.0f} / {r['ours']['ms_per_query']:.0f} ({r['speedup']:.2f}x)")
+    for mode, r in result.get("queries", {}).items():
         table.add_row(f"queries/s {mode} (thought tokens/s)", f"{r['queries_per_s']:.2f} ({r['thought_tokens_per_s']:.0f})")
-    for dt, r in result["encode_documents"].items():
+    for dt, r in result.get("encode_documents", {}).items():
         table.add_row(f"docs/s {dt}", f"{r['docs_per_s']:.1f}")
         table.add_row(f"tokens/s {dt} (fraction of {dt} matmul peak)", f"{r['tokens_per_s']:.0f} ({r['fraction_of_peak']:.1%})")
-    for run, r in result["load_seconds"].items():
+    for run, r in result.get("load_seconds", {}).items():
         table.add_row(f"load {run.replace('_', ' ')}: import / from_pretrained s",
                       f"{r['import_s']:.2f} / {r['from_pretrained_s']:.2f}")
-    for q, r in result["thinker_memory_mb"].items():
+    for q, r in result.get("thinker_memory_mb", {}).items():
         table.add_row(f"thinker memory {q}", json.dumps({k: round(v) for k, v in r.items()} if "error" not in r else r))
     console.print(table)
     if args.output:
@@ -238,14 +270,31 @@ def run_bench(args) -> int:
         with open(args.output, "w") as f:
             json.dump(result, f, indent=2)
         console.print(f"wrote {args.output}")
+        if result.get("paths"):
+            from .speed import plot_paths
+            png = os.path.splitext(args.output)[0] + "_paths.png"
+            meta = result["meta"]
+            plot_paths(result["paths"], png, f"{meta['model']} on {meta['gpu'] or meta['processor'] or meta['machine']} "
+                                             f"({meta['cpus']} cpus), {meta['dtype']}, <= {meta['max_new_tokens']} tokens")
+            console.print(f"wrote {png}")
     return 0
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: give one or more positive integers, e.g. 1,3")
+    return values
 
 
 def register(sub) -> None:
     p = sub.add_parser("bench", help="measure thinking/embedding throughput and thinker memory on this machine")
     p.add_argument("--model", default=None, help="model to bench (default: the bundled model)")
     p.add_argument("--k", type=int, default=3, help="thoughts per query")
-    p.add_argument("--max-new-tokens", type=int, default=64, help="thought length limit")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="thought length limit (default: the model's own)")
     p.add_argument("--queries", type=int, default=16, help="queries for the batched modes")
     p.add_argument("--one-by-one", type=int, default=4, help="queries for the one-at-a-time mode")
     p.add_argument("--docs", type=int, default=128, help="documents for encode_documents")
@@ -258,5 +307,12 @@ def register(sub) -> None:
     p.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp16", "fp32"),
                    help="dtype of the timed engine (default: auto, bf16 where the device runs it fast, else fp32); "
                         "documents are also timed in fp32 beside any other")
-    p.add_argument("--output", default="benchmarks/bench.json", help="where to write the JSON")
+    p.add_argument("--paths-k", type=_int_list, default=[1, 3],
+                   help="k values for the reference-vs-ours rows, comma-separated (default: 1,3)")
+    p.add_argument("--paths-batch", type=_int_list, default=[32, 128],
+                   help="batch sizes for the reference-vs-ours rows, comma-separated (default: 32,128)")
+    p.add_argument("--paths-queries", type=int, default=None,
+                   help="queries per reference-vs-ours row (default: one full batch)")
+    p.add_argument("--paths-only", action="store_true", help="only the reference-vs-ours rows")
+    p.add_argument("--output", default="benchmarks/bench.json", help="where to write the JSON (and a _paths.png)")
     p.set_defaults(func=run_bench)

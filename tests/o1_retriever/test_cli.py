@@ -76,8 +76,10 @@ def test_bad_corpus_lines_name_the_line(tiny_o1_dir, tmp_path, capsys, line, mes
 def test_bench_writes_json(tiny_o1_dir, tmp_path):
     out = tmp_path / "bench.json"
     assert main(["bench", "--model", str(tiny_o1_dir), "--queries", "2", "--one-by-one", "1", "--docs", "32",
-                 "--max-new-tokens", "4", "--device", "cpu", "--output", str(out)]) == 0
+                 "--max-new-tokens", "4", "--device", "cpu", "--paths-k", "1", "--paths-batch", "2",
+                 "--output", str(out)]) == 0
     result = json.loads(out.read_text())
+    assert [(r["k"], r["batch_size"], r["queries"]) for r in result["paths"]] == [(1, 2, 2)]
     assert (result["meta"]["device"], result["meta"]["gpu"]) == ("cpu", None)
     assert set(result["queries"]) == {"fused", "two_pass_batched", "one_at_a_time", "cache_hit"}
     assert all(r["queries_per_s"] > 0 and r["thought_tokens_per_s"] >= 0 for r in result["queries"].values())
@@ -96,7 +98,7 @@ def test_bench_throughput_only_at_a_batch_size(tiny_o1_dir, tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert main(["bench", "--model", str(tiny_o1_dir), "--queries", "20", "--one-by-one", "1", "--docs", "32",
                  "--max-new-tokens", "4", "--device", "cpu", "--batch-size", "8", "--throughput-only",
-                 "--dtype", "fp32", "--output", str(out)]) == 0
+                 "--dtype", "fp32", "--paths-k", "1", "--paths-batch", "4", "--output", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["meta"]["dtype"] == "fp32" and set(result["encode_documents"]) == {"fp32"}  # as asked
     assert result["meta"]["batch_size"] == 8 and result["meta"]["queries"] == 20  # goes past the 16 built in
@@ -109,6 +111,47 @@ def test_bench_throughput_only_at_a_batch_size(tiny_o1_dir, tmp_path, capsys):
     assert main(["bench", "--model", str(tiny_o1_dir), "--device", "cpu", "--batch-size", "0", "--throughput-only",
                  "--output", str(out)]) == 2
     assert "batch_size must be > 0, got 0" in capsys.readouterr().err and not out.exists()
+
+
+def test_bench_paths_reference_against_ours(tiny_o1_dir, tmp_path, capsys):
+    """Both thinking paths on the same queries per (k, batch): times, tokens, the compute bound, and a plot."""
+    out = tmp_path / "paths.json"
+    assert main(["bench", "--model", str(tiny_o1_dir), "--max-new-tokens", "3", "--device", "cpu", "--dtype", "fp32",
+                 "--paths-only", "--paths-k", "1,2", "--paths-batch", "2,5", "--paths-queries", "5",
+                 "--output", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert "queries" not in result and "encode_documents" not in result  # --paths-only
+    assert result["meta"]["max_new_tokens"] == 3
+    assert [(r["k"], r["batch_size"], r["queries"]) for r in result["paths"]] == [(1, 2, 5), (1, 5, 5), (2, 2, 5),
+                                                                                  (2, 5, 5)]
+    for r in result["paths"]:
+        for path in ("reference", "ours"):
+            t = r[path]
+            assert t["seconds"] > 0 and abs(t["ms_per_query"] - 1000 * t["seconds"] / 5) < 1e-6
+            assert t["thought_tokens"] >= 0 and 0 < t["bound_seconds"] < t["seconds"]
+            assert abs(t["fraction_of_bound"] - t["bound_seconds"] / t["seconds"]) < 1e-9
+        assert abs(r["speedup"] - r["reference"]["seconds"] / r["ours"]["seconds"]) < 1e-9
+    assert (tmp_path / "paths_paths.png").stat().st_size > 5000 and "reference" in capsys.readouterr().out
+    for bad in (["--paths-k", "0"], ["--paths-batch", "1,x"]):
+        with pytest.raises(SystemExit):
+            main(["bench", "--model", str(tiny_o1_dir), "--paths-only", *bad, "--output", str(out)])
+    assert "give one or more positive integers" in capsys.readouterr().err
+
+
+def test_reference_embed_matches_encode_queries_on_the_same_thoughts(tiny_o1_dir):
+    """The reference path's second forward reads the same vectors the engine makes from the same thoughts."""
+    import numpy as np
+
+    from o1_retriever import O1Embedder
+    from o1_retriever.speed import reference_embed, reference_think
+    emb = O1Embedder.from_pretrained(str(tiny_o1_dir), thought_cache=False, fused=False, max_new_tokens=3,
+                                     aggregation="mean")
+    queries = ["why is the sky blue", "what is a cell"]
+    thoughts = reference_think(emb, queries, 2)
+    assert [len(ts) for ts in thoughts] == [2, 2]
+    ours = np.stack([emb.encoder.encode(emb._query_texts([q, q], ts), emb.query_max_length).mean(0)
+                     for q, ts in zip(queries, thoughts)])
+    np.testing.assert_allclose(reference_embed(emb, queries, thoughts, batch_size=3), ours, atol=1e-5)
 
 
 def test_cli_thought_limit_defaults_to_the_models_own(tiny_o1_dir, tmp_path):

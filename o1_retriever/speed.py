@@ -1,0 +1,183 @@
+"""Thinking speed, ours against the official code's way, timed in one process on the same queries.
+
+The reference path is written the way the official inference does it, with plain transformers: batches of 16
+prompts through `generate(do_sample=True, num_return_sequences=k)`, the outputs decoded, then a second forward
+over every `query + thought` for its vector (the `<emb>` state for a joint model, the sentence-transformers
+encoder for a composite). Ours is `O1Embedder.encode_queries`. Both read the same prompts with the same
+sampling settings, so the ratio is the engine's doing, not the workload's.
+
+The compute bound is the time the useful work would take at the matmul peak: 2 FLOPs per parameter per token,
+over the prompt tokens (body only), the thought tokens (body and LM head) and the tokens the encoder reads.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from .aggregation import aggregate
+from .encoding import LMEncoder
+from .formatting import EMB
+
+REFERENCE_BATCH = 16  # prompts per `generate` call in the official inference
+
+
+@dataclass
+class PathTiming:
+    """One path over one workload."""
+    seconds: float
+    ms_per_query: float
+    thought_tokens: int  # the thoughts re-tokenized from their text, both paths counted alike
+    bound_seconds: float
+    fraction_of_bound: float  # bound_seconds / seconds: 1.0 would be running at the matmul peak
+
+
+def _body_params(model) -> int:
+    return sum(p.numel() for p in model.parameters()) - model.get_input_embeddings().weight.numel()
+
+
+def _head_params(model) -> int:
+    return model.config.vocab_size * model.config.hidden_size
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _thought_token_counts(tokenizer, thoughts: list[list[str]]) -> int:
+    return sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for ts in thoughts for t in ts)
+
+
+def compute_bound_seconds(emb, queries: list[str], thoughts: list[list[str]], peak_tflops: float) -> float:
+    """Seconds the useful matmuls of one encode_queries call take at `peak_tflops`."""
+    thinker = emb.thinker
+    tok = thinker.tokenizer
+    k = len(thoughts[0]) if thoughts else 0
+    prompt_tokens = k * sum(len(tok(thinker.prompt(q), add_special_tokens=False)["input_ids"]) for q in queries)
+    thought_tokens = _thought_token_counts(tok, thoughts)
+    think_model = thinker.model
+    flops = 2 * _body_params(think_model) * prompt_tokens
+    flops += 2 * (_body_params(think_model) + _head_params(think_model)) * thought_tokens
+    texts = emb._query_texts([q for q, ts in zip(queries, thoughts) for _ in ts], [t for ts in thoughts for t in ts])
+    if isinstance(emb.encoder, LMEncoder):
+        enc_model, enc_tokens = emb.encoder.model, sum(len(x) for x in emb.encoder.tokenize(texts, emb.query_max_length))
+    else:
+        st = emb.encoder.model
+        enc_model = st[0].auto_model
+        enc_tokens = sum(len(x) for x in st.tokenizer(texts, truncation=True, max_length=st.max_seq_length)["input_ids"])
+    flops += 2 * _body_params(enc_model) * enc_tokens
+    return flops / (peak_tflops * 1e12)
+
+
+@torch.inference_mode()
+def reference_think(emb, queries: list[str], k: int) -> list[list[str]]:
+    """The official code's generation: transformers' own sampler, `num_return_sequences`, 16 prompts a call."""
+    thinker, s = emb.thinker, emb.settings
+    tok = thinker.tokenizer
+    out = []
+    for start in range(0, len(queries), REFERENCE_BATCH):
+        chunk = queries[start:start + REFERENCE_BATCH]
+        batch = tok([thinker.prompt(q) for q in chunk], return_tensors="pt", padding=True, truncation=True,
+                    max_length=s.prompt_max_length, add_special_tokens=thinker.prompt_style == "official")
+        batch = batch.to(thinker.device)
+        seqs = thinker.model.generate(**batch, max_new_tokens=s.max_new_tokens, do_sample=True,
+                                      temperature=s.temperature, top_p=s.top_p, top_k=None, num_return_sequences=k,
+                                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+        new = seqs[:, batch["input_ids"].shape[1]:].tolist()
+        texts = [tok.decode(row[: row.index(tok.eos_token_id)] if tok.eos_token_id in row else row,
+                            skip_special_tokens=True) for row in new]
+        out += [texts[i * k:(i + 1) * k] for i in range(len(chunk))]
+    return out
+
+
+@torch.inference_mode()
+def reference_embed(emb, queries: list[str], thoughts: list[list[str]], batch_size: int) -> np.ndarray:
+    """The second forward: every `query + thought` re-read from its text, longest first, then averaged."""
+    k = len(thoughts[0])
+    flat_q = [q for q in queries for _ in range(k)]
+    texts = emb._query_texts(flat_q, [t for ts in thoughts for t in ts])
+    if isinstance(emb.encoder, LMEncoder):
+        tok, model = emb.encoder.tokenizer, emb.encoder.model
+        backbone = getattr(model, model.base_model_prefix, model)
+        emb_id = tok.convert_tokens_to_ids(EMB)
+        ids = [x + [emb_id] for x in tok(texts, truncation=True, max_length=emb.query_max_length)["input_ids"]]
+        order = np.argsort([-len(x) for x in ids], kind="stable")
+        vecs = np.zeros((len(ids), model.config.hidden_size), dtype=np.float32)
+        for start in range(0, len(ids), batch_size):
+            idx = order[start:start + batch_size]
+            padded = tok.pad({"input_ids": [ids[i] for i in idx]}, padding=True, return_tensors="pt")
+            padded = padded.to(emb.encoder.device)
+            last = backbone(**padded).last_hidden_state[:, -1].float()  # left padding: the last slot is <emb>
+            vecs[idx] = torch.nn.functional.normalize(last, dim=-1).cpu().numpy()
+        bare = None
+    else:
+        st = emb.encoder.model
+        vecs = st.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+        bare = st.encode(queries, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True) \
+            if emb.aggregation == "mean_with_query" else None
+    return aggregate(vecs.reshape(len(queries), k, -1), emb.aggregation, bare, emb.query_weight)
+
+
+def _timed(fn, device):
+    _sync(device)
+    t = time.perf_counter()
+    out = fn()
+    _sync(device)
+    return out, time.perf_counter() - t
+
+
+def _timing(emb, queries, thoughts, seconds, peak_tflops) -> PathTiming:
+    bound = compute_bound_seconds(emb, queries, thoughts, peak_tflops)
+    return PathTiming(seconds, 1000 * seconds / len(queries), _thought_token_counts(emb.thinker.tokenizer, thoughts),
+                      bound, bound / seconds)
+
+
+def compare_paths(emb, queries: list[str], k: int, batch_size: int, peak_tflops: float) -> dict:
+    """Both paths on the same queries, each after a warm-up batch; the thought cache is off for both."""
+    if emb.thinker is None:
+        raise ValueError("compare_paths needs a model that thinks (this one has no thinker)")
+    device = emb.thinker.device
+    saved = emb.thought_cache
+    emb.thought_cache = None
+    try:
+        warm = queries[:min(len(queries), 4)]
+        reference_embed(emb, warm, reference_think(emb, warm, k), batch_size)
+        emb.encode_queries(warm, k=k, batch_size=batch_size)
+        (ref_thoughts, ref_s) = _timed(lambda: reference_think(emb, queries, k), device)
+        _, embed_s = _timed(lambda: reference_embed(emb, queries, ref_thoughts, batch_size), device)
+        ours, ours_s = _timed(lambda: emb.encode_queries(queries, k=k, batch_size=batch_size, return_thoughts=True),
+                              device)
+    finally:
+        emb.thought_cache = saved
+    reference = _timing(emb, queries, ref_thoughts, ref_s + embed_s, peak_tflops)
+    mine = _timing(emb, queries, ours.thoughts, ours_s, peak_tflops)
+    return {"k": k, "batch_size": batch_size, "queries": len(queries), "reference": asdict(reference),
+            "ours": asdict(mine), "speedup": reference.seconds / mine.seconds,
+            "ms_per_thought_token": {"reference": 1000 * reference.seconds / max(1, reference.thought_tokens),
+                                     "ours": 1000 * mine.seconds / max(1, mine.thought_tokens)}}
+
+
+def plot_paths(rows: list[dict], path: str, title: str) -> None:
+    """ms/query of both paths per (k, batch) workload, the speedup written over each pair."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    labels = [f"k={r['k']}\nbatch {r['batch_size']}" for r in rows]
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(1.8 * len(rows) + 2, 4))
+    ref = [r["reference"]["ms_per_query"] for r in rows]
+    ours = [r["ours"]["ms_per_query"] for r in rows]
+    ax.bar(x - 0.2, ref, 0.4, label="reference path (generate + second forward)")
+    ax.bar(x + 0.2, ours, 0.4, label="o1-retriever encode_queries")
+    for i, r in enumerate(rows):
+        ax.text(x[i], max(ref[i], ours[i]) * 1.02, f"{r['speedup']:.2f}x", ha="center")
+    ax.set_xticks(x, labels)
+    ax.set_ylabel("ms per query (lower is better)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
