@@ -32,6 +32,7 @@ from chromadb.utils.embedding_functions import register_embedding_function
 from .default_model import cache_dir
 from .device import dtype_name
 from .embedder import O1Embedder
+from .model_source import ModelSource, legacy_source
 from .server.client import RemoteEmbedder
 from .settings import NAMES as SETTINGS
 from .validation import check_k, check_positive_int
@@ -66,16 +67,12 @@ def num_thoughts_arg(num_thoughts: int | None, k: int | None, where: str, defaul
         raise type(error)(str(error).replace("k must", "num_thoughts must", 1)) from None
 
 
-def _load_key(model: str | None, options: dict) -> str:
-    return json.dumps({"model": model, "options": options}, sort_keys=True)
+def _load_key(source: ModelSource, options: dict) -> str:
+    return json.dumps({"source": source.as_dict(), "options": options}, sort_keys=True)
 
 
-def _describe(embedder: O1Embedder) -> tuple[str | None, dict]:
-    """(model, options) that `from_pretrained` needs to rebuild an existing embedder."""
-    if embedder.name.startswith("composite:"):
-        model = embedder.name
-    else:
-        model = None if embedder.name == DEFAULT_MODEL_NAME else embedder.name
+def _describe(embedder: O1Embedder) -> tuple[ModelSource, dict]:
+    """(source, options): what built an existing embedder, and the `from_pretrained` options that rebuild it so."""
     options: dict[str, Any] = {"quantization": embedder.quantization, "fused": embedder.fused}
     # The LM's dtype: a composite's sentence-transformers encoder always runs in fp32, its thinker may not.
     lm = embedder.thinker.model if embedder.thinker is not None else embedder.encoder.model
@@ -92,7 +89,7 @@ def _describe(embedder: O1Embedder) -> tuple[str | None, dict]:
     else:  # the default location is recorded as such, so another machine uses its own
         default = Path(cache_dir()) / "thoughts.sqlite"
         options["thought_cache"] = True if Path(cache.path) == default else str(cache.path)
-    return model, options
+    return embedder.source, options
 
 
 @register_embedding_function
@@ -123,7 +120,7 @@ class O1EmbeddingFunction(EmbeddingFunction[Documents]):
                 raise ValueError("with a server the server's model embeds: pass url= (and model=, its served name) "
                                  f"or a RemoteEmbedder, not both, and no load options (got {sorted(options)})")
             self._remote = embedder or RemoteEmbedder(url, api_key=api_key, model=model)
-            self.url, self.model, self.options = self._remote.url, self._remote.model, {}
+            self.url, self.model, self.options, self.source = self._remote.url, self._remote.model, {}, None
             self._embedder, self._fingerprint, self._record = None, None, {}
             if load:
                 self.embedder  # noqa: B018  (reads the server's /health now: a wrong url fails here)
@@ -132,16 +129,18 @@ class O1EmbeddingFunction(EmbeddingFunction[Documents]):
                 raise TypeError(f"embedder must be an o1_retriever.O1Embedder, got {type(embedder).__name__}")
             if model is not None or options:
                 raise ValueError("pass either an existing embedder or a model path with options, not both")
-            self.model, self.options = _describe(embedder)
+            self.source, self.options = _describe(embedder)
+            self.model = self.source.path
             self._embedder, self._fingerprint = embedder, embedder.fingerprint
             self._record = _record_of(embedder)
             with _lock:  # a reopened collection in this process reuses this instance
                 # the instance passed last serves rebuilds (an equal one registered earlier gives the same vectors)
-                _loaded[_load_key(self.model, self.options)] = embedder
+                _loaded[_load_key(self.source, self.options)] = embedder
         else:
             if model is not None and not isinstance(model, (str, Path)):
                 raise TypeError(f"model must be a path or hub id (str), got {type(model).__name__}")
             self.model = None if model is None else str(model)
+            self.source = ModelSource.of_path(self.model)
             self.options = {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()}
             self._embedder, self._fingerprint, self._record = None, None, {}
             if load:
@@ -150,7 +149,7 @@ class O1EmbeddingFunction(EmbeddingFunction[Documents]):
     @property
     def embedder(self) -> O1Embedder:
         if self._embedder is None:
-            loaded = self._remote if self._remote is not None else _shared_embedder(self.model, self.options)
+            loaded = self._remote if self._remote is not None else _shared_embedder(self.source, self.options)
             if self._fingerprint:  # rebuilt from a collection's config: the loaded weights must be the ones it used
                 record = {"fingerprint": self._fingerprint, "name": self.model or DEFAULT_MODEL_NAME, **self._record}
                 check_model("this collection", record, loaded)
@@ -189,6 +188,7 @@ class O1EmbeddingFunction(EmbeddingFunction[Documents]):
     def get_config(self) -> dict[str, Any]:
         return {"model": self.model, "num_thoughts": self.num_thoughts, "batch_size": self.batch_size,
                 "options": dict(self.options), **({"url": self.url} if self.url is not None else {}),
+                **({"source": self.source.as_dict()} if self.source is not None else {}),
                 "fingerprint": self._fingerprint, **self._record}
 
     @staticmethod
@@ -198,6 +198,9 @@ class O1EmbeddingFunction(EmbeddingFunction[Documents]):
                                        num_thoughts=_config_thoughts(config),
                                        batch_size=config.get("batch_size", 32), load=False,
                                        **config.get("options", {}))
+        if config.get("url") is None:  # collections recorded before ModelSource carry only a name: read it
+            function.source = (ModelSource.from_dict(config["source"]) if "source" in config
+                               else legacy_source(config.get("model")))
         function._fingerprint = config.get("fingerprint")
         function._record = {key: config[key] for key in ("name", "dim", "encoder_dtype") if config.get(key) is not None}
         return function
@@ -213,7 +216,7 @@ class O1EmbeddingFunction(EmbeddingFunction[Documents]):
 
     def validate_config_update(self, old_config: dict[str, Any], new_config: dict[str, Any]) -> None:
         # Stored vectors come from one model; swapping it would silently mix embedding spaces.
-        if "model" in new_config and new_config["model"] != old_config.get("model"):
+        if any(key in new_config and new_config[key] != old_config.get(key) for key in ("model", "source")):
             raise ValueError("the model of an O1 collection cannot change; re-embed into a new collection")
 
     def __repr__(self) -> str:
@@ -221,14 +224,15 @@ class O1EmbeddingFunction(EmbeddingFunction[Documents]):
         return f"O1EmbeddingFunction(model={self.model!r}, num_thoughts={self.num_thoughts}, {loaded})"
 
 
-def _shared_embedder(model: str | None, options: dict) -> O1Embedder:
-    if model is not None and model.startswith("composite:"):
-        raise ValueError(f"{model!r} was built with O1Embedder.composite(); rebuild it yourself and pass "
+def _shared_embedder(source: ModelSource, options: dict) -> O1Embedder:
+    if source.from_parts:
+        raise ValueError(f"this collection's {source.kind} model was assembled from parts in one process "
+                         f"({source.as_dict()}, e.g. by O1Embedder.composite()); rebuild it yourself and pass "
                          "embedding_function=O1EmbeddingFunction(embedder) to get_collection")
-    key = _load_key(model, options)
+    key = _load_key(source, options)
     with _lock:
         if key not in _loaded:
-            _loaded[key] = O1Embedder.from_pretrained(model, **options)
+            _loaded[key] = O1Embedder.from_pretrained(source.path, **options)
         return _loaded[key]
 
 

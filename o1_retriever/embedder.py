@@ -15,12 +15,14 @@ from .batching import show_progress
 from .cache import cache_key, open_cache
 from .checkpoint import is_adapter
 from .composite import read_composite
-from .default_model import DEFAULT_NAME, bundled_model_path, cache_dir, minilm_path, smollm2_base_dir
+from .default_model import (DEFAULT_NAME, MINILM_HUB_ID, SMOLLM2_HUB_ID, bundled_model_path, cache_dir, minilm_path,
+                            smollm2_base_dir)
 from .device import resolve_device, resolve_dtype
 from .encoding import LMEncoder, SentenceEncoder
 from .formatting import query_embedding_text
 from .loading import fingerprint, load_causal_lm
 from .merging import merged_adapter_dir
+from .model_source import ModelSource
 from .sampling import SAMPLER
 from .settings import InferenceSettings, check_names, check_overrides, read_model_settings, resolve
 from .thinking import Thinker
@@ -39,9 +41,11 @@ class O1Embedder:
     """A retriever that thinks before it embeds. Build with `from_pretrained()` or `composite()`."""
 
     def __init__(self, thinker: Thinker | None, encoder, *, name: str, settings: InferenceSettings | None = None,
-                 thought_cache: bool | str | Path = True, quantization=None, fused: bool = True, **overrides):
-        """settings: how it thinks and embeds (default: the official values); keyword `overrides` replace single
-        settings of it (e.g. `aggregation="mean_with_query"`)."""
+                 thought_cache: bool | str | Path = True, quantization=None, fused: bool = True,
+                 source: ModelSource | None = None, **overrides):
+        """name: the model's name in records and messages. settings: how it thinks and embeds (default: the official
+        values); keyword `overrides` replace single settings of it (e.g. `aggregation="mean_with_query"`).
+        source: how to build it again elsewhere (default: `from_pretrained(name)`)."""
         settings = settings or InferenceSettings()
         if overrides:
             settings = dataclasses.replace(settings, **check_names(overrides, "O1Embedder"))
@@ -51,6 +55,10 @@ class O1Embedder:
                              "model embeds `<query>q</query><thought>t` (use 'query_and_thought')")
         self.settings = settings
         self.thinker, self.encoder, self.name = thinker, encoder, name
+        if source is None:
+            kind = "encoder" if thinker is None else "joint" if isinstance(encoder, LMEncoder) else "composite"
+            source = ModelSource(kind, None if name == DEFAULT_NAME else name)
+        self.source = source
         self.quantization, self.fused = quantization, fused
         parts = [fingerprint(encoder.model, encoder.tokenizer) if isinstance(encoder, LMEncoder)
                  else "st:" + fingerprint(encoder.model, encoder.model.tokenizer, extra=str(encoder.model.max_seq_length))]
@@ -92,7 +100,9 @@ class O1Embedder:
         name = DEFAULT_NAME if path_or_id is None else str(path_or_id)
         source = bundled if bundled is not None else path_or_id
         spec = read_composite(source) if source is not None else None
-        kept = dict(quantization=quantization, thought_cache=thought_cache, fused=fused)
+        origin = None if name == DEFAULT_NAME else name  # what from_pretrained is given to load it again
+        kept = dict(quantization=quantization, thought_cache=thought_cache, fused=fused,
+                    source=ModelSource("joint" if spec is None else "composite", origin))
         if spec is not None:
             return cls._from_composite(spec, name, dev, dt, prompt_style, resolve(spec.settings, overrides), kept)
         if bundled is not None and is_adapter(bundled):
@@ -134,7 +144,9 @@ class O1Embedder:
                             device=dev, dtype=dt, quantization=quantization)
         enc = SentenceEncoder.load(str(minilm_path()) if encoder is None else encoder, dev)
         name = f"composite:{thinker or 'SmolLM2-135M-Instruct'}+{encoder or 'all-MiniLM-L6-v2'}"
-        return cls(Thinker(lm.model, lm.tokenizer, "chat"), enc, name=name, quantization=quantization, **options)
+        source = ModelSource("composite", thinker=str(thinker or SMOLLM2_HUB_ID), encoder=str(encoder or MINILM_HUB_ID))
+        return cls(Thinker(lm.model, lm.tokenizer, "chat"), enc, name=name, quantization=quantization, source=source,
+                   **options)
 
     # ---- thinking -----------------------------------------------------------------------------
     @property

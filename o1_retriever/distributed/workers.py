@@ -24,16 +24,16 @@ class ModelSpec:
         if unknown:
             raise TypeError(f"unknown model option(s) {unknown}; allowed: {list(LOAD_OPTIONS)} (the device is "
                             "chosen per actor)")
-        if self.model is not None and self.model.startswith("composite:"):
-            raise ValueError(f"{self.model!r} was built with O1Embedder.composite() in one process and cannot be "
-                             "rebuilt on a worker; save it as a composite model directory and pass its path")
+        from ..model_source import legacy_source
+        _refuse_parts(legacy_source(self.model), self.model)  # a name recorded before ModelSource
 
     @classmethod
     def of(cls, embedder) -> "ModelSpec":
         """The spec that rebuilds an already loaded embedder (its resolved dtype and settings) on a worker."""
         from ..chroma import _describe  # the same description Chroma records to rebuild a collection's model
-        model, options = _describe(embedder)
-        return cls(model, {k: v for k, v in options.items() if k in LOAD_OPTIONS})
+        source, options = _describe(embedder)
+        _refuse_parts(source, embedder.name)
+        return cls(source.path, {k: v for k, v in options.items() if k in LOAD_OPTIONS})
 
     def as_dict(self) -> dict:
         return {"model": self.model, "options": dict(sorted(self.options.items()))}
@@ -41,6 +41,12 @@ class ModelSpec:
     def load(self, device: str | None = None):
         from ..embedder import O1Embedder
         return O1Embedder.from_pretrained(self.model, device=device, **self.options)
+
+
+def _refuse_parts(source, name) -> None:
+    if source.from_parts:
+        raise ValueError(f"{name!r} was assembled from parts in one process (e.g. by O1Embedder.composite()) and "
+                         "cannot be rebuilt on a worker; save it as a composite model directory and pass its path")
 
 
 def _actor_device() -> str:

@@ -261,8 +261,10 @@ def _plain_encoder(path: str, config: EvalConfig):
     from ..device import resolve_device
     from ..embedder import O1Embedder
     from ..encoding import SentenceEncoder
+    from ..model_source import ModelSource
     encoder = SentenceEncoder.load(str(path), resolve_device(config.device))
-    return O1Embedder(None, encoder, name=f"encoder:{_label(path)}", thought_cache=False)
+    return O1Embedder(None, encoder, name=f"encoder:{_label(path)}", thought_cache=False,
+                      source=ModelSource("encoder", encoder=str(path)))
 
 
 def run_evaluation(config: EvalConfig, log=print) -> EvalOutcome:

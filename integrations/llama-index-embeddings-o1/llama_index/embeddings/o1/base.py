@@ -109,8 +109,8 @@ class O1Embedding(BaseEmbedding):
             embedder = RemoteEmbedder(url, api_key=api_key, model=served, timeout=timeout)
         elif embedder is None:
             embedder = O1Embedder.from_pretrained(self.model_path, **model_kwargs)
-        elif isinstance(embedder, O1Embedder) and _reloadable(embedder.name):
-            self.model_path = embedder.name  # so to_dict()/from_dict() reload the same checkpoint
+        elif isinstance(embedder, O1Embedder) and not embedder.source.from_parts:
+            self.model_path = embedder.source.path  # so to_dict()/from_dict() reload the same checkpoint
         self._embedder = embedder
         if isinstance(embedder, RemoteEmbedder):
             self.url = embedder.url
@@ -174,7 +174,3 @@ class O1Embedding(BaseEmbedding):
     async def _aget_text_embeddings(self, texts: List[str]) -> List[Embedding]:
         return await asyncio.to_thread(self._get_text_embeddings, texts)
 
-
-def _reloadable(name: str) -> bool:
-    """Whether an embedder's name is the path it was loaded from (not the default or a composite)."""
-    return name != "o1-retriever-default" and not name.startswith("composite:")
