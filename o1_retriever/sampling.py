@@ -1,8 +1,7 @@
 """Nucleus (top-p) sampling without sorting the whole vocabulary at every step.
 
 transformers' top-p warper sorts all ~49k scores of every row at every step, and `multinomial` then draws over
-all of them: on a CPU that was about 45% of the default model's thinking time (profiled: sort 24%, the draw 17%).
-The nucleus nearly always lies among the few hundred likeliest tokens, so `sample_nucleus` takes those with
+all of them: on a CPU that is a large share of a small model's thinking time (benchmarks/HISTORY.md). The nucleus nearly always lies among the few hundred likeliest tokens, so `sample_nucleus` takes those with
 `topk`; when their mass reaches top_p, every token of the nucleus is among them and the distribution is exactly
 the warper's. Rows where it does not (a very flat distribution) fall back to a full sort.
 
@@ -24,8 +23,8 @@ import secrets
 
 import torch
 
-# Part of the thought-cache key: thoughts drawn another way are another sample. "rowseed": each row its own
-# generator seeded from (seed, query, row) since 2026-12; "topk256-nucleus" drew the whole batch from one seed.
+# Part of the thought-cache key: thoughts drawn another way are another sample, so a new way of drawing gets a new
+# name. "rowseed": each row draws from its own generator seeded from (seed, query, row).
 SAMPLER = "topk256-nucleus-rowseed"
 CANDIDATES = 256  # tokens looked at before falling back to a full sort (top-p 0.9 at T=0.7 rarely needs more)
 

@@ -54,7 +54,7 @@ def plot_k_sweep(rows: list[dict], path, title: str = "") -> Path:
         ax.set_xticks(all_k)
         ax.grid(alpha=0.3)
     if all(r["ms_per_query"] > 0 for r in rows):
-        ax_t.set_yscale("log")  # BM25 (~1 ms) and thinking (~seconds) differ by orders of magnitude
+        ax_t.set_yscale("log")  # BM25 and thinking latencies differ by orders of magnitude
     ax_q.legend(fontsize=7, loc="best")
     if title:
         fig.suptitle(title)
