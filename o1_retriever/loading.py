@@ -14,7 +14,7 @@ import torch
 
 from .checkpoint import is_adapter, load_adapter
 from .formatting import SPECIAL_TOKENS, add_special_tokens
-from .merging import plain_copy
+from .quantized import bnb_config, quantized_copy
 from .validation import QUANTIZATIONS, check_choice
 
 
@@ -30,19 +30,10 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith(("/", "./", "../", "~")) or name.endswith(".gguf") or os.sep + os.sep in name
 
 
-def _quantization_config(quantization, dtype):
+def _check_quantization(quantization) -> None:
     check_choice(quantization, "quantization", QUANTIZATIONS)
-    if quantization is None:
-        return None
-    try:
-        import bitsandbytes  # noqa: F401
-    except ImportError as e:
-        raise ImportError(f"quantization={quantization!r} needs bitsandbytes: pip install bitsandbytes") from e
-    from transformers import BitsAndBytesConfig
-    if quantization == "4bit":
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                  bnb_4bit_compute_dtype=dtype, bnb_4bit_use_double_quant=True)
-    return BitsAndBytesConfig(load_in_8bit=True)
+    if quantization is not None:
+        bnb_config(quantization, torch.float32)  # bitsandbytes is there, or the ImportError names the pip command
 
 
 def load_causal_lm(source: str, *, device: torch.device, dtype: torch.dtype,
@@ -54,14 +45,13 @@ def load_causal_lm(source: str, *, device: torch.device, dtype: torch.dtype,
     path = Path(source).expanduser()
     if _looks_like_path(source) and not path.exists():
         raise ValueError(f"model path {source!r} does not exist; give a local directory, a .gguf file or a hub id")
-    qconfig = _quantization_config(quantization, dtype)
+    _check_quantization(quantization)
     from transformers import AutoModelForCausalLM, AutoTokenizer
     try:
-        if qconfig is not None:
-            plain, had_tokens = plain_copy(source, dtype)
-            tokenizer = AutoTokenizer.from_pretrained(plain)
-            model = AutoModelForCausalLM.from_pretrained(plain, quantization_config=qconfig, dtype=dtype,
-                                                         device_map={"": str(device)})
+        if quantization is not None:  # read from a copy already in the quantized layout (quantized.py says why)
+            packed, had_tokens = quantized_copy(source, quantization, dtype, device)
+            tokenizer = AutoTokenizer.from_pretrained(packed)
+            model = AutoModelForCausalLM.from_pretrained(packed, dtype=dtype, device_map={"": str(device)})
         elif path.suffix == ".gguf" and path.is_file():
             tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
             had_tokens = False
@@ -76,8 +66,8 @@ def load_causal_lm(source: str, *, device: torch.device, dtype: torch.dtype,
             model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
     except OSError as e:
         raise ValueError(f"could not load a causal LM from {source!r}: {e}") from e
-    add_special_tokens(None if qconfig is not None else model, tokenizer)
-    if qconfig is None:
+    add_special_tokens(None if quantization is not None else model, tokenizer)
+    if quantization is None:
         model.to(device)
     model.eval()
     return LoadedLM(model, tokenizer, "official" if had_tokens else "chat", source)

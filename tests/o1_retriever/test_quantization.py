@@ -40,3 +40,35 @@ def test_missing_bitsandbytes_names_the_pip_command(tiny_o1_dir, monkeypatch):
     monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # makes `import bitsandbytes` fail
     with pytest.raises(ImportError, match="pip install bitsandbytes"):
         O1Embedder.from_pretrained(str(tiny_o1_dir), quantization="4bit", thought_cache=False)
+
+
+def test_quantizing_happens_once_in_a_child_and_loads_read_the_packed_copy(tiny_o1_dir, tmp_path, monkeypatch):
+    """The caller's process never reads full-precision thinker weights: a child writes the 4-bit layout to the
+    cache once (the adapter merge included), and every load, the first too, reads only that."""
+    import json
+
+    import torch
+    import transformers
+
+    from o1_retriever.loading import load_causal_lm
+    from o1_retriever.quantized import MARKER
+    monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path))
+    read = []
+    real = transformers.AutoModelForCausalLM.from_pretrained.__func__
+
+    def recording(cls, path, *args, **kwargs):  # the real loader, with a note of what it was asked to read
+        read.append(str(path))
+        return real(cls, path, *args, **kwargs)
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", classmethod(recording))
+    first = load_causal_lm(str(tiny_o1_dir), device=torch.device("cpu"), dtype=torch.bfloat16, quantization="4bit")
+    packed = [p for p in (tmp_path / "models").iterdir() if (p / MARKER).exists()]
+    assert len(packed) == 1 and read == [str(packed[0])]  # the merge and the quantizing ran in the child
+    assert json.loads((packed[0] / MARKER).read_text())["had_o1_tokens"] is True
+    assert json.loads((packed[0] / "config.json").read_text())["quantization_config"]["load_in_4bit"] is True
+    assert any(isinstance(m, _linear4bit()) for m in first.model.modules()) and first.prompt_style == "official"
+    stamp = (packed[0] / MARKER).stat().st_mtime_ns
+    again = load_causal_lm(str(tiny_o1_dir), device=torch.device("cpu"), dtype=torch.bfloat16, quantization="4bit")
+    assert (packed[0] / MARKER).stat().st_mtime_ns == stamp and read == [str(packed[0])] * 2  # made once
+    for a, b in zip(first.model.state_dict().values(), again.model.state_dict().values()):
+        assert torch.equal(a, b)
