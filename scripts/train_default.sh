@@ -8,7 +8,8 @@
 #      once more for 1 epoch on the records plus 1500 fresh title pairs (none of the first 1000) = stage 3; then
 #      stage 6, the shipped default (benchmarks/stage6_trial/ has the trial that chose it): 1 epoch on the records
 #      plus 500 fresh SciFact and 500 NFCorpus title pairs, each given a committee-chosen thought (synthesize --pairs);
-#   4. export into o1_retriever/default_adapter/;
+#   4. export into o1_retriever/default_adapter/ (what inference loads), each stage's training record (arguments,
+#      per-step losses, loss plot) into benchmarks/default_adapter_training/stage{1,2,3,6}/;
 #   5. choose the inference settings (sampling temperature x aggregation x the bare query's weight) on the
 #      held-out SciFact dev queries, write them into the model's o1_generation.json; then the dense share of
 #      hybrid search (fused with BM25) on the same queries (printed: o1_retriever.fusion.DEFAULT_DENSE_WEIGHT
@@ -18,7 +19,8 @@
 #      all-MiniLM-L6-v2, by benchmarks/composite_default/RULE.md: scripts/choose_composite_default.sh.
 # Usage: bash scripts/train_default.sh [RUN_DIR]   (resumable: re-running skips finished steps)
 #   LAST_STAGE=3 stops after stage 3 and ships it (the default before 2026-12-03). STAGE3=DIR starts stage 6 from a
-#   stage 3 trained before instead of training stages 1-3 (about 3 h less on a 2-core AMX CPU). UNTIL=train stops
+#   stage 3 trained before instead of training stages 1-3 (about 3 h less on a 2-core AMX CPU); STAGE3_LOGS=DIR
+#   holds its stage1/, stage2/, stage3/ records (default: benchmarks/default_adapter_training). UNTIL=train stops
 #   once the last stage is trained, before anything is shipped; UNTIL=ship once it is shipped, before the settings
 #   are chosen and the test splits evaluated.
 # A smoke run of every step (minutes, not hours) writes elsewhere and shrinks the work, e.g.
@@ -35,6 +37,8 @@ DATA=${DATA:-../shared/data}
 DEFAULT_ADAPTER=o1_retriever/default_adapter
 ADAPTER=$(realpath -m "${ADAPTER_DIR:-$DEFAULT_ADAPTER}")  # where the model is shipped
 BENCH=${BENCH_DIR:-benchmarks}            # where the results go
+LOGS=$(realpath -m "${LOGS_DIR:-$BENCH/default_adapter_training}")  # each stage's training record, beside the results
+STAGE3_LOGS=${STAGE3_LOGS:-benchmarks/default_adapter_training}     # with STAGE3: the records of its stages 1-3
 DEV_QUERIES=${DEV_QUERIES:-100}
 TITLE_DOCS=${TITLE_DOCS:-1000}             # SciFact title-to-abstract pairs added in stage 2
 TITLE_DOCS3=${TITLE_DOCS3:-1500}           # fresh ones (not in stage 2's) added in stage 3
@@ -65,9 +69,9 @@ cat "$RUN/synth_scifact_train.jsonl" "$RUN/synth_nfcorpus_dev.jsonl" > "$RUN/tra
 $PY -m o1_retriever_training.holdout --records "$RUN/train.jsonl" --dataset "$DATA/scifact" --split train \
   --num-queries "$DEV_QUERIES" --seed 1234 --train-out "$RUN/train_fit.jsonl" --dev-dir "$RUN/scifact_dev"
 
-# STAGE3=DIR (a stage 3 with its stage1/ and stage2/ logs: o1_retriever/default_adapter at commit 6e90965, say)
-# skips training stages 1-3; the records and the title files are still made, since stage 6 trains on them and draws
-# fresh titles against them.
+# STAGE3=DIR (a stage 3 adapter: o1_retriever/default_adapter at commit 6e90965, say; STAGE3_LOGS=DIR has the
+# training records of its stages 1-3) skips training stages 1-3; the records and the title files are still made,
+# since stage 6 trains on them and draws fresh titles against them.
 trained() { [ -f "$RUN/$1/adapter_model.safetensors" ]; }  # exported: a finished stage is not trained again
 if [ -n "${STAGE3:-}" ] && ! trained model3; then mkdir -p "$RUN/model3" && cp -r "$STAGE3"/. "$RUN/model3/"; fi
 
@@ -125,20 +129,24 @@ fi
 
 [ "${UNTIL:-}" = train ] && exit 0  # UNTIL=train: stop once every stage is trained
 
-# Ship it: adapter (LoRA + O1 token rows as PEFT trainable tokens) + tokenizer + loss logs/plots of every stage, no checkpoints; the model card
-# (README.md) stays.
+# Ship it: only what inference loads goes into the adapter dir: LoRA + O1 token rows as PEFT trainable tokens,
+# tokenizer, no checkpoints; the model card (README.md) stays. Each stage's training record (arguments, per-step
+# losses, loss plot) goes to LOGS/stageN/.
 mkdir -p "$ADAPTER"
 find "$ADAPTER" -mindepth 1 ! -name README.md -delete
 (cd "$RUN/model$LAST_STAGE" && cp -r adapter_config.json adapter_model.safetensors tokenizer* chat_template.jinja \
-   losses.png train_log.jsonl training_args.json "$ADAPTER/")
-earlier=("stage1 model" "stage2 model2")
-[ "$LAST_STAGE" = 6 ] && earlier+=("stage3 model3")
-for stage in "${earlier[@]}"; do
-  read -r name model <<< "$stage"
-  mkdir -p "$ADAPTER/$name"
-  [ -d "$RUN/$model" ] || model=model3/$name  # STAGE3: the earlier stages' logs came with it
-  (cd "$RUN/$model" && cp losses.png train_log.jsonl training_args.json "$ADAPTER/$name/")
+   "$ADAPTER/")
+ship_logs() {  # stage number, the folder with that stage's losses.png, train_log.jsonl and training_args.json
+  local to="$LOGS/stage$1"
+  [ "$(realpath -m "$2")" = "$(realpath -m "$to")" ] && return 0  # STAGE3_LOGS is LOGS: already in place
+  rm -rf "$to" && mkdir -p "$to"
+  (cd "$2" && cp losses.png train_log.jsonl training_args.json "$to/")
+}
+for stage in "1 model" "2 model2" "3 model3"; do
+  read -r n model <<< "$stage"
+  if [ -f "$RUN/$model/train_log.jsonl" ]; then ship_logs "$n" "$RUN/$model"; else ship_logs "$n" "$STAGE3_LOGS/stage$n"; fi
 done
+[ "$LAST_STAGE" = 6 ] && ship_logs 6 "$RUN/model6"
 echo '{"max_new_tokens": 48}' > "$ADAPTER/o1_generation.json"  # the thought length it was trained on
 [ "${UNTIL:-}" = ship ] && exit 0
 

@@ -82,3 +82,16 @@ print(json.dumps(failed))
     failed = json.loads(done.stdout.strip().splitlines()[-1])
     unhelpful = {name: error for name, error in failed.items() if "pip install" not in error}
     assert not unhelpful
+
+
+TRAINING_RECORD = ("train_log.jsonl", "losses.png", "training_args.json")
+
+
+def test_the_bundled_adapter_ships_only_what_inference_loads():
+    # each stage's arguments, losses and plot are kept beside the benchmarks instead (issue 28, point 5)
+    from o1_retriever.default_model import ADAPTER_DIR
+    extra = [p.name for p in ADAPTER_DIR.iterdir() if p.is_dir() or p.name in TRAINING_RECORD]
+    assert not extra, f"{ADAPTER_DIR} ships training files: {extra}"
+    for stage in ("stage1", "stage2", "stage3", "stage6"):
+        for name in TRAINING_RECORD:
+            assert (ROOT / "benchmarks" / "default_adapter_training" / stage / name).is_file(), (stage, name)

@@ -3,7 +3,7 @@ committee), hold-out, training (stages 1, 2, 3 and the shipped 6), shipping, the
 the test evaluation, on the shared data. Its knobs shrink the work to minutes (12 queries per dataset, 2 training
 steps of 4 queries, 3 + 3 title pairs with thoughts, 200-document corpora, 6 queries per eval, SciFact's test split
 only: NFCorpus's judged documents are nearly its whole corpus, which a corpus subsample must keep) and ship to a temp
-dir, so the bundled adapter is never touched."""
+dir, so the bundled adapter and its training record (benchmarks/default_adapter_training) are never touched."""
 import hashlib
 import json
 import os
@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+SHIPPED_LOGS = REPO / "benchmarks" / "default_adapter_training"  # each stage's record of the bundled adapter
 
 
 def _digest(folder: Path) -> str:
@@ -26,8 +27,9 @@ def _digest(folder: Path) -> str:
 @pytest.mark.slow
 def test_reproduction_script_runs_every_step(shared_data, tmp_path):
     from o1_retriever.evaluation.choose import choose
-    shipped_before = _digest(REPO / "o1_retriever" / "default_adapter")
+    shipped_before = _digest(REPO / "o1_retriever" / "default_adapter"), _digest(SHIPPED_LOGS)
     run, adapter, bench = tmp_path / "run", tmp_path / "adapter", tmp_path / "bench"
+    logs = bench / "default_adapter_training"  # each stage's record goes beside the results, not into the adapter
     env = os.environ | {"ADAPTER_DIR": str(adapter), "BENCH_DIR": str(bench), "DATA": str(shared_data),
                         "LIMIT": "12", "DEV_QUERIES": "4", "MAX_STEPS": "2", "TRAIN_BATCH": "4",
                         "TITLE_DOCS": "12", "TITLE_DOCS3": "12",
@@ -48,30 +50,32 @@ def test_reproduction_script_runs_every_step(shared_data, tmp_path):
     titles = [json.loads(line) for line in (run / "titles_scifact.jsonl").read_text().splitlines()]
     assert len(titles) == 12 and all(r["query_id"].startswith("title-") and r["thought"] is None for r in titles)
     assert len((run / "train_mix.jsonl").read_text().splitlines()) == 20 + 12
-    stage2 = json.loads((adapter / "stage2" / "training_args.json").read_text())
+    stage2 = json.loads((logs / "stage2" / "training_args.json").read_text())
     assert stage2["model"]["init_adapter"] == str(run / "model") and stage2["train"]["num_epochs"] == 1
-    stage1 = json.loads((adapter / "stage1" / "training_args.json").read_text())
+    stage1 = json.loads((logs / "stage1" / "training_args.json").read_text())
     assert stage1["model"]["init_adapter"] is None and stage1["train"]["num_epochs"] == 2
     # stage 3 continued stage 2 on its records plus 12 fresh title pairs, none of stage 2's documents
     fresh = [json.loads(line) for line in (run / "titles3_scifact.jsonl").read_text().splitlines()]
     assert len(fresh) == 12 and not {r["pos_ids"][0] for r in fresh} & {r["pos_ids"][0] for r in titles}
     assert len((run / "train_mix3.jsonl").read_text().splitlines()) == 20 + 12
-    stage3 = json.loads((adapter / "stage3" / "training_args.json").read_text())
+    stage3 = json.loads((logs / "stage3" / "training_args.json").read_text())
     assert stage3["model"]["init_adapter"] == str(run / "model2") and stage3["train"]["seed"] == 44
     # stage 6 (shipped) continued stage 3 on its records plus 3 + 3 title pairs with thoughts
-    stage6 = json.loads((adapter / "training_args.json").read_text())
+    stage6 = json.loads((logs / "stage6" / "training_args.json").read_text())
     assert stage6["model"]["init_adapter"] == str(run / "model3") and stage6["train"]["seed"] == 47
     assert len((run / "train_mix6.jsonl").read_text().splitlines()) == 20 + 3 + 3
     assert [s["model"]["lora_r"] for s in (stage1, stage2, stage3, stage6)] == [16] * 4  # the stage-1 adapter's shape
     assert [s["train"]["batch_size"] for s in (stage1, stage2, stage3, stage6)] == [4] * 4  # TRAIN_BATCH
 
     # each stage trained for the 2 steps asked, then shipped with the settings the dev runs choose
-    for log in (adapter / "train_log.jsonl", adapter / "stage1" / "train_log.jsonl",
-                adapter / "stage2" / "train_log.jsonl", adapter / "stage3" / "train_log.jsonl"):
-        steps = [json.loads(line) for line in log.read_text().splitlines()]
-        assert max(s["step"] for s in steps) == 2
-    # the shipped form: a PEFT adapter whose new token rows live in it (trainable_token_indices), no embedding/ dir
+    for n in (1, 2, 3, 6):
+        steps = [json.loads(line) for line in (logs / f"stage{n}" / "train_log.jsonl").read_text().splitlines()]
+        assert max(s["step"] for s in steps) == 2 and (logs / f"stage{n}" / "losses.png").exists()
+    # the shipped form: a PEFT adapter whose new token rows live in it (trainable_token_indices), no embedding/ dir,
+    # and nothing that inference does not load
     assert (adapter / "adapter_model.safetensors").exists() and not (adapter / "embedding").exists()
+    assert not [p.name for p in adapter.iterdir() if p.is_dir() or p.name in ("train_log.jsonl", "losses.png",
+                                                                           "training_args.json")]
     assert json.loads((adapter / "adapter_config.json").read_text())["trainable_token_indices"]
     dev_runs = sorted((bench / "default_dev").glob("*.json"))
     assert len(dev_runs) == 8 and (bench / "default_dev" / "choice.png").exists()
@@ -95,7 +99,7 @@ def test_reproduction_script_runs_every_step(shared_data, tmp_path):
         composite = json.loads((bench / f"composite_{ds}.json").read_text())["results"]
         assert [(r["system"], r["k"]) for r in composite] == [("composite", 3)]
     assert "composite" in done.stdout and "bm25" in done.stdout  # the final table
-    assert _digest(REPO / "o1_retriever" / "default_adapter") == shipped_before
+    assert (_digest(REPO / "o1_retriever" / "default_adapter"), _digest(SHIPPED_LOGS)) == shipped_before
 
 
 @pytest.mark.real_model
@@ -103,10 +107,11 @@ def test_reproduction_script_runs_every_step(shared_data, tmp_path):
 def test_reproduction_script_trains_stage6_from_a_trained_stage3(shared_data, tmp_path):
     """STAGE3=DIR: stage 6 continues a stage 3 trained before (the shipped adapter's files stand in for one) on the
     records plus fresh SciFact and NFCorpus title pairs, each with a committee-chosen thought; stages 1-3 are not
-    trained again, and UNTIL=ship stops once stage 6 is shipped with every earlier stage's logs."""
-    run, adapter = tmp_path / "run", tmp_path / "adapter"
+    trained again, and UNTIL=ship stops once stage 6 is shipped with every earlier stage's record (STAGE3_LOGS: by
+    default the bundled adapter's, benchmarks/default_adapter_training)."""
+    run, adapter, logs = tmp_path / "run", tmp_path / "adapter", tmp_path / "bench" / "default_adapter_training"
     stage3 = REPO / "o1_retriever" / "default_adapter"
-    shipped_before = _digest(stage3)
+    shipped_before = _digest(stage3), _digest(SHIPPED_LOGS)
     env = os.environ | {"ADAPTER_DIR": str(adapter), "BENCH_DIR": str(tmp_path / "bench"), "DATA": str(shared_data),
                         "LAST_STAGE": "6", "STAGE3": str(stage3), "UNTIL": "ship", "LIMIT": "4", "DEV_QUERIES": "2",
                         "MAX_STEPS": "1", "TRAIN_BATCH": "4", "TITLE_DOCS": "4", "TITLE_DOCS3": "4", "TITLE_DOCS5": "6",
@@ -115,7 +120,7 @@ def test_reproduction_script_trains_stage6_from_a_trained_stage3(shared_data, tm
                           text=True, timeout=1800)
     assert done.returncode == 0, done.stderr[-4000:]
     assert not (run / "model").exists() and not (run / "model2").exists()
-    assert _digest(run / "model3") == shipped_before  # copied as it was, not retrained
+    assert _digest(run / "model3") == shipped_before[0]  # copied as it was, not retrained
 
     # 3 of 6 fresh SciFact titles (none an earlier stage trained on) and 3 of 6 NFCorpus inline titles, with thoughts
     earlier = {json.loads(line)["pos_ids"][0] for name in ("titles_scifact.jsonl", "titles3_scifact.jsonl")
@@ -128,13 +133,13 @@ def test_reproduction_script_trains_stage6_from_a_trained_stage3(shared_data, tm
     assert [r["query_id"] for r in nfcorpus] == drawn[:3]  # the first TITLE_THOUGHTS of the draw, in order
     assert len((run / "train_mix6.jsonl").read_text().splitlines()) == (2 * 4 - 2) + 3 + 3
 
-    # shipped: stage 6's adapter and logs, stages 1-3's logs beside them; no settings chosen yet
-    stage6 = json.loads((adapter / "training_args.json").read_text())
+    # shipped: stage 6's adapter; its record and stages 1-3's beside the results; no settings chosen yet
+    stage6 = json.loads((logs / "stage6" / "training_args.json").read_text())
     assert stage6["model"]["init_adapter"] == str(run / "model3") and stage6["train"]["seed"] == 47
     assert stage6["train"]["max_steps"] == 1 and stage6["model"]["lora_r"] == 16 and stage6["train"]["batch_size"] == 4
     for n in (1, 2, 3):
-        assert (adapter / f"stage{n}" / "train_log.jsonl").read_bytes() == \
-            (stage3 / (f"stage{n}/" if n < 3 else "") / "train_log.jsonl").read_bytes()
+        assert (logs / f"stage{n}" / "train_log.jsonl").read_bytes() == \
+            (SHIPPED_LOGS / f"stage{n}" / "train_log.jsonl").read_bytes()
     assert json.loads((adapter / "o1_generation.json").read_text()) == {"max_new_tokens": 48}
     assert not (tmp_path / "bench" / "default_dev").exists()
-    assert _digest(stage3) == shipped_before
+    assert (_digest(stage3), _digest(SHIPPED_LOGS)) == shipped_before
