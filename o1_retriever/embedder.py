@@ -28,6 +28,7 @@ from .settings import InferenceSettings, check_names, check_overrides, read_mode
 from .thinking import Thinker
 from .validation import (AGGREGATIONS, QUANTIZATIONS, as_text_list, check_choice, check_k, check_positive_int,
                          check_query_weight)
+from .vector_cache import QueryVectorCache
 
 
 @dataclass
@@ -42,10 +43,13 @@ class O1Embedder:
 
     def __init__(self, thinker: Thinker | None, encoder, *, name: str, settings: InferenceSettings | None = None,
                  thought_cache: bool | str | Path = True, quantization=None, fused: bool = True,
-                 source: ModelSource | None = None, **overrides):
+                 source: ModelSource | None = None, vector_cache: bool = True, compile: bool = False, **overrides):
         """name: the model's name in records and messages. settings: how it thinks and embeds (default: the official
         values); keyword `overrides` replace single settings of it (e.g. `aggregation="mean_with_query"`).
-        source: how to build it again elsewhere (default: `from_pretrained(name)`)."""
+        source: how to build it again elsewhere (default: `from_pretrained(name)`).
+        vector_cache: keep finished query vectors in memory, so a repeated query costs no forward (`vector_cache.py`).
+        compile: think with a static KV cache and a compiled forward (same thoughts; worth its one-time compile in
+        long-lived processes such as the server). A model whose thinker also embeds (fused) decodes uncompiled."""
         settings = settings or InferenceSettings()
         if overrides:
             settings = dataclasses.replace(settings, **check_names(overrides, "O1Embedder"))
@@ -68,13 +72,17 @@ class O1Embedder:
         self.encoder_fingerprint = parts[0]
         self.thinker_fingerprint = parts[-1]
         self.fingerprint = hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+        self.vector_cache = QueryVectorCache() if vector_cache else None
+        if thinker is not None:
+            thinker.compiled = bool(compile)
         self.thought_cache = open_cache(thought_cache, cache_dir)  # True: thoughts.sqlite in the cache dir
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path_or_id=None, *, device=None, dtype="auto", quantization=None,
                         share_weights: bool = False, prompt_style: str = "auto", thought_cache: bool | str | Path = True,
-                        fused: bool = True, **settings) -> "O1Embedder":
+                        fused: bool = True, vector_cache: bool = True, compile: bool = False,
+                        **settings) -> "O1Embedder":
         """Load a model: None (the bundled default, offline), a bundled name ("o1-retriever-default", or
         "o1-retriever-joint": the earlier default, one SmolLM2 thinking and embedding), a composite model
         directory (`o1_composite.json`: a thinker plus a sentence-transformers encoder), an official O1
@@ -101,7 +109,8 @@ class O1Embedder:
         source = bundled if bundled is not None else path_or_id
         spec = read_composite(source) if source is not None else None
         origin = None if name == DEFAULT_NAME else name  # what from_pretrained is given to load it again
-        kept = dict(quantization=quantization, thought_cache=thought_cache, fused=fused,
+        kept = dict(quantization=quantization, thought_cache=thought_cache, fused=fused, vector_cache=vector_cache,
+                    compile=compile,
                     source=ModelSource("joint" if spec is None else "composite", origin))
         if spec is not None:
             return cls._from_composite(spec, name, dev, dt, prompt_style, resolve(spec.settings, overrides), kept)
@@ -227,6 +236,33 @@ class O1Embedder:
             query_weight = self.query_weight
         query_weight = check_query_weight(query_weight, how)
         progress = show_progress(show_progress_bar, len(queries))
+        scope = self._vector_scope(k, how, query_weight) if queries else None
+        if scope is None:
+            vectors, thoughts = self._encode_queries(queries, k, batch_size, progress, how, query_weight)
+        else:  # a repeated query is a lookup: no thinking, no embedding
+            done = self.vector_cache.get_many(scope, queries)
+            todo = [q for q in dict.fromkeys(queries) if q not in done]
+            if todo:
+                made_vectors, made_thoughts = self._encode_queries(todo, k, batch_size, progress, how, query_weight)
+                made = {q: (made_vectors[i], made_thoughts[i]) for i, q in enumerate(todo)}
+                self.vector_cache.put_many(scope, made)
+                done |= made
+            vectors = np.stack([done[q][0] for q in queries])
+            thoughts = [list(done[q][1]) for q in queries]
+        if single:
+            vectors, thoughts = vectors[0], thoughts[0]
+        return QueryEncoding(vectors, thoughts) if return_thoughts else vectors
+
+    def _vector_scope(self, k: int, how: str, query_weight) -> str | None:
+        """The vector cache's scope for this call, or None where a repeat must not be served from it: no cache, or
+        thoughts sampled afresh on every call (no seed and no thought cache to pin them)."""
+        if self.vector_cache is None or (k > 0 and self.settings.seed is None and self.thought_cache is None):
+            return None
+        style = self.thinker.prompt_style if self.thinker is not None else None
+        return self.vector_cache.scope(f"{self.fingerprint}:{style}:{self.can_fuse}", dataclasses.asdict(self.settings),
+                                       k, how, query_weight)
+
+    def _encode_queries(self, queries, k, batch_size, progress, how, query_weight) -> tuple[np.ndarray, list]:
         thoughts, fused = self._think(queries, k, batch_size, progress, want_vectors=self.can_fuse)
         bare = None
         if k == 0 or how == "mean_with_query":
@@ -246,10 +282,7 @@ class O1Embedder:
                 if q in fused:
                     per_query[i] = fused[q]
             vectors = aggregate(per_query, how, bare, query_weight)
-        vectors = vectors.astype(np.float32)
-        if single:
-            vectors, thoughts = vectors[0], thoughts[0]
-        return QueryEncoding(vectors, thoughts) if return_thoughts else vectors
+        return vectors.astype(np.float32), thoughts
 
     def encode_documents(self, documents, batch_size: int = 32, show_progress_bar: bool | None = None) -> np.ndarray:
         """Embed passages directly (`passage<emb>`), no thinking; L2-normalised."""

@@ -136,12 +136,12 @@ def _timing(emb, queries, thoughts, seconds, peak_tflops) -> PathTiming:
 
 
 def compare_paths(emb, queries: list[str], k: int, batch_size: int, peak_tflops: float) -> dict:
-    """Both paths on the same queries, each after a warm-up batch; the thought cache is off for both."""
+    """Both paths on the same queries, each after a warm-up batch; ours without its thought and vector caches."""
     if emb.thinker is None:
         raise ValueError("compare_paths needs a model that thinks (this one has no thinker)")
     device = emb.thinker.device
-    saved = emb.thought_cache
-    emb.thought_cache = None
+    saved = emb.thought_cache, emb.vector_cache
+    emb.thought_cache = emb.vector_cache = None
     try:
         warm = queries[:min(len(queries), 4)]
         reference_embed(emb, warm, reference_think(emb, warm, k), batch_size)
@@ -151,7 +151,7 @@ def compare_paths(emb, queries: list[str], k: int, batch_size: int, peak_tflops:
         ours, ours_s = _timed(lambda: emb.encode_queries(queries, k=k, batch_size=batch_size, return_thoughts=True),
                               device)
     finally:
-        emb.thought_cache = saved
+        emb.thought_cache, emb.vector_cache = saved
     reference = _timing(emb, queries, ref_thoughts, ref_s + embed_s, peak_tflops)
     mine = _timing(emb, queries, ours.thoughts, ours_s, peak_tflops)
     return {"k": k, "batch_size": batch_size, "queries": len(queries), "reference": asdict(reference),

@@ -47,6 +47,9 @@ class Thinker:
         if prompt_style not in ("official", "chat"):
             raise ValueError(f"prompt_style={prompt_style!r} is not supported; use 'official' or 'chat'")
         self.model, self.tokenizer, self.prompt_style = model, tokenizer, prompt_style
+        # Decode with a preallocated (static) KV cache through one compiled forward: compiled once per process
+        # and input shape, so it pays off in long-lived processes and costs a one-shot call its compile time.
+        self.compiled = False
 
     @property
     def device(self) -> torch.device:
@@ -58,7 +61,7 @@ class Thinker:
         return chat_thinking_prompt(self.tokenizer, query)
 
     @torch.inference_mode()
-    def _generate(self, queries: list[str], k: int, config: InferenceSettings):
+    def _generate(self, queries: list[str], k: int, config: InferenceSettings, static: bool = False):
         tok = self.tokenizer
         batch = tok([self.prompt(q) for q in queries], return_tensors="pt", padding=True, truncation=True,
                     max_length=config.prompt_max_length, add_special_tokens=self.prompt_style == "official")
@@ -68,7 +71,8 @@ class Thinker:
         out = generate(self.model, batch["input_ids"], batch["attention_mask"], n=k, temperature=config.temperature,
                        top_p=config.top_p, seeds=row_seeds(config.seed, queries, k),
                        max_new_tokens=config.max_new_tokens, pad_token_id=tok.pad_token_id,
-                       eos_token_id=tok.eos_token_id, return_dict_in_generate=True, use_cache=True)
+                       eos_token_id=tok.eos_token_id, return_dict_in_generate=True, use_cache=True,
+                       **(compiled_decoding() if static else {}))
         return batch, out
 
     def _decode(self, new_tokens: torch.Tensor) -> list[str]:
@@ -85,9 +89,10 @@ class Thinker:
         return texts
 
     @torch.inference_mode()
-    def generation(self, queries: list[str], k: int, config: InferenceSettings) -> Generation:
-        """k sampled continuations per query, not yet decoded, with the KV cache that produced them."""
-        batch, out = self._generate(queries, k, config)
+    def generation(self, queries: list[str], k: int, config: InferenceSettings, static: bool = False) -> Generation:
+        """k sampled continuations per query, not yet decoded, with the KV cache that produced them (a static
+        cache has no room past max_new_tokens: only for callers that do not extend it)."""
+        batch, out = self._generate(queries, k, config, static)
         mask = batch["attention_mask"].repeat_interleave(k, 0)
         return Generation(batch["input_ids"].repeat_interleave(k, 0), mask,
                           out.sequences[:, batch["input_ids"].shape[1]:], generated_cache(out))
@@ -99,7 +104,7 @@ class Thinker:
         lock); the call then returns (thoughts, [what `read` returned, per batch])."""
         def step(chunk):
             with model_lock(self.model):
-                generation = self.generation(chunk, k, config)
+                generation = self.generation(chunk, k, config, static=self.compiled and read is None)
                 extra = read(generation) if read is not None else None
             flat = self._decode(generation.new_tokens)
             return [flat[i * k:(i + 1) * k] for i in range(len(chunk))], extra
@@ -107,6 +112,15 @@ class Thinker:
         parts = in_batches(queries, batch_size, step, "Thinking", show_progress_bar)
         thoughts = [ts for part in parts for ts in part[0]]
         return thoughts if read is None else (thoughts, [part[1] for part in parts])
+
+
+def compiled_decoding() -> dict:
+    """generate() arguments for a static cache and a compiled forward, on any device (transformers compiles on
+    its own only on accelerators)."""
+    from transformers import CompileConfig
+    config = CompileConfig(mode="default", dynamic=None)
+    config._compile_all_devices = True
+    return {"cache_implementation": "static", "compile_config": config}
 
 
 # transformers renamed the KV cache from `past_key_values` to `cache` in 5.2x; pyproject's range spans both names.

@@ -37,7 +37,16 @@ def _load(args):
     cache = {"on": True, "off": False}.get(args.thought_cache, args.thought_cache)
     return O1Embedder.from_pretrained(args.model, device=args.device, dtype=args.dtype,
                                       quantization=args.quantization, seed=args.seed,
-                                      thought_cache=cache, **chosen)
+                                      thought_cache=cache, compile=_compile(args), **chosen)
+
+
+def _compile(args) -> bool:
+    """auto: compile the decoding where a long-lived server gains most from it (a GPU, launch-bound at small
+    batches); a CPU server takes --compile on where its minutes of compiling are worth it."""
+    if args.compile != "auto":
+        return args.compile == "on"
+    from ..device import resolve_device
+    return resolve_device(args.device).type == "cuda"
 
 
 def run_serve(args) -> int:
@@ -83,5 +92,8 @@ def register(sub) -> None:
                    help="seconds to let in-flight requests finish after SIGTERM")
     p.add_argument("--thought-cache", default="on", metavar="on|off|PATH",
                    help="persistent thought cache: on (thoughts.sqlite in the cache dir), off, or a file")
+    p.add_argument("--compile", default="auto", choices=["auto", "on", "off"],
+                   help="think with a static KV cache and a compiled forward (same thoughts; compiles once per "
+                        "shape at start-up); auto: on for a GPU, off on a CPU")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=run_serve)

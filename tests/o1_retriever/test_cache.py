@@ -8,7 +8,7 @@ from o1_retriever.cache import ThoughtCache, cache_key
 
 
 def test_hit_skips_generation(tiny_o1_dir, tmp_path):
-    emb = O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", dtype="fp32",
+    emb = O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", dtype="fp32", vector_cache=False,
                                      thought_cache=tmp_path / "t.sqlite", max_new_tokens=6)
     calls = []
     real_generate = emb.thinker._generate
@@ -68,7 +68,7 @@ def test_corrupt_cache_warns_and_is_rebuilt(tiny_o1_dir, tmp_path):
     sqlite3.connect(path).execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()  # rows into the main file
     _corrupt(path)
     with pytest.warns(UserWarning, match="corrupt"):
-        emb = O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", dtype="fp32", thought_cache=path,
+        emb = O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", dtype="fp32", vector_cache=False, thought_cache=path,
                                          max_new_tokens=4)
     r = emb.encode_queries(["protein"], k=1, return_thoughts=True)
     assert len(r.thoughts[0]) == 1 and len(emb.thought_cache) == 1
@@ -77,7 +77,7 @@ def test_corrupt_cache_warns_and_is_rebuilt(tiny_o1_dir, tmp_path):
 
 def test_corruption_after_open_never_fails_a_query(tiny_o1_dir, tmp_path):
     path = tmp_path / "t.sqlite"
-    emb = O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", dtype="fp32", thought_cache=path,
+    emb = O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", dtype="fp32", vector_cache=False, thought_cache=path,
                                      max_new_tokens=4)
     emb.encode_queries(["protein"], k=1)
     conn = sqlite3.connect(path)

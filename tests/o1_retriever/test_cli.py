@@ -81,7 +81,7 @@ def test_bench_writes_json(tiny_o1_dir, tmp_path):
     result = json.loads(out.read_text())
     assert [(r["k"], r["batch_size"], r["queries"]) for r in result["paths"]] == [(1, 2, 2)]
     assert (result["meta"]["device"], result["meta"]["gpu"]) == ("cpu", None)
-    assert set(result["queries"]) == {"fused", "two_pass_batched", "one_at_a_time", "cache_hit"}
+    assert set(result["queries"]) == {"fused", "two_pass_batched", "one_at_a_time", "cache_hit", "vector_cache_hit"}
     assert all(r["queries_per_s"] > 0 and r["thought_tokens_per_s"] >= 0 for r in result["queries"].values())
     # timed in the dtype "auto" picks on this machine (bf16 only where it is fast), and in fp32 beside it
     from o1_retriever.device import dtype_name, resolve_dtype

@@ -1,0 +1,79 @@
+"""In-process cache of finished query vectors, so a repeated query costs no model forward at all.
+
+The thought cache (`cache.py`) saves the thinking, but a cached query still re-embeds its k `query + thought`
+texts. This cache keeps the aggregated vector and the thoughts behind it, keyed by everything they depend on:
+the embedder's fingerprint (thinker and encoder weights), every inference setting, k, the aggregation and query
+weight of the call, and the query text. It is only consulted where a repeat would get the same answer anyway: a
+fixed seed, or a thought cache that pins the thoughts.
+
+Least recently used entries go first past `max_entries` (`$O1_RETRIEVER_VECTOR_CACHE_ENTRIES`, default 10,000:
+about 15 MB of 384-d vectors). Thread-safe; entries are returned as copies, so a caller cannot alter them.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections import OrderedDict
+
+import numpy as np
+
+DEFAULT_ENTRIES = 10_000
+
+
+def _max_entries(value) -> int:
+    given = os.environ.get("O1_RETRIEVER_VECTOR_CACHE_ENTRIES", DEFAULT_ENTRIES) if value is None else value
+    try:
+        value = int(given)
+    except (TypeError, ValueError):
+        value = -1
+    if value <= 0:
+        raise ValueError(f"the vector cache's max_entries ($O1_RETRIEVER_VECTOR_CACHE_ENTRIES) must be a positive "
+                         f"int, got {given!r}")
+    return value
+
+
+class QueryVectorCache:
+    """query -> (vector, thoughts) for one embedder's settings; see the module docstring."""
+
+    def __init__(self, max_entries: int | None = None):
+        self.max_entries = _max_entries(max_entries)
+        self._entries: OrderedDict[tuple, tuple[np.ndarray, list[str]]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    @staticmethod
+    def scope(fingerprint: str, settings: dict, k: int, aggregation: str, query_weight) -> str:
+        """What every key of one call shares (everything but the query)."""
+        return json.dumps([fingerprint, settings, k, aggregation, query_weight], sort_keys=True, default=str)
+
+    def get_many(self, scope: str, queries: list[str]) -> dict[str, tuple[np.ndarray, list[str]]]:
+        out = {}
+        with self._lock:
+            for q in queries:
+                entry = self._entries.get((scope, q))
+                if entry is not None:
+                    self._entries.move_to_end((scope, q))
+                    out[q] = (entry[0].copy(), list(entry[1]))
+            self.hits += len(out)
+            self.misses += len(set(queries)) - len(out)
+        return out
+
+    def put_many(self, scope: str, items: dict[str, tuple[np.ndarray, list[str]]]) -> None:
+        with self._lock:
+            for q, (vector, thoughts) in items.items():
+                self._entries[(scope, q)] = (np.array(vector, dtype=np.float32), list(thoughts))
+                self._entries.move_to_end((scope, q))
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.hits = self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"QueryVectorCache({len(self)}/{self.max_entries} entries, {self.hits} hits, {self.misses} misses)"
