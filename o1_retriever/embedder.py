@@ -23,6 +23,7 @@ from .formatting import query_embedding_text
 from .loading import fingerprint, load_causal_lm
 from .merging import merged_adapter_dir
 from .model_source import ModelSource
+from .remote_thinking import RemoteThinker
 from .sampling import SAMPLER
 from .settings import InferenceSettings, check_names, check_overrides, read_model_settings, resolve
 from .thinking import Thinker
@@ -68,7 +69,8 @@ class O1Embedder:
                  else "st:" + fingerprint(encoder.model, encoder.model.tokenizer, extra=str(encoder.model.max_seq_length))]
         if thinker is not None:  # one instance thinking and embedding is hashed once
             same = isinstance(encoder, LMEncoder) and thinker.model is encoder.model
-            parts.append(parts[0] if same else fingerprint(thinker.model, thinker.tokenizer, extra=f"{quantization}"))
+            parts.append(parts[0] if same else thinker.fingerprint if isinstance(thinker, RemoteThinker)  # no weights here
+                         else fingerprint(thinker.model, thinker.tokenizer, extra=f"{quantization}"))
         self.encoder_fingerprint = parts[0]
         self.thinker_fingerprint = parts[-1]
         self.fingerprint = hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
@@ -145,17 +147,25 @@ class O1Embedder:
                   **options) -> "O1Embedder":
         """Any causal LM thinks (chat-prompted), any sentence-transformers model embeds
         `query + " " + thought`: the paper's "separate generator + retriever" baseline (HyDE-like).
-        Defaults: SmolLM2-135M-Instruct thinks, all-MiniLM-L6-v2 embeds (both offline packages)."""
+        Defaults: SmolLM2-135M-Instruct thinks, all-MiniLM-L6-v2 embeds (both offline packages).
+        thinker may also be a thinker behind an API (`remote_thinking.OpenAIThinker`, `LangChainThinker`,
+        `LlamaIndexThinker`): it is used as is, and only the encoder loads here."""
         check_choice(quantization, "quantization", QUANTIZATIONS)
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
-        lm = load_causal_lm(str(smollm2_base_dir()) if thinker is None else thinker,
-                            device=dev, dtype=dt, quantization=quantization)
+        if isinstance(thinker, RemoteThinker):
+            if quantization is not None:
+                raise ValueError(f"quantization={quantization!r} applies to an in-process thinker; {thinker!r} runs "
+                                 "behind an API (quantize it on its server)")
+            think, thinker = thinker, thinker.fingerprint
+        else:
+            lm = load_causal_lm(str(smollm2_base_dir()) if thinker is None else thinker,
+                                device=dev, dtype=dt, quantization=quantization)
+            think = Thinker(lm.model, lm.tokenizer, "chat")
         enc = SentenceEncoder.load(str(minilm_path()) if encoder is None else encoder, dev)
         name = f"composite:{thinker or 'SmolLM2-135M-Instruct'}+{encoder or 'all-MiniLM-L6-v2'}"
         source = ModelSource("composite", thinker=str(thinker or SMOLLM2_HUB_ID), encoder=str(encoder or MINILM_HUB_ID))
-        return cls(Thinker(lm.model, lm.tokenizer, "chat"), enc, name=name, quantization=quantization, source=source,
-                   **options)
+        return cls(think, enc, name=name, quantization=quantization, source=source, **options)
 
     # ---- thinking -----------------------------------------------------------------------------
     @property

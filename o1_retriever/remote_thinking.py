@@ -1,0 +1,328 @@
+"""Thinkers that run elsewhere: an OpenAI-compatible endpoint (vLLM, llama.cpp server, Ollama, `transformers serve`,
+a hosted API), a LangChain chat model or a LlamaIndex LLM writes the thoughts; the local encoder embeds them.
+
+    from o1_retriever import O1Embedder
+    from o1_retriever.remote_thinking import OpenAIThinker
+    emb = O1Embedder.composite(thinker=OpenAIThinker("http://127.0.0.1:8000/v1", "Qwen/Qwen2.5-0.5B-Instruct"))
+
+Each is asked in the chat style, with the same instruction an in-process chat-prompted thinker gets
+(`formatting.CHAT_INSTRUCTION`), as one user message; the server applies its model's chat template. No weights are
+here to hash, so the thought cache keys on `fingerprint`: the endpoint and the model name (for the framework
+objects, also their own sampling parameters, which are the ones that apply).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+from tqdm.auto import tqdm
+
+from .formatting import CHAT_INSTRUCTION
+from .sampling import row_seeds
+from .settings import InferenceSettings
+from .validation import check_positive_int
+
+API_KEY_ENV = "OPENAI_API_KEY"  # read when no api_key is given, as the OpenAI SDK does
+RETRYABLE = frozenset({408, 409, 429}) | frozenset(range(500, 600))
+_SECRET_WORDS = ("key", "token", "secret", "password")
+
+
+class ThinkerAPIError(RuntimeError):
+    """An endpoint failed to write thoughts. `url` is the endpoint asked; `status` its HTTP status (None: no answer)."""
+
+    def __init__(self, url: str, message: str, status: int | None = None):
+        self.url, self.status = url, status
+        super().__init__(message)
+
+
+class RemoteThinker:
+    """What `O1Embedder` needs of a thinker that is not an in-process transformers model: `think` (the signature of
+    `thinking.Thinker.think`), `prompt_style`, `prompt` and a stable `fingerprint`. There is no model, tokenizer or
+    device here; the fused think-and-embed step (`read=`) needs a local KV cache and is refused."""
+
+    prompt_style = "chat"
+    model = tokenizer = device = None  # the weights live behind the API
+    compiled = False  # set by O1Embedder; static-cache decoding is the server's business
+
+    def __init__(self, concurrency: int = 4):
+        self.concurrency = check_positive_int(concurrency, "concurrency")
+
+    @property
+    def fingerprint(self) -> str:
+        """What tells this thinker's thoughts apart in the thought cache (endpoint, model name); no secrets."""
+        raise NotImplementedError
+
+    def prompt(self, query: str) -> str:
+        """The instruction the model is sent (as a user message): the in-process chat style's instruction."""
+        return CHAT_INSTRUCTION.format(query=query)
+
+    def messages(self, query: str) -> list[dict]:
+        return [{"role": "user", "content": self.prompt(query)}]
+
+    def think(self, queries: list[str], k: int, config: InferenceSettings, batch_size: int = 32,
+              show_progress_bar: bool = False, read: Callable | None = None) -> list[list[str]]:
+        """k thoughts per query, in query order. batch_size: queries per step of the progress bar (how many
+        requests are in flight is `concurrency`)."""
+        if read is not None:
+            raise ValueError(f"read= needs the thinker's own KV cache; {self.fingerprint} is a thinker behind an API "
+                             "and returns text only (the fused think-and-embed step runs in-process models only)")
+        check_positive_int(batch_size, "batch_size")
+        if k == 0 or not queries:
+            return [[] for _ in queries]
+        thoughts: list[list[str]] = []
+        with tqdm(total=len(queries), desc="Thinking", disable=not show_progress_bar) as bar:
+            for start in range(0, len(queries), batch_size):
+                chunk = list(queries[start:start + batch_size])
+                made = self._think(chunk, k, config)
+                for query, texts in zip(chunk, made):
+                    if len(texts) != k:
+                        raise ThinkerAPIError(self.fingerprint, f"{self.fingerprint} returned {len(texts)} thoughts "
+                                                                f"for {query!r}, {k} were asked for")
+                thoughts += [[(t or "").strip() for t in texts] for texts in made]
+                bar.update(len(chunk))
+        return thoughts
+
+    def _think(self, queries: list[str], k: int, config: InferenceSettings) -> list[list[str]]:
+        raise NotImplementedError
+
+    def _parallel(self, function, items: list) -> list:
+        """[function(item) for item in items], `concurrency` at a time; the first failure is raised."""
+        if self.concurrency == 1 or len(items) == 1:
+            return [function(item) for item in items]
+        with ThreadPoolExecutor(min(self.concurrency, len(items))) as pool:
+            return list(pool.map(function, items))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.fingerprint!r})"
+
+
+class OpenAIThinker(RemoteThinker):
+    """Thoughts from an OpenAI-compatible `/chat/completions` endpoint.
+
+    base_url: as for the OpenAI SDK, e.g. http://127.0.0.1:8000/v1 (a URL with no path gets /v1).
+    model: the name the server knows the model by. api_key: sent as a bearer token (default: $OPENAI_API_KEY).
+    Sampling comes from the embedder's settings (temperature, top_p, max_new_tokens as max_tokens, and a seed per
+    query derived from `seed`, so a server that honours seeds writes the same thoughts again); the server's own
+    chat template and prompt window apply. One request asks for all k thoughts (`n=k`); a server that answers
+    with fewer choices (llama.cpp, `transformers serve`) or refuses `n` is then asked once per thought, each with
+    its own seed. Up to `concurrency` requests are in flight; 408/409/429/5xx answers and lost connections are
+    retried `retries` times with exponential backoff (a numeric Retry-After is honoured, up to 30 s)."""
+
+    def __init__(self, base_url: str, model: str, api_key: str | None = None, *, concurrency: int = 4,
+                 timeout: float = 120.0, retries: int = 3, backoff: float = 0.5, n_per_request: bool | None = None):
+        super().__init__(concurrency)
+        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url={base_url!r} must be an http(s) URL such as http://127.0.0.1:8000/v1")
+        if not isinstance(model, str) or not model:
+            raise ValueError(f"model={model!r} must be the (non-empty) name the server serves the model under")
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries={retries!r} must be an int >= 0")
+        for name, value in (("timeout", timeout), ("backoff", backoff)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (
+                    name == "timeout" and value == 0):
+                raise ValueError(f"{name}={value!r} must be a number of seconds > 0" if name == "timeout"
+                                 else f"{name}={value!r} must be a number of seconds >= 0")
+        if n_per_request not in (None, True, False):
+            raise ValueError(f"n_per_request={n_per_request!r}: use None (find out), True or False")
+        base = base_url.rstrip("/")
+        if base.count("/") == 2:  # scheme://host[:port] with no path: the OpenAI convention is /v1
+            base += "/v1"
+        self.base_url, self.model_name = base, model
+        self.url = base + "/chat/completions"
+        self.api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+        self.timeout, self.retries, self.backoff = float(timeout), retries, float(backoff)
+        self.n_per_request = n_per_request  # None until a reply shows whether the server honours n
+
+    @property
+    def fingerprint(self) -> str:
+        return f"openai:{self.base_url}|{self.model_name}"
+
+    def _think(self, queries, k, config):
+        import httpx  # noqa: F401  (checked before any thread starts)
+        client = _httpx_client(self.timeout, self.concurrency, self.api_key)
+        with client:
+            return self._parallel(lambda query: self._thoughts(client, query, k, config), queries)
+
+    def _thoughts(self, client, query: str, k: int, config: InferenceSettings) -> list[str]:
+        seeds = [seed >> 32 for seed in row_seeds(config.seed, [query], k)] if config.seed is not None else None
+        payload = {"model": self.model_name, "messages": self.messages(query), "temperature": config.temperature,
+                   "top_p": config.top_p, "max_tokens": config.max_new_tokens}
+        texts: list[str] = []
+        if self.n_per_request is not False and k > 1:
+            try:
+                texts = self._choices(client, payload | _seed(seeds, 0) | {"n": k})
+            except ThinkerAPIError as error:
+                if error.status is None or error.status in RETRYABLE or self.n_per_request:
+                    raise
+                # A 4xx to n > 1: try one thought; if that works, the server refuses n (else the error is real).
+                texts = self._choices(client, payload | _seed(seeds, 0))
+            self.n_per_request = len(texts) >= k
+        while len(texts) < k:  # thought j asks with seed j, so the k thoughts differ
+            texts += self._choices(client, payload | _seed(seeds, len(texts)))[:1]
+        return texts[:k]
+
+    def _choices(self, client, payload: dict) -> list[str]:
+        reply = self._post(client, payload)
+        try:
+            choices = reply["choices"]
+            texts = [choice["message"]["content"] or "" for choice in choices]
+        except (KeyError, TypeError, IndexError) as error:
+            raise ThinkerAPIError(self.url, f"{self.url} (model {self.model_name!r}) answered without chat choices: "
+                                            f"{json.dumps(reply)[:300]}", 200) from error
+        if not texts:
+            raise ThinkerAPIError(self.url, f"{self.url} (model {self.model_name!r}) answered with no choices", 200)
+        return texts
+
+    def _post(self, client, payload: dict) -> dict:
+        import httpx
+        for attempt in range(self.retries + 1):
+            last = attempt == self.retries
+            wait = self.backoff * 2 ** attempt
+            try:
+                response = client.post(self.url, json=payload)
+            except httpx.TimeoutException as error:
+                if last:
+                    raise ThinkerAPIError(self.url, f"{self.url} did not answer within {self.timeout:g} s "
+                                                    f"({self.retries + 1} tries): {error!r}") from error
+            except httpx.TransportError as error:
+                if last:
+                    raise ThinkerAPIError(self.url, f"could not reach {self.url} ({self.retries + 1} tries; is the "
+                                                    f"server running?): {error!r}") from error
+            else:
+                if response.status_code == 200:
+                    try:
+                        return response.json()
+                    except ValueError as error:
+                        raise ThinkerAPIError(self.url, f"{self.url} answered HTTP 200 with a body that is not "
+                                                        f"JSON: {response.text[:300]!r}", 200) from error
+                if response.status_code not in RETRYABLE or last:
+                    tries = f" after {attempt + 1} tries" if attempt else ""
+                    raise ThinkerAPIError(self.url, f"{self.url} answered HTTP {response.status_code}{tries} for "
+                                                    f"model {self.model_name!r}: {_detail(response)}",
+                                          response.status_code)
+                wait = max(wait, _retry_after(response))
+            time.sleep(wait)
+        raise AssertionError("unreachable")
+
+
+def _seed(seeds: list[int] | None, row: int) -> dict:
+    return {} if seeds is None else {"seed": seeds[row]}
+
+
+def _retry_after(response) -> float:
+    try:
+        return min(30.0, max(0.0, float(response.headers.get("retry-after", 0))))
+    except ValueError:  # an HTTP date: fall back to the backoff
+        return 0.0
+
+
+def _detail(response) -> str:
+    """The server's own error message: OpenAI's {"error": {"message"}}, FastAPI's {"detail"}, else the body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300] or "(empty body)"
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])[:300]
+        if body.get("detail"):
+            return str(body["detail"])[:300]
+    return json.dumps(body)[:300]
+
+
+def _httpx_client(timeout: float, concurrency: int, api_key: str | None):
+    try:
+        import httpx
+    except ImportError as error:
+        raise ImportError("OpenAIThinker needs httpx: pip install httpx") from error
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    return httpx.Client(timeout=timeout, headers=headers, limits=httpx.Limits(max_connections=concurrency))
+
+
+def _public(params: dict) -> dict:
+    """Identifying parameters without secrets, as JSON-able values."""
+    return {name: str(value) if not isinstance(value, (str, int, float, bool, type(None))) else value
+            for name, value in sorted(params.items())
+            if value is not None and not any(word in name.lower() for word in _SECRET_WORDS)}
+
+
+def _class_name(obj) -> str:
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
+
+
+class LangChainThinker(RemoteThinker):
+    """Thoughts from a LangChain chat model (`ChatOpenAI`, `ChatOllama`, any `BaseChatModel`), through its own
+    `batch` (up to `concurrency` calls at once). The model's own sampling settings apply (the embedder's are not
+    passed to it): give it a temperature above 0 and no fixed seed, or its k thoughts per query are the same."""
+
+    def __init__(self, chat_model, *, concurrency: int = 4):
+        super().__init__(concurrency)
+        try:
+            from langchain_core.language_models import BaseChatModel
+        except ImportError as error:
+            raise ImportError("LangChainThinker needs LangChain: pip install langchain-core") from error
+        if not isinstance(chat_model, BaseChatModel):
+            raise TypeError(f"chat_model must be a LangChain BaseChatModel (such as ChatOpenAI), "
+                            f"got {type(chat_model).__name__}")
+        self.chat_model = chat_model
+
+    @property
+    def fingerprint(self) -> str:
+        model = self.chat_model
+        params = dict(model._identifying_params)  # LangChain's own cache identifies a model by these
+        for name in ("openai_api_base", "base_url", "api_base"):
+            if getattr(model, name, None):
+                params.setdefault("endpoint", str(getattr(model, name)))
+        return f"langchain:{_class_name(model)}|{json.dumps(_public(params), sort_keys=True)}"
+
+    def _think(self, queries, k, config):
+        from langchain_core.messages import HumanMessage
+        inputs = [[HumanMessage(content=self.prompt(query))] for query in queries for _ in range(k)]
+        replies = self.chat_model.batch(inputs, config={"max_concurrency": self.concurrency})
+        texts = [_message_text(reply) for reply in replies]
+        return [texts[i * k:(i + 1) * k] for i in range(len(queries))]
+
+
+def _message_text(message) -> str:
+    text = getattr(message, "text", None)  # langchain-core 1.x: the text blocks of any content layout
+    if callable(text):  # langchain-core 0.3 made it a method
+        text = text()
+    return text if isinstance(text, str) else str(message.content)
+
+
+class LlamaIndexThinker(RemoteThinker):
+    """Thoughts from a LlamaIndex LLM (`OpenAI`, `OpenAILike`, `Ollama`, any `llama_index.core.llms.LLM`), one
+    `chat` call per thought, up to `concurrency` at once. The LLM's own sampling settings apply: give it a
+    temperature above 0, or its k thoughts per query are the same."""
+
+    def __init__(self, llm, *, concurrency: int = 4):
+        super().__init__(concurrency)
+        try:
+            from llama_index.core.llms import LLM
+        except ImportError as error:
+            raise ImportError("LlamaIndexThinker needs LlamaIndex: pip install llama-index-core") from error
+        if not isinstance(llm, LLM):
+            raise TypeError(f"llm must be a LlamaIndex LLM (llama_index.core.llms.LLM), got {type(llm).__name__}")
+        self.llm = llm
+
+    @property
+    def fingerprint(self) -> str:
+        llm = self.llm
+        params = {"model": llm.metadata.model_name}
+        for name in ("api_base", "base_url", "temperature", "top_p", "max_tokens", "num_output"):
+            value = getattr(llm, name, None)
+            if value is not None and not callable(value):
+                params[name] = value
+        return f"llama-index:{_class_name(llm)}|{json.dumps(_public(params), sort_keys=True)}"
+
+    def _think(self, queries, k, config):
+        from llama_index.core.llms import ChatMessage
+        rows = [query for query in queries for _ in range(k)]
+        replies = self._parallel(lambda query: self.llm.chat([ChatMessage(role="user", content=self.prompt(query))]),
+                                 rows)
+        texts = [reply.message.content or "" for reply in replies]
+        return [texts[i * k:(i + 1) * k] for i in range(len(queries))]
