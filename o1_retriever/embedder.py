@@ -299,15 +299,29 @@ class O1Embedder:
         documents, single = as_text_list(documents, "documents")
         check_positive_int(batch_size, "batch_size")
         vectors = self.encoder.encode(documents, self.document_max_length, batch_size,
-                                      show_progress(show_progress_bar, len(documents)))
+                                      show_progress(show_progress_bar, len(documents)), role="document")
         return vectors[0] if single else vectors
 
-    # sentence-transformers-style aliases
-    def encode_query(self, query, **kwargs):
-        return self.encode_queries(query, **kwargs)
+    # sentence-transformers-style entry points: its keywords where they mean something here, a clear error otherwise
+    def encode_query(self, query, *, batch_size: int = 32, show_progress_bar: bool | None = None,
+                     normalize_embeddings: bool = False, convert_to_numpy: bool = True, convert_to_tensor: bool = False,
+                     precision: str = "float32", **kwargs):
+        """`encode_queries` with sentence-transformers' keywords. Also takes `k`, `return_thoughts`,
+        `aggregation`, `query_weight`. normalize_embeddings=True re-normalises the aggregated vectors (the
+        official mean is not unit length); convert_to_tensor returns a torch tensor."""
+        _refuse_st_keywords(kwargs, QUERY_OPTIONS, "encode_query")
+        out = self.encode_queries(query, batch_size=batch_size, show_progress_bar=show_progress_bar, **kwargs)
+        vectors = out.embeddings if isinstance(out, QueryEncoding) else out
+        vectors = _st_output(vectors, normalize_embeddings, convert_to_numpy, convert_to_tensor, precision)
+        return QueryEncoding(vectors, out.thoughts) if isinstance(out, QueryEncoding) else vectors
 
-    def encode_document(self, document, **kwargs):
-        return self.encode_documents(document, **kwargs)
+    def encode_document(self, document, *, batch_size: int = 32, show_progress_bar: bool | None = None,
+                        normalize_embeddings: bool = True, convert_to_numpy: bool = True,
+                        convert_to_tensor: bool = False, precision: str = "float32", **kwargs):
+        """`encode_documents` with sentence-transformers' keywords (document vectors are always unit length)."""
+        _refuse_st_keywords(kwargs, (), "encode_document")
+        vectors = self.encode_documents(document, batch_size=batch_size, show_progress_bar=show_progress_bar)
+        return _st_output(vectors, normalize_embeddings, convert_to_numpy, convert_to_tensor, precision)
 
     def inference_settings(self) -> dict:
         """The settings that apply to this model's encoder: what eval JSONs record and a Chroma config rebuilds from."""
@@ -333,6 +347,42 @@ class O1Embedder:
         style = self.thinker.prompt_style if self.thinker else None
         return (f"O1Embedder(name={self.name!r}, dim={self.dim}, prompt_style={style!r}, "
                 f"quantization={self.quantization!r}, backend={self.backend!r})")
+
+
+QUERY_OPTIONS = ("k", "return_thoughts", "aggregation", "query_weight")
+# sentence-transformers keywords that have no meaning for a thinking embedder, with the reason given back
+_NOT_HERE = {
+    "prompt_name": "the encoder's own query/document prompts are applied by encode_query/encode_document",
+    "prompt": "the encoder's own query/document prompts are applied by encode_query/encode_document",
+    "device": "the device is chosen at load time (from_pretrained(device=...))",
+    "output_value": "only sentence embeddings are returned",
+    "chunk_size": "multi-process encoding is not offered; see o1_retriever.distributed for scale-out",
+    "pool": "multi-process encoding is not offered; see o1_retriever.distributed for scale-out",
+    "truncate_dim": "vectors keep the encoder's dimension",
+}
+
+
+def _refuse_st_keywords(kwargs: dict, allowed: tuple, where: str) -> None:
+    for name in kwargs:
+        if name not in allowed:
+            why = _NOT_HERE.get(name, "not a keyword this method knows")
+            accepted = ("batch_size", "show_progress_bar", "normalize_embeddings", "convert_to_numpy",
+                        "convert_to_tensor", "precision") + allowed
+            raise TypeError(f"{where}() got {name}={kwargs[name]!r}: {why}; it accepts {', '.join(accepted)}")
+
+
+def _st_output(vectors: np.ndarray, normalize: bool, to_numpy: bool, to_tensor: bool, precision: str):
+    if precision != "float32":
+        raise ValueError(f"precision={precision!r} is not supported; vectors are 'float32'")
+    if normalize:
+        norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+        vectors = vectors / np.maximum(norms, 1e-12)
+    if to_tensor:
+        return torch.from_numpy(np.ascontiguousarray(vectors))
+    if not to_numpy:  # sentence-transformers' convert_to_numpy=False: a list of 1-D tensors (one tensor for one text)
+        tensor = torch.from_numpy(np.ascontiguousarray(vectors))
+        return tensor if tensor.ndim == 1 else list(tensor)
+    return vectors
 
 
 def _refuse_backend(options: dict) -> None:

@@ -52,8 +52,9 @@ class LMEncoder:
         return hidden[:, -1].float()
 
     def encode(self, texts: list[str], max_length: int, batch_size: int = 32,
-               show_progress_bar: bool = False) -> np.ndarray:
-        """L2-normalised `<emb>` vectors, in input order. CUDA OOM halves the batch and retries."""
+               show_progress_bar: bool = False, role: str = "query") -> np.ndarray:
+        """L2-normalised `<emb>` vectors, in input order. CUDA OOM halves the batch and retries. `role` changes
+        nothing here: the O1 format marks a query by its own tags."""
         ids = self.tokenize(texts, max_length)
         order = np.argsort([-len(x) for x in ids], kind="stable")  # longest first: OOM shows up at once
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
@@ -153,6 +154,9 @@ class SentenceEncoder:
         return self._dim
 
     def encode(self, texts: list[str], max_length: int | None = None, batch_size: int = 32,
-               show_progress_bar: bool = False) -> np.ndarray:
-        return self.model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
-                                 convert_to_numpy=True, show_progress_bar=show_progress_bar).astype(np.float32)
+               show_progress_bar: bool = False, role: str = "query") -> np.ndarray:
+        """role "query" or "document": through the model's `encode_query` / `encode_document`, so an encoder
+        with query and document prompts (e5, bge) gets each; a model without them encodes both alike."""
+        encode = getattr(self.model, f"encode_{role}", None) or self.model.encode
+        return encode(texts, batch_size=batch_size, normalize_embeddings=True,
+                      convert_to_numpy=True, show_progress_bar=show_progress_bar).astype(np.float32)
