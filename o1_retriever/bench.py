@@ -193,6 +193,7 @@ def run_bench(args) -> int:
     check_positive_int(args.batch_size, "batch_size")  # before a minute of loading and timing
     if args.paths_queries is not None:
         check_positive_int(args.paths_queries, "paths_queries")
+    check_positive_int(args.paths_repeats, "paths_repeats")
     device = resolve_device(args.device)
     queries = bench_queries_text(args.queries)
     docs = [p.full_text for p in read_corpus(DEMO_CORPUS)] * max(1, args.docs // 32)
@@ -245,7 +246,8 @@ def _bench_paths(emb, args, peak_tflops, console) -> list[dict]:
     for k in args.paths_k:
         for batch in args.paths_batch:
             queries = bench_queries_text(args.paths_queries or batch)
-            row = compare_paths(emb, queries, k, batch, peak_tflops)
+            row = compare_paths(emb, queries, k, batch, peak_tflops, repeats=args.paths_repeats,
+                                compiled=args.paths_compiled)
             console.print(f"k={k} batch {batch}: reference {row['reference']['ms_per_query']:.0f} ms/query, ours "
                           f"{row['ours']['ms_per_query']:.0f} ({row['speedup']:.2f}x; "
                           f"{row['ours']['fraction_of_bound']:.1%} of the compute bound)")
@@ -320,6 +322,10 @@ def register(sub) -> None:
                    help="batch sizes for the reference-vs-ours rows, comma-separated (default: 32,128)")
     p.add_argument("--paths-queries", type=int, default=None,
                    help="queries per reference-vs-ours row (default: one full batch)")
+    p.add_argument("--paths-repeats", type=int, default=2,
+                   help="turns of each path per row, the fastest kept (default 2: a shared machine has slow turns)")
+    p.add_argument("--paths-compiled", action="store_true",
+                   help="also time ours with compiled decoding (static KV cache + torch.compile; compile time apart)")
     p.add_argument("--paths-only", action="store_true", help="only the reference-vs-ours rows")
     p.add_argument("--output", default="benchmarks/bench.json", help="where to write the JSON (and a _paths.png)")
     p.set_defaults(func=run_bench)

@@ -135,29 +135,49 @@ def _timing(emb, queries, thoughts, seconds, peak_tflops) -> PathTiming:
                       bound, bound / seconds)
 
 
-def compare_paths(emb, queries: list[str], k: int, batch_size: int, peak_tflops: float) -> dict:
-    """Both paths on the same queries, each after a warm-up batch; ours without its thought and vector caches."""
+def compare_paths(emb, queries: list[str], k: int, batch_size: int, peak_tflops: float, repeats: int = 1,
+                  compiled: bool = False) -> dict:
+    """Both paths on the same queries, each after a warm-up batch, taken in turns `repeats` times (the fastest
+    of each kept: on a shared machine a turn can run slow). Ours runs without its thought and vector caches;
+    `compiled` adds ours with compiled decoding (its compile time reported apart)."""
     if emb.thinker is None:
         raise ValueError("compare_paths needs a model that thinks (this one has no thinker)")
     device = emb.thinker.device
-    saved = emb.thought_cache, emb.vector_cache
+    saved = emb.thought_cache, emb.vector_cache, emb.thinker.compiled
     emb.thought_cache = emb.vector_cache = None
+    emb.thinker.compiled = False
+    runs: dict[str, list] = {"reference": [], "ours": [], "ours_compiled": []}
     try:
         warm = queries[:min(len(queries), 4)]
         reference_embed(emb, warm, reference_think(emb, warm, k), batch_size)
         emb.encode_queries(warm, k=k, batch_size=batch_size)
-        (ref_thoughts, ref_s) = _timed(lambda: reference_think(emb, queries, k), device)
-        _, embed_s = _timed(lambda: reference_embed(emb, queries, ref_thoughts, batch_size), device)
-        ours, ours_s = _timed(lambda: emb.encode_queries(queries, k=k, batch_size=batch_size, return_thoughts=True),
-                              device)
+        compile_s = None
+        if compiled:
+            emb.thinker.compiled = True
+            _, compile_s = _timed(lambda: emb.encode_queries(queries, k=k, batch_size=batch_size), device)
+            emb.thinker.compiled = False
+        for _ in range(repeats):
+            thoughts, think_s = _timed(lambda: reference_think(emb, queries, k), device)
+            _, embed_s = _timed(lambda: reference_embed(emb, queries, thoughts, batch_size), device)
+            runs["reference"].append((think_s + embed_s, thoughts))
+            modes = (False, True) if compiled else (False,)
+            for mode in modes:
+                emb.thinker.compiled = mode
+                out, s = _timed(lambda: emb.encode_queries(queries, k=k, batch_size=batch_size,
+                                                           return_thoughts=True), device)
+                runs["ours_compiled" if mode else "ours"].append((s, out.thoughts))
     finally:
-        emb.thought_cache, emb.vector_cache = saved
-    reference = _timing(emb, queries, ref_thoughts, ref_s + embed_s, peak_tflops)
-    mine = _timing(emb, queries, ours.thoughts, ours_s, peak_tflops)
-    return {"k": k, "batch_size": batch_size, "queries": len(queries), "reference": asdict(reference),
-            "ours": asdict(mine), "speedup": reference.seconds / mine.seconds,
-            "ms_per_thought_token": {"reference": 1000 * reference.seconds / max(1, reference.thought_tokens),
-                                     "ours": 1000 * mine.seconds / max(1, mine.thought_tokens)}}
+        emb.thought_cache, emb.vector_cache, emb.thinker.compiled = saved
+    best = {name: min(r, key=lambda x: x[0]) for name, r in runs.items() if r}
+    timings = {name: _timing(emb, queries, thoughts, s, peak_tflops) for name, (s, thoughts) in best.items()}
+    row = {"k": k, "batch_size": batch_size, "queries": len(queries), "repeats": repeats,
+           **{name: asdict(t) for name, t in timings.items()},
+           "speedup": timings["reference"].seconds / timings["ours"].seconds,
+           "ms_per_thought_token": {name: 1000 * t.seconds / max(1, t.thought_tokens) for name, t in timings.items()}}
+    if compiled:
+        row["speedup_compiled"] = timings["reference"].seconds / timings["ours_compiled"].seconds
+        row["first_compiled_call_s"] = compile_s
+    return row
 
 
 def plot_paths(rows: list[dict], path: str, title: str) -> None:
@@ -170,8 +190,11 @@ def plot_paths(rows: list[dict], path: str, title: str) -> None:
     fig, ax = plt.subplots(figsize=(1.8 * len(rows) + 2, 4))
     ref = [r["reference"]["ms_per_query"] for r in rows]
     ours = [r["ours"]["ms_per_query"] for r in rows]
-    ax.bar(x - 0.2, ref, 0.4, label="reference path (generate + second forward)")
-    ax.bar(x + 0.2, ours, 0.4, label="o1-retriever encode_queries")
+    width = 0.8 / (3 if "ours_compiled" in rows[0] else 2)
+    ax.bar(x - width / 2 * (1 + ("ours_compiled" in rows[0])), ref, width, label="reference path (generate + second forward)")
+    ax.bar(x + width / 2 * (1 - ("ours_compiled" in rows[0])), ours, width, label="o1-retriever encode_queries")
+    if "ours_compiled" in rows[0]:
+        ax.bar(x + width, [r["ours_compiled"]["ms_per_query"] for r in rows], width, label="... compiled decoding")
     for i, r in enumerate(rows):
         ax.text(x[i], max(ref[i], ours[i]) * 1.02, f"{r['speedup']:.2f}x", ha="center")
     ax.set_xticks(x, labels)

@@ -117,7 +117,7 @@ def test_bench_paths_reference_against_ours(tiny_o1_dir, tmp_path, capsys):
     """Both thinking paths on the same queries per (k, batch): times, tokens, the compute bound, and a plot."""
     out = tmp_path / "paths.json"
     assert main(["bench", "--model", str(tiny_o1_dir), "--max-new-tokens", "3", "--device", "cpu", "--dtype", "fp32",
-                 "--paths-only", "--paths-k", "1,2", "--paths-batch", "2,5", "--paths-queries", "5",
+                 "--paths-only", "--paths-k", "1,2", "--paths-batch", "2,5", "--paths-queries", "5", "--paths-repeats", "1",
                  "--output", str(out)]) == 0
     result = json.loads(out.read_text())
     assert "queries" not in result and "encode_documents" not in result  # --paths-only
