@@ -1,0 +1,155 @@
+"""Real chat-completions servers on loopback for the remote-thinker tests.
+
+- `transformers_serve`: `transformers serve` (transformers' own OpenAI-compatible server, FastAPI + uvicorn) in a
+  subprocess, pinned to a model directory, offline. It answers one choice per request (it ignores `n`), which is
+  the llama.cpp behaviour the thinker must cope with, and it honours `seed`.
+- `ScriptedProxy`: a stdlib HTTP server that answers the first requests with scripted error statuses (429, 500,
+  ...) and forwards the rest to a real upstream server, recording every request body. transformers serve cannot be
+  made to fail on demand; this is how a test sees retries, backoff and the requests the thinker sends.
+- `LoopbackChatLLM`: a LlamaIndex LLM (a real `CustomLLM` subclass) that chats with such a server through httpx,
+  because no LlamaIndex OpenAI LLM package (llama-index-llms-openai / -openai-like) is installed here.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def transformers_serve(model_dir: Path, startup_timeout: float = 180.0):
+    """Yield the base URL (…/v1) of `transformers serve MODEL_DIR` on a free loopback port; stop it afterwards."""
+    port = free_port()
+    cli = Path(sys.executable).with_name("transformers")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    proc = subprocess.Popen([str(cli), "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port),
+                             "--device", "cpu", "--log-level", "warning"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    root = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"transformers serve exited with {proc.returncode}: {proc.stdout.read()[-2000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"transformers serve did not answer {root}/health within {startup_timeout:g} s")
+            try:
+                if httpx.get(root + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        yield root + "/v1"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class ScriptedProxy:
+    """`with ScriptedProxy(upstream, failures=[429, 500]) as proxy:` proxy.url answers the first requests with those
+    statuses (an OpenAI-style error body), then forwards to `upstream` (a …/v1 URL; None: keep failing with the
+    last status). `proxy.bodies` holds every request's JSON body, `proxy.statuses` what each got back."""
+
+    def __init__(self, upstream: str | None, failures: list[int] = ()):
+        self.upstream, self.failures = upstream, list(failures)
+        self.bodies: list[dict] = []
+        self.statuses: list[int] = []
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                with proxy._lock:
+                    proxy.bodies.append(body)
+                    scripted = proxy.failures.pop(0) if proxy.failures else None
+                    if scripted is not None and not proxy.failures and proxy.upstream is None:
+                        proxy.failures.append(scripted)  # no upstream: the last failure repeats
+                if scripted is not None:
+                    status, data = scripted, json.dumps({"error": {"message": f"scripted {scripted}"}}).encode()
+                else:
+                    reply = httpx.post(proxy.upstream + self.path.removeprefix("/v1"), json=body, timeout=60)
+                    status, data = reply.status_code, reply.content
+                with proxy._lock:
+                    proxy.statuses.append(status)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):  # quiet test output
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def __enter__(self) -> "ScriptedProxy":
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+
+def loopback_chat_llm_class():
+    """The LlamaIndex LLM class (built on first use: llama_index is imported only by the tests that need it)."""
+    from typing import Any, Sequence
+
+    from llama_index.core.llms import (ChatMessage, ChatResponse, CompletionResponse, CustomLLM, LLMMetadata,
+                                       MessageRole)
+    from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
+
+    class LoopbackChatLLM(CustomLLM):
+        """Chats with an OpenAI-compatible server (one choice per call)."""
+        api_base: str
+        model: str
+        temperature: float = 0.7
+        max_tokens: int = 8
+
+        @property
+        def metadata(self) -> LLMMetadata:
+            return LLMMetadata(model_name=self.model, is_chat_model=True, num_output=self.max_tokens)
+
+        def _ask(self, messages: list[dict]) -> str:
+            reply = httpx.post(self.api_base + "/chat/completions", timeout=60,
+                               json={"model": self.model, "messages": messages, "temperature": self.temperature,
+                                     "max_tokens": self.max_tokens})
+            reply.raise_for_status()
+            return reply.json()["choices"][0]["message"]["content"] or ""
+
+        @llm_chat_callback()
+        def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+            text = self._ask([{"role": m.role.value, "content": m.content or ""} for m in messages])
+            return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text))
+
+        @llm_completion_callback()
+        def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+            return CompletionResponse(text=self._ask([{"role": "user", "content": prompt}]))
+
+        @llm_completion_callback()
+        def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any):
+            raise NotImplementedError("LoopbackChatLLM does not stream")
+
+    return LoopbackChatLLM

