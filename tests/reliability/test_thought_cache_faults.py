@@ -21,8 +21,9 @@ from o1_retriever.cli import main as cli
 
 
 def _load(model_dir, cache, **kw):
+    # vector_cache off: a repeated query must reach the thought cache under test, not the finished vectors
     return O1Embedder.from_pretrained(str(model_dir), device="cpu", dtype="fp32", thought_cache=cache,
-                                      max_new_tokens=4, **kw)
+                                      max_new_tokens=4, vector_cache=False, **kw)
 
 
 def _files(folder: Path) -> dict:
