@@ -5,7 +5,8 @@
   the llama.cpp behaviour the thinker must cope with, and it honours `seed`.
 - `ScriptedProxy`: a stdlib HTTP server that answers the first requests with scripted error statuses (429, 500,
   ...) and forwards the rest to a real upstream server, recording every request body. transformers serve cannot be
-  made to fail on demand; this is how a test sees retries, backoff and the requests the thinker sends.
+  made to fail on demand; this is how a test sees retries, backoff and the requests the thinker sends. With
+  `honour_n=True` it answers `n` choices, as vLLM and OpenAI do, by asking upstream n times.
 - `LoopbackChatLLM`: a LlamaIndex LLM (a real `CustomLLM` subclass) that chats with such a server through httpx,
   because no LlamaIndex OpenAI LLM package (llama-index-llms-openai / -openai-like) is installed here.
 """
@@ -68,8 +69,8 @@ class ScriptedProxy:
     statuses (an OpenAI-style error body), then forwards to `upstream` (a …/v1 URL; None: keep failing with the
     last status). `proxy.bodies` holds every request's JSON body, `proxy.statuses` what each got back."""
 
-    def __init__(self, upstream: str | None, failures: list[int] = ()):
-        self.upstream, self.failures = upstream, list(failures)
+    def __init__(self, upstream: str | None, failures: list[int] = (), honour_n: bool = False):
+        self.upstream, self.failures, self.honour_n = upstream, list(failures), honour_n
         self.bodies: list[dict] = []
         self.statuses: list[int] = []
         self._lock = threading.Lock()
@@ -85,6 +86,8 @@ class ScriptedProxy:
                         proxy.failures.append(scripted)  # no upstream: the last failure repeats
                 if scripted is not None:
                     status, data = scripted, json.dumps({"error": {"message": f"scripted {scripted}"}}).encode()
+                elif proxy.honour_n and body.get("n", 1) > 1:
+                    status, data = proxy._fan_out(self.path, body)
                 else:
                     reply = httpx.post(proxy.upstream + self.path.removeprefix("/v1"), json=body, timeout=60)
                     status, data = reply.status_code, reply.content
@@ -101,6 +104,19 @@ class ScriptedProxy:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def _fan_out(self, path: str, body: dict) -> tuple[int, bytes]:
+        """n choices from n upstream requests, seeds seed, seed+1, ... (one reply, as a server honouring n sends)."""
+        choices = []
+        for j in range(body["n"]):
+            single = {key: value for key, value in body.items() if key != "n"}
+            if "seed" in single:
+                single["seed"] += j
+            reply = httpx.post(self.upstream + path.removeprefix("/v1"), json=single, timeout=60)
+            if reply.status_code != 200:
+                return reply.status_code, reply.content
+            choices.append(reply.json()["choices"][0] | {"index": j})
+        return 200, json.dumps(reply.json() | {"choices": choices}).encode()
 
     def __enter__(self) -> "ScriptedProxy":
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)

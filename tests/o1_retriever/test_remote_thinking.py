@@ -82,6 +82,17 @@ def test_k_thoughts_per_query_from_a_server_that_ignores_n(server):
     assert again == thoughts  # transformers serve honours the seeds: the same thoughts again
 
 
+def test_a_server_that_honours_n_gets_one_request_per_query(server):
+    url, model = server
+    with ScriptedProxy(url, honour_n=True) as proxy:
+        thinker = OpenAIThinker(proxy.url, model, retries=0)
+        thoughts = thinker.think(QUERIES, 3, SETTINGS)
+    assert [len(ts) for ts in thoughts] == [3, 3] and thinker.n_per_request is True
+    assert sorted(b["messages"][0]["content"] for b in proxy.bodies) == sorted(CHAT_INSTRUCTION.format(query=q)
+                                                                              for q in QUERIES)
+    assert [b["n"] for b in proxy.bodies] == [3, 3]
+
+
 def test_a_composite_thinks_through_the_endpoint_and_embeds_locally(server, encoder, tmp_path):
     url, model = server
     thinker = OpenAIThinker(url, model)
