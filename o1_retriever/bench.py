@@ -154,6 +154,10 @@ def _thinker_source(model) -> str:
 
 def _thinker_memory(source, quantization) -> dict:
     """Load the thinker in a fresh process and report its footprint and the process's RSS growth."""
+    try:
+        import psutil  # noqa: F401  (the child measures with it)
+    except ImportError as e:
+        raise ImportError("the bench's memory rows need psutil: pip install 'o1-retriever[bench]'") from e
     code = (
         "import json,os,psutil,torch;from o1_retriever.loading import load_causal_lm;"
         "p=psutil.Process();r0=p.memory_info().rss;"
