@@ -115,6 +115,18 @@ def test_a_composite_thinks_through_the_endpoint_and_embeds_locally(server, enco
         assert down.bodies == []
 
 
+def test_an_index_searches_with_a_thinker_behind_an_endpoint(server, encoder, tmp_path):
+    """A local Chroma index over a composite whose thinker is remote: documents and queries embed here."""
+    from o1_retriever import O1Index
+    url, model = server
+    emb = O1Embedder.composite(thinker=OpenAIThinker(url, model), encoder=encoder, device="cpu", thought_cache=False,
+                               max_new_tokens=8, temperature=0.7)
+    index = O1Index(emb, tmp_path / "db", num_thoughts=1)
+    assert index.add(["d1", "d2"], ["Yeast makes gas that lifts the dough.", "Tides follow the moon."]) == 2
+    hits = index.search("why does bread rise", top_k=2, k=1)
+    assert {h.id for h in hits} == {"d1", "d2"}
+
+
 def test_thought_cache_keys_differ_per_endpoint_and_model(loaded_encoder):
     def keys(base_url, model):
         return O1Embedder(OpenAIThinker(base_url, model), loaded_encoder, name="x", thought_cache=False)._keys(
