@@ -4,7 +4,6 @@ Not a test: figures depend on the machine. Results go to JSON (and a rich table)
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -18,7 +17,7 @@ from .composite import read_composite
 from .corpus import DEMO_CORPUS, read_corpus
 from .default_model import bundled_model_path
 from .encoding import LMEncoder
-from .validation import check_positive_int
+from .validation import check_positive_int, int_list_arg
 
 BENCH_QUERIES = [
     "Why does bread rise in the oven?", "How do vaccines protect against disease?", "What makes Mars red?",
@@ -289,16 +288,6 @@ def _finish(result, args, console) -> int:
     return 0
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"{text!r}: give one or more positive integers, e.g. 1,3")
-    return values
-
-
 def register(sub) -> None:
     p = sub.add_parser("bench", help="measure thinking/embedding throughput and thinker memory on this machine")
     p.add_argument("--model", default=None, help="model to bench (default: the bundled model)")
@@ -316,9 +305,10 @@ def register(sub) -> None:
     p.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp16", "fp32"),
                    help="dtype of the timed engine (default: auto, bf16 where the device runs it fast, else fp32); "
                         "documents are also timed in fp32 beside any other")
-    p.add_argument("--paths-k", type=_int_list, default=[1, 3],
-                   help="k values for the reference-vs-ours rows, comma-separated (default: 1,3)")
-    p.add_argument("--paths-batch", type=_int_list, default=[32, 128],
+    p.add_argument("--paths-k", type=lambda t: int_list_arg(t, minimum=1, flag="--paths-k", example="1,3"),
+                   default=[1, 3], help="k values for the reference-vs-ours rows, comma-separated (default: 1,3)")
+    p.add_argument("--paths-batch", type=lambda t: int_list_arg(t, minimum=1, flag="--paths-batch", example="32,128"),
+                   default=[32, 128],
                    help="batch sizes for the reference-vs-ours rows, comma-separated (default: 32,128)")
     p.add_argument("--paths-queries", type=int, default=None,
                    help="queries per reference-vs-ours row (default: one full batch)")

@@ -24,6 +24,8 @@ import threading
 import warnings
 from pathlib import Path
 
+from .validation import positive_int_setting
+
 _SCHEMA = "CREATE TABLE IF NOT EXISTS thoughts (key TEXT PRIMARY KEY, thoughts TEXT NOT NULL)"
 APPLICATION_ID = 0x4F315443  # "O1TC" in the header's application_id: marks a file as a thought cache
 _HEADER = b"SQLite format 3\x00"
@@ -51,18 +53,6 @@ def fault(error: Exception) -> str:
     if "malformed" in text or "not a database" in text:
         return "corrupt"
     return "readonly" if "readonly" in text or "unable to open" in text else "other"
-
-
-def _max_entries(value) -> int:
-    value = os.environ.get("O1_RETRIEVER_CACHE_MAX_ENTRIES", DEFAULT_MAX_ENTRIES) if value is None else value
-    try:
-        value = int(value)
-    except (TypeError, ValueError):
-        value = -1
-    if value <= 0:
-        raise ValueError(f"the thought cache's max_entries ($O1_RETRIEVER_CACHE_MAX_ENTRIES) must be a positive int, "
-                         f"got {value!r}")
-    return value
 
 
 def check_is_cache(path: Path) -> None:
@@ -106,7 +96,8 @@ class ThoughtCache:
     def __init__(self, path: str | os.PathLike, *, timeout: float = 10.0, max_entries: int | None = None):
         self.path = Path(path).expanduser()
         self.timeout = float(timeout)
-        self.max_entries = _max_entries(max_entries)
+        self.max_entries = positive_int_setting(max_entries, "O1_RETRIEVER_CACHE_MAX_ENTRIES", DEFAULT_MAX_ENTRIES,
+                                                "the thought cache's max_entries")
         self.disabled: str | None = None  # why the cache is off (then every call is a miss and writes nothing)
         self.read_only = False
         self._local = threading.local()  # sqlite connections must not cross threads

@@ -1,6 +1,7 @@
 """Argument checks shared by every entry point: fail early, name the value and what is allowed."""
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 AGGREGATIONS = ("mean", "normalized_mean", "mean_with_query")
@@ -66,6 +67,31 @@ def positive_int_arg(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive int, got {value}")
     return value
+
+
+def int_list_arg(text: str, *, minimum: int, flag: str, example: str) -> list[int]:
+    """argparse `type=` body for comma-separated ints such as '0,1,3' (bind the keywords with a lambda)."""
+    import argparse
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v < minimum for v in values):
+        raise argparse.ArgumentTypeError(f"{flag} must be comma-separated ints >= {minimum} such as {example}; "
+                                         f"got {text!r}")
+    return values
+
+
+def positive_int_setting(value, env: str, default: int, what: str) -> int:
+    """`value`, else $env, else `default`, as a positive int; the error names the setting and the variable."""
+    given = os.environ.get(env, default) if value is None else value
+    try:
+        number = int(given)
+    except (TypeError, ValueError):
+        number = 0
+    if number <= 0:
+        raise ValueError(f"{what} (${env}) must be a positive int, got {given!r}")
+    return number
 
 
 def check_query_weight(weight, aggregation: str):

@@ -12,32 +12,22 @@ about 15 MB of 384-d vectors). Thread-safe; entries are returned as copies, so a
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections import OrderedDict
 
 import numpy as np
 
+from .validation import positive_int_setting
+
 DEFAULT_ENTRIES = 10_000
-
-
-def _max_entries(value) -> int:
-    given = os.environ.get("O1_RETRIEVER_VECTOR_CACHE_ENTRIES", DEFAULT_ENTRIES) if value is None else value
-    try:
-        value = int(given)
-    except (TypeError, ValueError):
-        value = -1
-    if value <= 0:
-        raise ValueError(f"the vector cache's max_entries ($O1_RETRIEVER_VECTOR_CACHE_ENTRIES) must be a positive "
-                         f"int, got {given!r}")
-    return value
 
 
 class QueryVectorCache:
     """query -> (vector, thoughts) for one embedder's settings; see the module docstring."""
 
     def __init__(self, max_entries: int | None = None):
-        self.max_entries = _max_entries(max_entries)
+        self.max_entries = positive_int_setting(max_entries, "O1_RETRIEVER_VECTOR_CACHE_ENTRIES", DEFAULT_ENTRIES,
+                                                "the vector cache's max_entries")
         self._entries: OrderedDict[tuple, tuple[np.ndarray, list[str]]] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = self.misses = 0

@@ -11,17 +11,12 @@ import sys
 from ..commands import hybrid_weight
 from ..fusion import DEFAULT_DENSE_WEIGHT
 from ..settings import CLI_SETTINGS, add_setting_flags, overrides_of
-from ..validation import positive_int_arg
+from ..validation import int_list_arg, positive_int_arg
 
 
 def parse_k_list(text: str) -> list[int]:
     """'0,1,3' -> [0, 1, 3]; a clear error for anything else."""
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--k must be comma-separated ints >= 0 such as 0,1,3; got {text!r}") from None
-    if not values or any(v < 0 for v in values):
-        raise argparse.ArgumentTypeError(f"--k must be comma-separated ints >= 0 such as 0,1,3; got {text!r}")
+    values = int_list_arg(text, minimum=0, flag="--k", example="0,1,3")
     if len(set(values)) != len(values):
         raise argparse.ArgumentTypeError(f"--k lists a value twice: {text!r}")
     return values

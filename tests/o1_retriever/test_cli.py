@@ -135,7 +135,7 @@ def test_bench_paths_reference_against_ours(tiny_o1_dir, tmp_path, capsys):
     for bad in (["--paths-k", "0"], ["--paths-batch", "1,x"]):
         with pytest.raises(SystemExit):
             main(["bench", "--model", str(tiny_o1_dir), "--paths-only", *bad, "--output", str(out)])
-    assert "give one or more positive integers" in capsys.readouterr().err
+    assert "--paths-batch must be comma-separated ints >= 1 such as 32,128; got '1,x'" in capsys.readouterr().err
 
 
 def test_reference_embed_matches_encode_queries_on_the_same_thoughts(tiny_o1_dir):
