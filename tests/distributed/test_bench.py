@@ -84,8 +84,9 @@ def test_bench_runs_one_process_and_ray_and_reports_them(tmp_path, tiny_o1_dir, 
     assert one["docs_per_s"] == pytest.approx(24 / mean, rel=0.02)
     assert two["docs_per_s"] == pytest.approx(24 / two["encode_s"], rel=0.01)
     ratios = two["overhead_vs_one_process"]
-    assert ratios["encode"] == pytest.approx(one["docs_per_s"] / two["docs_per_s"], rel=0.02)
-    assert ratios["end_to_end"] == pytest.approx(two["end_to_end_s"] / one["end_to_end_s"], rel=0.02)
+    # ratios are reported to 2 decimals: a small one (a slow Ray run on a busy machine) is off by up to 0.005
+    assert ratios["encode"] == pytest.approx(one["docs_per_s"] / two["docs_per_s"], rel=0.02, abs=0.006)
+    assert ratios["end_to_end"] == pytest.approx(two["end_to_end_s"] / one["end_to_end_s"], rel=0.02, abs=0.006)
     assert report["gpu"].startswith("not measured") or two["actor"]["num_gpus"] == 1
     assert len(report["load_average"]["start"]) == 3 and report["machine"]["cpu_count"] == os.cpu_count()
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
