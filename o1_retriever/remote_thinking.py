@@ -254,6 +254,26 @@ def _class_name(obj) -> str:
     return f"{type(obj).__module__}.{type(obj).__qualname__}"
 
 
+class O1ServerThinker(RemoteThinker):
+    """Thoughts from an `o1-retriever serve` endpoint (`POST /v1/think`): the server's thinker, with the server's
+    sampling settings and seed, so its thoughts match what that server embeds with; the local encoder embeds."""
+
+    def __init__(self, url: str, api_key: str | None = None, *, model: str | None = None, timeout: float = 120.0):
+        super().__init__(concurrency=1)  # the server batches concurrent requests itself
+        from .server.client import RemoteEmbedder
+        self.client = RemoteEmbedder(url, api_key=api_key, model=model, timeout=timeout)
+
+    @property
+    def fingerprint(self) -> str:
+        return f"o1-serve:{self.client.url}|{self.client.served_name}"
+
+    def prompt(self, query: str) -> str:
+        return query  # sent as is: the server wraps it in its own thinking prompt
+
+    def _think(self, queries, k, config):
+        return self.client.think(queries, k=k, batch_size=max(1, len(queries)))
+
+
 class LangChainThinker(RemoteThinker):
     """Thoughts from a LangChain chat model (`ChatOpenAI`, `ChatOllama`, any `BaseChatModel`), through its own
     `batch` (up to `concurrency` calls at once). The model's own sampling settings apply (the embedder's are not
