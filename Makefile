@@ -24,7 +24,7 @@ demo: $(STAMP)
 	$(VENV)/bin/o1-retriever demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider -rf --durations=25 $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(VENV)/bin/o1-retriever bench --output benchmarks/bench.json
