@@ -16,7 +16,7 @@ import torch
 from .composite import read_composite
 from .corpus import DEMO_CORPUS, read_corpus
 from .default_model import bundled_model_path
-from .encoding import LMEncoder
+from .speed import encoder_cost, sync, timed
 from .validation import check_positive_int, int_list_arg
 
 BENCH_QUERIES = [
@@ -27,11 +27,6 @@ BENCH_QUERIES = [
     "How do volcanoes erupt?", "What is inflation?", "How do search engines rank pages?",
     "How do neural networks learn?", "Why is caffeine stimulating?",
 ]
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":  # kernels run asynchronously: wait before reading the clock
-        torch.cuda.synchronize(device)
 
 
 def matmul_tflops(dtype: torch.dtype, n: int = 2048, reps: int = 10, device=torch.device("cpu"),
@@ -45,7 +40,7 @@ def matmul_tflops(dtype: torch.dtype, n: int = 2048, reps: int = 10, device=torc
     while True:
         a, b = torch.randn(size, size, dtype=dtype, device=device), torch.randn(size, size, dtype=dtype, device=device)
         a @ b  # warm-up: first-call allocation and kernel selection
-        one = min(_timed(lambda: (a @ b, _sync(device)))[1] for _ in range(3))  # one slow call must not stop the growth
+        one = min(timed(lambda: a @ b, device)[1] for _ in range(3))  # one slow call must not stop the growth
         if size >= n or 8 * one * reps > budget_s:  # the next size costs 8x
             break
         size *= 2
@@ -57,15 +52,9 @@ def matmul_tflops(dtype: torch.dtype, n: int = 2048, reps: int = 10, device=torc
         t = time.perf_counter()
         for _ in range(reps):
             a @ b
-        _sync(device)
+        sync(device)
         best = max(best, 2 * size ** 3 * reps / (time.perf_counter() - t) / 1e12)
     return best
-
-
-def _timed(fn):
-    t = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - t
 
 
 def bench_queries_text(n: int) -> list[str]:
@@ -81,7 +70,7 @@ def bench_queries(emb, queries, k, one_by_one_n, batch_size=32):
     tok = emb.thinker.tokenizer
 
     def run(fn, n):
-        results, s = _timed(fn)
+        results, s = timed(fn)
         tokens = sum(len(tok(t, add_special_tokens=False)["input_ids"]) for r in results for ts in r.thoughts for t in ts)
         return {"queries_per_s": n / s, "thought_tokens_per_s": tokens / s, "seconds": s, "queries": n}
 
@@ -122,26 +111,12 @@ def bench_queries(emb, queries, k, one_by_one_n, batch_size=32):
 
 def bench_documents(emb, docs, peak_tflops, batch_size=32):
     """docs/s and tokens/s, and the share of the matmul peak in the encoder's own dtype that they reach."""
-    # The embedding table is a lookup, not a matmul (and the tied LM head is not run to embed): its 28M of the
-    # default's 135M parameters cost no FLOPs, and counting them put fp32 above 100% of its peak.
-    model, n_params, tokens = _encoder_cost(emb, docs)
+    _, n_params, tokens = encoder_cost(emb, docs, emb.document_max_length)
     emb.encode_documents(docs[: 2 * batch_size], batch_size=batch_size)  # warm-up
-    _, s = _timed(lambda: emb.encode_documents(docs, batch_size=batch_size))
+    _, s = timed(lambda: emb.encode_documents(docs, batch_size=batch_size))
     tps = tokens / s
     return {"docs_per_s": len(docs) / s, "tokens_per_s": tps,
             "fraction_of_peak": tps * 2 * n_params / (peak_tflops * 1e12)}
-
-
-def _encoder_cost(emb, docs) -> tuple:
-    """(model, parameters that cost FLOPs, tokens the documents become) for either kind of encoder."""
-    if isinstance(emb.encoder, LMEncoder):
-        model = emb.encoder.model
-        tokens = sum(len(x) for x in emb.encoder.tokenize(docs, emb.document_max_length))
-    else:  # a sentence-transformers model: its own tokenizer and window
-        st = emb.encoder.model
-        model = st[0].auto_model
-        tokens = sum(len(x) for x in st.tokenizer(docs, truncation=True, max_length=st.max_seq_length)["input_ids"])
-    return model, sum(p.numel() for p in model.parameters()) - model.get_input_embeddings().weight.numel(), tokens
 
 
 def _thinker_source(model) -> str:

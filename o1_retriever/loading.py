@@ -14,7 +14,7 @@ import torch
 
 from .checkpoint import is_adapter, load_adapter
 from .formatting import SPECIAL_TOKENS, add_special_tokens
-from .quantized import bnb_config, quantized_copy
+from .quantized import quantized_copy, require_bitsandbytes
 from .validation import QUANTIZATIONS, check_choice
 
 
@@ -33,7 +33,7 @@ def _looks_like_path(name: str) -> bool:
 def _check_quantization(quantization) -> None:
     check_choice(quantization, "quantization", QUANTIZATIONS)
     if quantization is not None:
-        bnb_config(quantization, torch.float32)  # bitsandbytes is there, or the ImportError names the pip command
+        require_bitsandbytes(quantization)  # before a child process is started to quantize
 
 
 def load_causal_lm(source: str, *, device: torch.device, dtype: torch.dtype,

@@ -25,13 +25,17 @@ from .merging import _dir_key, plain_copy
 MARKER = "o1_quantized.json"  # in a quantized copy: what it was made from, and whether it had the O1 tokens
 
 
-def bnb_config(quantization: str, dtype: torch.dtype):
-    """The bitsandbytes settings of each quantization this package offers (NF4 with double quantization, or
-    LLM.int8)."""
+def require_bitsandbytes(quantization: str) -> None:
     try:
         import bitsandbytes  # noqa: F401
     except ImportError as e:
         raise ImportError(f"quantization={quantization!r} needs bitsandbytes: pip install bitsandbytes") from e
+
+
+def bnb_config(quantization: str, dtype: torch.dtype):
+    """The bitsandbytes settings of each quantization this package offers (NF4 with double quantization, or
+    LLM.int8)."""
+    require_bitsandbytes(quantization)
     from transformers import BitsAndBytesConfig
     if quantization == "4bit":
         return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",

@@ -42,13 +42,26 @@ def _head_params(model) -> int:
     return model.config.vocab_size * model.config.hidden_size
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":  # kernels run asynchronously: wait before reading the clock
         torch.cuda.synchronize(device)
 
 
 def _thought_token_counts(tokenizer, thoughts: list[list[str]]) -> int:
     return sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for ts in thoughts for t in ts)
+
+
+def encoder_cost(emb, texts: list[str], max_length: int) -> tuple:
+    """(model, parameters that cost FLOPs, tokens the texts become) for either kind of encoder. The embedding
+    table is a lookup, not a matmul, so its parameters cost nothing here."""
+    if isinstance(emb.encoder, LMEncoder):
+        model = emb.encoder.model
+        tokens = sum(len(x) for x in emb.encoder.tokenize(texts, max_length))
+    else:  # a sentence-transformers model: its own tokenizer and window
+        st = emb.encoder.model
+        model = st[0].auto_model
+        tokens = sum(len(x) for x in st.tokenizer(texts, truncation=True, max_length=st.max_seq_length)["input_ids"])
+    return model, _body_params(model), tokens
 
 
 def compute_bound_seconds(emb, queries: list[str], thoughts: list[list[str]], peak_tflops: float) -> float:
@@ -62,13 +75,8 @@ def compute_bound_seconds(emb, queries: list[str], thoughts: list[list[str]], pe
     flops = 2 * _body_params(think_model) * prompt_tokens
     flops += 2 * (_body_params(think_model) + _head_params(think_model)) * thought_tokens
     texts = emb._query_texts([q for q, ts in zip(queries, thoughts) for _ in ts], [t for ts in thoughts for t in ts])
-    if isinstance(emb.encoder, LMEncoder):
-        enc_model, enc_tokens = emb.encoder.model, sum(len(x) for x in emb.encoder.tokenize(texts, emb.query_max_length))
-    else:
-        st = emb.encoder.model
-        enc_model = st[0].auto_model
-        enc_tokens = sum(len(x) for x in st.tokenizer(texts, truncation=True, max_length=st.max_seq_length)["input_ids"])
-    flops += 2 * _body_params(enc_model) * enc_tokens
+    _, enc_params, enc_tokens = encoder_cost(emb, texts, emb.query_max_length)
+    flops += 2 * enc_params * enc_tokens
     return flops / (peak_tflops * 1e12)
 
 
@@ -121,11 +129,12 @@ def reference_embed(emb, queries: list[str], thoughts: list[list[str]], batch_si
     return aggregate(vecs.reshape(len(queries), k, -1), emb.aggregation, bare, emb.query_weight)
 
 
-def _timed(fn, device):
-    _sync(device)
+def timed(fn, device: torch.device = torch.device("cpu")):
+    """(fn(), seconds), with the device's queued work finished on both sides of the clock."""
+    sync(device)
     t = time.perf_counter()
     out = fn()
-    _sync(device)
+    sync(device)
     return out, time.perf_counter() - t
 
 
@@ -154,16 +163,16 @@ def compare_paths(emb, queries: list[str], k: int, batch_size: int, peak_tflops:
         compile_s = None
         if compiled:
             emb.thinker.compiled = True
-            _, compile_s = _timed(lambda: emb.encode_queries(queries, k=k, batch_size=batch_size), device)
+            _, compile_s = timed(lambda: emb.encode_queries(queries, k=k, batch_size=batch_size), device)
             emb.thinker.compiled = False
         for _ in range(repeats):
-            thoughts, think_s = _timed(lambda: reference_think(emb, queries, k), device)
-            _, embed_s = _timed(lambda: reference_embed(emb, queries, thoughts, batch_size), device)
+            thoughts, think_s = timed(lambda: reference_think(emb, queries, k), device)
+            _, embed_s = timed(lambda: reference_embed(emb, queries, thoughts, batch_size), device)
             runs["reference"].append((think_s + embed_s, thoughts))
             modes = (False, True) if compiled else (False,)
             for mode in modes:
                 emb.thinker.compiled = mode
-                out, s = _timed(lambda: emb.encode_queries(queries, k=k, batch_size=batch_size,
+                out, s = timed(lambda: emb.encode_queries(queries, k=k, batch_size=batch_size,
                                                            return_thoughts=True), device)
                 runs["ours_compiled" if mode else "ours"].append((s, out.thoughts))
     finally:
