@@ -37,7 +37,8 @@ def _load(args):
     cache = {"on": True, "off": False}.get(args.thought_cache, args.thought_cache)
     return O1Embedder.from_pretrained(args.model, device=args.device, dtype=args.dtype,
                                       quantization=args.quantization, seed=args.seed,
-                                      thought_cache=cache, compile=_compile(args), **chosen)
+                                      thought_cache=cache, vector_cache=args.vector_cache == "on",
+                                      compile=_compile(args), **chosen)
 
 
 def _compile(args) -> bool:
@@ -92,6 +93,9 @@ def register(sub) -> None:
                    help="seconds to let in-flight requests finish after SIGTERM")
     p.add_argument("--thought-cache", default="on", metavar="on|off|PATH",
                    help="persistent thought cache: on (thoughts.sqlite in the cache dir), off, or a file")
+    p.add_argument("--vector-cache", default="on", choices=["on", "off"],
+                   help="keep finished query vectors in memory, so a repeated query costs no forward "
+                        "(off: every request thinks, as a load test needs)")
     p.add_argument("--compile", default="auto", choices=["auto", "on", "off"],
                    help="think with a static KV cache and a compiled forward (same thoughts; compiles once per "
                         "shape at start-up); auto: on for a GPU, off on a CPU")

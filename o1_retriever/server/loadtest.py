@@ -80,10 +80,11 @@ def start_server(args, port: int) -> subprocess.Popen:
     import httpx
     cmd = [sys.executable, "-m", "o1_retriever.cli", "serve", "--device", "cpu", "--dtype", args.dtype,
            "--port", str(port), "--name", "bench", "--max-batch", str(args.max_batch),
-           "--max-wait-ms", str(args.max_wait_ms), "--log-level", "warning", "--thought-cache", "off"]
+           "--max-wait-ms", str(args.max_wait_ms), "--log-level", "warning", "--thought-cache", "off",
+           "--vector-cache", "off"]
     cmd += ["--model", args.model] if args.model else []
     cmd += ["--max-new-tokens", str(args.max_new_tokens)] if args.max_new_tokens else []
-    proc = subprocess.Popen(cmd)  # no thought cache: every request thinks, as in the reference
+    proc = subprocess.Popen(cmd)  # no thought or vector cache: every request thinks, as in the reference
     deadline = time.monotonic() + 600
     while True:
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -180,7 +181,8 @@ def main(argv=None) -> int:
 
     from .. import O1Embedder
     options = {"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {}
-    emb = O1Embedder.from_pretrained(args.model, device="cpu", dtype=args.dtype, thought_cache=False, **options)
+    emb = O1Embedder.from_pretrained(args.model, device="cpu", dtype=args.dtype, thought_cache=False,
+                                     vector_cache=False, **options)
     emb.encode_queries(queries(4, "warm"), k=max(args.k), show_progress_bar=False)  # first-call set-up, not timed
     command = "python -m o1_retriever.server.loadtest " + " ".join(sys.argv[1:] if argv is None else argv)
     report = {"model": repr(emb), "command": command, "machine": machine(), "load_average_start": load_average(),

@@ -58,3 +58,16 @@ def test_serve_command_answers_then_drains_on_sigterm(tiny_o1_dir, tiny_embedder
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_serve_vector_cache_flag_reaches_the_embedder(tiny_o1_dir, tmp_path, monkeypatch):
+    """--vector-cache off: a repeated query thinks again (a load test that repeats its queries measures work)."""
+    import argparse
+
+    from o1_retriever.server import cli
+    monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path))
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    common = ["serve", "--model", str(tiny_o1_dir), "--device", "cpu", "--dtype", "fp32", "--thought-cache", "off"]
+    assert cli._load(parser.parse_args(common)).vector_cache is not None  # on by default
+    assert cli._load(parser.parse_args(common + ["--vector-cache", "off"])).vector_cache is None
