@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .default_model import resolve_base_model, resolve_encoder
 from .settings import check_model_settings
+from .validation import read_json_object
 
 COMPOSITE_FILE = "o1_composite.json"
 PARTS = ("thinker", "encoder")
@@ -45,14 +46,9 @@ def read_composite(path) -> CompositeSpec | None:
     """The spec of a composite model directory, or None when `path` is not one."""
     directory = Path(str(path)).expanduser()
     file = directory / COMPOSITE_FILE
-    if not file.is_file():
+    values = read_json_object(file)
+    if values is None:
         return None
-    try:
-        values = json.loads(file.read_text(encoding="utf-8"))
-    except ValueError as e:
-        raise ValueError(f"{file} is not valid JSON ({e})") from None
-    if not isinstance(values, dict):
-        raise ValueError(f"{file} must hold a JSON object, got {type(values).__name__}")
     for part in PARTS:
         if not isinstance(values.get(part), str) or not values[part].strip():
             raise ValueError(f"{file} must name the {part} as a non-empty string (a path or hub id), "

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .validation import AGGREGATIONS, check_choice, check_positive_int, check_query_weight
+from .validation import AGGREGATIONS, check_choice, check_positive_int, check_query_weight, read_json_object
 
 SETTINGS_FILE = "o1_generation.json"  # a model directory's own settings
 THOUGHT_INPUTS = ("query_and_thought", "thought")
@@ -137,13 +136,8 @@ def read_model_settings(directory) -> dict:
     """The settings a model directory ships in `o1_generation.json` (e.g. the thought length it was trained on, or
     the aggregation chosen on held-out data); {} when it ships none."""
     path = Path(str(directory)).expanduser() / SETTINGS_FILE
-    if not path.is_file():
-        return {}
-    try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as e:
-        raise ValueError(f"{path} is not valid JSON ({e})") from None
-    return check_model_settings(values, path)
+    values = read_json_object(path)
+    return {} if values is None else check_model_settings(values, path)
 
 
 def resolve(model_defaults: dict, overrides: dict) -> InferenceSettings:

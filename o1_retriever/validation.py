@@ -1,8 +1,10 @@
 """Argument checks shared by every entry point: fail early, name the value and what is allowed."""
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 AGGREGATIONS = ("mean", "normalized_mean", "mean_with_query")
 QUANTIZATIONS = (None, "4bit", "8bit")
@@ -112,3 +114,18 @@ def check_choice(value, name: str, allowed) -> str:
     if value not in allowed:
         raise ValueError(f"{name}={value!r} is not supported; use one of {list(allowed)}")
     return value
+
+
+def read_json_object(path, what: str = "a JSON object", fix: str = "") -> dict | None:
+    """The JSON object in the file at `path`, None when there is no such file; a clear error when it is not JSON
+    or not an object (`what` says what it should be, `fix` what to do)."""
+    path = Path(str(path)).expanduser()
+    if not path.is_file():
+        return None
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}){fix}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path} must hold {what}, got {type(values).__name__}{fix}")
+    return values

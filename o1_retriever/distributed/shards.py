@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..atomic import atomic_path, write_text_atomically
+from ..validation import read_json_object
 
 MANIFEST = "o1_vectors.json"
 MANIFEST_VERSION = 1
@@ -265,13 +266,10 @@ def remove_temporaries(directory: Path) -> int:
 # ---- the manifest -----------------------------------------------------------------------------------------------
 def read_manifest(directory: str | os.PathLike) -> dict | None:
     path = Path(directory).expanduser() / MANIFEST
-    if not path.is_file():
+    manifest = read_json_object(path, "an o1-retriever vectors manifest", "; remove the folder and encode again")
+    if manifest is None:
         return None
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as e:
-        raise ValueError(f"{path} is not valid JSON ({e}); remove the folder and encode again") from None
-    if not isinstance(manifest, dict) or manifest.get("version") != MANIFEST_VERSION:
+    if manifest.get("version") != MANIFEST_VERSION:
         raise ValueError(f"{path} is not an o1-retriever vectors manifest (version {MANIFEST_VERSION})")
     return manifest
 

@@ -20,8 +20,12 @@ def _train(args: argparse.Namespace) -> int:
     result = train(from_namespace(ModelArguments, args), from_namespace(DataArguments, args),
                    from_namespace(TrainingArguments, args))
     last = result.last
-    print(f"trained {result.steps} steps -> {result.output_dir}"
-          + (f" (loss_emb {last['loss_emb']:.4f}, loss_gen {last['loss_gen']:.4f})" if last else ""))
+    return _report(result, f"trained {result.steps} steps -> {result.output_dir}"
+                   + (f" (loss_emb {last['loss_emb']:.4f}, loss_gen {last['loss_gen']:.4f})" if last else ""))
+
+
+def _report(result, summary: str) -> int:
+    print(summary)
     print(f"log: {result.log_file}" + (f"  plot: {result.plot_file}" if result.plot_file else ""))
     return 0
 
@@ -52,9 +56,8 @@ def register_train(subparsers) -> None:
 def _train_encoder(args: argparse.Namespace) -> int:
     from .encoder import EncoderArguments, train_encoder
     result = train_encoder(from_namespace(EncoderArguments, args))
-    print(f"trained the encoder {result.steps} steps on {result.anchors} anchors -> {result.output_dir}")
-    print(f"log: {result.log_file}" + (f"  plot: {result.plot_file}" if result.plot_file else ""))
-    return 0
+    return _report(result, f"trained the encoder {result.steps} steps on {result.anchors} anchors "
+                           f"-> {result.output_dir}")
 
 
 def register_train_encoder(subparsers) -> None:
