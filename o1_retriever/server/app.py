@@ -95,17 +95,7 @@ def create_app(embedder, *, name: str | None = None, api_key: str | None = None,
 
     app = FastAPI(title="o1-retriever", lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.batcher, app.state.metrics, app.state.model_ids = batcher, metrics, list(ids)
-
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        started, path = time.perf_counter(), request.url.path
-        route = path if path in ROUTES else "other"  # unknown paths share a label: no unbounded label sets
-        response = _authorize(request, key) or _check_size(request, limits)
-        if response is None:
-            response = await call_next(request)
-        metrics.requests.labels(route, str(response.status_code)).inc()
-        metrics.latency.labels(route).observe(time.perf_counter() - started)
-        return response
+    app.add_middleware(_Guard, key=key, limits=limits, metrics=metrics)
 
     @app.exception_handler(ApiError)
     async def api_error(request, e: ApiError):
@@ -150,8 +140,9 @@ def create_app(embedder, *, name: str | None = None, api_key: str | None = None,
                 item["thoughts"] = result.thoughts[i]
             data.append(item)
         used = sum(result.tokens)
-        return {"object": "list", "data": data, "model": f"{name}-{kind}",
-                "usage": {"prompt_tokens": used, "total_tokens": used}}
+        # A JSONResponse as is: FastAPI would otherwise walk every float through jsonable_encoder first.
+        return JSONResponse({"object": "list", "data": data, "model": f"{name}-{kind}",
+                             "usage": {"prompt_tokens": used, "total_tokens": used}})
 
     @app.post("/v1/think")
     async def think(body: ThinkRequest):
@@ -186,6 +177,36 @@ def create_app(embedder, *, name: str | None = None, api_key: str | None = None,
 
 
 ROUTES = ("/v1/embeddings", "/v1/think", "/v1/models", "/health", "/metrics")
+
+
+class _Guard:
+    """API key and body size checks before a request reaches its route, then request count and latency per route.
+    A plain ASGI middleware: FastAPI's `@app.middleware("http")` streams every response through an extra task."""
+
+    def __init__(self, app, *, key: bytes | None, limits: Limits, metrics: Metrics):
+        self.app, self.key, self.limits, self.metrics = app, key, limits, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started, request = time.perf_counter(), Request(scope)
+        route = scope["path"] if scope["path"] in ROUTES else "other"  # unknown paths share one label
+        status = []
+
+        async def send_status(message):
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            await send(message)
+
+        refusal = _authorize(request, self.key) or _check_size(request, self.limits)
+        try:
+            if refusal is not None:
+                await refusal(scope, receive, send_status)
+            else:
+                await self.app(scope, receive, send_status)
+        finally:
+            self.metrics.requests.labels(route, str(status[0] if status else 500)).inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - started)
 
 
 def _authorize(request: Request, key: bytes | None) -> JSONResponse | None:

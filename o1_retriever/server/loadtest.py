@@ -97,6 +97,31 @@ def start_server(args, port: int) -> subprocess.Popen:
             time.sleep(0.5)
 
 
+def engine_counters(url: str) -> dict:
+    """The server's own account from /metrics: merged engine calls for queries, texts in them, seconds inside."""
+    import httpx
+    wanted = {'o1_batch_size_count{kind="query"}': "batches", 'o1_batch_size_sum{kind="query"}': "texts",
+              'o1_engine_seconds_sum{kind="query"}': "engine_seconds"}
+    values = dict.fromkeys(wanted.values(), 0.0)
+    for line in httpx.get(url + "/metrics", timeout=30).text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name in wanted:
+            values[wanted[name]] = float(value)
+    return values
+
+
+def with_engine_share(url: str, run) -> dict:
+    """A run's figures plus what the server's engine did meanwhile: the rest of the wall time is HTTP, queueing
+    and the clients (which share this machine's cores)."""
+    before = engine_counters(url)
+    row = run()
+    after = engine_counters(url)
+    calls = after["batches"] - before["batches"]
+    row |= {"engine_calls": int(calls), "mean_batch": round((after["texts"] - before["texts"]) / calls, 1) if calls
+            else None, "engine_seconds": round(after["engine_seconds"] - before["engine_seconds"], 2)}
+    return row
+
+
 def machine() -> dict:
     import torch
     cpu = platform.processor() or platform.machine()
@@ -205,8 +230,8 @@ def main(argv=None) -> int:
             run_clients(url, queries(2, f"warm{k}-"), 1, k, "bench-query")
         for k in args.k:
             before = in_process(k)
-            served = [{"k": k, "mode": "server"} | run_clients(url, texts[k], c, k, "bench-query", args.time_limit)
-                      for c in args.concurrency]
+            served = [{"k": k, "mode": "server"} | with_engine_share(url, lambda c=c: run_clients(
+                url, texts[k], c, k, "bench-query", args.time_limit)) for c in args.concurrency]
             after = in_process(k)
             best = min(before, after)
             reference = {"k": k, "mode": "in-process encode_queries", "batch_size": args.max_batch,
