@@ -9,6 +9,7 @@ from typing import Callable
 import torch
 
 from .batching import in_batches
+from .encoding import cache_argument
 from .formatting import chat_thinking_prompt, thinking_prompt
 from .sampling import generate, row_seeds
 from .settings import InferenceSettings
@@ -66,14 +67,29 @@ class Thinker:
         batch = tok([self.prompt(q) for q in queries], return_tensors="pt", padding=True, truncation=True,
                     max_length=config.prompt_max_length, add_special_tokens=self.prompt_style == "official")
         batch = batch.to(self.device)
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        # k samples of one query share its prompt: read it once and repeat its KV cache k times (generate would
+        # run the same prompt k times). A static cache is preallocated by generate itself: it reads the prompt.
+        shared = {} if static or k == 1 else {cache_argument(self.model): self._prompt_cache(ids, mask, k)}
         # Each row samples from its own generator seeded by (seed, query, row): no global RNG, and a query's
         # thoughts do not depend on the rest of its batch.
-        out = generate(self.model, batch["input_ids"], batch["attention_mask"], n=k, temperature=config.temperature,
+        out = generate(self.model, ids, mask, n=k, temperature=config.temperature,
                        top_p=config.top_p, seeds=row_seeds(config.seed, queries, k),
                        max_new_tokens=config.max_new_tokens, pad_token_id=tok.pad_token_id,
                        eos_token_id=tok.eos_token_id, return_dict_in_generate=True, use_cache=True,
-                       **(compiled_decoding() if static else {}))
+                       **(compiled_decoding() if static else shared))
         return batch, out
+
+    def _prompt_cache(self, ids: torch.Tensor, mask: torch.Tensor, k: int):
+        """The KV cache of every prompt but its last token (left padding: every row's last token is real), each
+        row repeated k times; generate then starts from that last token."""
+        from transformers import DynamicCache
+        cache = DynamicCache(config=self.model.config)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # as generate numbers a left-padded prompt
+        self.model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
+                   use_cache=True, logits_to_keep=1, **{cache_argument(self.model): cache})
+        cache.batch_repeat_interleave(k)
+        return cache
 
     def _decode(self, new_tokens: torch.Tensor) -> list[str]:
         """Thought texts up to EOS. In the official style, exactly as generated (the official inference re-encodes
