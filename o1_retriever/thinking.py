@@ -70,7 +70,7 @@ class Thinker:
         ids, mask = batch["input_ids"], batch["attention_mask"]
         # k samples of one query share its prompt: read it once and repeat its KV cache k times (generate would
         # run the same prompt k times). A static cache is preallocated by generate itself: it reads the prompt.
-        shared = {} if static or k == 1 else {cache_argument(self.model): self._prompt_cache(ids, mask, k)}
+        shared = {} if static or k == 1 else {self._cache_keyword(): self._prompt_cache(ids, mask, k)}
         # Each row samples from its own generator seeded by (seed, query, row): no global RNG, and a query's
         # thoughts do not depend on the rest of its batch.
         out = generate(self.model, ids, mask, n=k, temperature=config.temperature,
@@ -87,9 +87,14 @@ class Thinker:
         cache = DynamicCache(config=self.model.config)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # as generate numbers a left-padded prompt
         self.model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
-                   use_cache=True, logits_to_keep=1, **{cache_argument(self.model): cache})
+                   use_cache=True, logits_to_keep=1, **{self._cache_keyword(): cache})
         cache.batch_repeat_interleave(k)
         return cache
+
+    def _cache_keyword(self) -> str:
+        """The KV cache's keyword, read from the model itself under a PEFT wrapper (whose forward takes **kwargs)."""
+        inner = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        return cache_argument(inner)
 
     def _decode(self, new_tokens: torch.Tensor) -> list[str]:
         """Thought texts up to EOS. In the official style, exactly as generated (the official inference re-encodes
