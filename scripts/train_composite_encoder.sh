@@ -12,6 +12,7 @@ export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 if [ ! -f "$OUT/o1_composite.json" ]; then
   .venv/bin/o1-retriever train-encoder --model o1_retriever/default_composite --data "$DATA/scifact:train" \
     --exclude-dir runs/c/scifact_dev --output-dir "$OUT" --thoughts-per-query 2 --bare-query-ratio 0.5 \
-    --num-negatives 1 --lora-r 16 --learning-rate 1e-4 --num-epochs 1 --batch-size 32 --merge-weight 0.5 --seed 42
+    --num-negatives 1 --lora-r 16 --learning-rate 1e-4 --num-epochs 1 --max-steps "${MAX_STEPS:-30}" \
+    --batch-size 32 --merge-weight 0.5 --seed 42
 fi
 bash scripts/eval_composite_dev.sh "$OUT" cand_e
