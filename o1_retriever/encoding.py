@@ -111,6 +111,8 @@ def cache_argument(backbone) -> str:
     """The KV cache's keyword for this backbone's forward (`cache` or `past_key_values`, as for
     `thinking.generated_cache`). Older transformers swallow an unknown `cache=` into **kwargs and would embed the
     step without its context."""
+    if hasattr(backbone, "get_base_model"):  # a PEFT wrapper's forward takes **kwargs: ask the model inside
+        backbone = backbone.get_base_model()
     return "cache" if "cache" in inspect.signature(backbone.forward).parameters else "past_key_values"
 
 

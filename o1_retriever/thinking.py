@@ -70,7 +70,7 @@ class Thinker:
         ids, mask = batch["input_ids"], batch["attention_mask"]
         # k samples of one query share its prompt: read it once and repeat its KV cache k times (generate would
         # run the same prompt k times). A static cache is preallocated by generate itself: it reads the prompt.
-        shared = {} if static or k == 1 else {self._cache_keyword(): self._prompt_cache(ids, mask, k)}
+        shared = {} if static or k == 1 else self._prompt_cache(ids, mask, k)
         # Each row samples from its own generator seeded by (seed, query, row): no global RNG, and a query's
         # thoughts do not depend on the rest of its batch.
         out = generate(self.model, ids, mask, n=k, temperature=config.temperature,
@@ -80,21 +80,16 @@ class Thinker:
                        **(compiled_decoding() if static else shared))
         return batch, out
 
-    def _prompt_cache(self, ids: torch.Tensor, mask: torch.Tensor, k: int):
-        """The KV cache of every prompt but its last token (left padding: every row's last token is real), each
-        row repeated k times; generate then starts from that last token."""
+    def _prompt_cache(self, ids: torch.Tensor, mask: torch.Tensor, k: int) -> dict:
+        """generate()'s cache argument: the KV cache of every prompt but its last token (left padding: every row's
+        last token is real), each row repeated k times; generate then starts from that last token."""
         from transformers import DynamicCache
-        cache = DynamicCache(config=self.model.config)
+        cache, keyword = DynamicCache(config=self.model.config), cache_argument(self.model)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # as generate numbers a left-padded prompt
         self.model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
-                   use_cache=True, logits_to_keep=1, **{self._cache_keyword(): cache})
+                   use_cache=True, logits_to_keep=1, **{keyword: cache})
         cache.batch_repeat_interleave(k)
-        return cache
-
-    def _cache_keyword(self) -> str:
-        """The KV cache's keyword, read from the model itself under a PEFT wrapper (whose forward takes **kwargs)."""
-        inner = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        return cache_argument(inner)
+        return {keyword: cache}
 
     def _decode(self, new_tokens: torch.Tensor) -> list[str]:
         """Thought texts up to EOS. In the official style, exactly as generated (the official inference re-encodes
