@@ -100,13 +100,13 @@ def start_server(args, port: int) -> subprocess.Popen:
 def engine_counters(url: str) -> dict:
     """The server's own account from /metrics: merged engine calls for queries, texts in them, seconds inside."""
     import httpx
-    wanted = {'o1_batch_size_count{kind="query"}': "batches", 'o1_batch_size_sum{kind="query"}': "texts",
-              'o1_engine_seconds_sum{kind="query"}': "engine_seconds"}
+    from prometheus_client.parser import text_string_to_metric_families
+    wanted = {"o1_batch_size_count": "batches", "o1_batch_size_sum": "texts", "o1_engine_seconds_sum": "engine_seconds"}
     values = dict.fromkeys(wanted.values(), 0.0)
-    for line in httpx.get(url + "/metrics", timeout=30).text.splitlines():
-        name, _, value = line.rpartition(" ")
-        if name in wanted:
-            values[wanted[name]] = float(value)
+    for family in text_string_to_metric_families(httpx.get(url + "/metrics", timeout=30).text):
+        for sample in family.samples:
+            if sample.name in wanted and sample.labels.get("kind") == "query":
+                values[wanted[sample.name]] = sample.value
     return values
 
 
