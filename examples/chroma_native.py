@@ -4,31 +4,23 @@ embeds them with the query and searches; reopening the persisted collection rebu
     python chroma_native.py [--persist-dir DIR] [--k 3]
 Hits marked * are the passages the demo queries' judgements call relevant.
 """
-import argparse
-import tempfile
 
 import chromadb
 
 from o1_retriever import O1Embedder
 from o1_retriever.chroma import O1EmbeddingFunction  # importing it registers the function with Chroma
-from o1_retriever.corpus import DEMO_CORPUS, demo_queries, read_corpus
+from o1_retriever.corpus import DEMO_CORPUS, demo_arguments, demo_queries, read_corpus
 
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--k", type=int, default=3, help="thoughts per query")
-parser.add_argument("--queries", type=int, default=3, help="how many demo queries to run")
-parser.add_argument("--max-new-tokens", type=int, default=48, help="length of each thought, in tokens")
-parser.add_argument("--persist-dir", default=None, help="Chroma folder (default: a fresh temporary one)")
-args = parser.parse_args()
-persist_dir = args.persist_dir or tempfile.mkdtemp(prefix="o1_chroma_")
+args = demo_arguments(__doc__, temp_prefix="o1_chroma_")
 passages, queries = read_corpus(DEMO_CORPUS), demo_queries()[: args.queries]
 
 embedder = O1Embedder.from_pretrained(max_new_tokens=args.max_new_tokens)
 function = O1EmbeddingFunction(embedder, num_thoughts=args.k)  # n_results is the number of documents
-client = chromadb.PersistentClient(path=persist_dir)
+client = chromadb.PersistentClient(path=args.persist_dir)
 collection = client.get_or_create_collection("demo", embedding_function=function)
 collection.upsert(ids=[p.id for p in passages], documents=[p.full_text for p in passages],
                   metadatas=[{"title": p.title} for p in passages])
-print(f"{collection.count()} passages in {persist_dir}, space={collection.configuration_json['hnsw']['space']}")
+print(f"{collection.count()} passages in {args.persist_dir}, space={collection.configuration_json['hnsw']['space']}")
 
 texts = [q.text for q in queries]
 results = collection.query(query_texts=texts, n_results=2)
@@ -43,7 +35,7 @@ for query, thoughts, ids, distances, metas in zip(queries, function.think(texts)
 
 # A new client on the same folder, no embedding function given: Chroma rebuilds ours from the collection's
 # config (in this process it reuses the loaded model rather than loading a second one).
-reopened = chromadb.PersistentClient(path=persist_dir).get_collection("demo")
+reopened = chromadb.PersistentClient(path=args.persist_dir).get_collection("demo")
 again = reopened.query(query_texts=texts, n_results=2)
 rebuilt = reopened.configuration["embedding_function"]
 print(f"\nreopened: function {rebuilt.name()!r} rebuilt from {rebuilt.get_config()['model'] or 'the default model'}, "

@@ -4,27 +4,19 @@
 Hits marked * are the passages the demo queries' judgements call relevant.
 Needs bm25s + PyStemmer: pip install 'o1-retriever[hybrid]'.
 """
-import argparse
-import tempfile
 
 from o1_retriever import O1Embedder
-from o1_retriever.corpus import DEMO_CORPUS, demo_queries, read_corpus
+from o1_retriever.corpus import DEMO_CORPUS, demo_arguments, demo_queries, read_corpus
 from o1_retriever.fusion import DEFAULT_DENSE_WEIGHT
 from o1_retriever.index import O1Index
 
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--k", type=int, default=3, help="thoughts per query")
-parser.add_argument("--queries", type=int, default=3, help="how many demo queries to run")
-parser.add_argument("--max-new-tokens", type=int, default=48, help="length of each thought, in tokens")
-parser.add_argument("--persist-dir", default=None, help="Chroma folder (default: a fresh temporary one)")
-args = parser.parse_args()
-persist_dir = args.persist_dir or tempfile.mkdtemp(prefix="o1_hybrid_")
+args = demo_arguments(__doc__, temp_prefix="o1_hybrid_")
 passages, queries = read_corpus(DEMO_CORPUS), demo_queries()[: args.queries]
 
 embedder = O1Embedder.from_pretrained(max_new_tokens=args.max_new_tokens)
-index = O1Index(embedder, path=persist_dir, collection="demo")
+index = O1Index(embedder, path=args.persist_dir, collection="demo")
 index.add([p.id for p in passages], [p.full_text for p in passages], [{"title": p.title} for p in passages])
-print(f"{len(index)} passages in {persist_dir}")
+print(f"{len(index)} passages in {args.persist_dir}")
 
 
 def show(rank, hit, relevant):

@@ -5,8 +5,6 @@ metadata), and an LCEL chain that answers from the retrieved passages with the s
 Hits marked * are the passages the demo queries' judgements call relevant.
 Needs: pip install o1-retriever langchain-o1 langchain-chroma
 """
-import argparse
-import tempfile
 
 import torch
 from langchain_chroma import Chroma
@@ -16,14 +14,9 @@ from langchain_core.runnables import RunnableLambda, RunnablePassthrough
 from langchain_o1 import O1Embeddings, O1Retriever
 
 from o1_retriever import O1Embedder
-from o1_retriever.corpus import DEMO_CORPUS, demo_queries, read_corpus
+from o1_retriever.corpus import DEMO_CORPUS, demo_arguments, demo_queries, read_corpus
 
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--k", type=int, default=3, help="thoughts per query")
-parser.add_argument("--queries", type=int, default=3, help="how many demo queries to run")
-parser.add_argument("--max-new-tokens", type=int, default=48, help="length of each thought, in tokens")
-parser.add_argument("--persist-dir", default=None, help="Chroma folder (default: a fresh temporary one)")
-args = parser.parse_args()
+args = demo_arguments(__doc__, temp_prefix="o1_langchain_")
 passages, queries = read_corpus(DEMO_CORPUS), demo_queries()[: args.queries]
 embedder = O1Embedder.from_pretrained(max_new_tokens=args.max_new_tokens)  # loaded once, shared below
 
@@ -31,7 +24,7 @@ embeddings = O1Embeddings(embedder=embedder, num_thoughts=args.k)
 vectorstore = Chroma.from_texts(
     [p.full_text for p in passages], embedding=embeddings, ids=[p.id for p in passages],
     metadatas=[{"corpus_id": p.id, "title": p.title} for p in passages], collection_name="demo",
-    persist_directory=args.persist_dir or tempfile.mkdtemp(prefix="o1_langchain_"),
+    persist_directory=args.persist_dir,
     collection_metadata={"hnsw:space": "cosine"})
 retriever = O1Retriever(vectorstore=vectorstore, k=2)  # uses the store's O1Embeddings: no second model
 print(f"indexed {len(passages)} passages with {embedder}")

@@ -6,8 +6,6 @@ The answer step uses LlamaIndex's MockLLM (it echoes its prompt) so the example 
 LlamaIndex LLM in its place. Hits marked * are the passages the demo queries' judgements call relevant.
 Needs: pip install o1-retriever llama-index-embeddings-o1 llama-index-retrievers-o1
 """
-import argparse
-import tempfile
 
 import chromadb
 from llama_index.core import Document, StorageContext, VectorStoreIndex
@@ -19,19 +17,14 @@ from llama_index.retrievers.o1 import O1Retriever
 from llama_index.vector_stores.chroma import ChromaVectorStore
 
 from o1_retriever import O1Embedder
-from o1_retriever.corpus import DEMO_CORPUS, demo_queries, read_corpus
+from o1_retriever.corpus import DEMO_CORPUS, demo_arguments, demo_queries, read_corpus
 
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--k", type=int, default=3, help="thoughts per query")
-parser.add_argument("--queries", type=int, default=3, help="how many demo queries to run")
-parser.add_argument("--max-new-tokens", type=int, default=48, help="length of each thought, in tokens")
-parser.add_argument("--persist-dir", default=None, help="Chroma folder (default: a fresh temporary one)")
-args = parser.parse_args()
+args = demo_arguments(__doc__, temp_prefix="o1_llamaindex_")
 passages, queries = read_corpus(DEMO_CORPUS), demo_queries()[: args.queries]
 embedder = O1Embedder.from_pretrained(max_new_tokens=args.max_new_tokens)  # loaded once, shared below
 
 # 1. Index: documents are embedded directly (no thinking) into a persistent Chroma collection.
-client = chromadb.PersistentClient(path=args.persist_dir or tempfile.mkdtemp(prefix="o1_llamaindex_"))
+client = chromadb.PersistentClient(path=args.persist_dir)
 vector_store = ChromaVectorStore(chroma_collection=client.get_or_create_collection(
     "demo", metadata={"hnsw:space": "cosine"}))
 documents = [Document(text=p.full_text, metadata={"corpus_id": p.id, "title": p.title},

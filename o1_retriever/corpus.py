@@ -1,8 +1,10 @@
 """Reading corpora: JSONL with `_id` and `text` (optional `title`, other keys become metadata)."""
 from __future__ import annotations
 
+import argparse
 import json
 import math
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,3 +95,16 @@ class DemoQuery:
 def demo_queries() -> list[DemoQuery]:
     """The bundled queries over DEMO_CORPUS, each with the ids of the passages that answer it."""
     return [DemoQuery(row["_id"], row["text"], set(row["relevant"])) for _, row in read_jsonl(DEMO_QUERIES)]
+
+
+def demo_arguments(description: str, temp_prefix: str) -> argparse.Namespace:
+    """The flags the examples share (--k, --queries, --max-new-tokens, --persist-dir); without --persist-dir the
+    Chroma folder is a fresh temporary one named `temp_prefix...`."""
+    parser = argparse.ArgumentParser(description=description.splitlines()[0])
+    parser.add_argument("--k", type=int, default=3, help="thoughts per query")
+    parser.add_argument("--queries", type=int, default=3, help="how many demo queries to run")
+    parser.add_argument("--max-new-tokens", type=int, default=48, help="length of each thought, in tokens")
+    parser.add_argument("--persist-dir", default=None, help="Chroma folder (default: a fresh temporary one)")
+    args = parser.parse_args()
+    args.persist_dir = args.persist_dir or tempfile.mkdtemp(prefix=temp_prefix)
+    return args

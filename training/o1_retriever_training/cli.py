@@ -30,27 +30,29 @@ def _report(result, summary: str) -> int:
     return 0
 
 
+def _command(subparsers, name: str, func, help: str, description: str, *arguments) -> None:
+    """One subcommand whose flags come from the given argument dataclasses."""
+    p = subparsers.add_parser(name, help=help, description=description)
+    for dataclass_type in arguments:
+        add_dataclass_arguments(p, dataclass_type)
+    p.set_defaults(func=func)
+
+
 def register_synthesize(subparsers) -> None:
-    p = subparsers.add_parser(
-        "synthesize", help="Write candidate thoughts with an LLM expert and keep the committee's choice",
-        description="Thought synthesis for O1 training: an LLM expert (local HF model or OpenAI-compatible "
-                    "server) writes N candidate thoughts per query, a retrieval committee (BM25 + dense "
-                    "encoders) votes for the one closest to the positive passage; hard negatives are mined. "
-                    "Re-running with the same --output resumes.")
-    add_dataclass_arguments(p, SynthesisArguments)
-    p.set_defaults(func=_synthesize)
+    _command(subparsers, "synthesize", _synthesize,
+             "Write candidate thoughts with an LLM expert and keep the committee's choice",
+             "Thought synthesis for O1 training: an LLM expert (local HF model or OpenAI-compatible server) writes N "
+             "candidate thoughts per query, a retrieval committee (BM25 + dense encoders) votes for the one closest "
+             "to the positive passage; hard negatives are mined. Re-running with the same --output resumes.",
+             SynthesisArguments)
 
 
 def register_train(subparsers) -> None:
-    p = subparsers.add_parser(
-        "train", help="Joint think+embed LoRA fine-tune (L = λ·L_contrastive + (1-λ)·L_gen)",
-        description="Fine-tune a causal LM into an O1 embedder on JSONL records {query, pos, neg, thought} "
-                    "(e.g. the output of `synthesize`). Writes a LoRA adapter in the official layout that "
-                    "O1Embedder.from_pretrained loads. Multi-GPU: `accelerate launch -m o1_retriever.cli train ...`.")
-    add_dataclass_arguments(p, ModelArguments)
-    add_dataclass_arguments(p, DataArguments)
-    add_dataclass_arguments(p, TrainingArguments)
-    p.set_defaults(func=_train)
+    _command(subparsers, "train", _train, "Joint think+embed LoRA fine-tune (L = λ·L_contrastive + (1-λ)·L_gen)",
+             "Fine-tune a causal LM into an O1 embedder on JSONL records {query, pos, neg, thought} (e.g. the output "
+             "of `synthesize`). Writes a LoRA adapter in the official layout that O1Embedder.from_pretrained loads. "
+             "Multi-GPU: `accelerate launch -m o1_retriever.cli train ...`.",
+             ModelArguments, DataArguments, TrainingArguments)
 
 
 def _train_encoder(args: argparse.Namespace) -> int:
@@ -62,11 +64,10 @@ def _train_encoder(args: argparse.Namespace) -> int:
 
 def register_train_encoder(subparsers) -> None:
     from .encoder import EncoderArguments
-    p = subparsers.add_parser(
-        "train-encoder", help="Fine-tune a composite model's encoder on its thinker's thoughts (LoRA)",
-        description="Teach a composite model's sentence-transformers encoder to embed `query + thought` (and bare "
-                    "queries) close to the positive passage, with sentence-transformers' trainer and "
-                    "MultipleNegativesRankingLoss. Writes a new composite model: the same thinker, the encoder as "
-                    "a LoRA adapter scaled by --merge-weight.")
-    add_dataclass_arguments(p, EncoderArguments)
-    p.set_defaults(func=_train_encoder)
+    _command(subparsers, "train-encoder", _train_encoder,
+             "Fine-tune a composite model's encoder on its thinker's thoughts (LoRA)",
+             "Teach a composite model's sentence-transformers encoder to embed `query + thought` (and bare queries) "
+             "close to the positive passage, with sentence-transformers' trainer and MultipleNegativesRankingLoss. "
+             "Writes a new composite model: the same thinker, the encoder as a LoRA adapter scaled by "
+             "--merge-weight.",
+             EncoderArguments)
