@@ -15,7 +15,8 @@ from o1_retriever_training.self_select import SelfSelectArguments, main, self_se
 
 
 @pytest.fixture
-def composite(tmp_path, tiny_o1_dir, minilm_member):
+def composite(tmp_path, tiny_o1_dir, minilm_member, monkeypatch):
+    monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path / "cache"))  # self_select reads and writes the thought cache
     shutil.copytree(tiny_o1_dir, tmp_path / "source" / "thinker")
     write_composite(tmp_path / "source", "thinker", MINILM_HUB_ID, max_new_tokens=6, aggregation="mean_with_query",
                     query_weight=0.5)
