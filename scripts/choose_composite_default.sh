@@ -10,8 +10,12 @@ cd "$(dirname "$0")/.."
 RUN=${1:-runs/c}
 ADAPTER=$(realpath o1_retriever/default_adapter)
 BENCH=benchmarks/composite_default
+# Trained candidates make their own model directories and run their own dev evaluations.
+bash scripts/train_composite_encoder.sh "$RUN/cand_e"
+bash scripts/train_composite_thinker.sh "$RUN/cand_s"
 for spec in "$BENCH"/candidates/*.json; do
   name=$(basename "$spec" .json)
+  case $name in cand_e|cand_s) continue ;; esac
   mkdir -p "$RUN/$name"
   sed "s#\"../default_adapter\"#\"$ADAPTER\"#" "$spec" > "$RUN/$name/o1_composite.json"
   bash scripts/eval_composite_dev.sh "$RUN/$name" "$name"

@@ -3,10 +3,11 @@
 # settings; its thinker the shipped adapter trained one more epoch, generation loss alone, on its own best thoughts
 # for SciFact train (minus the 100 held-out queries) as judged by the composite's encoder
 # (o1_retriever_training.self_select). Then the rule's dev runs for it (scripts/eval_composite_dev.sh).
-# Usage: bash scripts/train_composite_thinker.sh [OUT_DIR]   (default runs/s; resumable: finished steps are skipped)
+# Usage: bash scripts/train_composite_thinker.sh [OUT_DIR]   (default runs/c/cand_s, which becomes the composite model
+#   directory: records.jsonl, thinker/, o1_composite.json; resumable: finished steps are skipped)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT=${1:-runs/s}
+OUT=${1:-runs/c/cand_s}
 DATA=${DATA:-../shared/data}
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 [ -d runs/c/scifact_dev ] || { echo "runs/c/scifact_dev is missing: run scripts/eval_composite_dev.sh once" >&2; exit 1; }
@@ -25,6 +26,6 @@ from o1_retriever.composite import write_composite
 out = Path(sys.argv[1])
 spec = json.loads(Path("o1_retriever/default_composite/o1_composite.json").read_text())
 settings = {k: v for k, v in spec.items() if k not in ("thinker", "encoder")}
-write_composite(out / "cand_s", str((out / "thinker").resolve()), spec["encoder"], **settings)
+write_composite(out, "thinker", spec["encoder"], **settings)
 PY
-bash scripts/eval_composite_dev.sh "$OUT/cand_s" cand_s
+bash scripts/eval_composite_dev.sh "$OUT" cand_s
