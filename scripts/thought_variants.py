@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from o1_retriever import O1Embedder
+from o1_retriever.aggregation import aggregate
 from o1_retriever.bm25 import BM25Searcher
 from o1_retriever.evaluation.data import load_beir
 from o1_retriever.evaluation.metrics import evaluate_run
@@ -69,8 +70,8 @@ def measure(model: str, name: str, path: str, split: str) -> dict:
     row = {"queries": len(qids), "minilm": ndcg(query_hits), "bm25": ndcg(lexical),
            "minilm_bm25": ndcg(fuse_many(query_hits, lexical, DEFAULT_DENSE_WEIGHT, 100))}
 
-    def mixed(weight: float, thought_vectors: np.ndarray) -> np.ndarray:
-        return unit(weight * query + (1 - weight) * thought_vectors.mean(1))
+    def mixed(weight: float, thought_vectors: np.ndarray) -> np.ndarray:  # the composite's own aggregation
+        return aggregate(thought_vectors, "mean_with_query", query, weight)
 
     for weight in (0.5, 0.3, 0.0):
         row[f"query+thought, query share {weight}"] = summary([ndcg(dense(mixed(weight, with_query[s]))) for s in SEEDS])

@@ -18,7 +18,8 @@ mkdir -p "$OUT"
   --output-dir "$OUT/thinker" --resume --init-adapter o1_retriever/default_adapter --group-size 2 --batch-size 16 \
   --num-epochs 1 --learning-rate 1e-4 --lambda-emb 0 --empty-thought-ratio 0 --query-thought-max-length 128 \
   --passage-max-length 32 --no-gradient-checkpointing --token-rows-only --save-steps 10 --seed 7 ${MAX_STEPS:+--max-steps $MAX_STEPS}
-# The candidate: the new thinker beside the shipped composite's encoder and settings.
+# The candidate: the new thinker beside the shipped composite's encoder and settings, as its file words them
+# (read_composite would resolve the encoder's hub id to this machine's path).
 .venv/bin/python - "$OUT" <<'PY'
 import json, sys
 from pathlib import Path

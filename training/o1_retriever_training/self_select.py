@@ -1,8 +1,8 @@
 """Best-of-N thoughts of a composite model's own thinker, judged by its own encoder: training records for the thinker.
 
 The thinker samples N thoughts per training query (k per seed, several seeds: the thought cache keeps them); each is
-scored the way the composite model will use it, as the query vector `unit(w·q + (1-w)·embed(query + " " + thought))`
-(w: the model's bare-query share), by its margin: cosine to the positive passage minus the highest cosine to a
+scored the way the composite model will use it (its own aggregation of the bare query's vector and
+`embed(query + " " + thought)`) by its margin: cosine to the positive passage minus the highest cosine to a
 BM25 hard negative. The best thought of a query is kept when its margin beats the bare query's by `min_gain`, and
 written as a record {query, pos, neg, thought} for `o1-retriever train --lambda-emb 0` (the generation loss alone):
 the thinker learns to write the thoughts that help this encoder.
@@ -46,14 +46,13 @@ class SelfSelection:
     mean_gain: float      # mean margin gain of the kept thoughts over the bare query
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
 def self_select(args: SelfSelectArguments) -> SelfSelection:
     from o1_retriever import O1Embedder
-    from o1_retriever.evaluation.data import document_text, qrels_path, read_beir_jsonl, read_qrels
+    from o1_retriever.aggregation import aggregate
+    from o1_retriever.atomic import write_text_atomically
+    from o1_retriever.evaluation.data import read_beir_jsonl
 
+    from .data import labeled_pairs, load_beir
     from .members import BM25Member
     from .negatives import mine_negatives
     for name in ("model", "data", "output"):
@@ -61,54 +60,50 @@ def self_select(args: SelfSelectArguments) -> SelfSelection:
             raise ValueError(f"{name} is required (got {getattr(args, name)!r})")
     if args.k < 1 or not args.seeds:
         raise ValueError(f"k={args.k} must be >= 1 and seeds={args.seeds} must not be empty")
-    seeds = [int(s) for s in args.seeds]
     folder, _, split = args.data.partition(":")
-    folder = Path(folder)
-    qrels = read_qrels(qrels_path(folder, split or "train"))
-    queries = {q["_id"]: q["text"] for q in read_beir_jsonl(folder / "queries.jsonl", "query", ("_id", "text"))}
-    docs = {d["_id"]: document_text(d) for d in read_beir_jsonl(folder / "corpus.jsonl", "document", ("_id",))}
+    data = load_beir(folder, split or "train")
     excluded = {q["_id"] for q in read_beir_jsonl(Path(args.exclude_dir) / "queries.jsonl", "query", ("_id",))} \
         if args.exclude_dir else set()
-    ids = [q for q in sorted(qrels) if q in queries and q not in excluded
-           and any(g > 0 and d in docs for d, g in qrels[q].items())]
-    texts = [queries[q] for q in ids]
-    positives = [sorted(d for d, g in qrels[q].items() if g > 0 and d in docs) for q in ids]
+    pairs = [p for p in labeled_pairs(data) if p.query_id not in excluded]
+    texts = [p.query for p in pairs]
 
-    embedders = [O1Embedder.from_pretrained(args.model, thought_cache=True, seed=s) for s in seeds]
-    weight = embedders[0].settings.query_weight
-    weight = 1.0 / (args.k + 1) if weight is None else weight
-    thoughts = [sum(group, []) for group in zip(*[e.think(texts, k=args.k, batch_size=args.batch_size,
-                                                          show_progress_bar=True) for e in embedders])]
+    embedders = [O1Embedder.from_pretrained(args.model, thought_cache=True, seed=int(s)) for s in args.seeds]
+    per_seed = [e.think(texts, k=args.k, batch_size=args.batch_size, show_progress_bar=True) for e in embedders]
+    thoughts = [sum(group, []) for group in zip(*per_seed)]  # every seed's samples, per query
     encoder = embedders[0].encoder.model  # the composite's sentence-transformers model
 
     def embed(strings: list[str]) -> np.ndarray:
         return encoder.encode(strings, normalize_embeddings=True, batch_size=64)
 
-    doc_ids = list(docs)
-    negatives = mine_negatives(texts, [set(p) for p in positives], doc_ids, [docs[d] for d in doc_ids],
-                               [BM25Member([docs[d] for d in doc_ids])], args.num_negatives)
-    n = len(thoughts[0]) if thoughts else 0
+    doc_ids = list(data.corpus)
+    negatives = mine_negatives(texts, [set(p.positive_ids) for p in pairs], doc_ids, list(data.corpus.values()),
+                               [BM25Member(list(data.corpus.values()))], args.num_negatives)
+    needed = sorted({d for p, negs in zip(pairs, negatives) for d in (*p.positive_ids, *negs)})
+    passage = dict(zip(needed, embed([data.corpus[d] for d in needed])))  # each passage embedded once
     bare = embed(texts)
+    n = len(thoughts[0]) if thoughts else 0
     with_thought = embed([f"{q} {t}" for q, ts in zip(texts, thoughts) for t in ts]).reshape(len(texts), n, -1)
-    kept, gains = 0, []
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    with open(args.output, "w") as out:
-        for i, (query, pos, negs) in enumerate(zip(texts, positives, negatives)):
-            targets = embed([docs[d] for d in pos] + [docs[d] for d in negs])
-            p, ng = targets[:len(pos)], targets[len(pos):]
+    lines, gains = [], []
+    for i, (pair, negs) in enumerate(zip(pairs, negatives)):
+        pos = np.stack([passage[d] for d in pair.positive_ids])
+        neg = np.stack([passage[d] for d in negs]) if negs else None
 
-            def margin(v: np.ndarray) -> np.ndarray:  # best positive minus hardest negative, per candidate row
-                return (v @ p.T).max(-1) - ((v @ ng.T).max(-1) if len(ng) else 0.0)
-            candidates = _unit(weight * bare[i] + (1 - weight) * with_thought[i])
-            scores, base = margin(candidates), float(margin(bare[i][None])[0])
-            best = int(np.argmax(scores))
-            if scores[best] - base > args.min_gain:
-                kept += 1
-                gains.append(float(scores[best] - base))
-                out.write(json.dumps({"query_id": ids[i], "query": query, "pos": [docs[d] for d in pos],
-                                      "neg": [docs[d] for d in negs], "thought": thoughts[i][best],
-                                      "margin_gain": float(scores[best] - base)}) + "\n")
-    return SelfSelection(args.output, len(texts), kept, float(np.mean(gains)) if gains else 0.0)
+        def margin(v: np.ndarray) -> np.ndarray:  # best positive minus hardest negative, per row
+            return (v @ pos.T).max(-1) - ((v @ neg.T).max(-1) if neg is not None else 0.0)
+        # Each candidate as the composite uses a thought: its own aggregation of the query and that thought.
+        candidates = aggregate(with_thought[i][:, None], embedders[0].settings.aggregation,
+                               np.broadcast_to(bare[i], with_thought[i].shape), embedders[0].settings.query_weight)
+        scores, base = margin(candidates), float(margin(bare[i][None])[0])
+        best = int(np.argmax(scores))
+        if scores[best] - base > args.min_gain:
+            gains.append(float(scores[best] - base))
+            lines.append(json.dumps({"query_id": pair.query_id, "query": pair.query,
+                                     "pos": [data.corpus[d] for d in pair.positive_ids],
+                                     "neg": [data.corpus[d] for d in negs], "thought": thoughts[i][best],
+                                     "margin_gain": gains[-1]}) + "\n")
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomically(args.output, "".join(lines))  # a killed run leaves no half file for a resume to trust
+    return SelfSelection(args.output, len(texts), len(lines), float(np.mean(gains)) if gains else 0.0)
 
 
 def main(argv=None) -> int:
