@@ -6,9 +6,11 @@ and the composite model with the same encoder all reuse one file.
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..atomic import atomic_path
 from ..default_model import cache_dir
@@ -40,26 +42,56 @@ def corpus_cache_path(embedder, ids: list[str], texts: list[str], root: Path | N
 
 
 def corpus_embeddings(embedder, ids: list[str], texts: list[str], batch_size: int = 32,
-                      use_cache: bool = True, root: Path | None = None, encode=None) -> tuple[np.ndarray, bool]:
+                      use_cache: bool = True, root: Path | None = None, encode=None,
+                      chunk_size: int = 1024) -> tuple[np.ndarray, bool]:
     """(doc vectors, came_from_cache). Written atomically, so a killed run never leaves half a file.
     `encode(texts, batch_size)` computes the vectors on a miss (default: `embedder.encode_documents` in this
-    process; `eval --ray` passes Ray actors'), so both ways share one cache."""
+    process; `eval --ray` passes Ray actors'), so both ways share one cache.
+
+    A miss is embedded `chunk_size` documents at a time, each chunk saved beside the cache file as it finishes:
+    a run killed an hour into a large corpus on a CPU resumes at its last finished chunk."""
     path = corpus_cache_path(embedder, ids, texts, root)
     if use_cache and path.exists():
         try:
             vectors = np.load(path)
             if vectors.shape == (len(ids), embedder.dim):
                 return vectors, True
-        except (OSError, ValueError):
+        except (OSError, ValueError, EOFError):
             pass  # unreadable: recompute and overwrite
-    if encode is None:
-        vectors = embedder.encode_documents(texts, batch_size=batch_size, show_progress_bar=None)
-    else:
-        vectors = encode(texts, batch_size)
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    if use_cache:
-        with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.save(f, vectors)
+
+    def run(part: list[str], progress: bool) -> np.ndarray:
+        if encode is not None:
+            vectors = encode(part, batch_size)
+        else:
+            vectors = embedder.encode_documents(part, batch_size=batch_size,
+                                                show_progress_bar=None if progress else False)
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    if not use_cache:
+        return run(texts, True), False
+    parts = path.with_suffix(".parts")
+    chunked = len(texts) > chunk_size  # one overall bar across chunks; a single chunk shows its own
+    bar = tqdm(total=len(texts), desc="Embedding corpus", unit="doc", disable=not chunked)
+    chunks = []
+    for start in range(0, len(texts), chunk_size):
+        part = texts[start:start + chunk_size]
+        chunk_file = parts / f"{start:09d}.npy"
+        try:
+            chunk = np.load(chunk_file)
+            if chunk.shape != (len(part), embedder.dim):
+                raise ValueError(f"{chunk_file}: shape {chunk.shape}")
+        except (OSError, ValueError, EOFError):  # missing, torn or foreign: embed this chunk again
+            chunk = run(part, not chunked)
+            parts.mkdir(exist_ok=True)
+            with atomic_path(chunk_file) as tmp, open(tmp, "wb") as f:
+                np.save(f, chunk)
+        chunks.append(chunk)
+        bar.update(len(part))
+    bar.close()
+    vectors = np.concatenate(chunks) if chunks else np.zeros((0, embedder.dim), dtype=np.float32)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, vectors)
+    shutil.rmtree(parts, ignore_errors=True)  # a concurrent run of the same corpus may have removed it first
     return vectors, False
 
 

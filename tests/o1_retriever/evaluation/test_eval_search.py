@@ -38,3 +38,28 @@ def test_corrupt_cache_file_is_recomputed(tiny_embedder, tmp_path):
     vectors, cached = corpus_embeddings(tiny_embedder, ids, texts, root=tmp_path)
     assert not cached and vectors.shape == (2, tiny_embedder.dim)
     assert corpus_embeddings(tiny_embedder, ids, texts, root=tmp_path)[1]
+
+
+def test_a_failed_run_resumes_at_its_last_finished_chunk(tiny_embedder, tmp_path):
+    ids = [f"d{i}" for i in range(10)]
+    texts = [f"document number {i} about blood sugar" for i in range(10)]
+    whole = tiny_embedder.encode_documents(texts)
+    calls, fail_at = [], [3]
+
+    def failing(part, batch_size):  # the first run dies on its third chunk, as a killed run would
+        calls.append(list(part))
+        if len(calls) in fail_at:
+            raise RuntimeError("killed")
+        return tiny_embedder.encode_documents(part, batch_size=batch_size)
+
+    with pytest.raises(RuntimeError, match="killed"):
+        corpus_embeddings(tiny_embedder, ids, texts, root=tmp_path, encode=failing, chunk_size=3)
+    parts = corpus_cache_path(tiny_embedder, ids, texts, tmp_path).with_suffix(".parts")
+    assert sorted(p.name for p in parts.iterdir()) == ["000000000.npy", "000000003.npy"]
+    (parts / "000000003.npy").write_bytes(b"")  # a half-written chunk is embedded again, not trusted
+    calls.clear()
+    fail_at.clear()
+    vectors, cached = corpus_embeddings(tiny_embedder, ids, texts, root=tmp_path, encode=failing, chunk_size=3)
+    assert not cached and calls == [texts[3:6], texts[6:9], texts[9:]]
+    np.testing.assert_allclose(vectors, whole, atol=1e-5)
+    assert not parts.exists() and [p.suffix for p in tmp_path.iterdir()] == [".npy"]
