@@ -43,7 +43,7 @@ def corpus_cache_path(embedder, ids: list[str], texts: list[str], root: Path | N
 
 def corpus_embeddings(embedder, ids: list[str], texts: list[str], batch_size: int = 32,
                       use_cache: bool = True, root: Path | None = None, encode=None,
-                      chunk_size: int = 1024) -> tuple[np.ndarray, bool]:
+                      chunk_size: int = 256) -> tuple[np.ndarray, bool]:
     """(doc vectors, came_from_cache). Written atomically, so a killed run never leaves half a file.
     `encode(texts, batch_size)` computes the vectors on a miss (default: `embedder.encode_documents` in this
     process; `eval --ray` passes Ray actors'), so both ways share one cache.
