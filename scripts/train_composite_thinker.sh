@@ -18,15 +18,6 @@ mkdir -p "$OUT"
   --output-dir "$OUT/thinker" --resume --init-adapter o1_retriever/default_adapter --group-size 2 --batch-size 16 \
   --num-epochs 1 --learning-rate 1e-4 --lambda-emb 0 --empty-thought-ratio 0 --query-thought-max-length 128 \
   --passage-max-length 32 --no-gradient-checkpointing --token-rows-only --save-steps 10 --seed 7 ${MAX_STEPS:+--max-steps $MAX_STEPS}
-# The candidate: the new thinker beside the shipped composite's encoder and settings, as its file words them
-# (read_composite would resolve the encoder's hub id to this machine's path).
-.venv/bin/python - "$OUT" <<'PY'
-import json, sys
-from pathlib import Path
-from o1_retriever.composite import write_composite
-out = Path(sys.argv[1])
-spec = json.loads(Path("o1_retriever/default_composite/o1_composite.json").read_text())
-settings = {k: v for k, v in spec.items() if k not in ("thinker", "encoder")}
-write_composite(out, "thinker", spec["encoder"], **settings)
-PY
+# The candidate: the new thinker beside the shipped composite's encoder and settings.
+.venv/bin/python scripts/write_candidate.py "$OUT"
 bash scripts/eval_composite_dev.sh "$OUT" cand_s
