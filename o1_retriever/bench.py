@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import torch
 from .composite import read_composite
 from .corpus import DEMO_CORPUS, read_corpus
 from .default_model import bundled_model_path
+from .machine import describe as describe_machine
 from .speed import encoder_cost, sync, timed
 from .validation import check_positive_int, int_list_arg
 
@@ -180,8 +180,7 @@ def run_bench(args) -> int:
     if dtype not in peak:  # fp16
         peak[dtype] = matmul_tflops(chosen, device=device)
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
-    result = {"meta": {"machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count(),
-                       "torch": torch.__version__, "cuda": torch.cuda.is_available(), "device": str(device),
+    result = {"meta": {"machine": describe_machine(), "device": str(device),
                        "gpu": gpu, "dtype": dtype, "load_and_memory_device": "cpu", "k": args.k,
                        "max_new_tokens": args.max_new_tokens, "queries": len(queries), "documents": len(docs),
                        "batch_size": args.batch_size, "model": args.model or "bundled default"},
@@ -257,8 +256,8 @@ def _finish(result, args, console) -> int:
             from .speed import plot_paths
             png = os.path.splitext(args.output)[0] + "_paths.png"
             meta = result["meta"]
-            plot_paths(result["paths"], png, f"{meta['model']} on {meta['gpu'] or meta['processor'] or meta['machine']} "
-                                             f"({meta['cpus']} cpus), {meta['dtype']}, <= {meta['max_new_tokens']} tokens")
+            plot_paths(result["paths"], png, f"{meta['model']} on {meta['gpu'] or meta['machine']['cpu']} "
+                                             f"({meta['machine']['cpu_count']} cpus), {meta['dtype']}, <= {meta['max_new_tokens']} tokens")
             console.print(f"wrote {png}")
     return 0
 

@@ -51,11 +51,9 @@ def main() -> int:
                               str(args.queries), "--data", args.data], capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), file=sys.stderr)
-    import os
-    import platform
+    from o1_retriever.machine import describe, load_average
     report = {"command": "python scripts/cost_table.py " + " ".join(sys.argv[1:]),
-              "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                          "load_average": [round(x, 2) for x in os.getloadavg()]},
+              "machine": describe() | {"load_average": load_average()},
               "docs": args.docs, "queries": args.queries, "rows": rows}
     text = json.dumps(report, indent=2)
     print(text)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import random
 import re
 import tempfile
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..machine import describe, load_average
 from ..validation import check_positive_int
 
 DEFAULT_DOCS = 600
@@ -92,13 +92,6 @@ def corpus_texts(path: Path, shard_size: int) -> tuple[list[str], list[str]]:
 
 
 # ---- the machine --------------------------------------------------------------------------------------------------
-def load_average() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except (OSError, AttributeError):
-        return None
-
-
 def _cpu_times() -> list[int] | None:
     try:
         with open("/proc/stat") as f:
@@ -121,24 +114,12 @@ def cpu_share(before: list[int] | None, after: list[int] | None) -> dict | None:
 
 
 def machine() -> dict:
-    import torch
-    cpu = platform.processor() or platform.machine()
+    """The shared description, plus Ray's version (None: Ray runs are refused with the pip command)."""
+    from importlib.metadata import PackageNotFoundError, version
     try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    info = {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads_one_process": torch.get_num_threads(),
-            "cuda": torch.cuda.is_available(), "python": platform.python_version(), "torch": torch.__version__,
-            "nice": os.nice(0) if hasattr(os, "nice") else None}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    try:
-        from importlib.metadata import version
-        info["ray"] = version("ray")
-    except Exception:  # PackageNotFoundError: Ray runs are then refused with the pip command
-        info["ray"] = None
-    return info
+        return describe() | {"ray": version("ray")}
+    except PackageNotFoundError:
+        return describe() | {"ray": None}
 
 
 class _Window:

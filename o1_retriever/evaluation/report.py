@@ -6,7 +6,6 @@ JSON shape: {"meta": {...}, "results": [{"system", "model", "k", "ndcg@10", "rec
 from __future__ import annotations
 
 import json
-import os
 import platform
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -15,6 +14,7 @@ from pathlib import Path
 
 from ..atomic import write_text_atomically
 from ..bm25 import BM25Config
+from ..machine import describe as machine
 from .runner import TOP_K, EvalConfig, EvalOutcome
 
 _PACKAGES = ("o1-retriever", "torch", "transformers", "sentence-transformers", "bm25s", "PyStemmer",
@@ -29,21 +29,6 @@ def versions() -> dict:
         except PackageNotFoundError:
             found[name] = None
     return found
-
-
-def machine() -> dict:
-    import torch
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    info = {"platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
 
 
 def build_meta(config: EvalConfig, outcome: EvalOutcome, argv: list[str] | None = None) -> dict:

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import socket
 import subprocess
 import sys
@@ -25,6 +23,9 @@ import time
 import zlib
 
 import numpy as np
+
+from ..machine import describe as machine
+from ..machine import load_average
 
 WORDS = ("protein cell gene cancer vaccine virus immune insulin diabetes blood heart brain study patients risk "
          "disease treatment effect ocean river music history city language energy solar water plant").split()
@@ -122,26 +123,6 @@ def with_engine_share(url: str, run) -> dict:
     return row
 
 
-def machine() -> dict:
-    import torch
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "cuda": torch.cuda.is_available(), "python": platform.python_version(), "torch": torch.__version__,
-            "nice": os.nice(0)}
-
-
-def load_average() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
-
-
 def plot(report: dict, path: str) -> None:
     try:
         import matplotlib
@@ -180,7 +161,7 @@ def plot(report: dict, path: str) -> None:
         a.yaxis.set_major_formatter(ScalarFormatter())
         a.yaxis.set_minor_formatter(NullFormatter())
         a.grid(True, which="major", alpha=0.3)
-    fig.suptitle(f"o1-retriever serve, {report['machine']['cores']} CPU cores: {report['model']}", fontsize=9)
+    fig.suptitle(f"o1-retriever serve, {report['machine']['cpu_count']} CPU cores: {report['model']}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 import torch
@@ -81,6 +82,7 @@ def test_bench_writes_json(tiny_o1_dir, tmp_path):
     result = json.loads(out.read_text())
     assert [(r["k"], r["batch_size"], r["queries"]) for r in result["paths"]] == [(1, 2, 2)]
     assert (result["meta"]["device"], result["meta"]["gpu"]) == ("cpu", None)
+    assert result["meta"]["machine"]["cpu_count"] == os.cpu_count()  # the description eval and the load tests share
     assert set(result["queries"]) == {"fused", "two_pass_batched", "one_at_a_time", "cache_hit", "vector_cache_hit"}
     assert all(r["queries_per_s"] > 0 and r["thought_tokens_per_s"] >= 0 for r in result["queries"].values())
     # timed in the dtype "auto" picks on this machine (bf16 only where it is fast), and in fp32 beside it

@@ -23,7 +23,7 @@ def test_loadtest_writes_json_and_png(tiny_o1_dir, tmp_path, monkeypatch):
     reference = {r["k"]: r for r in report["runs"] if r["mode"] != "server"}
     assert sorted(reference) == [0, 1] and all(r["requests"] == 8 for r in reference.values())
     assert set(report["target"]) == {"k=1", "k=0"} and report["target"]["k=1"]["concurrency"] == 4
-    assert report["machine"]["cores"] >= 1 and report["command"].endswith(str(png))
+    assert report["machine"]["cpu_count"] >= 1 and report["command"].endswith(str(png))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the server's own account of each row: its merged engine calls cover every request it answered
     assert all(r["engine_calls"] >= 1 and r["engine_seconds"] > 0 and r["mean_batch"] >= 1 for r in served)
