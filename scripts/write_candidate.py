@@ -1,7 +1,7 @@
 """Write a candidate composite: a thinker and an encoder with the shipped default's inference settings, as the
 shipped `o1_composite.json` words them (a hub id stays a hub id; read_composite would resolve it to a local path).
 
-    python scripts/write_candidate.py OUT [--thinker thinker] [--encoder HUB_ID_OR_PATH]
+    python scripts/write_candidate.py OUT [--thinker thinker] [--encoder HUB_ID_OR_PATH [HUB_ID_OR_PATH ...]]
 """
 import argparse
 import json
@@ -14,8 +14,10 @@ SHIPPED = Path(__file__).resolve().parents[1] / "o1_retriever" / "default_compos
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 p.add_argument("output", help="the candidate's directory")
 p.add_argument("--thinker", default="thinker", help="path relative to OUTPUT, or absolute (default: OUTPUT/thinker)")
-p.add_argument("--encoder", default=None, help="hub id or path (default: the shipped encoder)")
+p.add_argument("--encoder", nargs="+", default=None,
+               help="hub id or path; several make an ensemble (default: the shipped encoder)")
 args = p.parse_args()
 spec = json.loads(SHIPPED.read_text())
 settings = {k: v for k, v in spec.items() if k not in ("thinker", "encoder")}
-print(write_composite(args.output, args.thinker, args.encoder or spec["encoder"], **settings))
+encoder = args.encoder[0] if args.encoder and len(args.encoder) == 1 else args.encoder
+print(write_composite(args.output, args.thinker, encoder or spec["encoder"], **settings))

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from ..atomic import atomic_path
 from ..default_model import cache_dir
-from ..encoding import LMEncoder
+from ..encoding import EnsembleEncoder, LMEncoder
 from ..loading import fingerprint
 from .data import corpus_digest
 
@@ -26,7 +26,13 @@ def encoder_identity(embedder) -> str:
         # The number is the ids a document is read from, <emb> included (window + 1): caches written when the
         # window counted <emb> inside it keyed on that same total, so they stay valid and never mix meanings.
         return f"lm:{embedder.encoder_fingerprint}:{embedder.document_max_length + 1}"
-    st = enc.model  # a SentenceTransformer: hash its own weights, its name alone is not enough
+    if isinstance(enc, EnsembleEncoder):
+        return "ensemble:" + "+".join(_sentence_transformer_identity(m.model) for m in enc.members)
+    return _sentence_transformer_identity(enc.model)
+
+
+def _sentence_transformer_identity(st) -> str:
+    """Its own weights are hashed: a name alone is not enough."""
     return f"st:{fingerprint(st, st.tokenizer)}:{getattr(st, 'max_seq_length', None)}"
 
 

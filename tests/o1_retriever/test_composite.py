@@ -88,6 +88,9 @@ def test_the_fingerprint_tells_encoders_apart(composite_dir, tmp_path, minilm):
     ({"thinker": "./missing", "encoder": MINILM_HUB_ID}, "does not exist"),
     ({"thinker": "thinker", "encoder": MINILM_HUB_ID, "temprature": 0.5}, "keys among"),
     ([1, 2], "JSON object"),
+    ({"thinker": "thinker", "encoder": [MINILM_HUB_ID]}, "at least two"),
+    ({"thinker": "thinker", "encoder": [MINILM_HUB_ID, 3]}, "at least two non-empty strings"),
+    ({"thinker": "thinker", "encoder": [MINILM_HUB_ID, "./missing"]}, "does not exist"),
 ])
 def test_a_bad_spec_is_refused_with_its_file_named(composite_dir, spec, message):
     (composite_dir / COMPOSITE_FILE).write_text(json.dumps(spec))
@@ -163,3 +166,48 @@ def test_thought_input_thought_embeds_the_thought_alone(composite_dir, minilm, t
     with pytest.raises(ValueError, match="sentence-transformers encoder"):
         O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", dtype="fp32", thought_cache=False,
                                    thought_input="thought")
+
+
+@pytest.fixture(scope="module")
+def tiny_sentence_transformer(tmp_path_factory, minilm):
+    """A second, different encoder for ensembles: a tiny random BERT (32-d) with MiniLM's tokenizer, saved as a
+    sentence-transformers model (mechanics only: its vectors mean nothing)."""
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import AutoTokenizer, BertConfig, BertModel
+    folder = tmp_path_factory.mktemp("tiny-st")
+    torch.manual_seed(0)
+    BertModel(BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+              ).save_pretrained(folder / "hf")
+    AutoTokenizer.from_pretrained(minilm).save_pretrained(folder / "hf")
+    SentenceTransformer(modules=[models.Transformer(str(folder / "hf"), max_seq_length=64), models.Pooling(32)],
+                        device="cpu").save(str(folder / "st"))
+    return str(folder / "st")
+
+
+def test_an_ensemble_encoder_scores_the_mean_of_its_members_cosines(composite_dir, minilm, tiny_sentence_transformer):
+    from sentence_transformers import SentenceTransformer
+    single = _load(composite_dir)
+    write_composite(composite_dir, "thinker", [MINILM_HUB_ID, tiny_sentence_transformer], **SETTINGS)
+    emb = _load(composite_dir)
+    assert isinstance(read_composite(composite_dir).encoder, tuple) and emb.dim == 384 + 32
+    assert emb.fingerprint != single.fingerprint and emb.thinker_fingerprint == single.thinker_fingerprint
+    docs = ["Chaperones help proteins fold.", "Stars fuse hydrogen into helium.", "Proteins misfold in disease."]
+    vectors = emb.encode_documents(docs)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    members = [SentenceTransformer(path, device="cpu").encode(docs, normalize_embeddings=True)
+               for path in (minilm, tiny_sentence_transformer)]
+    np.testing.assert_allclose(vectors @ vectors.T, np.mean([m @ m.T for m in members], axis=0), atol=1e-5)
+    out = emb.encode_queries(["protein folding", "stars"], k=2, return_thoughts=True)
+    assert out.embeddings.shape == (2, 416) and all(len(t) == 2 for t in out.thoughts)
+    # the spec keeps the list, so the model reloads the same
+    assert json.loads((composite_dir / COMPOSITE_FILE).read_text())["encoder"][0] == MINILM_HUB_ID
+    assert _load(composite_dir).fingerprint == emb.fingerprint
+
+
+def test_the_eval_cache_keeps_an_ensembles_corpus_apart(composite_dir, tiny_sentence_transformer):
+    from o1_retriever.evaluation.search import encoder_identity
+    single = encoder_identity(_load(composite_dir))
+    write_composite(composite_dir, "thinker", [MINILM_HUB_ID, tiny_sentence_transformer], **SETTINGS)
+    ensemble = encoder_identity(_load(composite_dir))
+    assert ensemble.startswith("ensemble:" + single + "+st:")

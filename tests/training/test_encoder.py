@@ -70,3 +70,12 @@ def test_bad_arguments_are_refused_before_any_model_loads(field, value, message,
 def test_a_non_composite_model_is_refused(tiny_o1_dir, tiny_beir, tmp_path):
     with pytest.raises(ValueError, match="not a composite model directory"):
         train_encoder(EncoderArguments(model=str(tiny_o1_dir), data=[str(tiny_beir)], output_dir=str(tmp_path)))
+
+
+def test_an_ensemble_encoder_is_refused_before_training(composite, tiny_beir, tmp_path):
+    spec = json.loads((composite / "o1_composite.json").read_text())
+    write_composite(composite, "thinker", [MINILM_HUB_ID, MINILM_HUB_ID],
+                    **{k: v for k, v in spec.items() if k not in ("thinker", "encoder")})
+    with pytest.raises(ValueError, match="ensemble of 2 models"):
+        train_encoder(_args(composite, tiny_beir, tmp_path / "out"))
+    assert not (tmp_path / "out").exists()

@@ -128,6 +128,9 @@ def train_encoder(args: EncoderArguments, log=print) -> EncoderResult:
     if spec is None:
         raise ValueError(f"{source} is not a composite model directory (no {COMPOSITE_FILE})")
     written = json.loads((Path(source) / COMPOSITE_FILE).read_text(encoding="utf-8"))
+    if isinstance(spec.encoder, tuple):
+        raise ValueError(f"{source}'s encoder is an ensemble of {len(spec.encoder)} models; train-encoder fine-tunes "
+                         "one: start from a composite with a single encoder")
     if (Path(spec.encoder) / "adapter_config.json").exists():
         raise ValueError(f"{source}'s encoder is already an adapter ({spec.encoder}); start from a composite whose "
                          "encoder is a full sentence-transformers model")

@@ -70,10 +70,10 @@ def self_select(args: SelfSelectArguments) -> SelfSelection:
     embedders = [O1Embedder.from_pretrained(args.model, thought_cache=True, seed=int(s)) for s in args.seeds]
     per_seed = [e.think(texts, k=args.k, batch_size=args.batch_size, show_progress_bar=True) for e in embedders]
     thoughts = [sum(group, []) for group in zip(*per_seed)]  # every seed's samples, per query
-    encoder = embedders[0].encoder.model  # the composite's sentence-transformers model
+    encoder = embedders[0].encoder  # the composite's encoder (one sentence-transformers model or an ensemble)
 
     def embed(strings: list[str]) -> np.ndarray:
-        return encoder.encode(strings, normalize_embeddings=True, batch_size=64)
+        return encoder.encode(strings, batch_size=64)
 
     doc_ids = list(data.corpus)
     negatives = mine_negatives(texts, [set(p.positive_ids) for p in pairs], doc_ids, list(data.corpus.values()),
