@@ -55,7 +55,15 @@ def corpus_embeddings(embedder, ids: list[str], texts: list[str], batch_size: in
     process; `eval --ray` passes Ray actors'), so both ways share one cache.
 
     A miss is embedded `chunk_size` documents at a time, each chunk saved beside the cache file as it finishes:
-    a run killed an hour into a large corpus on a CPU resumes at its last finished chunk."""
+    a run killed an hour into a large corpus on a CPU resumes at its last finished chunk.
+
+    An ensemble's vectors are its members' vectors, each read from (or written to) that encoder's own cache: an
+    ensemble of encoders already evaluated alone costs no pass over the corpus."""
+    if encode is None and isinstance(embedder.encoder, EnsembleEncoder):
+        found = [corpus_embeddings(_Member(m), ids, texts, batch_size, use_cache, root, None, chunk_size)
+                 for m in embedder.encoder.members]
+        vectors = np.concatenate([v for v, _ in found], axis=1) / np.sqrt(len(found))
+        return vectors.astype(np.float32), all(hit for _, hit in found)
     path = corpus_cache_path(embedder, ids, texts, root)
     if use_cache and path.exists():
         try:
@@ -88,7 +96,7 @@ def corpus_embeddings(embedder, ids: list[str], texts: list[str], batch_size: in
                 raise ValueError(f"{chunk_file}: shape {chunk.shape}")
         except (OSError, ValueError, EOFError):  # missing, torn or foreign: embed this chunk again
             chunk = run(part, not chunked)
-            parts.mkdir(exist_ok=True)
+            parts.mkdir(parents=True, exist_ok=True)
             with atomic_path(chunk_file) as tmp, open(tmp, "wb") as f:
                 np.save(f, chunk)
         chunks.append(chunk)
@@ -99,6 +107,16 @@ def corpus_embeddings(embedder, ids: list[str], texts: list[str], batch_size: in
         np.save(f, vectors)
     shutil.rmtree(parts, ignore_errors=True)  # a concurrent run of the same corpus may have removed it first
     return vectors, False
+
+
+class _Member:
+    """One encoder of an ensemble, seen as an embedder of documents: its cache key is that encoder's alone."""
+
+    def __init__(self, encoder):
+        self.encoder, self.dim = encoder, encoder.dim
+
+    def encode_documents(self, texts: list[str], batch_size: int = 32, show_progress_bar: bool | None = None):
+        return self.encoder.encode(texts, None, batch_size, bool(show_progress_bar), role="document")
 
 
 def exact_search(query_vectors: np.ndarray, doc_vectors: np.ndarray, doc_ids: list[str],

@@ -211,3 +211,20 @@ def test_the_eval_cache_keeps_an_ensembles_corpus_apart(composite_dir, tiny_sent
     write_composite(composite_dir, "thinker", [MINILM_HUB_ID, tiny_sentence_transformer], **SETTINGS)
     ensemble = encoder_identity(_load(composite_dir))
     assert ensemble.startswith("ensemble:" + single + "+st:")
+
+
+def test_an_ensembles_corpus_is_its_members_cached_vectors(composite_dir, tiny_sentence_transformer, tmp_path):
+    from o1_retriever.evaluation.search import corpus_embeddings
+    ids, texts = ["a", "b", "c"], ["Chaperones help proteins fold.", "Stars fuse hydrogen.", "Rivers carve valleys."]
+    cache = tmp_path / "cache"
+    alone, hit = corpus_embeddings(_load(composite_dir), ids, texts, root=cache)  # MiniLM evaluated alone first
+    assert not hit
+    write_composite(composite_dir, "thinker", [MINILM_HUB_ID, tiny_sentence_transformer], **SETTINGS)
+    emb = _load(composite_dir)
+    vectors, hit = corpus_embeddings(emb, ids, texts, root=cache)
+    assert not hit  # the tiny member had no vectors yet
+    tiny = emb.encoder.members[1].encode(texts, role="document")
+    np.testing.assert_allclose(vectors, np.concatenate([alone, tiny], axis=1) / np.sqrt(2), atol=1e-6)
+    np.testing.assert_allclose(vectors, emb.encode_documents(texts), atol=1e-5)
+    assert corpus_embeddings(emb, ids, texts, root=cache)[1]  # both members cached now
+    assert len(list(cache.glob("*.npy"))) == 2  # one file per encoder, none for the ensemble
