@@ -29,7 +29,7 @@ from typing import Any
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
 
-from .default_model import cache_dir
+from .default_model import DEFAULT_NAME, MINILM_NAME, cache_dir
 from .device import dtype_name
 from .embedder import O1Embedder
 from .model_source import ModelSource, legacy_source
@@ -41,7 +41,7 @@ NAME = "o1_retriever"
 # Where collections written by O1Index before this contract kept the record (read, never written: Chroma cannot
 # swap a collection's recorded 'default' function for ours, so such a collection stays as it is).
 LEGACY_KEYS = {"fingerprint": "o1:fingerprint", "dim": "o1:dim", "name": "o1:model", "encoder_dtype": "o1:dtype"}
-DEFAULT_MODEL_NAME = "o1-retriever-default"
+DEFAULT_MODEL_NAME = DEFAULT_NAME
 # from_pretrained options a config may carry (how to load, then every inference setting); all JSON-serialisable.
 LOAD_OPTIONS = ("device", "dtype", "quantization", "share_weights", "prompt_style", "thought_cache", "fused") + SETTINGS
 
@@ -281,6 +281,10 @@ def mismatch(collection: str, record: dict, embedder) -> str | None:
              + (f", {record['encoder_dtype']}" if record.get("encoder_dtype") else ""))
     dtype = _encoder_dtype(embedder)
     mine = f"fingerprint {embedder.fingerprint}, dim {embedder.dim}" + (f", {dtype}" if dtype else "")
+    if record.get("name") == embedder.name == DEFAULT_MODEL_NAME and record.get("dim") == 384:
+        return (f"{collection} was built with the bundled default of before 2026-12-06 ({built}), whose encoder was "
+                f"all-MiniLM-L6-v2 alone; the default is now {mine}. Open it with model {MINILM_NAME!r} (that "
+                "earlier default), or index into a new collection.")
     if record.get("name") == embedder.name:
         return (f"{collection} was built with {embedder.name!r} loaded another way ({built}); this embedder loads it "
                 f"as {mine}. The dtype, quantization or changed weights alter the vectors: open it with the same "

@@ -1,7 +1,7 @@
 """Cost of a bundled model on this machine, each model in a fresh process: load time, documents/s, ms/query at
 k=0 and k=3 (thought and vector caches off), peak resident memory. For issue 26's "new default against the old".
-Usage: python scripts/cost_table.py [--models o1-retriever-default o1-retriever-joint] [--docs 128] [--queries 16]
-       [--output cost.json]"""
+Usage: python scripts/cost_table.py [--models o1-retriever-default o1-retriever-minilm o1-retriever-joint]
+       [--docs 128] [--queries 16] [--output cost.json]"""
 from __future__ import annotations
 
 import argparse
@@ -35,7 +35,7 @@ def measure(model: str, docs: int, queries: int, data: str) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", nargs="+", default=["o1-retriever-default", "o1-retriever-joint"])
+    p.add_argument("--models", nargs="+", default=["o1-retriever-default", "o1-retriever-minilm", "o1-retriever-joint"])
     p.add_argument("--docs", type=int, default=128, help="SciFact passages embedded (the first N)")
     p.add_argument("--queries", type=int, default=16, help="SciFact queries (the first N)")
     p.add_argument("--data", default="../shared/data/scifact")

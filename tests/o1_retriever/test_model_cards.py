@@ -9,7 +9,7 @@ import pytest
 ModelCard = pytest.importorskip("huggingface_hub").ModelCard
 
 ROOT = Path(__file__).resolve().parents[2]
-CARDS = [ROOT / "o1_retriever" / "default_adapter" / "README.md", ROOT / "o1_retriever" / "default_composite" / "README.md"]
+CARDS = [ROOT / "o1_retriever" / name / "README.md" for name in ("default_adapter", "default_composite", "minilm_composite")]
 REQUIRED = ("license", "base_model", "library_name", "pipeline_tag", "tags", "datasets")
 
 

@@ -1,4 +1,4 @@
-"""End to end on the real small models shipped by PyPI packages (SmolLM2-135M, all-MiniLM-L6-v2)."""
+"""End to end on the real small models shipped by PyPI packages (SmolLM2-135M, all-MiniLM-L6-v2, all-mpnet-base-v2)."""
 import json
 from pathlib import Path
 
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.real_model
 
 def test_default_model_loads_offline_and_thinks(default_embedder):
     emb = default_embedder
-    assert emb.dim == 384 and emb.backend == "sentence-transformers" and emb.thinker.prompt_style == "official"
+    assert emb.dim == 384 + 768 and emb.backend == "sentence-transformers" and emb.thinker.prompt_style == "official"
     assert emb.thinker.model.dtype in (torch.bfloat16, torch.float32)
     thoughts = emb.think(["Why does bread rise in the oven?"], k=4)[0]
     # Sampled at the shipped T=0.7 a thought may echo the query (" rise in the oven") or be empty (it was trained
@@ -64,10 +64,10 @@ def test_composite_default_finds_the_right_passage():
 
 def test_default_is_the_shipped_composite_chosen_by_its_dev_rule(default_embedder, joint_embedder):
     from o1_retriever.composite import read_composite
-    from o1_retriever.default_model import ADAPTER_DIR, COMPOSITE_DIR, default_model_path, minilm_path
+    from o1_retriever.default_model import ADAPTER_DIR, COMPOSITE_DIR, default_model_path, minilm_path, mpnet_path
     assert default_model_path() == COMPOSITE_DIR
     spec = read_composite(COMPOSITE_DIR)
-    assert Path(spec.thinker) == ADAPTER_DIR.resolve() and Path(spec.encoder) == minilm_path()
+    assert Path(spec.thinker) == ADAPTER_DIR.resolve() and spec.encoder == (str(minilm_path()), str(mpnet_path()))
     # the thinker is the joint model's, weights and all: one trained SmolLM2 behind both bundled names
     from o1_retriever.loading import fingerprint
     assert fingerprint(default_embedder.thinker.model, default_embedder.thinker.tokenizer) == \
@@ -79,6 +79,26 @@ def test_default_is_the_shipped_composite_chosen_by_its_dev_rule(default_embedde
     assert {k: spec.settings.get(k) for k in chosen if k not in ("thinker", "encoder")} == \
         {k: v for k, v in chosen.items() if k not in ("thinker", "encoder")}
     assert (default_embedder.aggregation, default_embedder.query_weight) == (chosen["aggregation"], chosen["query_weight"])
+
+
+def test_the_earlier_default_loads_by_its_name():
+    """"o1-retriever-minilm" is the default of before 2026-12-06: the same thinker and settings, MiniLM alone."""
+    from o1_retriever.composite import read_composite
+    from o1_retriever.default_model import (COMPOSITE_DIR, MINILM_COMPOSITE_DIR, MINILM_NAME, bundled_model_path,
+                                            minilm_path)
+    assert bundled_model_path(MINILM_NAME) == MINILM_COMPOSITE_DIR
+    earlier, now = read_composite(MINILM_COMPOSITE_DIR), read_composite(COMPOSITE_DIR)
+    assert Path(earlier.encoder) == minilm_path() and earlier.thinker == now.thinker
+    assert earlier.settings == now.settings
+    emb = O1Embedder.from_pretrained(MINILM_NAME, thought_cache=False)
+    assert (emb.name, emb.dim) == (MINILM_NAME, 384)
+
+
+def test_a_collection_of_the_earlier_default_names_the_model_that_opens_it(default_embedder):
+    from o1_retriever.chroma import mismatch
+    record = {"name": "o1-retriever-default", "fingerprint": "0123456789abcdef", "dim": 384}
+    why = mismatch("collection 'docs'", record, default_embedder)
+    assert "'o1-retriever-minilm'" in why and f"dim {default_embedder.dim}" in why
 
 
 def test_joint_is_the_shipped_trained_adapter(joint_embedder):
