@@ -133,7 +133,10 @@ class SentenceEncoder:
         if not isinstance(name_or_path, str):
             if isinstance(name_or_path, SentenceTransformer):
                 return cls(name_or_path)
-            raise TypeError(f"encoder must be a path, hub id or SentenceTransformer, got {type(name_or_path).__name__}")
+            hint = " (an ensemble is a composite directory whose o1_composite.json lists its encoders)" \
+                if isinstance(name_or_path, (list, tuple)) else ""
+            raise TypeError(f"encoder must be a path, hub id or SentenceTransformer, got "
+                            f"{type(name_or_path).__name__}{hint}")
         adapter = Path(name_or_path).expanduser() / "adapter_config.json"
         base = name_or_path
         if adapter.is_file():  # a LoRA over a sentence-transformers model: load the base, fold the adapter in

@@ -228,3 +228,8 @@ def test_an_ensembles_corpus_is_its_members_cached_vectors(composite_dir, tiny_s
     np.testing.assert_allclose(vectors, emb.encode_documents(texts), atol=1e-5)
     assert corpus_embeddings(emb, ids, texts, root=cache)[1]  # both members cached now
     assert len(list(cache.glob("*.npy"))) == 2  # one file per encoder, none for the ensemble
+
+
+def test_composite_from_parts_points_an_encoder_list_to_a_composite_directory(tiny_o1_dir, minilm):
+    with pytest.raises(TypeError, match="ensemble is a composite directory"):
+        O1Embedder.composite(thinker=str(tiny_o1_dir), encoder=[minilm, minilm], device="cpu", dtype="fp32")
