@@ -48,7 +48,10 @@ class LMEncoder:
         pad = self.tokenizer.pad_token_id
         ids = torch.tensor([[pad] * (width - len(x)) + x for x in batch], device=self.device)
         mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in batch], device=self.device)
-        hidden = self.backbone(input_ids=ids, attention_mask=mask).last_hidden_state
+        # positions count real tokens only, as generation does: a text's vector must not depend on how much padding
+        # its batch neighbours add (without them, transformers numbers pads too and the vector drifts)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        hidden = self.backbone(input_ids=ids, attention_mask=mask, position_ids=positions).last_hidden_state
         return hidden[:, -1].float()
 
     def encode(self, texts: list[str], max_length: int, batch_size: int = 32,

@@ -113,7 +113,8 @@ def reference_embed(emb, queries: list[str], thoughts: list[list[str]], batch_si
             idx = order[start:start + batch_size]
             padded = tok.pad({"input_ids": [ids[i] for i in idx]}, padding=True, return_tensors="pt")
             padded = padded.to(emb.encoder.device)
-            last = backbone(**padded).last_hidden_state[:, -1].float()  # left padding: the last slot is <emb>
+            positions = (padded["attention_mask"].cumsum(-1) - 1).clamp(min=0)  # as the engine: real tokens only
+            last = backbone(**padded, position_ids=positions).last_hidden_state[:, -1].float()  # last slot: <emb>
             vecs[idx] = torch.nn.functional.normalize(last, dim=-1).cpu().numpy()
         bare = None
     else:  # sentence-transformers encoders embed text anyway: the second forward is the same call

@@ -141,7 +141,9 @@ def test_bench_paths_reference_against_ours(tiny_o1_dir, tmp_path, capsys):
 
 
 def test_reference_embed_matches_encode_queries_on_the_same_thoughts(tiny_o1_dir):
-    """The reference path's second forward reads the same vectors the engine makes from the same thoughts."""
+    """The reference path's second forward reads the same vectors the engine makes from the same thoughts. One row
+    per forward on both sides: on this tiny random fp32 model the batch's shape alone (GEMM summation order) moves
+    a vector by up to ~1e-3; padding itself is covered by test_embedder's batch-neighbour test."""
     import numpy as np
 
     from o1_retriever import O1Embedder
@@ -151,9 +153,9 @@ def test_reference_embed_matches_encode_queries_on_the_same_thoughts(tiny_o1_dir
     queries = ["why is the sky blue", "what is a cell"]
     thoughts = reference_think(emb, queries, 2)
     assert [len(ts) for ts in thoughts] == [2, 2]
-    ours = np.stack([emb.encoder.encode(emb._query_texts([q, q], ts), emb.query_max_length).mean(0)
+    ours = np.stack([emb.encoder.encode(emb._query_texts([q, q], ts), emb.query_max_length, batch_size=1).mean(0)
                      for q, ts in zip(queries, thoughts)])
-    np.testing.assert_allclose(reference_embed(emb, queries, thoughts, batch_size=3), ours, atol=1e-5)
+    np.testing.assert_allclose(reference_embed(emb, queries, thoughts, batch_size=1), ours, atol=1e-5)
 
 
 def test_cli_thought_limit_defaults_to_the_models_own(tiny_o1_dir, tmp_path):

@@ -28,6 +28,14 @@ def test_length_sorted_batches_restore_input_order(tiny_embedder):
     assert not np.allclose(together[0], together[1], atol=1e-3)
 
 
+def test_a_documents_vector_does_not_depend_on_its_batch_neighbours(tiny_embedder):
+    """Left padding must not move a text's positions: alone or batched beside a longer text, the same vector."""
+    short, long = "a cell", "why is the sky blue when the sun is low over the sea in the evening"
+    alone = tiny_embedder.encode_documents([short], batch_size=1)
+    beside = tiny_embedder.encode_documents([long, short], batch_size=2)[1]
+    np.testing.assert_allclose(beside, alone[0], atol=1e-6)
+
+
 def test_k0_embeds_the_bare_query_in_the_official_format(tiny_embedder):
     q = tiny_embedder.encode_queries("protein cell", k=0)
     enc = tiny_embedder.encoder
