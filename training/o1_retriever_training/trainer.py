@@ -62,6 +62,18 @@ def resolve_mixed_precision(choice: str) -> str:
     return "bf16" if cpu_has_fast_bf16() else "no"
 
 
+def _release_single_process_state(precision: str) -> None:
+    """accelerate keeps one process-wide state: after another trainer in this process (sentence-transformers' in
+    `train-encoder`, a notebook's earlier run) set another precision, `Accelerator(mixed_precision=...)` refuses.
+    Outside a distributed launch there is nothing to keep, so the stale state is dropped (accelerate's own tests do
+    the same); under `accelerate launch` it is the launcher's and stays."""
+    from accelerate.state import AcceleratorState, PartialState
+    if not AcceleratorState._shared_state or PartialState().num_processes > 1:
+        return
+    if str(AcceleratorState().mixed_precision) != precision:
+        AcceleratorState._reset_state(reset_partial_state=True)
+
+
 def _trainable_state(model) -> dict:
     return {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad}
 
@@ -126,6 +138,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
     records = load_triplets(data_args.train_data, data_args.max_examples)
     dataset = TrainDataset(records, data_args.group_size, data_args.empty_thought_ratio, train_args.seed)
     precision = resolve_mixed_precision(train_args.mixed_precision)
+    _release_single_process_state(precision)
     accelerator = Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available(),
                               gradient_accumulation_steps=train_args.gradient_accumulation_steps)
     out = Path(train_args.output_dir)
