@@ -166,15 +166,6 @@ class SentenceEncoder:
         from .loading import fingerprint
         return "st:" + fingerprint(self.model, self.model.tokenizer, extra=str(self.model.max_seq_length))
 
-    def matmul_flops(self, texts: list[str]) -> tuple[int, int]:
-        """(FLOPs of the matmuls that embed `texts`, tokens they become in this model's own window). The embedding
-        table is a lookup, not a matmul, so its parameters cost nothing here."""
-        st = self.model
-        tokens = sum(len(x) for x in st.tokenizer(texts, truncation=True, max_length=st.max_seq_length)["input_ids"])
-        body = st[0].auto_model
-        params = sum(p.numel() for p in body.parameters()) - body.get_input_embeddings().weight.numel()
-        return 2 * params * tokens, tokens
-
     def encode(self, texts: list[str], max_length: int | None = None, batch_size: int = 32,
                show_progress_bar: bool = False, role: str = "query") -> np.ndarray:
         """role "query" or "document": through the model's `encode_query` / `encode_document`, so an encoder
@@ -206,10 +197,6 @@ class EnsembleEncoder:
     @property
     def fingerprint(self) -> str:
         return "ensemble:" + "+".join(m.fingerprint for m in self.members)
-
-    def matmul_flops(self, texts: list[str]) -> tuple[int, int]:
-        costs = [m.matmul_flops(texts) for m in self.members]
-        return sum(c[0] for c in costs), sum(c[1] for c in costs)
 
     def encode(self, texts: list[str], max_length: int | None = None, batch_size: int = 32,
                show_progress_bar: bool = False, role: str = "query") -> np.ndarray:

@@ -52,12 +52,17 @@ def _thought_token_counts(tokenizer, thoughts: list[list[str]]) -> int:
 
 
 def encoder_cost(emb, texts: list[str], max_length: int) -> tuple[int, int]:
-    """(FLOPs of the matmuls that embed `texts`, tokens they become) for any kind of encoder. The embedding
-    table is a lookup, not a matmul, so its parameters cost nothing here."""
+    """(FLOPs of the matmuls that embed `texts`, tokens they become) for any kind of encoder; an ensemble's are
+    its members' summed, each counted in its own tokenizer and window. The embedding table is a lookup, not a
+    matmul, so its parameters cost nothing here."""
     if isinstance(emb.encoder, LMEncoder):
         tokens = sum(len(x) for x in emb.encoder.tokenize(texts, max_length))
         return 2 * _body_params(emb.encoder.model) * tokens, tokens
-    return emb.encoder.matmul_flops(texts)  # sentence-transformers models: their own tokenizers and windows
+    flops = tokens = 0
+    for st in (m.model for m in getattr(emb.encoder, "members", [emb.encoder])):  # sentence-transformers models
+        n = sum(len(x) for x in st.tokenizer(texts, truncation=True, max_length=st.max_seq_length)["input_ids"])
+        flops, tokens = flops + 2 * _body_params(st[0].auto_model) * n, tokens + n
+    return flops, tokens
 
 
 def compute_bound_seconds(emb, queries: list[str], thoughts: list[list[str]], peak_tflops: float) -> float:

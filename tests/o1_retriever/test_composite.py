@@ -198,6 +198,9 @@ def test_an_ensemble_encoder_scores_the_mean_of_its_members_cosines(composite_di
     members = [SentenceTransformer(path, device="cpu").encode(docs, normalize_embeddings=True)
                for path in (minilm, tiny_sentence_transformer)]
     np.testing.assert_allclose(vectors @ vectors.T, np.mean([m @ m.T for m in members], axis=0), atol=1e-5)
+    from o1_retriever.speed import encoder_cost  # bench's FLOPs: both members' (the tiny one reads MiniLM's tokens)
+    (flops, tokens), (alone_flops, alone_tokens) = encoder_cost(emb, docs, 64), encoder_cost(single, docs, 64)
+    assert tokens == 2 * alone_tokens and flops > alone_flops
     out = emb.encode_queries(["protein folding", "stars"], k=2, return_thoughts=True)
     assert out.embeddings.shape == (2, 416) and all(len(t) == 2 for t in out.thoughts)
     # the spec keeps the list, so the model reloads the same
