@@ -53,3 +53,12 @@ def test_token_rows_only_with_an_untied_head_fails_before_training(tiny_lm_dir, 
     with pytest.raises(ValueError, match="--token-rows-only: token rows alone cannot rebuild an untied lm_head"):
         _run(tiny_lm_dir, triplets, tmp_path / "out", max_steps=2, token_rows_only=True)
     assert not (tmp_path / "out" / "train_log.jsonl").exists()  # no step was run
+
+
+def test_a_second_precision_in_one_process_trains(tiny_lm_dir, triplets, tmp_path):
+    """Another trainer in this process (sentence-transformers' in train-encoder) left accelerate's process-wide
+    state at one precision; training at another must still run, as in a notebook."""
+    from accelerate import Accelerator
+    Accelerator(mixed_precision="bf16", cpu=True)
+    result = _run(tiny_lm_dir, triplets, tmp_path / "out", max_steps=1, mixed_precision="no")
+    assert result.steps == 1 and [r["step"] for r in _log(tmp_path / "out")] == [1]
