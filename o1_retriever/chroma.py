@@ -74,7 +74,7 @@ def _load_key(source: ModelSource, options: dict) -> str:
 def _describe(embedder: O1Embedder) -> tuple[ModelSource, dict]:
     """(source, options): what built an existing embedder, and the `from_pretrained` options that rebuild it so."""
     options: dict[str, Any] = {"quantization": embedder.quantization, "fused": embedder.fused}
-    # The LM's dtype: a composite's sentence-transformers encoder always runs in fp32, its thinker may not.
+    # The LM's dtype, which `from_pretrained(dtype=...)` also gives a composite's encoder.
     thinks_here = embedder.thinker is not None and embedder.thinker.model is not None  # not a remote thinker
     lm = embedder.thinker.model if thinks_here else embedder.encoder.model
     dtype = next(lm.parameters()).dtype

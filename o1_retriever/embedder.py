@@ -132,14 +132,14 @@ class O1Embedder:
 
     @classmethod
     def _from_composite(cls, spec, name, dev, dt, prompt_style, settings, kept) -> "O1Embedder":
-        """A composite model directory: its thinker (quantizable) plus its sentence-transformers encoder (full
-        precision; it never thinks, so 4-bit would only cost accuracy)."""
+        """A composite model directory: its thinker (quantizable) plus its sentence-transformers encoder, in `dt`
+        (never 4-bit: it does not decode, so quantizing it would only cost accuracy)."""
         thinker_source, quantization = spec.thinker, kept["quantization"]
         if quantization is None and is_adapter(thinker_source):
             thinker_source = str(merged_adapter_dir(thinker_source, dt))
         lm = load_causal_lm(thinker_source, device=dev, dtype=dt, quantization=quantization)
         style = lm.prompt_style if prompt_style == "auto" else prompt_style
-        encoder = load_encoder(spec.encoder, dev)
+        encoder = load_encoder(spec.encoder, dev, dt)
         return cls(Thinker(lm.model, lm.tokenizer, style), encoder, name=name, settings=settings, **kept)
 
     @classmethod
@@ -162,7 +162,7 @@ class O1Embedder:
             lm = load_causal_lm(str(smollm2_base_dir()) if thinker is None else thinker,
                                 device=dev, dtype=dt, quantization=quantization)
             think = Thinker(lm.model, lm.tokenizer, "chat")
-        enc = SentenceEncoder.load(str(minilm_path()) if encoder is None else encoder, dev)
+        enc = SentenceEncoder.load(str(minilm_path()) if encoder is None else encoder, dev, dt)
         name = f"composite:{thinker or 'SmolLM2-135M-Instruct'}+{encoder or 'all-MiniLM-L6-v2'}"
         source = ModelSource("composite", thinker=str(thinker or SMOLLM2_HUB_ID), encoder=str(encoder or MINILM_HUB_ID))
         return cls(think, enc, name=name, quantization=quantization, source=source, **options)

@@ -128,7 +128,9 @@ class SentenceEncoder:
             else model.get_sentence_embedding_dimension()
 
     @classmethod
-    def load(cls, name_or_path, device: torch.device):
+    def load(cls, name_or_path, device: torch.device, dtype: torch.dtype | None = None):
+        """dtype: the weights' dtype (None: as saved, fp32 for sentence-transformers models). The composite model
+        passes its resolved `dtype`, so where bf16 runs fast (AVX512-BF16/AMX CPUs, GPUs) documents embed in it."""
         try:
             from sentence_transformers import SentenceTransformer
         except ImportError as e:
@@ -155,6 +157,8 @@ class SentenceEncoder:
             from peft import PeftModel
             model[0].auto_model = PeftModel.from_pretrained(model[0].auto_model, adapter.parent).merge_and_unload()
             model.eval()
+        if dtype is not None:  # after any merge, which is done in the saved precision
+            model.to(dtype)
         return cls(model)
 
     @property
@@ -171,8 +175,11 @@ class SentenceEncoder:
         """role "query" or "document": through the model's `encode_query` / `encode_document`, so an encoder
         with query and document prompts (e5, bge) gets each; a model without them encodes both alike."""
         encode = getattr(self.model, f"encode_{role}", None) or self.model.encode
-        return encode(texts, batch_size=batch_size, normalize_embeddings=True,
-                      convert_to_numpy=True, show_progress_bar=show_progress_bar).astype(np.float32)
+        vectors = encode(texts, batch_size=batch_size, normalize_embeddings=True,
+                         convert_to_numpy=True, show_progress_bar=show_progress_bar).astype(np.float32)
+        if next(self.model.parameters()).dtype != torch.float32:  # normalised in bf16/fp16, norms are off by up to ~1e-3: redo in fp32
+            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return vectors
 
 
 class EnsembleEncoder:
@@ -187,8 +194,8 @@ class EnsembleEncoder:
         self.model = torch.nn.ModuleList([m.model for m in self.members])  # .parameters(): device and dtype
 
     @classmethod
-    def load(cls, names, device: torch.device) -> "EnsembleEncoder":
-        return cls([SentenceEncoder.load(name, device) for name in names])
+    def load(cls, names, device: torch.device, dtype: torch.dtype | None = None) -> "EnsembleEncoder":
+        return cls([SentenceEncoder.load(name, device, dtype) for name in names])
 
     @property
     def dim(self) -> int:
@@ -204,8 +211,8 @@ class EnsembleEncoder:
         return (np.concatenate(parts, axis=1) / np.sqrt(len(parts))).astype(np.float32)
 
 
-def load_encoder(spec, device: torch.device) -> SentenceEncoder | EnsembleEncoder:
+def load_encoder(spec, device: torch.device, dtype: torch.dtype | None = None) -> SentenceEncoder | EnsembleEncoder:
     """A composite's encoder: one sentence-transformers model (path, hub id or model), or a list of them."""
     if isinstance(spec, (list, tuple)):
-        return EnsembleEncoder.load(spec, device)
-    return SentenceEncoder.load(spec, device)
+        return EnsembleEncoder.load(spec, device, dtype)
+    return SentenceEncoder.load(spec, device, dtype)

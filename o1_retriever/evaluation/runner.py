@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..device import dtype_name
 from ..fusion import check_dense_weight, fuse_many
 from ..settings import SettingOverrides, check_overrides, overrides_of
 from ..validation import check_choice, check_k, check_positive_int
@@ -114,6 +115,15 @@ class SystemInfo:
     corpus_embeddings: str  # "cache" | "computed" | "chroma"
     load_seconds: float
     index_seconds: float
+    dtypes: dict = field(default_factory=dict)  # {"thinker": "bf16", "encoder": "fp32"}: what "auto" resolved to
+
+
+def _weight_dtypes(embedder) -> dict:
+    def name(module):
+        dtype = next(module.parameters()).dtype
+        return dtype_name(dtype, default=str(dtype).removeprefix("torch."))  # a 4-bit thinker's packed weights: uint8
+    thinker = getattr(embedder.thinker, "model", None)  # None for a remote thinker or an encoder alone
+    return {"thinker": name(thinker) if thinker is not None else None, "encoder": name(embedder.encoder.model)}
 
 
 @dataclass
@@ -249,7 +259,7 @@ def evaluate_dense(embedder, system: str, label: str, ks: list, dataset: BeirDat
         index.close()
     generation = embedder.inference_settings() if embedder.thinker is not None else None
     info = SystemInfo(system, label, embedder.fingerprint, encoder_identity(embedder), generation, index.source,
-                      round(load_seconds, 2), round(index.index_seconds, 2))
+                      round(load_seconds, 2), round(index.index_seconds, 2), _weight_dtypes(embedder))
     return rows, info
 
 

@@ -32,8 +32,8 @@ def composite_dir(tmp_path, tiny_o1_dir, minilm):
     return tmp_path / "model"
 
 
-def _load(path, **kw):
-    return O1Embedder.from_pretrained(str(path), device="cpu", dtype="fp32", thought_cache=False, **kw)
+def _load(path, dtype="fp32", **kw):
+    return O1Embedder.from_pretrained(str(path), device="cpu", dtype=dtype, thought_cache=False, **kw)
 
 
 def test_a_composite_directory_loads_as_one_model(composite_dir, minilm):
@@ -137,18 +137,36 @@ def test_bench_times_a_composite_and_measures_its_thinker(composite_dir, tmp_pat
     assert all(r["from_pretrained_s"] > 0 for r in result["load_seconds"].values())
 
 
-def test_a_4bit_thinker_keeps_the_encoder_in_full_precision(composite_dir, tmp_path, monkeypatch, minilm):
+def test_a_4bit_thinker_leaves_the_encoder_unquantized_in_the_requested_dtype(composite_dir, tmp_path, monkeypatch,
+                                                                              minilm):
     pytest.importorskip("bitsandbytes")
     import bitsandbytes as bnb
+    import torch
     monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path / "cache"))
     emb = O1Embedder.from_pretrained(str(composite_dir), device="cpu", dtype="bf16", quantization="4bit",
                                      thought_cache=False)
     assert any(isinstance(m, bnb.nn.Linear4bit) for m in emb.thinker.model.modules())
     assert not any(isinstance(m, bnb.nn.Linear4bit) for m in emb.encoder.model.modules())
-    plain = _load(composite_dir)
+    assert next(emb.encoder.model.parameters()).dtype == torch.bfloat16
+    plain = _load(composite_dir, dtype="bf16")
     assert emb.fingerprint != plain.fingerprint  # another thinker, so other thoughts: never share a cache entry
-    np.testing.assert_allclose(emb.encode_documents("protein cell"), plain.encode_documents("protein cell"), atol=1e-6)
+    np.testing.assert_array_equal(emb.encode_documents("protein cell"), plain.encode_documents("protein cell"))
     assert emb.encode_queries(["protein cell", "river"], k=2).shape == (2, 384)
+
+
+def test_the_encoder_runs_in_the_models_dtype_with_unit_vectors_near_fp32s(composite_dir, minilm):
+    import torch
+    from o1_retriever.chroma import _describe
+    full, half = _load(composite_dir), _load(composite_dir, dtype="bf16")
+    assert next(full.encoder.model.parameters()).dtype == torch.float32
+    assert next(half.encoder.model.parameters()).dtype == torch.bfloat16
+    assert half.fingerprint != full.fingerprint  # other vectors: a collection built in one refuses the other
+    assert _describe(half)[1]["dtype"] == "bf16"  # a Chroma rebuild loads the encoder in bf16 again
+    texts = ["protein folding in cells", "the river flooded the old town after a week of rain"]
+    a, b = full.encode_documents(texts), half.encode_documents(texts)
+    assert b.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-6)  # renormalised in fp32
+    assert (a * b).sum(1).min() > 0.99 and not np.array_equal(a, b)
 
 
 def test_thought_input_thought_embeds_the_thought_alone(composite_dir, minilm, tiny_o1_dir):

@@ -4,11 +4,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from beir_fixtures import write_beir  # noqa: E402
 
 from o1_retriever.cli import build_parser, main  # noqa: E402
+from o1_retriever.device import dtype_name, resolve_dtype  # noqa: E402
 
 ROW_KEYS = {"system", "model", "k", "ndcg@10", "recall@100", "mrr@10", "map", "queries", "ms_per_query"}
 
@@ -44,6 +46,8 @@ def test_eval_writes_json_png_and_repeats_exactly(toy, tiny_o1_dir, tmp_path, ca
     assert meta["dataset"]["documents"] == 12 and meta["subsampled"] is False and len(meta["dataset"]["hash"]) == 16
     assert meta["versions"]["torch"] and meta["machine"]["cpu_count"]
     assert meta["systems"][0]["corpus_embeddings"] == "computed"
+    auto = dtype_name(resolve_dtype("auto", torch.device("cpu")))  # what --dtype auto became on this machine
+    assert meta["systems"][0]["dtypes"] == {"thinker": auto, "encoder": auto}  # the joint model: one LM
     png = tmp_path / "r1.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Same command again: corpus vectors come from the cache, thoughts are re-sampled with the same seed.
