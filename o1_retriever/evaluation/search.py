@@ -25,7 +25,9 @@ def encoder_identity(embedder) -> str:
     if isinstance(enc, LMEncoder):
         # The number is the ids a document is read from, <emb> included (window + 1): caches written when the
         # window counted <emb> inside it keyed on that same total, so they stay valid and never mix meanings.
-        return f"lm:{embedder.encoder_fingerprint}:{embedder.document_max_length + 1}"
+        # "pos": positions counted over real tokens (a padded row's vector no longer depends on its batch), which
+        # retired the vectors cached before.
+        return f"lm:{embedder.encoder_fingerprint}:{embedder.document_max_length + 1}:pos"
     if isinstance(enc, EnsembleEncoder):
         return "ensemble:" + "+".join(_sentence_transformer_identity(m.model) for m in enc.members)
     return _sentence_transformer_identity(enc.model)
