@@ -148,6 +148,7 @@ class O1Embedder:
         """Any causal LM thinks (chat-prompted), any sentence-transformers model embeds
         `query + " " + thought`: the paper's "separate generator + retriever" baseline (HyDE-like).
         Defaults: SmolLM2-135M-Instruct thinks, all-MiniLM-L6-v2 embeds (both offline packages).
+        An encoder given by path or hub id loads in `dtype`; a SentenceTransformer you pass is used as it is.
         thinker may also be a thinker behind an API (`remote_thinking.OpenAIThinker`, `LangChainThinker`,
         `LlamaIndexThinker`): it is used as is, and only the encoder loads here."""
         check_choice(quantization, "quantization", QUANTIZATIONS)
