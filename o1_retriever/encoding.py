@@ -177,7 +177,8 @@ class SentenceEncoder:
         encode = getattr(self.model, f"encode_{role}", None) or self.model.encode
         vectors = encode(texts, batch_size=batch_size, normalize_embeddings=True,
                          convert_to_numpy=True, show_progress_bar=show_progress_bar).astype(np.float32)
-        if next(self.model.parameters()).dtype != torch.float32:  # normalised in bf16/fp16, norms are off by up to ~1e-3: redo in fp32
+        # Normalised in bf16/fp16 the norms are off by up to ~1e-3: normalise again in fp32.
+        if next(self.model.parameters()).dtype != torch.float32:
             vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         return vectors
 
