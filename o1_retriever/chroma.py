@@ -30,7 +30,7 @@ from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
 
 from .default_model import DEFAULT_NAME, MINILM_NAME, cache_dir
-from .device import dtype_name
+from .device import weights_dtype_name
 from .embedder import O1Embedder
 from .model_source import ModelSource, legacy_source
 from .server.client import RemoteEmbedder
@@ -77,8 +77,7 @@ def _describe(embedder: O1Embedder) -> tuple[ModelSource, dict]:
     # The LM's dtype, which `from_pretrained(dtype=...)` also gives a composite's encoder.
     thinks_here = embedder.thinker is not None and embedder.thinker.model is not None  # not a remote thinker
     lm = embedder.thinker.model if thinks_here else embedder.encoder.model
-    dtype = next(lm.parameters()).dtype
-    options["dtype"] = dtype_name(dtype, default="auto")
+    options["dtype"] = weights_dtype_name(lm, default="auto")
     if embedder.thinker is not None:
         options["prompt_style"] = embedder.thinker.prompt_style
     options.update(embedder.inference_settings())  # the settings that apply to its encoder

@@ -54,3 +54,8 @@ def dtype_name(dtype: torch.dtype, default: str | None = None) -> str:
     if name is None:
         raise ValueError(f"dtype {dtype} has no short name; one of {sorted(DTYPE_NAMES.values())} was expected")
     return name
+
+
+def weights_dtype_name(module: torch.nn.Module, default: str | None = None) -> str:
+    """`dtype_name` of a module's weights (its first parameter's dtype: a model loads in one)."""
+    return dtype_name(next(module.parameters()).dtype, default)

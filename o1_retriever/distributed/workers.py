@@ -56,9 +56,8 @@ def _actor_device() -> str:
 
 
 def _dtype_name(embedder) -> str:
-    from ..device import dtype_name
-    lm = embedder.thinker.model if embedder.thinker is not None else embedder.encoder.model
-    return dtype_name(next(lm.parameters()).dtype)
+    from ..device import weights_dtype_name
+    return weights_dtype_name(embedder.thinker.model if embedder.thinker is not None else embedder.encoder.model)
 
 
 class _EmbedderActor:

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..device import dtype_name
+from ..device import weights_dtype_name
 from ..fusion import check_dense_weight, fuse_many
 from ..settings import SettingOverrides, check_overrides, overrides_of
 from ..validation import check_choice, check_k, check_positive_int
@@ -119,11 +119,9 @@ class SystemInfo:
 
 
 def _weight_dtypes(embedder) -> dict:
-    def name(module):
-        dtype = next(module.parameters()).dtype
-        return dtype_name(dtype, default=str(dtype).removeprefix("torch."))  # a 4-bit thinker's packed weights: uint8
     thinker = getattr(embedder.thinker, "model", None)  # None for a remote thinker or an encoder alone
-    return {"thinker": name(thinker) if thinker is not None else None, "encoder": name(embedder.encoder.model)}
+    return {"thinker": weights_dtype_name(thinker, "other") if thinker is not None else None,
+            "encoder": weights_dtype_name(embedder.encoder.model, "other")}
 
 
 @dataclass
