@@ -43,7 +43,8 @@ NAME = "o1_retriever"
 LEGACY_KEYS = {"fingerprint": "o1:fingerprint", "dim": "o1:dim", "name": "o1:model", "encoder_dtype": "o1:dtype"}
 DEFAULT_MODEL_NAME = DEFAULT_NAME
 # from_pretrained options a config may carry (how to load, then every inference setting); all JSON-serialisable.
-LOAD_OPTIONS = ("device", "dtype", "quantization", "share_weights", "prompt_style", "thought_cache", "fused") + SETTINGS
+LOAD_OPTIONS = ("device", "dtype", "encoder_dtype", "quantization", "share_weights", "prompt_style", "thought_cache",
+                "fused") + SETTINGS
 
 _loaded: dict[str, O1Embedder] = {}
 _lock = threading.Lock()
@@ -78,6 +79,10 @@ def _describe(embedder: O1Embedder) -> tuple[ModelSource, dict]:
     thinks_here = embedder.thinker is not None and embedder.thinker.model is not None  # not a remote thinker
     lm = embedder.thinker.model if thinks_here else embedder.encoder.model
     options["dtype"] = weights_dtype_name(lm, default="auto")
+    if embedder.source.kind == "composite" and thinks_here:  # its encoders may run in another dtype
+        encoder = weights_dtype_name(embedder.encoder.model)
+        if encoder != options["dtype"]:
+            options["encoder_dtype"] = encoder
     if embedder.thinker is not None:
         options["prompt_style"] = embedder.thinker.prompt_style
     options.update(embedder.inference_settings())  # the settings that apply to its encoder
@@ -194,13 +199,19 @@ class O1EmbeddingFunction(EmbeddingFunction[Documents]):
     @staticmethod
     def build_from_config(config: dict[str, Any]) -> "O1EmbeddingFunction":
         # Chroma rebuilds the function whenever it reads the collection's configuration: load lazily.
+        source = None
+        options = dict(config.get("options", {}))
+        if config.get("url") is None:  # collections recorded before ModelSource carry only a name: read it
+            source = (ModelSource.from_dict(config["source"]) if "source" in config
+                      else legacy_source(config.get("model")))
+            if source.kind == "composite" and config.get("encoder_dtype"):
+                # Before 2026-12-06 a composite's encoders ran in fp32 whatever its dtype: load them as recorded.
+                options.setdefault("encoder_dtype", config["encoder_dtype"])
         function = O1EmbeddingFunction(model=config.get("model"), url=config.get("url"),
                                        num_thoughts=_config_thoughts(config),
-                                       batch_size=config.get("batch_size", 32), load=False,
-                                       **config.get("options", {}))
-        if config.get("url") is None:  # collections recorded before ModelSource carry only a name: read it
-            function.source = (ModelSource.from_dict(config["source"]) if "source" in config
-                               else legacy_source(config.get("model")))
+                                       batch_size=config.get("batch_size", 32), load=False, **options)
+        if source is not None:
+            function.source = source
         function._fingerprint = config.get("fingerprint")
         function._record = {key: config[key] for key in ("name", "dim", "encoder_dtype") if config.get(key) is not None}
         return function
@@ -285,9 +296,12 @@ def mismatch(collection: str, record: dict, embedder) -> str | None:
                 f"all-MiniLM-L6-v2 alone; the default is now {mine}. Open it with model {MINILM_NAME!r} (that "
                 "earlier default), or index into a new collection.")
     if record.get("name") == embedder.name:
+        hint = "the same --dtype"
+        if embedder.source.kind == "composite" and record.get("encoder_dtype") not in (None, dtype):
+            hint = f"encoder_dtype={record['encoder_dtype']!r}: its encoders ran in {record['encoder_dtype']}"
         return (f"{collection} was built with {embedder.name!r} loaded another way ({built}); this embedder loads it "
                 f"as {mine}. The dtype, quantization or changed weights alter the vectors: open it with the same "
-                "settings it was built with (e.g. the same --dtype), or index into a new collection.")
+                f"settings it was built with (e.g. {hint}), or index into a new collection.")
     return (f"{collection} was built with model {record.get('name')!r} ({built}); this embedder is {embedder.name!r} "
             f"({mine}). Open it with the same model, or index into a new collection.")
 

@@ -84,7 +84,7 @@ class O1Embedder:
     def from_pretrained(cls, path_or_id=None, *, device=None, dtype="auto", quantization=None,
                         share_weights: bool = False, prompt_style: str = "auto", thought_cache: bool | str | Path = True,
                         fused: bool = True, vector_cache: bool = True, compile: bool = False,
-                        **settings) -> "O1Embedder":
+                        encoder_dtype=None, **settings) -> "O1Embedder":
         """Load a model: None (the bundled default, offline), a bundled name ("o1-retriever-default", or
         "o1-retriever-joint": the earlier default, one SmolLM2 thinking and embedding), a composite model
         directory (`o1_composite.json`: a thinker plus a sentence-transformers encoder), an official O1
@@ -92,6 +92,8 @@ class O1Embedder:
 
         quantization: "4bit" (NF4) / "8bit" loads the *thinker* with bitsandbytes while the encoder
         stays in `dtype`; `share_weights=True` uses the quantized instance for both (least memory).
+        encoder_dtype: a composite's sentence-transformers encoders only (default: `dtype`), e.g. "fp32" beside a
+        bf16 thinker.
         prompt_style: "official" (`<query>…<thought>`), "chat" (instruction via the chat template, for
         models never trained on the O1 tokens), or "auto" (official iff the checkpoint has the tokens).
         settings: any `InferenceSettings` field (temperature, top_p, max_new_tokens, seed, aggregation,
@@ -115,7 +117,12 @@ class O1Embedder:
                     compile=compile,
                     source=ModelSource("joint" if spec is None else "composite", origin))
         if spec is not None:
-            return cls._from_composite(spec, name, dev, dt, prompt_style, resolve(spec.settings, overrides), kept)
+            edt = dt if encoder_dtype is None else resolve_dtype(encoder_dtype, dev)
+            return cls._from_composite(spec, name, dev, dt, edt, prompt_style, resolve(spec.settings, overrides),
+                                       kept)
+        if encoder_dtype is not None:
+            raise ValueError(f"encoder_dtype={encoder_dtype!r} applies to a composite model's sentence-transformers "
+                             f"encoders; {name!r} embeds with its language model: use dtype")
         if bundled is not None and is_adapter(bundled):
             source = merged_adapter_dir(bundled, dt)  # the shipped adapter: merge once, then load fast
         source = str(source)
@@ -131,15 +138,15 @@ class O1Embedder:
         return cls(thinker, encoder, name=name, settings=settings, **kept)
 
     @classmethod
-    def _from_composite(cls, spec, name, dev, dt, prompt_style, settings, kept) -> "O1Embedder":
-        """A composite model directory: its thinker (quantizable) plus its sentence-transformers encoder, in `dt`
-        (never 4-bit: it does not decode, so quantizing it would only cost accuracy)."""
+    def _from_composite(cls, spec, name, dev, dt, edt, prompt_style, settings, kept) -> "O1Embedder":
+        """A composite model directory: its thinker (quantizable) in `dt` plus its sentence-transformers encoder in
+        `edt` (never 4-bit: it does not decode, so quantizing it would only cost accuracy)."""
         thinker_source, quantization = spec.thinker, kept["quantization"]
         if quantization is None and is_adapter(thinker_source):
             thinker_source = str(merged_adapter_dir(thinker_source, dt))
         lm = load_causal_lm(thinker_source, device=dev, dtype=dt, quantization=quantization)
         style = lm.prompt_style if prompt_style == "auto" else prompt_style
-        encoder = load_encoder(spec.encoder, dev, dt)
+        encoder = load_encoder(spec.encoder, dev, edt)
         return cls(Thinker(lm.model, lm.tokenizer, style), encoder, name=name, settings=settings, **kept)
 
     @classmethod

@@ -254,3 +254,24 @@ def test_an_ensembles_corpus_is_its_members_cached_vectors(composite_dir, tiny_s
 def test_composite_from_parts_points_an_encoder_list_to_a_composite_directory(tiny_o1_dir, minilm):
     with pytest.raises(TypeError, match="ensemble is a composite directory"):
         O1Embedder.composite(thinker=str(tiny_o1_dir), encoder=[minilm, minilm], device="cpu", dtype="fp32")
+
+
+def test_encoder_dtype_keeps_fp32_encoders_beside_a_bf16_thinker_and_collections_reopen_with_them(composite_dir,
+                                                                                                   minilm, tiny_o1_dir):
+    """Collections built before the encoders followed `dtype` hold fp32 document vectors beside a bf16 thinker: a
+    rebuild from their config loads the encoders as recorded, so they open with no change of code."""
+    import torch
+    from o1_retriever.chroma import O1EmbeddingFunction
+    mixed = _load(composite_dir, dtype="bf16", encoder_dtype="fp32")
+    assert next(mixed.thinker.model.parameters()).dtype == torch.bfloat16
+    assert next(mixed.encoder.model.parameters()).dtype == torch.float32
+    assert mixed.fingerprint != _load(composite_dir, dtype="bf16").fingerprint
+    config = O1EmbeddingFunction(mixed).get_config()
+    assert config["options"]["dtype"] == "bf16" and config["options"]["encoder_dtype"] == "fp32"
+    del config["options"]["encoder_dtype"]  # as such collections recorded it: the dtype, and the encoder's apart
+    assert config["encoder_dtype"] == "float32"
+    rebuilt = O1EmbeddingFunction.build_from_config(config)
+    assert rebuilt.embedder.fingerprint == mixed.fingerprint  # check_model passed: the same vectors
+    np.testing.assert_array_equal(rebuilt(["protein cell"])[0], mixed.encode_documents(["protein cell"])[0])
+    with pytest.raises(ValueError, match="encoder_dtype='fp32' applies to a composite"):
+        O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", encoder_dtype="fp32", thought_cache=False)
