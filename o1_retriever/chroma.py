@@ -26,11 +26,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import torch
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
 
 from .default_model import DEFAULT_NAME, MINILM_NAME, cache_dir
-from .device import weights_dtype_name
+from .device import dtype_name, resolve_dtype, weights_dtype_name
 from .embedder import O1Embedder
 from .model_source import ModelSource, legacy_source
 from .server.client import RemoteEmbedder
@@ -204,9 +205,12 @@ class O1EmbeddingFunction(EmbeddingFunction[Documents]):
         if config.get("url") is None:  # collections recorded before ModelSource carry only a name: read it
             source = (ModelSource.from_dict(config["source"]) if "source" in config
                       else legacy_source(config.get("model")))
-            if source.kind == "composite" and config.get("encoder_dtype"):
-                # Before 2026-12-06 a composite's encoders ran in fp32 whatever its dtype: load them as recorded.
-                options.setdefault("encoder_dtype", config["encoder_dtype"])
+            if source.kind == "composite" and config.get("encoder_dtype") and "encoder_dtype" not in options:
+                # Before 2026-12-06 a composite's encoders ran in fp32 whatever its dtype: load them as recorded
+                # (named only where they differ, as _describe does, so an equal load shares its instance).
+                recorded = dtype_name(resolve_dtype(config["encoder_dtype"], torch.device("cpu")))
+                if recorded != options.get("dtype"):
+                    options["encoder_dtype"] = recorded
         function = O1EmbeddingFunction(model=config.get("model"), url=config.get("url"),
                                        num_thoughts=_config_thoughts(config),
                                        batch_size=config.get("batch_size", 32), load=False, **options)

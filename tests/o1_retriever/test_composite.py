@@ -261,6 +261,7 @@ def test_encoder_dtype_keeps_fp32_encoders_beside_a_bf16_thinker_and_collections
     """Collections built before the encoders followed `dtype` hold fp32 document vectors beside a bf16 thinker: a
     rebuild from their config loads the encoders as recorded, so they open with no change of code."""
     import torch
+    from o1_retriever import chroma
     from o1_retriever.chroma import O1EmbeddingFunction
     mixed = _load(composite_dir, dtype="bf16", encoder_dtype="fp32")
     assert next(mixed.thinker.model.parameters()).dtype == torch.bfloat16
@@ -270,6 +271,7 @@ def test_encoder_dtype_keeps_fp32_encoders_beside_a_bf16_thinker_and_collections
     assert config["options"]["dtype"] == "bf16" and config["options"]["encoder_dtype"] == "fp32"
     del config["options"]["encoder_dtype"]  # as such collections recorded it: the dtype, and the encoder's apart
     assert config["encoder_dtype"] == "float32"
+    chroma._loaded.clear()  # a fresh load, as in another process, not the instance registered above
     rebuilt = O1EmbeddingFunction.build_from_config(config)
     assert rebuilt.embedder.fingerprint == mixed.fingerprint  # check_model passed: the same vectors
     np.testing.assert_array_equal(rebuilt(["protein cell"])[0], mixed.encode_documents(["protein cell"])[0])
