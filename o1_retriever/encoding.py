@@ -15,6 +15,12 @@ from .batching import in_batches
 from .formatting import EMB
 
 
+def padded_positions(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids of a left-padded batch, counted over real tokens only, as `generate` numbers a prompt: a text's
+    hidden states then do not depend on how much padding its batch neighbours add."""
+    return (mask.cumsum(-1) - 1).clamp(min=0)
+
+
 class LMEncoder:
     """Last-token (`<emb>`) pooling over a causal LM's backbone; left padding; length-sorted batches."""
 
@@ -48,9 +54,7 @@ class LMEncoder:
         pad = self.tokenizer.pad_token_id
         ids = torch.tensor([[pad] * (width - len(x)) + x for x in batch], device=self.device)
         mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in batch], device=self.device)
-        # positions count real tokens only, as generation does: a text's vector must not depend on how much padding
-        # its batch neighbours add (without them, transformers numbers pads too and the vector drifts)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        positions = padded_positions(mask)
         hidden = self.backbone(input_ids=ids, attention_mask=mask, position_ids=positions).last_hidden_state
         return hidden[:, -1].float()
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .aggregation import aggregate
-from .encoding import LMEncoder
+from .encoding import LMEncoder, padded_positions
 from .formatting import EMB
 
 REFERENCE_BATCH = 16  # prompts per `generate` call in the official inference
@@ -118,7 +118,7 @@ def reference_embed(emb, queries: list[str], thoughts: list[list[str]], batch_si
             idx = order[start:start + batch_size]
             padded = tok.pad({"input_ids": [ids[i] for i in idx]}, padding=True, return_tensors="pt")
             padded = padded.to(emb.encoder.device)
-            positions = (padded["attention_mask"].cumsum(-1) - 1).clamp(min=0)  # as the engine: real tokens only
+            positions = padded_positions(padded["attention_mask"])  # as the engine numbers them
             last = backbone(**padded, position_ids=positions).last_hidden_state[:, -1].float()  # last slot: <emb>
             vecs[idx] = torch.nn.functional.normalize(last, dim=-1).cpu().numpy()
         bare = None

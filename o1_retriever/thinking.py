@@ -9,7 +9,7 @@ from typing import Callable
 import torch
 
 from .batching import in_batches
-from .encoding import cache_argument
+from .encoding import cache_argument, padded_positions
 from .formatting import chat_thinking_prompt, thinking_prompt
 from .sampling import generate, row_seeds
 from .settings import InferenceSettings
@@ -85,7 +85,7 @@ class Thinker:
         last token is real), each row repeated k times; generate then starts from that last token."""
         from transformers import DynamicCache
         cache, keyword = DynamicCache(config=self.model.config), cache_argument(self.model)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # as generate numbers a left-padded prompt
+        positions = padded_positions(mask)
         self.model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
                    use_cache=True, logits_to_keep=1, **{keyword: cache})
         cache.batch_repeat_interleave(k)
