@@ -179,12 +179,11 @@ class SentenceEncoder:
         """role "query" or "document": through the model's `encode_query` / `encode_document`, so an encoder
         with query and document prompts (e5, bge) gets each; a model without them encodes both alike."""
         encode = getattr(self.model, f"encode_{role}", None) or self.model.encode
-        vectors = encode(texts, batch_size=batch_size, normalize_embeddings=True,
-                         convert_to_numpy=True, show_progress_bar=show_progress_bar).astype(np.float32)
-        # Normalised in bf16/fp16 the norms are off by up to ~1e-3: normalise again in fp32.
-        if next(self.model.parameters()).dtype != torch.float32:
-            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        return vectors
+        vectors = encode(texts, batch_size=batch_size, convert_to_numpy=True,
+                         show_progress_bar=show_progress_bar).astype(np.float32)
+        # Normalised here, once, in fp32: a model in bf16/fp16 (or its own Normalize module in that dtype) leaves
+        # norms up to ~1e-3 off.
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
 class EnsembleEncoder:
