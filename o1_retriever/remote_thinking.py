@@ -12,6 +12,7 @@ objects, also their own sampling parameters, which are the ones that apply).
 """
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import time
@@ -254,6 +255,18 @@ def _class_name(obj) -> str:
     return f"{type(obj).__module__}.{type(obj).__qualname__}"
 
 
+def _framework_object(obj, argument: str, class_path: str, what: str, package: str):
+    """obj, checked to be an instance of `class_path`, from an optional framework (imported only here)."""
+    module, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except ImportError as error:
+        raise ImportError(f"{argument}= needs {package}: pip install {package}") from error
+    if not isinstance(obj, cls):
+        raise TypeError(f"{argument} must be {what}, got {type(obj).__name__}")
+    return obj
+
+
 class O1ServerThinker(RemoteThinker):
     """Thoughts from an `o1-retriever serve` endpoint (`POST /v1/think`): the server's thinker, with the server's
     sampling settings and seed, so its thoughts match what that server embeds with; the local encoder embeds."""
@@ -281,14 +294,8 @@ class LangChainThinker(RemoteThinker):
 
     def __init__(self, chat_model, *, concurrency: int = 4):
         super().__init__(concurrency)
-        try:
-            from langchain_core.language_models import BaseChatModel
-        except ImportError as error:
-            raise ImportError("LangChainThinker needs LangChain: pip install langchain-core") from error
-        if not isinstance(chat_model, BaseChatModel):
-            raise TypeError(f"chat_model must be a LangChain BaseChatModel (such as ChatOpenAI), "
-                            f"got {type(chat_model).__name__}")
-        self.chat_model = chat_model
+        self.chat_model = _framework_object(chat_model, "chat_model", "langchain_core.language_models.BaseChatModel",
+                                            "a LangChain BaseChatModel (such as ChatOpenAI)", "langchain-core")
 
     @property
     def fingerprint(self) -> str:
@@ -321,13 +328,8 @@ class LlamaIndexThinker(RemoteThinker):
 
     def __init__(self, llm, *, concurrency: int = 4):
         super().__init__(concurrency)
-        try:
-            from llama_index.core.llms import LLM
-        except ImportError as error:
-            raise ImportError("LlamaIndexThinker needs LlamaIndex: pip install llama-index-core") from error
-        if not isinstance(llm, LLM):
-            raise TypeError(f"llm must be a LlamaIndex LLM (llama_index.core.llms.LLM), got {type(llm).__name__}")
-        self.llm = llm
+        self.llm = _framework_object(llm, "llm", "llama_index.core.llms.LLM",
+                                     "a LlamaIndex LLM (llama_index.core.llms.LLM)", "llama-index-core")
 
     @property
     def fingerprint(self) -> str:

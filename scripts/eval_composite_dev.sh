@@ -6,13 +6,11 @@
 # The dev folders are made here with o1_retriever_training.holdout (seed 1234, as scripts/train_default.sh): the 100
 # SciFact train queries that script holds out, and a sample of 100 of NFCorpus's 324 dev queries (CPU budget).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/common.sh"
 MODEL=$1; NAME=$2; OUT=${3:-benchmarks/composite_default/dev}
-DATA=${DATA:-../shared/data}
 BIN=.venv/bin/o1-retriever
 PY=.venv/bin/python
 MINILM=$(.venv/bin/python -c "from o1_retriever.default_model import minilm_path; print(minilm_path())")
-export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 mkdir -p "$OUT" runs/c
 dev_sample() {  # dataset split out: 100 queries of a split as a BEIR folder (split "dev")
   [ -f "$3/qrels/dev.tsv" ] && return 0

