@@ -13,14 +13,14 @@ def create_app(embedder, **options):
     return build(embedder, **options)
 
 
+# Imported on first use: `import o1_retriever.server` stays cheap and never needs the serve extra.
+_LAZY = {"RemoteEmbedder": ".client", "O1ServerError": ".client", "BackgroundServer": ".background"}
+
+
 def __getattr__(name: str):
-    # Lazy: `import o1_retriever.server` stays cheap and never needs the serve extra.
-    if name in ("RemoteEmbedder", "O1ServerError"):
-        from . import client
-        return getattr(client, name)
-    if name == "BackgroundServer":
-        from .background import BackgroundServer
-        return BackgroundServer
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -108,12 +108,11 @@ def create_app(embedder, *, name: str | None = None, api_key: str | None = None,
         if bad_json:
             why = (bad_json[0].get("ctx") or {}).get("error") or bad_json[0].get("msg")
             return _error(400, f"the request body is not valid JSON: {why}", code="json_invalid")
-        first = errors[0]
-        param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
-        extra = "; allowed: " + ", ".join(EmbeddingRequest.model_fields) if first.get("type") == "extra_forbidden" else ""
-        message = "; ".join(f"{'.'.join(str(p) for p in err.get('loc', ())[1:]) or 'body'}: {err.get('msg')}"
-                            for err in errors)
-        return _error(422, message + extra, param, "invalid_value")
+        fields = [".".join(str(p) for p in err.get("loc", ())[1:]) or None for err in errors]  # loc[0] is "body"
+        message = "; ".join(f"{field or 'body'}: {err.get('msg')}" for field, err in zip(fields, errors))
+        if errors[0].get("type") == "extra_forbidden":
+            message += "; allowed: " + ", ".join(EmbeddingRequest.model_fields)
+        return _error(422, message, fields[0], "invalid_value")
 
     @app.exception_handler(HTTPException)
     async def http_error(request, e: HTTPException):
@@ -130,15 +129,14 @@ def create_app(embedder, *, name: str | None = None, api_key: str | None = None,
             field = "k" if body.k is not None else "return_thoughts"
             raise ApiError(422, f"{field} applies to queries only: {name}-document embeds without thinking "
                                 f"(use model {name}-query)", field)
-        kq = _k(body.k, k)
+        kq = _k(body.k, k) if kind == "query" else 0
         metrics.inputs.labels(kind).inc(len(texts))
-        result = await _submit(batcher, kind, texts, kq if kind == "query" else 0)
-        data = []
-        for i, vec in enumerate(result.embeddings):
-            item = {"object": "embedding", "index": i, "embedding": _encode(vec, body.encoding_format)}
-            if body.return_thoughts:
-                item["thoughts"] = result.thoughts[i]
-            data.append(item)
+        result = await _submit(batcher, kind, texts, kq)
+        data = [{"object": "embedding", "index": i, "embedding": _encode(vec, body.encoding_format)}
+                for i, vec in enumerate(result.embeddings)]
+        if body.return_thoughts:
+            for item, thoughts in zip(data, result.thoughts):
+                item["thoughts"] = thoughts
         used = sum(result.tokens)
         # A JSONResponse as is: FastAPI would otherwise walk every float through jsonable_encoder first.
         return JSONResponse({"object": "list", "data": data, "model": f"{name}-{kind}",
@@ -198,12 +196,10 @@ class _Guard:
                 status.append(message["status"])
             await send(message)
 
-        refusal = _authorize(request, self.key) or _check_size(request, self.limits)
+        # A refusal (401, 413) answers in the app's place.
+        answer = _authorize(request, self.key) or _check_size(request, self.limits) or self.app
         try:
-            if refusal is not None:
-                await refusal(scope, receive, send_status)
-            else:
-                await self.app(scope, receive, send_status)
+            await answer(scope, receive, send_status)
         finally:
             self.metrics.requests.labels(route, str(status[0] if status else 500)).inc()
             self.metrics.latency.labels(route).observe(time.perf_counter() - started)
@@ -257,7 +253,7 @@ def _kind(model: str | None, input_type: str | None, name: str, ids: dict) -> st
 
 
 def _texts(value, limits: Limits) -> list[str]:
-    if isinstance(value, list) and value and all(isinstance(v, int) or isinstance(v, list) for v in value):
+    if isinstance(value, list) and value and all(isinstance(v, (int, list)) for v in value):
         raise ApiError(422, "token-id input is not supported: send text (LangChain's OpenAIEmbeddings: "
                             "check_embedding_ctx_length=False)", "input")
     if isinstance(value, list) and not value:

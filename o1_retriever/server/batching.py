@@ -12,12 +12,15 @@ call is as full as `max_batch` allows and no time is spent waiting.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from ..validation import check_choice
 
 KINDS = ("query", "document", "think")
 
@@ -64,7 +67,7 @@ class Batcher:
     @property
     def depth(self) -> int:
         """Texts waiting for the engine: queued, or taken into a batch that is still waiting for company."""
-        return sum(len(j.texts) for j in self._jobs) + sum(len(j.texts) for j in self._gathering)
+        return sum(len(j.texts) for j in [*self._jobs, *self._gathering])
 
     async def start(self) -> None:
         self._arrived = asyncio.Event()
@@ -73,10 +76,8 @@ class Batcher:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         for job in self._jobs:  # nothing should be left (the server drains requests first); never hang a client
             if not job.future.done():
                 job.future.set_exception(RuntimeError("the server is shutting down"))
@@ -84,8 +85,7 @@ class Batcher:
         self._engine.shutdown(wait=True)
 
     async def submit(self, kind: str, texts: list[str], k: int = 0) -> Result:
-        if kind not in KINDS:
-            raise ValueError(f"kind={kind!r} is not supported; use one of {list(KINDS)}")
+        check_choice(kind, "kind", KINDS)
         if self._task is None or self._task.done():
             raise RuntimeError("the batcher is not running (start() it inside the event loop first)")
         job = _Job(kind, k, list(texts), asyncio.get_running_loop().create_future())
@@ -111,10 +111,8 @@ class Batcher:
                 if left <= 0:
                     break
                 self._arrived.clear()
-                try:
+                with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._arrived.wait(), left)
-                except asyncio.TimeoutError:
-                    pass
                 jobs += self._take(jobs)
             self._gathering = []
             self._observe_depth()

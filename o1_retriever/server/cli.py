@@ -6,25 +6,14 @@ import os
 import sys
 
 from ..commands import MODEL_DEFAULTED, _check_device, _model_args
-
-API_KEY_ENV = "O1_RETRIEVER_API_KEY"
-
-
-def _positive(kind):
-    def parse(text):
-        value = kind(text)
-        if value <= 0:
-            raise ValueError(f"must be > 0, got {text}")
-        return value
-    parse.__name__ = kind.__name__  # argparse names the type in its error
-    return parse
+from ..settings import overrides_of
+from ..validation import positive_int_arg
+from .client import API_KEY_ENV
 
 
 def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
 
@@ -33,12 +22,11 @@ def _load(args):
     """commands._load, plus the thought cache choice (a server is where a shared cache pays most)."""
     from .. import O1Embedder
     _check_device(args.device)
-    chosen = {n: getattr(args, n) for n in MODEL_DEFAULTED if getattr(args, n, None) is not None}
     cache = {"on": True, "off": False}.get(args.thought_cache, args.thought_cache)
     return O1Embedder.from_pretrained(args.model, device=args.device, dtype=args.dtype,
                                       quantization=args.quantization, seed=args.seed,
                                       thought_cache=cache, vector_cache=args.vector_cache == "on",
-                                      compile=_compile(args), **chosen)
+                                      compile=_compile(args), **overrides_of(args, MODEL_DEFAULTED))
 
 
 def _compile(args) -> bool:
@@ -83,11 +71,11 @@ def register(sub) -> None:
     p.add_argument("--name", default=None, help="served model name; ids are NAME-query and NAME-document "
                                                 "(default: the model's name)")
     p.add_argument("--k", type=int, default=3, help="thoughts per query when a request sends no k (0 = no thinking)")
-    p.add_argument("--max-batch", type=_positive(int), default=32, help="most texts merged into one engine call")
+    p.add_argument("--max-batch", type=positive_int_arg, default=32, help="most texts merged into one engine call")
     p.add_argument("--max-wait-ms", type=float, default=5.0,
                    help="how long the oldest queued request waits for others to share its batch")
-    p.add_argument("--max-inputs", type=_positive(int), default=2048, help="most texts in one request (else 413)")
-    p.add_argument("--max-chars", type=_positive(int), default=2_000_000,
+    p.add_argument("--max-inputs", type=positive_int_arg, default=2048, help="most texts in one request (else 413)")
+    p.add_argument("--max-chars", type=positive_int_arg, default=2_000_000,
                    help="most characters of text in one request (else 413)")
     p.add_argument("--graceful-timeout", type=float, default=60.0,
                    help="seconds to let in-flight requests finish after SIGTERM")

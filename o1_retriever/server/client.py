@@ -45,7 +45,7 @@ def normalize_url(url: str) -> str:
     base = url.strip().rstrip("/")
     if base.endswith("/v1"):
         base = base[:-3]
-    if not base.startswith(("http://", "https://")) or len(base.split("://", 1)[1]) == 0:
+    if not base.startswith(("http://", "https://")) or not base.split("://", 1)[1]:
         raise ValueError(f"url={url!r} is not an http(s) URL; expected e.g. 'http://127.0.0.1:8000' "
                          "(where `o1-retriever serve` listens)")
     return base
@@ -140,40 +140,34 @@ class RemoteEmbedder:
         texts, single = as_text_list(queries, "queries")
         check_k(k)
         check_positive_int(batch_size, "batch_size")
-        thoughts = []
-        for chunk in self._chunks(texts, batch_size, show_progress_bar, "Thinking"):
-            data = self._data(self._request("POST", "/v1/think",
-                                            {"model": f"{self.served_name}-query", "input": chunk, "k": k}), chunk)
-            thoughts += [list(d["thoughts"]) for d in data]
+        data = self._results("/v1/think", {"model": f"{self.served_name}-query", "k": k}, texts, batch_size,
+                             show_progress_bar, "Thinking")
+        thoughts = [list(d["thoughts"]) for d in data]
         return thoughts[0] if single else thoughts
 
     # ---- transport -------------------------------------------------------------------------------
     def _embed(self, texts, body, batch_size, show_progress_bar, desc):
         if not texts:  # as the engine: an empty list in, an empty (0, dim) array out
             return np.zeros((0, self.dim), dtype=np.float32), []
-        vectors, thoughts = [], []
-        for chunk in self._chunks(texts, batch_size, show_progress_bar, desc):
-            data = self._data(self._request("POST", "/v1/embeddings",
-                                            body | {"input": chunk, "encoding_format": "base64"}), chunk)
-            vectors += [np.frombuffer(base64.b64decode(d["embedding"]), dtype="<f4") for d in data]
-            thoughts += [list(d.get("thoughts") or []) for d in data]
-        return np.stack(vectors).astype(np.float32), thoughts
+        data = list(self._results("/v1/embeddings", body | {"encoding_format": "base64"}, texts, batch_size,
+                                  show_progress_bar, desc))
+        vectors = [np.frombuffer(base64.b64decode(d["embedding"]), dtype="<f4") for d in data]
+        return np.stack(vectors).astype(np.float32), [list(d.get("thoughts") or []) for d in data]
 
-    def _chunks(self, texts, batch_size, show_progress_bar, desc):
+    def _results(self, route, body, texts, batch_size, show_progress_bar, desc):
+        """The server's `data` items for `texts` in order, `batch_size` texts per request, under a progress bar."""
         from tqdm.auto import tqdm
         show = show_progress(show_progress_bar, len(texts))
         with tqdm(total=len(texts), desc=desc, unit="text", disable=not show) as bar:
             for start in range(0, len(texts), batch_size):
                 chunk = texts[start:start + batch_size]
-                yield chunk
+                data = sorted(self._request("POST", route, body | {"input": chunk}).get("data") or [],
+                              key=lambda d: d["index"])
+                if len(data) != len(chunk):
+                    raise O1ServerError(self.url, "a request", 200, f"sent {len(chunk)} inputs, got {len(data)} "
+                                        "results back (is this an o1-retriever server?)")
+                yield from data
                 bar.update(len(chunk))
-
-    def _data(self, payload: dict, sent: list) -> list:
-        data = sorted(payload.get("data") or [], key=lambda d: d["index"])
-        if len(data) != len(sent):
-            raise O1ServerError(self.url, "a request", 200, f"sent {len(sent)} inputs, got {len(data)} results back "
-                                "(is this an o1-retriever server?)")
-        return data
 
     def _http(self):
         if self._client is None:

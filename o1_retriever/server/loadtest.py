@@ -9,8 +9,7 @@ fight it for the GIL); the clients are asyncio tasks, one query per request, eac
 server sees what many single-query callers send. Every run at one k sends the same queries, and the in-process
 reference encodes those very queries in this process (the server idle meanwhile), once before and once after that
 k's server runs: on a shared machine the CPU left to us drifts over minutes, and the bracket keeps the comparison
-honest (the faster of the two is the reference). Bounded: `--requests` per run, and no new request after
-`--time-limit` seconds of a run (the run then counts what completed).
+honest (the faster of the two is the reference).
 """
 from __future__ import annotations
 
@@ -24,6 +23,7 @@ import zlib
 
 import numpy as np
 
+from ..atomic import write_text_atomically
 from ..machine import describe as machine
 from ..machine import load_average
 
@@ -38,10 +38,10 @@ def queries(n: int, salt: str) -> list[str]:
 
 
 def _percentiles(latencies: list[float]) -> dict:
+    keys = ("p50_ms", "p95_ms", "p99_ms")
     if not latencies:
-        return {"p50_ms": None, "p95_ms": None, "p99_ms": None}
-    p = np.percentile(np.array(latencies) * 1000, [50, 95, 99])
-    return {"p50_ms": round(float(p[0]), 1), "p95_ms": round(float(p[1]), 1), "p99_ms": round(float(p[2]), 1)}
+        return dict.fromkeys(keys)
+    return {key: round(float(ms), 1) for key, ms in zip(keys, np.percentile(np.array(latencies) * 1000, [50, 95, 99]))}
 
 
 def run_clients(url: str, texts: list[str], concurrency: int, k: int, model: str,
@@ -75,6 +75,13 @@ def run_clients(url: str, texts: list[str], concurrency: int, k: int, model: str
     return {"concurrency": concurrency, "requests": done, "planned": len(texts), "seconds": round(wall, 2),
             "queries_per_s": round(done / wall, 3), **_percentiles(latencies), "errors": len(errors),
             "error_samples": errors[:3]}
+
+
+def free_port() -> int:
+    """A loopback port free right now (the server binds it a moment later)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def start_server(args, port: int) -> subprocess.Popen:
@@ -117,10 +124,9 @@ def with_engine_share(url: str, run) -> dict:
     before = engine_counters(url)
     row = run()
     after = engine_counters(url)
-    calls = after["batches"] - before["batches"]
-    row |= {"engine_calls": int(calls), "mean_batch": round((after["texts"] - before["texts"]) / calls, 1) if calls
-            else None, "engine_seconds": round(after["engine_seconds"] - before["engine_seconds"], 2)}
-    return row
+    calls, texts = after["batches"] - before["batches"], after["texts"] - before["texts"]
+    return row | {"engine_calls": int(calls), "mean_batch": round(texts / calls, 1) if calls else None,
+                  "engine_seconds": round(after["engine_seconds"] - before["engine_seconds"], 2)}
 
 
 def plot(report: dict, path: str) -> None:
@@ -201,9 +207,7 @@ def main(argv=None) -> int:
         emb.encode_queries(texts[k], k=k, batch_size=args.max_batch, show_progress_bar=False)
         return time.perf_counter() - started
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = start_server(args, port)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -235,8 +239,7 @@ def main(argv=None) -> int:
     text = json.dumps(report, indent=2)
     print(text)
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
+        write_text_atomically(args.output, text + "\n")
     if args.png:
         plot(report, args.png)
     return 0

@@ -5,7 +5,6 @@ same loaded embedder; the HTTP path is still real: sockets, uvicorn, the ASGI ap
 """
 from __future__ import annotations
 
-import socket
 from contextlib import contextmanager
 
 import pytest
@@ -15,13 +14,9 @@ pytest.importorskip("uvicorn")
 pytest.importorskip("prometheus_client")
 httpx = pytest.importorskip("httpx")
 
+from o1_retriever.server.loadtest import free_port  # noqa: E402
+
 API_KEY = "test-key-123"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager
@@ -65,6 +60,20 @@ def server(served_embedder):
 @pytest.fixture(scope="session", name="free_port")
 def free_port_fixture():
     return free_port
+
+
+def metric_value(url: str, name: str, labels: dict | None = None) -> float:
+    """The sum of the server's /metrics samples called `name` whose labels include `labels`."""
+    from prometheus_client.parser import text_string_to_metric_families
+    return sum(s.value for family in text_string_to_metric_families(httpx.get(url + "/metrics").text)
+               for s in family.samples
+               if s.name == name and all(s.labels.get(k) == v for k, v in (labels or {}).items()))
+
+
+@pytest.fixture(scope="session")
+def metric():
+    """`metric(url, name, labels)`: see metric_value."""
+    return metric_value
 
 
 @pytest.fixture(scope="session")

@@ -14,21 +14,11 @@ WORDS = "protein cell gene river ocean water insulin diabetes blood heart brain 
 QUERIES = [" ".join(WORDS[(i * 7 + j * 3) % len(WORDS)] for j in range(2 + i % 4)) + f" {i}" for i in range(32)]
 
 
-def _metric(url, name, labels=None):
-    import httpx
-    from prometheus_client.parser import text_string_to_metric_families
-    for family in text_string_to_metric_families(httpx.get(url + "/metrics").text):
-        for s in family.samples:
-            if s.name == name and all(s.labels.get(k) == v for k, v in (labels or {}).items()):
-                return s.value
-    return 0.0
-
-
-def test_32_concurrent_clients_get_the_sequential_vectors_in_shared_batches(server, served_embedder):
+def test_32_concurrent_clients_get_the_sequential_vectors_in_shared_batches(server, served_embedder, metric):
     import httpx
     url, _ = server
     want = [served_embedder.encode_queries(q, k=3, return_thoughts=True) for q in QUERIES]  # one at a time
-    calls_before = _metric(url, "o1_batch_size_count", {"kind": "query"})
+    calls_before = metric(url, "o1_batch_size_count", {"kind": "query"})
     barrier = threading.Barrier(len(QUERIES))
 
     def client(q):
@@ -43,11 +33,11 @@ def test_32_concurrent_clients_get_the_sequential_vectors_in_shared_batches(serv
     for g, w in zip(got, want):
         assert g["thoughts"] == w.thoughts
         np.testing.assert_allclose(g["embedding"], w.embeddings, atol=1e-5)
-    calls = _metric(url, "o1_batch_size_count", {"kind": "query"}) - calls_before
+    calls = metric(url, "o1_batch_size_count", {"kind": "query"}) - calls_before
     assert 1 <= calls < len(QUERIES), f"{calls} engine calls for {len(QUERIES)} concurrent requests: nothing merged"
-    assert _metric(url, "o1_batch_size_bucket", {"kind": "query", "le": "1.0"}) < _metric(
+    assert metric(url, "o1_batch_size_bucket", {"kind": "query", "le": "1.0"}) < metric(
         url, "o1_batch_size_count", {"kind": "query"}), "no engine call held more than one text"
-    assert _metric(url, "o1_requests_total", {"route": "/v1/embeddings", "status": "200"}) >= len(QUERIES)
+    assert metric(url, "o1_requests_total", {"route": "/v1/embeddings", "status": "200"}) >= len(QUERIES)
 
 
 class _Recorder:
@@ -119,7 +109,7 @@ def test_batcher_engine_error_fails_that_batch_only():
     assert asyncio.run(main()).thoughts == [["y"]]
 
 
-def test_cache_hit_rate_in_metrics(serve, tiny_o1_dir, tmp_path):
+def test_cache_hit_rate_in_metrics(serve, tiny_o1_dir, tmp_path, metric):
     import httpx
     emb = O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", dtype="fp32", max_new_tokens=8,
                                      thought_cache=tmp_path / "thoughts.sqlite")
@@ -127,6 +117,6 @@ def test_cache_hit_rate_in_metrics(serve, tiny_o1_dir, tmp_path):
         for _ in range(2):  # a miss, then a hit
             assert httpx.post(url + "/v1/embeddings", json={"input": "protein cell", "model": "tiny-query"},
                               timeout=60).status_code == 200
-        assert _metric(url, "o1_thought_cache_lookups_total") == 2
-        assert _metric(url, "o1_thought_cache_hits_total") == 1
-        assert _metric(url, "o1_thought_cache_hit_ratio") == pytest.approx(0.5)
+        assert metric(url, "o1_thought_cache_lookups_total") == 2
+        assert metric(url, "o1_thought_cache_hits_total") == 1
+        assert metric(url, "o1_thought_cache_hit_ratio") == pytest.approx(0.5)

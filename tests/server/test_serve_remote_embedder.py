@@ -12,14 +12,6 @@ QUERIES = ["protein cell gene", "river ocean water", "insulin diabetes blood hea
 DOCS = ["the heart study of patients with diabetes", "solar energy for the city", "music history of the city"]
 
 
-def _requests_served(url) -> float:
-    import httpx
-    from prometheus_client.parser import text_string_to_metric_families
-    return sum(s.value for family in text_string_to_metric_families(httpx.get(url + "/metrics").text)
-               for s in family.samples
-               if s.name == "o1_requests_total" and s.labels.get("route") == "/v1/embeddings")
-
-
 def test_vectors_and_thoughts_equal_the_in_process_engine(server, served_embedder):
     url, _ = server
     with RemoteEmbedder(url + "/v1/") as remote:  # an OpenAI-style base URL works too
@@ -41,12 +33,13 @@ def test_vectors_and_thoughts_equal_the_in_process_engine(server, served_embedde
         assert remote.encode_documents([]).shape == (0, served_embedder.dim)
 
 
-def test_batch_size_is_texts_per_request(server, served_embedder):
+def test_batch_size_is_texts_per_request(server, served_embedder, metric):
     url, _ = server
     remote = RemoteEmbedder(url)
-    before = _requests_served(url)
+    served = {"route": "/v1/embeddings"}  # every status
+    before = metric(url, "o1_requests_total", served)
     vectors = remote.encode_documents(DOCS + QUERIES, batch_size=2)
-    assert _requests_served(url) - before == 3  # 6 texts, 2 per request
+    assert metric(url, "o1_requests_total", served) - before == 3  # 6 texts, 2 per request
     np.testing.assert_allclose(vectors, served_embedder.encode_documents(DOCS + QUERIES), atol=1e-6)
 
 
