@@ -4,14 +4,10 @@ on Ray with each requested actor count, on the same documents and model, in one 
     python -m o1_retriever.distributed bench --actors 1 2 --output benchmarks/scale_out.json \\
         --png benchmarks/scale_out.png
 
-Each Ray configuration starts its own Ray (timed apart from the encoding: `ray_start_s`) unless Ray is already
-running in this process or `--address` names a cluster, and runs the real `encode_files` path (plan, actor pool,
-one model per actor, Parquet shards) into a fresh temporary folder. The Ray figures therefore include what a user
-pays: loading the model in every actor and writing the shards. The vectors each run writes are compared with the
-one-process vectors, so the benchmark also shows that the path returns the same embeddings for every document.
-
-The corpus is the bundled demo corpus recombined into `--docs` distinct short passages (deterministic), or the first
-`--docs` rows of a corpus given with `--corpus` (a temporary copy of those rows; `--docs 0` reads the file as is).
+Each Ray configuration starts its own Ray (timed apart: `ray_start_s`) unless one is running in this process or
+`--address` names a cluster, and runs the real `encode_files` path into a fresh temporary folder: its figures include
+what a user pays (a model load in every actor, writing the shards), and its vectors are checked against the
+one-process ones.
 """
 from __future__ import annotations
 
@@ -23,10 +19,12 @@ import tempfile
 import threading
 import time
 from datetime import datetime, timezone
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import write_text_atomically
 from ..machine import describe, load_average
 from ..validation import check_positive_int
 
@@ -63,31 +61,30 @@ def _write_jsonl(path: Path, rows) -> None:
 def prepare_corpus(corpus: str | None, docs: int, folder: Path) -> tuple[Path, dict]:
     """(the file every configuration encodes, what it holds). A user corpus is copied (first `docs` rows) into the
     temporary `folder` only, never beside the original."""
-    from .shards import plan_shards, read_shard
     if corpus is None:
-        if docs == 0:
-            raise ValueError("--docs 0 (the whole corpus) needs --corpus PATH; the demo variants need a count")
         path = folder / "demo_variants.jsonl"
         _write_jsonl(path, demo_variants(docs))
         return path, {"source": "bundled demo corpus (32 passages) recombined into distinct 2-3 sentence passages"}
     if docs == 0:
         return Path(corpus).expanduser(), {"source": str(corpus)}
-    rows = []
-    for shard in plan_shards(corpus, docs, "documents")[1]:
-        rows += [{"_id": r.id, "text": r.text} for r in read_shard(shard, "documents")]
-        if len(rows) >= docs:
-            break
+    rows = [{"_id": r.id, "text": r.text} for r in islice(_records(corpus, docs), docs)]
     if len(rows) < docs:
         raise ValueError(f"--docs {docs}: {corpus} holds only {len(rows)} rows; pass at most that, or 0 for all")
     path = folder / "corpus_head.jsonl"
-    _write_jsonl(path, rows[:docs])  # the embedded text ("title. text"), so the actors embed the same strings
+    _write_jsonl(path, rows)  # the embedded text ("title. text"), so the actors embed the same strings
     return path, {"source": f"{corpus} (first {docs} rows)"}
+
+
+def _records(path, shard_size: int):
+    """The corpus's records shard by shard, exactly as the Ray workers read and embed them."""
+    from .shards import plan_shards, read_shard
+    for shard in plan_shards(path, shard_size, "documents")[1]:
+        yield from read_shard(shard, "documents")
 
 
 def corpus_texts(path: Path, shard_size: int) -> tuple[list[str], list[str]]:
     """(ids, texts) exactly as the Ray workers read and embed them."""
-    from .shards import plan_shards, read_shard
-    records = [r for s in plan_shards(path, shard_size, "documents")[1] for r in read_shard(s, "documents")]
+    records = list(_records(path, shard_size))
     return [r.id for r in records], [r.text for r in records]
 
 
@@ -184,13 +181,18 @@ class _ShardClock:
 
 
 # ---- the runs -----------------------------------------------------------------------------------------------------
-def _one_process_pass(embedder, texts: list[str], batch_size: int, when: str) -> tuple[dict, np.ndarray]:
+def _one_process_pass(record: dict, embedder, texts: list[str], batch_size: int, when: str) -> np.ndarray:
+    """One timed `encode_documents`, added to the one-process record, whose figures are its passes' mean."""
     with _Window() as window:
         started = time.perf_counter()
         vectors = embedder.encode_documents(texts, batch_size=batch_size)
         seconds = time.perf_counter() - started
-    return {"when": when, "encode_s": round(seconds, 2), "docs_per_s": round(len(texts) / seconds, 2),
-            **window.record}, vectors
+    record["passes"].append({"when": when, "encode_s": round(seconds, 2),
+                             "docs_per_s": round(len(texts) / seconds, 2), **window.record})
+    encode_s = sum(p["encode_s"] for p in record["passes"]) / len(record["passes"])
+    record.update({"encode_s": round(encode_s, 2), "docs_per_s": round(len(texts) / encode_s, 2),
+                   "end_to_end_s": round(record["model_load_s"] + encode_s, 2)})
+    return vectors
 
 
 def run_one_process(spec, texts: list[str], batch_size: int):
@@ -200,27 +202,18 @@ def run_one_process(spec, texts: list[str], batch_size: int):
     started = time.perf_counter()
     embedder = spec.load()
     load_s = time.perf_counter() - started
-    first, vectors = _one_process_pass(embedder, texts, batch_size, "before the Ray runs")
     record = {"config": ONE_PROCESS, "ray": False, "actors": None,
               "device": str(next(embedder.encoder.model.parameters()).device),
-              "torch_threads": torch.get_num_threads(), "model_load_s": round(load_s, 2), "passes": [first],
+              "torch_threads": torch.get_num_threads(), "model_load_s": round(load_s, 2), "passes": [],
               "fingerprint": embedder.fingerprint, "dim": int(embedder.dim)}
-    _settle_one_process(record, len(texts))
+    vectors = _one_process_pass(record, embedder, texts, batch_size, "before the Ray runs")
     return record, vectors, embedder
 
 
 def one_process_again(record: dict, embedder, texts: list[str], batch_size: int) -> None:
     """The same encoding once more, after the Ray runs: on a shared machine the other jobs' load drifts, and a
     baseline taken on both sides of the Ray runs (their mean is what the ratios use) shows how far."""
-    again, _ = _one_process_pass(embedder, texts, batch_size, "after the Ray runs")
-    record["passes"].append(again)
-    _settle_one_process(record, len(texts))
-
-
-def _settle_one_process(record: dict, docs: int) -> None:
-    encode_s = sum(p["encode_s"] for p in record["passes"]) / len(record["passes"])
-    record.update({"encode_s": round(encode_s, 2), "docs_per_s": round(docs / encode_s, 2),
-                   "end_to_end_s": round(record["model_load_s"] + encode_s, 2)})
+    _one_process_pass(record, embedder, texts, batch_size, "after the Ray runs")
 
 
 def _probe_actor(ray, resources) -> dict:
@@ -276,7 +269,7 @@ def run_ray(corpus: Path, spec, actors: int, *, batch_size: int, shard_size: int
     same_ids = len(got["ids"]) == len(ids) and set(got["ids"]) == set(ids)
     diff = (float(np.abs(np.asarray(got["vectors"]) - vectors[[where[i] for i in got["ids"]]]).max())
             if same_ids else None)
-    label = f"Ray, {actors} {'GPU' if resources.num_gpus else 'CPU'} actor{'s' if actors > 1 else ''}"
+    label = f"Ray, {actors} {resources.device} actor{'s' if actors > 1 else ''}"
     return {"config": label, "ray": True, "actors": actors, "actor": actor,
             "ray_start_s": round(ray_start, 2) if owned else None,
             "ray_session": "started by this run" if owned else "already running (start-up not measured)",
@@ -352,11 +345,10 @@ def benchmark(corpus: str | None = None, docs: int = DEFAULT_DOCS, actors=(1, 2)
             one_process_again(base, embedder, texts, batch_size)
         del embedder
     add_ratios(runs)
-    info = machine()
     shared = ("a shared machine: other jobs ran at the same time, so the figures move with their load (see the "
               "load averages and each run's cpu shares); compare the configurations of one run, not runs")
     return {"tool": "python -m o1_retriever.distributed bench", "created": started_at, "command": command,
-            "machine": {**info, "note": shared}, "load_average": {"start": load_start, "end": load_average()},
+            "machine": {**machine(), "note": shared}, "load_average": {"start": load_start, "end": load_average()},
             "seconds": round(time.perf_counter() - clock, 1), "corpus": about,
             "model": {**spec.as_dict(), "fingerprint": base["fingerprint"], "dim": base["dim"]},
             "settings": {"embed_batch_size": batch_size, "shard_size": shard_size, "address": address,
@@ -443,8 +435,7 @@ def run_bench(args) -> int:
                                 if Path(sys.argv[0]).name == "__main__.py" else None))
     text = json.dumps(report, indent=1)
     if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(text + "\n", encoding="utf-8")
+        write_text_atomically(args.output, text + "\n")
     else:
         print(text)
     if args.png:

@@ -5,43 +5,43 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..validation import positive_int_arg
+from ..validation import check_choice, positive_int_arg
 from .encode import DEFAULT_SHARD_SIZE
 
 COMMANDS = ("index", "eval")
 
 
-def _add(parser: argparse.ArgumentParser, *flags, **kwargs) -> None:
-    """Add an option unless the parser has it already (`index` may own --host one day)."""
-    if not any(flag in parser._option_string_actions for flag in flags):
-        parser.add_argument(*flags, **kwargs)
+def _actor_arguments(p, shards: bool = True) -> None:
+    """The actors' options; `shards`: also those of a run that writes vector shards."""
+    p.add_argument("--address", default=None, metavar="ADDR",
+                   help="Ray cluster to join, e.g. ray://head:10001 or auto (default: a local Ray)")
+    p.add_argument("--actors", type=positive_int_arg, default=None, metavar="N",
+                   help="actors, each loading the model once (default: one per GPU, else 2)")
+    p.add_argument("--cpu-actors", action="store_true", help="run the actors on CPUs even where the cluster has GPUs")
+    if shards:
+        p.add_argument("--embed-batch-size", type=positive_int_arg, default=32, metavar="N",
+                       help="texts per forward pass in each actor (default 32)")
+        p.add_argument("--shard-size", type=positive_int_arg, default=DEFAULT_SHARD_SIZE, metavar="N",
+                       help=f"rows per shard, the unit of work and of resume (default {DEFAULT_SHARD_SIZE})")
 
 
 def add_ray_arguments(parser: argparse.ArgumentParser, command: str = "index", ray_flag: bool = True) -> None:
     """The options of the Ray path, for the `index` or `eval` sub-parser (cheap: Ray is not imported).
     `ray_flag=False` leaves out `--ray` itself, for a command that always runs on Ray."""
-    if command not in COMMANDS:
-        raise ValueError(f"command={command!r} is not supported; use one of {list(COMMANDS)}")
-    group = parser.add_argument_group("Ray (pip install \"o1-retriever[ray]\")")
+    check_choice(command, "command", COMMANDS)
+    group = parser.add_argument_group("Ray (pip install \"o1-retriever[ray]\")",
+                                      "these options apply with --ray" if ray_flag else None)
     if ray_flag:
         group.add_argument("--ray", action="store_true", help="embed the corpus on Ray Data actors (a local Ray is "
                                                                "started when no --address is given)")
-    group.add_argument("--address", default=None, metavar="ADDR",
-                       help="Ray cluster to join, e.g. ray://head:10001 or auto (with --ray; default: a local Ray)")
-    group.add_argument("--actors", type=positive_int_arg, default=None, metavar="N",
-                       help="actors, each loading the model once (with --ray; default: one per GPU, else 2)")
-    group.add_argument("--cpu-actors", action="store_true",
-                       help="run the actors on CPUs even where the cluster has GPUs (with --ray)")
-    if command == "index":  # eval's own --batch-size serves its actors
-        group.add_argument("--embed-batch-size", type=positive_int_arg, default=32, metavar="N",
-                           help="texts per forward pass in each actor (with --ray; default 32)")
+    _actor_arguments(group, shards=command == "index")  # eval's own --batch-size serves its actors
+    if command == "index":
         group.add_argument("--vectors", default=None, metavar="DIR",
-                           help="folder for the Parquet vector shards (with --ray; default: <corpus>.o1-vectors "
-                                "beside the corpus); a re-run skips shards already there")
-        group.add_argument("--shard-size", type=positive_int_arg, default=DEFAULT_SHARD_SIZE, metavar="N",
-                           help=f"documents per shard, the unit of work and of resume (default {DEFAULT_SHARD_SIZE})")
-        _add(group, "--host", default=None, metavar="H", help="a Chroma server to load into instead of --db")
-        _add(group, "--port", type=int, default=8000, help="the Chroma server's port (default 8000)")
+                           help="folder for the Parquet vector shards (default: <corpus>.o1-vectors beside the "
+                                "corpus); a re-run skips shards already there")
+        if "--host" not in parser._option_string_actions:  # the module's own `index` has the store's options
+            group.add_argument("--host", default=None, metavar="H", help="a Chroma server to load into instead of --db")
+            group.add_argument("--port", type=int, default=8000, help="the Chroma server's port (default 8000)")
 
 
 def spec_from_args(args):
@@ -70,43 +70,40 @@ def _store_target(args) -> dict:
 
 
 def _use_gpus(args) -> bool | None:
-    return False if getattr(args, "cpu_actors", False) else None
+    return False if args.cpu_actors else None
 
 
-class _own_ray:
-    """Shut down a Ray that the command itself started (none is started when the input fails its checks), and leave
-    one the caller had running alone."""
-
-    def __enter__(self):
-        from .runtime import require_ray
-        self.ray = require_ray()
-        self.was_running = self.ray.is_initialized()
-
-    def __exit__(self, *exc):
-        if not self.was_running and self.ray.is_initialized():
-            self.ray.shutdown()
+def _encode(args, kind: str, source, vectors):
+    """`encode_files` with the command's options. A Ray it started itself (none is started when the input fails its
+    checks) is shut down after it; one the caller had running is left alone."""
+    from .encode import encode_files
+    from .runtime import require_ray
+    ray = require_ray()
+    was_running = ray.is_initialized()
+    try:
+        return encode_files(kind, source, vectors, spec_from_args(args), k=getattr(args, "k", 0), actors=args.actors,
+                            batch_size=args.embed_batch_size, shard_size=args.shard_size, address=args.address,
+                            use_gpus=_use_gpus(args))
+    finally:
+        if not was_running and ray.is_initialized():
+            ray.shutdown()
 
 
 def run_index_ray(args) -> int:
     """`o1-retriever index --ray`: encode the corpus on Ray actors into Parquet shards, then load them into Chroma
     (`--db` or `--host`). Both steps resume: a re-run encodes only missing shards and stores only missing records."""
-    from .encode import encode_files
     from .load import load_into_chroma
     target = _store_target(args)  # a bad target fails before anything is read
-    vectors = Path(args.vectors).expanduser() if getattr(args, "vectors", None) else default_vectors_dir(args.corpus)
-    with _own_ray():
-        result = encode_files("documents", args.corpus, vectors, spec_from_args(args),
-                              actors=getattr(args, "actors", None), batch_size=getattr(args, "embed_batch_size", 32),
-                              shard_size=getattr(args, "shard_size", DEFAULT_SHARD_SIZE),
-                              address=getattr(args, "address", None), use_gpus=_use_gpus(args))
+    vectors = Path(args.vectors).expanduser() if args.vectors else default_vectors_dir(args.corpus)
+    result = _encode(args, "documents", args.corpus, vectors)
     print(f"encoded {result.rows} documents into {result.shards} shard(s) in {vectors} "
           f"({result.written} written by this run, {result.shards - result.written} already there)")
-    loaded = load_into_chroma(vectors, collection=getattr(args, "collection", "o1-retriever"),
-                              batch_size=getattr(args, "batch_size", None) or 1000, **target)
+    collection = getattr(args, "collection", "o1-retriever")
+    loaded = load_into_chroma(vectors, collection=collection, batch_size=getattr(args, "batch_size", None) or 1000,
+                              **target)
     where = target.get("path") or f"{target['host']}:{target['port']}"
     kept = f" ({loaded.skipped} already stored, skipped)" if loaded.skipped else ""
-    print(f"indexed {loaded.stored} passages into {where}{kept} (collection "
-          f"{getattr(args, 'collection', 'o1-retriever')!r}, {loaded.count} total)")
+    print(f"indexed {loaded.stored} passages into {where}{kept} (collection {collection!r}, {loaded.count} total)")
     return 0
 
 
@@ -129,17 +126,6 @@ def _model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help="sampling seed")
 
 
-def _ray_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--address", default=None, metavar="ADDR", help="Ray cluster to join (default: a local Ray)")
-    p.add_argument("--actors", type=positive_int_arg, default=None, metavar="N",
-                   help="actors (default: one per GPU, else 2)")
-    p.add_argument("--cpu-actors", action="store_true", help="CPU actors even where the cluster has GPUs")
-    p.add_argument("--embed-batch-size", type=positive_int_arg, default=32, metavar="N",
-                   help="texts per forward pass in each actor")
-    p.add_argument("--shard-size", type=positive_int_arg, default=DEFAULT_SHARD_SIZE, metavar="N",
-                   help=f"rows per shard, the unit of work and of resume (default {DEFAULT_SHARD_SIZE})")
-
-
 def _store_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", default=None, help="Chroma persistence directory")
     p.add_argument("--host", default=None, help="a Chroma server instead of --db")
@@ -149,11 +135,7 @@ def _store_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _run_encode(args, kind: str) -> int:
-    from .encode import encode_files
-    with _own_ray():
-        result = encode_files(kind, args.input, args.vectors, spec_from_args(args), k=getattr(args, "k", 0),
-                              actors=args.actors, batch_size=args.embed_batch_size, shard_size=args.shard_size,
-                              address=args.address, use_gpus=_use_gpus(args))
+    result = _encode(args, kind, args.input, args.vectors)
     print(f"encoded {result.rows} {kind} into {result.shards} shard(s) in {result.output} ({result.written} written "
           f"by this run, {result.shards - result.written} already there; {result.seconds:.1f} s)")
     return 0
@@ -176,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="corpus: rows with _id (or id), text, title?")
     p.add_argument("--vectors", required=True, metavar="DIR", help="output folder of shards (a re-run resumes)")
     _model_arguments(p)
-    _ray_arguments(p)
+    _actor_arguments(p)
     p.set_defaults(func=lambda args: _run_encode(args, "documents"))
 
     p = sub.add_parser("think", help="think and embed many queries into Parquet shards (vectors and thoughts)")
@@ -186,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--thought-cache", default=None, metavar="PATH|off",
                    help="each worker's thought cache file (default: the worker's own default cache)")
     _model_arguments(p)
-    _ray_arguments(p)
+    _actor_arguments(p)
     p.set_defaults(func=lambda args: _run_encode(args, "queries"))
 
     p = sub.add_parser("load", help="load encoded document shards into Chroma (--db or --host); resumable")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,8 +17,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..batching import show_progress
-from ..validation import check_k, check_positive_int
-from .runtime import actor_pool, actor_resources, connect, require_ray
+from ..validation import check_choice, check_k, check_positive_int
+from .runtime import actor_resources, connect, require_ray
 from .shards import (KINDS, MANIFEST, MANIFEST_VERSION, manifest_shards, plan_shards, read_manifest,
                      remove_temporaries, shard_dicts, shard_info, write_manifest)
 from .workers import ModelSpec, RowEncoder, ShardWriter
@@ -99,8 +100,7 @@ def _plan(kind: str, source, output: Path, spec: ModelSpec, k: int, shard_size: 
 def encode_files(kind: str, source, output, spec: ModelSpec, *, k: int = 3, actors: int | None = None,
                  shard_size: int = DEFAULT_SHARD_SIZE, batch_size: int = 32, address: str | None = None,
                  use_gpus: bool | None = None, show_progress_bar: bool | None = None) -> EncodeResult:
-    if kind not in KINDS:
-        raise ValueError(f"kind={kind!r} is not supported; use one of {list(KINDS)}")
+    check_choice(kind, "kind", KINDS)
     check_k(k)
     check_positive_int(shard_size, "shard_size")
     check_positive_int(batch_size, "batch_size")
@@ -139,30 +139,12 @@ def _run_shards(todo, kind, spec, k, batch_size, output, actors, address, use_gp
     resources = actor_resources(actors, use_gpus)
     dataset = ray.data.from_items(shard_dicts(todo), override_num_blocks=len(todo))  # a block per shard
     written = dataset.map_batches(
-        ShardWriter, batch_size=1, compute=actor_pool(resources),
-        fn_constructor_kwargs={"spec": spec, "kind": kind, "k": k, "batch_size": batch_size, "output": str(output)},
-        num_cpus=resources.num_cpus, num_gpus=resources.num_gpus or None)
-    rows = sum(s.rows for s in todo)
-    show = show_progress(show_progress_bar, rows, PROGRESS_THRESHOLD)
-    with _quiet_ray_progress(ray), _user_errors(), \
-            tqdm(total=rows, unit="row", disable=not show,
-                 desc=f"Encoding {kind} on {resources.actors} {resources.device} actor(s)") as bar:
+        ShardWriter, batch_size=1, **resources.map_options(),
+        fn_constructor_kwargs={"spec": spec, "kind": kind, "k": k, "batch_size": batch_size, "output": str(output)})
+    with _progress(ray, sum(s.rows for s in todo), "row", f"Encoding {kind} on {resources.actors} "
+                   f"{resources.device} actor(s)", show_progress_bar) as bar:
         for done in written.iter_rows():
             bar.update(int(done["rows"]))
-
-
-class _quiet_ray_progress:
-    """Ray Data's own progress bars off while ours runs (one bar, in rows, not several in blocks)."""
-
-    def __init__(self, ray):
-        self.context = ray.data.DataContext.get_current()
-
-    def __enter__(self):
-        self.before = self.context.enable_progress_bars
-        self.context.enable_progress_bars = False
-
-    def __exit__(self, *exc):
-        self.context.enable_progress_bars = self.before
 
 
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError)
@@ -179,14 +161,18 @@ def worker_error(error: BaseException | None) -> BaseException | None:
     return None
 
 
-class _user_errors:
-    """A bad input or model met by a worker (a file changed since planning, a model that will not load) surfaces as
-    the worker's own exception and message, not wrapped twice in Ray's task errors."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, error, traceback):
+@contextmanager
+def _progress(ray, total: int, unit: str, desc: str, show_progress_bar: bool | None):
+    """One bar of ours (in rows; Ray Data's own bars, several and in blocks, are off meanwhile). A bad input or model
+    met by a worker (a file changed since planning, a model that will not load) surfaces as the worker's own
+    exception and message, not wrapped twice in Ray's task errors."""
+    context = ray.data.DataContext.get_current()
+    before, context.enable_progress_bars = context.enable_progress_bars, False
+    try:
+        with tqdm(total=total, unit=unit, desc=desc,
+                  disable=not show_progress(show_progress_bar, total, PROGRESS_THRESHOLD)) as bar:
+            yield bar
+    except BaseException as error:
         found = worker_error(error)
         if found is not None and found is not error:
             raise found from None
@@ -196,7 +182,9 @@ class _user_errors:
             last = re.findall(r"^(?:\w+\.)*(\w+(?:Error|Exception)): (.+)$", str(error), re.M)
             if last:
                 raise ValueError(f"the actors could not load the model ({last[-1][0]}: {last[-1][1]})") from None
-        return False
+        raise
+    finally:
+        context.enable_progress_bars = before
 
 
 def encode_texts(spec: ModelSpec, texts: list[str], *, kind: str = "documents", k: int = 0, batch_size: int = 32,
@@ -206,8 +194,7 @@ def encode_texts(spec: ModelSpec, texts: list[str], *, kind: str = "documents", 
     The texts travel through Ray's object store, so the workers need not see the driver's disk."""
     import pyarrow as pa
     ray = require_ray()
-    if kind not in KINDS:
-        raise ValueError(f"kind={kind!r} is not supported; use one of {list(KINDS)}")
+    check_choice(kind, "kind", KINDS)
     check_positive_int(batch_size, "batch_size")
     if not texts:
         raise ValueError("texts is empty: nothing to encode")
@@ -217,15 +204,12 @@ def encode_texts(spec: ModelSpec, texts: list[str], *, kind: str = "documents", 
     per_task = batch_size * 8
     blocks = [table.slice(start, per_task) for start in range(0, len(texts), per_task)]  # a task each
     encoded = ray.data.from_arrow(blocks).map_batches(
-        RowEncoder, batch_size=per_task, compute=actor_pool(resources),
+        RowEncoder, batch_size=per_task, **resources.map_options(),
         fn_constructor_kwargs={"spec": spec, "kind": kind, "k": k, "batch_size": batch_size,
-                               "encoder_fingerprint": encoder_fingerprint},
-        num_cpus=resources.num_cpus, num_gpus=resources.num_gpus or None)
+                               "encoder_fingerprint": encoder_fingerprint})
     out, filled = None, np.zeros(len(texts), dtype=bool)
-    show = show_progress(show_progress_bar, len(texts), PROGRESS_THRESHOLD)
-    with _quiet_ray_progress(ray), _user_errors(), \
-            tqdm(total=len(texts), unit="text", disable=not show,
-                 desc=f"Embedding on {resources.actors} {resources.device} actor(s)") as bar:
+    with _progress(ray, len(texts), "text", f"Embedding on {resources.actors} {resources.device} actor(s)",
+                   show_progress_bar) as bar:
         for batch in encoded.iter_batches(batch_format="numpy", batch_size=None):
             rows, vectors = batch["row"], np.asarray(batch["vector"], dtype=np.float32)
             if out is None:

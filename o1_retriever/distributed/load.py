@@ -82,14 +82,14 @@ def load_into_chroma(vectors, *, path=None, host: str | None = None, port: int =
         with tqdm(total=manifest["rows"], unit="doc", desc="Loading into Chroma", disable=not show) as bar:
             for shard in manifest_shards(manifest):
                 records = read_shard(shard, "documents", dropped)
-                ids, shard_vectors = _shard_vectors(vectors / shard.name, records)
+                shard_vectors = _shard_vectors(vectors / shard.name, records)
                 for start in range(0, len(records), batch_size):
                     part = records[start:start + batch_size]
                     have = index.collection.get(ids=[r.id for r in part], include=["documents", "metadatas"])
                     same = {i: (d, m or None) for i, d, m in zip(have["ids"], have["documents"], have["metadatas"])}
                     todo = [j for j, r in enumerate(part, start) if same.get(r.id) != (r.text, r.metadata)]
                     if todo:
-                        index._replace([ids[j] for j in todo], [records[j].text for j in todo],
+                        index._replace([records[j].id for j in todo], [records[j].text for j in todo],
                                        shard_vectors[todo], [records[j].metadata for j in todo])
                     stored += len(todo)
                     skipped += len(part) - len(todo)
@@ -103,19 +103,18 @@ def load_into_chroma(vectors, *, path=None, host: str | None = None, port: int =
     return LoadResult(stored, skipped, len(index), time.perf_counter() - started)
 
 
-def _shard_vectors(path: Path, records) -> tuple[list[str], np.ndarray]:
-    """The shard's ids and vectors, refused unless they are the records' ids and texts in the same order."""
+def _shard_vectors(path: Path, records) -> np.ndarray:
+    """The shard's vectors, refused unless they are the records' ids and texts in the same order."""
     import pyarrow.parquet as pq
     table = pq.read_table(path, columns=["id", "vector", "text_hash"])
-    ids = table["id"].to_pylist()
-    if ids != [r.id for r in records]:
+    if table["id"].to_pylist() != [r.id for r in records]:
         raise ValueError(f"{path} does not hold the ids of its corpus rows: the corpus changed since it was "
                          "encoded; encode it into a new folder")
     changed = [r.id for r, h in zip(records, table["text_hash"].to_pylist()) if h != text_hash(r.text)]
     if changed:
         raise ValueError(f"{len(changed)} document(s) changed since {path.name} was encoded (e.g. {changed[:3]}); "
                          "encode the corpus into a new folder")
-    return ids, vectors_of(table)
+    return vectors_of(table)
 
 
 def vectors_of(table) -> np.ndarray:

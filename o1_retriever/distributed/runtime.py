@@ -42,6 +42,13 @@ class ActorResources:
     def device(self) -> str:
         return "GPU" if self.num_gpus else "CPU"
 
+    def map_options(self) -> dict:
+        """`map_batches` options: a fixed pool of `actors` actors (what `concurrency=N` was before Ray 2.51
+        deprecated it), each given its resources."""
+        ray = require_ray()
+        return {"compute": ray.data.ActorPoolStrategy(size=self.actors), "num_cpus": self.num_cpus,
+                "num_gpus": self.num_gpus or None}
+
 
 def actor_resources(actors: int | None, use_gpus: bool | None = None) -> ActorResources:
     """One GPU per actor when the cluster has GPUs (or `use_gpus=True`), else an even share of its CPUs.
@@ -71,8 +78,3 @@ def actor_resources(actors: int | None, use_gpus: bool | None = None) -> ActorRe
     # An even share, so torch in each actor uses that many threads (Ray sets OMP_NUM_THREADS from it).
     return ActorResources(actors, float(max(1, cpus // actors)), 0.0)
 
-
-def actor_pool(resources: ActorResources):
-    """Ray Data's fixed-size actor pool (what `concurrency=N` was before Ray 2.51 deprecated it)."""
-    ray = require_ray()
-    return ray.data.ActorPoolStrategy(size=resources.actors)

@@ -14,6 +14,7 @@ import math
 import os
 import socket
 from dataclasses import asdict, dataclass
+from itertools import islice
 from pathlib import Path
 
 from ..atomic import atomic_path, write_text_atomically
@@ -25,19 +26,20 @@ KINDS = ("documents", "queries")
 ID_COLUMNS = ("_id", "id")
 METADATA_KEY = b"o1_retriever"
 _SKIP_PREFIXES = (".", "_")  # hidden files and markers such as _SUCCESS in a folder of shards
+FORMATS = {".parquet": "parquet", ".jsonl": "jsonl", ".json": "jsonl"}  # in a folder, by suffix
 
 
 @dataclass(frozen=True)
 class Shard:
     """Rows [start, stop) of one input file. For JSONL, `offset` is the byte where row `start` begins and `line`
-    its line number, so a worker seeks straight there."""
+    its line number, so a worker seeks straight there (Parquet: 0 and 1)."""
     name: str
     path: str
     format: str
     start: int
     stop: int
-    offset: int = 0
-    line: int = 1
+    offset: int
+    line: int
 
     @property
     def rows(self) -> int:
@@ -63,24 +65,20 @@ def input_files(path: str | os.PathLike) -> list[tuple[Path, str]]:
         raise FileNotFoundError(f"{str(path)!r} does not exist; pass a JSONL or Parquet file or a folder of them")
     if path.is_file():
         return [(path, "parquet" if path.suffix == ".parquet" else "jsonl")]
-    found = []
-    for file in sorted(path.rglob("*")):
-        parts = file.relative_to(path).parts
-        if file.is_file() and not any(p.startswith(_SKIP_PREFIXES) for p in parts):
-            if file.suffix == ".parquet":
-                found.append((file, "parquet"))
-            elif file.suffix in (".jsonl", ".json"):
-                found.append((file, "jsonl"))
+    found = [(file, FORMATS[file.suffix]) for file in sorted(path.rglob("*"))
+             if file.suffix in FORMATS and file.is_file()
+             and not any(p.startswith(_SKIP_PREFIXES) for p in file.relative_to(path).parts)]
     if not found:
         raise ValueError(f"{str(path)!r} holds no .jsonl or .parquet file")
     return found
 
 
-def _jsonl_lines(path: Path):
-    """(row dict, byte offset, line number) for each non-blank line; a bad line is a ValueError naming file:line."""
-    offset = 0
-    with path.open("rb") as f:
-        for line_number, raw in enumerate(f, 1):
+def _jsonl_lines(path, offset: int = 0, line: int = 1):
+    """(row dict, byte offset, line number) for each non-blank line from byte `offset` (where line number `line`
+    begins); a bad line is a ValueError naming file:line."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        for line_number, raw in enumerate(f, line):
             if raw.strip():
                 yield _parse_line(raw, f"{path}:{line_number}"), offset, line_number
             offset += len(raw)
@@ -153,21 +151,14 @@ def plan_shards(source: str | os.PathLike, shard_size: int, kind: str) -> tuple[
 def _rows(shard: Shard):
     """(where, dict) for each row of the shard; `where` is `file:line` (JSONL) or `file: row N` (Parquet)."""
     if shard.format == "jsonl":
-        with open(shard.path, "rb") as f:
-            f.seek(shard.offset)
-            line_number, taken = shard.line - 1, 0
-            for raw in f:
-                line_number += 1
-                if not raw.strip():
-                    continue
-                where = f"{shard.path}:{line_number}"
-                row = _parse_line(raw, where)
-                yield where, row
-                taken += 1
-                if taken == shard.rows:
-                    return
-        raise ValueError(f"{shard.path} ended after {taken} of shard {shard.name}'s {shard.rows} rows: the file "
-                         "changed since the run was planned; encode it into a new output folder")
+        taken = 0
+        lines = islice(_jsonl_lines(shard.path, shard.offset, shard.line), shard.rows)
+        for taken, (row, _, line) in enumerate(lines, 1):
+            yield f"{shard.path}:{line}", row
+        if taken < shard.rows:
+            raise ValueError(f"{shard.path} ended after {taken} of shard {shard.name}'s {shard.rows} rows: the "
+                             "file changed since the run was planned; encode it into a new output folder")
+        return
     import pyarrow.parquet as pq
     file = pq.ParquetFile(shard.path)
     first = 0
@@ -254,13 +245,10 @@ def shard_info(path: Path) -> dict | None:
     return info if info.get("rows") == meta.num_rows else None
 
 
-def remove_temporaries(directory: Path) -> int:
+def remove_temporaries(directory: Path) -> None:
     """Delete half-written shards left by workers that died (one run per output folder at a time)."""
-    gone = 0
     for leftover in directory.glob(".part-*.tmp"):
         leftover.unlink(missing_ok=True)
-        gone += 1
-    return gone
 
 
 # ---- the manifest -----------------------------------------------------------------------------------------------

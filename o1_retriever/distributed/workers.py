@@ -5,10 +5,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..settings import NAMES as SETTINGS
+
 # from_pretrained options a distributed run passes on (the device is the actor's own: its GPU, or the CPU)
-LOAD_OPTIONS = ("dtype", "quantization", "share_weights", "prompt_style", "thought_cache", "aggregation",
-                "query_weight", "temperature", "top_p", "max_new_tokens", "prompt_max_length", "seed",
-                "query_max_length", "document_max_length", "fused", "thought_input")
+LOAD_OPTIONS = ("dtype", "quantization", "share_weights", "prompt_style", "thought_cache", "fused") + SETTINGS
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class _EmbedderActor:
     """Loads the model once per actor; `encode` embeds documents, or thinks and embeds queries."""
 
     def __init__(self, spec: ModelSpec, kind: str, k: int, batch_size: int):
-        self.spec, self.kind, self.k, self.batch_size = spec, kind, k, batch_size
+        self.kind, self.k, self.batch_size = kind, k, batch_size
         self.embedder = spec.load(_actor_device())
         self.info = {"kind": kind, "k": k if kind == "queries" else None, "model": spec.as_dict(),
                      "fingerprint": self.embedder.fingerprint,
