@@ -8,7 +8,7 @@ from pathlib import Path
 from ..settings import NAMES as SETTINGS
 
 # from_pretrained options a distributed run passes on (the device is the actor's own: its GPU, or the CPU)
-LOAD_OPTIONS = ("dtype", "quantization", "share_weights", "prompt_style", "thought_cache", "fused") + SETTINGS
+LOAD_OPTIONS = ("dtype", "encoder_dtype", "quantization", "share_weights", "prompt_style", "thought_cache", "fused") + SETTINGS
 
 
 @dataclass(frozen=True)

@@ -275,5 +275,8 @@ def test_encoder_dtype_keeps_fp32_encoders_beside_a_bf16_thinker_and_collections
     rebuilt = O1EmbeddingFunction.build_from_config(config)
     assert rebuilt.embedder.fingerprint == mixed.fingerprint  # check_model passed: the same vectors
     np.testing.assert_array_equal(rebuilt(["protein cell"])[0], mixed.encode_documents(["protein cell"])[0])
+    from o1_retriever.distributed.workers import ModelSpec
+    spec = ModelSpec.of(mixed)  # what each Ray actor loads
+    assert spec.options["encoder_dtype"] == "fp32" and spec.load("cpu").fingerprint == mixed.fingerprint
     with pytest.raises(ValueError, match="encoder_dtype='fp32' applies to a composite"):
         O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", encoder_dtype="fp32", thought_cache=False)
