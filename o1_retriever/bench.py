@@ -8,15 +8,18 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 import torch
 
+from .atomic import write_text_atomically
+from .cache import ThoughtCache
 from .composite import read_composite
 from .corpus import DEMO_CORPUS, read_corpus
 from .default_model import bundled_model_path
 from .machine import describe as describe_machine
-from .speed import encoder_cost, sync, timed
+from .speed import compare_paths, count_thought_tokens, encoder_cost, plot_paths, sync, timed
 from .validation import check_positive_int, int_list_arg
 
 BENCH_QUERIES = [
@@ -33,9 +36,8 @@ def matmul_tflops(dtype: torch.dtype, n: int = 2048, reps: int = 10, device=torc
                   budget_s: float = 2.0, rounds: int = 3) -> float:
     """Matmul TFLOP/s on square products of up to n x n, timed for about budget_s. The size doubles from 256
     only while the next one fits the budget: a dtype the processor emulates (bf16 on a CPU without AMX or
-    AVX512-BF16, about 100x below fp32) costs a second, not the minutes of 2048^3 products.
-    Returns the fastest of `rounds` timed rounds: on a shared CPU one round can run well below the machine's
-    rate."""
+    AVX512-BF16) costs a second, not the minutes of 2048^3 products. The fastest of `rounds` timed rounds is
+    kept: on a shared CPU one round can run well below the machine's rate."""
     size = 256
     while True:
         a, b = torch.randn(size, size, dtype=dtype, device=device), torch.randn(size, size, dtype=dtype, device=device)
@@ -67,45 +69,39 @@ def bench_queries_text(n: int) -> list[str]:
 def bench_queries(emb, queries, k, one_by_one_n, batch_size=32):
     """queries/s and thought tokens/s per mode: thought lengths vary by query (an untrained model may
     stop at once or run to max_new_tokens), so tokens/s is the fair comparison across modes."""
-    tok = emb.thinker.tokenizer
 
-    def run(fn, n):
+    def run(fn, n=len(queries)):
         results, s = timed(fn)
-        tokens = sum(len(tok(t, add_special_tokens=False)["input_ids"]) for r in results for ts in r.thoughts for t in ts)
+        tokens = count_thought_tokens(emb.thinker.tokenizer, [ts for r in results for ts in r.thoughts])
         return {"queries_per_s": n / s, "thought_tokens_per_s": tokens / s, "seconds": s, "queries": n}
+
+    def batched():
+        return [emb.encode_queries(queries, k=k, batch_size=batch_size, return_thoughts=True)]
 
     rows = {}
     vector_cache, emb.vector_cache = emb.vector_cache, None
     emb.thought_cache = None
-    # Warm-up on a full batch per mode. On an H100, after a 2-query warm-up, the mode timed first was still 2x
-    # slower; likely the caching allocator's first cudaMalloc of each KV-cache size, which a full batch makes.
+    # Warm-up on a full batch per mode: the first allocation of each KV-cache size is slow, and would land in
+    # whichever mode is timed first.
     for fused in (True, False):
         emb.fused = fused
         emb.encode_queries(queries[:batch_size], k=k, batch_size=batch_size)
     emb.fused = True
-    rows["fused"] = run(lambda: [emb.encode_queries(queries, k=k, batch_size=batch_size, return_thoughts=True)],
-                        len(queries))
+    rows["fused"] = run(batched)
     emb.fused = False
-    rows["two_pass_batched"] = run(
-        lambda: [emb.encode_queries(queries, k=k, batch_size=batch_size, return_thoughts=True)], len(queries))
+    rows["two_pass_batched"] = run(batched)
     sub = queries[:one_by_one_n]
     rows["one_at_a_time"] = run(lambda: [emb.encode_queries([q], k=k, return_thoughts=True) for q in sub], len(sub))
-    import tempfile
-
-    from .cache import ThoughtCache
     with tempfile.TemporaryDirectory() as tmp:
         emb.thought_cache = ThoughtCache(os.path.join(tmp, "t.sqlite"))
         emb.encode_queries(queries, k=k, batch_size=batch_size)  # fill
-        rows["cache_hit"] = run(lambda: [emb.encode_queries(queries, k=k, batch_size=batch_size, return_thoughts=True)],
-                                len(queries))
+        rows["cache_hit"] = run(batched)
         emb.thought_cache.close()
     emb.thought_cache, emb.fused = None, True
-    # a repeat of the same queries: served from finished vectors, no forward at all
     emb.vector_cache = vector_cache
-    if vector_cache is not None:
+    if vector_cache is not None:  # a repeat of the same queries: served from finished vectors, no forward at all
         emb.encode_queries(queries, k=k, batch_size=batch_size)  # fill
-        rows["vector_cache_hit"] = run(
-            lambda: [emb.encode_queries(queries, k=k, batch_size=batch_size, return_thoughts=True)], len(queries))
+        rows["vector_cache_hit"] = run(batched)
     return rows
 
 
@@ -125,36 +121,35 @@ def _thinker_source(model) -> str:
     return spec.thinker if spec is not None else str(path)
 
 
+def _child_json(code: str, env: dict | None = None) -> dict:
+    """Run `code` in a fresh Python process: the JSON its last line prints."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def _thinker_memory(source, quantization) -> dict:
     """Load the thinker in a fresh process and report its footprint and the process's RSS growth."""
     try:
         import psutil  # noqa: F401  (the child measures with it)
     except ImportError as e:
         raise ImportError("the bench's memory rows need psutil: pip install 'o1-retriever[bench]'") from e
-    code = (
+    return _child_json(
         "import json,os,psutil,torch;from o1_retriever.loading import load_causal_lm;"
         "p=psutil.Process();r0=p.memory_info().rss;"
         f"lm=load_causal_lm({_thinker_source(source)!r},device=torch.device('cpu'),dtype=torch.bfloat16,quantization={quantization!r});"
         "print(json.dumps({'footprint_mb':lm.model.get_memory_footprint()/2**20,'rss_growth_mb':(p.memory_info().rss-r0)/2**20}))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def load_times(source=None) -> dict:
     """Seconds to import and to `from_pretrained` in fresh processes: first with an empty cache dir (GGUF
     conversion + adapter merge happen then), then again on that cache (what every later start costs)."""
-    import tempfile
     code = ("import time;t=time.perf_counter();import json;from o1_retriever import O1Embedder;"
             "i=time.perf_counter()-t;t=time.perf_counter();"
             f"O1Embedder.from_pretrained({source!r}, thought_cache=False);"
             "print(json.dumps({'import_s':i,'from_pretrained_s':time.perf_counter()-t}))")
-    out = {}
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "O1_RETRIEVER_CACHE": cache, "HF_HUB_OFFLINE": "1"}
-        for run in ("first_run", "later_runs"):
-            done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
-            out[run] = json.loads(done.stdout.strip().splitlines()[-1])
-    return out
+        return {run: _child_json(code, env) for run in ("first_run", "later_runs")}  # the first fills the cache
 
 
 def run_bench(args) -> int:
@@ -213,7 +208,6 @@ def run_bench(args) -> int:
 
 def _bench_paths(emb, args, peak_tflops, console) -> list[dict]:
     """The reference path against ours for every (k, batch size) asked, on the same queries each time."""
-    from .speed import compare_paths
     rows = []
     for k in args.paths_k:
         for batch in args.paths_batch:
@@ -247,12 +241,9 @@ def _finish(result, args, console) -> int:
         table.add_row(f"thinker memory {q}", json.dumps({k: round(v) for k, v in r.items()} if "error" not in r else r))
     console.print(table)
     if args.output:
-        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-        with open(args.output, "w") as f:
-            json.dump(result, f, indent=2)
+        write_text_atomically(args.output, json.dumps(result, indent=2))
         console.print(f"wrote {args.output}")
         if result.get("paths"):
-            from .speed import plot_paths
             png = os.path.splitext(args.output)[0] + "_paths.png"
             meta = result["meta"]
             plot_paths(result["paths"], png, f"{meta['model']} on {meta['gpu'] or meta['machine']['cpu']} "

@@ -38,17 +38,15 @@ def _body_params(model) -> int:
     return sum(p.numel() for p in model.parameters()) - model.get_input_embeddings().weight.numel()
 
 
-def _head_params(model) -> int:
-    return model.config.vocab_size * model.config.hidden_size
-
-
 def sync(device: torch.device) -> None:
     if device.type == "cuda":  # kernels run asynchronously: wait before reading the clock
         torch.cuda.synchronize(device)
 
 
-def _thought_token_counts(tokenizer, thoughts: list[list[str]]) -> int:
-    return sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for ts in thoughts for t in ts)
+def count_thought_tokens(tokenizer, thoughts: list[list[str]]) -> int:
+    """Tokens in the thoughts, re-tokenized from their text, so every path is counted alike."""
+    flat = [t for ts in thoughts for t in ts if t]
+    return sum(len(ids) for ids in tokenizer(flat, add_special_tokens=False)["input_ids"]) if flat else 0
 
 
 def encoder_cost(emb, texts: list[str], max_length: int) -> tuple[int, int]:
@@ -71,10 +69,9 @@ def compute_bound_seconds(emb, queries: list[str], thoughts: list[list[str]], pe
     tok = thinker.tokenizer
     k = len(thoughts[0]) if thoughts else 0
     prompt_tokens = k * sum(len(tok(thinker.prompt(q), add_special_tokens=False)["input_ids"]) for q in queries)
-    thought_tokens = _thought_token_counts(tok, thoughts)
-    think_model = thinker.model
-    flops = 2 * _body_params(think_model) * prompt_tokens
-    flops += 2 * (_body_params(think_model) + _head_params(think_model)) * thought_tokens
+    body = _body_params(thinker.model)
+    head = thinker.model.config.vocab_size * thinker.model.config.hidden_size  # run on thought tokens only
+    flops = 2 * body * prompt_tokens + 2 * (body + head) * count_thought_tokens(tok, thoughts)
     texts = emb._query_texts([q for q, ts in zip(queries, thoughts) for _ in ts], [t for ts in thoughts for t in ts])
     flops += encoder_cost(emb, texts, emb.query_max_length)[0]
     return flops / (peak_tflops * 1e12)
@@ -139,7 +136,7 @@ def timed(fn, device: torch.device = torch.device("cpu")):
 
 def _timing(emb, queries, thoughts, seconds, peak_tflops) -> PathTiming:
     bound = compute_bound_seconds(emb, queries, thoughts, peak_tflops)
-    return PathTiming(seconds, 1000 * seconds / len(queries), _thought_token_counts(emb.thinker.tokenizer, thoughts),
+    return PathTiming(seconds, 1000 * seconds / len(queries), count_thought_tokens(emb.thinker.tokenizer, thoughts),
                       bound, bound / seconds)
 
 
@@ -155,6 +152,7 @@ def compare_paths(emb, queries: list[str], k: int, batch_size: int, peak_tflops:
     emb.thought_cache = emb.vector_cache = None
     emb.thinker.compiled = False
     runs: dict[str, list] = {"reference": [], "ours": [], "ours_compiled": []}
+    modes = (False, True) if compiled else (False,)
     try:
         warm = queries[:min(len(queries), 4)]
         reference_embed(emb, warm, reference_think(emb, warm, k), batch_size)
@@ -168,7 +166,6 @@ def compare_paths(emb, queries: list[str], k: int, batch_size: int, peak_tflops:
             thoughts, think_s = timed(lambda: reference_think(emb, queries, k), device)
             _, embed_s = timed(lambda: reference_embed(emb, queries, thoughts, batch_size), device)
             runs["reference"].append((think_s + embed_s, thoughts))
-            modes = (False, True) if compiled else (False,)
             for mode in modes:
                 emb.thinker.compiled = mode
                 out, s = timed(lambda: emb.encode_queries(queries, k=k, batch_size=batch_size,
@@ -190,18 +187,18 @@ def compare_paths(emb, queries: list[str], k: int, batch_size: int, peak_tflops:
 
 def plot_paths(rows: list[dict], path: str, title: str) -> None:
     """ms/query of both paths per (k, batch) workload, the speedup written over each pair."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .evaluation.plot import _pyplot
+    plt = _pyplot()
     labels = [f"k={r['k']}\nbatch {r['batch_size']}" for r in rows]
     x = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(1.8 * len(rows) + 2, 4))
     ref = [r["reference"]["ms_per_query"] for r in rows]
     ours = [r["ours"]["ms_per_query"] for r in rows]
-    width = 0.8 / (3 if "ours_compiled" in rows[0] else 2)
-    ax.bar(x - width / 2 * (1 + ("ours_compiled" in rows[0])), ref, width, label="reference path (generate + second forward)")
-    ax.bar(x + width / 2 * (1 - ("ours_compiled" in rows[0])), ours, width, label="o1-retriever encode_queries")
-    if "ours_compiled" in rows[0]:
+    compiled = "ours_compiled" in rows[0]
+    width = 0.8 / (3 if compiled else 2)
+    ax.bar(x - width / 2 * (1 + compiled), ref, width, label="reference path (generate + second forward)")
+    ax.bar(x + width / 2 * (1 - compiled), ours, width, label="o1-retriever encode_queries")
+    if compiled:
         ax.bar(x + width, [r["ours_compiled"]["ms_per_query"] for r in rows], width, label="... compiled decoding")
     for i, r in enumerate(rows):
         ax.text(x[i], max(ref[i], ours[i]) * 1.02, f"{r['speedup']:.2f}x", ha="center")

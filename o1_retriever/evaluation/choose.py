@@ -15,25 +15,28 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..validation import read_json_object
+from .report import read_results
+
 SETTING_KEYS = ("temperature", "top_p", "aggregation", "query_weight", "query_max_length", "document_max_length")
 REQUIRED_KEYS = SETTING_KEYS[:3]  # older runs lack the rest: None, the model's default
 
 
 def _read(path: Path, k: int, metric: str, system: str = "o1") -> tuple[str, tuple, float, float | None]:
     """(dataset label, setting, metric at k, metric at k=0 if the run has it), from one eval JSON."""
-    data = json.loads(path.read_text(encoding="utf-8"))
-    meta = data.get("meta", {})
+    meta, results = read_results(path)
     generation = meta.get("generation") or {}
     if not all(key in generation for key in REQUIRED_KEYS):
         raise ValueError(f"{path}: meta.generation lacks {list(REQUIRED_KEYS)} (run by an older o1-retriever eval?)")
-    by_k = {r.get("k"): r for r in data.get("results", []) if r.get("system") == system}
+    by_k = {r.get("k"): r for r in results if r.get("system") == system}
     if k not in by_k or metric not in by_k[k]:
         raise ValueError(f"{path}: needs one {system} row at k={k} with {metric!r}")
     bare = float(by_k[0][metric]) if 0 in by_k else None
     setting = tuple(generation.get(key) for key in SETTING_KEYS)
-    if system.endswith("+bm25"):  # the share joins the setting; a fused k=0 row depends on it, so the bar a
-        setting += ((meta.get("hybrid") or {}).get("dense_weight"),)  # fusion must beat is BM25 alone
-        lexical = [r for r in data.get("results", []) if r.get("system") == "bm25"]
+    if system.endswith("+bm25"):  # the dense share joins the setting; a fused k=0 row depends on it too,
+        # so the bar fusion must beat is BM25 alone
+        setting += ((meta.get("hybrid") or {}).get("dense_weight"),)
+        lexical = [r for r in results if r.get("system") == "bm25"]
         bare = float(lexical[0][metric]) if lexical else None
     dataset = f"{meta['dataset']['name']}/{meta['dataset']['split']}"
     return dataset, setting, float(by_k[k][metric]), bare
@@ -43,8 +46,7 @@ def _read(path: Path, k: int, metric: str, system: str = "o1") -> tuple[str, tup
 class Choice:
     best: dict                          # the winning setting
     table: list[tuple[dict, float]]     # every complete setting with its mean score, in first-seen order
-    no_thinking: float | None           # the bar to beat, if the runs have it: the mean k=0 score over the datasets
-    #                                     (for fused rows: BM25 alone)
+    no_thinking: float | None           # the bar to beat, if the runs have it: the mean k=0 score (fused: BM25 alone)
 
 
 def choose(files, k: int = 3, metric: str = "ndcg@10", system: str = "o1") -> Choice:
@@ -116,7 +118,7 @@ def main(argv=None) -> int:
         print(f"{args.metric}@k={args.k} {score:.4f}  {setting}" + ("  <- chosen" if setting == best else ""))
     if args.into:
         target = Path(args.into)
-        current = json.loads(target.read_text(encoding="utf-8")) if target.exists() else {}
+        current = read_json_object(target) or {}
         merged = {key: value for key, value in (current | best).items() if value is not None}  # None: the default
         target.write_text(json.dumps(merged) + "\n", encoding="utf-8")
         print(f"wrote {target}")

@@ -62,14 +62,11 @@ def register(subparsers) -> None:
 def config_from_args(args):
     from ..distributed.cli import eval_options
     from .runner import EvalConfig
-    return EvalConfig(dataset=args.dataset, split=args.split, model=args.model, run_model=not args.no_model,
-                      k=args.k, baselines=list(dict.fromkeys(args.baseline)), hybrid=args.hybrid,
-                      baseline_encoder=args.baseline_encoder,
-                      composite=args.composite, composite_thinker=args.composite_thinker,
-                      composite_encoder=args.composite_encoder, max_docs=args.max_docs,
-                      max_queries=args.max_queries, index=args.index, batch_size=args.batch_size, seed=args.seed,
-                      ignore_identical_ids=args.ignore_identical_ids, thought_cache=args.thought_cache,
-                      embedding_cache=not args.no_embedding_cache, device=args.device, dtype=args.dtype,
+    same = ("dataset", "split", "model", "k", "hybrid", "baseline_encoder", "composite", "composite_thinker",
+            "composite_encoder", "max_docs", "max_queries", "index", "batch_size", "seed", "ignore_identical_ids",
+            "thought_cache", "device", "dtype")  # flags named as the fields they set
+    return EvalConfig(**{name: getattr(args, name) for name in same}, run_model=not args.no_model,
+                      baselines=list(dict.fromkeys(args.baseline)), embedding_cache=not args.no_embedding_cache,
                       ray=eval_options(args) or None, **overrides_of(args, CLI_SETTINGS))
 
 

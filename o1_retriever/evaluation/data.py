@@ -1,6 +1,6 @@
 """BEIR-format datasets: `corpus.jsonl`, `queries.jsonl`, `qrels/<split>.tsv`.
 
-Errors name the file and line (`file:line:`, as every reader in the project does), so a malformed download is fixed in a minute, not debugged for an hour.
+Errors name the file and line (`file:line:`), so a malformed download is quick to fix.
 Only judged queries (those with qrels in the split) are kept, as BEIR evaluates them.
 """
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import random
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -21,8 +21,8 @@ class BeirDataset:
     queries: dict[str, str]                    # judged query id -> text
     qrels: dict[str, dict[str, int]]           # query id -> {doc id: relevance}
     digest: str                                # sha256 of the three source files (first 16 hex)
-    subsample: dict | None = field(default=None)  # set by `subsample_corpus`
-    query_subsample: dict | None = field(default=None)  # set by `subsample_queries`
+    subsample: dict | None = None              # set by `subsample_corpus`
+    query_subsample: dict | None = None        # set by `subsample_queries`
 
     @property
     def name(self) -> str:
@@ -154,11 +154,8 @@ def load_beir(path, split: str = "test") -> BeirDataset:
 
 
 def subsample_corpus(dataset: BeirDataset, max_docs: int, seed: int = 0) -> BeirDataset:
-    """Keep every judged document plus a seeded random sample of the rest, `max_docs` in all.
-
-    If the judged documents alone exceed `max_docs`, all of them are kept (the figure would be
-    meaningless otherwise); the returned `subsample` record says how many were kept.
-    """
+    """Keep every judged document plus a seeded random sample of the rest, `max_docs` in all: every judged one even
+    when they alone exceed it (the figure would be meaningless otherwise). `subsample` records how many were kept."""
     if isinstance(max_docs, bool) or not isinstance(max_docs, int) or max_docs <= 0:
         raise ValueError(f"max_docs must be a positive int, got {max_docs!r}")
     judged = dataset.judged_doc_ids() & set(dataset.corpus)
@@ -174,10 +171,8 @@ def subsample_corpus(dataset: BeirDataset, max_docs: int, seed: int = 0) -> Beir
 
 
 def subsample_queries(dataset: BeirDataset, max_queries: int, seed: int = 0) -> BeirDataset:
-    """A seeded sample of the judged queries (and their qrels), for quick runs on slow hardware.
-
-    The corpus is untouched; the `query_subsample` record keeps the figure from passing for a full one.
-    """
+    """A seeded sample of the judged queries (and their qrels), for quick runs on slow hardware. The corpus is
+    untouched; the `query_subsample` record keeps the figure from passing for a full one."""
     if isinstance(max_queries, bool) or not isinstance(max_queries, int) or max_queries <= 0:
         raise ValueError(f"max_queries must be a positive int, got {max_queries!r}")
     ids = sorted(dataset.queries)

@@ -5,10 +5,18 @@ which inflates the mean). MRR@10 is trec_eval's reciprocal rank on the run cut t
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 Run = dict[str, dict[str, float]]    # query id -> {doc id: score}
 Qrels = dict[str, dict[str, int]]    # query id -> {doc id: relevance}
+# our metric names (in the order of MetricScores' fields) -> trec_eval's measures
+TREC_MEASURES = {"ndcg@10": "ndcg_cut_10", "recall@100": "recall_100", "mrr@10": "recip_rank", "map": "map"}
+JSON_KEYS = {"ndcg_at_10": "ndcg@10", "recall_at_100": "recall@100", "mrr_at_10": "mrr@10"}  # field -> JSON key
+
+
+def json_keys(fields: dict) -> dict:
+    """A dataclass's fields as the JSON names them: "ndcg@10" for `ndcg_at_10`, and so on."""
+    return {JSON_KEYS.get(name, name): value for name, value in fields.items()}
 
 
 @dataclass
@@ -20,17 +28,7 @@ class MetricScores:
     queries: int  # judged queries averaged over
 
     def as_dict(self) -> dict:
-        return {"ndcg@10": self.ndcg_at_10, "recall@100": self.recall_at_100, "mrr@10": self.mrr_at_10,
-                "map": self.map, "queries": self.queries}
-
-
-def _pytrec_eval():
-    try:
-        import pytrec_eval
-    except ImportError as e:
-        raise ImportError("metrics need pytrec_eval: pip install pytrec-eval-terrier "
-                          "(or pip install 'o1-retriever[eval]')") from e
-    return pytrec_eval
+        return json_keys(asdict(self))
 
 
 def top_n(run: Run, n: int) -> Run:
@@ -49,21 +47,21 @@ def per_query_scores(qrels: Qrels, run: Run, ignore_identical_ids: bool = False)
         raise ValueError("qrels must be a non-empty dict {query id: {doc id: relevance}}")
     if not isinstance(run, dict):
         raise TypeError(f"run must be a dict {{query id: {{doc id: score}}}}, got {type(run).__name__}")
-    pytrec_eval = _pytrec_eval()
+    try:
+        import pytrec_eval
+    except ImportError as e:
+        raise ImportError("metrics need pytrec_eval: pip install pytrec-eval-terrier "
+                          "(or pip install 'o1-retriever[eval]')") from e
     if ignore_identical_ids:
         run = drop_identical_ids(run)
     qrels = {q: {d: int(r) for d, r in rels.items()} for q, rels in qrels.items()}
     run = {q: {d: float(s) for d, s in docs.items()} for q, docs in run.items() if q in qrels and docs}
     full = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10", "recall.100", "map"}).evaluate(run)
     cut = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(top_n(run, 10))
-    zero = {"ndcg@10": 0.0, "recall@100": 0.0, "mrr@10": 0.0, "map": 0.0}
     scores = {}
-    for q in qrels:
-        if q not in full:
-            scores[q] = dict(zero)
-            continue
-        scores[q] = {"ndcg@10": full[q]["ndcg_cut_10"], "recall@100": full[q]["recall_100"],
-                     "mrr@10": cut[q]["recip_rank"], "map": full[q]["map"]}
+    for q in qrels:  # a query that retrieved nothing is absent from pytrec_eval's results: 0 on every metric
+        found = full.get(q, {}) | cut.get(q, {})
+        scores[q] = {key: found.get(measure, 0.0) for key, measure in TREC_MEASURES.items()}
     return scores
 
 
@@ -75,7 +73,6 @@ def evaluate_run(qrels: Qrels, run: Run, ignore_identical_ids: bool = False) -> 
     judged = {q: rels for q, rels in qrels.items() if any(r > 0 for r in rels.values())}
     if not judged:
         raise ValueError("qrels hold no relevant judgement (relevance > 0); nothing to evaluate")
-    per_query = per_query_scores(judged, run, ignore_identical_ids)
+    per_query = per_query_scores(judged, run, ignore_identical_ids).values()
     n = len(per_query)
-    mean = {m: sum(s[m] for s in per_query.values()) / n for m in ("ndcg@10", "recall@100", "mrr@10", "map")}
-    return MetricScores(mean["ndcg@10"], mean["recall@100"], mean["mrr@10"], mean["map"], n)
+    return MetricScores(*(sum(s[key] for s in per_query) / n for key in TREC_MEASURES), n)

@@ -17,6 +17,7 @@ from ..bm25 import BM25Config
 from ..machine import describe as machine
 from .runner import TOP_K, EvalConfig, EvalOutcome
 
+COLUMNS = ("system", "model", "k", "nDCG@10", "R@100", "MRR@10", "MAP", "ms/query", "think tok/q")
 _PACKAGES = ("o1-retriever", "torch", "transformers", "sentence-transformers", "bm25s", "PyStemmer",
              "pytrec-eval-terrier", "chromadb", "numpy")
 
@@ -99,12 +100,11 @@ def print_table(outcome: EvalOutcome, console=None) -> None:
     if ds.query_subsample:
         title += f" (queries SUBSAMPLED from {ds.query_subsample['queries_total']})"
     table = Table(title=title)
-    for name in ("system", "model", "k", "nDCG@10", "R@100", "MRR@10", "MAP", "ms/query", "think tok/q"):
+    for name in COLUMNS:
         table.add_column(name, justify="left" if name in ("system", "model") else "right")
     for r in outcome.rows:
         cells = row_cells(r.as_dict())
-        table.add_row(*(cells[c] for c in ("system", "model", "k", "nDCG@10", "R@100", "MRR@10", "MAP", "ms/query",
-                                           "think tok/q")))
+        table.add_row(*(cells[c] for c in COLUMNS))
     if console is None:
         console = Console()
         if not console.is_terminal:  # a log file: rich would squeeze the table into 80 columns

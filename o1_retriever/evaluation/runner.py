@@ -10,16 +10,17 @@ import functools
 import gc
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..device import weights_dtype_name
 from ..fusion import check_dense_weight, fuse_many
 from ..settings import SettingOverrides, check_overrides, overrides_of
+from ..speed import count_thought_tokens
 from ..validation import check_choice, check_k, check_positive_int
 from ..bm25 import BM25Config, BM25Searcher
 from .data import BeirDataset, load_beir, subsample_corpus, subsample_queries
-from .metrics import evaluate_run
+from .metrics import evaluate_run, json_keys
 from .search import corpus_embeddings, encoder_identity, exact_search
 
 TOP_K = 100  # documents retrieved per query: enough for Recall@100
@@ -29,33 +30,30 @@ INDEXES = ("exact", "chroma")
 
 @dataclass(kw_only=True)
 class EvalConfig(SettingOverrides):
-    """What to evaluate, and how. It also has every inference setting (`SettingOverrides`: temperature, top_p,
-    max_new_tokens, aggregation, query_weight, token windows, ...), None keeping the model's own."""
-    dataset: str = field(metadata={"help": "BEIR folder with corpus.jsonl, queries.jsonl, qrels/<split>.tsv"})
-    split: str = field(default="test", metadata={"help": "qrels split to evaluate"})
-    model: str | None = field(default=None, metadata={"help": "O1 model (dir, hub id, .gguf); None: bundled default"})
-    run_model: bool = field(default=True, metadata={"help": "evaluate the O1 model (off: baselines/composite only)"})
-    k: list[int] = field(default_factory=lambda: [0, 3], metadata={"help": "thoughts per query to sweep"})
-    baselines: list[str] = field(default_factory=list, metadata={"help": "lexical baselines: 'bm25'"})
-    hybrid: float | None = field(default=None, metadata={"help": "also fuse each dense row with BM25 (z-scored); "
-                                                                 "the dense share, e.g. 0.4 (None: no fused rows)"})
-    baseline_encoder: str | None = field(default=None, metadata={"help": "sentence-transformers dir as a baseline"})
-    composite: bool = field(default=False, metadata={"help": "also evaluate O1Embedder.composite"})
-    composite_thinker: str | None = field(default=None, metadata={"help": "composite thinker (default SmolLM2)"})
-    composite_encoder: str | None = field(default=None, metadata={"help": "composite encoder (default MiniLM)"})
-    max_docs: int | None = field(default=None, metadata={"help": "subsample the corpus, keeping judged docs"})
-    max_queries: int | None = field(default=None, metadata={"help": "evaluate a seeded sample of judged queries"})
-    index: str = field(default="exact", metadata={"help": "'exact' (matrix product) or 'chroma' (O1Index)"})
-    batch_size: int = field(default=32, metadata={"help": "queries / documents per forward pass"})
-    seed: int = field(default=0, metadata={"help": "sampling seed and subsample seed"})
-    ignore_identical_ids: bool = field(default=False, metadata={"help": "drop a hit whose id equals the query id"})
-    thought_cache: bool = field(default=False, metadata={"help": "reuse cached thoughts (faster reruns, but the "
-                                                                 "latency then excludes thinking)"})
-    embedding_cache: bool = field(default=True, metadata={"help": "cache corpus vectors on disk"})
-    device: str | None = field(default=None, metadata={"help": "torch device (default: cuda if present, else cpu)"})
-    dtype: str = field(default="auto", metadata={"help": "model dtype (auto: bf16 where fast)"})
-    ray: dict | None = field(default=None, metadata={"help": "embed the corpus on Ray actors: "
-                                                             "{'address', 'actors', 'use_gpus'} (None: in process)"})
+    """What to evaluate, and how (the fields of `o1-retriever eval`'s flags). It also has every inference setting
+    (`SettingOverrides`: temperature, top_p, aggregation, token windows, ...), None keeping the model's own."""
+    dataset: str                          # BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv
+    split: str = "test"
+    model: str | None = None              # O1 model dir, hub id or .gguf; None: the bundled default
+    run_model: bool = True                # off: baselines and composite only
+    k: list[int] = field(default_factory=lambda: [0, 3])  # thoughts per query, swept
+    baselines: list[str] = field(default_factory=list)  # lexical baselines: "bm25"
+    hybrid: float | None = None           # the dense share when each dense row is also fused with BM25
+    baseline_encoder: str | None = None   # a sentence-transformers dir, queried without thinking
+    composite: bool = False               # also evaluate O1Embedder.composite
+    composite_thinker: str | None = None  # None: SmolLM2-135M-Instruct
+    composite_encoder: str | None = None  # None: all-MiniLM-L6-v2
+    max_docs: int | None = None           # subsample the corpus, keeping every judged document
+    max_queries: int | None = None        # a seeded sample of the judged queries
+    index: str = "exact"                  # "exact" (matrix product) or "chroma" (O1Index)
+    batch_size: int = 32
+    seed: int = 0                         # sampling seed and subsample seed
+    ignore_identical_ids: bool = False    # drop a hit whose id equals the query id
+    thought_cache: bool = False           # reuse cached thoughts: faster reruns, but latency then excludes thinking
+    embedding_cache: bool = True          # cache corpus vectors on disk
+    device: str | None = None             # None: cuda if present, else cpu
+    dtype: str = "auto"
+    ray: dict | None = None               # embed the corpus on Ray actors: {"address", "actors", "use_gpus"}
 
     def __post_init__(self):
         if not isinstance(self.k, (list, tuple)) or not self.k:
@@ -96,12 +94,8 @@ class ResultRow:
     index: str | None = None
     thoughts_from_cache: float | None = None  # share of queries whose thoughts were cached: latency excludes them
 
-    def as_dict(self) -> dict:
-        return {"system": self.system, "model": self.model, "k": self.k, "ndcg@10": self.ndcg_at_10,
-                "recall@100": self.recall_at_100, "mrr@10": self.mrr_at_10, "map": self.map,
-                "queries": self.queries, "ms_per_query": self.ms_per_query,
-                "thinking_tokens_per_query": self.thinking_tokens_per_query, "index": self.index,
-                "thoughts_from_cache": self.thoughts_from_cache}
+    def as_dict(self) -> dict:  # the JSON's result row
+        return json_keys(asdict(self))
 
 
 @dataclass
@@ -140,26 +134,19 @@ def load_dataset(config: EvalConfig) -> BeirDataset:
     return dataset
 
 
-def _row(system, model, k, scores, seconds, n, tokens=None, index=None) -> ResultRow:
-    return ResultRow(system, model, k, scores.ndcg_at_10, scores.recall_at_100, scores.mrr_at_10, scores.map,
-                     scores.queries, 1000.0 * seconds / max(n, 1), tokens, index)
-
-
-def _cached_share(embedder, queries: list[str], k) -> float | None:
-    """Share of queries the thought cache already answers (so their latency has no thinking in it)."""
-    if not k or embedder.thinker is None:
-        return None
-    return embedder.cached_fraction(queries, k)
+def _row(system, model, k, results, seconds, dataset: BeirDataset, config: EvalConfig, index: str,
+         tokens=None, cached=None) -> ResultRow:
+    """Score one system's hits (one list per query, in `dataset.queries` order) into a table row."""
+    run = {q: dict(hits) for q, hits in zip(dataset.queries, results)}
+    s = evaluate_run(dataset.qrels, run, config.ignore_identical_ids)
+    return ResultRow(system, model, k, s.ndcg_at_10, s.recall_at_100, s.mrr_at_10, s.map, s.queries,
+                     1000.0 * seconds / max(len(dataset.queries), 1), tokens, index, cached)
 
 
 def _label(path: str) -> str:
     """A readable model name: the dir name, or its parent's when the dir is just 'model'."""
     p = Path(path)
     return p.parent.name if p.name in ("model", "models") and p.parent.name else p.name
-
-
-def _run_dict(query_ids, results) -> dict:
-    return {q: dict(hits) for q, hits in zip(query_ids, results)}
 
 
 @dataclass
@@ -178,18 +165,13 @@ def bm25_run(dataset: BeirDataset, bm25: BM25Config | None = None) -> LexicalRun
 
 def evaluate_bm25(dataset: BeirDataset, config: EvalConfig, lexical: LexicalRun | None = None) -> ResultRow:
     lexical = lexical or bm25_run(dataset)
-    qids = list(dataset.queries)
-    scores = evaluate_run(dataset.qrels, _run_dict(qids, lexical.results), config.ignore_identical_ids)
-    return _row("bm25", None, None, scores, lexical.seconds, len(qids), index="bm25s")
+    return _row("bm25", None, None, lexical.results, lexical.seconds, dataset, config, "bm25s")
 
 
 def _thought_tokens(embedder, thoughts: list[list[str]]) -> float:
     if embedder.thinker is None or not thoughts:
         return 0.0
-    tok = embedder.thinker.tokenizer
-    flat = [t for ts in thoughts for t in ts if t]
-    total = sum(len(ids) for ids in tok(flat, add_special_tokens=False)["input_ids"]) if flat else 0
-    return total / len(thoughts)
+    return count_thought_tokens(embedder.thinker.tokenizer, thoughts) / len(thoughts)
 
 
 class _DenseIndex:
@@ -233,26 +215,23 @@ def evaluate_dense(embedder, system: str, label: str, ks: list, dataset: BeirDat
     """One row per k. `ks=[None]` marks a plain encoder (queried without thinking). With `lexical`, each k
     also gets a "<system>+bm25" row: the same dense hits fused with BM25's (timed as both searches + the fusion)."""
     index = _DenseIndex(embedder, dataset, config)
-    qids, texts = list(dataset.queries), list(dataset.queries.values())
+    texts = list(dataset.queries.values())
     rows = []
     try:
         for k in ks:
-            cached = _cached_share(embedder, texts, k)
+            # the share of queries the thought cache already answers: their latency has no thinking in it
+            cached = embedder.cached_fraction(texts, k) if k and embedder.thinker is not None else None
             start = time.perf_counter()
             results, thoughts = index.search(texts, 0 if k is None else k)
             seconds = time.perf_counter() - start
-            scores = evaluate_run(dataset.qrels, _run_dict(qids, results), config.ignore_identical_ids)
             tokens = None if k is None else _thought_tokens(embedder, thoughts)
-            rows.append(_row(system, label, k, scores, seconds, len(qids), tokens, config.index))
-            rows[-1].thoughts_from_cache = cached
+            rows.append(_row(system, label, k, results, seconds, dataset, config, config.index, tokens, cached))
             if lexical is not None:
                 start = time.perf_counter()
                 fused = fuse_many(results, lexical.results, config.hybrid, TOP_K)
-                fused_seconds = seconds + lexical.seconds + time.perf_counter() - start
-                scores = evaluate_run(dataset.qrels, _run_dict(qids, fused), config.ignore_identical_ids)
-                rows.append(_row(f"{system}+bm25", label, k, scores, fused_seconds, len(qids), tokens,
-                                 f"{config.index}+bm25s"))
-                rows[-1].thoughts_from_cache = cached
+                seconds += lexical.seconds + time.perf_counter() - start
+                rows.append(_row(f"{system}+bm25", label, k, fused, seconds, dataset, config,
+                                 f"{config.index}+bm25s", tokens, cached))
     finally:
         index.close()
     generation = embedder.inference_settings() if embedder.thinker is not None else None

@@ -23,10 +23,9 @@ def encoder_identity(embedder) -> str:
     """What determines a document vector: the encoder's weights, its tokenizer and its max length."""
     enc = embedder.encoder
     if isinstance(enc, LMEncoder):
-        # The number is the ids a document is read from, <emb> included (window + 1): caches written when the
-        # window counted <emb> inside it keyed on that same total, so they stay valid and never mix meanings.
-        # "pos": positions counted over real tokens (a padded row's vector no longer depends on its batch), which
-        # retired the vectors cached before.
+        # The number counts the ids a document is read from, <emb> included (window + 1), so caches keyed when the
+        # window counted <emb> inside it stay valid. "pos": positions counted over real tokens, which retired the
+        # vectors cached before.
         return f"lm:{embedder.encoder_fingerprint}:{embedder.document_max_length + 1}:pos"
     if isinstance(enc, EnsembleEncoder):
         return "ensemble:" + "+".join(_sentence_transformer_identity(m.model) for m in enc.members)
@@ -38,42 +37,35 @@ def _sentence_transformer_identity(st) -> str:
     return f"st:{fingerprint(st, st.tokenizer)}:{getattr(st, 'max_seq_length', None)}"
 
 
-def embeddings_dir() -> Path:
-    path = cache_dir() / "embeddings"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def corpus_cache_path(embedder, ids: list[str], texts: list[str], root: Path | None = None) -> Path:
     key = hashlib.sha256(f"{encoder_identity(embedder)}|{corpus_digest(ids, texts)}".encode()).hexdigest()[:24]
-    return (root or embeddings_dir()) / f"{key}.npy"
+    return (root or cache_dir() / "embeddings") / f"{key}.npy"  # atomic_path makes the folder on the first write
+
+
+def _load(path: Path, shape: tuple) -> np.ndarray | None:
+    """The vectors saved at `path`; None when the file is missing, torn or of another shape (then: recompute)."""
+    try:
+        vectors = np.load(path)
+    except (OSError, ValueError, EOFError):
+        return None
+    return vectors if vectors.shape == shape else None
 
 
 def corpus_embeddings(embedder, ids: list[str], texts: list[str], batch_size: int = 32,
                       use_cache: bool = True, root: Path | None = None, encode=None,
                       chunk_size: int = 256) -> tuple[np.ndarray, bool]:
-    """(doc vectors, came_from_cache). Written atomically, so a killed run never leaves half a file.
-    `encode(texts, batch_size)` computes the vectors on a miss (default: `embedder.encode_documents` in this
-    process; `eval --ray` passes Ray actors'), so both ways share one cache.
-
-    A miss is embedded `chunk_size` documents at a time, each chunk saved beside the cache file as it finishes:
-    a run killed an hour into a large corpus on a CPU resumes at its last finished chunk.
-
-    An ensemble's vectors are its members' vectors, each read from (or written to) that encoder's own cache: an
-    ensemble of encoders already evaluated alone costs no pass over the corpus."""
+    """(doc vectors, came_from_cache). `encode(texts, batch_size)` computes the vectors on a miss (default:
+    `embedder.encode_documents`; `eval --ray` passes Ray actors'), so both ways share one cache. A miss is embedded
+    `chunk_size` documents at a time, each chunk saved atomically as it finishes: a killed run resumes at its last
+    finished chunk. An ensemble's vectors are its members', each from that encoder's own cache."""
     if encode is None and isinstance(embedder.encoder, EnsembleEncoder):
         found = [corpus_embeddings(_Member(m), ids, texts, batch_size, use_cache, root, None, chunk_size)
                  for m in embedder.encoder.members]
         vectors = np.concatenate([v for v, _ in found], axis=1) / np.sqrt(len(found))
         return vectors.astype(np.float32), all(hit for _, hit in found)
     path = corpus_cache_path(embedder, ids, texts, root)
-    if use_cache and path.exists():
-        try:
-            vectors = np.load(path)
-            if vectors.shape == (len(ids), embedder.dim):
-                return vectors, True
-        except (OSError, ValueError, EOFError):
-            pass  # unreadable: recompute and overwrite
+    if use_cache and (vectors := _load(path, (len(ids), embedder.dim))) is not None:
+        return vectors, True
 
     def run(part: list[str], progress: bool) -> np.ndarray:
         if encode is not None:
@@ -92,13 +84,9 @@ def corpus_embeddings(embedder, ids: list[str], texts: list[str], batch_size: in
     for start in range(0, len(texts), chunk_size):
         part = texts[start:start + chunk_size]
         chunk_file = parts / f"{start:09d}.npy"
-        try:
-            chunk = np.load(chunk_file)
-            if chunk.shape != (len(part), embedder.dim):
-                raise ValueError(f"{chunk_file}: shape {chunk.shape}")
-        except (OSError, ValueError, EOFError):  # missing, torn or foreign: embed this chunk again
+        chunk = _load(chunk_file, (len(part), embedder.dim))
+        if chunk is None:
             chunk = run(part, not chunked)
-            parts.mkdir(parents=True, exist_ok=True)
             with atomic_path(chunk_file) as tmp, open(tmp, "wb") as f:
                 np.save(f, chunk)
         chunks.append(chunk)
