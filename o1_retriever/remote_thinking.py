@@ -293,18 +293,17 @@ class LangChainThinker(RemoteThinker):
     passed to it): give it a temperature above 0 and no fixed seed, or its k thoughts per query are the same."""
 
     def __init__(self, chat_model, *, concurrency: int = 4):
-        super().__init__(concurrency)
         self.chat_model = _framework_object(chat_model, "chat_model", "langchain_core.language_models.BaseChatModel",
                                             "a LangChain BaseChatModel (such as ChatOpenAI)", "langchain-core")
+        super().__init__(concurrency)
 
     @property
     def fingerprint(self) -> str:
-        model = self.chat_model
-        params = dict(model._identifying_params)  # LangChain's own cache identifies a model by these
+        params = dict(self.chat_model._identifying_params)  # LangChain's own cache identifies a model by these
         for name in ("openai_api_base", "base_url", "api_base"):
-            if getattr(model, name, None):
-                params.setdefault("endpoint", str(getattr(model, name)))
-        return f"langchain:{_class_name(model)}|{json.dumps(_public(params), sort_keys=True)}"
+            if getattr(self.chat_model, name, None):
+                params.setdefault("endpoint", str(getattr(self.chat_model, name)))
+        return f"langchain:{_class_name(self.chat_model)}|{json.dumps(_public(params), sort_keys=True)}"
 
     def _think(self, queries, k, config):
         from langchain_core.messages import HumanMessage
@@ -327,19 +326,18 @@ class LlamaIndexThinker(RemoteThinker):
     temperature above 0, or its k thoughts per query are the same."""
 
     def __init__(self, llm, *, concurrency: int = 4):
-        super().__init__(concurrency)
         self.llm = _framework_object(llm, "llm", "llama_index.core.llms.LLM",
                                      "a LlamaIndex LLM (llama_index.core.llms.LLM)", "llama-index-core")
+        super().__init__(concurrency)
 
     @property
     def fingerprint(self) -> str:
-        llm = self.llm
-        params = {"model": llm.metadata.model_name}
+        params = {"model": self.llm.metadata.model_name}
         for name in ("api_base", "base_url", "temperature", "top_p", "max_tokens", "num_output"):
-            value = getattr(llm, name, None)
+            value = getattr(self.llm, name, None)
             if value is not None and not callable(value):
                 params[name] = value
-        return f"llama-index:{_class_name(llm)}|{json.dumps(_public(params), sort_keys=True)}"
+        return f"llama-index:{_class_name(self.llm)}|{json.dumps(_public(params), sort_keys=True)}"
 
     def _think(self, queries, k, config):
         from llama_index.core.llms import ChatMessage
