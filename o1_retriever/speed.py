@@ -118,10 +118,11 @@ def reference_embed(emb, queries: list[str], thoughts: list[list[str]], batch_si
             positions = padded_positions(padded["attention_mask"])  # as the engine numbers them
             last = backbone(**padded, position_ids=positions).last_hidden_state[:, -1].float()  # last slot: <emb>
             vecs[idx] = torch.nn.functional.normalize(last, dim=-1).cpu().numpy()
-        bare = None
     else:  # sentence-transformers encoders embed text anyway: the second forward is the same call
         vecs = emb.encoder.encode(texts, batch_size=batch_size)
-        bare = emb.encoder.encode(queries, batch_size=batch_size) if emb.aggregation == "mean_with_query" else None
+    bare = None
+    if emb.aggregation == "mean_with_query":  # the bare query's vector, as encode_queries reads it
+        bare = emb.encoder.encode(emb._query_texts(queries, [""] * len(queries)), emb.query_max_length, batch_size)
     return aggregate(vecs.reshape(len(queries), k, -1), emb.aggregation, bare, emb.query_weight)
 
 

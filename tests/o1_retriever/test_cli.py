@@ -144,6 +144,8 @@ def test_reference_embed_matches_encode_queries_on_the_same_thoughts(tiny_o1_dir
     """The reference path's second forward reads the same vectors the engine makes from the same thoughts. One row
     per forward on both sides: on this tiny random fp32 model the batch's shape alone (GEMM summation order) moves
     a vector by up to ~1e-3; padding itself is covered by test_embedder's batch-neighbour test."""
+    import dataclasses
+
     import numpy as np
 
     from o1_retriever import O1Embedder
@@ -156,6 +158,12 @@ def test_reference_embed_matches_encode_queries_on_the_same_thoughts(tiny_o1_dir
     ours = np.stack([emb.encoder.encode(emb._query_texts([q, q], ts), emb.query_max_length, batch_size=1).mean(0)
                      for q, ts in zip(queries, thoughts)])
     np.testing.assert_allclose(reference_embed(emb, queries, thoughts, batch_size=1), ours, atol=1e-5)
+    # mean_with_query (the joint model's own setting): the bare query's vector joins at its share
+    emb.settings = dataclasses.replace(emb.settings, aggregation="mean_with_query", query_weight=0.5)
+    bare = np.stack([emb.encode_queries(q, k=0) for q in queries])  # the engine's own bare-query vectors
+    mixed = 0.5 * bare + 0.5 * ours
+    mixed /= np.linalg.norm(mixed, axis=-1, keepdims=True)
+    np.testing.assert_allclose(reference_embed(emb, queries, thoughts, batch_size=1), mixed, atol=1e-5)
 
 
 def test_cli_thought_limit_defaults_to_the_models_own(tiny_o1_dir, tmp_path):
