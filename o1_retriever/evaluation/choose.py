@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..atomic import write_text_atomically
 from ..validation import read_json_object
 from .report import read_results
 
@@ -117,10 +118,10 @@ def main(argv=None) -> int:
     for setting, score in table:
         print(f"{args.metric}@k={args.k} {score:.4f}  {setting}" + ("  <- chosen" if setting == best else ""))
     if args.into:
-        target = Path(args.into)
+        target = Path(args.into).expanduser()  # as read_json_object reads it
         current = read_json_object(target) or {}
         merged = {key: value for key, value in (current | best).items() if value is not None}  # None: the default
-        target.write_text(json.dumps(merged) + "\n", encoding="utf-8")
+        write_text_atomically(target, json.dumps(merged) + "\n")
         print(f"wrote {target}")
     return 0
 

@@ -124,3 +124,16 @@ def test_a_document_window_sweep_is_chosen_and_written(tmp_path, monkeypatch, ti
     target = tmp_path / "o1_generation.json"
     assert choose_main([*map(str, files), "--k", "1", "--into", str(target)]) == 0
     assert json.loads(target.read_text())["document_max_length"] == result.best["document_max_length"]
+
+
+def test_into_a_home_path_updates_that_file(dev_runs, tmp_path, monkeypatch):
+    """`--into '~/…'` (quoted, so no shell expands it) reads and writes the same file in the home directory."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    (home / "g.json").write_text('{"max_new_tokens": 6}')
+    assert choose_main([*map(str, dev_runs), "--k", "1", "--into", "~/g.json"]) == 0
+    written = json.loads((home / "g.json").read_text())
+    assert written["max_new_tokens"] == 6 and "aggregation" in written
+    assert not (tmp_path / "~").exists()
