@@ -260,8 +260,8 @@ def _framework_object(obj, argument: str, class_path: str, what: str, package: s
     module, _, name = class_path.rpartition(".")
     try:
         cls = getattr(importlib.import_module(module), name)
-    except ImportError as error:
-        raise ImportError(f"{argument}= needs {package}: pip install {package}") from error
+    except (ImportError, AttributeError) as error:  # missing, or too old to have the class
+        raise ImportError(f"{argument}= needs {package}: pip install -U {package}") from error
     if not isinstance(obj, cls):
         raise TypeError(f"{argument} must be {what}, got {type(obj).__name__}")
     return obj

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -199,7 +200,10 @@ def test_bad_arguments_are_refused_by_name(loaded_encoder):
     (LlamaIndexThinker, "llama_index.core.llms", "llama-index-core")])
 def test_a_missing_framework_names_the_pip_command(cls, module, package, monkeypatch):
     monkeypatch.setitem(sys.modules, module, None)  # what `import` sees when the package is not installed
-    with pytest.raises(ImportError, match=f"pip install {package}"):
+    with pytest.raises(ImportError, match=f"pip install -U {package}"):
+        cls(object())
+    monkeypatch.setitem(sys.modules, module, types.ModuleType(module))  # installed, but too old to have the class
+    with pytest.raises(ImportError, match=f"pip install -U {package}"):
         cls(object())
 
 
