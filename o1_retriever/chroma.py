@@ -31,7 +31,7 @@ from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
 
 from .default_model import DEFAULT_NAME, MINILM_NAME, cache_dir
-from .device import dtype_name, resolve_dtype, weights_dtype_name
+from .device import dtype_name, resolve_dtype
 from .embedder import O1Embedder
 from .model_source import ModelSource, legacy_source
 from .server.client import RemoteEmbedder
@@ -76,14 +76,12 @@ def _load_key(source: ModelSource, options: dict) -> str:
 def _describe(embedder: O1Embedder) -> tuple[ModelSource, dict]:
     """(source, options): what built an existing embedder, and the `from_pretrained` options that rebuild it so."""
     options: dict[str, Any] = {"quantization": embedder.quantization, "fused": embedder.fused}
-    # The LM's dtype, which `from_pretrained(dtype=...)` also gives a composite's encoder.
-    thinks_here = embedder.thinker is not None and embedder.thinker.model is not None  # not a remote thinker
-    lm = embedder.thinker.model if thinks_here else embedder.encoder.model
-    options["dtype"] = weights_dtype_name(lm, default="auto")
-    if embedder.source.kind == "composite" and thinks_here:  # its encoders may run in another dtype
-        encoder = weights_dtype_name(embedder.encoder.model)
-        if encoder != options["dtype"]:
-            options["encoder_dtype"] = encoder
+    # The thinker's dtype (a 4-bit one reloads with "auto"), which `from_pretrained(dtype=...)` also gives a
+    # composite's encoders; without an in-process thinker, the encoder's.
+    dtypes = embedder.weight_dtypes(default="auto")
+    options["dtype"] = dtypes["thinker"] or dtypes["encoder"]
+    if embedder.source.kind == "composite" and dtypes["thinker"] and dtypes["encoder"] != options["dtype"]:
+        options["encoder_dtype"] = dtypes["encoder"]  # its encoders run in another dtype
     if embedder.thinker is not None:
         options["prompt_style"] = embedder.thinker.prompt_style
     options.update(embedder.inference_settings())  # the settings that apply to its encoder
@@ -266,8 +264,8 @@ def _encoder_dtype(embedder) -> str | None:
 
 def _record_of(embedder) -> dict:
     record = {"name": embedder.name, "dim": int(embedder.dim)}
-    if _encoder_dtype(embedder):
-        record["encoder_dtype"] = _encoder_dtype(embedder)
+    if dtype := _encoder_dtype(embedder):
+        record["encoder_dtype"] = dtype
     return record
 
 

@@ -17,7 +17,7 @@ from .checkpoint import is_adapter
 from .composite import read_composite
 from .default_model import (DEFAULT_NAME, MINILM_HUB_ID, SMOLLM2_HUB_ID, bundled_model_path, cache_dir, minilm_path,
                             smollm2_base_dir)
-from .device import resolve_device, resolve_dtype
+from .device import resolve_device, resolve_dtype, weights_dtype_name
 from .encoding import LMEncoder, SentenceEncoder, load_encoder
 from .formatting import query_embedding_text
 from .loading import fingerprint, load_causal_lm
@@ -341,6 +341,13 @@ class O1Embedder:
     thought_input = property(lambda self: self.settings.thought_input)
     query_max_length = property(lambda self: self.settings.query_max_length)
     document_max_length = property(lambda self: self.settings.document_max_length)
+
+    def weight_dtypes(self, default: str = "other") -> dict:
+        """Short names ("bf16", "fp32", ...) of the dtypes the thinker and the encoder run in; `default` for weights
+        of no float type (a 4-bit thinker); "thinker" is None without an in-process thinker."""
+        thinker = getattr(self.thinker, "model", None)  # None for a thinker behind an API
+        return {"thinker": None if thinker is None else weights_dtype_name(thinker, default),
+                "encoder": weights_dtype_name(self.encoder.model, default)}
 
     @property
     def dim(self) -> int:

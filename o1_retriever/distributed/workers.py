@@ -55,11 +55,6 @@ def _actor_device() -> str:
     return "cuda" if ray.get_gpu_ids() else "cpu"
 
 
-def _dtype_name(embedder) -> str:
-    from ..device import weights_dtype_name
-    return weights_dtype_name(embedder.thinker.model if embedder.thinker is not None else embedder.encoder.model)
-
-
 class _EmbedderActor:
     """Loads the model once per actor; `encode` embeds documents, or thinks and embeds queries."""
 
@@ -69,7 +64,12 @@ class _EmbedderActor:
         self.info = {"kind": kind, "k": k if kind == "queries" else None, "model": spec.as_dict(),
                      "fingerprint": self.embedder.fingerprint,
                      "encoder_fingerprint": self.embedder.encoder_fingerprint,
-                     "dim": int(self.embedder.dim), "dtype": _dtype_name(self.embedder)}
+                     "dim": int(self.embedder.dim), "dtype": self._dtype()}
+
+    def _dtype(self) -> str:
+        """The manifest's dtype: the thinker's, else (an encoder alone) the encoder's."""
+        dtypes = self.embedder.weight_dtypes()
+        return dtypes["thinker"] or dtypes["encoder"]
 
     def encode(self, texts: list[str]):
         """(vectors, thoughts or None)."""

@@ -13,7 +13,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..device import weights_dtype_name
 from ..fusion import check_dense_weight, fuse_many
 from ..settings import SettingOverrides, check_overrides, overrides_of
 from ..speed import count_thought_tokens
@@ -110,12 +109,6 @@ class SystemInfo:
     load_seconds: float
     index_seconds: float
     dtypes: dict = field(default_factory=dict)  # {"thinker": "bf16", "encoder": "fp32"}: what "auto" resolved to
-
-
-def _weight_dtypes(embedder) -> dict:
-    thinker = getattr(embedder.thinker, "model", None)  # None for a remote thinker or an encoder alone
-    return {"thinker": weights_dtype_name(thinker, "other") if thinker is not None else None,
-            "encoder": weights_dtype_name(embedder.encoder.model, "other")}
 
 
 @dataclass
@@ -236,7 +229,7 @@ def evaluate_dense(embedder, system: str, label: str, ks: list, dataset: BeirDat
         index.close()
     generation = embedder.inference_settings() if embedder.thinker is not None else None
     info = SystemInfo(system, label, embedder.fingerprint, encoder_identity(embedder), generation, index.source,
-                      round(load_seconds, 2), round(index.index_seconds, 2), _weight_dtypes(embedder))
+                      round(load_seconds, 2), round(index.index_seconds, 2), embedder.weight_dtypes())
     return rows, info
 
 
