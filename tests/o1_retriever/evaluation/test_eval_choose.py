@@ -31,7 +31,8 @@ def dev_runs(tmp_path, monkeypatch, tiny_o1_dir):
     return files
 
 
-def test_choose_averages_over_datasets_and_writes_the_model_defaults(dev_runs, tiny_o1_dir, tmp_path, capsys):
+def test_choose_averages_over_datasets_and_writes_the_model_defaults(dev_runs, tiny_o1_dir, tmp_path, capsys,
+                                                                     monkeypatch):
     by_setting = {}
     for path in dev_runs:
         data = json.loads(path.read_text())
@@ -58,6 +59,16 @@ def test_choose_averages_over_datasets_and_writes_the_model_defaults(dev_runs, t
     emb = O1Embedder.from_pretrained(str(model), device="cpu", dtype="fp32", thought_cache=False)
     assert (emb.settings.temperature, emb.aggregation, emb.query_weight) == \
         (best["temperature"], best["aggregation"], best["query_weight"])
+    # `--into '~/…'` (quoted, so no shell expands it) reads and writes the same file in the home directory
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    (home / "g.json").write_text('{"max_new_tokens": 6}')
+    assert choose_main([*map(str, dev_runs), "--k", "1", "--into", "~/g.json"]) == 0
+    written = json.loads((home / "g.json").read_text())
+    assert written["max_new_tokens"] == 6 and written["aggregation"] == best["aggregation"]
+    assert not (tmp_path / "~").exists()
 
 
 def test_choose_refuses_incomplete_or_duplicated_runs(dev_runs):
@@ -124,16 +135,3 @@ def test_a_document_window_sweep_is_chosen_and_written(tmp_path, monkeypatch, ti
     target = tmp_path / "o1_generation.json"
     assert choose_main([*map(str, files), "--k", "1", "--into", str(target)]) == 0
     assert json.loads(target.read_text())["document_max_length"] == result.best["document_max_length"]
-
-
-def test_into_a_home_path_updates_that_file(dev_runs, tmp_path, monkeypatch):
-    """`--into '~/…'` (quoted, so no shell expands it) reads and writes the same file in the home directory."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.chdir(tmp_path)
-    (home / "g.json").write_text('{"max_new_tokens": 6}')
-    assert choose_main([*map(str, dev_runs), "--k", "1", "--into", "~/g.json"]) == 0
-    written = json.loads((home / "g.json").read_text())
-    assert written["max_new_tokens"] == 6 and "aggregation" in written
-    assert not (tmp_path / "~").exists()
