@@ -35,7 +35,7 @@ from .device import dtype_name, resolve_dtype
 from .embedder import O1Embedder
 from .model_source import ModelSource, legacy_source
 from .server.client import RemoteEmbedder
-from .settings import NAMES as SETTINGS
+from .settings import LOAD_OPTIONS
 from .validation import check_k, check_positive_int
 
 NAME = "o1_retriever"
@@ -43,9 +43,6 @@ NAME = "o1_retriever"
 # swap a collection's recorded 'default' function for ours, so such a collection stays as it is).
 LEGACY_KEYS = {"fingerprint": "o1:fingerprint", "dim": "o1:dim", "name": "o1:model", "encoder_dtype": "o1:dtype"}
 DEFAULT_MODEL_NAME = DEFAULT_NAME
-# from_pretrained options a config may carry (how to load, then every inference setting); all JSON-serialisable.
-LOAD_OPTIONS = ("device", "dtype", "encoder_dtype", "quantization", "share_weights", "prompt_style", "thought_cache",
-                "fused") + SETTINGS
 
 _loaded: dict[str, O1Embedder] = {}
 _lock = threading.Lock()

@@ -78,6 +78,10 @@ class InferenceSettings:
 
 FIELDS = dataclasses.fields(InferenceSettings)
 NAMES = tuple(f.name for f in FIELDS)
+# `from_pretrained`'s JSON-serialisable keyword options (how to load, then every setting): what a Chroma config and a
+# Ray model spec may carry
+LOAD_OPTIONS = ("device", "dtype", "encoder_dtype", "quantization", "share_weights", "prompt_style", "thought_cache",
+                "fused") + NAMES
 _BY_NAME = {f.name: f for f in FIELDS}
 
 

@@ -5,10 +5,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..settings import NAMES as SETTINGS
+from .. import settings
 
 # from_pretrained options a distributed run passes on (the device is the actor's own: its GPU, or the CPU)
-LOAD_OPTIONS = ("dtype", "encoder_dtype", "quantization", "share_weights", "prompt_style", "thought_cache", "fused") + SETTINGS
+LOAD_OPTIONS = tuple(name for name in settings.LOAD_OPTIONS if name != "device")
 
 
 @dataclass(frozen=True)

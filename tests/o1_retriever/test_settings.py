@@ -88,3 +88,16 @@ def test_a_chroma_config_written_before_still_rebuilds_its_embedder(tiny_o1_dir)
     emb = function.embedder
     assert emb.inference_settings() == {k: v for k, v in options.items() if k in NAMES}
     assert O1EmbeddingFunction(emb, num_thoughts=2).get_config()["options"] == options  # and recorded the same way
+
+
+def test_load_options_are_from_pretrained_keywords():
+    """The one list that Chroma configs and Ray model specs check options against names what `from_pretrained`
+    takes, and the Ray spec takes all of it but the device (each actor has its own)."""
+    import inspect
+
+    from o1_retriever import chroma
+    from o1_retriever.distributed import workers
+    from o1_retriever.settings import LOAD_OPTIONS
+    keywords = set(inspect.signature(O1Embedder.from_pretrained).parameters) - {"path_or_id", "settings"}
+    assert set(LOAD_OPTIONS) == (keywords - {"vector_cache", "compile"}) | set(NAMES)
+    assert chroma.LOAD_OPTIONS is LOAD_OPTIONS and set(workers.LOAD_OPTIONS) == set(LOAD_OPTIONS) - {"device"}
