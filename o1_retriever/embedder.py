@@ -331,6 +331,15 @@ class O1Embedder:
         vectors = self.encode_documents(document, batch_size=batch_size, show_progress_bar=show_progress_bar)
         return _st_output(vectors, normalize_embeddings, convert_to_numpy, convert_to_tensor, precision)
 
+    def similarity(self, a, b) -> torch.Tensor:
+        """Cosine similarity of every row of `a` with every row of `b` (arrays or tensors, 1-D or 2-D), as
+        sentence-transformers' `model.similarity`: the measure the index ranks by (query vectors are not unit length)."""
+        a, b = (torch.atleast_2d(torch.as_tensor(np.asarray(x, dtype=np.float32))) for x in (a, b))
+        if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+            raise ValueError(f"similarity() needs vectors of one dimension: got shapes {tuple(a.shape)} and "
+                             f"{tuple(b.shape)}")
+        return torch.nn.functional.normalize(a, dim=1) @ torch.nn.functional.normalize(b, dim=1).T
+
     def inference_settings(self) -> dict:
         """The settings that apply to this model's encoder: what eval JSONs record and a Chroma config rebuilds from."""
         return self.settings.recorded("lm" if isinstance(self.encoder, LMEncoder) else "sentence-transformers")

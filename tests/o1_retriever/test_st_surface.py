@@ -30,6 +30,18 @@ def test_sentence_transformers_keywords(emb):
     np.testing.assert_allclose(docs.numpy(), emb.encode_documents(["a passage", "another"]), atol=1e-6)
 
 
+def test_similarity_is_the_cosine_the_index_ranks_by(emb):
+    queries = emb.encode_query(["why is the sky blue", "cells"], k=1)
+    docs = emb.encode_document(["a passage", "another", "a third"])
+    scores = emb.similarity(queries, docs)
+    assert isinstance(scores, torch.Tensor) and tuple(scores.shape) == (2, 3)
+    cosine = (queries / np.linalg.norm(queries, axis=1, keepdims=True)) @ docs.T  # queries are not unit length
+    np.testing.assert_allclose(scores.numpy(), cosine, atol=1e-5)
+    assert tuple(emb.similarity(queries[0], torch.from_numpy(docs)).shape) == (1, 3)
+    with pytest.raises(ValueError, match=r"shapes \(2, .*\) and \(1, 3\)"):
+        emb.similarity(queries, np.ones(3))
+
+
 @pytest.mark.parametrize("call, kwargs, match", [
     ("encode_query", {"prompt_name": "query"}, "prompt_name='query': the encoder's own query/document prompts"),
     ("encode_query", {"device": "cuda"}, "device='cuda': the device is chosen at load time"),
