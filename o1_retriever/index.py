@@ -164,6 +164,26 @@ class O1Index:
         self._set_incomplete(False)
         return embedded, len(ids) - embedded
 
+    def delete(self, ids=None, *, where: dict | None = None) -> int:
+        """Remove documents by id, or every document a Chroma `where` filter matches; returns how many were stored.
+        Ids the collection does not hold are ignored, as Chroma does."""
+        if (ids is None) == (where is None):
+            raise ValueError("delete() takes ids or where=, one of them (to empty a collection, delete it in Chroma)")
+        if ids is not None:
+            ids, _ = as_text_list(ids, "ids")
+            found = self._get(ids, [])["ids"]
+        else:
+            try:
+                found = self.collection.get(where=where, include=[])["ids"]
+            except Exception as e:  # chromadb's InvalidArgumentError is no ValueError
+                raise ValueError(f"where={where!r} is not a valid Chroma filter: {e}") from e
+        try:
+            for start in range(0, len(found), 1000):
+                self.collection.delete(ids=found[start:start + 1000])
+        finally:
+            self._changed()
+        return len(found)
+
     def _get(self, ids: list[str], include: list[str], chunk: int = 1000) -> dict:
         """`collection.get(ids=...)` in chunks (one SQL statement per id list), merged."""
         out: dict = {"ids": [], **{name: [] for name in include}}

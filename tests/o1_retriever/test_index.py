@@ -44,6 +44,22 @@ def test_readding_an_id_updates_it(tiny_embedder, tmp_path):
     assert got["metadatas"] == [{"v": 2}]
 
 
+def test_delete_by_id_or_filter_and_hybrid_search_forgets_them(tiny_embedder, tmp_path):
+    index = O1Index(tiny_embedder, path=tmp_path)
+    index.add(IDS, TEXTS, [{"n": i} for i in range(4)])
+    assert _ids(index.search("river ocean water", top_k=1, k=0, hybrid=0.0)) == ["d2"]  # BM25 is built
+    assert index.delete(["d2", "never-stored"]) == 1 and len(index) == 3
+    assert "d2" not in _ids(index.search("river ocean water", top_k=4, k=0, hybrid=0.0))
+    assert index.delete(where={"n": {"$gte": 2}}) == 2
+    assert index.collection.get(include=[])["ids"] == ["d1"]
+    for args, kwargs, match in [((), {}, "ids or where="), ((["d1"],), {"where": {"n": 0}}, "ids or where="),
+                                ((), {"where": {"n": {"$bad": 1}}}, "not a valid Chroma filter"),
+                                (([""],), {}, "ids")]:
+        with pytest.raises(ValueError, match=match):
+            index.delete(*args, **kwargs)
+    assert len(index) == 1  # refused calls deleted nothing
+
+
 def test_failed_add_leaves_the_collection_as_it_was(tiny_embedder, tmp_path):
     index = O1Index(tiny_embedder, path=tmp_path)
     index.add(IDS, TEXTS)
