@@ -245,21 +245,23 @@ class O1Index:
         return self._bm25
 
     def search(self, query, top_k: int = 10, k: int = 3, where: dict | None = None,
-               hybrid: bool | float | None = None) -> list:
+               hybrid: bool | float | None = None, where_document: dict | None = None) -> list:
         """Top hits for one query (list[Hit]) or for each of several (list[list[Hit]]).
 
         `hybrid=w` fuses the thinking dense search with BM25 over the stored texts: z-scored scores mixed as
         w·dense + (1−w)·BM25 over the top 100 of each (`fusion.py`); `hybrid=True` takes w=0.4, chosen on
-        held-out data. `Hit.score` is then the fused score, not a cosine. Needs `pip install bm25s PyStemmer`."""
+        held-out data. `Hit.score` is then the fused score, not a cosine. Needs `pip install bm25s PyStemmer`.
+        `where` filters on metadata and `where_document` on the text (`{"$contains": "..."}`), as in Chroma."""
         queries, single = as_text_list(query, "query")
         check_positive_int(top_k, "top_k")
         check_k(k)
         hybrid = resolve_hybrid(hybrid)
-        if where is not None:  # a bad filter fails now, not after seconds of thinking
+        if where is not None or where_document is not None:  # a bad filter fails now, not after seconds of thinking
             try:
-                self.collection.get(where=where, limit=1, include=[])
+                self.collection.get(where=where, where_document=where_document, limit=1, include=[])
             except Exception as e:  # chromadb's InvalidArgumentError is no ValueError
-                raise ValueError(f"where={where!r} is not a valid Chroma filter: {e}") from e
+                raise ValueError(f"where={where!r}, where_document={where_document!r}: not a valid Chroma filter: "
+                                 f"{e}") from e
         if self.incomplete and not self._warned_incomplete:
             self._warned_incomplete = True
             warnings.warn(f"collection {self.collection.name!r} is incomplete: an `o1-retriever index` run did not "
@@ -271,7 +273,8 @@ class O1Index:
         pool = min(top_k if hybrid is None else dense_pool(top_k), count)
         enc = self.embedder.encode_queries(queries, k=k, return_thoughts=True)
         found = self.collection.query(query_embeddings=enc.embeddings.tolist(), n_results=pool,
-                                      where=where, include=["documents", "metadatas", "distances"])
+                                      where=where, where_document=where_document,
+                                      include=["documents", "metadatas", "distances"])
         results = []
         for qi in range(len(queries)):
             results.append([
@@ -280,7 +283,7 @@ class O1Index:
                                               found["metadatas"][qi], found["distances"][qi])])
         if lexical_index is not None:
             fused = fuse_with_bm25(lexical_index, queries, [[(h.id, h.score) for h in row] for row in results],
-                                   hybrid, top_k, where=where)
+                                   hybrid, top_k, where=where, where_document=where_document)
             results = [self._fused_hits(ranked, row, thoughts)
                        for ranked, row, thoughts in zip(fused, results, enc.thoughts)]
         return results[0] if single else results

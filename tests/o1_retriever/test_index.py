@@ -148,6 +148,12 @@ def test_hybrid_search_sees_new_documents_and_respects_where(tiny_embedder, tmp_
     # A metadata filter applies to both sides: BM25's best match is filtered out, never returned.
     hits = index.search("volcano lava", top_k=6, k=0, hybrid=0.5, where={"lang": "en"})
     assert hits and "d5" not in _ids(hits) and "d6" not in _ids(hits) and len(hits) == 4
+    # A text filter too, on both sides and without hybrid
+    for hybrid in (None, 0.5):
+        hits = index.search("volcano lava", top_k=6, k=0, hybrid=hybrid, where_document={"$contains": "ice"})
+        assert _ids(hits) == ["d6"]
+    with pytest.raises(ValueError, match="where_document=.*not a valid Chroma filter"):
+        index.search("volcano", where_document={"$nope": "x"})
 
 
 def test_bad_hybrid_weights_fail_before_any_work(tiny_embedder, tmp_path):
