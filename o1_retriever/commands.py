@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import warnings
@@ -120,8 +121,26 @@ def run_search(args) -> int:
     client = existing_client(args.db, args.collection)  # a mistyped --db or --collection fails before a model loads
     index = O1Index(_remote(args) if args.url else _load(args), collection=args.collection, client=client,
                     create=False)
-    _print_hits(Console(), args.query, index.search(args.query, top_k=args.top_k, k=args.k, hybrid=args.hybrid))
+    hits = index.search(args.query, top_k=args.top_k, k=args.k, hybrid=args.hybrid, where=args.where)
+    if args.json:  # for scripts: one JSON object on stdout, no table
+        print(json.dumps({"query": args.query, "thoughts": hits[0].thoughts if hits else [],
+                          "hits": [{"id": h.id, "score": h.score, "text": h.text, "metadata": h.metadata}
+                                   for h in hits]}, ensure_ascii=False))
+    else:
+        _print_hits(Console(), args.query, hits)
     return 0
+
+
+def json_filter(text: str) -> dict:
+    """argparse type of `--where`: a Chroma metadata filter as a JSON object."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"--where takes a JSON object such as '{{\"year\": {{\"$gte\": 2020}}}}', "
+                                         f"got {text!r} ({e.msg})") from e
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"--where takes a JSON object, got {text!r}")
+    return value
 
 
 def _remote(args):
@@ -184,6 +203,9 @@ def register(sub) -> None:
     p.add_argument("--top-k", type=int, default=10, help="hits to return")
     p.add_argument("--url", default=None, help="an `o1-retriever serve` server to think and embed with instead of "
                                                "loading the model (key: $O1_RETRIEVER_API_KEY)")
+    p.add_argument("--where", type=json_filter, default=None, metavar="JSON",
+                   help="Chroma metadata filter, e.g. '{\"year\": {\"$gte\": 2020}}' (the corpus' extra keys)")
+    p.add_argument("--json", action="store_true", help="print the thoughts and hits as one JSON object")
     _hybrid_arg(p)
     p.set_defaults(func=run_search)
 

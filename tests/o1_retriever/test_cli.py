@@ -57,6 +57,15 @@ def test_index_then_search(tiny_o1_dir, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["search", *_model_args(tiny_o1_dir), "music", "--db", str(db), "--hybrid", "2"])
     assert "--hybrid takes the dense share W in [0, 1], got '2'" in capsys.readouterr().err
+    # --where filters on the corpus' extra keys; --json prints what a script reads
+    assert main(["search", *_model_args(tiny_o1_dir), "river ocean", "--db", str(db), "--k", "1", "--top-k", "3",
+                 "--where", '{"year": {"$gte": 2001}}', "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["query"] == "river ocean" and len(found["thoughts"]) == 1
+    assert sorted(h["id"] for h in found["hits"]) == ["d1", "d2"] and found["hits"][0]["metadata"]["year"] >= 2001
+    with pytest.raises(SystemExit):
+        main(["search", *_model_args(tiny_o1_dir), "music", "--db", str(db), "--where", "year>2000"])
+    assert "--where takes a JSON object" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("line, message", [
