@@ -6,6 +6,7 @@ Two model ids route a text: `<name>-query` thinks k times before it embeds, `<na
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import hmac
 import time
@@ -30,6 +31,8 @@ from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt  # noqa: E402
 from starlette.exceptions import HTTPException  # noqa: E402
 
 BODY_OVERHEAD = 64 * 1024  # JSON punctuation and escapes on top of the text itself
+# nginx's "client closed request": the status /metrics records for a request whose client left before its answer.
+CLIENT_GONE = 499
 
 
 @dataclass
@@ -119,7 +122,7 @@ def create_app(embedder, *, name: str | None = None, api_key: str | None = None,
         return _error(e.status_code, str(e.detail))
 
     @app.post("/v1/embeddings")
-    async def embeddings(body: EmbeddingRequest):
+    async def embeddings(body: EmbeddingRequest, request: Request):
         kind = _kind(body.model, body.input_type, name, ids)
         texts = _texts(body.input, limits)
         if body.dimensions is not None and body.dimensions != embedder.dim:
@@ -131,7 +134,9 @@ def create_app(embedder, *, name: str | None = None, api_key: str | None = None,
                                 f"(use model {name}-query)", field)
         kq = _k(body.k, k) if kind == "query" else 0
         metrics.inputs.labels(kind).inc(len(texts))
-        result = await _submit(batcher, kind, texts, kq)
+        result = await _submit(request, batcher, kind, texts, kq)
+        if result is None:
+            return Response(status_code=CLIENT_GONE)
         data = [{"object": "embedding", "index": i, "embedding": _encode(vec, body.encoding_format)}
                 for i, vec in enumerate(result.embeddings)]
         if body.return_thoughts:
@@ -143,13 +148,15 @@ def create_app(embedder, *, name: str | None = None, api_key: str | None = None,
                              "usage": {"prompt_tokens": used, "total_tokens": used}})
 
     @app.post("/v1/think")
-    async def think(body: ThinkRequest):
+    async def think(body: ThinkRequest, request: Request):
         if body.model is not None and _kind(body.model, None, name, ids) != "query":
             raise ApiError(422, f"model={body.model!r} does not think; use {name}-query or leave model out", "model")
         texts = _texts(body.input, limits)
         kq = _k(body.k, k)
         metrics.inputs.labels("think").inc(len(texts))
-        result = await _submit(batcher, "think", texts, kq)
+        result = await _submit(request, batcher, "think", texts, kq)
+        if result is None:
+            return Response(status_code=CLIENT_GONE)
         return {"object": "list", "model": f"{name}-query", "k": kq,
                 "data": [{"object": "thoughts", "index": i, "thoughts": t} for i, t in enumerate(result.thoughts)]}
 
@@ -231,12 +238,31 @@ def _check_size(request: Request, limits: Limits) -> JSONResponse | None:
     return None
 
 
-async def _submit(batcher: Batcher, kind: str, texts: list[str], k: int):
-    """An engine failure fails the requests of its batch with a 500 that names it; the server keeps serving."""
+async def _submit(request: Request, batcher: Batcher, kind: str, texts: list[str], k: int):
+    """The batch's result for `texts`, or None when the client disconnected first: its job is then cancelled, so a
+    request still queued is never computed (a timed-out client that retries would otherwise queue its work twice).
+    An engine failure fails the requests of its batch with a 500 that names it; the server keeps serving."""
+    work = asyncio.ensure_future(batcher.submit(kind, texts, k))
+    gone = asyncio.ensure_future(_disconnected(request))
     try:
-        return await batcher.submit(kind, texts, k)
+        await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not work.done():  # the client left (or this handler was cancelled): drop the job
+            work.cancel()
+    if not work.done():
+        return None
+    try:
+        return work.result()
     except Exception as e:
         raise ApiError(500, f"the engine failed on this batch: {type(e).__name__}: {e}", code="engine_error") from e
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client closes the connection. The body is already read, so the server's next message is
+    the disconnect."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _kind(model: str | None, input_type: str | None, name: str, ids: dict) -> str:

@@ -66,8 +66,9 @@ class Batcher:
 
     @property
     def depth(self) -> int:
-        """Texts waiting for the engine: queued, or taken into a batch that is still waiting for company."""
-        return sum(len(j.texts) for j in [*self._jobs, *self._gathering])
+        """Texts waiting for the engine: queued, or taken into a batch that is still waiting for company (not those
+        of a request already cancelled, whose client left)."""
+        return sum(len(j.texts) for j in [*self._jobs, *self._gathering] if not j.future.done())
 
     async def start(self) -> None:
         self._arrived = asyncio.Event()
@@ -85,6 +86,7 @@ class Batcher:
         self._engine.shutdown(wait=True)
 
     async def submit(self, kind: str, texts: list[str], k: int = 0) -> Result:
+        """The result for `texts`. Cancelling the caller cancels the job: still queued, it is never computed."""
         check_choice(kind, "kind", KINDS)
         if self._task is None or self._task.done():
             raise RuntimeError("the batcher is not running (start() it inside the event loop first)")
@@ -105,6 +107,8 @@ class Batcher:
                 self._arrived.clear()
                 await self._arrived.wait()
             self._gathering = jobs = self._take()
+            if not jobs:  # every queued request was cancelled
+                continue
             # Wait for company only while the oldest request is younger than max_wait and the batch has room.
             while sum(len(j.texts) for j in jobs) < self.max_batch:
                 left = jobs[0].arrived + self.max_wait - time.monotonic()
@@ -122,6 +126,9 @@ class Batcher:
         """Pop queued jobs that fit the batch: the oldest first (it sets the kind and k), then, in arrival order,
         every job with the same kind and k while the texts stay within max_batch. Others keep their place."""
         taken = taken or []
+        self._jobs = deque(j for j in self._jobs if not j.future.done())  # cancelled: their clients left
+        if not self._jobs:
+            return []
         key = taken[0].key if taken else self._jobs[0].key
         n = sum(len(j.texts) for j in taken)
         out, kept = [], deque()
