@@ -64,6 +64,8 @@ class O1Embeddings(BaseModel, Embeddings):
         return self
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        if isinstance(texts, (str, bytes)) or texts is None:  # a str is a sequence too: one vector per character
+            raise TypeError(f"texts must be a list of str, got {type(texts).__name__}; for one query use embed_query")
         if not texts:  # vector stores may flush an empty batch
             return []
         return self.embedder.encode_documents(list(texts), batch_size=self.batch_size,

@@ -12,13 +12,17 @@ from o1_retriever import QueryEncoding
 from o1_retriever.chroma import check_model, model_record
 from o1_retriever.fusion import DEFAULT_DENSE_WEIGHT, resolve_hybrid
 from o1_retriever.hybrid import CollectionBM25, dense_pool, fuse_with_bm25
-from o1_retriever.validation import check_k, check_positive_int
+from o1_retriever.validation import check_choice, check_k, check_positive_int
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from langchain_o1.embeddings import O1Embeddings
 
 THOUGHTS_KEY = "o1_thoughts"
 THOUGHTS_EVENT = "o1_thoughts"  # custom callback event each retrieval emits: {"query", "thoughts", "num_thoughts"}
+# VectorStore.as_retriever's search types that take a query vector; "similarity_score_threshold" has no by-vector
+# method on a VectorStore, so it is refused rather than half-done.
+SEARCH_TYPES = ("similarity", "mmr")
+MMR_ARGS = ("fetch_k", "lambda_mult")
 
 
 def _chroma_collection(store: VectorStore) -> Any:
@@ -59,8 +63,11 @@ class O1Retriever(BaseRetriever):
     embeddings: Optional[O1Embeddings] = Field(default=None, description="Defaults to the store's embeddings.")
     k: int = Field(default=4, description="Documents returned per query.")
     num_thoughts: Optional[int] = Field(default=None, description="Thoughts per query; None: the embeddings' own.")
+    search_type: str = Field(default="similarity", description="'similarity', or 'mmr': maximal marginal relevance "
+                                                               "around the thinking vector (search_kwargs fetch_k, "
+                                                               "lambda_mult), as in VectorStore.as_retriever.")
     search_kwargs: dict[str, Any] = Field(default_factory=dict,
-                                          description="Extra arguments for similarity_search_by_vector (e.g. filter).")
+                                          description="Extra arguments for the store's search (e.g. filter).")
     hybrid: Optional[Union[bool, float]] = Field(
         default=None, description=f"Fuse with BM25 over the store's texts: the dense share (True: "
                                   f"{DEFAULT_DENSE_WEIGHT}, chosen on held-out data); None or False: dense only.")
@@ -77,7 +84,7 @@ class O1Retriever(BaseRetriever):
                             f"got {type(store).__module__}.{type(store).__name__}")
         return values
 
-    @field_validator("k")
+    @field_validator("k", mode="before")  # before pydantic's coercion: k=True or k="3" is a mistake, not 1 or 3
     @classmethod
     def _check_k(cls, k: int) -> int:
         return check_positive_int(k, "k")
@@ -86,6 +93,11 @@ class O1Retriever(BaseRetriever):
     @classmethod
     def _check_num_thoughts(cls, n: Optional[int]) -> Optional[int]:
         return None if n is None else check_k(n)
+
+    @field_validator("search_type")
+    @classmethod
+    def _check_search_type(cls, search_type: str) -> str:
+        return check_choice(search_type, "search_type", SEARCH_TYPES)
 
     @field_validator("hybrid", mode="before")
     @classmethod
@@ -96,6 +108,9 @@ class O1Retriever(BaseRetriever):
     def _hybrid_needs_a_listing_store(self) -> "O1Retriever":
         if self.hybrid is None:
             return self
+        if self.search_type != "similarity":
+            raise ValueError(f"hybrid search fuses similarity hits with BM25; search_type={self.search_type!r} "
+                             "cannot be fused: leave search_type at 'similarity' or hybrid at None")
         collection = _chroma_collection(self.vectorstore)
         scores = callable(getattr(self.vectorstore, "similarity_search_by_vector_with_relevance_scores", None))
         if collection is None or not scores:
@@ -173,6 +188,15 @@ class O1Retriever(BaseRetriever):
         if "num_thoughts" in store_kwargs:
             raise TypeError("num_thoughts is a field of O1Retriever (or O1Embeddings), not a search argument: "
                             "O1Retriever(vectorstore=..., num_thoughts=3)")
+        # Arguments of another search type would reach the store and fail there with its own words (chromadb:
+        # "Collection.query() got an unexpected keyword argument").
+        if "score_threshold" in store_kwargs:
+            raise ValueError(f"score_threshold is an argument of search_type='similarity_score_threshold', which "
+                             f"O1Retriever does not have; use one of {list(SEARCH_TYPES)}")
+        key = next((key for key in MMR_ARGS if key in store_kwargs), None)
+        if key is not None and self.search_type != "mmr":
+            raise ValueError(f"{key} is an argument of search_type='mmr'; this retriever's search_type is "
+                             f"{self.search_type!r}: O1Retriever(..., search_type='mmr')")
         from_kwargs = store_kwargs.pop("k", self.k)
         return check_positive_int(from_kwargs if k is None else k, "k"), store_kwargs
 
@@ -189,7 +213,10 @@ class O1Retriever(BaseRetriever):
                                                 run_id=run_manager.run_id)
         if self.hybrid is not None:
             return _with_thoughts(self._hybrid_search(query, vector, k, store_kwargs), thoughts)
-        docs = self.vectorstore.similarity_search_by_vector(vector, k=k, **store_kwargs)
+        if self.search_type == "mmr":
+            docs = self.vectorstore.max_marginal_relevance_search_by_vector(vector, k=k, **store_kwargs)
+        else:
+            docs = self.vectorstore.similarity_search_by_vector(vector, k=k, **store_kwargs)
         return _with_thoughts(docs, thoughts)
 
     async def _aget_relevant_documents(self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun,
@@ -202,7 +229,10 @@ class O1Retriever(BaseRetriever):
         if self.hybrid is not None:  # BM25 and the store's listing are synchronous: a worker thread too
             docs = await run_in_executor(None, self._hybrid_search, query, vector, k, store_kwargs)
             return _with_thoughts(docs, thoughts)
-        docs = await self.vectorstore.asimilarity_search_by_vector(vector, k=k, **store_kwargs)
+        if self.search_type == "mmr":
+            docs = await self.vectorstore.amax_marginal_relevance_search_by_vector(vector, k=k, **store_kwargs)
+        else:
+            docs = await self.vectorstore.asimilarity_search_by_vector(vector, k=k, **store_kwargs)
         return _with_thoughts(docs, thoughts)
 
     def _hybrid_search(self, query: str, vector: list[float], k: int, kwargs: dict) -> list[Document]:

@@ -281,3 +281,38 @@ def test_o1index_collection_opens_in_langchain_and_a_wrong_model_is_refused(tiny
     with pytest.raises(ValueError) as by_index:
         O1Index(other, path=tmp_path, collection="docs")
     assert str(by_index.value) in str(refused.value)  # one message everywhere
+
+
+# ---- search_type, as VectorStore.as_retriever takes it --------------------------------------------------------------
+
+def test_mmr_search_type_diversifies_the_thinking_vector(tiny_embedder, store):
+    retriever = O1Retriever(vectorstore=store, k=3, search_type="mmr", search_kwargs={"fetch_k": 6, "lambda_mult": 0.2})
+    docs = retriever.invoke(QUERY)
+    vector = tiny_embedder.encode_queries(QUERY, k=2).tolist()
+    expected = store.max_marginal_relevance_search_by_vector(vector, k=3, fetch_k=6, lambda_mult=0.2)
+    assert _ids(docs) == _ids(expected) and _ids(docs) != _ids(store.similarity_search_by_vector(vector, k=3))
+    assert all(d.metadata["o1_thoughts"] == tiny_embedder.think(QUERY, k=2) for d in docs)
+    assert _ids(asyncio.run(retriever.ainvoke(QUERY))) == _ids(docs)
+
+
+def test_unknown_search_types_and_their_arguments_are_named(store):
+    with pytest.raises(ValidationError, match=r"search_type='similarity_score_threshold' is not supported; "
+                                              r"use one of \['similarity', 'mmr'\]"):
+        O1Retriever(vectorstore=store, search_type="similarity_score_threshold")
+    with pytest.raises(ValidationError, match="hybrid search fuses similarity hits"):
+        O1Retriever(vectorstore=store, search_type="mmr", hybrid=True)
+    # an argument of another search type: named, not chromadb's "Collection.query() got an unexpected keyword"
+    for key, value in (("fetch_k", 8), ("lambda_mult", 0.5), ("score_threshold", 0.5)):
+        with pytest.raises(ValueError, match=rf"{key} .*search_type="):
+            O1Retriever(vectorstore=store, search_kwargs={key: value}).invoke(QUERY)
+    with pytest.raises(TypeError, match="k must be a positive int, got True"):
+        O1Retriever(vectorstore=store, k=True)
+
+
+def test_embed_documents_refuses_a_bare_string_or_none(tiny_embedder):
+    embeddings = O1Embeddings(embedder=tiny_embedder, num_thoughts=1)
+    with pytest.raises(TypeError, match="texts must be a list of str, got str"):
+        embeddings.embed_documents("one passage")  # was: one vector per character
+    with pytest.raises(TypeError, match="texts must be a list of str, got NoneType"):
+        embeddings.embed_documents(None)  # was: []
+    assert embeddings.embed_documents(("a passage",)) == embeddings.embed_documents(["a passage"])
