@@ -204,7 +204,11 @@ class _Guard:
             await send(message)
 
         # A refusal (401, 413) answers in the app's place.
-        answer = _authorize(request, self.key) or _check_size(request, self.limits) or self.app
+        answer = _authorize(request, self.key) or _check_size(request, self.limits)
+        if answer is None and "content-length" not in request.headers:  # streamed (chunked): cap it while read
+            receive = await _read_capped(receive, _byte_cap(self.limits))
+            answer = None if receive else _too_large("a streamed request body", self.limits)
+        answer = answer or self.app
         try:
             await answer(scope, receive, send_status)
         finally:
@@ -226,16 +230,40 @@ def _authorize(request: Request, key: bytes | None) -> JSONResponse | None:
     return None
 
 
+def _byte_cap(limits: Limits) -> int:
+    """Each character takes up to 6 bytes as a JSON escape; the exact character count is checked once parsed."""
+    return limits.max_chars * 6 + BODY_OVERHEAD
+
+
+def _too_large(what: str, limits: Limits) -> JSONResponse:
+    return _error(413, f"{what} is over this server's limit of {_byte_cap(limits)} bytes (--max-chars "
+                       f"{limits.max_chars}); split the input into several requests", code="too_large")
+
+
 def _check_size(request: Request, limits: Limits) -> JSONResponse | None:
-    """Refuse an oversized body from its Content-Length, before reading it. Each character takes up to 6 bytes as
-    a JSON escape; the exact character count is checked again once parsed."""
+    """Refuse an oversized body from its Content-Length, before reading it."""
     size = request.headers.get("content-length")
-    cap = limits.max_chars * 6 + BODY_OVERHEAD
-    if size is not None and size.isdigit() and int(size) > cap:
-        return _error(413, f"request body of {size} bytes is over this server's limit of {cap} bytes "
-                           f"(--max-chars {limits.max_chars}); split the input into several requests",
-                      code="too_large")
+    if size is not None and size.isdigit() and int(size) > _byte_cap(limits):
+        return _too_large(f"request body of {size} bytes", limits)
     return None
+
+
+async def _read_capped(receive, cap: int):
+    """Read a body that came without a Content-Length, stopping once it passes `cap` bytes (None then): the app
+    would otherwise buffer all of it before any check. Returns a receive that replays what was read."""
+    messages, size = [], 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        size += len(message.get("body", b""))
+        if size > cap:
+            return None
+        if message["type"] != "http.request" or not message.get("more_body"):
+            break
+
+    async def replay():
+        return messages.pop(0) if messages else await receive()
+    return replay
 
 
 async def _submit(request: Request, batcher: Batcher, kind: str, texts: list[str], k: int):

@@ -54,6 +54,23 @@ def test_too_many_inputs_or_characters_is_413(serve, served_embedder):
         assert httpx.post(url + "/v1/embeddings", json={"input": ["a b"] * 4}).status_code == 200
 
 
+def test_a_chunked_body_without_content_length_is_capped_while_read(serve, served_embedder):
+    """A streamed upload has no Content-Length to refuse it by: the server stops reading at its byte cap instead of
+    buffering and parsing the whole body (a client streaming gigabytes would otherwise take the server's memory)."""
+    def upload(megabytes):  # a generator body: httpx sends it chunked, with no Content-Length
+        yield b'{"model": "tiny-document", "input": "'
+        for _ in range(megabytes * 16):
+            yield b"x" * 65536
+        yield b'"}'
+
+    with serve(served_embedder, name="tiny", limits=Limits(max_chars=100)) as (url, _):
+        r = httpx.post(url + "/v1/embeddings", content=upload(1), headers={"content-type": "application/json"})
+        assert r.status_code == 413 and "bytes" in r.json()["error"]["message"], r.text
+        streamed = httpx.post(url + "/v1/embeddings", content=iter([b'{"input": "fine", ', b'"model": "tiny-document"}']),
+                              headers={"content-type": "application/json"})
+        assert streamed.status_code == 200 and len(streamed.json()["data"][0]["embedding"]) == 64
+
+
 def test_engine_failure_is_500_for_that_batch_and_the_server_keeps_serving(serve, served_embedder):
     class Flaky:
         def __getattr__(self, name):
