@@ -160,10 +160,19 @@ def create_app(embedder, *, name: str | None = None, api_key: str | None = None,
         return {"object": "list", "model": f"{name}-query", "k": kq,
                 "data": [{"object": "thoughts", "index": i, "thoughts": t} for i, t in enumerate(result.thoughts)]}
 
+    def model_card(model_id: str) -> dict:
+        return {"id": model_id, "object": "model", "created": 0, "owned_by": "o1-retriever"}
+
     @app.get("/v1/models")
     async def models():
-        return {"object": "list", "data": [{"id": i, "object": "model", "created": 0, "owned_by": "o1-retriever"}
-                                           for i in ids]}
+        return {"object": "list", "data": [model_card(i) for i in ids]}
+
+    @app.get("/v1/models/{model_id}")
+    async def model(model_id: str):  # what `client.models.retrieve(id)` asks, e.g. to check a configured id
+        if model_id not in ids:
+            raise ApiError(404, f"model={model_id!r} is not served here; use one of {list(ids)}", "model",
+                           "model_not_found")
+        return model_card(model_id)
 
     @app.get("/health")
     async def health():
@@ -181,7 +190,7 @@ def create_app(embedder, *, name: str | None = None, api_key: str | None = None,
     return app
 
 
-ROUTES = ("/v1/embeddings", "/v1/think", "/v1/models", "/health", "/metrics")
+ROUTES = ("/v1/embeddings", "/v1/think", "/v1/models", "/health", "/metrics")  # /v1/models/ID counts as other
 
 
 class _Guard:

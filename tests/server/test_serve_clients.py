@@ -14,6 +14,9 @@ def test_openai_client_embeds_queries_and_documents_like_direct_calls(server, se
     url, _ = server
     client = openai.OpenAI(base_url=url + "/v1", api_key="unused")  # the server has no key: any value passes
     assert {m.id for m in client.models.list()} == {"tiny-query", "tiny-document"}
+    assert client.models.retrieve("tiny-document").id == "tiny-document"
+    with pytest.raises(openai.NotFoundError, match="is not served here"):
+        client.models.retrieve("text-embedding-3-small")
     # The client asks for base64 by default and decodes it: this checks the byte layout too.
     got = client.embeddings.create(model="tiny-query", input=QUERIES)
     assert got.model == "tiny-query" and [d.index for d in got.data] == [0, 1, 2]
