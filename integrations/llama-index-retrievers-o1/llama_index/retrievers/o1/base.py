@@ -83,6 +83,9 @@ class O1Retriever(BaseRetriever):
                              "(or use O1Retriever.from_index(index))")
         self._similarity_top_k = check_positive_int(similarity_top_k, "similarity_top_k")
         self._k = num_thoughts_arg(num_thoughts, k, "O1Retriever")
+        if filters is not None and not isinstance(filters, MetadataFilters):  # else it fails only after thinking
+            raise TypeError("filters must be a llama_index MetadataFilters (MetadataFilters(filters=[MetadataFilter("
+                            f"key=..., value=...)])) or None, got {type(filters).__name__}: {filters!r:.80}")
         if not isinstance(attach_thoughts, bool):
             raise TypeError(f"attach_thoughts must be True or False, got {attach_thoughts!r}")
         self._vector_store, self._filters, self._docstore = vector_store, filters, docstore
