@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import os
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,10 @@ from ..validation import as_text_list, check_k, check_positive_int
 
 API_KEY_ENV = "O1_RETRIEVER_API_KEY"  # the variable `o1-retriever serve` reads its key from
 DEFAULT_TIMEOUT = 600.0  # seconds per request: thinking about a batch of queries on a CPU takes minutes
+# A server that is up accepts a connection at once; the long wait is for its answer, not for the connection.
+CONNECT_TIMEOUT = 10.0
+RETRIES = 2  # connection failures retried (a restart, a dropped connection), as the openai client does
+BACKOFF = 0.5  # seconds before the first retry, doubled for each next one
 
 
 class O1ServerError(RuntimeError):
@@ -55,19 +60,25 @@ class RemoteEmbedder:
     """An O1Embedder stand-in that sends each call to a server (`encode_queries`, `encode_documents`, `think`,
     `fingerprint`, `dim`, `name`). `batch_size` is texts per request; the server merges concurrent requests into
     its own batches. `model` is the served name (`o1-retriever serve --name`); None: the one the server serves.
-    `api_key` None reads $O1_RETRIEVER_API_KEY, as the server does."""
+    `api_key` None reads $O1_RETRIEVER_API_KEY, as the server does. `timeout` bounds each answer, `connect_timeout`
+    each connection; a connection that fails or drops before the answer is tried `retries` more times (every call is
+    idempotent: a query's thoughts are seeded), a timeout or an error status never (the server has the work)."""
 
     def __init__(self, url: str, api_key: str | None = None, model: str | None = None,
-                 timeout: float = DEFAULT_TIMEOUT):
+                 timeout: float = DEFAULT_TIMEOUT, connect_timeout: float = CONNECT_TIMEOUT, retries: int = RETRIES):
         self.url = normalize_url(url)
         if api_key is not None and not isinstance(api_key, str):
             raise TypeError(f"api_key must be a str or None, got {type(api_key).__name__}")
         if model is not None and (not isinstance(model, str) or not model.strip()):
             raise ValueError(f"model must be the served name (a non-empty str, as `serve --name`) or None, got "
                              f"{model!r}")
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-            raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
-        self.model, self.timeout = model, float(timeout)
+        for field, value in (("timeout", timeout), ("connect_timeout", connect_timeout)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"{field} must be a number of seconds > 0, got {value!r}")
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries must be an int >= 0 (0: no retry), got {retries!r}")
+        self.model, self.timeout, self.retries = model, float(timeout), retries
+        self.connect_timeout = min(float(connect_timeout), self.timeout)
         self._api_key = api_key if api_key is not None else (os.environ.get(API_KEY_ENV) or None)
         self._client = None
         self._info: dict | None = None
@@ -178,20 +189,12 @@ class RemoteEmbedder:
                     except ImportError as e:  # chromadb depends on httpx, so this is a broken install
                         raise ImportError("RemoteEmbedder needs httpx: pip install httpx") from e
                     headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
-                    self._client = httpx.Client(base_url=self.url, headers=headers, timeout=self.timeout)
+                    timeout = httpx.Timeout(self.timeout, connect=self.connect_timeout)
+                    self._client = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
         return self._client
 
     def _request(self, method: str, route: str, body: dict | None = None) -> dict[str, Any]:
-        import httpx
-        try:
-            response = self._http().request(method, route, json=body)
-        except httpx.TimeoutException as e:
-            raise TimeoutError(f"o1-retriever server at {self.url} did not answer {route} within {self.timeout:g} s "
-                               "(thinking on a CPU takes seconds per query: raise timeout=, or send fewer texts per "
-                               "request with a smaller batch_size)") from e
-        except httpx.TransportError as e:
-            raise ConnectionError(f"cannot reach the o1-retriever server at {self.url} ({type(e).__name__}: {e}); "
-                                  "is `o1-retriever serve` running there?") from e
+        response = self._send(method, route, body)
         if response.status_code != 200:
             try:
                 error = response.json()["error"]
@@ -200,6 +203,26 @@ class RemoteEmbedder:
                 message, code, param = response.text[:300] or response.reason_phrase, None, None
             raise O1ServerError(self.url, route, response.status_code, message, code, param)
         return response.json()
+
+    def _send(self, method: str, route: str, body: dict | None):
+        """The response, retrying a connection that could not open or dropped before any answer."""
+        import httpx
+        for attempt in range(self.retries + 1):
+            try:
+                return self._http().request(method, route, json=body)
+            except (httpx.ConnectTimeout, httpx.NetworkError, httpx.RemoteProtocolError) as e:
+                if attempt == self.retries:
+                    tries = f" (tried {attempt + 1} times)" if attempt else ""
+                    raise ConnectionError(f"cannot reach the o1-retriever server at {self.url}{tries} "
+                                          f"({type(e).__name__}: {e}); is `o1-retriever serve` running there?") from e
+            except httpx.TimeoutException as e:
+                raise TimeoutError(f"o1-retriever server at {self.url} did not answer {route} within "
+                                   f"{self.timeout:g} s (thinking on a CPU takes seconds per query: raise timeout=, "
+                                   "or send fewer texts per request with a smaller batch_size)") from e
+            except httpx.TransportError as e:  # a bad URL or proxy: a retry cannot help
+                raise ConnectionError(f"cannot reach the o1-retriever server at {self.url} ({type(e).__name__}: "
+                                      f"{e}); is `o1-retriever serve` running there?") from e
+            time.sleep(BACKOFF * 2 ** attempt)
 
     def close(self) -> None:
         if self._client is not None:

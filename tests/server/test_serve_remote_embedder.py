@@ -2,6 +2,8 @@
 and clear exceptions for a wrong key, an unknown model, a dead server and bad input."""
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -85,3 +87,93 @@ def test_bad_arguments_fail_before_any_request(free_port):
         remote.encode_queries("ok", aggregation="mean")
     with pytest.raises(TypeError, match="batch_size must be a positive int"):
         remote.encode_documents(["ok"], batch_size=0.5)
+
+
+class FlakyFront:
+    """A real TCP port in front of the server. Each connection, in order, follows the next of `plan`: "drop" reads
+    the request and closes without an answer (a server restarting, a reset), "hang" reads it and never answers;
+    past the plan, connections are piped to the server."""
+
+    def __init__(self, upstream: str, plan: list[str]):
+        import socket
+        self.upstream = upstream.removeprefix("http://").split(":")
+        self.plan, self.connections = list(plan), 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import socket
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:  # closed: the test is over
+                return
+            self.connections += 1
+            step = self.plan.pop(0) if self.plan else "pipe"
+            if step == "pipe":
+                up = socket.create_connection((self.upstream[0], int(self.upstream[1])))
+                for a, b in ((conn, up), (up, conn)):
+                    threading.Thread(target=self._copy, args=(a, b), daemon=True).start()
+            else:
+                conn.recv(65536)
+                if step == "drop":
+                    conn.close()
+
+    @staticmethod
+    def _copy(src, dst):
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            dst.close()
+
+    def close(self):
+        self.sock.close()
+
+
+def test_a_dropped_connection_is_retried_and_a_timeout_is_not(server, served_embedder):
+    url, _ = server
+    front = FlakyFront(url, ["drop", "drop"])
+    try:
+        remote = RemoteEmbedder(front.url, model="tiny")  # 2 retries by default
+        np.testing.assert_allclose(remote.encode_documents(DOCS[0]), served_embedder.encode_documents(DOCS[0]),
+                                   atol=1e-6)
+        assert front.connections == 3
+        front.plan = ["drop"]
+        with pytest.raises(ConnectionError, match="cannot reach .* server at .*RemoteProtocolError"):
+            RemoteEmbedder(front.url, model="tiny", retries=0).encode_documents(DOCS[0])
+        # No answer in time: the server may still be working on it, so the request is not sent again.
+        front.plan, front.connections = ["hang"], 0
+        with pytest.raises(TimeoutError, match="did not answer /v1/embeddings within 0.5 s"):
+            RemoteEmbedder(front.url, model="tiny", timeout=0.5).encode_documents(DOCS[0])
+        assert front.connections == 1
+    finally:
+        front.close()
+
+
+def test_a_server_that_never_accepts_fails_at_the_connect_timeout():
+    """A host that drops connection attempts (a firewall, a wrong address) fails after connect_timeout, not after
+    the long wait for an answer, and names the connection as the problem."""
+    import socket
+    import time
+    listener = socket.create_server(("127.0.0.1", 0), backlog=0)  # never accepts: once its queue is full,
+    port = listener.getsockname()[1]                                # further attempts get no answer
+    fill = []
+    try:
+        for _ in range(3):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+            fill.append(s)
+        started = time.monotonic()
+        with pytest.raises(ConnectionError, match="cannot reach .*ConnectTimeout"):
+            RemoteEmbedder(f"http://127.0.0.1:{port}", model="tiny", connect_timeout=0.5, retries=0,
+                           timeout=600).encode_documents("x")
+        assert time.monotonic() - started < 10
+    finally:
+        for s in fill:
+            s.close()
+        listener.close()
