@@ -18,7 +18,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..validation import MAX_K, as_text_list, check_k
-from .batching import Batcher
+from .batching import Batcher, Result
 from .deps import require
 from .metrics import Metrics
 
@@ -276,21 +276,26 @@ async def _read_capped(receive, cap: int):
 
 
 async def _submit(request: Request, batcher: Batcher, kind: str, texts: list[str], k: int):
-    """The batch's result for `texts`, or None when the client disconnected first: its job is then cancelled, so a
-    request still queued is never computed (a timed-out client that retries would otherwise queue its work twice).
+    """The result for `texts`, or None when the client disconnected first: its jobs are then cancelled, so work
+    still queued is never computed (a timed-out client that retries would otherwise queue its work twice). A
+    request is queued in jobs of --max-batch texts, so a large one stops at the next engine call, not at its end.
     An engine failure fails the requests of its batch with a 500 that names it; the server keeps serving."""
-    work = asyncio.ensure_future(batcher.submit(kind, texts, k))
-    gone = asyncio.ensure_future(_disconnected(request))
+    size = batcher.max_batch
+    jobs = [asyncio.ensure_future(batcher.submit(kind, texts[i:i + size], k)) for i in range(0, len(texts), size)]
+    work, gone = asyncio.gather(*jobs), asyncio.ensure_future(_disconnected(request))
     try:
         await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         gone.cancel()
-        if not work.done():  # the client left (or this handler was cancelled): drop the job
-            work.cancel()
+        if work.cancel():  # the client left, or this handler was cancelled: no slice is needed
+            # gather() ends with a CancelledError that nobody awaits: retrieve it, or asyncio logs it as an error
+            work.add_done_callback(lambda f: f.cancelled() or f.exception())
+        for job in jobs:  # a slice failed: the rest are not needed either
+            job.cancel()
     if not work.done():
         return None
     try:
-        return work.result()
+        return Result.join(work.result())
     except Exception as e:
         raise ApiError(500, f"the engine failed on this batch: {type(e).__name__}: {e}", code="engine_error") from e
 

@@ -32,6 +32,14 @@ class Result:
     thoughts: list | None
     tokens: list[int]
 
+    @staticmethod
+    def join(parts: list["Result"]) -> "Result":
+        """One result from the results of consecutive slices of a request's texts."""
+        first = parts[0]
+        return Result(None if first.embeddings is None else np.concatenate([p.embeddings for p in parts]),
+                      None if first.thoughts is None else [t for p in parts for t in p.thoughts],
+                      [n for p in parts for n in p.tokens])
+
 
 @dataclass
 class _Job:

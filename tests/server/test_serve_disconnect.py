@@ -6,6 +6,7 @@ import threading
 import time
 
 import httpx
+import numpy as np
 import pytest
 
 
@@ -53,3 +54,20 @@ def test_a_request_whose_client_left_is_never_computed(serve, served_embedder, m
         # the server still serves, and computed nothing for the client that left
         assert httpx.post(url + "/v1/embeddings", json={"input": "after", "model": "tiny-document"}).status_code == 200
     assert engine.computed == ["hold", "after"]
+
+
+def test_a_large_request_stops_at_the_next_batch_when_its_client_leaves(serve, served_embedder):
+    """A request larger than --max-batch runs as several engine calls: the ones after its client left never run
+    (LangChain sends up to 1000 texts per request, and retries a request that timed out)."""
+    engine = Gated(served_embedder)
+    with serve(engine, name="tiny", max_batch=2, max_wait_ms=0) as (url, _):
+        texts = ["hold", "first", "second", "third"]
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(url + "/v1/embeddings", json={"input": texts, "model": "tiny-document"}, timeout=0.5)
+        time.sleep(0.5)  # the server notices the disconnect
+        engine.release.set()
+        r = httpx.post(url + "/v1/embeddings", json={"input": texts[1:], "model": "tiny-document"}, timeout=60)
+        assert r.status_code == 200
+        np.testing.assert_allclose([d["embedding"] for d in r.json()["data"]],
+                                   served_embedder.encode_documents(texts[1:]), atol=1e-6)
+    assert engine.computed == ["hold", "first"] + texts[1:]  # then only the later request's texts
