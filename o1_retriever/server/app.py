@@ -112,6 +112,11 @@ def create_app(embedder, *, name: str | None = None, api_key: str | None = None,
             why = (bad_json[0].get("ctx") or {}).get("error") or bad_json[0].get("msg")
             return _error(400, f"the request body is not valid JSON: {why}", code="json_invalid")
         fields = [".".join(str(p) for p in err.get("loc", ())[1:]) or None for err in errors]  # loc[0] is "body"
+        content_type = request.headers.get("content-type", "")
+        if fields[0] is None and content_type and "json" not in content_type:  # not parsed as JSON at all
+            return _error(415, f"the body must be a JSON object sent with `Content-Type: application/json`, not "
+                               f"{content_type!r} (curl: add -H 'content-type: application/json')",
+                          code="unsupported_media_type")
         message = "; ".join(f"{field or 'body'}: {err.get('msg')}" for field, err in zip(fields, errors))
         if errors[0].get("type") == "extra_forbidden":
             message += "; allowed: " + ", ".join(EmbeddingRequest.model_fields)

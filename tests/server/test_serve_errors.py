@@ -39,6 +39,10 @@ def test_malformed_json_is_400_and_unknown_routes_404(server):
     r = httpx.post(url + "/v1/embeddings", content=b'{"input": "x",', headers={"content-type": "application/json"})
     assert r.status_code == 400 and "not valid JSON" in r.json()["error"]["message"]
     assert httpx.post(url + "/v1/think", json={"input": "x", "k": 100}).status_code == 422
+    # `curl -d` sends a form content type: say what to send instead of a parse error
+    r = httpx.post(url + "/v1/embeddings", content=b'{"input": "x"}',
+                   headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 415 and "Content-Type: application/json" in r.json()["error"]["message"], r.text
     r = httpx.get(url + "/v2/nothing")
     assert r.status_code == 404 and r.json()["error"]["type"] == "not_found_error"
 
