@@ -63,7 +63,7 @@ class _Body(BaseModel):
 
 
 class EmbeddingRequest(_Body):
-    encoding_format: Literal["float", "base64"] = "float"
+    encoding_format: Literal["float", "base64"] | None = None  # null as OpenAI takes it: float
     input_type: Literal["query", "document"] | None = None
     dimensions: StrictInt | None = None
     return_thoughts: StrictBool = False
@@ -179,7 +179,7 @@ def create_app(embedder, *, name: str | None = None, api_key: str | None = None,
                            "model_not_found")
         return model_card(model_id)
 
-    @app.get("/health")
+    @app.api_route("/health", methods=["GET", "HEAD"])  # HEAD: uptime checkers that read only the status
     async def health():
         param = next(embedder.encoder.model.parameters())
         return {"status": "ok", "model_loaded": True, "name": name, "model": str(embedder.name),
@@ -355,7 +355,7 @@ def _k(value, default: int) -> int:
         raise ApiError(422, f"k must be an int from 0 (no thinking) to {MAX_K}, got {value!r}", "k") from None
 
 
-def _encode(vec: np.ndarray, fmt: str):
+def _encode(vec: np.ndarray, fmt: str | None):
     if fmt == "base64":  # what the openai client asks for by default: little-endian float32 bytes
         return base64.b64encode(np.ascontiguousarray(vec, dtype="<f4").tobytes()).decode("ascii")
     return vec.astype(np.float32).tolist()

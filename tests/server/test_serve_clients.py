@@ -25,6 +25,13 @@ def test_openai_client_embeds_queries_and_documents_like_direct_calls(server, se
     np.testing.assert_allclose(np.array([d.embedding for d in got.data]), want, atol=1e-5)
     as_floats = client.embeddings.create(model="tiny-query", input=QUERIES[0], encoding_format="float")
     np.testing.assert_allclose(as_floats.data[0].embedding, want[0], atol=1e-5)
+    # Clients that write every field send null for the ones they leave out: OpenAI reads them as the defaults.
+    import httpx
+    nulls = httpx.post(url + "/v1/embeddings", timeout=60, json={"model": "tiny-query", "input": QUERIES[0],
+                                                                  "encoding_format": None, "dimensions": None,
+                                                                  "user": None})
+    assert nulls.status_code == 200, nulls.text
+    np.testing.assert_allclose(nulls.json()["data"][0]["embedding"], want[0], atol=1e-5)
 
     docs = client.embeddings.create(model="tiny-document", input=DOCS)
     np.testing.assert_allclose(np.array([d.embedding for d in docs.data]), served_embedder.encode_documents(DOCS),
@@ -70,6 +77,7 @@ def test_langchain_openai_embeddings(server, served_embedder):
 def test_health_and_models(server, served_embedder):
     import httpx
     url, _ = server
+    assert httpx.head(url + "/health").status_code == 200
     health = httpx.get(url + "/health").json()
     assert health["model_loaded"] is True and health["fingerprint"] == served_embedder.fingerprint
     assert (health["device"], health["dtype"], health["dim"]) == ("cpu", "float32", served_embedder.dim)
