@@ -70,8 +70,8 @@ def test_a_chunked_body_without_content_length_is_capped_while_read(serve, serve
     with serve(served_embedder, name="tiny", limits=Limits(max_chars=100)) as (url, _):
         r = httpx.post(url + "/v1/embeddings", content=upload(1), headers={"content-type": "application/json"})
         assert r.status_code == 413 and "bytes" in r.json()["error"]["message"], r.text
-        streamed = httpx.post(url + "/v1/embeddings", content=iter([b'{"input": "fine", ', b'"model": "tiny-document"}']),
-                              headers={"content-type": "application/json"})
+        parts = [b'{"input": "fine", ', b'"model": "tiny-document"}']
+        streamed = httpx.post(url + "/v1/embeddings", content=iter(parts), headers={"content-type": "application/json"})
         assert streamed.status_code == 200 and len(streamed.json()["data"][0]["embedding"]) == 64
 
 
