@@ -30,7 +30,7 @@ import torch
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
 
-from .default_model import DEFAULT_NAME, MINILM_NAME, cache_dir
+from .default_model import DEFAULT_NAME, MINILM_NAME
 from .device import dtype_name, resolve_dtype
 from .embedder import O1Embedder
 from .model_source import ModelSource, legacy_source
@@ -70,29 +70,6 @@ def _load_key(source: ModelSource, options: dict) -> str:
     return json.dumps({"source": source.as_dict(), "options": options}, sort_keys=True)
 
 
-def _describe(embedder: O1Embedder) -> tuple[ModelSource, dict]:
-    """(source, options): what built an existing embedder, and the `from_pretrained` options that rebuild it so."""
-    options: dict[str, Any] = {"quantization": embedder.quantization, "fused": embedder.fused}
-    # The thinker's dtype (a 4-bit one reloads with "auto"), which `from_pretrained(dtype=...)` also gives a
-    # composite's encoders; without an in-process thinker, the encoder's.
-    dtypes = embedder.weight_dtypes(default="auto")
-    options["dtype"] = dtypes["thinker"] or dtypes["encoder"]
-    if embedder.source.kind == "composite" and dtypes["thinker"] and dtypes["encoder"] != options["dtype"]:
-        options["encoder_dtype"] = dtypes["encoder"]  # its encoders run in another dtype
-    if embedder.thinker is not None:
-        options["prompt_style"] = embedder.thinker.prompt_style
-    options.update(embedder.inference_settings())  # the settings that apply to its encoder
-    if embedder.quantization and embedder.thinker is not None and embedder.thinker.model is embedder.encoder.model:
-        options["share_weights"] = True
-    cache = embedder.thought_cache
-    if cache is None:
-        options["thought_cache"] = False
-    else:  # the default location is recorded as such, so another machine uses its own
-        default = Path(cache_dir()) / "thoughts.sqlite"
-        options["thought_cache"] = True if Path(cache.path) == default else str(cache.path)
-    return embedder.source, options
-
-
 @register_embedding_function
 class O1EmbeddingFunction(EmbeddingFunction[Documents]):
     """Documents are embedded as passages; `embed_query` writes k thoughts per query first.
@@ -130,7 +107,7 @@ class O1EmbeddingFunction(EmbeddingFunction[Documents]):
                 raise TypeError(f"embedder must be an o1_retriever.O1Embedder, got {type(embedder).__name__}")
             if model is not None or options:
                 raise ValueError("pass either an existing embedder or a model path with options, not both")
-            self.source, self.options = _describe(embedder)
+            self.source, self.options = embedder.source, embedder.load_options()
             self.model = self.source.path
             self._embedder, self._fingerprint = embedder, embedder.fingerprint
             self._record = _record_of(embedder)
@@ -202,7 +179,7 @@ class O1EmbeddingFunction(EmbeddingFunction[Documents]):
                       else legacy_source(config.get("model")))
             if source.kind == "composite" and config.get("encoder_dtype") and "encoder_dtype" not in options:
                 # Before 2026-12-06 a composite's encoders ran in fp32 whatever its dtype: load them as recorded
-                # (named only where they differ, as _describe does, so an equal load shares its instance).
+                # (named only where they differ, as load_options does, so an equal load shares its instance).
                 recorded = dtype_name(resolve_dtype(config["encoder_dtype"], torch.device("cpu")))
                 if recorded != options.get("dtype"):
                     options["encoder_dtype"] = recorded

@@ -351,6 +351,29 @@ class O1Embedder:
     query_max_length = property(lambda self: self.settings.query_max_length)
     document_max_length = property(lambda self: self.settings.document_max_length)
 
+    def load_options(self) -> dict:
+        """The `from_pretrained` options that rebuild this model as it runs here (dtypes, quantization, prompt style,
+        thought cache, settings), less the device, which the rebuilding machine picks: what a Chroma collection, a Ray
+        worker and the integrations' saved configs record."""
+        options = {"quantization": self.quantization, "fused": self.fused}
+        # The thinker's dtype (a 4-bit one reloads with "auto"), which `from_pretrained(dtype=...)` also gives a
+        # composite's encoders; without an in-process thinker, the encoder's.
+        dtypes = self.weight_dtypes(default="auto")
+        options["dtype"] = dtypes["thinker"] or dtypes["encoder"]
+        if self.source.kind == "composite" and dtypes["thinker"] and dtypes["encoder"] != options["dtype"]:
+            options["encoder_dtype"] = dtypes["encoder"]  # its encoders run in another dtype
+        if self.thinker is not None:
+            options["prompt_style"] = self.thinker.prompt_style
+        options.update(self.inference_settings())  # the settings that apply to its encoder
+        if self.quantization and self.thinker is not None and self.thinker.model is self.encoder.model:
+            options["share_weights"] = True
+        if self.thought_cache is None:
+            options["thought_cache"] = False
+        else:  # the default location is recorded as such, so another machine uses its own
+            options["thought_cache"] = (True if Path(self.thought_cache.path) == Path(cache_dir()) / "thoughts.sqlite"
+                                        else str(self.thought_cache.path))
+        return options
+
     def weight_dtypes(self, default: str = "other") -> dict:
         """Short names ("bf16", "fp32", ...) of the dtypes the thinker and the encoder run in; `default` for weights
         of no float type (a 4-bit thinker); "thinker" is None without an in-process thinker."""

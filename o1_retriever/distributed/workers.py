@@ -30,10 +30,8 @@ class ModelSpec:
     @classmethod
     def of(cls, embedder) -> "ModelSpec":
         """The spec that rebuilds an already loaded embedder (its resolved dtype and settings) on a worker."""
-        from ..chroma import _describe  # the same description Chroma records to rebuild a collection's model
-        source, options = _describe(embedder)
-        _refuse_parts(source, embedder.name)
-        return cls(source.path, {k: v for k, v in options.items() if k in LOAD_OPTIONS})
+        _refuse_parts(embedder.source, embedder.name)
+        return cls(embedder.source.path, {k: v for k, v in embedder.load_options().items() if k in LOAD_OPTIONS})
 
     def as_dict(self) -> dict:
         return {"model": self.model, "options": dict(sorted(self.options.items()))}

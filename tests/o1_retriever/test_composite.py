@@ -156,12 +156,11 @@ def test_a_4bit_thinker_leaves_the_encoder_unquantized_in_the_requested_dtype(co
 
 def test_the_encoder_runs_in_the_models_dtype_with_unit_vectors_near_fp32s(composite_dir, minilm):
     import torch
-    from o1_retriever.chroma import _describe
     full, half = _load(composite_dir), _load(composite_dir, dtype="bf16")
     assert next(full.encoder.model.parameters()).dtype == torch.float32
     assert next(half.encoder.model.parameters()).dtype == torch.bfloat16
     assert half.fingerprint != full.fingerprint  # other vectors: a collection built in one refuses the other
-    assert _describe(half)[1]["dtype"] == "bf16"  # a Chroma rebuild loads the encoder in bf16 again
+    assert half.load_options()["dtype"] == "bf16"  # a Chroma rebuild loads the encoder in bf16 again
     texts = ["protein folding in cells", "the river flooded the old town after a week of rain"]
     a, b = full.encode_documents(texts), half.encode_documents(texts)
     assert b.dtype == np.float32

@@ -78,7 +78,7 @@ def test_bad_settings_are_refused_by_name(tmp_path, tiny_o1_dir):
 
 
 def test_a_chroma_config_written_before_still_rebuilds_its_embedder(tiny_o1_dir):
-    """The options an O1 collection recorded before the settings were one dataclass (as `_describe` wrote them)."""
+    """The options an O1 collection recorded before the settings were one dataclass (as `load_options` writes them)."""
     from o1_retriever.chroma import O1EmbeddingFunction
     options = {"quantization": None, "fused": True, "dtype": "fp32", "prompt_style": "official", "temperature": 0.7,
                "top_p": 0.8, "max_new_tokens": 4, "prompt_max_length": 256, "seed": 3, "aggregation": "mean_with_query",

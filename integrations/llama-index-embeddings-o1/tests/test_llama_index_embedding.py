@@ -37,11 +37,16 @@ def test_serialises_and_reloads_from_its_checkpoint(tiny_embedder, tiny_o1_dir):
     embed_model = O1Embedding(embedder=tiny_embedder, k=2, embed_batch_size=4)
     data = embed_model.to_dict()
     assert data["class_name"] == "O1Embedding" and data["model_path"] == str(tiny_o1_dir)
-    data["model_kwargs"] = {"device": "cpu", "dtype": "fp32", "thought_cache": False, "max_new_tokens": 8}
-    reloaded = O1Embedding.from_dict(data)
+    # the options the model runs with are recorded (the device is left to the machine that reloads it)
+    assert data["model_kwargs"]["max_new_tokens"] == 8 and data["model_kwargs"]["thought_cache"] is False
+    assert data["model_kwargs"]["dtype"] == "fp32" and "device" not in data["model_kwargs"]
+    reloaded = O1Embedding.from_dict(json.loads(json.dumps(data)))
     assert reloaded.embedder is not tiny_embedder and reloaded.embedder.fingerprint == tiny_embedder.fingerprint
     assert (reloaded.k, reloaded.embed_batch_size) == (2, 4)
     np.testing.assert_allclose(reloaded.get_text_embedding("insulin"), embed_model.get_text_embedding("insulin"),
+                               atol=1e-5)
+    assert reloaded.embedder.think("insulin", k=2) == tiny_embedder.think("insulin", k=2)  # same sampling settings
+    np.testing.assert_allclose(reloaded.get_query_embedding("insulin"), embed_model.get_query_embedding("insulin"),
                                atol=1e-5)
 
 

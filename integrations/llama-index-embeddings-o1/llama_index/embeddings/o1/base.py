@@ -118,7 +118,8 @@ class O1Embedding(BaseEmbedding):
         elif embedder is None:
             embedder = O1Embedder.from_pretrained(self.model_path, **model_kwargs)
         elif isinstance(embedder, O1Embedder) and not embedder.source.from_parts:
-            self.model_path = embedder.source.path  # so to_dict()/from_dict() reload the same checkpoint
+            # so to_dict()/from_dict() reload the same checkpoint, with the options it runs with here
+            self.model_path, self.model_kwargs = embedder.source.path, embedder.load_options()
         elif isinstance(embedder, O1Embedder):  # recorded, so from_dict() refuses instead of loading the default
             self.model_source = embedder.source.as_dict()
         self._embedder = embedder
