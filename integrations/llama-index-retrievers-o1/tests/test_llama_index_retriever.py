@@ -104,6 +104,27 @@ def test_aretrieve_matches_and_thinks_off_the_event_loop(recording_embedder, doc
     assert recording_embedder.threads[-1] is threading.main_thread()
 
 
+class _ThreadRecordingChroma(ChromaVectorStore):
+    """A real Chroma store that notes which thread runs its (synchronous) query."""
+    def query(self, query, **kwargs):
+        QUERY_THREADS.append(threading.current_thread())
+        return super().query(query, **kwargs)
+
+
+QUERY_THREADS: list = []
+
+
+def test_aretrieve_queries_a_synchronous_store_off_the_event_loop(tiny_embedder, documents, tmp_path):
+    O1Retriever.from_documents(documents, embedder=tiny_embedder, k=1, persist_dir=str(tmp_path))
+    collection = chromadb.PersistentClient(path=str(tmp_path)).get_collection("o1_retriever")
+    retriever = O1Retriever(vector_store=_ThreadRecordingChroma(chroma_collection=collection), embedder=tiny_embedder,
+                            similarity_top_k=2, k=1)
+    QUERY_THREADS.clear()
+    hits = asyncio.run(retriever.aretrieve(QUERY))
+    assert QUERY_THREADS and QUERY_THREADS[-1] is not threading.main_thread()  # ChromaVectorStore has no own aquery
+    assert _ids(hits) == _ids(retriever.retrieve(QUERY)) and QUERY_THREADS[-1] is threading.main_thread()
+
+
 def test_k_zero_searches_with_the_bare_query(tiny_embedder, documents):
     retriever = O1Retriever.from_documents(documents, embedder=tiny_embedder, similarity_top_k=2, k=0)
     hits = retriever.retrieve(QUERY)

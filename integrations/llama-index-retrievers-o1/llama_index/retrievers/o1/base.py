@@ -186,7 +186,11 @@ class O1Retriever(BaseRetriever):
     async def _aretrieve(self, query_bundle: QueryBundle) -> List[NodeWithScore]:
         # Thinking is seconds of generation: keep it off the event loop.
         embedding, thoughts = await asyncio.to_thread(self._embed, query_bundle)
-        result = await self._vector_store.aquery(self._query(query_bundle, embedding))
+        query = self._query(query_bundle, embedding)
+        if type(self._vector_store).aquery is BasePydanticVectorStore.aquery:  # the base's aquery calls query() inline
+            result = await asyncio.to_thread(self._vector_store.query, query)
+        else:  # the store's own async query
+            result = await self._vector_store.aquery(query)
         if self._hybrid is not None:  # BM25 and Chroma's listing are synchronous: a worker thread too
             result = await asyncio.to_thread(self._fuse_with_bm25, query_bundle.query_str, result)
         return self._to_nodes(result, thoughts)
