@@ -48,7 +48,7 @@ class ApiError(Exception):
 
 
 def _error(status: int, message: str, param=None, code=None) -> JSONResponse:
-    kind = {401: "authentication_error", 404: "not_found_error", 413: "request_too_large",
+    kind = {401: "authentication_error", 413: "request_too_large",
             500: "server_error", 503: "server_error"}.get(status, "invalid_request_error")
     return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code}}, status)
 
@@ -120,22 +120,26 @@ def create_app(embedder, *, name: str | None = None, api_key: str | None = None,
         message = "; ".join(f"{field or 'body'}: {err.get('msg')}" for field, err in zip(fields, errors))
         if errors[0].get("type") == "extra_forbidden":
             message += "; allowed: " + ", ".join(EmbeddingRequest.model_fields)
-        return _error(422, message, fields[0], "invalid_value")
+        return _error(400, message, fields[0], "invalid_value")
 
     @app.exception_handler(HTTPException)
     async def http_error(request, e: HTTPException):
+        if e.status_code == 400 and e.detail == "There was an error parsing the body":  # Starlette's, e.g. bad UTF-8
+            return _error(400, "the request body could not be read as JSON: send UTF-8 encoded JSON",
+                          code="json_invalid")
         return _error(e.status_code, str(e.detail))
 
     @app.post("/v1/embeddings")
+    @app.post("/embeddings", include_in_schema=False)  # clients configured without /v1 (Infinity's layout)
     async def embeddings(body: EmbeddingRequest, request: Request):
         kind = _kind(body.model, body.input_type, name, ids)
         texts = _texts(body.input, limits)
         if body.dimensions is not None and body.dimensions != embedder.dim:
-            raise ApiError(422, f"dimensions={body.dimensions} is not available: this model embeds into "
+            raise ApiError(400, f"dimensions={body.dimensions} is not available: this model embeds into "
                                 f"{embedder.dim} dimensions (leave `dimensions` out)", "dimensions")
         if kind == "document" and (body.k is not None or body.return_thoughts):
             field = "k" if body.k is not None else "return_thoughts"
-            raise ApiError(422, f"{field} applies to queries only: {name}-document embeds without thinking "
+            raise ApiError(400, f"{field} applies to queries only: {name}-document embeds without thinking "
                                 f"(use model {name}-query)", field)
         kq = _k(body.k, k) if kind == "query" else 0
         metrics.inputs.labels(kind).inc(len(texts))
@@ -155,7 +159,7 @@ def create_app(embedder, *, name: str | None = None, api_key: str | None = None,
     @app.post("/v1/think")
     async def think(body: ThinkRequest, request: Request):
         if body.model is not None and _kind(body.model, None, name, ids) != "query":
-            raise ApiError(422, f"model={body.model!r} does not think; use {name}-query or leave model out", "model")
+            raise ApiError(400, f"model={body.model!r} does not think; use {name}-query or leave model out", "model")
         texts = _texts(body.input, limits)
         kq = _k(body.k, k)
         metrics.inputs.labels("think").inc(len(texts))
@@ -317,24 +321,24 @@ def _kind(model: str | None, input_type: str | None, name: str, ids: dict) -> st
     if model is None or model == name:
         return input_type or "query"
     if model not in ids:
-        raise ApiError(422, f"model={model!r} is not served here; use one of {list(ids)} "
+        raise ApiError(404, f"model={model!r} is not served here; use one of {list(ids)} "
                             f"(or {name!r} with input_type)", "model", "model_not_found")
     kind = ids[model]
     if input_type is not None and input_type != kind:
-        raise ApiError(422, f"input_type={input_type!r} contradicts model={model!r}; drop one of them", "input_type")
+        raise ApiError(400, f"input_type={input_type!r} contradicts model={model!r}; drop one of them", "input_type")
     return kind
 
 
 def _texts(value, limits: Limits) -> list[str]:
     if isinstance(value, list) and value and all(isinstance(v, (int, list)) for v in value):
-        raise ApiError(422, "token-id input is not supported: send text (LangChain's OpenAIEmbeddings: "
+        raise ApiError(400, "token-id input is not supported: send text (LangChain's OpenAIEmbeddings: "
                             "check_embedding_ctx_length=False)", "input")
     if isinstance(value, list) and not value:
-        raise ApiError(422, "input is an empty list; send at least one text", "input")
+        raise ApiError(400, "input is an empty list; send at least one text", "input")
     try:
         texts, _ = as_text_list(value, "input")
     except (TypeError, ValueError) as e:
-        raise ApiError(422, str(e), "input") from None
+        raise ApiError(400, str(e), "input") from None
     if len(texts) > limits.max_inputs:
         raise ApiError(413, f"{len(texts)} inputs in one request is over this server's limit of "
                             f"{limits.max_inputs} (--max-inputs); split them into several requests", "input",
@@ -352,7 +356,7 @@ def _k(value, default: int) -> int:
     try:
         return check_k(value)
     except (TypeError, ValueError):
-        raise ApiError(422, f"k must be an int from 0 (no thinking) to {MAX_K}, got {value!r}", "k") from None
+        raise ApiError(400, f"k must be an int from 0 (no thinking) to {MAX_K}, got {value!r}", "k") from None
 
 
 def _encode(vec: np.ndarray, fmt: str | None):

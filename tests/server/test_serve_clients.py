@@ -36,6 +36,14 @@ def test_openai_client_embeds_queries_and_documents_like_direct_calls(server, se
     docs = client.embeddings.create(model="tiny-document", input=DOCS)
     np.testing.assert_allclose(np.array([d.embedding for d in docs.data]), served_embedder.encode_documents(DOCS),
                                atol=1e-5)
+    # errors raise the exceptions code written for OpenAI catches
+    with pytest.raises(openai.BadRequestError, match="is empty"):
+        client.embeddings.create(model="tiny-document", input="")
+    with pytest.raises(openai.NotFoundError, match="is not served here"):
+        client.embeddings.create(model="text-embedding-3-small", input="x")
+    # a base_url without /v1 (Infinity's layout) reaches the same endpoint
+    bare = openai.OpenAI(base_url=url, api_key="unused").embeddings.create(model="tiny-document", input=DOCS[0])
+    np.testing.assert_allclose(bare.data[0].embedding, docs.data[0].embedding, atol=1e-6)
 
 
 def test_openai_client_extra_fields_k_and_input_type(server, served_embedder):
@@ -64,7 +72,7 @@ def test_think_endpoint_returns_the_thoughts_behind_the_vectors(server, served_e
 def test_langchain_openai_embeddings(server, served_embedder):
     lc = pytest.importorskip("langchain_openai")
     url, _ = server
-    # check_embedding_ctx_length=False: send text, not tiktoken ids (the server refuses token ids with a 422).
+    # check_embedding_ctx_length=False: send text, not tiktoken ids (the server refuses token ids with a 400).
     docs = lc.OpenAIEmbeddings(base_url=url + "/v1", model="tiny-document", api_key="unused",
                                check_embedding_ctx_length=False)
     queries = lc.OpenAIEmbeddings(base_url=url + "/v1", model="tiny-query", api_key="unused",

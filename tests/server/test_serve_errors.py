@@ -10,22 +10,22 @@ GOOD = {"input": "protein cell", "model": "tiny-query"}
 
 
 @pytest.mark.parametrize("body, status, says", [
-    ({"input": 5, "model": "tiny-query"}, 422, "input must be a str or a list of str, got int"),
-    ({"input": ["ok", 3]}, 422, "input[1] must be a str, got int"),
-    ({"input": ["ok", "  "]}, 422, "input[1] is empty"),
-    ({"input": []}, 422, "empty list"),
-    ({"input": [[1, 2], [3]]}, 422, "token-id input is not supported"),
-    ({"input": "x", "model": "gpt-4"}, 422, "model='gpt-4' is not served here; use one of ['tiny-query', 'tiny-document']"),
-    ({"input": "x", "k": 65}, 422, "k must be an int from 0 (no thinking) to 64, got 65"),
-    ({"input": "x", "k": -1}, 422, "got -1"),
-    ({"input": "x", "k": "3"}, 422, "k: Input should be a valid integer"),
-    ({"input": "x", "model": "tiny-document", "k": 2}, 422, "k applies to queries only"),
-    ({"input": "x", "model": "tiny-document", "input_type": "query"}, 422, "contradicts"),
-    ({"input": "x", "dimensions": 12}, 422, "this model embeds into 64 dimensions"),
-    ({"input": "x", "encoding_format": "int8"}, 422, "encoding_format"),
-    ({"input": "x", "inptu_type": "query"}, 422, "Extra inputs are not permitted; allowed: input, model"),
+    ({"input": 5, "model": "tiny-query"}, 400, "input must be a str or a list of str, got int"),
+    ({"input": ["ok", 3]}, 400, "input[1] must be a str, got int"),
+    ({"input": ["ok", "  "]}, 400, "input[1] is empty"),
+    ({"input": []}, 400, "empty list"),
+    ({"input": [[1, 2], [3]]}, 400, "token-id input is not supported"),
+    ({"input": "x", "model": "gpt-4"}, 404, "model='gpt-4' is not served here; use one of ['tiny-query', 'tiny-document']"),
+    ({"input": "x", "k": 65}, 400, "k must be an int from 0 (no thinking) to 64, got 65"),
+    ({"input": "x", "k": -1}, 400, "got -1"),
+    ({"input": "x", "k": "3"}, 400, "k: Input should be a valid integer"),
+    ({"input": "x", "model": "tiny-document", "k": 2}, 400, "k applies to queries only"),
+    ({"input": "x", "model": "tiny-document", "input_type": "query"}, 400, "contradicts"),
+    ({"input": "x", "dimensions": 12}, 400, "this model embeds into 64 dimensions"),
+    ({"input": "x", "encoding_format": "int8"}, 400, "encoding_format"),
+    ({"input": "x", "inptu_type": "query"}, 400, "Extra inputs are not permitted; allowed: input, model"),
 ])
-def test_bad_embedding_requests_get_422_with_a_clear_message(server, body, status, says):
+def test_bad_embedding_requests_get_400_with_a_clear_message(server, body, status, says):
     url, _ = server
     r = httpx.post(url + "/v1/embeddings", json=body, timeout=60)
     assert r.status_code == status, r.text
@@ -38,13 +38,15 @@ def test_malformed_json_is_400_and_unknown_routes_404(server):
     url, _ = server
     r = httpx.post(url + "/v1/embeddings", content=b'{"input": "x",', headers={"content-type": "application/json"})
     assert r.status_code == 400 and "not valid JSON" in r.json()["error"]["message"]
-    assert httpx.post(url + "/v1/think", json={"input": "x", "k": 100}).status_code == 422
+    assert httpx.post(url + "/v1/think", json={"input": "x", "k": 100}).status_code == 400
+    r = httpx.post(url + "/v1/embeddings", content=b'{"input": "\xff"}', headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "UTF-8 encoded JSON" in r.json()["error"]["message"], r.text
     # `curl -d` sends a form content type: say what to send instead of a parse error
     r = httpx.post(url + "/v1/embeddings", content=b'{"input": "x"}',
                    headers={"content-type": "application/x-www-form-urlencoded"})
     assert r.status_code == 415 and "Content-Type: application/json" in r.json()["error"]["message"], r.text
     r = httpx.get(url + "/v2/nothing")
-    assert r.status_code == 404 and r.json()["error"]["type"] == "not_found_error"
+    assert r.status_code == 404 and r.json()["error"]["type"] == "invalid_request_error"  # as OpenAI answers
 
 
 def test_too_many_inputs_or_characters_is_413(serve, served_embedder):

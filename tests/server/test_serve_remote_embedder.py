@@ -63,7 +63,7 @@ def test_wrong_or_missing_api_key_is_a_clear_401(keyed_server, api_key, monkeypa
 def test_unknown_model_names_what_is_served(server):
     url, _ = server
     served = r"use one of \['tiny-query', 'tiny-document'\]"
-    with pytest.raises(O1ServerError, match=r"HTTP 422 \(model_not_found\).*" + served):
+    with pytest.raises(O1ServerError, match=r"HTTP 404 \(model_not_found\).*" + served):
         RemoteEmbedder(url, model="gpt").encode_queries("protein", k=1)
 
 
