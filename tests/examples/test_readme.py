@@ -2,6 +2,8 @@
 a newcomer copying them meets no undefined name."""
 from __future__ import annotations
 
+import ast
+import builtins
 import os
 import re
 import subprocess
@@ -10,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
@@ -22,6 +25,42 @@ def readme_script() -> str:
 
 def test_readme_blocks_compile():
     compile(readme_script(), "README.md", "exec")
+
+
+def integration_parts() -> tuple[str, list[str]]:
+    """The integrations block as its shared first line and its framework parts, each starting with a comment."""
+    block = BLOCK.findall(README.read_text())[1]
+    shared, _, rest = block.partition("\n")
+    return shared, re.split(r"\n(?=# )", rest.strip())
+
+
+def free_names(source: str) -> set[str]:
+    tree = ast.parse(source)
+    bound = {a.asname or a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
+             for a in n.names}
+    bound |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    return used - bound - set(dir(builtins))
+
+
+def test_each_integration_part_stands_alone():
+    """A reader copies one framework's part: it needs only the block's shared line and the quickstart's `emb`."""
+    shared, parts = integration_parts()
+    assert len(parts) == 3, parts
+    for part in parts:
+        assert free_names(shared + "\n" + part) == {"emb"}, part.splitlines()[0]
+
+
+def test_integration_pip_commands_name_real_extras():
+    """Each `pip install -e "DIR[extra]"` in the block names a folder with a pyproject that defines that extra."""
+    tomllib = pytest.importorskip("tomllib")
+    commands = re.findall(r"pip install (.*?)\)$", BLOCK.findall(README.read_text())[1], re.MULTILINE)
+    assert commands
+    for target in (t.strip('"') for c in commands for t in c.split() if t != "-e"):
+        folder, _, extras = target.partition("[")
+        project = tomllib.loads((ROOT / folder / "pyproject.toml").read_text())["project"]
+        for extra in filter(None, extras.rstrip("]").split(",")):
+            assert extra in project.get("optional-dependencies", {}), (target, extra)
 
 
 @pytest.mark.real_model
