@@ -28,7 +28,7 @@ for query, thoughts, ids, distances, metas in zip(queries, function.think(texts)
                                                   results["distances"], results["metadatas"]):
     print(f"\nquery: {query.text}")
     for i, thought in enumerate(thoughts, 1):  # the same (seeded, cached) thoughts the query vector came from
-        print(f"  thought {i}: {thought.strip()}")
+        print(f"  thought {i}: {' '.join(thought.split())}")
     for rank, (pid, distance, meta) in enumerate(zip(ids, distances, metas), 1):
         mark = "*" if pid in query.relevant else " "
         print(f"  hit {rank}: {mark} {1 - distance:.3f} [{pid}] {meta['title']}")

@@ -31,7 +31,7 @@ hybrid = index.search(texts, top_k=3, k=args.k, hybrid=True)
 for query, dense_hits, hybrid_hits in zip(queries, dense, hybrid):
     print(f"\nquery: {query.text}")
     for i, thought in enumerate(hybrid_hits[0].thoughts if hybrid_hits else [], 1):
-        print(f"  thought {i}: {thought.strip()}")
+        print(f"  thought {i}: {' '.join(thought.split())}")
     print("  dense (cosine):")
     for rank, hit in enumerate(dense_hits, 1):
         show(rank, hit, query.relevant)

