@@ -11,8 +11,8 @@ from o1_retriever_training.trainer import latest_checkpoint, train
 def _run(base, data, out, **kw):
     model = ModelArguments(base_model=str(base), lora_r=4, lora_alpha=8)
     data_args = DataArguments(train_data=str(data), group_size=kw.pop("group_size", 4))
-    return train(model, data_args, TrainingArguments(output_dir=str(out), batch_size=3, learning_rate=1e-3,
-                                                     save_steps=2, **kw))
+    kw.setdefault("save_steps", 2)
+    return train(model, data_args, TrainingArguments(output_dir=str(out), batch_size=3, learning_rate=1e-3, **kw))
 
 
 def _log(out):
@@ -40,6 +40,25 @@ def test_resume_after_a_crash_replays_the_uninterrupted_run(tiny_lm_dir, triplet
         assert b["lr"] == pytest.approx(a["lr"])
 
 
+@pytest.mark.parametrize("crash_after", [4, 6])
+def test_resume_in_a_later_epoch_replays_that_epochs_order(tiny_lm_dir, triplets, tmp_path, crash_after):
+    """12 records in batches of 3: 4 steps an epoch. A checkpoint at the end of epoch 0 (step 4) or inside epoch 1
+    (step 6) must continue with epoch 1's order, not epoch 0's again (accelerate's loader sets its sampler's epoch
+    from its own pass counter, which a resumed process starts at 0)."""
+    full = tmp_path / "full"
+    _run(tiny_lm_dir, triplets, full, max_steps=8, save_steps=crash_after)
+    crashed = tmp_path / "crashed"
+    shutil.copytree(full / "checkpoints" / f"step-{crash_after}", crashed / "checkpoints" / f"step-{crash_after}")
+    resumed = _run(tiny_lm_dir, triplets, crashed, max_steps=8, save_steps=crash_after, resume=True)
+    assert resumed.steps == 8
+    again = _log(crashed)
+    assert [r["step"] for r in again] == list(range(crash_after + 1, 9))
+    for a, b in zip(_log(full)[crash_after:], again):
+        assert (b["step"], b["epoch"]) == (a["step"], a["epoch"])
+        assert b["loss_emb"] == pytest.approx(a["loss_emb"], rel=1e-4)
+        assert b["loss_gen"] == pytest.approx(a["loss_gen"], rel=1e-4)
+
+
 def test_errors_come_before_the_model_loads(tmp_path, triplets):
     with pytest.raises(ValueError, match="group_size=16 needs 15 negatives"):
         _run("/does/not/exist", triplets, tmp_path / "o", group_size=16)
@@ -59,6 +78,8 @@ def test_a_second_precision_in_one_process_trains(tiny_lm_dir, triplets, tmp_pat
     """Another trainer in this process (sentence-transformers' in train-encoder) left accelerate's process-wide
     state at one precision; training at another must still run, as in a notebook."""
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+    AcceleratorState._reset_state(reset_partial_state=True)  # earlier tests in this process left theirs
     Accelerator(mixed_precision="bf16", cpu=True)
     result = _run(tiny_lm_dir, triplets, tmp_path / "out", max_steps=1, mixed_precision="no")
     assert result.steps == 1 and [r["step"] for r in _log(tmp_path / "out")] == [1]
