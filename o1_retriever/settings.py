@@ -37,6 +37,9 @@ class InferenceSettings:
     temperature: float = _setting(0.1, "thought sampling temperature (0: greedy)", part="generation")
     top_p: float = _setting(0.9, "nucleus sampling top_p, in (0, 1]", part="generation")
     max_new_tokens: int = _setting(128, "thought length limit in tokens", part="generation", metavar="N")
+    min_new_tokens: int = _setting(0, "shortest thought in tokens: the thought's end is not sampled before it (a "
+                                      "small thinker asked a question may otherwise stop at 'The answer is:')",
+                                   part="generation", metavar="N", shown="0: no minimum")
     prompt_max_length: int = _setting(256, "token window of the thinking prompt; longer queries are cut",
                                       part="generation", metavar="N")
     seed: int | None = _setting(0, "sampling seed, for repeatable thoughts", part="generation",
@@ -61,22 +64,33 @@ class InferenceSettings:
             check_setting(f.name, getattr(self, f.name))
         # an int weight is recorded as the float it means
         object.__setattr__(self, "query_weight", check_query_weight(self.query_weight, self.aggregation))
+        if self.min_new_tokens > self.max_new_tokens:
+            raise ValueError(f"min_new_tokens={self.min_new_tokens} is above max_new_tokens={self.max_new_tokens}; "
+                             "the shortest thought must fit the limit")
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     def generation(self) -> dict:
         """The sampling settings: what a cached thought depends on (part of its cache key)."""
-        return {f.name: getattr(self, f.name) for f in FIELDS if f.metadata["part"] == "generation"}
+        return {f.name: getattr(self, f.name) for f in FIELDS if f.metadata["part"] == "generation"
+                and not self._added_later_and_unset(f.name)}
+
+    def _added_later_and_unset(self, name: str) -> bool:
+        # Left out of cache keys and records at its default, so thoughts cached and collections recorded before the
+        # setting existed keep their keys and records.
+        return name in ADDED_LATER and getattr(self, name) == ADDED_LATER[name]
 
     def recorded(self, encoder: str) -> dict:
         """The settings that apply to an encoder of this kind ("lm" or "sentence-transformers"): what an eval JSON
         and a Chroma config record, and what rebuilds the embedder."""
         check_choice(encoder, "encoder", ENCODERS)
-        return {f.name: getattr(self, f.name) for f in FIELDS if encoder in f.metadata["encoders"]}
+        return {f.name: getattr(self, f.name) for f in FIELDS if encoder in f.metadata["encoders"]
+                and not self._added_later_and_unset(f.name)}
 
 
 FIELDS = dataclasses.fields(InferenceSettings)
+ADDED_LATER = {"min_new_tokens": 0}  # settings added after records and caches existed, with their neutral value
 NAMES = tuple(f.name for f in FIELDS)
 # `from_pretrained`'s JSON-serialisable keyword options (how to load, then every setting): what a Chroma config and a
 # Ray model spec may carry
@@ -100,6 +114,9 @@ def check_setting(name: str, value):
         check_query_weight(value, "mean_with_query")
     elif name in ("aggregation", "thought_input"):
         check_choice(value, name, _BY_NAME[name].metadata["choices"])
+    elif name == "min_new_tokens":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"min_new_tokens must be an int >= 0 (0: no minimum), got {value!r}")
     elif name in _BY_NAME:  # the token counts
         check_positive_int(value, name)
     else:

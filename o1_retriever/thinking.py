@@ -75,7 +75,8 @@ class Thinker:
         # thoughts do not depend on the rest of its batch.
         out = generate(self.model, ids, mask, n=k, temperature=config.temperature,
                        top_p=config.top_p, seeds=row_seeds(config.seed, queries, k),
-                       max_new_tokens=config.max_new_tokens, pad_token_id=tok.pad_token_id,
+                       max_new_tokens=config.max_new_tokens, min_new_tokens=config.min_new_tokens or None,
+                       pad_token_id=tok.pad_token_id,
                        eos_token_id=tok.eos_token_id, return_dict_in_generate=True, use_cache=True,
                        **(compiled_decoding() if static else shared))
         return batch, out

@@ -7,7 +7,7 @@ import pytest
 
 from o1_retriever import O1Embedder
 from o1_retriever.cli import build_parser, main
-from o1_retriever.settings import CLI_SETTINGS, NAMES, InferenceSettings, read_model_settings
+from o1_retriever.settings import ADDED_LATER, CLI_SETTINGS, NAMES, InferenceSettings, read_model_settings
 
 
 @pytest.mark.parametrize("verb", ["demo", "index", "search", "serve", "eval"])
@@ -54,7 +54,8 @@ def test_recorded_settings_are_those_of_the_encoder():
     lm, st = InferenceSettings().recorded("lm"), InferenceSettings().recorded("sentence-transformers")
     assert {"query_max_length", "document_max_length"} <= set(lm) and "thought_input" not in lm
     assert "thought_input" in st and "document_max_length" not in st
-    assert set(lm) | set(st) == set(NAMES)
+    assert set(lm) | set(st) == set(NAMES) - set(ADDED_LATER)  # recorded only when set
+    assert InferenceSettings(min_new_tokens=4).recorded("lm")["min_new_tokens"] == 4
 
 
 def test_eval_config_has_every_setting_as_an_override(tmp_path):

@@ -49,3 +49,26 @@ def test_shared_prompt_samples_what_k_copies_sample(thinker, k):
     copies = copies[:, batch["input_ids"].shape[1]:]
     assert torch.equal(shared, copies)
     assert len({tuple(r) for r in shared.tolist()}) > len(QUERIES)  # the k samples of a query differ
+
+
+def test_min_new_tokens_keeps_a_thought_from_ending_early(thinker):
+    thinker, settings = thinker
+    settings = dataclasses.replace(settings, temperature=1.0, top_p=0.95)
+    # Make the token row 0 samples second the end of a thought: without a minimum, that thought ends after one token.
+    second = int(thinker.generation(QUERIES, 2, settings).new_tokens[0, 1])
+    thinker.tokenizer.eos_token = thinker.tokenizer.convert_ids_to_tokens(second)
+    eos = thinker.tokenizer.eos_token_id
+    assert eos == second
+    assert int(thinker.generation(QUERIES, 2, settings).new_tokens[0, 1]) == eos
+    longer = thinker.generation(QUERIES, 2, dataclasses.replace(settings, min_new_tokens=4)).new_tokens
+    assert not (longer[:, :4] == eos).any()  # no row ends before its fourth token
+    assert longer.shape[1] >= 4
+
+
+def test_min_new_tokens_is_checked_and_keys_the_cache_only_when_set(thinker):
+    _, settings = thinker
+    assert "min_new_tokens" not in settings.generation()  # thoughts cached before the setting keep their keys
+    assert dataclasses.replace(settings, min_new_tokens=4).generation()["min_new_tokens"] == 4
+    for bad, says in [(-1, "min_new_tokens must be an int >= 0"), (9, "min_new_tokens=9 is above max_new_tokens=8")]:
+        with pytest.raises(ValueError, match=says):
+            dataclasses.replace(settings, min_new_tokens=bad)
