@@ -98,6 +98,8 @@ def run_index(args) -> int:
     if args.ray:
         from .distributed.cli import run_index_ray
         return run_index_ray(args)
+    if getattr(args, "host", None) is not None:
+        raise ValueError(f"--host {args.host}: loading into a Chroma server needs --ray; without it, pass --db DIR")
     if args.db is None:
         raise ValueError("--db DIR is required (a Chroma server, --host H, needs --ray)")
     from .corpus import read_corpus
@@ -187,7 +189,8 @@ def register(sub) -> None:
     p = sub.add_parser("index", help="embed a corpus JSONL (_id, text, title) into a persistent Chroma db")
     _model_args(p)
     p.add_argument("--corpus", required=True, help="JSONL file, one {'_id','text','title'?} per line")
-    p.add_argument("--db", default=None, help="Chroma persistence directory (with --ray, or --host H)")
+    p.add_argument("--db", default=None, help="Chroma persistence directory (with --ray, --host H instead: a Chroma "
+                                                    "server)")
     p.add_argument("--collection", default="o1-retriever", help="collection name")
     p.add_argument("--batch-size", type=int, default=64, help="documents per write")
     from .distributed.cli import add_ray_arguments

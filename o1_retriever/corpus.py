@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import math
+import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -106,5 +108,7 @@ def demo_arguments(description: str, temp_prefix: str) -> argparse.Namespace:
     parser.add_argument("--max-new-tokens", type=int, default=48, help="length of each thought, in tokens")
     parser.add_argument("--persist-dir", default=None, help="Chroma folder (default: a fresh temporary one)")
     args = parser.parse_args()
-    args.persist_dir = args.persist_dir or tempfile.mkdtemp(prefix=temp_prefix)
+    if args.persist_dir is None:  # removed at exit: a run leaves nothing behind in the temp folder
+        args.persist_dir = tempfile.mkdtemp(prefix=temp_prefix)
+        atexit.register(shutil.rmtree, args.persist_dir, ignore_errors=True)
     return args

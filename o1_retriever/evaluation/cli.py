@@ -25,7 +25,8 @@ def parse_k_list(text: str) -> list[int]:
 def register(subparsers) -> None:
     p = subparsers.add_parser("eval", help="evaluate retrieval on a BEIR dataset (nDCG@10, Recall@100, MRR@10)",
                               description="Evaluate the O1 model (k sweep), BM25, a plain encoder and the composite "
-                                          "model on one BEIR split; prints a table, writes JSON and a PNG.")
+                                          "model on one BEIR split; prints a table (and, with --output, writes JSON "
+                                          "and a PNG).")
     p.add_argument("--dataset", required=True, help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv")
     p.add_argument("--split", default="test", help="qrels split (default: test)")
     p.add_argument("--model", default=None, help="O1 model dir, hub id or .gguf (default: the bundled model)")
@@ -39,7 +40,9 @@ def register(subparsers) -> None:
     p.add_argument("--composite", action="store_true", help="add the composite model (thinker LM + ST encoder)")
     p.add_argument("--composite-thinker", metavar="DIR", help="composite thinker (default SmolLM2-135M-Instruct)")
     p.add_argument("--composite-encoder", metavar="DIR", help="composite encoder (default all-MiniLM-L6-v2)")
-    p.add_argument("--max-docs", type=positive_int_arg, help="subsample the corpus to N docs, keeping every judged one")
+    p.add_argument("--max-docs", type=positive_int_arg,
+                   help="subsample the corpus to N docs, keeping every doc judged for any query of the split (even "
+                        "with --max-queries): the floor of N")
     p.add_argument("--max-queries", type=positive_int_arg, help="evaluate a seeded sample of N judged queries")
     p.add_argument("--index", choices=["exact", "chroma"], default="exact",
                    help="exact matrix-product search (default) or the Chroma store end to end")

@@ -53,14 +53,16 @@ def _load(path: Path, shape: tuple) -> np.ndarray | None:
 
 def corpus_embeddings(embedder, ids: list[str], texts: list[str], batch_size: int = 32,
                       use_cache: bool = True, root: Path | None = None, encode=None,
-                      chunk_size: int = 256) -> tuple[np.ndarray, bool]:
+                      chunk_size: int = 256, desc: str = "Embedding corpus") -> tuple[np.ndarray, bool]:
     """(doc vectors, came_from_cache). `encode(texts, batch_size)` computes the vectors on a miss (default:
     `embedder.encode_documents`; `eval --ray` passes Ray actors'), so both ways share one cache. A miss is embedded
     `chunk_size` documents at a time, each chunk saved atomically as it finishes: a killed run resumes at its last
     finished chunk. An ensemble's vectors are its members', each from that encoder's own cache."""
     if encode is None and isinstance(embedder.encoder, EnsembleEncoder):
-        found = [corpus_embeddings(_Member(m), ids, texts, batch_size, use_cache, root, None, chunk_size)
-                 for m in embedder.encoder.members]
+        members = embedder.encoder.members
+        found = [corpus_embeddings(_Member(m), ids, texts, batch_size, use_cache, root, None, chunk_size,
+                                   desc=f"{desc} (encoder {i} of {len(members)})")
+                 for i, m in enumerate(members, 1)]
         vectors = np.concatenate([v for v, _ in found], axis=1) / np.sqrt(len(found))
         return vectors.astype(np.float32), all(hit for _, hit in found)
     path = corpus_cache_path(embedder, ids, texts, root)
@@ -79,7 +81,7 @@ def corpus_embeddings(embedder, ids: list[str], texts: list[str], batch_size: in
         return run(texts, True), False
     parts = path.with_suffix(".parts")
     chunked = len(texts) > chunk_size  # one overall bar across chunks; a single chunk shows its own
-    bar = tqdm(total=len(texts), desc="Embedding corpus", unit="doc", disable=not chunked)
+    bar = tqdm(total=len(texts), desc=desc, unit="doc", disable=not chunked)
     chunks = []
     for start in range(0, len(texts), chunk_size):
         part = texts[start:start + chunk_size]

@@ -52,3 +52,14 @@ def test_example_runs_alone_from_anywhere(script, tmp_path):
     if script == "langchain_rag.py":
         answer = re.search(r"LCEL chain answer to .*:\n  (.*)", out).group(1)
         assert len(answer.split()) > 4, answer  # a sentence, not a stub such as "The answer is:"
+
+
+def test_an_example_without_persist_dir_removes_its_temporary_folder(tmp_path):
+    code = ("import os, sys; sys.argv = ['example']; from o1_retriever.corpus import demo_arguments; "
+            "args = demo_arguments('an example', 'o1_test_'); open(os.path.join(args.persist_dir, 'x'), 'w').close(); "
+            "print(args.persist_dir)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, TMPDIR=str(tmp_path)))
+    assert done.returncode == 0, done.stderr
+    made = Path(done.stdout.strip())
+    assert made.parent == tmp_path and not made.exists()  # was: left behind, one folder per run

@@ -83,6 +83,16 @@ def test_bad_corpus_lines_name_the_line(tiny_o1_dir, tmp_path, capsys, line, mes
     assert not db.exists()  # nothing was created before the corpus was validated
 
 
+def test_index_into_a_chroma_server_without_ray_is_refused(tiny_o1_dir, tmp_path, capsys):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text('{"_id": "a", "text": "ok"}')
+    db = tmp_path / "db"
+    assert main(["index", *_model_args(tiny_o1_dir), "--corpus", str(corpus), "--db", str(db),
+                 "--host", "localhost"]) == 2
+    assert "--host localhost: loading into a Chroma server needs --ray" in capsys.readouterr().err
+    assert not db.exists()  # was: indexed into --db, the --host silently ignored
+
+
 def test_bench_writes_json(tiny_o1_dir, tmp_path):
     out = tmp_path / "bench.json"
     assert main(["bench", "--model", str(tiny_o1_dir), "--queries", "2", "--one-by-one", "1", "--docs", "32",
