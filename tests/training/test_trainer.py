@@ -3,9 +3,12 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from o1_retriever_training.arguments import DataArguments, ModelArguments, TrainingArguments
 from o1_retriever_training.trainer import latest_checkpoint, train
+
+from tests.training.conftest import write_triplets
 
 
 def _run(base, data, out, **kw):
@@ -59,11 +62,45 @@ def test_resume_in_a_later_epoch_replays_that_epochs_order(tiny_lm_dir, triplets
         assert b["loss_gen"] == pytest.approx(a["loss_gen"], rel=1e-4)
 
 
+def test_a_checkpoint_of_another_run_is_not_continued(tiny_lm_dir, triplets, tmp_path):
+    out = tmp_path / "out"
+    _run(tiny_lm_dir, triplets, out, max_steps=3)
+    log = (out / "train_log.jsonl").read_text()
+    with pytest.raises(ValueError, match=r"other settings \(lora_r: 4 there, 8 now\)"):
+        train(ModelArguments(base_model=str(tiny_lm_dir), lora_r=8, lora_alpha=8),
+              DataArguments(train_data=str(triplets), group_size=4),
+              TrainingArguments(output_dir=str(out), batch_size=3, learning_rate=1e-3, max_steps=3, resume=True))
+    other_data = write_triplets(tmp_path / "other.jsonl", seed=1)
+    with pytest.raises(ValueError, match="records_sha256"):
+        _run(tiny_lm_dir, other_data, out, max_steps=3, resume=True)
+    # A fresh run there would truncate that run's log and leave its checkpoints for a later --resume.
+    with pytest.raises(ValueError, match=r"holds checkpoints of an earlier run \(latest: step-2\); pass --resume"):
+        _run(tiny_lm_dir, triplets, out, max_steps=3)
+    assert (out / "train_log.jsonl").read_text() == log
+
+    # A checkpoint from before checkpoints recorded their settings: a shape mismatch is still a clear error.
+    state_file = out / "checkpoints" / "step-2" / "state.pt"
+    state = torch.load(state_file, weights_only=True)
+    del state["settings"]
+    torch.save(state, state_file)
+    with pytest.raises(ValueError, match="does not fit the model built from these arguments"):
+        train(ModelArguments(base_model=str(tiny_lm_dir), lora_r=8, lora_alpha=8),
+              DataArguments(train_data=str(triplets), group_size=4),
+              TrainingArguments(output_dir=str(out), batch_size=3, max_steps=3, resume=True))
+    # Moving the data file and naming the base model by another path is still the same run.
+    moved = tmp_path / "moved.jsonl"
+    moved.write_text(triplets.read_text())
+    assert _run(tiny_lm_dir / ".." / tiny_lm_dir.name, moved, out, max_steps=3, resume=True).steps == 3
+
+
 def test_errors_come_before_the_model_loads(tmp_path, triplets):
     with pytest.raises(ValueError, match="group_size=16 needs 15 negatives"):
         _run("/does/not/exist", triplets, tmp_path / "o", group_size=16)
     with pytest.raises(ValueError, match="lambda_emb=2"):
         _run("/does/not/exist", triplets, tmp_path / "o", lambda_emb=2)
+    with pytest.raises(ValueError, match="max_examples=-1 must be a positive int or None"):
+        train(ModelArguments(base_model="/does/not/exist"), DataArguments(train_data=str(triplets), max_examples=-1),
+              TrainingArguments(output_dir=str(tmp_path / "o")))
     with pytest.raises(FileNotFoundError, match="missing.jsonl does not exist"):
         _run("/does/not/exist", tmp_path / "missing.jsonl", tmp_path / "o")
 

@@ -155,7 +155,8 @@ def check_training_arguments(train: TrainingArguments, data: DataArguments) -> N
                         ("query_thought_max_length", data.query_thought_max_length)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}={value!r} must be a positive int")
-    if train.max_steps is not None and train.max_steps < 1:
-        raise ValueError(f"max_steps={train.max_steps!r} must be a positive int or None")
+    for name, value in (("max_steps", train.max_steps), ("max_examples", data.max_examples)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name}={value!r} must be a positive int or None")
     if train.learning_rate <= 0:
         raise ValueError(f"learning_rate={train.learning_rate!r} must be > 0")

@@ -24,6 +24,7 @@ from .export import UNTIED_ROWS_ONLY, export_adapter
 from .modeling import build
 from .warm_start import effective_model_arguments
 from .plotting import plot_losses
+from .resume import check_no_earlier_run, check_same_run, run_settings
 
 STATE_FILE = "state.pt"
 
@@ -84,13 +85,15 @@ def latest_checkpoint(output_dir) -> Path | None:
     return ckpts[-1].parent if ckpts else None
 
 
-def _save_checkpoint(accelerator, model, optimizer, scheduler, out: Path, progress: dict, keep: int = 2):
+def _save_checkpoint(accelerator, model, optimizer, scheduler, out: Path, progress: dict, settings: dict,
+                     keep: int = 2):
     if not accelerator.is_main_process:
         return
     ckpt = out / "checkpoints" / f"step-{progress['step']}"
     ckpt.mkdir(parents=True, exist_ok=True)
     with atomic_path(ckpt / STATE_FILE) as tmp:  # a crash mid-save keeps the previous checkpoint
-        torch.save({"progress": progress, "model": _trainable_state(accelerator.unwrap_model(model)),
+        torch.save({"progress": progress, "settings": settings,
+                    "model": _trainable_state(accelerator.unwrap_model(model)),
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp)
     for old in sorted((out / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))[:-keep]:
         for f in old.iterdir():
@@ -98,7 +101,7 @@ def _save_checkpoint(accelerator, model, optimizer, scheduler, out: Path, progre
         old.rmdir()
 
 
-def _load_checkpoint(ckpt: Path, model, optimizer, scheduler) -> dict:
+def _read_checkpoint(ckpt: Path) -> dict:
     # weights_only: tensors, numbers, strings and containers only. A checkpoint directory is a path a user points
     # --resume at, and a full unpickler would run whatever code a crafted state.pt carries.
     try:
@@ -106,7 +109,16 @@ def _load_checkpoint(ckpt: Path, model, optimizer, scheduler) -> dict:
     except pickle.UnpicklingError as e:
         raise ValueError(f"{ckpt / STATE_FILE} holds more than tensors and plain values, so it is not loaded "
                          f"(it may have been tampered with; delete it to start over): {str(e).splitlines()[0]}") from None
-    missing = model.load_state_dict(state["model"], strict=False)
+    return state
+
+
+def _load_checkpoint(ckpt: Path, model, optimizer, scheduler, state: dict | None = None) -> dict:
+    state = _read_checkpoint(ckpt) if state is None else state
+    try:
+        missing = model.load_state_dict(state["model"], strict=False)
+    except RuntimeError as e:  # shapes differ: a checkpoint of another run, from before checkpoints named theirs
+        raise ValueError(f"checkpoint {ckpt} does not fit the model built from these arguments (another run's?): "
+                         f"{str(e).splitlines()[-1].strip()}") from None
     if missing.unexpected_keys:
         raise ValueError(f"checkpoint {ckpt} does not match the model: unexpected {missing.unexpected_keys[:3]}")
     optimizer.load_state_dict(state["optimizer"])
@@ -136,12 +148,20 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
     if not data_args.train_data:
         raise ValueError("train_data is required: a JSONL file of {query, pos, neg, thought} records")
     records = load_triplets(data_args.train_data, data_args.max_examples)
+    out = Path(train_args.output_dir)
+    ckpt, ckpt_state = latest_checkpoint(out), None
+    if not train_args.resume:
+        check_no_earlier_run(out, ckpt)
+    elif ckpt is not None:  # before the model loads: a checkpoint of another run fails in seconds
+        ckpt_state = _read_checkpoint(ckpt)
     dataset = TrainDataset(records, data_args.group_size, data_args.empty_thought_ratio, train_args.seed)
     precision = resolve_mixed_precision(train_args.mixed_precision)
     _release_single_process_state(precision)
     accelerator = Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available(),
                               gradient_accumulation_steps=train_args.gradient_accumulation_steps)
-    out = Path(train_args.output_dir)
+    settings = run_settings(model_args, data_args, train_args, records, accelerator.num_processes)
+    if ckpt_state is not None:
+        check_same_run(ckpt, ckpt_state.get("settings"), settings)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(train_args.seed)
     model = build(model_args, temperature=train_args.temperature, lambda_emb=train_args.lambda_emb,
@@ -166,13 +186,12 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
 
     log_file = out / "train_log.jsonl"
     progress = {"step": 0, "epoch": 0, "batches": 0}
-    if train_args.resume:
-        ckpt = latest_checkpoint(out)
-        if ckpt is None:
-            accelerator.print(f"--resume: no checkpoint in {out / 'checkpoints'}, starting from scratch")
-        else:
-            progress = _load_checkpoint(ckpt, accelerator.unwrap_model(model), optimizer, scheduler)
-            accelerator.print(f"resumed from {ckpt} (step {progress['step']})")
+    if train_args.resume and ckpt is None:
+        accelerator.print(f"--resume: no checkpoint in {out / 'checkpoints'}, starting from scratch")
+    elif ckpt_state is not None:
+        progress = _load_checkpoint(ckpt, accelerator.unwrap_model(model), optimizer, scheduler, ckpt_state)
+        del ckpt_state  # the optimiser holds its own copy now
+        accelerator.print(f"resumed from {ckpt} (step {progress['step']})")
     if accelerator.is_main_process:
         _truncate_log(log_file, progress["step"])
         (out / "training_args.json").write_text(json.dumps(
@@ -222,7 +241,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
                 with log_file.open("a") as f:
                     f.write(json.dumps(last) + "\n")
             if step % train_args.save_steps == 0 and step < total:
-                _save_checkpoint(accelerator, model, optimizer, scheduler, out, dict(progress))
+                _save_checkpoint(accelerator, model, optimizer, scheduler, out, dict(progress), settings)
             if step >= total:
                 break
         else:

@@ -1,0 +1,54 @@
+"""Which run a checkpoint belongs to. `--resume` replays one interrupted run exactly, so a checkpoint written under
+other settings (another base model, LoRA shape, data, batch size, schedule) must not be continued as if it were
+this run's: its weights might load and the result would silently be neither run. A fresh run into a directory that
+holds checkpoints is refused too: it would truncate that run's log, and its older checkpoints would stay behind for
+a later `--resume` to pick up.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+# Where and how often to save and log, the export form and activation recomputation change nothing a checkpoint
+# holds, so they may differ between a crash and its resume. train_data's path may too: the records are compared.
+FREE_TO_CHANGE = frozenset({"output_dir", "resume", "save_steps", "logging_steps", "merge", "token_rows_only",
+                            "gradient_checkpointing", "train_data"})
+PATH_SETTINGS = ("base_model", "init_adapter")
+
+
+def _records_digest(records) -> str:
+    h = hashlib.sha256()
+    for r in records:
+        h.update(json.dumps([r.query, r.pos, r.neg, r.thought]).encode())
+    return h.hexdigest()
+
+
+def run_settings(model_args, data_args, train_args, records, processes: int) -> dict:
+    """The settings a checkpoint's trajectory depends on, as plain values (checkpoints load weights_only)."""
+    settings = {**asdict(model_args), **asdict(data_args), **asdict(train_args)}
+    settings = {k: v for k, v in settings.items() if k not in FREE_TO_CHANGE}
+    for key in PATH_SETTINGS:  # the same directory named relatively or absolutely is the same model
+        value = settings.get(key)
+        if value and value != "default" and Path(value).expanduser().exists():
+            settings[key] = str(Path(value).expanduser().resolve())
+    return {**settings, "records": len(records), "records_sha256": _records_digest(records), "processes": processes}
+
+
+def check_same_run(ckpt: Path, saved: dict | None, now: dict) -> None:
+    if saved is None:  # written before checkpoints recorded their settings: nothing to compare
+        return
+    diff = [f"{k}: {saved.get(k)!r} there, {now.get(k)!r} now" for k in sorted(set(saved) | set(now))
+            if saved.get(k) != now.get(k)]
+    if diff:
+        raise ValueError(f"--resume: {ckpt} was written by a run with other settings ({'; '.join(diff[:6])}); "
+                         f"resume with that run's settings (its training_args.json), or train into another "
+                         f"--output-dir")
+
+
+def check_no_earlier_run(output_dir: Path, latest: Path | None) -> None:
+    if latest is not None:
+        raise ValueError(f"output_dir={str(output_dir)!r} holds checkpoints of an earlier run (latest: {latest.name}); "
+                         f"pass --resume to continue it, or choose another --output-dir (or delete "
+                         f"{output_dir / 'checkpoints'} to start over there)")
