@@ -79,3 +79,34 @@ def test_an_ensemble_encoder_is_refused_before_training(composite, tiny_beir, tm
     with pytest.raises(ValueError, match="ensemble of 2 models"):
         train_encoder(_args(composite, tiny_beir, tmp_path / "out"))
     assert not (tmp_path / "out").exists()
+
+
+def test_the_default_model_is_one_train_encoder_can_train():
+    """The bundled default's encoder is an ensemble, which train-encoder refuses: a default that always failed."""
+    from o1_retriever.default_model import bundled_model_path
+    default = EncoderArguments().model
+    spec = read_composite(bundled_model_path(default) or default)
+    assert spec is not None and not isinstance(spec.encoder, tuple)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("max_steps", -5, r"max_steps=-5 must be -1 \(num_epochs decides\) or >= 1"),
+    ("max_steps", 0, "max_steps=0 must be"),
+    ("max_queries", 0, "max_queries=0 must be None or >= 1"),
+    ("max_queries", -1, "max_queries=-1 must be"),
+])
+def test_bad_step_and_query_counts_are_refused(field, value, message, tiny_beir, tmp_path):
+    args = EncoderArguments(model="unused", data=[str(tiny_beir)], output_dir=str(tmp_path))
+    setattr(args, field, value)
+    with pytest.raises(ValueError, match=message):
+        check_encoder_arguments(args)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("{beir}:dev", r"no qrels for split 'dev'.*splits available: \['train'\]"),
+    ("{root}/nope", r"BEIR folder .*nope does not exist"),
+])
+def test_bad_data_is_refused_before_the_thinker_loads(spec, message, tiny_beir, tmp_path):
+    args = EncoderArguments(model="unused", data=[spec.format(beir=tiny_beir, root=tmp_path)], output_dir=str(tmp_path))
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        check_encoder_arguments(args)  # no model is named: the data is checked first

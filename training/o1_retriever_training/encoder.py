@@ -25,8 +25,10 @@ LORA_TARGETS_BERT = ("query", "key", "value", "dense")
 
 @dataclass
 class EncoderArguments:
-    model: str = _f(None, "Composite model directory (o1_composite.json) whose thinker writes the thoughts and "
-                          "whose encoder is fine-tuned (default: the bundled default)")
+    # Not the bundled default: its encoder is an ensemble, which this does not train.
+    model: str = _f("o1-retriever-minilm", "Composite model directory (o1_composite.json) whose thinker writes the "
+                                           "thoughts and whose single encoder is fine-tuned; o1-retriever-minilm is "
+                                           "the bundled thinker with all-MiniLM-L6-v2")
     data: list = _f([], "BEIR folders to train on, each as DIR or DIR:SPLIT (default split: train)")
     exclude_dir: list = _f([], "BEIR folders whose queries are held out (e.g. a dev set made by "
                                "o1_retriever_training.holdout): never trained on")
@@ -70,6 +72,28 @@ def check_encoder_arguments(args: EncoderArguments) -> None:
             raise ValueError(f"{name}={getattr(args, name)!r} must be >= 1")
     if args.num_negatives < 0:
         raise ValueError(f"num_negatives={args.num_negatives!r} must be >= 0")
+    if args.max_steps != -1 and args.max_steps < 1:
+        raise ValueError(f"max_steps={args.max_steps!r} must be -1 (num_epochs decides) or >= 1")
+    if args.max_queries is not None and args.max_queries < 1:
+        raise ValueError(f"max_queries={args.max_queries!r} must be None or >= 1")
+    _check_folders(args)
+
+
+def _check_folders(args: EncoderArguments) -> None:
+    """Every --data folder and split exists, before the thinker loads and thinks for the folders before it."""
+    from o1_retriever.evaluation.data import qrels_path
+    for spec in args.data:
+        folder, _, split = spec.partition(":")
+        if not Path(folder).is_dir():
+            raise ValueError(f"--data {spec!r}: BEIR folder {folder} does not exist")
+        for needed in (Path(folder) / "queries.jsonl", Path(folder) / "corpus.jsonl"):
+            if not needed.is_file():
+                raise ValueError(f"--data {spec!r}: {needed} is missing (a BEIR folder holds corpus.jsonl, "
+                                 f"queries.jsonl and qrels/<split>.tsv)")
+        qrels_path(Path(folder), split or "train")
+    for folder in args.exclude_dir:
+        if not (Path(folder) / "queries.jsonl").is_file():
+            raise ValueError(f"--exclude-dir {folder!r}: {Path(folder) / 'queries.jsonl'} does not exist")
 
 
 def _dataset_rows(spec: str, excluded: set[str], emb, args: EncoderArguments, rng: random.Random) -> list[dict]:
@@ -130,7 +154,7 @@ def train_encoder(args: EncoderArguments, log=print) -> EncoderResult:
     written = json.loads((Path(source) / COMPOSITE_FILE).read_text(encoding="utf-8"))
     if isinstance(spec.encoder, tuple):
         raise ValueError(f"{source}'s encoder is an ensemble of {len(spec.encoder)} models; train-encoder fine-tunes "
-                         "one: start from a composite with a single encoder")
+                         "one: start from a composite with a single encoder, such as --model o1-retriever-minilm")
     if (Path(spec.encoder) / "adapter_config.json").exists():
         raise ValueError(f"{source}'s encoder is already an adapter ({spec.encoder}); start from a composite whose "
                          "encoder is a full sentence-transformers model")
