@@ -90,9 +90,14 @@ def check_synthesis_arguments(args: SynthesisArguments) -> None:
         raise ValueError(f"num_candidates={args.num_candidates!r} must be an int >= 2 (the committee chooses among them)")
     if args.vote not in VOTES:
         raise ValueError(f"vote={args.vote!r} is not supported; use one of {list(VOTES)}")
-    for name in ("num_shots", "num_negatives", "doc_to_query"):
+    for name in ("num_shots", "num_negatives", "doc_to_query", "retries"):
         if getattr(args, name) < 0:
             raise ValueError(f"{name}={getattr(args, name)} must be >= 0")
+    for name in ("batch_size", "max_new_tokens", "concurrency"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"{name}={getattr(args, name)} must be >= 1")
+    if args.limit is not None and args.limit < 1:  # a negative limit would slice queries off the end
+        raise ValueError(f"limit={args.limit} must be None or >= 1")
     if not args.committee:
         raise ValueError("committee must name at least one member: 'bm25', 'minilm' or a sentence-transformers path")
 
