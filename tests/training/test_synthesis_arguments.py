@@ -20,3 +20,14 @@ def test_bad_counts_are_refused_by_name(field, value, message, tiny_beir):
 
 def test_good_arguments_pass(tiny_beir):
     check_synthesis_arguments(SynthesisArguments(data=str(tiny_beir), limit=3))
+
+
+def test_a_help_that_names_its_default_says_it_once():
+    import argparse
+
+    from o1_retriever_training.arguments import ModelArguments, add_dataclass_arguments
+    for cls, flag in ((SynthesisArguments, "--expert"), (ModelArguments, "--base-model")):
+        parser = argparse.ArgumentParser()
+        add_dataclass_arguments(parser, cls)
+        help_text = next(a.help for a in parser._actions if flag in a.option_strings)
+        assert help_text.count("(default:") == 1 and "bundled SmolLM2" in help_text  # not "... (default: None)"

@@ -120,7 +120,9 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls) -> None:
     for f in dataclasses.fields(cls):
         flag = "--" + f.name.replace("_", "-")
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        kw = {"dest": f.name, "default": default, "help": f"{f.metadata['help']} (default: {default})"}
+        text = f.metadata["help"]  # a help that names its own default (what None means) keeps only that one
+        kw = {"dest": f.name, "default": default,
+              "help": text if "(default:" in text else f"{text} (default: {default})"}
         if f.type in ("bool", bool):
             group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
         elif f.type in ("list", list):
