@@ -183,7 +183,8 @@ def create_app(embedder, *, name: str | None = None, api_key: str | None = None,
                            "model_not_found")
         return model_card(model_id)
 
-    @app.api_route("/health", methods=["GET", "HEAD"])  # HEAD: uptime checkers that read only the status
+    @app.get("/health")
+    @app.head("/health", include_in_schema=False)  # uptime checkers that read only the status
     async def health():
         param = next(embedder.encoder.model.parameters())
         return {"status": "ok", "model_loaded": True, "name": name, "model": str(embedder.name),
@@ -200,6 +201,8 @@ def create_app(embedder, *, name: str | None = None, api_key: str | None = None,
 
 
 ROUTES = ("/v1/embeddings", "/v1/think", "/v1/models", "/health", "/metrics")  # /v1/models/ID counts as other
+ALIASES = {"/embeddings": "/v1/embeddings"}  # counted under the route they serve
+OPEN = ("/health", "/metrics", "/docs", "/openapi.json")  # no key needed: probes, scrapers, the API's description
 
 
 class _Guard:
@@ -213,7 +216,8 @@ class _Guard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         started, request = time.perf_counter(), Request(scope)
-        route = scope["path"] if scope["path"] in ROUTES else "other"  # unknown paths share one label
+        path = ALIASES.get(scope["path"], scope["path"])
+        route = path if path in ROUTES else "other"  # unknown paths share one label
         status = []
 
         async def send_status(message):
@@ -235,9 +239,9 @@ class _Guard:
 
 
 def _authorize(request: Request, key: bytes | None) -> JSONResponse | None:
-    """Every /v1 route needs `Authorization: Bearer KEY` when the server has a key; /health and /metrics stay
-    open for probes and scrapers. Compared in constant time: the response time says nothing about the key."""
-    if key is None or not request.url.path.startswith("/v1"):
+    """Every route but those in OPEN needs `Authorization: Bearer KEY` when the server has a key (an alias too).
+    Compared in constant time: the response time says nothing about the key."""
+    if key is None or request.url.path in OPEN:
         return None
     header = request.headers.get("authorization", "")
     scheme, _, given = header.partition(" ")

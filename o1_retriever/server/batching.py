@@ -102,7 +102,11 @@ class Batcher:
         self._jobs.append(job)
         self._arrived.set()
         self._observe_depth()
-        return await job.future
+        try:
+            return await job.future
+        finally:
+            if job.future.cancelled():  # its client left: the gauge drops now, not at the next request
+                self._observe_depth()
 
     def _observe_depth(self) -> None:
         if self.metrics is not None:

@@ -26,6 +26,14 @@ class Gated:
             assert self.release.wait(60), "the test never released the engine"
         return self.embedder.encode_documents(texts, **kw)
 
+    def encode_queries(self, texts, *args, **kw):
+        self.computed += list(texts)
+        return self.embedder.encode_queries(texts, *args, **kw)
+
+    def think(self, texts, *args, **kw):
+        self.computed += list(texts)
+        return self.embedder.think(texts, *args, **kw)
+
 
 @pytest.mark.parametrize("route, body", [
     ("/v1/embeddings", {"input": ["abandoned"], "model": "tiny-document"}),
@@ -48,6 +56,7 @@ def test_a_request_whose_client_left_is_never_computed(serve, served_embedder, m
             assert time.monotonic() < deadline, "the server never noticed the client had gone"
             time.sleep(0.05)
         assert httpx.get(url + "/health").json()["queue_depth"] == 0
+        assert metric(url, "o1_queue_depth") == 0  # the gauge too, without waiting for another request
         engine.release.set()
         holder.join(60)
         assert busy["r"].status_code == 200

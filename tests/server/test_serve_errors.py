@@ -93,7 +93,7 @@ def test_engine_failure_is_500_for_that_batch_and_the_server_keeps_serving(serve
         assert httpx.post(url + "/v1/embeddings", json={"input": "fine", "model": "tiny-document"}).status_code == 200
 
 
-def test_api_key_is_required_on_v1_routes(keyed_server, api_key):
+def test_api_key_is_required_on_every_model_route(keyed_server, api_key):
     openai = pytest.importorskip("openai")
     url, _ = keyed_server
     assert httpx.post(url + "/v1/embeddings", json=GOOD).status_code == 401
@@ -103,6 +103,7 @@ def test_api_key_is_required_on_v1_routes(keyed_server, api_key):
     # Checked before the body is read: a malformed body without a key is still a 401, not a 400.
     assert httpx.post(url + "/v1/embeddings", content=b"{").status_code == 401
     assert httpx.get(url + "/v1/models").status_code == 401
+    assert httpx.post(url + "/embeddings", json=GOOD).status_code == 401  # the alias without /v1 too
     assert httpx.get(url + "/health").status_code == 200 and httpx.get(url + "/metrics").status_code == 200
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=url + "/v1", api_key="wrong", max_retries=0).embeddings.create(**GOOD)
