@@ -25,7 +25,7 @@ from .merging import merged_adapter_dir
 from .model_source import ModelSource
 from .remote_thinking import RemoteThinker
 from .sampling import SAMPLER
-from .settings import InferenceSettings, check_names, check_overrides, read_model_settings, resolve
+from .settings import ADDED_LATER, InferenceSettings, check_names, check_overrides, read_model_settings, resolve
 from .thinking import Thinker
 from .validation import (AGGREGATIONS, QUANTIZATIONS, as_text_list, check_choice, check_k, check_positive_int,
                          check_query_weight)
@@ -334,7 +334,7 @@ class O1Embedder:
     def similarity(self, a, b) -> torch.Tensor:
         """Cosine similarity of every row of `a` with every row of `b` (arrays or tensors, 1-D or 2-D), as
         sentence-transformers' `model.similarity`: the measure the index ranks by (query vectors are not unit length)."""
-        a, b = (torch.atleast_2d(torch.as_tensor(np.asarray(x, dtype=np.float32))) for x in (a, b))
+        a, b = (torch.atleast_2d(_as_float_tensor(x)) for x in (a, b))
         if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
             raise ValueError(f"similarity() needs vectors of one dimension: got shapes {tuple(a.shape)} and "
                              f"{tuple(b.shape)}")
@@ -365,6 +365,9 @@ class O1Embedder:
         if self.thinker is not None:
             options["prompt_style"] = self.thinker.prompt_style
         options.update(self.inference_settings())  # the settings that apply to its encoder
+        # A setting added later is left out of records at its neutral value, and a record without it means the
+        # model's own, which may not be neutral: say it here, where the record rebuilds the model.
+        options.update({name: getattr(self.settings, name) for name in ADDED_LATER})
         if self.quantization and self.thinker is not None and self.thinker.model is self.encoder.model:
             options["share_weights"] = True
         if self.thought_cache is None:
@@ -407,6 +410,14 @@ _NOT_HERE = {
     "pool": "multi-process encoding is not offered; see o1_retriever.distributed for scale-out",
     "truncate_dim": "vectors keep the encoder's dimension",
 }
+
+
+def _as_float_tensor(x) -> torch.Tensor:
+    """Vectors as a CPU float32 tensor: an array, a list, any tensor (any device, dtype, grad) or a QueryEncoding."""
+    x = x.embeddings if isinstance(x, QueryEncoding) else x
+    if isinstance(x, torch.Tensor):
+        return x.detach().to("cpu", torch.float32)
+    return torch.as_tensor(np.asarray(x, dtype=np.float32))
 
 
 def _refuse_st_keywords(kwargs: dict, allowed: tuple, where: str) -> None:

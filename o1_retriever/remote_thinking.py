@@ -151,6 +151,8 @@ class OpenAIThinker(RemoteThinker):
         seeds = [seed >> 32 for seed in row_seeds(config.seed, [query], k)] if config.seed is not None else None
         payload = {"model": self.model_name, "messages": self.messages(query), "temperature": config.temperature,
                    "top_p": config.top_p, "max_tokens": config.max_new_tokens}
+        if config.min_new_tokens:  # vLLM's and SGLang's field; a server without it refuses it, rather than ignore it
+            payload["min_tokens"] = config.min_new_tokens
         texts: list[str] = []
         if self.n_per_request is not False and k > 1:
             try:

@@ -93,6 +93,15 @@ def test_a_server_that_honours_n_gets_one_request_per_query(server):
     assert sorted(b["messages"][0]["content"] for b in proxy.bodies) == sorted(CHAT_INSTRUCTION.format(query=q)
                                                                               for q in QUERIES)
     assert [b["n"] for b in proxy.bodies] == [3, 3]
+    assert all("min_tokens" not in b for b in proxy.bodies)  # only sent when set
+
+
+def test_min_new_tokens_is_sent_as_min_tokens():
+    import dataclasses
+    with ScriptedProxy(None, failures=[400]) as proxy:  # records the request, then refuses it
+        with pytest.raises(ThinkerAPIError):
+            OpenAIThinker(proxy.url, "m", retries=0).think(["q"], 1, dataclasses.replace(SETTINGS, min_new_tokens=4))
+    assert proxy.bodies[0]["min_tokens"] == 4 and proxy.bodies[0]["max_tokens"] == 8
 
 
 def test_a_composite_thinks_through_the_endpoint_and_embeds_locally(server, encoder, tmp_path):

@@ -88,7 +88,8 @@ def test_a_chroma_config_written_before_still_rebuilds_its_embedder(tiny_o1_dir)
                                                       "options": options, "fingerprint": None})
     emb = function.embedder
     assert emb.inference_settings() == {k: v for k, v in options.items() if k in NAMES}
-    assert O1EmbeddingFunction(emb, num_thoughts=2).get_config()["options"] == options  # and recorded the same way
+    # recorded the same way, now with the settings added since at their neutral value
+    assert O1EmbeddingFunction(emb, num_thoughts=2).get_config()["options"] == options | {"min_new_tokens": 0}
 
 
 def test_load_options_are_from_pretrained_keywords():
@@ -102,3 +103,19 @@ def test_load_options_are_from_pretrained_keywords():
     keywords = set(inspect.signature(O1Embedder.from_pretrained).parameters) - {"path_or_id", "settings"}
     assert set(LOAD_OPTIONS) == (keywords - {"vector_cache", "compile"}) | set(NAMES)
     assert chroma.LOAD_OPTIONS is LOAD_OPTIONS and set(workers.LOAD_OPTIONS) == set(LOAD_OPTIONS) - {"device"}
+
+
+def test_a_setting_added_later_rebuilds_as_it_ran(tiny_o1_dir, tmp_path):
+    """A model that ships min_new_tokens, run at 0: its rebuild options say 0, not 'the model's own'."""
+    import json
+    import shutil
+    from o1_retriever import O1Embedder
+    model = tmp_path / "model"
+    shutil.copytree(tiny_o1_dir, model)
+    (model / "o1_generation.json").write_text(json.dumps({"min_new_tokens": 4, "max_new_tokens": 8}))
+    ran = O1Embedder.from_pretrained(str(model), device="cpu", dtype="fp32", thought_cache=False, min_new_tokens=0)
+    options = ran.load_options()
+    assert options["min_new_tokens"] == 0
+    rebuilt = O1Embedder.from_pretrained(str(model), device="cpu", **options)
+    assert rebuilt.settings == ran.settings
+    assert O1Embedder.from_pretrained(str(model), device="cpu", dtype="fp32", thought_cache=False).settings.min_new_tokens == 4

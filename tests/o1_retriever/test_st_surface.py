@@ -38,6 +38,11 @@ def test_similarity_is_the_cosine_the_index_ranks_by(emb):
     cosine = (queries / np.linalg.norm(queries, axis=1, keepdims=True)) @ docs.T  # queries are not unit length
     np.testing.assert_allclose(scores.numpy(), cosine, atol=1e-5)
     assert tuple(emb.similarity(queries[0], torch.from_numpy(docs)).shape) == (1, 3)
+    # what encode_query can return: a bf16 tensor that needs grad, a QueryEncoding
+    half = torch.from_numpy(queries).to(torch.bfloat16).requires_grad_()
+    np.testing.assert_allclose(emb.similarity(half, docs).numpy(), cosine, atol=2e-2)
+    with_thoughts = emb.encode_query(["why is the sky blue", "cells"], k=1, return_thoughts=True)
+    np.testing.assert_allclose(emb.similarity(with_thoughts, docs).numpy(), cosine, atol=1e-5)
     with pytest.raises(ValueError, match=r"shapes \(2, .*\) and \(1, 3\)"):
         emb.similarity(queries, np.ones(3))
 

@@ -70,6 +70,12 @@ def test_a_checkpoint_of_another_run_is_not_continued(tiny_lm_dir, triplets, tmp
         train(ModelArguments(base_model=str(tiny_lm_dir), lora_r=8, lora_alpha=8),
               DataArguments(train_data=str(triplets), group_size=4),
               TrainingArguments(output_dir=str(out), batch_size=3, learning_rate=1e-3, max_steps=3, resume=True))
+    # The precision is compared as "auto" resolved here: naming that one is the same run, another one is not.
+    from o1_retriever_training.trainer import resolve_mixed_precision
+    here = resolve_mixed_precision("auto")
+    other = "bf16" if here == "no" else "no"
+    with pytest.raises(ValueError, match=rf"mixed_precision: '{here}' there, '{other}' now"):
+        _run(tiny_lm_dir, triplets, out, max_steps=3, resume=True, mixed_precision=other)
     other_data = write_triplets(tmp_path / "other.jsonl", seed=1)
     with pytest.raises(ValueError, match="records_sha256"):
         _run(tiny_lm_dir, other_data, out, max_steps=3, resume=True)
@@ -77,6 +83,12 @@ def test_a_checkpoint_of_another_run_is_not_continued(tiny_lm_dir, triplets, tmp
     with pytest.raises(ValueError, match=r"holds checkpoints of an earlier run \(latest: step-2\); pass --resume"):
         _run(tiny_lm_dir, triplets, out, max_steps=3)
     assert (out / "train_log.jsonl").read_text() == log
+
+    # Moving the data file and naming the base model by another path is still the same run.
+    moved = tmp_path / "moved.jsonl"
+    moved.write_text(triplets.read_text())
+    assert _run(tiny_lm_dir / ".." / tiny_lm_dir.name, moved, out, max_steps=3, resume=True,
+                mixed_precision=resolve_mixed_precision("auto")).steps == 3
 
     # A checkpoint from before checkpoints recorded their settings: a shape mismatch is still a clear error.
     state_file = out / "checkpoints" / "step-2" / "state.pt"
@@ -87,10 +99,6 @@ def test_a_checkpoint_of_another_run_is_not_continued(tiny_lm_dir, triplets, tmp
         train(ModelArguments(base_model=str(tiny_lm_dir), lora_r=8, lora_alpha=8),
               DataArguments(train_data=str(triplets), group_size=4),
               TrainingArguments(output_dir=str(out), batch_size=3, max_steps=3, resume=True))
-    # Moving the data file and naming the base model by another path is still the same run.
-    moved = tmp_path / "moved.jsonl"
-    moved.write_text(triplets.read_text())
-    assert _run(tiny_lm_dir / ".." / tiny_lm_dir.name, moved, out, max_steps=3, resume=True).steps == 3
 
 
 def test_errors_come_before_the_model_loads(tmp_path, triplets):

@@ -75,8 +75,9 @@ class TrainingArguments:
     merge: bool = _f(False, "Also write a merged model (LoRA folded in) to output_dir/merged")
     token_rows_only: bool = _f(False, "Store just the trained O1 token rows, as PEFT trainable tokens "
                                       "(trainable_token_indices; a few KB in adapter_model.safetensors), instead "
-                                      "of the whole input embedding in embedding/emb.pth (57 MB for SmolLM2); "
-                                      "o1-retriever and plain PEFT load the first, the official code only emb.pth")
+                                      "of the whole input embedding in embedding/emb.pth (57 MB for SmolLM2 in "
+                                      "bf16, 113 MB in fp32); o1-retriever and plain PEFT load the first, the "
+                                      "official code only emb.pth")
 
 
 @dataclass

@@ -159,7 +159,9 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
     _release_single_process_state(precision)
     accelerator = Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available(),
                               gradient_accumulation_steps=train_args.gradient_accumulation_steps)
-    settings = run_settings(model_args, data_args, train_args, records, accelerator.num_processes)
+    # the precision "auto" resolved to here: a resume on a machine where it resolves otherwise is another run
+    settings = run_settings(model_args, data_args, train_args, records, accelerator.num_processes) | {
+        "mixed_precision": precision}
     if ckpt_state is not None:
         check_same_run(ckpt, ckpt_state.get("settings"), settings)
     out.mkdir(parents=True, exist_ok=True)

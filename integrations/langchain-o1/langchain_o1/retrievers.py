@@ -105,6 +105,11 @@ class O1Retriever(BaseRetriever):
         return resolve_hybrid(w)
 
     @model_validator(mode="after")
+    def _check_search_kwargs(self) -> "O1Retriever":
+        self._options(None, {})  # a wrong search_kwargs fails when the retriever is built, not after thinking
+        return self
+
+    @model_validator(mode="after")
     def _hybrid_needs_a_listing_store(self) -> "O1Retriever":
         if self.hybrid is None:
             return self

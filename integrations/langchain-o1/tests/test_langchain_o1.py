@@ -302,9 +302,12 @@ def test_unknown_search_types_and_their_arguments_are_named(store):
     with pytest.raises(ValidationError, match="hybrid search fuses similarity hits"):
         O1Retriever(vectorstore=store, search_type="mmr", hybrid=True)
     # an argument of another search type: named, not chromadb's "Collection.query() got an unexpected keyword"
+    # in search_kwargs: refused when the retriever is built, before any thinking; in a call's kwargs: by that call
     for key, value in (("fetch_k", 8), ("lambda_mult", 0.5), ("score_threshold", 0.5)):
         with pytest.raises(ValueError, match=rf"{key} .*search_type="):
-            O1Retriever(vectorstore=store, search_kwargs={key: value}).invoke(QUERY)
+            O1Retriever(vectorstore=store, search_kwargs={key: value})
+        with pytest.raises(ValueError, match=rf"{key} .*search_type="):
+            O1Retriever(vectorstore=store).invoke(QUERY, **{key: value})
     with pytest.raises(TypeError, match="k must be a positive int, got True"):
         O1Retriever(vectorstore=store, k=True)
 
