@@ -73,11 +73,9 @@ class TrainingArguments:
     logging_steps: int = _f(1, "Write the log every N optimizer steps")
     seed: int = _f(42, "Seed for data order, negative sampling and empty-thought dropout")
     merge: bool = _f(False, "Also write a merged model (LoRA folded in) to output_dir/merged")
-    token_rows_only: bool = _f(False, "Store just the trained O1 token rows, as PEFT trainable tokens "
-                                      "(trainable_token_indices; a few KB in adapter_model.safetensors), instead "
-                                      "of the whole input embedding in embedding/emb.pth (57 MB for SmolLM2 in "
-                                      "bf16, 113 MB in fp32); o1-retriever and plain PEFT load the first, the "
-                                      "official code only emb.pth")
+    token_rows_only: bool = _f(False, "Store just the trained O1 token rows as PEFT trainable tokens (a few KB), "
+                                      "not the whole input embedding in embedding/emb.pth (SmolLM2: 57 MB in bf16, "
+                                      "113 MB in fp32); o1-retriever and PEFT load either, the official code emb.pth")
 
 
 @dataclass
