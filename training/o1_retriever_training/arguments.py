@@ -74,8 +74,8 @@ class TrainingArguments:
     seed: int = _f(42, "Seed for data order, negative sampling and empty-thought dropout")
     merge: bool = _f(False, "Also write a merged model (LoRA folded in) to output_dir/merged")
     token_rows_only: bool = _f(False, "Store just the trained O1 token rows as PEFT trainable tokens (a few KB), "
-                                      "not the whole input embedding in embedding/emb.pth (SmolLM2: 57 MB in bf16, "
-                                      "113 MB in fp32); o1-retriever and PEFT load the rows, the official code only emb.pth")
+                                      "not the whole embedding in embedding/emb.pth (SmolLM2: 57 MB in bf16, 113 MB "
+                                      "in fp32); o1-retriever and PEFT load the rows, the official code only emb.pth")
 
 
 @dataclass
