@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .default_model import resolve_base_model, resolve_encoder
+from .default_model import JOINT_NAME, joint_model_path, resolve_base_model, resolve_encoder
 from .settings import check_model_settings
 from .validation import read_json_object
 
@@ -40,6 +40,8 @@ def _resolve(directory: Path, value: str, part: str) -> str:
         if not local.exists():
             raise ValueError(f"{directory / COMPOSITE_FILE}: {part} {value!r} does not exist (resolved to {local})")
         return str(local.resolve())
+    if part == "thinker" and value == JOINT_NAME:  # the bundled thinker by name: wherever the package is installed
+        return str(joint_model_path())
     return resolve_base_model(value) if part == "thinker" else resolve_encoder(value)
 
 

@@ -110,3 +110,13 @@ def test_bad_data_is_refused_before_the_thinker_loads(spec, message, tiny_beir, 
     args = EncoderArguments(model="unused", data=[spec.format(beir=tiny_beir, root=tmp_path)], output_dir=str(tmp_path))
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         check_encoder_arguments(args)  # no model is named: the data is checked first
+
+
+def test_the_bundled_thinker_is_recorded_by_name(tmp_path):
+    """A trained model names the bundled thinker, not its path in this install (a new venv moves it)."""
+    from o1_retriever.default_model import JOINT_NAME, MINILM_COMPOSITE_DIR, joint_model_path
+    from o1_retriever_training.encoder import portable_thinker
+    assert portable_thinker(read_composite(MINILM_COMPOSITE_DIR).thinker) == JOINT_NAME
+    assert portable_thinker(str(tmp_path)) == str(tmp_path)  # any other thinker as given
+    write_composite(tmp_path / "model", JOINT_NAME, MINILM_HUB_ID)
+    assert read_composite(tmp_path / "model").thinker == str(joint_model_path())

@@ -199,9 +199,16 @@ def train_encoder(args: EncoderArguments, log=print) -> EncoderResult:
     (out / "encoder_training_args.json").write_text(json.dumps(vars(args), indent=2) + "\n", encoding="utf-8")
     settings = {k: v for k, v in written.items() if k not in ("thinker", "encoder")}
     from o1_retriever.composite import write_composite
-    write_composite(out, spec.thinker, "encoder", **settings)
+    write_composite(out, portable_thinker(spec.thinker), "encoder", **settings)
     return EncoderResult(out, len(rows), trainer.state.global_step, log_file, _plot(losses, out / "encoder_losses.png"),
                          losses)
+
+
+def portable_thinker(path: str) -> str:
+    """The thinker as the new model records it: the bundled one by name (its path is the install's, which a new
+    venv or a copy to another machine changes), any other as given."""
+    from o1_retriever.default_model import JOINT_NAME, joint_model_path
+    return JOINT_NAME if Path(path).resolve() == joint_model_path().resolve() else path
 
 
 def _plot(losses: list[dict], png: Path) -> Path | None:
