@@ -119,17 +119,24 @@ def _digest(paths: list[Path]) -> str:
     return h.hexdigest()[:16]
 
 
-def load_beir(path, split: str = "test") -> BeirDataset:
-    """Load one split; raises FileNotFoundError naming the missing file and the splits that exist."""
+def beir_files(path, split: str) -> tuple[Path, Path, Path]:
+    """(corpus, queries, qrels) of one split of a BEIR folder, checked to exist without reading them;
+    FileNotFoundError naming the missing one (and, for qrels, the splits that exist)."""
     root = Path(path).expanduser()
     if not root.is_dir():
-        raise FileNotFoundError(f"dataset directory {str(root)!r} does not exist (expected a BEIR folder with "
-                                "corpus.jsonl, queries.jsonl and qrels/<split>.tsv)")
+        raise FileNotFoundError(f"BEIR folder {root} does not exist (expected corpus.jsonl, queries.jsonl and "
+                                "qrels/<split>.tsv)")
     corpus_file, queries_file = root / "corpus.jsonl", root / "queries.jsonl"
     for f in (corpus_file, queries_file):
         if not f.is_file():
             raise FileNotFoundError(f"{f} is missing: a BEIR dataset needs corpus.jsonl and queries.jsonl")
-    qrels_file = qrels_path(root, split)
+    return corpus_file, queries_file, qrels_path(root, split)
+
+
+def load_beir(path, split: str = "test") -> BeirDataset:
+    """Load one split; raises FileNotFoundError naming the missing file and the splits that exist."""
+    root = Path(path).expanduser()
+    corpus_file, queries_file, qrels_file = beir_files(root, split)
     corpus = {r["_id"]: {"title": r.get("title") or "", "text": r.get("text") or ""}
               for r in read_beir_jsonl(corpus_file, "document", ("_id",))}
     all_queries = {r["_id"]: r["text"] for r in read_beir_jsonl(queries_file, "query", ("_id", "text"))}

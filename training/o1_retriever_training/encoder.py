@@ -81,16 +81,10 @@ def check_encoder_arguments(args: EncoderArguments) -> None:
 
 def _check_folders(args: EncoderArguments) -> None:
     """Every --data folder and split exists, before the thinker loads and thinks for the folders before it."""
-    from o1_retriever.evaluation.data import qrels_path
+    from o1_retriever.evaluation.data import beir_files
     for spec in args.data:
         folder, _, split = spec.partition(":")
-        if not Path(folder).is_dir():
-            raise ValueError(f"--data {spec!r}: BEIR folder {folder} does not exist")
-        for needed in (Path(folder) / "queries.jsonl", Path(folder) / "corpus.jsonl"):
-            if not needed.is_file():
-                raise ValueError(f"--data {spec!r}: {needed} is missing (a BEIR folder holds corpus.jsonl, "
-                                 f"queries.jsonl and qrels/<split>.tsv)")
-        qrels_path(Path(folder), split or "train")
+        beir_files(folder, split or "train")
     for folder in args.exclude_dir:
         if not (Path(folder) / "queries.jsonl").is_file():
             raise ValueError(f"--exclude-dir {folder!r}: {Path(folder) / 'queries.jsonl'} does not exist")
