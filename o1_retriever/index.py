@@ -169,20 +169,21 @@ class O1Index:
         Ids the collection does not hold are ignored, as Chroma does."""
         if (ids is None) == (where is None):
             raise ValueError("delete() takes ids or where=, one of them (to empty a collection, delete it in Chroma)")
-        if ids is not None:
-            ids, _ = as_text_list(ids, "ids")
-            found = self._get(ids, [])["ids"]
-        else:
-            try:
-                found = self.collection.get(where=where, include=[])["ids"]
-            except Exception as e:  # chromadb's InvalidArgumentError is no ValueError
-                raise ValueError(f"where={where!r} is not a valid Chroma filter: {e}") from e
+        found = self._get(as_text_list(ids, "ids")[0], [])["ids"] if ids is not None else self._matching(where)
         try:
             for start in range(0, len(found), 1000):
                 self.collection.delete(ids=found[start:start + 1000])
         finally:
             self._changed()
         return len(found)
+
+    def _matching(self, where: dict | None, where_document: dict | None = None, limit: int | None = None) -> list:
+        """Ids of the documents Chroma filters admit; a filter Chroma refuses is a ValueError naming it."""
+        try:
+            return self.collection.get(where=where, where_document=where_document, limit=limit, include=[])["ids"]
+        except Exception as e:  # chromadb's InvalidArgumentError is no ValueError
+            named = f"where={where!r}" + (f", where_document={where_document!r}" if where_document else "")
+            raise ValueError(f"{named}: not a valid Chroma filter: {e}") from e
 
     def _get(self, ids: list[str], include: list[str], chunk: int = 1000) -> dict:
         """`collection.get(ids=...)` in chunks (one SQL statement per id list), merged."""
@@ -257,11 +258,7 @@ class O1Index:
         check_k(k)
         hybrid = resolve_hybrid(hybrid)
         if where is not None or where_document is not None:  # a bad filter fails now, not after seconds of thinking
-            try:
-                self.collection.get(where=where, where_document=where_document, limit=1, include=[])
-            except Exception as e:  # chromadb's InvalidArgumentError is no ValueError
-                raise ValueError(f"where={where!r}, where_document={where_document!r}: not a valid Chroma filter: "
-                                 f"{e}") from e
+            self._matching(where, where_document, limit=1)
         if self.incomplete and not self._warned_incomplete:
             self._warned_incomplete = True
             warnings.warn(f"collection {self.collection.name!r} is incomplete: an `o1-retriever index` run did not "
