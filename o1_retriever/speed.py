@@ -90,8 +90,8 @@ def reference_think(emb, queries: list[str], k: int) -> list[list[str]]:
         batch = batch.to(thinker.device)
         seqs = thinker.model.generate(**batch, max_new_tokens=s.max_new_tokens, min_new_tokens=s.min_new_tokens or None,
                                       do_sample=True, temperature=s.temperature, top_p=s.top_p, top_k=None,
-                                      num_return_sequences=k,
-                                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+                                      num_return_sequences=k, pad_token_id=tok.pad_token_id,
+                                      eos_token_id=tok.eos_token_id)
         new = seqs[:, batch["input_ids"].shape[1]:].tolist()
         texts = [tok.decode(row[: row.index(tok.eos_token_id)] if tok.eos_token_id in row else row,
                             skip_special_tokens=True) for row in new]

@@ -76,8 +76,8 @@ class Thinker:
         out = generate(self.model, ids, mask, n=k, temperature=config.temperature,
                        top_p=config.top_p, seeds=row_seeds(config.seed, queries, k),
                        max_new_tokens=config.max_new_tokens, min_new_tokens=config.min_new_tokens or None,
-                       pad_token_id=tok.pad_token_id,
-                       eos_token_id=tok.eos_token_id, return_dict_in_generate=True, use_cache=True,
+                       pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, return_dict_in_generate=True,
+                       use_cache=True,
                        **(compiled_decoding() if static else shared))
         return batch, out
 

@@ -35,6 +35,8 @@ class Result:
     @staticmethod
     def join(parts: list["Result"]) -> "Result":
         """One result from the results of consecutive slices of a request's texts."""
+        if len(parts) == 1:  # most requests fit one slice: no copy
+            return parts[0]
         first = parts[0]
         return Result(None if first.embeddings is None else np.concatenate([p.embeddings for p in parts]),
                       None if first.thoughts is None else [t for p in parts for t in p.thoughts],
