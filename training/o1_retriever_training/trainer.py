@@ -206,13 +206,11 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
     model.train()
     for epoch in range(progress["epoch"], epochs):
         dataset.set_epoch(epoch)
-        sampler.set_epoch(epoch)
         skip = progress["batches"] if epoch == progress["epoch"] else 0
         batches = accelerator.skip_first_batches(loader, skip) if skip else loader
-        # accelerate's loader re-sets the sampler's epoch from its own pass counter on every pass, and a resumed
-        # process (or skip_first_batches' new loader) starts that counter at 0: tell it which epoch this is.
-        if hasattr(batches, "set_epoch"):
-            batches.set_epoch(epoch)
+        # The sampler's epoch is set through the loader: accelerate's loader re-sets it from its own pass counter on
+        # every pass, and a resumed process (or skip_first_batches' new loader) starts that counter at 0.
+        batches.set_epoch(epoch)
         done_in_epoch = skip
         for batch in batches:
             accum = train_args.gradient_accumulation_steps
