@@ -253,8 +253,13 @@ def _public(params: dict) -> dict:
             if value is not None and not any(word in name.lower() for word in _SECRET_WORDS)}
 
 
-def _class_name(obj) -> str:
-    return f"{type(obj).__module__}.{type(obj).__qualname__}"
+def _fingerprint(prefix: str, obj, params: dict) -> str:
+    """A framework model's identity: its class and the public parameters that change what it writes."""
+    return f"{prefix}:{type(obj).__module__}.{type(obj).__qualname__}|{json.dumps(_public(params), sort_keys=True)}"
+
+
+def _per_query(texts: list[str], k: int) -> list[list[str]]:
+    return [texts[start:start + k] for start in range(0, len(texts), k)]
 
 
 def _framework_object(obj, argument: str, class_path: str, what: str, package: str):
@@ -305,14 +310,13 @@ class LangChainThinker(RemoteThinker):
         for name in ("openai_api_base", "base_url", "api_base"):
             if getattr(self.chat_model, name, None):
                 params.setdefault("endpoint", str(getattr(self.chat_model, name)))
-        return f"langchain:{_class_name(self.chat_model)}|{json.dumps(_public(params), sort_keys=True)}"
+        return _fingerprint("langchain", self.chat_model, params)
 
     def _think(self, queries, k, config):
         from langchain_core.messages import HumanMessage
         inputs = [[HumanMessage(content=self.prompt(query))] for query in queries for _ in range(k)]
         replies = self.chat_model.batch(inputs, config={"max_concurrency": self.concurrency})
-        texts = [_message_text(reply) for reply in replies]
-        return [texts[i * k:(i + 1) * k] for i in range(len(queries))]
+        return _per_query([_message_text(reply) for reply in replies], k)
 
 
 def _message_text(message) -> str:
@@ -332,6 +336,13 @@ class LlamaIndexThinker(RemoteThinker):
                                      "a LlamaIndex LLM (llama_index.core.llms.LLM)", "llama-index-core")
         super().__init__(concurrency)
 
+    def _think(self, queries, k, config):
+        from llama_index.core.llms import ChatMessage
+        rows = [query for query in queries for _ in range(k)]
+        replies = self._parallel(lambda query: self.llm.chat([ChatMessage(role="user", content=self.prompt(query))]),
+                                 rows)
+        return _per_query([reply.message.content or "" for reply in replies], k)
+
     @property
     def fingerprint(self) -> str:
         params = {"model": self.llm.metadata.model_name}
@@ -339,12 +350,4 @@ class LlamaIndexThinker(RemoteThinker):
             value = getattr(self.llm, name, None)
             if value is not None and not callable(value):
                 params[name] = value
-        return f"llama-index:{_class_name(self.llm)}|{json.dumps(_public(params), sort_keys=True)}"
-
-    def _think(self, queries, k, config):
-        from llama_index.core.llms import ChatMessage
-        rows = [query for query in queries for _ in range(k)]
-        replies = self._parallel(lambda query: self.llm.chat([ChatMessage(role="user", content=self.prompt(query))]),
-                                 rows)
-        texts = [reply.message.content or "" for reply in replies]
-        return [texts[i * k:(i + 1) * k] for i in range(len(queries))]
+        return _fingerprint("llama-index", self.llm, params)
