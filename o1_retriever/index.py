@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import math
 import re
+import uuid
 import warnings
+import weakref
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -32,19 +34,46 @@ class Hit:
 
 def _client(path, host, port, create: bool):
     import chromadb
-    from chromadb.config import Settings
-    settings = Settings(anonymized_telemetry=False, allow_reset=False)
+    # Chroma's default settings, as a plain chromadb client has: Chroma keeps one instance per database in a process
+    # and refuses a second client of it with other settings, so O1Index and the user's own client must agree
+    # (telemetry follows $ANONYMIZED_TELEMETRY, as for any Chroma client).
     if host is not None:
-        return chromadb.HttpClient(host=host, port=port, settings=settings)
+        if path is not None:
+            raise ValueError(f"pass path= (a local Chroma directory) or host= (a Chroma server), not both: got "
+                             f"path={str(path)!r} and host={host!r}")
+        try:
+            return chromadb.HttpClient(host=host, port=port)
+        except Exception as e:  # Chroma's message names neither
+            raise ValueError(f"no Chroma server answers at {host}:{port} ({e}); start one with "
+                             "`chroma run --host HOST --port PORT` or check host= and port=") from e
     if path is None:
-        return chromadb.EphemeralClient(settings=settings)
+        return chromadb.EphemeralClient()
     path = Path(path).expanduser()
     if path.exists() and not path.is_dir():
         raise ValueError(f"{str(path)!r} is a file; a Chroma database is a directory (pass --db DIR)")
     if not create and not (path / "chroma.sqlite3").is_file():
         raise FileNotFoundError(f"no Chroma database at {str(path)!r} (expected the directory that "
                                 "`o1-retriever index --db` wrote, holding chroma.sqlite3)")
-    return chromadb.PersistentClient(path=str(path), settings=settings)
+    return chromadb.PersistentClient(path=str(path))
+
+
+def _own_memory_database(owner):
+    """A client of a new, empty database in this process's in-memory Chroma, dropped when `owner` is collected.
+    Every EphemeralClient in a process shares one in-memory Chroma: without a database of its own, a second
+    in-memory index would open the first one's collection (and refuse another model)."""
+    import chromadb
+    name = f"o1-{uuid.uuid4().hex}"
+    admin = chromadb.AdminClient()
+    admin.create_database(name)
+    weakref.finalize(owner, _drop_database, admin, name).atexit = False  # at exit the whole Chroma goes anyway
+    return chromadb.EphemeralClient(database=name)
+
+
+def _drop_database(admin, name: str) -> None:
+    try:
+        admin.delete_database(name)
+    except Exception:  # noqa: S110  (a finalizer must not raise; the memory is freed with the process)
+        pass
 
 
 def _check_collection(client, name: str, where) -> None:
@@ -80,7 +109,9 @@ def check_metadata(metadata, where: str) -> dict | None:
 
 
 class O1Index:
-    """A Chroma collection tied to one embedder. `path=None` and no host: in-memory.
+    """A Chroma collection tied to one embedder: in a directory (`path=`), on a Chroma server (`host=`, `port=`), on
+    a chromadb `client=`, or with none of them in memory, in a database of its own (another in-memory O1Index does
+    not see it).
 
     The collection records the O1 embedding function (`o1_retriever.chroma`), so plain Chroma
     (`collection.query(query_texts=...)`, in any process that imported `o1_retriever.chroma`), LangChain's `Chroma`
@@ -93,10 +124,15 @@ class O1Index:
         if not isinstance(collection, str) or not _NAME.fullmatch(collection):
             raise ValueError(f"collection={collection!r} is not a valid Chroma name: 3-512 characters from "
                              "[a-zA-Z0-9._-], starting and ending with a letter or digit")
+        if client is not None and (path is not None or host is not None):
+            raise ValueError("pass client= or path=/host=, not both: client= is already bound to its database")
         self.embedder = embedder
-        self.client = client if client is not None else _client(path, host, port, create)
+        if client is None:
+            client = (_own_memory_database(self) if path is None and host is None
+                      else _client(path, host, port, create))
+        self.client = client
         self.collection = open_collection(self.client, collection, embedder, num_thoughts=check_k(num_thoughts),
-                                          create=create, where=path or host)
+                                          create=create, where=path or (host and f"{host}:{port}"))
         self._bm25 = None  # CollectionBM25 over the stored texts, made by the first hybrid search
         self._warned_incomplete = False
 

@@ -177,3 +177,67 @@ def test_the_package_root_exports_the_index_without_importing_chroma_up_front():
     import o1_retriever
     with pytest.raises(AttributeError, match="no attribute 'Index'"):
         o1_retriever.Index  # noqa: B018
+
+
+def test_plain_chroma_clients_share_the_database_in_one_process(tiny_o1_dir, tmp_path):
+    """Chroma refuses a second client of one database with other settings: O1Index used its own settings, so a
+    plain `chromadb.PersistentClient(path)` / `EphemeralClient()` opened before it (or after it) in the same process
+    failed with 'An instance of Chroma already exists ... with different settings'."""
+    import os
+    import subprocess
+    import sys
+    script = f"""
+import chromadb
+from o1_retriever import O1Embedder
+from o1_retriever.index import O1Index
+emb = O1Embedder.from_pretrained({str(tiny_o1_dir)!r}, device="cpu", dtype="fp32", thought_cache=False)
+db = {str(tmp_path / "db")!r}
+chromadb.PersistentClient(db)  # the user's own client first
+O1Index(emb, path=db, collection="docs").add(["a"], ["some text"])
+assert chromadb.PersistentClient(db).get_collection("docs").count() == 1  # and after
+chromadb.EphemeralClient().get_or_create_collection("mine")
+O1Index(emb).add(["a"], ["some text"])
+assert [c.name for c in chromadb.EphemeralClient().list_collections()] == ["mine"]
+print("ok")
+"""
+    env = {k: v for k, v in os.environ.items() if k != "ANONYMIZED_TELEMETRY"}  # as a user's shell has it
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]
+
+
+def test_each_in_memory_index_is_its_own(tiny_embedder, tiny_lm_dir):
+    """Every EphemeralClient in a process shares one in-memory Chroma: a second in-memory O1Index opened the first
+    one's collection, with its documents, and refused another model."""
+    import gc
+
+    import chromadb
+    first = O1Index(tiny_embedder)
+    first.add(IDS, TEXTS)
+    second = O1Index(tiny_embedder)
+    assert len(second) == 0 and len(first) == 4
+    second.add(["x"], ["volcano lava"])
+    assert _ids(first.search("volcano lava", top_k=5, k=0)) != ["x"] and len(first) == 4
+    other = O1Embedder.from_pretrained(str(tiny_lm_dir), device="cpu", dtype="fp32", thought_cache=False)
+    assert len(O1Index(other)) == 0  # was: "collection 'o1-retriever' was built with model ..."
+    database = second.client.database
+    del second
+    gc.collect()
+    with pytest.raises(Exception, match="not found|does not exist"):  # its documents are freed with it
+        chromadb.AdminClient().get_database(database)
+    assert len(first) == 4
+
+
+def test_where_the_index_lives_is_given_once_and_a_missing_server_is_named(tiny_embedder, tmp_path):
+    import socket
+
+    import chromadb
+    with pytest.raises(ValueError, match=r"path=.*or host=.*not both.*'127\.0\.0\.1'"):
+        O1Index(tiny_embedder, path=tmp_path, host="127.0.0.1")  # path was silently ignored
+    with pytest.raises(ValueError, match="client= or path=/host=, not both"):
+        O1Index(tiny_embedder, path=tmp_path, client=chromadb.EphemeralClient())
+    assert not (tmp_path / "chroma.sqlite3").exists()
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ValueError, match=rf"no Chroma server answers at 127\.0\.0\.1:{port}"):
+        O1Index(tiny_embedder, host="127.0.0.1", port=port)
