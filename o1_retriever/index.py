@@ -90,8 +90,9 @@ def existing_client(path, collection: str):
 
 
 def check_metadata(metadata, where: str) -> dict | None:
-    """A copy of one document's metadata, or None for none. Values Chroma would drop or refuse (nested dicts,
-    NaN, lists) are refused here, naming the key, before anything is written."""
+    """A copy of one document's metadata, or None for none. Values Chroma would refuse or change (nested dicts,
+    None, NaN, ints past 64 bits) are refused here, naming the key, before anything is written; so are lists
+    (not every Chroma 1.x stores them)."""
     if metadata is None:
         return None
     if not isinstance(metadata, dict):
@@ -105,6 +106,9 @@ def check_metadata(metadata, where: str) -> dict | None:
                             "str, int, float or bool (flatten nested fields into keys of their own)")
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"{where}[{key!r}] is {value}; metadata numbers must be finite")
+        if isinstance(value, int) and not -2**63 <= value < 2**63:  # Chroma would store a rounded float
+            raise ValueError(f"{where}[{key!r}] is {value}; metadata ints must fit in 64 bits "
+                             "(-2**63 to 2**63-1): store a larger number as a str")
     return dict(metadata) or None
 
 
@@ -218,7 +222,7 @@ class O1Index:
         try:
             return self.collection.get(where=where, where_document=where_document, limit=limit, include=[])["ids"]
         except Exception as e:  # chromadb's InvalidArgumentError is no ValueError
-            named = f"where={where!r}" + (f", where_document={where_document!r}" if where_document else "")
+            named = f"where={where!r}" + (f", where_document={where_document!r}" if where_document is not None else "")
             raise ValueError(f"{named}: not a valid Chroma filter: {e}") from e
 
     def _get(self, ids: list[str], include: list[str], chunk: int = 1000) -> dict:
@@ -300,7 +304,7 @@ class O1Index:
             warnings.warn(f"collection {self.collection.name!r} is incomplete: an `o1-retriever index` run did not "
                           "finish; re-run it (stored documents are kept) before trusting these results", stacklevel=2)
         count = len(self)
-        if count == 0:
+        if count == 0 or not queries:
             return [] if single else [[] for _ in queries]
         lexical_index = self._lexical() if hybrid is not None else None  # before thinking: no bm25s fails fast
         pool = min(top_k if hybrid is None else dense_pool(top_k), count)

@@ -241,3 +241,20 @@ def test_where_the_index_lives_is_given_once_and_a_missing_server_is_named(tiny_
         port = s.getsockname()[1]
     with pytest.raises(ValueError, match=rf"no Chroma server answers at 127\.0\.0\.1:{port}"):
         O1Index(tiny_embedder, host="127.0.0.1", port=port)
+
+
+def test_no_queries_no_hits_and_filter_errors_name_the_bad_filter(tiny_embedder):
+    index = O1Index(tiny_embedder)
+    index.add(IDS, TEXTS, [{"n": i} for i in range(4)])
+    assert index.search([], k=1) == [] and index.search([], k=0, hybrid=True) == []  # was IndexError
+    with pytest.raises(ValueError, match=r"where_document=\{\}: not a valid Chroma filter"):
+        index.search("q", where_document={})  # the message named only where=None
+
+
+def test_metadata_ints_chroma_would_round_are_refused(tiny_embedder):
+    index = O1Index(tiny_embedder)
+    with pytest.raises(ValueError, match=r"metadatas\[1\] \(id 'b'\)\['big'\] is 1180591620717411303424; .*64 bits"):
+        index.add(["a", "b"], ["one", "two"], [{"big": 1}, {"big": 2**70}])  # was stored as 1.18e21
+    assert len(index) == 0
+    index.add(["a"], ["one"], [{"big": 2**63 - 1}])
+    assert index.collection.get(ids=["a"], include=["metadatas"])["metadatas"] == [{"big": 2**63 - 1}]
