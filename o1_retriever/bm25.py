@@ -49,8 +49,10 @@ class BM25Searcher:
         self._show = show_progress_bar
         tokens = bm25s.tokenize(texts, stopwords=self.config.stopwords, stemmer=self._stemmer,
                                 show_progress=show_progress_bar)
-        self.model = bm25s.BM25(k1=self.config.k1, b=self.config.b, method=self.config.method)
-        self.model.index(tokens, show_progress=show_progress_bar)
+        self.model = None  # no text has a term (stopwords, one-letter words, punctuation): nothing can match
+        if tokens.vocab:  # bm25s cannot index an empty vocabulary
+            self.model = bm25s.BM25(k1=self.config.k1, b=self.config.b, method=self.config.method)
+            self.model.index(tokens, show_progress=show_progress_bar)
 
     def _make_stemmer(self):
         if self.config.stemmer is None:
@@ -62,6 +64,8 @@ class BM25Searcher:
         return Stemmer.Stemmer(self.config.stemmer).stemWords
 
     def search(self, queries: list[str], top_k: int = 100) -> list[list[tuple[str, float]]]:
+        if self.model is None:
+            return [[] for _ in queries]
         bm25s = import_bm25s()
         top_k = min(top_k, len(self.ids))
         tokens = bm25s.tokenize(queries, stopwords=self.config.stopwords, stemmer=self._stemmer,

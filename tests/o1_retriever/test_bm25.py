@@ -30,3 +30,10 @@ def test_scifact_reproduces_pyserini_flat(shared_data):
     assert row.queries == 300
     assert row.ndcg_at_10 == pytest.approx(0.672, abs=0.01)
     assert 0.85 < row.recall_at_100 <= 1.0  # Pyserini: 0.908
+
+
+def test_a_corpus_without_any_term_matches_nothing():
+    """Texts made only of stopwords, one-letter words and punctuation: bm25s failed to index them ('max() arg is an
+    empty sequence'), so hybrid search over such a collection failed."""
+    searcher = BM25Searcher(["a", "b"], ["the of and", "A - ! I"])
+    assert searcher.search(["river", "the"], top_k=5) == [[], []]

@@ -258,3 +258,11 @@ def test_metadata_ints_chroma_would_round_are_refused(tiny_embedder):
     assert len(index) == 0
     index.add(["a"], ["one"], [{"big": 2**63 - 1}])
     assert index.collection.get(ids=["a"], include=["metadatas"])["metadatas"] == [{"big": 2**63 - 1}]
+
+
+def test_hybrid_search_over_texts_bm25_cannot_index(tiny_embedder):
+    index = O1Index(tiny_embedder)
+    index.add(["s1", "s2"], ["The", "A, I."])
+    hits = index.search("river water", top_k=2, k=0, hybrid=True)  # was ValueError: max() arg is an empty sequence
+    assert sorted(_ids(hits)) == ["s1", "s2"]
+    assert _ids(hits) == _ids(index.search("river water", top_k=2, k=0))  # dense order: BM25 has no say
