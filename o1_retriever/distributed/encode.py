@@ -137,12 +137,13 @@ def _run_shards(todo, kind, spec, k, batch_size, output, actors, address, use_gp
     ray = require_ray()
     connect(address)
     resources = actor_resources(actors, use_gpus)
-    dataset = ray.data.from_items(shard_dicts(todo), override_num_blocks=len(todo))  # a block per shard
-    written = dataset.map_batches(
-        ShardWriter, batch_size=1, **resources.map_options(),
-        fn_constructor_kwargs={"spec": spec, "kind": kind, "k": k, "batch_size": batch_size, "output": str(output)})
     with _progress(ray, sum(s.rows for s in todo), "row", f"Encoding {kind} on {resources.actors} "
                    f"{resources.device} actor(s)", show_progress_bar) as bar:
+        dataset = ray.data.from_items(shard_dicts(todo), override_num_blocks=len(todo))  # a block per shard
+        written = dataset.map_batches(
+            ShardWriter, batch_size=1, **resources.map_options(),
+            fn_constructor_kwargs={"spec": spec, "kind": kind, "k": k, "batch_size": batch_size,
+                                   "output": str(output)})
         for done in written.iter_rows():
             bar.update(int(done["rows"]))
 
@@ -163,9 +164,13 @@ def worker_error(error: BaseException | None) -> BaseException | None:
 
 @contextmanager
 def _progress(ray, total: int, unit: str, desc: str, show_progress_bar: bool | None):
-    """One bar of ours (in rows; Ray Data's own bars, several and in blocks, are off meanwhile). A bad input or model
-    met by a worker (a file changed since planning, a model that will not load) surfaces as the worker's own
-    exception and message, not wrapped twice in Ray's task errors."""
+    """One bar of ours (in rows; Ray Data's own bars, several and in blocks, are off meanwhile: create the dataset
+    inside this block, as a dataset keeps a copy of the context it was created under; off, they are also not logged
+    every few seconds where stdout is not a terminal). A bad input or model met by a worker (a file changed since
+    planning, a model that will not load) surfaces as the worker's own exception and message, not wrapped twice in
+    Ray's task errors."""
+    from ray.util.debug import log_once
+    log_once("ray_data_progress_manager_disabled")  # spends Ray's one-time "Progress bars disabled" hint: ours show
     context = ray.data.DataContext.get_current()
     before, context.enable_progress_bars = context.enable_progress_bars, False
     try:
@@ -203,13 +208,13 @@ def encode_texts(spec: ModelSpec, texts: list[str], *, kind: str = "documents", 
     table = pa.table({"row": np.arange(len(texts), dtype=np.int64), "text": pa.array(texts, pa.string())})
     per_task = batch_size * 8
     blocks = [table.slice(start, per_task) for start in range(0, len(texts), per_task)]  # a task each
-    encoded = ray.data.from_arrow(blocks).map_batches(
-        RowEncoder, batch_size=per_task, **resources.map_options(),
-        fn_constructor_kwargs={"spec": spec, "kind": kind, "k": k, "batch_size": batch_size,
-                               "encoder_fingerprint": encoder_fingerprint})
     out, filled = None, np.zeros(len(texts), dtype=bool)
     with _progress(ray, len(texts), "text", f"Embedding on {resources.actors} {resources.device} actor(s)",
                    show_progress_bar) as bar:
+        encoded = ray.data.from_arrow(blocks).map_batches(
+            RowEncoder, batch_size=per_task, **resources.map_options(),
+            fn_constructor_kwargs={"spec": spec, "kind": kind, "k": k, "batch_size": batch_size,
+                                   "encoder_fingerprint": encoder_fingerprint})
         for batch in encoded.iter_batches(batch_format="numpy", batch_size=None):
             rows, vectors = batch["row"], np.asarray(batch["vector"], dtype=np.float32)
             if out is None:

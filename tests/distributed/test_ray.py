@@ -284,3 +284,26 @@ def test_refusals_before_any_work(ray_session, encoded, tmp_path, tiny_o1_dir, m
         load_into_chroma(out, path=tmp_path / "db", host="127.0.0.1")
     with pytest.raises(TypeError, match="unknown model option"):
         encode_corpus(corpus, tmp_path / "v", str(tiny_o1_dir), device="cuda")
+
+
+def test_a_small_run_prints_nothing_of_ray_datas_progress(ray_session, tmp_path, tiny_o1_dir):
+    """Below the threshold nothing draws a bar; Ray Data's own progress, which it logs every few seconds where stdout
+    is not a terminal, stays off too (the dataset must be created while it is off)."""
+    import logging
+
+    from o1_retriever.distributed import encode_corpus
+    path = tmp_path / "corpus.jsonl"
+    write_jsonl(path, make_documents(12))
+    logged = []  # what Ray Data's console handler would print
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: logged.append(record.getMessage())
+    logging.getLogger("ray.data").addHandler(handler)
+    try:
+        result = encode_corpus(path, tmp_path / "vectors", str(tiny_o1_dir), actors=1, shard_size=6, dtype="fp32",
+                               thought_cache=False)
+    finally:
+        logging.getLogger("ray.data").removeHandler(handler)
+    assert (result.rows, result.written) == (12, 2)
+    assert logged  # Ray Data logs its run (start, plan): the handler sees it
+    progress = [m[:60] for m in logged if "Running Dataset" in m or "Total Progress" in m or "Progress bars" in m]
+    assert progress == []
