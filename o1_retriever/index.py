@@ -138,6 +138,7 @@ class O1Index:
         self.collection = open_collection(self.client, collection, embedder, num_thoughts=check_k(num_thoughts),
                                           create=create, where=path or (host and f"{host}:{port}"))
         self._bm25 = None  # CollectionBM25 over the stored texts, made by the first hybrid search
+        self._max_batch = None  # the most records Chroma takes in one write, asked on the first write
         self._warned_incomplete = False
 
     def __len__(self) -> int:
@@ -236,24 +237,31 @@ class O1Index:
         return out
 
     def _replace(self, ids, texts, vectors, metas) -> None:
-        """One upsert that replaces each record whole. Chroma merges metadata on upsert: keys a record had and
-        the new metadata lacks are sent as None, which deletes them."""
-        old = self.collection.get(ids=list(ids), include=["metadatas"])
-        old_keys = {i: set(m or {}) for i, m in zip(old["ids"], old["metadatas"])}
-        full = []
-        for i, m in zip(ids, metas):
-            gone = old_keys.get(i, set()) - set(m or {})
-            full.append({**dict.fromkeys(sorted(gone)), **(m or {})} or None)
-        self.collection.upsert(ids=list(ids), documents=list(texts), embeddings=[[float(x) for x in v] for v in vectors],
-                               metadatas=full if any(m is not None for m in full) else None)
+        """Upserts that replace each record whole. Chroma merges metadata on upsert: keys a record had and the new
+        metadata lacks are sent as None, which deletes them. Chroma refuses a write of more records than its
+        maximum batch (5461 in chromadb 1.5), whatever `batch_size` the caller chose: such a batch goes in parts."""
+        if self._max_batch is None:
+            self._max_batch = self.client.get_max_batch_size()
+        for start in range(0, len(ids), self._max_batch):
+            part = slice(start, start + self._max_batch)
+            part_ids, part_metas = list(ids[part]), metas[part]
+            old = self.collection.get(ids=part_ids, include=["metadatas"])
+            old_keys = {i: set(m or {}) for i, m in zip(old["ids"], old["metadatas"])}
+            full = []
+            for i, m in zip(part_ids, part_metas):
+                gone = old_keys.get(i, set()) - set(m or {})
+                full.append({**dict.fromkeys(sorted(gone)), **(m or {})} or None)
+            self.collection.upsert(ids=part_ids, documents=list(texts[part]),
+                                   embeddings=[[float(x) for x in v] for v in vectors[part]],
+                                   metadatas=full if any(m is not None for m in full) else None)
 
     def _restore(self, ids: list[str], before: dict, error: BaseException) -> None:
         """Put back what `before` held for `ids` after a failed write: new ids deleted, old records rewritten."""
         try:
             had = set(before["ids"])
             new = [i for i in ids if i not in had]
-            if new:
-                self.collection.delete(ids=new)
+            for start in range(0, len(new), 1000):
+                self.collection.delete(ids=new[start:start + 1000])
             if before["ids"]:
                 self._replace(before["ids"], before["documents"], before["embeddings"],
                               [m or None for m in before["metadatas"]])

@@ -266,3 +266,4 @@ def test_hybrid_search_over_texts_bm25_cannot_index(tiny_embedder):
     hits = index.search("river water", top_k=2, k=0, hybrid=True)  # was ValueError: max() arg is an empty sequence
     assert sorted(_ids(hits)) == ["s1", "s2"]
     assert _ids(hits) == _ids(index.search("river water", top_k=2, k=0))  # dense order: BM25 has no say
+

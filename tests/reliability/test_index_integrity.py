@@ -190,3 +190,14 @@ def test_a_dtype_mismatch_says_what_differs(tiny_o1_dir, tiny_embedder, db):
     bf16 = O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", dtype="bf16", thought_cache=False)
     with pytest.raises(ValueError, match=r"loaded another way \(.*float32\); this embedder loads it as .*bfloat16"):
         O1Index(bf16, path=db, collection="docs")
+
+
+def test_a_batch_larger_than_chroma_takes_in_one_write(tiny_embedder):
+    """Chroma refuses a write of more records than get_max_batch_size(): add(batch_size=N) embedded everything and
+    then failed ('Batch size 5462 exceeds maximum batch size 5461'), storing nothing."""
+    index = O1Index(tiny_embedder)  # in memory: the limit is the same for every client kind
+    n = index.client.get_max_batch_size() + 1
+    ids = [f"d{i}" for i in range(n)]
+    assert index.add(ids, ["w"] * n, [{"i": i} for i in range(n)], batch_size=n, show_progress_bar=False) == n
+    assert len(index) == n
+    assert index.collection.get(ids=[ids[-1]], include=["metadatas"])["metadatas"] == [{"i": n - 1}]
