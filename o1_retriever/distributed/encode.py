@@ -85,9 +85,10 @@ def _plan(kind: str, source, output: Path, spec: ModelSpec, k: int, shard_size: 
                "model": spec.as_dict(), "inputs": inputs, "shards": shard_dicts(shards),
                "rows": sum(s.rows for s in shards)}
     old = read_manifest(output)
-    if old is None:
-        if output.exists() and any(output.glob("part-*.parquet")):
-            raise ValueError(f"{output} holds shards but no {MANIFEST}; encode into an empty or new folder")
+    has_shards = output.is_dir() and any(output.glob("part-*.parquet"))
+    if old is None and has_shards:
+        raise ValueError(f"{output} holds shards but no {MANIFEST}; encode into an empty or new folder")
+    if old is None or not has_shards:  # a run that wrote nothing (a mistyped model or dtype) binds the folder to nothing
         return planned
     before, now = _what_decides_the_shards(old), _what_decides_the_shards(planned)
     changed = [_change(key, before[key], now[key]) for key in now if before[key] != now[key]]

@@ -253,11 +253,21 @@ def test_cli_index_from_parquet_and_a_rerun_does_only_what_is_missing(ray_sessio
     np.testing.assert_array_equal(again["vectors"], first["vectors"])
 
 
-def test_a_model_the_workers_cannot_load_is_a_clear_error(ray_session, tmp_path, corpus_file):
-    """The actors load the model, not the driver: a typo fails with the loader's message, not a hang or a traceback."""
+def test_a_model_the_workers_cannot_load_is_a_clear_error(ray_session, tmp_path, tiny_o1_dir):
+    """The actors load the model, not the driver: a typo fails with the loader's message, not a hang or a traceback.
+    The failed run wrote no shard, so the same folder takes the corrected command (it was refused as another run's)."""
     from o1_retriever.distributed import encode_corpus
+    corpus = tmp_path / "corpus.jsonl"
+    write_jsonl(corpus, make_documents(8))
     with pytest.raises(ValueError, match=r"the actors could not load the model \(ValueError: model path .*nowhere"):
-        encode_corpus(corpus_file, tmp_path / "vectors", str(tmp_path / "nowhere"), actors=1, shard_size=100)
+        encode_corpus(corpus, tmp_path / "vectors", str(tmp_path / "nowhere"), actors=1, shard_size=100)
+    with pytest.raises(ValueError, match=r"the actors could not load the model \(ValueError: dtype='fp33'"):
+        encode_corpus(corpus, tmp_path / "vectors", str(tiny_o1_dir), actors=1, shard_size=4, dtype="fp33")
+    result = encode_corpus(corpus, tmp_path / "vectors", str(tiny_o1_dir), actors=1, shard_size=4, dtype="fp32",
+                           thought_cache=False)
+    assert (result.rows, result.shards, result.written) == (8, 2, 2)
+    manifest = json.loads((tmp_path / "vectors" / "o1_vectors.json").read_text())
+    assert manifest["shard_size"] == 4 and manifest["model"]["options"]["dtype"] == "fp32" and manifest["complete"]
 
 
 def test_refusals_before_any_work(ray_session, encoded, tmp_path, tiny_o1_dir, model_options):
