@@ -110,6 +110,11 @@ def encode_files(kind: str, source, output, spec: ModelSpec, *, k: int = 3, acto
     output = Path(output).expanduser()
     if output.exists() and not output.is_dir():
         raise ValueError(f"{str(output)!r} is a file; the output is a folder of Parquet shards")
+    inputs = Path(source).expanduser().resolve()
+    if inputs.is_dir() and (output.resolve() == inputs or inputs in output.resolve().parents):
+        # The next run would read its shards and o1_vectors.json as input (a resume failed on them).
+        raise ValueError(f"the output folder {str(output)!r} is inside the input folder {str(source)!r}; pass one "
+                         f"outside it, e.g. {str(inputs) + '.o1-vectors'!r}")
     manifest = _plan(kind, source, output, spec, k, shard_size)  # reads and checks the input before Ray starts
     shards = manifest_shards(manifest)
     output.mkdir(parents=True, exist_ok=True)

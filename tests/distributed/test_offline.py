@@ -146,3 +146,16 @@ def test_the_main_cli_routes_index_and_eval_to_ray():
     assert config_from_args(parser.parse_args(["eval", "--dataset", "d"])).ray is None
     with pytest.raises(ValueError, match="--ray embeds the corpus for --index exact"):
         config_from_args(parser.parse_args(["eval", "--dataset", "d", "--ray", "--index", "chroma"]))
+
+
+@pytest.mark.parametrize("inside", [".", "vectors", "deeper/vectors"])
+def test_an_output_folder_inside_the_input_folder_is_refused(tmp_path, inside):
+    """Its shards and o1_vectors.json would be the next run's input: a re-run (a resume) failed reading them."""
+    from o1_retriever.distributed import encode_corpus
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    write_jsonl(folder / "docs.jsonl", make_documents(5))
+    with pytest.raises(ValueError, match=r"is inside the input folder .*; pass one outside it, e.g. '.*corpus"
+                                         r"\.o1-vectors'"):
+        encode_corpus(folder, folder / inside, "unused-model")
+    assert sorted(p.name for p in folder.rglob("*")) == ["docs.jsonl"]
