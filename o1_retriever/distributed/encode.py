@@ -88,7 +88,7 @@ def _plan(kind: str, source, output: Path, spec: ModelSpec, k: int, shard_size: 
     has_shards = output.is_dir() and any(output.glob("part-*.parquet"))
     if old is None and has_shards:
         raise ValueError(f"{output} holds shards but no {MANIFEST}; encode into an empty or new folder")
-    if old is None or not has_shards:  # a run that wrote nothing (a mistyped model or dtype) binds the folder to nothing
+    if old is None or not has_shards:  # a run that wrote nothing (a mistyped model, say) binds the folder to nothing
         return planned
     before, now = _what_decides_the_shards(old), _what_decides_the_shards(planned)
     changed = [_change(key, before[key], now[key]) for key in now if before[key] != now[key]]
@@ -149,7 +149,7 @@ def _run_shards(todo, kind, spec, k, batch_size, output, actors, address, use_gp
         written = dataset.map_batches(
             ShardWriter, batch_size=1, **resources.map_options(),
             fn_constructor_kwargs={"spec": spec, "kind": kind, "k": k, "batch_size": batch_size,
-                                   "output": str(output)})
+                                   "output": str(output.resolve())})  # workers have their own working directory
         for done in written.iter_rows():
             bar.update(int(done["rows"]))
 

@@ -24,8 +24,13 @@ class ModelSpec:
         if unknown:
             raise TypeError(f"unknown model option(s) {unknown}; allowed: {list(LOAD_OPTIONS)} (the device is "
                             "chosen per actor)")
+        from ..default_model import bundled_model_path
         from ..model_source import legacy_source
         _refuse_parts(legacy_source(self.model), self.model)  # a name recorded before ModelSource
+        if self.model is not None and bundled_model_path(self.model) is None and Path(self.model).expanduser().exists():
+            # A local model by its absolute path: workers (and a later `load`) do not share this process's working
+            # directory, and "model/", "./model" and "/abs/model" are one model to a resumed run.
+            object.__setattr__(self, "model", str(Path(self.model).expanduser().resolve()))
 
     @classmethod
     def of(cls, embedder) -> "ModelSpec":

@@ -317,3 +317,20 @@ def test_a_small_run_prints_nothing_of_ray_datas_progress(ray_session, tmp_path,
     assert logged  # Ray Data logs its run (start, plan): the handler sees it
     progress = [m[:60] for m in logged if "Running Dataset" in m or "Total Progress" in m or "Progress bars" in m]
     assert progress == []
+
+
+def test_a_relative_model_path_names_the_same_model_everywhere(ray_session, tmp_path, tiny_o1_dir, monkeypatch):
+    """`--model ./tiny` from one directory: the workers (started elsewhere) load it, a re-run naming it another way
+    resumes instead of being refused as another model, and `load` from another directory finds it."""
+    from o1_retriever.distributed import encode_corpus, load_into_chroma
+    corpus, out = tmp_path / "corpus.jsonl", tmp_path / "vectors"
+    write_jsonl(corpus, make_documents(8))
+    monkeypatch.chdir(tiny_o1_dir.parent)
+    first = encode_corpus(corpus, out, f"./{tiny_o1_dir.name}", actors=1, shard_size=4, dtype="fp32",
+                          thought_cache=False)
+    assert first.written == 2
+    assert json.loads((out / "o1_vectors.json").read_text())["model"]["model"] == str(tiny_o1_dir.resolve())
+    monkeypatch.chdir(tmp_path)
+    again = encode_corpus(corpus, out, f"{tiny_o1_dir}/", actors=1, shard_size=4, dtype="fp32", thought_cache=False)
+    assert (again.written, again.fingerprint) == (0, first.fingerprint)
+    assert load_into_chroma(out, path=tmp_path / "db", collection="docs").count == 8
