@@ -202,9 +202,18 @@ class O1EmbeddingFunction(EmbeddingFunction[Documents]):
         check_positive_int(config.get("batch_size", 32), "batch_size")
 
     def validate_config_update(self, old_config: dict[str, Any], new_config: dict[str, Any]) -> None:
-        # Stored vectors come from one model; swapping it would silently mix embedding spaces.
-        if any(key in new_config and new_config[key] != old_config.get(key) for key in ("model", "source")):
-            raise ValueError("the model of an O1 collection cannot change; re-embed into a new collection")
+        # Stored vectors come from one model loaded one way; swapping it would silently mix embedding spaces. The
+        # same model loaded another way (dtype, quantization) keeps its path but not its fingerprint. chromadb 1.x
+        # calls this only after it has stored the new configuration, so the error says how to put the old one back.
+        changed = [key for key in ("model", "source") if key in new_config and new_config[key] != old_config.get(key)]
+        changed += [key for key in ("fingerprint", "dim", "encoder_dtype")
+                    if None not in (old_config.get(key), new_config.get(key)) and new_config[key] != old_config[key]]
+        if changed:
+            what = ", ".join(f"{key} {old_config.get(key)!r} -> {new_config.get(key)!r}" for key in changed)
+            raise ValueError(f"the model of an O1 collection cannot change ({what}); re-embed into a new collection. "
+                             "Chroma stored the new function before this check: record the model it was built with "
+                             "again, collection.modify(configuration={'embedding_function': "
+                             "O1EmbeddingFunction(that_embedder)}) (stored even where this check refuses it again)")
 
     def __repr__(self) -> str:
         loaded = f"dim={self._embedder.dim}" if self._embedder is not None else "not loaded yet"

@@ -250,3 +250,23 @@ def test_the_bundled_default_collection_thinks_in_a_fresh_plain_chroma_process(t
         print(json.dumps(col.query(query_texts=["why does bread rise?"], n_results=2)["ids"][0]))
     """)
     assert json.loads(queried) == json.loads(built) == ["b", "m"]
+
+
+
+def test_modify_refuses_the_same_model_loaded_another_way(tiny_embedder, tiny_o1_dir, collection, tmp_path):
+    """The same path in bf16 has another fingerprint: modify() took it silently over fp32 vectors (a later fp32
+    O1Index was then refused, a bf16 one accepted). chromadb stores the new function before asking ours, so the
+    refusal says how to record the right model again, and that works."""
+    from o1_retriever.index import O1Index
+    bf16 = O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", dtype="bf16", thought_cache=False)
+    with pytest.raises(ValueError, match=rf"cannot change \(fingerprint '{tiny_embedder.fingerprint}' -> "
+                                         rf"'{bf16.fingerprint}', encoder_dtype .*record the model it was built with again"):
+        collection.modify(configuration={"embedding_function": O1EmbeddingFunction(bf16)})
+    reopened = chromadb.PersistentClient(str(tmp_path / "chroma")).get_collection("docs")
+    assert reopened.configuration_json["embedding_function"]["config"]["fingerprint"] == bf16.fingerprint
+    with pytest.raises(ValueError, match="cannot change"):  # the way back, as the message says
+        reopened.modify(configuration={"embedding_function": O1EmbeddingFunction(tiny_embedder)})
+    assert len(O1Index(tiny_embedder, path=tmp_path / "chroma", collection="docs")) == len(DOCS)
+    collection.modify(configuration={"embedding_function": O1EmbeddingFunction(tiny_embedder, num_thoughts=5)})
+    config = chromadb.PersistentClient(str(tmp_path / "chroma")).get_collection("docs").configuration_json
+    assert config["embedding_function"]["config"]["num_thoughts"] == 5  # the thinking may change, the model not
