@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..settings import add_setting_flags, overrides_of
 from ..validation import check_choice, positive_int_arg
 from .encode import DEFAULT_SHARD_SIZE
 
@@ -45,12 +46,11 @@ def add_ray_arguments(parser: argparse.ArgumentParser, command: str = "index", r
 
 
 def spec_from_args(args):
-    """The model every actor loads, from the usual model options (those the parser has)."""
+    """The model every actor loads, from the usual model options (those the parser has): every inference setting
+    flag, as the collection records them and searches think with them."""
     from .workers import ModelSpec
-    options = {name: getattr(args, name) for name in ("dtype", "quantization", "max_new_tokens", "temperature",
-                                                       "top_p", "aggregation", "query_weight", "seed",
-                                                       "query_max_length", "document_max_length")
-               if getattr(args, name, None) is not None}
+    options = {name: getattr(args, name) for name in ("dtype", "quantization") if getattr(args, name, None) is not None}
+    options.update(overrides_of(args))
     cache = getattr(args, "thought_cache", None)
     if isinstance(cache, str):
         options["thought_cache"] = False if cache == "off" else cache
@@ -92,15 +92,24 @@ def _encode(args, kind: str, source, vectors):
 def run_index_ray(args) -> int:
     """`o1-retriever index --ray`: encode the corpus on Ray actors into Parquet shards, then load them into Chroma
     (`--db` or `--host`). Both steps resume: a re-run encodes only missing shards and stores only missing records."""
+    from ..index import _client
     from .load import load_into_chroma
-    target = _store_target(args)  # a bad target fails before anything is read
+    # Whatever would fail the load fails before the encode, not after it: the store's options, and the store itself
+    # (a Chroma server that does not answer, a --db that is a file).
+    target = _store_target(args)
+    batch_size = getattr(args, "batch_size", 1000)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"--batch-size must be a positive int (records per Chroma write), got {batch_size!r}")
+    if getattr(args, "device", None) is not None:
+        raise ValueError(f"--device {args.device} does not apply with --ray: each actor runs on the GPU Ray gives "
+                         "it, else on the CPU (--cpu-actors keeps them on CPUs)")
+    client = _client(target.get("path"), target.get("host"), target.get("port"), create=True)
     vectors = Path(args.vectors).expanduser() if args.vectors else default_vectors_dir(args.corpus)
     result = _encode(args, "documents", args.corpus, vectors)
     print(f"encoded {result.rows} documents into {result.shards} shard(s) in {vectors} "
           f"({result.written} written by this run, {result.shards - result.written} already there)")
     collection = getattr(args, "collection", "o1-retriever")
-    loaded = load_into_chroma(vectors, collection=collection, batch_size=getattr(args, "batch_size", None) or 1000,
-                              **target)
+    loaded = load_into_chroma(vectors, collection=collection, batch_size=batch_size, client=client)
     where = target.get("path") or f"{target['host']}:{target['port']}"
     kept = f" ({loaded.skipped} already stored, skipped)" if loaded.skipped else ""
     print(f"indexed {loaded.stored} passages into {where}{kept} (collection {collection!r}, {loaded.count} total)")
@@ -121,8 +130,8 @@ def eval_options(args) -> dict:
 def _model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="model dir, hub id or .gguf (default: the bundled model)")
     p.add_argument("--dtype", default=None, help="auto, bf16, fp16 or fp32 (default auto: bf16 on GPUs)")
-    p.add_argument("--max-new-tokens", type=positive_int_arg, default=None, help="thought length limit")
-    p.add_argument("--temperature", type=float, default=None, help="thought sampling temperature")
+    p.add_argument("--quantization", choices=["4bit", "8bit"], default=None, help="load the thinker quantized")
+    add_setting_flags(p)
     p.add_argument("--seed", type=int, default=None, help="sampling seed")
 
 

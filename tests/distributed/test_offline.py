@@ -159,3 +159,26 @@ def test_an_output_folder_inside_the_input_folder_is_refused(tmp_path, inside):
                                          r"\.o1-vectors'"):
         encode_corpus(folder, folder / inside, "unused-model")
     assert sorted(p.name for p in folder.rglob("*")) == ["docs.jsonl"]
+
+
+def test_index_ray_refuses_what_would_fail_the_load_before_encoding(tmp_path):
+    """`o1-retriever index --ray`: a bad --batch-size, a --device (actors choose theirs) or a Chroma server that does
+    not answer failed only after the whole corpus was encoded (or, --batch-size 0, was taken as 1000)."""
+    import socket
+
+    from o1_retriever.cli import build_parser
+    from o1_retriever.commands import run_index
+    corpus = tmp_path / "corpus.jsonl"
+    write_jsonl(corpus, make_documents(5))
+    with socket.socket() as s:  # a port where nothing listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = ["index", "--corpus", str(corpus), "--ray", "--vectors", str(tmp_path / "vectors"), "--model", "unused"]
+    cases = [(["--db", str(tmp_path / "db"), "--batch-size", "0"], r"--batch-size must be a positive int .*got 0"),
+             (["--db", str(tmp_path / "db"), "--batch-size", "-5"], r"--batch-size must be a positive int .*got -5"),
+             (["--db", str(tmp_path / "db"), "--device", "cuda:1"], r"--device cuda:1 does not apply with --ray"),
+             (["--host", "127.0.0.1", "--port", str(port)], rf"no Chroma server answers at 127.0.0.1:{port}")]
+    for extra, message in cases:
+        with pytest.raises(ValueError, match=message):
+            run_index(build_parser().parse_args(base + extra))
+    assert not (tmp_path / "vectors").exists()

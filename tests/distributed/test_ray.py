@@ -334,3 +334,28 @@ def test_a_relative_model_path_names_the_same_model_everywhere(ray_session, tmp_
     again = encode_corpus(corpus, out, f"{tiny_o1_dir}/", actors=1, shard_size=4, dtype="fp32", thought_cache=False)
     assert (again.written, again.fingerprint) == (0, first.fingerprint)
     assert load_into_chroma(out, path=tmp_path / "db", collection="docs").count == 8
+
+
+def test_index_ray_passes_every_setting_flag_to_the_actors_and_the_collection(ray_session, tmp_path, tiny_o1_dir):
+    """`o1-retriever index --ray` with setting flags: the collection records them, as `o1-retriever index` without
+    Ray does, so searches think with them (--min-new-tokens, --prompt-max-length and --thought-input were
+    dropped)."""
+    import chromadb
+
+    from o1_retriever.cli import main
+    corpus = tmp_path / "corpus.jsonl"
+    write_jsonl(corpus, make_documents(6))
+    flags = ["--min-new-tokens", "2", "--prompt-max-length", "64", "--document-max-length", "48"]
+    common = ["index", "--corpus", str(corpus), "--model", str(tiny_o1_dir), "--dtype", "fp32", *flags]
+    assert main([*common, "--db", str(tmp_path / "plain")]) == 0
+    assert main([*common, "--db", str(tmp_path / "ray"), "--ray", "--actors", "1",
+                 "--vectors", str(tmp_path / "vectors")]) == 0
+
+    def recorded(db):
+        config = chromadb.PersistentClient(path=str(db)).get_collection("o1-retriever").configuration_json
+        return config["embedding_function"]["config"]["options"]
+
+    options = recorded(tmp_path / "ray")
+    assert {name: options.get(name) for name in ("min_new_tokens", "prompt_max_length", "document_max_length")} == \
+        {"min_new_tokens": 2, "prompt_max_length": 64, "document_max_length": 48}
+    assert options == recorded(tmp_path / "plain")
