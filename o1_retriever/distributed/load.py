@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from ..batching import show_progress
 from ..validation import check_positive_int
+from .runtime import require_pyarrow
 from .shards import manifest_shards, read_manifest, read_shard, text_hash
 from .workers import ModelSpec
 
@@ -62,6 +63,7 @@ def load_into_chroma(vectors, *, path=None, host: str | None = None, port: int =
     `host`:`port` (HttpClient), or on `client`. `embedder`: the model the shards were encoded with (None: loaded
     from what the shards record); the collection records it, so searches think with the same model."""
     from ..index import O1Index
+    require_pyarrow()
     check_positive_int(batch_size, "batch_size")
     if sum(x is not None for x in (path, host, client)) != 1:
         raise ValueError("pass exactly one of path (a Chroma directory), host (a Chroma server) or client")
@@ -127,6 +129,7 @@ def vectors_of(table) -> np.ndarray:
 def read_vectors(vectors) -> dict:
     """Every shard of an encode run in shard order: {"ids": [...], "vectors": (n, dim) array, "text_hash": [...]}
     (and "thoughts" for queries). For inspection and moderate sizes; `load_into_chroma` streams instead."""
+    require_pyarrow()
     import pyarrow as pa
     import pyarrow.parquet as pq
     vectors = Path(vectors).expanduser()

@@ -16,6 +16,16 @@ def require_ray():
     return ray
 
 
+def require_pyarrow() -> None:
+    """Reading shards needs only pyarrow (`load` may run where Ray is not installed): without it, an ImportError that
+    says how to install it, before a model loads or a collection is touched."""
+    try:
+        import pyarrow.parquet  # noqa: F401
+    except ImportError as e:
+        raise ImportError(f"reading encoded vectors needs pyarrow ({e}): {INSTALL_HINT}, or pip install pyarrow") \
+            from e
+
+
 def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
     """Join the Ray cluster at `address`, or start a local one (all CPUs and GPUs of this machine, or `num_cpus`)
     when none is given and none is running in this process. Returns True when this call started Ray (the caller

@@ -93,6 +93,20 @@ def test_without_ray_the_error_says_how_to_install(tmp_path, monkeypatch, capsys
     assert 'pip install "o1-retriever[ray]"' in capsys.readouterr().err
 
 
+def test_without_pyarrow_load_says_how_to_install(tmp_path, monkeypatch, capsys):
+    """`load` needs pyarrow, not Ray: where it is missing, the pip command, before a model loads or a store opens."""
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    from o1_retriever.distributed import load_into_chroma, read_vectors
+    from o1_retriever.distributed.cli import main
+    with pytest.raises(ImportError, match=r'needs pyarrow .*pip install "o1-retriever\[ray\]"'):
+        load_into_chroma(tmp_path / "vectors", path=tmp_path / "db")
+    with pytest.raises(ImportError, match=r'needs pyarrow .*pip install "o1-retriever\[ray\]"'):
+        read_vectors(tmp_path / "vectors")
+    assert main(["load", "--vectors", str(tmp_path / "vectors"), "--db", str(tmp_path / "db")]) == 2
+    assert 'pip install "o1-retriever[ray]"' in capsys.readouterr().err
+    assert not (tmp_path / "db").exists()
+
+
 def test_ray_arguments_wire_into_an_existing_parser():
     from o1_retriever.distributed.cli import add_ray_arguments, eval_options, run_index_ray
     index = argparse.ArgumentParser()
