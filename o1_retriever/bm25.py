@@ -63,15 +63,19 @@ class BM25Searcher:
             raise ImportError("BM25 stemming needs PyStemmer: pip install PyStemmer") from e
         return Stemmer.Stemmer(self.config.stemmer).stemWords
 
-    def search(self, queries: list[str], top_k: int = 100) -> list[list[tuple[str, float]]]:
-        if self.model is None:
+    def search(self, queries: list[str], top_k: int = 100, allowed=None) -> list[list[tuple[str, float]]]:
+        """Top hits per query, as (id, score); `allowed` (a set of ids) ranks only those documents, so a filter
+        that admits few of them still gets its own best top_k, not what is left of the whole corpus's."""
+        mask = None if allowed is None else np.fromiter((i in allowed for i in self.ids), bool, len(self.ids))
+        if self.model is None or (mask is not None and not mask.any()):
             return [[] for _ in queries]
         bm25s = import_bm25s()
         top_k = min(top_k, len(self.ids))
         tokens = bm25s.tokenize(queries, stopwords=self.config.stopwords, stemmer=self._stemmer,
                                 show_progress=False)
         # Queries made only of stopwords have no terms: bm25s needs at least one token to score.
-        docs, scores = self.model.retrieve(tokens, k=top_k, show_progress=self._show, n_threads=1)
+        docs, scores = self.model.retrieve(tokens, k=top_k, show_progress=self._show, n_threads=1,
+                                           **({} if mask is None else {"weight_mask": mask.astype(np.float32)}))
         results = []
         for row_docs, row_scores in zip(np.asarray(docs), np.asarray(scores)):
             results.append([(self.ids[int(d)], float(s)) for d, s in zip(row_docs, row_scores) if s > 0])

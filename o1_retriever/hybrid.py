@@ -35,20 +35,17 @@ class CollectionBM25:
 
     def search(self, queries: list[str], top_k: int, where: dict | None = None,
                where_document: dict | None = None) -> list[list[tuple[str, float]]]:
-        """Top hits per query, as (id, score); a filter keeps only the ids Chroma's `where` admits."""
+        """Top hits per query, as (id, score), among the documents Chroma's `where` / `where_document` admit."""
         ids = frozenset(self.collection.get(include=[])["ids"])
         if not ids:
             return [[] for _ in queries]
         if self._built is None or self._built[0] != ids:
             got = self.collection.get(include=["documents"])
             self._built = (frozenset(got["ids"]), BM25Searcher(got["ids"], [d or "" for d in got["documents"]]))
-        hits = self._built[1].search(queries, top_k)
-        if where is None and where_document is None:
-            return hits
-        seen = sorted({doc for row in hits for doc, _ in row})
-        allowed = set(self.collection.get(ids=seen, where=where, where_document=where_document,
-                                          include=[])["ids"]) if seen else set()
-        return [[(doc, s) for doc, s in row if doc in allowed] for row in hits]
+        allowed = None
+        if where is not None or where_document is not None:  # ranked among these only, not filtered afterwards
+            allowed = set(self.collection.get(where=where, where_document=where_document, include=[])["ids"])
+        return self._built[1].search(queries, top_k, allowed=allowed)
 
 
 @dataclass(frozen=True)

@@ -56,3 +56,21 @@ def test_each_query_fetches_what_its_own_dense_hits_lack(tiny_embedder, collecti
     assert next(h for h in second if h.id == "c").text == TEXTS[2]  # BM25 alone found it for this query
     with pytest.raises(ValueError, match="2 queries but 1 dense rankings"):
         fuse_with_bm25(CollectionBM25(collection), queries, dense[:1], 0.5, top_k=5)
+
+
+def test_a_filter_ranks_bm25_among_the_documents_it_admits(tiny_embedder, tmp_path):
+    """BM25 took its top hits over the whole collection and then dropped what the filter refused: when more than
+    the pool of better matches lay outside the filter, the admitted keyword matches got no BM25 score at all."""
+    ids = [f"en{i}" for i in range(POOL + 10)] + ["is-zebra", "is-glacier"]
+    texts = [f"zebra zebra zebra note {i}" for i in range(POOL + 10)] + [
+        "a zebra seen on the long dusty road of the northern savanna plain", "glacier ice melting into the river"]
+    metas = [{"lang": "en"}] * (POOL + 10) + [{"lang": "is"}] * 2
+    collection = chromadb.PersistentClient(path=str(tmp_path)).create_collection("many")
+    collection.add(ids=ids, documents=texts, metadatas=metas, embeddings=[[1.0, float(i)] for i in range(len(ids))])
+    bm25 = CollectionBM25(collection)
+    [hits] = bm25.search(["zebra"], 5, where={"lang": "is"})
+    assert [doc for doc, _ in hits] == ["is-zebra"]
+    assert hits[0][1] == pytest.approx(dict(BM25Searcher(ids, texts).search(["zebra"], len(ids))[0])["is-zebra"])
+    assert bm25.search(["zebra"], 5, where_document={"$contains": "glacier"}) == [[]]
+    [fused] = fuse_with_bm25(bm25, ["zebra"], [[("is-glacier", 0.9)]], 0.0, 2, where={"lang": "is"})
+    assert [h.id for h in fused] == ["is-zebra", "is-glacier"] and fused[0].text == texts[-2]
