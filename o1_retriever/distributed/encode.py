@@ -142,7 +142,7 @@ def encode_files(kind: str, source, output, spec: ModelSpec, *, k: int = 3, acto
 def _run_shards(todo, kind, spec, k, batch_size, output, actors, address, use_gpus, show_progress_bar) -> None:
     ray = require_ray()
     connect(address)
-    resources = actor_resources(actors, use_gpus)
+    resources = actor_resources(actors, use_gpus, work=len(todo))
     with _progress(ray, sum(s.rows for s in todo), "row", f"Encoding {kind} on {resources.actors} "
                    f"{resources.device} actor(s)", show_progress_bar) as bar:
         dataset = ray.data.from_items(shard_dicts(todo), override_num_blocks=len(todo))  # a block per shard
@@ -210,10 +210,10 @@ def encode_texts(spec: ModelSpec, texts: list[str], *, kind: str = "documents", 
     if not texts:
         raise ValueError("texts is empty: nothing to encode")
     connect(address)
-    resources = actor_resources(actors, use_gpus)
     table = pa.table({"row": np.arange(len(texts), dtype=np.int64), "text": pa.array(texts, pa.string())})
     per_task = batch_size * 8
     blocks = [table.slice(start, per_task) for start in range(0, len(texts), per_task)]  # a task each
+    resources = actor_resources(actors, use_gpus, work=len(blocks))
     out, filled = None, np.zeros(len(texts), dtype=bool)
     with _progress(ray, len(texts), "text", f"Embedding on {resources.actors} {resources.device} actor(s)",
                    show_progress_bar) as bar:

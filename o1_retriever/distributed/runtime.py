@@ -60,11 +60,13 @@ class ActorResources:
                 "num_gpus": self.num_gpus or None}
 
 
-def actor_resources(actors: int | None, use_gpus: bool | None = None) -> ActorResources:
+def actor_resources(actors: int | None, use_gpus: bool | None = None, work: int | None = None) -> ActorResources:
     """One GPU per actor when the cluster has GPUs (or `use_gpus=True`), else an even share of its CPUs.
 
     actors=None: one actor per GPU, or two on a CPU-only cluster. More actors than the cluster has GPUs (or CPUs)
-    would leave some waiting forever for resources, so that is refused here."""
+    would leave some waiting forever for resources, so that is refused here. `work`: the tasks to run (shards to
+    write); no more actors are started than that, since each one loads the model (a resume of one missing shard
+    loaded it on every GPU)."""
     ray = require_ray()
     resources = ray.cluster_resources()
     gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 0))
@@ -81,10 +83,11 @@ def actor_resources(actors: int | None, use_gpus: bool | None = None) -> ActorRe
         if actors > gpus:
             raise ValueError(f"actors={actors} GPU actors need {actors} GPUs; this Ray cluster has {gpus}. "
                              f"Use at most {gpus} actors (one GPU each)")
-        return ActorResources(actors, 1.0, 1.0)
+        return ActorResources(min(actors, work or actors), 1.0, 1.0)
     if actors > cpus:
         raise ValueError(f"actors={actors} CPU actors need a CPU each; this Ray cluster has {cpus}. "
                          f"Use at most {cpus} actors")
+    actors = min(actors, work or actors)
     # An even share, so torch in each actor uses that many threads (Ray sets OMP_NUM_THREADS from it).
     return ActorResources(actors, float(max(1, cpus // actors)), 0.0)
 

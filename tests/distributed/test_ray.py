@@ -359,3 +359,19 @@ def test_index_ray_passes_every_setting_flag_to_the_actors_and_the_collection(ra
     assert {name: options.get(name) for name in ("min_new_tokens", "prompt_max_length", "document_max_length")} == \
         {"min_new_tokens": 2, "prompt_max_length": 64, "document_max_length": 48}
     assert options == recorded(tmp_path / "plain")
+
+
+def test_no_more_actors_than_shards_to_write(ray_session, tmp_path, tiny_o1_dir):
+    """Each actor loads the model: a run (or a resume) with one shard to write starts one actor, with the CPUs."""
+    from o1_retriever.distributed import encode_corpus
+    from o1_retriever.distributed.runtime import actor_resources
+    assert (actor_resources(None).actors, actor_resources(2, work=5).actors) == (2, 2)
+    assert actor_resources(None, work=1) == actor_resources(2, work=1) == actor_resources(1)
+    assert actor_resources(1).num_cpus == 2.0
+    with pytest.raises(ValueError, match="actors=3 CPU actors need a CPU each; this Ray cluster has 2"):
+        actor_resources(3, work=1)
+    corpus = tmp_path / "corpus.jsonl"
+    write_jsonl(corpus, make_documents(3))
+    result = encode_corpus(corpus, tmp_path / "vectors", str(tiny_o1_dir), actors=2, dtype="fp32",
+                           thought_cache=False)
+    assert (result.rows, result.shards, result.written) == (3, 1, 1)
