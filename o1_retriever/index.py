@@ -1,6 +1,7 @@
 """`O1Index`: document vectors in a Chroma collection, queries that think before they search."""
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 import uuid
@@ -30,6 +31,14 @@ class Hit:
     score: float  # cosine similarity; with hybrid search, the fused score (see fusion.py)
     metadata: dict = field(default_factory=dict)
     thoughts: list[str] = field(default_factory=list)
+
+
+def _is_ipv4(name: str) -> bool:
+    try:
+        ipaddress.IPv4Address(name)
+        return True
+    except ValueError:
+        return False
 
 
 def _client(path, host, port, create: bool):
@@ -125,9 +134,11 @@ class O1Index:
 
     def __init__(self, embedder, path: str | Path | None = None, collection: str = "o1-retriever", host: str | None = None,
                  port: int = 8000, client=None, create: bool = True, num_thoughts: int = 3):
-        if not isinstance(collection, str) or not _NAME.fullmatch(collection):
+        if (not isinstance(collection, str) or not _NAME.fullmatch(collection) or ".." in collection
+                or _is_ipv4(collection)):  # Chroma's own refusal is no ValueError
             raise ValueError(f"collection={collection!r} is not a valid Chroma name: 3-512 characters from "
-                             "[a-zA-Z0-9._-], starting and ending with a letter or digit")
+                             "[a-zA-Z0-9._-], starting and ending with a letter or digit, no '..', not an IPv4 "
+                             "address")
         if client is not None and (path is not None or host is not None):
             raise ValueError("pass client= or path=/host=, not both: client= is already bound to its database")
         self.embedder = embedder

@@ -98,8 +98,9 @@ def test_bad_search_arguments(tiny_embedder, tmp_path):
         index.search("q", k=-1)
     with pytest.raises(ValueError, match="empty"):
         index.search("   ")
-    with pytest.raises(ValueError, match="collection"):
-        O1Index(tiny_embedder, path=tmp_path, collection="")
+    for name in ("", "a..b", "10.0.0.1"):  # the last two were chromadb's InvalidArgumentError, no ValueError
+        with pytest.raises(ValueError, match=rf"collection={name!r} is not a valid Chroma name"):
+            O1Index(tiny_embedder, path=tmp_path, collection=name)
 
 
 def _ids(hits):
