@@ -39,13 +39,15 @@ class CollectionBM25:
         ids = frozenset(self.collection.get(include=[])["ids"])
         if not ids:
             return [[] for _ in queries]
-        if self._built is None or self._built[0] != ids:
+        built = self._built  # read once: a writer in another thread may invalidate() at any moment
+        if built is None or built[0] != ids:
             got = self.collection.get(include=["documents"])
-            self._built = (frozenset(got["ids"]), BM25Searcher(got["ids"], [d or "" for d in got["documents"]]))
+            built = (frozenset(got["ids"]), BM25Searcher(got["ids"], [d or "" for d in got["documents"]]))
+            self._built = built
         allowed = None
         if where is not None or where_document is not None:  # ranked among these only, not filtered afterwards
             allowed = set(self.collection.get(where=where, where_document=where_document, include=[])["ids"])
-        return self._built[1].search(queries, top_k, allowed=allowed)
+        return built[1].search(queries, top_k, allowed=allowed)
 
 
 @dataclass(frozen=True)

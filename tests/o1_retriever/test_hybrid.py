@@ -74,3 +74,27 @@ def test_a_filter_ranks_bm25_among_the_documents_it_admits(tiny_embedder, tmp_pa
     assert bm25.search(["zebra"], 5, where_document={"$contains": "glacier"}) == [[]]
     [fused] = fuse_with_bm25(bm25, ["zebra"], [[("is-glacier", 0.9)]], 0.0, 2, where={"lang": "is"})
     assert [h.id for h in fused] == ["is-zebra", "is-glacier"] and fused[0].text == texts[-2]
+
+
+def test_search_while_another_thread_invalidates(collection):
+    """O1Index.add in one thread invalidates the BM25 another thread is searching with: the search read
+    `self._built` again after the check and failed with "'NoneType' object is not subscriptable"."""
+    import threading
+    bm25, errors, stop = CollectionBM25(collection), [], threading.Event()
+
+    def invalidate():
+        while not stop.is_set():
+            bm25.invalidate()
+
+    thread = threading.Thread(target=invalidate)
+    thread.start()
+    try:
+        for _ in range(100):
+            try:
+                assert bm25.search([QUERY], 3, where={"lang": "en"})[0][0][0] == "e"
+            except Exception as e:  # noqa: BLE001  (counted below)
+                errors.append(e)
+    finally:
+        stop.set()
+        thread.join()
+    assert errors == []
