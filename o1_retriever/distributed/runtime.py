@@ -36,7 +36,11 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
     if address is not None:
         if num_cpus is not None:
             raise ValueError("num_cpus sizes a local Ray only; a cluster at an address has its own resources")
-        ray.init(address=address, log_to_driver=True)
+        try:
+            ray.init(address=address, log_to_driver=True)
+        except ConnectionError as e:  # Ray's own names neither the address nor what to do
+            raise ValueError(f"no Ray cluster answers at address={address!r} ({e}); start one with `ray start --head` "
+                             "(then address='auto'), or leave the address out for a local Ray") from None
     else:
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
     return True

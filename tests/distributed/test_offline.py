@@ -196,3 +196,20 @@ def test_index_ray_refuses_what_would_fail_the_load_before_encoding(tmp_path):
         with pytest.raises(ValueError, match=message):
             run_index(build_parser().parse_args(base + extra))
     assert not (tmp_path / "vectors").exists()
+
+
+def test_a_ray_address_where_no_cluster_runs_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    """`--address auto` with no cluster started: one line naming the address and what to do (was Ray's traceback)."""
+    from pathlib import Path
+
+    ray = pytest.importorskip("ray")
+    if ray.is_initialized() or Path("/tmp/ray/ray_current_cluster").exists():
+        pytest.skip("a Ray cluster is running on this machine: address='auto' would join it")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    from o1_retriever.distributed.cli import main
+    path = tmp_path / "corpus.jsonl"
+    write_jsonl(path, make_documents(3))
+    assert main(["encode", str(path), "--vectors", str(tmp_path / "vectors"), "--address", "auto"]) == 2
+    err = capsys.readouterr().err
+    assert "no Ray cluster answers at address='auto'" in err and "ray start --head" in err
+    assert not ray.is_initialized()
