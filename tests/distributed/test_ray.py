@@ -375,3 +375,37 @@ def test_no_more_actors_than_shards_to_write(ray_session, tmp_path, tiny_o1_dir)
     result = encode_corpus(corpus, tmp_path / "vectors", str(tiny_o1_dir), actors=2, dtype="fp32",
                            thought_cache=False)
     assert (result.rows, result.shards, result.written) == (3, 1, 1)
+
+
+@pytest.mark.slow  # two real `encode` commands, each starting an actor
+def test_a_killed_encode_command_resumes_without_losing_or_repeating_rows(ray_session, tmp_path, tiny_o1_dir):
+    """The driver itself killed (SIGKILL of the `encode` command, joined to a running Ray as on a cluster) mid-run:
+    the same command again keeps every complete shard, writes only the others, and ends with each row once."""
+    import pyarrow.parquet as pq
+
+    from o1_retriever.distributed import read_vectors
+    documents = make_documents(120, seed=3)
+    corpus, out = tmp_path / "corpus.jsonl", tmp_path / "vectors"
+    write_jsonl(corpus, documents)
+    address = ray_session.get_runtime_context().gcs_address
+    command = [sys.executable, "-m", "o1_retriever.distributed", "encode", str(corpus), "--vectors", str(out),
+               "--model", str(tiny_o1_dir), "--dtype", "fp32", "--shard-size", "4", "--actors", "1",
+               "--address", address]
+    with open(tmp_path / "first.log", "wb") as log:
+        first = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while not list(out.glob("part-*.parquet")) and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        first.kill()
+        first.wait(timeout=60)
+    assert first.returncode == -signal.SIGKILL, (tmp_path / "first.log").read_text()[-2000:]
+    kept = {p.name: p.stat().st_mtime_ns for p in out.glob("part-*.parquet")}
+    assert 0 < len(kept) < 30
+    assert {pq.read_metadata(out / name).num_rows for name in kept} == {4}  # a shard's name holds a whole file
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "encoded 120 documents into 30 shard(s)" in again.stdout
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("part-*.parquet") if p.name in kept} == kept
+    assert not list(out.glob(".*.tmp"))
+    ids = read_vectors(out)["ids"]
+    assert len(ids) == len(set(ids)) == 120 and set(ids) == {d["_id"] for d in documents}
