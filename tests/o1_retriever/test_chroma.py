@@ -260,7 +260,7 @@ def test_modify_refuses_the_same_model_loaded_another_way(tiny_embedder, tiny_o1
     from o1_retriever.index import O1Index
     bf16 = O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", dtype="bf16", thought_cache=False)
     with pytest.raises(ValueError, match=rf"cannot change \(fingerprint '{tiny_embedder.fingerprint}' -> "
-                                         rf"'{bf16.fingerprint}', encoder_dtype .*record the model it was built with again"):
+                                         rf"'{bf16.fingerprint}', encoder_dtype .*record the model it was built with"):
         collection.modify(configuration={"embedding_function": O1EmbeddingFunction(bf16)})
     reopened = chromadb.PersistentClient(str(tmp_path / "chroma")).get_collection("docs")
     assert reopened.configuration_json["embedding_function"]["config"]["fingerprint"] == bf16.fingerprint

@@ -65,7 +65,8 @@ def test_add_upsert_delete_search_round_trip(tiny_embedder, server, name):
     assert index.search("anything", k=1) == [] and index.search("anything", k=0, hybrid=True) == []
     assert index.add(IDS, TEXTS, [{"n": i, "lang": "en"} for i in range(4)]) == 4
     hits = index.search(TEXTS[1], top_k=50, k=1)  # top_k past the collection: every document, once
-    assert sorted(_ids(hits)) == sorted(IDS) and [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert sorted(_ids(hits)) == sorted(IDS)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     index.add(["d2"], ["volcano lava eruption"], [{"n": 9}])  # replaced whole: 'lang' is gone
     got = index.collection.get(ids=["d2"], include=["documents", "metadatas"])
     assert got["documents"] == ["volcano lava eruption"] and got["metadatas"] == [{"n": 9}]
