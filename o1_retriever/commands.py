@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 
 from .settings import CLI_SETTINGS, add_setting_flags, overrides_of
+from .validation import positive_int_arg
 
 DEMO_QUERIES = ["Why does bread rise in the oven?", "How can the body fight off a virus it has seen before?",
                 "What makes the planet Mars look red?"]
@@ -192,7 +193,7 @@ def register(sub) -> None:
     p.add_argument("--db", default=None, help="Chroma persistence directory (with --ray, --host H instead: a Chroma "
                                                     "server)")
     p.add_argument("--collection", default="o1-retriever", help="collection name")
-    p.add_argument("--batch-size", type=int, default=64, help="documents per write")
+    p.add_argument("--batch-size", type=positive_int_arg, default=64, help="documents per write")
     from .distributed.cli import add_ray_arguments
     add_ray_arguments(p)
     p.set_defaults(func=run_index)

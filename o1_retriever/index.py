@@ -320,8 +320,9 @@ class O1Index:
             self._matching(where, where_document, limit=1)
         if self.incomplete and not self._warned_incomplete:
             self._warned_incomplete = True
-            warnings.warn(f"collection {self.collection.name!r} is incomplete: an `o1-retriever index` run did not "
-                          "finish; re-run it (stored documents are kept) before trusting these results", stacklevel=2)
+            warnings.warn(f"collection {self.collection.name!r} is incomplete: a run writing it (`o1-retriever index`, "
+                          "`add_resumable`, a distributed `load`) did not finish; re-run it (stored documents are kept) "
+                          "before trusting these results", stacklevel=2)
         count = len(self)
         if count == 0 or not queries:
             return [] if single else [[] for _ in queries]

@@ -10,8 +10,12 @@ name, so a session-scoped model is built once per run either way.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -30,6 +34,35 @@ MARKERS = [
     "real_model: end-to-end on the real small models from the PyPI packages (slower)",
     "slow: minutes-long runs, still inside CI's budget",
 ]
+
+
+@contextlib.contextmanager
+def chroma_server(path: Path):
+    """A real Chroma server (`chroma run`) on a free loopback port, serving `path`, stopped on exit: yields
+    {"host", "port"}. Skips where the chroma command is not installed beside this Python."""
+    import chromadb
+    chroma = Path(sys.executable).with_name("chroma")
+    if not chroma.exists():
+        pytest.skip("the chroma command is not installed beside this Python")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = subprocess.Popen([str(chroma), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                chromadb.HttpClient(host="127.0.0.1", port=port).heartbeat()
+                break
+            except Exception:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        yield {"host": "127.0.0.1", "port": port}
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def pytest_configure(config):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.fixtures import chroma_server
 from tests.distributed.corpora import embedded_text, make_documents, write_jsonl
 
 pytest.importorskip("ray")
@@ -137,41 +137,17 @@ def test_load_into_persistent_chroma_one_record_per_id_and_resumes(encoded, docu
     assert (again.stored, again.skipped, again.count) == (40, 260, 300)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_load_into_a_chroma_server(encoded, documents, tmp_path, tiny_embedder):
     """A real Chroma server (`chroma run`) on loopback, written through HttpClient."""
     import chromadb
 
     from o1_retriever.distributed import load_into_chroma
-    chroma = Path(sys.executable).with_name("chroma")
-    if not chroma.exists():
-        pytest.skip("the chroma command is not installed beside this Python")
-    port = _free_port()
-    server = subprocess.Popen([str(chroma), "run", "--path", str(tmp_path / "server"), "--host", "127.0.0.1",
-                               "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                chromadb.HttpClient(host="127.0.0.1", port=port).heartbeat()
-                break
-            except Exception:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.2)
+    with chroma_server(tmp_path / "server") as address:
         out, _, _ = encoded
-        loaded = load_into_chroma(out, host="127.0.0.1", port=port, collection="served", embedder=tiny_embedder)
+        loaded = load_into_chroma(out, **address, collection="served", embedder=tiny_embedder)
         assert (loaded.stored, loaded.count) == (300, 300)
-        collection = chromadb.HttpClient(host="127.0.0.1", port=port).get_collection("served")
+        collection = chromadb.HttpClient(**address).get_collection("served")
         assert sorted(collection.get(include=[])["ids"]) == sorted(d["_id"] for d in documents)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def test_queries_think_on_actors_with_a_thought_cache_per_worker(ray_session, tmp_path, tiny_o1_dir, tiny_embedder):

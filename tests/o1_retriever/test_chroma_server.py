@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
 import threading
-import time
 import uuid
-from pathlib import Path
 
 import chromadb
 import pytest
 
 from o1_retriever import O1Embedder
 from o1_retriever.index import O1Index
+from tests.fixtures import chroma_server
 
 IDS = ["d1", "d2", "d3", "d4"]
 TEXTS = ["protein cell gene expression", "the river and the ocean water", "music history of the city",
@@ -26,29 +24,8 @@ TEXTS = ["protein cell gene expression", "the river and the ocean water", "music
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    chroma = Path(sys.executable).with_name("chroma")
-    if not chroma.exists():
-        pytest.skip("the chroma command is not installed beside this Python")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    process = subprocess.Popen([str(chroma), "run", "--path", str(tmp_path_factory.mktemp("chroma_server")),
-                                "--host", "127.0.0.1", "--port", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                chromadb.HttpClient(host="127.0.0.1", port=port).heartbeat()
-                break
-            except Exception:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.2)
-        yield {"host": "127.0.0.1", "port": port}
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with chroma_server(tmp_path_factory.mktemp("chroma_server")) as address:
+        yield address
 
 
 @pytest.fixture

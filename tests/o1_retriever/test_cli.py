@@ -204,3 +204,14 @@ def test_cli_thought_limit_defaults_to_the_models_own(tiny_o1_dir, tmp_path):
     assert (weighted.aggregation, weighted.query_weight) == ("mean_with_query", 0.9)
     plain = dict(args, model=str(tiny_o1_dir))
     assert _load(argparse.Namespace(**plain, max_new_tokens=None)).settings.max_new_tokens == 128
+
+
+@pytest.mark.parametrize("size", ["0", "-5"])
+def test_index_refuses_a_batch_size_below_one_before_loading(tmp_path, capsys, size):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text('{"_id": "a", "text": "ok"}')
+    with pytest.raises(SystemExit):
+        main(["index", "--model", str(tmp_path / "no-model"), "--corpus", str(corpus), "--db", str(tmp_path / "db"),
+              "--batch-size", size])
+    assert f"argument --batch-size: expected a positive int, got {size}" in capsys.readouterr().err
+    assert not (tmp_path / "db").exists()
