@@ -77,9 +77,11 @@ def run(args) -> int:
     from pathlib import Path
 
     from .plot import plot_k_sweep, sweep_title
-    from .report import build_meta, print_table, write_json
+    from .report import build_meta, check_output, print_table, write_json
     from .runner import run_evaluation
     config = config_from_args(args)
+    if args.output:
+        check_output(args.output)
     outcome = run_evaluation(config, log=lambda msg: print(msg, file=sys.stderr))
     print_table(outcome)
     if args.output:

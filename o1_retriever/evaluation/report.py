@@ -6,6 +6,7 @@ JSON shape: {"meta": {...}, "results": [{"system", "model", "k", "ndcg@10", "rec
 from __future__ import annotations
 
 import json
+import os
 import platform
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -61,6 +62,22 @@ def build_meta(config: EvalConfig, outcome: EvalOutcome, argv: list[str] | None 
         "versions": versions(),
         "machine": machine(),
     }
+
+
+def check_output(path, flag: str = "--output") -> Path:
+    """`path` as a file this process can write, checked before any work: an existing folder there, a file where a
+    folder must be, or a folder it may not write in would otherwise fail only after the whole run."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise ValueError(f"{flag} {path} is a folder: name a file, e.g. {path / 'results.json'}")
+    folder = path.parent
+    while not folder.exists():  # missing folders are made on write: the nearest existing one must take them
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"{flag} {path}: {folder} is a file, not a folder; name a path in a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {path}: the folder {folder} is not writable")
+    return path
 
 
 def write_json(path, meta: dict, outcome: EvalOutcome) -> Path:

@@ -227,3 +227,18 @@ def test_plot_merges_a_sweep_run_in_parts_and_refuses_mixed_runs(toy, tiny_o1_di
                  "--output", str(elsewhere)]) == 0
     with pytest.raises(ValueError, match="plot one dataset and split at a time"):
         merged_rows([part1, elsewhere])
+
+
+def test_unwritable_output_fails_before_any_work(toy, tmp_path, capsys):
+    """A folder, or a path under a file, failed with a traceback once the whole evaluation had run; the model here
+    does not exist, so any work before the check would fail with another message."""
+    not_a_folder = toy / "corpus.jsonl"
+    for output, message in ((tmp_path, "is a folder: name a file"),
+                            (not_a_folder / "r.json", "corpus.jsonl is a file, not a folder")):
+        assert main(["eval", "--dataset", str(toy), "--model", str(tmp_path / "missing"), "--baseline", "bm25",
+                     "--output", str(output)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "BM25 ..." not in err
+    deep = tmp_path / "new" / "deeper" / "r.json"  # missing folders are made
+    assert main(["eval", "--dataset", str(toy), "--no-model", "--baseline", "bm25", "--output", str(deep)]) == 0
+    assert json.loads(deep.read_text())["results"][0]["system"] == "bm25"
