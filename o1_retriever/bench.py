@@ -20,7 +20,7 @@ from .corpus import DEMO_CORPUS, read_corpus
 from .default_model import bundled_model_path
 from .machine import describe as describe_machine
 from .speed import compare_paths, count_thought_tokens, encoder_cost, plot_paths, sync, timed
-from .validation import check_positive_int, int_list_arg
+from .validation import MAX_K, check_k, check_positive_int, int_list_arg, positive_int_arg
 
 BENCH_QUERIES = [
     "Why does bread rise in the oven?", "How do vaccines protect against disease?", "What makes Mars red?",
@@ -64,6 +64,12 @@ def bench_queries_text(n: int) -> list[str]:
     once, since the embedder dedups them, and inflate queries/s)."""
     m = len(BENCH_QUERIES)
     return [BENCH_QUERIES[i % m] if i < m else f"{BENCH_QUERIES[i % m]} ({i // m})" for i in range(n)]
+
+
+def bench_docs_text(n: int) -> list[str]:
+    """Exactly n documents: the demo corpus repeated as often as needed."""
+    texts = [p.full_text for p in read_corpus(DEMO_CORPUS)]
+    return [texts[i % len(texts)] for i in range(n)]
 
 
 def bench_queries(emb, queries, k, one_by_one_n, batch_size=32):
@@ -157,14 +163,20 @@ def run_bench(args) -> int:
 
     from . import O1Embedder
     from .device import dtype_name, resolve_device, resolve_dtype
+    from .evaluation.report import check_output
     console = Console()
-    check_positive_int(args.batch_size, "batch_size")  # before a minute of loading and timing
-    if args.paths_queries is not None:
-        check_positive_int(args.paths_queries, "paths_queries")
-    check_positive_int(args.paths_repeats, "paths_repeats")
+    # before a minute of loading and timing (the parser checks these too; run_bench may be called without it)
+    for name in ("batch_size", "queries", "one_by_one", "docs", "paths_repeats"):
+        check_positive_int(getattr(args, name), name)
+    for name in ("paths_queries", "max_new_tokens"):
+        if getattr(args, name) is not None:
+            check_positive_int(getattr(args, name), name)
+    check_k(args.k)
+    if args.output:
+        check_output(args.output)
     device = resolve_device(args.device)
     queries = bench_queries_text(args.queries)
-    docs = [p.full_text for p in read_corpus(DEMO_CORPUS)] * max(1, args.docs // 32)
+    docs = bench_docs_text(args.docs)
     peak = {"bf16": matmul_tflops(torch.bfloat16, device=device), "fp32": matmul_tflops(torch.float32, device=device)}
     console.print(f"matmul TFLOP/s on {device}: bf16 {peak['bf16']:.4g}, fp32 {peak['fp32']:.4g}")
     # By default the engine is timed in the dtype `dtype="auto"` picks here (bf16 on CUDA and AMX/AVX512-BF16
@@ -177,7 +189,9 @@ def run_bench(args) -> int:
     result = {"meta": {"machine": describe_machine(), "device": str(device),
                        "gpu": gpu, "dtype": dtype, "load_and_memory_device": "cpu", "k": args.k,
                        "max_new_tokens": args.max_new_tokens, "queries": len(queries), "documents": len(docs),
-                       "batch_size": args.batch_size, "model": args.model or "bundled default"},
+                       "batch_size": args.batch_size, "model": args.model or "bundled default",
+                       # every flag, so a figure can be reproduced from its JSON alone
+                       "options": {k: v for k, v in vars(args).items() if k not in ("func", "command")}},
               "matmul_tflops": peak}
     # Fused thinking needs the official prompt: forced here so all query modes run the same prompt.
     length = {} if args.max_new_tokens is None else {"max_new_tokens": args.max_new_tokens}
@@ -252,15 +266,25 @@ def _finish(result, args, console) -> int:
     return 0
 
 
+def _k_arg(text: str) -> int:
+    """argparse `type=` for --k: one value in the range encode_queries takes (a negative one failed after loading)."""
+    values = int_list_arg(text, minimum=0, flag="--k", example="3")
+    if len(values) != 1 or values[0] > MAX_K:
+        import argparse
+        raise argparse.ArgumentTypeError(f"--k takes one int from 0 to {MAX_K}, got {text!r}")
+    return values[0]
+
+
 def register(sub) -> None:
     p = sub.add_parser("bench", help="measure thinking/embedding throughput and thinker memory on this machine")
     p.add_argument("--model", default=None, help="model to bench (default: the bundled model)")
-    p.add_argument("--k", type=int, default=3, help="thoughts per query")
-    p.add_argument("--max-new-tokens", type=int, default=None, help="thought length limit (default: the model's own)")
-    p.add_argument("--queries", type=int, default=16, help="queries for the batched modes")
-    p.add_argument("--one-by-one", type=int, default=4, help="queries for the one-at-a-time mode")
-    p.add_argument("--docs", type=int, default=128, help="documents for encode_documents")
-    p.add_argument("--batch-size", type=int, default=32,
+    p.add_argument("--k", type=_k_arg, default=3, help=f"thoughts per query, 0 to {MAX_K} (default 3)")
+    p.add_argument("--max-new-tokens", type=positive_int_arg, default=None,
+                   help="thought length limit (default: the model's own)")
+    p.add_argument("--queries", type=positive_int_arg, default=16, help="queries for the batched modes")
+    p.add_argument("--one-by-one", type=positive_int_arg, default=4, help="queries for the one-at-a-time mode")
+    p.add_argument("--docs", type=positive_int_arg, default=128, help="documents for encode_documents")
+    p.add_argument("--batch-size", type=positive_int_arg, default=32,
                    help="batch size for thinking and embedding (queries per thinking batch)")
     p.add_argument("--throughput-only", action="store_true",
                    help="skip the load-time and memory rows (fresh processes, about a minute)")
@@ -274,9 +298,9 @@ def register(sub) -> None:
     p.add_argument("--paths-batch", type=lambda t: int_list_arg(t, minimum=1, flag="--paths-batch", example="32,128"),
                    default=[32, 128],
                    help="batch sizes for the reference-vs-ours rows, comma-separated (default: 32,128)")
-    p.add_argument("--paths-queries", type=int, default=None,
+    p.add_argument("--paths-queries", type=positive_int_arg, default=None,
                    help="queries per reference-vs-ours row (default: one full batch)")
-    p.add_argument("--paths-repeats", type=int, default=2,
+    p.add_argument("--paths-repeats", type=positive_int_arg, default=2,
                    help="turns of each path per row, the fastest kept (default 2: a shared machine has slow turns)")
     p.add_argument("--paths-compiled", action="store_true",
                    help="also time ours with compiled decoding (static KV cache + torch.compile; compile time apart)")
