@@ -76,8 +76,10 @@ def read_beir_jsonl(path: Path, what: str, required: tuple[str, ...]) -> list[di
 
 
 def read_qrels(path: Path) -> dict[str, dict[str, int]]:
-    """Tab-separated `query-id corpus-id score`; a header line is optional."""
+    """Tab-separated `query-id corpus-id score`; a header line is optional. Scores are integers; a pair judged
+    twice must have the same score both times."""
     qrels: dict[str, dict[str, int]] = {}
+    seen: dict[tuple[str, str], int] = {}  # (query id, doc id) -> the line that judged it first
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
@@ -90,9 +92,16 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
                                  f"(query-id, corpus-id, score), got {len(parts)}: {line.strip()!r:.80}")
             qid, did, score = (p.strip() for p in parts)
             try:
-                rel = int(float(score))
+                value = float(score)
             except ValueError:
-                raise ValueError(f"{path}:{lineno}: score must be an integer, got {score!r}") from None
+                value = None
+            if value is None or not value.is_integer():  # int() would turn a grade of 0.5 into "not relevant"
+                raise ValueError(f"{path}:{lineno}: score must be an integer, got {score!r}")
+            rel = int(value)
+            if rel != qrels.get(qid, {}).get(did, rel):  # which grade counts would otherwise depend on line order
+                raise ValueError(f"{path}:{lineno}: ({qid!r}, {did!r}) judged again with score {rel}, "
+                                 f"after {qrels[qid][did]} on line {seen[qid, did]}")
+            seen.setdefault((qid, did), lineno)
             qrels.setdefault(qid, {})[did] = rel
     if not qrels:
         raise ValueError(f"{path} has no judgements")

@@ -124,6 +124,11 @@ def load_dataset(config: EvalConfig) -> BeirDataset:
         dataset = subsample_corpus(dataset, config.max_docs, config.seed)
     if config.max_queries is not None:  # after the corpus: it (and its cached vectors) ignore the query sample
         dataset = subsample_queries(dataset, config.max_queries, config.seed)
+    # Metrics average over queries with a relevant document: found now, not after every model has run.
+    if not any(r > 0 for rels in dataset.qrels.values() for r in rels.values()):
+        sample = " in the --max-queries sample" if dataset.query_subsample else ""
+        raise ValueError(f"{Path(dataset.path) / 'qrels' / (dataset.split + '.tsv')}: no judged query{sample} has a "
+                         "relevant document (score > 0): nothing to evaluate")
     return dataset
 
 

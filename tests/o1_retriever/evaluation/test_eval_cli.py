@@ -242,3 +242,13 @@ def test_unwritable_output_fails_before_any_work(toy, tmp_path, capsys):
     deep = tmp_path / "new" / "deeper" / "r.json"  # missing folders are made
     assert main(["eval", "--dataset", str(toy), "--no-model", "--baseline", "bm25", "--output", str(deep)]) == 0
     assert json.loads(deep.read_text())["results"][0]["system"] == "bm25"
+
+
+def test_split_without_relevant_judgements_fails_before_any_work(tmp_path, capsys, monkeypatch):
+    """Only score-0 judgements: the run failed once BM25 and every model had run; now at load time, naming the file."""
+    monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path / "cache"))
+    root = write_beir(tmp_path / "zero", qrels=[("q1", "d1", 0), ("q2", "d2", 0)])
+    assert main(["eval", "--dataset", str(root), "--model", str(tmp_path / "missing"), "--baseline", "bm25"]) == 2
+    err = capsys.readouterr().err
+    assert f"{root / 'qrels' / 'test.tsv'}: no judged query has a relevant document (score > 0)" in err
+    assert "BM25 ..." not in err

@@ -114,3 +114,16 @@ def test_query_subsample_is_seeded_and_recorded(tmp_path):
     assert subsample_queries(ds, 2, seed=5).queries == two.queries
     assert len({tuple(subsample_queries(ds, 2, seed=s).queries) for s in range(8)}) > 1
     assert len(subsample_queries(ds, 99).queries) == 4
+
+
+def test_fractional_and_conflicting_scores_are_refused(tmp_path):
+    """A grade of 0.5 became 0 (not relevant) and 1.7 became 1 without a word; a pair judged 1 then 0 kept
+    whichever line came last."""
+    root = write_beir(tmp_path / "f", qrels=QRELS + [("q1", "d4", "0.5")])
+    with pytest.raises(ValueError, match=r"test.tsv:7: score must be an integer, got '0.5'"):
+        load_beir(root)
+    root = write_beir(tmp_path / "c", qrels=QRELS + [("q1", "d1", 0)])
+    with pytest.raises(ValueError, match=r"test.tsv:7: \('q1', 'd1'\) judged again with score 0, after 1 on line 2"):
+        load_beir(root)
+    ds = load_beir(write_beir(tmp_path / "ok", qrels=QRELS + [("q1", "d1", "1.0"), ("q2", "d2", 1)]))
+    assert ds.qrels["q1"] == {"d1": 1} and ds.qrels["q2"] == {"d2": 1}  # the same judgement twice is harmless
