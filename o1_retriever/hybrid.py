@@ -29,8 +29,10 @@ class CollectionBM25:
         import_bm25s()  # at construction, so a missing bm25s fails before any thinking
         self.collection = collection
         self._built: tuple[frozenset, BM25Searcher] | None = None
+        self._generation = 0  # counts invalidate() calls: a BM25 built across one is not kept
 
     def invalidate(self) -> None:
+        self._generation += 1
         self._built = None
 
     def search(self, queries: list[str], top_k: int, where: dict | None = None,
@@ -39,11 +41,12 @@ class CollectionBM25:
         ids = frozenset(self.collection.get(include=[])["ids"])
         if not ids:
             return [[] for _ in queries]
-        built = self._built  # read once: a writer in another thread may invalidate() at any moment
+        generation, built = self._generation, self._built  # a writer in another thread may invalidate() at any time
         if built is None or built[0] != ids:
             got = self.collection.get(include=["documents"])
             built = (frozenset(got["ids"]), BM25Searcher(got["ids"], [d or "" for d in got["documents"]]))
-            self._built = built
+            if self._generation == generation:  # else texts may have changed since they were read: this search
+                self._built = built             # uses them, the next one reads the collection again
         allowed = None
         if where is not None or where_document is not None:  # ranked among these only, not filtered afterwards
             allowed = set(self.collection.get(where=where, where_document=where_document, include=[])["ids"])

@@ -6,7 +6,6 @@ import math
 import re
 import uuid
 import warnings
-import weakref
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -52,9 +51,9 @@ def _client(path, host, port, create: bool):
                              f"path={str(path)!r} and host={host!r}")
         try:
             return chromadb.HttpClient(host=host, port=port)
-        except Exception as e:  # Chroma's message names neither
-            raise ValueError(f"no Chroma server answers at {host}:{port} ({e}); start one with "
-                             "`chroma run --host HOST --port PORT` or check host= and port=") from e
+        except Exception as e:  # Chroma's message names neither host nor port
+            raise ValueError(f"could not connect to a Chroma server at {host}:{port}: {e} (start one with "
+                             "`chroma run --host HOST --port PORT`, or check host= and port=)") from e
     if path is None:
         return chromadb.EphemeralClient()
     path = Path(path).expanduser()
@@ -66,23 +65,15 @@ def _client(path, host, port, create: bool):
     return chromadb.PersistentClient(path=str(path))
 
 
-def _own_memory_database(owner):
-    """A client of a new, empty database in this process's in-memory Chroma, dropped when `owner` is collected.
-    Every EphemeralClient in a process shares one in-memory Chroma: without a database of its own, a second
-    in-memory index would open the first one's collection (and refuse another model)."""
+def _own_memory_database():
+    """A client of a new, empty database in this process's in-memory Chroma. Every EphemeralClient in a process
+    shares one in-memory Chroma: without a database of its own, a second in-memory index would open the first one's
+    collection (and refuse another model). Like any in-memory Chroma data it lasts as long as the process: the index's
+    `collection` or `client`, kept after the index is dropped, still reads it."""
     import chromadb
     name = f"o1-{uuid.uuid4().hex}"
-    admin = chromadb.AdminClient()
-    admin.create_database(name)
-    weakref.finalize(owner, _drop_database, admin, name).atexit = False  # at exit the whole Chroma goes anyway
+    chromadb.AdminClient().create_database(name)
     return chromadb.EphemeralClient(database=name)
-
-
-def _drop_database(admin, name: str) -> None:
-    try:
-        admin.delete_database(name)
-    except Exception:  # noqa: S110  (a finalizer must not raise; the memory is freed with the process)
-        pass
 
 
 def _check_collection(client, name: str, where) -> None:
@@ -143,7 +134,7 @@ class O1Index:
             raise ValueError("pass client= or path=/host=, not both: client= is already bound to its database")
         self.embedder = embedder
         if client is None:
-            client = (_own_memory_database(self) if path is None and host is None
+            client = (_own_memory_database() if path is None and host is None
                       else _client(path, host, port, create))
         self.client = client
         self.collection = open_collection(self.client, collection, embedder, num_thoughts=check_k(num_thoughts),
@@ -223,8 +214,7 @@ class O1Index:
             raise ValueError("delete() takes ids or where=, one of them (to empty a collection, delete it in Chroma)")
         found = self._get(as_text_list(ids, "ids")[0], [])["ids"] if ids is not None else self._matching(where)
         try:
-            for start in range(0, len(found), 1000):
-                self.collection.delete(ids=found[start:start + 1000])
+            self._delete(found)
         finally:
             self._changed()
         return len(found)
@@ -247,14 +237,21 @@ class O1Index:
                 out[name] += list(got[name])
         return out
 
-    def _replace(self, ids, texts, vectors, metas) -> None:
-        """Upserts that replace each record whole. Chroma merges metadata on upsert: keys a record had and the new
-        metadata lacks are sent as None, which deletes them. Chroma refuses a write of more records than its
-        maximum batch (5461 in chromadb 1.5), whatever `batch_size` the caller chose: such a batch goes in parts."""
+    def _parts(self, count: int):
+        """Slices of at most Chroma's maximum batch (5461 in chromadb 1.5): it refuses a larger write or delete,
+        whatever `batch_size` the caller chose."""
         if self._max_batch is None:
             self._max_batch = self.client.get_max_batch_size()
-        for start in range(0, len(ids), self._max_batch):
-            part = slice(start, start + self._max_batch)
+        return (slice(start, start + self._max_batch) for start in range(0, count, self._max_batch))
+
+    def _delete(self, ids: list[str]) -> None:
+        for part in self._parts(len(ids)):
+            self.collection.delete(ids=ids[part])
+
+    def _replace(self, ids, texts, vectors, metas) -> None:
+        """Upserts that replace each record whole. Chroma merges metadata on upsert: keys a record had and the new
+        metadata lacks are sent as None, which deletes them."""
+        for part in self._parts(len(ids)):
             part_ids, part_metas = list(ids[part]), metas[part]
             old = self.collection.get(ids=part_ids, include=["metadatas"])
             old_keys = {i: set(m or {}) for i, m in zip(old["ids"], old["metadatas"])}
@@ -271,8 +268,7 @@ class O1Index:
         try:
             had = set(before["ids"])
             new = [i for i in ids if i not in had]
-            for start in range(0, len(new), 1000):
-                self.collection.delete(ids=new[start:start + 1000])
+            self._delete(new)
             if before["ids"]:
                 self._replace(before["ids"], before["documents"], before["embeddings"],
                               [m or None for m in before["metadatas"]])

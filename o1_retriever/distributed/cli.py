@@ -94,22 +94,23 @@ def run_index_ray(args) -> int:
     (`--db` or `--host`). Both steps resume: a re-run encodes only missing shards and stores only missing records."""
     from ..index import _client
     from .load import load_into_chroma
-    # Whatever would fail the load fails before the encode, not after it: the store's options, and the store itself
-    # (a Chroma server that does not answer, a --db that is a file).
+    # Whatever would fail the load fails before the encode, not after it: the options (--batch-size is checked by
+    # its parser), a --db that is a file, a Chroma server that does not answer. A --db is created only by the load.
     target = _store_target(args)
-    batch_size = getattr(args, "batch_size", 1000)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"--batch-size must be a positive int (records per Chroma write), got {batch_size!r}")
     if getattr(args, "device", None) is not None:
         raise ValueError(f"--device {args.device} does not apply with --ray: each actor runs on the GPU Ray gives "
                          "it, else on the CPU (--cpu-actors keeps them on CPUs)")
-    client = _client(target.get("path"), target.get("host"), target.get("port"), create=True)
+    db = target.get("path")
+    if db is not None and Path(db).expanduser().exists() and not Path(db).expanduser().is_dir():
+        raise ValueError(f"{str(db)!r} is a file; a Chroma database is a directory (pass --db DIR)")
+    client = None if db is not None else _client(None, target["host"], target["port"], create=True)
     vectors = Path(args.vectors).expanduser() if args.vectors else default_vectors_dir(args.corpus)
     result = _encode(args, "documents", args.corpus, vectors)
     print(f"encoded {result.rows} documents into {result.shards} shard(s) in {vectors} "
           f"({result.written} written by this run, {result.shards - result.written} already there)")
     collection = getattr(args, "collection", "o1-retriever")
-    loaded = load_into_chroma(vectors, collection=collection, batch_size=batch_size, client=client)
+    loaded = load_into_chroma(vectors, collection=collection, batch_size=getattr(args, "batch_size", 1000),
+                              path=db, client=client)
     where = target.get("path") or f"{target['host']}:{target['port']}"
     kept = f" ({loaded.skipped} already stored, skipped)" if loaded.skipped else ""
     print(f"indexed {loaded.stored} passages into {where}{kept} (collection {collection!r}, {loaded.count} total)")

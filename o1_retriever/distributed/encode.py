@@ -63,8 +63,10 @@ def encode_query_file(queries, output, model: str | None = None, *, k: int = 3, 
 
 def _what_decides_the_shards(manifest: dict) -> dict:
     """The parts of a plan that decide the shards' contents (not where each worker keeps its thought cache)."""
-    model = manifest.get("model") or {}
+    model = dict(manifest.get("model") or {})
     options = {k: v for k, v in (model.get("options") or {}).items() if k != "thought_cache"}
+    if isinstance(model.get("model"), str):  # a manifest written when local paths were recorded as given ("./m")
+        model["model"] = ModelSpec(model["model"]).model
     return {**{key: manifest.get(key) for key in ("kind", "k", "shard_size", "inputs")},
             "model": {**model, "options": options}}
 

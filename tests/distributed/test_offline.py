@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from tests.distributed.corpora import embedded_text, make_documents, write_jsonl
+from tests.fixtures import free_port
 
 pytest.importorskip("pyarrow")
 
@@ -176,26 +177,22 @@ def test_an_output_folder_inside_the_input_folder_is_refused(tmp_path, inside):
 
 
 def test_index_ray_refuses_what_would_fail_the_load_before_encoding(tmp_path):
-    """`o1-retriever index --ray`: a bad --batch-size, a --device (actors choose theirs) or a Chroma server that does
-    not answer failed only after the whole corpus was encoded (or, --batch-size 0, was taken as 1000)."""
-    import socket
-
+    """`o1-retriever index --ray`: a --device (actors choose theirs), a --db that is a file or a Chroma server that
+    does not answer failed only after the whole corpus was encoded. (--batch-size below 1: refused by its parser.)"""
     from o1_retriever.cli import build_parser
     from o1_retriever.commands import run_index
     corpus = tmp_path / "corpus.jsonl"
     write_jsonl(corpus, make_documents(5))
-    with socket.socket() as s:  # a port where nothing listens
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nothing listens there
     base = ["index", "--corpus", str(corpus), "--ray", "--vectors", str(tmp_path / "vectors"), "--model", "unused"]
-    cases = [(["--db", str(tmp_path / "db"), "--batch-size", "0"], r"--batch-size must be a positive int .*got 0"),
-             (["--db", str(tmp_path / "db"), "--batch-size", "-5"], r"--batch-size must be a positive int .*got -5"),
-             (["--db", str(tmp_path / "db"), "--device", "cuda:1"], r"--device cuda:1 does not apply with --ray"),
-             (["--host", "127.0.0.1", "--port", str(port)], rf"no Chroma server answers at 127.0.0.1:{port}")]
+    (tmp_path / "file").write_text("not a database")
+    cases = [(["--db", str(tmp_path / "db"), "--device", "cuda:1"], r"--device cuda:1 does not apply with --ray"),
+             (["--db", str(tmp_path / "file")], r"is a file; a Chroma database is a directory"),
+             (["--host", "127.0.0.1", "--port", str(port)], rf"could not connect to a Chroma server at 127.0.0.1:{port}")]
     for extra, message in cases:
         with pytest.raises(ValueError, match=message):
             run_index(build_parser().parse_args(base + extra))
-    assert not (tmp_path / "vectors").exists()
+    assert not (tmp_path / "vectors").exists() and not (tmp_path / "db").exists()  # the load creates --db, not a check
 
 
 def test_a_ray_address_where_no_cluster_runs_is_a_clear_error(tmp_path, monkeypatch, capsys):
@@ -213,3 +210,23 @@ def test_a_ray_address_where_no_cluster_runs_is_a_clear_error(tmp_path, monkeypa
     err = capsys.readouterr().err
     assert "no Ray cluster answers at address='auto'" in err and "ray start --head" in err
     assert not ray.is_initialized()
+
+
+def test_a_run_recorded_with_a_relative_model_path_resumes(tmp_path, monkeypatch, tiny_o1_dir):
+    """Manifests written before local models were recorded by absolute path hold the path as given ("./model"):
+    resuming such a run with the same model was refused as "another run (model differ ...)"."""
+    import shutil
+
+    from o1_retriever.distributed.encode import _plan
+    from o1_retriever.distributed.shards import MANIFEST
+    from o1_retriever.distributed.workers import ModelSpec
+    shutil.copytree(tiny_o1_dir, tmp_path / "model")
+    monkeypatch.chdir(tmp_path)
+    corpus, out = tmp_path / "corpus.jsonl", tmp_path / "vectors"
+    write_jsonl(corpus, make_documents(5))
+    old = _plan("documents", corpus, out, ModelSpec("./model"), 0, 4096)
+    old["model"]["model"] = "./model"  # as the earlier code recorded it
+    out.mkdir()
+    (out / MANIFEST).write_text(json.dumps(old))
+    (out / "part-00000-000000.parquet").write_bytes(b"")
+    assert _plan("documents", corpus, out, ModelSpec("model/"), 0, 4096)["model"]["model"] == str(tmp_path / "model")
