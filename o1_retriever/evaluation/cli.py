@@ -76,12 +76,14 @@ def config_from_args(args):
 def run(args) -> int:
     from pathlib import Path
 
-    from .plot import plot_k_sweep, sweep_title
+    from .plot import _pyplot, plot_k_sweep, sweep_title
     from .report import build_meta, check_output, print_table, write_json
     from .runner import run_evaluation
     config = config_from_args(args)
     if args.output:
         check_output(args.output)
+        if len(config.k) > 1 and (config.run_model or config.composite):
+            _pyplot()  # the sweep's PNG: a missing matplotlib is said now, not after the evaluation
     outcome = run_evaluation(config, log=lambda msg: print(msg, file=sys.stderr))
     print_table(outcome)
     if args.output:

@@ -41,17 +41,23 @@ def drop_identical_ids(run: Run) -> Run:
     return {q: {d: s for d, s in docs.items() if d != q} for q, docs in run.items()}
 
 
+def import_pytrec_eval():
+    """The scorer, or an ImportError saying how to install it (an evaluation checks this before any model runs)."""
+    try:
+        import pytrec_eval
+    except ImportError as e:
+        raise ImportError("metrics need pytrec_eval: pip install pytrec-eval-terrier "
+                          "(or pip install 'o1-retriever[eval]')") from e
+    return pytrec_eval
+
+
 def per_query_scores(qrels: Qrels, run: Run, ignore_identical_ids: bool = False) -> dict[str, dict[str, float]]:
     """{query id: {"ndcg@10", "recall@100", "mrr@10", "map"}} for every judged query."""
     if not isinstance(qrels, dict) or not qrels:
         raise ValueError("qrels must be a non-empty dict {query id: {doc id: relevance}}")
     if not isinstance(run, dict):
         raise TypeError(f"run must be a dict {{query id: {{doc id: score}}}}, got {type(run).__name__}")
-    try:
-        import pytrec_eval
-    except ImportError as e:
-        raise ImportError("metrics need pytrec_eval: pip install pytrec-eval-terrier "
-                          "(or pip install 'o1-retriever[eval]')") from e
+    pytrec_eval = import_pytrec_eval()
     if ignore_identical_ids:
         run = drop_identical_ids(run)
     qrels = {q: {d: int(r) for d, r in rels.items()} for q, rels in qrels.items()}

@@ -19,7 +19,7 @@ from ..speed import count_thought_tokens
 from ..validation import check_choice, check_k, check_positive_int
 from ..bm25 import BM25Config, BM25Searcher
 from .data import BeirDataset, load_beir, subsample_corpus, subsample_queries
-from .metrics import evaluate_run, json_keys
+from .metrics import evaluate_run, import_pytrec_eval, json_keys
 from .search import corpus_embeddings, encoder_identity, exact_search
 
 TOP_K = 100  # documents retrieved per query: enough for Recall@100
@@ -256,6 +256,7 @@ def run_evaluation(config: EvalConfig, log=print) -> EvalOutcome:
     """Evaluate every requested system; rows in a stable order (bm25, o1, composite, encoder; with hybrid, each
     dense row is followed by its fused twin)."""
     from ..embedder import O1Embedder
+    import_pytrec_eval()  # a missing scorer would otherwise surface after every model has run
     dataset = load_dataset(config)
     rows, systems = [], []
     lexical = None

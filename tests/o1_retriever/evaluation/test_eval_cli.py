@@ -252,3 +252,17 @@ def test_split_without_relevant_judgements_fails_before_any_work(tmp_path, capsy
     err = capsys.readouterr().err
     assert f"{root / 'qrels' / 'test.tsv'}: no judged query has a relevant document (score > 0)" in err
     assert "BM25 ..." not in err
+
+
+@pytest.mark.parametrize("package, extra, message", [
+    ("pytrec_eval", [], "metrics need pytrec_eval"),
+    ("matplotlib", ["--k", "0,1"], "plots need matplotlib"),
+])
+def test_missing_optional_package_fails_before_any_work(toy, tmp_path, capsys, monkeypatch, package, extra, message):
+    """Without the [eval] extra the scorer (or, for a sweep's PNG, matplotlib) was imported only after BM25 and every
+    model had run. A None entry in sys.modules is how Python marks a module that cannot be imported."""
+    monkeypatch.setitem(sys.modules, package, None)
+    assert main(["eval", "--dataset", str(toy), "--model", str(tmp_path / "missing"), "--baseline", "bm25",
+                 "--output", str(tmp_path / "r.json"), *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "BM25 ..." not in err
