@@ -36,6 +36,7 @@ class EncodeResult:
     dim: int
     fingerprint: str   # of the model that wrote every shard
     seconds: float
+    actors: int = 0    # actors this run started (each loads the model; 0: nothing was left to write)
 
 
 def encode_corpus(corpus, output, model: str | None = None, *, actors: int | None = None,
@@ -123,8 +124,8 @@ def encode_files(kind: str, source, output, spec: ModelSpec, *, k: int = 3, acto
     remove_temporaries(output)
     write_manifest(output, {**manifest, "complete": False})
     todo = [s for s in shards if shard_info(output / s.name) is None]
-    if todo:
-        _run_shards(todo, kind, spec, k, batch_size, output, actors, address, use_gpus, show_progress_bar)
+    started_actors = _run_shards(todo, kind, spec, k, batch_size, output, actors, address, use_gpus,
+                                 show_progress_bar) if todo else 0
     infos = [shard_info(output / s.name) for s in shards]
     missing = [s.name for s, info in zip(shards, infos) if info is None]
     if missing:
@@ -138,10 +139,11 @@ def encode_files(kind: str, source, output, spec: ModelSpec, *, k: int = 3, acto
     write_manifest(output, {**manifest, "complete": True, "dim": dim, "fingerprint": fingerprints[0],
                             "dtype": infos[0]["dtype"]})
     return EncodeResult(output, len(shards), len(todo), manifest["rows"], dim, fingerprints[0],
-                        time.perf_counter() - started)
+                        time.perf_counter() - started, started_actors)
 
 
-def _run_shards(todo, kind, spec, k, batch_size, output, actors, address, use_gpus, show_progress_bar) -> None:
+def _run_shards(todo, kind, spec, k, batch_size, output, actors, address, use_gpus, show_progress_bar) -> int:
+    """Writes the shards in `todo` on Ray actors; returns how many actors it started."""
     ray = require_ray()
     connect(address)
     resources = actor_resources(actors, use_gpus, work=len(todo))
@@ -154,6 +156,7 @@ def _run_shards(todo, kind, spec, k, batch_size, output, actors, address, use_gp
                                    "output": str(output.resolve())})  # workers have their own working directory
         for done in written.iter_rows():
             bar.update(int(done["rows"]))
+    return resources.actors
 
 
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError)

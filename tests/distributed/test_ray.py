@@ -350,7 +350,7 @@ def test_no_more_actors_than_shards_to_write(ray_session, tmp_path, tiny_o1_dir)
     write_jsonl(corpus, make_documents(3))
     result = encode_corpus(corpus, tmp_path / "vectors", str(tiny_o1_dir), actors=2, dtype="fp32",
                            thought_cache=False)
-    assert (result.rows, result.shards, result.written) == (3, 1, 1)
+    assert (result.rows, result.shards, result.written, result.actors) == (3, 1, 1, 1)
 
 
 @pytest.mark.slow  # two real `encode` commands, each starting an actor
