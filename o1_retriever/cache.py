@@ -310,10 +310,16 @@ class ThoughtCache:
         conn = self._conn
         if conn is None:
             raise ValueError(f"thought cache {self.path} cannot be used: {self.disabled}")
-        n = len(self)
-        with conn:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("DELETE FROM thoughts")
+        try:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                n = conn.execute("SELECT count(*) FROM thoughts").fetchone()[0]
+                conn.execute("DELETE FROM thoughts")
+        except sqlite3.OperationalError as e:
+            if fault(e) != "busy":
+                raise
+            raise ValueError(f"thought cache {self.path} is locked by another process (one thinking or clearing "
+                             "it); nothing was removed: retry when it finishes") from e
         try:  # space back to the file system: needs no other reader mid-transaction, so best effort
             conn.execute("VACUUM")
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

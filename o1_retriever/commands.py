@@ -159,12 +159,15 @@ def run_cache(args) -> int:
     from .cache import ThoughtCache
     from .default_model import cache_dir
     path = Path(args.path).expanduser() if args.path else cache_dir() / "thoughts.sqlite"
-    if not path.exists():  # info and clear never create one
-        print(f"no thought cache at {path}")
+    if not path.exists() or (path.is_file() and path.stat().st_size == 0):  # info and clear never create one
+        print(f"no thought cache at {path}" + (" (an empty file)" if path.exists() else ""))
         return 0
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        cache = ThoughtCache(path)
+        try:
+            cache = ThoughtCache(path)
+        except ValueError as e:  # the path holds something else: the hint names the CLI's way out
+            raise ValueError(f"{e} (here: `--path` names another file)") from e
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     if cache.disabled:

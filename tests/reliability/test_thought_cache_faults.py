@@ -181,3 +181,23 @@ def test_cache_info_and_clear_cli(tmp_path, capsys, monkeypatch):
     other.write_text("keep me")
     assert cli(["cache", "clear", "--path", str(other)]) == 2
     assert "not a SQLite database" in capsys.readouterr().err and other.read_text() == "keep me"
+
+
+def test_cache_cli_on_an_empty_file_and_a_locked_cache(tmp_path, capsys):
+    empty = tmp_path / "empty.sqlite"
+    empty.touch()
+    assert cli(["cache", "info", "--path", str(empty)]) == 0  # was: wrote a schema into it
+    assert "no thought cache" in capsys.readouterr().out and empty.stat().st_size == 0
+    path = tmp_path / "t.sqlite"
+    ThoughtCache(path).put_many({"a": ["x"]})
+    holder = sqlite3.connect(path, isolation_level=None)  # another writer holds the lock (a connection of its own)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        assert cli(["cache", "clear", "--path", str(path)]) == 2  # was: a sqlite3.OperationalError traceback
+        assert "is locked by another process" in capsys.readouterr().err
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert len(ThoughtCache(path)) == 1
+    assert cli(["cache", "clear", "--path", str(tmp_path)]) == 2
+    assert "(here: `--path` names another file)" in capsys.readouterr().err
