@@ -7,7 +7,7 @@ the warper's. Rows where it does not (a very flat distribution) fall back to a f
 
 `NucleusSampler` plugs this into `generate()`: it draws the token itself and leaves it as the only finite
 score, so generate runs greedy and keeps its own caches, padding and stopping rules. `generate` below is how
-the thinker and the training experts call it.
+the thinker and the training experts call it; the samples of one prompt share its KV cache there.
 
 Given `seeds` (one per sampled row), every row draws from its own `torch.Generator`: one uniform per step,
 turned into a token by the inverse CDF of that row's nucleus. A row's thought is then a function of its own
@@ -120,14 +120,34 @@ def sample_rows(scores: torch.Tensor, temperature: float, top_p: float,
 
 
 def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, n: int, temperature: float,
-             top_p: float, seeds: list[int] | None = None, **kwargs):
+             top_p: float, seeds: list[int] | None = None, share_prompt: bool = True, **kwargs):
     """`model.generate` with n samples per prompt, each prompt's rows together (as `num_return_sequences`
     lays them out), drawn by `NucleusSampler`; temperature 0 is greedy. `seeds` (one per row, see `row_seeds`)
-    gives every row its own generator. kwargs go to generate."""
+    gives every row its own generator. kwargs go to generate.
+
+    share_prompt: the n samples of a prompt share its KV cache, so the prompt is read once, not n times (the same
+    tokens: tested). Not with a static cache, which generate fills itself, nor with right padding."""
     processors = [NucleusSampler(temperature, top_p, seeds)] if temperature > 0 else []
+    if share_prompt and n > 1 and "cache_implementation" not in kwargs and bool(attention_mask[:, -1].all()):
+        kwargs.update(_shared_prompt_cache(model, input_ids, attention_mask, n))
     return model.generate(input_ids=input_ids.repeat_interleave(n, 0),
                           attention_mask=attention_mask.repeat_interleave(n, 0), do_sample=False, temperature=None,
                           top_p=None, top_k=None, logits_processor=processors, **kwargs)
+
+
+def _shared_prompt_cache(model, ids: torch.Tensor, mask: torch.Tensor, n: int) -> dict:
+    """generate()'s cache argument: the KV cache of every prompt but its last token (left padding: every row's last
+    token is real), each row repeated n times; generate then starts from that last token."""
+    from transformers import DynamicCache
+
+    from .encoding import cache_argument, padded_positions
+    cache, keyword = DynamicCache(config=model.config), cache_argument(model)
+    positions = padded_positions(mask)
+    with torch.no_grad():
+        model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1], use_cache=True,
+              logits_to_keep=1, **{keyword: cache})
+    cache.batch_repeat_interleave(n)
+    return {keyword: cache}
 
 
 class NucleusSampler:

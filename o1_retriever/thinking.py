@@ -9,7 +9,6 @@ from typing import Callable
 import torch
 
 from .batching import in_batches
-from .encoding import cache_argument, padded_positions
 from .formatting import chat_thinking_prompt, thinking_prompt
 from .sampling import generate, row_seeds
 from .settings import InferenceSettings
@@ -68,9 +67,6 @@ class Thinker:
                     max_length=config.prompt_max_length, add_special_tokens=self.prompt_style == "official")
         batch = batch.to(self.device)
         ids, mask = batch["input_ids"], batch["attention_mask"]
-        # k samples of one query share its prompt: read it once and repeat its KV cache k times (generate would
-        # run the same prompt k times). A static cache is preallocated by generate itself: it reads the prompt.
-        shared = {} if static or k == 1 else self._prompt_cache(ids, mask, k)
         # Each row samples from its own generator seeded by (seed, query, row): no global RNG, and a query's
         # thoughts do not depend on the rest of its batch.
         out = generate(self.model, ids, mask, n=k, temperature=config.temperature,
@@ -78,19 +74,8 @@ class Thinker:
                        max_new_tokens=config.max_new_tokens, min_new_tokens=config.min_new_tokens or None,
                        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, return_dict_in_generate=True,
                        use_cache=True,
-                       **(compiled_decoding() if static else shared))
+                       **(compiled_decoding() if static else {}))
         return batch, out
-
-    def _prompt_cache(self, ids: torch.Tensor, mask: torch.Tensor, k: int) -> dict:
-        """generate()'s cache argument: the KV cache of every prompt but its last token (left padding: every row's
-        last token is real), each row repeated k times; generate then starts from that last token."""
-        from transformers import DynamicCache
-        cache, keyword = DynamicCache(config=self.model.config), cache_argument(self.model)
-        positions = padded_positions(mask)
-        self.model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
-                   use_cache=True, logits_to_keep=1, **{keyword: cache})
-        cache.batch_repeat_interleave(k)
-        return {keyword: cache}
 
     def _decode(self, new_tokens: torch.Tensor) -> list[str]:
         """Thought texts up to EOS. In the official style, exactly as generated (the official inference re-encodes

@@ -45,7 +45,7 @@ def test_shared_prompt_samples_what_k_copies_sample(thinker, k):
         copies = generate(thinker.model, batch["input_ids"], batch["attention_mask"], n=k,
                           temperature=settings.temperature, top_p=settings.top_p,
                           seeds=row_seeds(settings.seed, QUERIES, k), max_new_tokens=settings.max_new_tokens,
-                          pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+                          pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, share_prompt=False)
     copies = copies[:, batch["input_ids"].shape[1]:]
     assert torch.equal(shared, copies)
     assert len({tuple(r) for r in shared.tolist()}) > len(QUERIES)  # the k samples of a query differ
@@ -72,3 +72,4 @@ def test_min_new_tokens_is_checked_and_keys_the_cache_only_when_set(thinker):
     for bad, says in [(-1, "min_new_tokens must be an int >= 0"), (9, "min_new_tokens=9 is above max_new_tokens=8")]:
         with pytest.raises(ValueError, match=says):
             dataclasses.replace(settings, min_new_tokens=bad)
+

@@ -161,3 +161,31 @@ def test_pairs_input_is_checked(tmp_path):
     with pytest.raises(ValueError, match="data is required.*or pairs"):
         synthesize(SynthesisArguments(), expert=object(), progress=False)
     assert not (tmp_path / "o.jsonl").exists()  # refused before anything was written
+
+
+def test_the_training_expert_reads_each_prompt_once_and_samples_the_same(tiny_o1_dir, monkeypatch):
+    """Synthesis asks the expert for n candidates per prompt (a query with its passage: long): generate read every
+    prompt n times."""
+    import functools
+
+    from o1_retriever.sampling import generate
+    from o1_retriever_training import experts
+    topics = ("protein folding", "solar energy", "why rivers flood in spring")
+    conversations = [[{"role": "user", "content": f"Write a passage about {topic}."}] for topic in topics]
+
+    def run():
+        expert = experts.HFExpert(str(tiny_o1_dir), device="cpu", dtype="fp32", max_new_tokens=6, temperature=1.0,
+                                  seed=5)
+        seen = []
+        hook = expert.model.register_forward_pre_hook(
+            lambda module, args, kwargs: seen.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True)
+        try:
+            return expert.generate(conversations, n=3), seen
+        finally:
+            hook.remove()
+
+    shared, seen = run()
+    assert seen[0][0] == len(conversations) and all(rows == 3 * len(conversations) and n == 1 for rows, n in seen[1:])
+    monkeypatch.setattr(experts, "generate", functools.partial(generate, share_prompt=False))  # n copies read
+    copies, _ = run()
+    assert shared == copies and len({t for texts in shared for t in texts}) > len(conversations)
