@@ -45,6 +45,7 @@ class BM25Searcher:
         bm25s = import_bm25s()
         self.config = config or BM25Config()
         self.ids = list(ids)
+        self._row = {doc: row for row, doc in enumerate(self.ids)}  # a filter's ids to rows, without a corpus scan
         self._stemmer = self._make_stemmer()
         self._show = show_progress_bar
         tokens = bm25s.tokenize(texts, stopwords=self.config.stopwords, stemmer=self._stemmer,
@@ -66,7 +67,10 @@ class BM25Searcher:
     def search(self, queries: list[str], top_k: int = 100, allowed=None) -> list[list[tuple[str, float]]]:
         """Top hits per query, as (id, score); `allowed` (a set of ids) ranks only those documents, so a filter
         that admits few of them still gets its own best top_k, not what is left of the whole corpus's."""
-        mask = None if allowed is None else np.fromiter((i in allowed for i in self.ids), bool, len(self.ids))
+        mask = None
+        if allowed is not None:
+            mask = np.zeros(len(self.ids), bool)
+            mask[[self._row[doc] for doc in allowed if doc in self._row]] = True
         if self.model is None or (mask is not None and not mask.any()):
             return [[] for _ in queries]
         bm25s = import_bm25s()

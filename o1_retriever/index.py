@@ -56,13 +56,19 @@ def _client(path, host, port, create: bool):
                              "`chroma run --host HOST --port PORT`, or check host= and port=)") from e
     if path is None:
         return chromadb.EphemeralClient()
-    path = Path(path).expanduser()
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"{str(path)!r} is a file; a Chroma database is a directory (pass --db DIR)")
+    path = check_database_path(path)
     if not create and not (path / "chroma.sqlite3").is_file():
         raise FileNotFoundError(f"no Chroma database at {str(path)!r} (expected the directory that "
                                 "`o1-retriever index --db` wrote, holding chroma.sqlite3)")
     return chromadb.PersistentClient(path=str(path))
+
+
+def check_database_path(path) -> Path:
+    """`path` as a local Chroma database may be made there: a file in its place is refused."""
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{str(path)!r} is a file; a Chroma database is a directory (pass --db DIR)")
+    return path
 
 
 def _own_memory_database():

@@ -92,7 +92,7 @@ def _encode(args, kind: str, source, vectors):
 def run_index_ray(args) -> int:
     """`o1-retriever index --ray`: encode the corpus on Ray actors into Parquet shards, then load them into Chroma
     (`--db` or `--host`). Both steps resume: a re-run encodes only missing shards and stores only missing records."""
-    from ..index import _client
+    from ..index import _client, check_database_path
     from .load import load_into_chroma
     # Whatever would fail the load fails before the encode, not after it: the options (--batch-size is checked by
     # its parser), a --db that is a file, a Chroma server that does not answer. A --db is created only by the load.
@@ -101,8 +101,8 @@ def run_index_ray(args) -> int:
         raise ValueError(f"--device {args.device} does not apply with --ray: each actor runs on the GPU Ray gives "
                          "it, else on the CPU (--cpu-actors keeps them on CPUs)")
     db = target.get("path")
-    if db is not None and Path(db).expanduser().exists() and not Path(db).expanduser().is_dir():
-        raise ValueError(f"{str(db)!r} is a file; a Chroma database is a directory (pass --db DIR)")
+    if db is not None:
+        check_database_path(db)
     client = None if db is not None else _client(None, target["host"], target["port"], create=True)
     vectors = Path(args.vectors).expanduser() if args.vectors else default_vectors_dir(args.corpus)
     result = _encode(args, "documents", args.corpus, vectors)
