@@ -37,10 +37,23 @@ def resolve_hybrid(hybrid) -> float | None:
     return None if hybrid is None or hybrid is False else check_dense_weight(hybrid)
 
 
-def _zscores(hits: Sequence[tuple[str, float]]) -> dict[str, float]:
+def check_top_k(top_k) -> int | None:
+    if top_k is None:
+        return None
+    if isinstance(top_k, bool) or not isinstance(top_k, int):
+        raise TypeError(f"top_k must be an int >= 0 or None (all), got {top_k!r}")
+    if top_k < 0:
+        raise ValueError(f"top_k must be >= 0 or None (all), got {top_k}")
+    return top_k
+
+
+def _zscores(hits: Sequence[tuple[str, float]], side: str) -> dict[str, float]:
     if not hits:
         return {}
     scores = [float(s) for _, s in hits]
+    bad = next((i for i, s in enumerate(scores) if not math.isfinite(s)), None)
+    if bad is not None:  # one NaN would make every z-score of the list NaN, and the whole ranking arbitrary
+        raise ValueError(f"the {side} score of {hits[bad][0]!r} is {scores[bad]}; fusion needs finite scores")
     mean = sum(scores) / len(scores)
     sd = math.sqrt(sum((s - mean) ** 2 for s in scores) / len(scores))
     if sd == 0.0:  # one candidate, or all tied: they carry no ranking signal of their own
@@ -51,11 +64,11 @@ def _zscores(hits: Sequence[tuple[str, float]]) -> dict[str, float]:
 def fuse(dense: Sequence[tuple[str, float]], lexical: Sequence[tuple[str, float]],
          dense_weight: float = DEFAULT_DENSE_WEIGHT, top_k: int | None = None) -> list[tuple[str, float]]:
     """One query's fused ranking from its (doc id, score) lists, best first; exact ties keep dense order."""
-    return _fuse(dense, lexical, check_dense_weight(dense_weight), top_k)
+    return _fuse(dense, lexical, check_dense_weight(dense_weight), check_top_k(top_k))
 
 
 def _fuse(dense, lexical, w: float, top_k: int | None) -> list[tuple[str, float]]:
-    zd, zl = _zscores(dense), _zscores(lexical)
+    zd, zl = _zscores(dense, "dense"), _zscores(lexical, "lexical")
     floor_d = min(zd.values(), default=0.0) - MISSING_MARGIN
     floor_l = min(zl.values(), default=0.0) - MISSING_MARGIN
     order = list(zd) + [d for d in zl if d not in zd]
@@ -68,5 +81,5 @@ def fuse_many(dense: Sequence[Sequence[tuple[str, float]]], lexical: Sequence[Se
               dense_weight: float = DEFAULT_DENSE_WEIGHT, top_k: int | None = None) -> list[list[tuple[str, float]]]:
     if len(dense) != len(lexical):
         raise ValueError(f"got {len(dense)} dense rankings but {len(lexical)} lexical ones; one each per query")
-    w = check_dense_weight(dense_weight)  # once for the batch, not once per query
+    w, top_k = check_dense_weight(dense_weight), check_top_k(top_k)  # once for the batch, not once per query
     return [_fuse(d, l, w, top_k) for d, l in zip(dense, lexical)]

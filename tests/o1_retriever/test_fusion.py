@@ -60,3 +60,21 @@ def test_fuse_many_pairs_rankings_per_query():
         fuse_many([DENSE, DENSE], [LEXICAL])
     with pytest.raises(ValueError, match=r"dense_weight must be in \[0, 1\]"):
         fuse_many([DENSE], [LEXICAL], 1.5)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_a_non_finite_score_is_refused_by_name(bad):
+    """One NaN made every z-score of its list NaN: the whole fused order came out arbitrary, silently."""
+    with pytest.raises(ValueError, match=r"the dense score of 'b' is (nan|inf|-inf); fusion needs finite scores"):
+        fuse([("a", 0.9), ("b", bad), ("c", 0.1)], LEXICAL, 0.5)
+    with pytest.raises(ValueError, match=r"the lexical score of 'd'"):
+        fuse_many([DENSE], [[("c", 3.0), ("d", bad)]], 0.5)
+
+
+def test_top_k_zero_is_empty_and_a_negative_or_fractional_top_k_is_refused():
+    assert fuse(DENSE, LEXICAL, 0.5, top_k=0) == []
+    assert len(fuse(DENSE, LEXICAL, 0.5, top_k=10)) == 4
+    with pytest.raises(ValueError, match="top_k must be >= 0 or None.*got -1"):  # was: all but the last, silently
+        fuse(DENSE, LEXICAL, 0.5, top_k=-1)
+    with pytest.raises(TypeError, match="top_k must be an int >= 0 or None.*got 2.5"):
+        fuse_many([DENSE], [LEXICAL], 0.5, top_k=2.5)
