@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from tqdm.auto import tqdm
 
+from .validation import check_positive_int
+
 PROGRESS_THRESHOLD = 64  # show bars by default only for inputs at least this long
 
 
@@ -22,6 +24,7 @@ def in_batches(items, batch_size: int, step, desc: str, show_progress_bar: bool)
     """[step(chunk) for consecutive chunks of items]. Out of GPU memory, the batch halves and the chunk is
     retried: a batch size too large for the device costs retries, not the call."""
     import torch
+    check_positive_int(batch_size, "batch_size")  # 0 would step over empty chunks forever
     parts, start = [], 0
     with tqdm(total=len(items), desc=desc, disable=not show_progress_bar) as bar:
         while start < len(items):
