@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -138,6 +140,25 @@ def from_namespace(cls, args: argparse.Namespace):
     return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
 
 
+def check_output_path(path, flag: str, folder: bool) -> Path:
+    """`path` as an output this process can write (a folder when `folder`, else a file), checked before any model
+    loads: a file where a folder must be, or a folder it may not write in, would otherwise fail only at the first
+    write, after the models loaded (or, for a training run, at its first checkpoint or its export)."""
+    path = Path(path).expanduser()
+    if folder and path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {path} is a file; name a folder (it is made if missing)")
+    if not folder and path.is_dir():
+        raise ValueError(f"{flag} {path} is a folder; name a file in it, e.g. {path / 'thoughts.jsonl'}")
+    existing = path if folder and path.exists() else path.parent
+    while not existing.exists():  # missing folders are made on write: the nearest existing one must take them
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{flag} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {path}: the folder {existing} is not writable")
+    return path
+
+
 def check_training_arguments(train: TrainingArguments, data: DataArguments) -> None:
     """Fail before any model loads: name the value and what is allowed."""
     if not isinstance(train.lambda_emb, (int, float)) or not 0.0 <= train.lambda_emb <= 1.0:
@@ -161,3 +182,4 @@ def check_training_arguments(train: TrainingArguments, data: DataArguments) -> N
             raise ValueError(f"{name}={value!r} must be a positive int or None")
     if train.learning_rate <= 0:
         raise ValueError(f"learning_rate={train.learning_rate!r} must be > 0")
+    check_output_path(train.output_dir, "--output-dir", folder=True)

@@ -18,7 +18,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .arguments import _f
+from .arguments import _f, check_output_path
 
 LORA_TARGETS_BERT = ("query", "key", "value", "dense")
 
@@ -76,6 +76,7 @@ def check_encoder_arguments(args: EncoderArguments) -> None:
         raise ValueError(f"max_steps={args.max_steps!r} must be -1 (num_epochs decides) or >= 1")
     if args.max_queries is not None and args.max_queries < 1:
         raise ValueError(f"max_queries={args.max_queries!r} must be None or >= 1")
+    check_output_path(args.output_dir, "--output-dir", folder=True)
     _check_folders(args)
 
 

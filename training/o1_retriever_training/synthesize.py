@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from .arguments import SynthesisArguments
+from .arguments import SynthesisArguments, check_output_path
 from .committee import VOTES, Committee
 from .data import LabeledPair, labeled_pairs, load_beir, load_triplets, read_jsonl, text_list
 from .members import load_member
@@ -100,6 +100,7 @@ def check_synthesis_arguments(args: SynthesisArguments) -> None:
         raise ValueError(f"limit={args.limit} must be None or >= 1")
     if not args.committee:
         raise ValueError("committee must name at least one member: 'bm25', 'minilm' or a sentence-transformers path")
+    check_output_path(args.output, "--output", folder=False)
 
 
 def make_expert(args: SynthesisArguments):

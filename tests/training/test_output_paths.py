@@ -1,0 +1,33 @@
+"""An output path that cannot be written is refused by name before any model loads, by all three training commands
+(a file given as --output-dir, or a folder given as --output, failed with a traceback: synthesize at once, train when
+it made its folder, train-encoder only at its export, after thinking and training)."""
+import pytest
+
+from o1_retriever.cli import main
+
+
+def _commands(tmp_path, triplets, tiny_beir, output_dir: str, output: str) -> dict:
+    return {
+        "train": ["train", "--base-model", "/does/not/exist", "--train-data", str(triplets), "--group-size", "4",
+                  "--output-dir", output_dir],
+        "synthesize": ["synthesize", "--data", str(tiny_beir), "--expert", "/does/not/exist", "--output", output],
+        "train-encoder": ["train-encoder", "--model", "/does/not/exist", "--data", str(tiny_beir),
+                          "--output-dir", output_dir],
+    }
+
+
+@pytest.mark.parametrize("command", ["train", "synthesize", "train-encoder"])
+def test_unwritable_outputs_are_refused_before_any_model_loads(command, tmp_path, triplets, tiny_beir, capsys):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("mine\n")
+    cases = [  # (--output-dir, --output, the error)
+        (a_file, tiny_beir, "is a file; name a folder" if command != "synthesize" else "is a folder; name a file"),
+        (a_file / "sub", a_file / "sub" / "t.jsonl", f"{a_file} is a file, not a folder"),
+    ]
+    for output_dir, output, error in cases:
+        assert main(_commands(tmp_path, triplets, tiny_beir, str(output_dir), str(output))[command]) == 2
+        err = capsys.readouterr().err
+        assert f"o1-retriever {command}: error: --output" in err and error in err, err
+        assert "Traceback" not in err
+    assert a_file.read_text() == "mine\n"
+
