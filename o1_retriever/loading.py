@@ -45,6 +45,12 @@ def load_causal_lm(source: str, *, device: torch.device, dtype: torch.dtype,
     path = Path(source).expanduser()
     if _looks_like_path(source) and not path.exists():
         raise ValueError(f"model path {source!r} does not exist; give a local directory, a .gguf file or a hub id")
+    if path.is_file() and path.suffix != ".gguf":
+        raise ValueError(f"model path {source!r} is a file, not a model; give the model's directory, a .gguf file or "
+                         "a hub id")
+    if path.is_dir() and not is_adapter(path) and not (path / "config.json").is_file():
+        raise ValueError(f"model directory {source!r} holds no model: expected config.json beside the weights (a "
+                         "transformers model) or adapter_config.json (an O1 LoRA checkpoint)")
     _check_quantization(quantization)
     from transformers import AutoModelForCausalLM, AutoTokenizer
     try:
