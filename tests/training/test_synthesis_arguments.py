@@ -31,3 +31,16 @@ def test_a_help_that_names_its_default_says_it_once():
         add_dataclass_arguments(parser, cls)
         help_text = next(a.help for a in parser._actions if flag in a.option_strings)
         assert help_text.count("(default:") == 1 and "bundled SmolLM2" in help_text  # not "... (default: None)"
+
+
+def test_qrels_without_a_usable_pair_fail_before_any_model_loads(tiny_beir):
+    """Qrels naming only unknown queries and documents: the error comes before the expert (which does not exist
+    here) and the committee load, not after a large expert has loaded."""
+    from o1_retriever_training.synthesize import synthesize
+    (tiny_beir / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq_unknown\td1\t1\nq1\td_unknown\t1\n")
+    args = SynthesisArguments(data=str(tiny_beir), expert="/does/not/exist", committee=["bm25"],
+                              output=str(tiny_beir.parent / "out.jsonl"))
+    with pytest.warns(UserWarning, match="skipped 1 qrels whose query id is not in queries.jsonl: q_unknown"), \
+            pytest.raises(ValueError, match="no usable .query, positive passage. pairs"):
+        synthesize(args)
+    assert not (tiny_beir.parent / "out.jsonl").exists()

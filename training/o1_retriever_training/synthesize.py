@@ -205,6 +205,8 @@ def synthesize(args: SynthesisArguments, expert=None, members: dict | None = Non
     if args.pairs:
         return _synthesize_pairs(args, expert or make_expert(args), dict(members or {}), progress)
     data = load_beir(args.data, None if args.doc_to_query else args.split)
+    # Qrels that leave no usable pair fail here, not after the expert and the committee have loaded.
+    pairs = None if args.doc_to_query else labeled_pairs(data)
     corpus_ids = list(data.corpus)
     corpus = [data.corpus[d] for d in corpus_ids]
     out = Path(args.output)
@@ -217,7 +219,8 @@ def synthesize(args: SynthesisArguments, expert=None, members: dict | None = Non
     committee = Committee([members[s] for s in args.committee], args.vote)
     expert = expert or make_expert(args)
 
-    pairs = _doc_to_query_pairs(args, data, expert, progress) if args.doc_to_query else labeled_pairs(data)
+    if pairs is None:
+        pairs = _doc_to_query_pairs(args, data, expert, progress)
     pairs = pairs[: args.limit] if args.limit else pairs
     pool = [(p.query_id, p.query, data.corpus[p.positive_ids[0]]) for p in pairs]
     todo = [p for p in pairs if p.query_id not in done]
