@@ -25,6 +25,7 @@ import torch
 from .default_model import resolve_base_model
 from .formatting import add_special_tokens
 from .settings import SETTINGS_FILE
+from .validation import read_json_object
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -48,13 +49,20 @@ def embedding_file(adapter_dir, name: str) -> Path:
 
 
 def read_adapter_config(adapter_dir) -> dict:
-    return json.loads((Path(adapter_dir) / ADAPTER_CONFIG).read_text())
+    path = Path(adapter_dir) / ADAPTER_CONFIG
+    config = read_json_object(path, "the LoRA adapter's settings (a JSON object)")
+    if config is None:
+        raise FileNotFoundError(f"{path} does not exist: {adapter_dir} is not a LoRA adapter directory")
+    return config
 
 
 def load_module(path: Path, cls):
     """The official files are whole pickled modules; allow-list just that class, never a full unpickler."""
     with torch.serialization.safe_globals([cls]):
-        module = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            module = torch.load(path, map_location="cpu", weights_only=True)
+        except (RuntimeError, EOFError) as e:  # torch's own message names no file
+            raise ValueError(f"{path} is not a readable torch.save file (truncated or corrupt?): {e}") from e
     if not isinstance(module, cls):
         raise ValueError(f"{path} holds a {type(module).__name__}, expected a torch.nn.{cls.__name__}")
     return module
@@ -172,6 +180,18 @@ def _set_token_rows(model, tokenizer, rows_file: Path, dtype) -> None:
         model.tie_weights()
 
 
+def _check_rows(path: Path, weight: torch.Tensor, hidden: int, tokens: int) -> None:
+    """An official embedding file must fit the base (its width) and hold a row for every token of the tokenizer:
+    fewer rows would leave the trained O1 rows out, and the mean of the others would stand in for them silently."""
+    rows, width = weight.shape
+    if width != hidden:
+        raise ValueError(f"{path} has {width}-d rows but the base model's hidden size is {hidden}: it was trained "
+                         "on another base than base_model_name_or_path")
+    if rows < tokens:
+        raise ValueError(f"{path} has {rows} rows but the adapter's tokenizer has {tokens} tokens: the trained "
+                         "O1 token rows are missing (a file from another checkpoint?)")
+
+
 def load_adapter(adapter_dir: Path, dtype) -> tuple[torch.nn.Module, object]:
     """(merged causal LM, tokenizer) of an adapter directory in any of the forms above."""
     from peft import PeftModel
@@ -181,19 +201,34 @@ def load_adapter(adapter_dir: Path, dtype) -> tuple[torch.nn.Module, object]:
     base = resolve_base_model(read_adapter_config(adapter_dir).get("base_model_name_or_path") or "")
     if not base:
         raise ValueError(f"{adapter_dir / ADAPTER_CONFIG} has no base_model_name_or_path")
+    if base.startswith(("/", "./", "../", "~")) and not Path(base).expanduser().exists():
+        raise ValueError(f"{adapter_dir / ADAPTER_CONFIG}: base_model_name_or_path {base!r} does not exist; set it "
+                         "to the base model's directory or hub id")
+    if not any((adapter_dir / name).is_file() for name in (ADAPTER_WEIGHTS, "adapter_model.bin")):
+        raise ValueError(f"{adapter_dir} has {ADAPTER_CONFIG} but no {ADAPTER_WEIGHTS}: the LoRA weights are missing")
     has_tok = any((adapter_dir / f).exists() for f in ("tokenizer.json", "tokenizer_config.json"))
     tokenizer = AutoTokenizer.from_pretrained(adapter_dir if has_tok else base)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
     emb_file, head_file = embedding_file(adapter_dir, EMB_FILE), embedding_file(adapter_dir, LM_HEAD_FILE)
     if emb_file.exists():
-        model.set_input_embeddings(load_module(emb_file, torch.nn.Embedding).to(dtype))
+        embedding = load_module(emb_file, torch.nn.Embedding)
+        hidden = model.get_input_embeddings().weight.shape[1]
+        _check_rows(emb_file, embedding.weight, hidden, len(tokenizer))
+        model.set_input_embeddings(embedding.to(dtype))
         if head_file.exists():
-            model.set_output_embeddings(load_module(head_file, torch.nn.Linear).to(dtype))
+            head = load_module(head_file, torch.nn.Linear)
+            _check_rows(head_file, head.weight, hidden, len(tokenizer))
+            model.set_output_embeddings(head.to(dtype))
             model.config.tie_word_embeddings = False
         _fit_output_rows(model, model.get_input_embeddings().weight.shape[0])
     add_special_tokens(model, tokenizer)
     rows_file = embedding_file(adapter_dir, ROWS_FILE)
     if rows_file.exists() and not emb_file.exists():  # compact form: only the O1 rows differ from the base
         _set_token_rows(model, tokenizer, rows_file, dtype)
-    model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=False).merge_and_unload()
+    from safetensors import SafetensorError
+    try:
+        model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=False).merge_and_unload()
+    except SafetensorError as e:  # its message names no file
+        raise ValueError(f"{adapter_dir / ADAPTER_WEIGHTS} is not a readable safetensors file (truncated or "
+                         f"corrupt?): {e}") from e
     return model, tokenizer
