@@ -13,9 +13,11 @@ from pathlib import Path
 
 import torch
 
+from o1_retriever.atomic import write_text_atomically
 from o1_retriever.checkpoint import (ADAPTER_CONFIG, ADAPTER_WEIGHTS, EMB_FILE, EMBEDDING_DIR, LM_HEAD_FILE,
-                                     drop_embedding_files, embedding_file, load_module, read_adapter_config,
-                                     write_peft_token_rows)
+                                     SETTINGS_FILE, drop_embedding_files, embedding_file, load_module,
+                                     read_adapter_config, write_peft_token_rows)
+from o1_retriever.settings import read_model_settings
 
 from .modeling import O1TrainingModel
 
@@ -38,7 +40,24 @@ def input_embedding_name(model) -> str:
     return next(name for name, module in model.named_modules() if module is emb)
 
 
-def export_adapter(model: O1TrainingModel, out_dir, merge: bool = False, token_rows_only: bool = False) -> Path:
+def trained_windows(query_thought_max_length: int, passage_max_length: int) -> dict:
+    """The inference token windows of the texts a model was trained on. Training cuts a text to N - 1 tokens and
+    appends <emb> (N ids); inference cuts to its window, then appends <emb>: the same ids for a window of N - 1."""
+    return {"query_max_length": max(1, query_thought_max_length - 1),
+            "document_max_length": max(1, passage_max_length - 1)}
+
+
+def write_settings(out_dir, settings: dict) -> Path:
+    """`settings` into the model's o1_generation.json; keys already there and not in `settings` are kept (e.g. what
+    `o1_retriever.evaluation.choose --into` wrote)."""
+    path = Path(out_dir) / SETTINGS_FILE
+    values = read_model_settings(out_dir) | settings
+    return write_text_atomically(path, json.dumps(values) + "\n")
+
+
+def export_adapter(model: O1TrainingModel, out_dir, merge: bool = False, token_rows_only: bool = False,
+                   settings: dict | None = None) -> Path:
+    """settings: inference settings the model ships in o1_generation.json (the trainer gives its token windows)."""
     if token_rows_only and not model.tied:
         raise ValueError(f"token_rows_only: {UNTIED_ROWS_ONLY}")
     out = Path(out_dir)
@@ -62,6 +81,8 @@ def export_adapter(model: O1TrainingModel, out_dir, merge: bool = False, token_r
         if not model.tied:
             torch.save(_plain_linear(model.base_model.get_output_embeddings()).cpu(), head_file)
     model.tokenizer.save_pretrained(out)
+    if settings:
+        write_settings(out, settings)
     if merge:
         merge_adapter(out, out / "merged")
     return out
@@ -103,4 +124,7 @@ def merge_adapter(adapter_dir, out_dir) -> Path:
     out = Path(out_dir)
     loaded.model.save_pretrained(out)
     loaded.tokenizer.save_pretrained(out)
+    settings = read_model_settings(adapter_dir)
+    if settings:  # the merged model embeds as the adapter does
+        write_settings(out, settings)
     return out

@@ -20,7 +20,7 @@ from o1_retriever.device import cpu_has_fast_bf16
 from .arguments import DataArguments, ModelArguments, TrainingArguments, check_training_arguments
 from .data import load_triplets
 from .dataset import TrainCollator, TrainDataset
-from .export import UNTIED_ROWS_ONLY, export_adapter
+from .export import UNTIED_ROWS_ONLY, export_adapter, trained_windows
 from .modeling import build
 from .warm_start import effective_model_arguments
 from .plotting import plot_losses
@@ -252,8 +252,10 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
     accelerator.wait_for_everyone()
     plot = None
     if accelerator.is_main_process:
+        # It embeds with the token windows it was trained on, not the official 512 a checkpoint without them gets.
         export_adapter(accelerator.unwrap_model(model), out, merge=train_args.merge,
-                       token_rows_only=train_args.token_rows_only)
+                       token_rows_only=train_args.token_rows_only,
+                       settings=trained_windows(data_args.query_thought_max_length, data_args.passage_max_length))
         plot = plot_losses(log_file, out / "losses.png")
     accelerator.end_training()
     return TrainResult(str(out), progress["step"], str(log_file), plot and str(plot), last)
