@@ -48,17 +48,23 @@ def add_special_tokens(model, tokenizer) -> bool:
     """
     vocab = tokenizer.get_vocab()  # a fresh 49k-entry dict per call: build it once
     missing = [t for t in SPECIAL_TOKENS if t not in vocab]
+    known = len(tokenizer)
     if missing:
         tokenizer.add_tokens(missing, special_tokens=True)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
-    if model is not None and model.get_input_embeddings().weight.shape[0] < len(tokenizer):
-        old = model.get_input_embeddings().weight.shape[0]
-        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-        with torch.no_grad():
-            for layer in {model.get_input_embeddings(), model.get_output_embeddings()} - {None}:
-                layer.weight[old:] = layer.weight[:old].mean(0, keepdim=True)
+    if model is not None:
+        rows = model.get_input_embeddings().weight.shape[0]
+        # A vocabulary padded to a round size (Qwen, Gemma) already has rows for the new ids: unused, untrained ones.
+        fresh = [i for i in tokenizer.convert_tokens_to_ids(missing) if i < rows]
+        if rows < len(tokenizer):
+            model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+            fresh += range(rows, len(tokenizer))
+        if fresh:
+            with torch.no_grad():
+                for layer in {model.get_input_embeddings(), model.get_output_embeddings()} - {None}:
+                    layer.weight[fresh] = layer.weight[:min(known, rows)].mean(0, keepdim=True)
     if model is not None and model.generation_config is not None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     return bool(missing)

@@ -30,3 +30,23 @@ def test_chat_prompt_uses_the_template_and_the_query(tiny_lm_dir):
     assert "how do tides work" in prompt and prompt.endswith("<|assistant|>")
     tok.chat_template = None
     assert chat_thinking_prompt(tok, "q").endswith("Passage:")
+
+
+def test_new_tokens_in_a_padded_vocabulary_start_at_the_mean_row():
+    """Qwen and Gemma ship more embedding rows than tokens; the O1 tokens land on those spare rows, which no
+    resize touches: they must start at the mean row too, not at whatever untrained values the spare rows hold."""
+    import torch
+
+    from tests.fixtures import build_tiny_llama, build_tokenizer
+    tok = build_tokenizer(with_o1_tokens=False)
+    known = len(tok)
+    model = build_tiny_llama(known + 64)  # 64 spare rows, random here
+    assert add_special_tokens(model, tok) is True
+    assert model.get_input_embeddings().weight.shape[0] == known + 64  # no resize was needed
+    ids = tok.convert_tokens_to_ids(SPECIAL_TOKENS)
+    for layer in (model.get_input_embeddings(), model.get_output_embeddings()):
+        mean = layer.weight[:known].mean(0)
+        for i in ids:
+            torch.testing.assert_close(layer.weight[i], mean)
+    spare = model.get_input_embeddings().weight[max(ids) + 1]
+    assert not torch.allclose(spare, model.get_input_embeddings().weight[:known].mean(0))  # other spare rows untouched
