@@ -154,3 +154,18 @@ def test_the_exported_model_embeds_with_the_windows_it_was_trained_on(tiny_lm_di
     with pytest.warns(UserWarning, match="longer than 47 tokens"):
         inference_ids = emb.encoder.tokenize([passage], emb.document_max_length)[0]
     assert inference_ids == collator.passage_ids(passage) and len(inference_ids) == 48
+
+
+@pytest.mark.parametrize("base, message", [
+    ("/no/such/model", r"base_model='/no/such/model': /no/such/model does not exist"),
+    ("./no/model", r"base_model='./no/model': no/model does not exist"),
+    ("{data_dir}", r"holds no Hugging Face model \(no config.json\)"),
+    ("{data_file}", r"is a file; name a model folder, a .gguf file or a hub id"),
+])
+def test_a_base_model_that_cannot_be_one_is_named_and_leaves_no_folder(base, message, triplets, tmp_path):
+    """transformers reported a missing path as a malformed hub id and a folder without a model as a tokenizer it
+    could not convert, and the run had made its output folder by then."""
+    base = base.format(data_dir=tmp_path, data_file=triplets)
+    with pytest.raises(ValueError, match=message):
+        _run(base, triplets, tmp_path / "out", max_steps=1)
+    assert not (tmp_path / "out").exists()

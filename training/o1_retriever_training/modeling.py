@@ -121,6 +121,24 @@ class O1TrainingModel(torch.nn.Module):
         return out
 
 
+def check_base_model(base_model: str | None) -> None:
+    """A local base model that cannot be one fails by name before anything loads (transformers reports a missing
+    path as a malformed hub id, and a folder without a model as a tokenizer it cannot convert)."""
+    if base_model is None:
+        return
+    path = Path(base_model).expanduser()
+    where = f"base_model={base_model!r}"
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise ValueError(f"{where}: {path} holds no Hugging Face model (no config.json); name a model folder, a "
+                         f".gguf file or a hub id")
+    if path.is_file() and path.suffix != ".gguf":
+        raise ValueError(f"{where} is a file; name a model folder, a .gguf file or a hub id")
+    # what cannot be a hub id ('name' or 'org/name') is a path
+    if not path.exists() and (path.is_absolute() or base_model.startswith((".", "~")) or base_model.count("/") > 1
+                              or path.suffix == ".gguf"):
+        raise ValueError(f"{where}: {path} does not exist")
+
+
 def resolve_base(base_model: str | None) -> tuple[str, str]:
     """(directory or id to load, name to record in adapter_config.json)."""
     if base_model is None:
@@ -154,6 +172,7 @@ def build(model_args: ModelArguments, *, temperature: float = 0.02, lambda_emb: 
     if init and init[1].get("base_model_name_or_path") not in (None, "", base_name):
         raise ValueError(f"init_adapter={model_args.init_adapter!r} was trained on "
                          f"{init[1]['base_model_name_or_path']!r}, not on base_model={model_args.base_model!r}")
+    check_base_model(model_args.base_model)
     # Frozen weights may sit in bf16 when we compute in bf16 anyway; adapters stay fp32 (peft).
     dtype = torch.bfloat16 if mixed_precision == "bf16" else torch.float32
     kwargs = {"dtype": dtype}

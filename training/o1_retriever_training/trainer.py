@@ -21,7 +21,7 @@ from .arguments import DataArguments, ModelArguments, TrainingArguments, check_t
 from .data import load_triplets
 from .dataset import TrainCollator, TrainDataset
 from .export import UNTIED_ROWS_ONLY, export_adapter, trained_windows
-from .modeling import build
+from .modeling import build, check_base_model
 from .warm_start import effective_model_arguments
 from .plotting import plot_losses
 from .resume import check_no_earlier_run, check_same_run, run_settings
@@ -155,6 +155,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
     elif ckpt is not None:  # before the model loads: a checkpoint of another run fails in seconds
         ckpt_state = _read_checkpoint(ckpt)
     dataset = TrainDataset(records, data_args.group_size, data_args.empty_thought_ratio, train_args.seed)
+    check_base_model(model_args.base_model)
     precision = resolve_mixed_precision(train_args.mixed_precision)
     _release_single_process_state(precision)
     accelerator = Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available(),
@@ -164,11 +165,11 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
         "mixed_precision": precision}
     if ckpt_state is not None:
         check_same_run(ckpt, ckpt_state.get("settings"), settings)
-    out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(train_args.seed)
     model = build(model_args, temperature=train_args.temperature, lambda_emb=train_args.lambda_emb,
                   mixed_precision=precision, cross_device_negatives=train_args.cross_device_negatives,
                   device_map={"": str(accelerator.device)})
+    out.mkdir(parents=True, exist_ok=True)  # after the model loaded: a base that fails to load leaves no folder
     if train_args.token_rows_only and not model.tied:  # fail now, not at export after the whole run
         raise ValueError(f"--token-rows-only: {UNTIED_ROWS_ONLY}")
     collator = TrainCollator(model.tokenizer, data_args.query_max_length, data_args.passage_max_length,
