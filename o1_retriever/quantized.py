@@ -69,6 +69,23 @@ def quantized_copy(source: str, quantization: str, dtype: torch.dtype, device: t
 
 
 def _make(source: str, quantization: str, dtype_name: str, device: str, out: str) -> None:
+    """One child at a time per copy: a second waits, then finds the copy made. Whatever a child killed earlier left
+    (its hidden temporary, a copy without MARKER) is removed first: the lock says no writer is alive."""
+    import shutil
+
+    from filelock import FileLock  # a dependency of huggingface_hub, hence of transformers
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(out.parent / f".{out.name}.lock"):
+        if (out / MARKER).exists():
+            return
+        for leftover in [out, *out.parent.glob(f".{out.name}.*.tmp")]:
+            if leftover.is_dir():
+                shutil.rmtree(leftover)
+        _quantize(source, quantization, dtype_name, device, out)
+
+
+def _quantize(source: str, quantization: str, dtype_name: str, device: str, out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     dtype = getattr(torch, dtype_name)
     plain, had_tokens = plain_copy(source, dtype)
