@@ -169,3 +169,14 @@ def test_a_base_model_that_cannot_be_one_is_named_and_leaves_no_folder(base, mes
     with pytest.raises(ValueError, match=message):
         _run(base, triplets, tmp_path / "out", max_steps=1)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_fresh_run_does_not_overwrite_a_trained_model(tiny_lm_dir, triplets, tmp_path):
+    """A run too short to save a checkpoint left only its model; a second run into that folder overwrote it."""
+    out = tmp_path / "out"
+    _run(tiny_lm_dir, triplets, out, max_steps=1, save_steps=50)
+    assert latest_checkpoint(out) is None
+    before = {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()}
+    with pytest.raises(ValueError, match=r"holds a model an earlier run trained \(adapter_config.json\)"):
+        _run(tiny_lm_dir, triplets, out, max_steps=1, save_steps=50, weight_decay=0.1)
+    assert {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()} == before

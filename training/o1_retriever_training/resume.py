@@ -11,6 +11,8 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from o1_retriever.checkpoint import ADAPTER_CONFIG
+
 # Where and how often to save and log, the export form and activation recomputation change nothing a checkpoint
 # holds, so they may differ between a crash and its resume. train_data's path may too: the records are compared.
 FREE_TO_CHANGE = frozenset({"output_dir", "resume", "save_steps", "logging_steps", "merge", "token_rows_only",
@@ -52,3 +54,7 @@ def check_no_earlier_run(output_dir: Path, latest: Path | None) -> None:
         raise ValueError(f"output_dir={str(output_dir)!r} holds checkpoints of an earlier run (latest: {latest.name}); "
                          f"pass --resume to continue it, or choose another --output-dir (or delete "
                          f"{output_dir / 'checkpoints'} to start over there)")
+    # A run short enough to save no checkpoint still leaves its model: a fresh run would overwrite it unasked.
+    if (output_dir / ADAPTER_CONFIG).exists():
+        raise ValueError(f"output_dir={str(output_dir)!r} holds a model an earlier run trained ({ADAPTER_CONFIG}); "
+                         f"choose another --output-dir, or delete that folder to train there again")
