@@ -49,3 +49,24 @@ def test_holdout_command_line(tiny_beir, tmp_path, capsys):
     assert main(["--records", str(records), "--dataset", str(tiny_beir), "--num-queries", "2",
                  "--train-out", str(tmp_path / "fit.jsonl"), "--dev-dir", str(tmp_path / "dev")]) == 0
     assert "held out 2 queries" in capsys.readouterr().out
+
+
+def test_holdout_never_deletes_a_corpus(tiny_beir, tmp_path, capsys):
+    """--dev-dir naming the dataset itself deleted its corpus.jsonl (replaced by a link to itself) and overwrote its
+    queries.jsonl with the held-out ones; a dev folder holding a corpus of its own lost it too."""
+    records = _records(tmp_path / "r.jsonl", [f"q{i}" for i in range(12)])
+    before = {f: (tiny_beir / f).read_bytes() for f in ("corpus.jsonl", "queries.jsonl")}
+    argv = ["--records", str(records), "--dataset", str(tiny_beir), "--num-queries", "2",
+            "--train-out", str(tmp_path / "fit.jsonl")]
+    with pytest.raises(ValueError, match="dev_dir must differ from dataset"):
+        main(argv + ["--dev-dir", str(tiny_beir / ".." / tiny_beir.name)])
+    assert {f: (tiny_beir / f).read_bytes() for f in before} == before
+    assert not (tiny_beir / "corpus.jsonl").is_symlink() and not (tmp_path / "fit.jsonl").exists()
+
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "corpus.jsonl").write_text('{"_id": "x", "text": "mine"}\n')
+    with pytest.raises(ValueError, match="holds a corpus.jsonl of its own"):
+        holdout(records, tiny_beir, "train", 2, 0, tmp_path / "fit.jsonl", own)
+    assert (own / "corpus.jsonl").read_text() == '{"_id": "x", "text": "mine"}\n'
+

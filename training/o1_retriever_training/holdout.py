@@ -34,6 +34,14 @@ def holdout(records, dataset, split: str, num_queries: int, seed: int, train_out
         raise ValueError(f"num_queries must be a positive int, got {num_queries!r}")
     if train_out.resolve() == records.resolve():
         raise ValueError(f"train_out must differ from records ({records}): the input would be overwritten")
+    # The dev folder's corpus.jsonl is replaced by a link: a real corpus there (the dataset's own, when dev_dir is the
+    # dataset) would be deleted, and the dataset's queries.jsonl overwritten with the held-out ones.
+    if dev_dir.resolve() == dataset.resolve():
+        raise ValueError(f"dev_dir must differ from dataset ({dataset}): its corpus and queries would be overwritten")
+    corpus = dev_dir / "corpus.jsonl"
+    if corpus.exists() and not corpus.is_symlink():
+        raise ValueError(f"dev_dir={str(dev_dir)!r} holds a corpus.jsonl of its own, which would be replaced by a "
+                         f"link to {dataset / 'corpus.jsonl'}; name a new folder")
     qrels = read_qrels(qrels_path(dataset, split))
     rows = [obj for _, obj in read_jsonl(records)]
     missing = [n for n, obj in enumerate(rows, 1) if "query_id" not in obj]
@@ -50,8 +58,7 @@ def holdout(records, dataset, split: str, num_queries: int, seed: int, train_out
     train_out.write_text("".join(json.dumps(obj) + "\n" for obj in kept), encoding="utf-8")
 
     (dev_dir / "qrels").mkdir(parents=True, exist_ok=True)
-    corpus = dev_dir / "corpus.jsonl"
-    if corpus.is_symlink() or corpus.exists():
+    if corpus.is_symlink():  # an earlier holdout's link
         corpus.unlink()
     corpus.symlink_to((dataset / "corpus.jsonl").resolve())
     queries = [q for q in read_beir_jsonl(dataset / "queries.jsonl", "query", ("_id", "text")) if q["_id"] in chosen]
