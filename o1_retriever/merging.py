@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 from .atomic import atomic_path
@@ -33,11 +35,12 @@ def plain_copy(source: str, dtype) -> tuple[Path, bool]:
     elif is_adapter(path):
         dt = str(dtype).removeprefix("torch.")
         out = cache_dir() / "models" / f"merged-{_dir_key(path)}-{dt}"
-        if not (out / "config.json").exists():
-            model, tokenizer = load_adapter(path, dtype)
-            source = {"adapter": str(path.resolve()), "dtype": dt}
-            _save_atomically(out, model, tokenizer, source)
-            _prune_stale_merges(out, source)
+        with sole_writer(out, done=lambda: (out / "config.json").exists()) as todo:
+            if todo:
+                model, tokenizer = load_adapter(path, dtype)
+                source = {"adapter": str(path.resolve()), "dtype": dt}
+                _save_atomically(out, model, tokenizer, source)
+                _prune_stale_merges(out, source)
         return out, True
     elif not path.exists():
         path = Path(source)  # hub id
@@ -48,11 +51,31 @@ def plain_copy(source: str, dtype) -> tuple[Path, bool]:
         return path, True
     key = _dir_key(path) if path.exists() else hashlib.sha256(source.encode()).hexdigest()[:16]
     out = cache_dir() / "models" / f"o1tokens-{key}"
-    if not (out / "config.json").exists():
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-        add_special_tokens(model, tokenizer)
-        _save_atomically(out, model, tokenizer)
+    with sole_writer(out, done=lambda: (out / "config.json").exists()) as todo:
+        if todo:
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+            add_special_tokens(model, tokenizer)
+            _save_atomically(out, model, tokenizer)
     return out, False
+
+
+@contextmanager
+def sole_writer(out: Path, done):
+    """Yields whether `out` is still to be written (`done()` false); when it is, the block runs as the only writer of
+    `out` across processes, after whatever a killed writer left (its hidden temporary, written by `atomic_path`) is
+    removed: a model-sized leftover per kill otherwise, and N processes starting at once would each build a copy."""
+    if done():
+        yield False
+        return
+    from filelock import FileLock  # a dependency of huggingface_hub, hence of transformers
+    locks = out.parent.parent / "locks"  # beside the models folder: nothing in it but models
+    locks.mkdir(parents=True, exist_ok=True)
+    with FileLock(locks / f"{out.name}.lock"):
+        todo = not done()  # another process may have finished it while this one waited
+        if todo:
+            for leftover in out.parent.glob(f".{out.name}.*.tmp"):
+                shutil.rmtree(leftover, ignore_errors=True)
+        yield todo
 
 
 SOURCE_FILE = "o1_source.json"  # in a merged copy: the adapter it came from, so a newer merge can retire it
@@ -71,7 +94,6 @@ def _save_atomically(out: Path, model, tokenizer, source: dict | None = None) ->
 def _prune_stale_merges(current: Path, mine: dict) -> None:
     """Delete older merged copies of the same adapter at the same dtype (left by an upgrade or a retrain:
     each is a full model)."""
-    import shutil
     for other in current.parent.glob("merged-*"):
         try:
             theirs = json.loads((other / SOURCE_FILE).read_text(encoding="utf-8"))

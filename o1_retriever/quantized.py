@@ -20,7 +20,7 @@ import torch
 from .atomic import atomic_path
 from .default_model import cache_dir
 from .device import DTYPE_NAMES
-from .merging import _dir_key, plain_copy
+from .merging import _dir_key, plain_copy, sole_writer
 
 MARKER = "o1_quantized.json"  # in a quantized copy: what it was made from, and whether it had the O1 tokens
 
@@ -72,17 +72,12 @@ def _make(source: str, quantization: str, dtype_name: str, device: str, out: str
     """One child at a time per copy: a second waits, then finds the copy made. Whatever a child killed earlier left
     (its hidden temporary, a copy without MARKER) is removed first: the lock says no writer is alive."""
     import shutil
-
-    from filelock import FileLock  # a dependency of huggingface_hub, hence of transformers
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(out.parent / f".{out.name}.lock"):
-        if (out / MARKER).exists():
-            return
-        for leftover in [out, *out.parent.glob(f".{out.name}.*.tmp")]:
-            if leftover.is_dir():
-                shutil.rmtree(leftover)
-        _quantize(source, quantization, dtype_name, device, out)
+    with sole_writer(out, done=lambda: (out / MARKER).exists()) as todo:
+        if todo:
+            if out.is_dir():
+                shutil.rmtree(out)
+            _quantize(source, quantization, dtype_name, device, out)
 
 
 def _quantize(source: str, quantization: str, dtype_name: str, device: str, out: Path) -> None:
