@@ -58,8 +58,9 @@ def test_holdout_never_deletes_a_corpus(tiny_beir, tmp_path, capsys):
     before = {f: (tiny_beir / f).read_bytes() for f in ("corpus.jsonl", "queries.jsonl")}
     argv = ["--records", str(records), "--dataset", str(tiny_beir), "--num-queries", "2",
             "--train-out", str(tmp_path / "fit.jsonl")]
-    with pytest.raises(ValueError, match="dev_dir must differ from dataset"):
+    with pytest.raises(SystemExit) as exit_:
         main(argv + ["--dev-dir", str(tiny_beir / ".." / tiny_beir.name)])
+    assert exit_.value.code == 2 and "dev_dir must differ from dataset" in capsys.readouterr().err
     assert {f: (tiny_beir / f).read_bytes() for f in before} == before
     assert not (tiny_beir / "corpus.jsonl").is_symlink() and not (tmp_path / "fit.jsonl").exists()
 
@@ -70,3 +71,11 @@ def test_holdout_never_deletes_a_corpus(tiny_beir, tmp_path, capsys):
         holdout(records, tiny_beir, "train", 2, 0, tmp_path / "fit.jsonl", own)
     assert (own / "corpus.jsonl").read_text() == '{"_id": "x", "text": "mine"}\n'
 
+
+def test_holdout_command_line_errors_are_one_line(tiny_beir, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--records", str(tmp_path / "missing.jsonl"), "--dataset", str(tiny_beir),
+              "--train-out", str(tmp_path / "fit.jsonl"), "--dev-dir", str(tmp_path / "dev")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "holdout: error: " in err and "missing.jsonl does not exist" in err

@@ -78,7 +78,11 @@ def main(argv=None) -> int:
     p.add_argument("--train-out", required=True, help="where the remaining records go")
     p.add_argument("--dev-dir", required=True, help="BEIR folder written for the held-out queries (split 'dev')")
     args = p.parse_args(argv)
-    result = holdout(args.records, args.dataset, args.split, args.num_queries, args.seed, args.train_out, args.dev_dir)
+    try:
+        result = holdout(args.records, args.dataset, args.split, args.num_queries, args.seed, args.train_out,
+                         args.dev_dir)
+    except (ValueError, FileNotFoundError) as e:
+        p.exit(2, f"{p.prog}: error: {e}\n")
     print(f"held out {len(result.held_out)} queries -> {args.dev_dir}; {result.kept} records -> {args.train_out}")
     return 0
 
