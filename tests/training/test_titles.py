@@ -6,7 +6,7 @@ import pytest
 
 from o1_retriever_training.data import load_triplets
 from o1_retriever_training.dataset import TrainDataset
-from o1_retriever_training.titles import main, split_inline_title, title_pairs, write_title_dev
+from o1_retriever_training.titles import excluded_documents, main, split_inline_title, title_pairs, write_title_dev
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def test_a_later_stage_samples_fresh_titles(shared_data, tmp_path):
     assert len(fresh) == 40 and not seen & set(fresh)
     assert {r["pos_ids"][0] for r in title_pairs(shared_data / "scifact", 40, 1, seed=0)} == seen
     with pytest.raises(ValueError, match="does not exist"):
-        main(args + ["--exclude", str(tmp_path / "missing.jsonl"), "--output", str(second)])
+        excluded_documents([tmp_path / "missing.jsonl"])
     with pytest.raises(TypeError, match="collection of document ids"):
         title_pairs(shared_data / "scifact", 3, exclude="4983")
 
@@ -146,7 +146,19 @@ def test_dev_folder_refusals_keep_what_is_there(shared_data, tmp_path):
     before = (dev / "corpus.jsonl").read_bytes()
     with pytest.raises(ValueError, match="is not empty"):
         write_title_dev(records[:2], shared_data / "scifact", dev, corpus_size=40)
-    with pytest.raises(ValueError, match="is not empty"):
+    with pytest.raises(SystemExit):
         main(["--data", str(shared_data / "scifact"), "--num-docs", "2", "--output", str(tmp_path / "x.jsonl"),
               "--dev-dir", str(dev)])
     assert (dev / "corpus.jsonl").read_bytes() == before and not (tmp_path / "x.jsonl").exists()
+
+
+def test_command_line_errors_are_one_line_before_any_work(tiny_beir, tmp_path, capsys):
+    """A missing corpus or untitled documents ended in a traceback; a folder as --output failed only at the write,
+    after the BM25 draw (here the untitled corpus would fail first, so the folder is checked before it)."""
+    for argv, message in (([str(tmp_path / "nowhere"), "--output", str(tmp_path / "t.jsonl")], "does not exist"),
+                          ([str(tiny_beir), "--output", str(tiny_beir)], "--output " + str(tiny_beir) + " is a folder"),
+                          ([str(tiny_beir), "--output", str(tmp_path / "t.jsonl")], "has no document with a title")):
+        with pytest.raises(SystemExit) as exit_:
+            main(["--data", *argv])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and "titles: error: " in err and message in err, err

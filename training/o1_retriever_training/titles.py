@@ -38,6 +38,7 @@ from pathlib import Path
 from o1_retriever.corpus import read_jsonl
 from o1_retriever.evaluation.data import document_text, read_beir_jsonl
 
+from .arguments import check_output_path
 from .members import BM25Member
 from .negatives import mine_negatives
 
@@ -180,6 +181,14 @@ def main(argv=None) -> int:
     p.add_argument("--dev-corpus-size", type=int, default=1500,
                    help="documents in the --dev-dir corpus: positives, negatives, then random ones (default: 1500)")
     args = p.parse_args(argv)
+    try:
+        return _write(args)
+    except (ValueError, FileNotFoundError) as e:
+        p.exit(2, f"{p.prog}: error: {e}\n")
+
+
+def _write(args) -> int:
+    check_output_path(args.output, "--output", folder=False)
     if args.dev_dir:  # before the draw (BM25 over the corpus), not after it
         _check_dev_target(args.dev_dir, args.dev_corpus_size)
     records = title_pairs(args.data, args.num_docs, args.num_negatives, args.seed, args.min_title_words,
