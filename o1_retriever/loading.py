@@ -36,6 +36,23 @@ def _check_quantization(quantization) -> None:
         require_bitsandbytes(quantization)  # before a child process is started to quantize
 
 
+# Class names of models that generate text; a checkpoint whose config names none of them (an encoder such as BERT)
+# would load as a causal LM with a freshly initialised head and write noise.
+_CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
+
+
+def _check_causal(source: str, path: Path) -> None:
+    from transformers import AutoConfig
+    architectures = getattr(AutoConfig.from_pretrained(source), "architectures", None) or []
+    if not architectures or any(a.endswith(_CAUSAL_SUFFIXES) for a in architectures):
+        return
+    encoder = (path / "modules.json").is_file() or (path / "config_sentence_transformers.json").is_file()
+    what = "a sentence-transformers encoder" if encoder else f"a {architectures[0]}"
+    raise ValueError(f"{source!r} is {what}, not a causal language model, so it cannot think. To embed with it, "
+                     f"pair it with a thinker: O1Embedder.composite(encoder={source!r}) (the bundled SmolLM2 thinks), "
+                     "or name it as the encoder in a composite model's o1_composite.json")
+
+
 def load_causal_lm(source: str, *, device: torch.device, dtype: torch.dtype,
                    quantization: str | None = None) -> LoadedLM:
     """A causal LM with transformers (any architecture it knows), the O1 tokens added, in eval mode."""
@@ -54,6 +71,8 @@ def load_causal_lm(source: str, *, device: torch.device, dtype: torch.dtype,
     _check_quantization(quantization)
     from transformers import AutoModelForCausalLM, AutoTokenizer
     try:
+        if path.suffix != ".gguf" and not is_adapter(path):
+            _check_causal(source, path)
         if quantization is not None:  # read from a copy already in the quantized layout (quantized.py says why)
             packed, had_tokens = quantized_copy(source, quantization, dtype, device)
             tokenizer = AutoTokenizer.from_pretrained(packed)

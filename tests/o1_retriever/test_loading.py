@@ -130,3 +130,19 @@ def test_an_interrupted_merge_leaves_nothing_a_later_load_would_trust(tiny_o1_di
     monkeypatch.setattr(transformers.PreTrainedTokenizerBase, "save_pretrained", real_save)
     emb = O1Embedder.from_pretrained(device="cpu", dtype="fp32", thought_cache=False)
     assert emb.thinker.prompt_style == "official"
+
+
+def test_an_encoder_is_refused_as_a_thinker_instead_of_loading_with_a_random_head(tmp_path):
+    """transformers loads a BERT checkpoint as BertLMHeadModel with a freshly initialised head: without the check
+    `from_pretrained(<MiniLM>)` returned a model that wrote noise. The error points to `composite(encoder=...)`."""
+    from transformers import BertConfig, BertModel
+
+    from o1_retriever.default_model import minilm_path
+    with pytest.raises(ValueError, match=r"is a sentence-transformers encoder, not a causal language model.*"
+                                         r"O1Embedder.composite\(encoder="):
+        O1Embedder.from_pretrained(str(minilm_path()))  # the real all-MiniLM-L6-v2 from its PyPI package
+    bert = tmp_path / "bert"
+    BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                         vocab_size=64)).save_pretrained(bert)
+    with pytest.raises(ValueError, match="is a BertModel, not a causal language model"):
+        O1Embedder.composite(thinker=str(bert), encoder=str(minilm_path()))
