@@ -112,9 +112,11 @@ def qrels_path(root: Path, split: str) -> Path:
     """`root/qrels/<split>.tsv`; FileNotFoundError naming the splits that do exist."""
     path = Path(root) / "qrels" / f"{split}.tsv"
     if not path.is_file():
-        splits = sorted(p.stem for p in path.parent.glob("*.tsv")) if path.parent.is_dir() else []
-        raise FileNotFoundError(f"no qrels for split {split!r}: {path} is missing; "
-                                f"splits available: {splits or 'none (no qrels/ folder)'}")
+        if not path.parent.is_dir():
+            available = f"none (no folder {path.parent})"
+        else:
+            available = sorted(p.stem for p in path.parent.glob("*.tsv")) or f"none ({path.parent} holds no .tsv file)"
+        raise FileNotFoundError(f"no qrels for split {split!r}: {path} is missing; splits available: {available}")
     return path
 
 

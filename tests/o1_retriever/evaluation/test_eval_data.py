@@ -75,6 +75,19 @@ def test_missing_files_and_splits(tmp_path):
         load_beir(root)
 
 
+def test_missing_split_in_an_empty_or_absent_qrels_folder(tmp_path):
+    root = write_beir(tmp_path / "t")
+    (root / "qrels" / "test.tsv").unlink()  # the folder stays, empty
+    with pytest.raises(FileNotFoundError) as empty:
+        load_beir(root, "test")
+    message = str(empty.value)
+    assert "split 'test'" in message and "test.tsv is missing" in message
+    assert "holds no .tsv file" in message and "no qrels/ folder" not in message and "no folder" not in message
+    (root / "qrels").rmdir()
+    with pytest.raises(FileNotFoundError, match=r"splits available: none \(no folder .*qrels\)"):
+        load_beir(root, "test")
+
+
 def test_qrels_for_unknown_query(tmp_path):
     root = write_beir(tmp_path / "t", qrels=QRELS + [("q99", "d1", 1)])
     with pytest.raises(ValueError, match=r"missing from .*queries.jsonl: \['q99'\]"):
