@@ -49,6 +49,9 @@ class O1Embedder:
         values); keyword `overrides` replace single settings of it (e.g. `aggregation="mean_with_query"`).
         source: how to build it again elsewhere (default: `from_pretrained(name)`).
         vector_cache: keep finished query vectors in memory, so a repeated query costs no forward (`vector_cache.py`).
+        Settings and what is set on the models in place (`encoder.model.max_seq_length`, `.to(dtype)`,
+        `truncate_dim`, a default prompt) key its entries; weights changed in place (fine-tuning this very instance)
+        do not: call `emb.vector_cache.clear()` after such a change.
         compile: think with a static KV cache and a compiled forward (same thoughts; worth its one-time compile in
         long-lived processes such as the server). A model whose thinker also embeds (fused) decodes uncompiled."""
         settings = settings or InferenceSettings()
@@ -277,8 +280,12 @@ class O1Embedder:
         if self.vector_cache is None or (k > 0 and self.settings.seed is None and self.thought_cache is None):
             return None
         style = self.thinker.prompt_style if self.thinker is not None else None
-        return self.vector_cache.scope(f"{self.fingerprint}:{style}:{self.can_fuse}", dataclasses.asdict(self.settings),
-                                       k, how, query_weight)
+        # The fingerprint is taken once, at construction: what a caller may change in place afterwards (a window, a
+        # dtype, truncate_dim, a default prompt) is read afresh, so a vector made before the change is not served.
+        thinker = getattr(self.thinker, "model", None)  # None for a thinker behind an API
+        live = [self.encoder.live_state, None if thinker is None else str(next(thinker.parameters()).dtype)]
+        return self.vector_cache.scope(f"{self.fingerprint}:{style}:{self.can_fuse}:{live}",
+                                       dataclasses.asdict(self.settings), k, how, query_weight)
 
     def _encode_queries(self, queries, k, batch_size, progress, how, query_weight) -> tuple[np.ndarray, list]:
         thoughts, fused = self._think(queries, k, batch_size, progress, want_vectors=self.can_fuse)

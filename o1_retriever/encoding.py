@@ -38,6 +38,12 @@ class LMEncoder:
     def dim(self) -> int:
         return self.model.config.hidden_size
 
+    @property
+    def live_state(self) -> tuple:
+        """What changes its vectors in place without changing the construction-time fingerprint: the weights' dtype
+        (`model.to(torch.bfloat16)`). Cheap: read on every encode call."""
+        return (str(next(self.model.parameters()).dtype),)
+
     def tokenize(self, texts: list[str], max_length: int) -> list[list[int]]:
         """The official rule: keep the first max_length tokens of the text, then append `<emb>` (so up to
         max_length + 1 ids), which is what the published checkpoints were evaluated with."""
@@ -128,8 +134,6 @@ class SentenceEncoder:
 
     def __init__(self, model):
         self.model = model
-        self._dim = model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension") \
-            else model.get_sentence_embedding_dimension()
 
     @classmethod
     def load(cls, name_or_path, device: torch.device, dtype: torch.dtype | None = None):
@@ -167,12 +171,28 @@ class SentenceEncoder:
 
     @property
     def dim(self) -> int:
-        return self._dim
+        """Read live: `truncate_dim` (at load or set later on the model) shortens the vectors the model returns."""
+        model = self.model
+        return model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension") \
+            else model.get_sentence_embedding_dimension()
 
     @property
     def fingerprint(self) -> str:
         from .loading import fingerprint
-        return "st:" + fingerprint(self.model, self.model.tokenizer, extra=str(self.model.max_seq_length))
+        extra = str(self.model.max_seq_length)
+        truncate_dim = getattr(self.model, "truncate_dim", None)
+        if truncate_dim is not None:  # left out otherwise, so the fingerprints of untruncated models stay as they were
+            extra += f":truncate_dim={truncate_dim}"
+        return "st:" + fingerprint(self.model, self.model.tokenizer, extra=extra)
+
+    @property
+    def live_state(self) -> tuple:
+        """What changes its vectors when set on the model in place (`model.max_seq_length = 128`,
+        `model.to(torch.bfloat16)`, `model.truncate_dim = 256`, a default prompt): the fingerprint, taken once at
+        construction, misses these. Cheap: read on every encode call."""
+        m = self.model
+        return (m.max_seq_length, getattr(m, "default_prompt_name", None), sorted(getattr(m, "prompts", {}).items()),
+                getattr(m, "truncate_dim", None), str(next(m.parameters()).dtype))
 
     def encode(self, texts: list[str], max_length: int | None = None, batch_size: int = 32,
                show_progress_bar: bool = False, role: str = "query") -> np.ndarray:
@@ -208,6 +228,10 @@ class EnsembleEncoder:
     @property
     def fingerprint(self) -> str:
         return "ensemble:" + "+".join(m.fingerprint for m in self.members)
+
+    @property
+    def live_state(self) -> tuple:
+        return tuple(m.live_state for m in self.members)
 
     def encode(self, texts: list[str], max_length: int | None = None, batch_size: int = 32,
                show_progress_bar: bool = False, role: str = "query") -> np.ndarray:
