@@ -22,13 +22,39 @@ def cpu_has_fast_bf16() -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
+def available_devices() -> list[str]:
+    """The devices this torch build and machine can run on, as `device=` takes them."""
+    names = ["cpu"]
+    if torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        names += ["cuda"] + [f"cuda:{i}" for i in range(count)]
+    if torch.backends.mps.is_available():
+        names.append("mps")
+    return names
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
+    """The torch device for `device=` (None: cuda where there is one, else cpu). A device this machine lacks is
+    refused here, naming what it has, rather than failing deep inside model loading (a torch built without CUDA
+    asserts only when weights move)."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        resolved = torch.device(device)
     except (RuntimeError, TypeError) as e:
         raise ValueError(f"device={device!r} is not a torch device; use 'cpu', 'cuda' or 'cuda:N'") from e
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise ValueError(f"device={device!r}: {why}; available: {', '.join(available_devices())}")
+        if resolved.index is not None and resolved.index >= count:
+            raise ValueError(f"device={device!r}: this machine has {count} CUDA GPU{'s' if count > 1 else ''}; "
+                             f"available: {', '.join(available_devices())}")
+    elif resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={device!r}: MPS (Apple GPU) is not available here; "
+                         f"available: {', '.join(available_devices())}")
+    return resolved
 
 
 def resolve_dtype(dtype, device: torch.device) -> torch.dtype:
