@@ -45,7 +45,8 @@ def test_synthesize_resumes_without_redoing_work(synthesized, beir, tiny_lm_dir,
     synthesized = tmp_path / "copy.jsonl"
     synthesized.write_text("".join(lines[:-1]) + lines[-1][:25])  # a crash tore the last line
     args = ["synthesize", "--data", str(tiny_beir), "--output", str(synthesized), "--expert", str(tiny_lm_dir),
-            "--max-new-tokens", "10", "--num-candidates", "3", "--committee", "bm25", "--negatives"]
+            "--max-new-tokens", "10", "--num-candidates", "3", "--committee", "bm25", "minilm",
+            "--negatives", "bm25", "minilm", "--num-negatives", "3"]
     capsys.readouterr()
     with pytest.warns(UserWarning, match="partly written last line"):
         assert main(args) == 0

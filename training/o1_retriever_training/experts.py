@@ -18,6 +18,9 @@ from tqdm.auto import tqdm
 
 from o1_retriever.sampling import generate
 
+# The default expert's name in records: its converted copy's path depends on the install, so a label names it.
+BUNDLED_EXPERT = "bundled SmolLM2-135M-Instruct"
+
 
 def _clean(text: str) -> str:
     return text.strip()
@@ -34,7 +37,8 @@ class HFExpert:
         dev = resolve_device(device)
         source = str(smollm2_base_dir()) if model is None else str(model)
         loaded = load_causal_lm(source, device=dev, dtype=resolve_dtype(dtype, dev), quantization=quantization)
-        self.model, self.tokenizer, self.name = loaded.model, loaded.tokenizer, source
+        self.model, self.tokenizer = loaded.model, loaded.tokenizer
+        self.name = BUNDLED_EXPERT if model is None else str(model)
         if temperature < 0 or not 0 < top_p <= 1:
             raise ValueError(f"temperature must be >= 0 and top_p in (0, 1], got {temperature}, {top_p}")
         self.temperature, self.top_p, self.max_new_tokens = temperature, top_p, max_new_tokens

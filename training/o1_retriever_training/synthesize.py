@@ -4,7 +4,9 @@ keeps the candidate closest to the query's positive passage. The output JSONL is
 `train`: query, pos, neg (mined hard negatives), thought, plus every candidate and member score.
 
 Resumable: the output file is appended one record at a time and records already there are skipped,
-so a crash costs at most the queries in flight. Doc-to-query mode (unlabeled corpus) first asks the
+so a crash costs at most the queries in flight. Each record names the recipe it was made with (expert, vote,
+number of candidates, committee, data and split or pairs file, negative miners), and a resume under another recipe is refused:
+one file would otherwise mix two. Doc-to-query mode (unlabeled corpus) first asks the
 expert for a query per sampled passage (kept in `<output>.d2q.jsonl`, also resumable). Pairs mode
 (`--pairs`) writes thoughts for records made elsewhere (title-to-abstract pairs), keeping their passages.
 """
@@ -79,6 +81,85 @@ def read_done(path: Path, key: str = "query_id") -> dict[str, dict]:
     return done
 
 
+def _path_key(value):
+    """A local path in its resolved form (the same folder named relatively or absolutely is one), else as is."""
+    if isinstance(value, str) and value and Path(value).expanduser().exists():
+        return str(Path(value).expanduser().resolve())
+    return value
+
+
+def _expert_key(name):
+    from .experts import BUNDLED_EXPERT
+    # Records from before the label named the bundled expert by its converted copy, under this install's cache.
+    if isinstance(name, str) and Path(name).parts[-2:] == ("models", "SmolLM2-135M-Instruct"):
+        return BUNDLED_EXPERT
+    return _path_key(name)
+
+
+def _member_name(spec: str) -> str:
+    """The name a committee member scores under (members.load_member)."""
+    return spec if spec in ("bm25", "minilm") else Path(spec).name
+
+
+def expert_identity(args: SynthesisArguments, expert=None) -> dict:
+    """How records name the expert: the model given (the bundled one by a label) or the server's URL and model
+    name. From the arguments before it loads, or from `expert` itself."""
+    if expert is not None:
+        model = getattr(expert, "model", None)  # a server's model name; a local expert's is its network
+        return {"expert": _expert_key(getattr(expert, "name", "")),
+                **({"expert_model": model} if isinstance(model, str) else {})}
+    if args.expert_url:
+        return {"expert": args.expert_url, "expert_model": args.expert_model}
+    from .experts import BUNDLED_EXPERT
+    return {"expert": BUNDLED_EXPERT if args.expert is None else _expert_key(str(args.expert))}
+
+
+def recipe(args: SynthesisArguments, expert_fields: dict) -> dict:
+    """The settings every record stores and a resume must share."""
+    fields = {**expert_fields, "vote": args.vote, "num_candidates": args.num_candidates,
+              "committee": [_path_key(spec) for spec in args.committee], "data": _path_key(args.data)}
+    # Where the queries come from: a qrels split, else (None) the expert (doc-to-query) or a pairs file.
+    fields["split"] = None if args.pairs or args.doc_to_query else args.split
+    fields["pairs"] = _path_key(args.pairs)
+    # Mined negatives (a pairs file brings its own).
+    fields["negatives"] = None if args.pairs else [_path_key(spec) for spec in args.negatives]
+    fields["num_negatives"] = None if args.pairs else args.num_negatives
+    return fields
+
+
+def _comparable(setting: str, value):
+    if setting == "expert":
+        return _expert_key(value)
+    if setting in ("committee", "negatives") and value is not None:  # the members' order changes nothing
+        return sorted(_path_key(spec) for spec in value)
+    return _path_key(value) if setting in ("data", "pairs") else value
+
+
+def check_resume(path: Path, done: dict[str, dict], now: dict) -> None:
+    """Refuse to append records made under `now` to a file whose records were made otherwise. A setting that
+    older records did not store is taken from what they hold (candidates, scores) or else not compared."""
+    checked = set()  # (setting, value there): each distinct value is compared once, not once per record
+    for key, record in done.items():
+        for setting, value in now.items():
+            if setting in record:
+                then = record[setting]
+            elif setting == "num_candidates" and "candidates" in record:
+                then = len(record["candidates"])
+            elif setting == "committee" and "scores" in record:  # older records: the members' names
+                then, value = sorted(record["scores"]), sorted(_member_name(spec) for spec in value)
+            else:
+                continue
+            seen = (setting, json.dumps(then, sort_keys=True))
+            if seen in checked:
+                continue
+            checked.add(seen)
+            if _comparable(setting, then) != _comparable(setting, value):
+                raise ValueError(
+                    f"{path} holds records made with {setting}={then!r} (e.g. {key}), but this run has "
+                    f"{setting}={value!r}; resuming would mix two recipes in one file. Write to another --output, "
+                    f"or delete {path} to start over (or rerun with the settings it was made with)")
+
+
 def check_synthesis_arguments(args: SynthesisArguments) -> None:
     if not args.data and not args.pairs:
         raise ValueError("data is required: a BEIR directory (corpus.jsonl, queries.jsonl, qrels/<split>.tsv), "
@@ -113,15 +194,24 @@ def make_expert(args: SynthesisArguments):
                     max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed)
 
 
-def _doc_to_query_pairs(args, data, expert, progress) -> list[LabeledPair]:
-    cache = Path(args.output + ".d2q.jsonl")
-    have = read_done(cache, key="doc_id")
+def _doc_to_query_cache(args) -> Path:
+    return Path(args.output + ".d2q.jsonl")
+
+
+def _doc_to_query_recipe(args, expert=None) -> dict:
+    return {**expert_identity(args, expert), "data": _path_key(args.data)}
+
+
+def _doc_to_query_pairs(args, data, expert, progress, have: dict) -> list[LabeledPair]:
+    cache = _doc_to_query_cache(args)
+    made_with = _doc_to_query_recipe(args, expert)
+    check_resume(cache, have, made_with)  # the expert as loaded
     ids = random.Random(args.seed).sample(sorted(data.corpus), min(args.doc_to_query, len(data.corpus)))
     todo = [d for d in ids if d not in have]
     if todo:
         with cache.open("a", encoding="utf-8") as f:
             for i, texts in expert.generate_stream([query_messages(data.corpus[d]) for d in todo], 1, progress):
-                have[todo[i]] = {"doc_id": todo[i], "query": clean_query(texts[0])}
+                have[todo[i]] = {"doc_id": todo[i], "query": clean_query(texts[0]), **made_with}
                 f.write(json.dumps(have[todo[i]]) + "\n")
                 f.flush()
     empty = [d for d in ids if not have[d]["query"]]
@@ -148,6 +238,9 @@ def _read_pairs(path: str) -> list[dict]:
 def _synthesize_pairs(args: SynthesisArguments, expert, members: dict, progress: bool) -> SynthesisResult:
     records = _read_pairs(args.pairs)
     records = records[: args.limit] if args.limit else records
+    out = Path(args.output)
+    done = read_done(out)
+    check_resume(out, done, recipe(args, expert_identity(args, expert)))  # before any model loads
     corpus = list(load_beir(args.data, None).corpus.values()) if args.data else []
     # BM25 judges against indexed passages, and the IDF should be the corpus's: index the corpus plus
     # the records' own passages (a title pair's positive is its abstract without the title).
@@ -157,9 +250,10 @@ def _synthesize_pairs(args: SynthesisArguments, expert, members: dict, progress:
         if spec not in members:
             members[spec] = load_member(spec, corpus)
     committee = Committee([members[s] for s in args.committee], args.vote)
-    out = Path(args.output)
+    expert = expert or make_expert(args)
+    made_with = recipe(args, expert_identity(args, expert))
+    check_resume(out, done, made_with)
     out.parent.mkdir(parents=True, exist_ok=True)
-    done = read_done(out)
     todo = [r for r in records if r["query_id"] not in done]
     pool = [(r["query_id"], r["query"], r["pos"][0]) for r in records]
     written = 0
@@ -168,7 +262,7 @@ def _synthesize_pairs(args: SynthesisArguments, expert, members: dict, progress:
         for i, candidates in expert.generate_stream(_conversations(args, queries, pool), args.num_candidates, progress):
             r = todo[i]
             decision = committee.decide(_at_least_two(candidates, r["query_id"]), r["pos"][0])
-            f.write(json.dumps({**r, **_thought_fields(args, expert, candidates, decision)}, ensure_ascii=False) + "\n")
+            f.write(json.dumps({**r, **_thought_fields(candidates, decision, made_with)}, ensure_ascii=False) + "\n")
             f.flush()
             written += 1
     return SynthesisResult(str(out), written, len(records) - len(todo))
@@ -192,10 +286,9 @@ def _at_least_two(candidates: list[str], query_id: str) -> list[str]:
     return candidates
 
 
-def _thought_fields(args, expert, candidates: list[str], decision) -> dict:
+def _thought_fields(candidates: list[str], decision, made_with: dict) -> dict:
     return {"thought": candidates[decision.chosen], "candidates": candidates, "chosen": decision.chosen,
-            "vote": args.vote, "scores": decision.scores, "votes": decision.votes,
-            "expert": getattr(expert, "name", "")}
+            "scores": decision.scores, "votes": decision.votes, **made_with}
 
 
 def synthesize(args: SynthesisArguments, expert=None, members: dict | None = None,
@@ -203,24 +296,30 @@ def synthesize(args: SynthesisArguments, expert=None, members: dict | None = Non
     """Run the whole pipeline; `expert` and `members` ({spec: member}) may be passed in to reuse them."""
     check_synthesis_arguments(args)
     if args.pairs:
-        return _synthesize_pairs(args, expert or make_expert(args), dict(members or {}), progress)
+        return _synthesize_pairs(args, expert, dict(members or {}), progress)
     data = load_beir(args.data, None if args.doc_to_query else args.split)
     # Qrels that leave no usable pair fail here, not after the expert and the committee have loaded.
     pairs = None if args.doc_to_query else labeled_pairs(data)
     corpus_ids = list(data.corpus)
     corpus = [data.corpus[d] for d in corpus_ids]
     out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
     done = read_done(out)
+    # Before any model loads: the settings the records there were made with, and the generated queries' cache.
+    check_resume(out, done, recipe(args, expert_identity(args, expert)))
+    d2q_done = read_done(_doc_to_query_cache(args), key="doc_id") if args.doc_to_query else {}
+    check_resume(_doc_to_query_cache(args), d2q_done, _doc_to_query_recipe(args, expert))
+    out.parent.mkdir(parents=True, exist_ok=True)
     members = dict(members or {})
     for spec in [*args.committee, *args.negatives]:
         if spec not in members:
             members[spec] = load_member(spec, corpus)
     committee = Committee([members[s] for s in args.committee], args.vote)
     expert = expert or make_expert(args)
+    made_with = recipe(args, expert_identity(args, expert))
+    check_resume(out, done, made_with)  # the expert as loaded
 
     if pairs is None:
-        pairs = _doc_to_query_pairs(args, data, expert, progress)
+        pairs = _doc_to_query_pairs(args, data, expert, progress, d2q_done)
     pairs = pairs[: args.limit] if args.limit else pairs
     pool = [(p.query_id, p.query, data.corpus[p.positive_ids[0]]) for p in pairs]
     todo = [p for p in pairs if p.query_id not in done]
@@ -235,7 +334,7 @@ def synthesize(args: SynthesisArguments, expert=None, members: dict | None = Non
             record = {"query_id": p.query_id, "query": p.query, "pos_ids": p.positive_ids,
                       "pos": [data.corpus[d] for d in p.positive_ids], "neg_ids": negatives[i],
                       "neg": [data.corpus[d] for d in negatives[i]],
-                      **_thought_fields(args, expert, candidates, decision)}
+                      **_thought_fields(candidates, decision, made_with)}
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
             f.flush()  # one record at a time: a crash loses only queries still in flight
             written += 1
