@@ -49,12 +49,21 @@ def smollm2_gguf_path() -> Path:
 
 
 def convert_gguf(gguf_file: Path, out_dir: Path) -> Path:
-    """Dequantise a GGUF checkpoint into a plain HF directory (atomic: a crash leaves no half copy)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """Dequantise a GGUF checkpoint into a plain HF directory `out_dir` (a folder of the cache's models/), once: one
+    process converts under a lock while others wait and then reuse its copy, after clearing what a killed writer
+    left; the write is atomic, so a crash leaves no half copy."""
+    from .merging import sole_writer  # merging imports this module
 
     out_dir = Path(out_dir)
-    if (out_dir / "config.json").exists():
-        return out_dir
+    with sole_writer(out_dir, done=lambda: (out_dir / "config.json").exists()) as todo:
+        if todo:
+            _dequantise(Path(gguf_file), out_dir)
+    return out_dir
+
+
+def _dequantise(gguf_file: Path, out_dir: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     kwargs = {"gguf_file": gguf_file.name}
     tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, **kwargs)
     model = AutoModelForCausalLM.from_pretrained(gguf_file.parent, **kwargs)
@@ -65,7 +74,6 @@ def convert_gguf(gguf_file: Path, out_dir: Path) -> Path:
     with atomic_path(out_dir) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-    return out_dir
 
 
 def smollm2_base_dir() -> Path:
