@@ -216,3 +216,53 @@ def test_training_reads_the_checkpoint_layout_through_public_names_and_imports_n
     def reaches(start, target, seen=()):
         return any(d == target or (d not in seen and reaches(d, target, seen + (d,))) for d in graph.get(start, ()))
     assert [m for m in graph if reaches(m, m)] == []
+
+
+def _files(folder):
+    return {str(f.relative_to(folder)): f.read_bytes() for f in sorted(folder.rglob("*")) if f.is_file()}
+
+
+def test_an_export_that_fails_part_way_leaves_the_earlier_model_whole_or_none(tied_model, tmp_path, monkeypatch):
+    """An export into a folder holding a model fails (in this process; test_trainer kills a real one) while writing
+    the tokenizer, then while moving its files into place: the earlier model stays byte for byte, or no model is
+    left; never a mix of the two."""
+    import os
+
+    from transformers import PreTrainedTokenizerBase
+
+    from o1_retriever.checkpoint import is_adapter
+    from o1_retriever_training.resume import finished_run
+    _, model = tied_model
+    out = export_adapter(model, tmp_path / "adapter", settings={"query_max_length": 40}, run={"step": 1})
+    earlier = _files(out)
+    assert finished_run(out) == {"step": 1}
+    # The model trained on, so that a second export differs from the first (undone for the other tests).
+    monkeypatch.setattr(model, "token_delta", torch.nn.Parameter(model.token_delta.detach() + 1.0))
+    save, replace = PreTrainedTokenizerBase.save_pretrained, os.replace
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+    monkeypatch.setattr(PreTrainedTokenizerBase, "save_pretrained", fail)
+    with pytest.raises(OSError, match="disk full"):
+        export_adapter(model, out, settings={"query_max_length": 40}, run={"step": 2})
+    assert _files(out) == earlier and [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+    monkeypatch.setattr(PreTrainedTokenizerBase, "save_pretrained", save)
+
+    moves = []
+
+    def fail_after_two(src, dst):
+        moves.append(dst)
+        if len(moves) > 2:
+            raise OSError("killed mid-move")
+        replace(src, dst)
+    monkeypatch.setattr(os, "replace", fail_after_two)
+    with pytest.raises(OSError, match="killed mid-move"):
+        export_adapter(model, out, settings={"query_max_length": 40}, run={"step": 2})
+    monkeypatch.setattr(os, "replace", replace)
+    assert not is_adapter(out) and finished_run(out) is None  # no model rather than half of the new one
+    with pytest.raises(ValueError, match="holds no model"):
+        _load(out)
+    export_adapter(model, out, settings={"query_max_length": 40}, run={"step": 2})
+    assert finished_run(out) == {"step": 2} and _files(out) != earlier
+    lm = _load(out).encoder.model
+    assert torch.allclose(lm.get_input_embeddings().weight, model.trained_input_embedding().weight)

@@ -79,8 +79,9 @@ def test_a_checkpoint_of_another_run_is_not_continued(tiny_lm_dir, triplets, tmp
     other_data = write_triplets(tmp_path / "other.jsonl", seed=1)
     with pytest.raises(ValueError, match="records_sha256"):
         _run(tiny_lm_dir, other_data, out, max_steps=3, resume=True)
-    # A fresh run there would truncate that run's log and leave its checkpoints for a later --resume.
-    with pytest.raises(ValueError, match=r"holds checkpoints of an earlier run \(latest: step-2\); pass --resume"):
+    # A fresh run there would truncate that run's log; it is finished, so there is nothing to resume either.
+    with pytest.raises(ValueError, match=r"holds the finished model of an earlier run \(trained to step 3 and "
+                                         r"exported\): there is nothing to resume; choose another --output-dir"):
         _run(tiny_lm_dir, triplets, out, max_steps=3)
     assert (out / "train_log.jsonl").read_text() == log
 
@@ -90,7 +91,9 @@ def test_a_checkpoint_of_another_run_is_not_continued(tiny_lm_dir, triplets, tmp
     assert _run(tiny_lm_dir / ".." / tiny_lm_dir.name, moved, out, max_steps=3, resume=True,
                 mixed_precision=resolve_mixed_precision("auto")).steps == 3
 
-    # A checkpoint from before checkpoints recorded their settings: a shape mismatch is still a clear error.
+    # A checkpoint from before checkpoints recorded their settings (and runs their end): a shape mismatch is still a
+    # clear error.
+    (out / "training_finished.json").unlink()
     state_file = out / "checkpoints" / "step-2" / "state.pt"
     state = torch.load(state_file, weights_only=True)
     del state["settings"]
@@ -177,6 +180,57 @@ def test_a_fresh_run_does_not_overwrite_a_trained_model(tiny_lm_dir, triplets, t
     _run(tiny_lm_dir, triplets, out, max_steps=1, save_steps=50)
     assert latest_checkpoint(out) is None
     before = {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()}
-    with pytest.raises(ValueError, match=r"holds a model an earlier run trained \(adapter_config.json\)"):
+    with pytest.raises(ValueError, match=r"holds the finished model of an earlier run \(trained to step 1"):
         _run(tiny_lm_dir, triplets, out, max_steps=1, save_steps=50, weight_decay=0.1)
     assert {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()} == before
+
+
+def test_a_run_killed_during_its_export_leaves_no_model_and_resume_finishes_it(tiny_lm_dir, triplets, tmp_path,
+                                                                               capsys):
+    """A real process killed (SIGKILL) while export writes the tokenizer, after the LoRA weights and emb.pth: the
+    folder must not pass for a model, and --resume must export it; once finished, --resume does nothing."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from o1_retriever import O1Embedder
+    from o1_retriever.checkpoint import is_adapter
+    from o1_retriever_training.resume import finished_run
+
+    from o1_retriever.cli import main
+
+    out = tmp_path / "out"
+    cli = ["train", "--base-model", str(tiny_lm_dir), "--train-data", str(triplets), "--output-dir", str(out),
+           "--lora-r", "4", "--lora-alpha", "8", "--group-size", "4", "--batch-size", "3", "--learning-rate", "1e-3",
+           "--max-steps", "2", "--save-steps", "1"]
+    child = f"""
+import os, signal, sys
+import transformers
+transformers.PreTrainedTokenizerBase.save_pretrained = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+from o1_retriever.cli import main
+sys.exit(main({cli!r}))
+"""
+    done = subprocess.run([sys.executable, "-c", child], env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    assert latest_checkpoint(out).name == "step-1" and [r["step"] for r in _log(out)] == [1, 2]
+    assert not is_adapter(out) and finished_run(out) is None  # no half model
+    with pytest.raises(ValueError, match="holds no model"):
+        O1Embedder.from_pretrained(str(out), device="cpu", dtype="fp32")
+
+    assert _run(tiny_lm_dir, triplets, out, max_steps=2, save_steps=1, resume=True).steps == 2
+    assert finished_run(out)["step"] == 2 and not list(out.glob(".export-*"))
+    loaded = O1Embedder.from_pretrained(str(out), device="cpu", dtype="fp32")
+    assert loaded.encode_documents(["a passage"]).shape[0] == 1
+
+    # Finished: --resume retrains nothing and exports nothing; a fresh run is told the run is finished.
+    model_files = {f.name: f.stat().st_mtime_ns for f in out.iterdir() if f.is_file()}
+    capsys.readouterr()
+    assert main([*cli, "--resume"]) == 0
+    assert "holds this run's finished model (2 steps): nothing to resume" in capsys.readouterr().out
+    assert {f.name: f.stat().st_mtime_ns for f in out.iterdir() if f.is_file()} == model_files
+    with pytest.raises(ValueError, match="finished model of an earlier run.*nothing to resume; choose another"):
+        _run(tiny_lm_dir, triplets, out, max_steps=2, save_steps=1)
+    with pytest.raises(ValueError, match=r"other settings \(max_steps: 2 there, 3 now\)"):  # not silently a no-op
+        _run(tiny_lm_dir, triplets, out, max_steps=3, save_steps=1, resume=True)

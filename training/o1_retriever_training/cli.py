@@ -19,6 +19,9 @@ def _train(args: argparse.Namespace) -> int:
     from .trainer import train
     result = train(from_namespace(ModelArguments, args), from_namespace(DataArguments, args),
                    from_namespace(TrainingArguments, args))
+    if result.already_finished:
+        return _report(result, f"--resume: {result.output_dir} holds this run's finished model ({result.steps} "
+                               f"steps): nothing to resume. To train again, choose another --output-dir")
     last = result.last
     return _report(result, f"trained {result.steps} steps -> {result.output_dir}"
                    + (f" (loss_emb {last['loss_emb']:.4f}, loss_gen {last['loss_gen']:.4f})" if last else ""))

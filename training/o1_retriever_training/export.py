@@ -5,10 +5,19 @@ when the head is not tied). With token_rows_only, PEFT's own trainable tokens in
 other row at the base model's value, so the O1 rows alone go into the adapter file, and the shipped default adapter
 stays at ~20 MB instead of ~80 MB. `o1_retriever.O1Embedder.from_pretrained(out)` loads either form and uses the
 official prompt style.
+
+An export appears whole or not at all: it is written into a hidden folder inside the output folder (which also holds
+a run's checkpoints and log, so the model cannot be one folder renamed into place), then moved in one rename per
+entry, adapter_config.json last, after the earlier model's was taken away first. Loaders take a folder for a model
+by its adapter_config.json, so a process killed mid-export leaves the earlier model whole (killed while writing) or
+no model (killed while moving), never a mix.
 """
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import uuid
 from pathlib import Path
 
 import torch
@@ -20,6 +29,9 @@ from o1_retriever.checkpoint import (ADAPTER_CONFIG, ADAPTER_WEIGHTS, EMB_FILE, 
 from o1_retriever.settings import read_model_settings
 
 from .modeling import O1TrainingModel
+from .resume import FINISHED_FILE
+
+STAGING_PREFIX = ".export-"  # the hidden folder an export is written into before it moves into place
 
 
 def _plain_linear(head: torch.nn.Module) -> torch.nn.Linear:
@@ -56,12 +68,50 @@ def write_settings(out_dir, settings: dict) -> Path:
 
 
 def export_adapter(model: O1TrainingModel, out_dir, merge: bool = False, token_rows_only: bool = False,
-                   settings: dict | None = None) -> Path:
-    """settings: inference settings the model ships in o1_generation.json (the trainer gives its token windows)."""
+                   settings: dict | None = None, run: dict | None = None) -> Path:
+    """settings: inference settings the model ships in o1_generation.json (the trainer gives its token windows);
+    run: the record of the training run this export finishes, written with the model (resume.FINISHED_FILE)."""
     if token_rows_only and not model.tied:
         raise ValueError(f"token_rows_only: {UNTIED_ROWS_ONLY}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for leftover in out.glob(STAGING_PREFIX + "*"):  # what an export killed before its move left
+        shutil.rmtree(leftover, ignore_errors=True)
+    staging = out / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
+    try:
+        staging.mkdir()
+        if settings and (out / SETTINGS_FILE).exists():  # keys written there since (choose --into) are kept
+            shutil.copy2(out / SETTINGS_FILE, staging / SETTINGS_FILE)
+        _write_adapter(model, staging, token_rows_only)
+        if settings:
+            write_settings(staging, settings)
+        if merge:
+            merge_adapter(staging, staging / "merged")
+        if run is not None:
+            (staging / FINISHED_FILE).write_text(json.dumps(run) + "\n")
+        _move_into_place(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def _move_into_place(staging: Path, out: Path) -> None:
+    """The entries of `staging` into `out`, one rename each. The earlier model's adapter_config.json (and
+    finished-run record) go first and the new ones last, so that no moment shows a model made of two exports;
+    an earlier export's embedding/ or merged/ that this one has no counterpart for goes too."""
+    last = (FINISHED_FILE, ADAPTER_CONFIG)
+    for name in (*last, EMBEDDING_DIR, "merged"):
+        old = out / name
+        if old.is_dir():
+            shutil.rmtree(old)
+        else:
+            old.unlink(missing_ok=True)
+    entries = sorted(staging.iterdir(), key=lambda p: last.index(p.name) + 1 if p.name in last else 0)
+    for entry in entries:
+        os.replace(entry, out / entry.name)
+
+
+def _write_adapter(model: O1TrainingModel, out: Path, token_rows_only: bool) -> None:
     # The token rows go to emb.pth (official layout) or to PEFT's trainable tokens, never as a whole matrix
     # into the adapter file.
     model.lm.save_pretrained(out, save_embedding_layers=False)
@@ -72,20 +122,13 @@ def export_adapter(model: O1TrainingModel, out_dir, merge: bool = False, token_r
     if token_rows_only:  # LoRA training changes only these rows: write them, not the whole matrix
         ids = model.token_ids.tolist()
         write_peft_token_rows(out, input_embedding_name(model.base_model), ids, embedding.weight[ids])
-        drop_embedding_files(out)
     else:
-        drop_embedding_files(out)  # what an earlier export into this folder may have left
         (out / EMBEDDING_DIR).mkdir()
         torch.save(embedding, embedding_file(out, EMB_FILE))
         head_file = embedding_file(out, LM_HEAD_FILE)
         if not model.tied:
             torch.save(_plain_linear(model.base_model.get_output_embeddings()).cpu(), head_file)
     model.tokenizer.save_pretrained(out)
-    if settings:
-        write_settings(out, settings)
-    if merge:
-        merge_adapter(out, out / "merged")
-    return out
 
 
 def write_token_rows(adapter_dir) -> Path:

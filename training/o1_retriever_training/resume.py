@@ -2,7 +2,8 @@
 other settings (another base model, LoRA shape, data, batch size, schedule) must not be continued as if it were
 this run's: its weights might load and the result would silently be neither run. A fresh run into a directory that
 holds checkpoints is refused too: it would truncate that run's log, and its older checkpoints would stay behind for
-a later `--resume` to pick up.
+a later `--resume` to pick up. A finished run (its model exported after the last step) has nothing left to continue:
+a fresh run there is refused as finished, and `--resume` there does nothing.
 """
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from o1_retriever.checkpoint import ADAPTER_CONFIG
+from o1_retriever.validation import read_json_object
+
+# Written with the exported model, just before its adapter_config.json: {"step": steps trained, "settings": ...}.
+FINISHED_FILE = "training_finished.json"
 
 # Where and how often to save and log, the export form and activation recomputation change nothing a checkpoint
 # holds, so they may differ between a crash and its resume. train_data's path may too: the records are compared.
@@ -49,7 +54,20 @@ def check_same_run(ckpt: Path, saved: dict | None, now: dict) -> None:
                          f"--output-dir")
 
 
-def check_no_earlier_run(output_dir: Path, latest: Path | None) -> None:
+def finished_run(output_dir) -> dict | None:
+    """The record of the run whose whole model `output_dir` holds, None while there is none (never exported, an
+    export killed part-way, or a model exported before runs recorded their end)."""
+    if not (Path(output_dir) / ADAPTER_CONFIG).exists():
+        return None
+    return read_json_object(Path(output_dir) / FINISHED_FILE, "the record of a finished training run",
+                            "; delete it and pass --resume to export that run's model again")
+
+
+def check_no_earlier_run(output_dir: Path, latest: Path | None, finished: dict | None = None) -> None:
+    if finished is not None:
+        raise ValueError(f"output_dir={str(output_dir)!r} holds the finished model of an earlier run "
+                         f"(trained to step {finished.get('step')} and exported): there is nothing to resume; "
+                         f"choose another --output-dir, or delete that folder to train there again")
     if latest is not None:
         raise ValueError(f"output_dir={str(output_dir)!r} holds checkpoints of an earlier run (latest: {latest.name}); "
                          f"pass --resume to continue it, or choose another --output-dir (or delete "

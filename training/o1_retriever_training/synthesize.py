@@ -5,8 +5,8 @@ keeps the candidate closest to the query's positive passage. The output JSONL is
 
 Resumable: the output file is appended one record at a time and records already there are skipped,
 so a crash costs at most the queries in flight. Each record names the recipe it was made with (expert, vote,
-number of candidates, committee, data and split or pairs file, negative miners), and a resume under another recipe is refused:
-one file would otherwise mix two. Doc-to-query mode (unlabeled corpus) first asks the
+number of candidates, committee, data and split or pairs file, negative miners), and a resume under another
+recipe is refused: one file would otherwise mix two. Doc-to-query mode (unlabeled corpus) first asks the
 expert for a query per sampled passage (kept in `<output>.d2q.jsonl`, also resumable). Pairs mode
 (`--pairs`) writes thoughts for records made elsewhere (title-to-abstract pairs), keeping their passages.
 """

@@ -24,7 +24,7 @@ from .export import UNTIED_ROWS_ONLY, export_adapter, trained_windows
 from .modeling import build, check_base_model
 from .warm_start import effective_model_arguments
 from .plotting import plot_losses
-from .resume import check_no_earlier_run, check_same_run, run_settings
+from .resume import FINISHED_FILE, check_no_earlier_run, check_same_run, finished_run, run_settings
 
 STATE_FILE = "state.pt"
 
@@ -36,6 +36,7 @@ class TrainResult:
     log_file: str
     plot_file: str | None
     last: dict
+    already_finished: bool = False  # --resume found this run finished and did nothing
 
 
 class EpochShuffle(Sampler):
@@ -139,6 +140,13 @@ def _truncate_log(log_file: Path, step: int) -> None:
         log_file.write_text("".join(ln + "\n" for ln in keep))
 
 
+def _finished_result(out: Path, finished: dict) -> TrainResult:
+    log_file, plot = out / "train_log.jsonl", out / "losses.png"
+    lines = log_file.read_text().splitlines() if log_file.exists() else []
+    return TrainResult(str(out), finished.get("step", 0), str(log_file), str(plot) if plot.exists() else None,
+                       json.loads(lines[-1]) if lines else {}, already_finished=True)
+
+
 def train(model_args: ModelArguments, data_args: DataArguments, train_args: TrainingArguments) -> TrainResult:
     from accelerate import Accelerator
     from transformers import get_linear_schedule_with_warmup
@@ -150,9 +158,10 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
     records = load_triplets(data_args.train_data, data_args.max_examples)
     out = Path(train_args.output_dir)
     ckpt, ckpt_state = latest_checkpoint(out), None
+    finished = finished_run(out)
     if not train_args.resume:
-        check_no_earlier_run(out, ckpt)
-    elif ckpt is not None:  # before the model loads: a checkpoint of another run fails in seconds
+        check_no_earlier_run(out, ckpt, finished)
+    elif finished is None and ckpt is not None:  # before the model loads: another run's checkpoint fails in seconds
         ckpt_state = _read_checkpoint(ckpt)
     dataset = TrainDataset(records, data_args.group_size, data_args.empty_thought_ratio, train_args.seed)
     check_base_model(model_args.base_model)
@@ -165,6 +174,10 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
         "mixed_precision": precision}
     if ckpt_state is not None:
         check_same_run(ckpt, ckpt_state.get("settings"), settings)
+    if finished is not None:  # resume: this run already ended, exported; training again would redo its last steps
+        check_same_run(out / FINISHED_FILE, finished.get("settings"), settings)
+        accelerator.end_training()
+        return _finished_result(out, finished)
     torch.manual_seed(train_args.seed)
     model = build(model_args, temperature=train_args.temperature, lambda_emb=train_args.lambda_emb,
                   mixed_precision=precision, cross_device_negatives=train_args.cross_device_negatives,
@@ -256,7 +269,8 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
         # It embeds with the token windows it was trained on, not the official 512 a checkpoint without them gets.
         export_adapter(accelerator.unwrap_model(model), out, merge=train_args.merge,
                        token_rows_only=train_args.token_rows_only,
-                       settings=trained_windows(data_args.query_thought_max_length, data_args.passage_max_length))
+                       settings=trained_windows(data_args.query_thought_max_length, data_args.passage_max_length),
+                       run={"step": progress["step"], "settings": settings})
         plot = plot_losses(log_file, out / "losses.png")
     accelerator.end_training()
     return TrainResult(str(out), progress["step"], str(log_file), plot and str(plot), last)
