@@ -233,7 +233,9 @@ def test_an_export_that_fails_part_way_leaves_the_earlier_model_whole_or_none(ti
     from o1_retriever.checkpoint import is_adapter
     from o1_retriever_training.resume import finished_run
     _, model = tied_model
-    out = export_adapter(model, tmp_path / "adapter", settings={"query_max_length": 40}, run={"step": 1})
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / "o1_generation.json").write_text('{"query_max_length": 40}')  # chosen settings stay
+    out = export_adapter(model, tmp_path / "adapter", run={"step": 1})
     earlier = _files(out)
     assert finished_run(out) == {"step": 1}
     # The model trained on, so that a second export differs from the first (undone for the other tests).
@@ -244,7 +246,7 @@ def test_an_export_that_fails_part_way_leaves_the_earlier_model_whole_or_none(ti
         raise OSError("disk full")
     monkeypatch.setattr(PreTrainedTokenizerBase, "save_pretrained", fail)
     with pytest.raises(OSError, match="disk full"):
-        export_adapter(model, out, settings={"query_max_length": 40}, run={"step": 2})
+        export_adapter(model, out, run={"step": 2})
     assert _files(out) == earlier and [p.name for p in out.iterdir() if p.name.startswith(".")] == []
     monkeypatch.setattr(PreTrainedTokenizerBase, "save_pretrained", save)
 
@@ -257,12 +259,12 @@ def test_an_export_that_fails_part_way_leaves_the_earlier_model_whole_or_none(ti
         replace(src, dst)
     monkeypatch.setattr(os, "replace", fail_after_two)
     with pytest.raises(OSError, match="killed mid-move"):
-        export_adapter(model, out, settings={"query_max_length": 40}, run={"step": 2})
+        export_adapter(model, out, run={"step": 2})
     monkeypatch.setattr(os, "replace", replace)
     assert not is_adapter(out) and finished_run(out) is None  # no model rather than half of the new one
     with pytest.raises(ValueError, match="holds no model"):
         _load(out)
-    export_adapter(model, out, settings={"query_max_length": 40}, run={"step": 2})
+    export_adapter(model, out, run={"step": 2})
     assert finished_run(out) == {"step": 2} and _files(out) != earlier
     lm = _load(out).encoder.model
     assert torch.allclose(lm.get_input_embeddings().weight, model.trained_input_embedding().weight)

@@ -133,30 +133,23 @@ def test_a_second_precision_in_one_process_trains(tiny_lm_dir, triplets, tmp_pat
     assert result.steps == 1 and [r["step"] for r in _log(tmp_path / "out")] == [1]
 
 
-def test_the_exported_model_embeds_with_the_windows_it_was_trained_on(tiny_lm_dir, triplets, tmp_path):
-    """Trained on 48-id passages and 64-id query+thought texts, the model loads with those windows (47 / 63 tokens,
-    then <emb>), not the official 512 a checkpoint without o1_generation.json gets; the merged copy too. A setting
-    already in the folder's o1_generation.json (e.g. chosen on dev data) is kept."""
+def test_the_exported_model_keeps_its_chosen_settings_and_the_official_windows(tiny_lm_dir, triplets, tmp_path):
+    """Trained on 48-id passages, the model still embeds with the official 512-token windows (a window is an
+    inference setting, chosen on dev data: the bundled default's 144-token training window scored below 192 and
+    256); settings already chosen into the folder's o1_generation.json stay, in the merged copy too."""
     from o1_retriever import O1Embedder
-    from o1_retriever_training.dataset import TrainCollator
 
     out = tmp_path / "out"
     out.mkdir()
-    (out / "o1_generation.json").write_text('{"aggregation": "mean_with_query"}')
+    (out / "o1_generation.json").write_text('{"aggregation": "mean_with_query", "document_max_length": 191}')
     train(ModelArguments(base_model=str(tiny_lm_dir), lora_r=4, lora_alpha=8),
           DataArguments(train_data=str(triplets), group_size=4, passage_max_length=48, query_thought_max_length=64),
           TrainingArguments(output_dir=str(out), batch_size=3, max_steps=1, merge=True))
     for folder in (out, out / "merged"):
-        emb = O1Embedder.from_pretrained(str(folder), device="cpu", dtype="fp32", thought_cache=False)
-        settings = emb.inference_settings()
-        assert (settings["query_max_length"], settings["document_max_length"]) == (63, 47)
+        settings = O1Embedder.from_pretrained(str(folder), device="cpu", dtype="fp32",
+                                              thought_cache=False).inference_settings()
+        assert (settings["query_max_length"], settings["document_max_length"]) == (512, 191)
         assert settings["aggregation"] == "mean_with_query"
-    # The ids a long passage is embedded from are the ones it was trained on.
-    collator = TrainCollator(emb.encoder.tokenizer, passage_max_length=48)
-    passage = " ".join(["insulin glucose diabetes pancreas"] * 40)
-    with pytest.warns(UserWarning, match="longer than 47 tokens"):
-        inference_ids = emb.encoder.tokenize([passage], emb.document_max_length)[0]
-    assert inference_ids == collator.passage_ids(passage) and len(inference_ids) == 48
 
 
 @pytest.mark.parametrize("base, message", [

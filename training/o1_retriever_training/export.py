@@ -52,13 +52,6 @@ def input_embedding_name(model) -> str:
     return next(name for name, module in model.named_modules() if module is emb)
 
 
-def trained_windows(query_thought_max_length: int, passage_max_length: int) -> dict:
-    """The inference token windows of the texts a model was trained on. Training cuts a text to N - 1 tokens and
-    appends <emb> (N ids); inference cuts to its window, then appends <emb>: the same ids for a window of N - 1."""
-    return {"query_max_length": max(1, query_thought_max_length - 1),
-            "document_max_length": max(1, passage_max_length - 1)}
-
-
 def write_settings(out_dir, settings: dict) -> Path:
     """`settings` into the model's o1_generation.json; keys already there and not in `settings` are kept (e.g. what
     `o1_retriever.evaluation.choose --into` wrote)."""
@@ -68,9 +61,8 @@ def write_settings(out_dir, settings: dict) -> Path:
 
 
 def export_adapter(model: O1TrainingModel, out_dir, merge: bool = False, token_rows_only: bool = False,
-                   settings: dict | None = None, run: dict | None = None) -> Path:
-    """settings: inference settings the model ships in o1_generation.json (the trainer gives its token windows);
-    run: the record of the training run this export finishes, written with the model (resume.FINISHED_FILE)."""
+                   run: dict | None = None) -> Path:
+    """run: the record of the training run this export finishes, written with the model (resume.FINISHED_FILE)."""
     if token_rows_only and not model.tied:
         raise ValueError(f"token_rows_only: {UNTIED_ROWS_ONLY}")
     out = Path(out_dir)
@@ -80,11 +72,9 @@ def export_adapter(model: O1TrainingModel, out_dir, merge: bool = False, token_r
     staging = out / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
     try:
         staging.mkdir()
-        if settings and (out / SETTINGS_FILE).exists():  # keys written there since (choose --into) are kept
+        if (out / SETTINGS_FILE).exists():  # settings chosen for the model (choose --into): the merged copy too
             shutil.copy2(out / SETTINGS_FILE, staging / SETTINGS_FILE)
         _write_adapter(model, staging, token_rows_only)
-        if settings:
-            write_settings(staging, settings)
         if merge:
             merge_adapter(staging, staging / "merged")
         if run is not None:

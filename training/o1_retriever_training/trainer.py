@@ -20,7 +20,7 @@ from o1_retriever.device import cpu_has_fast_bf16
 from .arguments import DataArguments, ModelArguments, TrainingArguments, check_training_arguments
 from .data import load_triplets
 from .dataset import TrainCollator, TrainDataset
-from .export import UNTIED_ROWS_ONLY, export_adapter, trained_windows
+from .export import UNTIED_ROWS_ONLY, export_adapter
 from .modeling import build, check_base_model
 from .warm_start import effective_model_arguments
 from .plotting import plot_losses
@@ -266,10 +266,8 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
     accelerator.wait_for_everyone()
     plot = None
     if accelerator.is_main_process:
-        # It embeds with the token windows it was trained on, not the official 512 a checkpoint without them gets.
         export_adapter(accelerator.unwrap_model(model), out, merge=train_args.merge,
                        token_rows_only=train_args.token_rows_only,
-                       settings=trained_windows(data_args.query_thought_max_length, data_args.passage_max_length),
                        run={"step": progress["step"], "settings": settings})
         plot = plot_losses(log_file, out / "losses.png")
     accelerator.end_training()
