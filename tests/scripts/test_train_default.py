@@ -1,7 +1,7 @@
 """`scripts/train_default.sh` runs every step end to end: synthesis (real SmolLM2 expert, BM25 + MiniLM
 committee), hold-out, training (stages 1, 2, 3 and the shipped 6), shipping, the choice of settings on dev data and
 the test evaluation, on the shared data. Its knobs shrink the work to minutes (12 queries per dataset, 2 training
-steps of 4 queries, 3 + 3 title pairs with thoughts, 200-document corpora, 6 queries per eval, SciFact's test split
+steps of 4 queries, 3 + 3 title pairs with thoughts, 40-document corpora, 6 queries per eval, SciFact's test split
 only: NFCorpus's judged documents are nearly its whole corpus, which a corpus subsample must keep) and ship to a temp
 dir, so the bundled adapter and its training record (benchmarks/default_adapter_training) are never touched."""
 import hashlib
@@ -34,7 +34,7 @@ def test_reproduction_script_runs_every_step(shared_data, tmp_path):
                         "LIMIT": "12", "DEV_QUERIES": "4", "MAX_STEPS": "2", "TRAIN_BATCH": "4",
                         "TITLE_DOCS": "12", "TITLE_DOCS3": "12",
                         "TITLE_DOCS5": "6", "TITLE_DOCS4": "6", "TITLE_THOUGHTS": "3",
-                        "EVAL_ARGS": "--max-docs 200 --max-queries 6", "TEST_SETS": "scifact",
+                        "EVAL_ARGS": "--max-docs 40 --max-queries 6", "TEST_SETS": "scifact",
                         "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(["bash", "scripts/train_default.sh", str(run)], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=3000)
