@@ -29,12 +29,9 @@ MODEL_DEFAULTED = CLI_SETTINGS
 
 
 def _check_device(device: str | None) -> None:
-    """A CUDA device on a torch without CUDA: one clear line instead of torch's traceback."""
-    if device and device.startswith("cuda"):
-        import torch
-        if not torch.cuda.is_available():
-            raise ValueError(f"--device {device}: this torch ({torch.__version__}) sees no CUDA GPU; "
-                             "use --device cpu (or leave it out)")
+    """A device this machine lacks, refused before any loading (the server checks before it binds its port)."""
+    from .device import resolve_device
+    resolve_device(device)
 
 
 def _load(args):

@@ -114,7 +114,7 @@ def test_cuda_on_a_cpu_only_torch_is_one_clear_line(tiny_o1_dir, tmp_path, capsy
     args = _model_args(tiny_o1_dir)
     args[args.index("cpu")] = "cuda"
     assert cli(["index", "--corpus", str(corpus), "--db", str(tmp_path / "db"), *args]) == 2
-    assert "sees no CUDA GPU" in capsys.readouterr().err
+    assert "device='cuda': this torch build has no CUDA; available: cpu" in capsys.readouterr().err
 
 
 def test_corpus_faults_name_the_file_and_line(tmp_path):
