@@ -90,6 +90,23 @@ def test_the_bundled_expert_is_the_same_expert_from_any_install(tmp_path):
         check_resume(tmp_path / "t.jsonl", {"q1": {"expert": "/models/Qwen", "vote": "soft"}}, now)
 
 
+def test_a_folder_of_ones_own_named_like_the_bundled_expert_is_not_the_bundled_expert(tmp_path, monkeypatch):
+    from o1_retriever_training.experts import BUNDLED_EXPERT
+    from o1_retriever_training.synthesize import check_resume, expert_identity, recipe
+    monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path / "cache"))
+    own = tmp_path / "me" / "models" / "SmolLM2-135M-Instruct"  # say, another quantization than the bundled one
+    own.mkdir(parents=True)
+    args = SynthesisArguments(data=str(tmp_path), committee=["bm25"], expert=str(own))
+    assert expert_identity(args) == {"expert": str(own.resolve())}
+    with pytest.raises(ValueError, match=r"expert='bundled SmolLM2"):
+        check_resume(tmp_path / "t.jsonl", {"q1": {"expert": BUNDLED_EXPERT}}, recipe(args, expert_identity(args)))
+    # This install's converted copy, named by its path, is the bundled expert.
+    bundled = tmp_path / "cache" / "models" / "SmolLM2-135M-Instruct"
+    bundled.mkdir(parents=True)
+    args.expert = str(bundled)
+    assert expert_identity(args) == {"expert": BUNDLED_EXPERT}
+
+
 def test_pairs_mode_refuses_another_recipe(server, tiny_beir, tmp_path, capsys):
     from o1_retriever_training.titles import main as titles_main
     pairs = tmp_path / "titles.jsonl"

@@ -88,12 +88,30 @@ def _path_key(value):
     return value
 
 
+def _bundled_expert_dir() -> Path:
+    """Where this install keeps the bundled expert's converted copy (default_model.smollm2_base_dir), named without
+    converting it."""
+    from o1_retriever.default_model import cache_dir
+    return cache_dir() / "models" / "SmolLM2-135M-Instruct"
+
+
 def _expert_key(name):
+    """The expert of this run: the bundled one only when none is given or the path is this install's copy of it; a
+    folder of one's own with the same name may hold other weights."""
     from .experts import BUNDLED_EXPERT
-    # Records from before the label named the bundled expert by its converted copy, under this install's cache.
-    if isinstance(name, str) and Path(name).parts[-2:] == ("models", "SmolLM2-135M-Instruct"):
+    key = _path_key(name)
+    if name is None or key == BUNDLED_EXPERT or key == str(_bundled_expert_dir().resolve()):
         return BUNDLED_EXPERT
-    return _path_key(name)
+    return key
+
+
+def _stored_expert_key(name):
+    """The expert a stored record names. Records from before the label named the bundled expert by its converted
+    copy, which on another install lies under that install's cache (<cache>/o1_retriever/models/...)."""
+    from .experts import BUNDLED_EXPERT
+    if isinstance(name, str) and Path(name).parts[-3:] == ("o1_retriever", "models", "SmolLM2-135M-Instruct"):
+        return BUNDLED_EXPERT
+    return _expert_key(name)
 
 
 def _member_name(spec: str) -> str:
@@ -110,8 +128,7 @@ def expert_identity(args: SynthesisArguments, expert=None) -> dict:
                 **({"expert_model": model} if isinstance(model, str) else {})}
     if args.expert_url:
         return {"expert": args.expert_url, "expert_model": args.expert_model}
-    from .experts import BUNDLED_EXPERT
-    return {"expert": BUNDLED_EXPERT if args.expert is None else _expert_key(str(args.expert))}
+    return {"expert": _expert_key(None if args.expert is None else str(args.expert))}
 
 
 def recipe(args: SynthesisArguments, expert_fields: dict) -> dict:
@@ -127,9 +144,9 @@ def recipe(args: SynthesisArguments, expert_fields: dict) -> dict:
     return fields
 
 
-def _comparable(setting: str, value):
+def _comparable(setting: str, value, stored: bool = False):
     if setting == "expert":
-        return _expert_key(value)
+        return _stored_expert_key(value) if stored else _expert_key(value)
     if setting in ("committee", "negatives") and value is not None:  # the members' order changes nothing
         return sorted(_path_key(spec) for spec in value)
     return _path_key(value) if setting in ("data", "pairs") else value
@@ -153,7 +170,7 @@ def check_resume(path: Path, done: dict[str, dict], now: dict) -> None:
             if seen in checked:
                 continue
             checked.add(seen)
-            if _comparable(setting, then) != _comparable(setting, value):
+            if _comparable(setting, then, stored=True) != _comparable(setting, value):
                 raise ValueError(
                     f"{path} holds records made with {setting}={then!r} (e.g. {key}), but this run has "
                     f"{setting}={value!r}; resuming would mix two recipes in one file. Write to another --output, "
