@@ -1,7 +1,9 @@
 """Writing files and directories so that no reader ever sees half of one."""
 from __future__ import annotations
 
+import glob
 import os
+import re
 import shutil
 import uuid
 from contextlib import contextmanager
@@ -17,7 +19,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     temporary is removed whatever happens; its name is hidden and ends in `.tmp`."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    temporary = target.with_name(_temporary_name(target.name, uuid.uuid4().hex))
     try:
         yield temporary
         try:
@@ -30,6 +32,47 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(temporary, ignore_errors=True)
         else:
             temporary.unlink(missing_ok=True)
+
+
+def _temporary_name(target_name: str, token: str) -> str:
+    return f".{target_name}.{token}.tmp"
+
+
+def leftover_temporaries(target: str | os.PathLike) -> list[Path]:
+    """The temporaries `atomic_path(target)` writers left beside `target`, and nothing else: a plain glob
+    `.{name}.*.tmp` would also catch a sibling's (`name.Q4_1`'s), written under another lock by a live writer."""
+    target = Path(target)
+    prefix, suffix = _temporary_name(target.name, "\0").split("\0")  # no file name holds a NUL
+    shape = re.compile(re.escape(prefix) + "[0-9a-f]{32}" + re.escape(suffix))  # uuid4().hex
+    return [p for p in target.parent.glob(glob.escape(prefix) + "*" + glob.escape(suffix)) if shape.fullmatch(p.name)]
+
+
+@contextmanager
+def sole_writer(out: Path, done):
+    """Yields whether `out` is still to be written (`done()` false); when it is, the block runs as the only writer of
+    `out` across processes, after whatever a killed writer left (its hidden temporary, written by `atomic_path`) is
+    removed: a model-sized leftover per kill otherwise, and N processes starting at once would each build a copy."""
+    if done():
+        yield False
+        return
+    from filelock import FileLock  # a dependency of huggingface_hub, hence of transformers
+
+    out = Path(out)
+    locks = out.parent.parent / "locks"  # beside the models folder: nothing in it but models
+    locks.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(locks / f"{out.name}.lock")
+    lock.acquire()
+    try:
+        todo = not done()  # another process may have finished it while this one waited
+        if todo:
+            for leftover in leftover_temporaries(out):
+                if leftover.is_dir():
+                    shutil.rmtree(leftover, ignore_errors=True)
+                else:
+                    leftover.unlink(missing_ok=True)
+        yield todo
+    finally:
+        lock.release()
 
 
 def write_text_atomically(path: str | os.PathLike, text: str) -> Path:

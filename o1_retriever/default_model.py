@@ -13,7 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .atomic import atomic_path
+from .atomic import atomic_path, sole_writer
 
 SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -52,8 +52,6 @@ def convert_gguf(gguf_file: Path, out_dir: Path) -> Path:
     """Dequantise a GGUF checkpoint into a plain HF directory `out_dir` (a folder of the cache's models/), once: one
     process converts under a lock while others wait and then reuse its copy, after clearing what a killed writer
     left; the write is atomic, so a crash leaves no half copy."""
-    from .merging import sole_writer  # merging imports this module
-
     out_dir = Path(out_dir)
     with sole_writer(out_dir, done=lambda: (out_dir / "config.json").exists()) as todo:
         if todo:

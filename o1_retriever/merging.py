@@ -6,10 +6,9 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from contextlib import contextmanager
 from pathlib import Path
 
-from .atomic import atomic_path
+from .atomic import atomic_path, sole_writer
 from .checkpoint import is_adapter, load_adapter
 from .default_model import cache_dir, convert_gguf
 from .formatting import SPECIAL_TOKENS, add_special_tokens
@@ -57,25 +56,6 @@ def plain_copy(source: str, dtype) -> tuple[Path, bool]:
             add_special_tokens(model, tokenizer)
             _save_atomically(out, model, tokenizer)
     return out, False
-
-
-@contextmanager
-def sole_writer(out: Path, done):
-    """Yields whether `out` is still to be written (`done()` false); when it is, the block runs as the only writer of
-    `out` across processes, after whatever a killed writer left (its hidden temporary, written by `atomic_path`) is
-    removed: a model-sized leftover per kill otherwise, and N processes starting at once would each build a copy."""
-    if done():
-        yield False
-        return
-    from filelock import FileLock  # a dependency of huggingface_hub, hence of transformers
-    locks = out.parent.parent / "locks"  # beside the models folder: nothing in it but models
-    locks.mkdir(parents=True, exist_ok=True)
-    with FileLock(locks / f"{out.name}.lock"):
-        todo = not done()  # another process may have finished it while this one waited
-        if todo:
-            for leftover in out.parent.glob(f".{out.name}.*.tmp"):
-                shutil.rmtree(leftover, ignore_errors=True)
-        yield todo
 
 
 SOURCE_FILE = "o1_source.json"  # in a merged copy: the adapter it came from, so a newer merge can retire it

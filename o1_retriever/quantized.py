@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
-from .atomic import atomic_path
+from .atomic import atomic_path, sole_writer
 from .default_model import cache_dir
 from .device import DTYPE_NAMES
-from .merging import _dir_key, plain_copy, sole_writer
+from .merging import _dir_key, plain_copy
 
 MARKER = "o1_quantized.json"  # in a quantized copy: what it was made from, and whether it had the O1 tokens
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from o1_retriever.atomic import atomic_path, write_text_atomically
+from o1_retriever.atomic import atomic_path, sole_writer, write_text_atomically
 from o1_retriever.device import dtype_name, resolve_dtype
 
 
@@ -35,3 +35,23 @@ def test_one_map_of_dtype_names():
         dtype_name(torch.int8)
     with pytest.raises(ValueError, match=r"dtype='half' is not supported; use one of \['auto', 'bf16'"):
         resolve_dtype("half", torch.device("cpu"))
+
+
+def test_sole_writer_removes_only_its_own_leftovers_not_a_dotted_siblings_live_temporary(tmp_path):
+    models = tmp_path / "models"
+    out = models / "SmolLM2-135M-Instruct"
+    sibling = models / "SmolLM2-135M-Instruct.Q4_1"  # a dotted GGUF name: another cache folder, another lock
+    with atomic_path(sibling) as live:  # its writer is alive, mid-write
+        live.mkdir()
+        (live / "config.json").write_text("{}")
+        with atomic_path(out) as dead:  # stands for the temporary a killed writer of `out` left
+            dead.mkdir()
+            with sole_writer(out, done=lambda: (out / "config.json").exists()) as todo:
+                assert todo
+                assert not dead.exists()  # a dead writer's leftover is cleared
+                assert live.is_dir()  # was: deleted too, and the live writer's rename then failed
+            dead.mkdir()
+            (dead / "config.json").write_text("{}")
+    assert (sibling / "config.json").exists() and (out / "config.json").exists()
+    assert sorted(p.name for p in models.iterdir()) == [out.name, sibling.name]
+
