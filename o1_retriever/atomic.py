@@ -5,6 +5,7 @@ import glob
 import os
 import re
 import shutil
+import sys
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,13 +56,17 @@ def sole_writer(out: Path, done):
     if done():
         yield False
         return
-    from filelock import FileLock  # a dependency of huggingface_hub, hence of transformers
+    from filelock import FileLock, Timeout
 
     out = Path(out)
     locks = out.parent.parent / "locks"  # beside the models folder: nothing in it but models
     locks.mkdir(parents=True, exist_ok=True)
     lock = FileLock(locks / f"{out.name}.lock")
-    lock.acquire()
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:  # say why nothing happens: the other writer may take minutes (a model-sized copy)
+        print(f"waiting for another process writing {out}", file=sys.stderr, flush=True)
+        lock.acquire()
     try:
         todo = not done()  # another process may have finished it while this one waited
         if todo:

@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -55,3 +58,19 @@ def test_sole_writer_removes_only_its_own_leftovers_not_a_dotted_siblings_live_t
     assert (sibling / "config.json").exists() and (out / "config.json").exists()
     assert sorted(p.name for p in models.iterdir()) == [out.name, sibling.name]
 
+
+def test_sole_writer_says_it_waits_while_another_process_holds_the_lock(tmp_path, capfd):
+    out = tmp_path / "models" / "m"
+    lock = tmp_path / "locks" / "m.lock"
+    lock.parent.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from filelock import FileLock\n"
+                               f"with FileLock({str(lock)!r}):\n print('held', flush=True); time.sleep(1)"],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "held\n"
+    with sole_writer(out, done=lambda: False) as todo:
+        assert todo
+    assert holder.wait() == 0
+    assert capfd.readouterr().err == f"waiting for another process writing {out}\n"
+    with sole_writer(out, done=lambda: False):
+        pass
+    assert capfd.readouterr().err == ""  # a lock free at once: no message
