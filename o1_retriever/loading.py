@@ -43,7 +43,13 @@ _CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
 
 def _check_causal(source: str, path: Path) -> None:
     from transformers import AutoConfig
-    architectures = getattr(AutoConfig.from_pretrained(source), "architectures", None) or []
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except (OSError, ValueError):
+        if path.exists():
+            raise  # a local model's unreadable config: the caller's error names it
+        return  # a hub id not reachable now (offline): its cached quantized copy may still load, else the load says why
+    architectures = getattr(config, "architectures", None) or []
     if not architectures or any(a.endswith(_CAUSAL_SUFFIXES) for a in architectures):
         return
     encoder = (path / "modules.json").is_file() or (path / "config_sentence_transformers.json").is_file()

@@ -146,3 +146,18 @@ def test_an_encoder_is_refused_as_a_thinker_instead_of_loading_with_a_random_hea
                          vocab_size=64)).save_pretrained(bert)
     with pytest.raises(ValueError, match="is a BertModel, not a causal language model"):
         O1Embedder.composite(thinker=str(bert), encoder=str(minilm_path()))
+
+
+def test_a_hub_id_whose_quantized_copy_is_cached_loads_without_its_full_precision_files(tiny_o1_dir, tmp_path,
+                                                                                          monkeypatch):
+    """The type check read the hub config first, so a hub id loaded (and quantized) once, whose full-precision files
+    were then removed, failed offline although its 4-bit copy sat in the cache."""
+    pytest.importorskip("bitsandbytes")
+    from o1_retriever.loading import load_causal_lm
+    from o1_retriever.quantized import _make, _source_key
+    monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path))
+    hub_id = "o1-tests/quantized-once-then-removed"  # in no hub cache: HF_HUB_OFFLINE=1 in the tests
+    out = tmp_path / "models" / f"4bit-{_source_key(hub_id)}-bf16-cpu"
+    _make(str(tiny_o1_dir), "4bit", "bfloat16", "cpu", str(out))  # the copy the earlier load made
+    loaded = load_causal_lm(hub_id, device=torch.device("cpu"), dtype=torch.bfloat16, quantization="4bit")
+    assert loaded.prompt_style == "official" and loaded.source == hub_id
