@@ -11,6 +11,8 @@ import importlib
 import sys
 from importlib.metadata import entry_points
 
+from .quiet import quiet_weight_loading
+
 BUILTIN_COMMANDS = ["o1_retriever.commands", "o1_retriever.evaluation.cli", "o1_retriever.bench",
                     "o1_retriever.server.cli"]
 
@@ -40,30 +42,12 @@ def main(argv=None, parser: argparse.ArgumentParser | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    previous_hook = _quiet_weight_loading()
     try:
-        return int(args.func(args) or 0)
+        with quiet_weight_loading():
+            return int(args.func(args) or 0)
     except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
         print(f"{parser.prog} {args.command}: error: {e}", file=sys.stderr)
         return 2
-    finally:
-        _quiet_weight_loading(previous_hook)
-
-
-def _skip_loading_bars(factory, args, kwargs):
-    if kwargs.get("desc") == "Loading weights":
-        kwargs = {**kwargs, "disable": True}
-    return factory(*args, **kwargs)
-
-
-def _quiet_weight_loading(hook=_skip_loading_bars):
-    """transformers draws a "Loading weights" bar for every model, which loads here from local files in a fraction of
-    a second: noise in a command's output. Downloads and GGUF conversions keep their bars. Returns the hook before."""
-    try:
-        from transformers.utils import logging as hf_logging
-    except ImportError:
-        return None
-    return hf_logging.set_tqdm_hook(hook)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from .formatting import query_embedding_text
 from .loading import fingerprint, load_causal_lm
 from .merging import merged_adapter_dir
 from .model_source import ModelSource
+from .quiet import quietly
 from .remote_thinking import RemoteThinker
 from .sampling import SAMPLER
 from .settings import ADDED_LATER, InferenceSettings, check_names, check_overrides, read_model_settings, resolve
@@ -84,6 +85,7 @@ class O1Embedder:
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
+    @quietly
     def from_pretrained(cls, path_or_id=None, *, device=None, dtype="auto", quantization=None,
                         share_weights: bool = False, prompt_style: str = "auto", thought_cache: bool | str | Path = True,
                         fused: bool = True, vector_cache: bool = True, compile: bool = False,
@@ -153,6 +155,7 @@ class O1Embedder:
         return cls(Thinker(lm.model, lm.tokenizer, style), encoder, name=name, settings=settings, **kept)
 
     @classmethod
+    @quietly
     def composite(cls, thinker=None, encoder=None, *, device=None, dtype="auto", quantization=None,
                   **options) -> "O1Embedder":
         """Any causal LM thinks (chat-prompted), any sentence-transformers model embeds

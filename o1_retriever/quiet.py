@@ -1,0 +1,39 @@
+"""transformers draws a "Loading weights" bar for every model it loads; ours load from local files in a fraction of
+a second, so each bar is noise (the bundled default loads three models: three bars). Loads by this package run
+without them; downloads and GGUF conversions, which take long, keep their bars."""
+from __future__ import annotations
+
+import functools
+from contextlib import contextmanager
+
+
+def _skip_loading_bars(factory, args, kwargs):
+    if kwargs.get("desc") == "Loading weights":
+        kwargs = {**kwargs, "disable": True}
+    return factory(*args, **kwargs)
+
+
+@contextmanager
+def quiet_weight_loading():
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        hf_logging = None
+    set_hook = getattr(hf_logging, "set_tqdm_hook", None)  # absent from older transformers: bars stay
+    if set_hook is None:
+        yield
+        return
+    previous = set_hook(_skip_loading_bars)
+    try:
+        yield
+    finally:
+        set_hook(previous)
+
+
+def quietly(function):
+    """`function` runs inside `quiet_weight_loading`."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with quiet_weight_loading():
+            return function(*args, **kwargs)
+    return wrapper
