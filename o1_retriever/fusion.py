@@ -34,7 +34,13 @@ def resolve_hybrid(hybrid) -> float | None:
     """A `hybrid=` argument as a dense share: True takes the default, None or False turn fusion off."""
     if hybrid is True:
         return DEFAULT_DENSE_WEIGHT
-    return None if hybrid is None or hybrid is False else check_dense_weight(hybrid)
+    if hybrid is None or hybrid is False:
+        return None
+    try:
+        return check_dense_weight(hybrid)
+    except (TypeError, ValueError) as e:  # name the argument the caller passed, not only the fusion parameter
+        raise type(e)(f"hybrid={hybrid!r} is not allowed: pass True (dense share {DEFAULT_DENSE_WEIGHT}), False or "
+                      f"None (dense only), or the dense share as a number (fusion's dense_weight); {e}") from None
 
 
 def check_top_k(top_k) -> int | None:

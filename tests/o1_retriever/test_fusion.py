@@ -1,7 +1,8 @@
 """Hybrid fusion of a dense and a lexical ranking: z-scored scores, mixed by the dense share."""
 import pytest
 
-from o1_retriever.fusion import fuse, fuse_many
+from o1_retriever import O1Index
+from o1_retriever.fusion import DEFAULT_DENSE_WEIGHT, fuse, fuse_many, resolve_hybrid
 
 DENSE = [("a", 0.9), ("b", 0.8), ("c", 0.1)]
 LEXICAL = [("c", 30.0), ("b", 25.0), ("d", 10.0)]
@@ -78,3 +79,19 @@ def test_top_k_zero_is_empty_and_a_negative_or_fractional_top_k_is_refused():
         fuse(DENSE, LEXICAL, 0.5, top_k=-1)
     with pytest.raises(TypeError, match="top_k must be an int >= 0 or None.*got 2.5"):
         fuse_many([DENSE], [LEXICAL], 0.5, top_k=2.5)
+
+
+def test_resolve_hybrid_accepts_true_false_none_and_a_share():
+    assert resolve_hybrid(True) == DEFAULT_DENSE_WEIGHT
+    assert resolve_hybrid(False) is None and resolve_hybrid(None) is None
+    assert resolve_hybrid(0) == 0.0 and resolve_hybrid(0.3) == 0.3
+
+
+@pytest.mark.parametrize("hybrid, error", [(1.5, ValueError), (-0.1, ValueError), ("0.5", TypeError)])
+def test_a_bad_hybrid_is_named_as_the_caller_passed_it(tiny_embedder, tmp_path, hybrid, error):
+    """index.search(q, hybrid=1.5) used to answer only "dense_weight must be in [0, 1]", a name the user never passed."""
+    index = O1Index(tiny_embedder, path=str(tmp_path / "db"))
+    index.add(["a"], ["Yeast ferments sugar."])
+    with pytest.raises(error, match=rf"hybrid={hybrid!r} is not allowed: pass True \(dense share 0.4\), False or None"):
+        index.search("bread", top_k=1, k=0, hybrid=hybrid)
+    assert index.collection.count() == 1  # nothing stored is lost by the refused call
