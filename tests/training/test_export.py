@@ -2,6 +2,7 @@
 the input and the (tied) output side, exactly as during training. The compact form (token rows only, as PEFT's
 trainable tokens) loads to the very same model, through o1-retriever and through plain PEFT alike."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -239,7 +240,7 @@ def test_an_export_that_fails_part_way_leaves_the_earlier_model_whole_or_none(ti
     earlier = _files(out)
     assert finished_run(out) == {"step": 1}
     # The model trained on, so that a second export differs from the first (undone for the other tests).
-    monkeypatch.setattr(model, "token_delta", torch.nn.Parameter(model.token_delta.detach() + 1.0))
+    monkeypatch.setattr(model.token_delta, "data", model.token_delta.data + 1.0)
     save, replace = PreTrainedTokenizerBase.save_pretrained, os.replace
 
     def fail(*args, **kwargs):
@@ -268,3 +269,32 @@ def test_an_export_that_fails_part_way_leaves_the_earlier_model_whole_or_none(ti
     assert finished_run(out) == {"step": 2} and _files(out) != earlier
     lm = _load(out).encoder.model
     assert torch.allclose(lm.get_input_embeddings().weight, model.trained_input_embedding().weight)
+
+
+def test_an_export_killed_while_deleting_the_earlier_merged_model_leaves_no_half_of_it(tied_model, tmp_path,
+                                                                                      monkeypatch):
+    """The earlier merged/ is deleted part-way (its weights gone, its config.json not yet) when the process dies: no
+    merged/ may be left that has a config.json without weights, which a loader pointed at merged/ would misread."""
+    import shutil
+
+    _, model = tied_model
+    out = export_adapter(model, tmp_path / "adapter", merge=True, run={"step": 1})
+    assert list((out / "merged").glob("*.safetensors"))
+    rmtree = shutil.rmtree
+
+    def killed_part_way(path, *args, **kwargs):
+        weights = list(Path(path).rglob("*.safetensors"))
+        if list(Path(path).rglob("config.json")) and weights:  # a model folder: its weights go first, then death
+            for f in weights:
+                f.unlink()
+            raise OSError("killed mid-delete")
+        rmtree(path, *args, **kwargs)
+    monkeypatch.setattr(shutil, "rmtree", killed_part_way)
+    with pytest.raises(OSError, match="killed mid-delete"):
+        export_adapter(model, out, merge=True, run={"step": 2})
+    monkeypatch.setattr(shutil, "rmtree", rmtree)
+    merged = out / "merged"
+    assert not (merged / "config.json").exists() or list(merged.glob("*.safetensors"))
+    # The next export clears what the killed one left aside.
+    export_adapter(model, out, merge=True, run={"step": 2})
+    assert list(merged.glob("*.safetensors")) and [p.name for p in out.iterdir() if p.name.startswith(".")] == []

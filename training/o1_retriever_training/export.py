@@ -90,15 +90,26 @@ def _move_into_place(staging: Path, out: Path) -> None:
     finished-run record) go first and the new ones last, so that no moment shows a model made of two exports;
     an earlier export's embedding/ or merged/ that this one has no counterpart for goes too."""
     last = (FINISHED_FILE, ADAPTER_CONFIG)
-    for name in (*last, EMBEDDING_DIR, "merged"):
-        old = out / name
-        if old.is_dir():
-            shutil.rmtree(old)
-        else:
-            old.unlink(missing_ok=True)
-    entries = sorted(staging.iterdir(), key=lambda p: last.index(p.name) + 1 if p.name in last else 0)
-    for entry in entries:
-        os.replace(entry, out / entry.name)
+    # Old folders are renamed aside before they are deleted: a kill part-way through deleting merged/ in place would
+    # leave its config.json without weights, which a loader pointed at merged/ takes for a model.
+    trash = out / f"{STAGING_PREFIX}old-{uuid.uuid4().hex}"  # the next export clears it if this one is killed
+    try:
+        for name in (*last, EMBEDDING_DIR, "merged"):
+            _discard(out / name, trash)
+        entries = sorted(staging.iterdir(), key=lambda p: last.index(p.name) + 1 if p.name in last else 0)
+        for entry in entries:
+            os.replace(entry, out / entry.name)
+    finally:
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def _discard(path: Path, trash: Path) -> None:
+    """Remove `path` at once: a file unlinked, a folder renamed into `trash` (deleted there later)."""
+    if path.is_dir():
+        trash.mkdir(exist_ok=True)
+        os.replace(path, trash / path.name)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _write_adapter(model: O1TrainingModel, out: Path, token_rows_only: bool) -> None:
