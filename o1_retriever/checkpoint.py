@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from .default_model import resolve_base_model
-from .formatting import add_special_tokens
+from .formatting import SPECIAL_TOKENS, add_special_tokens
 from .settings import SETTINGS_FILE
 from .validation import read_json_object
 
@@ -180,16 +180,37 @@ def _set_token_rows(model, tokenizer, rows_file: Path, dtype) -> None:
         model.tie_weights()
 
 
-def _check_rows(path: Path, weight: torch.Tensor, hidden: int, tokens: int) -> None:
-    """An official embedding file must fit the base (its width) and hold a row for every token of the tokenizer:
-    fewer rows would leave the trained O1 rows out, and the mean of the others would stand in for them silently."""
+def _check_rows(path: Path, weight: torch.Tensor, hidden: int, tokenizer) -> None:
+    """An official embedding file must fit the base (its width) and hold the trained O1 rows: fewer rows would leave
+    them out, and the mean of the others would stand in for them silently. A token the tokenizer gained after the
+    file was saved (a pad token, say) may lie past its rows: it keeps the base model's row (`_add_base_rows`)."""
     rows, width = weight.shape
     if width != hidden:
         raise ValueError(f"{path} has {width}-d rows but the base model's hidden size is {hidden}: it was trained "
                          "on another base than base_model_name_or_path")
-    if rows < tokens:
-        raise ValueError(f"{path} has {rows} rows but the adapter's tokenizer has {tokens} tokens: the trained "
-                         "O1 token rows are missing (a file from another checkpoint?)")
+    vocab = tokenizer.get_vocab()
+    if all(t in vocab for t in SPECIAL_TOKENS):
+        last = max(vocab[t] for t in SPECIAL_TOKENS)
+        if rows <= last:
+            raise ValueError(f"{path} has {rows} rows but the adapter's tokenizer has O1 tokens up to id {last}: the "
+                             "trained O1 token rows are missing (a file from another checkpoint?)")
+    elif rows < len(tokenizer):  # a tokenizer without the O1 tokens gets them after its last id: the file reaches there
+        raise ValueError(f"{path} has {rows} rows but the adapter's tokenizer has {len(tokenizer)} tokens: the "
+                         "trained O1 token rows are missing (a file from another checkpoint?)")
+
+
+def _add_base_rows(module, base: torch.Tensor, tokens: int):
+    """`module` (the file's Embedding or Linear) with the base's rows appended for the ids below `tokens` it lacks
+    and the base has; ids the base lacks too get the mean row when the O1 tokens are added."""
+    have, rows = module.weight.shape[0], min(tokens, base.shape[0])
+    if rows > have:
+        extra = base.detach()[have:rows].to(module.weight.dtype)
+        module.weight = torch.nn.Parameter(torch.cat([module.weight.detach(), extra]))
+        if isinstance(module, torch.nn.Embedding):
+            module.num_embeddings = rows
+        else:
+            module.out_features = rows
+    return module
 
 
 def load_adapter(adapter_dir: Path, dtype) -> tuple[torch.nn.Module, object]:
@@ -212,12 +233,15 @@ def load_adapter(adapter_dir: Path, dtype) -> tuple[torch.nn.Module, object]:
     emb_file, head_file = embedding_file(adapter_dir, EMB_FILE), embedding_file(adapter_dir, LM_HEAD_FILE)
     if emb_file.exists():
         embedding = load_module(emb_file, torch.nn.Embedding)
-        hidden = model.get_input_embeddings().weight.shape[1]
-        _check_rows(emb_file, embedding.weight, hidden, len(tokenizer))
-        model.set_input_embeddings(embedding.to(dtype))
+        base_in, base_out = model.get_input_embeddings().weight, model.get_output_embeddings()
+        hidden = base_in.shape[1]
+        _check_rows(emb_file, embedding.weight, hidden, tokenizer)
+        model.set_input_embeddings(_add_base_rows(embedding, base_in, len(tokenizer)).to(dtype))
         if head_file.exists():
             head = load_module(head_file, torch.nn.Linear)
-            _check_rows(head_file, head.weight, hidden, len(tokenizer))
+            _check_rows(head_file, head.weight, hidden, tokenizer)
+            if base_out is not None:
+                head = _add_base_rows(head, base_out.weight, len(tokenizer))
             model.set_output_embeddings(head.to(dtype))
             model.config.tie_word_embeddings = False
         _fit_output_rows(model, model.get_input_embeddings().weight.shape[0])

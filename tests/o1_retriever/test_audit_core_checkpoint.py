@@ -37,9 +37,45 @@ def _resave_embedding(path, name, rows_delta=0, width=None):
 def test_an_emb_pth_short_of_the_o1_rows_is_refused_not_filled_with_the_mean(adapter, tmp_path):
     path = _copy(adapter, tmp_path)
     _resave_embedding(path, "emb.pth", rows_delta=-4)  # was: loaded, the four O1 rows set to the mean of the rest
-    with pytest.raises(ValueError, match=r"emb.pth has \d+ rows but the adapter's tokenizer has \d+ tokens: the "
-                                         r"trained O1 token rows are missing"):
+    with pytest.raises(ValueError, match=r"emb.pth has \d+ rows but the adapter's tokenizer has O1 tokens up to "
+                                         r"id \d+: the trained O1 token rows are missing"):
         _load(path)
+
+
+def test_a_tokenizer_that_gained_a_token_after_emb_pth_loads_with_the_trained_o1_rows(adapter, tmp_path):
+    from transformers import AutoTokenizer
+
+    from o1_retriever.formatting import SPECIAL_TOKENS
+    path = _copy(adapter, tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer.add_special_tokens({"pad_token": "<pad>"})  # added after the embedding was saved
+    tokenizer.save_pretrained(path)
+    trained = torch.load(path / "embedding" / "emb.pth", weights_only=False).weight
+    assert trained.shape[0] == len(tokenizer) - 1
+    embedder = _load(path)  # was: refused, "has N rows but the adapter's tokenizer has N+1 tokens"
+    model, loaded = embedder.thinker.model, embedder.thinker.tokenizer
+    assert len(loaded) == len(tokenizer) and model.get_input_embeddings().weight.shape[0] >= len(tokenizer)
+    ids = loaded.convert_tokens_to_ids(SPECIAL_TOKENS)
+    assert torch.equal(model.get_input_embeddings().weight[ids].float(), trained[ids].float())
+    assert embedder.encode_documents(["a document"]).shape[0] == 1
+
+
+def test_a_token_gained_after_emb_pth_keeps_the_base_row_where_the_padded_base_has_one(tiny_o1_dir, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    base, tokenizer = tmp_path / "base", AutoTokenizer.from_pretrained(tiny_o1_dir)
+    padded = AutoModelForCausalLM.from_pretrained(tiny_o1_dir)
+    padded.resize_token_embeddings(len(tokenizer) + 8)  # a vocabulary padded to a round size (Qwen, Gemma)
+    padded.save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    path = tmp_path / "adapter"
+    write_official_adapter(base, path, save_lm_head=False)
+    emb = torch.load(path / "embedding" / "emb.pth", weights_only=False)
+    torch.save(torch.nn.Embedding.from_pretrained(emb.weight[:len(tokenizer)]), path / "embedding" / "emb.pth")
+    tokenizer.add_special_tokens({"pad_token": "<pad>"})  # id len(emb.pth): a row only the base has
+    tokenizer.save_pretrained(path)
+    model = _load(path).thinker.model
+    pad = tokenizer.pad_token_id
+    assert torch.equal(model.get_input_embeddings().weight[pad], padded.get_input_embeddings().weight[pad])
 
 
 @pytest.mark.parametrize("name", ["emb.pth", "lm_head.pth"])
