@@ -121,6 +121,12 @@ def run_search(args) -> int:
     client = existing_client(args.db, args.collection)  # a mistyped --db or --collection fails before a model loads
     index = O1Index(_remote(args) if args.url else _load(args), collection=args.collection, client=client,
                     create=False)
+    if args.where is not None and not index._matching(args.where, limit=1):
+        # An empty table reads as "nothing relevant"; the filter, not the query, is what found nothing.
+        print(_no_match_message(index, args.where), file=sys.stderr)
+        if args.json:
+            print(json.dumps({"query": args.query, "thoughts": [], "hits": []}, ensure_ascii=False))
+        return 0
     hits = index.search(args.query, top_k=args.top_k, k=args.k, hybrid=args.hybrid, where=args.where)
     if args.json:  # for scripts: one JSON object on stdout, no table
         print(json.dumps({"query": args.query, "thoughts": hits[0].thoughts if hits else [],
@@ -129,6 +135,17 @@ def run_search(args) -> int:
     else:
         _print_hits(Console(), args.query, hits)
     return 0
+
+
+def _no_match_message(index, where: dict, sample: int = 1000) -> str:
+    """What a --where that admits no document says, with the metadata keys the collection has (from a sample)."""
+    metadatas = index.collection.get(limit=sample, include=["metadatas"])["metadatas"] or []
+    keys = sorted({key for meta in metadatas if meta for key in meta})
+    found = (f"metadata keys in this collection: {', '.join(keys)}" if keys
+             else "this collection stores no metadata")
+    return (f"no stored document matches --where {json.dumps(where, ensure_ascii=False)}; {found} "
+            "(`index` keeps a corpus line's keys other than _id, text and title as metadata; the title is part of "
+            "the text)")
 
 
 def json_filter(text: str) -> dict:
@@ -189,7 +206,8 @@ def register(sub) -> None:
 
     p = sub.add_parser("index", help="embed a corpus JSONL (_id, text, title) into a persistent Chroma db")
     _model_args(p)
-    p.add_argument("--corpus", required=True, help="JSONL file, one {'_id','text','title'?} per line")
+    p.add_argument("--corpus", required=True, help="JSONL file, one {'_id','text','title'?} per line; the title is prepended to the text, "
+                        "any other key is kept as metadata (for search --where)")
     p.add_argument("--db", default=None, help="Chroma persistence directory (with --ray, --host H instead: a Chroma "
                                                     "server)")
     p.add_argument("--collection", default="o1-retriever", help="collection name")

@@ -68,6 +68,15 @@ def test_index_then_search(tiny_o1_dir, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["search", *_model_args(tiny_o1_dir), "music", "--db", str(db), "--where", "year>2000"])
     assert "--where takes a JSON object" in capsys.readouterr().err
+    # a filter that admits nothing says so, with the keys there are, instead of an empty table
+    assert main(["search", *_model_args(tiny_o1_dir), "music", "--db", str(db), "--where", '{"year": 1999}']) == 0
+    captured = capsys.readouterr()
+    assert ('no stored document matches --where {"year": 1999}; metadata keys in this collection: year'
+            in captured.err) and "rank" not in captured.out
+    assert main(["search", *_model_args(tiny_o1_dir), "music", "--db", str(db), "--where", '{"title": "T"}',
+                 "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["hits"] == [] and "the title is part of the text" in captured.err
 
 
 @pytest.mark.parametrize("line, message", [
