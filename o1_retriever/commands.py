@@ -58,6 +58,16 @@ def _hybrid_arg(p: argparse.ArgumentParser) -> None:
                         f"(default {DEFAULT_DENSE_WEIGHT}; scores are then fused z-scores, not cosines)")
 
 
+def shorten(text: str, width: int = 160) -> str:
+    """`text` in at most `width` characters, cut at a word boundary and marked with "…" when cut."""
+    if len(text) <= width:
+        return text
+    cut = text[:width - 1]
+    if not text[width - 1].isspace() and " " in cut:  # the cut falls inside a word: drop the partial word
+        cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip() + "…"
+
+
 def _print_hits(console, query, hits) -> None:
     from rich.table import Table
     thoughts = hits[0].thoughts if hits else []
@@ -68,7 +78,7 @@ def _print_hits(console, query, hits) -> None:
     for col in ("rank", "score", "id", "passage"):
         table.add_column(col, overflow="fold")
     for rank, h in enumerate(hits, 1):
-        table.add_row(str(rank), f"{h.score:.3f}", h.id, h.text[:160])
+        table.add_row(str(rank), f"{h.score:.3f}", h.id, shorten(h.text))
     console.print(table)
 
 

@@ -225,3 +225,13 @@ def test_index_refuses_a_batch_size_below_one_before_loading(tmp_path, capsys, s
               "--batch-size", size])
     assert f"argument --batch-size: expected a positive int, got {size}" in capsys.readouterr().err
     assert not (tmp_path / "db").exists()
+
+
+def test_the_hits_table_cuts_passages_between_words_and_marks_the_cut():
+    from o1_retriever.commands import shorten
+    text = "Insulin resistance raises the risk of type 2 diabetes."
+    assert shorten(text, width=len(text)) == text  # fits: unchanged, no mark
+    assert shorten(text, width=22) == "Insulin resistance…"  # "raises" would be cut to "r": dropped whole
+    assert shorten(text, width=19) == "Insulin resistance…"  # the cut falls on the space after a whole word
+    assert shorten("x" * 200, width=10) == "x" * 9 + "…"  # one long word: cut inside it, still marked
+    assert all(len(shorten(text, width=w)) <= w for w in range(2, 60))
