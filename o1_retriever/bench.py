@@ -281,11 +281,11 @@ def register(sub) -> None:
     p.add_argument("--k", type=_k_arg, default=3, help=f"thoughts per query, 0 to {MAX_K} (default 3)")
     p.add_argument("--max-new-tokens", type=positive_int_arg, default=None,
                    help="thought length limit (default: the model's own)")
-    p.add_argument("--queries", type=positive_int_arg, default=16, help="queries for the batched modes")
-    p.add_argument("--one-by-one", type=positive_int_arg, default=4, help="queries for the one-at-a-time mode")
-    p.add_argument("--docs", type=positive_int_arg, default=128, help="documents for encode_documents")
+    p.add_argument("--queries", type=positive_int_arg, default=16, help="queries for the batched modes (default: 16)")
+    p.add_argument("--one-by-one", type=positive_int_arg, default=4, help="queries for the one-at-a-time mode (default: 4)")
+    p.add_argument("--docs", type=positive_int_arg, default=128, help="documents for encode_documents (default: 128)")
     p.add_argument("--batch-size", type=positive_int_arg, default=32,
-                   help="batch size for thinking and embedding (queries per thinking batch)")
+                   help="batch size for thinking and embedding (queries per thinking batch; default: 32)")
     p.add_argument("--throughput-only", action="store_true",
                    help="skip the load-time and memory rows (fresh processes, about a minute)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N for the throughput rows (default: cuda if "
@@ -305,5 +305,7 @@ def register(sub) -> None:
     p.add_argument("--paths-compiled", action="store_true",
                    help="also time ours with compiled decoding (static KV cache + torch.compile; compile time apart)")
     p.add_argument("--paths-only", action="store_true", help="only the reference-vs-ours rows")
-    p.add_argument("--output", default="benchmarks/bench.json", help="where to write the JSON (and a _paths.png)")
+    p.add_argument("--output", default="benchmarks/bench.json",
+                   help="where to write the JSON (and a _paths.png) (default: benchmarks/bench.json, relative to the "
+                        "current directory)")
     p.set_defaults(func=run_bench)

@@ -208,8 +208,8 @@ def run_cache(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser("demo", help="index a small built-in corpus and run three thinking queries")
     _model_args(p)
-    p.add_argument("--k", type=int, default=3, help="thoughts per query (0 = no thinking)")
-    p.add_argument("--top-k", type=int, default=3, help="hits to show per query")
+    p.add_argument("--k", type=int, default=3, help="thoughts per query (0 = no thinking; default: 3)")
+    p.add_argument("--top-k", type=int, default=3, help="hits to show per query (default: 3)")
     p.add_argument("--query", action="append", help="your own query (repeatable)")
     _hybrid_arg(p)
     p.set_defaults(func=run_demo)
@@ -221,7 +221,7 @@ def register(sub) -> None:
     p.add_argument("--db", default=None, help="Chroma persistence directory (with --ray, --host H instead: a Chroma "
                                                     "server)")
     p.add_argument("--collection", default="o1-retriever", help="collection name")
-    p.add_argument("--batch-size", type=positive_int_arg, default=64, help="documents per write")
+    p.add_argument("--batch-size", type=positive_int_arg, default=64, help="documents per write (default: 64)")
     from .distributed.cli import add_ray_arguments
     add_ray_arguments(p)
     p.set_defaults(func=run_index)
@@ -231,8 +231,8 @@ def register(sub) -> None:
     p.add_argument("query", help="the query text")
     p.add_argument("--db", required=True, help="Chroma persistence directory")
     p.add_argument("--collection", default="o1-retriever", help="collection name")
-    p.add_argument("--k", type=int, default=3, help="thoughts per query (0 = no thinking)")
-    p.add_argument("--top-k", type=int, default=10, help="hits to return")
+    p.add_argument("--k", type=int, default=3, help="thoughts per query (0 = no thinking; default: 3)")
+    p.add_argument("--top-k", type=int, default=10, help="hits to return (default: 10)")
     p.add_argument("--url", default=None, help="an `o1-retriever serve` server to think and embed with instead of "
                                                "loading the model (key: $O1_RETRIEVER_API_KEY)")
     p.add_argument("--where", type=json_filter, default=None, metavar="JSON",

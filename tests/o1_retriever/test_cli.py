@@ -235,3 +235,15 @@ def test_the_hits_table_cuts_passages_between_words_and_marks_the_cut():
     assert shorten(text, width=19) == "Insulin resistance…"  # the cut falls on the space after a whole word
     assert shorten("x" * 200, width=10) == "x" * 9 + "…"  # one long word: cut inside it, still marked
     assert all(len(shorten(text, width=w)) <= w for w in range(2, 60))
+
+
+@pytest.mark.parametrize("verb, flag, default", [
+    ("demo", "--k", "3"), ("demo", "--top-k", "3"), ("search", "--k", "3"), ("search", "--top-k", "10"),
+    ("index", "--batch-size", "64"), ("bench", "--batch-size", "32"), ("bench", "--queries", "16"),
+    ("bench", "--output", "benchmarks/bench.json, relative to the current directory")])
+def test_help_states_each_flags_default(capsys, verb, flag, default):
+    with pytest.raises(SystemExit):
+        main([verb, "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines anywhere
+    entry = help_text.split(f" {flag} ", 1)[1].split("  ")[0].split(" --")[0]
+    assert f"default: {default})" in entry, entry
