@@ -227,3 +227,27 @@ sys.exit(main({cli!r}))
         _run(tiny_lm_dir, triplets, out, max_steps=2, save_steps=1)
     with pytest.raises(ValueError, match=r"other settings \(max_steps: 2 there, 3 now\)"):  # not silently a no-op
         _run(tiny_lm_dir, triplets, out, max_steps=3, save_steps=1, resume=True)
+
+
+def test_resume_of_a_finished_run_adds_the_merged_model_asked_for(tiny_lm_dir, triplets, tmp_path, capsys):
+    """--merge may change on resume (resume.FREE_TO_CHANGE): a finished run exported without merged/ gets it (trained
+    nothing); the export form cannot change without a new export, and the run says so."""
+    from o1_retriever.cli import main
+    from o1_retriever.loading import load_causal_lm
+
+    out = tmp_path / "out"
+    cli = ["train", "--base-model", str(tiny_lm_dir), "--train-data", str(triplets), "--output-dir", str(out),
+           "--lora-r", "4", "--lora-alpha", "8", "--group-size", "4", "--batch-size", "3", "--learning-rate", "1e-3", "--max-steps", "1"]
+    assert main(cli) == 0 and not (out / "merged").exists()
+    log = (out / "train_log.jsonl").read_text()
+    capsys.readouterr()
+    assert main([*cli, "--resume", "--merge"]) == 0
+    printed = capsys.readouterr().out
+    assert "nothing to resume" in printed and f"--merge: wrote the merged model into {out / 'merged'}" in printed
+    assert load_causal_lm(str(out / "merged"), device=torch.device("cpu"), dtype=torch.float32).model is not None
+    assert (out / "train_log.jsonl").read_text() == log and [p.name for p in out.iterdir() if p.name[0] == "."] == []
+    merged = {f.name: f.stat().st_mtime_ns for f in (out / "merged").iterdir()}
+    assert _run(tiny_lm_dir, triplets, out, max_steps=1, resume=True, merge=True).notes == []  # there already
+    assert {f.name: f.stat().st_mtime_ns for f in (out / "merged").iterdir()} == merged
+    notes = _run(tiny_lm_dir, triplets, out, max_steps=1, resume=True, token_rows_only=True).notes
+    assert len(notes) == 1 and "exported with embedding/emb.pth" in notes[0] and "not exported again" in notes[0]

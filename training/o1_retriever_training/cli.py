@@ -21,7 +21,8 @@ def _train(args: argparse.Namespace) -> int:
                    from_namespace(TrainingArguments, args))
     if result.already_finished:
         return _report(result, f"--resume: {result.output_dir} holds this run's finished model ({result.steps} "
-                               f"steps): nothing to resume. To train again, choose another --output-dir")
+                               f"steps): nothing to resume. To train again, choose another --output-dir"
+                               + "".join(f"\n{note}" for note in result.notes))
     last = result.last
     return _report(result, f"trained {result.steps} steps -> {result.output_dir}"
                    + (f" (loss_emb {last['loss_emb']:.4f}, loss_gen {last['loss_gen']:.4f})" if last else ""))

@@ -172,3 +172,24 @@ def merge_adapter(adapter_dir, out_dir) -> Path:
     if settings:  # the merged model embeds as the adapter does
         write_settings(out, settings)
     return out
+
+
+def has_merged(out_dir) -> bool:
+    merged = Path(out_dir) / "merged"
+    return (merged / "config.json").exists() and any(merged.glob("*.safetensors"))
+
+
+def add_merged(out_dir) -> Path:
+    """merged/ for an export written without it (--merge asked when resuming a finished run): merged in a hidden
+    folder and renamed in, so a kill leaves no half model (the next export clears the hidden folder)."""
+    out = Path(out_dir)
+    staging = out / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
+    trash = out / f"{STAGING_PREFIX}old-{uuid.uuid4().hex}"
+    try:
+        merge_adapter(out, staging)
+        _discard(out / "merged", trash)  # what an older export killed while deleting it left
+        os.replace(staging, out / "merged")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(trash, ignore_errors=True)
+    return out / "merged"

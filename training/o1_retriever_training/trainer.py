@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import math
 import pickle
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -20,7 +20,7 @@ from o1_retriever.device import cpu_has_fast_bf16
 from .arguments import DataArguments, ModelArguments, TrainingArguments, check_training_arguments
 from .data import load_triplets
 from .dataset import TrainCollator, TrainDataset
-from .export import UNTIED_ROWS_ONLY, export_adapter
+from .export import UNTIED_ROWS_ONLY, add_merged, export_adapter, has_merged
 from .modeling import build, check_base_model
 from .warm_start import effective_model_arguments
 from .plotting import plot_losses
@@ -36,7 +36,8 @@ class TrainResult:
     log_file: str
     plot_file: str | None
     last: dict
-    already_finished: bool = False  # --resume found this run finished and did nothing
+    already_finished: bool = False  # --resume found this run finished and trained nothing
+    notes: list[str] = field(default_factory=list)  # what such a --resume did or could not do to its export
 
 
 class EpochShuffle(Sampler):
@@ -140,11 +141,32 @@ def _truncate_log(log_file: Path, step: int) -> None:
         log_file.write_text("".join(ln + "\n" for ln in keep))
 
 
-def _finished_result(out: Path, finished: dict) -> TrainResult:
+def _finished_result(out: Path, finished: dict, notes: list[str]) -> TrainResult:
     log_file, plot = out / "train_log.jsonl", out / "losses.png"
     lines = log_file.read_text().splitlines() if log_file.exists() else []
     return TrainResult(str(out), finished.get("step", 0), str(log_file), str(plot) if plot.exists() else None,
-                       json.loads(lines[-1]) if lines else {}, already_finished=True)
+                       json.loads(lines[-1]) if lines else {}, already_finished=True, notes=notes)
+
+
+def _update_finished_export(out: Path, train_args: TrainingArguments) -> list[str]:
+    """The export settings a resume may change (resume.FREE_TO_CHANGE), applied to a finished run's model."""
+    from o1_retriever.checkpoint import LM_HEAD_FILE, embedding_file, read_adapter_config
+    notes = []
+    if train_args.merge and not has_merged(out):
+        add_merged(out)
+        notes.append(f"--merge: wrote the merged model into {out / 'merged'}")
+    compact = bool(read_adapter_config(out).get("trainable_token_indices"))
+    if train_args.token_rows_only != compact:
+        forms = ("embedding/emb.pth", "the token rows alone as PEFT trainable tokens (--token-rows-only)")
+        if compact:
+            how = "train again into another --output-dir for the other form"
+        elif embedding_file(out, LM_HEAD_FILE).exists():
+            how = UNTIED_ROWS_ONLY
+        else:
+            how = f"o1_retriever_training.export.write_token_rows({str(out)!r}) converts it"
+        notes.append(f"{out} holds the model exported with {forms[compact]}, not {forms[not compact]} as asked: a "
+                     f"finished run is not exported again; {how}")
+    return notes
 
 
 def train(model_args: ModelArguments, data_args: DataArguments, train_args: TrainingArguments) -> TrainResult:
@@ -176,8 +198,10 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
         check_same_run(ckpt, ckpt_state.get("settings"), settings)
     if finished is not None:  # resume: this run already ended, exported; training again would redo its last steps
         check_same_run(out / FINISHED_FILE, finished.get("settings"), settings)
+        notes = _update_finished_export(out, train_args) if accelerator.is_main_process else []
+        accelerator.wait_for_everyone()
         accelerator.end_training()
-        return _finished_result(out, finished)
+        return _finished_result(out, finished, notes)
     torch.manual_seed(train_args.seed)
     model = build(model_args, temperature=train_args.temperature, lambda_emb=train_args.lambda_emb,
                   mixed_precision=precision, cross_device_negatives=train_args.cross_device_negatives,
