@@ -53,7 +53,7 @@ def _load(path: Path, shape: tuple) -> np.ndarray | None:
 
 def corpus_embeddings(embedder, ids: list[str], texts: list[str], batch_size: int = 32,
                       use_cache: bool = True, root: Path | None = None, encode=None,
-                      chunk_size: int = 256, desc: str = "Embedding corpus") -> tuple[np.ndarray, bool]:
+                      chunk_size: int = 64, desc: str = "Embedding corpus") -> tuple[np.ndarray, bool]:
     """(doc vectors, came_from_cache). `encode(texts, batch_size)` computes the vectors on a miss (default:
     `embedder.encode_documents`; `eval --ray` passes Ray actors'), so both ways share one cache. A miss is embedded
     `chunk_size` documents at a time, each chunk saved atomically as it finishes: a killed run resumes at its last
