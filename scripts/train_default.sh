@@ -72,8 +72,17 @@ $PY -m o1_retriever_training.holdout --records "$RUN/train.jsonl" --dataset "$DA
 # STAGE3=DIR (a stage 3 adapter: o1_retriever/default_adapter at commit 6e90965, say; STAGE3_LOGS=DIR has the
 # training records of its stages 1-3) skips training stages 1-3; the records and the title files are still made,
 # since stage 6 trains on them and draws fresh titles against them.
-trained() { [ -f "$RUN/$1/adapter_model.safetensors" ]; }  # exported: a finished stage is not trained again
-if [ -n "${STAGE3:-}" ] && ! trained model3; then mkdir -p "$RUN/model3" && cp -r "$STAGE3"/. "$RUN/model3/"; fi
+# A finished stage is not trained again. An export moves adapter_config.json in last (after the weights), so it marks
+# a whole model; stages exported before runs wrote training_finished.json, and a STAGE3 copy, have it too.
+trained() { [ -f "$RUN/$1/adapter_config.json" ]; }
+if [ -n "${STAGE3:-}" ] && ! trained model3; then  # its adapter_config.json last: a kill mid-copy leaves no model
+  mkdir -p "$RUN/model3"
+  for f in "$STAGE3"/* "$STAGE3"/.[!.]*; do
+    if [ -e "$f" ] && [ "${f##*/}" != adapter_config.json ]; then cp -r "$f" "$RUN/model3/"; fi
+  done
+  cp "$STAGE3/adapter_config.json" "$RUN/model3/.adapter_config.json.tmp"
+  mv "$RUN/model3/.adapter_config.json.tmp" "$RUN/model3/adapter_config.json"
+fi
 
 trained model3 || trained model || $BIN train --train-data "$RUN/train_fit.jsonl" --output-dir "$RUN/model" --resume \
   --lora-r 16 --lora-alpha 32 --group-size 2 --batch-size "$TRAIN_BATCH" --num-epochs 2 \
