@@ -178,6 +178,7 @@ def test_a_fresh_run_does_not_overwrite_a_trained_model(tiny_lm_dir, triplets, t
     assert {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()} == before
 
 
+@pytest.mark.slow  # a real training process started and killed: ~20-30 s; `make test` runs it (no -m filter)
 def test_a_run_killed_during_its_export_leaves_no_model_and_resume_finishes_it(tiny_lm_dir, triplets, tmp_path,
                                                                                capsys):
     """A real process killed (SIGKILL) while export writes the tokenizer, after the LoRA weights and emb.pth: the
