@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -70,8 +69,15 @@ def tiny_gguf(tmp_path_factory) -> Path:
     return path
 
 
-def _child(gguf_file: Path, out: Path, env: dict, stderr=subprocess.DEVNULL) -> subprocess.Popen:
-    code = ("from pathlib import Path; from o1_retriever.default_model import convert_gguf; "
+# Put first in a child's code: it kills itself (SIGKILL) when it saves the tokenizer, after the weights are written
+# into its temporary. A kill at a known point: a parent polling for the temporary could miss the whole write.
+KILL_AT_TOKENIZER_SAVE = ("import os, signal, transformers; transformers.PreTrainedTokenizerBase.save_pretrained = "
+                          "lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL); ")
+
+
+def _child(gguf_file: Path, out: Path, env: dict, stderr=subprocess.DEVNULL, kill: bool = False) -> subprocess.Popen:
+    code = ((KILL_AT_TOKENIZER_SAVE if kill else "") + "from pathlib import Path; "
+            "from o1_retriever.default_model import convert_gguf; "
             f"print(convert_gguf(Path({str(gguf_file)!r}), Path({str(out)!r})))")
     return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
 
@@ -82,15 +88,10 @@ def _leftovers(out: Path) -> list[Path]:
 
 def test_a_conversion_killed_mid_write_leaves_no_temporary_after_the_next(tiny_gguf, tmp_path):
     out = tmp_path / "cache" / "models" / "tiny"
-    child = _child(tiny_gguf, out, dict(os.environ))
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and child.poll() is None:  # kill it once it is writing its temporary
-        if any(any(t.iterdir()) for t in _leftovers(out)):
-            os.kill(child.pid, signal.SIGKILL)
-            break
-        time.sleep(0.002)
-    assert child.wait() == -signal.SIGKILL, "the conversion finished before it could be killed"
-    assert _leftovers(out) and not out.exists()  # what the kill left: a hidden, model-sized temporary
+    child = _child(tiny_gguf, out, dict(os.environ), stderr=subprocess.PIPE, kill=True)
+    _, err = child.communicate(timeout=300)
+    assert child.returncode == -signal.SIGKILL, err[-2000:]
+    assert [any(t.iterdir()) for t in _leftovers(out)] == [True] and not out.exists()  # what the kill left: a hidden, model-sized temporary
 
     assert convert_gguf(tiny_gguf, out) == out
     assert (out / "config.json").exists() and (out / "model.safetensors").exists()

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ import torch
 pytest.importorskip("bitsandbytes")
 
 from o1_retriever.quantized import MARKER, _source_key, quantized_copy  # noqa: E402
+from tests.o1_retriever.test_audit_core2_gguf_cache import KILL_AT_TOKENIZER_SAVE  # noqa: E402
 
 CPU = torch.device("cpu")
 
@@ -22,23 +22,21 @@ def _out(cache: Path, source: Path) -> Path:
     return cache / "models" / f"4bit-{_source_key(str(source))}-bf16-cpu"
 
 
-def _child(source, out, env):
-    return subprocess.Popen([sys.executable, "-m", "o1_retriever.quantized", str(source), "4bit", "bfloat16", "cpu",
-                             str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def _child_killed_mid_write(source, out, env):
+    """The quantizing child (`python -m o1_retriever.quantized`), killed by itself once its weights are written."""
+    code = (KILL_AT_TOKENIZER_SAVE + "import sys, runpy; "
+            f"sys.argv = ['quantized', {str(source)!r}, '4bit', 'bfloat16', 'cpu', {str(out)!r}]; "
+            "runpy.run_module('o1_retriever.quantized', run_name='__main__')")
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_a_killed_child_and_a_copy_without_marker_are_replaced_not_kept(tiny_o1_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path))
     out = _out(tmp_path, tiny_o1_dir)
-    child = _child(tiny_o1_dir, out, dict(os.environ))
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and child.poll() is None:  # kill it once it is writing its temporary
-        if any(any(t.iterdir()) for t in out.parent.glob(f".{out.name}.*.tmp")):
-            os.kill(child.pid, signal.SIGKILL)
-            break
-        time.sleep(0.005)
-    assert child.wait() == -signal.SIGKILL, "the child finished before it could be killed"
-    assert list(out.parent.glob(f".{out.name}.*.tmp"))  # what the kill left: a hidden, model-sized temporary
+    child = _child_killed_mid_write(tiny_o1_dir, out, dict(os.environ))
+    assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
+    # what the kill left: a hidden, model-sized temporary
+    assert [any(t.iterdir()) for t in out.parent.glob(f".{out.name}.*.tmp")] == [True]
 
     packed, had_tokens = quantized_copy(str(tiny_o1_dir), "4bit", torch.bfloat16, CPU)
     assert packed == out and had_tokens and (out / MARKER).exists()
