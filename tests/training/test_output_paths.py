@@ -21,7 +21,7 @@ def test_unwritable_outputs_are_refused_before_any_model_loads(command, tmp_path
     a_file = tmp_path / "a_file"
     a_file.write_text("mine\n")
     cases = [  # (--output-dir, --output, the error)
-        (a_file, tiny_beir, "is a file; name a folder" if command != "synthesize" else "is a folder; name a file"),
+        (a_file, tiny_beir, "is a file; name a folder" if command != "synthesize" else "is a folder: name a file"),
         (a_file / "sub", a_file / "sub" / "t.jsonl", f"{a_file} is a file, not a folder"),
     ]
     for output_dir, output, error in cases:
@@ -31,3 +31,18 @@ def test_unwritable_outputs_are_refused_before_any_model_loads(command, tmp_path
         assert "Traceback" not in err
     assert a_file.read_text() == "mine\n"
 
+
+
+def test_an_output_file_is_checked_as_eval_checks_its_output(tmp_path):
+    """One check for output files across the commands (o1_retriever.evaluation.report.check_output)."""
+    from o1_retriever.evaluation.report import check_output
+    from o1_retriever_training.arguments import check_output_path
+    a_file = tmp_path / "a_file"
+    a_file.write_text("mine\n")
+    for path in (tmp_path, a_file / "sub" / "t.jsonl"):
+        with pytest.raises(ValueError) as theirs:
+            check_output(path, "--output")
+        with pytest.raises(ValueError) as ours:
+            check_output_path(path, "--output", folder=False)
+        assert str(ours.value) == str(theirs.value)
+    assert check_output_path(tmp_path / "new" / "t.jsonl", "--output", folder=False) == tmp_path / "new" / "t.jsonl"

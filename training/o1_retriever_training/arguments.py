@@ -144,12 +144,13 @@ def check_output_path(path, flag: str, folder: bool) -> Path:
     """`path` as an output this process can write (a folder when `folder`, else a file), checked before any model
     loads: a file where a folder must be, or a folder it may not write in, would otherwise fail only at the first
     write, after the models loaded (or, for a training run, at its first checkpoint or its export)."""
+    if not folder:  # the check `o1-retriever eval --output` makes
+        from o1_retriever.evaluation.report import check_output
+        return check_output(path, flag)
     path = Path(path).expanduser()
-    if folder and path.exists() and not path.is_dir():
+    if path.exists() and not path.is_dir():
         raise ValueError(f"{flag} {path} is a file; name a folder (it is made if missing)")
-    if not folder and path.is_dir():
-        raise ValueError(f"{flag} {path} is a folder; name a file in it, e.g. {path / 'thoughts.jsonl'}")
-    existing = path if folder and path.exists() else path.parent
+    existing = path if path.exists() else path.parent
     while not existing.exists():  # missing folders are made on write: the nearest existing one must take them
         existing = existing.parent
     if not existing.is_dir():
