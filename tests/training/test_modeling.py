@@ -104,3 +104,31 @@ def test_lambda_one_is_pure_contrastive(tiny_lm_dir):
     m.eval()
     out = m(**_batch(m))
     assert out.loss.item() == pytest.approx(out.loss_emb.item())
+
+
+def test_a_gguf_of_ones_own_named_like_the_bundled_model_is_not_the_bundled_conversion(tmp_path, monkeypatch):
+    """The bundled SmolLM2 (Q4_1) converts to <cache>/models/SmolLM2-135M-Instruct; a user's own
+    SmolLM2-135M-Instruct.gguf (another quantization) must convert on its own, to the folder the quantized loader
+    (o1_retriever.merging.plain_copy) converts it to, not reuse the bundled copy. Conversions stand in as folders
+    holding a config.json, which is what the cache takes for a finished conversion."""
+    from o1_retriever_training.modeling import resolve_base
+    monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path / "cache"))
+    models = tmp_path / "cache" / "models"
+    bundled = models / "SmolLM2-135M-Instruct"
+    own = tmp_path / "me" / "SmolLM2-135M-Instruct.gguf"
+    own.parent.mkdir()
+    own.write_bytes(b"GGUF another quantization")
+    import hashlib
+    key = hashlib.sha256(f"{own.resolve()}:{own.stat().st_size}".encode()).hexdigest()[:16]  # as plain_copy keys it
+    for done in (bundled, models / f"SmolLM2-135M-Instruct-{key}"):
+        done.mkdir(parents=True)
+        (done / "config.json").write_text("{}")
+    assert resolve_base(str(own)) == (str(models / f"SmolLM2-135M-Instruct-{key}"), str(own.resolve()))
+
+
+def test_a_missing_gguf_base_is_named_before_anything_converts(tmp_path, monkeypatch):
+    monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path / "cache"))
+    missing = tmp_path / "missing.gguf"
+    with pytest.raises(ValueError, match=rf"base_model='{missing}': {missing} does not exist"):
+        build(ModelArguments(base_model=str(missing)))
+    assert not list((tmp_path / "cache").rglob("*missing*"))  # no conversion lock or temporary started

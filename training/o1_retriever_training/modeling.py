@@ -6,6 +6,7 @@ inference loads the exported result with `o1_retriever.O1Embedder.from_pretraine
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,13 +140,21 @@ def check_base_model(base_model: str | None) -> None:
         raise ValueError(f"{where}: {path} does not exist")
 
 
+def gguf_conversion_dir(gguf_file: Path) -> Path:
+    """Where a GGUF base is converted to: keyed by the file as well as its name (the folder o1_retriever.merging's
+    plain_copy converts it to), since a file of one's own named like the bundled model may be another quantization,
+    and the bare name is the bundled model's own conversion."""
+    key = hashlib.sha256(f"{gguf_file.resolve()}:{gguf_file.stat().st_size}".encode()).hexdigest()[:16]
+    return cache_dir() / "models" / f"{gguf_file.stem}-{key}"
+
+
 def resolve_base(base_model: str | None) -> tuple[str, str]:
     """(directory or id to load, name to record in adapter_config.json)."""
     if base_model is None:
         return str(smollm2_base_dir()), SMOLLM2_HUB_ID
     path = Path(base_model).expanduser()
     if path.suffix == ".gguf":
-        return str(convert_gguf(path, cache_dir() / "models" / path.stem)), str(path.resolve())
+        return str(convert_gguf(path, gguf_conversion_dir(path))), str(path.resolve())
     if path.exists():
         resolved = path.resolve()
         try:
@@ -163,6 +172,7 @@ def build(model_args: ModelArguments, *, temperature: float = 0.02, lambda_emb: 
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    check_base_model(model_args.base_model)  # before resolve_base, which would start converting a GGUF
     init = resolve_init_adapter(model_args.init_adapter) if model_args.init_adapter else None
     model_args = effective_model_arguments(model_args, init[1] if init else None)
     base_model = model_args.base_model
@@ -172,7 +182,6 @@ def build(model_args: ModelArguments, *, temperature: float = 0.02, lambda_emb: 
     if init and init[1].get("base_model_name_or_path") not in (None, "", base_name):
         raise ValueError(f"init_adapter={model_args.init_adapter!r} was trained on "
                          f"{init[1]['base_model_name_or_path']!r}, not on base_model={model_args.base_model!r}")
-    check_base_model(model_args.base_model)
     # Frozen weights may sit in bf16 when we compute in bf16 anyway; adapters stay fp32 (peft).
     dtype = torch.bfloat16 if mixed_precision == "bf16" else torch.float32
     kwargs = {"dtype": dtype}
