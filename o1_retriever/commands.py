@@ -216,8 +216,8 @@ def register(sub) -> None:
 
     p = sub.add_parser("index", help="embed a corpus JSONL (_id, text, title) into a persistent Chroma db")
     _model_args(p)
-    p.add_argument("--corpus", required=True, help="JSONL file, one {'_id','text','title'?} per line; the title is prepended to the text, "
-                        "any other key is kept as metadata (for search --where)")
+    p.add_argument("--corpus", required=True, help="JSONL file, one {'_id','text','title'?} per line; the title is "
+                   "prepended to the text, any other key is kept as metadata (for search --where)")
     p.add_argument("--db", default=None, help="Chroma persistence directory (with --ray, --host H instead: a Chroma "
                                                     "server)")
     p.add_argument("--collection", default="o1-retriever", help="collection name")
