@@ -182,8 +182,9 @@ def test_init_adapter_refuses_what_it_cannot_continue(tied_model, tmp_path):
     with pytest.raises(ValueError, match="adapter_config.json does not exist"):
         build(ModelArguments(init_adapter=str(tmp_path / "nowhere")))
     out = export_adapter(model, tmp_path / "adapter", token_rows_only=True)
-    other = tmp_path / "other_base"
+    other = tmp_path / "other_base"  # a model folder (config.json) that is not the adapter's base
     other.mkdir()
+    (other / "config.json").write_text("{}")
     with pytest.raises(ValueError, match="was trained on"):
         build(ModelArguments(init_adapter=str(out), base_model=str(other), gradient_checkpointing=False))
     config = json.loads((out / "adapter_config.json").read_text())
