@@ -129,3 +129,15 @@ def read_json_object(path, what: str = "a JSON object", fix: str = "") -> dict |
     if not isinstance(values, dict):
         raise ValueError(f"{path} must hold {what}, got {type(values).__name__}{fix}")
     return values
+
+
+def check_writable_from(start: Path, path: Path, flag: str) -> None:
+    """`start`, or where it does not exist yet its nearest existing parent (missing folders are made on write), must be
+    a folder this process may write in; the error names `flag` and `path`."""
+    existing = start
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{flag} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {path}: the folder {existing} is not writable")

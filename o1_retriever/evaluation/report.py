@@ -6,7 +6,6 @@ JSON shape: {"meta": {...}, "results": [{"system", "model", "k", "ndcg@10", "rec
 from __future__ import annotations
 
 import json
-import os
 import platform
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -16,6 +15,7 @@ from pathlib import Path
 from ..atomic import write_text_atomically
 from ..bm25 import BM25Config
 from ..machine import describe as machine
+from ..validation import check_writable_from
 from .runner import TOP_K, EvalConfig, EvalOutcome
 
 COLUMNS = ("system", "model", "k", "nDCG@10", "R@100", "MRR@10", "MAP", "ms/query", "think tok/q")
@@ -70,13 +70,7 @@ def check_output(path, flag: str = "--output") -> Path:
     path = Path(path).expanduser()
     if path.is_dir():
         raise ValueError(f"{flag} {path} is a folder: name a file, e.g. {path / 'results.json'}")
-    folder = path.parent
-    while not folder.exists():  # missing folders are made on write: the nearest existing one must take them
-        folder = folder.parent
-    if not folder.is_dir():
-        raise ValueError(f"{flag} {path}: {folder} is a file, not a folder; name a path in a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(f"{flag} {path}: the folder {folder} is not writable")
+    check_writable_from(path.parent, path, flag)
     return path
 
 

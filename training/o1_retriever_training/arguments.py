@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from o1_retriever.validation import check_writable_from
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -150,13 +151,7 @@ def check_output_path(path, flag: str, folder: bool) -> Path:
     path = Path(path).expanduser()
     if path.exists() and not path.is_dir():
         raise ValueError(f"{flag} {path} is a file; name a folder (it is made if missing)")
-    existing = path if path.exists() else path.parent
-    while not existing.exists():  # missing folders are made on write: the nearest existing one must take them
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ValueError(f"{flag} {path}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"{flag} {path}: the folder {existing} is not writable")
+    check_writable_from(path, path, flag)
     return path
 
 
