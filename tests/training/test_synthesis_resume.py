@@ -79,7 +79,7 @@ def test_records_from_before_the_recipe_was_stored_are_judged_by_what_they_hold(
 
 def test_the_bundled_expert_is_the_same_expert_from_any_install(tmp_path):
     from o1_retriever_training.experts import BUNDLED_EXPERT
-    from o1_retriever_training.synthesize import check_resume, expert_identity, recipe
+    from o1_retriever_training.recipe import check_resume, expert_identity, recipe
     args = SynthesisArguments(data=str(tmp_path), committee=["bm25"])
     assert expert_identity(args) == {"expert": BUNDLED_EXPERT}
     now = recipe(args, expert_identity(args))
@@ -92,7 +92,7 @@ def test_the_bundled_expert_is_the_same_expert_from_any_install(tmp_path):
 
 def test_a_folder_of_ones_own_named_like_the_bundled_expert_is_not_the_bundled_expert(tmp_path, monkeypatch):
     from o1_retriever_training.experts import BUNDLED_EXPERT
-    from o1_retriever_training.synthesize import check_resume, expert_identity, recipe
+    from o1_retriever_training.recipe import check_resume, expert_identity, recipe
     monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path / "cache"))
     own = tmp_path / "me" / "models" / "SmolLM2-135M-Instruct"  # say, another quantization than the bundled one
     own.mkdir(parents=True)
