@@ -286,9 +286,15 @@ class O1Index:
         if self._bm25 is not None:  # texts changed: the lexical index is rebuilt on the next hybrid search
             self._bm25.invalidate()
 
+    def _stored_metadata(self) -> dict:
+        """The collection's metadata as stored now. `collection.metadata` is what Chroma read when the collection was
+        opened: a change made since by another index or process (the incomplete mark of an `index` run) is not in it."""
+        return dict(self.client.get_collection(self.collection.name, embedding_function=None).metadata or {})
+
     def _set_incomplete(self, on: bool) -> None:
-        # modify() replaces the whole metadata and refuses the hnsw:* keys (the space lives in the configuration)
-        meta = {k: v for k, v in (self.collection.metadata or {}).items() if not k.startswith("hnsw:")}
+        # modify() replaces the whole metadata and refuses the hnsw:* keys (the space lives in the configuration);
+        # it starts from the stored metadata, so keys another writer set since this index opened are kept.
+        meta = {k: v for k, v in self._stored_metadata().items() if not k.startswith("hnsw:")}
         if bool(meta.get(INCOMPLETE_KEY)) == on:
             return
         # False rather than removed: Chroma refuses to set an empty metadata dict, and the model record no longer
@@ -299,7 +305,7 @@ class O1Index:
     @property
     def incomplete(self) -> bool:
         """True while (or after a crash of) an `add_resumable` run that has not finished."""
-        return bool((self.collection.metadata or {}).get(INCOMPLETE_KEY))
+        return bool(self._stored_metadata().get(INCOMPLETE_KEY))
 
     def _lexical(self) -> CollectionBM25:
         if self._bm25 is None:
