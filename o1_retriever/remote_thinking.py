@@ -16,6 +16,7 @@ import importlib
 import json
 import os
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
@@ -39,6 +40,11 @@ class ThinkerAPIError(RuntimeError):
         super().__init__(message)
 
 
+class RepeatedThoughtsWarning(UserWarning):
+    """A thinker behind an API wrote k > 1 thoughts per query that were all the same (they are worth one), or only
+    empty ones."""
+
+
 class RemoteThinker:
     """What `O1Embedder` needs of a thinker that is not an in-process transformers model: `think` (the signature of
     `thinking.Thinker.think`), `prompt_style`, `prompt` and a stable `fingerprint`. There is no model, tokenizer or
@@ -50,6 +56,7 @@ class RemoteThinker:
 
     def __init__(self, concurrency: int = 4):
         self.concurrency = check_positive_int(concurrency, "concurrency")
+        self._warned_repeats = self._warned_empty = False
 
     @property
     def fingerprint(self) -> str:
@@ -82,9 +89,41 @@ class RemoteThinker:
                     if len(texts) != k:
                         raise ThinkerAPIError(self.fingerprint, f"{self.fingerprint} returned {len(texts)} thoughts "
                                                                 f"for {query!r}, {k} were asked for")
-                thoughts += [[(t or "").strip() for t in texts] for texts in made]
+                made = [[(t or "").strip() for t in texts] for texts in made]
+                self._check_variety(made, k, config)
+                thoughts += made
                 bar.update(len(chunk))
         return thoughts
+
+    def _sampling(self, config: InferenceSettings) -> str | None:
+        """The sampling that should make k thoughts differ, in words; None when identical thoughts are expected."""
+        return "its own sampling settings (a temperature above 0, no fixed seed)"
+
+    def _check_variety(self, made: list[list[str]], k: int, config: InferenceSettings) -> None:
+        """Warn (once per thinker) when every query of a step got only empty thoughts, or k identical thoughts
+        although sampling was asked for: a server that ignores temperature and seed answers so, and nothing else
+        would tell."""
+        if not any(text for texts in made for text in texts):
+            if not self._warned_empty:
+                self._warned_empty = True
+                warnings.warn(f"{self.fingerprint} wrote only empty thoughts for {len(made)} "
+                              f"quer{'y' if len(made) == 1 else 'ies'}, so thinking adds nothing to them (a "
+                              "reasoning model may spend max_new_tokens before it answers; raise max_new_tokens)",
+                              RepeatedThoughtsWarning, stacklevel=2)
+            return
+        if k < 2 or self._warned_repeats or not all(len(set(texts)) == 1 for texts in made):
+            return
+        sampling = self._sampling(config)
+        if sampling is None:
+            return
+        self._warned_repeats = True
+        warnings.warn(f"{self.fingerprint}: the {k} thoughts were identical for each of {len(made)} "
+                      f"quer{'y' if len(made) == 1 else 'ies'} although the thinker samples with {sampling}, so they "
+                      "are worth one thought: the server appears to ignore temperature/seed (`transformers serve` "
+                      "samples only when the model's generation_config.json has \"do_sample\": true), or the model "
+                      "does not vary at this temperature. With a thought cache, these thoughts are cached: once the "
+                      "server samples, use a new cache path or thought_cache=False.", RepeatedThoughtsWarning,
+                      stacklevel=2)
 
     def _think(self, queries: list[str], k: int, config: InferenceSettings) -> list[list[str]]:
         raise NotImplementedError
@@ -110,7 +149,8 @@ class OpenAIThinker(RemoteThinker):
     chat template and prompt window apply. One request asks for all k thoughts (`n=k`); a server that answers
     with fewer choices (llama.cpp, `transformers serve`) or refuses `n` is then asked once per thought, each with
     its own seed. Up to `concurrency` requests are in flight; 408/409/429/5xx answers and lost connections are
-    retried `retries` times with exponential backoff (a numeric Retry-After is honoured, up to 30 s)."""
+    retried `retries` times with exponential backoff (a numeric Retry-After is honoured, up to 30 s). A server that
+    ignores temperature and seed answers k identical thoughts per query: a `RepeatedThoughtsWarning` says so, once."""
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, *, concurrency: int = 4,
                  timeout: float = 120.0, retries: int = 3, backoff: float = 0.5, n_per_request: bool | None = None):
@@ -140,6 +180,12 @@ class OpenAIThinker(RemoteThinker):
     @property
     def fingerprint(self) -> str:
         return f"openai:{self.base_url}|{self.model_name}"
+
+    def _sampling(self, config):
+        if config.temperature == 0:  # greedy was asked for: identical thoughts are what it gives
+            return None
+        seeds = "no seed" if config.seed is None else "a seed per thought"
+        return f"temperature={config.temperature:g}, top_p={config.top_p:g} and {seeds}"
 
     def _think(self, queries, k, config):
         import httpx  # noqa: F401  (checked before any thread starts)
@@ -289,6 +335,9 @@ class O1ServerThinker(RemoteThinker):
 
     def prompt(self, query: str) -> str:
         return query  # sent as is: the server wraps it in its own thinking prompt
+
+    def _sampling(self, config):
+        return None  # the server's own settings, which may be greedy
 
     def _think(self, queries, k, config):
         return self.client.think(queries, k=k, batch_size=max(1, len(queries)))

@@ -7,6 +7,11 @@
   ...) and forwards the rest to a real upstream server, recording every request body. transformers serve cannot be
   made to fail on demand; this is how a test sees retries, backoff and the requests the thinker sends. With
   `honour_n=True` it answers `n` choices, as vLLM and OpenAI do, by asking upstream n times.
+  With `forward_extra` it adds fields to what it forwards: `IGNORE_SAMPLING` makes transformers serve decode
+  greedily, ignoring temperature and seed, as it does for a model whose generation_config.json lacks do_sample.
+- `ChatStub`: a stdlib chat-completions server whose answers a function writes from each request (error bodies,
+  non-JSON, missing choices, slow replies, servers that ignore sampling or refuse `n` as llama.cpp does), for the
+  reply shapes no real server here gives on demand; `ignores_sampling` and `llama_cpp_like` are two such functions.
 - `LoopbackChatLLM`: a LlamaIndex LLM (a real `CustomLLM` subclass) that chats with such a server through httpx,
   because no LlamaIndex OpenAI LLM package (llama-index-llms-openai / -openai-like) is installed here.
 """
@@ -69,8 +74,10 @@ class ScriptedProxy:
     statuses (an OpenAI-style error body), then forwards to `upstream` (a …/v1 URL; None: keep failing with the
     last status). `proxy.bodies` holds every request's JSON body, `proxy.statuses` what each got back."""
 
-    def __init__(self, upstream: str | None, failures: list[int] = (), honour_n: bool = False):
+    def __init__(self, upstream: str | None, failures: list[int] = (), honour_n: bool = False,
+                 forward_extra: dict | None = None):
         self.upstream, self.failures, self.honour_n = upstream, list(failures), honour_n
+        self.forward_extra = forward_extra or {}
         self.bodies: list[dict] = []
         self.statuses: list[int] = []
         self._lock = threading.Lock()
@@ -89,7 +96,8 @@ class ScriptedProxy:
                 elif proxy.honour_n and body.get("n", 1) > 1:
                     status, data = proxy._fan_out(self.path, body)
                 else:
-                    reply = httpx.post(proxy.upstream + self.path.removeprefix("/v1"), json=body, timeout=60)
+                    reply = httpx.post(proxy.upstream + self.path.removeprefix("/v1"), json=body | proxy.forward_extra,
+                                       timeout=60)
                     status, data = reply.status_code, reply.content
                 with proxy._lock:
                     proxy.statuses.append(status)
@@ -112,6 +120,7 @@ class ScriptedProxy:
             single = {key: value for key, value in body.items() if key != "n"}
             if "seed" in single:
                 single["seed"] += j
+            single |= self.forward_extra
             reply = httpx.post(self.upstream + path.removeprefix("/v1"), json=single, timeout=60)
             if reply.status_code != 200:
                 return reply.status_code, reply.content
@@ -119,6 +128,81 @@ class ScriptedProxy:
         return 200, json.dumps(reply.json() | {"choices": choices}).encode()
 
     def __enter__(self) -> "ScriptedProxy":
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+
+# transformers serve's own field: generation settings over the model's; do_sample off is what a model without
+# do_sample in its generation config gets, whatever temperature and seed a request sends.
+IGNORE_SAMPLING = {"generation_config": json.dumps({"do_sample": False})}
+
+
+def chat_reply(*texts, **fields) -> dict:
+    """An OpenAI chat-completions body with one choice per text."""
+    return {"id": "stub", "object": "chat.completion", "model": "stub", **fields,
+            "choices": [{"index": i, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
+                        for i, text in enumerate(texts)]}
+
+
+def ignores_sampling(body: dict):
+    """One choice that depends on the prompt only: temperature, top_p, seed and n make no difference."""
+    return 200, chat_reply(f"a passage on {body['messages'][-1]['content'][-24:]}"), {}
+
+
+def llama_cpp_like(body: dict):
+    """llama.cpp server: `n` other than 1 is refused with HTTP 500; otherwise one choice that follows the seed."""
+    if body.get("n", 1) != 1:
+        return 500, {"error": {"code": 500, "message": "Only one completion choice is allowed",
+                               "type": "server_error"}}, {}
+    return 200, chat_reply(f"thought {body.get('seed')} at {body.get('temperature')}"), {}
+
+
+class ChatStub:
+    """`with ChatStub(answer) as stub:` stub.url (…/v1) answers each POST with `answer(body)`: (status, reply,
+    headers), reply a dict (sent as JSON), a str or bytes (sent as they are), after `delay` seconds. `stub.bodies`,
+    `stub.headers` and `stub.paths` record every request's JSON body, headers and path (with its query)."""
+
+    def __init__(self, answer, delay: float = 0.0):
+        self.answer, self.delay = answer, delay
+        self.bodies: list[dict] = []
+        self.headers: list[dict] = []
+        self.paths: list[str] = []
+        self._lock = threading.Lock()
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                with stub._lock:
+                    stub.bodies.append(body)
+                    stub.headers.append(dict(self.headers))
+                    stub.paths.append(self.path)
+                status, reply, headers = stub.answer(body)
+                data = json.dumps(reply).encode() if isinstance(reply, dict) else (
+                    reply.encode() if isinstance(reply, str) else reply)
+                time.sleep(stub.delay)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json" if isinstance(reply, dict) else "text/html")
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):  # quiet test output
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.root = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self.url = self.root + "/v1"
+
+    def __enter__(self) -> "ChatStub":
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         return self

@@ -7,10 +7,12 @@ real `CustomLLM` subclass that calls the same server through httpx, since no Lla
 installed (see chat_servers.py)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import sys
 import types
+import warnings
 
 import numpy as np
 import pytest
@@ -18,9 +20,11 @@ import pytest
 from o1_retriever import O1Embedder
 from o1_retriever.encoding import SentenceEncoder
 from o1_retriever.formatting import CHAT_INSTRUCTION
-from o1_retriever.remote_thinking import LangChainThinker, LlamaIndexThinker, OpenAIThinker, ThinkerAPIError
+from o1_retriever.remote_thinking import (LangChainThinker, LlamaIndexThinker, OpenAIThinker, RepeatedThoughtsWarning,
+                                          ThinkerAPIError)
 from o1_retriever.settings import InferenceSettings
-from tests.o1_retriever.chat_servers import ScriptedProxy, free_port, loopback_chat_llm_class, transformers_serve
+from tests.o1_retriever.chat_servers import (IGNORE_SAMPLING, ScriptedProxy, free_port, loopback_chat_llm_class,
+                                             transformers_serve)
 
 pytest.importorskip("httpx")
 pytest.importorskip("fastapi", reason="transformers serve needs FastAPI and uvicorn")
@@ -84,6 +88,42 @@ def test_k_thoughts_per_query_from_a_server_that_ignores_n(server):
     assert again == thoughts  # transformers serve honours the seeds: the same thoughts again
 
 
+def test_a_server_that_ignores_temperature_and_seed_is_warned_about_once(server):
+    """transformers serve over a model whose generation config does not sample decodes greedily whatever temperature
+    and seed a request sends: k identical thoughts per query, worth one. The thinker sends the standard sampling
+    fields, a seed per thought, and says once that the server ignored them."""
+    url, model = server
+    with ScriptedProxy(url, forward_extra=IGNORE_SAMPLING) as proxy:
+        thinker = OpenAIThinker(proxy.url, model, retries=0, concurrency=1)
+        with pytest.warns(RepeatedThoughtsWarning) as caught:
+            thoughts = thinker.think(QUERIES, 3, SETTINGS)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # once per thinker: not again
+            assert thinker.think(QUERIES[:1], 3, SETTINGS) == thoughts[:1]
+    assert [len(set(ts)) for ts in thoughts] == [1, 1] and all(ts[0] for ts in thoughts)
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert message.startswith(f"openai:{proxy.url}|{model}: the 3 thoughts were identical for each of 2 queries "
+                              "although the thinker samples with temperature=0.7, top_p=0.9 and a seed per thought")
+    assert "the server appears to ignore temperature/seed" in message and '"do_sample": true' in message
+    for query in QUERIES:
+        asked = [b for b in proxy.bodies[:6] if CHAT_INSTRUCTION.format(query=query) in b["messages"][0]["content"]]
+        assert len({b["seed"] for b in asked}) == 3
+        assert {(b["temperature"], b["top_p"]) for b in asked} == {(0.7, 0.9)}
+    # Greedy decoding asked for: identical thoughts are expected, nothing to say.
+    with ScriptedProxy(url, forward_extra=IGNORE_SAMPLING) as proxy, warnings.catch_warnings():
+        warnings.simplefilter("error")
+        OpenAIThinker(proxy.url, model, retries=0).think(QUERIES, 3, dataclasses.replace(SETTINGS, temperature=0.0))
+
+
+def test_a_server_that_samples_gets_no_warning(server):
+    url, model = server
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        thoughts = OpenAIThinker(url, model, retries=0, concurrency=1).think(QUERIES, 3, SETTINGS)
+    assert all(len(set(ts)) > 1 for ts in thoughts)
+
+
 def test_a_server_that_honours_n_gets_one_request_per_query(server):
     url, model = server
     with ScriptedProxy(url, honour_n=True) as proxy:
@@ -97,7 +137,6 @@ def test_a_server_that_honours_n_gets_one_request_per_query(server):
 
 
 def test_min_new_tokens_is_sent_as_min_tokens():
-    import dataclasses
     with ScriptedProxy(None, failures=[400]) as proxy:  # records the request, then refuses it
         with pytest.raises(ThinkerAPIError):
             OpenAIThinker(proxy.url, "m", retries=0).think(["q"], 1, dataclasses.replace(SETTINGS, min_new_tokens=4))
