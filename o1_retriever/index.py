@@ -6,6 +6,7 @@ import math
 import re
 import uuid
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -14,13 +15,15 @@ from tqdm.auto import tqdm
 from .chroma import open_collection  # also registers the O1 function with Chroma, for any collection read here
 from .fusion import resolve_hybrid
 from .hybrid import CollectionBM25, dense_pool, fuse_with_bm25
-from .validation import as_text_list, check_k, check_positive_int
+from .validation import as_text_list, check_k, check_positive_int, check_unicode
 
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]")
 # Set in the collection's metadata while `add_resumable` (the `index` command) runs: a collection that still has
 # it was left half-written by a run that died, and searching it warns until a re-run finishes the job.
 INCOMPLETE_KEY = "o1:incomplete"
 METADATA_TYPES = (str, int, float, bool)
+# Chroma's own keys ('chroma:document'), ours, and the prefixes Chroma refuses in a key ('$' and '#' start its operators)
+RESERVED_KEY_PREFIXES = ("chroma:", "o1:", "$", "#")
 
 
 @dataclass
@@ -104,9 +107,10 @@ def check_metadata(metadata, where: str) -> dict | None:
     if not isinstance(metadata, dict):
         raise TypeError(f"{where} must be a dict or None, got {type(metadata).__name__}")
     for key, value in metadata.items():
-        if not isinstance(key, str) or not key or key.startswith(("chroma:", "o1:")):
+        if not isinstance(key, str) or not key or key.startswith(RESERVED_KEY_PREFIXES):
             raise ValueError(f"{where}: metadata key {key!r} is not allowed (a non-empty str, not starting with "
-                             "'chroma:' or 'o1:')")
+                             f"{' or '.join(map(repr, RESERVED_KEY_PREFIXES))})")
+        check_unicode(key, f"{where}: metadata key {key!r}")
         if not isinstance(value, METADATA_TYPES):
             raise TypeError(f"{where}[{key!r}] is a {type(value).__name__} ({value!r:.60}); metadata values must be "
                             "str, int, float or bool (flatten nested fields into keys of their own)")
@@ -115,7 +119,15 @@ def check_metadata(metadata, where: str) -> dict | None:
         if isinstance(value, int) and not -2**63 <= value < 2**63:  # Chroma would store a rounded float
             raise ValueError(f"{where}[{key!r}] is {value}; metadata ints must fit in 64 bits "
                              "(-2**63 to 2**63-1): store a larger number as a str")
+        if isinstance(value, str):
+            check_unicode(value, f"{where}[{key!r}]")
     return dict(metadata) or None
+
+
+def _typed(metadata: dict | None) -> dict | None:
+    """Metadata with each value's type beside it: Python finds 1 == True == 1.0, Chroma stores (and filters) them
+    as different values, so a re-run that changes only the type must rewrite the record."""
+    return {key: (type(value), value) for key, value in metadata.items()} if metadata else None
 
 
 class O1Index:
@@ -163,8 +175,11 @@ class O1Index:
             raise ValueError(f"ids must be unique within one add() call; repeated: {dupes}")
         if metadatas is None:
             return ids, texts, [None] * len(ids)
-        if isinstance(metadatas, dict) or len(metadatas) != len(ids):
-            raise ValueError("metadatas must be a list with one dict (or None) per id")
+        if isinstance(metadatas, (dict, str, bytes)) or not isinstance(metadatas, Iterable):
+            raise TypeError(f"metadatas must be a list with one dict (or None) per id, got {type(metadatas).__name__}")
+        metadatas = list(metadatas)  # a generator or tuple as well as a list
+        if len(metadatas) != len(ids):
+            raise ValueError(f"metadatas must have one dict (or None) per id: got {len(metadatas)} for {len(ids)} ids")
         return ids, texts, [check_metadata(m, f"metadatas[{i}] (id {ids[i]!r})") for i, m in enumerate(metadatas)]
 
     def add(self, ids, texts, metadatas=None, batch_size: int = 64, show_progress_bar: bool | None = None) -> int:
@@ -201,8 +216,8 @@ class O1Index:
             for start in tqdm(range(0, len(ids), batch_size), desc="Indexing", disable=not show):
                 end = start + batch_size
                 stored = self.collection.get(ids=ids[start:end], include=["documents", "metadatas"])
-                have = {i: (d, m or None) for i, d, m in zip(stored["ids"], stored["documents"], stored["metadatas"])}
-                todo = [j for j in range(start, min(end, len(ids))) if have.get(ids[j]) != (texts[j], metas[j])]
+                have = {i: (d, _typed(m)) for i, d, m in zip(stored["ids"], stored["documents"], stored["metadatas"])}
+                todo = [j for j in range(start, min(end, len(ids))) if have.get(ids[j]) != (texts[j], _typed(metas[j]))]
                 if todo:
                     vectors = self.embedder.encode_documents([texts[j] for j in todo], batch_size=min(batch_size, 32))
                     self._replace([ids[j] for j in todo], [texts[j] for j in todo], list(vectors),
