@@ -6,8 +6,10 @@ from typing import Any, Optional, Union
 from langchain_core.embeddings import Embeddings
 from langchain_core.runnables.config import run_in_executor
 from o1_retriever import O1Embedder, QueryEncoding
+from o1_retriever.chroma import num_thoughts_arg
 from o1_retriever.server.client import DEFAULT_TIMEOUT, RemoteEmbedder
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
+from o1_retriever.validation import check_positive_int
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 
 class O1Embeddings(BaseModel, Embeddings):
@@ -41,6 +43,18 @@ class O1Embeddings(BaseModel, Embeddings):
     # Pydantic runs this model's "after" validator again when an instance is passed as another model's field
     # (O1Retriever(embeddings=...)): the embedder built here from url or model must not read as a conflict then.
     _built_here: bool = PrivateAttr(default=False)
+
+    # before pydantic's coercion: num_thoughts=True or "3" is a mistake, not 1 or 3, and a count past the engine's
+    # limit is refused here, under this name, not at the first query as the engine's `k`
+    @field_validator("num_thoughts", mode="before")
+    @classmethod
+    def _check_num_thoughts(cls, n: Any) -> int:
+        return num_thoughts_arg(n, None, "O1Embeddings")
+
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _check_batch_size(cls, n: Any) -> int:
+        return check_positive_int(n, "batch_size")
 
     @model_validator(mode="after")
     def _load_model(self) -> "O1Embeddings":

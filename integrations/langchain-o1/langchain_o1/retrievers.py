@@ -9,10 +9,10 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables.config import run_in_executor
 from langchain_core.vectorstores import VectorStore
 from o1_retriever import QueryEncoding
-from o1_retriever.chroma import check_model, model_record
+from o1_retriever.chroma import check_model, model_record, num_thoughts_arg
 from o1_retriever.fusion import DEFAULT_DENSE_WEIGHT, resolve_hybrid
 from o1_retriever.hybrid import CollectionBM25, dense_pool, fuse_with_bm25
-from o1_retriever.validation import check_choice, check_k, check_positive_int
+from o1_retriever.validation import check_choice, check_positive_int
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from langchain_o1.embeddings import O1Embeddings
@@ -89,10 +89,10 @@ class O1Retriever(BaseRetriever):
     def _check_k(cls, k: int) -> int:
         return check_positive_int(k, "k")
 
-    @field_validator("num_thoughts")
+    @field_validator("num_thoughts", mode="before")  # before coercion, as k: num_thoughts=True is not 1
     @classmethod
-    def _check_num_thoughts(cls, n: Optional[int]) -> Optional[int]:
-        return None if n is None else check_k(n)
+    def _check_num_thoughts(cls, n: Any) -> Optional[int]:
+        return None if n is None else num_thoughts_arg(n, None, "O1Retriever")
 
     @field_validator("search_type")
     @classmethod

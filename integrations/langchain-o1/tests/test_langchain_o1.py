@@ -120,7 +120,7 @@ def test_bad_arguments_raise_clear_errors(tiny_embedder, store, tmp_path):
         O1Retriever(vectorstore=store._collection)
     with pytest.raises(ValidationError, match="k must be > 0"):
         O1Retriever(vectorstore=store, k=0)
-    with pytest.raises(ValidationError, match="k must be >= 0"):
+    with pytest.raises(ValidationError, match="num_thoughts must be >= 0"):
         O1Retriever(vectorstore=store, num_thoughts=-1)
     with pytest.raises(ValidationError, match="extra"):
         O1Retriever(vectorstore=store, top_k=3)
@@ -319,3 +319,19 @@ def test_embed_documents_refuses_a_bare_string_or_none(tiny_embedder):
     with pytest.raises(TypeError, match="texts must be a list of str, got NoneType"):
         embeddings.embed_documents(None)  # was: []
     assert embeddings.embed_documents(("a passage",)) == embeddings.embed_documents(["a passage"])
+
+
+def test_num_thoughts_and_batch_size_are_checked_when_built(tiny_embedder, store):
+    # was: True and "3" coerced to 1 and 3, and 100 accepted until the first query failed naming the engine's `k`
+    for make in (lambda n: O1Embeddings(embedder=tiny_embedder, num_thoughts=n),
+                 lambda n: O1Retriever(vectorstore=store, num_thoughts=n)):
+        with pytest.raises(TypeError, match="num_thoughts must be an int >= 0 .*got True"):
+            make(True)
+        with pytest.raises(TypeError, match="num_thoughts must be an int >= 0 .*got '3'"):
+            make("3")
+        with pytest.raises(ValidationError, match="num_thoughts must be >= 0 .*at most 64 .*got 100"):
+            make(100)
+    with pytest.raises(TypeError, match="batch_size must be a positive int, got True"):
+        O1Embeddings(embedder=tiny_embedder, batch_size=True)
+    assert O1Embeddings(embedder=tiny_embedder, num_thoughts=64).num_thoughts == 64
+
