@@ -148,6 +148,8 @@ class O1Retriever(BaseRetriever):
         return self.embeddings.num_thoughts if self.num_thoughts is None else self.num_thoughts
 
     def _search(self, query: str, k: Optional[int]) -> tuple[list[float], list[str], int]:
+        if not isinstance(query, str):  # a chain's dict reaching the retriever: say so, not "unhashable type"
+            raise TypeError(f"query must be a str, got {type(query).__name__}: {query!r:.80}")
         k = self.k if k is None else check_positive_int(k, "k")
         encoding = self._prefetched.get((query, self._thoughts()))
         if encoding is None:

@@ -335,3 +335,11 @@ def test_num_thoughts_and_batch_size_are_checked_when_built(tiny_embedder, store
         O1Embeddings(embedder=tiny_embedder, batch_size=True)
     assert O1Embeddings(embedder=tiny_embedder, num_thoughts=64).num_thoughts == 64
 
+
+def test_a_query_that_is_not_a_str_is_named(store):
+    retriever = O1Retriever(vectorstore=store, k=2)
+    with pytest.raises(TypeError, match=r"query must be a str, got dict: \{'question'"):
+        retriever.invoke({"question": QUERY})  # was: "unhashable type: 'dict'"
+    with pytest.raises(TypeError, match="query must be a str, got list"):
+        asyncio.run(retriever.ainvoke([QUERY]))
+
