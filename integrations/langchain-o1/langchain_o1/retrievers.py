@@ -12,7 +12,7 @@ from o1_retriever import QueryEncoding
 from o1_retriever.chroma import check_model, model_record, num_thoughts_arg
 from o1_retriever.fusion import DEFAULT_DENSE_WEIGHT, resolve_hybrid
 from o1_retriever.hybrid import CollectionBM25, dense_pool, fuse_with_bm25
-from o1_retriever.validation import check_choice, check_positive_int
+from o1_retriever.validation import as_text_list, check_choice, check_positive_int
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from langchain_o1.embeddings import O1Embeddings
@@ -159,7 +159,8 @@ class O1Retriever(BaseRetriever):
     def _prefetch(self, inputs: list) -> list:
         """Think about every query of a batch in one `encode_queries` call (batched generation is several times
         faster per query than one query per thread); each query's thoughts are its own, as with `invoke`."""
-        queries = sorted({q for q in inputs if isinstance(q, str) and q.strip()})
+        # A bad query is left to its own call, which fails alone with its own error (return_exceptions=True holds)
+        queries = sorted({q for q in inputs if _valid_query(q)})
         n = self._thoughts()
         todo = [q for q in queries if (q, n) not in self._prefetched]
         if len(todo) > 1:
@@ -252,6 +253,14 @@ class O1Retriever(BaseRetriever):
                                   where=kwargs.get("filter"), where_document=kwargs.get("where_document"))
         return [found[h.id] if h.text is None else Document(page_content=h.text, metadata=h.metadata, id=h.id)
                 for h in ranked]
+
+
+def _valid_query(query: Any) -> bool:
+    try:
+        as_text_list(query, "query")
+    except (TypeError, ValueError):
+        return False
+    return isinstance(query, str)
 
 
 def _with_thoughts(docs: list[Document], thoughts: list[str]) -> list[Document]:

@@ -343,3 +343,18 @@ def test_a_query_that_is_not_a_str_is_named(store):
     with pytest.raises(TypeError, match="query must be a str, got list"):
         asyncio.run(retriever.ainvoke([QUERY]))
 
+
+def test_one_bad_query_fails_alone_in_a_batch(recording_embedder, scifact_docs):
+    store = InMemoryVectorStore.from_texts([d["text"] for d in scifact_docs[:6]],
+                                           O1Embeddings(embedder=recording_embedder, num_thoughts=1))
+    retriever = O1Retriever(vectorstore=store, k=2)
+    queries = ["insulin and diabetes", "bad \ud800 text", "breast cancer prognosis", "   ", {"q": 1}]
+    for results in (retriever.batch(queries, return_exceptions=True),
+                    asyncio.run(retriever.abatch(queries, return_exceptions=True))):
+        # was: the whole batch raised, naming queries[1] of its own sorted list
+        assert [type(r).__name__ for r in results] == ["list", "ValueError", "list", "ValueError", "TypeError"]
+        assert "lone surrogate" in str(results[1]) and "got dict" in str(results[4])
+        assert [d.page_content for d in results[2]] == [d.page_content for d in retriever.invoke(queries[2])]
+    recording_embedder.threads.clear()
+    retriever.batch(queries[:3], return_exceptions=True)
+    assert len(recording_embedder.threads) == 2  # the good queries still think in one batched call (+ the bad one)
