@@ -135,11 +135,15 @@ class O1EmbeddingFunction(EmbeddingFunction[Documents]):
         return self._embedder
 
     def __call__(self, input: Documents) -> Embeddings:
-        vectors = self.embedder.encode_documents(list(input), batch_size=self.batch_size)
+        # One str is one document (list() would embed each character); the embedder names a None or non-str input.
+        documents = [input] if isinstance(input, str) else input
+        if isinstance(documents, (list, tuple)) and not documents:  # Chroma's wrapper fails on [] with an IndexError
+            raise ValueError("O1EmbeddingFunction got no documents (an empty list): pass at least one text")
+        vectors = self.embedder.encode_documents(documents, batch_size=self.batch_size)
         return list(vectors)
 
     def embed_query(self, input: Documents) -> Embeddings:
-        queries = [input] if isinstance(input, str) else list(input)
+        queries = [input] if isinstance(input, str) else input
         vectors = self.embedder.encode_queries(queries, k=self.num_thoughts, batch_size=self.batch_size)
         return list(vectors)
 

@@ -124,6 +124,22 @@ def test_bad_arguments_raise_clear_errors(tiny_embedder, collection):
     assert collection.count() == len(DOCS)  # a failed call loses nothing
 
 
+def test_called_directly_one_str_is_one_document(tiny_embedder):
+    """`function("river")` embedded each character (five vectors); None and [] failed with TypeError / IndexError
+    naming nothing."""
+    function = O1EmbeddingFunction(tiny_embedder, num_thoughts=1)
+    vectors = function("river water")
+    assert len(vectors) == 1
+    np.testing.assert_allclose(vectors[0], tiny_embedder.encode_documents("river water"), atol=1e-5)
+    with pytest.raises(TypeError, match="documents must be a str or a list of str, got None"):
+        function(None)
+    with pytest.raises(ValueError, match="got no documents"):
+        function([])
+    with pytest.raises(TypeError, match="queries must be a str or a list of str, got None"):
+        function.embed_query(None)
+    assert len(function.embed_query(QUERY)) == 1
+
+
 def test_composite_embedders_explain_how_to_reopen():
     function = O1EmbeddingFunction.build_from_config({"model": "composite:a+b", "options": {}})
     with pytest.raises(ValueError, match="composite"):
