@@ -28,7 +28,8 @@ from .settings import InferenceSettings
 from .validation import check_positive_int
 
 API_KEY_ENV = "OPENAI_API_KEY"  # read when no api_key is given, as the OpenAI SDK does
-RETRYABLE = frozenset({408, 409, 429}) | frozenset(range(500, 600))
+SERVER_ERRORS = frozenset(range(500, 600))
+RETRYABLE = frozenset({408, 409, 429}) | SERVER_ERRORS
 _SECRET_WORDS = ("key", "token", "secret", "password")
 
 
@@ -147,8 +148,8 @@ class OpenAIThinker(RemoteThinker):
     Sampling comes from the embedder's settings (temperature, top_p, max_new_tokens as max_tokens, and a seed per
     query derived from `seed`, so a server that honours seeds writes the same thoughts again); the server's own
     chat template and prompt window apply. One request asks for all k thoughts (`n=k`); a server that answers
-    with fewer choices (llama.cpp, `transformers serve`) or refuses `n` is then asked once per thought, each with
-    its own seed. Up to `concurrency` requests are in flight; 408/409/429/5xx answers and lost connections are
+    with fewer choices (`transformers serve`, Ollama) or refuses `n` (llama.cpp, with HTTP 500) is then asked once
+    per thought, each with its own seed. Up to `concurrency` requests are in flight; 408/409/429/5xx answers and lost connections are
     retried `retries` times with exponential backoff (a numeric Retry-After is honoured, up to 30 s). A server that
     ignores temperature and seed answers k identical thoughts per query: a `RepeatedThoughtsWarning` says so, once."""
 
@@ -176,6 +177,7 @@ class OpenAIThinker(RemoteThinker):
         self.api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
         self.timeout, self.retries, self.backoff = float(timeout), retries, float(backoff)
         self.n_per_request = n_per_request  # None until a reply shows whether the server honours n
+        self._n_refusals = 0
 
     @property
     def fingerprint(self) -> str:
@@ -201,20 +203,26 @@ class OpenAIThinker(RemoteThinker):
             payload["min_tokens"] = config.min_new_tokens
         texts: list[str] = []
         if self.n_per_request is not False and k > 1:
-            try:
-                texts = self._choices(client, payload | _seed(seeds, 0) | {"n": k})
+            probing = self.n_per_request is None
+            try:  # a refusal of n is not retried: it comes at once, and again
+                texts = self._choices(client, payload | _seed(seeds, 0) | {"n": k}, retry_5xx=not probing)
+                self.n_per_request = len(texts) >= k
             except ThinkerAPIError as error:
-                if error.status is None or error.status in RETRYABLE or self.n_per_request:
+                if not probing or error.status is None or error.status in (408, 409, 429):
                     raise
-                # A 4xx to n > 1: try one thought; if that works, the server refuses n (else the error is real).
+                # An error status to n > 1: ask for one thought (if that fails too, its error is the real one). A 4xx
+                # refuses n; a 5xx may (llama.cpp: 500 "Only one completion choice is allowed") or be an outage, so
+                # a second one settles it.
                 texts = self._choices(client, payload | _seed(seeds, 0))
-            self.n_per_request = len(texts) >= k
+                self._n_refusals += 1
+                if error.status < 500 or self._n_refusals >= 2:
+                    self.n_per_request = False
         while len(texts) < k:  # thought j asks with seed j, so the k thoughts differ
             texts += self._choices(client, payload | _seed(seeds, len(texts)))[:1]
         return texts[:k]
 
-    def _choices(self, client, payload: dict) -> list[str]:
-        reply = self._post(client, payload)
+    def _choices(self, client, payload: dict, retry_5xx: bool = True) -> list[str]:
+        reply = self._post(client, payload, retry_5xx)
         try:
             choices = reply["choices"]
             texts = [choice["message"]["content"] or "" for choice in choices]
@@ -225,8 +233,9 @@ class OpenAIThinker(RemoteThinker):
             raise ThinkerAPIError(self.url, f"{self.url} (model {self.model_name!r}) answered with no choices", 200)
         return texts
 
-    def _post(self, client, payload: dict) -> dict:
+    def _post(self, client, payload: dict, retry_5xx: bool = True) -> dict:
         import httpx
+        retryable = RETRYABLE if retry_5xx else RETRYABLE - SERVER_ERRORS
         for attempt in range(self.retries + 1):
             last = attempt == self.retries
             wait = self.backoff * 2 ** attempt
@@ -247,7 +256,7 @@ class OpenAIThinker(RemoteThinker):
                     except ValueError as error:
                         raise ThinkerAPIError(self.url, f"{self.url} answered HTTP 200 with a body that is not "
                                                         f"JSON: {response.text[:300]!r}", 200) from error
-                if response.status_code not in RETRYABLE or last:
+                if response.status_code not in retryable or last:
                     tries = f" after {attempt + 1} tries" if attempt else ""
                     raise ThinkerAPIError(self.url, f"{self.url} answered HTTP {response.status_code}{tries} for "
                                                     f"model {self.model_name!r}: {_detail(response)}",

@@ -5,13 +5,14 @@ base URLs as users write them, and API keys that must not leak. Each server is a
 server on demand."""
 from __future__ import annotations
 
+import time
 import warnings
 
 import pytest
 
 from o1_retriever.remote_thinking import OpenAIThinker, RepeatedThoughtsWarning
 from o1_retriever.settings import InferenceSettings
-from tests.o1_retriever.chat_servers import ChatStub, chat_reply, ignores_sampling
+from tests.o1_retriever.chat_servers import ChatStub, chat_reply, ignores_sampling, llama_cpp_like
 
 pytest.importorskip("httpx")
 
@@ -51,3 +52,33 @@ def test_only_empty_thoughts_are_warned_about(content):
         with pytest.warns(RepeatedThoughtsWarning, match=r"wrote only empty thoughts for 2 queries") as got:
             thoughts = OpenAIThinker(stub.url, "m", retries=0).think(QUERIES, 2, SETTINGS)
     assert thoughts == [["", ""], ["", ""]] and len(got) == 1  # not also called identical
+
+
+def test_llama_cpp_refusing_n_with_a_500_is_asked_once_per_thought():
+    """llama.cpp server answers n != 1 with HTTP 500 "Only one completion choice is allowed": not a fault to retry.
+    A 500 may also be an outage, so the thinker asks with n again once before it stops asking."""
+    queries = QUERIES + ["tides and the moon"]
+    with ChatStub(llama_cpp_like) as stub:
+        thinker = OpenAIThinker(stub.url, "m", backoff=1.0, concurrency=1)  # 3 retries: 7 s of backoff if retried
+        start = time.monotonic()
+        thoughts = thinker.think(queries, 3, SETTINGS)
+        assert time.monotonic() - start < 5
+    assert thinker.n_per_request is False and [len(set(ts)) for ts in thoughts] == [3, 3, 3]
+    assert [b.get("n", 1) for b in stub.bodies] == [3, 1, 1, 1, 3, 1, 1, 1, 1, 1, 1]
+    assert all(t.startswith("thought ") for ts in thoughts for t in ts)
+
+
+def test_one_500_to_n_does_not_stop_a_server_that_honours_n_from_being_asked_with_n():
+    failed = []
+
+    def flaky_then_honours_n(body):  # vLLM-like: n choices, but the very first request meets an outage
+        if not failed:
+            failed.append(body)
+            return 503, {"object": "error", "message": "overloaded", "type": "ServiceUnavailable", "code": 503}, {}
+        return 200, chat_reply(*[f"thought {body.get('seed')} {j}" for j in range(body.get("n", 1))]), {}
+
+    with ChatStub(flaky_then_honours_n) as stub:
+        thinker = OpenAIThinker(stub.url, "m", backoff=0, concurrency=1)
+        thoughts = thinker.think(QUERIES, 2, SETTINGS)
+    assert thinker.n_per_request is True and [len(set(ts)) for ts in thoughts] == [2, 2]
+    assert [b.get("n", 1) for b in stub.bodies] == [2, 1, 1, 2]

@@ -204,13 +204,15 @@ def test_a_500_is_retried_then_reported_with_url_and_status():
                                                   r"'m': scripted 500") as info:
             thinker.think(QUERIES[:1], 2, SETTINGS)
     assert info.value.status == 500 and info.value.url == proxy.url + "/chat/completions"
-    assert proxy.statuses == [500, 500, 500]
+    # n=2 is asked once (a server refusing n may answer 500, as llama.cpp does), then one thought, 3 tries
+    assert proxy.statuses == [500] * 4 and [b.get("n", 1) for b in proxy.bodies] == [2, 1, 1, 1]
 
 
 def test_429_and_503_are_retried_until_the_server_answers(server):
     url, model = server
     with ScriptedProxy(url, failures=[429, 503]) as proxy:
-        thoughts = OpenAIThinker(proxy.url, model, retries=2, backoff=0, concurrency=1).think(QUERIES[:1], 2, SETTINGS)
+        thoughts = OpenAIThinker(proxy.url, model, retries=2, backoff=0, concurrency=1, n_per_request=False).think(
+            QUERIES[:1], 2, SETTINGS)
     assert [len(ts) for ts in thoughts] == [2]
     assert proxy.statuses[:2] == [429, 503] and set(proxy.statuses[2:]) == {200}
     assert proxy.bodies[0] == proxy.bodies[2]  # the same request, sent again
