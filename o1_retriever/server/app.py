@@ -18,7 +18,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..validation import MAX_K, as_text_list, check_k
-from .batching import Batcher, Result
+from .batching import Batcher, Result, ShuttingDown
 from .deps import require
 from .metrics import Metrics
 
@@ -233,6 +233,14 @@ class _Guard:
         answer = answer or self.app
         try:
             await answer(scope, receive, send_status)
+        except asyncio.CancelledError:
+            # uvicorn cancels the requests still running when --graceful-timeout runs out: answer them in the API's
+            # shape (a 503 clients retry) instead of its plain-text 500 and a traceback per request.
+            if status:  # the answer had started: the connection just closes
+                raise
+            await _error(503, "the server shut down before this request finished (it was still running when "
+                              "--graceful-timeout ran out); send it again once the server is back",
+                         code="server_shutting_down")(scope, receive, send_status)
         finally:
             self.metrics.requests.labels(route, str(status[0] if status else 500)).inc()
             self.metrics.latency.labels(route).observe(time.perf_counter() - started)
@@ -309,6 +317,9 @@ async def _submit(request: Request, batcher: Batcher, kind: str, texts: list[str
         return None
     try:
         return Result.join(work.result())
+    except ShuttingDown as e:
+        raise ApiError(503, f"{e}: send the request again once the server is back", code="server_shutting_down") \
+            from e
     except Exception as e:
         raise ApiError(500, f"the engine failed on this batch: {type(e).__name__}: {e}", code="engine_error") from e
 

@@ -15,15 +15,17 @@ from .deps import require
 
 
 class BackgroundServer:
-    """`start()` returns once the port accepts connections; `stop()` lets in-flight requests finish first."""
+    """`start()` returns once the port accepts connections; `stop()` lets in-flight requests finish first, for up to
+    `graceful_timeout` seconds (None: as long as they take), as `serve --graceful-timeout`."""
 
     def __init__(self, embedder, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning",
-                 start_timeout: float = 60.0, **app_options):
+                 start_timeout: float = 60.0, graceful_timeout: float | None = None, **app_options):
         from .app import create_app
         uvicorn = require("uvicorn")
         self.app = create_app(embedder, **app_options)
         self.host, self.start_timeout = host, start_timeout
-        self._server = uvicorn.Server(uvicorn.Config(self.app, host=host, port=port, log_level=log_level))
+        self._server = uvicorn.Server(uvicorn.Config(self.app, host=host, port=port, log_level=log_level,
+                                                     timeout_graceful_shutdown=graceful_timeout))
         self._thread: threading.Thread | None = None
         self.port: int | None = None
 

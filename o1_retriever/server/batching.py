@@ -25,6 +25,10 @@ from ..validation import check_choice
 KINDS = ("query", "document", "think")
 
 
+class ShuttingDown(RuntimeError):
+    """The batcher stopped before this work ran: the server is shutting down (HTTP 503, not an engine failure)."""
+
+
 @dataclass
 class Result:
     """One request's share of a batch: vectors (query/document), thoughts (query/think), tokens read."""
@@ -67,7 +71,8 @@ class Batcher:
         self.embedder, self.max_batch, self.max_wait = embedder, max_batch, max_wait_ms / 1000
         self.metrics = metrics
         self._jobs: deque[_Job] = deque()
-        self._gathering: list[_Job] = []
+        self._gathering: list[_Job] = []  # taken from the queue, waiting for company
+        self._running: list[_Job] = []  # in the engine now
         self._arrived: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         # One engine thread: the model runs one forward at a time anyway (thinking.model_lock), and one thread
@@ -89,17 +94,23 @@ class Batcher:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        for job in self._jobs:  # nothing should be left (the server drains requests first); never hang a client
+        # Nothing should be left (uvicorn drains or cancels requests first), but a job queued, gathering or in the
+        # engine when the worker stopped would otherwise never resolve: its client would wait forever.
+        for job in [*self._jobs, *self._gathering, *self._running]:
             if not job.future.done():
-                job.future.set_exception(RuntimeError("the server is shutting down"))
+                job.future.set_exception(ShuttingDown("the server is shutting down"))
         self._jobs.clear()
-        self._engine.shutdown(wait=True)
+        self._gathering = self._running = []
+        # Off the event loop: a batch still in the engine finishes while the loop sends the answers already made.
+        await asyncio.to_thread(self._engine.shutdown, wait=True)
 
     async def submit(self, kind: str, texts: list[str], k: int = 0) -> Result:
         """The result for `texts`. Cancelling the caller cancels the job: still queued, it is never computed."""
         check_choice(kind, "kind", KINDS)
-        if self._task is None or self._task.done():
+        if self._task is None:
             raise RuntimeError("the batcher is not running (start() it inside the event loop first)")
+        if self._task.done():
+            raise ShuttingDown("the server is shutting down")
         job = _Job(kind, k, list(texts), asyncio.get_running_loop().create_future())
         self._jobs.append(job)
         self._arrived.set()
@@ -163,12 +174,16 @@ class Batcher:
             return
         kind, k = jobs[0].key
         texts = [t for j in jobs for t in j.texts]
+        self._running = jobs  # kept when the worker is cancelled mid-call, so that stop() fails them
         try:
             result = await loop.run_in_executor(self._engine, self._compute, kind, k, texts)
         except Exception as e:  # every request in the batch gets the error; the server keeps serving
+            result = e
+        self._running = []
+        if isinstance(result, Exception):
             for j in jobs:
                 if not j.future.done():
-                    j.future.set_exception(e)
+                    j.future.set_exception(result)
             return
         start = 0
         for j in jobs:

@@ -1,0 +1,92 @@
+"""Audit of `o1-retriever serve` as an embedding-server user meets it: shutdown that outlasts --graceful-timeout,
+`usage` for the default model's ensemble encoder, bodies sent the wrong way, and RemoteEmbedder pointed at a server
+that is not o1-retriever."""
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import httpx
+import pytest
+
+from o1_retriever.server import BackgroundServer
+from o1_retriever.server.batching import Batcher, ShuttingDown
+
+
+class Gated:
+    """The served embedder, but a document batch holding "hold" blocks until released: the engine stays busy."""
+
+    def __init__(self, embedder):
+        self.embedder, self.release, self.computed = embedder, threading.Event(), []
+
+    def __getattr__(self, name):
+        return getattr(self.embedder, name)
+
+    def encode_documents(self, texts, **kw):
+        self.computed += list(texts)
+        if "hold" in texts:
+            assert self.release.wait(60), "the test never released the engine"
+        return self.embedder.encode_documents(texts, **kw)
+
+
+def test_requests_cut_off_by_the_graceful_timeout_get_a_503_in_the_api_shape(served_embedder):
+    """A request still running when --graceful-timeout runs out was answered with uvicorn's plain-text
+    `500 Internal Server Error` (and a traceback per request in the log): clients saw a server fault, not a
+    shutdown they can retry."""
+    engine = Gated(served_embedder)
+    server = BackgroundServer(engine, name="tiny", max_wait_ms=0, graceful_timeout=0.5).start()
+    answers = {}
+
+    def post(text):
+        answers[text] = httpx.post(server.url + "/v1/embeddings", timeout=30,
+                                   json={"input": text, "model": "tiny-document"})
+
+    clients = [threading.Thread(target=post, args=(text,)) for text in ("hold", "queued")]
+    clients[0].start()
+    while "hold" not in engine.computed:  # the engine is busy with "hold"
+        time.sleep(0.01)
+    clients[1].start()
+    while httpx.get(server.url + "/health").json()["queue_depth"] == 0:  # "queued" waits behind it
+        time.sleep(0.01)
+    stopper = threading.Thread(target=server.stop)
+    stopper.start()
+    for client in clients:
+        client.join(30)
+    engine.release.set()
+    stopper.join(30)
+    assert not stopper.is_alive()
+    for text in ("hold", "queued"):
+        r = answers[text]
+        assert r.status_code == 503, r.text
+        error = r.json()["error"]
+        assert error["code"] == "server_shutting_down" and "--graceful-timeout" in error["message"]
+        assert error["type"] == "server_error"
+    assert engine.computed == ["hold"]  # the queued request was never computed
+
+
+def test_a_stopped_batcher_fails_work_it_had_taken_instead_of_leaving_it_waiting(served_embedder):
+    """stop() failed only the jobs still in the queue: one gathering company for its batch, or in the engine, was
+    never answered, and its request waited forever (under an ASGI server that stops the app while requests run)."""
+    engine = Gated(served_embedder)
+
+    async def scenario():
+        gathering = Batcher(served_embedder, max_wait_ms=60_000)  # a lone job waits a minute for company
+        await gathering.start()
+        waiting = asyncio.ensure_future(gathering.submit("document", ["alone"]))
+        await asyncio.sleep(0.1)
+        await gathering.stop()
+        with pytest.raises(ShuttingDown, match="shutting down"):
+            await asyncio.wait_for(waiting, 5)
+
+        running = Batcher(engine, max_wait_ms=0)
+        await running.start()
+        busy = asyncio.ensure_future(running.submit("document", ["hold"]))
+        while "hold" not in engine.computed:
+            await asyncio.sleep(0.01)
+        threading.Timer(0.3, engine.release.set).start()  # the engine call ends after stop() began
+        await running.stop()
+        with pytest.raises(ShuttingDown):
+            await asyncio.wait_for(busy, 5)
+
+    asyncio.run(scenario())
