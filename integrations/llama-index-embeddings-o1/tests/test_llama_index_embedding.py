@@ -81,6 +81,16 @@ def test_model_name_names_the_model_to_load(tiny_embedder, tiny_o1_dir):
     assert embed_model.model_path == str(tiny_o1_dir)
 
 
+def test_from_dict_with_an_embedder_shares_it_and_keeps_the_settings(tiny_embedder):
+    data = O1Embedding(embedder=tiny_embedder, num_thoughts=1, embed_batch_size=5).to_dict()
+    # was: "pass one of: an existing embedder, url (a server), or model_path/model_kwargs"
+    again = O1Embedding.from_dict(data, embedder=tiny_embedder)
+    assert again.embedder is tiny_embedder and (again.num_thoughts, again.embed_batch_size) == (1, 5)
+    assert O1Embedding.from_json(json.dumps(data), embedder=tiny_embedder).embedder is tiny_embedder
+    with pytest.raises(ValueError, match="pass one of: an existing embedder"):
+        O1Embedding(embedder=tiny_embedder, model_path=data["model_path"])  # a direct call still may not mix them
+
+
 def test_query_embedding_thinks(tiny_embedder):
     query = "which gene raises cancer risk"
     embed_model = O1Embedding(embedder=tiny_embedder, k=2)

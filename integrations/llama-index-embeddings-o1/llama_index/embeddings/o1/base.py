@@ -17,6 +17,8 @@ from o1_retriever.server.client import DEFAULT_TIMEOUT, RemoteEmbedder
 DEFAULT_BATCH_SIZE = 32
 THOUGHTS_KEY = "o1_thoughts"  # node metadata and EMBEDDING callback payload key
 dispatcher = get_dispatcher(__name__)
+# what to_dict() records about the engine: replaced when from_dict() is given one
+_MODEL_KEYS = ("model_path", "model_kwargs", "model_source", "model_name", "url")
 
 
 class O1ThoughtsEvent(BaseEvent):
@@ -136,6 +138,14 @@ class O1Embedding(BaseEmbedding):
     @classmethod
     def class_name(cls) -> str:
         return "O1Embedding"
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any], **kwargs: Any) -> "O1Embedding":
+        """Rebuild from `to_dict()` output. With `embedder=`, that engine replaces the recorded model and the
+        recorded settings (num_thoughts, batch size) are kept: no second copy is loaded."""
+        if kwargs.get("embedder") is not None:
+            data = {key: value for key, value in data.items() if key not in _MODEL_KEYS}
+        return super().from_dict(data, **kwargs)
 
     @property
     def embedder(self) -> Union[O1Embedder, RemoteEmbedder]:
