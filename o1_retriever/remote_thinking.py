@@ -19,6 +19,7 @@ import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
+from urllib.parse import urlsplit, urlunsplit
 
 from tqdm.auto import tqdm
 
@@ -169,12 +170,18 @@ class OpenAIThinker(RemoteThinker):
                                  else f"{name}={value!r} must be a number of seconds >= 0")
         if n_per_request not in (None, True, False):
             raise ValueError(f"n_per_request={n_per_request!r}: use None (find out), True or False")
-        base = base_url.rstrip("/")
-        if base.count("/") == 2:  # scheme://host[:port] with no path: the OpenAI convention is /v1
-            base += "/v1"
-        self.base_url, self.model_name = base, model
-        self.url = base + "/chat/completions"
-        self.api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+        parts = urlsplit(base_url)
+        host = parts.netloc.rpartition("@")[2]  # user:password@ goes to the server (basic auth), never into texts
+        if not host:
+            raise ValueError(f"base_url={base_url!r} names no host; use one such as http://127.0.0.1:8000/v1")
+        # As the OpenAI SDK takes it, with or without a trailing slash; the full endpoint URL is taken as well, and
+        # scheme://host[:port] with no path gets the OpenAI convention, /v1.
+        path = parts.path.rstrip("/").removesuffix("/chat/completions") or "/v1"
+        self.base_url, self.model_name = f"{parts.scheme}://{host}{path}", model  # shown and fingerprinted
+        self.url = self.base_url + "/chat/completions"
+        self._request_url = urlunsplit((parts.scheme, parts.netloc, path + "/chat/completions", parts.query, ""))
+        self._api_key = _api_key(api_key)
+        self._secrets = [secret for secret in (self._api_key, parts.password) if secret]
         self.timeout, self.retries, self.backoff = float(timeout), retries, float(backoff)
         self.n_per_request = n_per_request  # None until a reply shows whether the server honours n
         self._n_refusals = 0
@@ -191,7 +198,7 @@ class OpenAIThinker(RemoteThinker):
 
     def _think(self, queries, k, config):
         import httpx  # noqa: F401  (checked before any thread starts)
-        client = _httpx_client(self.timeout, self.concurrency, self.api_key)
+        client = _httpx_client(self.timeout, self.concurrency, self._api_key)
         with client:
             return self._parallel(lambda query: self._thoughts(client, query, k, config), queries)
 
@@ -227,10 +234,10 @@ class OpenAIThinker(RemoteThinker):
             choices = reply["choices"]
             texts = [choice["message"]["content"] or "" for choice in choices]
         except (KeyError, TypeError, IndexError) as error:
-            raise ThinkerAPIError(self.url, f"{self.url} (model {self.model_name!r}) answered without chat choices: "
-                                            f"{json.dumps(reply)[:300]}", 200) from error
+            raise self._error(f"{self.url} (model {self.model_name!r}) answered without chat choices: "
+                              f"{json.dumps(reply)[:300]}", 200) from error
         if not texts:
-            raise ThinkerAPIError(self.url, f"{self.url} (model {self.model_name!r}) answered with no choices", 200)
+            raise self._error(f"{self.url} (model {self.model_name!r}) answered with no choices", 200)
         return texts
 
     def _post(self, client, payload: dict, retry_5xx: bool = True) -> dict:
@@ -240,30 +247,49 @@ class OpenAIThinker(RemoteThinker):
             last = attempt == self.retries
             wait = self.backoff * 2 ** attempt
             try:
-                response = client.post(self.url, json=payload)
+                response = client.post(self._request_url, json=payload)
             except httpx.TimeoutException as error:
                 if last:
-                    raise ThinkerAPIError(self.url, f"{self.url} did not answer within {self.timeout:g} s "
-                                                    f"({self.retries + 1} tries): {error!r}") from error
+                    raise self._error(f"{self.url} did not answer within {self.timeout:g} s "
+                                      f"({self.retries + 1} tries): {error!r}") from error
             except httpx.TransportError as error:
                 if last:
-                    raise ThinkerAPIError(self.url, f"could not reach {self.url} ({self.retries + 1} tries; is the "
-                                                    f"server running?): {error!r}") from error
+                    raise self._error(f"could not reach {self.url} ({self.retries + 1} tries; is the "
+                                      f"server running?): {error!r}") from error
             else:
                 if response.status_code == 200:
                     try:
                         return response.json()
                     except ValueError as error:
-                        raise ThinkerAPIError(self.url, f"{self.url} answered HTTP 200 with a body that is not "
-                                                        f"JSON: {response.text[:300]!r}", 200) from error
+                        raise self._error(f"{self.url} answered HTTP 200 with a body that is not "
+                                          f"JSON: {response.text[:300]!r}", 200) from error
                 if response.status_code not in retryable or last:
                     tries = f" after {attempt + 1} tries" if attempt else ""
-                    raise ThinkerAPIError(self.url, f"{self.url} answered HTTP {response.status_code}{tries} for "
-                                                    f"model {self.model_name!r}: {_detail(response)}",
-                                          response.status_code)
+                    raise self._error(f"{self.url} answered HTTP {response.status_code}{tries} for "
+                                      f"model {self.model_name!r}: {_detail(response)}", response.status_code)
                 wait = max(wait, _retry_after(response))
             time.sleep(wait)
         raise AssertionError("unreachable")
+
+    def _error(self, message: str, status: int | None = None) -> ThinkerAPIError:
+        for secret in self._secrets:  # a server or a library may echo the key or the URL's password back
+            message = message.replace(secret, "***")
+        return ThinkerAPIError(self.url, message, status)
+
+
+def _api_key(api_key: str | None) -> str | None:
+    """The key to send (default: $OPENAI_API_KEY), without the line end a key read from a file keeps. A key an HTTP
+    header cannot carry is refused without being shown (httpx's own error would print it)."""
+    key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+    if key is None:
+        return None
+    if not isinstance(key, str):
+        raise TypeError(f"api_key must be a str, got {type(key).__name__}")
+    key = key.strip()
+    if not (key.isascii() and key.isprintable()):
+        raise ValueError(f"api_key ({'given' if api_key is not None else '$' + API_KEY_ENV}) holds a character an "
+                         "HTTP header cannot carry (a line break, a control or non-ASCII character); not shown here")
+    return key or None
 
 
 def _seed(seeds: list[int] | None, row: int) -> dict:

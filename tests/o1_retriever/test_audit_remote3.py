@@ -82,3 +82,55 @@ def test_one_500_to_n_does_not_stop_a_server_that_honours_n_from_being_asked_wit
         thoughts = thinker.think(QUERIES, 2, SETTINGS)
     assert thinker.n_per_request is True and [len(set(ts)) for ts in thoughts] == [2, 2]
     assert [b.get("n", 1) for b in stub.bodies] == [2, 1, 1, 2]
+
+
+def ok(body):
+    return 200, chat_reply(f"thought {body.get('seed')}"), {}
+
+
+def test_an_api_key_read_with_its_line_end_is_sent_clean_and_never_shown(monkeypatch):
+    """A key read from a file keeps its newline; httpx refused that header and its error printed the key."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-SECRET123\n")
+    with ChatStub(ok) as stub:
+        thinker = OpenAIThinker(stub.url, "m", retries=0)
+        assert thinker.think(QUERIES[:1], 1, SETTINGS) == [["thought " + str(stub.bodies[0]["seed"])]]
+    assert stub.headers[0]["Authorization"] == "Bearer sk-SECRET123"
+    assert "SECRET" not in repr(thinker) + thinker.fingerprint
+    for bad in ("sk-a\x00b", "sk-ä"):
+        with pytest.raises(ValueError, match=r"api_key \(given\) holds a character an HTTP header cannot carry") as info:
+            OpenAIThinker(stub.url, "m", api_key=bad)
+        assert bad not in str(info.value)
+
+
+def test_a_key_or_password_the_server_echoes_is_masked_in_errors():
+    def refuses(body):
+        return 401, {"error": {"message": "Incorrect API key provided: sk-SECRET123 (user u, password pw123)"}}, {}
+
+    with ChatStub(refuses) as stub:
+        url = stub.url.replace("http://", "http://u:pw123@")
+        with pytest.raises(Exception, match=r"HTTP 401 .*Incorrect API key provided: \*\*\* \(user u, password \*\*\*\)"
+                           ) as info:
+            OpenAIThinker(url, "m", api_key="sk-SECRET123", retries=0).think(QUERIES[:1], 1, SETTINGS)
+    assert "SECRET" not in str(info.value) and "pw123" not in str(info.value) + info.value.url
+
+
+def test_base_urls_as_users_write_them():
+    with ChatStub(ok) as stub:
+        root = stub.root
+        cases = {  # base_url given: (path the request goes to, the base URL the fingerprint names)
+            root: ("/v1/chat/completions", root + "/v1"),
+            root + "/": ("/v1/chat/completions", root + "/v1"),
+            root + "/v1/": ("/v1/chat/completions", root + "/v1"),
+            root + "/v1/chat/completions": ("/v1/chat/completions", root + "/v1"),  # the endpoint itself, pasted
+            root + "/openai/v1?api-version=2024-10-21": ("/openai/v1/chat/completions?api-version=2024-10-21",
+                                                         root + "/openai/v1"),
+            root.replace("http://", "http://user:pw123@") + "/v1": ("/v1/chat/completions", root + "/v1"),
+        }
+        for base_url, (path, shown) in cases.items():
+            thinker = OpenAIThinker(base_url, "m", retries=0)
+            thinker.think(QUERIES[:1], 1, SETTINGS)
+            assert stub.paths[-1] == path, base_url
+            assert thinker.fingerprint == f"openai:{shown}|m" and thinker.url == shown + "/chat/completions"
+    assert stub.headers[-1]["Authorization"].startswith("Basic ")  # user:password@ is sent as basic auth
+    with pytest.raises(ValueError, match=r"base_url='http://' names no host"):
+        OpenAIThinker("http://", "m")
