@@ -22,7 +22,7 @@ _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]")
 # it was left half-written by a run that died, and searching it warns until a re-run finishes the job.
 INCOMPLETE_KEY = "o1:incomplete"
 METADATA_TYPES = (str, int, float, bool)
-# Chroma's own keys ('chroma:document'), ours, and the prefixes Chroma refuses in a key ('$' and '#' start its operators)
+# Chroma's own keys ('chroma:document'), ours, and the prefixes Chroma refuses ('$' and '#' start its operators)
 RESERVED_KEY_PREFIXES = ("chroma:", "o1:", "$", "#")
 
 
