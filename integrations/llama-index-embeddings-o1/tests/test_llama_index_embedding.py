@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -71,6 +72,15 @@ def test_a_model_assembled_from_parts_is_not_reloaded_as_another(assembled):
         O1Embedding.from_dict(data)  # was: the bundled default model, silently
     again = O1Embedding.from_dict(data, embedder=assembled)  # the documented way back
     assert again.embedder is assembled and again.num_thoughts == 1
+
+
+def test_pickling_rebuilds_from_the_path_and_refuses_a_model_assembled_in_this_process(tiny_embedder, assembled):
+    # LlamaIndex pickles an embedding model by its fields (IngestionPipeline's worker processes) and rebuilds it
+    embed_model = O1Embedding(embedder=tiny_embedder, num_thoughts=1)
+    again = pickle.loads(pickle.dumps(embed_model))
+    assert again.embedder.fingerprint == tiny_embedder.fingerprint and again.num_thoughts == 1
+    with pytest.raises(TypeError, match=r"cannot pickle an O1Embedding over a model assembled from parts"):
+        pickle.dumps(O1Embedding(embedder=assembled, num_thoughts=1))  # was: unpickled without a model
 
 
 def test_model_name_names_the_model_to_load(tiny_embedder, tiny_o1_dir):

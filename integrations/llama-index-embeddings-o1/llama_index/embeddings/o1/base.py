@@ -147,6 +147,17 @@ class O1Embedding(BaseEmbedding):
             data = {key: value for key, value in data.items() if key not in _MODEL_KEYS}
         return super().from_dict(data, **kwargs)
 
+    def __getstate__(self) -> Dict[str, Any]:
+        # LlamaIndex pickles an embedding model by its fields and rebuilds it from them (IngestionPipeline's worker
+        # processes): a model assembled in this process has none that rebuild it, and would come back without one.
+        if self.model_source:
+            raise TypeError(f"cannot pickle an O1Embedding over a model assembled from parts in one process "
+                            f"({self.model_source}, e.g. by O1Embedder.composite()): no path rebuilds it in another "
+                            "process. Write it as a directory (o1_retriever.composite.write_composite(dir, thinker, "
+                            "encoder)) and pass model_path=dir, or keep it in this process (IngestionPipeline.run "
+                            "without num_workers)")
+        return super().__getstate__()
+
     @property
     def embedder(self) -> Union[O1Embedder, RemoteEmbedder]:
         """The underlying engine, to share with other wrappers without loading a second copy."""
