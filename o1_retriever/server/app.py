@@ -113,13 +113,19 @@ def create_app(embedder, *, name: str | None = None, api_key: str | None = None,
             return _error(400, f"the request body is not valid JSON: {why}", code="json_invalid")
         fields = [".".join(str(p) for p in err.get("loc", ())[1:]) or None for err in errors]  # loc[0] is "body"
         content_type = request.headers.get("content-type", "")
-        if fields[0] is None and content_type and "json" not in content_type:  # not parsed as JSON at all
-            return _error(415, f"the body must be a JSON object sent with `Content-Type: application/json`, not "
-                               f"{content_type!r} (curl: add -H 'content-type: application/json')",
+        if fields[0] is None and "json" not in content_type:  # not parsed as JSON at all
+            sent = f"as {content_type!r}" if content_type else "without one"  # requests' data=json.dumps(...)
+            return _error(415, f"the body must be a JSON object sent with `Content-Type: application/json` (this one "
+                               f"came {sent}; curl: add -H 'content-type: application/json'; requests: json=body)",
                           code="unsupported_media_type")
+        if fields[0] is None:  # JSON, but not an object
+            got = "an empty body" if e.body in (None, b"", "") else f"a JSON {type(e.body).__name__}"
+            return _error(400, f'the body must be a JSON object such as {{"model": ..., "input": ["a text"]}}, got '
+                               f"{got}", code="invalid_value")
         message = "; ".join(f"{field or 'body'}: {err.get('msg')}" for field, err in zip(fields, errors))
         if errors[0].get("type") == "extra_forbidden":
-            message += "; allowed: " + ", ".join(EmbeddingRequest.model_fields)
+            schema = ThinkRequest if request.url.path == "/v1/think" else EmbeddingRequest
+            message += "; allowed: " + ", ".join(schema.model_fields)
         return _error(400, message, fields[0], "invalid_value")
 
     @app.exception_handler(HTTPException)

@@ -4,6 +4,7 @@ that is not o1-retriever."""
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import threading
 import time
@@ -135,3 +136,27 @@ def test_usage_counts_the_input_tokens_for_an_ensemble_encoder(serve, ensemble_e
             r = httpx.post(url + "/v1/embeddings", json={"model": model, "input": texts, "k": None}, timeout=60)
             assert r.status_code == 200, r.text
             assert r.json()["usage"] == {"prompt_tokens": want, "total_tokens": want}
+
+
+def test_a_body_sent_the_wrong_way_says_how_to_send_it(server):
+    """requests' `data=json.dumps(body)` sends no Content-Type: the answer was `body: Input should be a valid
+    dictionary or object to extract fields from`; a JSON array or an empty body got the same words."""
+    url, _ = server
+    body = json.dumps({"input": "x", "model": "tiny-document"}).encode()
+    r = httpx.post(url + "/v1/embeddings", content=body)  # no content-type at all
+    assert r.status_code == 415, r.text
+    assert "came without one" in r.json()["error"]["message"] and "requests: json=body" in r.json()["error"]["message"]
+    json_type = {"content-type": "application/json"}
+    for sent, got in ((b'["x"]', "got a JSON list"), (b'"x"', "got a JSON str"), (b"", "got an empty body")):
+        r = httpx.post(url + "/v1/embeddings", content=sent, headers=json_type)
+        assert r.status_code == 400 and "the body must be a JSON object" in r.json()["error"]["message"], r.text
+        assert got in r.json()["error"]["message"]
+
+
+def test_an_unknown_field_on_think_lists_thinks_own_fields(server):
+    """/v1/think refused `encoding_format` as not permitted, then listed it among the allowed fields (the
+    embeddings route's list)."""
+    url, _ = server
+    r = httpx.post(url + "/v1/think", json={"input": "x", "encoding_format": "base64"})
+    message = r.json()["error"]["message"]
+    assert r.status_code == 400 and message.endswith("allowed: input, model, k, user"), message
