@@ -93,7 +93,12 @@ class RemoteEmbedder:
     def info(self) -> dict:
         """`/health` as first read (the served model does not change while a server runs)."""
         if self._info is None:
-            self._info = self.health()
+            info = self.health()
+            missing = [key for key in ("name", "fingerprint", "dim") if key not in info]
+            if missing:  # another server on that port (TEI, Infinity, ...) answers /health its own way
+                raise O1ServerError(self.url, "/health", 200, f"the answer has no {', '.join(missing)}: "
+                                    f"{str(info)[:200]} (is this an o1-retriever server?)")
+            self._info = info
         return self._info
 
     @property
@@ -175,7 +180,7 @@ class RemoteEmbedder:
                 data = sorted(self._request("POST", route, body | {"input": chunk}).get("data") or [],
                               key=lambda d: d["index"])
                 if len(data) != len(chunk):
-                    raise O1ServerError(self.url, "a request", 200, f"sent {len(chunk)} inputs, got {len(data)} "
+                    raise O1ServerError(self.url, route, 200, f"sent {len(chunk)} inputs, got {len(data)} "
                                         "results back (is this an o1-retriever server?)")
                 yield from data
                 bar.update(len(chunk))
@@ -202,7 +207,15 @@ class RemoteEmbedder:
             except (ValueError, KeyError, TypeError):  # not our JSON envelope: a proxy, or another server
                 message, code, param = response.text[:300] or response.reason_phrase, None, None
             raise O1ServerError(self.url, route, response.status_code, message, code, param)
-        return response.json()
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):  # a proxy's page, or another kind of server on that port
+            kind = response.headers.get("content-type") or "no content type"
+            raise O1ServerError(self.url, route, response.status_code, f"the answer is not a JSON object ({kind}: "
+                                f"{response.text[:200]!r}); is this an o1-retriever server?")
+        return answer
 
     def _send(self, method: str, route: str, body: dict | None):
         """The response, retrying a connection that could not open or dropped before any answer."""

@@ -8,11 +8,12 @@ import json
 import shutil
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
 
-from o1_retriever.server import BackgroundServer
+from o1_retriever.server import BackgroundServer, O1ServerError, RemoteEmbedder
 from o1_retriever.server.batching import Batcher, ShuttingDown
 
 
@@ -160,3 +161,47 @@ def test_an_unknown_field_on_think_lists_thinks_own_fields(server):
     r = httpx.post(url + "/v1/think", json={"input": "x", "encoding_format": "base64"})
     message = r.json()["error"]["message"]
     assert r.status_code == 400 and message.endswith("allowed: input, model, k, user"), message
+
+
+@pytest.fixture
+def other_server():
+    """A real HTTP server that is not o1-retriever: `answer` is what it sends, 200, to every GET and POST."""
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body, content_type = self.server.answer
+            self.send_response(200)
+            self.send_header("content-type", content_type)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_POST = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    yield http, f"http://127.0.0.1:{http.server_address[1]}"
+    http.shutdown()
+    http.server_close()
+
+
+@pytest.mark.parametrize("answer, says", [
+    ((b"<html>a dashboard</html>", "text/html"), "the answer is not a JSON object (text/html"),
+    ((b"", "text/plain"), "the answer is not a JSON object (text/plain"),  # TEI's /health
+    ((b'{"unix": 1.0}', "application/json"), "the answer has no name, fingerprint, dim"),  # Infinity's /health
+])
+def test_remote_embedder_pointed_at_another_server_names_it(other_server, answer, says):
+    """Another server on the port (TEI, Infinity, a dashboard) raised a bare `JSONDecodeError: Expecting value` or
+    `KeyError: 'name'`, naming neither the URL nor what was wrong."""
+    http, url = other_server
+    http.answer = answer
+    for call in (lambda remote: remote.encode_documents("x"), lambda remote: remote.dim):
+        with pytest.raises(O1ServerError) as caught:
+            call(RemoteEmbedder(url, retries=0))
+        assert url in str(caught.value) and says in str(caught.value)
+        assert "is this an o1-retriever server?" in str(caught.value)
+    if answer[1] == "text/html":  # the embeddings route itself, with a served name given (no /health read)
+        with pytest.raises(O1ServerError, match="/v1/embeddings.*not a JSON object"):
+            RemoteEmbedder(url, model="m").encode_documents(["x"])
