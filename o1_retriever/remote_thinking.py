@@ -230,9 +230,11 @@ class OpenAIThinker(RemoteThinker):
 
     def _choices(self, client, payload: dict, retry_5xx: bool = True) -> list[str]:
         reply = self._post(client, payload, retry_5xx)
+        if isinstance(reply, dict) and "choices" not in reply and reply.get("error"):  # some proxies answer so
+            raise self._error(f"{self.url} answered HTTP 200 with an error for model {self.model_name!r}: "
+                              f"{_error_text(reply)}", 200)
         try:
-            choices = reply["choices"]
-            texts = [choice["message"]["content"] or "" for choice in choices]
+            texts = [_content(choice["message"]["content"]) for choice in reply["choices"]]
         except (KeyError, TypeError, IndexError) as error:
             raise self._error(f"{self.url} (model {self.model_name!r}) answered without chat choices: "
                               f"{json.dumps(reply)[:300]}", 200) from error
@@ -265,8 +267,10 @@ class OpenAIThinker(RemoteThinker):
                                           f"JSON: {response.text[:300]!r}", 200) from error
                 if response.status_code not in retryable or last:
                     tries = f" after {attempt + 1} tries" if attempt else ""
+                    hint = (" (is base_url the one an OpenAI client takes, such as http://host:port/v1?)"
+                            if response.status_code in (404, 405) else "")
                     raise self._error(f"{self.url} answered HTTP {response.status_code}{tries} for "
-                                      f"model {self.model_name!r}: {_detail(response)}", response.status_code)
+                                      f"model {self.model_name!r}: {_detail(response)}{hint}", response.status_code)
                 wait = max(wait, _retry_after(response))
             time.sleep(wait)
         raise AssertionError("unreachable")
@@ -304,18 +308,35 @@ def _retry_after(response) -> float:
 
 
 def _detail(response) -> str:
-    """The server's own error message: OpenAI's {"error": {"message"}}, FastAPI's {"detail"}, else the body."""
+    """The server's own error message (see `_error_text`), else the body."""
     try:
         body = response.json()
     except ValueError:
         return response.text[:300] or "(empty body)"
+    return _error_text(body)
+
+
+def _error_text(body) -> str:
+    """An error body's message: OpenAI's and llama.cpp's {"error": {"message"}}, Ollama's {"error": "..."}, vLLM's
+    {"message"}, FastAPI's {"detail"}; else the body."""
     if isinstance(body, dict):
         error = body.get("error")
         if isinstance(error, dict) and error.get("message"):
             return str(error["message"])[:300]
-        if body.get("detail"):
-            return str(body["detail"])[:300]
+        for found in (error, body.get("message"), body.get("detail")):
+            if found and isinstance(found, (str, list)):
+                return str(found)[:300]
     return json.dumps(body)[:300]
+
+
+def _content(content) -> str:
+    """A message's text: a string, none (empty), or a list of content parts ({"type": "text", "text": ...})."""
+    if isinstance(content, list):
+        return "".join(part.get("text") or "" for part in content
+                       if isinstance(part, dict) and part.get("type", "text") == "text")
+    if content is not None and not isinstance(content, str):
+        raise TypeError(f"content {content!r} is not text")
+    return content or ""
 
 
 def _httpx_client(timeout: float, concurrency: int, api_key: str | None):

@@ -5,12 +5,13 @@ base URLs as users write them, and API keys that must not leak. Each server is a
 server on demand."""
 from __future__ import annotations
 
+import re
 import time
 import warnings
 
 import pytest
 
-from o1_retriever.remote_thinking import OpenAIThinker, RepeatedThoughtsWarning
+from o1_retriever.remote_thinking import OpenAIThinker, RepeatedThoughtsWarning, ThinkerAPIError
 from o1_retriever.settings import InferenceSettings
 from tests.o1_retriever.chat_servers import ChatStub, chat_reply, ignores_sampling, llama_cpp_like
 
@@ -134,3 +135,57 @@ def test_base_urls_as_users_write_them():
     assert stub.headers[-1]["Authorization"].startswith("Basic ")  # user:password@ is sent as basic auth
     with pytest.raises(ValueError, match=r"base_url='http://' names no host"):
         OpenAIThinker("http://", "m")
+
+
+@pytest.mark.parametrize("status, body, said", [
+    (404, {"error": "model \"m\" not found, try pulling it first"}, 'model "m" not found'),  # Ollama
+    (400, {"object": "error", "message": "max_tokens is too large", "type": "BadRequestError", "code": 400},
+     "max_tokens is too large"),  # vLLM
+    (500, {"error": {"code": 500, "message": "context full", "type": "server_error"}}, "context full"),  # llama.cpp
+    (422, {"detail": [{"loc": ["body", "messages"], "msg": "field required"}]}, "field required"),  # FastAPI
+    (502, "<html><body>Bad Gateway</body></html>", "<html><body>Bad Gateway"),  # a proxy
+])
+def test_error_bodies_of_each_server_are_reported_by_their_message(status, body, said):
+    with ChatStub(lambda request: (status, body, {})) as stub:
+        with pytest.raises(ThinkerAPIError) as info:
+            OpenAIThinker(stub.url, "m", retries=1, backoff=0).think(QUERIES[:1], 1, SETTINGS)
+    message = str(info.value)
+    assert message.startswith(f"{stub.url}/chat/completions answered HTTP {status}") and said in message
+    assert "{" not in message.split(": ", 1)[1] or status == 422  # the message, not the JSON around it
+    assert info.value.status == status and len(stub.bodies) == (2 if status >= 500 else 1)
+    if status == 404:
+        assert "is base_url the one an OpenAI client takes, such as http://host:port/v1?" in message
+
+
+@pytest.mark.parametrize("reply, said", [
+    (chat_reply("x") | {"choices": None}, "answered without chat choices"),
+    ({"id": "x", "object": "chat.completion"}, "answered without chat choices"),
+    (chat_reply(), "answered with no choices"),
+    ({"choices": [{"index": 0, "text": "completions-style"}]}, "answered without chat choices"),
+    ({"error": {"message": "upstream timed out"}}, "answered HTTP 200 with an error for model 'm': upstream timed out"),
+    ("<!doctype html><title>Open WebUI</title>", "answered HTTP 200 with a body that is not JSON: '<!doctype html>"),
+])
+def test_a_200_without_thoughts_is_an_error_naming_the_url(reply, said):
+    with ChatStub(lambda request: (200, reply, {})) as stub:
+        with pytest.raises(ThinkerAPIError, match=re.escape(said)) as info:
+            OpenAIThinker(stub.url, "m", retries=2, backoff=0).think(QUERIES[:1], 1, SETTINGS)
+    assert info.value.url == stub.url + "/chat/completions" and info.value.status == 200
+    assert len(stub.bodies) == 1  # a malformed answer is not a fault that passes: not retried
+
+
+def test_content_given_as_parts_is_read_as_text():
+    parts = [{"type": "text", "text": "yeast "}, {"type": "image_url", "image_url": {"url": "x"}},
+             {"type": "text", "text": "ferments sugar"}]
+    with ChatStub(lambda request: (200, chat_reply(parts), {})) as stub:
+        assert OpenAIThinker(stub.url, "m").think(QUERIES[:1], 1, SETTINGS) == [["yeast ferments sugar"]]
+
+
+def test_a_slow_server_times_out_by_name_and_retry_after_is_honoured():
+    with ChatStub(ok, delay=1.0) as stub:
+        with pytest.raises(ThinkerAPIError, match=r"/v1/chat/completions did not answer within 0\.2 s \(2 tries\)"):
+            OpenAIThinker(stub.url, "m", timeout=0.2, retries=1, backoff=0).think(QUERIES[:1], 1, SETTINGS)
+    answers = [(429, {"error": {"message": "slow down"}}, {"Retry-After": "1"})]
+    with ChatStub(lambda request: answers.pop(0) if answers else ok(request)) as stub:
+        start = time.monotonic()
+        OpenAIThinker(stub.url, "m", backoff=0).think(QUERIES[:1], 1, SETTINGS)
+        assert time.monotonic() - start >= 1.0 and len(stub.bodies) == 2
