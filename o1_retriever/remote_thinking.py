@@ -144,15 +144,18 @@ class RemoteThinker:
 class OpenAIThinker(RemoteThinker):
     """Thoughts from an OpenAI-compatible `/chat/completions` endpoint.
 
-    base_url: as for the OpenAI SDK, e.g. http://127.0.0.1:8000/v1 (a URL with no path gets /v1).
-    model: the name the server knows the model by. api_key: sent as a bearer token (default: $OPENAI_API_KEY).
+    base_url: as for the OpenAI SDK, e.g. http://127.0.0.1:8000/v1 (a URL with no path gets /v1; the full
+    .../chat/completions URL and a ?query such as api-version are taken too; user:password@ is sent as basic auth
+    and never shown). model: the name the server knows the model by. api_key: sent as a bearer token (default:
+    $OPENAI_API_KEY); it is not part of the fingerprint, and errors mask it.
     Sampling comes from the embedder's settings (temperature, top_p, max_new_tokens as max_tokens, and a seed per
     query derived from `seed`, so a server that honours seeds writes the same thoughts again); the server's own
     chat template and prompt window apply. One request asks for all k thoughts (`n=k`); a server that answers
     with fewer choices (`transformers serve`, Ollama) or refuses `n` (llama.cpp, with HTTP 500) is then asked once
-    per thought, each with its own seed. Up to `concurrency` requests are in flight; 408/409/429/5xx answers and lost connections are
-    retried `retries` times with exponential backoff (a numeric Retry-After is honoured, up to 30 s). A server that
-    ignores temperature and seed answers k identical thoughts per query: a `RepeatedThoughtsWarning` says so, once."""
+    per thought, each with its own seed. Up to `concurrency` requests are in flight; 408/409/429/5xx answers and
+    lost connections are retried `retries` times with exponential backoff (a numeric Retry-After is honoured, up
+    to 30 s). A server that ignores temperature and seed answers k identical thoughts per query: a
+    `RepeatedThoughtsWarning` says so, once."""
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, *, concurrency: int = 4,
                  timeout: float = 120.0, retries: int = 3, backoff: float = 0.5, n_per_request: bool | None = None):

@@ -11,6 +11,7 @@ import warnings
 
 import pytest
 
+from o1_retriever.formatting import CHAT_INSTRUCTION
 from o1_retriever.remote_thinking import OpenAIThinker, RepeatedThoughtsWarning, ThinkerAPIError
 from o1_retriever.settings import InferenceSettings
 from tests.o1_retriever.chat_servers import ChatStub, chat_reply, ignores_sampling, llama_cpp_like
@@ -98,7 +99,7 @@ def test_an_api_key_read_with_its_line_end_is_sent_clean_and_never_shown(monkeyp
     assert stub.headers[0]["Authorization"] == "Bearer sk-SECRET123"
     assert "SECRET" not in repr(thinker) + thinker.fingerprint
     for bad in ("sk-a\x00b", "sk-ä"):
-        with pytest.raises(ValueError, match=r"api_key \(given\) holds a character an HTTP header cannot carry") as info:
+        with pytest.raises(ValueError, match=r"api_key \(given\) holds a character an HTTP header cannot") as info:
             OpenAIThinker(stub.url, "m", api_key=bad)
         assert bad not in str(info.value)
 
@@ -189,3 +190,26 @@ def test_a_slow_server_times_out_by_name_and_retry_after_is_honoured():
         start = time.monotonic()
         OpenAIThinker(stub.url, "m", backoff=0).think(QUERIES[:1], 1, SETTINGS)
         assert time.monotonic() - start >= 1.0 and len(stub.bodies) == 2
+
+
+def test_the_first_failure_stops_the_queries_not_yet_sent():
+    """A server that refuses every request (a wrong key): the error comes after the requests in flight, not after
+    one request per query of the step, each with its own retries."""
+    refused = (401, {"error": {"message": "Incorrect API key provided"}}, {})
+    queries = [f"query {i}" for i in range(16)]
+    with ChatStub(lambda request: refused, delay=0.2) as stub:
+        with pytest.raises(ThinkerAPIError, match="HTTP 401"):
+            OpenAIThinker(stub.url, "m", api_key="sk-wrong", concurrency=2).think(queries, 1, SETTINGS)
+        assert len(stub.bodies) <= 4  # the two in flight, and at most two that started as the first failed
+
+
+def test_concurrent_requests_each_get_their_own_query_and_seed():
+    with ChatStub(ok, delay=0.05) as stub:
+        queries = [f"query {i}" for i in range(12)]
+        thoughts = OpenAIThinker(stub.url, "m", concurrency=4, n_per_request=False).think(queries, 2, SETTINGS)
+    by_prompt = {}
+    for body in stub.bodies:
+        by_prompt.setdefault(body["messages"][0]["content"], []).append(f"thought {body['seed']}")
+    assert len(stub.bodies) == 24 and len({b["seed"] for b in stub.bodies}) == 24
+    for query, texts in zip(queries, thoughts):  # each query's thoughts are the answers to its own requests
+        assert sorted(texts) == sorted(by_prompt[CHAT_INSTRUCTION.format(query=query)])

@@ -188,6 +188,19 @@ def test_thought_cache_keys_differ_per_endpoint_and_model(loaded_encoder):
     assert len(set(base)) == len(QUERIES)
 
 
+def test_thought_cache_keys_follow_the_sampling_settings_sent_and_not_the_secrets(loaded_encoder):
+    def keys(base_url="http://127.0.0.1:8000/v1", api_key=None, **settings):
+        return O1Embedder(OpenAIThinker(base_url, "qwen", api_key), loaded_encoder, name="x", thought_cache=False,
+                          **settings)._keys(QUERIES, 3)
+
+    base = keys()
+    for setting in ({"temperature": 0.8}, {"top_p": 0.5}, {"seed": 1}, {"seed": None}, {"max_new_tokens": 64},
+                    {"min_new_tokens": 4}):
+        assert keys(**setting) != base, setting
+    assert keys(api_key="sk-a") == keys(api_key="sk-b") == base
+    assert keys("http://u:pw1@127.0.0.1:8000/v1") == keys("http://u:pw2@127.0.0.1:8000/v1/") == base
+
+
 def test_a_server_that_is_down_is_named(server):
     port = free_port()  # nothing listens there
     thinker = OpenAIThinker(f"http://127.0.0.1:{port}/v1", "m", retries=1, backoff=0)
