@@ -360,3 +360,21 @@ def test_one_naming_rule_num_thoughts_everywhere_k_is_the_old_name(tiny_embedder
         O1Embedding(embedder=tiny_embedder, num_thoughts=2, k=1)
     # a config recorded before the rename ("k") still rebuilds
     assert O1EmbeddingFunction.build_from_config({"model": None, "k": 1, "options": {}}).num_thoughts == 1
+
+
+# ---- an O1Embedding passed in is taken whole: its engine, local or served ---------------------
+
+def test_a_served_model_retrieves_what_the_local_one_does(tiny_embedder, documents):
+    pytest.importorskip("fastapi")
+    pytest.importorskip("uvicorn")
+    from o1_retriever.server import BackgroundServer
+    with BackgroundServer(tiny_embedder, name="tiny", api_key="k") as server:
+        remote = O1Embedding(url=server.url, api_key="k", num_thoughts=2)
+        # was: TypeError "embedder must be an O1Embedder ... got RemoteEmbedder"
+        served = O1Retriever.from_documents(documents, embedder=remote, similarity_top_k=3, num_thoughts=2)
+        hits = served.retrieve(QUERY)
+        local = O1Retriever(served.vector_store, tiny_embedder, similarity_top_k=3, num_thoughts=2)
+        assert _ids(hits) == _ids(local.retrieve(QUERY)) and served.last_thoughts == local.last_thoughts
+        index = VectorStoreIndex.from_documents(documents[:4], embed_model=remote)
+        assert _ids(O1Retriever.from_index(index, similarity_top_k=2, num_thoughts=2).retrieve(QUERY)) == \
+            _ids(index.as_retriever(similarity_top_k=2).retrieve(QUERY))

@@ -5,7 +5,7 @@ import asyncio
 import uuid
 
 import numpy as np
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, Optional, Sequence, Union
 
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.callbacks import CallbackManager
@@ -23,6 +23,7 @@ from o1_retriever import O1Embedder
 from o1_retriever.chroma import check_model, model_record, num_thoughts_arg, open_collection
 from o1_retriever.fusion import resolve_hybrid
 from o1_retriever.hybrid import CollectionBM25, dense_pool, fuse_with_bm25
+from o1_retriever.server.client import RemoteEmbedder
 from o1_retriever.validation import check_positive_int
 
 THOUGHTS_KEY = "o1_thoughts"
@@ -35,17 +36,18 @@ def _chroma_collection(vector_store: BasePydanticVectorStore) -> Any:
     return vector_store.client if isinstance(vector_store, ChromaVectorStore) else None
 
 
-def _resolve_embedder(embedder: Any, model_kwargs: Optional[dict]) -> O1Embedder:
-    """An O1Embedder from an instance, an O1Embedding (its engine is shared), or a model path."""
+def _resolve_embedder(embedder: Any, model_kwargs: Optional[dict]) -> Union[O1Embedder, RemoteEmbedder]:
+    """The engine of an O1Embedder, a RemoteEmbedder (an `o1-retriever serve` server), an O1Embedding (its engine,
+    local or served, is shared), or a model path."""
     if isinstance(embedder, O1Embedding):
         embedder = embedder.embedder
-    if isinstance(embedder, O1Embedder):
+    if isinstance(embedder, (O1Embedder, RemoteEmbedder)):
         if model_kwargs:
             raise ValueError("model_kwargs only apply when a model path is given, not an existing embedder")
         return embedder
     if embedder is None or isinstance(embedder, str):
         return O1Embedder.from_pretrained(embedder, **(model_kwargs or {}))
-    raise TypeError("embedder must be an O1Embedder, an O1Embedding, a model path (str) or None "
+    raise TypeError("embedder must be an O1Embedder, an O1Embedding, a RemoteEmbedder, a model path (str) or None "
                     f"(bundled default), got {type(embedder).__name__}")
 
 
@@ -150,7 +152,7 @@ class O1Retriever(BaseRetriever):
         return cls(index.vector_store, embedder, docstore=index.docstore, **kwargs)
 
     @property
-    def embedder(self) -> O1Embedder:
+    def embedder(self) -> Union[O1Embedder, RemoteEmbedder]:
         return self._embedder
 
     @property
