@@ -58,6 +58,16 @@ def _hybrid_arg(p: argparse.ArgumentParser) -> None:
                         f"(default {DEFAULT_DENSE_WEIGHT}; scores are then fused z-scores, not cosines)")
 
 
+def one_line(text: str) -> str:
+    """`text` as one terminal line: whitespace runs (newlines included) and control characters become one space, and
+    the ends are trimmed. For display only: thoughts are embedded exactly as generated."""
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
+
+
+def shown_thought(thought: str) -> str:
+    return one_line(thought) or "(empty thought)"  # a blank line would read as a missing one
+
+
 def shorten(text: str, width: int = 160) -> str:
     """`text` in at most `width` characters, cut at a word boundary and marked with "…" when cut."""
     if len(text) <= width:
@@ -69,27 +79,31 @@ def shorten(text: str, width: int = 160) -> str:
 
 
 def _print_hits(console, query, hits) -> None:
+    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
+    # Texts from users and models are escaped or passed as Text: "[/x]" in a passage is text, not rich markup.
     thoughts = hits[0].thoughts if hits else []
-    console.print(f"\n[bold]Query:[/bold] {query}")
+    console.print(f"\n[bold]Query:[/bold] {escape(one_line(query))}")
     for i, t in enumerate(thoughts, 1):
-        console.print(f"  [dim]thought {i}:[/dim] {t.strip()}")  # shown trimmed; embedded as generated
+        console.print(f"  [dim]thought {i}:[/dim] {escape(shown_thought(t))}")
     table = Table(show_header=True, header_style="bold")
     for col in ("rank", "score", "id", "passage"):
         table.add_column(col, overflow="fold")
     for rank, h in enumerate(hits, 1):
-        table.add_row(str(rank), f"{h.score:.3f}", h.id, shorten(h.text))
+        table.add_row(str(rank), f"{h.score:.3f}", Text(h.id), Text(shorten(one_line(h.text))))
     console.print(table)
 
 
 def run_demo(args) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
     from .corpus import DEMO_CORPUS, read_corpus
     from .index import O1Index
     console = Console()
     emb = _load(args)
-    console.print(f"[bold]Model:[/bold] {emb!r}")
+    console.print(f"[bold]Model:[/bold] {escape(repr(emb))}")
     passages = read_corpus(DEMO_CORPUS)
     with tempfile.TemporaryDirectory() as tmp:
         index = O1Index(emb, path=tmp, collection="demo")
