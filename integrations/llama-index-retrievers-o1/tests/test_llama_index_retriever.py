@@ -362,7 +362,21 @@ def test_one_naming_rule_num_thoughts_everywhere_k_is_the_old_name(tiny_embedder
     assert O1EmbeddingFunction.build_from_config({"model": None, "k": 1, "options": {}}).num_thoughts == 1
 
 
-# ---- an O1Embedding passed in is taken whole: its engine, local or served ---------------------
+# ---- an O1Embedding passed in is taken whole: its engine, local or served, and its num_thoughts ---------------------
+
+def test_an_o1embedding_brings_its_num_thoughts(tiny_embedder, documents):
+    embed_model = O1Embedding(embedder=tiny_embedder, num_thoughts=1)
+    index = VectorStoreIndex.from_documents(documents, embed_model=embed_model)
+    retriever = O1Retriever.from_index(index, similarity_top_k=3)  # was: 3 thoughts, not the index's 1
+    hits = retriever.retrieve(QUERY)
+    assert len(retriever.last_thoughts) == 1
+    assert _ids(hits) == _ids(index.as_retriever(similarity_top_k=3).retrieve(QUERY))
+    built = O1Retriever.from_documents(documents[:3], embedder=embed_model, similarity_top_k=1)
+    built.retrieve(QUERY)
+    assert len(built.last_thoughts) == 1
+    assert O1Retriever.from_index(index, num_thoughts=2)._k == 2  # an explicit count still wins
+    assert O1Retriever(built.vector_store, tiny_embedder)._k == 3  # a bare engine: the documented default
+
 
 def test_a_served_model_retrieves_what_the_local_one_does(tiny_embedder, documents):
     pytest.importorskip("fastapi")

@@ -51,6 +51,11 @@ def _resolve_embedder(embedder: Any, model_kwargs: Optional[dict]) -> Union[O1Em
                     f"(bundled default), got {type(embedder).__name__}")
 
 
+def _default_thoughts(embedder: Any) -> int:
+    """Thoughts per query when none are given: an O1Embedding's own (as its index's retriever thinks), else 3."""
+    return embedder.num_thoughts if isinstance(embedder, O1Embedding) else 3
+
+
 class O1Retriever(BaseRetriever):
     """Retrieve from any LlamaIndex vector store with thinking query embeddings.
 
@@ -84,7 +89,7 @@ class O1Retriever(BaseRetriever):
             raise ValueError(f"{type(vector_store).__name__} keeps no node text; pass the index's docstore too "
                              "(or use O1Retriever.from_index(index))")
         self._similarity_top_k = check_positive_int(similarity_top_k, "similarity_top_k")
-        self._k = num_thoughts_arg(num_thoughts, k, "O1Retriever")
+        self._k = num_thoughts_arg(num_thoughts, k, "O1Retriever", default=_default_thoughts(embedder))
         if filters is not None and not isinstance(filters, MetadataFilters):  # else it fails only after thinking
             raise TypeError("filters must be a llama_index MetadataFilters (MetadataFilters(filters=[MetadataFilter("
                             f"key=..., value=...)])) or None, got {type(filters).__name__}: {filters!r:.80}")
@@ -119,7 +124,7 @@ class O1Retriever(BaseRetriever):
         from llama_index.vector_stores.chroma import ChromaVectorStore
 
         check_positive_int(similarity_top_k, "similarity_top_k")
-        n = num_thoughts_arg(num_thoughts, k, "O1Retriever.from_documents")
+        n = num_thoughts_arg(num_thoughts, k, "O1Retriever.from_documents", default=_default_thoughts(embedder))
         engine = _resolve_embedder(embedder, model_kwargs)
         if persist_dir is not None:
             client = chromadb.PersistentClient(path=str(persist_dir))
