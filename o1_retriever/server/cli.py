@@ -1,8 +1,10 @@
 """The `serve` verb. Registered without importing FastAPI, so `o1-retriever --help` works without the extra."""
 from __future__ import annotations
 
+import argparse
 import ipaddress
 import os
+import socket
 import sys
 
 from ..commands import MODEL_DEFAULTED, _check_device, _model_args
@@ -38,6 +40,28 @@ def _compile(args) -> bool:
     return resolve_device(args.device).type == "cuda"
 
 
+def _port(value: str) -> int:
+    port = int(value) if value.strip().isdigit() else -1
+    if not 0 <= port <= 65535:  # the OS would wrap 70000 to another port without a word
+        raise argparse.ArgumentTypeError(f"a TCP port is 0 to 65535, got {value!r}")
+    return port
+
+
+def _check_listenable(host: str, port: int) -> None:
+    """uvicorn binds only once the model has loaded and warmed up (minutes for the default model): a port already
+    taken, or an address this machine does not have, is found now instead."""
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                         flags=socket.AI_PASSIVE)[0]
+        with socket.socket(family, kind) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no clash
+            probe.bind(address)
+    except (OSError, OverflowError) as e:
+        why = getattr(e, "strerror", None) or str(e)
+        raise ValueError(f"cannot listen on {host}:{port}: {why} (another server on that port? choose another "
+                         "--port, or --host an address of this machine)") from None
+
+
 def run_serve(args) -> int:
     from .app import Limits, create_app
     from .deps import require
@@ -48,6 +72,7 @@ def run_serve(args) -> int:
     if not _is_loopback(args.host) and key is None:
         print(f"o1-retriever serve: warning: listening on {args.host} without an API key: anyone who can reach "
               f"this port can use the model (set --api-key or ${API_KEY_ENV})", file=sys.stderr)
+    _check_listenable(args.host, args.port)
     emb = _load(args)
     emb.encode_documents("warm up", show_progress_bar=False)  # first-call set-up happens now, not on a client's time
     app = create_app(emb, name=args.name, api_key=key, k=args.k, max_batch=args.max_batch,
@@ -65,7 +90,7 @@ def register(sub) -> None:
     p = sub.add_parser("serve", help="serve one warm model over an OpenAI-compatible HTTP API (needs [serve])")
     _model_args(p)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    p.add_argument("--port", type=_port, default=8000, help="TCP port (default 8000)")
     p.add_argument("--api-key", default=None, help=f"require `Authorization: Bearer KEY` on /v1 routes "
                                                    f"(default: ${API_KEY_ENV}, else no key)")
     p.add_argument("--name", default=None, help="served model name; ids are NAME-query and NAME-document "

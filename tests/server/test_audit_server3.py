@@ -205,3 +205,22 @@ def test_remote_embedder_pointed_at_another_server_names_it(other_server, answer
     if answer[1] == "text/html":  # the embeddings route itself, with a served name given (no /health read)
         with pytest.raises(O1ServerError, match="/v1/embeddings.*not a JSON object"):
             RemoteEmbedder(url, model="m").encode_documents(["x"])
+
+
+def test_serve_finds_a_taken_port_before_it_loads_the_model(capsys):
+    """uvicorn binds only after the model has loaded and warmed up: a taken port failed minutes later (13 s for
+    the tiny model, after its load). The model path here does not exist, so an error about it means the model was
+    looked at first."""
+    import socket
+
+    from o1_retriever.cli import main
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--model", "/no/such/model", "--port", str(port)]) == 2
+    error = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in error and "--port" in error and "/no/such/model" not in error
+    with pytest.raises(SystemExit):  # the OS would silently wrap 70000 to port 4464
+        main(["serve", "--model", "/no/such/model", "--port", "70000"])
+    assert "a TCP port is 0 to 65535, got '70000'" in capsys.readouterr().err
