@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 
 from .settings import CLI_SETTINGS, add_setting_flags, overrides_of
-from .validation import positive_int_arg
+from .validation import MAX_K, check_k, positive_int_arg
 
 DEMO_QUERIES = ["Why does bread rise in the oven?", "How can the body fight off a virus it has seen before?",
                 "What makes the planet Mars look red?"]
@@ -21,7 +21,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="auto", help="auto, bf16, fp16 or fp32 (auto: bf16 where fast)")
     p.add_argument("--quantization", choices=["4bit", "8bit"], default=None, help="load the thinker quantized")
     add_setting_flags(p)
-    p.add_argument("--seed", type=int, default=0, help="sampling seed, for repeatable thoughts")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed, for repeatable thoughts (default: 0)")
 
 
 # The inference settings with a flag (None: the model dir's own value applies)
@@ -56,6 +56,32 @@ def _hybrid_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hybrid", type=hybrid_weight, nargs="?", const=DEFAULT_DENSE_WEIGHT, default=None, metavar="W",
                    help="fuse with BM25 over the stored texts; W is the dense share "
                         f"(default {DEFAULT_DENSE_WEIGHT}; scores are then fused z-scores, not cosines)")
+
+
+def thoughts_arg(text: str) -> int:
+    """argparse type of every `--k`: thoughts per query, checked before a model loads."""
+    try:
+        return check_k(int(text))
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected thoughts per query, an int from 0 (no thinking) to {MAX_K}, "
+                                         f"got {text!r}") from None
+
+
+def query_text(text: str) -> str:
+    """argparse type of a query: one with content, refused before a model loads (and the demo indexes)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a query with some text, got {text!r}")
+    return text
+
+
+def collection_name(text: str) -> str:
+    """argparse type of `index --collection`: a name O1Index takes, refused before a model loads."""
+    from .index import _NAME, _is_ipv4  # O1Index's own rule, checked here before the minutes a load may take
+    if not _NAME.fullmatch(text) or ".." in text or _is_ipv4(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a valid Chroma collection name: 3-512 characters from "
+                                         "[a-zA-Z0-9._-], starting and ending with a letter or digit, no '..', "
+                                         "not an IPv4 address")
+    return text
 
 
 def one_line(text: str) -> str:
@@ -222,9 +248,10 @@ def run_cache(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser("demo", help="index a small built-in corpus and run three thinking queries")
     _model_args(p)
-    p.add_argument("--k", type=int, default=3, help="thoughts per query (0 = no thinking; default: 3)")
-    p.add_argument("--top-k", type=int, default=3, help="hits to show per query (default: 3)")
-    p.add_argument("--query", action="append", help="your own query (repeatable)")
+    p.add_argument("--k", type=thoughts_arg, default=3, help="thoughts per query (0 = no thinking; default: 3)")
+    p.add_argument("--top-k", type=positive_int_arg, default=3, help="hits to show per query (default: 3)")
+    p.add_argument("--query", type=query_text, action="append",
+                   help="your own query (repeatable; default: three built-in ones)")
     _hybrid_arg(p)
     p.set_defaults(func=run_demo)
 
@@ -234,7 +261,8 @@ def register(sub) -> None:
                    "prepended to the text, any other key is kept as metadata (for search --where)")
     p.add_argument("--db", default=None, help="Chroma persistence directory (with --ray, --host H instead: a Chroma "
                                                     "server)")
-    p.add_argument("--collection", default="o1-retriever", help="collection name")
+    p.add_argument("--collection", type=collection_name, default="o1-retriever",
+                   help="collection name (default: o1-retriever)")
     p.add_argument("--batch-size", type=positive_int_arg, default=64, help="documents per write (default: 64)")
     from .distributed.cli import add_ray_arguments
     add_ray_arguments(p)
@@ -242,11 +270,11 @@ def register(sub) -> None:
 
     p = sub.add_parser("search", help="think, embed and search an index made by `index`")
     _model_args(p)
-    p.add_argument("query", help="the query text")
-    p.add_argument("--db", required=True, help="Chroma persistence directory")
-    p.add_argument("--collection", default="o1-retriever", help="collection name")
-    p.add_argument("--k", type=int, default=3, help="thoughts per query (0 = no thinking; default: 3)")
-    p.add_argument("--top-k", type=int, default=10, help="hits to return (default: 10)")
+    p.add_argument("query", type=query_text, help="the query text")
+    p.add_argument("--db", required=True, help="Chroma persistence directory (the one `index --db` wrote)")
+    p.add_argument("--collection", default="o1-retriever", help="collection name (default: o1-retriever)")
+    p.add_argument("--k", type=thoughts_arg, default=3, help="thoughts per query (0 = no thinking; default: 3)")
+    p.add_argument("--top-k", type=positive_int_arg, default=10, help="hits to return (default: 10)")
     p.add_argument("--url", default=None, help="an `o1-retriever serve` server to think and embed with instead of "
                                                "loading the model (key: $O1_RETRIEVER_API_KEY)")
     p.add_argument("--where", type=json_filter, default=None, metavar="JSON",

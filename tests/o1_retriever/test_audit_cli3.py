@@ -70,6 +70,24 @@ def test_search_shows_passages_that_look_like_markup(tiny_o1_dir, tmp_path, caps
     assert "see [/x] and [bold]this[/bold]" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["search", "q", "--db", "DB", "--k", "-1"], "argument --k: expected thoughts per query, an int from 0"),
+    (["search", "q", "--db", "DB", "--top-k", "0"], "argument --top-k: expected a positive int, got 0"),
+    (["search", " ", "--db", "DB"], "argument query: expected a query with some text, got ' '"),
+    (["demo", "--top-k", "0"], "argument --top-k: expected a positive int, got 0"),
+    (["demo", "--query", ""], "argument --query: expected a query with some text, got ''"),
+    (["index", "--corpus", "CORPUS", "--db", "DB", "--collection", "my docs"],
+     "argument --collection: 'my docs' is not a valid Chroma collection name"),
+])
+def test_bad_values_are_refused_before_a_model_loads(tmp_path, capsys, argv, message):
+    """Each was refused only after loading the model (28 s for the default) and, for demo, indexing its corpus."""
+    corpus = _corpus(tmp_path / "corpus.jsonl")
+    argv = [str(tmp_path / "db") if a == "DB" else str(corpus) if a == "CORPUS" else a for a in argv]
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--model", str(tmp_path / "no-such-model")])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
 def _stored(db: Path) -> int:
     """Records in a Chroma database another process is writing, read from its SQLite file without opening Chroma."""
     try:
