@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 
 from .settings import CLI_SETTINGS, add_setting_flags, overrides_of
-from .validation import MAX_K, check_k, positive_int_arg
+from .validation import MAX_K, check_k, check_writable_from, positive_int_arg
 
 DEMO_QUERIES = ["Why does bread rise in the oven?", "How can the body fight off a virus it has seen before?",
                 "What makes the planet Mars look red?"]
@@ -151,9 +151,17 @@ def run_index(args) -> int:
     if args.db is None:
         raise ValueError("--db DIR is required (a Chroma server, --host H, needs --ray)")
     from .corpus import read_corpus
-    from .index import O1Index
+    from .index import O1Index, check_database_path
     passages = read_corpus(args.corpus)  # parse everything before loading a model or touching the db
-    index = O1Index(_load(args), path=args.db, collection=args.collection)
+    db = check_database_path(args.db)
+    check_writable_from(db, db, "--db")
+    built_with = _already_indexed(db, args, passages)
+    if built_with:  # the same summary line as a run that embeds, and why no model was loaded
+        print(f"indexed 0 passages into {args.db} ({len(passages)} already stored, skipped) (collection "
+              f"{args.collection!r}, {built_with[0]} total); nothing new: the model was not loaded (the collection "
+              f"records {built_with[1]!r}, loaded as --model and --dtype ask)")
+        return 0
+    index = O1Index(_load(args), collection=args.collection, client=_open_database(db))
     # Batch by batch, each stored as soon as it is embedded: a run killed at any moment loses at most one batch,
     # and running the same command again skips what is already stored with the same text.
     embedded, skipped = index.add_resumable([p.id for p in passages], [p.full_text for p in passages],
@@ -162,6 +170,65 @@ def run_index(args) -> int:
     kept = f" ({skipped} already stored, skipped)" if skipped else ""
     print(f"indexed {embedded} passages into {args.db}{kept} (collection {args.collection!r}, {len(index)} total)")
     return 0
+
+
+def _open_database(db: Path):
+    """A Chroma client of the directory `db`; Chroma's own error (e.g. "No such file or directory (os error 2)")
+    names no path, so it is said with --db."""
+    import chromadb
+    try:
+        return chromadb.PersistentClient(path=str(db))
+    except Exception as e:  # chromadb's errors are no OSError
+        raise ValueError(f"--db {db}: cannot open or create a Chroma database there ({e})") from e
+
+
+def _already_indexed(db: Path, args, passages) -> tuple[int, str] | None:
+    """(records stored, model name) when every passage is already stored as the corpus has it, in a collection that
+    is complete and records the model this run would load: `index` then has nothing to embed and loads no model.
+    None when it may have work, or cannot tell without loading the model (another model or way of loading it, a
+    record it cannot read): the run then loads it, and O1Index checks the model record (refusing another model)."""
+    if not (db / "chroma.sqlite3").is_file():
+        return None
+    from .chroma import NAME, model_record
+    from .index import INCOMPLETE_KEY
+    client = _open_database(db)
+    if args.collection not in {c if isinstance(c, str) else c.name for c in client.list_collections()}:
+        return None
+    collection = client.get_collection(args.collection, embedding_function=None)  # reads; loads no model
+    function = (collection.configuration_json or {}).get("embedding_function") or {}
+    record = model_record(collection)
+    if ((collection.metadata or {}).get(INCOMPLETE_KEY) or function.get("name") != NAME or not record
+            or not _records_this_load(args, function.get("config") or {}, record)):
+        return None
+    for start in range(0, len(passages), 1000):  # one SQL statement per id list
+        part = passages[start:start + 1000]
+        stored = collection.get(ids=[p.id for p in part], include=["documents", "metadatas"])
+        have = {i: (d, _typed(m)) for i, d, m in zip(stored["ids"], stored["documents"], stored["metadatas"])}
+        if any(have.get(p.id) != (p.full_text, _typed(p.metadata)) for p in part):
+            return None
+    return collection.count(), record["name"]
+
+
+def _typed(metadata: dict | None) -> dict | None:
+    """Metadata with each value's type: Python finds 1 == True == 1.0, Chroma stores them as different values, so a
+    value whose type changed is new (as strict as add_resumable's own comparison, which then decides)."""
+    return {key: (type(value), value) for key, value in metadata.items()} if metadata else None
+
+
+def _records_this_load(args, config: dict, record: dict) -> bool:
+    """The collection's record names the model this run's --model, --dtype and --device would load, loaded the same
+    way (a record that cannot tell, such as a quantized thinker's, is no match)."""
+    from .device import dtype_name, resolve_device, resolve_dtype
+    from .model_source import ModelSource
+    options = config.get("options") or {}
+    if (not record.get("fingerprint") or config.get("url") or args.quantization or options.get("quantization")
+            or options.get("encoder_dtype")):
+        return False
+    if config.get("source") != ModelSource.of_path(args.model).as_dict():
+        return False
+    dtype = resolve_dtype(args.dtype, resolve_device(args.device))  # a bad --dtype or --device fails here, unloaded
+    return (options.get("dtype") == dtype_name(dtype)
+            and record.get("encoder_dtype") in (None, str(dtype).removeprefix("torch.")))
 
 
 def run_search(args) -> int:

@@ -41,6 +41,49 @@ def _weights_gone(model: Path) -> Path:
     return aside
 
 
+def test_reindexing_an_indexed_corpus_loads_no_model(tiny_o1_dir, tmp_path, capsys):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_o1_dir, model)
+    corpus, db = _corpus(tmp_path / "corpus.jsonl"), tmp_path / "db"
+    assert _index(model, corpus, db) == 0
+    capsys.readouterr()
+    aside = _weights_gone(model)
+    assert _index(model, corpus, db) == 0  # was: the model loaded (28 s for the default) before finding nothing new
+    out = capsys.readouterr().out
+    assert "indexed 0 passages into" in out and "(3 already stored, skipped)" in out
+    assert f"nothing new: the model was not loaded (the collection records '{model}'" in out
+    # Anything that may need the model still loads it (and here fails, the weights being gone):
+    corpus.write_text(corpus.read_text().replace("passage 2", "passage two"))  # a changed text
+    assert _index(model, corpus, db) == 2
+    _corpus(corpus)
+    corpus.write_text(corpus.read_text().replace('"year": 2001', '"year": 2001.0'))  # a value of another type
+    assert _index(model, corpus, db) == 2
+    _corpus(corpus)
+    import chromadb
+
+    from o1_retriever.index import INCOMPLETE_KEY
+    collection = chromadb.PersistentClient(path=str(db)).get_collection("o1-retriever")
+    collection.modify(metadata={INCOMPLETE_KEY: "a run died"})  # a run that died: the re-run must finish it
+    assert _index(model, corpus, db) == 2
+    collection.modify(metadata={INCOMPLETE_KEY: False})
+    assert _index(model, corpus, db, "--dtype", "bf16") == 2  # loaded another way: the record cannot tell
+    capsys.readouterr()
+    shutil.move(aside, model / "model.safetensors")
+    assert _index(model, _corpus(corpus, n=4), db) == 0  # one new passage: loaded, and only it is embedded
+    assert "indexed 1 passages into" in capsys.readouterr().out
+
+
+def test_reindexing_with_another_model_is_still_refused(tiny_o1_dir, tiny_lm_dir, tmp_path, capsys):
+    corpus, db = _corpus(tmp_path / "corpus.jsonl"), tmp_path / "db"
+    assert _index(tiny_o1_dir, corpus, db) == 0
+    capsys.readouterr()
+    assert _index(tiny_lm_dir, corpus, db) == 2
+    err = capsys.readouterr().err
+    assert "was built with model" in err and "Open it with the same model, or index into a new collection" in err
+    assert _index(tiny_o1_dir, corpus, db, "--dtype", "bf16") == 2
+    assert "loaded another way" in capsys.readouterr().err
+
+
 def test_thoughts_show_trimmed_on_one_line_and_an_empty_one_says_so():
     from rich.console import Console
 
@@ -86,12 +129,3 @@ def test_bad_values_are_refused_before_a_model_loads(tmp_path, capsys, argv, mes
     with pytest.raises(SystemExit) as exit_:
         main([*argv, "--model", str(tmp_path / "no-such-model")])
     assert exit_.value.code == 2 and message in capsys.readouterr().err
-
-
-def _stored(db: Path) -> int:
-    """Records in a Chroma database another process is writing, read from its SQLite file without opening Chroma."""
-    try:
-        with closing(sqlite3.connect(f"file:{db / 'chroma.sqlite3'}?mode=ro", uri=True, timeout=1)) as connection:
-            return connection.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0]
-    except sqlite3.Error:  # not created yet, or locked by a write
-        return 0
