@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from importlib.metadata import entry_points
 
 from .quiet import quiet_weight_loading
@@ -42,12 +43,20 @@ def main(argv=None, parser: argparse.ArgumentParser | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    where = f"{parser.prog} {args.command}"
+    shown = warnings.formatwarning  # a warning reads as a CLI line, not as a source location and a line of code
+    warnings.formatwarning = lambda message, category, *_, **__: f"{where}: warning: {message}\n"
     try:
         with quiet_weight_loading():
             return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
-        print(f"{parser.prog} {args.command}: error: {e}", file=sys.stderr)
+    except (ValueError, TypeError, OSError, ImportError) as e:  # OSError: unreadable or unwritable paths
+        print(f"{where}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: a line, not a traceback; 128 + SIGINT, as shells report it
+        print(f"\n{where}: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        warnings.formatwarning = shown
 
 
 if __name__ == "__main__":

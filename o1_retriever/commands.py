@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import tempfile
@@ -161,12 +162,25 @@ def run_index(args) -> int:
               f"{args.collection!r}, {built_with[0]} total); nothing new: the model was not loaded (the collection "
               f"records {built_with[1]!r}, loaded as --model and --dtype ask)")
         return 0
-    index = O1Index(_load(args), collection=args.collection, client=_open_database(db))
+    embedder = _load(args)
+    # The index's bar counts batches; the embedder's own bar for each batch would draw one more line per batch.
+    embedder.encode_documents = functools.partial(embedder.encode_documents, show_progress_bar=False)
+    index = O1Index(embedder, collection=args.collection, client=_open_database(db))
+    interactive = sys.stderr.isatty()  # a bar redrawn with \r is garbage in a log file or a pipe
+    if not interactive:
+        print(f"indexing {len(passages)} passages into {args.db} (collection {args.collection!r})...",
+              file=sys.stderr, flush=True)
     # Batch by batch, each stored as soon as it is embedded: a run killed at any moment loses at most one batch,
     # and running the same command again skips what is already stored with the same text.
-    embedded, skipped = index.add_resumable([p.id for p in passages], [p.full_text for p in passages],
-                                            [p.metadata or None for p in passages], batch_size=args.batch_size,
-                                            show_progress_bar=True)
+    try:
+        embedded, skipped = index.add_resumable([p.id for p in passages], [p.full_text for p in passages],
+                                                [p.metadata or None for p in passages], batch_size=args.batch_size,
+                                                show_progress_bar=interactive)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {len(index)} passages are stored in {args.db} (collection {args.collection!r}, marked "
+              "incomplete); run the same command again to resume: what is stored is kept and not embedded again",
+              file=sys.stderr)
+        return 130
     kept = f" ({skipped} already stored, skipped)" if skipped else ""
     print(f"indexed {embedded} passages into {args.db}{kept} (collection {args.collection!r}, {len(index)} total)")
     return 0

@@ -129,3 +129,85 @@ def test_bad_values_are_refused_before_a_model_loads(tmp_path, capsys, argv, mes
     with pytest.raises(SystemExit) as exit_:
         main([*argv, "--model", str(tmp_path / "no-such-model")])
     assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_paths_the_system_refuses_are_one_line_errors(tiny_o1_dir, tmp_path, capsys):
+    corpus = _corpus(tmp_path / "corpus.jsonl")
+    long_name = str(tmp_path / ("x" * 300 + ".jsonl"))  # the OS refuses the name itself
+    assert _index(tiny_o1_dir, long_name, tmp_path / "db") == 2  # was: an OSError traceback
+    assert "error: [Errno 36] File name too long" in capsys.readouterr().err
+    assert _index(tiny_o1_dir, corpus, "/proc/no-db") == 2  # was: chromadb's InternalError traceback
+    err = capsys.readouterr().err
+    assert "--db /proc/no-db" in err and "Traceback" not in err
+
+
+def test_index_off_a_terminal_draws_no_bars(tiny_o1_dir, tmp_path, capsys):
+    corpus, db = _corpus(tmp_path / "corpus.jsonl", n=64), tmp_path / "db"
+    assert _index(tiny_o1_dir, corpus, db, "--batch-size", "64") == 0
+    captured = capsys.readouterr()
+    # was: an "Indexing" bar and, per batch, the embedder's own "Embedding" bar, each redrawn with \r
+    assert "\r" not in captured.err and "Embedding" not in captured.err and "Indexing:" not in captured.err
+    assert "indexing 64 passages into" in captured.err and "indexed 64 passages into" in captured.out
+
+
+def test_ctrl_c_in_main_is_one_line_and_exit_130(capsys):
+    import argparse
+    parser = argparse.ArgumentParser(prog="o1-retriever")
+    sub = parser.add_subparsers(dest="command")
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+    sub.add_parser("slow").set_defaults(func=interrupted)
+    try:
+        assert main(["slow"], parser) == 130
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C left main as a traceback")
+    assert capsys.readouterr().err.strip() == "o1-retriever slow: interrupted"
+
+
+def _stored(db: Path) -> int:
+    """Records in a Chroma database another process is writing, read from its SQLite file without opening Chroma."""
+    try:
+        with closing(sqlite3.connect(f"file:{db / 'chroma.sqlite3'}?mode=ro", uri=True, timeout=1)) as connection:
+            return connection.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0]
+    except sqlite3.Error:  # not created yet, or locked by a write
+        return 0
+
+
+@pytest.mark.filterwarnings("ignore:.*are not kept")
+def test_ctrl_c_during_index_leaves_a_resumable_collection(tiny_o1_dir, tmp_path, capsys):
+    """A real process interrupted with SIGINT while it stores batches, then the same command run again."""
+    corpus, db = _corpus(tmp_path / "corpus.jsonl", n=120, tags=["a", "b"]), tmp_path / "db"
+    argv = ["index", "--model", str(tiny_o1_dir), "--dtype", "fp32", "--corpus", str(corpus), "--db", str(db)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    child = subprocess.Popen([sys.executable, "-m", "o1_retriever.cli", *argv, "--batch-size", "1"], cwd=REPO,
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        while not any(line.startswith("indexing 120 passages") for line in lines):  # loaded: storing batches now
+            line = child.stderr.readline()
+            assert line, f"exited before indexing: {''.join(lines)}"
+            lines.append(line)
+        deadline = time.monotonic() + 60
+        while _stored(db) < 2 and time.monotonic() < deadline:  # some batches stored, more to come
+            time.sleep(0.1)
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    err = "".join(lines) + err
+    assert child.returncode == 130, err
+    assert "Traceback" not in err and "interrupted: " in err and "run the same command again to resume" in err
+    # warnings read as CLI lines, not as a source location and a line of code
+    assert "o1-retriever index: warning: " in err and "['tags'] are not kept" in err and "UserWarning" not in err
+    stored = int(err.split("interrupted: ", 1)[1].split(" ", 1)[0])
+    assert 0 < stored < 120
+    import chromadb
+
+    from o1_retriever.index import INCOMPLETE_KEY
+    collection = chromadb.PersistentClient(path=str(db)).get_collection("o1-retriever")
+    assert collection.metadata.get(INCOMPLETE_KEY) and collection.count() == stored
+    assert main([*argv, "--batch-size", "64"]) == 0  # resumed (a batch size of its own: the test's time)
+    out = capsys.readouterr().out
+    assert f"indexed {120 - stored} passages" in out and f"({stored} already stored, skipped)" in out
+    assert not chromadb.PersistentClient(path=str(db)).get_collection("o1-retriever").metadata.get(INCOMPLETE_KEY)
