@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +32,8 @@ from .validation import check_positive_int
 API_KEY_ENV = "OPENAI_API_KEY"  # read when no api_key is given, as the OpenAI SDK does
 SERVER_ERRORS = frozenset(range(500, 600))
 RETRYABLE = frozenset({408, 409, 429}) | SERVER_ERRORS
-_SECRET_WORDS = ("key", "token", "secret", "password")
+_SECRET_WORDS = ("key", "secret", "password", "auth", "header")  # and "token" (see _secret)
+_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")  # user:password@ in a URL
 
 
 class ThinkerAPIError(RuntimeError):
@@ -352,10 +354,27 @@ def _httpx_client(timeout: float, concurrency: int, api_key: str | None):
 
 
 def _public(params: dict) -> dict:
-    """Identifying parameters without secrets, as JSON-able values."""
-    return {name: str(value) if not isinstance(value, (str, int, float, bool, type(None))) else value
-            for name, value in sorted(params.items())
-            if value is not None and not any(word in name.lower() for word in _SECRET_WORDS)}
+    """Identifying parameters without secrets (named so at any depth, or a URL's user:password@), as JSON-able
+    values (others as their str)."""
+    public = {}
+    for name, value in sorted(params.items()):
+        if value is None or _secret(name):
+            continue
+        if isinstance(value, dict):
+            value = _without_secrets(value)
+        public[name] = value if isinstance(value, (int, float, bool)) else _USERINFO.sub("", str(value))
+    return public
+
+
+def _secret(name) -> bool:
+    name = str(name).lower()  # "tokens" is a count (max_tokens), a "token" a credential
+    return any(word in name for word in _SECRET_WORDS) or "token" in name.replace("tokens", "")
+
+
+def _without_secrets(value):
+    if isinstance(value, dict):
+        return {name: _without_secrets(item) for name, item in value.items() if not _secret(name)}
+    return value
 
 
 def _fingerprint(prefix: str, obj, params: dict) -> str:
@@ -458,4 +477,7 @@ class LlamaIndexThinker(RemoteThinker):
             value = getattr(self.llm, name, None)
             if value is not None and not callable(value):
                 params[name] = value
+        extra = getattr(self.llm, "additional_kwargs", None)  # where OpenAI(Like) and Ollama LLMs take seed, top_p...
+        if isinstance(extra, dict) and extra:
+            params["additional_kwargs"] = extra
         return _fingerprint("llama-index", self.llm, params)

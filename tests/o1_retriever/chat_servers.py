@@ -227,6 +227,7 @@ def loopback_chat_llm_class():
         model: str
         temperature: float = 0.7
         max_tokens: int = 8
+        additional_kwargs: dict = {}  # more request fields, as LlamaIndex's OpenAI LLMs take them (seed, top_p, ...)
 
         @property
         def metadata(self) -> LLMMetadata:
@@ -235,7 +236,7 @@ def loopback_chat_llm_class():
         def _ask(self, messages: list[dict]) -> str:
             reply = httpx.post(self.api_base + "/chat/completions", timeout=60,
                                json={"model": self.model, "messages": messages, "temperature": self.temperature,
-                                     "max_tokens": self.max_tokens})
+                                     "max_tokens": self.max_tokens, **self.additional_kwargs})
             reply.raise_for_status()
             return reply.json()["choices"][0]["message"]["content"] or ""
 

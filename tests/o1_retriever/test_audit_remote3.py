@@ -213,3 +213,42 @@ def test_concurrent_requests_each_get_their_own_query_and_seed():
     assert len(stub.bodies) == 24 and len({b["seed"] for b in stub.bodies}) == 24
     for query, texts in zip(queries, thoughts):  # each query's thoughts are the answers to its own requests
         assert sorted(texts) == sorted(by_prompt[CHAT_INSTRUCTION.format(query=query)])
+
+
+def test_framework_fingerprints_follow_additional_kwargs_and_hide_secrets():
+    """LlamaIndex's OpenAI-like and Ollama LLMs take seed and top_p in additional_kwargs: they change the thoughts,
+    so the thought-cache key. Keys, auth headers and a URL's password never enter a fingerprint."""
+    pytest.importorskip("llama_index.core")
+    from o1_retriever.remote_thinking import LlamaIndexThinker
+    from tests.o1_retriever.chat_servers import loopback_chat_llm_class
+    llm = loopback_chat_llm_class()
+
+    def fingerprint(**fields):
+        return LlamaIndexThinker(llm(api_base="http://u:pw123@127.0.0.1:8000/v1", model="m", **fields)).fingerprint
+
+    assert fingerprint(additional_kwargs={"seed": 1}) != fingerprint(additional_kwargs={"seed": 2}) != fingerprint()
+    secret = fingerprint(additional_kwargs={"seed": 1, "api_key": "sk-SECRET",
+                                            "extra_headers": {"Authorization": "Bearer sk-SECRET"}})
+    assert secret == fingerprint(additional_kwargs={"seed": 1})
+    assert "SECRET" not in secret and "pw123" not in secret and "127.0.0.1:8000/v1" in secret
+    langchain_openai = pytest.importorskip("langchain_openai")
+    from o1_retriever.remote_thinking import LangChainThinker
+    chat = langchain_openai.ChatOpenAI(base_url="http://u:pw123@127.0.0.1:8000/v1", model="m", api_key="sk-SECRET",
+                                       extra_body={"top_k": 5, "api_key": "sk-SECRET"})
+    shown = LangChainThinker(chat).fingerprint
+    assert "SECRET" not in shown and "pw123" not in shown and "'top_k': 5" in shown and "127.0.0.1:8000" in shown
+
+
+def test_framework_fingerprints_keep_the_thought_length():
+    """max_tokens names a count, not a credential: it was dropped with the secrets, so a longer thought length kept
+    the cached shorter thoughts."""
+    pytest.importorskip("llama_index.core")
+    from o1_retriever.remote_thinking import LangChainThinker, LlamaIndexThinker
+    from tests.o1_retriever.chat_servers import loopback_chat_llm_class
+    llm = loopback_chat_llm_class()
+    short, long = (LlamaIndexThinker(llm(api_base="http://h/v1", model="m", max_tokens=n)).fingerprint for n in (8, 64))
+    assert short != long and '"max_tokens": 64' in long
+    langchain_openai = pytest.importorskip("langchain_openai")
+    short, long = (LangChainThinker(langchain_openai.ChatOpenAI(base_url="http://h/v1", model="m", api_key="sk-x",
+                                                                 max_tokens=n)).fingerprint for n in (8, 64))
+    assert short != long and "sk-x" not in long
