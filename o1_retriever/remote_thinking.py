@@ -163,7 +163,8 @@ class OpenAIThinker(RemoteThinker):
                  timeout: float = 120.0, retries: int = 3, backoff: float = 0.5, n_per_request: bool | None = None):
         super().__init__(concurrency)
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
-            raise ValueError(f"base_url={base_url!r} must be an http(s) URL such as http://127.0.0.1:8000/v1")
+            shown = _USERINFO.sub("", base_url) if isinstance(base_url, str) else base_url
+            raise ValueError(f"base_url={shown!r} must be an http(s) URL such as http://127.0.0.1:8000/v1")
         if not isinstance(model, str) or not model:
             raise ValueError(f"model={model!r} must be the (non-empty) name the server serves the model under")
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
@@ -178,7 +179,8 @@ class OpenAIThinker(RemoteThinker):
         parts = urlsplit(base_url)
         host = parts.netloc.rpartition("@")[2]  # user:password@ goes to the server (basic auth), never into texts
         if not host:
-            raise ValueError(f"base_url={base_url!r} names no host; use one such as http://127.0.0.1:8000/v1")
+            raise ValueError(f"base_url={_USERINFO.sub('', base_url)!r} names no host; use one such as "
+                             "http://127.0.0.1:8000/v1")
         # As the OpenAI SDK takes it, with or without a trailing slash; the full endpoint URL is taken as well, and
         # scheme://host[:port] with no path gets the OpenAI convention, /v1.
         path = parts.path.rstrip("/").removesuffix("/chat/completions") or "/v1"

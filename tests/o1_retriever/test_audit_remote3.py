@@ -136,6 +136,8 @@ def test_base_urls_as_users_write_them():
     assert stub.headers[-1]["Authorization"].startswith("Basic ")  # user:password@ is sent as basic auth
     with pytest.raises(ValueError, match=r"base_url='http://' names no host"):
         OpenAIThinker("http://", "m")
+    with pytest.raises(ValueError, match=r"base_url='http:///v1' names no host"):
+        OpenAIThinker("http://u:pw123@/v1", "m")
 
 
 @pytest.mark.parametrize("status, body, said", [
