@@ -392,3 +392,22 @@ def test_a_served_model_retrieves_what_the_local_one_does(tiny_embedder, documen
         index = VectorStoreIndex.from_documents(documents[:4], embed_model=remote)
         assert _ids(O1Retriever.from_index(index, similarity_top_k=2, num_thoughts=2).retrieve(QUERY)) == \
             _ids(index.as_retriever(similarity_top_k=2).retrieve(QUERY))
+
+
+def test_native_hybrid_reads_a_bm25_only_hit_of_a_collection_another_tool_wrote(tiny_embedder, tmp_path):
+    """A collection written by plain Chroma (or O1Index, or LangChain) holds no LlamaIndex node content: a hit BM25
+    alone finds must still come back as a node, as ChromaVectorStore reads the dense hits."""
+    query = "volcanic eruption"
+    vector = tiny_embedder.encode_queries(query, k=0).tolist()
+    collection = chromadb.PersistentClient(path=str(tmp_path)).create_collection(
+        "plain", metadata={"hnsw:space": "cosine"})
+    # 100 passages nearest the query fill the dense pool; the one BM25 finds lies opposite it
+    collection.add(ids=[f"near{i}" for i in range(100)], embeddings=[vector] * 100,
+                   documents=[f"filler passage {i}" for i in range(100)])
+    collection.add(ids=["far"], embeddings=[[-x for x in vector]], documents=["A volcanic eruption sends lava."],
+                   metadatas=[{"source": "plain chroma"}])
+    store = ChromaVectorStore(chroma_collection=collection)
+    [hit] = O1Retriever(store, tiny_embedder, similarity_top_k=1, num_thoughts=0, hybrid=0.0).retrieve(query)
+    # was: ValueError "Node content not found in metadata dict."
+    assert (hit.node.node_id, hit.node.get_content()) == ("far", "A volcanic eruption sends lava.")
+    assert hit.node.metadata["source"] == "plain chroma"

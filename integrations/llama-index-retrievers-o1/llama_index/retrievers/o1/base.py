@@ -203,7 +203,6 @@ class O1Retriever(BaseRetriever):
         return self._to_nodes(result, thoughts)
 
     def _fuse_with_bm25(self, query: str, result: VectorStoreQueryResult) -> VectorStoreQueryResult:
-        from llama_index.core.vector_stores.utils import metadata_dict_to_node
         nodes = {n.node_id: n for n in result.nodes or []}
         where = None
         if self._filters is not None:  # BM25 sees every text: the filters keep what they admit, as on the dense side
@@ -211,8 +210,7 @@ class O1Retriever(BaseRetriever):
             where = _to_chroma_filter(self._filters)
         [ranked] = fuse_with_bm25(self._bm25, [query], [list(zip(nodes, result.similarities or []))], self._hybrid,
                                   self._similarity_top_k, where=where)
-        # a BM25-only hit: Chroma keeps each node's content in its metadata
-        fused = [nodes[h.id] if h.text is None else metadata_dict_to_node(h.metadata, h.text) for h in ranked]
+        fused = [nodes[h.id] if h.text is None else _stored_node(h.id, h.text, h.metadata) for h in ranked]
         return VectorStoreQueryResult(nodes=fused, similarities=[h.score for h in ranked], ids=[h.id for h in ranked])
 
     def _to_nodes(self, result: VectorStoreQueryResult, thoughts: List[str]) -> List[NodeWithScore]:
@@ -224,6 +222,19 @@ class O1Retriever(BaseRetriever):
         if not self._attach_thoughts:
             return [NodeWithScore(node=node.model_copy(), score=score) for node, score in zip(nodes, scores)]
         return [NodeWithScore(node=_with_thoughts(node, thoughts), score=score) for node, score in zip(nodes, scores)]
+
+
+def _stored_node(node_id: str, text: str, metadata: dict) -> BaseNode:
+    """The node of a hit BM25 alone found, read as ChromaVectorStore reads its own hits: from the node content
+    LlamaIndex keeps in the metadata, or, for a collection another tool wrote (O1Index, plain Chroma, LangChain),
+    a TextNode of its text, id and metadata."""
+    from llama_index.core.schema import TextNode
+    from llama_index.core.vector_stores.utils import legacy_metadata_dict_to_node, metadata_dict_to_node
+    if "_node_content" in metadata:
+        return metadata_dict_to_node(metadata, text)
+    metadata, node_info, relationships = legacy_metadata_dict_to_node(metadata)
+    return TextNode(text=text or "", id_=node_id, metadata=metadata, start_char_idx=node_info.get("start"),
+                    end_char_idx=node_info.get("end"), relationships=relationships)
 
 
 def _with_thoughts(node: BaseNode, thoughts: List[str]) -> BaseNode:
