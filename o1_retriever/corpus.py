@@ -37,8 +37,8 @@ def read_jsonl(path: str | Path):
         raise FileNotFoundError(f"{path} does not exist")
     with path.open("rb") as f:
         for n, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8")
+            try:  # a byte-order mark, as some Windows editors save UTF-8, is not part of the first object
+                line = raw.decode("utf-8-sig" if n == 1 else "utf-8")
             except UnicodeDecodeError as e:
                 raise ValueError(f"{path}:{n}: not valid UTF-8 (byte {raw[e.start]:#04x} at column {e.start + 1}); "
                                  "save the file as UTF-8") from None

@@ -211,3 +211,13 @@ def test_ctrl_c_during_index_leaves_a_resumable_collection(tiny_o1_dir, tmp_path
     out = capsys.readouterr().out
     assert f"indexed {120 - stored} passages" in out and f"({stored} already stored, skipped)" in out
     assert not chromadb.PersistentClient(path=str(db)).get_collection("o1-retriever").metadata.get(INCOMPLETE_KEY)
+
+
+def test_a_corpus_saved_with_a_byte_order_mark_is_read(tiny_o1_dir, tmp_path, capsys):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text('{"_id": "a", "text": "first"}\n{"_id": "b", "text": "second"}\n', encoding="utf-8-sig")
+    # was: "corpus.jsonl:1: not valid JSON (Unexpected UTF-8 BOM (decode using utf-8-sig))"
+    assert _index(tiny_o1_dir, corpus, tmp_path / "db") == 0
+    assert "indexed 2 passages" in capsys.readouterr().out
+    from o1_retriever.corpus import read_corpus
+    assert [p.id for p in read_corpus(corpus)] == ["a", "b"]
