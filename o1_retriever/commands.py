@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
 import tempfile
@@ -77,12 +76,11 @@ def query_text(text: str) -> str:
 
 def collection_name(text: str) -> str:
     """argparse type of `index --collection`: a name O1Index takes, refused before a model loads."""
-    from .index import _NAME, _is_ipv4  # O1Index's own rule, checked here before the minutes a load may take
-    if not _NAME.fullmatch(text) or ".." in text or _is_ipv4(text):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a valid Chroma collection name: 3-512 characters from "
-                                         "[a-zA-Z0-9._-], starting and ending with a letter or digit, no '..', "
-                                         "not an IPv4 address")
-    return text
+    from .index import check_collection_name  # O1Index's own rule, checked before the minutes a load may take
+    try:
+        return check_collection_name(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def one_line(text: str) -> str:
@@ -163,8 +161,6 @@ def run_index(args) -> int:
               f"records {built_with[1]!r}, loaded as --model and --dtype ask)")
         return 0
     embedder = _load(args)
-    # The index's bar counts batches; the embedder's own bar for each batch would draw one more line per batch.
-    embedder.encode_documents = functools.partial(embedder.encode_documents, show_progress_bar=False)
     index = O1Index(embedder, collection=args.collection, client=_open_database(db))
     interactive = sys.stderr.isatty()  # a bar redrawn with \r is garbage in a log file or a pipe
     if not interactive:

@@ -43,6 +43,15 @@ def _is_ipv4(name: str) -> bool:
         return False
 
 
+def check_collection_name(collection) -> str:
+    """`collection` if Chroma takes it as a name; else a ValueError saying the rule (Chroma's own refusal is no
+    ValueError, and the CLI checks it before a model loads)."""
+    if not isinstance(collection, str) or not _NAME.fullmatch(collection) or ".." in collection or _is_ipv4(collection):
+        raise ValueError(f"collection={collection!r} is not a valid Chroma name: 3-512 characters from "
+                         "[a-zA-Z0-9._-], starting and ending with a letter or digit, no '..', not an IPv4 address")
+    return collection
+
+
 def _client(path, host, port, create: bool):
     import chromadb
     # Chroma's default settings, as a plain chromadb client has: Chroma keeps one instance per database in a process
@@ -143,11 +152,7 @@ class O1Index:
 
     def __init__(self, embedder, path: str | Path | None = None, collection: str = "o1-retriever", host: str | None = None,
                  port: int = 8000, client=None, create: bool = True, num_thoughts: int = 3):
-        if (not isinstance(collection, str) or not _NAME.fullmatch(collection) or ".." in collection
-                or _is_ipv4(collection)):  # Chroma's own refusal is no ValueError
-            raise ValueError(f"collection={collection!r} is not a valid Chroma name: 3-512 characters from "
-                             "[a-zA-Z0-9._-], starting and ending with a letter or digit, no '..', not an IPv4 "
-                             "address")
+        check_collection_name(collection)
         if client is not None and (path is not None or host is not None):
             raise ValueError("pass client= or path=/host=, not both: client= is already bound to its database")
         self.embedder = embedder
@@ -189,7 +194,8 @@ class O1Index:
         ids, texts, metas = self._check(ids, texts, metadatas, batch_size)
         show = len(ids) >= 256 if show_progress_bar is None else show_progress_bar
         vectors = [v for s in tqdm(range(0, len(ids), batch_size), desc="Embedding", disable=not show)
-                   for v in self.embedder.encode_documents(texts[s:s + batch_size], batch_size=min(batch_size, 32))]
+                   for v in self.embedder.encode_documents(texts[s:s + batch_size], batch_size=min(batch_size, 32),
+                                                           show_progress_bar=False)]  # this bar counts
         before = self._get(ids, ["documents", "metadatas", "embeddings"])
         try:
             for start in range(0, len(ids), batch_size):
@@ -219,7 +225,8 @@ class O1Index:
                 have = {i: (d, _typed(m)) for i, d, m in zip(stored["ids"], stored["documents"], stored["metadatas"])}
                 todo = [j for j in range(start, min(end, len(ids))) if have.get(ids[j]) != (texts[j], _typed(metas[j]))]
                 if todo:
-                    vectors = self.embedder.encode_documents([texts[j] for j in todo], batch_size=min(batch_size, 32))
+                    vectors = self.embedder.encode_documents([texts[j] for j in todo], batch_size=min(batch_size, 32),
+                                                             show_progress_bar=False)  # the Indexing bar counts
                     self._replace([ids[j] for j in todo], [texts[j] for j in todo], list(vectors),
                                   [metas[j] for j in todo])
                     embedded += len(todo)

@@ -120,7 +120,7 @@ def test_search_shows_passages_that_look_like_markup(tiny_o1_dir, tmp_path, caps
     (["demo", "--top-k", "0"], "argument --top-k: expected a positive int, got 0"),
     (["demo", "--query", ""], "argument --query: expected a query with some text, got ''"),
     (["index", "--corpus", "CORPUS", "--db", "DB", "--collection", "my docs"],
-     "argument --collection: 'my docs' is not a valid Chroma collection name"),
+     "argument --collection: collection='my docs' is not a valid Chroma name"),
 ])
 def test_bad_values_are_refused_before_a_model_loads(tmp_path, capsys, argv, message):
     """Each was refused only after loading the model (28 s for the default) and, for demo, indexing its corpus."""

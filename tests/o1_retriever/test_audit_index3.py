@@ -81,3 +81,13 @@ def test_metadatas_of_the_wrong_shape_are_named(tiny_embedder):
         with pytest.raises(TypeError, match=rf"metadatas must be a list .* got {type(wrong).__name__}"):
             index.add(IDS[2:], TEXTS[2:], wrong)
     assert len(index) == 2
+
+
+@pytest.mark.parametrize("method", ["add", "add_resumable"])
+def test_a_quiet_index_run_draws_no_embedder_bar(tiny_embedder, tmp_path, capsys, method):
+    """The index draws its own bar per batch; the embedder drew one more for each batch of 64 or more texts, even with
+    show_progress_bar=False (the `index` command worked around it by patching the embedder)."""
+    index = O1Index(tiny_embedder, path=tmp_path, collection="docs")
+    ids = [f"d{i}" for i in range(64)]
+    getattr(index, method)(ids, [f"{TEXTS[i % 4]} {i}" for i in range(64)], batch_size=64, show_progress_bar=False)
+    assert capsys.readouterr().err == ""
