@@ -216,6 +216,8 @@ def _add_base_rows(module, base: torch.Tensor, tokens: int):
 def load_adapter(adapter_dir: Path, dtype) -> tuple[torch.nn.Module, object]:
     """(merged causal LM, tokenizer) of an adapter directory in any of the forms above."""
     from peft import PeftModel
+
+    from .quiet import peft_loading
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     adapter_dir = Path(adapter_dir)
@@ -251,7 +253,8 @@ def load_adapter(adapter_dir: Path, dtype) -> tuple[torch.nn.Module, object]:
         _set_token_rows(model, tokenizer, rows_file, dtype)
     from safetensors import SafetensorError
     try:
-        model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=False).merge_and_unload()
+        with peft_loading():
+            model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=False).merge_and_unload()
     except SafetensorError as e:  # its message names no file
         raise ValueError(f"{adapter_dir / ADAPTER_WEIGHTS} is not a readable safetensors file (truncated or "
                          f"corrupt?): {e}") from e

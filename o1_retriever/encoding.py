@@ -175,7 +175,10 @@ class SentenceEncoder:
                              f"{str(e).rstrip('.') if hint else e}{hint}") from e
         if adapter.is_file():
             from peft import PeftModel
-            model[0].auto_model = PeftModel.from_pretrained(model[0].auto_model, adapter.parent).merge_and_unload()
+
+            from .quiet import peft_loading
+            with peft_loading():
+                model[0].auto_model = PeftModel.from_pretrained(model[0].auto_model, adapter.parent).merge_and_unload()
             model.eval()
         if dtype is not None:  # after any merge, which is done in the saved precision
             model.to(dtype)

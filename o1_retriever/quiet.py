@@ -4,6 +4,7 @@ without them; downloads and GGUF conversions, which take long, keep their bars."
 from __future__ import annotations
 
 import functools
+import warnings
 from contextlib import contextmanager
 
 
@@ -37,3 +38,12 @@ def quietly(function):
         with quiet_weight_loading():
             return function(*args, **kwargs)
     return wrapper
+
+
+@contextmanager
+def peft_loading():
+    """PEFT reads `model.is_gradient_checkpointing`, which transformers now deprecates with a FutureWarning per load:
+    the user can do nothing about it, so a first run of the bundled default printed it for no reason."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.* is deprecated", category=FutureWarning)
+        yield
