@@ -74,19 +74,11 @@ def _use_gpus(args) -> bool | None:
 
 
 def _encode(args, kind: str, source, vectors):
-    """`encode_files` with the command's options. A Ray it started itself (none is started when the input fails its
-    checks) is shut down after it; one the caller had running is left alone."""
+    """`encode_files` with the command's options (it shuts down a Ray it started; one already running is left)."""
     from .encode import encode_files
-    from .runtime import require_ray
-    ray = require_ray()
-    was_running = ray.is_initialized()
-    try:
-        return encode_files(kind, source, vectors, spec_from_args(args), k=getattr(args, "k", 0), actors=args.actors,
-                            batch_size=args.embed_batch_size, shard_size=args.shard_size, address=args.address,
-                            use_gpus=_use_gpus(args))
-    finally:
-        if not was_running and ray.is_initialized():
-            ray.shutdown()
+    return encode_files(kind, source, vectors, spec_from_args(args), k=getattr(args, "k", 0), actors=args.actors,
+                        batch_size=args.embed_batch_size, shard_size=args.shard_size, address=args.address,
+                        use_gpus=_use_gpus(args))
 
 
 def run_index_ray(args) -> int:

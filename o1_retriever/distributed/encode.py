@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from ..batching import show_progress
 from ..validation import check_choice, check_k, check_positive_int
-from .runtime import actor_resources, connect, require_ray
+from .runtime import actor_resources, check_actors, check_address, ray_session, require_ray
 from .shards import (KINDS, MANIFEST, MANIFEST_VERSION, manifest_shards, plan_shards, read_manifest,
                      remove_temporaries, shard_dicts, shard_info, write_manifest)
 from .workers import ModelSpec, RowEncoder, ShardWriter
@@ -108,7 +108,9 @@ def encode_files(kind: str, source, output, spec: ModelSpec, *, k: int = 3, acto
     check_k(k)
     check_positive_int(shard_size, "shard_size")
     check_positive_int(batch_size, "batch_size")
-    require_ray()  # before reading a large input: a missing Ray fails now
+    check_actors(actors)
+    if not require_ray().is_initialized():  # before reading a large input: a missing Ray or cluster fails now
+        check_address(address)
     started = time.perf_counter()
     output = Path(output).expanduser()
     if output.exists() and not output.is_dir():
@@ -126,6 +128,7 @@ def encode_files(kind: str, source, output, spec: ModelSpec, *, k: int = 3, acto
     todo = [s for s in shards if shard_info(output / s.name) is None]
     started_actors = _run_shards(todo, kind, spec, k, batch_size, output, actors, address, use_gpus,
                                  show_progress_bar) if todo else 0
+    remove_temporaries(output)  # what an actor killed mid-write left; its shard was written again by the retry
     infos = [shard_info(output / s.name) for s in shards]
     missing = [s.name for s, info in zip(shards, infos) if info is None]
     if missing:
@@ -144,18 +147,17 @@ def encode_files(kind: str, source, output, spec: ModelSpec, *, k: int = 3, acto
 
 def _run_shards(todo, kind, spec, k, batch_size, output, actors, address, use_gpus, show_progress_bar) -> int:
     """Writes the shards in `todo` on Ray actors; returns how many actors it started."""
-    ray = require_ray()
-    connect(address)
-    resources = actor_resources(actors, use_gpus, work=len(todo))
-    with _progress(ray, sum(s.rows for s in todo), "row", f"Encoding {kind} on {resources.actors} "
-                   f"{resources.device} actor(s)", show_progress_bar) as bar:
-        dataset = ray.data.from_items(shard_dicts(todo), override_num_blocks=len(todo))  # a block per shard
-        written = dataset.map_batches(
-            ShardWriter, batch_size=1, **resources.map_options(),
-            fn_constructor_kwargs={"spec": spec, "kind": kind, "k": k, "batch_size": batch_size,
-                                   "output": str(output.resolve())})  # workers have their own working directory
-        for done in written.iter_rows():
-            bar.update(int(done["rows"]))
+    with ray_session(address) as ray:
+        resources = actor_resources(actors, use_gpus, work=len(todo))
+        with _progress(ray, sum(s.rows for s in todo), "row", f"Encoding {kind} on {resources.actors} "
+                       f"{resources.device} actor(s)", show_progress_bar) as bar:
+            dataset = ray.data.from_items(shard_dicts(todo), override_num_blocks=len(todo))  # a block per shard
+            written = dataset.map_batches(
+                ShardWriter, batch_size=1, **resources.map_options(),
+                fn_constructor_kwargs={"spec": spec, "kind": kind, "k": k, "batch_size": batch_size,
+                                       "output": str(output.resolve())})  # workers have their own working directory
+            for done in written.iter_rows():
+                bar.update(int(done["rows"]))
     return resources.actors
 
 
@@ -208,31 +210,32 @@ def encode_texts(spec: ModelSpec, texts: list[str], *, kind: str = "documents", 
                  encoder_fingerprint: str | None = None, show_progress_bar: bool | None = None) -> np.ndarray:
     """Vectors for in-memory texts, in their order, encoded by a pool of actors (no files; for evaluation).
     The texts travel through Ray's object store, so the workers need not see the driver's disk."""
+    require_ray()
     import pyarrow as pa
-    ray = require_ray()
     check_choice(kind, "kind", KINDS)
     check_positive_int(batch_size, "batch_size")
+    check_actors(actors)
     if not texts:
         raise ValueError("texts is empty: nothing to encode")
-    connect(address)
     table = pa.table({"row": np.arange(len(texts), dtype=np.int64), "text": pa.array(texts, pa.string())})
     per_task = batch_size * 8
     blocks = [table.slice(start, per_task) for start in range(0, len(texts), per_task)]  # a task each
-    resources = actor_resources(actors, use_gpus, work=len(blocks))
     out, filled = None, np.zeros(len(texts), dtype=bool)
-    with _progress(ray, len(texts), "text", f"Embedding on {resources.actors} {resources.device} actor(s)",
-                   show_progress_bar) as bar:
-        encoded = ray.data.from_arrow(blocks).map_batches(
-            RowEncoder, batch_size=per_task, **resources.map_options(),
-            fn_constructor_kwargs={"spec": spec, "kind": kind, "k": k, "batch_size": batch_size,
-                                   "encoder_fingerprint": encoder_fingerprint})
-        for batch in encoded.iter_batches(batch_format="numpy", batch_size=None):
-            rows, vectors = batch["row"], np.asarray(batch["vector"], dtype=np.float32)
-            if out is None:
-                out = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)
-            out[rows] = vectors
-            filled[rows] = True
-            bar.update(len(rows))
+    with ray_session(address) as ray:
+        resources = actor_resources(actors, use_gpus, work=len(blocks))
+        with _progress(ray, len(texts), "text", f"Embedding on {resources.actors} {resources.device} actor(s)",
+                       show_progress_bar) as bar:
+            encoded = ray.data.from_arrow(blocks).map_batches(
+                RowEncoder, batch_size=per_task, **resources.map_options(),
+                fn_constructor_kwargs={"spec": spec, "kind": kind, "k": k, "batch_size": batch_size,
+                                       "encoder_fingerprint": encoder_fingerprint})
+            for batch in encoded.iter_batches(batch_format="numpy", batch_size=None):
+                rows, vectors = batch["row"], np.asarray(batch["vector"], dtype=np.float32)
+                if out is None:
+                    out = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)
+                out[rows] = vectors
+                filled[rows] = True
+                bar.update(len(rows))
     if out is None or not filled.all():
         raise RuntimeError(f"{int((~filled).sum())} of {len(texts)} texts came back without a vector")
     return out

@@ -1,7 +1,11 @@
 """Ray itself: the lazy import, connecting (or starting a local Ray), and what each actor asks for."""
 from __future__ import annotations
 
+import socket
+from contextlib import contextmanager
 from dataclasses import dataclass
+
+from ..validation import check_positive_int
 
 INSTALL_HINT = 'pip install "o1-retriever[ray]"  (or: pip install "ray[data]>=2.40")'
 
@@ -26,6 +30,30 @@ def require_pyarrow() -> None:
             from e
 
 
+_START_ONE = "start one with `ray start --head` (then address='auto'), or leave the address out for a local Ray"
+
+
+def check_address(address: str | None, timeout: float = 5.0) -> None:
+    """Refuse, naming it, an address that is not a Ray address or where nothing listens. Ray itself retries an
+    unanswered host:port for minutes before a traceback; this tries one TCP connection for `timeout` seconds."""
+    if address is None or address in ("auto", "local"):
+        return
+    if not isinstance(address, str):
+        raise TypeError(f"address must be a str such as 'auto', 'host:6379' or 'ray://host:10001', got {address!r}")
+    client = address.startswith("ray://")
+    host, colon, port = address[len("ray://"):].rpartition(":") if client else address.rpartition(":")
+    if client and not colon:  # ray://host: the Ray Client's default port
+        host, port = address[len("ray://"):], "10001"
+    host = host.strip("[]")  # [IPv6]:port
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"address={address!r} is not a Ray address: pass 'auto', host:port (the head's GCS port, "
+                         "6379 by default) or ray://host:10001 (Ray Client)")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ValueError(f"no Ray cluster answers at address={address!r} ({e}); {_START_ONE}") from None
+
+
 def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
     """Join the Ray cluster at `address`, or start a local one (all CPUs and GPUs of this machine, or `num_cpus`)
     when none is given and none is running in this process. Returns True when this call started Ray (the caller
@@ -36,14 +64,33 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
     if address is not None:
         if num_cpus is not None:
             raise ValueError("num_cpus sizes a local Ray only; a cluster at an address has its own resources")
+        check_address(address)
         try:
             ray.init(address=address, log_to_driver=True)
         except ConnectionError as e:  # Ray's own names neither the address nor what to do
-            raise ValueError(f"no Ray cluster answers at address={address!r} ({e}); start one with `ray start --head` "
-                             "(then address='auto'), or leave the address out for a local Ray") from None
+            raise ValueError(f"no Ray cluster answers at address={address!r} ({e}); {_START_ONE}") from None
     else:
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
     return True
+
+
+@contextmanager
+def ray_session(address: str | None = None):
+    """Ray for the block: the one this process is connected to, else one joined or started here and shut down at the
+    end (its processes and actors do not outlive the call, and a later ray.init(address=...) is not refused as a
+    second init)."""
+    started = connect(address)
+    try:
+        yield require_ray()
+    finally:
+        if started:
+            require_ray().shutdown()
+
+
+def check_actors(actors) -> None:
+    """None (a default from the cluster's resources) or a positive int: checked before any input is read."""
+    if actors is not None:
+        check_positive_int(actors, "actors")
 
 
 @dataclass(frozen=True)
@@ -81,8 +128,7 @@ def actor_resources(actors: int | None, use_gpus: bool | None = None, work: int 
                          "none); leave GPUs off to run on CPUs")
     if actors is None:
         actors = gpus if use_gpus else min(2, max(1, cpus))
-    if isinstance(actors, bool) or not isinstance(actors, int) or actors < 1:
-        raise ValueError(f"actors must be a positive int, got {actors!r}")
+    check_actors(actors)
     if use_gpus:
         if actors > gpus:
             raise ValueError(f"actors={actors} GPU actors need {actors} GPUs; this Ray cluster has {gpus}. "
