@@ -30,8 +30,8 @@ from .settings import InferenceSettings
 from .validation import check_positive_int
 
 API_KEY_ENV = "OPENAI_API_KEY"  # read when no api_key is given, as the OpenAI SDK does
-SERVER_ERRORS = frozenset(range(500, 600))
-RETRYABLE = frozenset({408, 409, 429}) | SERVER_ERRORS
+RETRYABLE = frozenset({408, 409, 429}) | frozenset(range(500, 600))
+REFUSED_N = 500  # llama.cpp's answer to n > 1 ("Only one completion choice is allowed"), or an outage
 _SECRET_WORDS = ("key", "secret", "password", "auth", "header")  # and "token" (see _secret)
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")  # user:password@ in a URL
 
@@ -218,25 +218,24 @@ class OpenAIThinker(RemoteThinker):
         texts: list[str] = []
         if self.n_per_request is not False and k > 1:
             probing = self.n_per_request is None
-            try:  # a refusal of n is not retried: it comes at once, and again
-                texts = self._choices(client, payload | _seed(seeds, 0) | {"n": k}, retry_5xx=not probing)
+            try:  # a 500 that may refuse n is not retried: a refusal comes at once, and again
+                texts = self._choices(client, payload | _seed(seeds, 0) | {"n": k}, retry_500=not probing)
                 self.n_per_request = len(texts) >= k
             except ThinkerAPIError as error:
-                if not probing or error.status is None or error.status in (408, 409, 429):
-                    raise
-                # An error status to n > 1: ask for one thought (if that fails too, its error is the real one). A 4xx
-                # refuses n; a 5xx may (llama.cpp: 500 "Only one completion choice is allowed") or be an outage, so
-                # a second one settles it.
+                if not probing or error.status is None or (error.status in RETRYABLE and error.status != REFUSED_N):
+                    raise  # an outage (502, 503, ... retried already), not a refusal of n
+                # A 4xx (or a 200 without choices) to n > 1: ask for one thought (if that fails too, its error is the
+                # real one). A 500 may refuse n or be an outage, so a second one settles it.
                 texts = self._choices(client, payload | _seed(seeds, 0))
                 self._n_refusals += 1
-                if error.status < 500 or self._n_refusals >= 2:
+                if error.status != REFUSED_N or self._n_refusals >= 2:
                     self.n_per_request = False
         while len(texts) < k:  # thought j asks with seed j, so the k thoughts differ
             texts += self._choices(client, payload | _seed(seeds, len(texts)))[:1]
         return texts[:k]
 
-    def _choices(self, client, payload: dict, retry_5xx: bool = True) -> list[str]:
-        reply = self._post(client, payload, retry_5xx)
+    def _choices(self, client, payload: dict, retry_500: bool = True) -> list[str]:
+        reply = self._post(client, payload, retry_500)
         if isinstance(reply, dict) and "choices" not in reply and reply.get("error"):  # some proxies answer so
             raise self._error(f"{self.url} answered HTTP 200 with an error for model {self.model_name!r}: "
                               f"{_error_text(reply)}", 200)
@@ -249,9 +248,9 @@ class OpenAIThinker(RemoteThinker):
             raise self._error(f"{self.url} (model {self.model_name!r}) answered with no choices", 200)
         return texts
 
-    def _post(self, client, payload: dict, retry_5xx: bool = True) -> dict:
+    def _post(self, client, payload: dict, retry_500: bool = True) -> dict:
         import httpx
-        retryable = RETRYABLE if retry_5xx else RETRYABLE - SERVER_ERRORS
+        retryable = RETRYABLE if retry_500 else RETRYABLE - {REFUSED_N}
         for attempt in range(self.retries + 1):
             last = attempt == self.retries
             wait = self.backoff * 2 ** attempt

@@ -70,20 +70,26 @@ def test_llama_cpp_refusing_n_with_a_500_is_asked_once_per_thought():
     assert all(t.startswith("thought ") for ts in thoughts for t in ts)
 
 
-def test_one_500_to_n_does_not_stop_a_server_that_honours_n_from_being_asked_with_n():
+@pytest.mark.parametrize("status, asked", [
+    (500, [2, 1, 1, 2]),  # may be llama.cpp refusing n: one thought asked alone, then n again for the next query
+    (503, [2, 2, 2]),  # an outage, never a refusal of n: retried as it was sent
+])
+def test_one_error_to_n_does_not_stop_a_server_that_honours_n_from_being_asked_with_n(status, asked):
+    """A 503 to the first request (a vLLM that is overloaded) was taken for a refusal of n: not retried, its query
+    asked once per thought, and a second one made every later query cost k requests."""
     failed = []
 
-    def flaky_then_honours_n(body):  # vLLM-like: n choices, but the very first request meets an outage
+    def flaky_then_honours_n(body):  # vLLM-like: n choices, but the very first request meets an error
         if not failed:
             failed.append(body)
-            return 503, {"object": "error", "message": "overloaded", "type": "ServiceUnavailable", "code": 503}, {}
+            return status, {"object": "error", "message": "overloaded", "type": "ServiceUnavailable", "code": status}, {}
         return 200, chat_reply(*[f"thought {body.get('seed')} {j}" for j in range(body.get("n", 1))]), {}
 
     with ChatStub(flaky_then_honours_n) as stub:
         thinker = OpenAIThinker(stub.url, "m", backoff=0, concurrency=1)
         thoughts = thinker.think(QUERIES, 2, SETTINGS)
     assert thinker.n_per_request is True and [len(set(ts)) for ts in thoughts] == [2, 2]
-    assert [b.get("n", 1) for b in stub.bodies] == [2, 1, 1, 2]
+    assert [b.get("n", 1) for b in stub.bodies] == asked
 
 
 def ok(body):
