@@ -82,7 +82,7 @@ def test_one_error_to_n_does_not_stop_a_server_that_honours_n_from_being_asked_w
     def flaky_then_honours_n(body):  # vLLM-like: n choices, but the very first request meets an error
         if not failed:
             failed.append(body)
-            return status, {"object": "error", "message": "overloaded", "type": "ServiceUnavailable", "code": status}, {}
+            return status, {"object": "error", "message": "overloaded", "type": "Overloaded", "code": status}, {}
         return 200, chat_reply(*[f"thought {body.get('seed')} {j}" for j in range(body.get("n", 1))]), {}
 
     with ChatStub(flaky_then_honours_n) as stub:
