@@ -50,12 +50,18 @@ def _port(value: str) -> int:
 def _check_listenable(host: str, port: int) -> None:
     """uvicorn binds only once the model has loaded and warmed up (minutes for the default model): a port already
     taken, or an address this machine does not have, is found now instead."""
-    try:
-        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                                         flags=socket.AI_PASSIVE)[0]
-        with socket.socket(family, kind) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no clash
-            probe.bind(address)
+    try:  # bound as asyncio's create_server (uvicorn's) binds: every address of `host`, an IPv6 one v6-only
+        for family, kind, proto, _, address in set(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                                      flags=socket.AI_PASSIVE)):
+            try:
+                probe = socket.socket(family, kind, proto)
+            except OSError:  # a family this machine lacks (IPv6 turned off): skipped there too
+                continue
+            with probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no clash
+                if family == socket.AF_INET6:  # '::' does not clash with another server on 0.0.0.0
+                    probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, True)
+                probe.bind(address)
     except (OSError, OverflowError) as e:
         why = getattr(e, "strerror", None) or str(e)
         raise ValueError(f"cannot listen on {host}:{port}: {why} (another server on that port? choose another "

@@ -224,3 +224,36 @@ def test_serve_finds_a_taken_port_before_it_loads_the_model(capsys):
     with pytest.raises(SystemExit):  # the OS would silently wrap 70000 to port 4464
         main(["serve", "--model", "/no/such/model", "--port", "70000"])
     assert "a TCP port is 0 to 65535, got '70000'" in capsys.readouterr().err
+
+
+def _ipv6() -> bool:
+    import socket
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6(), reason="this machine has no IPv6")
+def test_the_address_check_binds_as_uvicorn_does():
+    """`serve --host ::` was refused ("Address already in use") when another server held the port on 0.0.0.0 only:
+    the check bound '::' dual-stack, while uvicorn (asyncio's create_server) binds it v6-only and starts."""
+    import socket
+
+    from o1_retriever.server.cli import _check_listenable
+
+    async def uvicorn_would_bind(host, port):
+        server = await asyncio.get_running_loop().create_server(asyncio.Protocol, host=host, port=port)
+        server.close()
+        await server.wait_closed()
+
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        asyncio.run(uvicorn_would_bind("::", port))  # the reference: the server itself would start
+        _check_listenable("::", port)
+        with pytest.raises(ValueError, match=f"cannot listen on 0.0.0.0:{port}"):
+            _check_listenable("0.0.0.0", port)
