@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 
 from .settings import CLI_SETTINGS, add_setting_flags, overrides_of
+from .display import print_hits, shorten  # noqa: F401  (shorten: read from here by callers)
 from .validation import MAX_K, check_k, check_writable_from, positive_int_arg
 
 DEMO_QUERIES = ["Why does bread rise in the oven?", "How can the body fight off a virus it has seen before?",
@@ -83,43 +84,6 @@ def collection_name(text: str) -> str:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def one_line(text: str) -> str:
-    """`text` as one terminal line: whitespace runs (newlines included) and control characters become one space, and
-    the ends are trimmed. For display only: thoughts are embedded exactly as generated."""
-    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
-
-
-def shown_thought(thought: str) -> str:
-    return one_line(thought) or "(empty thought)"  # a blank line would read as a missing one
-
-
-def shorten(text: str, width: int = 160) -> str:
-    """`text` in at most `width` characters, cut at a word boundary and marked with "…" when cut."""
-    if len(text) <= width:
-        return text
-    cut = text[:width - 1]
-    if not text[width - 1].isspace() and " " in cut:  # the cut falls inside a word: drop the partial word
-        cut = cut.rsplit(" ", 1)[0]
-    return cut.rstrip() + "…"
-
-
-def _print_hits(console, query, hits) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-    from rich.text import Text
-    # Texts from users and models are escaped or passed as Text: "[/x]" in a passage is text, not rich markup.
-    thoughts = hits[0].thoughts if hits else []
-    console.print(f"\n[bold]Query:[/bold] {escape(one_line(query))}")
-    for i, t in enumerate(thoughts, 1):
-        console.print(f"  [dim]thought {i}:[/dim] {escape(shown_thought(t))}")
-    table = Table(show_header=True, header_style="bold")
-    for col in ("rank", "score", "id", "passage"):
-        table.add_column(col, overflow="fold")
-    for rank, h in enumerate(hits, 1):
-        table.add_row(str(rank), f"{h.score:.3f}", Text(h.id), Text(shorten(one_line(h.text))))
-    console.print(table)
-
-
 def run_demo(args) -> int:
     from rich.console import Console
     from rich.markup import escape
@@ -137,7 +101,7 @@ def run_demo(args) -> int:
         for query, hits in zip(args.query or DEMO_QUERIES,
                                index.search(args.query or DEMO_QUERIES, top_k=args.top_k, k=args.k,
                                             hybrid=args.hybrid)):
-            _print_hits(console, query, hits)
+            print_hits(console, query, hits)
     return 0
 
 
@@ -151,17 +115,18 @@ def run_index(args) -> int:
         raise ValueError("--db DIR is required (a Chroma server, --host H, needs --ray)")
     from .corpus import read_corpus
     from .index import O1Index, check_database_path
+    from .stored import already_indexed, open_database
     passages = read_corpus(args.corpus)  # parse everything before loading a model or touching the db
     db = check_database_path(args.db)
     check_writable_from(db, db, "--db")
-    built_with = _already_indexed(db, args, passages)
+    built_with = already_indexed(db, args, passages)
     if built_with:  # the same summary line as a run that embeds, and why no model was loaded
         print(f"indexed 0 passages into {args.db} ({len(passages)} already stored, skipped) (collection "
               f"{args.collection!r}, {built_with[0]} total); nothing new: the model was not loaded (the collection "
               f"records {built_with[1]!r}, loaded as --model and --dtype ask)")
         return 0
     embedder = _load(args)
-    index = O1Index(embedder, collection=args.collection, client=_open_database(db))
+    index = O1Index(embedder, collection=args.collection, client=open_database(db))
     interactive = sys.stderr.isatty()  # a bar redrawn with \r is garbage in a log file or a pipe
     if not interactive:
         print(f"indexing {len(passages)} passages into {args.db} (collection {args.collection!r})...",
@@ -180,65 +145,6 @@ def run_index(args) -> int:
     kept = f" ({skipped} already stored, skipped)" if skipped else ""
     print(f"indexed {embedded} passages into {args.db}{kept} (collection {args.collection!r}, {len(index)} total)")
     return 0
-
-
-def _open_database(db: Path):
-    """A Chroma client of the directory `db`; Chroma's own error (e.g. "No such file or directory (os error 2)")
-    names no path, so it is said with --db."""
-    import chromadb
-    try:
-        return chromadb.PersistentClient(path=str(db))
-    except Exception as e:  # chromadb's errors are no OSError
-        raise ValueError(f"--db {db}: cannot open or create a Chroma database there ({e})") from e
-
-
-def _already_indexed(db: Path, args, passages) -> tuple[int, str] | None:
-    """(records stored, model name) when every passage is already stored as the corpus has it, in a collection that
-    is complete and records the model this run would load: `index` then has nothing to embed and loads no model.
-    None when it may have work, or cannot tell without loading the model (another model or way of loading it, a
-    record it cannot read): the run then loads it, and O1Index checks the model record (refusing another model)."""
-    if not (db / "chroma.sqlite3").is_file():
-        return None
-    from .chroma import NAME, model_record
-    from .index import INCOMPLETE_KEY
-    client = _open_database(db)
-    if args.collection not in {c if isinstance(c, str) else c.name for c in client.list_collections()}:
-        return None
-    collection = client.get_collection(args.collection, embedding_function=None)  # reads; loads no model
-    function = (collection.configuration_json or {}).get("embedding_function") or {}
-    record = model_record(collection)
-    if ((collection.metadata or {}).get(INCOMPLETE_KEY) or function.get("name") != NAME or not record
-            or not _records_this_load(args, function.get("config") or {}, record)):
-        return None
-    for start in range(0, len(passages), 1000):  # one SQL statement per id list
-        part = passages[start:start + 1000]
-        stored = collection.get(ids=[p.id for p in part], include=["documents", "metadatas"])
-        have = {i: (d, _typed(m)) for i, d, m in zip(stored["ids"], stored["documents"], stored["metadatas"])}
-        if any(have.get(p.id) != (p.full_text, _typed(p.metadata)) for p in part):
-            return None
-    return collection.count(), record["name"]
-
-
-def _typed(metadata: dict | None) -> dict | None:
-    """Metadata with each value's type: Python finds 1 == True == 1.0, Chroma stores them as different values, so a
-    value whose type changed is new (as strict as add_resumable's own comparison, which then decides)."""
-    return {key: (type(value), value) for key, value in metadata.items()} if metadata else None
-
-
-def _records_this_load(args, config: dict, record: dict) -> bool:
-    """The collection's record names the model this run's --model, --dtype and --device would load, loaded the same
-    way (a record that cannot tell, such as a quantized thinker's, is no match)."""
-    from .device import dtype_name, resolve_device, resolve_dtype
-    from .model_source import ModelSource
-    options = config.get("options") or {}
-    if (not record.get("fingerprint") or config.get("url") or args.quantization or options.get("quantization")
-            or options.get("encoder_dtype")):
-        return False
-    if config.get("source") != ModelSource.of_path(args.model).as_dict():
-        return False
-    dtype = resolve_dtype(args.dtype, resolve_device(args.device))  # a bad --dtype or --device fails here, unloaded
-    return (options.get("dtype") == dtype_name(dtype)
-            and record.get("encoder_dtype") in (None, str(dtype).removeprefix("torch.")))
 
 
 def run_search(args) -> int:
@@ -260,7 +166,7 @@ def run_search(args) -> int:
                           "hits": [{"id": h.id, "score": h.score, "text": h.text, "metadata": h.metadata}
                                    for h in hits]}, ensure_ascii=False))
     else:
-        _print_hits(Console(), args.query, hits)
+        print_hits(Console(), args.query, hits)
     return 0
 
 

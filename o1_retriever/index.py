@@ -133,7 +133,7 @@ def check_metadata(metadata, where: str) -> dict | None:
     return dict(metadata) or None
 
 
-def _typed(metadata: dict | None) -> dict | None:
+def typed_metadata(metadata: dict | None) -> dict | None:
     """Metadata with each value's type beside it: Python finds 1 == True == 1.0, Chroma stores (and filters) them
     as different values, so a re-run that changes only the type must rewrite the record."""
     return {key: (type(value), value) for key, value in metadata.items()} if metadata else None
@@ -222,8 +222,10 @@ class O1Index:
             for start in tqdm(range(0, len(ids), batch_size), desc="Indexing", disable=not show):
                 end = start + batch_size
                 stored = self.collection.get(ids=ids[start:end], include=["documents", "metadatas"])
-                have = {i: (d, _typed(m)) for i, d, m in zip(stored["ids"], stored["documents"], stored["metadatas"])}
-                todo = [j for j in range(start, min(end, len(ids))) if have.get(ids[j]) != (texts[j], _typed(metas[j]))]
+                have = {i: (d, typed_metadata(m))
+                        for i, d, m in zip(stored["ids"], stored["documents"], stored["metadatas"])}
+                todo = [j for j in range(start, min(end, len(ids)))
+                        if have.get(ids[j]) != (texts[j], typed_metadata(metas[j]))]
                 if todo:
                     vectors = self.embedder.encode_documents([texts[j] for j in todo], batch_size=min(batch_size, 32),
                                                              show_progress_bar=False)  # the Indexing bar counts

@@ -87,7 +87,7 @@ def test_reindexing_with_another_model_is_still_refused(tiny_o1_dir, tiny_lm_dir
 def test_thoughts_show_trimmed_on_one_line_and_an_empty_one_says_so():
     from rich.console import Console
 
-    from o1_retriever.commands import _print_hits, shown_thought
+    from o1_retriever.display import print_hits, shown_thought
     from o1_retriever.index import Hit
     assert shown_thought(" Yeast makes\n\ngas.\t") == "Yeast makes gas."
     assert shown_thought(" \n ") == shown_thought("") == "(empty thought)"
@@ -95,7 +95,7 @@ def test_thoughts_show_trimmed_on_one_line_and_an_empty_one_says_so():
     thoughts = ["\n  The dough rises", "", " [bold]not markup[/bold] [/x]"]
     hits = [Hit("d[1]", "Yeast [/x] ferments\nsugar.", 0.5, thoughts=thoughts)]
     console = Console(file=io.StringIO(), width=100)
-    _print_hits(console, "why [/x] does bread rise", hits)
+    print_hits(console, "why [/x] does bread rise", hits)
     out = console.file.getvalue()
     assert "Query: why [/x] does bread rise" in out
     assert "thought 1: The dough rises\n" in out and "thought 2: (empty thought)\n" in out
