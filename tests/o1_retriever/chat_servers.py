@@ -69,7 +69,35 @@ def transformers_serve(model_dir: Path, startup_timeout: float = 180.0):
             proc.wait()
 
 
-class ScriptedProxy:
+class _LoopbackServer:
+    """A ThreadingHTTPServer on 127.0.0.1 serving `handler` while in a `with` block."""
+
+    def _listen(self, handler) -> str:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self):
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+
+def _send(handler, status: int, data: bytes, content_type: str = "application/json", headers: dict | None = None):
+    handler.send_response(status)
+    handler.send_header("Content-Type", content_type)
+    for name, value in (headers or {}).items():
+        handler.send_header(name, value)
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
+class ScriptedProxy(_LoopbackServer):
     """`with ScriptedProxy(upstream, failures=[429, 500]) as proxy:` proxy.url answers the first requests with those
     statuses (an OpenAI-style error body), then forwards to `upstream` (a …/v1 URL; None: keep failing with the
     last status). `proxy.bodies` holds every request's JSON body, `proxy.statuses` what each got back."""
@@ -101,17 +129,12 @@ class ScriptedProxy:
                     status, data = reply.status_code, reply.content
                 with proxy._lock:
                     proxy.statuses.append(status)
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                _send(self, status, data)
 
             def log_message(self, *args):  # quiet test output
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        self.url = self._listen(Handler) + "/v1"
 
     def _fan_out(self, path: str, body: dict) -> tuple[int, bytes]:
         """n choices from n upstream requests, seeds seed, seed+1, ... (one reply, as a server honouring n sends)."""
@@ -126,16 +149,6 @@ class ScriptedProxy:
                 return reply.status_code, reply.content
             choices.append(reply.json()["choices"][0] | {"index": j})
         return 200, json.dumps(reply.json() | {"choices": choices}).encode()
-
-    def __enter__(self) -> "ScriptedProxy":
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
 
 
 # transformers serve's own field: generation settings over the model's; do_sample off is what a model without
@@ -163,7 +176,7 @@ def llama_cpp_like(body: dict):
     return 200, chat_reply(f"thought {body.get('seed')} at {body.get('temperature')}"), {}
 
 
-class ChatStub:
+class ChatStub(_LoopbackServer):
     """`with ChatStub(answer) as stub:` stub.url (…/v1) answers each POST with `answer(body)`: (status, reply,
     headers), reply a dict (sent as JSON), a str or bytes (sent as they are), after `delay` seconds. `stub.bodies`,
     `stub.headers` and `stub.paths` record every request's JSON body, headers and path (with its query)."""
@@ -187,30 +200,13 @@ class ChatStub:
                 data = json.dumps(reply).encode() if isinstance(reply, dict) else (
                     reply.encode() if isinstance(reply, str) else reply)
                 time.sleep(stub.delay)
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json" if isinstance(reply, dict) else "text/html")
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                _send(self, status, data, "application/json" if isinstance(reply, dict) else "text/html", headers)
 
             def log_message(self, *args):  # quiet test output
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.root = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self.root = self._listen(Handler)
         self.url = self.root + "/v1"
-
-    def __enter__(self) -> "ChatStub":
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
 
 
 def loopback_chat_llm_class():
