@@ -60,7 +60,7 @@ def test_bad_actors_are_refused_before_the_input_is_read_or_ray_starts(no_ray_ru
 
 
 def test_an_address_where_nothing_listens_fails_at_once_naming_it(tmp_path):
-    """`--address host:port` where no Ray runs: Ray retried for minutes (over 200 s here) before a RuntimeError
+    """`--address host:port` where no Ray runs: Ray retried for minutes before a RuntimeError
     traceback; now one line at once naming the address, before the input is read. A malformed address says what
     an address looks like."""
     corpus = tmp_path / "corpus.jsonl"
@@ -96,7 +96,7 @@ def test_the_python_api_shuts_down_the_ray_it_started(no_ray_running, tmp_path, 
 def test_eval_on_ray_loads_the_model_once_and_shuts_down_its_ray(no_ray_running, tmp_path, tiny_embedder,
                                                                  monkeypatch):
     """`eval --ray` embedded the corpus 64 documents at a time, each chunk a new pool of actors loading the model
-    (300 documents: 5 pools, 78 s here for what one process does in a second), and left its Ray running."""
+    (300 documents: 5 pools), and left its Ray running."""
     from o1_retriever.distributed import evaluation, ray_corpus_embeddings
     calls = []
 

@@ -48,7 +48,7 @@ def test_reindexing_an_indexed_corpus_loads_no_model(tiny_o1_dir, tmp_path, caps
     assert _index(model, corpus, db) == 0
     capsys.readouterr()
     aside = _weights_gone(model)
-    assert _index(model, corpus, db) == 0  # was: the model loaded (28 s for the default) before finding nothing new
+    assert _index(model, corpus, db) == 0  # was: the model loaded before finding nothing new
     out = capsys.readouterr().out
     assert "indexed 0 passages into" in out and "(3 already stored, skipped)" in out
     assert f"nothing new: the model was not loaded (the collection records '{model}'" in out
@@ -123,7 +123,7 @@ def test_search_shows_passages_that_look_like_markup(tiny_o1_dir, tmp_path, caps
      "argument --collection: collection='my docs' is not a valid Chroma name"),
 ])
 def test_bad_values_are_refused_before_a_model_loads(tmp_path, capsys, argv, message):
-    """Each was refused only after loading the model (28 s for the default) and, for demo, indexing its corpus."""
+    """Each was refused only after loading the model and, for demo, indexing its corpus."""
     corpus = _corpus(tmp_path / "corpus.jsonl")
     argv = [str(tmp_path / "db") if a == "DB" else str(corpus) if a == "CORPUS" else a for a in argv]
     with pytest.raises(SystemExit) as exit_:

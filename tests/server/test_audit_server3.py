@@ -33,6 +33,13 @@ class Gated:
         return self.embedder.encode_documents(texts, **kw)
 
 
+def _wait_for(condition, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the server never got there"
+        time.sleep(0.01)
+
+
 def test_requests_cut_off_by_the_graceful_timeout_get_a_503_in_the_api_shape(served_embedder):
     """A request still running when --graceful-timeout runs out was answered with uvicorn's plain-text
     `500 Internal Server Error` (and a traceback per request in the log): clients saw a server fault, not a
@@ -47,11 +54,9 @@ def test_requests_cut_off_by_the_graceful_timeout_get_a_503_in_the_api_shape(ser
 
     clients = [threading.Thread(target=post, args=(text,)) for text in ("hold", "queued")]
     clients[0].start()
-    while "hold" not in engine.computed:  # the engine is busy with "hold"
-        time.sleep(0.01)
+    _wait_for(lambda: "hold" in engine.computed)  # the engine is busy with "hold"
     clients[1].start()
-    while httpx.get(server.url + "/health").json()["queue_depth"] == 0:  # "queued" waits behind it
-        time.sleep(0.01)
+    _wait_for(lambda: httpx.get(server.url + "/health").json()["queue_depth"] > 0)  # "queued" waits behind it
     stopper = threading.Thread(target=server.stop)
     stopper.start()
     for client in clients:
@@ -85,7 +90,9 @@ def test_a_stopped_batcher_fails_work_it_had_taken_instead_of_leaving_it_waiting
         running = Batcher(engine, max_wait_ms=0)
         await running.start()
         busy = asyncio.ensure_future(running.submit("document", ["hold"]))
-        while "hold" not in engine.computed:
+        for _ in range(3000):
+            if "hold" in engine.computed:
+                break
             await asyncio.sleep(0.01)
         threading.Timer(0.3, engine.release.set).start()  # the engine call ends after stop() began
         await running.stop()
@@ -208,9 +215,8 @@ def test_remote_embedder_pointed_at_another_server_names_it(other_server, answer
 
 
 def test_serve_finds_a_taken_port_before_it_loads_the_model(capsys):
-    """uvicorn binds only after the model has loaded and warmed up: a taken port failed minutes later (13 s for
-    the tiny model, after its load). The model path here does not exist, so an error about it means the model was
-    looked at first."""
+    """uvicorn binds only after the model has loaded and warmed up: a taken port failed only after the load. The
+    model path here does not exist, so an error about it means the model was looked at first."""
     import socket
 
     from o1_retriever.cli import main
