@@ -100,7 +100,7 @@ class Batcher:
             if not job.future.done():
                 job.future.set_exception(ShuttingDown("the server is shutting down"))
         self._jobs.clear()
-        self._gathering = self._running = []
+        self._gathering, self._running = [], []  # two lists: one aliased to the other would mix them
         # Off the event loop: a batch still in the engine finishes while the loop sends the answers already made.
         await asyncio.to_thread(self._engine.shutdown, wait=True)
 
