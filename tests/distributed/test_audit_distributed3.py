@@ -93,6 +93,7 @@ def test_the_python_api_shuts_down_the_ray_it_started(no_ray_running, tmp_path, 
     assert not ray.is_initialized()
 
 
+@pytest.mark.slow  # a local Ray started and an actor loading the model: over 20 s
 def test_eval_on_ray_loads_the_model_once_and_shuts_down_its_ray(no_ray_running, tmp_path, tiny_embedder,
                                                                  monkeypatch):
     """`eval --ray` embedded the corpus 64 documents at a time, each chunk a new pool of actors loading the model
