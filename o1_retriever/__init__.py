@@ -1,7 +1,8 @@
 """o1-retriever: a dense retriever that thinks before it embeds (O1 Embedder, arXiv 2502.07555)."""
 from .embedder import O1Embedder, QueryEncoding
 from .formatting import SPECIAL_TOKENS
-from .remote_thinking import LangChainThinker, LlamaIndexThinker, O1ServerThinker, OpenAIThinker
+from .openai_thinker import OpenAIThinker
+from .remote_thinking import LangChainThinker, LlamaIndexThinker, O1ServerThinker
 from .thinking import GenerationConfig
 
 __version__ = "0.1.0"
