@@ -76,6 +76,10 @@ class OpenAIThinker(RemoteThinker):
         seeds = "no seed" if config.seed is None else "a seed per thought"
         return f"temperature={config.temperature:g}, top_p={config.top_p:g} and {seeds}"
 
+    def _repeat_cause(self):
+        return ("the server appears to ignore temperature/seed (`transformers serve` samples only when the model's "
+                "generation_config.json has \"do_sample\": true), or the model does not vary at this temperature")
+
     def _think(self, queries, k, config):
         import httpx  # noqa: F401  (checked before any thread starts)
         client = _httpx_client(self.timeout, self.concurrency, self._api_key)

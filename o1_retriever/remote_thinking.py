@@ -115,11 +115,14 @@ class RemoteThinker:
         self._warned_repeats = True
         warnings.warn(f"{self.fingerprint}: the {k} thoughts were identical for each of {len(made)} "
                       f"quer{'y' if len(made) == 1 else 'ies'} although the thinker samples with {sampling}, so they "
-                      "are worth one thought: the server appears to ignore temperature/seed (`transformers serve` "
-                      "samples only when the model's generation_config.json has \"do_sample\": true), or the model "
-                      "does not vary at this temperature. With a thought cache, these thoughts are cached: once the "
-                      "server samples, use a new cache path or thought_cache=False.", RepeatedThoughtsWarning,
+                      f"are worth one thought: {self._repeat_cause()}. With a thought cache, these thoughts are "
+                      "cached: once it samples, use a new cache path or thought_cache=False.", RepeatedThoughtsWarning,
                       stacklevel=2)
+
+    def _repeat_cause(self) -> str:
+        """Why k thoughts come back identical, and what to change."""
+        return ("its own settings apply, not the embedder's: give the model a temperature above 0 and no fixed seed, "
+                "or it does not vary at its temperature")
 
     def _think(self, queries: list[str], k: int, config: InferenceSettings) -> list[list[str]]:
         raise NotImplementedError
@@ -230,7 +233,7 @@ class LangChainThinker(RemoteThinker):
 
 def _message_text(message) -> str:
     text = getattr(message, "text", None)  # langchain-core 1.x: the text blocks of any content layout
-    if callable(text):  # langchain-core 0.3 made it a method
+    if callable(text) and not isinstance(text, str):  # 0.3's method; 1.x's str is callable too, with a deprecation
         text = text()
     return text if isinstance(text, str) else str(message.content)
 

@@ -44,8 +44,12 @@ def test_a_langchain_model_that_repeats_itself_is_warned_about():
     from o1_retriever.remote_thinking import LangChainThinker
     with ChatStub(ignores_sampling) as stub:
         chat = langchain_openai.ChatOpenAI(base_url=stub.url, model="m", api_key="unused", max_retries=0)
-        with pytest.warns(RepeatedThoughtsWarning, match=r"samples with its own sampling settings"):
+        with pytest.warns(RepeatedThoughtsWarning, match=r"samples with its own sampling settings") as got:
             LangChainThinker(chat).think(QUERIES[:1], 3, SETTINGS)
+    # its own settings are the ones to change (a user's temperature=0 is the usual cause), not a server's
+    [warned] = [str(w.message) for w in got if w.category is RepeatedThoughtsWarning]
+    assert "give the model a temperature above 0" in warned and "transformers serve" not in warned
+    assert [w for w in got if "deprecated" in str(w.message)] == []  # was: langchain-core 1.x's .text() deprecation
 
 
 @pytest.mark.parametrize("content", ["", None, "   "])
