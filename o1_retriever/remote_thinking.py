@@ -152,8 +152,8 @@ def _public(params: dict) -> dict:
 
 
 def _secret(name) -> bool:
-    name = str(name).lower()  # "tokens" is a count (max_tokens), a "token" a credential
-    return any(word in name for word in _SECRET_WORDS) or "token" in name.replace("tokens", "")
+    name = str(name).lower()  # "tokens" is a count (max_tokens), a "tokenizer" a model part, a "token" a credential
+    return any(word in name for word in _SECRET_WORDS) or re.search(r"token(?!s|izer)", name) is not None
 
 
 def _without_secrets(value):

@@ -264,3 +264,19 @@ def test_framework_fingerprints_keep_the_thought_length():
     short, long = (LangChainThinker(langchain_openai.ChatOpenAI(base_url="http://h/v1", model="m", api_key="sk-x",
                                                                  max_tokens=n)).fingerprint for n in (8, 64))
     assert short != long and "sk-x" not in long
+
+
+def test_framework_fingerprints_keep_a_tokenizer_and_drop_a_token():
+    """Any parameter name holding "token" but not "tokens" was taken for a credential, so a tokenizer setting (which
+    changes the thoughts) was left out of the thought-cache key."""
+    pytest.importorskip("llama_index.core")
+    from o1_retriever.remote_thinking import LlamaIndexThinker
+    from tests.o1_retriever.chat_servers import loopback_chat_llm_class
+    llm = loopback_chat_llm_class()
+
+    def fingerprint(**kwargs):
+        return LlamaIndexThinker(llm(api_base="http://h/v1", model="m", additional_kwargs=kwargs)).fingerprint
+
+    assert fingerprint(tokenizer_name="a") != fingerprint(tokenizer_name="b")
+    assert fingerprint(hf_token="hf_SECRET") == fingerprint(hf_token="hf_OTHER")
+    assert "hf_SECRET" not in fingerprint(hf_token="hf_SECRET")
