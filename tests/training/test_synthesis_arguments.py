@@ -40,7 +40,11 @@ def test_qrels_without_a_usable_pair_fail_before_any_model_loads(tiny_beir):
     (tiny_beir / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq_unknown\td1\t1\nq1\td_unknown\t1\n")
     args = SynthesisArguments(data=str(tiny_beir), expert="/does/not/exist", committee=["bm25"],
                               output=str(tiny_beir.parent / "out.jsonl"))
-    with pytest.warns(UserWarning, match="skipped 1 qrels whose query id is not in queries.jsonl: q_unknown"), \
+    with pytest.warns(UserWarning) as warned, \
             pytest.raises(ValueError, match="no usable .query, positive passage. pairs"):
         synthesize(args)
+    assert sorted(str(w.message) for w in warned) == [  # each skip is said, naming what it skipped
+        "skipped 1 positives whose passage id is not in the corpus: q1->d_unknown",
+        "skipped 1 qrels whose query id is not in queries.jsonl: q_unknown",
+        "skipped 1 queries without any positive passage in the corpus: q1"]
     assert not (tiny_beir.parent / "out.jsonl").exists()
