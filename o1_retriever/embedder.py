@@ -234,8 +234,10 @@ class O1Embedder:
             else:
                 made = self.thinker.think(todo, k, self.settings, batch_size, progress)
             fresh = dict(zip(todo, made))
-            if self.thought_cache is not None:
-                self.thought_cache.put_many({key: fresh[q] for q, key in zip(queries, keys) if q in fresh})
+            if self.thought_cache is not None:  # a remote thinker may say some thoughts are not worth keeping
+                keep = getattr(self.thinker, "cacheable", lambda *_: True)
+                self.thought_cache.put_many({key: fresh[q] for q, key in zip(queries, keys)
+                                             if q in fresh and keep(fresh[q], k, self.settings)})
         return [hits[key] if key in hits else fresh[q] for q, key in zip(queries, keys)], vectors
 
     # ---- embedding ----------------------------------------------------------------------------

