@@ -65,6 +65,7 @@ class OpenAIThinker(RemoteThinker):
         self.timeout, self.retries, self.backoff = float(timeout), retries, float(backoff)
         self.n_per_request = n_per_request  # None until a reply shows whether the server honours n
         self._n_refusals = 0
+        self._length_field = "max_tokens"  # OpenAI's reasoning models (o-series, gpt-5) take max_completion_tokens
 
     @property
     def fingerprint(self) -> str:
@@ -112,7 +113,13 @@ class OpenAIThinker(RemoteThinker):
         return texts[:k]
 
     def _choices(self, client, payload: dict, retry_500: bool = True) -> list[str]:
-        reply = self._post(client, payload, retry_500)
+        try:
+            reply = self._post(client, self._with_length_field(payload), retry_500)
+        except ThinkerAPIError as error:  # "Unsupported parameter: 'max_tokens' ... Use 'max_completion_tokens'"
+            if error.status != 400 or self._length_field != "max_tokens" or "max_completion_tokens" not in str(error):
+                raise
+            self._length_field = "max_completion_tokens"
+            reply = self._post(client, self._with_length_field(payload), retry_500)
         if isinstance(reply, dict) and "choices" not in reply and reply.get("error"):  # some proxies answer so
             raise self._error(f"{self.url} answered HTTP 200 with an error for model {self.model_name!r}: "
                               f"{_error_text(reply)}", 200)
@@ -124,6 +131,13 @@ class OpenAIThinker(RemoteThinker):
         if not texts:
             raise self._error(f"{self.url} (model {self.model_name!r}) answered with no choices", 200)
         return texts
+
+    def _with_length_field(self, payload: dict) -> dict:
+        if self._length_field == "max_tokens" or "max_tokens" not in payload:
+            return payload
+        payload = dict(payload)
+        payload[self._length_field] = payload.pop("max_tokens")
+        return payload
 
     def _post(self, client, payload: dict, retry_500: bool = True) -> dict:
         import httpx

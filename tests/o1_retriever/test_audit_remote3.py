@@ -309,3 +309,24 @@ def test_thoughts_of_a_server_that_ignores_sampling_are_not_cached(tmp_path):
         thoughts = emb.think(QUERIES, k=2)
         assert all(len(set(ts)) == 2 for ts in thoughts)  # asked again, not served the identical ones
         assert emb.cached_fraction(QUERIES, k=2) == 1.0  # varied thoughts are kept
+
+
+def test_a_reasoning_model_that_refuses_max_tokens_gets_max_completion_tokens():
+    """OpenAI's reasoning models (o-series, gpt-5) refuse max_tokens with a 400 naming max_completion_tokens, and
+    nothing a user could set changed the field: every request failed."""
+    def openai_reasoning(body):
+        if "max_tokens" in body:
+            return 400, {"error": {"message": "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                                              "Use 'max_completion_tokens' instead.", "type": "invalid_request_error",
+                                   "param": "max_tokens", "code": "unsupported_parameter"}}, {}
+        return 200, chat_reply(*(f"thought {i} of {body['max_completion_tokens']}" for i in range(body.get("n", 1)))), {}
+
+    with ChatStub(openai_reasoning) as stub:
+        thinker = OpenAIThinker(stub.url, "o4-mini", retries=0, concurrency=1)
+        assert thinker.think(QUERIES, 2, SETTINGS) == [["thought 0 of 8", "thought 1 of 8"]] * 2
+        assert [("max_tokens" in b, "max_completion_tokens" in b) for b in stub.bodies] == [
+            (True, False), (False, True), (False, True)]  # learned once, then every request uses it
+    with ChatStub(lambda body: (400, {"error": {"message": "bad temperature"}}, {})) as stub:
+        with pytest.raises(ThinkerAPIError, match="bad temperature"):  # other 400s are the server's word, as before
+            OpenAIThinker(stub.url, "m", retries=0).think(QUERIES[:1], 1, SETTINGS)
+        assert len(stub.bodies) == 1
