@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 
 from .settings import CLI_SETTINGS, add_setting_flags, overrides_of
-from .display import print_hits, shorten  # noqa: F401  (shorten: read from here by callers)
+from .display import print_hits
 from .validation import MAX_K, check_k, check_writable_from, positive_int_arg
 
 DEMO_QUERIES = ["Why does bread rise in the oven?", "How can the body fight off a virus it has seen before?",

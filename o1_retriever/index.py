@@ -72,7 +72,10 @@ def _client(path, host, port, create: bool):
     if not create and not (path / "chroma.sqlite3").is_file():
         raise FileNotFoundError(f"no Chroma database at {str(path)!r} (expected the directory that "
                                 "`o1-retriever index --db` wrote, holding chroma.sqlite3)")
-    return chromadb.PersistentClient(path=str(path))
+    try:
+        return chromadb.PersistentClient(path=str(path))
+    except Exception as e:  # chromadb's errors (an InternalError for a folder it cannot write) name no path
+        raise ValueError(f"cannot open or create a Chroma database at {str(path)!r} ({e})") from e
 
 
 def check_database_path(path) -> Path:

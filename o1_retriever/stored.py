@@ -5,13 +5,12 @@ from pathlib import Path
 
 
 def open_database(db: Path):
-    """A Chroma client of the directory `db`; Chroma's own error (e.g. "No such file or directory (os error 2)")
-    names no path, so it is said with --db."""
-    import chromadb
+    """A Chroma client of the directory `db`, as O1Index opens it; an error says it with --db."""
+    from .index import _client
     try:
-        return chromadb.PersistentClient(path=str(db))
-    except Exception as e:  # chromadb's errors are no OSError
-        raise ValueError(f"--db {db}: cannot open or create a Chroma database there ({e})") from e
+        return _client(db, None, 0, create=True)
+    except ValueError as e:
+        raise ValueError(f"--db {db}: {e}") from e
 
 
 def already_indexed(db: Path, args, passages) -> tuple[int, str] | None:

@@ -91,3 +91,9 @@ def test_a_quiet_index_run_draws_no_embedder_bar(tiny_embedder, tmp_path, capsys
     ids = [f"d{i}" for i in range(64)]
     getattr(index, method)(ids, [f"{TEXTS[i % 4]} {i}" for i in range(64)], batch_size=64, show_progress_bar=False)
     assert capsys.readouterr().err == ""
+
+
+def test_a_database_path_chroma_cannot_open_is_named(tiny_embedder):
+    """Only the CLI named the path; O1Index(path=...) raised chromadb's InternalError, which names none."""
+    with pytest.raises(ValueError, match=r"cannot open or create a Chroma database at '/proc/no-db'"):
+        O1Index(tiny_embedder, path="/proc/no-db")

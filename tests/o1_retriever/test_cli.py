@@ -228,7 +228,7 @@ def test_index_refuses_a_batch_size_below_one_before_loading(tmp_path, capsys, s
 
 
 def test_the_hits_table_cuts_passages_between_words_and_marks_the_cut():
-    from o1_retriever.commands import shorten
+    from o1_retriever.display import shorten
     text = "Insulin resistance raises the risk of type 2 diabetes."
     assert shorten(text, width=len(text)) == text  # fits: unchanged, no mark
     assert shorten(text, width=22) == "Insulin resistance…"  # "raises" would be cut to "r": dropped whole
