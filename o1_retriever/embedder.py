@@ -17,7 +17,7 @@ from .checkpoint import is_adapter
 from .composite import read_composite
 from .default_model import (DEFAULT_NAME, MINILM_HUB_ID, SMOLLM2_HUB_ID, bundled_model_path, cache_dir, minilm_path,
                             smollm2_base_dir)
-from .device import resolve_device, resolve_dtype, weights_dtype_name
+from .device import DTYPE_NAMES, resolve_device, resolve_dtype, weights_dtype_name
 from .encoding import LMEncoder, SentenceEncoder, load_encoder
 from .formatting import query_embedding_text
 from .loading import fingerprint, load_causal_lm
@@ -190,6 +190,9 @@ class O1Embedder:
 
     def _keys(self, queries: list[str], k: int) -> list[str]:
         params = self.settings.generation() | {"quantization": self.quantization, "sampler": SAMPLER}
+        precision = _compute_dtype(self.thinker.model)
+        if precision is not None:  # the same weights computing in bf16 and fp32 sample different thoughts
+            params["dtype"] = precision
         if self.thinker.prompt_style == "official":  # kept as generated, not stripped: not the stripped texts' key
             params["decoded"] = "as generated"
         template = f"{self.thinker.prompt_style}:{self.thinker.prompt('{query}')}"
@@ -453,6 +456,15 @@ def _st_output(vectors: np.ndarray, normalize: bool, to_numpy: bool, to_tensor: 
         tensor = torch.from_numpy(np.ascontiguousarray(vectors))
         return tensor if tensor.ndim == 1 else list(tensor)
     return vectors
+
+
+def _compute_dtype(model) -> str | None:
+    """The dtype an in-process thinker computes in ("bf16", "fp32", ...; a 4-bit one: that of its unquantized layers,
+    its compute dtype), read at each call, as a cast in place changes it; None for a thinker behind an API."""
+    if model is None:
+        return None
+    dtype = next((p.dtype for p in model.parameters() if p.dtype.is_floating_point), None)
+    return DTYPE_NAMES.get(dtype, str(dtype))
 
 
 def _refuse_backend(options: dict) -> None:
