@@ -2,9 +2,11 @@
 
 A judged query that retrieved nothing scores 0 on every metric (pytrec_eval would silently skip it,
 which inflates the mean). MRR@10 is trec_eval's reciprocal rank on the run cut to its top 10.
+Ids may be ints or strings on either side (both are compared as strings, as BEIR's files hold them).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 Run = dict[str, dict[str, float]]    # query id -> {doc id: score}
@@ -51,17 +53,59 @@ def import_pytrec_eval():
     return pytrec_eval
 
 
-def per_query_scores(qrels: Qrels, run: Run, ignore_identical_ids: bool = False) -> dict[str, dict[str, float]]:
-    """{query id: {"ndcg@10", "recall@100", "mrr@10", "map"}} for every judged query."""
+def _string_keyed(table: dict, what: str, value) -> dict:
+    """{str(query id): {str(doc id): value(v, query, doc)}}: pytrec_eval takes string ids only, and an int id on one
+    side would otherwise never match the same id as a string on the other (every metric silently 0)."""
+    out: dict[str, dict] = {}
+    for q, docs in table.items():
+        if not isinstance(docs, dict):
+            raise TypeError(f"{what}[{q!r}] must be a dict {{doc id: value}}, got {type(docs).__name__}")
+        if str(q) in out:
+            raise ValueError(f"{what} holds query id {q!r} twice (as {str(q)!r} and as {q!r})")
+        row = out[str(q)] = {}
+        for d, v in docs.items():
+            if str(d) in row:
+                raise ValueError(f"{what}[{q!r}] holds doc id {d!r} twice (as {str(d)!r} and as {d!r})")
+            row[str(d)] = value(v, q, d)
+    return out
+
+
+def _relevance(r, q, d) -> int:
+    try:
+        value = float(r)
+    except (TypeError, ValueError):
+        value = math.nan
+    if isinstance(r, bool) or not value.is_integer():
+        raise ValueError(f"qrels[{q!r}][{d!r}]: relevance must be an integer, got {r!r}")
+    return int(value)
+
+
+def _score(s, q, d) -> float:
+    try:
+        value = float(s)
+    except (TypeError, ValueError):
+        raise TypeError(f"run[{q!r}][{d!r}]: score must be a number, got {s!r}") from None
+    if math.isnan(value):  # pytrec_eval would rank it somewhere arbitrary, and the metrics would look fine
+        raise ValueError(f"run[{q!r}][{d!r}]: score is NaN (a model that produced NaN vectors?)")
+    return value
+
+
+def normalise_qrels(qrels: Qrels) -> Qrels:
     if not isinstance(qrels, dict) or not qrels:
         raise ValueError("qrels must be a non-empty dict {query id: {doc id: relevance}}")
+    return _string_keyed(qrels, "qrels", _relevance)
+
+
+def per_query_scores(qrels: Qrels, run: Run, ignore_identical_ids: bool = False) -> dict[str, dict[str, float]]:
+    """{query id: {"ndcg@10", "recall@100", "mrr@10", "map"}} for every judged query (ids as strings)."""
+    qrels = normalise_qrels(qrels)
     if not isinstance(run, dict):
         raise TypeError(f"run must be a dict {{query id: {{doc id: score}}}}, got {type(run).__name__}")
+    run = _string_keyed(run, "run", _score)
     pytrec_eval = import_pytrec_eval()
     if ignore_identical_ids:
         run = drop_identical_ids(run)
-    qrels = {q: {d: int(r) for d, r in rels.items()} for q, rels in qrels.items()}
-    run = {q: {d: float(s) for d, s in docs.items()} for q, docs in run.items() if q in qrels and docs}
+    run = {q: docs for q, docs in run.items() if q in qrels and docs}
     full = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10", "recall.100", "map"}).evaluate(run)
     cut = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(top_n(run, 10))
     scores = {}
@@ -76,7 +120,7 @@ def evaluate_run(qrels: Qrels, run: Run, ignore_identical_ids: bool = False) -> 
 
     Only queries with at least one relevant judgement (relevance > 0) count, as in BEIR.
     """
-    judged = {q: rels for q, rels in qrels.items() if any(r > 0 for r in rels.values())}
+    judged = {q: rels for q, rels in normalise_qrels(qrels).items() if any(r > 0 for r in rels.values())}
     if not judged:
         raise ValueError("qrels hold no relevant judgement (relevance > 0); nothing to evaluate")
     per_query = per_query_scores(judged, run, ignore_identical_ids).values()
