@@ -62,6 +62,9 @@ def read_beir_jsonl(path: Path, what: str, required: tuple[str, ...]) -> list[di
         for key in required:
             if key not in row:
                 raise ValueError(f"{path}:{lineno}: missing field {key!r} (a {what} needs {list(required)})")
+        if isinstance(row["_id"], bool) or not isinstance(row["_id"], (str, int)) or not str(row["_id"]).strip():
+            # str() would make null "None" and 1.0 "1.0": ids no qrels line names
+            raise ValueError(f"{path}:{lineno}: _id must be a non-empty string or an integer, got {row['_id']!r}")
         row["_id"] = str(row["_id"])
         if row["_id"] in seen:
             raise ValueError(f"{path}:{lineno}: duplicate _id {row['_id']!r}")
@@ -76,21 +79,32 @@ def read_beir_jsonl(path: Path, what: str, required: tuple[str, ...]) -> list[di
 
 
 def read_qrels(path: Path) -> dict[str, dict[str, int]]:
-    """Tab-separated `query-id corpus-id score`; a header line is optional. Scores are integers; a pair judged
-    twice must have the same score both times."""
+    """Tab-separated `query-id corpus-id score`; a header line is optional (whatever its column names), and so is a
+    byte-order mark. Scores are integers; a pair judged twice must have the same score both times."""
     qrels: dict[str, dict[str, int]] = {}
     seen: dict[tuple[str, str], int] = {}  # (query id, doc id) -> the line that judged it first
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    first = True  # the first non-blank line may be a header
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:  # a byte-order mark, as some Windows editors save UTF-8, is not part of the first query id
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: not valid UTF-8 (byte {raw[e.start]:#04x} at column "
+                                 f"{e.start + 1}); save the file as UTF-8") from None
             if not line.strip():
                 continue
             parts = line.rstrip("\n\r").split("\t")
-            if lineno == 1 and parts[0].strip().lower() in ("query-id", "query_id", "qid"):
+            header, first = first and _is_header(parts), False
+            if header:
                 continue
             if len(parts) != 3:
                 raise ValueError(f"{path}:{lineno}: expected 3 tab-separated columns "
-                                 f"(query-id, corpus-id, score), got {len(parts)}: {line.strip()!r:.80}")
+                                 f"(query-id, corpus-id, score), got {len(parts)}{_columns_hint(parts)}: "
+                                 f"{line.strip()!r:.80}")
             qid, did, score = (p.strip() for p in parts)
+            if not qid or not did:
+                raise ValueError(f"{path}:{lineno}: empty {'query-id' if not qid else 'corpus-id'}: "
+                                 f"{line.strip()!r:.80}")
             try:
                 value = float(score)
             except ValueError:
@@ -106,6 +120,25 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
     if not qrels:
         raise ValueError(f"{path} has no judgements")
     return qrels
+
+
+def _is_header(parts: list[str]) -> bool:
+    """Column names ("query-id corpus-id score", "qid docid rel", ...): a score column that is a word, not a number
+    (a mistyped score such as "1x" stays an error)."""
+    score = parts[-1].strip()
+    try:
+        float(score)  # "nan", "inf": numbers, if bad ones
+        return False
+    except ValueError:
+        return len(parts) == 3 and score.replace("-", "").replace("_", "").isalpha()
+
+
+def _columns_hint(parts: list[str]) -> str:
+    if len(parts) == 4:
+        return " (TREC qrels `query 0 doc score`? drop the second column)"
+    if len(parts) == 1 and len(parts[0].split()) in (3, 4):
+        return " (separated by spaces? BEIR qrels separate columns with tabs)"
+    return ""
 
 
 def qrels_path(root: Path, split: str) -> Path:

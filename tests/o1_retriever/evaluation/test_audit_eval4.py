@@ -32,3 +32,67 @@ def test_bad_scores_and_relevances_name_the_query_and_document():
         evaluate_run({"q": {"a": 1}}, {"q": [("a", 0.5)]})
     with pytest.raises(ValueError, match=r"holds query id 1 twice"):
         evaluate_run({"1": {"a": 1}, 1: {"a": 1}}, {"1": {"a": 0.5}})
+
+
+def _qrels_file(tmp_path, content: bytes):
+    path = tmp_path / "qrels.tsv"
+    path.write_bytes(content)
+    return path
+
+
+@pytest.mark.parametrize("content", [
+    "\ufeffquery-id\tcorpus-id\tscore\nq1\td1\t1\n".encode(),   # saved by a Windows editor: BOM before the header
+    "\ufeffq1\td1\t1\n".encode(),                               # ... before the first query id
+    b"\nquery-id\tcorpus-id\tscore\nq1\td1\t1\n",               # a blank line before the header
+    b"qid\tdocid\trelevance\r\nq1\td1\t1\r\n",                  # other column names, CRLF
+    b"q1\td1\t1\n",                                             # no header at all
+])
+def test_qrels_headers_and_byte_order_marks(tmp_path, content):
+    """A BOM made the header's score 'score' an error ("score must be an integer, got 'score'") or the first query
+    id '\\ufeffq1' (missing from queries.jsonl); a header after a blank line or with other names was refused."""
+    from o1_retriever.evaluation.data import read_qrels
+    assert read_qrels(_qrels_file(tmp_path, content)) == {"q1": {"d1": 1}}
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"q1\t\t1\n", r"qrels.tsv:1: empty corpus-id"),                        # was judged as doc ''
+    (b"query-id\tcorpus-id\tscore\n\td1\t1\n", r"qrels.tsv:2: empty query-id"),
+    (b"q1\td1\tnan\n", r"qrels.tsv:1: score must be an integer, got 'nan'"),  # a number, not a header
+    (b"q1\td1\t1x\n", r"qrels.tsv:1: score must be an integer, got '1x'"),
+    (b"q1\t0\td1\t1\n", r"got 4 \(TREC qrels `query 0 doc score`\? drop the second column\)"),
+    (b"q1 d1 1\n", r"got 1 \(separated by spaces\? BEIR qrels separate columns with tabs\)"),
+    (b"q1\td\xe9\t1\n", r"qrels.tsv:1: not valid UTF-8 \(byte 0xe9 at column 5\)"),  # was a bare UnicodeDecodeError
+])
+def test_malformed_qrels_lines_name_the_line(tmp_path, content, message):
+    from o1_retriever.evaluation.data import read_qrels
+    with pytest.raises(ValueError, match=message):
+        read_qrels(_qrels_file(tmp_path, content))
+
+
+@pytest.mark.parametrize("bad_id", [None, 1.0, True, "", " "])
+def test_ids_that_no_qrels_line_can_name_are_refused(tmp_path, bad_id):
+    """A null `_id` became the document "None", 1.0 became "1.0": silently unmatched by every qrels line."""
+    import json
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from beir_fixtures import write_beir
+    from o1_retriever.evaluation import load_beir
+    root = write_beir(tmp_path / "ds")
+    with open(root / "corpus.jsonl", "a") as f:
+        f.write(json.dumps({"_id": bad_id, "text": "an extra passage"}) + "\n")
+    with pytest.raises(ValueError, match=rf"corpus.jsonl:13: _id must be a non-empty string or an integer, "
+                                         rf"got {repr(bad_id).replace('.', '[.]')}"):
+        load_beir(root)
+
+
+def test_int_ids_in_the_files_match_string_ids_in_the_qrels(tmp_path):
+    import json
+    from o1_retriever.evaluation import load_beir
+    root = tmp_path / "ints"
+    (root / "qrels").mkdir(parents=True)
+    (root / "corpus.jsonl").write_text("\n".join(json.dumps({"_id": i, "text": f"doc {i}"}) for i in (1, 2)) + "\n\n")
+    (root / "queries.jsonl").write_text(json.dumps({"_id": 10, "text": "q"}) + "\n")
+    (root / "qrels" / "test.tsv").write_text("10\t2\t1\n")
+    ds = load_beir(root)
+    assert ds.queries == {"10": "q"} and ds.qrels == {"10": {"2": 1}} and list(ds.corpus) == ["1", "2"]
