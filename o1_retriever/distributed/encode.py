@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from ..batching import show_progress
 from ..validation import check_choice, check_k, check_positive_int
-from .runtime import actor_resources, check_actors, check_address, ray_session, require_ray
+from .runtime import actor_resources, check_actors, check_cluster, ray_session, require_ray
 from .shards import (KINDS, MANIFEST, MANIFEST_VERSION, manifest_shards, plan_shards, read_manifest,
                      remove_temporaries, shard_dicts, shard_info, write_manifest)
 from .workers import ModelSpec, RowEncoder, ShardWriter
@@ -109,8 +109,7 @@ def encode_files(kind: str, source, output, spec: ModelSpec, *, k: int = 3, acto
     check_positive_int(shard_size, "shard_size")
     check_positive_int(batch_size, "batch_size")
     check_actors(actors)
-    if not require_ray().is_initialized():  # before reading a large input: a missing Ray or cluster fails now
-        check_address(address)
+    check_cluster(address)  # before reading a large input: a missing Ray, or a cluster not there, fails now
     started = time.perf_counter()
     output = Path(output).expanduser()
     if output.exists() and not output.is_dir():

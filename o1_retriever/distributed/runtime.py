@@ -1,11 +1,11 @@
 """Ray itself: the lazy import, connecting (or starting a local Ray), and what each actor asks for."""
 from __future__ import annotations
 
-import socket
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ..validation import check_positive_int
+from .address import check_address, check_running, no_cluster_at, ray_target, remember_join
 
 INSTALL_HINT = 'pip install "o1-retriever[ray]"  (or: pip install "ray[data]>=2.40")'
 
@@ -30,55 +30,45 @@ def require_pyarrow() -> None:
             from e
 
 
-_START_ONE = "start one with `ray start --head` (then address='auto'), or leave the address out for a local Ray"
-
-
-def check_address(address: str | None, timeout: float = 5.0) -> None:
-    """Refuse, naming it, an address that is not a Ray address or where nothing listens. Ray itself retries an
-    unanswered host:port for minutes before a traceback; this tries one TCP connection for `timeout` seconds."""
-    if address is None or address in ("auto", "local"):
-        return
-    if not isinstance(address, str):
-        raise TypeError(f"address must be a str such as 'auto', 'host:6379' or 'ray://host:10001', got {address!r}")
-    client = address.startswith("ray://")
-    host, colon, port = address[len("ray://"):].rpartition(":") if client else address.rpartition(":")
-    if client and not colon:  # ray://host: the Ray Client's default port
-        host, port = address[len("ray://"):], "10001"
-    host = host.strip("[]")  # [IPv6]:port
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"address={address!r} is not a Ray address: pass 'auto', host:port (the head's GCS port, "
-                         "6379 by default) or ray://host:10001 (Ray Client)")
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
-    except OSError as e:
-        raise ValueError(f"no Ray cluster answers at address={address!r} ({e}); {_START_ONE}") from None
+def check_cluster(address: str | None) -> None:
+    """Before any work: the Ray the work would run on is the one asked for (Ray running in this process), or it
+    answers (`check_address`)."""
+    ray = require_ray()
+    if ray.is_initialized():
+        check_running(ray, address)
+    else:
+        check_address(address)
 
 
 def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
-    """Join the Ray cluster at `address`, or start a local one (all CPUs and GPUs of this machine, or `num_cpus`)
-    when none is given and none is running in this process. Returns True when this call started Ray (the caller
-    then shuts it down), False when it was already connected."""
+    """Join the Ray cluster at `address` (or RAY_ADDRESS, when set, as ray.init does), or start a local one (all
+    CPUs and GPUs of this machine, or `num_cpus`) when neither is given and none is running in this process. Ray
+    already running is used only when `address` names it (or none is given). Returns True when this call started
+    Ray (the caller then shuts it down), False when it was already connected."""
     ray = require_ray()
     if ray.is_initialized():
+        check_running(ray, address)
         return False
-    if address is not None:
-        if num_cpus is not None:
-            raise ValueError("num_cpus sizes a local Ray only; a cluster at an address has its own resources")
-        check_address(address)
-        try:
+    check_address(address)
+    target, named = ray_target(address)
+    if target not in (None, "local") and num_cpus is not None:
+        raise ValueError(f"num_cpus sizes a local Ray only; {named} is a cluster with its own resources")
+    try:
+        if target in (None, "local"):
+            ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+        else:
             ray.init(address=address, log_to_driver=True)
-        except ConnectionError as e:  # Ray's own names neither the address nor what to do
-            raise ValueError(f"no Ray cluster answers at address={address!r} ({e}); {_START_ONE}") from None
-    else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+    except ConnectionError as e:  # Ray's own names neither the address nor what to do
+        raise ValueError(no_cluster_at(named, e)) from None
+    remember_join(ray, address)
     return True
 
 
 @contextmanager
 def ray_session(address: str | None = None):
-    """Ray for the block: the one this process is connected to, else one joined or started here and shut down at the
-    end (its processes and actors do not outlive the call, and a later ray.init(address=...) is not refused as a
-    second init)."""
+    """Ray for the block: the one this process is connected to (when `address` is none or names it), else one
+    joined or started here and shut down at the end (its processes and actors do not outlive the call, and a later
+    ray.init(address=...) is not refused as a second init)."""
     started = connect(address)
     try:
         yield require_ray()
