@@ -60,9 +60,18 @@ def plot_k_sweep(rows: list[dict], path, title: str = "") -> Path:
         fig.suptitle(title)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
     plt.close(fig)
+    return path
+
+
+def save_figure(fig, path) -> Path:
+    """`fig.savefig(path)`, all or nothing: a reader, or a run killed mid-write, never finds half a PNG. The format
+    is the file's suffix (png when it has none)."""
+    from ..atomic import atomic_path
+    path = Path(path)
+    with atomic_path(path) as temporary, open(temporary, "wb") as f:
+        fig.savefig(f, format=path.suffix[1:].lower() or "png", dpi=120)
     return path
 
 

@@ -96,3 +96,25 @@ def test_int_ids_in_the_files_match_string_ids_in_the_qrels(tmp_path):
     (root / "qrels" / "test.tsv").write_text("10\t2\t1\n")
     ds = load_beir(root)
     assert ds.queries == {"10": "q"} and ds.qrels == {"10": {"2": 1}} and list(ds.corpus) == ["1", "2"]
+
+
+ROWS = [{"system": "o1", "model": "m", "k": k, "ndcg@10": 0.3 + k / 10, "ms_per_query": 10.0 + k} for k in (0, 1, 3)]
+
+
+def test_a_png_cut_short_by_a_kill_leaves_the_previous_one_whole(tmp_path):
+    """savefig wrote straight into the target: a run killed mid-write (here by the kernel, past a file-size limit)
+    left a truncated PNG where the last good one was."""
+    import os
+    import subprocess
+    import sys
+    from o1_retriever.evaluation.plot import plot_k_sweep
+    png = plot_k_sweep(ROWS, tmp_path / "sweep.png", "first")
+    before = png.read_bytes()
+    code = ("import resource, sys; from o1_retriever.evaluation.plot import plot_k_sweep, _pyplot; _pyplot();"
+            f"rows = {ROWS!r}; plot_k_sweep(rows, sys.argv[1] + '.warm.png', 'warm-up');"  # fonts cached
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000));"                     # past 2 kB: SIGXFSZ
+            "plot_k_sweep(rows, sys.argv[1], 'second')")
+    done = subprocess.run([sys.executable, "-c", code, str(png)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg"})
+    assert done.returncode != 0, "the file-size limit did not stop the writer"
+    assert png.read_bytes() == before
