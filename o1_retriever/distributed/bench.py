@@ -8,278 +8,35 @@ Each Ray configuration starts its own Ray (timed apart: `ray_start_s`) unless on
 `--address` names a cluster, and runs the real `encode_files` path into a fresh temporary folder: its figures include
 what a user pays (a model load in every actor, writing the shards), and its vectors are checked against the
 one-process ones.
+
+The documents and the machine's description are in `bench_setup`, the timed runs in `bench_runs`; this module puts
+them together into the report, its figure and the command.
 """
 from __future__ import annotations
 
 import json
-import os
-import random
-import re
 import tempfile
-import threading
 import time
 from datetime import datetime, timezone
-from itertools import islice
 from pathlib import Path
 
 import numpy as np
 
 from ..atomic import write_text_atomically
-from ..machine import describe, load_average
+from ..machine import load_average
 from ..validation import check_positive_int
+from .bench_runs import ONE_PROCESS, one_process_again, run_one_process, run_ray
+from .bench_setup import corpus_texts, cpu_share, demo_variants, machine, prepare_corpus
+
+__all__ = ["DEFAULT_DOCS", "DEFAULT_SHARD_SIZE", "ONE_PROCESS", "RATIOS_EXPLAINED", "add_bench_parser", "add_ratios",
+           "benchmark", "corpus_texts", "cpu_share", "demo_variants", "machine", "one_process_again", "plot",
+           "prepare_corpus", "run_bench", "run_one_process", "run_ray"]
 
 DEFAULT_DOCS = 600
 DEFAULT_SHARD_SIZE = 64  # a few hundred documents still make several shards per actor
-ONE_PROCESS = "one process, no Ray"
 
 
-# ---- the corpus ---------------------------------------------------------------------------------------------------
-def demo_variants(n: int, seed: int = 0) -> list[dict]:
-    """`n` distinct short passages recombined from the bundled demo corpus: two or three of its sentences each (the
-    demo passages' own length), titled after the passage of the first sentence. The same `n` and seed always give
-    the same rows."""
-    from ..corpus import DEMO_CORPUS, read_corpus
-    check_positive_int(n, "docs")
-    sentences = [(p.title, s) for p in read_corpus(DEMO_CORPUS) for s in re.split(r"(?<=[.!?])\s+", p.text.strip())]
-    rng, rows, seen = random.Random(seed), [], set()
-    while len(rows) < n:
-        picked = rng.sample(range(len(sentences)), rng.choice((2, 3)))
-        text = " ".join(sentences[i][1] for i in picked)
-        if text in seen:
-            continue
-        seen.add(text)
-        rows.append({"_id": f"demo-{len(rows):06d}", "title": sentences[picked[0]][0], "text": text})
-    return rows
-
-
-def _write_jsonl(path: Path, rows) -> None:
-    with path.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
-def prepare_corpus(corpus: str | None, docs: int, folder: Path) -> tuple[Path, dict]:
-    """(the file every configuration encodes, what it holds). A user corpus is copied (first `docs` rows) into the
-    temporary `folder` only, never beside the original."""
-    if corpus is None:
-        path = folder / "demo_variants.jsonl"
-        _write_jsonl(path, demo_variants(docs))
-        return path, {"source": "bundled demo corpus (32 passages) recombined into distinct 2-3 sentence passages"}
-    if docs == 0:
-        return Path(corpus).expanduser(), {"source": str(corpus)}
-    rows = [{"_id": r.id, "text": r.text} for r in islice(_records(corpus, docs), docs)]
-    if len(rows) < docs:
-        raise ValueError(f"--docs {docs}: {corpus} holds only {len(rows)} rows; pass at most that, or 0 for all")
-    path = folder / "corpus_head.jsonl"
-    _write_jsonl(path, rows)  # the embedded text ("title. text"), so the actors embed the same strings
-    return path, {"source": f"{corpus} (first {docs} rows)"}
-
-
-def _records(path, shard_size: int):
-    """The corpus's records shard by shard, exactly as the Ray workers read and embed them."""
-    from .shards import plan_shards, read_shard
-    for shard in plan_shards(path, shard_size, "documents")[1]:
-        yield from read_shard(shard, "documents")
-
-
-def corpus_texts(path: Path, shard_size: int) -> tuple[list[str], list[str]]:
-    """(ids, texts) exactly as the Ray workers read and embed them."""
-    records = list(_records(path, shard_size))
-    return [r.id for r in records], [r.text for r in records]
-
-
-# ---- the machine --------------------------------------------------------------------------------------------------
-def _cpu_times() -> list[int] | None:
-    try:
-        with open("/proc/stat") as f:
-            return [int(x) for x in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-
-
-def cpu_share(before: list[int] | None, after: list[int] | None) -> dict | None:
-    """How the whole machine's CPU time went between two /proc/stat readings, in percent: busy (any process,
-    ours and the other jobs'), idle, and stolen by the hypervisor."""
-    if not before or not after:
-        return None
-    delta = [b - a for a, b in zip(before, after)]
-    total = sum(delta[:8]) or 1
-    idle = delta[3] + delta[4]
-    steal = delta[7] if len(delta) > 7 else 0
-    return {"busy_pct": round(100 * (total - idle - steal) / total, 1), "idle_pct": round(100 * idle / total, 1),
-            "steal_pct": round(100 * steal / total, 1)}
-
-
-def machine() -> dict:
-    """The shared description, plus Ray's version (None: Ray runs are refused with the pip command)."""
-    from importlib.metadata import PackageNotFoundError, version
-    try:
-        return describe() | {"ray": version("ray")}
-    except PackageNotFoundError:
-        return describe() | {"ray": None}
-
-
-class _Window:
-    """Load average and CPU shares over one configuration, so a slow figure can be told from a busy machine."""
-
-    def __enter__(self):
-        self.load_before, self.cpu_before = load_average(), _cpu_times()
-        return self
-
-    def __exit__(self, *exc):
-        self.record = {"load_average_before": self.load_before, "load_average_after": load_average(),
-                       "cpu": cpu_share(self.cpu_before, _cpu_times())}
-
-
-class _ShardClock:
-    """When each output shard appears (a shard file is renamed into place whole): the time to the first shard is
-    the actors' start-up plus one shard; the gaps after it give the pool's pace once every model is loaded."""
-
-    def __init__(self, folder: Path, interval: float = 0.1):
-        self.folder, self.interval, self.seen = folder, interval, {}
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._watch, daemon=True)
-
-    def _watch(self):
-        while not self.stop.is_set():
-            self._look()
-            self.stop.wait(self.interval)
-
-    def _look(self):
-        now = time.perf_counter()
-        if self.folder.is_dir():
-            for path in self.folder.glob("part-*.parquet"):
-                self.seen.setdefault(path.name, now)
-
-    def __enter__(self):
-        self.started = time.perf_counter()
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
-        self._look()
-
-    def summary(self, rows_by_shard: dict[str, int], worker_by_shard: dict[str, str]) -> dict:
-        """The time to the first shard, and the pool's rate once its models are loaded: each actor encodes one shard
-        at a time, so the gaps between the shards one worker wrote are its own pace; the pool's is their sum. None
-        when some worker wrote a single shard (too few shards per actor to tell)."""
-        if not self.seen:
-            return {"first_shard_s": None, "steady_docs_per_s": None}
-        first = min(self.seen.values())
-        by_worker: dict[str, list[tuple[float, int]]] = {}
-        for name, seen_at in self.seen.items():
-            by_worker.setdefault(worker_by_shard.get(name), []).append((seen_at, rows_by_shard.get(name, 0)))
-        rates = []
-        for written in by_worker.values():
-            written.sort()
-            span = written[-1][0] - written[0][0]
-            rates.append(sum(rows for _, rows in written[1:]) / span if len(written) > 1 and span > 0 else None)
-        steady = round(sum(rates), 2) if rates and None not in rates else None
-        return {"first_shard_s": round(first - self.started, 2), "steady_docs_per_s": steady}
-
-
-# ---- the runs -----------------------------------------------------------------------------------------------------
-def _one_process_pass(record: dict, embedder, texts: list[str], batch_size: int, when: str) -> np.ndarray:
-    """One timed `encode_documents`, added to the one-process record, whose figures are its passes' mean."""
-    with _Window() as window:
-        started = time.perf_counter()
-        vectors = embedder.encode_documents(texts, batch_size=batch_size)
-        seconds = time.perf_counter() - started
-    record["passes"].append({"when": when, "encode_s": round(seconds, 2),
-                             "docs_per_s": round(len(texts) / seconds, 2), **window.record})
-    encode_s = sum(p["encode_s"] for p in record["passes"]) / len(record["passes"])
-    record.update({"encode_s": round(encode_s, 2), "docs_per_s": round(len(texts) / encode_s, 2),
-                   "end_to_end_s": round(record["model_load_s"] + encode_s, 2)})
-    return vectors
-
-
-def run_one_process(spec, texts: list[str], batch_size: int):
-    """`encode_documents` in this process, no Ray: the model load timed apart from the encoding.
-    Returns (record, vectors, embedder); `one_process_again` adds a second pass after the Ray runs."""
-    import torch
-    started = time.perf_counter()
-    embedder = spec.load()
-    load_s = time.perf_counter() - started
-    record = {"config": ONE_PROCESS, "ray": False, "actors": None,
-              "device": str(next(embedder.encoder.model.parameters()).device),
-              "torch_threads": torch.get_num_threads(), "model_load_s": round(load_s, 2), "passes": [],
-              "fingerprint": embedder.fingerprint, "dim": int(embedder.dim)}
-    vectors = _one_process_pass(record, embedder, texts, batch_size, "before the Ray runs")
-    return record, vectors, embedder
-
-
-def one_process_again(record: dict, embedder, texts: list[str], batch_size: int) -> None:
-    """The same encoding once more, after the Ray runs: on a shared machine the other jobs' load drifts, and a
-    baseline taken on both sides of the Ray runs (their mean is what the ratios use) shows how far."""
-    _one_process_pass(record, embedder, texts, batch_size, "after the Ray runs")
-
-
-def _probe_actor(ray, resources) -> dict:
-    """What torch sees inside a Ray actor given the same resources as the encoding actors (Ray sets OMP_NUM_THREADS
-    from an actor's CPU share, and torch takes its thread count from it), and the actor's niceness (Ray may start
-    workers at a lower priority than the driver)."""
-
-    @ray.remote(num_cpus=resources.num_cpus, num_gpus=resources.num_gpus)
-    class ThreadProbe:
-        def report(self):
-            import torch
-            return {"torch_threads": torch.get_num_threads(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-                    "device": "cuda" if ray.get_gpu_ids() else "cpu",
-                    "nice": os.nice(0) if hasattr(os, "nice") else None}
-
-    probe = ThreadProbe.remote()
-    try:
-        return ray.get(probe.report.remote(), timeout=300)
-    finally:
-        ray.kill(probe)
-
-
-def run_ray(corpus: Path, spec, actors: int, *, batch_size: int, shard_size: int, address: str | None,
-            use_gpus: bool | None, reference: tuple[list[str], np.ndarray], workdir: Path) -> dict:
-    """One Ray configuration: start (or join) Ray, encode the corpus through `encode_files` into a fresh folder,
-    check its vectors against the one-process ones, and shut down the Ray this run started."""
-    from .encode import encode_files
-    from .load import read_vectors
-    from .runtime import actor_resources, connect, require_ray
-    from .shards import read_manifest, shard_info
-    ray = require_ray()
-    output = workdir / f"vectors-{actors}-actors"
-    with _Window() as window:
-        started = time.perf_counter()
-        owned = connect(address)
-        ray_start = time.perf_counter() - started
-        try:
-            resources = actor_resources(actors, use_gpus)
-            with _ShardClock(output) as clock:
-                result = encode_files("documents", corpus, output, spec, actors=actors, batch_size=batch_size,
-                                      shard_size=shard_size, address=address, use_gpus=use_gpus)
-                encode_s = time.perf_counter() - clock.started
-            actor = {"num_cpus": resources.num_cpus, "num_gpus": resources.num_gpus, **_probe_actor(ray, resources)}
-        finally:
-            if owned:
-                ray.shutdown()
-    shards = read_manifest(output)["shards"]
-    rows_by_shard = {s["name"]: s["stop"] - s["start"] for s in shards}
-    worker_by_shard = {s["name"]: shard_info(output / s["name"])["worker"] for s in shards}
-    got = read_vectors(output)
-    ids, vectors = reference
-    where = {pid: i for i, pid in enumerate(ids)}
-    same_ids = len(got["ids"]) == len(ids) and set(got["ids"]) == set(ids)
-    diff = (float(np.abs(np.asarray(got["vectors"]) - vectors[[where[i] for i in got["ids"]]]).max())
-            if same_ids else None)
-    label = f"Ray, {actors} {resources.device} actor{'s' if actors > 1 else ''}"
-    return {"config": label, "ray": True, "actors": actors, "actor": actor,
-            "ray_start_s": round(ray_start, 2) if owned else None,
-            "ray_session": "started by this run" if owned else "already running (start-up not measured)",
-            "encode_s": round(encode_s, 2), "docs_per_s": round(result.rows / encode_s, 2),
-            **clock.summary(rows_by_shard, worker_by_shard),
-            "end_to_end_s": round(ray_start + encode_s, 2), "rows": result.rows, "shards": result.shards,
-            "workers_that_wrote_shards": len(set(worker_by_shard.values())), "fingerprint": result.fingerprint,
-            "every_document_once": same_ids, "max_abs_diff_vs_one_process": diff, **window.record}
-
-
+# ---- the report ---------------------------------------------------------------------------------------------------
 def add_ratios(runs: list[dict]) -> None:
     """Each Ray run against the one-process run: how many times longer it took (1.0 = no overhead)."""
     base = next(r for r in runs if r["config"] == ONE_PROCESS)
