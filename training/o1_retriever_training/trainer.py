@@ -17,7 +17,8 @@ from tqdm.auto import tqdm
 from o1_retriever.atomic import atomic_path
 from o1_retriever.device import cpu_has_fast_bf16
 
-from .arguments import DataArguments, ModelArguments, TrainingArguments, check_training_arguments
+from .arguments import (DataArguments, ModelArguments, TrainingArguments, check_model_arguments,
+                        check_training_arguments)
 from .data import load_triplets
 from .dataset import TrainCollator, TrainDataset
 from .export import UNTIED_ROWS_ONLY, add_merged, export_adapter, has_merged
@@ -174,6 +175,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
     from transformers import get_linear_schedule_with_warmup
 
     check_training_arguments(train_args, data_args)
+    check_model_arguments(model_args)
     model_args = effective_model_arguments(model_args)
     if not data_args.train_data:
         raise ValueError("train_data is required: a JSONL file of {query, pos, neg, thought} records")
