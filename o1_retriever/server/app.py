@@ -21,6 +21,7 @@ from ..validation import MAX_K, as_text_list, check_k
 from .batching import Batcher, Result, ShuttingDown
 from .deps import require
 from .metrics import Metrics
+from .window import InputTooLong
 
 fastapi = require("fastapi")
 pydantic = require("pydantic")
@@ -149,6 +150,7 @@ def create_app(embedder, *, name: str | None = None, api_key: str | None = None,
                                 f"(use model {name}-query)", field)
         kq = _k(body.k, k) if kind == "query" else 0
         metrics.inputs.labels(kind).inc(len(texts))
+        texts = await _read_window(batcher, kind, texts)
         result = await _submit(request, batcher, kind, texts, kq)
         if result is None:
             return Response(status_code=CLIENT_GONE)
@@ -169,6 +171,7 @@ def create_app(embedder, *, name: str | None = None, api_key: str | None = None,
         texts = _texts(body.input, limits)
         kq = _k(body.k, k)
         metrics.inputs.labels("think").inc(len(texts))
+        texts = await _read_window(batcher, "think", texts)
         result = await _submit(request, batcher, "think", texts, kq)
         if result is None:
             return Response(status_code=CLIENT_GONE)
@@ -328,6 +331,17 @@ async def _submit(request: Request, batcher: Batcher, kind: str, texts: list[str
             from e
     except Exception as e:
         raise ApiError(500, f"the engine failed on this batch: {type(e).__name__}: {e}", code="engine_error") from e
+
+
+async def _read_window(batcher: Batcher, kind: str, texts: list[str]) -> list[str]:
+    """Texts cut to what the model reads, so that a huge one costs what its window costs (see window.py)."""
+    try:
+        return await batcher.read_window(kind, texts)
+    except InputTooLong as e:
+        raise ApiError(413, str(e), "input", "too_large") from None
+    except ShuttingDown as e:
+        raise ApiError(503, f"{e}: send the request again once the server is back", code="server_shutting_down") \
+            from e
 
 
 async def _disconnected(request: Request) -> None:

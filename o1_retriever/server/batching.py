@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..validation import check_choice
+from .window import cut, needs_cut, token_counts  # token_counts: importable from here, as before
 
 KINDS = ("query", "document", "think")
 
@@ -121,6 +122,15 @@ class Batcher:
             if job.future.cancelled():  # its client left: the gauge drops now, not at the next request
                 self._observe_depth()
 
+    async def read_window(self, kind: str, texts: list[str]) -> list[str]:
+        """`texts` cut to what the model reads (see `window.cut`; InputTooLong names an input it refuses). On the
+        engine thread: the engine's tokenizers are not safe to call from two threads at once."""
+        if not needs_cut(self.embedder, kind, texts):
+            return texts
+        if self._task is None or self._task.done():
+            raise ShuttingDown("the server is shutting down")
+        return await asyncio.get_running_loop().run_in_executor(self._engine, cut, self.embedder, kind, texts)
+
     def _observe_depth(self) -> None:
         if self.metrics is not None:
             self.metrics.queue_depth.set(self.depth)
@@ -213,14 +223,5 @@ class Batcher:
             thoughts = emb.think(texts, k=k, batch_size=self.max_batch, show_progress_bar=False)
         if self.metrics is not None:
             self.metrics.engine_seconds.labels(kind).observe(time.perf_counter() - started)
-        return Result(embeddings, thoughts, token_counts(emb, texts))
+        return Result(embeddings, thoughts, token_counts(emb, texts, kind))
 
-
-def token_counts(embedder, texts: list[str]) -> list[int]:
-    """Tokens per input text (the `usage` an OpenAI client expects), without special tokens or thoughts."""
-    enc = embedder.encoder
-    enc = getattr(enc, "members", [enc])[0]  # an ensemble (the default model): its first encoder's tokens
-    tok = getattr(enc, "tokenizer", None) or getattr(enc.model, "tokenizer", None)
-    if tok is None:
-        return [0] * len(texts)
-    return [len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]

