@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from .atomic import write_text_atomically
+from .atomic import atomic_path, write_text_atomically
 from .cache import ThoughtCache
 from .composite import read_composite
 from .corpus import DEMO_CORPUS, read_corpus
@@ -172,8 +172,15 @@ def run_bench(args) -> int:
         if getattr(args, name) is not None:
             check_positive_int(getattr(args, name), name)
     check_k(args.k)
+    for k in args.paths_k:  # the reference path thinks: k=0 has nothing to compare
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+            raise ValueError(f"paths_k values must be ints from 1 to {MAX_K}, got {k!r}")
+    for batch in args.paths_batch:
+        check_positive_int(batch, "paths_batch")
     if args.output:
         check_output(args.output)
+        from .evaluation.plot import _pyplot
+        _pyplot()  # the _paths.png: a missing matplotlib is said now, not after minutes of timing
     device = resolve_device(args.device)
     queries = bench_queries_text(args.queries)
     docs = bench_docs_text(args.docs)
@@ -260,8 +267,12 @@ def _finish(result, args, console) -> int:
         if result.get("paths"):
             png = os.path.splitext(args.output)[0] + "_paths.png"
             meta = result["meta"]
-            plot_paths(result["paths"], png, f"{meta['model']} on {meta['gpu'] or meta['machine']['cpu']} "
-                                             f"({meta['machine']['cpu_count']} cpus), {meta['dtype']}, <= {meta['max_new_tokens']} tokens")
+            # written beside and renamed: a kill mid-write leaves the previous PNG whole (savefig writes a file
+            # object as PNG, whatever the temporary's name)
+            with atomic_path(png) as temporary, open(temporary, "wb") as f:
+                plot_paths(result["paths"], f, f"{meta['model']} on {meta['gpu'] or meta['machine']['cpu']} "
+                                               f"({meta['machine']['cpu_count']} cpus), {meta['dtype']}, "
+                                               f"<= {meta['max_new_tokens']} tokens")
             console.print(f"wrote {png}")
     return 0
 
@@ -273,6 +284,16 @@ def _k_arg(text: str) -> int:
         import argparse
         raise argparse.ArgumentTypeError(f"--k takes one int from 0 to {MAX_K}, got {text!r}")
     return values[0]
+
+
+def _paths_k_arg(text: str) -> list[int]:
+    """argparse `type=` for --paths-k: ints from 1 to MAX_K (a larger one failed after the matmul timing and the
+    model's load)."""
+    values = int_list_arg(text, minimum=1, flag="--paths-k", example="1,3")
+    if any(k > MAX_K for k in values):
+        import argparse
+        raise argparse.ArgumentTypeError(f"--paths-k takes ints from 1 to {MAX_K}, got {text!r}")
+    return values
 
 
 def register(sub) -> None:
@@ -293,8 +314,8 @@ def register(sub) -> None:
     p.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp16", "fp32"),
                    help="dtype of the timed engine (default: auto, bf16 where the device runs it fast, else fp32); "
                         "documents are also timed in fp32 beside any other")
-    p.add_argument("--paths-k", type=lambda t: int_list_arg(t, minimum=1, flag="--paths-k", example="1,3"),
-                   default=[1, 3], help="k values for the reference-vs-ours rows, comma-separated (default: 1,3)")
+    p.add_argument("--paths-k", type=_paths_k_arg, default=[1, 3],
+                   help=f"k values for the reference-vs-ours rows, 1 to {MAX_K}, comma-separated (default: 1,3)")
     p.add_argument("--paths-batch", type=lambda t: int_list_arg(t, minimum=1, flag="--paths-batch", example="32,128"),
                    default=[32, 128],
                    help="batch sizes for the reference-vs-ours rows, comma-separated (default: 32,128)")

@@ -1,0 +1,68 @@
+"""Audit of `o1-retriever bench`: every flag refused before the minute of matmul timing and model loading, and the
+PNG written all or nothing."""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from o1_retriever.cli import build_parser, main
+
+
+def test_paths_k_above_the_limit_fails_at_parse_time(capsys):
+    """--paths-k 65 was accepted and failed only after the matmul timing and the model's load (half a minute)."""
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["bench", "--paths-k", "1,65"])
+    assert "--paths-k takes ints from 1 to 64, got '1,65'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("paths_k", [65], "paths_k values must be ints from 1 to 64, got 65"),
+    ("paths_k", [0], "paths_k values must be ints from 1 to 64, got 0"),
+    ("paths_batch", [0], "paths_batch must be > 0, got 0"),
+])
+def test_run_bench_from_python_checks_the_paths_rows_first(tmp_path, field, value, message):
+    """The model does not exist: any work before the check would fail with another message (after the timing)."""
+    from o1_retriever.bench import run_bench
+    args = build_parser().parse_args(["bench", "--model", str(tmp_path / "missing"),
+                                      "--output", str(tmp_path / "b.json")])
+    setattr(args, field, value)
+    with pytest.raises(ValueError, match=message):
+        run_bench(args)
+
+
+def test_missing_matplotlib_fails_before_any_timing(tmp_path, capsys, monkeypatch):
+    """The _paths.png needs matplotlib: without it the bench timed for minutes, wrote the JSON, then failed."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # how Python marks a module that cannot be imported
+    assert main(["bench", "--model", str(tmp_path / "missing"), "--output", str(tmp_path / "b.json")]) == 2
+    err = capsys.readouterr().err
+    assert "plots need matplotlib" in err and "TFLOP/s" not in capsys.readouterr().out
+    assert not (tmp_path / "b.json").exists()
+
+
+ROW = {"k": 1, "batch_size": 2, "speedup": 1.5, "reference": {"ms_per_query": 30.0},
+       "ours": {"ms_per_query": 20.0, "fraction_of_bound": 0.1}}
+META = {"model": "m", "gpu": None, "machine": {"cpu": "cpu", "cpu_count": 2}, "dtype": "fp32", "max_new_tokens": 8}
+
+
+def test_a_paths_png_cut_short_by_a_kill_leaves_the_previous_one_whole(tmp_path):
+    """plot_paths wrote straight into bench_paths.png: a run killed mid-write (here by the kernel, past a file-size
+    limit) left a truncated PNG where the last good one was."""
+    out = tmp_path / "bench.json"
+    code = ("import argparse, resource, sys, json; from rich.console import Console; from o1_retriever.bench import "
+            "_finish; from o1_retriever.evaluation.plot import _pyplot; _pyplot();"
+            f"result = {{'meta': {META!r}, 'paths': [{ROW!r}]}};"
+            "args = argparse.Namespace(k=1, output=sys.argv[1]);"
+            "_finish(result, argparse.Namespace(k=1, output=sys.argv[1] + '.warm.json'), Console());"  # fonts cached
+            "sys.argv[2:] and resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000));"  # past 2 kB: SIGXFSZ
+            "_finish(result, args, Console())")
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg"}
+    subprocess.run([sys.executable, "-c", code, str(out)], check=True, capture_output=True, env=env)
+    png = tmp_path / "bench_paths.png"
+    before = png.read_bytes()
+    assert before[:4] == b"\x89PNG" and json.loads(out.read_text())["paths"] == [ROW]
+    done = subprocess.run([sys.executable, "-c", code, str(out), "limited"], capture_output=True, env=env)
+    assert done.returncode != 0, "the file-size limit did not stop the writer"
+    assert png.read_bytes() == before
