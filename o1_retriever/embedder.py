@@ -188,15 +188,32 @@ class O1Embedder:
         return (self.fused and t is not None and isinstance(self.encoder, LMEncoder)
                 and t.model is self.encoder.model and self.quantization is None and t.prompt_style == "official")
 
-    def _keys(self, queries: list[str], k: int) -> list[str]:
+    def _key_params(self) -> list[dict]:
+        """The generation parameters thoughts are cached under, the current form first (a thinker behind an API
+        that may drop refused sampling parameters gives the forms it may have kept them under)."""
         params = self.settings.generation() | {"quantization": self.quantization, "sampler": SAMPLER}
         precision = _compute_dtype(self.thinker.model)
         if precision is not None:  # the same weights computing in bf16 and fp32 sample different thoughts
             params["dtype"] = precision
         if self.thinker.prompt_style == "official":  # kept as generated, not stripped: not the stripped texts' key
             params["decoded"] = "as generated"
+        forms = getattr(self.thinker, "cache_params", None)
+        return [params] if forms is None else forms(params)
+
+    def _keys(self, queries: list[str], k: int, params: dict | None = None) -> list[str]:
+        params = self._key_params()[0] if params is None else params
         template = f"{self.thinker.prompt_style}:{self.thinker.prompt('{query}')}"
         return [cache_key(self.thinker_fingerprint, template, q, k, params) for q in queries]
+
+    def _cached(self, queries: list[str], k: int) -> dict[str, list[str]]:
+        """The thoughts the cache holds for `queries`, by query (each form of the key in turn)."""
+        found: dict[str, list[str]] = {}
+        for params in self._key_params() if self.thought_cache is not None else ():
+            rest = [q for q in dict.fromkeys(queries) if q not in found]
+            keys = self._keys(rest, k, params)
+            hits = self.thought_cache.get_many(keys, k) if rest else {}
+            found |= {q: hits[key] for q, key in zip(rest, keys) if key in hits}
+        return found
 
     def cached_fraction(self, queries, k: int = 3) -> float:
         """Share of `queries` whose k thoughts the thought cache already holds (0.0 without a cache)."""
@@ -204,7 +221,8 @@ class O1Embedder:
         check_k(k)
         if self.thinker is None or k == 0 or self.thought_cache is None or not queries:
             return 0.0
-        return len(self.thought_cache.get_many(self._keys(queries, k), k)) / len(queries)
+        found = self._cached(queries, k)
+        return sum(q in found for q in queries) / len(queries)
 
     def think(self, queries, k: int = 3, batch_size: int = 32, show_progress_bar: bool | None = None) -> list:
         """k thoughts per query (list of lists; a flat list for a single str)."""
@@ -218,11 +236,10 @@ class O1Embedder:
         """Thoughts for every query (cache first); with want_vectors, fused vectors for the misses."""
         if k == 0 or self.thinker is None:
             return [[] for _ in queries], {}
-        keys = self._keys(queries, k) if self.thought_cache is not None else [None] * len(queries)
-        hits = self.thought_cache.get_many(keys, k) if self.thought_cache is not None else {}
+        hits = self._cached(queries, k)
         # Similar lengths together (less padding); ties break on the text, never on set (string-hash) order.
         # Each query samples from its own seed, so its thoughts do not depend on the batch it lands in.
-        todo = sorted(dict.fromkeys(q for q, key in zip(queries, keys) if key not in hits), key=lambda q: (len(q), q))
+        todo = sorted(dict.fromkeys(q for q in queries if q not in hits), key=lambda q: (len(q), q))
         fresh, vectors = {}, {}
         if todo:
             if want_vectors:
@@ -239,9 +256,10 @@ class O1Embedder:
             fresh = dict(zip(todo, made))
             if self.thought_cache is not None:  # a remote thinker may say some thoughts are not worth keeping
                 keep = getattr(self.thinker, "cacheable", lambda *_: True)
-                self.thought_cache.put_many({key: fresh[q] for q, key in zip(queries, keys)
-                                             if q in fresh and keep(fresh[q], k, self.settings)})
-        return [hits[key] if key in hits else fresh[q] for q, key in zip(queries, keys)], vectors
+                # keyed as made: a server's refusal of a sampling parameter, learned while thinking, changes the key
+                self.thought_cache.put_many({key: fresh[q] for q, key in zip(todo, self._keys(todo, k))
+                                             if keep(fresh[q], k, self.settings)})
+        return [hits[q] if q in hits else fresh[q] for q in queries], vectors
 
     # ---- embedding ----------------------------------------------------------------------------
     def _query_texts(self, queries: list[str], thoughts: list[str]) -> list[str]:

@@ -6,7 +6,11 @@ import pytest
 import torch
 
 from o1_retriever import O1Embedder
+from o1_retriever.openai_thinker import OpenAIThinker, RefusedSamplingWarning
+from o1_retriever.remote_thinking import ThinkerAPIError
+from o1_retriever.settings import InferenceSettings
 from tests.fixtures import build_tiny_llama, build_tokenizer
+from tests.o1_retriever.chat_servers import ChatStub, chat_reply
 
 QUERIES = ["protein cell", "river water"]
 
@@ -48,3 +52,67 @@ def test_a_thinker_cast_in_place_does_not_reuse_its_earlier_thoughts(bf16_saved_
     cast = _load(bf16_saved_dir, "fp32", False)
     cast.thinker.model.to(torch.bfloat16)
     assert emb.think(QUERIES, k=2) == cast.think(QUERIES, k=2)  # thought anew, as the cast model thinks
+
+
+# ---- an OpenAI reasoning model behind a real loopback server -----------------------------------------------------
+def openai_reasoning_model(body):
+    """Answers as OpenAI's reasoning models (o-series, gpt-5) do, one refusal at a time. The error bodies are OpenAI's
+    own, as users posted them (github.com/gabrii/Cursor-Azure-GPT-5/issues/33 and owndev/Open-WebUI-Functions/issues/98
+    for temperature, aandrew-me/tgpt/issues/333 for top_p, getomni-ai/zerox/issues/176 for max_tokens)."""
+    def refuse(message, param, code):
+        return 400, {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}}, {}
+
+    if "max_tokens" in body:
+        return refuse("Unsupported parameter: 'max_tokens' is not supported with this model. Use "
+                      "'max_completion_tokens' instead.", "max_tokens", "unsupported_parameter")
+    if body.get("temperature", 1) != 1:
+        return refuse(f"Unsupported value: 'temperature' does not support {body['temperature']} with this model. Only "
+                      "the default (1) value is supported.", "temperature", "unsupported_value")
+    if "top_p" in body:
+        return refuse("Unsupported parameter: 'top_p' is not supported with this model.", "top_p",
+                      "unsupported_parameter")
+    query = body["messages"][-1]["content"][-12:]
+    return 200, chat_reply(*(f"{query} thought {body.get('seed')}.{i}" for i in range(body.get("n", 1)))), {}
+
+
+def test_a_reasoning_model_that_refuses_temperature_and_top_p_thinks_at_its_own(tiny_embedder, tmp_path):
+    pytest.importorskip("httpx")
+    cache = tmp_path / "t.sqlite"
+
+    def embedder(url, **settings):
+        return O1Embedder(OpenAIThinker(url, "o4-mini", retries=0, concurrency=1), tiny_embedder.encoder, name="x",
+                          thought_cache=cache, max_new_tokens=8, **settings)
+
+    with ChatStub(openai_reasoning_model) as stub:
+        emb = embedder(stub.url, temperature=0.7)
+        asked_keys = emb._keys(QUERIES, 2)
+        with pytest.warns(RefusedSamplingWarning) as got:
+            thoughts = emb.think(QUERIES, k=2)
+            assert emb.think(["another query"], k=2)[0] != []  # learned once: no more refusals, no more warnings
+        assert [str(w.message).split(" refuses ")[1].split()[0] for w in got] == ["temperature=0.7", "top_p=0.9"]
+        assert "sampled at the model's own temperature, and the thought cache keys them so" in str(got[0].message)
+        assert "Only the default (1) value is supported" in str(got[0].message)  # the server's own words
+        assert [sorted(set(b) & {"max_tokens", "max_completion_tokens", "temperature", "top_p"}) for b in stub.bodies] \
+            == [["max_tokens", "temperature", "top_p"], ["max_completion_tokens", "temperature", "top_p"],
+                ["max_completion_tokens", "top_p"]] + [["max_completion_tokens"]] * 3
+        assert [len(set(ts)) for ts in thoughts] == [2, 2]
+        # Kept as sampled at the model's own temperature: not under the temperature asked for, and found again by a
+        # new process (whose thinker has not learned the refusal yet) and at any temperature, without a request.
+        assert emb.cached_fraction(QUERIES, k=2) == 1.0 and emb._keys(QUERIES, 2) != asked_keys
+        asked = len(stub.bodies)
+        for temperature in (0.7, 0.2):
+            other = embedder(stub.url, temperature=temperature)
+            assert other.cached_fraction(QUERIES, k=2) == 1.0 and other.think(QUERIES, k=2) == thoughts
+        assert len(stub.bodies) == asked
+        stub.answer = lambda body: (200, chat_reply(*(f"at {body['temperature']} {i}" for i in range(body["n"]))), {})
+        # Once the server has answered with the temperature sent, that temperature keys its thoughts again.
+        honouring = embedder(stub.url, temperature=0.7)
+        assert honouring.think(["a new query"], k=2) == [["at 0.7 0", "at 0.7 1"]]
+        assert honouring.cached_fraction(QUERIES, k=2) == 0.0
+        assert honouring.think(QUERIES, k=2) == [["at 0.7 0", "at 0.7 1"]] * 2
+    # other 400s are the server's word, as before
+    with ChatStub(lambda body: (400, {"error": {"message": "Unsupported value: 'seed' must be below 2**31"}}, {})) \
+            as stub:
+        with pytest.raises(ThinkerAPIError, match="'seed' must be below"):
+            OpenAIThinker(stub.url, "m", retries=0).think(["q"], 1, InferenceSettings(temperature=0.7))
+        assert len(stub.bodies) == 1
