@@ -1,77 +1,29 @@
 """The HTTP app: OpenAI-compatible /v1/embeddings, /v1/think, /v1/models, /health and /metrics.
 
 Two model ids route a text: `<name>-query` thinks k times before it embeds, `<name>-document` embeds directly
-(most clients can only choose a model id, not send a flag). Errors use the OpenAI envelope
-`{"error": {"message", "type", "param", "code"}}` so clients print the message instead of a parse failure.
+(most clients can only choose a model id, not send a flag). The routes and the app's lifecycle are here; the request
+bodies, error shapes and input checks in `protocol.py`; the key, size and metrics middleware in `guard.py`.
 """
 from __future__ import annotations
 
 import asyncio
-import base64
-import hmac
-import time
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
 
-import numpy as np
-
-from ..validation import MAX_K, as_text_list, check_k
+from ..validation import check_k
 from .batching import Batcher, Result, ShuttingDown
-from .deps import require
+from .guard import ALIASES, BODY_OVERHEAD, OPEN, ROUTES, Guard  # noqa: F401 (importable from here, as before)
 from .metrics import Metrics
+from .protocol import (  # noqa: F401 (the schemas and error shapes: importable from here, as before)
+    ApiError, EmbeddingRequest, Limits, ThinkRequest, encode_vector, input_texts, install_error_handlers, k_value,
+    model_kind)
 from .window import InputTooLong
 
-fastapi = require("fastapi")
-pydantic = require("pydantic")
-from fastapi import FastAPI, Request  # noqa: E402
-from fastapi.exceptions import RequestValidationError  # noqa: E402
+from fastapi import FastAPI, Request  # noqa: E402 (after .protocol: that import says how to install FastAPI)
 from fastapi.responses import JSONResponse, Response  # noqa: E402
-from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt  # noqa: E402
-from starlette.exceptions import HTTPException  # noqa: E402
 
-BODY_OVERHEAD = 64 * 1024  # JSON punctuation and escapes on top of the text itself
 # nginx's "client closed request": the status /metrics records for a request whose client left before its answer.
 CLIENT_GONE = 499
-
-
-@dataclass
-class Limits:
-    max_inputs: int = 2048  # OpenAI's own per-request limit; LangChain sends up to 1000 by default
-    max_chars: int = 2_000_000  # total characters of text per request
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.param, self.code = status, message, param, code
-
-
-def _error(status: int, message: str, param=None, code=None) -> JSONResponse:
-    kind = {401: "authentication_error", 413: "request_too_large",
-            500: "server_error", 503: "server_error"}.get(status, "invalid_request_error")
-    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code}}, status)
-
-
-class _Body(BaseModel):
-    # Unknown fields are refused: a typo such as `input_typ` would otherwise silently embed the wrong way.
-    model_config = ConfigDict(extra="forbid")
-    input: Any = None  # checked by hand below, for messages that name the bad item
-    model: str | None = None
-    k: StrictInt | None = None
-    user: str | None = None
-
-
-class EmbeddingRequest(_Body):
-    encoding_format: Literal["float", "base64"] | None = None  # null as OpenAI takes it: float
-    input_type: Literal["query", "document"] | None = None
-    dimensions: StrictInt | None = None
-    return_thoughts: StrictBool = False
-
-
-class ThinkRequest(_Body):
-    pass
 
 
 def default_name(embedder) -> str:
@@ -99,48 +51,15 @@ def create_app(embedder, *, name: str | None = None, api_key: str | None = None,
 
     app = FastAPI(title="o1-retriever", lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.batcher, app.state.metrics, app.state.model_ids = batcher, metrics, list(ids)
-    app.add_middleware(_Guard, key=key, limits=limits, metrics=metrics)
+    app.add_middleware(Guard, key=key, limits=limits, metrics=metrics)
 
-    @app.exception_handler(ApiError)
-    async def api_error(request, e: ApiError):
-        return _error(e.status, e.message, e.param, e.code)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request, e: RequestValidationError):
-        errors = e.errors()
-        bad_json = [err for err in errors if err.get("type") == "json_invalid"]
-        if bad_json:
-            why = (bad_json[0].get("ctx") or {}).get("error") or bad_json[0].get("msg")
-            return _error(400, f"the request body is not valid JSON: {why}", code="json_invalid")
-        fields = [".".join(str(p) for p in err.get("loc", ())[1:]) or None for err in errors]  # loc[0] is "body"
-        content_type = request.headers.get("content-type", "")
-        if fields[0] is None and "json" not in content_type:  # not parsed as JSON at all
-            sent = f"as {content_type!r}" if content_type else "without one"  # requests' data=json.dumps(...)
-            return _error(415, f"the body must be a JSON object sent with `Content-Type: application/json` (this one "
-                               f"came {sent}; curl: add -H 'content-type: application/json'; requests: json=body)",
-                          code="unsupported_media_type")
-        if fields[0] is None:  # JSON, but not an object
-            got = "an empty body" if e.body in (None, b"", "") else f"a JSON {type(e.body).__name__}"
-            return _error(400, f'the body must be a JSON object such as {{"model": ..., "input": ["a text"]}}, got '
-                               f"{got}", code="invalid_value")
-        message = "; ".join(f"{field or 'body'}: {err.get('msg')}" for field, err in zip(fields, errors))
-        if errors[0].get("type") == "extra_forbidden":
-            schema = ThinkRequest if request.url.path == "/v1/think" else EmbeddingRequest
-            message += "; allowed: " + ", ".join(schema.model_fields)
-        return _error(400, message, fields[0], "invalid_value")
-
-    @app.exception_handler(HTTPException)
-    async def http_error(request, e: HTTPException):
-        if e.status_code == 400 and e.detail == "There was an error parsing the body":  # Starlette's, e.g. bad UTF-8
-            return _error(400, "the request body could not be read as JSON: send UTF-8 encoded JSON",
-                          code="json_invalid")
-        return _error(e.status_code, str(e.detail))
+    install_error_handlers(app)
 
     @app.post("/v1/embeddings")
     @app.post("/embeddings", include_in_schema=False)  # clients configured without /v1 (Infinity's layout)
     async def embeddings(body: EmbeddingRequest, request: Request):
-        kind = _kind(body.model, body.input_type, name, ids)
-        texts = _texts(body.input, limits)
+        kind = model_kind(body.model, body.input_type, name, ids)
+        texts = input_texts(body.input, limits)
         if body.dimensions is not None and body.dimensions != embedder.dim:
             raise ApiError(400, f"dimensions={body.dimensions} is not available: this model embeds into "
                                 f"{embedder.dim} dimensions (leave `dimensions` out)", "dimensions")
@@ -148,13 +67,13 @@ def create_app(embedder, *, name: str | None = None, api_key: str | None = None,
             field = "k" if body.k is not None else "return_thoughts"
             raise ApiError(400, f"{field} applies to queries only: {name}-document embeds without thinking "
                                 f"(use model {name}-query)", field)
-        kq = _k(body.k, k) if kind == "query" else 0
+        kq = k_value(body.k, k) if kind == "query" else 0
         metrics.inputs.labels(kind).inc(len(texts))
         texts = await _read_window(batcher, kind, texts)
         result = await _submit(request, batcher, kind, texts, kq)
         if result is None:
             return Response(status_code=CLIENT_GONE)
-        data = [{"object": "embedding", "index": i, "embedding": _encode(vec, body.encoding_format)}
+        data = [{"object": "embedding", "index": i, "embedding": encode_vector(vec, body.encoding_format)}
                 for i, vec in enumerate(result.embeddings)]
         if body.return_thoughts:
             for item, thoughts in zip(data, result.thoughts):
@@ -166,10 +85,10 @@ def create_app(embedder, *, name: str | None = None, api_key: str | None = None,
 
     @app.post("/v1/think")
     async def think(body: ThinkRequest, request: Request):
-        if body.model is not None and _kind(body.model, None, name, ids) != "query":
+        if body.model is not None and model_kind(body.model, None, name, ids) != "query":
             raise ApiError(400, f"model={body.model!r} does not think; use {name}-query or leave model out", "model")
-        texts = _texts(body.input, limits)
-        kq = _k(body.k, k)
+        texts = input_texts(body.input, limits)
+        kq = k_value(body.k, k)
         metrics.inputs.labels("think").inc(len(texts))
         texts = await _read_window(batcher, "think", texts)
         result = await _submit(request, batcher, "think", texts, kq)
@@ -207,102 +126,6 @@ def create_app(embedder, *, name: str | None = None, api_key: str | None = None,
         return Response(payload, media_type=content_type)
 
     return app
-
-
-ROUTES = ("/v1/embeddings", "/v1/think", "/v1/models", "/health", "/metrics")  # /v1/models/ID counts as other
-ALIASES = {"/embeddings": "/v1/embeddings"}  # counted under the route they serve
-OPEN = ("/health", "/metrics", "/docs", "/openapi.json")  # no key needed: probes, scrapers, the API's description
-
-
-class _Guard:
-    """API key and body size checks before a request reaches its route, then request count and latency per route.
-    A plain ASGI middleware: FastAPI's `@app.middleware("http")` streams every response through an extra task."""
-
-    def __init__(self, app, *, key: bytes | None, limits: Limits, metrics: Metrics):
-        self.app, self.key, self.limits, self.metrics = app, key, limits, metrics
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        started, request = time.perf_counter(), Request(scope)
-        path = ALIASES.get(scope["path"], scope["path"])
-        route = path if path in ROUTES else "other"  # unknown paths share one label
-        status = []
-
-        async def send_status(message):
-            if message["type"] == "http.response.start":
-                status.append(message["status"])
-            await send(message)
-
-        # A refusal (401, 413) answers in the app's place.
-        answer = _authorize(request, self.key) or _check_size(request, self.limits)
-        if answer is None and "content-length" not in request.headers:  # streamed (chunked): cap it while read
-            receive = await _read_capped(receive, _byte_cap(self.limits))
-            answer = None if receive else _too_large("a streamed request body", self.limits)
-        answer = answer or self.app
-        try:
-            await answer(scope, receive, send_status)
-        except asyncio.CancelledError:
-            # uvicorn cancels the requests still running when --graceful-timeout runs out: answer them in the API's
-            # shape (a 503 clients retry) instead of its plain-text 500 and a traceback per request.
-            if status:  # the answer had started: the connection just closes
-                raise
-            await _error(503, "the server shut down before this request finished (it was still running when "
-                              "--graceful-timeout ran out); send it again once the server is back",
-                         code="server_shutting_down")(scope, receive, send_status)
-        finally:
-            self.metrics.requests.labels(route, str(status[0] if status else 500)).inc()
-            self.metrics.latency.labels(route).observe(time.perf_counter() - started)
-
-
-def _authorize(request: Request, key: bytes | None) -> JSONResponse | None:
-    """Every route but those in OPEN needs `Authorization: Bearer KEY` when the server has a key (an alias too).
-    Compared in constant time: the response time says nothing about the key."""
-    if key is None or request.url.path in OPEN:
-        return None
-    header = request.headers.get("authorization", "")
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), key):
-        what = "missing" if not header else "wrong"
-        return _error(401, f"{what} API key: send the server's key as `Authorization: Bearer KEY`",
-                      code="invalid_api_key")
-    return None
-
-
-def _byte_cap(limits: Limits) -> int:
-    """Each character takes up to 6 bytes as a JSON escape; the exact character count is checked once parsed."""
-    return limits.max_chars * 6 + BODY_OVERHEAD
-
-
-def _too_large(what: str, limits: Limits) -> JSONResponse:
-    return _error(413, f"{what} is over this server's limit of {_byte_cap(limits)} bytes (--max-chars "
-                       f"{limits.max_chars}); split the input into several requests", code="too_large")
-
-
-def _check_size(request: Request, limits: Limits) -> JSONResponse | None:
-    """Refuse an oversized body from its Content-Length, before reading it."""
-    size = request.headers.get("content-length")
-    if size is not None and size.isdigit() and int(size) > _byte_cap(limits):
-        return _too_large(f"request body of {size} bytes", limits)
-    return None
-
-
-async def _read_capped(receive, cap: int):
-    """Read a body that came without a Content-Length, stopping once it passes `cap` bytes (None then): the app
-    would otherwise buffer all of it before any check. Returns a receive that replays what was read."""
-    messages, size = [], 0
-    while True:
-        message = await receive()
-        messages.append(message)
-        size += len(message.get("body", b""))
-        if size > cap:
-            return None
-        if message["type"] != "http.request" or not message.get("more_body"):
-            break
-
-    async def replay():
-        return messages.pop(0) if messages else await receive()
-    return replay
 
 
 async def _submit(request: Request, batcher: Batcher, kind: str, texts: list[str], k: int):
@@ -349,52 +172,3 @@ async def _disconnected(request: Request) -> None:
     the disconnect."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
-
-
-def _kind(model: str | None, input_type: str | None, name: str, ids: dict) -> str:
-    """query or document from the model id (`-query` / `-document`, or the bare name plus input_type)."""
-    if model is None or model == name:
-        return input_type or "query"
-    if model not in ids:
-        raise ApiError(404, f"model={model!r} is not served here; use one of {list(ids)} "
-                            f"(or {name!r} with input_type)", "model", "model_not_found")
-    kind = ids[model]
-    if input_type is not None and input_type != kind:
-        raise ApiError(400, f"input_type={input_type!r} contradicts model={model!r}; drop one of them", "input_type")
-    return kind
-
-
-def _texts(value, limits: Limits) -> list[str]:
-    if isinstance(value, list) and value and all(isinstance(v, (int, list)) for v in value):
-        raise ApiError(400, "token-id input is not supported: send text (LangChain's OpenAIEmbeddings: "
-                            "check_embedding_ctx_length=False)", "input")
-    if isinstance(value, list) and not value:
-        raise ApiError(400, "input is an empty list; send at least one text", "input")
-    try:
-        texts, _ = as_text_list(value, "input")
-    except (TypeError, ValueError) as e:
-        raise ApiError(400, str(e), "input") from None
-    if len(texts) > limits.max_inputs:
-        raise ApiError(413, f"{len(texts)} inputs in one request is over this server's limit of "
-                            f"{limits.max_inputs} (--max-inputs); split them into several requests", "input",
-                       "too_large")
-    chars = sum(map(len, texts))
-    if chars > limits.max_chars:
-        raise ApiError(413, f"{chars} characters in one request is over this server's limit of {limits.max_chars} "
-                            "(--max-chars); split the input into several requests", "input", "too_large")
-    return texts
-
-
-def _k(value, default: int) -> int:
-    if value is None:
-        return default
-    try:
-        return check_k(value)
-    except (TypeError, ValueError):
-        raise ApiError(400, f"k must be an int from 0 (no thinking) to {MAX_K}, got {value!r}", "k") from None
-
-
-def _encode(vec: np.ndarray, fmt: str | None):
-    if fmt == "base64":  # what the openai client asks for by default: little-endian float32 bytes
-        return base64.b64encode(np.ascontiguousarray(vec, dtype="<f4").tobytes()).decode("ascii")
-    return vec.astype(np.float32).tolist()
