@@ -30,3 +30,44 @@ def test_train_refuses_bad_numbers_by_name_before_the_model_loads(flags, message
     assert rc == 2
     assert message in capsys.readouterr().err
     assert not out.exists()  # refused before the model loaded, which makes the folder
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--temperature", "nan"], "temperature=nan must be a finite number >= 0"),
+    (["--temperature", "-1"], "temperature=-1.0 must be a finite number >= 0"),
+    (["--top-p", "0"], "top_p=0.0 must be in (0, 1]"),
+    (["--expert-url", "127.0.0.1:8000/v1"], "expert_url='127.0.0.1:8000/v1' must be an http(s) base URL"),
+])
+def test_synthesize_refuses_bad_sampling_and_urls_before_any_model_loads(flags, message, tiny_beir, tmp_path, capsys):
+    """These were checked by the expert once the committee and the expert had loaded (nan sampled anyway). The
+    committee member here cannot load at all, so only a check made before loading can name the bad value."""
+    rc = main(["synthesize", "--data", str(tiny_beir), "--output", str(tmp_path / "t.jsonl"),
+               "--committee", str(tmp_path / "no-such-encoder"), *flags])
+    assert rc == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "t.jsonl").exists()
+
+
+def test_synthesize_server_failing_part_way_says_what_is_kept_and_resumes(tiny_beir, tmp_path, capsys):
+    """A server that refused one query ended the command with a RuntimeError traceback; now it is one error line
+    that says how many records were kept and that the same command resumes, which then writes only the rest."""
+    import json
+
+    from tests.training.test_experts import FakeServer
+    server = FakeServer()
+    try:
+        broken = json.loads((tiny_beir / "queries.jsonl").read_text().splitlines()[5])["text"]
+        server.broken = broken
+        out = tmp_path / "t.jsonl"
+        args = ["synthesize", "--data", str(tiny_beir), "--output", str(out), "--expert-url", server.url,
+                "--retries", "0", "--concurrency", "1", "--num-candidates", "2", "--num-shots", "0",
+                "--committee", "bm25", "--num-negatives", "2"]
+        assert main(args) == 1
+        err = capsys.readouterr().err
+        assert "HTTP 500" in err and f"11 records are in {out}; run the same command again to resume" in err
+        assert len(out.read_text().splitlines()) == 11
+        server.broken = None
+        assert main(args) == 0
+        assert "wrote 1 records" in capsys.readouterr().out
+    finally:
+        server.httpd.shutdown()

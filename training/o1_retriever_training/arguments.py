@@ -156,7 +156,7 @@ def check_output_path(path, flag: str, folder: bool) -> Path:
     return path
 
 
-def _is_number(value) -> bool:
+def is_finite_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -165,9 +165,9 @@ def check_model_arguments(model: ModelArguments) -> None:
     flag, and accept others that train nothing)."""
     if isinstance(model.lora_r, bool) or not isinstance(model.lora_r, int) or model.lora_r < 1:
         raise ValueError(f"lora_r={model.lora_r!r} must be a positive int (the LoRA rank)")
-    if not _is_number(model.lora_alpha) or not model.lora_alpha > 0:  # 0 scales the update away; < 0 flips it
+    if not is_finite_number(model.lora_alpha) or not model.lora_alpha > 0:  # 0 scales the update away; < 0 flips it
         raise ValueError(f"lora_alpha={model.lora_alpha!r} must be > 0 (scale = alpha / r)")
-    if not _is_number(model.lora_dropout) or not 0.0 <= model.lora_dropout < 1.0:
+    if not is_finite_number(model.lora_dropout) or not 0.0 <= model.lora_dropout < 1.0:
         raise ValueError(f"lora_dropout={model.lora_dropout!r} must be in [0, 1)")
     if not model.lora_target_modules:
         raise ValueError(f"lora_target_modules={model.lora_target_modules!r} names no module; give at least one "
@@ -176,9 +176,9 @@ def check_model_arguments(model: ModelArguments) -> None:
 
 def check_training_arguments(train: TrainingArguments, data: DataArguments) -> None:
     """Fail before any model loads: name the value and what is allowed."""
-    if not _is_number(train.lambda_emb) or not 0.0 <= train.lambda_emb <= 1.0:
+    if not is_finite_number(train.lambda_emb) or not 0.0 <= train.lambda_emb <= 1.0:
         raise ValueError(f"lambda_emb={train.lambda_emb!r} must be in [0, 1] (L = λ·L_emb + (1-λ)·L_gen)")
-    if not _is_number(train.temperature) or not train.temperature > 0:  # inf would flatten every score to 0
+    if not is_finite_number(train.temperature) or not train.temperature > 0:  # inf would flatten every score to 0
         raise ValueError(f"temperature={train.temperature!r} must be a finite number > 0 (InfoNCE temperature τ)")
     if not 0.0 <= data.empty_thought_ratio <= 1.0:
         raise ValueError(f"empty_thought_ratio={data.empty_thought_ratio!r} must be in [0, 1]")
@@ -196,10 +196,10 @@ def check_training_arguments(train: TrainingArguments, data: DataArguments) -> N
     for name, value in (("max_steps", train.max_steps), ("max_examples", data.max_examples)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ValueError(f"{name}={value!r} must be a positive int or None")
-    if not _is_number(train.learning_rate) or not train.learning_rate > 0:
+    if not is_finite_number(train.learning_rate) or not train.learning_rate > 0:
         raise ValueError(f"learning_rate={train.learning_rate!r} must be a finite number > 0")
-    if not _is_number(train.weight_decay) or train.weight_decay < 0:
+    if not is_finite_number(train.weight_decay) or train.weight_decay < 0:
         raise ValueError(f"weight_decay={train.weight_decay!r} must be a finite number >= 0")
-    if not _is_number(train.max_grad_norm) or not train.max_grad_norm > 0:  # a negative norm flips the gradients
+    if not is_finite_number(train.max_grad_norm) or not train.max_grad_norm > 0:  # a negative norm flips the gradients
         raise ValueError(f"max_grad_norm={train.max_grad_norm!r} must be a finite number > 0 (the clipping norm)")
     check_output_path(train.output_dir, "--output-dir", folder=True)

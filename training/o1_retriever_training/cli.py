@@ -3,16 +3,33 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from .arguments import (DataArguments, ModelArguments, SynthesisArguments, TrainingArguments,
                         add_dataclass_arguments, from_namespace)
 
 
 def _synthesize(args: argparse.Namespace) -> int:
+    from .experts import ExpertError
     from .synthesize import synthesize
-    result = synthesize(from_namespace(SynthesisArguments, args))
+    try:
+        result = synthesize(from_namespace(SynthesisArguments, args))
+    except ExpertError as e:  # a server that failed part-way: what it answered is kept
+        print(f"o1-retriever synthesize: error: {e}\n{_records_kept(args.output)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\no1-retriever synthesize: interrupted\n{_records_kept(args.output)}", file=sys.stderr)
+        return 130
     print(f"wrote {result.written} records to {result.output} ({result.already_done} already there)")
     return 0
+
+
+def _records_kept(output: str) -> str:
+    path = Path(output)
+    lines = path.read_bytes().count(b"\n") if path.is_file() else 0
+    return (f"{lines} records are in {output}; run the same command again to resume (records there are kept and "
+            f"not synthesized again)")
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -18,12 +18,31 @@ from tqdm.auto import tqdm
 
 from o1_retriever.sampling import generate
 
+from .arguments import is_finite_number
+
 # The default expert's name in records: its converted copy's path depends on the install, so a label names it.
 BUNDLED_EXPERT = "bundled SmolLM2-135M-Instruct"
 
 
+class ExpertError(RuntimeError):
+    """The expert could not answer (a server unreachable or refusing, a reply without candidates): what was written
+    before it stays, and the same command resumes."""
+
+
 def _clean(text: str) -> str:
     return text.strip()
+
+
+def check_expert_url(base_url) -> None:
+    if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+        raise ValueError(f"expert_url={base_url!r} must be an http(s) base URL such as http://127.0.0.1:8000/v1")
+
+
+def check_sampling(temperature, top_p) -> None:
+    if not is_finite_number(temperature) or temperature < 0:
+        raise ValueError(f"temperature={temperature!r} must be a finite number >= 0 (0: greedy)")
+    if not is_finite_number(top_p) or not 0 < top_p <= 1:
+        raise ValueError(f"top_p={top_p!r} must be in (0, 1]")
 
 
 class HFExpert:
@@ -34,13 +53,12 @@ class HFExpert:
         from o1_retriever.device import resolve_device, resolve_dtype
         from o1_retriever.loading import load_causal_lm
 
+        check_sampling(temperature, top_p)  # before the model loads
         dev = resolve_device(device)
         source = str(smollm2_base_dir()) if model is None else str(model)
         loaded = load_causal_lm(source, device=dev, dtype=resolve_dtype(dtype, dev), quantization=quantization)
         self.model, self.tokenizer = loaded.model, loaded.tokenizer
         self.name = BUNDLED_EXPERT if model is None else str(model)
-        if temperature < 0 or not 0 < top_p <= 1:
-            raise ValueError(f"temperature must be >= 0 and top_p in (0, 1], got {temperature}, {top_p}")
         self.temperature, self.top_p, self.max_new_tokens = temperature, top_p, max_new_tokens
         self.batch_size, self.seed, self.prompt_max_length = batch_size, seed, prompt_max_length
 
@@ -86,8 +104,8 @@ class OpenAIExpert:
                  api_key_env: str = "OPENAI_API_KEY", concurrency: int = 4, retries: int = 3,
                  temperature: float = 0.8, top_p: float = 0.95, max_new_tokens: int = 96,
                  timeout: float = 120.0, backoff: float = 1.0):
-        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
-            raise ValueError(f"expert_url={base_url!r} must be an http(s) base URL such as http://127.0.0.1:8000/v1")
+        check_expert_url(base_url)
+        check_sampling(temperature, top_p)
         if concurrency < 1 or retries < 0:
             raise ValueError(f"concurrency must be >= 1 and retries >= 0, got {concurrency}, {retries}")
         self.url = base_url.rstrip("/") + "/chat/completions"
@@ -109,10 +127,10 @@ class OpenAIExpert:
                 retryable = e.code == 429 or e.code >= 500
                 if not retryable or attempt == self.retries:
                     body = e.read()[:200].decode(errors="replace")
-                    raise RuntimeError(f"{self.url} answered HTTP {e.code}: {body}") from e
+                    raise ExpertError(f"{self.url} answered HTTP {e.code}: {body}") from e
             except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
                 if attempt == self.retries:
-                    raise RuntimeError(f"{self.url} unreachable after {self.retries + 1} tries: {e}") from e
+                    raise ExpertError(f"{self.url} unreachable after {self.retries + 1} tries: {e}") from e
             time.sleep(self.backoff * 2 ** attempt)
         raise AssertionError("unreachable")
 
@@ -125,7 +143,7 @@ class OpenAIExpert:
             try:
                 texts += [_clean(c["message"]["content"] or "") for c in reply["choices"]]
             except (KeyError, TypeError) as e:
-                raise RuntimeError(f"{self.url} returned no chat choices: {str(reply)[:200]}") from e
+                raise ExpertError(f"{self.url} returned no chat choices: {str(reply)[:200]}") from e
             if len(texts) >= n:
                 break
         return texts[:n]
@@ -139,7 +157,7 @@ class OpenAIExpert:
                 bar.update(1)
                 try:
                     texts = future.result()
-                except RuntimeError as e:  # keep what the others paid for; fail after them
+                except ExpertError as e:  # keep what the others paid for; fail after them
                     error = error or e
                     continue
                 yield futures[future], texts

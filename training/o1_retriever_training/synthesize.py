@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .arguments import SynthesisArguments, check_output_path
 from .committee import VOTES, Committee
+from .experts import ExpertError, check_expert_url, check_sampling
 from .data import LabeledPair, labeled_pairs, load_beir, load_triplets, read_jsonl, text_list
 from .members import load_member
 from .negatives import mine_negatives
@@ -101,6 +102,9 @@ def check_synthesis_arguments(args: SynthesisArguments) -> None:
             raise ValueError(f"{name}={getattr(args, name)} must be >= 1")
     if args.limit is not None and args.limit < 1:  # a negative limit would slice queries off the end
         raise ValueError(f"limit={args.limit} must be None or >= 1")
+    check_sampling(args.temperature, args.top_p)  # the experts check too, but only once loaded
+    if args.expert_url is not None:
+        check_expert_url(args.expert_url)
     if not args.committee:
         raise ValueError("committee must name at least one member: 'bm25', 'minilm' or a sentence-transformers path")
     check_output_path(args.output, "--output", folder=False)
@@ -200,7 +204,7 @@ def _conversations(args, queries: list[tuple[str, str]], pool: list) -> list[lis
 
 def _at_least_two(candidates: list[str], query_id: str) -> list[str]:
     if len(candidates) < 2:
-        raise RuntimeError(f"the expert returned {len(candidates)} candidates for query {query_id}; need >= 2")
+        raise ExpertError(f"the expert returned {len(candidates)} candidates for query {query_id}; need >= 2")
     return candidates
 
 
