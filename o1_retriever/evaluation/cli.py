@@ -70,7 +70,9 @@ def config_from_args(args):
             "thought_cache", "device", "dtype")  # flags named as the fields they set
     return EvalConfig(**{name: getattr(args, name) for name in same}, run_model=not args.no_model,
                       baselines=list(dict.fromkeys(args.baseline)), embedding_cache=not args.no_embedding_cache,
-                      ray=eval_options(args) or None, **overrides_of(args, CLI_SETTINGS))
+                      ray=eval_options(args) or None, **overrides_of(args, CLI_SETTINGS),
+                      # a log file would collect every redraw of every bar: bars only on a terminal
+                      progress=None if sys.stderr.isatty() else False)
 
 
 def run(args) -> int:

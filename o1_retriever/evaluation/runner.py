@@ -53,6 +53,7 @@ class EvalConfig(SettingOverrides):
     device: str | None = None             # None: cuda if present, else cpu
     dtype: str = "auto"
     ray: dict | None = None               # embed the corpus on Ray actors: {"address", "actors", "use_gpus"}
+    progress: bool | None = None          # bars: None for long inputs, False none (the CLI off a terminal)
 
     def __post_init__(self):
         if not isinstance(self.k, (list, tuple)) or not self.k:
@@ -68,6 +69,8 @@ class EvalConfig(SettingOverrides):
             if not (self.run_model or self.baseline_encoder or self.composite):
                 raise ValueError("hybrid fuses dense rows with BM25: enable the model, a baseline encoder or composite")
         check_positive_int(self.batch_size, "batch_size")
+        if self.progress is not None and not isinstance(self.progress, bool):
+            raise TypeError(f"progress must be None (bars for long inputs), True or False, got {self.progress!r}")
         check_overrides(overrides_of(self), "EvalConfig")
         for name in ("max_docs", "max_queries"):
             if getattr(self, name) is not None:
@@ -181,23 +184,26 @@ class _DenseIndex:
         start = time.perf_counter()
         if config.index == "exact":
             embed = corpus_embeddings
+            options = {"show_progress_bar": config.progress}
             if config.ray is not None:  # the same cache and result, the corpus spread over Ray actors
                 from ..distributed import ray_corpus_embeddings
-                embed = functools.partial(ray_corpus_embeddings, **config.ray)
+                embed, options = functools.partial(ray_corpus_embeddings, **config.ray), {}
             self.vectors, cached = embed(embedder, self.ids, texts, config.batch_size,
-                                         use_cache=config.embedding_cache)
+                                         use_cache=config.embedding_cache, **options)
             self.source = "cache" if cached else "computed"
         else:
             from ..index import O1Index
             self._tmp = tempfile.TemporaryDirectory(prefix="o1-eval-chroma-")
             self.store = O1Index(embedder, path=self._tmp.name, collection="eval")
-            self.store.add(self.ids, texts, batch_size=max(64, config.batch_size), show_progress_bar=len(texts) >= 256)
+            self.store.add(self.ids, texts, batch_size=max(64, config.batch_size),
+                           show_progress_bar=len(texts) >= 256 if config.progress is None else config.progress)
             self.source = "chroma"
         self.index_seconds = time.perf_counter() - start
 
     def search(self, queries: list[str], k: int) -> tuple[list, list[list[str]]]:
         if self.config.index == "exact":
-            enc = self.embedder.encode_queries(queries, k=k, batch_size=self.config.batch_size, return_thoughts=True)
+            enc = self.embedder.encode_queries(queries, k=k, batch_size=self.config.batch_size, return_thoughts=True,
+                                               show_progress_bar=self.config.progress)
             return exact_search(enc.embeddings, self.vectors, self.ids, TOP_K), enc.thoughts
         hits = self.store.search(queries, top_k=TOP_K, k=k)
         return [[(h.id, h.score) for h in row] for row in hits], [row[0].thoughts if row else [] for row in hits]

@@ -13,6 +13,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_path
+from ..batching import show_progress
 from ..default_model import cache_dir
 from ..encoding import EnsembleEncoder, LMEncoder
 from ..loading import fingerprint
@@ -53,15 +54,17 @@ def _load(path: Path, shape: tuple) -> np.ndarray | None:
 
 def corpus_embeddings(embedder, ids: list[str], texts: list[str], batch_size: int = 32,
                       use_cache: bool = True, root: Path | None = None, encode=None,
-                      chunk_size: int = 64, desc: str = "Embedding corpus") -> tuple[np.ndarray, bool]:
+                      chunk_size: int = 64, desc: str = "Embedding corpus",
+                      show_progress_bar: bool | None = None) -> tuple[np.ndarray, bool]:
     """(doc vectors, came_from_cache). `encode(texts, batch_size)` computes the vectors on a miss (default:
     `embedder.encode_documents`; `eval --ray` passes Ray actors'), so both ways share one cache. A miss is embedded
     `chunk_size` documents at a time, each chunk saved atomically as it finishes: a killed run resumes at its last
-    finished chunk. An ensemble's vectors are its members', each from that encoder's own cache."""
+    finished chunk. An ensemble's vectors are its members', each from that encoder's own cache. `show_progress_bar`:
+    None draws a bar for long corpora, False none (a log file: `eval` off a terminal)."""
     if encode is None and isinstance(embedder.encoder, EnsembleEncoder):
         members = embedder.encoder.members
         found = [corpus_embeddings(_Member(m), ids, texts, batch_size, use_cache, root, None, chunk_size,
-                                   desc=f"{desc} (encoder {i} of {len(members)})")
+                                   desc=f"{desc} (encoder {i} of {len(members)})", show_progress_bar=show_progress_bar)
                  for i, m in enumerate(members, 1)]
         vectors = np.concatenate([v for v, _ in found], axis=1) / np.sqrt(len(found))
         return vectors.astype(np.float32), all(hit for _, hit in found)
@@ -69,26 +72,25 @@ def corpus_embeddings(embedder, ids: list[str], texts: list[str], batch_size: in
     if use_cache and (vectors := _load(path, (len(ids), embedder.dim))) is not None:
         return vectors, True
 
-    def run(part: list[str], progress: bool) -> np.ndarray:
+    def run(part: list[str], progress: bool | None) -> np.ndarray:
         if encode is not None:
             vectors = encode(part, batch_size)
         else:
-            vectors = embedder.encode_documents(part, batch_size=batch_size,
-                                                show_progress_bar=None if progress else False)
+            vectors = embedder.encode_documents(part, batch_size=batch_size, show_progress_bar=progress)
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     if not use_cache:
-        return run(texts, True), False
+        return run(texts, show_progress_bar), False
     parts = path.with_suffix(".parts")
     chunked = len(texts) > chunk_size  # one overall bar across chunks; a single chunk shows its own
-    bar = tqdm(total=len(texts), desc=desc, unit="doc", disable=not chunked)
+    bar = tqdm(total=len(texts), desc=desc, unit="doc", disable=not chunked or show_progress_bar is False)
     chunks = []
     for start in range(0, len(texts), chunk_size):
         part = texts[start:start + chunk_size]
         chunk_file = parts / f"{start:09d}.npy"
         chunk = _load(chunk_file, (len(part), embedder.dim))
         if chunk is None:
-            chunk = run(part, not chunked)
+            chunk = run(part, False if chunked else show_progress_bar)
             with atomic_path(chunk_file) as tmp, open(tmp, "wb") as f:
                 np.save(f, chunk)
         chunks.append(chunk)
@@ -108,7 +110,8 @@ class _Member:
         self.encoder, self.dim = encoder, encoder.dim
 
     def encode_documents(self, texts: list[str], batch_size: int = 32, show_progress_bar: bool | None = None):
-        return self.encoder.encode(texts, None, batch_size, bool(show_progress_bar), role="document")
+        return self.encoder.encode(texts, None, batch_size, show_progress(show_progress_bar, len(texts)),
+                                   role="document")
 
 
 def exact_search(query_vectors: np.ndarray, doc_vectors: np.ndarray, doc_ids: list[str],

@@ -118,3 +118,33 @@ def test_a_png_cut_short_by_a_kill_leaves_the_previous_one_whole(tmp_path):
                           env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg"})
     assert done.returncode != 0, "the file-size limit did not stop the writer"
     assert png.read_bytes() == before
+
+
+def _many(tmp_path, n=70):
+    """More documents and queries than the bar threshold (64) and the corpus chunk (64)."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from beir_fixtures import write_beir
+    words = "insulin vaccine tumor gene river brain climate music food computer".split()
+    docs = {f"d{i}": (words[i % 10], f"{words[i % 10]} passage number {i}") for i in range(n)}
+    queries = {f"q{i}": f"{words[i % 10]} {i}" for i in range(n)}
+    return write_beir(tmp_path / "many", docs, queries, [(f"q{i}", f"d{i}", 1) for i in range(n)])
+
+
+def test_progress_bars_stay_out_of_a_log_file(tmp_path, tiny_o1_dir, capfd, monkeypatch):
+    """Off a terminal (`eval ... 2> log`, as here under pytest), the corpus and query bars wrote every redraw into
+    the log; from Python (`progress=None`) long inputs keep their bars."""
+    from o1_retriever.cli import main
+    from o1_retriever.evaluation.runner import EvalConfig, run_evaluation
+    monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path / "cache"))
+    root = _many(tmp_path)
+    common = ["--dataset", str(root), "--model", str(tiny_o1_dir), "--k", "0", "--dtype", "fp32", "--batch-size", "64"]
+    assert main(["eval", *common]) == 0
+    err = capfd.readouterr().err
+    assert "o1: " in err and "%|" not in err
+    monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path / "cache2"))  # the corpus is embedded again
+    run_evaluation(EvalConfig(dataset=str(root), model=str(tiny_o1_dir), k=[0], dtype="fp32", batch_size=64),
+                   log=lambda _: None)
+    err = capfd.readouterr().err
+    assert "Embedding corpus" in err and "70/70" in err
