@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import functools
 import gc
+import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..fusion import check_dense_weight, fuse_many
+from ..fusion import fuse_many, resolve_hybrid
 from ..settings import SettingOverrides, check_overrides, overrides_of
 from ..speed import count_thought_tokens
 from ..validation import check_choice, check_k, check_positive_int
@@ -56,6 +57,15 @@ class EvalConfig(SettingOverrides):
     progress: bool | None = None          # bars: None for long inputs, False none (the CLI off a terminal)
 
     def __post_init__(self):
+        # Paths as strings: the config is recorded in the results JSON, which cannot hold a Path
+        for name in ("dataset", "model", "baseline_encoder", "composite_thinker", "composite_encoder"):
+            value = getattr(self, name)
+            if name == "dataset" or value is not None:
+                if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
+                    raise TypeError(f"{name} must be a path (str or os.PathLike), got {value!r}")
+                setattr(self, name, os.fspath(value))
+        if not isinstance(self.split, str) or not self.split.strip():
+            raise TypeError(f"split must be a qrels split name such as 'test', got {self.split!r}")
         if not isinstance(self.k, (list, tuple)) or not self.k:
             raise ValueError(f"k must be a non-empty list of ints >= 0, got {self.k!r}")
         self.k = [check_k(k) for k in self.k]
@@ -64,8 +74,8 @@ class EvalConfig(SettingOverrides):
         for b in self.baselines:
             check_choice(b, "baseline", BASELINES)
         check_choice(self.index, "index", INDEXES)
+        self.hybrid = resolve_hybrid(self.hybrid)  # True: the default share; False: off
         if self.hybrid is not None:
-            check_dense_weight(self.hybrid)
             if not (self.run_model or self.baseline_encoder or self.composite):
                 raise ValueError("hybrid fuses dense rows with BM25: enable the model, a baseline encoder or composite")
         check_positive_int(self.batch_size, "batch_size")

@@ -148,3 +148,43 @@ def test_progress_bars_stay_out_of_a_log_file(tmp_path, tiny_o1_dir, capfd, monk
                    log=lambda _: None)
     err = capfd.readouterr().err
     assert "Embedding corpus" in err and "70/70" in err
+
+
+def test_a_config_of_paths_is_written_to_json(tmp_path):
+    """EvalConfig(dataset=Path(...)) ran the whole evaluation, then write_json failed: "Object of type PosixPath is
+    not JSON serializable"."""
+    import json
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from beir_fixtures import write_beir
+    from o1_retriever.evaluation import EvalConfig, build_meta, run_evaluation, write_json
+    config = EvalConfig(dataset=write_beir(tmp_path / "toy"), model=tmp_path / "unused", run_model=False,
+                        baselines=["bm25"])
+    outcome = run_evaluation(config, log=lambda _: None)
+    written = json.loads(write_json(tmp_path / "r.json", build_meta(config, outcome), outcome).read_text())
+    assert written["meta"]["config"]["dataset"] == str(tmp_path / "toy")
+    assert written["meta"]["config"]["model"] == str(tmp_path / "unused")
+
+
+@pytest.mark.parametrize("field, value, error, message", [
+    ("dataset", None, TypeError, "dataset must be a path (str or os.PathLike), got None"),
+    ("split", "", TypeError, "split must be a qrels split name such as 'test', got ''"),
+    ("hybrid", 1.5, ValueError, "hybrid=1.5 is not allowed"),
+    ("hybrid", -0.1, ValueError, "hybrid=-0.1 is not allowed"),
+    ("hybrid", "0.5", TypeError, "hybrid='0.5' is not allowed"),
+    ("progress", "yes", TypeError, "progress must be None (bars for long inputs), True or False, got 'yes'"),
+])
+def test_bad_config_values_are_named(field, value, error, message):
+    from o1_retriever.evaluation import EvalConfig
+    with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")):
+        EvalConfig(**{"dataset": "toy", field: value})
+
+
+def test_hybrid_true_takes_the_default_share_as_the_index_does():
+    """hybrid=True, as O1Index.search(hybrid=True) takes, failed with "dense_weight must be a number"."""
+    from o1_retriever.evaluation import EvalConfig
+    from o1_retriever.fusion import DEFAULT_DENSE_WEIGHT
+    assert EvalConfig(dataset="toy", hybrid=True).hybrid == DEFAULT_DENSE_WEIGHT
+    assert EvalConfig(dataset="toy", hybrid=False).hybrid is None
+    assert EvalConfig(dataset="toy", hybrid=0).hybrid == 0.0
