@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError  # noqa: E402
 from fastapi.responses import JSONResponse  # noqa: E402
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt  # noqa: E402
 from starlette.exceptions import HTTPException  # noqa: E402
+from starlette.routing import Match  # noqa: E402
 
 
 @dataclass
@@ -32,10 +33,11 @@ class ApiError(Exception):
         self.status, self.message, self.param, self.code = status, message, param, code
 
 
-def error_response(status: int, message: str, param=None, code=None) -> JSONResponse:
+def error_response(status: int, message: str, param=None, code=None, headers=None) -> JSONResponse:
     kind = {401: "authentication_error", 413: "request_too_large",
             500: "server_error", 503: "server_error"}.get(status, "invalid_request_error")
-    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code}}, status)
+    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code}}, status,
+                        headers=headers)
 
 
 class _Body(BaseModel):
@@ -98,7 +100,17 @@ async def http_error(request, e: HTTPException) -> JSONResponse:
     if e.status_code == 400 and e.detail == "There was an error parsing the body":  # Starlette's, e.g. bad UTF-8
         return error_response(400, "the request body could not be read as JSON: send UTF-8 encoded JSON",
                               code="json_invalid")
-    return error_response(e.status_code, str(e.detail))
+    asked = f"{request.method} {request.url.path}"
+    if e.status_code == 404:  # most often a base_url with /v1 missing or twice
+        served = ", ".join(f"{method} {route.path}" for route in request.app.routes
+                           if getattr(route, "include_in_schema", False) for method in sorted(route.methods))
+        return error_response(404, f"{asked} is not served here; this server serves {served}", code="not_found")
+    if e.status_code == 405:  # Starlette's Allow names the first route of the path only (GET and HEAD are two)
+        allowed = ", ".join(sorted({method for route in request.app.routes if hasattr(route, "methods")
+                                    and route.matches(request.scope)[0] != Match.NONE for method in route.methods}))
+        return error_response(405, f"{asked} is not served here; use {allowed} {request.url.path}",
+                              code="method_not_allowed", headers={"Allow": allowed})
+    return error_response(e.status_code, str(e.detail), headers=e.headers)
 
 
 def model_kind(model: str | None, input_type: str | None, name: str, ids: dict) -> str:

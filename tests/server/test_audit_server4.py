@@ -110,3 +110,18 @@ def test_an_input_whose_window_cannot_be_found_cheaply_is_refused_by_name(serve,
         assert error["param"] == "input" and error["code"] == "too_large", error
         assert error["message"].startswith("input[1] has only 1 tokens in its first"), error
         assert _embed(url, model="st-document", input="why does bread rise?")["data"]  # still serving
+
+
+def test_a_wrong_method_or_path_says_what_is_served(server):
+    """A GET to /v1/embeddings answered `Method Not Allowed` without the `Allow` header HTTP requires of a 405, and
+    a mistyped path (a base_url with /v1 twice) answered `Not Found`, naming neither the path nor what is served."""
+    url, _ = server
+    wrong_method = httpx.get(url + "/v1/embeddings")
+    assert wrong_method.status_code == 405 and wrong_method.headers.get("allow") == "POST", wrong_method.headers
+    message = wrong_method.json()["error"]["message"]
+    assert "GET /v1/embeddings" in message and "POST" in message, message
+    assert httpx.delete(url + "/health").headers.get("allow") == "GET, HEAD"  # two routes, one path
+    wrong_path = httpx.post(url + "/v1/v1/embeddings", json={"input": "a"})
+    assert wrong_path.status_code == 404, wrong_path.text
+    message = wrong_path.json()["error"]["message"]
+    assert "POST /v1/v1/embeddings" in message and "POST /v1/embeddings" in message, message
