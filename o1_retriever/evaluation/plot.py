@@ -17,6 +17,11 @@ def _pyplot():
     return plt
 
 
+def _literal(text: str) -> str:
+    """`text` drawn as written: matplotlib reads a pair of "$" as math, and a folder named "a$_x$" failed the plot."""
+    return text.replace("$", r"\$")
+
+
 def sweep_title(name: str, split: str, subsampled: bool) -> str:
     """The PNG's title: dataset/split, marked when only part of it was evaluated."""
     return f"{name}/{split}" + (" (subsampled)" if subsampled else "")
@@ -35,14 +40,14 @@ def plot_k_sweep(rows: list[dict], path, title: str = "") -> Path:
     for (system, model), items in swept.items():
         items = sorted(items, key=lambda r: r["k"])
         ks = [r["k"] for r in items]
-        label = f"{system}: {model}"
+        label = _literal(f"{system}: {model}")
         ax_q.plot(ks, [r["ndcg@10"] for r in items], marker="o", label=label)
         ax_t.plot(ks, [r["ms_per_query"] for r in items], marker="o", label=label)
     # Rows without k are reference lines: BM25 gray, each other one the next colour after the swept lines
     # (axhline does not advance the colour cycle on its own); fused rows dotted.
     references = [r for r in rows if r.get("k") is None]
     for i, r in enumerate(references):
-        label = r["system"] if not r.get("model") else f"{r['system']}: {r['model']}"
+        label = _literal(r["system"] if not r.get("model") else f"{r['system']}: {r['model']}")
         style = {"linestyle": ":" if r["system"].endswith("+bm25") else "--", "linewidth": 1, "label": label,
                  "color": "gray" if r["system"] == "bm25" else f"C{(len(swept) + i) % 10}"}
         ax_q.axhline(r["ndcg@10"], **style)
@@ -57,7 +62,7 @@ def plot_k_sweep(rows: list[dict], path, title: str = "") -> Path:
         ax_t.set_yscale("log")  # BM25 and thinking latencies differ by orders of magnitude
     ax_q.legend(fontsize=7, loc="best")
     if title:
-        fig.suptitle(title)
+        fig.suptitle(_literal(title))
     fig.tight_layout()
     path = Path(path)
     save_figure(fig, path)
@@ -104,8 +109,12 @@ def main(argv=None) -> int:
     if not args:
         print("usage: python -m o1_retriever.evaluation.plot RESULTS.json [RESULTS.json ...]", file=sys.stderr)
         return 2
-    rows, title = merged_rows(args)
-    print(plot_k_sweep(rows, Path(args[0]).with_suffix(".png"), title))
+    try:
+        rows, title = merged_rows(args)
+        print(plot_k_sweep(rows, Path(args[0]).with_suffix(".png"), title))
+    except (ValueError, ImportError) as e:  # a file that is not results, mixed runs, no matplotlib: said, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -40,7 +40,11 @@ def main(argv=None) -> int:
     if not args:
         print("usage: python -m o1_retriever.evaluation.table RESULTS.json [RESULTS.json ...]", file=sys.stderr)
         return 2
-    print(markdown_table(args))
+    try:
+        print(markdown_table(args))
+    except ValueError as e:  # a file that is not results: said, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

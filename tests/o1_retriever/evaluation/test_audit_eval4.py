@@ -188,3 +188,22 @@ def test_hybrid_true_takes_the_default_share_as_the_index_does():
     assert EvalConfig(dataset="toy", hybrid=True).hybrid == DEFAULT_DENSE_WEIGHT
     assert EvalConfig(dataset="toy", hybrid=False).hybrid is None
     assert EvalConfig(dataset="toy", hybrid=0).hybrid == 0.0
+
+
+def test_dollar_signs_in_names_are_drawn_as_written(tmp_path):
+    """matplotlib read "$_x$" in a model folder's name (or a dataset's) as math: the plot failed after the whole
+    evaluation with a mathtext ParseSyntaxException."""
+    from o1_retriever.evaluation.plot import plot_k_sweep
+    rows = [dict(r, model="m$_x$y") for r in ROWS] + [{"system": "bm25", "model": "$\\frac$", "k": None,
+                                                        "ndcg@10": 0.2, "ms_per_query": 1.0}]
+    png = plot_k_sweep(rows, tmp_path / "s.png", "data$^$set/test")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("module", ["plot", "table"])
+def test_plot_and_table_commands_refuse_a_bad_file_without_a_traceback(tmp_path, capsys, module):
+    import importlib
+    main = importlib.import_module(f"o1_retriever.evaluation.{module}").main
+    assert main([str(tmp_path / "missing.json")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {tmp_path / 'missing.json'} is not an `o1-retriever eval` "
+                                              "results JSON")
