@@ -71,3 +71,23 @@ def test_synthesize_server_failing_part_way_says_what_is_kept_and_resumes(tiny_b
         assert "wrote 1 records" in capsys.readouterr().out
     finally:
         server.httpd.shutdown()
+
+
+def _train_args(tiny_lm_dir, tmp_path, *flags):
+    return ["train", "--base-model", str(tiny_lm_dir), "--train-data", str(write_triplets(tmp_path / "t.jsonl")),
+            "--group-size", "2", "--batch-size", "4", "--lora-r", "2", "--lora-alpha", "4", *flags]
+
+
+def test_train_off_a_terminal_logs_lines_not_a_bar_and_no_deprecation_warnings(tiny_lm_dir, tmp_path, capsys,
+                                                                                  recwarn):
+    """Into a log file (stderr not a terminal) the bar was one line of carriage-return redraws, --merge added a
+    'Writing model shards' bar, and every run warned twice that transformers deprecates gradient_checkpointing
+    names (called by this package and PEFT, nothing the user can change). Now: a start line and one line per
+    logged step."""
+    out = tmp_path / "out"
+    assert main(_train_args(tiny_lm_dir, tmp_path, "--max-steps", "2", "--output-dir", str(out), "--merge")) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err and "Training" not in err and "Writing model shards" not in err
+    assert f"training 2 steps into {out}" in err
+    assert "step 1/2: loss_emb" in err and "step 2/2: loss_emb" in err
+    assert [str(w.message) for w in recwarn if "gradient_checkpointing" in str(w.message)] == []

@@ -7,6 +7,8 @@ inference loads the exported result with `o1_retriever.O1Embedder.from_pretraine
 from __future__ import annotations
 
 import hashlib
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import torch.nn.functional as F
 from o1_retriever.default_model import (SMOLLM2_HUB_ID, cache_dir, convert_gguf, resolve_base_model,
                                         smollm2_base_dir)
 from o1_retriever.formatting import SPECIAL_TOKENS, add_special_tokens
+from o1_retriever.quiet import peft_loading
 
 from .arguments import ModelArguments
 from .dataset import IGNORE
@@ -166,6 +169,24 @@ def resolve_base(base_model: str | None) -> tuple[str, str]:
     return base_model, base_model
 
 
+def _enable_checkpointing(model) -> None:
+    """transformers 5 renamed gradient checkpointing to activation checkpointing (the old name warns every run)."""
+    enable = getattr(model, "activation_checkpointing_enable", None)
+    if enable is not None:
+        enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+@contextmanager
+def _quiet_checkpointing_deprecation():
+    """PEFT still calls and reads transformers' deprecated gradient-checkpointing names: FutureWarnings on every run
+    that the user can do nothing about."""
+    with peft_loading(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.* is deprecated", category=FutureWarning)
+        yield
+
+
 def build(model_args: ModelArguments, *, temperature: float = 0.02, lambda_emb: float = 0.8,
           mixed_precision: str = "no", cross_device_negatives: bool = True, device_map=None) -> O1TrainingModel:
     """Base LM + O1 tokens + LoRA (+ NF4 base for QLoRA), ready for the training loop."""
@@ -204,13 +225,15 @@ def build(model_args: ModelArguments, *, temperature: float = 0.02, lambda_emb: 
         raise ValueError(f"could not load base model {model_args.base_model!r}: {e}") from e
     add_special_tokens(model, tokenizer)
     model.config.use_cache = False
-    if model_args.quantization == "4bit":
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=model_args.gradient_checkpointing)
-    if model_args.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     config = LoraConfig(r=model_args.lora_r, lora_alpha=model_args.lora_alpha, lora_dropout=model_args.lora_dropout,
                         target_modules=list(model_args.lora_target_modules), task_type="CAUSAL_LM")
-    lm = get_peft_model(model, config)
+    with _quiet_checkpointing_deprecation():
+        if model_args.quantization == "4bit":
+            model = prepare_model_for_kbit_training(model,
+                                                    use_gradient_checkpointing=model_args.gradient_checkpointing)
+        if model_args.gradient_checkpointing:
+            _enable_checkpointing(model)
+        lm = get_peft_model(model, config)
     o1 = O1TrainingModel(lm, tokenizer, temperature=temperature, lambda_emb=lambda_emb,
                          train_token_rows=model_args.train_token_rows,
                          cross_device_negatives=cross_device_negatives, base_name=base_name)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import math
 import pickle
+import sys
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -170,7 +172,23 @@ def _update_finished_export(out: Path, train_args: TrainingArguments) -> list[st
     return notes
 
 
-def train(model_args: ModelArguments, data_args: DataArguments, train_args: TrainingArguments) -> TrainResult:
+@contextmanager
+def _transformers_bars(show: bool):
+    from transformers.utils import logging as hf_logging
+    hide = not show and hf_logging.is_progress_bar_enabled()
+    if hide:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if hide:
+            hf_logging.enable_progress_bar()
+
+
+def train(model_args: ModelArguments, data_args: DataArguments, train_args: TrainingArguments,
+          progress_bar: bool | None = None) -> TrainResult:
+    """progress_bar: a tqdm bar (True), or a plain line per logged step on stderr (False); None: a bar only where stderr
+    is a terminal, since a bar redrawn with carriage returns is one unreadable line in a log file."""
     from accelerate import Accelerator
     from transformers import get_linear_schedule_with_warmup
 
@@ -240,7 +258,13 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
             {"model": asdict(model_args), "data": asdict(data_args), "train": asdict(train_args),
              "mixed_precision": precision, "processes": n}, indent=2))
 
-    bar = tqdm(total=total, initial=progress["step"], desc="Training", disable=not accelerator.is_local_main_process)
+    show_bar = sys.stderr.isatty() if progress_bar is None else progress_bar
+    report_lines = accelerator.is_local_main_process and not show_bar
+    if report_lines:
+        print(f"training {total} steps into {out} (log: {log_file})"
+              + (f", from step {progress['step']}" if progress["step"] else ""), file=sys.stderr, flush=True)
+    bar = tqdm(total=total, initial=progress["step"], desc="Training",
+               disable=not (accelerator.is_local_main_process and show_bar))
     sums, last = torch.zeros(4, device=accelerator.device), {}
     micro = 0
     model.train()
@@ -277,9 +301,13 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
                     "accuracy": means[3], "lr": scheduler.get_last_lr()[0]}
             bar.update(1)
             bar.set_postfix(loss_emb=f"{means[1]:.3f}", loss_gen=f"{means[2]:.3f}")
-            if accelerator.is_main_process and (step % train_args.logging_steps == 0 or step == total):
+            logged = step % train_args.logging_steps == 0 or step == total
+            if accelerator.is_main_process and logged:
                 with log_file.open("a") as f:
                     f.write(json.dumps(last) + "\n")
+            if report_lines and logged:
+                print(f"step {step}/{total}: loss_emb {means[1]:.4f}, loss_gen {means[2]:.4f}, "
+                      f"accuracy {means[3]:.3f}, lr {last['lr']:.3g}", file=sys.stderr, flush=True)
             if step % train_args.save_steps == 0 and step < total:
                 _save_checkpoint(accelerator, model, optimizer, scheduler, out, dict(progress), settings)
             if step >= total:
@@ -292,9 +320,10 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
     accelerator.wait_for_everyone()
     plot = None
     if accelerator.is_main_process:
-        export_adapter(accelerator.unwrap_model(model), out, merge=train_args.merge,
-                       token_rows_only=train_args.token_rows_only,
-                       run={"step": progress["step"], "settings": settings})
+        with _transformers_bars(show_bar):  # --merge saves a model with a bar of its own
+            export_adapter(accelerator.unwrap_model(model), out, merge=train_args.merge,
+                           token_rows_only=train_args.token_rows_only,
+                           run={"step": progress["step"], "settings": settings})
         plot = plot_losses(log_file, out / "losses.png")
     accelerator.end_training()
     return TrainResult(str(out), progress["step"], str(log_file), plot and str(plot), last)
