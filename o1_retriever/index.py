@@ -1,12 +1,8 @@
 """`O1Index`: document vectors in a Chroma collection, queries that think before they search."""
 from __future__ import annotations
 
-import ipaddress
-import math
-import re
-import uuid
 import warnings
-from collections.abc import Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -15,15 +11,13 @@ from tqdm.auto import tqdm
 from .chroma import open_collection  # also registers the O1 function with Chroma, for any collection read here
 from .fusion import resolve_hybrid
 from .hybrid import CollectionBM25, dense_pool, fuse_with_bm25
-from .validation import as_text_list, check_k, check_positive_int, check_unicode
-
-_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]")
-# Set in the collection's metadata while `add_resumable` (the `index` command) runs: a collection that still has
-# it was left half-written by a run that died, and searching it warns until a re-run finishes the job.
-INCOMPLETE_KEY = "o1:incomplete"
-METADATA_TYPES = (str, int, float, bool)
-# Chroma's own keys ('chroma:document'), ours, and the prefixes Chroma refuses ('$' and '#' start its operators)
-RESERVED_KEY_PREFIXES = ("chroma:", "o1:", "$", "#")
+# The names below were defined here first; they stay importable from this module.
+from .index_client import (_check_collection, _client, _own_memory_database, check_collection_name,  # noqa: F401
+                           check_database_path, existing_client)
+from .index_marks import INCOMPLETE_KEY, RUN_KEY_PREFIX, WriteRun, is_incomplete, stored_metadata  # noqa: F401
+from .index_records import (METADATA_TYPES, RESERVED_KEY_PREFIXES, RecordWrites, check_metadata,  # noqa: F401
+                            check_records, typed_metadata)
+from .validation import as_text_list, check_k, check_positive_int
 
 
 @dataclass
@@ -35,114 +29,7 @@ class Hit:
     thoughts: list[str] = field(default_factory=list)
 
 
-def _is_ipv4(name: str) -> bool:
-    try:
-        ipaddress.IPv4Address(name)
-        return True
-    except ValueError:
-        return False
-
-
-def check_collection_name(collection) -> str:
-    """`collection` if Chroma takes it as a name; else a ValueError saying the rule (Chroma's own refusal is no
-    ValueError, and the CLI checks it before a model loads)."""
-    if not isinstance(collection, str) or not _NAME.fullmatch(collection) or ".." in collection or _is_ipv4(collection):
-        raise ValueError(f"collection={collection!r} is not a valid Chroma name: 3-512 characters from "
-                         "[a-zA-Z0-9._-], starting and ending with a letter or digit, no '..', not an IPv4 address")
-    return collection
-
-
-def _client(path, host, port, create: bool):
-    import chromadb
-    # Chroma's default settings, as a plain chromadb client has: Chroma keeps one instance per database in a process
-    # and refuses a second client of it with other settings, so O1Index and the user's own client must agree
-    # (telemetry follows $ANONYMIZED_TELEMETRY, as for any Chroma client).
-    if host is not None:
-        if path is not None:
-            raise ValueError(f"pass path= (a local Chroma directory) or host= (a Chroma server), not both: got "
-                             f"path={str(path)!r} and host={host!r}")
-        try:
-            return chromadb.HttpClient(host=host, port=port)
-        except Exception as e:  # Chroma's message names neither host nor port
-            raise ValueError(f"could not connect to a Chroma server at {host}:{port}: {e} (start one with "
-                             "`chroma run --host HOST --port PORT`, or check host= and port=)") from e
-    if path is None:
-        return chromadb.EphemeralClient()
-    path = check_database_path(path)
-    if not create and not (path / "chroma.sqlite3").is_file():
-        raise FileNotFoundError(f"no Chroma database at {str(path)!r} (expected the directory that "
-                                "`o1-retriever index --db` wrote, holding chroma.sqlite3)")
-    try:
-        return chromadb.PersistentClient(path=str(path))
-    except Exception as e:  # chromadb's errors (an InternalError for a folder it cannot write) name no path
-        raise ValueError(f"cannot open or create a Chroma database at {str(path)!r} ({e})") from e
-
-
-def check_database_path(path) -> Path:
-    """`path` as a local Chroma database may be made there: a file in its place is refused."""
-    path = Path(path).expanduser()
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"{str(path)!r} is a file; a Chroma database is a directory (pass --db DIR)")
-    return path
-
-
-def _own_memory_database():
-    """A client of a new, empty database in this process's in-memory Chroma. Every EphemeralClient in a process
-    shares one in-memory Chroma: without a database of its own, a second in-memory index would open the first one's
-    collection (and refuse another model). Like any in-memory Chroma data it lasts as long as the process: the index's
-    `collection` or `client`, kept after the index is dropped, still reads it."""
-    import chromadb
-    name = f"o1-{uuid.uuid4().hex}"
-    chromadb.AdminClient().create_database(name)
-    return chromadb.EphemeralClient(database=name)
-
-
-def _check_collection(client, name: str, where) -> None:
-    names = sorted(c if isinstance(c, str) else c.name for c in client.list_collections())
-    if name not in names:
-        raise ValueError(f"no collection {name!r} in {str(where or 'this client')!r}; it has {names}")
-
-
-def existing_client(path, collection: str):
-    """A client for a Chroma database that exists and holds `collection`; creates nothing (for `search`)."""
-    client = _client(path, None, 8000, create=False)
-    _check_collection(client, collection, path)
-    return client
-
-
-def check_metadata(metadata, where: str) -> dict | None:
-    """A copy of one document's metadata, or None for none. Values Chroma would refuse or change (nested dicts,
-    None, NaN, ints past 64 bits) are refused here, naming the key, before anything is written; so are lists
-    (not every Chroma 1.x stores them)."""
-    if metadata is None:
-        return None
-    if not isinstance(metadata, dict):
-        raise TypeError(f"{where} must be a dict or None, got {type(metadata).__name__}")
-    for key, value in metadata.items():
-        if not isinstance(key, str) or not key or key.startswith(RESERVED_KEY_PREFIXES):
-            raise ValueError(f"{where}: metadata key {key!r} is not allowed (a non-empty str, not starting with "
-                             f"{' or '.join(map(repr, RESERVED_KEY_PREFIXES))})")
-        check_unicode(key, f"{where}: metadata key {key!r}")
-        if not isinstance(value, METADATA_TYPES):
-            raise TypeError(f"{where}[{key!r}] is a {type(value).__name__} ({value!r:.60}); metadata values must be "
-                            "str, int, float or bool (flatten nested fields into keys of their own)")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"{where}[{key!r}] is {value}; metadata numbers must be finite")
-        if isinstance(value, int) and not -2**63 <= value < 2**63:  # Chroma would store a rounded float
-            raise ValueError(f"{where}[{key!r}] is {value}; metadata ints must fit in 64 bits "
-                             "(-2**63 to 2**63-1): store a larger number as a str")
-        if isinstance(value, str):
-            check_unicode(value, f"{where}[{key!r}]")
-    return dict(metadata) or None
-
-
-def typed_metadata(metadata: dict | None) -> dict | None:
-    """Metadata with each value's type beside it: Python finds 1 == True == 1.0, Chroma stores (and filters) them
-    as different values, so a re-run that changes only the type must rewrite the record."""
-    return {key: (type(value), value) for key, value in metadata.items()} if metadata else None
-
-
-class O1Index:
+class O1Index(RecordWrites):
     """A Chroma collection tied to one embedder: in a directory (`path=`), on a Chroma server (`host=`, `port=`), on
     a chromadb `client=`, or with none of them in memory, in a database of its own (another in-memory O1Index does
     not see it).
@@ -166,35 +53,17 @@ class O1Index:
         self.collection = open_collection(self.client, collection, embedder, num_thoughts=check_k(num_thoughts),
                                           create=create, where=path or (host and f"{host}:{port}"))
         self._bm25 = None  # CollectionBM25 over the stored texts, made by the first hybrid search
-        self._max_batch = None  # the most records Chroma takes in one write, asked on the first write
         self._warned_incomplete = False
+        self._open_run = None  # the mark `_set_incomplete(True)` set
 
     def __len__(self) -> int:
         return self.collection.count()
-
-    def _check(self, ids, texts, metadatas, batch_size) -> tuple[list[str], list[str], list[dict | None]]:
-        ids, _ = as_text_list(ids, "ids")
-        texts, _ = as_text_list(texts, "texts")
-        check_positive_int(batch_size, "batch_size")
-        if len(ids) != len(texts):
-            raise ValueError(f"ids and texts differ in length: {len(ids)} ids, {len(texts)} texts")
-        if len(set(ids)) != len(ids):
-            dupes = sorted({i for i in ids if ids.count(i) > 1})[:5]
-            raise ValueError(f"ids must be unique within one add() call; repeated: {dupes}")
-        if metadatas is None:
-            return ids, texts, [None] * len(ids)
-        if isinstance(metadatas, (dict, str, bytes)) or not isinstance(metadatas, Iterable):
-            raise TypeError(f"metadatas must be a list with one dict (or None) per id, got {type(metadatas).__name__}")
-        metadatas = list(metadatas)  # a generator or tuple as well as a list
-        if len(metadatas) != len(ids):
-            raise ValueError(f"metadatas must have one dict (or None) per id: got {len(metadatas)} for {len(ids)} ids")
-        return ids, texts, [check_metadata(m, f"metadatas[{i}] (id {ids[i]!r})") for i, m in enumerate(metadatas)]
 
     def add(self, ids, texts, metadatas=None, batch_size: int = 64, show_progress_bar: bool | None = None) -> int:
         """Embed and upsert documents. A re-added id is replaced entirely: text, vector and metadata (keys it
         no longer has are removed). Inputs are checked and every vector is computed before the first write, and a
         write that fails part-way is rolled back, so the collection ends as it was or with every document."""
-        ids, texts, metas = self._check(ids, texts, metadatas, batch_size)
+        ids, texts, metas = check_records(ids, texts, metadatas, batch_size)
         show = len(ids) >= 256 if show_progress_bar is None else show_progress_bar
         vectors = [v for s in tqdm(range(0, len(ids), batch_size), desc="Embedding", disable=not show)
                    for v in self.embedder.encode_documents(texts[s:s + batch_size], batch_size=min(batch_size, 32),
@@ -215,14 +84,15 @@ class O1Index:
                       show_progress_bar: bool | None = None) -> tuple[int, int]:
         """Embed and store batch by batch, for corpora too large to redo: what is stored stays stored if the process
         dies, and a re-run skips every id already stored with the same text and metadata, so a crash at any moment
-        followed by a re-run gives the whole corpus, once. While it runs the collection is marked incomplete
-        (searches warn). Returns (embedded, skipped)."""
-        ids, texts, metas = self._check(ids, texts, metadatas, batch_size)
+        followed by a re-run gives the whole corpus, once. The collection is marked incomplete (searches warn) until
+        every run writing it has finished: runs at once keep each their own mark, and one that finishes also clears
+        the marks of runs that died (`index_marks.py`). Returns (embedded, skipped)."""
+        ids, texts, metas = check_records(ids, texts, metadatas, batch_size)
         show = len(ids) >= 256 if show_progress_bar is None else show_progress_bar
-        self._set_incomplete(True)
         embedded = 0
-        try:
+        with self._marked_incomplete() as run:
             for start in tqdm(range(0, len(ids), batch_size), desc="Indexing", disable=not show):
+                run.keep()
                 end = start + batch_size
                 stored = self.collection.get(ids=ids[start:end], include=["documents", "metadatas"])
                 have = {i: (d, typed_metadata(m))
@@ -235,10 +105,21 @@ class O1Index:
                     self._replace([ids[j] for j in todo], [texts[j] for j in todo], list(vectors),
                                   [metas[j] for j in todo])
                     embedded += len(todo)
+        return embedded, len(ids) - embedded
+
+    @contextmanager
+    def _marked_incomplete(self):
+        """The collection marked incomplete while the block writes (`index_marks.py`): the mark stays if the block
+        fails, or while another run writes."""
+        run = WriteRun(self.client, self.collection).start()
+        try:
+            yield run
+        except BaseException as error:
+            run.fail(error)
+            raise
         finally:
             self._changed()
-        self._set_incomplete(False)
-        return embedded, len(ids) - embedded
+        run.finish()
 
     def delete(self, ids=None, *, where: dict | None = None) -> int:
         """Remove documents by id, or every document a Chroma `where` filter matches; returns how many were stored.
@@ -260,79 +141,27 @@ class O1Index:
             named = f"where={where!r}" + (f", where_document={where_document!r}" if where_document is not None else "")
             raise ValueError(f"{named}: not a valid Chroma filter: {e}") from e
 
-    def _get(self, ids: list[str], include: list[str], chunk: int = 1000) -> dict:
-        """`collection.get(ids=...)` in chunks (one SQL statement per id list), merged."""
-        out: dict = {"ids": [], **{name: [] for name in include}}
-        for start in range(0, len(ids), chunk):
-            got = self.collection.get(ids=ids[start:start + chunk], include=include)
-            out["ids"] += got["ids"]
-            for name in include:
-                out[name] += list(got[name])
-        return out
-
-    def _parts(self, count: int):
-        """Slices of at most Chroma's maximum batch (5461 in chromadb 1.5): it refuses a larger write or delete,
-        whatever `batch_size` the caller chose."""
-        if self._max_batch is None:
-            self._max_batch = self.client.get_max_batch_size()
-        return (slice(start, start + self._max_batch) for start in range(0, count, self._max_batch))
-
-    def _delete(self, ids: list[str]) -> None:
-        for part in self._parts(len(ids)):
-            self.collection.delete(ids=ids[part])
-
-    def _replace(self, ids, texts, vectors, metas) -> None:
-        """Upserts that replace each record whole. Chroma merges metadata on upsert: keys a record had and the new
-        metadata lacks are sent as None, which deletes them."""
-        for part in self._parts(len(ids)):
-            part_ids, part_metas = list(ids[part]), metas[part]
-            old = self.collection.get(ids=part_ids, include=["metadatas"])
-            old_keys = {i: set(m or {}) for i, m in zip(old["ids"], old["metadatas"])}
-            full = []
-            for i, m in zip(part_ids, part_metas):
-                gone = old_keys.get(i, set()) - set(m or {})
-                full.append({**dict.fromkeys(sorted(gone)), **(m or {})} or None)
-            self.collection.upsert(ids=part_ids, documents=list(texts[part]),
-                                   embeddings=[[float(x) for x in v] for v in vectors[part]],
-                                   metadatas=full if any(m is not None for m in full) else None)
-
-    def _restore(self, ids: list[str], before: dict, error: BaseException) -> None:
-        """Put back what `before` held for `ids` after a failed write: new ids deleted, old records rewritten."""
-        try:
-            had = set(before["ids"])
-            new = [i for i in ids if i not in had]
-            self._delete(new)
-            if before["ids"]:
-                self._replace(before["ids"], before["documents"], before["embeddings"],
-                              [m or None for m in before["metadatas"]])
-        except Exception as undo:  # say both: the write failed and the collection may now be mixed
-            raise RuntimeError(f"add() failed ({error!r}) and rolling back failed too ({undo!r}): the collection "
-                               f"may hold part of this add; re-run it") from undo
-
     def _changed(self) -> None:
         if self._bm25 is not None:  # texts changed: the lexical index is rebuilt on the next hybrid search
             self._bm25.invalidate()
 
     def _stored_metadata(self) -> dict:
-        """The collection's metadata as stored now. `collection.metadata` is what Chroma read when the collection was
-        opened: a change made since by another index or process (the incomplete mark of an `index` run) is not in it."""
-        return dict(self.client.get_collection(self.collection.name, embedding_function=None).metadata or {})
+        return stored_metadata(self.client, self.collection.name)
 
     def _set_incomplete(self, on: bool) -> None:
-        # modify() replaces the whole metadata and refuses the hnsw:* keys (the space lives in the configuration);
-        # it starts from the stored metadata, so keys another writer set since this index opened are kept.
-        meta = {k: v for k, v in self._stored_metadata().items() if not k.startswith("hnsw:")}
-        if bool(meta.get(INCOMPLETE_KEY)) == on:
-            return
-        # False rather than removed: Chroma refuses to set an empty metadata dict, and the model record no longer
-        # lives in the metadata, so this key may be its only one.
-        meta[INCOMPLETE_KEY] = "an `index` run has not finished; re-run it to complete this collection" if on else False
-        self.collection.modify(metadata=meta)
+        """For a writer that does not run inside `_marked_incomplete` (the distributed `load`): True sets a mark of
+        its own, False finishes it. This process cannot tell such a run from one that died: a run here that finishes
+        clears its mark."""
+        if on:
+            self._open_run = WriteRun(self.client, self.collection, tracked=False).start()
+        else:
+            (self._open_run or WriteRun(self.client, self.collection)).finish()
+            self._open_run = None
 
     @property
     def incomplete(self) -> bool:
-        """True while (or after a crash of) an `add_resumable` run that has not finished."""
-        return bool(self._stored_metadata().get(INCOMPLETE_KEY))
+        """True while an `add_resumable` run writes, or after one that did not finish, until a re-run finishes."""
+        return is_incomplete(self._stored_metadata())
 
     def _lexical(self) -> CollectionBM25:
         if self._bm25 is None:
