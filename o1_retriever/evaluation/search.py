@@ -15,19 +15,21 @@ from tqdm.auto import tqdm
 from ..atomic import atomic_path
 from ..batching import show_progress
 from ..default_model import cache_dir
+from ..device import dtype_name
 from ..encoding import EnsembleEncoder, LMEncoder
 from ..loading import fingerprint
 from .data import corpus_digest
 
 
 def encoder_identity(embedder) -> str:
-    """What determines a document vector: the encoder's weights, its tokenizer and its max length."""
+    """What determines a document vector: the encoder's weights, the dtype it computes in, its tokenizer and its
+    max length."""
     enc = embedder.encoder
     if isinstance(enc, LMEncoder):
         # The number counts the ids a document is read from, <emb> included (window + 1), so caches keyed when the
         # window counted <emb> inside it stay valid. "pos": positions counted over real tokens, which retired the
         # vectors cached before.
-        return f"lm:{embedder.encoder_fingerprint}:{embedder.document_max_length + 1}:pos"
+        return f"lm:{embedder.encoder_fingerprint}:{embedder.document_max_length + 1}:pos{_dtype_tag(enc.model)}"
     if isinstance(enc, EnsembleEncoder):
         return "ensemble:" + "+".join(_sentence_transformer_identity(m.model) for m in enc.members)
     return _sentence_transformer_identity(enc.model)
@@ -35,7 +37,16 @@ def encoder_identity(embedder) -> str:
 
 def _sentence_transformer_identity(st) -> str:
     """Its own weights are hashed: a name alone is not enough."""
-    return f"st:{fingerprint(st, st.tokenizer)}:{getattr(st, 'max_seq_length', None)}"
+    return f"st:{fingerprint(st, st.tokenizer)}:{getattr(st, 'max_seq_length', None)}{_dtype_tag(st)}"
+
+
+def _dtype_tag(model) -> str:
+    """":bf16" for a model computing in bf16 (and so on), nothing for fp32. Weights stored in bf16 hash the same
+    loaded in either dtype, so without it an fp32 run reused a bf16 run's vectors. fp32 adds nothing: vectors
+    cached before the dtype entered the key were computed in fp32 wherever `auto` picks it."""
+    import torch
+    dtype = next((p.dtype for p in model.parameters() if p.dtype.is_floating_point), torch.float32)
+    return "" if dtype == torch.float32 else ":" + dtype_name(dtype, str(dtype).removeprefix("torch."))
 
 
 def corpus_cache_path(embedder, ids: list[str], texts: list[str], root: Path | None = None) -> Path:

@@ -207,3 +207,27 @@ def test_plot_and_table_commands_refuse_a_bad_file_without_a_traceback(tmp_path,
     assert main([str(tmp_path / "missing.json")]) == 2
     assert capsys.readouterr().err.startswith(f"error: {tmp_path / 'missing.json'} is not an `o1-retriever eval` "
                                               "results JSON")
+
+
+def test_corpus_vectors_are_cached_per_dtype(tiny_o1_dir, tmp_path):
+    """Weights stored in bf16 hash the same loaded in fp32: `eval --dtype fp32` after a bf16 run reused the bf16
+    vectors (and its JSON said the encoder ran in fp32)."""
+    import shutil
+
+    import numpy as np
+    import torch
+    from transformers import AutoModelForCausalLM
+    from o1_retriever import O1Embedder
+    from o1_retriever.evaluation.search import corpus_embeddings
+    stored_bf16 = tmp_path / "bf16_model"
+    AutoModelForCausalLM.from_pretrained(tiny_o1_dir, dtype=torch.bfloat16).save_pretrained(stored_bf16)
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        if (tiny_o1_dir / name).exists():
+            shutil.copy(tiny_o1_dir / name, stored_bf16 / name)
+    ids, texts = ["a", "b"], ["insulin lowers blood sugar", "the river reaches the ocean"]
+    found = {}
+    for dtype in ("bf16", "fp32"):
+        emb = O1Embedder.from_pretrained(str(stored_bf16), device="cpu", dtype=dtype, thought_cache=False)
+        found[dtype] = corpus_embeddings(emb, ids, texts, root=tmp_path / "vectors")
+    assert found["fp32"][1] is False, "the fp32 run was served the bf16 run's vectors"
+    assert not np.array_equal(found["bf16"][0], found["fp32"][0])
