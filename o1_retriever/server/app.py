@@ -68,6 +68,7 @@ def create_app(embedder, *, name: str | None = None, api_key: str | None = None,
             raise ApiError(400, f"{field} applies to queries only: {name}-document embeds without thinking "
                                 f"(use model {name}-query)", field)
         kq = k_value(body.k, k) if kind == "query" else 0
+        _check_room(batcher, len(texts), limits)
         metrics.inputs.labels(kind).inc(len(texts))
         texts = await _read_window(batcher, kind, texts)
         result = await _submit(request, batcher, kind, texts, kq)
@@ -89,6 +90,7 @@ def create_app(embedder, *, name: str | None = None, api_key: str | None = None,
             raise ApiError(400, f"model={body.model!r} does not think; use {name}-query or leave model out", "model")
         texts = input_texts(body.input, limits)
         kq = k_value(body.k, k)
+        _check_room(batcher, len(texts), limits)
         metrics.inputs.labels("think").inc(len(texts))
         texts = await _read_window(batcher, "think", texts)
         result = await _submit(request, batcher, "think", texts, kq)
@@ -154,6 +156,16 @@ async def _submit(request: Request, batcher: Batcher, kind: str, texts: list[str
             from e
     except Exception as e:
         raise ApiError(500, f"the engine failed on this batch: {type(e).__name__}: {e}", code="engine_error") from e
+
+
+def _check_room(batcher: Batcher, n: int, limits: Limits) -> None:
+    """A 429 (which clients retry after Retry-After) when `n` more texts would queue past --max-queue. An idle queue
+    takes any request the size limits allow."""
+    waiting = batcher.depth
+    if waiting and waiting + n > limits.max_queue:
+        raise ApiError(429, f"the server is busy: {waiting} texts are waiting for the engine, and this request's {n} "
+                            f"would pass its limit of {limits.max_queue} (--max-queue); send it again in a moment",
+                       code="server_overloaded", headers={"Retry-After": "1"})
 
 
 async def _read_window(batcher: Batcher, kind: str, texts: list[str]) -> list[str]:

@@ -82,7 +82,7 @@ def run_serve(args) -> int:
     emb = _load(args)
     emb.encode_documents("warm up", show_progress_bar=False)  # first-call set-up happens now, not on a client's time
     app = create_app(emb, name=args.name, api_key=key, k=args.k, max_batch=args.max_batch,
-                     max_wait_ms=args.max_wait_ms, limits=Limits(args.max_inputs, args.max_chars))
+                     max_wait_ms=args.max_wait_ms, limits=Limits(args.max_inputs, args.max_chars, args.max_queue))
     ids = ", ".join(app.state.model_ids)
     print(f"serving {emb!r} as {ids} on http://{args.host}:{args.port}/v1", file=sys.stderr)
     # uvicorn's SIGTERM/SIGINT handling stops accepting, lets in-flight requests finish, then runs the lifespan
@@ -108,6 +108,8 @@ def register(sub) -> None:
     p.add_argument("--max-inputs", type=positive_int_arg, default=2048, help="most texts in one request (else 413)")
     p.add_argument("--max-chars", type=positive_int_arg, default=2_000_000,
                    help="most characters of text in one request (else 413)")
+    p.add_argument("--max-queue", type=positive_int_arg, default=16_384,
+                   help="most texts waiting for the engine; a request past it gets a 429 to retry (default 16384)")
     p.add_argument("--graceful-timeout", type=float, default=60.0,
                    help="seconds to let in-flight requests finish after SIGTERM")
     p.add_argument("--thought-cache", default="on", metavar="on|off|PATH",

@@ -28,6 +28,7 @@ DEFAULT_TIMEOUT = 600.0  # seconds per request: thinking about a batch of querie
 CONNECT_TIMEOUT = 10.0
 RETRIES = 2  # connection failures retried (a restart, a dropped connection), as the openai client does
 BACKOFF = 0.5  # seconds before the first retry, doubled for each next one
+MAX_RETRY_AFTER = 30.0  # the longest a busy server's Retry-After is waited
 
 
 class O1ServerError(RuntimeError):
@@ -56,13 +57,20 @@ def normalize_url(url: str) -> str:
     return base
 
 
+def _retry_after(response, default: float) -> float:
+    """The seconds a 429's Retry-After asks for (at most MAX_RETRY_AFTER), else `default`."""
+    value = response.headers.get("retry-after", "")
+    return min(float(value), MAX_RETRY_AFTER) if value.replace(".", "", 1).isdigit() else default
+
+
 class RemoteEmbedder:
     """An O1Embedder stand-in that sends each call to a server (`encode_queries`, `encode_documents`, `think`,
     `fingerprint`, `dim`, `name`). `batch_size` is texts per request; the server merges concurrent requests into
     its own batches. `model` is the served name (`o1-retriever serve --name`); None: the one the server serves.
     `api_key` None reads $O1_RETRIEVER_API_KEY, as the server does. `timeout` bounds each answer, `connect_timeout`
-    each connection; a connection that fails or drops before the answer is tried `retries` more times (every call is
-    idempotent: a query's thoughts are seeded), a timeout or an error status never (the server has the work)."""
+    each connection; a connection that fails or drops before the answer, or a server too busy to queue it (HTTP 429,
+    after its Retry-After), is tried `retries` more times (every call is idempotent: a query's thoughts are seeded),
+    a timeout or another error status never (the server has the work, or it would fail again)."""
 
     def __init__(self, url: str, api_key: str | None = None, model: str | None = None,
                  timeout: float = DEFAULT_TIMEOUT, connect_timeout: float = CONNECT_TIMEOUT, retries: int = RETRIES):
@@ -218,11 +226,15 @@ class RemoteEmbedder:
         return answer
 
     def _send(self, method: str, route: str, body: dict | None):
-        """The response, retrying a connection that could not open or dropped before any answer."""
+        """The response, retrying a connection that could not open or dropped before any answer, and a 429."""
         import httpx
         for attempt in range(self.retries + 1):
             try:
-                return self._http().request(method, route, json=body)
+                response = self._http().request(method, route, json=body)
+                if response.status_code != 429 or attempt == self.retries:
+                    return response
+                time.sleep(_retry_after(response, BACKOFF * 2 ** attempt))  # busy: it has none of the work
+                continue
             except (httpx.ConnectTimeout, httpx.NetworkError, httpx.RemoteProtocolError) as e:
                 if attempt == self.retries:
                     tries = f" (tried {attempt + 1} times)" if attempt else ""

@@ -25,16 +25,20 @@ from starlette.routing import Match  # noqa: E402
 class Limits:
     max_inputs: int = 2048  # OpenAI's own per-request limit; LangChain sends up to 1000 by default
     max_chars: int = 2_000_000  # total characters of text per request
+    # Texts waiting for the engine past which a request is refused with a 429 (its client retries) instead of
+    # queued for minutes: bounded memory, and a load balancer can send the work elsewhere.
+    max_queue: int = 16_384
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None):
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
+                 headers: dict | None = None):
         super().__init__(message)
-        self.status, self.message, self.param, self.code = status, message, param, code
+        self.status, self.message, self.param, self.code, self.headers = status, message, param, code, headers
 
 
 def error_response(status: int, message: str, param=None, code=None, headers=None) -> JSONResponse:
-    kind = {401: "authentication_error", 413: "request_too_large",
+    kind = {401: "authentication_error", 413: "request_too_large", 429: "rate_limit_error",
             500: "server_error", 503: "server_error"}.get(status, "invalid_request_error")
     return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code}}, status,
                         headers=headers)
@@ -68,7 +72,7 @@ def install_error_handlers(app) -> None:
 
 
 async def api_error(request, e: ApiError) -> JSONResponse:
-    return error_response(e.status, e.message, e.param, e.code)
+    return error_response(e.status, e.message, e.param, e.code, e.headers)
 
 
 async def invalid_body(request, e: RequestValidationError) -> JSONResponse:

@@ -3,6 +3,7 @@ longer than the model reads (their cost and their `usage`)."""
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 
 import httpx
@@ -125,3 +126,59 @@ def test_a_wrong_method_or_path_says_what_is_served(server):
     assert wrong_path.status_code == 404, wrong_path.text
     message = wrong_path.json()["error"]["message"]
     assert "POST /v1/v1/embeddings" in message and "POST /v1/embeddings" in message, message
+
+
+class Held:
+    """The served embedder, but a document batch holding "hold" waits until released: the engine stays busy."""
+
+    def __init__(self, embedder):
+        self.embedder, self.release, self.computed = embedder, threading.Event(), []
+
+    def __getattr__(self, name):
+        return getattr(self.embedder, name)
+
+    def encode_documents(self, texts, **kw):
+        self.computed += list(texts)
+        if "hold" in texts:
+            assert self.release.wait(60), "the test never released the engine"
+        return self.embedder.encode_documents(texts, **kw)
+
+
+def _until(condition) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, "the server never got there"
+        time.sleep(0.01)
+
+
+def test_a_full_queue_answers_429_and_remote_embedder_retries_it(served_embedder):
+    """Requests queued without bound while the engine was busy: memory grew with every request, and clients waited
+    minutes instead of being sent elsewhere. Past --max-queue texts a request now gets a 429 with Retry-After, which
+    the openai client and RemoteEmbedder retry; an idle queue takes any request the size limits allow."""
+    from o1_retriever.server import BackgroundServer, RemoteEmbedder
+    from o1_retriever.server.app import Limits
+    engine = Held(served_embedder)
+    server = BackgroundServer(engine, name="tiny", max_wait_ms=0, limits=Limits(max_queue=3)).start()
+    try:
+        docs = {"model": "tiny-document"}
+        posts = [threading.Thread(target=httpx.post, args=(server.url + "/v1/embeddings",),
+                                  kwargs={"json": docs | {"input": text}, "timeout": 60})
+                 for text in (["hold"], ["a", "b"])]
+        posts[0].start()
+        _until(lambda: "hold" in engine.computed)  # the engine is busy
+        posts[1].start()
+        _until(lambda: httpx.get(server.url + "/health").json()["queue_depth"] == 2)
+        refused = httpx.post(server.url + "/v1/embeddings", json=docs | {"input": ["c", "d"]})
+        assert refused.status_code == 429 and refused.headers["retry-after"] == "1", refused.text
+        error = refused.json()["error"]
+        assert error["code"] == "server_overloaded" and "--max-queue" in error["message"], error
+        threading.Timer(0.3, engine.release.set).start()
+        vectors = RemoteEmbedder(server.url).encode_documents(["c", "d"])  # 429, then after 1 s answered
+        np.testing.assert_allclose(vectors, served_embedder.encode_documents(["c", "d"]), atol=1e-5)
+        for post in posts:
+            post.join(60)
+        many = ["x"] * 10  # more than --max-queue, but the queue is idle
+        assert len(_embed(server.url, model="tiny-document", input=many)["data"]) == 10
+    finally:
+        engine.release.set()
+        server.stop()
