@@ -49,7 +49,9 @@ def register(subparsers) -> None:
     p.add_argument("--output", metavar="JSON", help="write results here (and a PNG beside it for a k sweep)")
     p.add_argument("--batch-size", type=positive_int_arg, default=32, help="batch size for thinking and embedding")
     add_setting_flags(p)  # the model's and the composite's inference settings
-    p.add_argument("--seed", type=int, default=0, help="seed for sampling thoughts and for --max-docs")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed for sampling thoughts and for the --max-docs and --max-queries samples (another seed "
+                        "also draws another sample)")
     p.add_argument("--ignore-identical-ids", action="store_true",
                    help="drop a hit whose id equals the query id (BEIR's rule for ArguAna/Quora only)")
     p.add_argument("--thought-cache", action="store_true",
@@ -94,7 +96,11 @@ def run(args) -> int:
         path = write_json(args.output, meta, outcome)
         print(f"wrote {path}")
         rows = [r.as_dict() for r in outcome.rows]
+        png = Path(path).with_suffix(".png")
         if len(config.k) > 1 and any(r["k"] is not None for r in rows):
             title = sweep_title(outcome.dataset.name, outcome.dataset.split, outcome.dataset.subsampled)
-            print(f"wrote {plot_k_sweep(rows, Path(path).with_suffix('.png'), title)}")
+            print(f"wrote {plot_k_sweep(rows, png, title)}")
+        elif png.exists():  # it would pass for this run's plot
+            print(f"note: {png} is an earlier run's k sweep, not this run's (one k here: no plot drawn)",
+                  file=sys.stderr)
     return 0

@@ -231,3 +231,27 @@ def test_corpus_vectors_are_cached_per_dtype(tiny_o1_dir, tmp_path):
         found[dtype] = corpus_embeddings(emb, ids, texts, root=tmp_path / "vectors")
     assert found["fp32"][1] is False, "the fp32 run was served the bf16 run's vectors"
     assert not np.array_equal(found["bf16"][0], found["fp32"][0])
+
+
+def test_an_earlier_runs_png_beside_the_json_is_pointed_out(tmp_path, capsys, monkeypatch):
+    """A single-k rerun to the same --output left the earlier sweep's PNG beside the new JSON, passing for its
+    plot without a word."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from beir_fixtures import write_beir
+    from o1_retriever.cli import main
+    from o1_retriever.evaluation.plot import plot_k_sweep
+    monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "r.json"
+    plot_k_sweep(ROWS, out.with_suffix(".png"), "earlier")
+    assert main(["eval", "--dataset", str(write_beir(tmp_path / "toy")), "--no-model", "--baseline", "bm25",
+                 "--output", str(out)]) == 0
+    assert f"note: {out.with_suffix('.png')} is an earlier run's k sweep, not this run's" in capsys.readouterr().err
+
+
+def test_seed_help_says_it_draws_the_query_sample_too(capsys):
+    from o1_retriever.cli import build_parser
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["eval", "--help"])
+    assert "--max-queries samples" in " ".join(capsys.readouterr().out.split())
