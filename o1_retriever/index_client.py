@@ -67,8 +67,11 @@ def _own_memory_database():
     `collection` or `client`, kept after the index is dropped, still reads it."""
     import chromadb
     name = f"o1-{uuid.uuid4().hex}"
-    chromadb.AdminClient().create_database(name)
-    return chromadb.EphemeralClient(database=name)
+    # Settings read now, as EphemeralClient reads them: AdminClient's default was read when chromadb was imported,
+    # and Chroma refuses two settings for its one in-memory instance.
+    settings = chromadb.Settings(is_persistent=False)
+    chromadb.AdminClient(settings).create_database(name)
+    return chromadb.EphemeralClient(settings=settings, database=name)
 
 
 def _check_collection(client, name: str, where) -> None:

@@ -135,3 +135,25 @@ def test_a_collection_marked_by_the_previous_version_reads_and_clears_as_before(
     assert index.incomplete is incomplete
     assert index.add_resumable(B_IDS + A_IDS[:1], B_TEXTS + A_TEXTS[:1]) == (1, 2)
     assert not index.incomplete and _metadata(tmp_path) == {"owner": "team-a", INCOMPLETE_KEY: False}
+
+
+def test_an_in_memory_index_opens_after_a_chroma_setting_changed_in_the_environment(tiny_o1_dir):
+    """AdminClient's default settings are read when chromadb is imported, EphemeralClient's when it is called: a
+    process that set a Chroma setting in its environment after importing chromadb (a .env loaded late) got 'An
+    instance of Chroma already exists for ephemeral with different settings' from an in-memory O1Index."""
+    import os
+    import subprocess
+    import sys
+    script = f"""
+import os, chromadb
+os.environ["ALLOW_RESET"] = "TRUE"
+from o1_retriever import O1Embedder
+from o1_retriever.index import O1Index
+embedder = O1Embedder.from_pretrained({str(tiny_o1_dir)!r}, device="cpu", dtype="fp32", thought_cache=False)
+index = O1Index(embedder)
+index.add(["a"], ["some text"])
+assert len(index) == 1 and chromadb.EphemeralClient().get_settings().allow_reset
+"""
+    env = {k: v for k, v in os.environ.items() if k != "ALLOW_RESET"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
