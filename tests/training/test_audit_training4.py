@@ -91,3 +91,91 @@ def test_train_off_a_terminal_logs_lines_not_a_bar_and_no_deprecation_warnings(t
     assert f"training 2 steps into {out}" in err
     assert "step 1/2: loss_emb" in err and "step 2/2: loss_emb" in err
     assert [str(w.message) for w in recwarn if "gradient_checkpointing" in str(w.message)] == []
+
+
+def _start(args: list[str], tmp_path):
+    """The CLI as its own process, in a new session so that SIGINT reaches it alone, as Ctrl-C would."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    return subprocess.Popen([sys.executable, "-m", "o1_retriever.cli", *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _interrupt_when(process, ready, timeout: float = 180.0):
+    import signal
+    import time
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the run never got going"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    return process.returncode, err
+
+
+def test_ctrl_c_in_train_names_the_checkpoint_that_resume_continues_from(tiny_lm_dir, tmp_path):
+    """Ctrl-C printed only 'interrupted': nothing said that a checkpoint was there and --resume continues it."""
+    out = tmp_path / "out"
+    process = _start(_train_args(tiny_lm_dir, tmp_path, "--max-steps", "100000", "--save-steps", "1",
+                                 "--output-dir", str(out)), tmp_path)
+    rc, err = _interrupt_when(process, lambda: (out / "checkpoints" / "step-1" / "state.pt").exists())
+    assert rc == 130 and "Traceback" not in err
+    assert f"interrupted; the latest checkpoint is {out / 'checkpoints' / 'step-'}" in err
+    assert "the same command with --resume continues from it" in err
+
+
+class SlowServer:
+    """An OpenAI-compatible server that takes a while per answer, so that a run can be interrupted part-way."""
+
+    def __init__(self, delay: float):
+        server, self.requests = self, 0
+        import json
+        import threading
+        import time
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                server.requests += 1
+                time.sleep(delay)
+                query = body["messages"][-1]["content"]
+                data = json.dumps({"choices": [{"index": i, "message": {"content": f"{query} thought {i}"}}
+                                               for i in range(body.get("n", 1))]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+def test_ctrl_c_in_synthesize_says_what_is_kept_and_the_same_command_resumes(tiny_beir, tmp_path, capsys):
+    """Ctrl-C printed only 'interrupted', not that the records written are kept and the same command resumes."""
+    import time
+    server = SlowServer(delay=0.4)
+    try:
+        out = tmp_path / "t.jsonl"
+        args = ["synthesize", "--data", str(tiny_beir), "--output", str(out), "--expert-url", server.url,
+                "--concurrency", "1", "--num-candidates", "2", "--num-shots", "0", "--committee", "bm25",
+                "--num-negatives", "2"]
+        rc, err = _interrupt_when(_start(args, tmp_path), lambda: out.exists() and out.read_text().count("\n") >= 2)
+        assert rc == 130 and "Traceback" not in err
+        # It stopped at once: the requests still queued were cancelled, not sent (and paid for) and thrown away.
+        assert server.requests <= 4, f"{server.requests} requests sent after Ctrl-C"
+        kept = out.read_text().count("\n")
+        assert f"interrupted\n{kept} records are in {out}; run the same command again to resume" in err
+        assert main(args) == 0  # what the interrupted run wrote does not trip the next one
+        assert f"wrote {12 - kept} records to {out} ({kept} already there)" in capsys.readouterr().out
+    finally:
+        server.httpd.shutdown()

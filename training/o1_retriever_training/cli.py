@@ -33,9 +33,17 @@ def _records_kept(output: str) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .trainer import train
-    result = train(from_namespace(ModelArguments, args), from_namespace(DataArguments, args),
-                   from_namespace(TrainingArguments, args))
+    from .trainer import latest_checkpoint, train
+    try:
+        result = train(from_namespace(ModelArguments, args), from_namespace(DataArguments, args),
+                       from_namespace(TrainingArguments, args))
+    except KeyboardInterrupt:
+        ckpt = latest_checkpoint(args.output_dir)
+        how = (f"the latest checkpoint is {ckpt}: the same command with --resume continues from it" if ckpt else
+               f"no checkpoint was saved yet (one every --save-steps {args.save_steps} steps): the same command "
+               f"starts over")
+        print(f"\no1-retriever train: interrupted; {how}", file=sys.stderr)
+        return 130
     if result.already_finished:
         return _report(result, f"--resume: {result.output_dir} holds this run's finished model ({result.steps} "
                                f"steps): nothing to resume. To train again, choose another --output-dir"

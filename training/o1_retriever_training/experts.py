@@ -149,20 +149,25 @@ class OpenAIExpert:
         return texts[:n]
 
     def generate_stream(self, conversations: list[list[dict]], n: int = 1, progress: bool = True):
-        with ThreadPoolExecutor(self.concurrency) as pool, \
-                tqdm(total=len(conversations), desc="Expert", disable=not progress) as bar:
-            futures = {pool.submit(self.complete, c, n): i for i, c in enumerate(conversations)}
-            error = None
-            for future in as_completed(futures):
-                bar.update(1)
-                try:
-                    texts = future.result()
-                except ExpertError as e:  # keep what the others paid for; fail after them
-                    error = error or e
-                    continue
-                yield futures[future], texts
-            if error is not None:
-                raise error
+        pool = ThreadPoolExecutor(self.concurrency)
+        try:
+            with tqdm(total=len(conversations), desc="Expert", disable=not progress) as bar:
+                futures = {pool.submit(self.complete, c, n): i for i, c in enumerate(conversations)}
+                error = None
+                for future in as_completed(futures):
+                    bar.update(1)
+                    try:
+                        texts = future.result()
+                    except ExpertError as e:  # keep what the others paid for; fail after them
+                        error = error or e
+                        continue
+                    yield futures[future], texts
+                if error is not None:
+                    raise error
+        finally:
+            # Stopped early (Ctrl-C, the caller failed or stopped reading): the queued requests are dropped, not
+            # sent and paid for while nobody waits for them; only those already in flight finish.
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def generate(self, conversations: list[list[dict]], n: int = 1, progress: bool = False) -> list[list[str]]:
         out = [None] * len(conversations)
