@@ -85,9 +85,13 @@ def run(args) -> int:
     from .runner import run_evaluation
     config = config_from_args(args)
     if args.output:
-        check_output(args.output)
+        output = check_output(args.output)
+        if output.suffix.lower() == ".png":  # the sweep's PNG would overwrite the JSON just written there
+            raise ValueError(f"--output {output} names the results JSON, and a k sweep's PNG goes beside it with "
+                             f"the suffix .png: name the JSON, e.g. {output.with_suffix('.json')}")
         if len(config.k) > 1 and (config.run_model or config.composite):
             _pyplot()  # the sweep's PNG: a missing matplotlib is said now, not after the evaluation
+            check_output(output.with_suffix(".png"), "--output's PNG")
     outcome = run_evaluation(config, log=lambda msg: print(msg, file=sys.stderr))
     print_table(outcome)
     if args.output:

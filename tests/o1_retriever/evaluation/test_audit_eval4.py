@@ -255,3 +255,22 @@ def test_seed_help_says_it_draws_the_query_sample_too(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["eval", "--help"])
     assert "--max-queries samples" in " ".join(capsys.readouterr().out.split())
+
+
+def test_an_output_the_png_would_overwrite_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    """--output sweep.png: the JSON went to sweep.png, then the sweep's PNG overwrote it (the results were lost);
+    a folder where the PNG goes failed only after the evaluation. The model does not exist: any work before the
+    check would fail with another message."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from beir_fixtures import write_beir
+    from o1_retriever.cli import main
+    monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path / "cache"))
+    toy = write_beir(tmp_path / "toy")
+    (tmp_path / "taken.png").mkdir()
+    for output, message in ((tmp_path / "sweep.PNG", "names the results JSON, and a k sweep's PNG goes beside it"),
+                            (tmp_path / "taken.json", f"--output's PNG {tmp_path / 'taken.png'} is a folder")):
+        assert main(["eval", "--dataset", str(toy), "--model", str(tmp_path / "missing"), "--k", "0,1",
+                     "--output", str(output)]) == 2
+        assert message in capsys.readouterr().err
