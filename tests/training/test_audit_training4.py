@@ -179,3 +179,16 @@ def test_ctrl_c_in_synthesize_says_what_is_kept_and_the_same_command_resumes(tin
         assert f"wrote {12 - kept} records to {out} ({kept} already there)" in capsys.readouterr().out
     finally:
         server.httpd.shutdown()
+
+
+def test_synthesize_off_a_terminal_draws_no_bar(tiny_beir, tmp_path, capsys):
+    """Into a log file the expert's bar was one line of carriage-return redraws."""
+    server = SlowServer(delay=0.0)
+    try:
+        assert main(["synthesize", "--data", str(tiny_beir), "--output", str(tmp_path / "t.jsonl"), "--expert-url",
+                     server.url, "--num-candidates", "2", "--num-shots", "0", "--committee", "bm25"]) == 0
+    finally:
+        server.httpd.shutdown()
+    captured = capsys.readouterr()
+    assert "wrote 12 records" in captured.out
+    assert "\r" not in captured.err and "Expert" not in captured.err

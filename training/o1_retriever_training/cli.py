@@ -14,7 +14,8 @@ def _synthesize(args: argparse.Namespace) -> int:
     from .experts import ExpertError
     from .synthesize import synthesize
     try:
-        result = synthesize(from_namespace(SynthesisArguments, args))
+        # a bar redrawn with carriage returns is one unreadable line in a log file
+        result = synthesize(from_namespace(SynthesisArguments, args), progress=sys.stderr.isatty())
     except ExpertError as e:  # a server that failed part-way: what it answered is kept
         print(f"o1-retriever synthesize: error: {e}\n{_records_kept(args.output)}", file=sys.stderr)
         return 1
