@@ -51,18 +51,14 @@ def test_a_paths_png_cut_short_by_a_kill_leaves_the_previous_one_whole(tmp_path)
     """plot_paths wrote straight into bench_paths.png: a run killed mid-write (here by the kernel, past a file-size
     limit) left a truncated PNG where the last good one was."""
     out = tmp_path / "bench.json"
-    code = ("import argparse, resource, sys, json; from rich.console import Console; from o1_retriever.bench import "
-            "_finish; from o1_retriever.evaluation.plot import _pyplot; _pyplot();"
-            f"result = {{'meta': {META!r}, 'paths': [{ROW!r}]}};"
-            "args = argparse.Namespace(k=1, output=sys.argv[1]);"
-            "_finish(result, argparse.Namespace(k=1, output=sys.argv[1] + '.warm.json'), Console());"  # fonts cached
-            "sys.argv[2:] and resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000));"  # past 2 kB: SIGXFSZ
+    code = ("import argparse, resource, sys; from rich.console import Console; from o1_retriever.bench import _finish;"
+            f"result = {{'meta': {META!r}, 'paths': [{ROW!r}]}}; args = argparse.Namespace(k=1, output=sys.argv[1]);"
+            "_finish(result, args, Console());"                                  # a whole PNG, as a first run leaves
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000));"           # past 2 kB: SIGXFSZ kills
             "_finish(result, args, Console())")
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg"}
-    subprocess.run([sys.executable, "-c", code, str(out)], check=True, capture_output=True, env=env)
-    png = tmp_path / "bench_paths.png"
-    before = png.read_bytes()
-    assert before[:4] == b"\x89PNG" and json.loads(out.read_text())["paths"] == [ROW]
-    done = subprocess.run([sys.executable, "-c", code, str(out), "limited"], capture_output=True, env=env)
+    done = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, env=env)
     assert done.returncode != 0, "the file-size limit did not stop the writer"
-    assert png.read_bytes() == before
+    png = (tmp_path / "bench_paths.png").read_bytes()
+    assert png[:4] == b"\x89PNG" and png.endswith(b"IEND\xaeB`\x82"), "a truncated PNG"
+    assert json.loads(out.read_text())["paths"] == [ROW]
