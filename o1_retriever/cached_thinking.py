@@ -1,0 +1,104 @@
+"""An `O1Embedder`'s thoughts through the thought cache: the keys (everything that changes the thoughts), the lookup,
+and thinking the misses (fused with embedding where one model does both). A base class of `embedder.O1Embedder`."""
+from __future__ import annotations
+
+import torch
+
+from .batching import show_progress
+from .cache import cache_key
+from .device import DTYPE_NAMES
+from .encoding import LMEncoder
+from .sampling import SAMPLER
+from .validation import as_text_list, check_k, check_positive_int
+
+
+class CachedThinking:
+    """Thinking with the thought cache; reads the embedder's thinker, encoder, settings and cache."""
+
+    @property
+    def can_fuse(self) -> bool:
+        t = self.thinker
+        return (self.fused and t is not None and isinstance(self.encoder, LMEncoder)
+                and t.model is self.encoder.model and self.quantization is None and t.prompt_style == "official")
+
+    def _key_params(self) -> list[dict]:
+        """The generation parameters thoughts are cached under, the current form first (a thinker behind an API
+        that may drop refused sampling parameters gives the forms it may have kept them under)."""
+        params = self.settings.generation() | {"quantization": self.quantization, "sampler": SAMPLER}
+        precision = _compute_dtype(self.thinker.model)
+        if precision is not None:  # the same weights computing in bf16 and fp32 sample different thoughts
+            params["dtype"] = precision
+        if self.thinker.prompt_style == "official":  # kept as generated, not stripped: not the stripped texts' key
+            params["decoded"] = "as generated"
+        forms = getattr(self.thinker, "cache_params", None)
+        return [params] if forms is None else forms(params)
+
+    def _keys(self, queries: list[str], k: int, params: dict | None = None) -> list[str]:
+        params = self._key_params()[0] if params is None else params
+        template = f"{self.thinker.prompt_style}:{self.thinker.prompt('{query}')}"
+        return [cache_key(self.thinker_fingerprint, template, q, k, params) for q in queries]
+
+    def _cached(self, queries: list[str], k: int) -> dict[str, list[str]]:
+        """The thoughts the cache holds for `queries`, by query (each form of the key in turn)."""
+        found: dict[str, list[str]] = {}
+        for params in self._key_params() if self.thought_cache is not None else ():
+            rest = [q for q in dict.fromkeys(queries) if q not in found]
+            keys = self._keys(rest, k, params)
+            hits = self.thought_cache.get_many(keys, k) if rest else {}
+            found |= {q: hits[key] for q, key in zip(rest, keys) if key in hits}
+        return found
+
+    def cached_fraction(self, queries, k: int = 3) -> float:
+        """Share of `queries` whose k thoughts the thought cache already holds (0.0 without a cache)."""
+        queries, _ = as_text_list(queries, "queries")
+        check_k(k)
+        if self.thinker is None or k == 0 or self.thought_cache is None or not queries:
+            return 0.0
+        found = self._cached(queries, k)
+        return sum(q in found for q in queries) / len(queries)
+
+    def think(self, queries, k: int = 3, batch_size: int = 32, show_progress_bar: bool | None = None) -> list:
+        """k thoughts per query (list of lists; a flat list for a single str)."""
+        queries, single = as_text_list(queries, "queries")
+        check_k(k)
+        check_positive_int(batch_size, "batch_size")
+        thoughts = self._think(queries, k, batch_size, show_progress(show_progress_bar, len(queries)))[0]
+        return thoughts[0] if single else thoughts
+
+    def _think(self, queries, k, batch_size, progress, want_vectors=False):
+        """Thoughts for every query (cache first); with want_vectors, fused vectors for the misses."""
+        if k == 0 or self.thinker is None:
+            return [[] for _ in queries], {}
+        hits = self._cached(queries, k)
+        # Similar lengths together (less padding); ties break on the text, never on set (string-hash) order.
+        # Each query samples from its own seed, so its thoughts do not depend on the batch it lands in.
+        todo = sorted(dict.fromkeys(q for q in queries if q not in hits), key=lambda q: (len(q), q))
+        fresh, vectors = {}, {}
+        if todo:
+            if want_vectors:
+                made, parts = self.thinker.think(todo, k, self.settings, batch_size, progress,
+                                                 read=self.encoder.encode_generated)
+                vecs = torch.nn.functional.normalize(torch.cat([p[0] for p in parts]), dim=-1).cpu().numpy()
+                used = [ids for p in parts for ids in p[1]]
+                # Keep a fused vector only if re-encoding the decoded text would read the very same ids.
+                texts = self._query_texts([q for q in todo for _ in range(k)], [t for ts in made for t in ts])
+                same = [a == b for a, b in zip(self.encoder.tokenize(texts, self.query_max_length), used)]
+                vectors = {q: vecs[i * k:(i + 1) * k] for i, q in enumerate(todo) if all(same[i * k:(i + 1) * k])}
+            else:
+                made = self.thinker.think(todo, k, self.settings, batch_size, progress)
+            fresh = dict(zip(todo, made))
+            if self.thought_cache is not None:  # a remote thinker may say some thoughts are not worth keeping
+                keep = getattr(self.thinker, "cacheable", lambda *_: True)
+                # keyed as made: a server's refusal of a sampling parameter, learned while thinking, changes the key
+                self.thought_cache.put_many({key: fresh[q] for q, key in zip(todo, self._keys(todo, k))
+                                             if keep(fresh[q], k, self.settings)})
+        return [hits[q] if q in hits else fresh[q] for q in queries], vectors
+
+
+def _compute_dtype(model) -> str | None:
+    """The dtype an in-process thinker computes in ("bf16", "fp32", ...; a 4-bit one: that of its unquantized layers,
+    its compute dtype), read at each call, as a cast in place changes it; None for a thinker behind an API."""
+    if model is None:
+        return None
+    dtype = next((p.dtype for p in model.parameters() if p.dtype.is_floating_point), None)
+    return DTYPE_NAMES.get(dtype, str(dtype))
