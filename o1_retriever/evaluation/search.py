@@ -131,6 +131,8 @@ def exact_search(query_vectors: np.ndarray, doc_vectors: np.ndarray, doc_ids: li
     if query_vectors.ndim != 2 or doc_vectors.ndim != 2 or query_vectors.shape[1] != doc_vectors.shape[1]:
         raise ValueError(f"query vectors {query_vectors.shape} and document vectors {doc_vectors.shape} "
                          "must be 2-D with the same width")
+    if len(doc_ids) != len(doc_vectors):  # ids would be paired with the wrong vectors, or run out
+        raise ValueError(f"{len(doc_ids)} doc ids for {len(doc_vectors)} document vectors: one id per vector")
     top_k = min(top_k, len(doc_ids))
     results = []
     for start in range(0, len(query_vectors), 1024):  # bounded memory on large query sets

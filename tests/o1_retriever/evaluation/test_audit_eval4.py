@@ -274,3 +274,11 @@ def test_an_output_the_png_would_overwrite_is_refused_before_any_work(tmp_path, 
         assert main(["eval", "--dataset", str(toy), "--model", str(tmp_path / "missing"), "--k", "0,1",
                      "--output", str(output)]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_exact_search_refuses_ids_that_do_not_match_the_vectors():
+    """Three ids for four vectors were paired silently (or failed with an IndexError when the fourth ranked)."""
+    import numpy as np
+    from o1_retriever.evaluation.search import exact_search
+    with pytest.raises(ValueError, match="3 doc ids for 4 document vectors"):
+        exact_search(np.ones((2, 3)), np.ones((4, 3)), ["a", "b", "c"], 2)
