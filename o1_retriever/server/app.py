@@ -15,12 +15,12 @@ from .batching import Batcher, Result, ShuttingDown
 from .guard import ALIASES, BODY_OVERHEAD, OPEN, ROUTES, Guard  # noqa: F401 (importable from here, as before)
 from .metrics import Metrics
 from .protocol import (  # noqa: F401 (the schemas and error shapes: importable from here, as before)
-    ApiError, EmbeddingRequest, Limits, ThinkRequest, encode_vector, input_texts, install_error_handlers, k_value,
-    model_kind)
+    ApiError, EmbeddingRequest, Limits, ThinkRequest, embeddings_json, input_texts,
+    install_error_handlers, k_value, model_kind)
 from .window import InputTooLong
 
 from fastapi import FastAPI, Request  # noqa: E402 (after .protocol: that import says how to install FastAPI)
-from fastapi.responses import JSONResponse, Response  # noqa: E402
+from fastapi.responses import Response  # noqa: E402
 
 # nginx's "client closed request": the status /metrics records for a request whose client left before its answer.
 CLIENT_GONE = 499
@@ -74,15 +74,10 @@ def create_app(embedder, *, name: str | None = None, api_key: str | None = None,
         result = await _submit(request, batcher, kind, texts, kq)
         if result is None:
             return Response(status_code=CLIENT_GONE)
-        data = [{"object": "embedding", "index": i, "embedding": encode_vector(vec, body.encoding_format)}
-                for i, vec in enumerate(result.embeddings)]
-        if body.return_thoughts:
-            for item, thoughts in zip(data, result.thoughts):
-                item["thoughts"] = thoughts
-        used = sum(result.tokens)
-        # A JSONResponse as is: FastAPI would otherwise walk every float through jsonable_encoder first.
-        return JSONResponse({"object": "list", "data": data, "model": f"{name}-{kind}",
-                             "usage": {"prompt_tokens": used, "total_tokens": used}})
+        thoughts = result.thoughts if body.return_thoughts else None
+        payload = await asyncio.to_thread(embeddings_json, result.embeddings, body.encoding_format, thoughts,
+                                          f"{name}-{kind}", sum(result.tokens))
+        return Response(payload, media_type="application/json")
 
     @app.post("/v1/think")
     async def think(body: ThinkRequest, request: Request):

@@ -164,3 +164,34 @@ def encode_vector(vec: np.ndarray, fmt: str | None):
     if fmt == "base64":  # what the openai client asks for by default: little-endian float32 bytes
         return base64.b64encode(np.ascontiguousarray(vec, dtype="<f4").tobytes()).decode("ascii")
     return vec.astype(np.float32).tolist()
+
+
+def embeddings_json(vectors: np.ndarray, fmt: str | None, thoughts: list | None, model: str, tokens: int) -> bytes:
+    """The /v1/embeddings answer as JSON, rendered one item at a time: in a worker thread, the event loop gets its
+    turn between items instead of waiting out a whole answer (2048 float vectors of 1152 dimensions are 45 MB of
+    JSON, seconds with the json module). orjson, where installed, writes the same text about 15x faster."""
+    dumps, as_floats = _dumps()
+    items = []
+    for i, vec in enumerate(vectors):
+        vector = encode_vector(vec, fmt) if fmt == "base64" else as_floats(vec)
+        item = {"object": "embedding", "index": i, "embedding": vector}
+        if thoughts is not None:
+            item["thoughts"] = thoughts[i]
+        items.append(dumps(item))
+    usage = dumps({"prompt_tokens": tokens, "total_tokens": tokens})
+    return b'{"object":"list","data":[' + b",".join(items) + b'],"model":' + dumps(model) + b',"usage":' + usage + b"}"
+
+
+def _dumps():
+    """(dumps to bytes, a vector as dumps writes floats): orjson's, or the json module's."""
+    try:
+        import orjson
+    except ImportError:
+        import json
+
+        def dumps(value) -> bytes:
+            return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return dumps, lambda vec: vec.astype(np.float32).tolist()
+    # float32 widened to float64, as tolist() does: the same shortest round-trip digits as the json module
+    return (lambda value: orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)), \
+        (lambda vec: np.ascontiguousarray(vec, dtype=np.float64))

@@ -182,3 +182,42 @@ def test_a_full_queue_answers_429_and_remote_embedder_retries_it(served_embedder
     finally:
         engine.release.set()
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def wide_embedder(composite_embedder):
+    """The composite with a Dense layer widening its vectors to 2048 dimensions: float answers of megabytes."""
+    from sentence_transformers import SentenceTransformer, models
+    encoder = composite_embedder.encoder.model
+    wide = SentenceTransformer(modules=[encoder[0], encoder[1], models.Dense(32, 2048)], device="cpu")
+    from o1_retriever import O1Embedder
+    from o1_retriever.encoding import SentenceEncoder
+    return O1Embedder(composite_embedder.thinker, SentenceEncoder(wide), name="wide",
+                      settings=composite_embedder.settings, thought_cache=False)
+
+
+def test_a_large_float_answer_does_not_stop_the_server_answering_others(serve, wide_embedder):
+    """An answer of 1024 float vectors of 2048 dimensions was rendered to JSON on the event loop: for seconds no
+    other request got an answer, not even /health (a liveness probe with a 1 s timeout restarts such a server).
+    It is now rendered in a thread, one item at a time."""
+    with serve(wide_embedder, name="wide") as (url, _):
+        texts = [f"text {i}" for i in range(1024)]
+        body = {"model": "wide-document", "input": texts, "encoding_format": "float"}
+        done, size = threading.Event(), []
+
+        def big_request():
+            with httpx.stream("POST", url + "/v1/embeddings", json=body, timeout=120) as answer:
+                size.append(sum(len(chunk) for chunk in answer.iter_bytes()))  # read, not parsed: no GIL held
+            done.set()
+
+        threading.Thread(target=big_request).start()
+        slowest = 0.0
+        while not done.is_set():
+            started = time.perf_counter()
+            assert httpx.get(url + "/health", timeout=30).status_code == 200
+            slowest = max(slowest, time.perf_counter() - started)
+        assert size and size[0] > 1024 * 2048 * 5, size
+        assert slowest < 1.0, slowest
+        answer = _embed(url, model="wide-document", input=texts[:2], encoding_format="float")
+        np.testing.assert_allclose(np.array([d["embedding"] for d in answer["data"]]),
+                                   wide_embedder.encode_documents(texts[:2]), atol=1e-6)
