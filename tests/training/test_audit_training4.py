@@ -192,3 +192,36 @@ def test_synthesize_off_a_terminal_draws_no_bar(tiny_beir, tmp_path, capsys):
     captured = capsys.readouterr()
     assert "wrote 12 records" in captured.out
     assert "\r" not in captured.err and "Expert" not in captured.err
+
+
+def test_holdout_checks_both_outputs_before_writing_either(tiny_beir, tmp_path, capsys):
+    """A --dev-dir that is a file, or a --train-out under a file, ended in a NotADirectoryError/FileExistsError
+    traceback, the first after --train-out was already written without the held-out queries."""
+    from o1_retriever_training import holdout
+    records = tmp_path / "records.jsonl"
+    records.write_text("".join(f'{{"query_id": "q{i}", "query": "x", "pos": ["y"], "neg": []}}\n' for i in range(12)))
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    cases = [(["--train-out", str(tmp_path / "fit.jsonl"), "--dev-dir", str(a_file)],
+              f"--dev-dir {a_file} is a file; name a folder"),
+             (["--train-out", str(a_file / "fit.jsonl"), "--dev-dir", str(tmp_path / "dev")],
+              f"--train-out {a_file / 'fit.jsonl'}: {a_file} is a file, not a folder")]
+    for flags, message in cases:
+        with pytest.raises(SystemExit) as exit_:
+            holdout.main(["--records", str(records), "--dataset", str(tiny_beir), "--num-queries", "3", *flags])
+        assert exit_.value.code == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "fit.jsonl").exists() and not (tmp_path / "dev").exists()
+
+
+def test_titles_refuses_a_dev_dir_that_is_a_file(tiny_beir, tmp_path, capsys):
+    """It ended in a NotADirectoryError traceback."""
+    from o1_retriever_training import titles
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    with pytest.raises(SystemExit) as exit_:
+        titles.main(["--data", str(tiny_beir), "--num-docs", "3", "--min-title-words", "1",
+                     "--output", str(tmp_path / "t.jsonl"), "--dev-dir", str(a_file)])
+    assert exit_.value.code == 2
+    assert f"--dev-dir {a_file} is a file; name a folder" in capsys.readouterr().err
+    assert not (tmp_path / "t.jsonl").exists()

@@ -19,6 +19,8 @@ from pathlib import Path
 from o1_retriever.corpus import read_jsonl
 from o1_retriever.evaluation.data import qrels_path, read_beir_jsonl, read_qrels
 
+from .arguments import check_output_path
+
 
 @dataclass
 class Holdout:
@@ -38,6 +40,10 @@ def holdout(records, dataset, split: str, num_queries: int, seed: int, train_out
     # dataset) would be deleted, and the dataset's queries.jsonl overwritten with the held-out ones.
     if dev_dir.resolve() == dataset.resolve():
         raise ValueError(f"dev_dir must differ from dataset ({dataset}): its corpus and queries would be overwritten")
+    # Both outputs writable before either is written: a dev folder that fails after train_out was written would
+    # leave the held-out queries in neither.
+    check_output_path(train_out, "--train-out", folder=False)
+    check_output_path(dev_dir, "--dev-dir", folder=True)
     corpus = dev_dir / "corpus.jsonl"
     if corpus.exists() and not corpus.is_symlink():
         raise ValueError(f"dev_dir={str(dev_dir)!r} holds a corpus.jsonl of its own, which would be replaced by a "
@@ -81,7 +87,7 @@ def main(argv=None) -> int:
     try:
         result = holdout(args.records, args.dataset, args.split, args.num_queries, args.seed, args.train_out,
                          args.dev_dir)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:  # OSError: paths the system refuses
         p.exit(2, f"{p.prog}: error: {e}\n")
     print(f"held out {len(result.held_out)} queries -> {args.dev_dir}; {result.kept} records -> {args.train_out}")
     return 0

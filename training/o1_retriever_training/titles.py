@@ -123,7 +123,7 @@ def _check_dev_target(dev_dir, corpus_size) -> Path:
     """Refuse a bad corpus size or a non-empty `dev_dir` (nothing there is overwritten); the folder as a Path."""
     if isinstance(corpus_size, bool) or not isinstance(corpus_size, int) or corpus_size < 1:
         raise ValueError(f"corpus_size must be an int >= 1, got {corpus_size!r}")
-    dev_dir = Path(dev_dir)
+    dev_dir = check_output_path(dev_dir, "--dev-dir", folder=True)
     if dev_dir.exists() and any(dev_dir.iterdir()):
         raise ValueError(f"dev_dir {dev_dir} is not empty: choose a new folder (an existing dev set is kept)")
     return dev_dir
@@ -183,7 +183,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         return _write(args)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:  # OSError: paths the system refuses
         p.exit(2, f"{p.prog}: error: {e}\n")
 
 
