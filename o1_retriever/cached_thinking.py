@@ -2,6 +2,8 @@
 and thinking the misses (fused with embedding where one model does both). A base class of `embedder.O1Embedder`."""
 from __future__ import annotations
 
+import json
+
 import torch
 
 from .batching import show_progress
@@ -28,6 +30,9 @@ class CachedThinking:
         precision = _compute_dtype(self.thinker.model)
         if precision is not None:  # the same weights computing in bf16 and fp32 sample different thoughts
             params["dtype"] = precision
+        shaping = _shaping_generation_config(self.thinker.model)
+        if shaping:  # only when set, so the keys of models that set none stay as they were
+            params["generation_config"] = shaping
         if self.thinker.prompt_style == "official":  # kept as generated, not stripped: not the stripped texts' key
             params["decoded"] = "as generated"
         forms = getattr(self.thinker, "cache_params", None)
@@ -102,3 +107,21 @@ def _compute_dtype(model) -> str | None:
         return None
     dtype = next((p.dtype for p in model.parameters() if p.dtype.is_floating_point), None)
     return DTYPE_NAMES.get(dtype, str(dtype))
+
+
+# What a model's generation_config may hold that the thinker's generate() call sets itself, or that draws no other
+# token; anything else it sets (repetition_penalty, no_repeat_ngram_size, bad_words_ids, ...) generate() applies.
+_NOT_SHAPING = frozenset({"transformers_version", "_from_model_config", "bos_token_id", "pad_token_id", "eos_token_id",
+                          "do_sample", "temperature", "top_p", "top_k", "max_new_tokens", "min_new_tokens",
+                          "max_length", "use_cache", "cache_implementation", "compile_config",
+                          "return_dict_in_generate", "output_attentions", "output_hidden_states", "output_scores",
+                          "output_logits"})
+
+
+def _shaping_generation_config(model) -> str | None:
+    """The settings of an in-process thinker's generation_config (its checkpoint's generation_config.json, or set in
+    place) that change the thoughts sampled, as JSON; None when it sets none or for a thinker behind an API."""
+    config = getattr(model, "generation_config", None)
+    shaping = {} if config is None else {name: value for name, value in config.to_diff_dict().items()
+                                         if name not in _NOT_SHAPING}
+    return json.dumps(shaping, sort_keys=True, default=str) if shaping else None

@@ -116,3 +116,23 @@ def test_a_reasoning_model_that_refuses_temperature_and_top_p_thinks_at_its_own(
         with pytest.raises(ThinkerAPIError, match="'seed' must be below"):
             OpenAIThinker(stub.url, "m", retries=0).think(["q"], 1, InferenceSettings(temperature=0.7))
         assert len(stub.bodies) == 1
+
+
+def test_a_checkpoint_whose_generation_config_shapes_sampling_does_not_reuse_anothers_thoughts(tiny_o1_dir, tmp_path):
+    """transformers' generate() applies what a checkpoint's generation_config.json sets beyond what the thinker
+    passes (repetition_penalty, no_repeat_ngram_size, bad_words_ids, ...); the weights' fingerprint does not see it."""
+    import json
+    import shutil
+    shaped = tmp_path / "shaped"
+    shutil.copytree(tiny_o1_dir, shaped)
+    config = json.loads((shaped / "generation_config.json").read_text())
+    (shaped / "generation_config.json").write_text(json.dumps(config | {"no_repeat_ngram_size": 1}))
+    cache = tmp_path / "t.sqlite"
+    plain = _load(tiny_o1_dir, "fp32", cache)
+    thoughts = plain.think(QUERIES, k=2)
+    other = _load(shaped, "fp32", cache)
+    assert other.thinker_fingerprint == plain.thinker_fingerprint  # the same weights...
+    assert other.cached_fraction(QUERIES, k=2) == 0.0  # ...sampling under another rule
+    fresh = _load(shaped, "fp32", False).think(QUERIES, k=2)
+    assert fresh != thoughts and other.think(QUERIES, k=2) == fresh
+    assert plain.cached_fraction(QUERIES, k=2) == 1.0  # a model that sets nothing beyond the usual keeps its keys
