@@ -167,6 +167,9 @@ def beir_files(path, split: str) -> tuple[Path, Path, Path]:
     """(corpus, queries, qrels) of one split of a BEIR folder, checked to exist without reading them;
     FileNotFoundError naming the missing one (and, for qrels, the splits that exist)."""
     root = Path(path).expanduser()
+    if root.is_file():  # a path to one of its files, say corpus.jsonl
+        raise NotADirectoryError(f"BEIR folder {root} is a file: name the folder that holds corpus.jsonl, "
+                                 f"queries.jsonl and qrels/<split>.tsv (here perhaps {root.parent})")
     if not root.is_dir():
         raise FileNotFoundError(f"BEIR folder {root} does not exist (expected corpus.jsonl, queries.jsonl and "
                                 "qrels/<split>.tsv)")

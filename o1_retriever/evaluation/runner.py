@@ -89,6 +89,16 @@ class EvalConfig(SettingOverrides):
             raise TypeError(f"seed must be an int, got {self.seed!r}")
         if not (self.run_model or self.baselines or self.baseline_encoder or self.composite):
             raise ValueError("nothing to evaluate: enable the model, a baseline, a baseline encoder or composite")
+        if self.run_model or self.composite or self.baseline_encoder:
+            # a device or dtype this machine cannot use fails now, not after loading the data and running BM25; kept
+            # as names, since the config is recorded in the results JSON
+            from ..device import dtype_name, resolve_device, resolve_dtype
+            device = resolve_device(self.device)
+            if self.device is not None:
+                self.device = str(device)
+            if not isinstance(self.dtype, str):
+                self.dtype = dtype_name(resolve_dtype(self.dtype, device))
+            resolve_dtype(self.dtype, device)
 
 
 @dataclass

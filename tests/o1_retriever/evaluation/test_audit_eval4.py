@@ -282,3 +282,39 @@ def test_exact_search_refuses_ids_that_do_not_match_the_vectors():
     from o1_retriever.evaluation.search import exact_search
     with pytest.raises(ValueError, match="3 doc ids for 4 document vectors"):
         exact_search(np.ones((2, 3)), np.ones((4, 3)), ["a", "b", "c"], 2)
+
+
+def test_a_bad_device_or_dtype_fails_before_the_data_and_bm25(tmp_path, capsys):
+    """--dtype fp8 or --device tpu failed only once the data was loaded and BM25 had run ("o1: ..." was logged)."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from beir_fixtures import write_beir
+    from o1_retriever.cli import main
+    toy = write_beir(tmp_path / "toy")
+    for flag, value, message in (("--dtype", "fp8", "dtype='fp8' is not supported"),
+                                 ("--device", "tpu", "device='tpu' is not a torch device")):
+        assert main(["eval", "--dataset", str(toy), "--model", str(tmp_path / "missing"), "--baseline", "bm25",
+                     flag, value]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "BM25 ..." not in err
+
+
+def test_a_torch_dtype_and_device_are_recorded_by_name():
+    """EvalConfig(dtype=torch.bfloat16) ran, then the results JSON could not hold the torch.dtype."""
+    import torch
+    from o1_retriever.evaluation import EvalConfig
+    config = EvalConfig(dataset="toy", dtype=torch.bfloat16, device=torch.device("cpu"))
+    assert (config.dtype, config.device) == ("bf16", "cpu")
+
+
+def test_a_dataset_path_to_a_file_says_so(tmp_path):
+    """--dataset toy/corpus.jsonl said "BEIR folder toy/corpus.jsonl does not exist"."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from beir_fixtures import write_beir
+    from o1_retriever.evaluation import load_beir
+    toy = write_beir(tmp_path / "toy")
+    with pytest.raises(NotADirectoryError, match=rf"{toy / 'corpus.jsonl'} is a file: name the folder .* perhaps"):
+        load_beir(toy / "corpus.jsonl")
