@@ -31,6 +31,8 @@ def _encoder_readers(encoder, kind: str, settings) -> list | None:
             readers.append((member.tokenizer, getattr(settings, f"{kind}_max_length")))
         else:
             return None
+    if not all(isinstance(window, int) and window > 0 for _, window in readers):  # a model without a limit
+        return None
     return readers
 
 

@@ -221,3 +221,20 @@ def test_a_large_float_answer_does_not_stop_the_server_answering_others(serve, w
         answer = _embed(url, model="wide-document", input=texts[:2], encoding_format="float")
         np.testing.assert_allclose(np.array([d["embedding"] for d in answer["data"]]),
                                    wide_embedder.encode_documents(texts[:2]), atol=1e-6)
+
+
+def test_a_long_input_to_an_encoder_without_a_window_gets_the_engine_s_own_answer(serve, composite_embedder):
+    """A sentence-transformers model whose max_seq_length is None: the cut compared None with a token count, and a
+    long input got a plain-text `Internal Server Error` instead of the answer a short one gets (here the engine's
+    own failure, in the OpenAI shape). A reader without a window is now left to the engine: no cut."""
+    model = composite_embedder.encoder.model
+    saved, model.max_seq_length = model.max_seq_length, None
+    try:
+        with serve(composite_embedder, name="st") as (url, _):
+            short, long = (httpx.post(url + "/v1/embeddings", json={"model": "st-document", "input": text}, timeout=60)
+                           for text in ("why does bread rise?", LONG[:60_000]))
+            assert long.status_code == short.status_code, long.text
+            assert long.headers["content-type"] == short.headers["content-type"] == "application/json", long.text
+            assert long.json()["error"]["code"] == short.json()["error"]["code"]
+    finally:
+        model.max_seq_length = saved
