@@ -96,7 +96,7 @@ def test_sigkill_mid_index_then_rerun_gives_the_corpus_once(tiny_o1_dir, tiny_em
     assert "indexed 0 passages" in capsys.readouterr().out
 
 
-HELD_RUN = """
+HELD_RUN = r"""
 import sys, time
 from o1_retriever import O1Embedder
 from o1_retriever.index import O1Index
@@ -104,39 +104,45 @@ model, db = sys.argv[1:3]
 embedder = O1Embedder.from_pretrained(model, device="cpu", dtype="fp32", thought_cache=False)
 index = O1Index(embedder, path=db, collection="docs")
 encode, calls = embedder.encode_documents, []
-def held(texts, **kwargs):  # the second batch never ends: the run is alive, half-way through its writes
+def held(texts, **kwargs):  # the second batch waits, half-way through the run's writes, for the parent's word
     calls.append(texts)
     if len(calls) == 2:
         print("writing", flush=True)
-        time.sleep(600)
+        if sys.stdin.readline() == "fail\n":
+            raise RuntimeError("the run fails")
     return encode(texts, **kwargs)
 embedder.encode_documents = held
-index.add_resumable([f"c{i}" for i in range(6)], [f"child passage {i}" for i in range(6)], batch_size=2)
+try:
+    index.add_resumable([f"c{i}" for i in range(6)], [f"child passage {i}" for i in range(6)], batch_size=2)
+except RuntimeError:
+    print("failed", flush=True)
+    time.sleep(600)  # the process lives on, as a notebook would
 """
 
 
-def test_a_finished_run_keeps_the_mark_of_a_live_process_and_clears_a_killed_ones(tiny_o1_dir, tiny_embedder,
-                                                                                   tmp_path):
+def test_a_finished_run_keeps_the_mark_of_a_live_run_and_clears_a_failed_ones(tiny_o1_dir, tiny_embedder, tmp_path):
     """Runs in two processes shared one flag: the first to finish marked the collection complete while the other
-    was still writing. A finishing run now leaves the mark of a run whose process is alive, and clears it once that
-    process is killed."""
+    was still writing. A finishing run now leaves the mark of a run writing in a live process, and clears the mark of
+    one that failed, though its process lives on (a killed one's: the test above)."""
     from o1_retriever.index import INCOMPLETE_KEY
     db = tmp_path / "db"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    child = subprocess.Popen([sys.executable, "-c", HELD_RUN, str(tiny_o1_dir), str(db)], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen([sys.executable, "-c", HELD_RUN, str(tiny_o1_dir), str(db)], env=env, text=True,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        line = child.stdout.readline()
-        assert line == "writing\n", child.stderr.read()[-2000:] if child.poll() is not None else line
+        if child.stdout.readline() != "writing\n":
+            child.wait(timeout=60)
+            raise AssertionError(child.stderr.read()[-2000:])
         index = O1Index(tiny_embedder, path=db, collection="docs")
         assert index.incomplete
         assert index.add_resumable(["p1", "p2"], ["a parent passage", "another one"]) == (2, 0)
         assert index.incomplete  # the child still writes
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait(timeout=30)
+        child.stdin.write("fail\n")
+        child.stdin.flush()
+        assert child.stdout.readline() == "failed\n" and child.poll() is None
+        assert index.incomplete  # a failed run leaves its mark
+        assert index.add_resumable(["p1", "p2"], ["a parent passage", "another one"]) == (0, 2)
+        assert not index.incomplete and index._stored_metadata() == {INCOMPLETE_KEY: False}
     finally:
         child.kill()
         child.wait()
-    assert index.incomplete  # a killed run leaves its mark
-    assert index.add_resumable(["p1", "p2"], ["a parent passage", "another one"]) == (0, 2)
-    assert not index.incomplete and index._stored_metadata() == {INCOMPLETE_KEY: False}
