@@ -29,9 +29,21 @@ class BeirDataset:
         return self.path.name
 
     @property
+    def docs_sampled(self) -> bool:
+        """True when `subsample_corpus` left documents out (a cap above the corpus size keeps them all)."""
+        return self.subsample is not None and self.subsample["docs_kept"] < self.subsample["docs_total"]
+
+    @property
+    def queries_sampled(self) -> bool:
+        """True when `subsample_queries` left judged queries out."""
+        return self.query_subsample is not None and \
+            self.query_subsample["queries_kept"] < self.query_subsample["queries_total"]
+
+    @property
     def subsampled(self) -> bool:
-        """True when the corpus or the queries are a sample: such figures are not full-split ones."""
-        return self.subsample is not None or self.query_subsample is not None
+        """True when the corpus or the queries are a sample: such figures are not full-split ones. A cap the split
+        fits under (--max-queries 1000 on 300 queries) leaves a full-split figure."""
+        return self.docs_sampled or self.queries_sampled
 
     def doc_ids(self) -> list[str]:
         return list(self.corpus)

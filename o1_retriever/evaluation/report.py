@@ -106,9 +106,9 @@ def print_table(outcome: EvalOutcome, console=None) -> None:
     from rich.table import Table
     ds = outcome.dataset
     title = f"{ds.name} / {ds.split}: {len(ds.queries)} queries, {len(ds.corpus)} docs"
-    if ds.subsample:
+    if ds.docs_sampled:
         title += f" (docs SUBSAMPLED from {ds.subsample['docs_total']})"
-    if ds.query_subsample:
+    if ds.queries_sampled:
         title += f" (queries SUBSAMPLED from {ds.query_subsample['queries_total']})"
     table = Table(title=title)
     for name in COLUMNS:

@@ -318,3 +318,24 @@ def test_a_dataset_path_to_a_file_says_so(tmp_path):
     toy = write_beir(tmp_path / "toy")
     with pytest.raises(NotADirectoryError, match=rf"{toy / 'corpus.jsonl'} is a file: name the folder .* perhaps"):
         load_beir(toy / "corpus.jsonl")
+
+
+def test_a_cap_the_split_fits_under_is_not_called_a_sample(tmp_path, capsys, monkeypatch):
+    """--max-queries 1000 on a 4-query split (a cap shared across datasets) marked the full-split figures
+    "SUBSAMPLED" in the table, the JSON and the PNG title; a cap that does cut still is."""
+    import json
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from beir_fixtures import write_beir
+    from o1_retriever.cli import main
+    monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path / "cache"))
+    toy = write_beir(tmp_path / "toy")
+    base = ["eval", "--dataset", str(toy), "--no-model", "--baseline", "bm25"]
+    assert main([*base, "--max-queries", "1000", "--max-docs", "1000", "--output", str(tmp_path / "all.json")]) == 0
+    assert "SUBSAMPLED" not in capsys.readouterr().out
+    meta = json.loads((tmp_path / "all.json").read_text())["meta"]
+    assert meta["subsampled"] is False and meta["dataset"]["query_subsample"]["queries_kept"] == 4
+    assert main([*base, "--max-queries", "2", "--output", str(tmp_path / "part.json")]) == 0
+    assert "queries SUBSAMPLED from 4" in capsys.readouterr().out
+    assert json.loads((tmp_path / "part.json").read_text())["meta"]["subsampled"] is True
