@@ -225,3 +225,25 @@ def test_titles_refuses_a_dev_dir_that_is_a_file(tiny_beir, tmp_path, capsys):
     assert exit_.value.code == 2
     assert f"--dev-dir {a_file} is a file; name a folder" in capsys.readouterr().err
     assert not (tmp_path / "t.jsonl").exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--learning-rate", "-1"], "learning_rate=-1.0 must be a finite number > 0"),
+    (["--scale", "nan"], "scale=nan must be a finite number > 0"),
+    (["--lora-alpha", "0"], "lora_alpha=0 must be a finite number > 0"),
+    (["--output-dir", "{model}"], "already holds a composite model (o1_composite.json)"),
+])
+def test_train_encoder_refuses_bad_numbers_and_a_trained_output_before_the_thinker_thinks(flags, message, tiny_beir,
+                                                                                          tmp_path, capsys):
+    """Bad numbers reached the sentence-transformers trainer only after the thinker had thought for every query, and
+    an --output-dir holding a composite (an earlier result, or --model itself, whose encoder folder the adapter
+    was then written into) was overwritten."""
+    model = tmp_path / "composite"
+    model.mkdir()
+    (model / "o1_composite.json").write_text('{"thinker": "thinker", "encoder": "encoder"}')
+    flags = [f.format(model=model) for f in flags]
+    rc = main(["train-encoder", "--model", str(model), "--data", str(tiny_beir), "--output-dir",
+               str(tmp_path / "out"), *flags])
+    assert rc == 2
+    assert message in capsys.readouterr().err
+    assert (model / "o1_composite.json").read_text() == '{"thinker": "thinker", "encoder": "encoder"}'

@@ -18,7 +18,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .arguments import _f, check_output_path
+from .arguments import _f, check_output_path, is_finite_number
 
 LORA_TARGETS_BERT = ("query", "key", "value", "dense")
 
@@ -76,7 +76,16 @@ def check_encoder_arguments(args: EncoderArguments) -> None:
         raise ValueError(f"max_steps={args.max_steps!r} must be -1 (num_epochs decides) or >= 1")
     if args.max_queries is not None and args.max_queries < 1:
         raise ValueError(f"max_queries={args.max_queries!r} must be None or >= 1")
-    check_output_path(args.output_dir, "--output-dir", folder=True)
+    # checked here, not by the trainer: that is after the thinker has thought for every query
+    for name in ("learning_rate", "lora_alpha", "scale"):
+        value = getattr(args, name)
+        if not is_finite_number(value) or not value > 0:
+            raise ValueError(f"{name}={value!r} must be a finite number > 0")
+    out = check_output_path(args.output_dir, "--output-dir", folder=True)
+    from o1_retriever.composite import COMPOSITE_FILE
+    if (out / COMPOSITE_FILE).exists():  # an earlier result, or the --model itself: its encoder would be overwritten
+        raise ValueError(f"output_dir={args.output_dir!r} already holds a composite model ({COMPOSITE_FILE}); choose "
+                         f"another --output-dir, or delete that folder to train there again")
     _check_folders(args)
 
 
