@@ -37,10 +37,15 @@ def test_train_refuses_bad_numbers_by_name_before_the_model_loads(flags, message
     (["--temperature", "-1"], "temperature=-1.0 must be a finite number >= 0"),
     (["--top-p", "0"], "top_p=0.0 must be in (0, 1]"),
     (["--expert-url", "127.0.0.1:8000/v1"], "expert_url='127.0.0.1:8000/v1' must be an http(s) base URL"),
+    (["--expert-url", "http://127.0.0.1:9/v1", "--expert", "my-model"],
+     "expert='my-model' and expert_url='http://127.0.0.1:9/v1' both name the expert; give one"),
+    (["--expert-url", "http://127.0.0.1:9/v1", "--quantization", "4bit"],
+     "quantization='4bit' loads a local --expert; the server at expert_url='http://127.0.0.1:9/v1' chooses its own"),
 ])
 def test_synthesize_refuses_bad_sampling_and_urls_before_any_model_loads(flags, message, tiny_beir, tmp_path, capsys):
-    """These were checked by the expert once the committee and the expert had loaded (nan sampled anyway). The
-    committee member here cannot load at all, so only a check made before loading can name the bad value."""
+    """These were checked by the expert once the committee and the expert had loaded (nan sampled anyway), and an
+    --expert or --quantization beside --expert-url was ignored without a word. The committee member here cannot
+    load at all, so only a check made before loading can name the bad value."""
     rc = main(["synthesize", "--data", str(tiny_beir), "--output", str(tmp_path / "t.jsonl"),
                "--committee", str(tmp_path / "no-such-encoder"), *flags])
     assert rc == 2

@@ -90,7 +90,7 @@ class SynthesisArguments:
     expert: str = _f(None, "Local HF causal LM (dir, hub id, .gguf) that writes thoughts "
                            "(default: the bundled SmolLM2-135M-Instruct)")
     expert_url: str = _f(None, "Base URL of an OpenAI-compatible server (vLLM, llama.cpp, Ollama), "
-                               "e.g. http://127.0.0.1:8000/v1; replaces --expert")
+                               "e.g. http://127.0.0.1:8000/v1; instead of --expert")
     expert_model: str = _f("default", "Model name sent to the OpenAI-compatible server")
     api_key_env: str = _f("OPENAI_API_KEY", "Environment variable holding the server's API key, if any")
     concurrency: int = _f(4, "Parallel requests to the server")

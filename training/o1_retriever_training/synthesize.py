@@ -105,6 +105,12 @@ def check_synthesis_arguments(args: SynthesisArguments) -> None:
     check_sampling(args.temperature, args.top_p)  # the experts check too, but only once loaded
     if args.expert_url is not None:
         check_expert_url(args.expert_url)
+        if args.expert is not None:  # which one was meant is not ours to guess (the server used to win silently)
+            raise ValueError(f"expert={args.expert!r} and expert_url={args.expert_url!r} both name the expert; give "
+                             f"one: --expert for a local model, --expert-url for a server")
+        if args.quantization is not None:
+            raise ValueError(f"quantization={args.quantization!r} loads a local --expert; the server at "
+                             f"expert_url={args.expert_url!r} chooses its own")
     if not args.committee:
         raise ValueError("committee must name at least one member: 'bm25', 'minilm' or a sentence-transformers path")
     check_output_path(args.output, "--output", folder=False)
