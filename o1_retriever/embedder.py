@@ -124,9 +124,9 @@ class O1Embedder(Construction, CachedThinking, SentenceTransformerSurface):
             return None
         style = self.thinker.prompt_style if self.thinker is not None else None
         # The fingerprint is taken once, at construction: what a caller may change in place afterwards (a window, a
-        # dtype, truncate_dim, a default prompt) is read afresh, so a vector made before the change is not served.
-        thinker = getattr(self.thinker, "model", None)  # None for a thinker behind an API
-        live = [self.encoder.live_state, None if thinker is None else str(next(thinker.parameters()).dtype)]
+        # dtype, truncate_dim, a default prompt, a sampling rule) is read afresh, so a vector made before the change is
+        # not served. The thinker's part is what keys its thoughts (cached_thinking.py).
+        live = [self.encoder.live_state, None if self.thinker is None else self._key_params()[0]]
         return self.vector_cache.scope(f"{self.fingerprint}:{style}:{self.can_fuse}:{live}",
                                        dataclasses.asdict(self.settings), k, how, query_weight)
 

@@ -136,3 +136,12 @@ def test_a_checkpoint_whose_generation_config_shapes_sampling_does_not_reuse_ano
     fresh = _load(shaped, "fp32", False).think(QUERIES, k=2)
     assert fresh != thoughts and other.think(QUERIES, k=2) == fresh
     assert plain.cached_fraction(QUERIES, k=2) == 1.0  # a model that sets nothing beyond the usual keeps its keys
+
+
+def test_a_sampling_rule_set_in_place_is_not_answered_from_the_vector_cache(tiny_o1_dir):
+    emb = O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", dtype="fp32", thought_cache=False,
+                                     max_new_tokens=6, temperature=0.7)
+    before = emb.encode_queries(QUERIES, k=2, return_thoughts=True)
+    emb.thinker.model.generation_config.no_repeat_ngram_size = 1  # the thoughts' key reads it at each call...
+    after = emb.encode_queries(QUERIES, k=2, return_thoughts=True)
+    assert after.thoughts != before.thoughts  # ...and so does the vector cache's
