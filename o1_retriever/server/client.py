@@ -13,57 +13,18 @@ from __future__ import annotations
 import base64
 import os
 import threading
-import time
-from typing import Any
 
 import numpy as np
 
 from ..batching import show_progress
 from ..embedder import QueryEncoding
 from ..validation import as_text_list, check_k, check_positive_int
-
-API_KEY_ENV = "O1_RETRIEVER_API_KEY"  # the variable `o1-retriever serve` reads its key from
-DEFAULT_TIMEOUT = 600.0  # seconds per request: thinking about a batch of queries on a CPU takes minutes
-# A server that is up accepts a connection at once; the long wait is for its answer, not for the connection.
-CONNECT_TIMEOUT = 10.0
-RETRIES = 2  # connection failures retried (a restart, a dropped connection), as the openai client does
-BACKOFF = 0.5  # seconds before the first retry, doubled for each next one
-MAX_RETRY_AFTER = 30.0  # the longest a busy server's Retry-After is waited
+from .transport import (  # noqa: F401 (importable from here, as before)
+    API_KEY_ENV, BACKOFF, CONNECT_TIMEOUT, DEFAULT_TIMEOUT, MAX_RETRY_AFTER, RETRIES, O1ServerError, Transport,
+    normalize_url)
 
 
-class O1ServerError(RuntimeError):
-    """The server answered with an error status. `status`, `message`, `code` and `param` are the server's."""
-
-    def __init__(self, url: str, route: str, status: int, message: str, code: str | None = None,
-                 param: str | None = None):
-        self.url, self.route, self.status = url, route, status
-        self.message, self.code, self.param = message, code, param
-        hint = (f" (pass api_key=..., or set ${API_KEY_ENV}, to the key the server was started with)"
-                if status == 401 else "")
-        super().__init__(f"o1-retriever server at {url} answered {route} with HTTP {status}"
-                         f"{f' ({code})' if code else ''}: {message}{hint}")
-
-
-def normalize_url(url: str) -> str:
-    """`http://host:port`, from that or an OpenAI-style base URL (`.../v1`), with or without a trailing slash."""
-    if not isinstance(url, str):
-        raise TypeError(f"url must be a str such as 'http://127.0.0.1:8000', got {type(url).__name__}")
-    base = url.strip().rstrip("/")
-    if base.endswith("/v1"):
-        base = base[:-3]
-    if not base.startswith(("http://", "https://")) or not base.split("://", 1)[1]:
-        raise ValueError(f"url={url!r} is not an http(s) URL; expected e.g. 'http://127.0.0.1:8000' "
-                         "(where `o1-retriever serve` listens)")
-    return base
-
-
-def _retry_after(response, default: float) -> float:
-    """The seconds a 429's Retry-After asks for (at most MAX_RETRY_AFTER), else `default`."""
-    value = response.headers.get("retry-after", "")
-    return min(float(value), MAX_RETRY_AFTER) if value.replace(".", "", 1).isdigit() else default
-
-
-class RemoteEmbedder:
+class RemoteEmbedder(Transport):
     """An O1Embedder stand-in that sends each call to a server (`encode_queries`, `encode_documents`, `think`,
     `fingerprint`, `dim`, `name`). `batch_size` is texts per request; the server merges concurrent requests into
     its own batches. `model` is the served name (`o1-retriever serve --name`); None: the one the server serves.
@@ -192,80 +153,6 @@ class RemoteEmbedder:
                                         "results back (is this an o1-retriever server?)")
                 yield from data
                 bar.update(len(chunk))
-
-    def _http(self):
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    try:
-                        import httpx
-                    except ImportError as e:  # chromadb depends on httpx, so this is a broken install
-                        raise ImportError("RemoteEmbedder needs httpx: pip install httpx") from e
-                    headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
-                    timeout = httpx.Timeout(self.timeout, connect=self.connect_timeout)
-                    self._client = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
-        return self._client
-
-    def _request(self, method: str, route: str, body: dict | None = None) -> dict[str, Any]:
-        response = self._send(method, route, body)
-        if response.status_code != 200:
-            try:
-                error = response.json()["error"]
-                message, code, param = error["message"], error.get("code"), error.get("param")
-            except (ValueError, KeyError, TypeError):  # not our JSON envelope: a proxy, or another server
-                message, code, param = response.text[:300] or response.reason_phrase, None, None
-            raise O1ServerError(self.url, route, response.status_code, message, code, param)
-        try:
-            answer = response.json()
-        except ValueError:
-            answer = None
-        if not isinstance(answer, dict):  # a proxy's page, or another kind of server on that port
-            kind = response.headers.get("content-type") or "no content type"
-            raise O1ServerError(self.url, route, response.status_code, f"the answer is not a JSON object ({kind}: "
-                                f"{response.text[:200]!r}); is this an o1-retriever server?")
-        return answer
-
-    def _send(self, method: str, route: str, body: dict | None):
-        """The response, retrying a connection that could not open or dropped before any answer, and a 429."""
-        import httpx
-        for attempt in range(self.retries + 1):
-            try:
-                response = self._http().request(method, route, json=body)
-                if response.status_code != 429 or attempt == self.retries:
-                    return response
-                time.sleep(_retry_after(response, BACKOFF * 2 ** attempt))  # busy: it has none of the work
-                continue
-            except (httpx.ConnectTimeout, httpx.NetworkError, httpx.RemoteProtocolError) as e:
-                if attempt == self.retries:
-                    tries = f" (tried {attempt + 1} times)" if attempt else ""
-                    raise ConnectionError(f"cannot reach the o1-retriever server at {self.url}{tries} "
-                                          f"({type(e).__name__}: {e}); is `o1-retriever serve` running there?") from e
-            except httpx.TimeoutException as e:
-                raise TimeoutError(f"o1-retriever server at {self.url} did not answer {route} within "
-                                   f"{self.timeout:g} s (thinking on a CPU takes seconds per query: raise timeout=, "
-                                   "or send fewer texts per request with a smaller batch_size)") from e
-            except httpx.TransportError as e:  # a bad URL or proxy: a retry cannot help
-                raise ConnectionError(f"cannot reach the o1-retriever server at {self.url} ({type(e).__name__}: "
-                                      f"{e}); is `o1-retriever serve` running there?") from e
-            time.sleep(BACKOFF * 2 ** attempt)
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-
-    def __enter__(self) -> "RemoteEmbedder":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    # Frameworks copy and pickle their embedding objects: the connection pool and lock are made again on use.
-    def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k not in ("_client", "_lock")}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state, _client=None, _lock=threading.Lock())
 
     def __repr__(self) -> str:
         return f"RemoteEmbedder(url={self.url!r}, model={self.model!r})"
