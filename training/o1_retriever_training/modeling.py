@@ -166,7 +166,9 @@ def resolve_base(base_model: str | None) -> tuple[str, str]:
         except ImportError:
             pass
         return str(resolved), str(resolved)
-    return base_model, base_model
+    # The hub ids of the offline bases (SmolLM2, Gemma 3 270M) train on the copies that loaders map those ids to,
+    # not on the hub's weights (or a failed download offline); without Gemma's package this names the pip command.
+    return resolve_base_model(base_model), base_model
 
 
 def _enable_checkpointing(model) -> None:
