@@ -1,6 +1,7 @@
 """The training loop, on `accelerate` (DDP / DeepSpeed / FSDP via `accelerate launch`; one process
 otherwise). bf16 autocast where the hardware is fast at it, gradient accumulation, a tqdm bar with
-both losses, a JSONL log, checkpoints every N steps with `resume`, and a PNG of the losses at the end.
+both losses (a line per logged step off a terminal), a JSONL log, checkpoints every N steps with `resume`,
+and a PNG of the losses at the end.
 """
 from __future__ import annotations
 
