@@ -125,6 +125,9 @@ class _Member:
                                    role="document")
 
 
+SCORE_BLOCK_BYTES = 256 << 20  # the most memory one block of query-by-document scores takes
+
+
 def exact_search(query_vectors: np.ndarray, doc_vectors: np.ndarray, doc_ids: list[str],
                  top_k: int = 100) -> list[list[tuple[str, float]]]:
     """Top-k documents per query by inner product (cosine: both sides are L2-normalised)."""
@@ -134,10 +137,16 @@ def exact_search(query_vectors: np.ndarray, doc_vectors: np.ndarray, doc_ids: li
     if len(doc_ids) != len(doc_vectors):  # ids would be paired with the wrong vectors, or run out
         raise ValueError(f"{len(doc_ids)} doc ids for {len(doc_vectors)} document vectors: one id per vector")
     top_k = min(top_k, len(doc_ids))
+    if top_k <= 0:
+        return [[] for _ in range(len(query_vectors))]
+    # Queries scored a block at a time, the block's scores within SCORE_BLOCK_BYTES whatever the corpus size: 1,024
+    # queries against a 5M-document corpus would be 20 GB of scores at once.
+    itemsize = np.result_type(query_vectors, doc_vectors).itemsize
+    rows = max(1, min(1024, SCORE_BLOCK_BYTES // (itemsize * len(doc_ids))))
     results = []
-    for start in range(0, len(query_vectors), 1024):  # bounded memory on large query sets
-        scores = query_vectors[start:start + 1024] @ doc_vectors.T
-        part = np.argpartition(-scores, top_k - 1, axis=1)[:, :top_k]
+    for start in range(0, len(query_vectors), rows):
+        scores = query_vectors[start:start + rows] @ doc_vectors.T
+        part = np.argpartition(scores, len(doc_ids) - top_k, axis=1)[:, -top_k:]  # no negated copy of the block
         for row, cand in zip(scores, part):
             best = cand[np.argsort(-row[cand], kind="stable")]
             results.append([(doc_ids[i], float(row[i])) for i in best])

@@ -339,3 +339,27 @@ def test_a_cap_the_split_fits_under_is_not_called_a_sample(tmp_path, capsys, mon
     assert main([*base, "--max-queries", "2", "--output", str(tmp_path / "part.json")]) == 0
     assert "queries SUBSAMPLED from 4" in capsys.readouterr().out
     assert json.loads((tmp_path / "part.json").read_text())["meta"]["subsampled"] is True
+
+
+def test_exact_search_memory_is_bounded_by_the_corpus_size_not_1024_queries(monkeypatch):
+    """Scores were computed 1,024 queries at a time whatever the corpus size (20 GB at once against 5M documents,
+    twice over with the negated copy); the block now fits SCORE_BLOCK_BYTES. Here 1 MB: 256 queries x 50,000
+    documents used to take 100 MB."""
+    import tracemalloc
+
+    import numpy as np
+    from o1_retriever.evaluation import search
+    rng = np.random.default_rng(0)
+    docs = rng.standard_normal((50_000, 4)).astype(np.float32)
+    queries = rng.standard_normal((256, 4)).astype(np.float32)
+    ids = [f"d{i}" for i in range(len(docs))]
+    expected = [np.argsort(-(q @ docs.T), kind="stable")[:10] for q in queries[:3]]
+    monkeypatch.setattr(search, "SCORE_BLOCK_BYTES", 1 << 20, raising=False)
+    tracemalloc.start()
+    try:
+        hits = search.exact_search(queries, docs, ids, 10)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 12 << 20, f"{peak / 2**20:.0f} MB at the peak"
+    assert [[d for d, _ in row] for row in hits[:3]] == [[ids[i] for i in e] for e in expected]
