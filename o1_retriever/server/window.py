@@ -2,8 +2,9 @@
 
 The engine reads a text's first N tokens only (an O1 model's query/document window, a sentence-transformers model's
 max_seq_length, the thinker's prompt window), but a tokenizer asked to truncate still tokenizes the whole text first:
-a 2-million-character input takes seconds per pass, on the one engine thread every client shares. So the server cuts each text to a prefix that holds every token the model reads (plus a margin), before the engine sees it,
-and counts `usage` on what the model reads.
+a 2-million-character input takes seconds per pass, on the one engine thread every client shares. So the server cuts
+each text to a prefix that holds every token the model reads (plus a margin), before the engine sees it, and counts
+`usage` on what the model reads.
 """
 from __future__ import annotations
 
