@@ -105,7 +105,7 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
                                  f"{e.start + 1}); save the file as UTF-8") from None
             if not line.strip():
                 continue
-            parts = line.rstrip("\n\r").split("\t")
+            parts = line.rstrip().split("\t")  # a trailing tab (an empty fourth column) as BEIR's csv reader takes it
             header, first = first and _is_header(parts), False
             if header:
                 continue
@@ -146,7 +146,7 @@ def _is_header(parts: list[str]) -> bool:
 
 
 def _columns_hint(parts: list[str]) -> str:
-    if len(parts) == 4:
+    if len(parts) == 4 and parts[1].strip() in ("0", "Q0"):
         return " (TREC qrels `query 0 doc score`? drop the second column)"
     if len(parts) == 1 and len(parts[0].split()) in (3, 4):
         return " (separated by spaces? BEIR qrels separate columns with tabs)"

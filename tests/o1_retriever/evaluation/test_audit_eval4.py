@@ -46,6 +46,7 @@ def _qrels_file(tmp_path, content: bytes):
     b"\nquery-id\tcorpus-id\tscore\nq1\td1\t1\n",               # a blank line before the header
     b"qid\tdocid\trelevance\r\nq1\td1\t1\r\n",                  # other column names, CRLF
     b"q1\td1\t1\n",                                             # no header at all
+    b"q1\td1\t1\t\n",                                           # a trailing tab, as spreadsheets export
 ])
 def test_qrels_headers_and_byte_order_marks(tmp_path, content):
     """A BOM made the header's score 'score' an error ("score must be an integer, got 'score'") or the first query
@@ -61,6 +62,7 @@ def test_qrels_headers_and_byte_order_marks(tmp_path, content):
     (b"q1\td1\t1x\n", r"qrels.tsv:1: score must be an integer, got '1x'"),
     (b"q1\t0\td1\t1\n", r"got 4 \(TREC qrels `query 0 doc score`\? drop the second column\)"),
     (b"q1 d1 1\n", r"got 1 \(separated by spaces\? BEIR qrels separate columns with tabs\)"),
+    (b"q1\td1\t1\tx\n", r"got 4: "),                                     # no TREC hint: not its layout
     (b"q1\td\xe9\t1\n", r"qrels.tsv:1: not valid UTF-8 \(byte 0xe9 at column 5\)"),  # was a bare UnicodeDecodeError
 ])
 def test_malformed_qrels_lines_name_the_line(tmp_path, content, message):
