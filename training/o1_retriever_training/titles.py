@@ -187,8 +187,22 @@ def main(argv=None) -> int:
         p.exit(2, f"{p.prog}: error: {e}\n")
 
 
+def _check_replaceable(output: Path, exclude) -> None:
+    """--output is rewritten whole: refuse where that would lose records made elsewhere (synthesized thoughts paid
+    for) or the earlier stage's pairs this draw excludes."""
+    if any(Path(e).resolve() == output.resolve() for e in exclude):
+        raise ValueError(f"--output {output} is also in --exclude: writing the new pairs there would replace the "
+                         f"earlier ones; name a new file")
+    if output.is_file() and output.stat().st_size:
+        first = next(read_jsonl(output), (1, {}))
+        if first[1].get("source") != "title":
+            raise ValueError(f"--output {output} holds records other than title pairs (line {first[0]} has no "
+                             f"\"source\": \"title\"), which writing would replace; name a new file")
+
+
 def _write(args) -> int:
-    check_output_path(args.output, "--output", folder=False)
+    out = check_output_path(args.output, "--output", folder=False)
+    _check_replaceable(out, args.exclude)
     if args.dev_dir:  # before the draw (BM25 over the corpus), not after it
         _check_dev_target(args.dev_dir, args.dev_corpus_size)
     records = title_pairs(args.data, args.num_docs, args.num_negatives, args.seed, args.min_title_words,
@@ -196,7 +210,6 @@ def _write(args) -> int:
     if args.dev_dir:
         size = write_title_dev(records, args.data, args.dev_dir, args.dev_corpus_size, args.seed, args.inline_title)
         print(f"wrote a dev set of {len(records)} titles over {size} untitled documents to {args.dev_dir}")
-    out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
     print(f"wrote {len(records)} title pairs to {out}")
