@@ -12,8 +12,8 @@ from .chroma import open_collection  # also registers the O1 function with Chrom
 from .fusion import resolve_hybrid
 from .hybrid import CollectionBM25, dense_pool, fuse_with_bm25
 # The names below were defined here first; they stay importable from this module.
-from .index_client import (_check_collection, _client, _own_memory_database, check_collection_name,  # noqa: F401
-                           check_database_path, existing_client)
+from .index_client import (_check_collection, _client, _own_memory_database, check_client,  # noqa: F401
+                           check_collection_name, check_database_path, existing_client)
 from .index_marks import INCOMPLETE_KEY, RUN_KEY_PREFIX, WriteRun, is_incomplete, stored_metadata  # noqa: F401
 from .index_records import (METADATA_TYPES, RESERVED_KEY_PREFIXES, RecordWrites, check_metadata,  # noqa: F401
                             check_records, typed_metadata)
@@ -43,14 +43,21 @@ class O1Index(RecordWrites):
     def __init__(self, embedder, path: str | Path | None = None, collection: str = "o1-retriever", host: str | None = None,
                  port: int = 8000, client=None, create: bool = True, num_thoughts: int = 3):
         check_collection_name(collection)
+        if not all(hasattr(embedder, name) for name in ("encode_documents", "encode_queries")):
+            raise TypeError(f"embedder={embedder!r:.80} ({type(embedder).__name__}) is not an O1Embedder: pass one "
+                            "from O1Embedder.from_pretrained(...) (or a RemoteEmbedder)")
+        try:
+            check_k(num_thoughts)
+        except (TypeError, ValueError) as e:  # check_k's message says k, the name search() takes
+            raise type(e)(f"num_thoughts={num_thoughts!r}: {e}") from None
         if client is not None and (path is not None or host is not None):
             raise ValueError("pass client= or path=/host=, not both: client= is already bound to its database")
         self.embedder = embedder
         if client is None:
             client = (_own_memory_database() if path is None and host is None
                       else _client(path, host, port, create))
-        self.client = client
-        self.collection = open_collection(self.client, collection, embedder, num_thoughts=check_k(num_thoughts),
+        self.client = check_client(client)
+        self.collection = open_collection(self.client, collection, embedder, num_thoughts=num_thoughts,
                                           create=create, where=path or (host and f"{host}:{port}"))
         self._bm25 = None  # CollectionBM25 over the stored texts, made by the first hybrid search
         self._warned_incomplete = False

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import uuid
 from pathlib import Path
@@ -53,7 +54,14 @@ def _client(path, host, port, create: bool):
 
 
 def check_database_path(path) -> Path:
-    """`path` as a local Chroma database may be made there: a file in its place is refused."""
+    """`path` as a local Chroma database may be made there: an empty path (an unset setting, which would be the
+    current directory) and a file in its place are refused."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path={path!r:.80} ({type(path).__name__}) is not a path: pass the Chroma database's "
+                        "directory as a str or pathlib.Path")
+    if isinstance(path, str) and not path.strip():
+        raise ValueError(f"path={path!r} is empty: pass the Chroma database's directory (--db DIR), or no path for "
+                         "an index in memory")
     path = Path(path).expanduser()
     if path.exists() and not path.is_dir():
         raise ValueError(f"{str(path)!r} is a file; a Chroma database is a directory (pass --db DIR)")
@@ -86,3 +94,10 @@ def existing_client(path, collection: str):
     _check_collection(client, collection, path)
     return client
 
+
+def check_client(client):
+    """`client` if it is a chromadb client (what `chromadb.PersistentClient`, `HttpClient` or `EphemeralClient` make)."""
+    if not all(hasattr(client, name) for name in ("get_or_create_collection", "list_collections")):
+        raise TypeError(f"client={client!r:.80} ({type(client).__name__}) is not a chromadb client: pass one made by "
+                        "chromadb.PersistentClient, HttpClient or EphemeralClient, or path= / host= instead")
+    return client

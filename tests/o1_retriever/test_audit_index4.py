@@ -157,3 +157,28 @@ assert len(index) == 1 and chromadb.EphemeralClient().get_settings().allow_reset
     env = {k: v for k, v in os.environ.items() if k != "ALLOW_RESET"}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("path, error, message", [("", ValueError, r"path='' is empty"),
+                                                  (123, TypeError, r"path=123 \(int\) is not a path")])
+def test_a_database_path_that_is_empty_or_not_a_path_is_refused_naming_it(tiny_embedder, tmp_path, monkeypatch,
+                                                                          path, error, message):
+    """path='' (an unset setting read as '') made a Chroma database in the current directory; path=123 raised
+    pathlib's TypeError, which names no argument."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(error, match=message):
+        O1Index(tiny_embedder, path=path)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("arguments, error, message", [
+    ({"num_thoughts": True}, TypeError, r"num_thoughts=True"),
+    ({"num_thoughts": -1}, ValueError, r"num_thoughts=-1"),
+    ({"client": "http://localhost:8000"}, TypeError, r"client='http://localhost:8000' \(str\) is not a chromadb client"),
+    ({"embedder": None}, TypeError, r"embedder=None \(NoneType\) is not an O1Embedder"),
+])
+def test_index_arguments_of_the_wrong_kind_are_refused_naming_them(tiny_embedder, arguments, error, message):
+    """num_thoughts was refused as 'k', a name O1Index does not take; a client or embedder of the wrong kind failed
+    with an AttributeError from deep inside."""
+    with pytest.raises(error, match=message):
+        O1Index(**{"embedder": tiny_embedder, **arguments})
