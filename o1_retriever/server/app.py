@@ -115,7 +115,8 @@ def create_app(embedder, *, name: str | None = None, api_key: str | None = None,
         return {"status": "ok", "model_loaded": True, "name": name, "model": str(embedder.name),
                 "model_ids": list(ids), "fingerprint": embedder.fingerprint, "device": str(param.device),
                 "dtype": str(param.dtype).removeprefix("torch."), "dim": embedder.dim, "backend": embedder.backend,
-                "k": k, "queue_depth": batcher.depth, "max_batch": max_batch, "max_wait_ms": max_wait_ms}
+                "k": k, "queue_depth": batcher.depth, "max_queue": limits.max_queue, "max_batch": max_batch,
+                "max_wait_ms": max_wait_ms}
 
     @app.get("/metrics")
     async def prometheus():

@@ -168,6 +168,7 @@ def test_a_full_queue_answers_429_and_remote_embedder_retries_it(served_embedder
         _until(lambda: "hold" in engine.computed)  # the engine is busy
         posts[1].start()
         _until(lambda: httpx.get(server.url + "/health").json()["queue_depth"] == 2)
+        assert httpx.get(server.url + "/health").json()["max_queue"] == 3
         refused = httpx.post(server.url + "/v1/embeddings", json=docs | {"input": ["c", "d"]})
         assert refused.status_code == 429 and refused.headers["retry-after"] == "1", refused.text
         error = refused.json()["error"]
