@@ -116,9 +116,10 @@ def per_query_scores(qrels: Qrels, run: Run, ignore_identical_ids: bool = False)
 
 
 def evaluate_run(qrels: Qrels, run: Run, ignore_identical_ids: bool = False) -> MetricScores:
-    """Mean nDCG@10, Recall@100, MRR@10 and MAP over all judged queries (BEIR convention).
+    """Mean nDCG@10, Recall@100, MRR@10 and MAP over all judged queries.
 
-    Only queries with at least one relevant judgement (relevance > 0) count, as in BEIR.
+    Only queries with at least one relevant judgement (relevance > 0) count: BEIR's mean would count a query judged
+    only 0 as 0 on every metric (its test splits hold no such query). MAP is over the run given (eval: the top 100).
     """
     judged = {q: rels for q, rels in normalise_qrels(qrels).items() if any(r > 0 for r in rels.values())}
     if not judged:
