@@ -303,3 +303,20 @@ def test_titles_does_not_overwrite_other_records_or_the_pairs_it_excludes(tiny_b
         titles.main([*base, "--exclude", str(pairs), "--output", str(pairs)])
     assert exit_.value.code == 2 and pairs.read_text() == stage_one
     assert f"--output {pairs} is also in --exclude" in capsys.readouterr().err
+
+
+def test_self_select_from_the_command_line_errs_in_one_line_before_any_model_loads(tiny_beir, tmp_path):
+    """Its docstring's command ended every bad argument in a traceback, and an --output it cannot write (or seeds
+    that are not numbers) failed only after the model loaded and thought. The model named here does not exist, so
+    only a check made before loading can name the bad value."""
+    import subprocess
+    import sys
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    for flags, message in ((["--output", str(a_file / "r.jsonl")], f"--output {a_file / 'r.jsonl'}: {a_file} is a file, not a folder"),
+                           (["--output", str(tmp_path / "r.jsonl"), "--seeds", "a"], "seeds=['a']: 'a' is not an int")):
+        done = subprocess.run([sys.executable, "-m", "o1_retriever_training.self_select", "--model",
+                               str(tmp_path / "no-such-model"), "--data", f"{tiny_beir}:train", *flags],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and "Traceback" not in done.stderr
+        assert done.stderr.strip() == f"python -m o1_retriever_training.self_select: error: {message}"

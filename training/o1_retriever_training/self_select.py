@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .arguments import add_dataclass_arguments, from_namespace
+from .arguments import add_dataclass_arguments, check_output_path, from_namespace, is_finite_number
 
 
 @dataclass
@@ -46,6 +47,20 @@ class SelfSelection:
     mean_gain: float      # mean margin gain of the kept thoughts over the bare query
 
 
+def _check_numbers(args: SelfSelectArguments) -> None:
+    for seed in args.seeds:
+        try:
+            int(seed)  # the command line gives them as text
+        except (TypeError, ValueError):
+            raise ValueError(f"seeds={args.seeds!r}: {seed!r} is not an int") from None
+    if isinstance(args.num_negatives, bool) or not isinstance(args.num_negatives, int) or args.num_negatives < 0:
+        raise ValueError(f"num_negatives={args.num_negatives!r} must be an int >= 0")
+    if isinstance(args.batch_size, bool) or not isinstance(args.batch_size, int) or args.batch_size < 1:
+        raise ValueError(f"batch_size={args.batch_size!r} must be a positive int")
+    if not is_finite_number(args.min_gain):
+        raise ValueError(f"min_gain={args.min_gain!r} must be a finite number")
+
+
 def self_select(args: SelfSelectArguments) -> SelfSelection:
     from o1_retriever import O1Embedder
     from o1_retriever.aggregation import aggregate
@@ -60,6 +75,8 @@ def self_select(args: SelfSelectArguments) -> SelfSelection:
             raise ValueError(f"{name} is required (got {getattr(args, name)!r})")
     if args.k < 1 or not args.seeds:
         raise ValueError(f"k={args.k} must be >= 1 and seeds={args.seeds} must not be empty")
+    _check_numbers(args)
+    check_output_path(args.output, "--output", folder=False)  # not after every query has been thought about
     folder, _, split = args.data.partition(":")
     data = load_beir(folder, split or "train")
     excluded = {q["_id"] for q in read_beir_jsonl(Path(args.exclude_dir) / "queries.jsonl", "query", ("_id",))} \
@@ -116,4 +133,8 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except (ValueError, OSError) as error:  # main() raises for callers; the command line gets one line, not a traceback
+        print(f"python -m o1_retriever_training.self_select: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
