@@ -217,14 +217,24 @@ def run_bench(args) -> int:
         del emb32
     result["load_seconds"], result["thinker_memory_mb"] = {}, {}
     if not args.throughput_only:
-        result["load_seconds"] = load_times(args.model)
-        result["thinker_memory_mb"] = {"bf16": _thinker_memory(args.model, None)}
-        try:
-            result["thinker_memory_mb"]["4bit"] = _thinker_memory(args.model, "4bit")
-        except subprocess.CalledProcessError as e:
-            result["thinker_memory_mb"]["4bit"] = {"error": e.stderr.strip().splitlines()[-1]}
-
+        result["load_seconds"], result["thinker_memory_mb"] = load_and_memory_rows(args.model)
     return _finish(result, args, console)
+
+
+def load_and_memory_rows(model) -> tuple[dict, dict]:
+    """(load_seconds, thinker_memory_mb), each measured in fresh processes. A process that fails (no bitsandbytes
+    for 4-bit, or killed for memory) gives an {"error": ...} row: the minutes of throughput timing before it are
+    still written."""
+    def measured(measure, *args) -> dict:
+        try:
+            return measure(*args)
+        except subprocess.CalledProcessError as e:
+            lines = (e.stderr or "").strip().splitlines()
+            return {"error": lines[-1] if lines else f"the measuring process exited with {e.returncode} and "
+                                                      "printed nothing (killed for memory?)"}
+
+    memory = {"bf16": measured(_thinker_memory, model, None), "4bit": measured(_thinker_memory, model, "4bit")}
+    return measured(load_times, model), memory
 
 
 def _bench_paths(emb, args, peak_tflops, console) -> list[dict]:
@@ -256,6 +266,9 @@ def _finish(result, args, console) -> int:
         table.add_row(f"docs/s {dt}", f"{r['docs_per_s']:.1f}")
         table.add_row(f"tokens/s {dt} (fraction of {dt} matmul peak)", f"{r['tokens_per_s']:.0f} ({r['fraction_of_peak']:.1%})")
     for run, r in result.get("load_seconds", {}).items():
+        if run == "error":
+            table.add_row("load times", r)
+            continue
         table.add_row(f"load {run.replace('_', ' ')}: import / from_pretrained s",
                       f"{r['import_s']:.2f} / {r['from_pretrained_s']:.2f}")
     for q, r in result.get("thinker_memory_mb", {}).items():

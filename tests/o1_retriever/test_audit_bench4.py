@@ -62,3 +62,21 @@ def test_a_paths_png_cut_short_by_a_kill_leaves_the_previous_one_whole(tmp_path)
     png = (tmp_path / "bench_paths.png").read_bytes()
     assert png[:4] == b"\x89PNG" and png.endswith(b"IEND\xaeB`\x82"), "a truncated PNG"
     assert json.loads(out.read_text())["paths"] == [ROW]
+
+
+def test_a_failed_memory_or_load_process_is_a_row_not_the_end_of_the_bench(tmp_path, capsys):
+    """The bf16 memory row and the load times raised CalledProcessError, and a process killed for memory (nothing
+    on stderr) made even the 4-bit row's handler raise IndexError: minutes of throughput timing were lost, no JSON.
+    Here every process fails: the folder holds no model."""
+    from rich.console import Console
+
+    from o1_retriever.bench import _finish, load_and_memory_rows
+    (tmp_path / "empty").mkdir()
+    load, memory = load_and_memory_rows(str(tmp_path / "empty"))
+    assert set(load) == {"error"} and set(memory) == {"bf16", "4bit"}
+    assert all(set(row) == {"error"} and row["error"] for row in memory.values())
+    out = tmp_path / "bench.json"
+    result = {"meta": META, "load_seconds": load, "thinker_memory_mb": memory}
+    assert _finish(result, argparse.Namespace(k=1, output=str(out)), Console(width=200)) == 0
+    assert json.loads(out.read_text())["thinker_memory_mb"] == memory
+    assert "load times" in capsys.readouterr().out
