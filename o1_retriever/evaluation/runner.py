@@ -96,7 +96,9 @@ class EvalConfig(SettingOverrides):
             device = resolve_device(self.device)
             if self.device is not None:
                 self.device = str(device)
-            if not isinstance(self.dtype, str):
+            if self.dtype is None:
+                self.dtype = "auto"
+            elif not isinstance(self.dtype, str):
                 self.dtype = dtype_name(resolve_dtype(self.dtype, device))
             resolve_dtype(self.dtype, device)
 

@@ -308,6 +308,7 @@ def test_a_torch_dtype_and_device_are_recorded_by_name():
     from o1_retriever.evaluation import EvalConfig
     config = EvalConfig(dataset="toy", dtype=torch.bfloat16, device=torch.device("cpu"))
     assert (config.dtype, config.device) == ("bf16", "cpu")
+    assert EvalConfig(dataset="toy", dtype=None).dtype == "auto"  # as from_pretrained reads None
 
 
 def test_a_dataset_path_to_a_file_says_so(tmp_path):
