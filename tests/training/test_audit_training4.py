@@ -320,3 +320,19 @@ def test_self_select_from_the_command_line_errs_in_one_line_before_any_model_loa
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 2 and "Traceback" not in done.stderr
         assert done.stderr.strip() == f"python -m o1_retriever_training.self_select: error: {message}"
+
+
+def test_train_encoder_off_a_terminal_draws_no_bar(tmp_path, tiny_o1_dir, tiny_beir, minilm_member, capsys):
+    """Into a log file the sentence-transformers trainer's bar was one line of carriage-return redraws."""
+    import shutil
+
+    from o1_retriever.composite import write_composite
+    from o1_retriever.default_model import MINILM_HUB_ID
+    shutil.copytree(tiny_o1_dir, tmp_path / "source" / "thinker")
+    write_composite(tmp_path / "source", "thinker", MINILM_HUB_ID, max_new_tokens=4)
+    assert main(["train-encoder", "--model", str(tmp_path / "source"), "--data", f"{tiny_beir}:train",
+                 "--output-dir", str(tmp_path / "out"), "--thoughts-per-query", "1", "--max-steps", "1",
+                 "--batch-size", "4", "--max-queries", "4"]) == 0
+    captured = capsys.readouterr()
+    assert "trained the encoder 1 steps" in captured.out
+    assert "\r" not in captured.err

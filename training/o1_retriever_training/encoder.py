@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -178,11 +179,15 @@ def train_encoder(args: EncoderArguments, log=print) -> EncoderResult:
                       target_modules=list(LORA_TARGETS_BERT), task_type="FEATURE_EXTRACTION")
     peft_model = get_peft_model(model[0].auto_model, lora)
     model[0].auto_model = peft_model
+    # No model card is written (the adapter is saved alone): a widget set here spares the trainer choosing examples
+    # for one, under a bar of its own.
+    model.model_card_data.widget = [{"text": "unused"}]
     targs = SentenceTransformerTrainingArguments(
         output_dir=str(out / "trainer"), num_train_epochs=args.num_epochs, max_steps=args.max_steps,
         per_device_train_batch_size=args.batch_size, learning_rate=args.learning_rate, warmup_steps=0.1,  # a float: a share of the steps
         dataloader_pin_memory=torch.cuda.is_available(),
-        batch_sampler=BatchSamplers.NO_DUPLICATES, seed=args.seed, logging_steps=1, save_strategy="no", report_to=[])
+        batch_sampler=BatchSamplers.NO_DUPLICATES, seed=args.seed, logging_steps=1, save_strategy="no", report_to=[],
+        disable_tqdm=not sys.stderr.isatty())  # a bar redrawn with carriage returns is one unreadable line in a log
     trainer = SentenceTransformerTrainer(model=model, args=targs, train_dataset=Dataset.from_list(rows),
                                          loss=MultipleNegativesRankingLoss(model, scale=args.scale))
     trainer.train()
