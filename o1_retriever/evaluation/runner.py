@@ -71,6 +71,8 @@ class EvalConfig(SettingOverrides):
         self.k = [check_k(k) for k in self.k]
         if len(set(self.k)) != len(self.k):
             raise ValueError(f"k values must be distinct, got {self.k}")
+        if not isinstance(self.baselines, (list, tuple)):  # a bare "bm25" would be read letter by letter
+            raise TypeError(f"baselines must be a list such as ['bm25'], got {self.baselines!r}")
         for b in self.baselines:
             check_choice(b, "baseline", BASELINES)
         check_choice(self.index, "index", INDEXES)
