@@ -52,6 +52,9 @@ class O1Index(RecordWrites):
             raise type(e)(f"num_thoughts={num_thoughts!r}: {e}") from None
         if client is not None and (path is not None or host is not None):
             raise ValueError("pass client= or path=/host=, not both: client= is already bound to its database")
+        if host is None and port != 8000:  # only a server has a port: the documents would go somewhere unmeant
+            raise ValueError(f"port={port!r} is a Chroma server's port: pass host= with it (host='localhost' for one on "
+                             "this machine); path= is a local directory and client= already knows its server")
         self.embedder = embedder
         if client is None:
             client = (_own_memory_database() if path is None and host is None

@@ -182,3 +182,13 @@ def test_index_arguments_of_the_wrong_kind_are_refused_naming_them(tiny_embedder
     with an AttributeError from deep inside."""
     with pytest.raises(error, match=message):
         O1Index(**{"embedder": tiny_embedder, **arguments})
+
+
+@pytest.mark.parametrize("where", [{}, {"path": "db"}])
+def test_a_server_port_without_a_host_is_refused_not_ignored(tiny_embedder, tmp_path, monkeypatch, where):
+    """port= without host= was ignored: O1Index(embedder, port=8001), meant for a local Chroma server, gave an index in
+    memory whose documents were gone when the process ended."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=r"port=8001 is a Chroma server's port: pass host= with it"):
+        O1Index(tiny_embedder, port=8001, **where)
+    assert list(tmp_path.iterdir()) == []
