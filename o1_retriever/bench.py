@@ -275,10 +275,11 @@ def _finish(result, args, console) -> int:
         table.add_row(f"thinker memory {q}", json.dumps({k: round(v) for k, v in r.items()} if "error" not in r else r))
     console.print(table)
     if args.output:
-        write_text_atomically(args.output, json.dumps(result, indent=2))
-        console.print(f"wrote {args.output}")
+        output = os.path.expanduser(args.output)  # as check_output read it: the shell leaves --output=~/b.json
+        write_text_atomically(output, json.dumps(result, indent=2))
+        console.print(f"wrote {output}")
         if result.get("paths"):
-            png = os.path.splitext(args.output)[0] + "_paths.png"
+            png = os.path.splitext(output)[0] + "_paths.png"
             meta = result["meta"]
             # written beside and renamed: a kill mid-write leaves the previous PNG whole (savefig writes a file
             # object as PNG, whatever the temporary's name)

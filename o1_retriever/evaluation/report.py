@@ -75,7 +75,7 @@ def check_output(path, flag: str = "--output") -> Path:
 
 
 def write_json(path, meta: dict, outcome: EvalOutcome) -> Path:
-    path = Path(path)
+    path = Path(path).expanduser()  # as check_output read it: the shell leaves --output=~/r.json
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"meta": meta, "results": [r.as_dict() for r in outcome.rows]}
     return write_text_atomically(path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")

@@ -80,3 +80,16 @@ def test_a_failed_memory_or_load_process_is_a_row_not_the_end_of_the_bench(tmp_p
     assert _finish(result, argparse.Namespace(k=1, output=str(out)), Console(width=200)) == 0
     assert json.loads(out.read_text())["thinker_memory_mb"] == memory
     assert "load times" in capsys.readouterr().out
+
+
+def test_output_with_a_tilde_the_shell_left_goes_home(tmp_path, monkeypatch):
+    """--output=~/b.json was checked as ~/b.json, then the JSON and PNG were written under ./~/."""
+    from rich.console import Console
+
+    from o1_retriever.bench import _finish
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    result = {"meta": META, "paths": [ROW]}
+    assert _finish(result, argparse.Namespace(k=1, output="~/b.json"), Console()) == 0
+    assert json.loads((tmp_path / "home" / "b.json").read_text())["paths"] == [ROW]
+    assert (tmp_path / "home" / "b_paths.png").read_bytes()[:4] == b"\x89PNG" and not (tmp_path / "~").exists()

@@ -368,3 +368,19 @@ def test_exact_search_memory_is_bounded_by_the_corpus_size_not_1024_queries(monk
         tracemalloc.stop()
     assert peak < 12 << 20, f"{peak / 2**20:.0f} MB at the peak"
     assert [[d for d, _ in row] for row in hits[:3]] == [[ids[i] for i in e] for e in expected]
+
+
+def test_output_with_a_tilde_the_shell_left_goes_home(tmp_path, monkeypatch, capsys):
+    """--output=~/r.json (the shell expands no "~" after "=") was checked as ~/r.json but written to ./~/r.json."""
+    import json
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from beir_fixtures import write_beir
+    from o1_retriever.cli import main
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    toy = write_beir(tmp_path / "toy")
+    assert main(["eval", "--dataset", str(toy), "--no-model", "--baseline", "bm25", "--output=~/r.json"]) == 0
+    assert json.loads((tmp_path / "home" / "r.json").read_text())["results"][0]["system"] == "bm25"
+    assert not (tmp_path / "~").exists()
