@@ -53,8 +53,8 @@ class O1Index(RecordWrites):
         if client is not None and (path is not None or host is not None):
             raise ValueError("pass client= or path=/host=, not both: client= is already bound to its database")
         if host is None and port != 8000:  # only a server has a port: the documents would go somewhere unmeant
-            raise ValueError(f"port={port!r} is a Chroma server's port: pass host= with it (host='localhost' for one on "
-                             "this machine); path= is a local directory and client= already knows its server")
+            raise ValueError(f"port={port!r} is a Chroma server's port: pass host= with it (host='localhost' for one "
+                             "on this machine); path= is a local directory and client= already knows its server")
         self.embedder = embedder
         if client is None:
             client = (_own_memory_database() if path is None and host is None
@@ -102,7 +102,6 @@ class O1Index(RecordWrites):
         embedded = 0
         with self._marked_incomplete() as run:
             for start in tqdm(range(0, len(ids), batch_size), desc="Indexing", disable=not show):
-                run.keep()
                 end = start + batch_size
                 stored = self.collection.get(ids=ids[start:end], include=["documents", "metadatas"])
                 have = {i: (d, typed_metadata(m))
@@ -110,6 +109,7 @@ class O1Index(RecordWrites):
                 todo = [j for j in range(start, min(end, len(ids)))
                         if have.get(ids[j]) != (texts[j], typed_metadata(metas[j]))]
                 if todo:
+                    run.keep()  # before each write, not each batch: a re-run that skips most asks Chroma less
                     vectors = self.embedder.encode_documents([texts[j] for j in todo], batch_size=min(batch_size, 32),
                                                              show_progress_bar=False)  # the Indexing bar counts
                     self._replace([ids[j] for j in todo], [texts[j] for j in todo], list(vectors),

@@ -96,7 +96,7 @@ def existing_client(path, collection: str):
 
 
 def check_client(client):
-    """`client` if it is a chromadb client (what `chromadb.PersistentClient`, `HttpClient` or `EphemeralClient` make)."""
+    """`client` if it is a chromadb client (what chromadb.PersistentClient, HttpClient or EphemeralClient make)."""
     if not all(hasattr(client, name) for name in ("get_or_create_collection", "list_collections")):
         raise TypeError(f"client={client!r:.80} ({type(client).__name__}) is not a chromadb client: pass one made by "
                         "chromadb.PersistentClient, HttpClient or EphemeralClient, or path= / host= instead")

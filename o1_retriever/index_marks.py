@@ -4,8 +4,8 @@ not finished says so in its metadata, until every writer that marked it has fini
 Each run writes a key of its own (`o1:run:<id>`), so one run finishing leaves another's mark alone, and keeps the one
 flag every version reads (`o1:incomplete`) set while any run key is. Chroma's `modify(metadata=...)` replaces the whole
 metadata with no compare-and-swap, so updates in one process take turns under a lock, and a run re-sets its key
-before each batch: a write by another process that dropped it (a read made before the key was set) costs at most
-one batch of a reader seeing the collection complete.
+before each batch it writes: a write by another process that dropped it (a read made before the key was set) costs
+at most one batch of a reader seeing the collection complete.
 
 A run that finishes removes its key and the keys of runs that ended without finishing (failed, or killed: their
 process is gone); it keeps a key whose process still runs on this host. A run of another host, or one written by a
@@ -95,8 +95,8 @@ class WriteRun:
 
     def _owner(self, state: str, **more) -> str:
         pid = os.getpid()  # read now: a forked process is another writer
-        return json.dumps({"host": _HOST, "pid": pid, "start": _start_of(pid), "state": state, "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                           **more})
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        return json.dumps({"host": _HOST, "pid": pid, "start": _start_of(pid), "state": state, "since": since, **more})
 
     def _update(self, change) -> None:
         """Apply `change` to the run keys and write the metadata back if it changed, the flag following the keys."""

@@ -174,7 +174,7 @@ def test_a_database_path_that_is_empty_or_not_a_path_is_refused_naming_it(tiny_e
 @pytest.mark.parametrize("arguments, error, message", [
     ({"num_thoughts": True}, TypeError, r"num_thoughts=True"),
     ({"num_thoughts": -1}, ValueError, r"num_thoughts=-1"),
-    ({"client": "http://localhost:8000"}, TypeError, r"client='http://localhost:8000' \(str\) is not a chromadb client"),
+    ({"client": "http://localhost:8000"}, TypeError, r"client='http://localhost:8000' \(str\) is not a chromadb"),
     ({"embedder": None}, TypeError, r"embedder=None \(NoneType\) is not an O1Embedder"),
 ])
 def test_index_arguments_of_the_wrong_kind_are_refused_naming_them(tiny_embedder, arguments, error, message):
