@@ -133,12 +133,17 @@ def _child_json(code: str, env: dict | None = None) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _thinker_memory(source, quantization) -> dict:
-    """Load the thinker in a fresh process and report its footprint and the process's RSS growth."""
+def _check_psutil() -> None:
     try:
         import psutil  # noqa: F401  (the child measures with it)
     except ImportError as e:
-        raise ImportError("the bench's memory rows need psutil: pip install 'o1-retriever[bench]'") from e
+        raise ImportError("the bench's memory rows need psutil: pip install 'o1-retriever[bench]' (or skip them: "
+                          "--throughput-only)") from e
+
+
+def _thinker_memory(source, quantization) -> dict:
+    """Load the thinker in a fresh process and report its footprint and the process's RSS growth."""
+    _check_psutil()
     return _child_json(
         "import json,os,psutil,torch;from o1_retriever.loading import load_causal_lm;"
         "p=psutil.Process();r0=p.memory_info().rss;"
@@ -177,6 +182,8 @@ def run_bench(args) -> int:
             raise ValueError(f"paths_k values must be ints from 1 to {MAX_K}, got {k!r}")
     for batch in args.paths_batch:
         check_positive_int(batch, "paths_batch")
+    if not args.throughput_only and not args.paths_only:
+        _check_psutil()  # the memory rows come last: a missing psutil is said now, not after the timing
     if args.output:
         check_output(args.output)
         from .evaluation.plot import _pyplot

@@ -33,12 +33,16 @@ def test_run_bench_from_python_checks_the_paths_rows_first(tmp_path, field, valu
         run_bench(args)
 
 
-def test_missing_matplotlib_fails_before_any_timing(tmp_path, capsys, monkeypatch):
-    """The _paths.png needs matplotlib: without it the bench timed for minutes, wrote the JSON, then failed."""
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # how Python marks a module that cannot be imported
+@pytest.mark.parametrize("package, message", [
+    ("matplotlib", "plots need matplotlib"),              # the _paths.png: the JSON was written, then a traceback
+    ("psutil", "the bench's memory rows need psutil"),    # the memory rows: no JSON at all
+])
+def test_missing_optional_package_fails_before_any_timing(tmp_path, capsys, monkeypatch, package, message):
+    """The package was first imported after minutes of timing."""
+    monkeypatch.setitem(sys.modules, package, None)  # how Python marks a module that cannot be imported
     assert main(["bench", "--model", str(tmp_path / "missing"), "--output", str(tmp_path / "b.json")]) == 2
-    err = capsys.readouterr().err
-    assert "plots need matplotlib" in err and "TFLOP/s" not in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert message in captured.err and "TFLOP/s" not in captured.out
     assert not (tmp_path / "b.json").exists()
 
 
