@@ -18,7 +18,7 @@ from tests.training.conftest import write_triplets
     (["--max-grad-norm", "-1"], "max_grad_norm=-1.0 must be a finite number > 0"),
     (["--weight-decay", "-1"], "weight_decay=-1.0 must be a finite number >= 0"),
     (["--learning-rate", "nan"], "learning_rate=nan must be a finite number > 0"),
-    (["--temperature", "inf"], "temperature=inf must be a finite number > 0"),
+    (["--temperature", "inf"], "temperature=inf must be > 0 and finite"),
 ])
 def test_train_refuses_bad_numbers_by_name_before_the_model_loads(flags, message, tiny_lm_dir, tmp_path, capsys):
     """These reached peft or torch after the model loaded (an error naming no flag), crashed after the first step

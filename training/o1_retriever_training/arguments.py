@@ -179,7 +179,7 @@ def check_training_arguments(train: TrainingArguments, data: DataArguments) -> N
     if not is_finite_number(train.lambda_emb) or not 0.0 <= train.lambda_emb <= 1.0:
         raise ValueError(f"lambda_emb={train.lambda_emb!r} must be in [0, 1] (L = λ·L_emb + (1-λ)·L_gen)")
     if not is_finite_number(train.temperature) or not train.temperature > 0:  # inf would flatten every score to 0
-        raise ValueError(f"temperature={train.temperature!r} must be a finite number > 0 (InfoNCE temperature τ)")
+        raise ValueError(f"temperature={train.temperature!r} must be > 0 and finite (InfoNCE temperature τ)")
     if not 0.0 <= data.empty_thought_ratio <= 1.0:
         raise ValueError(f"empty_thought_ratio={data.empty_thought_ratio!r} must be in [0, 1]")
     if not 0.0 <= train.warmup_ratio < 1.0:
