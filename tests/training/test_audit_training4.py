@@ -336,3 +336,13 @@ def test_train_encoder_off_a_terminal_draws_no_bar(tmp_path, tiny_o1_dir, tiny_b
     captured = capsys.readouterr()
     assert "trained the encoder 1 steps" in captured.out
     assert "\r" not in captured.err
+
+
+def test_qlora_without_bitsandbytes_names_a_pip_command_that_works(tiny_lm_dir, tmp_path, monkeypatch, capsys):
+    """The error said `pip install 'o1-retriever-training[qlora]'`, a distribution that installs from a checkout
+    (`pip install -e "training[qlora]"`), not from an index; it now names the package itself."""
+    monkeypatch.setitem(__import__("sys").modules, "bitsandbytes", None)  # as if not installed: import fails
+    out = tmp_path / "out"
+    assert main(_train_args(tiny_lm_dir, tmp_path, "--quantization", "4bit", "--output-dir", str(out))) == 2
+    assert "--quantization 4bit (QLoRA) needs bitsandbytes: pip install 'bitsandbytes>=0.45'" in capsys.readouterr().err
+    assert not out.exists()

@@ -125,6 +125,17 @@ class O1TrainingModel(torch.nn.Module):
         return out
 
 
+def check_quantization(quantization: str | None) -> None:
+    """QLoRA's dependency, checked before a base model is converted or loaded. The command names the package itself:
+    the training package's `[qlora]` extra installs from a checkout (`pip install -e "training[qlora]"`)."""
+    if quantization != "4bit":
+        return
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as e:
+        raise ImportError("--quantization 4bit (QLoRA) needs bitsandbytes: pip install 'bitsandbytes>=0.45'") from e
+
+
 def check_base_model(base_model: str | None) -> None:
     """A local base model that cannot be one fails by name before anything loads (transformers reports a missing
     path as a malformed hub id, and a folder without a model as a tokenizer it cannot convert)."""
@@ -209,10 +220,7 @@ def build(model_args: ModelArguments, *, temperature: float = 0.02, lambda_emb: 
     dtype = torch.bfloat16 if mixed_precision == "bf16" else torch.float32
     kwargs = {"dtype": dtype}
     if model_args.quantization == "4bit":
-        try:
-            import bitsandbytes  # noqa: F401
-        except ImportError as e:
-            raise ImportError("QLoRA needs bitsandbytes: pip install 'o1-retriever-training[qlora]'") from e
+        check_quantization(model_args.quantization)
         from transformers import BitsAndBytesConfig
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,

@@ -25,7 +25,7 @@ from .arguments import (DataArguments, ModelArguments, TrainingArguments, check_
 from .data import load_triplets
 from .dataset import TrainCollator, TrainDataset
 from .export import UNTIED_ROWS_ONLY, add_merged, export_adapter, has_merged
-from .modeling import build, check_base_model
+from .modeling import build, check_base_model, check_quantization
 from .warm_start import effective_model_arguments
 from .plotting import plot_losses
 from .resume import FINISHED_FILE, check_no_earlier_run, check_same_run, finished_run, run_settings
@@ -208,6 +208,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
         ckpt_state = _read_checkpoint(ckpt)
     dataset = TrainDataset(records, data_args.group_size, data_args.empty_thought_ratio, train_args.seed)
     check_base_model(model_args.base_model)
+    check_quantization(model_args.quantization)
     precision = resolve_mixed_precision(train_args.mixed_precision)
     _release_single_process_state(precision)
     accelerator = Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available(),
