@@ -346,3 +346,13 @@ def test_qlora_without_bitsandbytes_names_a_pip_command_that_works(tiny_lm_dir, 
     assert main(_train_args(tiny_lm_dir, tmp_path, "--quantization", "4bit", "--output-dir", str(out))) == 2
     assert "--quantization 4bit (QLoRA) needs bitsandbytes: pip install 'bitsandbytes>=0.45'" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_synthesize_quantized_expert_without_bitsandbytes_fails_before_the_committee_loads(tiny_beir, tmp_path,
+                                                                                           monkeypatch, capsys):
+    """The missing package was found only when the expert loaded, after the committee had (here it cannot load)."""
+    monkeypatch.setitem(__import__("sys").modules, "bitsandbytes", None)  # as if not installed: import fails
+    rc = main(["synthesize", "--data", str(tiny_beir), "--output", str(tmp_path / "t.jsonl"), "--quantization", "4bit",
+               "--committee", str(tmp_path / "no-such-encoder")])
+    assert rc == 2
+    assert "quantization='4bit' needs bitsandbytes: pip install bitsandbytes" in capsys.readouterr().err

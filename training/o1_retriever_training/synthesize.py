@@ -111,6 +111,9 @@ def check_synthesis_arguments(args: SynthesisArguments) -> None:
         if args.quantization is not None:
             raise ValueError(f"quantization={args.quantization!r} loads a local --expert; the server at "
                              f"expert_url={args.expert_url!r} chooses its own")
+    if args.quantization is not None and args.expert_url is None:  # before the committee loads, not after
+        from o1_retriever.quantized import require_bitsandbytes
+        require_bitsandbytes(args.quantization)
     if not args.committee:
         raise ValueError("committee must name at least one member: 'bm25', 'minilm' or a sentence-transformers path")
     check_output_path(args.output, "--output", folder=False)
