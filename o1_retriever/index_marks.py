@@ -112,9 +112,13 @@ class WriteRun:
                 self.collection.modify(metadata=new)
 
     def start(self) -> WriteRun:
-        if self.tracked:
+        if self.tracked:  # before the key is written: a run finishing meanwhile must see it alive
             _active.add(self.key)
-        self._update(lambda runs: {**runs, self.key: self._owner("writing")})
+        try:
+            self._update(lambda runs: {**runs, self.key: self._owner("writing")})
+        except BaseException:
+            _active.discard(self.key)
+            raise
         return self
 
     def keep(self) -> None:
