@@ -21,14 +21,15 @@ def already_indexed(db: Path, args, passages) -> tuple[int, str] | None:
     if not (db / "chroma.sqlite3").is_file():
         return None
     from .chroma import NAME, model_record
-    from .index import INCOMPLETE_KEY, typed_metadata
+    from .index import typed_metadata
+    from .index_marks import is_incomplete
     client = open_database(db)
     if args.collection not in {c if isinstance(c, str) else c.name for c in client.list_collections()}:
         return None
     collection = client.get_collection(args.collection, embedding_function=None)  # reads; loads no model
     function = (collection.configuration_json or {}).get("embedding_function") or {}
     record = model_record(collection)
-    if ((collection.metadata or {}).get(INCOMPLETE_KEY) or function.get("name") != NAME or not record
+    if (is_incomplete(collection.metadata or {}) or function.get("name") != NAME or not record
             or not _records_this_load(args, function.get("config") or {}, record)):
         return None
     for start in range(0, len(passages), 1000):  # one SQL statement per id list

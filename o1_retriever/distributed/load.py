@@ -79,8 +79,8 @@ def load_into_chroma(vectors, *, path=None, host: str | None = None, port: int =
     stored = skipped = 0
     dropped: set = set()
     show = show_progress(show_progress_bar, manifest["rows"], PROGRESS_THRESHOLD)
-    index._set_incomplete(True)  # searches warn until the whole corpus is in
-    try:
+    # searches warn until the whole corpus is in; the mark stays if this run fails, or while another run writes
+    with index._marked_incomplete() as run:
         with tqdm(total=manifest["rows"], unit="doc", desc="Loading into Chroma", disable=not show) as bar:
             for shard in manifest_shards(manifest):
                 records = read_shard(shard, "documents", dropped)
@@ -91,14 +91,12 @@ def load_into_chroma(vectors, *, path=None, host: str | None = None, port: int =
                     same = {i: (d, m or None) for i, d, m in zip(have["ids"], have["documents"], have["metadatas"])}
                     todo = [j for j, r in enumerate(part, start) if same.get(r.id) != (r.text, r.metadata)]
                     if todo:
+                        run.keep()
                         index._replace([records[j].id for j in todo], [records[j].text for j in todo],
                                        shard_vectors[todo], [records[j].metadata for j in todo])
                     stored += len(todo)
                     skipped += len(part) - len(todo)
                     bar.update(len(part))
-    finally:
-        index._changed()
-    index._set_incomplete(False)
     if dropped:
         warnings.warn(f"metadata field(s) {sorted(dropped)} were not stored (only str, int, float and bool values "
                       "are): flatten them into scalar fields to keep them", UserWarning, stacklevel=2)

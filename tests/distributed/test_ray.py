@@ -137,6 +137,29 @@ def test_load_into_persistent_chroma_one_record_per_id_and_resumes(encoded, docu
     assert (again.stored, again.skipped, again.count) == (40, 260, 300)
 
 
+def test_a_run_finishing_while_a_load_writes_leaves_the_load_s_mark(encoded, tmp_path, tiny_embedder, monkeypatch):
+    """`load_into_chroma` and an `add_resumable` run at once in one process: the run that finishes first must not
+    clear the mark of the load still writing (the load's mark once read as a run that had died)."""
+    from o1_retriever.distributed import load_into_chroma
+    from o1_retriever.index import O1Index
+    out, _, _ = encoded
+    db, seen = tmp_path / "db", []
+    replace = O1Index._replace
+
+    def replace_then_run_another_writer(index, *args, **kwargs):
+        replace(index, *args, **kwargs)
+        if not seen:  # once, in the middle of the load (the other writer's own write comes here too)
+            seen.append("started")
+            other = O1Index(tiny_embedder, path=db, collection="docs", create=False)
+            other.add_resumable(["extra"], ["a passage another writer adds"])
+            seen.append(other.incomplete)
+
+    monkeypatch.setattr(O1Index, "_replace", replace_then_run_another_writer)
+    loaded = load_into_chroma(out, path=db, collection="docs", embedder=tiny_embedder, batch_size=100)
+    assert seen == ["started", True], "the load was still writing, and its collection read as complete"
+    assert loaded.count == 301 and not O1Index(tiny_embedder, path=db, collection="docs", create=False).incomplete
+
+
 def test_load_into_a_chroma_server(encoded, documents, tmp_path, tiny_embedder):
     """A real Chroma server (`chroma run`) on loopback, written through HttpClient."""
     import chromadb
