@@ -60,10 +60,7 @@ def num_thoughts_arg(num_thoughts: int | None, k: int | None, where: str, defaul
                       "(LangChain's convention), so thoughts per query are num_thoughts everywhere",
                       DeprecationWarning, stacklevel=3)
         num_thoughts = k
-    try:
-        return check_k(default if num_thoughts is None else num_thoughts)
-    except (TypeError, ValueError) as error:  # name the argument the caller passed
-        raise type(error)(str(error).replace("k must", "num_thoughts must", 1)) from None
+    return check_k(default if num_thoughts is None else num_thoughts, "num_thoughts")
 
 
 def _load_key(source: ModelSource, options: dict) -> str:

@@ -46,10 +46,7 @@ class O1Index(RecordWrites):
         if not all(hasattr(embedder, name) for name in ("encode_documents", "encode_queries")):
             raise TypeError(f"embedder={embedder!r:.80} ({type(embedder).__name__}) is not an O1Embedder: pass one "
                             "from O1Embedder.from_pretrained(...) (or a RemoteEmbedder)")
-        try:
-            check_k(num_thoughts)
-        except (TypeError, ValueError) as e:  # check_k's message says k, the name search() takes
-            raise type(e)(f"num_thoughts={num_thoughts!r}: {e}") from None
+        check_k(num_thoughts, "num_thoughts")
         if client is not None and (path is not None or host is not None):
             raise ValueError("pass client= or path=/host=, not both: client= is already bound to its database")
         if host is None and port != 8000:  # only a server has a port: the documents would go somewhere unmeant

@@ -43,11 +43,12 @@ def check_unicode(text: str, name: str) -> str:
     return text
 
 
-def check_k(k) -> int:
+def check_k(k, name: str = "k") -> int:
+    """Thoughts per query; `name` is the argument's name where the caller calls it otherwise (num_thoughts)."""
     if isinstance(k, bool) or not isinstance(k, int):
-        raise TypeError(f"k must be an int >= 0 (0 = no thinking), got {k!r}")
+        raise TypeError(f"{name} must be an int >= 0 (0 = no thinking), got {k!r}")
     if not 0 <= k <= MAX_K:
-        raise ValueError(f"k must be >= 0 (0 = no thinking) and at most {MAX_K} (thoughts per query), got {k}")
+        raise ValueError(f"{name} must be >= 0 (0 = no thinking) and at most {MAX_K} (thoughts per query), got {k}")
     return k
 
 

@@ -172,8 +172,8 @@ def test_a_database_path_that_is_empty_or_not_a_path_is_refused_naming_it(tiny_e
 
 
 @pytest.mark.parametrize("arguments, error, message", [
-    ({"num_thoughts": True}, TypeError, r"num_thoughts=True"),
-    ({"num_thoughts": -1}, ValueError, r"num_thoughts=-1"),
+    ({"num_thoughts": True}, TypeError, r"num_thoughts must be an int >= 0 .*got True"),
+    ({"num_thoughts": -1}, ValueError, r"num_thoughts must be >= 0 .*got -1"),
     ({"client": "http://localhost:8000"}, TypeError, r"client='http://localhost:8000' \(str\) is not a chromadb"),
     ({"embedder": None}, TypeError, r"embedder=None \(NoneType\) is not an O1Embedder"),
 ])
