@@ -61,20 +61,26 @@ def _ids(tokenizer, text: str, offsets: bool = False):
 def _cut_point(tokenizer, text: str, window: int) -> int | None:
     """A character offset whose prefix tokenizes to the same first `window` tokens as the text, MARGIN tokens
     past them (len(text) when the text has no more), or None when the cut would change them: the text then goes
-    whole. Raises InputTooLong for a text with fewer tokens than that in its first PROBES probes (runs of hundreds
-    of characters that are one token, such as base64): only tokenizing all of it would tell what the model reads."""
+    whole. Raises InputTooLong for a text whose first PROBES probes hold no token past the `window` the model reads
+    (runs of hundreds of characters that are one token, such as base64): only tokenizing all of it would tell what the
+    model reads."""
     keep = window + MARGIN
     size = keep * CHARS_PER_TOKEN
-    for _ in range(PROBES):
+    for probe in range(1, PROBES + 1):
         encoded = _ids(tokenizer, text[:size], offsets=True)
         ids = encoded["input_ids"]
         if len(ids) > keep:
-            cut = encoded["offset_mapping"][keep][0]  # where the first token past the margin starts
-            # Checked, not assumed: a tokenizer that merged across the cut would read the cut text differently.
-            return cut if _ids(tokenizer, text[:cut])["input_ids"][:window] == ids[:window] else None
-        if size >= len(text):
+            past = keep
+        elif size >= len(text):
             return len(text)
-        size *= 4
+        elif probe == PROBES and len(ids) > window:  # the last probe: less margin, but every token the model reads
+            past = len(ids) - 1
+        else:
+            size *= 4
+            continue
+        cut = encoded["offset_mapping"][past][0]  # where the first token past the margin starts
+        # Checked, not assumed: a tokenizer that merged across the cut would read the cut text differently.
+        return cut if _ids(tokenizer, text[:cut])["input_ids"][:window] == ids[:window] else None
     raise InputTooLong(f"has only {len(ids)} tokens in its first {size // 4} of {len(text)} characters, fewer than "
                        f"the {window} the model reads (a long run without spaces, such as base64 data?); send text "
                        "or cut it to what should be embedded")
