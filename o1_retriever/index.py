@@ -156,8 +156,8 @@ class O1Index(RecordWrites):
         return stored_metadata(self.client, self.collection.name)
 
     def _set_incomplete(self, on: bool) -> None:
-        """For a writer that does not run inside `_marked_incomplete` (the distributed `load`): True sets a mark of
-        its own, False finishes it. This process cannot tell such a run from one that died: a run here that finishes
+        """For a writer that does not run inside `_marked_incomplete` (none in this package: the distributed `load`
+        now does): True sets a mark of its own, False finishes it. This process cannot tell such a run from one that died: a run here that finishes
         clears its mark."""
         if on:
             self._open_run = WriteRun(self.client, self.collection, tracked=False).start()
