@@ -109,13 +109,14 @@ def _compute_dtype(model) -> str | None:
     return DTYPE_NAMES.get(dtype, str(dtype))
 
 
-# What a model's generation_config may hold that the thinker's generate() call sets itself, or that draws no other
-# token; anything else it sets (repetition_penalty, no_repeat_ngram_size, bad_words_ids, ...) generate() applies.
+# What a model's generation_config may hold that the thinker's generate() call sets itself, that draws no other
+# token, or that generate() applies only with do_sample (the warpers: the thinker samples itself, do_sample=False);
+# anything else it sets (repetition_penalty, no_repeat_ngram_size, bad_words_ids, ...) generate() applies.
 _NOT_SHAPING = frozenset({"transformers_version", "_from_model_config", "bos_token_id", "pad_token_id", "eos_token_id",
                           "do_sample", "temperature", "top_p", "top_k", "max_new_tokens", "min_new_tokens",
                           "max_length", "use_cache", "cache_implementation", "compile_config",
                           "return_dict_in_generate", "output_attentions", "output_hidden_states", "output_scores",
-                          "output_logits"})
+                          "output_logits", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff", "top_h"})
 
 
 def _shaping_generation_config(model) -> str | None:

@@ -35,3 +35,25 @@ def test_a_long_input_whose_read_tokens_are_all_in_the_last_probe_is_cut_not_ref
     assert cut == 3000
     read = tokenizer(text[:cut], add_special_tokens=False)["input_ids"][:590]
     assert read == tokenizer(text[:100_000], add_special_tokens=False)["input_ids"][:590]
+
+
+@pytest.mark.parametrize("setting", [{"min_p": 0.5}, {"typical_p": 0.2}, {"epsilon_cutoff": 0.1},
+                                     {"eta_cutoff": 0.1}])
+def test_a_sampling_warper_generate_never_applies_keeps_the_thought_keys(tiny_o1_dir, tmp_path, setting):
+    """A checkpoint's generation_config.json setting min_p, typical_p, epsilon_cutoff or eta_cutoff entered the
+    thought-cache key, though generate() applies them only with do_sample, which the thinker never sets (it samples
+    itself): its thoughts were thought anew, and two such checkpoints of the same weights did not share them."""
+    import json
+    import shutil
+
+    from o1_retriever import O1Embedder
+    shaped = tmp_path / "shaped"
+    shutil.copytree(tiny_o1_dir, shaped)
+    config = json.loads((shaped / "generation_config.json").read_text())
+    (shaped / "generation_config.json").write_text(json.dumps(config | setting))
+    queries = ["what causes rain", "protein folding"]
+    plain, other = (O1Embedder.from_pretrained(str(path), device="cpu", dtype="fp32", thought_cache=False,
+                                               max_new_tokens=6, temperature=0.7) for path in (tiny_o1_dir, shaped))
+    assert other.thinker.model.generation_config.to_diff_dict().keys() >= setting.keys()
+    assert other.think(queries, k=2) == plain.think(queries, k=2)  # the same thoughts...
+    assert other._keys(queries, 2) == plain._keys(queries, 2)  # ...under the same keys
