@@ -79,3 +79,16 @@ def test_holdout_command_line_errors_are_one_line(tiny_beir, tmp_path, capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert "holdout: error: " in err and "missing.jsonl does not exist" in err
+
+
+def test_holdout_writes_a_tilde_path_where_it_checked_it(tiny_beir, tmp_path, monkeypatch):
+    """--train-out=~/fit.jsonl (a '~' the shell leaves after '=') was checked as the home path, then written to
+    ./~/fit.jsonl, as --dev-dir=~/dev was; both now go to the home folder they were checked in."""
+    home, elsewhere = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir(), elsewhere.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(elsewhere)
+    records = _records(tmp_path / "r.jsonl", [f"q{i}" for i in range(6)])
+    holdout(records, tiny_beir, "train", 2, 0, "~/fit.jsonl", "~/dev")
+    assert (home / "fit.jsonl").is_file() and (home / "dev" / "qrels" / "dev.tsv").is_file()
+    assert list(elsewhere.iterdir()) == []

@@ -31,7 +31,8 @@ class Holdout:
 def holdout(records, dataset, split: str, num_queries: int, seed: int, train_out, dev_dir) -> Holdout:
     """Move `num_queries` of `dataset`'s `split` queries found in `records` (JSONL with `query_id`) into a
     BEIR folder `dev_dir` (qrels/dev.tsv); write the remaining records to `train_out`."""
-    records, dataset, train_out, dev_dir = Path(records), Path(dataset), Path(train_out), Path(dev_dir)
+    # "~" expanded as check_output_path reads it: the shell leaves --train-out=~/fit.jsonl as written
+    records, dataset, train_out, dev_dir = (Path(p).expanduser() for p in (records, dataset, train_out, dev_dir))
     if isinstance(num_queries, bool) or not isinstance(num_queries, int) or num_queries <= 0:
         raise ValueError(f"num_queries must be a positive int, got {num_queries!r}")
     if train_out.resolve() == records.resolve():
