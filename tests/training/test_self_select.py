@@ -53,3 +53,16 @@ def test_bad_arguments_are_refused_by_name(composite, tiny_beir, tmp_path, flags
     base = [] if message == "model" else ["--model", str(composite)]
     with pytest.raises(ValueError, match=message):
         main(base + ["--data", f"{tiny_beir}:train", "--output", str(tmp_path / "r.jsonl"), *flags])
+
+
+def test_a_tilde_output_is_written_where_it_was_checked(composite, tiny_beir, tmp_path, monkeypatch):
+    """--output=~/records.jsonl (a '~' the shell leaves after '=') was checked as the home path, then written to
+    ./~/records.jsonl; it now goes to the home folder it was checked in."""
+    home, elsewhere = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir(), elsewhere.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(elsewhere)
+    result = self_select(SelfSelectArguments(model=str(composite), data=f"{tiny_beir}:train",
+                                             output="~/records.jsonl", seeds=[0], k=2, num_negatives=2))
+    assert result.output == str(home / "records.jsonl") and (home / "records.jsonl").is_file()
+    assert list(elsewhere.iterdir()) == []

@@ -76,7 +76,8 @@ def self_select(args: SelfSelectArguments) -> SelfSelection:
     if args.k < 1 or not args.seeds:
         raise ValueError(f"k={args.k} must be >= 1 and seeds={args.seeds} must not be empty")
     _check_numbers(args)
-    check_output_path(args.output, "--output", folder=False)  # not after every query has been thought about
+    # before any query is thought about; "~" expanded, as the shell leaves --output=~/r.jsonl
+    output = check_output_path(args.output, "--output", folder=False)
     folder, _, split = args.data.partition(":")
     data = load_beir(folder, split or "train")
     excluded = {q["_id"] for q in read_beir_jsonl(Path(args.exclude_dir) / "queries.jsonl", "query", ("_id",))} \
@@ -118,9 +119,9 @@ def self_select(args: SelfSelectArguments) -> SelfSelection:
                                      "pos": [data.corpus[d] for d in pair.positive_ids],
                                      "neg": [data.corpus[d] for d in negs], "thought": thoughts[i][best],
                                      "margin_gain": gains[-1]}) + "\n")
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(args.output, "".join(lines))  # a killed run leaves no half file for a resume to trust
-    return SelfSelection(args.output, len(texts), len(lines), float(np.mean(gains)) if gains else 0.0)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomically(output, "".join(lines))  # a killed run leaves no half file for a resume to trust
+    return SelfSelection(str(output), len(texts), len(lines), float(np.mean(gains)) if gains else 0.0)
 
 
 def main(argv=None) -> int:
