@@ -170,6 +170,12 @@ def embeddings_json(vectors: np.ndarray, fmt: str | None, thoughts: list | None,
     """The /v1/embeddings answer as JSON, rendered one item at a time: in a worker thread, the event loop gets its
     turn between items instead of waiting out a whole answer (2048 float vectors of 1152 dimensions are 45 MB of
     JSON, seconds with the json module). orjson, where installed, writes the same text about 15x faster."""
+    if fmt != "base64":  # JSON has no NaN: orjson would write null, and a client would store it as an embedding
+        bad = np.flatnonzero(~np.isfinite(vectors).all(axis=-1))
+        if bad.size:
+            raise ApiError(500, f"the model produced a vector holding NaN or infinite values for input[{bad[0]}] "
+                                f"({bad.size} of {len(vectors)} inputs), which JSON cannot carry: a numeric overflow "
+                                "in the model (serve it in fp32: --dtype fp32)", code="engine_error")
     dumps, as_floats = _dumps()
     items = []
     for i, vec in enumerate(vectors):

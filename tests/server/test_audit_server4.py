@@ -239,3 +239,25 @@ def test_a_long_input_to_an_encoder_without_a_window_gets_the_engine_s_own_answe
             assert long.json()["error"]["code"] == short.json()["error"]["code"]
     finally:
         model.max_seq_length = saved
+
+
+def test_a_non_finite_vector_is_an_engine_error_not_a_null_embedding(serve, tiny_o1_dir):
+    """A model that overflowed (NaN vectors) was answered 200 with `null` in place of each NaN (orjson writes NaN so),
+    which clients stored as an embedding; it is now a 500 in the API's shape naming the input, as the json module's
+    refusal of NaN was (a plain-text one) before the answer was rendered by hand. base64 carries the floats as they
+    are."""
+    import torch
+
+    from o1_retriever import O1Embedder
+    emb = O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", dtype="fp32", thought_cache=False,
+                                     max_new_tokens=4)
+    with serve(emb, name="tiny") as (url, _):
+        with torch.no_grad():
+            emb.encoder.model.get_input_embeddings().weight.fill_(float("nan"))
+        body = {"model": "tiny-document", "input": ["a text", "another"]}
+        answer = httpx.post(url + "/v1/embeddings", json=body, timeout=60)
+        assert answer.status_code == 500, answer.text
+        error = answer.json()["error"]
+        assert error["code"] == "engine_error" and "input[0]" in error["message"] and "NaN" in error["message"]
+        encoded = httpx.post(url + "/v1/embeddings", json=body | {"encoding_format": "base64"}, timeout=60)
+        assert encoded.status_code == 200
