@@ -28,7 +28,9 @@ class CachedThinking:
         that may drop refused sampling parameters gives the forms it may have kept them under)."""
         params = self.settings.generation() | {"quantization": self.quantization, "sampler": SAMPLER}
         precision = _compute_dtype(self.thinker.model)
-        if precision is not None:  # the same weights computing in bf16 and fp32 sample different thoughts
+        # the same weights computing in bf16 and fp32 sample different thoughts; fp32 adds nothing to the key, so
+        # thoughts cached before the dtype entered it (fp32 wherever `auto` picks it) stay found, as the eval caches do
+        if precision not in (None, "fp32"):
             params["dtype"] = precision
         shaping = _shaping_generation_config(self.thinker.model)
         if shaping:  # only when set, so the keys of models that set none stay as they were

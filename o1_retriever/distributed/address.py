@@ -145,10 +145,10 @@ def check_running(ray, address: str | None) -> None:
         if wanted and running and (wanted == running or _same_place(wanted, running)):
             return
     shown = repr(address) + ("" if wanted == address else f" ({wanted or 'no cluster found'})")
-    running = running or "a cluster whose address Ray does not tell"
-    raise ValueError(f"Ray is already running in this process, connected to {running}; address={shown} names "
-                     "another cluster. Call ray.shutdown() first to join it, or leave the address out to use the "
-                     "running Ray")
+    what = (f"connected to {running}; address={shown} names another cluster" if running else
+            f"and Ray does not tell its address, so address={shown} cannot be told to name it")
+    raise ValueError(f"Ray is already running in this process, {what}. Call ray.shutdown() first to join it, or "
+                     "leave the address out to use the running Ray")
 
 
 def remember_join(ray, address: str | None) -> None:

@@ -196,7 +196,7 @@ def _dumps():
         import json
 
         def dumps(value) -> bytes:
-            return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+            return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
         return dumps, lambda vec: vec.astype(np.float32).tolist()
     # float32 widened to float64, as tolist() does: the same shortest round-trip digits as the json module
     return (lambda value: orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)), \

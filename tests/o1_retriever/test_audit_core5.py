@@ -54,6 +54,17 @@ def test_a_thinker_cast_in_place_does_not_reuse_its_earlier_thoughts(bf16_saved_
     assert emb.think(QUERIES, k=2) == cast.think(QUERIES, k=2)  # thought anew, as the cast model thinks
 
 
+def test_fp32_thoughts_keep_the_key_they_had_before_the_dtype_entered_it(bf16_saved_dir, tmp_path):
+    """fp32 adds nothing to the key, so a user's thoughts cached in fp32 by an earlier version are still found."""
+    from o1_retriever.cache import cache_key
+    emb = _load(bf16_saved_dir, "fp32", tmp_path / "t.sqlite")
+    params = emb._key_params()[0]
+    assert "dtype" not in params
+    template = f"{emb.thinker.prompt_style}:{emb.thinker.prompt('{query}')}"
+    assert emb._keys(QUERIES[:1], 2) == [cache_key(emb.thinker_fingerprint, template, QUERIES[0], 2, params)]
+    assert _load(bf16_saved_dir, "bf16", False)._key_params()[0]["dtype"] == "bf16"
+
+
 # ---- an OpenAI reasoning model behind a real loopback server -----------------------------------------------------
 def openai_reasoning_model(body):
     """Answers as OpenAI's reasoning models (o-series, gpt-5) do, one refusal at a time. The error bodies are OpenAI's
