@@ -61,7 +61,6 @@ class O1Index(RecordWrites):
                                           create=create, where=path or (host and f"{host}:{port}"))
         self._bm25 = None  # CollectionBM25 over the stored texts, made by the first hybrid search
         self._warned_incomplete = False
-        self._open_run = None  # the mark `_set_incomplete(True)` set
 
     def __len__(self) -> int:
         return self.collection.count()
@@ -154,16 +153,6 @@ class O1Index(RecordWrites):
 
     def _stored_metadata(self) -> dict:
         return stored_metadata(self.client, self.collection.name)
-
-    def _set_incomplete(self, on: bool) -> None:
-        """For a writer that does not run inside `_marked_incomplete` (none in this package: the distributed `load`
-        now does): True sets a mark of its own, False finishes it. This process cannot tell such a run from one that died: a run here that finishes
-        clears its mark."""
-        if on:
-            self._open_run = WriteRun(self.client, self.collection, tracked=False).start()
-        else:
-            (self._open_run or WriteRun(self.client, self.collection)).finish()
-            self._open_run = None
 
     @property
     def incomplete(self) -> bool:

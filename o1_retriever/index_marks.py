@@ -87,11 +87,9 @@ class WriteRun:
     """One run's mark on a collection: `start` sets it, `keep` re-sets it if another process's write dropped it,
     `finish` removes it with the marks of runs that ended, `fail` leaves it for a re-run to clear."""
 
-    def __init__(self, client, collection, tracked: bool = True):
+    def __init__(self, client, collection):
         self.client, self.collection = client, collection
         self.key = RUN_KEY_PREFIX + uuid.uuid4().hex[:16]
-        # untracked: a mark set through `_set_incomplete`, which this process cannot tell finished or died
-        self.tracked = tracked
 
     def _owner(self, state: str, **more) -> str:
         pid = os.getpid()  # read now: a forked process is another writer
@@ -112,8 +110,7 @@ class WriteRun:
                 self.collection.modify(metadata=new)
 
     def start(self) -> WriteRun:
-        if self.tracked:  # before the key is written: a run finishing meanwhile must see it alive
-            _active.add(self.key)
+        _active.add(self.key)  # before the key is written: a run finishing meanwhile must see it alive
         try:
             self._update(lambda runs: {**runs, self.key: self._owner("writing")})
         except BaseException:

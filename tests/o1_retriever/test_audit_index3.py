@@ -18,7 +18,8 @@ def test_incomplete_is_read_from_the_store_not_from_when_the_index_opened(tiny_e
     watcher = O1Index(tiny_embedder, path=tmp_path, collection="docs")
     assert not watcher.incomplete
     writer = O1Index(tiny_embedder, path=tmp_path, collection="docs")
-    writer._set_incomplete(True)  # what an `add_resumable` run that died leaves behind
+    with pytest.raises(RuntimeError), writer._marked_incomplete():  # what an `add_resumable` run that died leaves
+        raise RuntimeError("the run dies")
     assert watcher.incomplete
     with pytest.warns(UserWarning, match="incomplete"):
         watcher.search("river", top_k=1, k=0)
@@ -27,7 +28,7 @@ def test_incomplete_is_read_from_the_store_not_from_when_the_index_opened(tiny_e
 
 
 def test_the_incomplete_mark_keeps_metadata_written_since_the_index_opened(tiny_embedder, tmp_path):
-    """`_set_incomplete` wrote back the metadata cached at open, which modify() stores whole: keys the user or another
+    """The incomplete mark wrote back the metadata cached at open, which modify() stores whole: keys the user or another
     index had set since were deleted."""
     index = O1Index(tiny_embedder, path=tmp_path, collection="docs")
     index.add(IDS, TEXTS)
