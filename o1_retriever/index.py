@@ -165,13 +165,15 @@ class O1Index(RecordWrites):
         return self._bm25
 
     def search(self, query, top_k: int = 10, k: int = 3, where: dict | None = None,
-               hybrid: bool | float | None = None, where_document: dict | None = None) -> list:
+               hybrid: bool | float | None = None, where_document: dict | None = None,
+               show_progress_bar: bool | None = None) -> list:
         """Top hits for one query (list[Hit]) or for each of several (list[list[Hit]]).
 
         `hybrid=w` fuses the thinking dense search with BM25 over the stored texts: z-scored scores mixed as
         w·dense + (1−w)·BM25 over the top 100 of each (`fusion.py`); `hybrid=True` takes w=0.4, chosen on
         held-out data. `Hit.score` is then the fused score, not a cosine. Needs `pip install bm25s PyStemmer`.
-        `where` filters on metadata and `where_document` on the text (`{"$contains": "..."}`), as in Chroma."""
+        `where` filters on metadata and `where_document` on the text (`{"$contains": "..."}`), as in Chroma.
+        `show_progress_bar`: the thinking bars (None: for many queries only)."""
         queries, single = as_text_list(query, "query")
         check_positive_int(top_k, "top_k")
         check_k(k)
@@ -188,7 +190,7 @@ class O1Index(RecordWrites):
             return [] if single else [[] for _ in queries]
         lexical_index = self._lexical() if hybrid is not None else None  # before thinking: no bm25s fails fast
         pool = min(top_k if hybrid is None else dense_pool(top_k), count)
-        enc = self.embedder.encode_queries(queries, k=k, return_thoughts=True)
+        enc = self.embedder.encode_queries(queries, k=k, return_thoughts=True, show_progress_bar=show_progress_bar)
         found = self.collection.query(query_embeddings=enc.embeddings.tolist(), n_results=pool,
                                       where=where, where_document=where_document,
                                       include=["documents", "metadatas", "distances"])

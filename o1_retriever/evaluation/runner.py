@@ -229,7 +229,7 @@ class _DenseIndex:
             enc = self.embedder.encode_queries(queries, k=k, batch_size=self.config.batch_size, return_thoughts=True,
                                                show_progress_bar=self.config.progress)
             return exact_search(enc.embeddings, self.vectors, self.ids, TOP_K), enc.thoughts
-        hits = self.store.search(queries, top_k=TOP_K, k=k)
+        hits = self.store.search(queries, top_k=TOP_K, k=k, show_progress_bar=self.config.progress)
         return [[(h.id, h.score) for h in row] for row in hits], [row[0].thoughts if row else [] for row in hits]
 
     def close(self):

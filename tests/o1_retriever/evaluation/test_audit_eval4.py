@@ -153,6 +153,17 @@ def test_progress_bars_stay_out_of_a_log_file(tmp_path, tiny_o1_dir, capfd, monk
     assert "Embedding corpus" in err and "70/70" in err
 
 
+def test_eval_through_chroma_draws_no_query_bars_into_a_log_file(tmp_path, tiny_o1_dir, capfd, monkeypatch):
+    """`eval --index chroma` off a terminal: O1Index.search took no progress setting, so its query bars went to the
+    log while the exact index's did not."""
+    from o1_retriever.cli import main
+    monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path / "cache"))
+    common = ["--dataset", str(_many(tmp_path)), "--model", str(tiny_o1_dir), "--k", "0", "--dtype", "fp32"]
+    assert main(["eval", *common, "--index", "chroma"]) == 0
+    err = capfd.readouterr().err
+    assert "o1: " in err and "%|" not in err
+
+
 def test_a_config_of_paths_is_written_to_json(tmp_path):
     """EvalConfig(dataset=Path(...)) ran the whole evaluation, then write_json failed: "Object of type PosixPath is
     not JSON serializable"."""
