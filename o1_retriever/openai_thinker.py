@@ -2,15 +2,12 @@
 `transformers serve`, a hosted API), with the replies, errors and refusals each of them gives."""
 from __future__ import annotations
 
-import itertools
 import json
 import os
-import re
-import threading
 import time
-import warnings
 from urllib.parse import urlsplit, urlunsplit
 
+from .refused_parameters import ADAPTABLE, MODEL_OWN, RefusedParameters, RefusedSamplingWarning  # noqa: F401
 from .remote_thinking import USERINFO, RemoteThinker, ThinkerAPIError
 from .sampling import row_seeds
 from .settings import InferenceSettings
@@ -18,37 +15,25 @@ from .settings import InferenceSettings
 API_KEY_ENV = "OPENAI_API_KEY"  # read when no api_key is given, as the OpenAI SDK does
 RETRYABLE = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 REFUSED_N = 500  # llama.cpp's answer to n > 1 ("Only one completion choice is allowed"), or an outage
-# Sampling a server may refuse, as OpenAI's reasoning models (o-series, gpt-5) do: a temperature other than 1
-# ("Unsupported value: 'temperature' does not support 0.7 with this model. Only the default (1) value is supported.")
-# and any top_p ("Unsupported parameter: 'top_p' is not supported with this model."). Refused once, no longer sent.
-ADAPTABLE = ("temperature", "top_p")
-MODEL_OWN = "the model's own"  # a refused parameter's value in thought-cache keys
-_UNSUPPORTED = re.compile(r"unsupported (?:value|parameter): '(\w+)'", re.IGNORECASE)
-
-
-class RefusedSamplingWarning(UserWarning):
-    """A server refused the embedder's temperature or top_p (OpenAI's reasoning models take only their own); it is no
-    longer sent, so thoughts are sampled at the model's own."""
 
 
 class OpenAIThinker(RemoteThinker):
     """Thoughts from an OpenAI-compatible `/chat/completions` endpoint.
 
     base_url: as for the OpenAI SDK, e.g. http://127.0.0.1:8000/v1 (a URL with no path gets /v1; the full
-    .../chat/completions URL and a ?query such as api-version are taken too; user:password@ is sent as basic auth
-    and never shown). model: the name the server knows the model by. api_key: sent as a bearer token (default:
+    .../chat/completions URL and a ?query such as api-version are taken too; user:password@ is sent as basic auth and
+    never shown). model: the name the server knows the model by. api_key: sent as a bearer token (default:
     $OPENAI_API_KEY); it is not part of the fingerprint, and errors mask it.
     Sampling comes from the embedder's settings (temperature, top_p, max_new_tokens as max_tokens, and a seed per
-    query derived from `seed`, so a server that honours seeds writes the same thoughts again); the server's own
-    chat template and prompt window apply. One request asks for all k thoughts (`n=k`); a server that answers
-    with fewer choices (`transformers serve`, Ollama) or refuses `n` (llama.cpp, with HTTP 500) is then asked once
-    per thought, each with its own seed. Up to `concurrency` requests are in flight; 408/409/429/5xx answers and
-    lost connections are retried `retries` times with exponential backoff (a numeric Retry-After is honoured, up
-    to 30 s). A server that ignores temperature and seed answers k identical thoughts per query: a
-    `RepeatedThoughtsWarning` says so, once. A server that refuses max_tokens for max_completion_tokens, or refuses
-    temperature or top_p (OpenAI's reasoning models, o-series and gpt-5, do both), is sent what it takes from then
-    on; a dropped sampling parameter is the model's own in thought-cache keys, and a `RefusedSamplingWarning` says so,
-    once per parameter."""
+    query derived from `seed`, so a server that honours seeds writes the same thoughts again); the server's own chat
+    template and prompt window apply. One request asks for all k thoughts (`n=k`); a server that answers with fewer
+    choices (`transformers serve`, Ollama) or refuses `n` (llama.cpp, with HTTP 500) is then asked once per thought,
+    each with its own seed. Up to `concurrency` requests are in flight; 408/409/429/5xx answers and lost connections
+    are retried `retries` times with exponential backoff (a numeric Retry-After is honoured, up to 30 s). A server
+    that ignores temperature and seed answers k identical thoughts per query: a `RepeatedThoughtsWarning` says so,
+    once. A server that refuses max_tokens for max_completion_tokens, or refuses temperature or top_p (OpenAI's
+    reasoning models, o-series and gpt-5, do both), is sent what it takes from then on; a dropped sampling parameter
+    is the model's own in thought-cache keys, and a `RefusedSamplingWarning` says so, once per parameter."""
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, *, concurrency: int = 4,
                  timeout: float = 120.0, retries: int = 3, backoff: float = 0.5, n_per_request: bool | None = None):
@@ -83,33 +68,23 @@ class OpenAIThinker(RemoteThinker):
         self.timeout, self.retries, self.backoff = float(timeout), retries, float(backoff)
         self.n_per_request = n_per_request  # None until a reply shows whether the server honours n
         self._n_refusals = 0
-        self._length_field = "max_tokens"  # OpenAI's reasoning models (o-series, gpt-5) take max_completion_tokens
-        self.refused: set[str] = set()  # sampling parameters (ADAPTABLE) the server refused: no longer sent
-        self._answered = False  # whether a request has succeeded, so `refused` is known
-        self._learning = threading.Lock()
+        self._refusals = RefusedParameters()  # fields the server refused with a 400, sent otherwise from then on
 
     @property
     def fingerprint(self) -> str:
         return f"openai:{self.base_url}|{self.model_name}"
 
+    @property
+    def refused(self) -> set[str]:
+        """The sampling parameters (ADAPTABLE) the server refused: no longer sent."""
+        return self._refusals.refused
+
     def cache_params(self, params: dict) -> list[dict]:
-        """The generation parameters its thoughts are cached under, the current form first: as sent, a refused
-        sampling parameter being the model's own. Until a request has succeeded the refusals are unknown, so the
-        forms with some refused are looked up too: a new process finds what an earlier one kept from a reasoning
-        model without asking it first."""
-        sent = params | dict.fromkeys(self.refused, MODEL_OWN)
-        if self._answered:
-            return [sent]
-        return [sent] + [params | dict.fromkeys(names, MODEL_OWN)
-                         for n in range(len(ADAPTABLE), 0, -1) for names in itertools.combinations(ADAPTABLE, n)]
+        """The forms its thoughts are cached under, the current one first (see `RefusedParameters`)."""
+        return self._refusals.cache_params(params)
 
     def _sampling(self, config):
-        if config.temperature == 0 and "temperature" not in self.refused:  # greedy: identical thoughts expected
-            return None
-        seeds = "no seed" if config.seed is None else "a seed per thought"
-        temperature, top_p = (f"the model's own {name}" if name in self.refused else f"{name}={value:g}"
-                              for name, value in (("temperature", config.temperature), ("top_p", config.top_p)))
-        return f"{temperature}, {top_p} and {seeds}"
+        return self._refusals.sampling(config)
 
     def _repeat_cause(self):
         return ("the server appears to ignore temperature/seed (`transformers serve` samples only when the model's "
@@ -148,14 +123,14 @@ class OpenAIThinker(RemoteThinker):
 
     def _choices(self, client, payload: dict, retry_500: bool = True) -> list[str]:
         while True:  # each retry sends one field fewer (or renamed): it ends
-            sent = self._accepted(payload)
+            sent = self._refusals.accepted(payload)
             try:
                 reply = self._post(client, sent, retry_500)
                 break
             except ThinkerAPIError as error:
-                if not self._learn(error, sent):
+                if not self._refusals.learn(error, sent, self.fingerprint):
                     raise
-        self._answered = True
+        self._refusals.answered = True
         if isinstance(reply, dict) and "choices" not in reply and reply.get("error"):  # some proxies answer so
             raise self._error(f"{self.url} answered HTTP 200 with an error for model {self.model_name!r}: "
                               f"{_error_text(reply)}", 200)
@@ -167,34 +142,6 @@ class OpenAIThinker(RemoteThinker):
         if not texts:
             raise self._error(f"{self.url} (model {self.model_name!r}) answered with no choices", 200)
         return texts
-
-    def _accepted(self, payload: dict) -> dict:
-        """The payload as this server takes it: its length field, no refused sampling parameter."""
-        payload = {name: value for name, value in payload.items() if name not in self.refused}
-        if self._length_field != "max_tokens" and "max_tokens" in payload:
-            payload[self._length_field] = payload.pop("max_tokens")
-        return payload
-
-    def _learn(self, error: ThinkerAPIError, sent: dict) -> bool:
-        """Whether a 400 refused a field of `sent` that can be sent otherwise (then it is, from now on)."""
-        if error.status != 400:
-            return False
-        if "max_tokens" in sent and "max_completion_tokens" in str(error):  # "Use 'max_completion_tokens' instead."
-            self._length_field = "max_completion_tokens"
-            return True
-        named = _UNSUPPORTED.search(str(error))
-        name = named.group(1) if named else None
-        if name not in ADAPTABLE or name not in sent:
-            return False
-        with self._learning:
-            new = name not in self.refused
-            self.refused.add(name)
-        if new:
-            warnings.warn(f"{self.fingerprint} refuses {name}={sent[name]!r} (as OpenAI's reasoning models, o-series "
-                          f"and gpt-5, do): it is no longer sent, so thoughts are sampled at the model's own {name}, "
-                          f"and the thought cache keys them so, apart from thoughts sampled at a {name} of your "
-                          f"choice. The server: {named.string[named.start():]}", RefusedSamplingWarning, stacklevel=2)
-        return True
 
     def _post(self, client, payload: dict, retry_500: bool = True) -> dict:
         import httpx
