@@ -46,3 +46,42 @@ def test_an_output_file_is_checked_as_eval_checks_its_output(tmp_path):
             check_output_path(path, "--output", folder=False)
         assert str(ours.value) == str(theirs.value)
     assert check_output_path(tmp_path / "new" / "t.jsonl", "--output", folder=False) == tmp_path / "new" / "t.jsonl"
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """HOME in tmp_path, and the working folder beside it: a `~` left unexpanded would make a `./~` folder there.
+    The model cache stays where it was (it follows HOME): an empty one would convert the bundled base again."""
+    from o1_retriever.default_model import cache_dir
+    monkeypatch.setenv("O1_RETRIEVER_CACHE", str(cache_dir()))
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir()
+    cwd.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(cwd)
+    return home
+
+
+# The shell expands `~` in `--output ~/x` but not in `--output=~/x`: the command gets the `~` and must expand it itself.
+@pytest.mark.parametrize("tilde", [("output",), ("data", "output")])
+def test_synthesize_writes_a_tilde_output_under_home(tilde, home, tiny_beir, tiny_lm_dir):
+    beir = home / "beir"
+    tiny_beir.rename(beir)
+    data = "~/beir" if "data" in tilde else str(beir)
+    output = "~/out/thoughts.jsonl" if "output" in tilde else str(home / "out" / "thoughts.jsonl")
+    assert main(["synthesize", f"--data={data}", f"--output={output}", "--expert", str(tiny_lm_dir), "--limit", "2",
+                 "--max-new-tokens", "4", "--num-candidates", "2", "--committee", "bm25", "--negatives", "bm25",
+                 "--num-negatives", "2"]) == 0
+    assert len((home / "out" / "thoughts.jsonl").read_text().splitlines()) == 2
+    assert not (home.parent / "cwd" / "~").exists()
+
+
+@pytest.mark.parametrize("tilde", [("output_dir",), ("train_data", "output_dir")])
+def test_train_writes_a_tilde_output_dir_under_home(tilde, home, triplets, tiny_lm_dir):
+    triplets.rename(home / "train.jsonl")
+    train_data = "~/train.jsonl" if "train_data" in tilde else str(home / "train.jsonl")
+    assert main(["train", "--base-model", str(tiny_lm_dir), f"--train-data={train_data}", "--output-dir=~/model",
+                 "--group-size", "4", "--batch-size", "4", "--lora-r", "4", "--lora-alpha", "8",
+                 "--max-steps", "1"]) == 0
+    assert (home / "model" / "adapter_config.json").exists()
+    assert not (home.parent / "cwd" / "~").exists()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -140,6 +141,13 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls) -> None:
 
 def from_namespace(cls, args: argparse.Namespace):
     return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+
+
+def expand_user_paths(args, names: tuple[str, ...]):
+    """`args` with a leading `~` expanded in the named path fields. The shell leaves `--output=~/x` as it is; the
+    checks expand it, so the command must too, once, before any use, or it writes to `./~/x`."""
+    expanded = {name: os.path.expanduser(getattr(args, name)) for name in names if getattr(args, name)}
+    return dataclasses.replace(args, **expanded)
 
 
 def check_output_path(path, flag: str, folder: bool) -> Path:

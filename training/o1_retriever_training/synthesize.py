@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from .arguments import SynthesisArguments, check_output_path
+from .arguments import SynthesisArguments, check_output_path, expand_user_paths
 from .committee import VOTES, Committee
 from .experts import ExpertError, check_expert_url, check_sampling
 from .data import LabeledPair, labeled_pairs, load_beir, load_triplets, read_jsonl, text_list
@@ -225,6 +225,7 @@ def _thought_fields(candidates: list[str], decision, made_with: dict) -> dict:
 def synthesize(args: SynthesisArguments, expert=None, members: dict | None = None,
                progress: bool = True) -> SynthesisResult:
     """Run the whole pipeline; `expert` and `members` ({spec: member}) may be passed in to reuse them."""
+    args = expand_user_paths(args, ("data", "pairs", "output"))
     check_synthesis_arguments(args)
     if args.pairs:
         return _synthesize_pairs(args, expert, dict(members or {}), progress)

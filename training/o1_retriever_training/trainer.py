@@ -21,7 +21,7 @@ from o1_retriever.atomic import atomic_path
 from o1_retriever.device import cpu_has_fast_bf16
 
 from .arguments import (DataArguments, ModelArguments, TrainingArguments, check_model_arguments,
-                        check_training_arguments)
+                        check_training_arguments, expand_user_paths)
 from .data import load_triplets
 from .dataset import TrainCollator, TrainDataset
 from .export import UNTIED_ROWS_ONLY, add_merged, export_adapter, has_merged
@@ -193,6 +193,8 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
     from accelerate import Accelerator
     from transformers import get_linear_schedule_with_warmup
 
+    data_args = expand_user_paths(data_args, ("train_data",))
+    train_args = expand_user_paths(train_args, ("output_dir",))
     check_training_arguments(train_args, data_args)
     check_model_arguments(model_args)
     model_args = effective_model_arguments(model_args)
