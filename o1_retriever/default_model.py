@@ -74,9 +74,14 @@ def _dequantise(gguf_file: Path, out_dir: Path) -> None:
         tokenizer.save_pretrained(tmp)
 
 
+def smollm2_base_location() -> Path:
+    """Where `smollm2_base_dir` keeps its conversion; nothing is converted (a path can be compared with it)."""
+    return cache_dir() / "models" / "SmolLM2-135M-Instruct"
+
+
 def smollm2_base_dir() -> Path:
     """Plain HF directory of SmolLM2-135M-Instruct, converted once from the package's GGUF."""
-    return convert_gguf(smollm2_gguf_path(), cache_dir() / "models" / "SmolLM2-135M-Instruct")
+    return convert_gguf(smollm2_gguf_path(), smollm2_base_location())
 
 
 def default_model_path() -> Path:

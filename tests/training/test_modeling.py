@@ -1,4 +1,6 @@
 """The joint model on a tiny random Llama: both losses from one forward pass, masks, token rows."""
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -132,3 +134,15 @@ def test_a_missing_gguf_base_is_named_before_anything_converts(tmp_path, monkeyp
     with pytest.raises(ValueError, match=rf"base_model='{missing}': {missing} does not exist"):
         build(ModelArguments(base_model=str(missing)))
     assert not list((tmp_path / "cache").rglob("*missing*"))  # no conversion lock or temporary started
+
+
+def test_a_local_base_model_does_not_convert_the_bundled_one_to_compare(tmp_path, monkeypatch, tiny_lm_dir):
+    """resolve_base compared a local --base-model with the bundled SmolLM2's conversion by making it: about 40 s of
+    GGUF conversion on a new machine (an empty cache) before training another model."""
+    from o1_retriever_training.modeling import resolve_base
+    monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path / "cache"))
+    assert resolve_base(str(tiny_lm_dir)) == (str(Path(tiny_lm_dir).resolve()),) * 2
+    assert not (tmp_path / "cache" / "models").exists()
+    bundled = tmp_path / "cache" / "models" / "SmolLM2-135M-Instruct"  # once converted, it is still recognised
+    bundled.mkdir(parents=True)
+    assert resolve_base(str(bundled))[1] == "HuggingFaceTB/SmolLM2-135M-Instruct"
