@@ -65,6 +65,8 @@ class O1Embeddings(BaseModel, Embeddings):
         if self.embedder is not None:
             if self.model is not None or self.model_kwargs or self.url is not None:
                 raise ValueError("pass one of: an existing embedder, url (a server), or model/model_kwargs")
+            self._record_engine()
+            return self
         elif self.url is not None:
             if self.model_kwargs:
                 raise ValueError("model_kwargs load a local model; with url the server's model embeds (start it "
@@ -76,6 +78,17 @@ class O1Embeddings(BaseModel, Embeddings):
             self.embedder = O1Embedder.from_pretrained(self.model, **self.model_kwargs)
         self._built_here = self.url is not None or self.model is not None or bool(self.model_kwargs)
         return self
+
+    def _record_engine(self) -> None:
+        """Fill `model` (and `model_kwargs` or `url`) from the embedder given, so model_dump() names it and
+        O1Embeddings(**dumped) rebuilds it, instead of None, which reads as the bundled default. A model assembled
+        from parts (O1Embedder.composite) has no path that rebuilds it: `model` stays None."""
+        engine = self.embedder
+        if isinstance(engine, RemoteEmbedder):
+            self.url, self.model = engine.url, engine.model
+        elif not engine.source.from_parts:
+            self.model, self.model_kwargs = engine.source.path, engine.load_options()
+        self._built_here = True
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         if isinstance(texts, (str, bytes)) or texts is None:  # a str is a sequence too: one vector per character

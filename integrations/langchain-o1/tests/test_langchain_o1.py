@@ -358,3 +358,13 @@ def test_one_bad_query_fails_alone_in_a_batch(recording_embedder, scifact_docs):
     recording_embedder.threads.clear()
     retriever.batch(queries[:3], return_exceptions=True)
     assert len(recording_embedder.threads) == 2  # the good queries still think in one batched call (+ the bad one)
+
+
+def test_a_given_embedder_is_named_in_model_dump_and_rebuilds(tiny_embedder, tiny_o1_dir):
+    """O1Embeddings(embedder=e).model_dump() said model=None, which reads (and rebuilds) as the bundled default."""
+    dumped = O1Embeddings(embedder=tiny_embedder, num_thoughts=1).model_dump()
+    assert dumped["model"] == str(tiny_o1_dir) and dumped["model_kwargs"]["dtype"] == "fp32"
+    rebuilt = O1Embeddings(**dumped)
+    assert rebuilt.embedder.fingerprint == tiny_embedder.fingerprint and rebuilt.num_thoughts == 1
+    np.testing.assert_allclose(rebuilt.embed_documents(["a passage"]), O1Embeddings(
+        embedder=tiny_embedder).embed_documents(["a passage"]), atol=1e-5)
