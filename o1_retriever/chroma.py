@@ -14,9 +14,10 @@ collection's configuration, so loaded models are kept in a per-process registry:
 second copy.
 
 One contract for every O1 collection: its configuration records this function, and the function's config is the
-one place that names the model (`fingerprint`, `dim`, `name`, `encoder_dtype`). `open_collection` creates or opens
-such a collection (O1Index, the LlamaIndex retriever and the LangChain helper all use it), and `check_model` refuses
-a different model with the same message everywhere, including when a rebuilt function loads its model.
+one place that names the model (`fingerprint`, `dim`, `name`, `encoder_dtype`; read by `model_record`).
+`open_collection` creates or opens such a collection (O1Index, the LlamaIndex retriever and the LangChain helper all
+use it), and `check_model` refuses a different model with the same message everywhere, including when a rebuilt
+function loads its model. The record and the check live in collection_record.py; import them from here.
 """
 from __future__ import annotations
 
@@ -30,19 +31,15 @@ import torch
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
 
-from .default_model import DEFAULT_NAME, MINILM_NAME
+# LEGACY_KEYS, _encoder_dtype and mismatch are unused here: callers import them from this module, as before.
+from .collection_record import (DEFAULT_MODEL_NAME, LEGACY_KEYS, NAME, _encoder_dtype, _record_of,  # noqa: F401
+                                check_model, mismatch, model_record)
 from .device import dtype_name, resolve_dtype
 from .embedder import O1Embedder
 from .model_source import ModelSource, legacy_source
 from .server.client import RemoteEmbedder
 from .settings import LOAD_OPTIONS
 from .validation import check_k, check_positive_int
-
-NAME = "o1_retriever"
-# Where collections written by O1Index before this contract kept the record (read, never written: Chroma cannot
-# swap a collection's recorded 'default' function for ours, so such a collection stays as it is).
-LEGACY_KEYS = {"fingerprint": "o1:fingerprint", "dim": "o1:dim", "name": "o1:model", "encoder_dtype": "o1:dtype"}
-DEFAULT_MODEL_NAME = DEFAULT_NAME
 
 _loaded: dict[str, O1Embedder] = {}
 _lock = threading.Lock()
@@ -238,65 +235,6 @@ def _config_thoughts(config: dict) -> int:
     return config.get("num_thoughts", config.get("k", 3))
 
 
-def _encoder_dtype(embedder) -> str | None:
-    """The encoder's weight dtype ('float32', 'bfloat16', ...): it changes the vectors, so a refusal names it."""
-    try:
-        return str(next(embedder.encoder.model.parameters()).dtype).removeprefix("torch.")
-    except (AttributeError, StopIteration, TypeError):
-        return None
-
-
-def _record_of(embedder) -> dict:
-    record = {"name": embedder.name, "dim": int(embedder.dim)}
-    if dtype := _encoder_dtype(embedder):
-        record["encoder_dtype"] = dtype
-    return record
-
-
-def model_record(collection) -> dict | None:
-    """What a collection records about the model that embedded it (fingerprint, dim, name, encoder_dtype), from the
-    O1 function in its configuration (or, for collections O1Index wrote before, its metadata); None when it records
-    no O1 model."""
-    function = (collection.configuration_json or {}).get("embedding_function") or {}
-    if function.get("name") == NAME:
-        config = function.get("config") or {}
-        record = {key: config.get(key) for key in ("fingerprint", "dim", "name", "encoder_dtype")}
-        record["name"] = record["name"] or config.get("model") or DEFAULT_MODEL_NAME
-        return record
-    meta = collection.metadata or {}
-    if LEGACY_KEYS["fingerprint"] in meta:
-        return {key: meta.get(legacy) for key, legacy in LEGACY_KEYS.items()}
-    return None
-
-
-def mismatch(collection: str, record: dict, embedder) -> str | None:
-    """Why `embedder` cannot search a collection built as `record` (naming what differs), or None if it can."""
-    if record.get("fingerprint") == embedder.fingerprint and record.get("dim") in (None, embedder.dim):
-        return None
-    built = (f"fingerprint {record.get('fingerprint')}, dim {record.get('dim')}"
-             + (f", {record['encoder_dtype']}" if record.get("encoder_dtype") else ""))
-    dtype = _encoder_dtype(embedder)
-    mine = f"fingerprint {embedder.fingerprint}, dim {embedder.dim}" + (f", {dtype}" if dtype else "")
-    if record.get("name") == embedder.name == DEFAULT_MODEL_NAME and record.get("dim") == 384:
-        return (f"{collection} was built with the bundled default of before 2026-12-06 ({built}), whose encoder was "
-                f"all-MiniLM-L6-v2 alone; the default is now {mine}. Open it with model {MINILM_NAME!r} (that "
-                "earlier default), or index into a new collection.")
-    if record.get("name") == embedder.name:
-        hint = "the same --dtype"
-        if embedder.source.kind == "composite" and record.get("encoder_dtype") not in (None, dtype):
-            hint = f"encoder_dtype={record['encoder_dtype']!r}: its encoders ran in {record['encoder_dtype']}"
-        return (f"{collection} was built with {embedder.name!r} loaded another way ({built}); this embedder loads it "
-                f"as {mine}. The dtype, quantization or changed weights alter the vectors: open it with the same "
-                f"settings it was built with (e.g. {hint}), or index into a new collection.")
-    return (f"{collection} was built with model {record.get('name')!r} ({built}); this embedder is {embedder.name!r} "
-            f"({mine}). Open it with the same model, or index into a new collection.")
-
-
-def check_model(collection: str, record: dict, embedder) -> None:
-    """Refuse (ValueError) an embedder whose vectors would not match the ones the collection holds."""
-    why = mismatch(collection, record, embedder)
-    if why:
-        raise ValueError(why)
 
 
 def _names(client) -> list[str]:
