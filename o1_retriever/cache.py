@@ -2,15 +2,8 @@
 
 Thinking is the expensive step, and sampled thoughts with a fixed seed are a pure function of (model, prompt
 template, query, k, generation parameters, seed); caching them makes repeated queries and k sweeps cost one
-embedding pass.
-
-A cache must never cost a user data or a query, so each fault has its own answer:
-- a path that exists and is not a thought cache (any other file, another app's SQLite database, a directory) is
-  refused with a ValueError naming it: never renamed, never written;
-- busy (another process holds the write lock past `timeout`): that call goes without the cache, one warning;
-- cannot write (read-only file or directory, disk full): the cache serves what it can read, or nothing, one warning;
-- corrupt (SQLite itself says so, in a file that is ours): moved aside to `<path>.corrupt[.N]`, then rebuilt;
-- a row that does not decode to k strings: dropped alone.
+embedding pass. A cache must never cost a user data or a query: cache_file.py holds the file and the answer to each
+fault (busy, cannot write, corrupt, not a cache); a row that does not decode to k strings is dropped alone.
 At most `max_entries` rows are kept (`$O1_RETRIEVER_CACHE_MAX_ENTRIES`, default 100,000: about 50 MB of short
 thoughts); the oldest written go first. `o1-retriever cache info|clear` shows and empties it.
 """
@@ -20,58 +13,16 @@ import hashlib
 import json
 import os
 import sqlite3
-import threading
 import warnings
 from pathlib import Path
 
-from .validation import positive_int_setting
-
-_SCHEMA = "CREATE TABLE IF NOT EXISTS thoughts (key TEXT PRIMARY KEY, thoughts TEXT NOT NULL)"
-APPLICATION_ID = 0x4F315443  # "O1TC" in the header's application_id: marks a file as a thought cache
-_HEADER = b"SQLite format 3\x00"
-DEFAULT_MAX_ENTRIES = 100_000
-# SQLite primary result codes (error.sqlite_errorcode & 0xFF)
-_BUSY, _CORRUPT = {5, 6}, {11, 26}  # BUSY, LOCKED; CORRUPT, NOTADB
-_CANNOT_WRITE = {3, 8, 13, 14}  # PERM, READONLY, FULL, CANTOPEN
+# APPLICATION_ID, DEFAULT_MAX_ENTRIES and check_is_cache are unused here: callers import them from this module.
+from .cache_file import APPLICATION_ID, DEFAULT_MAX_ENTRIES, ThoughtCacheFile, check_is_cache, fault  # noqa: F401
 
 
 def cache_key(fingerprint: str, template: str, query: str, k: int, params: dict) -> str:
     blob = json.dumps([fingerprint, template, query, k, params], sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def fault(error: Exception) -> str:
-    """'busy', 'readonly', 'corrupt' or 'other', from SQLite's own result code (its message as a fallback)."""
-    code = getattr(error, "sqlite_errorcode", None)
-    if code is not None:
-        code &= 0xFF
-        return ("busy" if code in _BUSY else "corrupt" if code in _CORRUPT
-                else "readonly" if code in _CANNOT_WRITE else "other")
-    text = str(error).lower()
-    if "locked" in text or "busy" in text:
-        return "busy"
-    if "malformed" in text or "not a database" in text:
-        return "corrupt"
-    return "readonly" if "readonly" in text or "unable to open" in text else "other"
-
-
-def check_is_cache(path: Path) -> None:
-    """Refuse a path that holds something other than a thought cache. Only the header is read: a file we did not
-    create stays exactly as it was."""
-    if path.is_dir():
-        raise ValueError(f"thought cache path {str(path)!r} is a directory; pass a file path inside it "
-                         f"(e.g. {str(path / 'thoughts.sqlite')!r}) or thought_cache=False")
-    if not path.exists() or path.stat().st_size == 0:  # a new (or never written) file: nothing to lose
-        return
-    with path.open("rb") as f:
-        head = f.read(100)
-    if not head.startswith(_HEADER):
-        raise ValueError(f"thought cache path {str(path)!r} exists and is not a SQLite database (it starts "
-                         f"{head[:16]!r}); refusing to touch it. Pass another path, or thought_cache=False")
-    app_id = int.from_bytes(head[68:72], "big") if len(head) >= 72 else 0
-    if app_id not in (0, APPLICATION_ID):  # 0: a cache made before the id was set, or a bare database
-        raise ValueError(f"{str(path)!r} is another application's SQLite database (application_id {app_id:#x}), "
-                         "not a thought cache; refusing to touch it. Pass another path, or thought_cache=False")
 
 
 def open_cache(spec, default_dir) -> "ThoughtCache | None":
@@ -92,152 +43,10 @@ def open_cache(spec, default_dir) -> "ThoughtCache | None":
     return ThoughtCache(spec)
 
 
-class ThoughtCache:
-    def __init__(self, path: str | os.PathLike, *, timeout: float = 10.0, max_entries: int | None = None):
-        self.path = Path(path).expanduser()
-        self.timeout = float(timeout)
-        self.max_entries = positive_int_setting(max_entries, "O1_RETRIEVER_CACHE_MAX_ENTRIES", DEFAULT_MAX_ENTRIES,
-                                                "the thought cache's max_entries")
-        self.disabled: str | None = None  # why the cache is off (then every call is a miss and writes nothing)
-        self.read_only = False
-        self._local = threading.local()  # sqlite connections must not cross threads
-        self._guard = threading.Lock()  # one thread moves a corrupt file aside
-        self._generation = 0  # bumped when the file is moved aside: every thread's connection is then stale
-        check_is_cache(self.path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            self._disable(f"cannot create its directory: {e.strerror or e}")
-            return
-        try:
-            self._open()
-        except sqlite3.Error as e:
-            kind = fault(e)
-            if kind == "corrupt":
-                self._set_aside(e)
-            elif kind == "busy":  # try again at the first use
-                self._warn(f"busy for {self.timeout:g} s ({e}); it is opened again on first use")
-            else:
-                self._disable(str(e))
+class ThoughtCache(ThoughtCacheFile):
+    """Thoughts by `cache_key`: read and written in batches, bounded to `max_entries` rows, shown and emptied by
+    `o1-retriever cache`. Opening the file and meeting its faults: `ThoughtCacheFile` (cache_file.py)."""
 
-    # ---- connections --------------------------------------------------------------------------
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=True)
-        try:
-            conn.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            if tables - {"thoughts"}:
-                raise ValueError(f"{str(self.path)!r} is a SQLite database with other tables ({sorted(tables)[:5]}), "
-                                 "not a thought cache; refusing to write to it. Pass another path, or "
-                                 "thought_cache=False")
-            if "thoughts" not in tables or conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
-                self._set_up(conn)
-            conn.execute("SELECT count(*) FROM (SELECT 1 FROM thoughts LIMIT 1)").fetchone()
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def _set_up(self, conn: sqlite3.Connection) -> None:
-        """Schema, WAL and our mark; on a file we cannot write, a cache that already has the table is read-only."""
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(_SCHEMA)
-            conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
-        except sqlite3.Error as e:
-            kind = fault(e)
-            if kind not in ("readonly", "busy"):
-                raise
-            if not conn.execute("SELECT 1 FROM sqlite_master WHERE name='thoughts'").fetchone():
-                raise
-            if kind == "readonly":  # busy: the mark waits for a later open; the table is there to read
-                self._read_only(e)
-
-    def _open(self) -> sqlite3.Connection:
-        conn = self._connect()
-        self._local.conn, self._local.generation = conn, self._generation
-        return conn
-
-    def _open_or_disable(self) -> sqlite3.Connection | None:
-        try:
-            return self._open()
-        except sqlite3.Error as e:
-            self._disable(str(e))
-            return None
-
-    @property
-    def _conn(self) -> sqlite3.Connection | None:
-        if self.disabled is not None:
-            return None
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and self._local.generation == self._generation:
-            return conn
-        self._drop_connection()
-        try:
-            return self._open()
-        except ValueError as e:  # the file was replaced by something that is not a cache: leave it alone
-            self._disable(str(e))
-            return None
-
-    # ---- faults -------------------------------------------------------------------------------
-    def _warn(self, message: str) -> None:
-        warnings.warn(f"thought cache {self.path}: {message}", UserWarning, stacklevel=4)
-
-    def _disable(self, reason: str) -> None:
-        self.disabled = reason
-        self._warn(f"cannot be used ({reason}); running without a thought cache")
-
-    def _read_only(self, error: Exception) -> None:
-        if not self.read_only:
-            self.read_only = True
-            self._warn(f"cannot be written ({error}); reading it only, new thoughts are not cached")
-
-    def _handle(self, error: sqlite3.Error, doing: str) -> None:
-        kind = fault(error)
-        self._drop_connection()
-        if kind == "busy":
-            self._warn(f"busy for {self.timeout:g} s ({error}); this call goes without it")
-        elif kind == "readonly":
-            if doing == "write":
-                self._read_only(error)
-            else:
-                self._disable(str(error))
-        elif kind == "corrupt":
-            self._set_aside(error)
-        else:  # e.g. another process dropped the table: warn; the next call reopens (and recreates it)
-            self._warn(f"{doing} failed ({error}); this call goes without it")
-
-    def _drop_connection(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        self._local.conn = None
-        if conn is not None:
-            try:
-                conn.close()
-            except sqlite3.Error:
-                pass
-
-    def _set_aside(self, error: Exception) -> None:
-        """Move a corrupt cache (and its WAL) to a free `.corrupt[.N]` name, never over an earlier one."""
-        with self._guard:
-            try:
-                check_is_cache(self.path)
-            except ValueError as refused:  # its header says it is not ours: leave it, run without a cache
-                self._disable(str(refused))
-                return
-            self._drop_connection()
-            self._generation += 1
-            n, target = 0, Path(f"{self.path}.corrupt")
-            while any(Path(f"{target}{s}").exists() for s in ("", "-wal", "-shm")):
-                n += 1
-                target = Path(f"{self.path}.corrupt.{n}")
-            for suffix in ("", "-wal", "-shm"):
-                p = Path(f"{self.path}{suffix}")
-                if p.exists():
-                    os.replace(p, Path(f"{target}{suffix}"))
-            self._warn(f"is corrupt ({error}); moved to {target} and starting a new one")
-            self._open_or_disable()
-
-    # ---- reads and writes ---------------------------------------------------------------------
     def get_many(self, keys: list[str], k: int | None = None) -> dict[str, list[str]]:
         """The cached thoughts among `keys`. A row that is not a list of (k) strings is dropped, alone."""
         found: dict[str, list[str]] = {}
