@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import pickle
 import sys
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -17,20 +16,20 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
-from o1_retriever.atomic import atomic_path
 from o1_retriever.device import cpu_has_fast_bf16
 
 from .arguments import (DataArguments, ModelArguments, TrainingArguments, check_model_arguments,
                         check_training_arguments, expand_user_paths)
+# STATE_FILE and _trainable_state: still importable from here, where they were first defined
+from .checkpoints import (STATE_FILE, _load_checkpoint, _read_checkpoint, _save_checkpoint,  # noqa: F401
+                          _trainable_state, _truncate_log, _update_finished_export, latest_checkpoint)
 from .data import load_triplets
 from .dataset import TrainCollator, TrainDataset
-from .export import UNTIED_ROWS_ONLY, add_merged, export_adapter, has_merged
+from .export import UNTIED_ROWS_ONLY, export_adapter
 from .modeling import build, check_base_model, check_quantization
 from .warm_start import effective_model_arguments
 from .plotting import plot_losses
 from .resume import FINISHED_FILE, check_no_earlier_run, check_same_run, finished_run, run_settings
-
-STATE_FILE = "state.pt"
 
 
 @dataclass
@@ -81,68 +80,10 @@ def _release_single_process_state(precision: str) -> None:
         AcceleratorState._reset_state(reset_partial_state=True)
 
 
-def _trainable_state(model) -> dict:
-    return {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad}
-
-
-def latest_checkpoint(output_dir) -> Path | None:
-    ckpts = sorted((Path(output_dir) / "checkpoints").glob("step-*/" + STATE_FILE),
-                   key=lambda p: int(p.parent.name.split("-")[1]))
-    return ckpts[-1].parent if ckpts else None
-
-
-def _save_checkpoint(accelerator, model, optimizer, scheduler, out: Path, progress: dict, settings: dict,
-                     keep: int = 2):
-    if not accelerator.is_main_process:
-        return
-    ckpt = out / "checkpoints" / f"step-{progress['step']}"
-    ckpt.mkdir(parents=True, exist_ok=True)
-    with atomic_path(ckpt / STATE_FILE) as tmp:  # a crash mid-save keeps the previous checkpoint
-        torch.save({"progress": progress, "settings": settings,
-                    "model": _trainable_state(accelerator.unwrap_model(model)),
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp)
-    for old in sorted((out / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))[:-keep]:
-        for f in old.iterdir():
-            f.unlink()
-        old.rmdir()
-
-
-def _read_checkpoint(ckpt: Path) -> dict:
-    # weights_only: tensors, numbers, strings and containers only. A checkpoint directory is a path a user points
-    # --resume at, and a full unpickler would run whatever code a crafted state.pt carries.
-    try:
-        state = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise ValueError(f"{ckpt / STATE_FILE} holds more than tensors and plain values, so it is not loaded "
-                         f"(it may have been tampered with; delete it to start over): {str(e).splitlines()[0]}") from None
-    return state
-
-
-def _load_checkpoint(ckpt: Path, model, optimizer, scheduler, state: dict | None = None) -> dict:
-    state = _read_checkpoint(ckpt) if state is None else state
-    try:
-        missing = model.load_state_dict(state["model"], strict=False)
-    except RuntimeError as e:  # shapes differ: a checkpoint of another run, from before checkpoints named theirs
-        raise ValueError(f"checkpoint {ckpt} does not fit the model built from these arguments (another run's?): "
-                         f"{str(e).splitlines()[-1].strip()}") from None
-    if missing.unexpected_keys:
-        raise ValueError(f"checkpoint {ckpt} does not match the model: unexpected {missing.unexpected_keys[:3]}")
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    return state["progress"]
-
-
 def _seed_micro_batch(seed: int, index: int, rank: int) -> None:
     """Dropout randomness as a function of (seed, micro-batch, process): a resumed run draws the
     same masks as an uninterrupted one, whatever else consumed random numbers meanwhile."""
     torch.manual_seed((seed * 1_000_003 + index * 1009 + rank) % (2 ** 63))
-
-
-def _truncate_log(log_file: Path, step: int) -> None:
-    """After a resume, drop log lines from steps that will be replayed."""
-    if log_file.exists():
-        keep = [ln for ln in log_file.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-        log_file.write_text("".join(ln + "\n" for ln in keep))
 
 
 def _finished_result(out: Path, finished: dict, notes: list[str]) -> TrainResult:
@@ -150,27 +91,6 @@ def _finished_result(out: Path, finished: dict, notes: list[str]) -> TrainResult
     lines = log_file.read_text().splitlines() if log_file.exists() else []
     return TrainResult(str(out), finished.get("step", 0), str(log_file), str(plot) if plot.exists() else None,
                        json.loads(lines[-1]) if lines else {}, already_finished=True, notes=notes)
-
-
-def _update_finished_export(out: Path, train_args: TrainingArguments) -> list[str]:
-    """The export settings a resume may change (resume.FREE_TO_CHANGE), applied to a finished run's model."""
-    from o1_retriever.checkpoint import LM_HEAD_FILE, embedding_file, read_adapter_config
-    notes = []
-    if train_args.merge and not has_merged(out):
-        add_merged(out)
-        notes.append(f"--merge: wrote the merged model into {out / 'merged'}")
-    compact = bool(read_adapter_config(out).get("trainable_token_indices"))
-    if train_args.token_rows_only != compact:
-        forms = ("embedding/emb.pth", "the token rows alone as PEFT trainable tokens (--token-rows-only)")
-        if compact:
-            how = "train again into another --output-dir for the other form"
-        elif embedding_file(out, LM_HEAD_FILE).exists():
-            how = UNTIED_ROWS_ONLY
-        else:
-            how = f"o1_retriever_training.export.write_token_rows({str(out)!r}) converts it"
-        notes.append(f"{out} holds the model exported with {forms[compact]}, not {forms[not compact]} as asked: a "
-                     f"finished run is not exported again; {how}")
-    return notes
 
 
 @contextmanager
