@@ -15,6 +15,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -203,3 +204,19 @@ def tiny_composite(root, tiny_o1_dir, seeds=(0,)):
         members.append(str(root / f"st{seed}"))
     write_composite(root / "model", "thinker", members if len(members) > 1 else members[0], max_new_tokens=4)
     return O1Embedder.from_pretrained(str(root / "model"), device="cpu", dtype="fp32", thought_cache=False)
+
+
+class Gated:
+    """The served embedder, but a document batch holding "hold" blocks until released: the engine stays busy."""
+
+    def __init__(self, embedder):
+        self.embedder, self.release, self.computed = embedder, threading.Event(), []
+
+    def __getattr__(self, name):
+        return getattr(self.embedder, name)
+
+    def encode_documents(self, texts, **kw):
+        self.computed += list(texts)
+        if "hold" in texts:
+            assert self.release.wait(60), "the test never released the engine"
+        return self.embedder.encode_documents(texts, **kw)

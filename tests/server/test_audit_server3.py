@@ -12,26 +12,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from tests.fixtures import tiny_composite
+from tests.fixtures import Gated, tiny_composite
 
 from o1_retriever.server import BackgroundServer, O1ServerError, RemoteEmbedder
 from o1_retriever.server.batching import Batcher, ShuttingDown
-
-
-class Gated:
-    """The served embedder, but a document batch holding "hold" blocks until released: the engine stays busy."""
-
-    def __init__(self, embedder):
-        self.embedder, self.release, self.computed = embedder, threading.Event(), []
-
-    def __getattr__(self, name):
-        return getattr(self.embedder, name)
-
-    def encode_documents(self, texts, **kw):
-        self.computed += list(texts)
-        if "hold" in texts:
-            assert self.release.wait(60), "the test never released the engine"
-        return self.embedder.encode_documents(texts, **kw)
 
 
 def _wait_for(condition, timeout: float = 30.0) -> None:

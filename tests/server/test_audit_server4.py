@@ -9,7 +9,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.fixtures import tiny_composite
+from tests.fixtures import Gated, tiny_composite
 
 # The engine says once that it cut an input to its window: these tests send such inputs on purpose.
 pytestmark = pytest.mark.filterwarnings("ignore:Some inputs are longer than")
@@ -106,22 +106,6 @@ def test_a_wrong_method_or_path_says_what_is_served(server):
     assert "POST /v1/v1/embeddings" in message and "POST /v1/embeddings" in message, message
 
 
-class Held:
-    """The served embedder, but a document batch holding "hold" waits until released: the engine stays busy."""
-
-    def __init__(self, embedder):
-        self.embedder, self.release, self.computed = embedder, threading.Event(), []
-
-    def __getattr__(self, name):
-        return getattr(self.embedder, name)
-
-    def encode_documents(self, texts, **kw):
-        self.computed += list(texts)
-        if "hold" in texts:
-            assert self.release.wait(60), "the test never released the engine"
-        return self.embedder.encode_documents(texts, **kw)
-
-
 def _until(condition) -> None:
     deadline = time.monotonic() + 30
     while not condition():
@@ -135,7 +119,7 @@ def test_a_full_queue_answers_429_and_remote_embedder_retries_it(served_embedder
     the openai client and RemoteEmbedder retry; an idle queue takes any request the size limits allow."""
     from o1_retriever.server import BackgroundServer, RemoteEmbedder
     from o1_retriever.server.app import Limits
-    engine = Held(served_embedder)
+    engine = Gated(served_embedder)
     server = BackgroundServer(engine, name="tiny", max_wait_ms=0, limits=Limits(max_queue=3)).start()
     try:
         docs = {"model": "tiny-document"}
