@@ -99,14 +99,20 @@ def test_train_off_a_terminal_logs_lines_not_a_bar_and_no_deprecation_warnings(t
 
 
 def _start(args: list[str], tmp_path):
-    """The CLI as its own process, in a new session so that SIGINT reaches it alone, as Ctrl-C would."""
+    """The CLI as its own process, in a new session so that SIGINT reaches it alone, as Ctrl-C would. Its output
+    goes to files, not pipes: a pipe nobody reads until the end would stop a talkative child mid-run."""
     import os
     import subprocess
     import sys
     from pathlib import Path
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    return subprocess.Popen([sys.executable, "-m", "o1_retriever.cli", *args], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    logs = tmp_path / "child-logs"
+    logs.mkdir(exist_ok=True)
+    with open(logs / "stdout", "w") as out, open(logs / "stderr", "w") as err:
+        process = subprocess.Popen([sys.executable, "-m", "o1_retriever.cli", *args], cwd=tmp_path, env=env,
+                                   stdout=out, stderr=err, text=True, start_new_session=True)
+    process.stderr_file = logs / "stderr"
+    return process
 
 
 def _interrupt_when(process, ready, timeout: float = 180.0):
@@ -114,12 +120,16 @@ def _interrupt_when(process, ready, timeout: float = 180.0):
     import time
     deadline = time.monotonic() + timeout
     while not ready():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "the run never got going"
+        if process.poll() is not None:
+            raise AssertionError(f"the run ended (rc {process.returncode}): {process.stderr_file.read_text()}")
+        if time.monotonic() > deadline:
+            process.kill()
+            process.wait()
+            raise AssertionError(f"the run never got going: {process.stderr_file.read_text()[-3000:]}")
         time.sleep(0.2)
     process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=120)
-    return process.returncode, err
+    process.wait(timeout=120)
+    return process.returncode, process.stderr_file.read_text()
 
 
 def test_ctrl_c_in_train_names_the_checkpoint_that_resume_continues_from(tiny_lm_dir, tmp_path):
