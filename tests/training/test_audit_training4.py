@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from o1_retriever.cli import main
+from tests.o1_retriever.chat_servers import ChatStub, chat_reply
 from tests.training.conftest import write_triplets
 
 
@@ -144,43 +145,15 @@ def test_ctrl_c_in_train_names_the_checkpoint_that_resume_continues_from(tiny_lm
     assert "the same command with --resume continues from it" in err
 
 
-class SlowServer:
-    """An OpenAI-compatible server that takes a while per answer, so that a run can be interrupted part-way."""
-
-    def __init__(self, delay: float):
-        server, self.requests = self, 0
-        import json
-        import threading
-        import time
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests += 1
-                time.sleep(delay)
-                query = body["messages"][-1]["content"]
-                data = json.dumps({"choices": [{"index": i, "message": {"content": f"{query} thought {i}"}}
-                                               for i in range(body.get("n", 1))]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+def _thoughts(body: dict):
+    """Each of the `n` choices a thought on the query, as an OpenAI-compatible server answers."""
+    query = body["messages"][-1]["content"]
+    return 200, chat_reply(*(f"{query} thought {i}" for i in range(body.get("n", 1)))), {}
 
 
 def test_ctrl_c_in_synthesize_says_what_is_kept_and_the_same_command_resumes(tiny_beir, tmp_path, capsys):
     """Ctrl-C printed only 'interrupted', not that the records written are kept and the same command resumes."""
-    import time
-    server = SlowServer(delay=0.4)
-    try:
+    with ChatStub(_thoughts, delay=0.4) as server:
         out = tmp_path / "t.jsonl"
         args = ["synthesize", "--data", str(tiny_beir), "--output", str(out), "--expert-url", server.url,
                 "--concurrency", "1", "--num-candidates", "2", "--num-shots", "0", "--committee", "bm25",
@@ -188,23 +161,18 @@ def test_ctrl_c_in_synthesize_says_what_is_kept_and_the_same_command_resumes(tin
         rc, err = _interrupt_when(_start(args, tmp_path), lambda: out.exists() and out.read_text().count("\n") >= 2)
         assert rc == 130 and "Traceback" not in err
         # It stopped at once: the requests still queued were cancelled, not sent (and paid for) and thrown away.
-        assert server.requests <= 4, f"{server.requests} requests sent after Ctrl-C"
+        assert len(server.bodies) <= 4, f"{len(server.bodies)} requests sent after Ctrl-C"
         kept = out.read_text().count("\n")
         assert f"interrupted\n{kept} records are in {out}; run the same command again to resume" in err
         assert main(args) == 0  # what the interrupted run wrote does not trip the next one
         assert f"wrote {12 - kept} records to {out} ({kept} already there)" in capsys.readouterr().out
-    finally:
-        server.httpd.shutdown()
 
 
 def test_synthesize_off_a_terminal_draws_no_bar(tiny_beir, tmp_path, capsys):
     """Into a log file the expert's bar was one line of carriage-return redraws."""
-    server = SlowServer(delay=0.0)
-    try:
+    with ChatStub(_thoughts) as server:
         assert main(["synthesize", "--data", str(tiny_beir), "--output", str(tmp_path / "t.jsonl"), "--expert-url",
                      server.url, "--num-candidates", "2", "--num-shots", "0", "--committee", "bm25"]) == 0
-    finally:
-        server.httpd.shutdown()
     captured = capsys.readouterr()
     assert "wrote 12 records" in captured.out
     assert "\r" not in captured.err and "Expert" not in captured.err
