@@ -8,7 +8,7 @@ import torch
 
 from .batching import show_progress
 from .cache import cache_key
-from .device import DTYPE_NAMES
+from .device import compute_dtype_name
 from .encoding import LMEncoder
 from .sampling import SAMPLER
 from .validation import as_text_list, check_k, check_positive_int
@@ -27,7 +27,8 @@ class CachedThinking:
         """The generation parameters thoughts are cached under, the current form first (a thinker behind an API
         that may drop refused sampling parameters gives the forms it may have kept them under)."""
         params = self.settings.generation() | {"quantization": self.quantization, "sampler": SAMPLER}
-        precision = _compute_dtype(self.thinker.model)
+        model = self.thinker.model  # None for a thinker behind an API
+        precision = compute_dtype_name(model) if model is not None else None
         # the same weights computing in bf16 and fp32 sample different thoughts; fp32 adds nothing to the key, so
         # thoughts cached before the dtype entered it (fp32 wherever `auto` picks it) stay found, as the eval caches do
         if precision not in (None, "fp32"):
@@ -100,15 +101,6 @@ class CachedThinking:
                 self.thought_cache.put_many({key: fresh[q] for q, key in zip(todo, self._keys(todo, k))
                                              if keep(fresh[q], k, self.settings)})
         return [hits[q] if q in hits else fresh[q] for q in queries], vectors
-
-
-def _compute_dtype(model) -> str | None:
-    """The dtype an in-process thinker computes in ("bf16", "fp32", ...; a 4-bit one: that of its unquantized layers,
-    its compute dtype), read at each call, as a cast in place changes it; None for a thinker behind an API."""
-    if model is None:
-        return None
-    dtype = next((p.dtype for p in model.parameters() if p.dtype.is_floating_point), None)
-    return DTYPE_NAMES.get(dtype, str(dtype))
 
 
 # What a model's generation_config may hold that the thinker's generate() call sets itself, that draws no other

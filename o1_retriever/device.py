@@ -82,6 +82,13 @@ def dtype_name(dtype: torch.dtype, default: str | None = None) -> str:
     return name
 
 
+def compute_dtype_name(module: torch.nn.Module) -> str:
+    """The short name of the dtype `module` computes in: its first floating-point parameter's (a 4-bit model's
+    unquantized layers hold its compute dtype), read now, as a cast in place changes it. What the caches key on."""
+    dtype = next((p.dtype for p in module.parameters() if p.dtype.is_floating_point), torch.float32)
+    return dtype_name(dtype, str(dtype).removeprefix("torch."))
+
+
 def weights_dtype_name(module: torch.nn.Module, default: str | None = None) -> str:
     """`dtype_name` of a module's weights (its first parameter's dtype: a model loads in one)."""
     return dtype_name(next(module.parameters()).dtype, default)

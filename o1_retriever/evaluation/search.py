@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from ..atomic import atomic_path
 from ..batching import show_progress
 from ..default_model import cache_dir
-from ..device import dtype_name
+from ..device import compute_dtype_name
 from ..encoding import EnsembleEncoder, LMEncoder
 from ..loading import fingerprint
 from .data import corpus_digest
@@ -44,9 +44,8 @@ def _dtype_tag(model) -> str:
     """":bf16" for a model computing in bf16 (and so on), nothing for fp32. Weights stored in bf16 hash the same
     loaded in either dtype, so without it an fp32 run reused a bf16 run's vectors. fp32 adds nothing: vectors
     cached before the dtype entered the key were computed in fp32 wherever `auto` picks it."""
-    import torch
-    dtype = next((p.dtype for p in model.parameters() if p.dtype.is_floating_point), torch.float32)
-    return "" if dtype == torch.float32 else ":" + dtype_name(dtype, str(dtype).removeprefix("torch."))
+    name = compute_dtype_name(model)
+    return "" if name == "fp32" else ":" + name
 
 
 def corpus_cache_path(embedder, ids: list[str], texts: list[str], root: Path | None = None) -> Path:
