@@ -162,3 +162,55 @@ def test_command_line_errors_are_one_line_before_any_work(tiny_beir, tmp_path, c
             main(["--data", *argv])
         err = capsys.readouterr().err
         assert exit_.value.code == 2 and "titles: error: " in err and message in err, err
+
+
+_KILLED_AT_QUERIES = """
+import os, pathlib, signal, sys
+real_open = pathlib.Path.open
+def open_(self, mode="r", *args, **kwargs):
+    if self.name == "queries.jsonl" and "w" in mode:  # the dev corpus is written, its queries not yet
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_open(self, mode, *args, **kwargs)
+pathlib.Path.open = open_
+from o1_retriever_training.titles import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _titled_beir(root):
+    """A small BEIR corpus whose titles have the 3 words a title pair needs."""
+    import random
+
+    from tests.training.conftest import TOPICS
+    rng, topics = random.Random(0), list(TOPICS)
+    root.mkdir()
+    with (root / "corpus.jsonl").open("w") as f:
+        for i in range(40):
+            words = TOPICS[topics[i % 6]].split()
+            f.write(json.dumps({"_id": f"d{i}", "title": " ".join(rng.sample(words, 3)),
+                                "text": " ".join(rng.choice(words) for _ in range(20))}) + "\n")
+    return root
+
+
+def test_a_run_killed_writing_the_dev_folder_leaves_nothing_the_rerun_refuses(tmp_path):
+    """SIGKILL while the dev folder was half written left corpus.jsonl and qrels/ there: the re-run refused the
+    folder as not empty, and the half set looked like a dev set. Now the folder appears whole or not at all, and
+    the same command run again writes it (and removes the killed run's hidden temporary)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from o1_retriever.atomic import leftover_temporaries
+    data, out, dev = _titled_beir(tmp_path / "beir"), tmp_path / "pairs.jsonl", tmp_path / "dev"
+    args = ["--data", str(data), "--num-docs", "6", "--num-negatives", "2", "--output", str(out),
+            "--dev-dir", str(dev), "--dev-corpus-size", "30"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    killed = subprocess.run([sys.executable, "-c", _KILLED_AT_QUERIES, *args], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert killed.returncode == -9, killed.stderr
+    assert not dev.exists() and len(leftover_temporaries(dev)) == 1  # the killed run's, hidden
+    assert main(args) == 0
+    assert sorted(p.name for p in dev.rglob("*")) == ["corpus.jsonl", "dev.tsv", "qrels", "queries.jsonl"]
+    assert len((dev / "queries.jsonl").read_text().splitlines()) == 6 == len(out.read_text().splitlines())
+    assert len((dev / "corpus.jsonl").read_text().splitlines()) == 30 and leftover_temporaries(dev) == []

@@ -33,8 +33,10 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 from pathlib import Path
 
+from o1_retriever.atomic import atomic_path, leftover_temporaries, write_text_atomically
 from o1_retriever.corpus import read_jsonl
 from o1_retriever.evaluation.data import document_text, read_beir_jsonl
 
@@ -137,6 +139,13 @@ def write_title_dev(records: list[dict], data, dev_dir, corpus_size: int = 1500,
     A smaller corpus than the full one keeps a new model's evaluation in minutes on a CPU; the negatives keep
     it hard. Returns the number of documents written. Refuses a non-empty `dev_dir` (nothing is overwritten)."""
     dev_dir = _check_dev_target(dev_dir, corpus_size)
+    docs, bodies = _dev_documents(records, data, corpus_size, seed, inline_title)
+    _write_dev_folder(records, docs, bodies, dev_dir)
+    return len(docs)
+
+
+def _dev_documents(records, data, corpus_size, seed, inline_title) -> tuple[list[str], dict[str, str]]:
+    """The dev corpus's document ids (positives, negatives, random fill) and every document's untitled text."""
     if not records:
         raise ValueError("records is empty: a dev set needs at least one title pair")
     _, _, bodies = _titles_and_bodies(data, inline_title)
@@ -151,17 +160,30 @@ def write_title_dev(records: list[dict], data, dev_dir, corpus_size: int = 1500,
                          f"records: raise it or draw fewer pairs")
     taken = set(needed)
     others = sorted(d for d in bodies if bodies[d] and d not in taken)
-    docs = needed + random.Random(seed).sample(others, min(corpus_size - len(needed), len(others)))
-    (dev_dir / "qrels").mkdir(parents=True, exist_ok=True)
-    with (dev_dir / "corpus.jsonl").open("w", encoding="utf-8") as f:
-        f.writelines(json.dumps({"_id": d, "title": "", "text": bodies[d]}, ensure_ascii=False) + "\n" for d in docs)
-    with (dev_dir / "queries.jsonl").open("w", encoding="utf-8") as f:
-        f.writelines(json.dumps({"_id": r["query_id"], "text": r["query"]}, ensure_ascii=False) + "\n"
-                     for r in records)
-    with (dev_dir / "qrels" / "dev.tsv").open("w", encoding="utf-8") as f:
-        f.write("query-id\tcorpus-id\tscore\n")
-        f.writelines(f"{r['query_id']}\t{d}\t1\n" for r in records for d in r["pos_ids"])
-    return len(docs)
+    return needed + random.Random(seed).sample(others, min(corpus_size - len(needed), len(others))), bodies
+
+
+def _write_dev_folder(records, docs, bodies, dev_dir: Path) -> None:
+    """Written in a hidden sibling renamed into place: a run killed mid-write leaves no half dev set that looks
+    whole, nor a folder the re-run refuses as not empty."""
+    _remove_leftovers(dev_dir)
+    with atomic_path(dev_dir) as folder:  # the rename replaces an empty `dev_dir`
+        (folder / "qrels").mkdir(parents=True)
+        with (folder / "corpus.jsonl").open("w", encoding="utf-8") as f:
+            f.writelines(json.dumps({"_id": d, "title": "", "text": bodies[d]}, ensure_ascii=False) + "\n"
+                         for d in docs)
+        with (folder / "queries.jsonl").open("w", encoding="utf-8") as f:
+            f.writelines(json.dumps({"_id": r["query_id"], "text": r["query"]}, ensure_ascii=False) + "\n"
+                         for r in records)
+        with (folder / "qrels" / "dev.tsv").open("w", encoding="utf-8") as f:
+            f.write("query-id\tcorpus-id\tscore\n")
+            f.writelines(f"{r['query_id']}\t{d}\t1\n" for r in records for d in r["pos_ids"])
+
+
+def _remove_leftovers(dev_dir: Path) -> None:
+    """The hidden temporaries a killed earlier run left beside `dev_dir` (a corpus-sized copy per kill)."""
+    for leftover in leftover_temporaries(dev_dir):
+        shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
 
 
 def main(argv=None) -> int:
@@ -203,16 +225,19 @@ def _check_replaceable(output: Path, exclude) -> None:
 def _write(args) -> int:
     out = check_output_path(args.output, "--output", folder=False)
     _check_replaceable(out, args.exclude)
-    if args.dev_dir:  # before the draw (BM25 over the corpus), not after it
-        _check_dev_target(args.dev_dir, args.dev_corpus_size)
+    # before the draw (BM25 over the corpus), not after it
+    dev_dir = _check_dev_target(args.dev_dir, args.dev_corpus_size) if args.dev_dir else None
     records = title_pairs(args.data, args.num_docs, args.num_negatives, args.seed, args.min_title_words,
                           excluded_documents(args.exclude), args.inline_title)
-    if args.dev_dir:
-        size = write_title_dev(records, args.data, args.dev_dir, args.dev_corpus_size, args.seed, args.inline_title)
-        print(f"wrote a dev set of {len(records)} titles over {size} untitled documents to {args.dev_dir}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    if dev_dir:  # its refusals before anything is written
+        docs, bodies = _dev_documents(records, args.data, args.dev_corpus_size, args.seed, args.inline_title)
+    # The pairs first: a kill between the two writes leaves title pairs the re-run replaces and no dev folder,
+    # not a finished dev folder the re-run would refuse as not empty.
+    write_text_atomically(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     print(f"wrote {len(records)} title pairs to {out}")
+    if dev_dir:
+        _write_dev_folder(records, docs, bodies, dev_dir)
+        print(f"wrote a dev set of {len(records)} titles over {len(docs)} untitled documents to {dev_dir}")
     return 0
 
 
