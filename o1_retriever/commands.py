@@ -83,14 +83,24 @@ def run_search(args) -> int:
     from rich.console import Console
 
     from .index import O1Index, existing_client
+    queries = _batch_queries(args)  # a bad file or flag fails before the database opens or a model loads
     client = existing_client(args.db, args.collection)  # a mistyped --db or --collection fails before a model loads
     index = O1Index(_remote(args) if args.url else _load(args), collection=args.collection, client=client,
                     create=False)
     if args.where is not None and not index._matching(args.where, limit=1):
         # An empty table reads as "nothing relevant"; the filter, not the query, is what found nothing.
         print(_no_match_message(index, args.where), file=sys.stderr)
-        if args.json:
+        if args.json and queries is None:
             print(json.dumps({"query": args.query, "thoughts": [], "hits": []}, ensure_ascii=False))
+        return 0
+    if queries is not None:
+        from .batch_search import search_all
+        try:
+            search_all(index, queries, top_k=args.top_k, k=args.k, hybrid=args.hybrid, where=args.where,
+                       trec=args.trec)
+        except KeyboardInterrupt:
+            print("\ninterrupted: the lines written hold every query finished so far", file=sys.stderr)
+            return 130
         return 0
     hits = index.search(args.query, top_k=args.top_k, k=args.k, hybrid=args.hybrid, where=args.where)
     if args.json:  # for scripts: one JSON object on stdout, no table
@@ -100,6 +110,25 @@ def run_search(args) -> int:
     else:
         print_hits(Console(), args.query, hits)
     return 0
+
+
+def _batch_queries(args):
+    """`--queries FILE`'s (id, text) pairs, or None for one positional query; exactly one of the two is given."""
+    if (args.query is None) == (args.queries is None):
+        raise ValueError("search takes one query (a positional argument) or --queries FILE, not "
+                         + ("both" if args.query is not None else "neither"))
+    if args.queries is None:
+        if args.trec:
+            raise ValueError("--trec writes a run for --queries FILE; for one query use --json or the table")
+        return None
+    if args.json:
+        raise ValueError("--queries always writes JSON lines (one object per query; --trec for a TREC run): "
+                         "drop --json")
+    from .batch_search import check_trec_ids, read_queries
+    queries = read_queries(args.queries)
+    if args.trec:
+        check_trec_ids(queries)
+    return queries
 
 
 def _no_match_message(index, where: dict, sample: int = 1000) -> str:
@@ -173,7 +202,12 @@ def register(sub) -> None:
 
     p = sub.add_parser("search", help="think, embed and search an index made by `index`")
     _model_args(p)
-    p.add_argument("query", type=query_text, help="the query text")
+    p.add_argument("query", type=query_text, nargs="?", default=None, help="the query text (or --queries FILE)")
+    p.add_argument("--queries", default=None, metavar="FILE",
+                   help="search every query of a BEIR queries.jsonl ({'_id','text'} per line) or a queries.tsv "
+                        "(id<TAB>text); writes one JSON object per query to stdout, or a TREC run with --trec")
+    p.add_argument("--trec", action="store_true",
+                   help="with --queries: write a TREC run (qid Q0 docid rank score tag), as trec_eval and ranx read")
     p.add_argument("--db", required=True, help="Chroma persistence directory (the one `index --db` wrote)")
     p.add_argument("--collection", default="o1-retriever", help="collection name (default: o1-retriever)")
     p.add_argument("--k", type=thoughts_arg, default=3, help="thoughts per query (0 = no thinking; default: 3)")
