@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from ..validation import check_k
+from .admission import Admission, Full
 from .batching import Batcher, Result, ShuttingDown
 from .guard import ALIASES, BODY_OVERHEAD, OPEN, ROUTES, Guard  # noqa: F401 (importable from here, as before)
 from .metrics import Metrics
@@ -41,6 +42,7 @@ def create_app(embedder, *, name: str | None = None, api_key: str | None = None,
     limits = limits or Limits()
     metrics = Metrics()
     batcher = Batcher(embedder, max_batch=max_batch, max_wait_ms=max_wait_ms, metrics=metrics)
+    admission = Admission(batcher, limits.max_queue, limits.queue_wait)
     key = api_key.encode() if api_key else None
 
     @asynccontextmanager
@@ -51,6 +53,7 @@ def create_app(embedder, *, name: str | None = None, api_key: str | None = None,
 
     app = FastAPI(title="o1-retriever", lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.batcher, app.state.metrics, app.state.model_ids = batcher, metrics, list(ids)
+    app.state.admission = admission
     app.add_middleware(Guard, key=key, limits=limits, metrics=metrics)
 
     install_error_handlers(app)
@@ -68,10 +71,8 @@ def create_app(embedder, *, name: str | None = None, api_key: str | None = None,
             raise ApiError(400, f"{field} applies to queries only: {name}-document embeds without thinking "
                                 f"(use model {name}-query)", field)
         kq = k_value(body.k, k) if kind == "query" else 0
-        _check_room(batcher, len(texts), limits)
         metrics.inputs.labels(kind).inc(len(texts))
-        texts = await _read_window(batcher, kind, texts)
-        result = await _submit(request, batcher, kind, texts, kq)
+        result = await _serve(request, admission, kind, texts, kq)
         if result is None:
             return Response(status_code=CLIENT_GONE)
         thoughts = result.thoughts if body.return_thoughts else None
@@ -85,10 +86,8 @@ def create_app(embedder, *, name: str | None = None, api_key: str | None = None,
             raise ApiError(400, f"model={body.model!r} does not think; use {name}-query or leave model out", "model")
         texts = input_texts(body.input, limits)
         kq = k_value(body.k, k)
-        _check_room(batcher, len(texts), limits)
         metrics.inputs.labels("think").inc(len(texts))
-        texts = await _read_window(batcher, "think", texts)
-        result = await _submit(request, batcher, "think", texts, kq)
+        result = await _serve(request, admission, "think", texts, kq)
         if result is None:
             return Response(status_code=CLIENT_GONE)
         return {"object": "list", "model": f"{name}-query", "k": kq,
@@ -115,7 +114,8 @@ def create_app(embedder, *, name: str | None = None, api_key: str | None = None,
         return {"status": "ok", "model_loaded": True, "name": name, "model": str(embedder.name),
                 "model_ids": list(ids), "fingerprint": embedder.fingerprint, "device": str(param.device),
                 "dtype": str(param.dtype).removeprefix("torch."), "dim": embedder.dim, "backend": embedder.backend,
-                "k": k, "queue_depth": batcher.depth, "max_queue": limits.max_queue, "max_batch": max_batch,
+                "k": k, "queue_depth": batcher.depth, "waiting_for_room": admission.waiting,
+                "max_queue": limits.max_queue, "queue_wait": limits.queue_wait, "max_batch": max_batch,
                 "max_wait_ms": max_wait_ms}
 
     @app.get("/metrics")
@@ -126,42 +126,57 @@ def create_app(embedder, *, name: str | None = None, api_key: str | None = None,
     return app
 
 
-async def _submit(request: Request, batcher: Batcher, kind: str, texts: list[str], k: int):
-    """The result for `texts`, or None when the client disconnected first: its jobs are then cancelled, so work
-    still queued is never computed (a timed-out client that retries would otherwise queue its work twice). A
-    request is queued in jobs of --max-batch texts, so a large one stops at the next engine call, not at its end.
-    An engine failure fails the requests of its batch with a 500 that names it; the server keeps serving."""
-    size = batcher.max_batch
-    jobs = [asyncio.ensure_future(batcher.submit(kind, texts[i:i + size], k)) for i in range(0, len(texts), size)]
-    work, gone = asyncio.gather(*jobs), asyncio.ensure_future(_disconnected(request))
+async def _serve(request: Request, admission: Admission, kind: str, texts: list[str], k: int):
+    """The result for `texts`, or None when the client disconnected first: whatever it was doing then stops (its
+    place in line for room, its jobs still queued are never computed: a timed-out client that retries would
+    otherwise have its work done twice)."""
+    work, gone = asyncio.ensure_future(_admit_and_run(admission, kind, texts, k)), \
+        asyncio.ensure_future(_disconnected(request))
     try:
         await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         gone.cancel()
-        if work.cancel():  # the client left, or this handler was cancelled: no slice is needed
-            # gather() ends with a CancelledError that nobody awaits: retrieve it, or asyncio logs it as an error
+        if work.cancel():  # the client left, or this handler was cancelled
+            # the task ends with a CancelledError that nobody awaits: retrieve it, or asyncio logs it as an error
             work.add_done_callback(lambda f: f.cancelled() or f.exception())
-        for job in jobs:  # a slice failed: the rest are not needed either
-            job.cancel()
-    if not work.done():
-        return None
+    return work.result() if work.done() else None
+
+
+async def _admit_and_run(admission: Admission, kind: str, texts: list[str], k: int) -> Result:
+    """Room in the queue (a 429 when none comes in time: see admission.py), the texts cut to the model's window,
+    then the engine. A request is queued in jobs of --max-batch texts, so a large one stops at the next engine call,
+    not at its end. An engine failure fails the requests of its batch with a 500 that names it; the server keeps
+    serving."""
+    n, batcher = len(texts), admission.batcher
     try:
-        return Result.join(work.result())
+        await admission.enter(n)
+    except Full as e:
+        raise ApiError(429, f"the server is busy: {e}; this request's {n} texts would pass its limit of "
+                            f"{admission.max_queue} (--max-queue); send it again in a moment",
+                       code="server_overloaded", headers={"Retry-After": "1"}) from None
+    try:
+        texts = await _read_window(batcher, kind, texts)
+        jobs = [batcher.enqueue(kind, texts[i:i + batcher.max_batch], k)
+                for i in range(0, n, batcher.max_batch)]
+    except BaseException as e:
+        admission.leave(n)
+        if isinstance(e, ShuttingDown):
+            raise _shutting_down(e) from e
+        raise
+    admission.queued(n)  # the batcher's queue counts them now
+    try:
+        return Result.join(await asyncio.gather(*jobs))
     except ShuttingDown as e:
-        raise ApiError(503, f"{e}: send the request again once the server is back", code="server_shutting_down") \
-            from e
+        raise _shutting_down(e) from e
     except Exception as e:
         raise ApiError(500, f"the engine failed on this batch: {type(e).__name__}: {e}", code="engine_error") from e
+    finally:
+        for job in jobs:  # cancelled, or a slice failed: the rest are not needed either
+            job.cancel()
 
 
-def _check_room(batcher: Batcher, n: int, limits: Limits) -> None:
-    """A 429 (which clients retry after Retry-After) when `n` more texts would queue past --max-queue. An idle queue
-    takes any request the size limits allow."""
-    waiting = batcher.depth
-    if waiting and waiting + n > limits.max_queue:
-        raise ApiError(429, f"the server is busy: {waiting} texts are waiting for the engine, and this request's {n} "
-                            f"would pass its limit of {limits.max_queue} (--max-queue); send it again in a moment",
-                       code="server_overloaded", headers={"Retry-After": "1"})
+def _shutting_down(e: ShuttingDown) -> ApiError:
+    return ApiError(503, f"{e}: send the request again once the server is back", code="server_shutting_down")
 
 
 async def _read_window(batcher: Batcher, kind: str, texts: list[str]) -> list[str]:
@@ -171,8 +186,7 @@ async def _read_window(batcher: Batcher, kind: str, texts: list[str]) -> list[st
     except InputTooLong as e:
         raise ApiError(413, str(e), "input", "too_large") from None
     except ShuttingDown as e:
-        raise ApiError(503, f"{e}: send the request again once the server is back", code="server_shutting_down") \
-            from e
+        raise _shutting_down(e) from e
 
 
 async def _disconnected(request: Request) -> None:

@@ -75,6 +75,7 @@ class Batcher:
         self._gathering: list[_Job] = []  # taken from the queue, waiting for company
         self._running: list[_Job] = []  # in the engine now
         self._arrived: asyncio.Event | None = None
+        self.on_depth_change = None  # called when texts leave the queue (Admission lets the next in line in)
         self._task: asyncio.Task | None = None
         # One engine thread: the model runs one forward at a time anyway (thinking.model_lock), and one thread
         # keeps the event loop free to accept and queue requests meanwhile.
@@ -107,20 +108,25 @@ class Batcher:
 
     async def submit(self, kind: str, texts: list[str], k: int = 0) -> Result:
         """The result for `texts`. Cancelling the caller cancels the job: still queued, it is never computed."""
+        return await self.enqueue(kind, texts, k)
+
+    def enqueue(self, kind: str, texts: list[str], k: int = 0) -> asyncio.Future:
+        """Queue `texts` now; the future gets their Result. Cancelling it cancels the job."""
         check_choice(kind, "kind", KINDS)
         if self._task is None:
             raise RuntimeError("the batcher is not running (start() it inside the event loop first)")
         if self._task.done():
             raise ShuttingDown("the server is shutting down")
         job = _Job(kind, k, list(texts), asyncio.get_running_loop().create_future())
+        job.future.add_done_callback(self._left)
         self._jobs.append(job)
         self._arrived.set()
         self._observe_depth()
-        try:
-            return await job.future
-        finally:
-            if job.future.cancelled():  # its client left: the gauge drops now, not at the next request
-                self._observe_depth()
+        return job.future
+
+    def _left(self, future: asyncio.Future) -> None:
+        if future.cancelled():  # its client left: the gauge drops now, not at the next request
+            self._observe_depth()
 
     async def read_window(self, kind: str, texts: list[str]) -> list[str]:
         """`texts` cut to what the model reads (see `window.cut`; InputTooLong names an input it refuses). On the
@@ -134,6 +140,8 @@ class Batcher:
     def _observe_depth(self) -> None:
         if self.metrics is not None:
             self.metrics.queue_depth.set(self.depth)
+        if self.on_depth_change is not None:
+            self.on_depth_change()
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()

@@ -47,6 +47,16 @@ def _port(value: str) -> int:
     return port
 
 
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"a number of seconds >= 0, got {value!r}")
+    return seconds
+
+
 def _check_listenable(host: str, port: int) -> None:
     """uvicorn binds only once the model has loaded and warmed up (minutes for the default model): a port already
     taken, or an address this machine does not have, is found now instead."""
@@ -82,7 +92,8 @@ def run_serve(args) -> int:
     emb = _load(args)
     emb.encode_documents("warm up", show_progress_bar=False)  # first-call set-up happens now, not on a client's time
     app = create_app(emb, name=args.name, api_key=key, k=args.k, max_batch=args.max_batch,
-                     max_wait_ms=args.max_wait_ms, limits=Limits(args.max_inputs, args.max_chars, args.max_queue))
+                     max_wait_ms=args.max_wait_ms, limits=Limits(args.max_inputs, args.max_chars, args.max_queue,
+                                                                 args.queue_wait))
     ids = ", ".join(app.state.model_ids)
     print(f"serving {emb!r} as {ids} on http://{args.host}:{args.port}/v1", file=sys.stderr)
     # uvicorn's SIGTERM/SIGINT handling stops accepting, lets in-flight requests finish, then runs the lifespan
@@ -109,7 +120,11 @@ def register(sub) -> None:
     p.add_argument("--max-chars", type=positive_int_arg, default=2_000_000,
                    help="most characters of text in one request (else 413)")
     p.add_argument("--max-queue", type=positive_int_arg, default=16_384,
-                   help="most texts waiting for the engine; a request past it gets a 429 to retry (default 16384)")
+                   help="most texts waiting for the engine; a request past it waits in line for room, then gets a "
+                        "429 to retry (default 16384)")
+    p.add_argument("--queue-wait", type=_seconds, default=30.0,
+                   help="seconds a request that finds the queue full waits in line for room (in arrival order: "
+                        "later requests do not take it) before its 429; 0: a 429 at once (default 30)")
     p.add_argument("--graceful-timeout", type=float, default=60.0,
                    help="seconds to let in-flight requests finish after SIGTERM")
     p.add_argument("--thought-cache", default="on", metavar="on|off|PATH",

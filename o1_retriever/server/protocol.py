@@ -28,6 +28,8 @@ class Limits:
     # Texts waiting for the engine past which a request is refused with a 429 (its client retries) instead of
     # queued for minutes: bounded memory, and a load balancer can send the work elsewhere.
     max_queue: int = 16_384
+    # Seconds a request that finds no room waits in line for it (arrival order) before its 429.
+    queue_wait: float = 30.0
 
 
 class ApiError(Exception):

@@ -116,11 +116,12 @@ def _until(condition) -> None:
 def test_a_full_queue_answers_429_and_remote_embedder_retries_it(served_embedder):
     """Requests queued without bound while the engine was busy: memory grew with every request, and clients waited
     minutes instead of being sent elsewhere. Past --max-queue texts a request now gets a 429 with Retry-After, which
-    the openai client and RemoteEmbedder retry; an idle queue takes any request the size limits allow."""
+    the openai client and RemoteEmbedder retry; an idle queue takes any request the size limits allow. (--queue-wait 0:
+    no wait in line for room first, see test_audit_server5.)"""
     from o1_retriever.server import BackgroundServer, RemoteEmbedder
     from o1_retriever.server.app import Limits
     engine = Gated(served_embedder)
-    server = BackgroundServer(engine, name="tiny", max_wait_ms=0, limits=Limits(max_queue=3)).start()
+    server = BackgroundServer(engine, name="tiny", max_wait_ms=0, limits=Limits(max_queue=3, queue_wait=0)).start()
     try:
         docs = {"model": "tiny-document"}
         posts = [threading.Thread(target=httpx.post, args=(server.url + "/v1/embeddings",),

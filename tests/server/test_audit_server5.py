@@ -1,0 +1,122 @@
+"""Audit of `o1-retriever serve`'s bounded queue (--max-queue) as clients of an embedding server meet it under load:
+room is given in arrival order, a wait for it is bounded, and a client that leaves gives its place up."""
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import pytest
+
+from tests.fixtures import Gated
+
+DOCS = {"model": "tiny-document"}
+
+
+def _until(condition, what: str = "the server never got there") -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
+
+
+class Posts:
+    """Concurrent real HTTP clients, each in its own thread; `answers[text]` is the response of the request whose
+    first input is `text`."""
+
+    def __init__(self, url: str):
+        self.url, self.answers, self.threads = url, {}, []
+
+    def send(self, texts: list[str], timeout: float = 60) -> None:
+        def post():
+            try:
+                self.answers[texts[0]] = httpx.post(self.url + "/v1/embeddings", json=DOCS | {"input": texts},
+                                                    timeout=timeout)
+            except httpx.TimeoutException as e:
+                self.answers[texts[0]] = e
+        thread = threading.Thread(target=post)
+        thread.start()
+        self.threads.append(thread)
+
+    def join(self) -> None:
+        for thread in self.threads:
+            thread.join(60)
+
+
+def _health(url: str) -> dict:
+    return httpx.get(url + "/health").json()
+
+
+@pytest.fixture
+def held(served_embedder):
+    """A server with room for 4 waiting texts whose engine is busy with "hold" (running texts take no room) and
+    3 texts queued behind it: room is left for 1 more. Yields (url, engine, clients)."""
+    from o1_retriever.server import BackgroundServer
+    from o1_retriever.server.app import Limits
+    engine = Gated(served_embedder)
+    server = BackgroundServer(engine, name="tiny", max_wait_ms=0, limits=Limits(max_queue=4, queue_wait=1.5)).start()
+    clients = Posts(server.url)
+    try:
+        clients.send(["hold"])
+        _until(lambda: "hold" in engine.computed)
+        clients.send(["a", "b", "c"])
+        _until(lambda: _health(server.url)["queue_depth"] == 3)
+        yield server.url, engine, clients
+    finally:
+        engine.release.set()
+        clients.join()
+        server.stop()
+
+
+def test_a_large_request_keeps_its_turn_against_later_small_ones(held):
+    """A request larger than the room left got a 429 at once, and each retry met a queue that smaller requests
+    arriving after it had filled again: under steady load it never got in. It now waits in line, and a later
+    request that would fit waits behind it: the engine computes them in arrival order."""
+    url, engine, clients = held
+    clients.send(["d", "e"])  # 3 queued + 2 > 4: waits for room
+    _until(lambda: _health(url)["waiting_for_room"] == 2)
+    clients.send(["f"])  # would fit (3 + 1 <= 4), but "d e" came first
+    _until(lambda: _health(url)["waiting_for_room"] == 3)
+    engine.release.set()
+    clients.join()
+    assert all(answer.status_code == 200 for answer in clients.answers.values()), clients.answers
+    order = [text for text in engine.computed if text in "abcdef"]
+    assert order == list("abcdef"), order
+
+
+def test_a_request_waits_for_room_a_bounded_time_then_gets_429(held):
+    """A request that finds no room waits --queue-wait seconds, then gets a 429 with Retry-After; it leaves the line,
+    so the request behind it, which fits, gets in. With the line itself full, a 429 comes at once."""
+    url, engine, clients = held
+    started = time.monotonic()
+    clients.send(["d", "e"])
+    _until(lambda: _health(url)["waiting_for_room"] == 2)
+    full = httpx.post(url + "/v1/embeddings", json=DOCS | {"input": ["g", "h", "i"]})  # 2 waiting + 3 > 4: no wait
+    assert full.status_code == 429 and full.headers["retry-after"] == "1", full.text
+    assert "--max-queue" in full.json()["error"]["message"]
+    clients.threads[-1].join(30)
+    waited = time.monotonic() - started
+    refused = clients.answers["d"]
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "1", refused.text
+    assert "--queue-wait" in refused.json()["error"]["message"]
+    assert 1.4 < waited < 10, waited
+    clients.send(["f"])  # the line is empty again: a request that fits is queued at once
+    _until(lambda: _health(url)["queue_depth"] == 4 and _health(url)["waiting_for_room"] == 0)
+
+
+def test_a_client_that_leaves_the_line_gives_its_place_up(held):
+    """A client that gave up while waiting for room kept its place until its wait ran out: the requests behind it
+    waited for a request nobody would read. Its place now goes at once to the next in line."""
+    url, engine, clients = held
+    started = time.monotonic()
+    clients.send(["d", "e"], timeout=0.3)  # gives up long before --queue-wait
+    _until(lambda: _health(url)["waiting_for_room"] == 2)
+    clients.send(["f"])
+    _until(lambda: "d" in clients.answers)
+    _until(lambda: _health(url)["waiting_for_room"] == 0 and _health(url)["queue_depth"] == 4,
+           "the request behind the one that left never got its room")
+    assert time.monotonic() - started < 1.2  # at its client's 0.3 s, not at the end of its 1.5 s --queue-wait
+    engine.release.set()
+    clients.join()
+    assert clients.answers["f"].status_code == 200
+    assert "d" not in engine.computed
