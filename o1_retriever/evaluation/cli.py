@@ -81,12 +81,13 @@ def run(args) -> int:
     from pathlib import Path
 
     from .plot import _pyplot, plot_k_sweep, sweep_title
-    from .report import build_meta, check_output, print_table, write_json
+    from .report import build_meta, check_output, per_query_path, print_table, write_json
     from .runner import run_evaluation
     config = config_from_args(args)
     output = None
     if args.output:
         output = check_output(args.output)  # "~" expanded: --output=~/r.json is not expanded by the shell
+        check_output(per_query_path(output), "--output's per-query scores")
         if output.suffix.lower() == ".png":  # the sweep's PNG would overwrite the JSON just written there
             raise ValueError(f"--output {output} names the results JSON, and a k sweep's PNG goes beside it with "
                              f"the suffix .png: name the JSON, e.g. {output.with_suffix('.json')}")
@@ -99,7 +100,7 @@ def run(args) -> int:
         invoked = sys.argv and Path(sys.argv[0]).name.startswith("o1-retriever")  # not when called in-process
         meta = build_meta(config, outcome, ["o1-retriever", *sys.argv[1:]] if invoked else None)
         path = write_json(output, meta, outcome)
-        print(f"wrote {path}")
+        print(f"wrote {path} (each query's scores: {per_query_path(path).name})")
         rows = [r.as_dict() for r in outcome.rows]
         png = Path(path).with_suffix(".png")
         if len(config.k) > 1 and any(r["k"] is not None for r in rows):

@@ -4,7 +4,7 @@ table row per system and k (`ResultRow`), what each dense system was (`SystemInf
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 from ..fusion import resolve_hybrid
 from ..settings import SettingOverrides, check_overrides, overrides_of
@@ -108,9 +108,12 @@ class ResultRow:
     thinking_tokens_per_query: float | None = None
     index: str | None = None
     thoughts_from_cache: float | None = None  # share of queries whose thoughts were cached: latency excludes them
+    significance: list[dict] | None = None    # paired tests against the baseline rows (significance.compare_rows)
+    # {query id: {"ndcg@10": ..., ...}} for the queries the means are over: the JSON's per-query sidecar, not its row
+    per_query: dict[str, dict[str, float]] | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict:  # the JSON's result row
-        return json_keys(asdict(self))
+        return json_keys({f.name: getattr(self, f.name) for f in fields(self) if f.name != "per_query"})
 
 
 @dataclass

@@ -115,15 +115,22 @@ def per_query_scores(qrels: Qrels, run: Run, ignore_identical_ids: bool = False)
     return scores
 
 
-def evaluate_run(qrels: Qrels, run: Run, ignore_identical_ids: bool = False) -> MetricScores:
-    """Mean nDCG@10, Recall@100, MRR@10 and MAP over all judged queries.
-
-    Only queries with at least one relevant judgement (relevance > 0) count: BEIR's mean would count a query judged
-    only 0 as 0 on every metric (its test splits hold no such query). MAP is over the run given (eval: the top 100).
-    """
+def judged_query_scores(qrels: Qrels, run: Run, ignore_identical_ids: bool = False) -> dict[str, dict[str, float]]:
+    """`per_query_scores` for the queries a mean counts: those with at least one relevant judgement (relevance > 0).
+    BEIR's mean would count a query judged only 0 as 0 on every metric (its test splits hold no such query)."""
     judged = {q: rels for q, rels in normalise_qrels(qrels).items() if any(r > 0 for r in rels.values())}
     if not judged:
         raise ValueError("qrels hold no relevant judgement (relevance > 0); nothing to evaluate")
-    per_query = per_query_scores(judged, run, ignore_identical_ids).values()
+    return per_query_scores(judged, run, ignore_identical_ids)
+
+
+def mean_scores(per_query: dict[str, dict[str, float]]) -> MetricScores:
+    """The means of `judged_query_scores`' values: a table row's figures."""
     n = len(per_query)
-    return MetricScores(*(sum(s[key] for s in per_query) / n for key in TREC_MEASURES), n)
+    return MetricScores(*(sum(s[key] for s in per_query.values()) / n for key in TREC_MEASURES), n)
+
+
+def evaluate_run(qrels: Qrels, run: Run, ignore_identical_ids: bool = False) -> MetricScores:
+    """Mean nDCG@10, Recall@100, MRR@10 and MAP over the judged queries with a relevant document (see
+    `judged_query_scores`). MAP is over the run given (eval: the top 100)."""
+    return mean_scores(judged_query_scores(qrels, run, ignore_identical_ids))

@@ -1,10 +1,13 @@
 """The evaluation record: JSON (stable shape other tools read) and a rich table for people.
 
 JSON shape: {"meta": {...}, "results": [{"system", "model", "k", "ndcg@10", "recall@100", "mrr@10",
-"map", "queries", "ms_per_query", ...}, ...]}. `meta` says exactly what produced the numbers.
+"map", "queries", "ms_per_query", ..., "significance": [...]}, ...]}. `meta` says exactly what produced the numbers.
+Each query's scores go to a sidecar beside it, `<name>.per_query.json` (`meta.per_query` names it): thousands of
+numbers per row would bury the table's few, and tools that read the results never need them.
 """
 from __future__ import annotations
 
+import functools
 import json
 import platform
 from dataclasses import asdict
@@ -16,9 +19,11 @@ from ..atomic import write_text_atomically
 from ..bm25 import BM25Config
 from ..machine import describe as machine
 from ..validation import check_writable_from
+from .metrics import TREC_MEASURES
 from .runner import TOP_K, EvalConfig, EvalOutcome
+from .significance import RESAMPLES, cell as significance_cell, describe as describe_significance
 
-COLUMNS = ("system", "model", "k", "nDCG@10", "R@100", "MRR@10", "MAP", "ms/query", "think tok/q")
+COLUMNS = ("system", "model", "k", "nDCG@10", "R@100", "MRR@10", "MAP", "ms/query", "think tok/q", "vs baseline")
 _PACKAGES = ("o1-retriever", "torch", "transformers", "sentence-transformers", "bm25s", "PyStemmer",
              "pytrec-eval-terrier", "chromadb", "numpy")
 
@@ -57,6 +62,7 @@ def build_meta(config: EvalConfig, outcome: EvalOutcome, argv: list[str] | None 
         "bm25": BM25Config().as_dict() if "bm25" in config.baselines or config.hybrid is not None else None,
         "hybrid": None if config.hybrid is None else {"dense_weight": config.hybrid, "fusion": "zscore",
                                                       "pool": TOP_K},
+        "significance": describe_significance(config.seed),
         "systems": [asdict(s) for s in outcome.systems],
         "config": asdict(config),
         "versions": versions(),
@@ -74,11 +80,36 @@ def check_output(path, flag: str = "--output") -> Path:
     return path
 
 
+def per_query_path(path) -> Path:
+    """Where the per-query scores of the results JSON at `path` go: `r.json` -> `r.per_query.json`."""
+    return Path(path).with_suffix(".per_query.json")
+
+
 def write_json(path, meta: dict, outcome: EvalOutcome) -> Path:
+    """The results JSON at `path`, and first, when the rows carry them, their per-query scores beside it."""
     path = Path(path).expanduser()  # as check_output read it: the shell leaves --output=~/r.json
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"meta": meta, "results": [r.as_dict() for r in outcome.rows]}
+    scored = all(r.per_query is not None for r in outcome.rows)
+    if scored:
+        write_text_atomically(per_query_path(path), per_query_text(path.name, outcome))
+    payload = {"meta": meta | {"per_query": per_query_path(path).name if scored else None},
+               "results": [r.as_dict() for r in outcome.rows]}
     return write_text_atomically(path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+
+
+def per_query_text(results_name: str, outcome: EvalOutcome) -> str:
+    """{"results", "dataset", "queries", "rows": [{"system", "model", "k", "ndcg@10": {query id: score}, ...}]}, one
+    line per row and metric: pandas reads a row's metric as a Series, a paired test pairs two by query id."""
+    ds = outcome.dataset
+    dump = functools.partial(json.dumps, ensure_ascii=False)
+    head = {"results": results_name, "dataset": {"name": ds.name, "split": ds.split, "hash": ds.digest},
+            "queries": len(next(iter(outcome.rows)).per_query) if outcome.rows else 0}
+    rows = []
+    for r in outcome.rows:
+        lines = [f'"{key}": {dump({q: scores[key] for q, scores in r.per_query.items()})}' for key in TREC_MEASURES]
+        rows.append(f'  {{"system": {dump(r.system)}, "model": {dump(r.model)}, "k": {dump(r.k)},\n   '
+                    + ",\n   ".join(lines) + "}")
+    return dump(head)[:-1] + ',\n "rows": [\n' + ",\n".join(rows) + "\n ]}\n"
 
 
 def read_results(path) -> tuple[dict, list[dict]]:
@@ -98,7 +129,8 @@ def row_cells(r: dict) -> dict[str, str]:
         tokens += f" ({r['thoughts_from_cache']:.0%} cached)"
     return {"system": r["system"], "model": r.get("model") or "-", "k": "-" if r.get("k") is None else str(r["k"]),
             "nDCG@10": f"{r['ndcg@10']:.4f}", "R@100": f"{r['recall@100']:.4f}", "MRR@10": f"{r['mrr@10']:.4f}",
-            "MAP": f"{r['map']:.4f}", "ms/query": f"{r['ms_per_query']:.1f}", "think tok/q": tokens}
+            "MAP": f"{r['map']:.4f}", "ms/query": f"{r['ms_per_query']:.1f}", "think tok/q": tokens,
+            "vs baseline": significance_cell(r.get("significance"))}
 
 
 def print_table(outcome: EvalOutcome, console=None) -> None:
@@ -110,12 +142,16 @@ def print_table(outcome: EvalOutcome, console=None) -> None:
         title += f" (docs SUBSAMPLED from {ds.subsample['docs_total']})"
     if ds.queries_sampled:
         title += f" (queries SUBSAMPLED from {ds.query_subsample['queries_total']})"
-    table = Table(title=title)
-    for name in COLUMNS:
-        table.add_column(name, justify="left" if name in ("system", "model") else "right")
+    tested = any(r.significance for r in outcome.rows)  # a lone row has no baseline: no column, no caption
+    columns = COLUMNS if tested else COLUMNS[:-1]
+    table = Table(title=title, caption=f"vs baseline: the nDCG@10 difference and the p of a two-sided paired "
+                                       f"randomization test on it ({RESAMPLES:,} resamples; exact when few queries "
+                                       "differ); * p < 0.05, ** p < 0.01, uncorrected" if tested else None)
+    for name in columns:
+        table.add_column(name, justify="left" if name in ("system", "model", "vs baseline") else "right")
     for r in outcome.rows:
         cells = row_cells(r.as_dict())
-        table.add_row(*(cells[c] for c in COLUMNS))
+        table.add_row(*(cells[c] for c in columns))
     if console is None:
         console = Console()
         if not console.is_terminal:  # a log file: rich would squeeze the table into 80 columns

@@ -20,8 +20,9 @@ from ..speed import count_thought_tokens
 # BASELINES and INDEXES: still importable from here, where they were first defined
 from .config import BASELINES, INDEXES, TOP_K, EvalConfig, EvalOutcome, ResultRow, SystemInfo  # noqa: F401
 from .data import BeirDataset, load_beir, subsample_corpus, subsample_queries
-from .metrics import evaluate_run, import_pytrec_eval
+from .metrics import import_pytrec_eval, judged_query_scores, mean_scores
 from .search import corpus_embeddings, encoder_identity, exact_search
+from .significance import compare_rows
 
 
 def load_dataset(config: EvalConfig) -> BeirDataset:
@@ -42,9 +43,10 @@ def _row(system, model, k, results, seconds, dataset: BeirDataset, config: EvalC
          tokens=None, cached=None) -> ResultRow:
     """Score one system's hits (one list per query, in `dataset.queries` order) into a table row."""
     run = {q: dict(hits) for q, hits in zip(dataset.queries, results)}
-    s = evaluate_run(dataset.qrels, run, config.ignore_identical_ids)
+    per_query = judged_query_scores(dataset.qrels, run, config.ignore_identical_ids)
+    s = mean_scores(per_query)
     return ResultRow(system, model, k, s.ndcg_at_10, s.recall_at_100, s.mrr_at_10, s.map, s.queries,
-                     1000.0 * seconds / max(len(dataset.queries), 1), tokens, index, cached)
+                     1000.0 * seconds / max(len(dataset.queries), 1), tokens, index, cached, per_query=per_query)
 
 
 def _label(path: str) -> str:
@@ -163,7 +165,8 @@ def _plain_encoder(path: str, config: EvalConfig):
 
 def run_evaluation(config: EvalConfig, log=print) -> EvalOutcome:
     """Evaluate every requested system; rows in a stable order (bm25, o1, composite, encoder; with hybrid, each
-    dense row is followed by its fused twin)."""
+    dense row is followed by its fused twin), each with its per-query scores and its paired tests against the
+    baseline rows (significance.py)."""
     from ..embedder import O1Embedder
     import_pytrec_eval()  # a missing scorer would otherwise surface after every model has run
     dataset = load_dataset(config)
@@ -197,4 +200,5 @@ def run_evaluation(config: EvalConfig, log=print) -> EvalOutcome:
         systems.append(info)
         del embedder
         gc.collect()  # free one model before the next loads
+    compare_rows(rows, config.seed)
     return EvalOutcome(dataset, rows, systems)
