@@ -1,4 +1,4 @@
-"""BEIR-format datasets: `corpus.jsonl`, `queries.jsonl`, `qrels/<split>.tsv`.
+"""BEIR-format datasets: `corpus.jsonl`, `queries.jsonl`, `qrels/<split>.tsv` (read by qrels.py).
 
 Errors name the file and line (`file:line:`), so a malformed download is quick to fix.
 Only judged queries (those with qrels in the split) are kept, as BEIR evaluates them.
@@ -10,6 +10,9 @@ import random
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+
+# the qrels reader lives in qrels.py; its names are still importable from here, as the training package does
+from .qrels import check_header, parse_qrels, qrels_path, read_qrels  # noqa: F401
 
 
 @dataclass
@@ -90,81 +93,6 @@ def read_beir_jsonl(path: Path, what: str, required: tuple[str, ...]) -> list[di
     return rows
 
 
-def read_qrels(path: Path) -> dict[str, dict[str, int]]:
-    """Tab-separated `query-id corpus-id score`; a header line is optional (whatever its column names), and so is a
-    byte-order mark. Scores are integers; a pair judged twice must have the same score both times."""
-    qrels: dict[str, dict[str, int]] = {}
-    seen: dict[tuple[str, str], int] = {}  # (query id, doc id) -> the line that judged it first
-    first = True  # the first non-blank line may be a header
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            try:  # a byte-order mark, as some Windows editors save UTF-8, is not part of the first query id
-                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
-            except UnicodeDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not valid UTF-8 (byte {raw[e.start]:#04x} at column "
-                                 f"{e.start + 1}); save the file as UTF-8") from None
-            if not line.strip():
-                continue
-            parts = line.rstrip().split("\t")  # a trailing tab (an empty fourth column) as BEIR's csv reader takes it
-            header, first = first and _is_header(parts), False
-            if header:
-                continue
-            if len(parts) != 3:
-                raise ValueError(f"{path}:{lineno}: expected 3 tab-separated columns "
-                                 f"(query-id, corpus-id, score), got {len(parts)}{_columns_hint(parts)}: "
-                                 f"{line.strip()!r:.80}")
-            qid, did, score = (p.strip() for p in parts)
-            if not qid or not did:
-                raise ValueError(f"{path}:{lineno}: empty {'query-id' if not qid else 'corpus-id'}: "
-                                 f"{line.strip()!r:.80}")
-            try:
-                value = float(score)
-            except ValueError:
-                value = None
-            if value is None or not value.is_integer():  # int() would turn a grade of 0.5 into "not relevant"
-                raise ValueError(f"{path}:{lineno}: score must be an integer, got {score!r}")
-            rel = int(value)
-            if rel != qrels.get(qid, {}).get(did, rel):  # which grade counts would otherwise depend on line order
-                raise ValueError(f"{path}:{lineno}: ({qid!r}, {did!r}) judged again with score {rel}, "
-                                 f"after {qrels[qid][did]} on line {seen[qid, did]}")
-            seen.setdefault((qid, did), lineno)
-            qrels.setdefault(qid, {})[did] = rel
-    if not qrels:
-        raise ValueError(f"{path} has no judgements")
-    return qrels
-
-
-def _is_header(parts: list[str]) -> bool:
-    """Column names ("query-id corpus-id score", "qid docid rel", ...): a score column that is a word, not a number
-    (a mistyped score such as "1x" stays an error)."""
-    score = parts[-1].strip()
-    try:
-        float(score)  # "nan", "inf": numbers, if bad ones
-        return False
-    except ValueError:
-        return len(parts) == 3 and score.replace("-", "").replace("_", "").isalpha()
-
-
-def _columns_hint(parts: list[str]) -> str:
-    if len(parts) == 4 and parts[1].strip() in ("0", "Q0"):
-        return " (TREC qrels `query 0 doc score`? drop the second column)"
-    if len(parts) == 1 and len(parts[0].split()) in (3, 4):
-        return " (separated by spaces? BEIR qrels separate columns with tabs)"
-    return ""
-
-
-def qrels_path(root: Path, split: str) -> Path:
-    """`root/qrels/<split>.tsv`; FileNotFoundError naming the splits that do exist."""
-    path = Path(root) / "qrels" / f"{split}.tsv"
-    if not path.is_file():
-        if not path.parent.is_dir():
-            available = f"none (no folder {path.parent})"
-        else:
-            available = sorted(p.stem for p in path.parent.glob("*.tsv")) or f"none ({path.parent} holds no .tsv file)"
-        raise FileNotFoundError(f"no qrels for split {split!r}: {path} is missing; splits available: {available}")
-    return path
-
-
 def _digest(paths: list[Path]) -> str:
     h = hashlib.sha256()
     for p in paths:
@@ -199,7 +127,8 @@ def load_beir(path, split: str = "test") -> BeirDataset:
     corpus = {r["_id"]: {"title": r.get("title") or "", "text": r.get("text") or ""}
               for r in read_beir_jsonl(corpus_file, "document", ("_id",))}
     all_queries = {r["_id"]: r["text"] for r in read_beir_jsonl(queries_file, "query", ("_id", "text"))}
-    qrels = read_qrels(qrels_file)
+    qrels, header = parse_qrels(qrels_file)
+    check_header(header, qrels_file, all_queries, corpus)
     unknown = sorted(set(qrels) - set(all_queries))
     if unknown:
         raise ValueError(f"{qrels_file} judges {len(unknown)} query id(s) missing from {queries_file}: {unknown[:5]}")
