@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import math
 import sys
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from o1_retriever.device import cpu_has_fast_bf16
 
 from .arguments import (DataArguments, ModelArguments, TrainingArguments, check_model_arguments,
                         check_training_arguments, expand_user_paths)
+from .bars import transformers_bars
 # STATE_FILE and _trainable_state: still importable from here, where they were first defined
 from .checkpoints import (STATE_FILE, _load_checkpoint, _read_checkpoint, _save_checkpoint,  # noqa: F401
                           _trainable_state, _truncate_log, _update_finished_export, latest_checkpoint)
@@ -93,23 +93,17 @@ def _finished_result(out: Path, finished: dict, notes: list[str]) -> TrainResult
                        json.loads(lines[-1]) if lines else {}, already_finished=True, notes=notes)
 
 
-@contextmanager
-def _transformers_bars(show: bool):
-    from transformers.utils import logging as hf_logging
-    hide = not show and hf_logging.is_progress_bar_enabled()
-    if hide:
-        hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if hide:
-            hf_logging.enable_progress_bar()
-
-
 def train(model_args: ModelArguments, data_args: DataArguments, train_args: TrainingArguments,
           progress_bar: bool | None = None) -> TrainResult:
     """progress_bar: a tqdm bar (True), or a plain line per logged step on stderr (False); None: a bar only where stderr
     is a terminal, since a bar redrawn with carriage returns is one unreadable line in a log file."""
+    show_bar = sys.stderr.isatty() if progress_bar is None else progress_bar
+    with transformers_bars(show_bar):  # the base's conversion, a --merge save (a finished run's --resume included)
+        return _train(model_args, data_args, train_args, show_bar)
+
+
+def _train(model_args: ModelArguments, data_args: DataArguments, train_args: TrainingArguments,
+           show_bar: bool) -> TrainResult:
     from accelerate import Accelerator
     from transformers import get_linear_schedule_with_warmup
 
@@ -182,7 +176,6 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
             {"model": asdict(model_args), "data": asdict(data_args), "train": asdict(train_args),
              "mixed_precision": precision, "processes": n}, indent=2))
 
-    show_bar = sys.stderr.isatty() if progress_bar is None else progress_bar
     report_lines = accelerator.is_local_main_process and not show_bar
     if report_lines:
         print(f"training {total} steps into {out} (log: {log_file})"
@@ -244,10 +237,8 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
     accelerator.wait_for_everyone()
     plot = None
     if accelerator.is_main_process:
-        with _transformers_bars(show_bar):  # --merge saves a model with a bar of its own
-            export_adapter(accelerator.unwrap_model(model), out, merge=train_args.merge,
-                           token_rows_only=train_args.token_rows_only,
-                           run={"step": progress["step"], "settings": settings})
+        export_adapter(accelerator.unwrap_model(model), out, merge=train_args.merge,
+                       token_rows_only=train_args.token_rows_only, run={"step": progress["step"], "settings": settings})
         plot = plot_losses(log_file, out / "losses.png")
     accelerator.end_training()
     return TrainResult(str(out), progress["step"], str(log_file), plot and str(plot), last)
