@@ -75,10 +75,11 @@ class O1Index(RecordWrites):
                    for v in self.embedder.encode_documents(texts[s:s + batch_size], batch_size=min(batch_size, 32),
                                                            show_progress_bar=False)]  # this bar counts
         before = self._get(ids, ["documents", "metadatas", "embeddings"])
+        stored = dict(zip(before["ids"], before["metadatas"]))  # what each write replaces: no read per batch
         try:
             for start in range(0, len(ids), batch_size):
                 end = start + batch_size
-                self._replace(ids[start:end], texts[start:end], vectors[start:end], metas[start:end])
+                self._replace(ids[start:end], texts[start:end], vectors[start:end], metas[start:end], stored)
         except BaseException as error:
             self._restore(ids, before, error)
             raise
@@ -109,7 +110,7 @@ class O1Index(RecordWrites):
                     vectors = self.embedder.encode_documents([texts[j] for j in todo], batch_size=min(batch_size, 32),
                                                              show_progress_bar=False)  # the Indexing bar counts
                     self._replace([ids[j] for j in todo], [texts[j] for j in todo], list(vectors),
-                                  [metas[j] for j in todo])
+                                  [metas[j] for j in todo], dict(zip(stored["ids"], stored["metadatas"])))
                     embedded += len(todo)
         return embedded, len(ids) - embedded
 
@@ -180,20 +181,21 @@ class O1Index(RecordWrites):
         hybrid = resolve_hybrid(hybrid)
         if where is not None or where_document is not None:  # a bad filter fails now, not after seconds of thinking
             self._matching(where, where_document, limit=1)
-        if self.incomplete and not self._warned_incomplete:
+        if not self._warned_incomplete and self.incomplete:  # warned once: no metadata read per search after
             self._warned_incomplete = True
             warnings.warn(f"collection {self.collection.name!r} is incomplete: a run writing it (`o1-retriever index`, "
                           "`add_resumable`, a distributed `load`) did not finish; re-run it (stored documents are kept) "
                           "before trusting these results", stacklevel=2)
-        count = len(self)
-        if count == 0 or not queries:
-            return [] if single else [[] for _ in queries]
+        if not queries:
+            return []
         lexical_index = self._lexical() if hybrid is not None else None  # before thinking: no bm25s fails fast
-        pool = min(top_k if hybrid is None else dense_pool(top_k), count)
+        pool = top_k if hybrid is None else dense_pool(top_k)  # Chroma returns fewer when it holds fewer
         enc = self.embedder.encode_queries(queries, k=k, return_thoughts=True, show_progress_bar=show_progress_bar)
         found = self.collection.query(query_embeddings=enc.embeddings.tolist(), n_results=pool,
                                       where=where, where_document=where_document,
                                       include=["documents", "metadatas", "distances"])
+        if not any(found["ids"]):  # an empty collection, or none the filters admit: nothing for BM25 either
+            return [] if single else [[] for _ in queries]
         results = []
         for qi in range(len(queries)):
             results.append([

@@ -119,9 +119,8 @@ class WriteRun:
         return self
 
     def keep(self) -> None:
-        metadata = stored_metadata(self.client, self.collection.name)
-        if self.key not in metadata or not metadata.get(INCOMPLETE_KEY):
-            self._update(lambda runs: {**runs, self.key: self._owner("writing")})
+        owner = self._owner("writing")  # one read of the metadata; a write only where another process dropped the key
+        self._update(lambda runs: runs if self.key in runs else {**runs, self.key: owner})
 
     def finish(self) -> None:
         _active.discard(self.key)

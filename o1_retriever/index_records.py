@@ -90,13 +90,17 @@ class RecordWrites:
         for part in self._parts(len(ids)):
             self.collection.delete(ids=ids[part])
 
-    def _replace(self, ids, texts, vectors, metas) -> None:
+    def _replace(self, ids, texts, vectors, metas, stored: dict | None = None) -> None:
         """Upserts that replace each record whole. Chroma merges metadata on upsert: keys a record had and the new
-        metadata lacks are sent as None, which deletes them."""
+        metadata lacks are sent as None, which deletes them. `stored`: {id: metadata} of the ids already stored, as
+        the caller has just read them (an id not in it is new); None: read here."""
         for part in self._parts(len(ids)):
             part_ids, part_metas = list(ids[part]), metas[part]
-            old = self.collection.get(ids=part_ids, include=["metadatas"])
-            old_keys = {i: set(m or {}) for i, m in zip(old["ids"], old["metadatas"])}
+            if stored is None:
+                old = self.collection.get(ids=part_ids, include=["metadatas"])
+                old_keys = {i: set(m or {}) for i, m in zip(old["ids"], old["metadatas"])}
+            else:
+                old_keys = {i: set(stored[i] or {}) for i in part_ids if i in stored}
             full = []
             for i, m in zip(part_ids, part_metas):
                 gone = old_keys.get(i, set()) - set(m or {})

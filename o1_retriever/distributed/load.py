@@ -93,7 +93,8 @@ def load_into_chroma(vectors, *, path=None, host: str | None = None, port: int =
                     if todo:
                         run.keep()
                         index._replace([records[j].id for j in todo], [records[j].text for j in todo],
-                                       shard_vectors[todo], [records[j].metadata for j in todo])
+                                       shard_vectors[todo], [records[j].metadata for j in todo],
+                                       dict(zip(have["ids"], have["metadatas"])))
                     stored += len(todo)
                     skipped += len(part) - len(todo)
                     bar.update(len(part))
