@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -26,12 +25,10 @@ from .experts import ExpertError, check_expert_url, check_sampling
 from .data import LabeledPair, labeled_pairs, load_beir, load_triplets, read_jsonl, text_list
 from .members import load_member
 from .negatives import mine_negatives
+# the prompts' names: still importable from here, where they were first defined
+from .prompts import (QUERY_SYSTEM, THOUGHT_SYSTEM, clean_query, conversations, query_messages,  # noqa: F401
+                      shorten, thought_messages)
 from .recipe import check_resume, doc_to_query_recipe, expert_identity, recipe
-
-THOUGHT_SYSTEM = ("You are an expert in information retrieval. Given a search query, write a short passage "
-                  "(two to four sentences) with the knowledge that a relevant document would contain. "
-                  "Write only the passage.")
-QUERY_SYSTEM = "Write one short search query that the passage answers. Reply with the query only."
 
 
 @dataclass
@@ -39,28 +36,6 @@ class SynthesisResult:
     output: str
     written: int
     already_done: int  # records found in the output from an earlier run, not paid for again
-
-
-def shorten(text: str, words: int = 60) -> str:
-    parts = text.split()
-    return " ".join(parts[:words]) + (" ..." if len(parts) > words else "")
-
-
-def thought_messages(query: str, shots: list[tuple[str, str]]) -> list[dict]:
-    """Few-shot chat: each shot is a (query -> relevant passage) exchange, then the real query."""
-    messages = [{"role": "system", "content": THOUGHT_SYSTEM}]
-    for q, passage in shots:
-        messages += [{"role": "user", "content": f"Query: {q}"}, {"role": "assistant", "content": shorten(passage)}]
-    return messages + [{"role": "user", "content": f"Query: {query}"}]
-
-
-def query_messages(passage: str) -> list[dict]:
-    return [{"role": "system", "content": QUERY_SYSTEM}, {"role": "user", "content": f"Passage: {shorten(passage, 120)}"}]
-
-
-def clean_query(text: str) -> str:
-    line = next((ln for ln in text.strip().splitlines() if ln.strip()), "")
-    return re.sub(r"^(search\s+)?query\s*:\s*", "", line.strip(), flags=re.I).strip(" \"'")
 
 
 def read_done(path: Path, key: str = "query_id") -> dict[str, dict]:
@@ -190,25 +165,13 @@ def _synthesize_pairs(args: SynthesisArguments, expert, members: dict, progress:
     written = 0
     with out.open("a", encoding="utf-8") as f:
         queries = [(r["query_id"], r["query"]) for r in todo]
-        for i, candidates in expert.generate_stream(_conversations(args, queries, pool), args.num_candidates, progress):
+        for i, candidates in expert.generate_stream(conversations(args, queries, pool), args.num_candidates, progress):
             r = todo[i]
             decision = committee.decide(_at_least_two(candidates, r["query_id"]), r["pos"][0])
             f.write(json.dumps({**r, **_thought_fields(candidates, decision, made_with)}, ensure_ascii=False) + "\n")
             f.flush()
             written += 1
     return SynthesisResult(str(out), written, len(records) - len(todo))
-
-
-def _conversations(args, queries: list[tuple[str, str]], pool: list) -> list[list[dict]]:
-    """One few-shot chat per (query id, query); shots are other queries' (query, positive) pairs, seeded per query."""
-    out = []
-    for qid, query in queries:
-        shots = []
-        if args.num_shots:  # the pool minus this query is a copy per query: skip it when no shot is asked for
-            others = [(q, passage) for other, q, passage in pool if other != qid]
-            shots = random.Random(f"{args.seed}/{qid}").sample(others, min(args.num_shots, len(others)))
-        out.append(thought_messages(query, shots))
-    return out
 
 
 def _at_least_two(candidates: list[str], query_id: str) -> list[str]:
@@ -260,7 +223,7 @@ def synthesize(args: SynthesisArguments, expert=None, members: dict | None = Non
     written = 0
     with out.open("a", encoding="utf-8") as f:
         queries = [(p.query_id, p.query) for p in todo]
-        for i, candidates in expert.generate_stream(_conversations(args, queries, pool), args.num_candidates, progress):
+        for i, candidates in expert.generate_stream(conversations(args, queries, pool), args.num_candidates, progress):
             p = todo[i]
             decision = committee.decide(_at_least_two(candidates, p.query_id), data.corpus[p.positive_ids[0]])
             record = {"query_id": p.query_id, "query": p.query, "pos_ids": p.positive_ids,
