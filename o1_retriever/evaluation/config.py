@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 from ..fusion import resolve_hybrid
 from ..settings import SettingOverrides, check_overrides, overrides_of
@@ -53,6 +54,7 @@ class EvalConfig(SettingOverrides):
                 if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
                     raise TypeError(f"{name} must be a path (str or os.PathLike), got {value!r}")
                 setattr(self, name, os.fspath(value))
+        self._check_model_paths()
         if not isinstance(self.split, str) or not self.split.strip():
             raise TypeError(f"split must be a qrels split name such as 'test', got {self.split!r}")
         if not isinstance(self.k, (list, tuple)) or not self.k:
@@ -92,6 +94,18 @@ class EvalConfig(SettingOverrides):
             elif not isinstance(self.dtype, str):
                 self.dtype = dtype_name(resolve_dtype(self.dtype, device))
             resolve_dtype(self.dtype, device)
+
+    def _check_model_paths(self) -> None:
+        """A model named by a path that does not exist fails now, not after BM25 and the systems before it have run
+        (an --baseline-encoder typo surfaced after the whole k sweep). A hub id ("org/name") is left to the loader."""
+        from ..loading import _looks_like_path  # the loaders' own rule for a path, not a hub id
+        used = {"model": self.run_model, "composite_thinker": self.composite, "composite_encoder": self.composite,
+                "baseline_encoder": True}
+        for name, wanted in used.items():
+            value = getattr(self, name)
+            if wanted and value is not None and _looks_like_path(value) and not Path(value).expanduser().exists():
+                raise FileNotFoundError(f"{name} (--{name.replace('_', '-')}) {value!r} does not exist: give an "
+                                        "existing directory (or .gguf file), or a hub id")
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import platform
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -73,9 +74,11 @@ def build_meta(config: EvalConfig, outcome: EvalOutcome, argv: list[str] | None 
 def check_output(path, flag: str = "--output") -> Path:
     """`path` as a file this process can write, checked before any work: an existing folder there, a file where a
     folder must be, or a folder it may not write in would otherwise fail only after the whole run."""
+    raw = os.fspath(path)
     path = Path(path).expanduser()
-    if path.is_dir():
-        raise ValueError(f"{flag} {path} is a folder: name a file, e.g. {path / 'results.json'}")
+    if path.is_dir() or raw.endswith(("/", os.sep)):  # "out/": a folder meant, and Path would drop the slash
+        raise ValueError(f"{flag} {raw} {'is' if path.is_dir() else 'names'} a folder: name a file, e.g. "
+                         f"{path / 'results.json'}")
     check_writable_from(path.parent, path, flag)
     return path
 

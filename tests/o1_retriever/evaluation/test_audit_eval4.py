@@ -101,6 +101,9 @@ def test_int_ids_in_the_files_match_string_ids_in_the_qrels(tmp_path):
     assert ds.queries == {"10": "q"} and ds.qrels == {"10": {"2": 1}} and list(ds.corpus) == ["1", "2"]
 
 
+# A model that is not a path (so the config does not check it) and that would fail to load: any work before a
+# check under test would end in a loading error instead.
+UNLOADABLE = "no-such-org/no-such-model"
 ROWS = [{"system": "o1", "model": "m", "k": k, "ndcg@10": 0.3 + k / 10, "ms_per_query": 10.0 + k} for k in (0, 1, 3)]
 
 
@@ -286,7 +289,7 @@ def test_an_output_the_png_would_overwrite_is_refused_before_any_work(tmp_path, 
     (tmp_path / "taken.png").mkdir()
     for output, message in ((tmp_path / "sweep.PNG", "names the results JSON, and a k sweep's PNG goes beside it"),
                             (tmp_path / "taken.json", f"--output's PNG {tmp_path / 'taken.png'} is a folder")):
-        assert main(["eval", "--dataset", str(toy), "--model", str(tmp_path / "missing"), "--k", "0,1",
+        assert main(["eval", "--dataset", str(toy), "--model", UNLOADABLE, "--k", "0,1",
                      "--output", str(output)]) == 2
         assert message in capsys.readouterr().err
 
@@ -309,7 +312,7 @@ def test_a_bad_device_or_dtype_fails_before_the_data_and_bm25(tmp_path, capsys):
     toy = write_beir(tmp_path / "toy")
     for flag, value, message in (("--dtype", "fp8", "dtype='fp8' is not supported"),
                                  ("--device", "tpu", "device='tpu' is not a torch device")):
-        assert main(["eval", "--dataset", str(toy), "--model", str(tmp_path / "missing"), "--baseline", "bm25",
+        assert main(["eval", "--dataset", str(toy), "--model", UNLOADABLE, "--baseline", "bm25",
                      flag, value]) == 2
         err = capsys.readouterr().err
         assert message in err and "BM25 ..." not in err

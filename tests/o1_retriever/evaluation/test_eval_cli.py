@@ -12,6 +12,9 @@ from beir_fixtures import write_beir  # noqa: E402
 from o1_retriever.cli import build_parser, main  # noqa: E402
 from o1_retriever.device import dtype_name, resolve_dtype  # noqa: E402
 
+# A model that is not a path (so the config does not check it) and that would fail to load: any work before a
+# check under test would end in a loading error instead.
+UNLOADABLE = "no-such-org/no-such-model"
 ROW_KEYS = {"system", "model", "k", "ndcg@10", "recall@100", "mrr@10", "map", "queries", "ms_per_query"}
 
 
@@ -235,7 +238,7 @@ def test_unwritable_output_fails_before_any_work(toy, tmp_path, capsys):
     not_a_folder = toy / "corpus.jsonl"
     for output, message in ((tmp_path, "is a folder: name a file"),
                             (not_a_folder / "r.json", "corpus.jsonl is a file, not a folder")):
-        assert main(["eval", "--dataset", str(toy), "--model", str(tmp_path / "missing"), "--baseline", "bm25",
+        assert main(["eval", "--dataset", str(toy), "--model", UNLOADABLE, "--baseline", "bm25",
                      "--output", str(output)]) == 2
         err = capsys.readouterr().err
         assert message in err and "BM25 ..." not in err
@@ -248,7 +251,7 @@ def test_split_without_relevant_judgements_fails_before_any_work(tmp_path, capsy
     """Only score-0 judgements: the run failed once BM25 and every model had run; now at load time, naming the file."""
     monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path / "cache"))
     root = write_beir(tmp_path / "zero", qrels=[("q1", "d1", 0), ("q2", "d2", 0)])
-    assert main(["eval", "--dataset", str(root), "--model", str(tmp_path / "missing"), "--baseline", "bm25"]) == 2
+    assert main(["eval", "--dataset", str(root), "--model", UNLOADABLE, "--baseline", "bm25"]) == 2
     err = capsys.readouterr().err
     assert f"{root / 'qrels' / 'test.tsv'}: no judged query has a relevant document (score > 0)" in err
     assert "BM25 ..." not in err
@@ -262,7 +265,7 @@ def test_missing_optional_package_fails_before_any_work(toy, tmp_path, capsys, m
     """Without the [eval] extra the scorer (or, for a sweep's PNG, matplotlib) was imported only after BM25 and every
     model had run. A None entry in sys.modules is how Python marks a module that cannot be imported."""
     monkeypatch.setitem(sys.modules, package, None)
-    assert main(["eval", "--dataset", str(toy), "--model", str(tmp_path / "missing"), "--baseline", "bm25",
+    assert main(["eval", "--dataset", str(toy), "--model", UNLOADABLE, "--baseline", "bm25",
                  "--output", str(tmp_path / "r.json"), *extra]) == 2
     err = capsys.readouterr().err
     assert message in err and "BM25 ..." not in err

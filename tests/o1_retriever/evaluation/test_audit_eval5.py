@@ -1,0 +1,47 @@
+"""Audit of `o1-retriever eval`'s flags and outputs: failures that came only after the work, outputs written where the
+user did not mean."""
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from beir_fixtures import write_beir  # noqa: E402
+
+from o1_retriever.cli import main  # noqa: E402
+
+
+@pytest.fixture
+def toy(tmp_path, monkeypatch):
+    monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path / "cache"))
+    return write_beir(tmp_path / "toy")
+
+
+@pytest.mark.parametrize("flags, name", [
+    (["--no-model", "--baseline-encoder", "{tmp}/no-encoder"], "baseline_encoder (--baseline-encoder)"),
+    (["--no-model", "--composite", "--composite-thinker", "{tmp}/no-thinker"], "composite_thinker"),
+    (["--no-model", "--composite", "--composite-encoder", "{tmp}/no-encoder"], "composite_encoder"),
+    (["--model", "{tmp}/model.gguf"], "model (--model)"),
+])
+def test_a_model_path_that_does_not_exist_fails_before_any_work(toy, tmp_path, capsys, flags, name):
+    """A typo in --baseline-encoder (or a composite part) surfaced only once BM25 and every system before it had run:
+    hours into a k sweep."""
+    flags = [f.replace("{tmp}", str(tmp_path)) for f in flags]
+    assert main(["eval", "--dataset", str(toy), "--baseline", "bm25", *flags]) == 2
+    err = capsys.readouterr().err
+    assert f"{name}" in err and "does not exist" in err and "BM25 ..." not in err
+
+
+def test_an_unused_or_hub_id_model_is_not_checked_as_a_path(toy, tmp_path):
+    from o1_retriever.evaluation.config import EvalConfig
+    EvalConfig(dataset=str(toy), run_model=False, baselines=["bm25"], model=str(tmp_path / "unused"))
+    EvalConfig(dataset=str(toy), run_model=False, baseline_encoder="sentence-transformers/all-MiniLM-L6-v2")
+
+
+def test_an_output_ending_in_a_slash_is_refused_as_a_folder(toy, tmp_path, capsys):
+    """--output out/ wrote the results to a file named out (and out.per_query.json, out.png)."""
+    out = tmp_path / "out"
+    assert main(["eval", "--dataset", str(toy), "--no-model", "--baseline", "bm25", "--output", f"{out}/"]) == 2
+    err = capsys.readouterr().err
+    assert f"--output {out}/ names a folder: name a file, e.g. {out / 'results.json'}" in err and "BM25" not in err
+    assert not out.exists()
