@@ -58,8 +58,10 @@ def paired_randomization_test(treatment, control, resamples: int = RESAMPLES, se
         block = max(1, _BLOCK_BYTES // (8 * n))
         while done < resamples:
             rows = min(block, resamples - done)
-            signs = rng.integers(0, 2, size=(rows, n)) * 2.0 - 1.0
-            hits += int((np.abs(signs @ moved) >= reach).sum())
+            # one random bit per query and assignment: a sum with signs is 2 * (the sum over the 1 bits) - the total
+            bits = np.unpackbits(np.frombuffer(rng.bytes((rows * n + 7) // 8), dtype=np.uint8))[:rows * n]
+            sums = 2.0 * (bits.reshape(rows, n).astype(np.float64) @ moved) - moved.sum()
+            hits += int((np.abs(sums) >= reach).sum())
             done += rows
         hits, total, exact = hits + 1, resamples + 1, False
     return PairedTest(float(diff.mean()), hits / total, int((diff > 0).sum()), int((diff == 0).sum()),
