@@ -30,3 +30,31 @@ def test_resume_merge_of_a_finished_run_writes_no_transformers_bar_off_a_termina
     captured = capsys.readouterr()
     assert f"--merge: wrote the merged model into {out / 'merged'}" in captured.out
     assert SHARDS_BAR not in captured.err and "\r" not in captured.err, captured.err
+
+
+def _adapter_composite(tiny_lm_dir, tmp_path, capsys):
+    """A composite whose thinker is a LoRA adapter (as the bundled ones are): loading it merges the adapter into the
+    cache, a save_pretrained with transformers' bar."""
+    from o1_retriever.composite import write_composite
+    from o1_retriever.default_model import MINILM_HUB_ID
+    source = tmp_path / "source"
+    assert main(_train_args(tiny_lm_dir, tmp_path, "--max-steps", "1", "--output-dir", str(source / "thinker"))) == 0
+    write_composite(source, "thinker", MINILM_HUB_ID, max_new_tokens=4)
+    capsys.readouterr()
+    return source
+
+
+def test_train_encoder_off_a_terminal_writes_no_bar_of_the_thinker_and_no_peft_warning(
+        tiny_lm_dir, tmp_path, minilm_member, capsys, monkeypatch):
+    """Into a log file train-encoder drew the thinker's merge ('Writing model shards') and, from 64 queries, its
+    'Thinking' bar as carriage-return redraws, and warned that transformers deprecates is_gradient_checkpointing
+    (PEFT's call, nothing the user can change)."""
+    from tests.training.conftest import write_beir
+    monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path / "cache"))  # the adapter is merged on this load
+    source = _adapter_composite(tiny_lm_dir, tmp_path, capsys)
+    beir = write_beir(tmp_path / "beir", n_queries=64, n_docs=70)
+    assert main(["train-encoder", "--model", str(source), "--data", f"{beir}:train", "--thoughts-per-query", "1",
+                 "--max-steps", "1", "--batch-size", "4", "--output-dir", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err and SHARDS_BAR not in err and "Thinking" not in err, err
+    assert "is_gradient_checkpointing" not in err, err

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .arguments import _f, check_output_path, is_finite_number
+from .bars import transformers_bars
+from .plotting import plot_encoder_losses
 
 LORA_TARGETS_BERT = ("query", "key", "value", "dense")
 
@@ -118,7 +120,7 @@ def _dataset_rows(spec: str, excluded: set[str], emb, args: EncoderArguments, rn
     positives = [{d for d, g in qrels[q].items() if g > 0 and d in docs} for q in ids]
     ids, positives = zip(*[(q, p) for q, p in zip(ids, positives) if p]) if ids else ((), ())
     texts = [queries[q] for q in ids]
-    thoughts = emb.think(list(texts), k=args.thoughts_per_query) if texts else []
+    thoughts = emb.think(list(texts), k=args.thoughts_per_query, show_progress_bar=sys.stderr.isatty()) if texts else []
     doc_ids = list(docs)
     negatives = mine_negatives(list(texts), [set(p) for p in positives], doc_ids, [docs[d] for d in doc_ids],
                                [BM25Member([docs[d] for d in doc_ids])], args.num_negatives) \
@@ -139,6 +141,12 @@ def _dataset_rows(spec: str, excluded: set[str], emb, args: EncoderArguments, rn
 
 def train_encoder(args: EncoderArguments, log=print) -> EncoderResult:
     check_encoder_arguments(args)
+    # a bar redrawn with carriage returns is one unreadable line in a log: transformers' too (the thinker's merge)
+    with transformers_bars(sys.stderr.isatty()):
+        return _train_encoder(args, log)
+
+
+def _train_encoder(args: EncoderArguments, log) -> EncoderResult:
     import torch
     from datasets import Dataset
     from peft import LoraConfig, get_peft_model
@@ -151,6 +159,7 @@ def train_encoder(args: EncoderArguments, log=print) -> EncoderResult:
     from o1_retriever.composite import COMPOSITE_FILE, read_composite
     from o1_retriever.default_model import bundled_model_path
     from o1_retriever.evaluation.data import read_beir_jsonl
+    from o1_retriever.quiet import peft_loading
 
     source = bundled_model_path(args.model) or Path(args.model)
     spec = read_composite(source)
@@ -177,7 +186,8 @@ def train_encoder(args: EncoderArguments, log=print) -> EncoderResult:
     model = SentenceTransformer(spec.encoder, device="cpu")
     lora = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=0.1,
                       target_modules=list(LORA_TARGETS_BERT), task_type="FEATURE_EXTRACTION")
-    peft_model = get_peft_model(model[0].auto_model, lora)
+    with peft_loading():  # PEFT's own deprecated call warned on every run
+        peft_model = get_peft_model(model[0].auto_model, lora)
     model[0].auto_model = peft_model
     # No model card is written (the adapter is saved alone): a widget set here spares the trainer choosing examples
     # for one, under a bar of its own.
@@ -209,7 +219,7 @@ def train_encoder(args: EncoderArguments, log=print) -> EncoderResult:
     settings = {k: v for k, v in written.items() if k not in ("thinker", "encoder")}
     from o1_retriever.composite import write_composite
     write_composite(out, portable_thinker(spec.thinker), "encoder", **settings)
-    return EncoderResult(out, len(rows), trainer.state.global_step, log_file, _plot(losses, out / "encoder_losses.png"),
+    return EncoderResult(out, len(rows), trainer.state.global_step, log_file, plot_encoder_losses(losses, out / "encoder_losses.png"),
                          losses)
 
 
@@ -218,20 +228,3 @@ def portable_thinker(path: str) -> str:
     venv or a copy to another machine changes), any other as given."""
     from o1_retriever.default_model import JOINT_NAME, joint_model_path
     return JOINT_NAME if Path(path).resolve() == joint_model_path().resolve() else path
-
-
-def _plot(losses: list[dict], png: Path) -> Path | None:
-    if not losses:
-        return None
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot([r["step"] for r in losses], [r["loss"] for r in losses])
-    ax.set_xlabel("step")
-    ax.set_ylabel("MultipleNegativesRankingLoss")
-    ax.set_title("Composite encoder fine-tune")
-    fig.tight_layout()
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
-    return png

@@ -1,4 +1,4 @@
-"""Both training losses as a PNG beside the JSONL log."""
+"""The training losses as a PNG beside the JSONL log (train's two, train-encoder's one)."""
 from __future__ import annotations
 
 import json
@@ -27,3 +27,21 @@ def plot_losses(log_file, png_file) -> Path | None:
     fig.savefig(png_file, dpi=110)
     plt.close(fig)
     return Path(png_file)
+
+
+def plot_encoder_losses(losses: list[dict], png: Path) -> Path | None:
+    """train-encoder's loss per step ({step, loss} rows) as a PNG."""
+    if not losses:
+        return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([r["step"] for r in losses], [r["loss"] for r in losses])
+    ax.set_xlabel("step")
+    ax.set_ylabel("MultipleNegativesRankingLoss")
+    ax.set_title("Composite encoder fine-tune")
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    return png
