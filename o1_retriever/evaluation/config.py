@@ -97,12 +97,17 @@ class EvalConfig(SettingOverrides):
 
     def _check_model_paths(self) -> None:
         """A model named by a path that does not exist fails now, not after BM25 and the systems before it have run
-        (an --baseline-encoder typo surfaced after the whole k sweep). A hub id ("org/name") is left to the loader."""
+        (an --baseline-encoder typo surfaced after the whole k sweep); a hub id ("org/name") is left to the loader.
+        A part named for the composite model when it is off is refused."""
         from ..loading import _looks_like_path  # the loaders' own rule for a path, not a hub id
         used = {"model": self.run_model, "composite_thinker": self.composite, "composite_encoder": self.composite,
                 "baseline_encoder": True}
         for name, wanted in used.items():
             value = getattr(self, name)
+            if value is not None and not wanted and name != "model":  # --no-model says outright the model is off
+                # ignored without a word, the run came back without the composite row it was given parts for
+                raise ValueError(f"{name} (--{name.replace('_', '-')}) {value!r} is given but composite is off (add "
+                                 "--composite)")
             if wanted and value is not None and _looks_like_path(value) and not Path(value).expanduser().exists():
                 raise FileNotFoundError(f"{name} (--{name.replace('_', '-')}) {value!r} does not exist: give an "
                                         "existing directory (or .gguf file), or a hub id")

@@ -32,10 +32,22 @@ def test_a_model_path_that_does_not_exist_fails_before_any_work(toy, tmp_path, c
     assert f"{name}" in err and "does not exist" in err and "BM25 ..." not in err
 
 
-def test_an_unused_or_hub_id_model_is_not_checked_as_a_path(toy, tmp_path):
+def test_a_hub_id_or_an_unused_model_is_not_checked_as_a_path(toy, tmp_path):
     from o1_retriever.evaluation.config import EvalConfig
     EvalConfig(dataset=str(toy), run_model=False, baselines=["bm25"], model=str(tmp_path / "unused"))
     EvalConfig(dataset=str(toy), run_model=False, baseline_encoder="sentence-transformers/all-MiniLM-L6-v2")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--composite-thinker", "{tmp}"], "composite_thinker (--composite-thinker) '{tmp}' is given but composite is off "
+                                       "(add --composite)"),
+    (["--composite-encoder", "{tmp}"], "composite_encoder (--composite-encoder) '{tmp}' is given but composite is off"),
+])
+def test_a_composite_part_without_composite_is_refused(toy, tmp_path, capsys, flags, message):
+    """--composite-thinker without --composite was ignored: the run came back without the composite row."""
+    flags = [f.replace("{tmp}", str(tmp_path)) for f in flags]
+    assert main(["eval", "--dataset", str(toy), "--no-model", "--baseline", "bm25", *flags]) == 2
+    assert message.replace("{tmp}", str(tmp_path)) in capsys.readouterr().err
 
 
 def test_an_output_ending_in_a_slash_is_refused_as_a_folder(toy, tmp_path, capsys):
