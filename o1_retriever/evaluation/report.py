@@ -94,18 +94,19 @@ def write_json(path, meta: dict, outcome: EvalOutcome) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     scored = all(r.per_query is not None for r in outcome.rows)
     if scored:
-        write_text_atomically(per_query_path(path), per_query_text(path.name, outcome))
+        write_text_atomically(per_query_path(path), per_query_text(path.name, outcome, meta.get("created")))
     payload = {"meta": meta | {"per_query": per_query_path(path).name if scored else None},
                "results": [r.as_dict() for r in outcome.rows]}
     return write_text_atomically(path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
 
 
-def per_query_text(results_name: str, outcome: EvalOutcome) -> str:
-    """{"results", "dataset", "queries", "rows": [{"system", "model", "k", "ndcg@10": {query id: score}, ...}]}, one
-    line per row and metric: pandas reads a row's metric as a Series, a paired test pairs two by query id."""
+def per_query_text(results_name: str, outcome: EvalOutcome, created: str | None = None) -> str:
+    """{"results", "created", "dataset", "queries", "rows": [{"system", "model", "k", "ndcg@10": {query id: score},
+    ...}]}, one line per row and metric: pandas reads a row's metric as a Series, a paired test pairs two by query id.
+    "created" is the results JSON's own: a pair of files from two runs can be told apart."""
     ds = outcome.dataset
     dump = functools.partial(json.dumps, ensure_ascii=False)
-    head = {"results": results_name, "dataset": {"name": ds.name, "split": ds.split, "hash": ds.digest},
+    head = {"results": results_name, "created": created, "dataset": {"name": ds.name, "split": ds.split, "hash": ds.digest},
             "queries": len(next(iter(outcome.rows)).per_query) if outcome.rows else 0}
     rows = []
     for r in outcome.rows:

@@ -148,7 +148,7 @@ def test_eval_writes_per_query_scores_and_tests_each_row(toy, tiny_o1_dir, tmp_p
     assert "per_query" not in rows[0] and len(out.read_text().splitlines()) < 250  # the record stays readable
     sidecar = json.loads((tmp_path / "r.per_query.json").read_text())
     assert sidecar["results"] == "r.json" and sidecar["dataset"]["hash"] == meta["dataset"]["hash"]
-    assert sidecar["queries"] == 4
+    assert sidecar["queries"] == 4 and sidecar["created"] == meta["created"]
     assert [(r["system"], r["k"]) for r in sidecar["rows"]] == [(r["system"], r["k"]) for r in rows]
     for kept, row in zip(sidecar["rows"], rows):
         for metric in ("ndcg@10", "recall@100", "mrr@10", "map"):
