@@ -78,3 +78,8 @@ def test_readme_blocks_run_as_written(tmp_path):
     assert "Yeast ferments" in out  # the LlamaIndex retriever finds the bread passage
     assert "[['b1']]" in out  # plain Chroma's query_texts finds it too
     assert (tmp_path / "o1-db").is_dir()  # O1Index persisted where the README says
+
+
+def test_readme_stays_a_short_page():
+    """The README is a newcomer's page (what, install, quickstart, links); details live in docs/."""
+    assert len(README.read_text().splitlines()) < 150
