@@ -58,3 +58,17 @@ def test_train_encoder_off_a_terminal_writes_no_bar_of_the_thinker_and_no_peft_w
     err = capsys.readouterr().err
     assert "\r" not in err and SHARDS_BAR not in err and "Thinking" not in err, err
     assert "is_gradient_checkpointing" not in err, err
+
+
+def test_self_select_off_a_terminal_draws_no_bar(tiny_lm_dir, tmp_path, minilm_member, capsys, monkeypatch):
+    """Its thinking bar was drawn whatever stderr was (scripts/train_composite_thinker.sh into a log: carriage-return
+    redraws), as was the adapter thinker's merge ('Writing model shards') on its first load."""
+    from tests.training.conftest import write_beir
+    from o1_retriever_training.self_select import SelfSelectArguments, self_select
+    monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path / "cache"))
+    source = _adapter_composite(tiny_lm_dir, tmp_path, capsys)
+    result = self_select(SelfSelectArguments(model=str(source), data=f"{write_beir(tmp_path / 'beir')}:train",
+                                             output=str(tmp_path / "records.jsonl"), seeds=[0], k=1, num_negatives=1))
+    assert result.queries == 12
+    err = capsys.readouterr().err
+    assert "\r" not in err and SHARDS_BAR not in err and "Thinking" not in err, err

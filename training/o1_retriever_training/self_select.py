@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .arguments import add_dataclass_arguments, check_output_path, from_namespace, is_finite_number
+from .bars import transformers_bars
 
 
 @dataclass
@@ -85,8 +86,10 @@ def self_select(args: SelfSelectArguments) -> SelfSelection:
     pairs = [p for p in labeled_pairs(data) if p.query_id not in excluded]
     texts = [p.query for p in pairs]
 
-    embedders = [O1Embedder.from_pretrained(args.model, thought_cache=True, seed=int(s)) for s in args.seeds]
-    per_seed = [e.think(texts, k=args.k, batch_size=args.batch_size, show_progress_bar=True) for e in embedders]
+    show = sys.stderr.isatty()  # a bar redrawn with carriage returns is one unreadable line in a log
+    with transformers_bars(show):  # the thinker's merge into the cache, on its first load
+        embedders = [O1Embedder.from_pretrained(args.model, thought_cache=True, seed=int(s)) for s in args.seeds]
+    per_seed = [e.think(texts, k=args.k, batch_size=args.batch_size, show_progress_bar=show) for e in embedders]
     thoughts = [sum(group, []) for group in zip(*per_seed)]  # every seed's samples, per query
     encoder = embedders[0].encoder  # the composite's encoder (one sentence-transformers model or an ensemble)
 
