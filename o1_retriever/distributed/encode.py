@@ -146,7 +146,7 @@ def encode_files(kind: str, source, output, spec: ModelSpec, *, k: int = 3, acto
 
 def _run_shards(todo, kind, spec, k, batch_size, output, actors, address, use_gpus, show_progress_bar) -> int:
     """Writes the shards in `todo` on Ray actors; returns how many actors it started."""
-    with ray_session(address) as ray:
+    with ray_session(address, checked=True) as ray:  # encode_files probed the address (check_cluster)
         resources = actor_resources(actors, use_gpus, work=len(todo))
         with _progress(ray, sum(s.rows for s in todo), "row", f"Encoding {kind} on {resources.actors} "
                        f"{resources.device} actor(s)", show_progress_bar) as bar:

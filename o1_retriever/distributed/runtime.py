@@ -40,16 +40,18 @@ def check_cluster(address: str | None) -> None:
         check_address(address)
 
 
-def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
+def connect(address: str | None = None, num_cpus: int | None = None, checked: bool = False) -> bool:
     """Join the Ray cluster at `address` (or RAY_ADDRESS, when set, as ray.init does), or start a local one (all
     CPUs and GPUs of this machine, or `num_cpus`) when neither is given and none is running in this process. Ray
-    already running is used only when `address` names it (or none is given). Returns True when this call started
-    Ray (the caller then shuts it down), False when it was already connected."""
+    already running is used only when `address` names it (or none is given). `checked`: the caller has just run
+    `check_cluster(address)`, so the address is not probed again. Returns True when this call started Ray (the
+    caller then shuts it down), False when it was already connected."""
     ray = require_ray()
     if ray.is_initialized():
         check_running(ray, address)
         return False
-    check_address(address)
+    if not checked:
+        check_address(address)
     target, named = ray_target(address)
     if target not in (None, "local") and num_cpus is not None:
         raise ValueError(f"num_cpus sizes a local Ray only; {named} is a cluster with its own resources")
@@ -65,11 +67,11 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
 
 
 @contextmanager
-def ray_session(address: str | None = None):
+def ray_session(address: str | None = None, checked: bool = False):
     """Ray for the block: the one this process is connected to (when `address` is none or names it), else one
     joined or started here and shut down at the end (its processes and actors do not outlive the call, and a later
-    ray.init(address=...) is not refused as a second init)."""
-    started = connect(address)
+    ray.init(address=...) is not refused as a second init). `checked`: as for `connect`."""
+    started = connect(address, checked=checked)
     try:
         yield require_ray()
     finally:
