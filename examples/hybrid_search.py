@@ -2,7 +2,7 @@
 
     python hybrid_search.py [--persist-dir DIR] [--k 3]
 Hits marked * are the passages the demo queries' judgements call relevant.
-Needs bm25s + PyStemmer: pip install 'o1-retriever[hybrid]'.
+Needs bm25s + PyStemmer: pip install -e ".[hybrid]" in the clone (examples/README.md: the whole install).
 """
 
 from o1_retriever import O1Embedder

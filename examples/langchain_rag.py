@@ -3,7 +3,8 @@ metadata), and an LCEL chain that answers from the retrieved passages with a sma
 
     python langchain_rag.py [--persist-dir DIR] [--k 3]
 Hits marked * are the passages the demo queries' judgements call relevant.
-Needs: pip install o1-retriever langchain-o1 langchain-chroma
+Needs (from a clone; not on PyPI): pip install -e "integrations/langchain-o1[chroma]"   (examples/README.md: the whole
+install)
 """
 
 from langchain_chroma import Chroma

@@ -4,7 +4,8 @@ O1Retriever (thoughts attached to every hit), and a RetrieverQueryEngine on top.
     python llamaindex_rag.py [--persist-dir DIR] [--k 3]
 The answer step uses LlamaIndex's MockLLM (it echoes its prompt) so the example runs offline; put any
 LlamaIndex LLM in its place. Hits marked * are the passages the demo queries' judgements call relevant.
-Needs: pip install o1-retriever llama-index-embeddings-o1 llama-index-retrievers-o1
+Needs (from a clone; these are not on PyPI): pip install -e integrations/llama-index-embeddings-o1 \
+    -e integrations/llama-index-retrievers-o1   (examples/README.md: the whole install)
 """
 
 import chromadb

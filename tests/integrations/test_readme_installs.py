@@ -113,3 +113,15 @@ def test_readme_install_commands_bring_what_its_blocks_import(path):
     installed = closure([("o1-retriever", frozenset({"all"})), *pip_targets(readme)])
     missing = {m: sorted(owners(m)) for m in sorted(imported_modules(readme)) if owners(m) and not owners(m) & installed}
     assert not missing, f"{path} imports modules its pip commands do not install: {missing}"
+
+
+def test_pip_commands_install_this_repositorys_packages_by_path():
+    """The integrations and the training package are not on PyPI: a `pip install langchain-o1` in a doc or an
+    example's docstring fails for a reader (the examples' "Needs:" lines said so); they install from the clone."""
+    names = set(local_projects()) - {"o1-retriever"}
+    pages = [REPO / "README.md", *(REPO / "docs").glob("*.md"), *(REPO / "examples").iterdir(),
+             *(REPO / "integrations").glob("*/README.md"), REPO / "training" / "README.md"]
+    wrong = [(page.relative_to(REPO).as_posix(), word) for page in pages if page.suffix in (".md", ".py")
+             for command in PIP.findall(page.read_text()) for word in command.split()
+             if canonicalize_name(word.strip("\"'`").partition("[")[0]) in names]
+    assert not wrong, wrong
