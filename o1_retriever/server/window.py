@@ -1,22 +1,16 @@
-"""What the model reads of an input, found from a bounded prefix of it.
+"""What the model reads of an input, for the server: each input cut before the engine sees it, and `usage`.
 
-The engine reads a text's first N tokens only (an O1 model's query/document window, a sentence-transformers model's
-max_seq_length, the thinker's prompt window), but a tokenizer asked to truncate still tokenizes the whole text first:
-a 2-million-character input takes seconds per pass, on the one engine thread every client shares. So the server cuts
-each text to a prefix that holds every token the model reads (plus a margin), before the engine sees it, and counts
-`usage` on what the model reads.
+The engine cuts every text it tokenizes to a prefix holding what the model reads (`o1_retriever.text_window`); the
+server cuts each input once more, up front, with the same code, to the longest prefix any of the engine's readers
+needs: a huge input then costs its window from the start (its copies in the batch, the vector cache's keys), `usage`
+counts what the model reads, and an input whose window cannot be found cheaply is refused (HTTP 413) instead of
+holding the one engine thread every client shares while it is tokenized whole.
 """
 from __future__ import annotations
 
-# Tokens kept past a window: a prompt's own tokens around the text, and a tokenizer's look-ahead at the cut.
-MARGIN = 64
-CHARS_PER_TOKEN = 8  # characters first probed per token kept; the probe grows 4x while it holds too few tokens
-PROBES = 3  # probes at most: past 16x the first, a text is refused rather than tokenized whole
-CUT_FROM = 4  # texts shorter than 4x the first probe go whole: probing them would cost what it saves
+from ..text_window import CHARS_PER_TOKEN, CUT_FROM, MARGIN, InputTooLong, cut_point, sentence_window, truncates_at_end
 
-
-class InputTooLong(ValueError):
-    """An input whose window could not be found in a bounded prefix (HTTP 413)."""
+_cut_point = cut_point  # its former name here, still importable
 
 
 def _encoder_readers(encoder, kind: str, settings) -> list | None:
@@ -25,8 +19,11 @@ def _encoder_readers(encoder, kind: str, settings) -> list | None:
     readers = []
     for member in members:
         model = getattr(member, "model", None)
-        if hasattr(model, "max_seq_length") and getattr(model, "tokenizer", None) is not None:  # sentence-transformers
-            readers.append((model.tokenizer, model.max_seq_length))
+        if hasattr(model, "max_seq_length"):  # sentence-transformers: where a cut keeps what it reads
+            found = sentence_window(model)
+            if found is None:
+                return None
+            readers.append(found)
         elif getattr(member, "tokenizer", None) is not None:  # an O1 model (LMEncoder): the settings' window
             readers.append((member.tokenizer, getattr(settings, f"{kind}_max_length")))
         else:
@@ -49,41 +46,9 @@ def readers(embedder, kind: str) -> list | None:
     thinker = getattr(embedder, "thinker", None)
     if found is None or thinker is None:
         return found
-    if getattr(thinker, "tokenizer", None) is None:
+    if getattr(thinker, "tokenizer", None) is None or not truncates_at_end(thinker.tokenizer):
         return None
     return found + [(thinker.tokenizer, settings.prompt_max_length)]
-
-
-def _ids(tokenizer, text: str, offsets: bool = False):
-    return tokenizer(text, add_special_tokens=False, return_offsets_mapping=offsets, verbose=False)
-
-
-def _cut_point(tokenizer, text: str, window: int) -> int | None:
-    """A character offset whose prefix tokenizes to the same first `window` tokens as the text, MARGIN tokens
-    past them (len(text) when the text has no more), or None when the cut would change them: the text then goes
-    whole. Raises InputTooLong for a text whose first PROBES probes hold no token past the `window` the model reads
-    (runs of hundreds of characters that are one token, such as base64): only tokenizing all of it would tell what the
-    model reads."""
-    keep = window + MARGIN
-    size = keep * CHARS_PER_TOKEN
-    for probe in range(1, PROBES + 1):
-        encoded = _ids(tokenizer, text[:size], offsets=True)
-        ids = encoded["input_ids"]
-        if len(ids) > keep:
-            past = keep
-        elif size >= len(text):
-            return len(text)
-        elif probe == PROBES and len(ids) > window:  # the last probe: less margin, but every token the model reads
-            past = len(ids) - 1
-        else:
-            size *= 4
-            continue
-        cut = encoded["offset_mapping"][past][0]  # where the first token past the margin starts
-        # Checked, not assumed: a tokenizer that merged across the cut would read the cut text differently.
-        return cut if _ids(tokenizer, text[:cut])["input_ids"][:window] == ids[:window] else None
-    raise InputTooLong(f"has only {len(ids)} tokens in its first {size // 4} of {len(text)} characters, fewer than "
-                       f"the {window} the model reads (a long run without spaces, such as base64 data?); send text "
-                       "or cut it to what should be embedded")
 
 
 def cut(embedder, kind: str, texts: list[str]) -> list[str]:
@@ -96,7 +61,7 @@ def cut(embedder, kind: str, texts: list[str]) -> list[str]:
     for i, text in enumerate(texts):
         if len(text) > _cut_from(found):
             try:
-                points = [_cut_point(tok, text, window) for tok, window in found]
+                points = [cut_point(tok, text, window) for tok, window in found]
             except (NotImplementedError, TypeError, KeyError):  # a slow tokenizer has no offsets: keep it whole
                 points = [None]
             except InputTooLong as e:
@@ -121,13 +86,16 @@ def token_counts(embedder, texts: list[str], kind: str = "document") -> list[int
     """Tokens the encoder reads of each input text (the `usage` an OpenAI client expects): without special tokens
     or thoughts, at most the encoder's window. An ensemble counts its first encoder's tokens."""
     settings = getattr(embedder, "settings", None)
-    role = "document" if kind == "document" else "query"
-    found = _encoder_readers(embedder.encoder, role, settings) if settings is not None else None
     enc = embedder.encoder
     enc = getattr(enc, "members", [enc])[0]
-    tok = getattr(enc, "tokenizer", None) or getattr(getattr(enc, "model", None), "tokenizer", None)
+    model = getattr(enc, "model", None)
+    tok = getattr(enc, "tokenizer", None) or getattr(model, "tokenizer", None)
     if tok is None:
         return [0] * len(texts)
-    window = found[0][1] - tok.num_special_tokens_to_add() if found else None
+    role = "document" if kind == "document" else "query"
+    window = model.max_seq_length if hasattr(model, "max_seq_length") \
+        else getattr(settings, f"{role}_max_length", None)  # sentence-transformers' window, or an O1 model's
     counts = [len(ids) for ids in tok(texts, add_special_tokens=False, verbose=False)["input_ids"]]
-    return counts if window is None else [min(n, window) for n in counts]
+    if not isinstance(window, int) or window <= 0:  # a model without a limit reads every token
+        return counts
+    return [min(n, window - tok.num_special_tokens_to_add()) for n in counts]
