@@ -125,7 +125,7 @@ def run_ray(corpus: Path, spec, actors: int, *, batch_size: int, shard_size: int
     from .encode import encode_files
     from .load import read_vectors
     from .runtime import actor_resources, connect, require_ray
-    from .shards import read_manifest, shard_info
+    from .outputs import read_manifest, shard_info
     ray = require_ray()
     output = workdir / f"vectors-{actors}-actors"
     with LoadWindow() as window:

@@ -19,8 +19,9 @@ from tqdm.auto import tqdm
 from ..batching import show_progress
 from ..validation import check_choice, check_k, check_positive_int
 from .runtime import actor_resources, check_actors, check_cluster, ray_session, require_ray
-from .shards import (KINDS, MANIFEST, MANIFEST_VERSION, manifest_shards, plan_shards, read_manifest,
-                     remove_temporaries, shard_dicts, shard_info, write_manifest)
+from .outputs import (MANIFEST, MANIFEST_VERSION, manifest_shards, read_manifest, remove_temporaries, shard_dicts,
+                      shard_info, write_manifest)
+from .shards import KINDS, plan_shards
 from .workers import ModelSpec, RowEncoder, ShardWriter
 
 DEFAULT_SHARD_SIZE = 4096

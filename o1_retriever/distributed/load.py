@@ -19,7 +19,8 @@ from tqdm.auto import tqdm
 from ..batching import show_progress
 from ..validation import check_positive_int
 from .runtime import require_pyarrow
-from .shards import manifest_shards, read_manifest, read_shard, text_hash
+from .outputs import manifest_shards, read_manifest
+from .shards import read_shard, text_hash
 from .workers import ModelSpec
 
 PROGRESS_THRESHOLD = 256

@@ -4,7 +4,8 @@ Inputs (JSONL or Parquet, one file or a folder of them) are cut into shards of `
 same files and size always give the same shards, so a shard is the unit of work, of output and of resume. Each
 output shard is one Parquet file (`id`, `vector`, `text_hash`, plus `thoughts` for queries), written whole under a
 temporary name and renamed: a file with the shard's name is complete, so a re-run skips it and a retried shard
-replaces it instead of adding rows. `o1_vectors.json` beside the shards records the plan.
+replaces it instead of adding rows. `o1_vectors.json` beside the shards records the plan. Here: the shards and
+reading the input; writing shards and the manifest: `outputs.py`.
 """
 from __future__ import annotations
 
@@ -12,19 +13,12 @@ import hashlib
 import json
 import math
 import os
-import socket
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
-from ..atomic import atomic_path, write_text_atomically
-from ..validation import read_json_object
-
-MANIFEST = "o1_vectors.json"
-MANIFEST_VERSION = 1
 KINDS = ("documents", "queries")
 ID_COLUMNS = ("_id", "id")
-METADATA_KEY = b"o1_retriever"
 _SKIP_PREFIXES = (".", "_")  # hidden files and markers such as _SUCCESS in a folder of shards
 FORMATS = {".parquet": "parquet", ".jsonl": "jsonl", ".json": "jsonl"}  # in a folder, by suffix
 
@@ -210,65 +204,13 @@ def read_shard(shard: Shard, kind: str, dropped: set | None = None) -> list[Reco
     return records
 
 
-# ---- output shards ----------------------------------------------------------------------------------------------
-def write_shard(directory: Path, name: str, records: list[Record], vectors, thoughts=None, info: dict | None = None):
-    """Write one output shard whole: to a temporary name, then renamed (atomic on one filesystem)."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    if vectors.shape[0] != len(records):
-        raise ValueError(f"shard {name}: {len(records)} records but {vectors.shape[0]} vectors")
-    columns = {
-        "id": pa.array([r.id for r in records], pa.string()),
-        "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1]),
-        "text_hash": pa.array([text_hash(r.text) for r in records], pa.string()),
-    }
-    if thoughts is not None:
-        columns["thoughts"] = pa.array([list(t) for t in thoughts], pa.list_(pa.string()))
-    meta = {**(info or {}), "shard": name, "rows": len(records),
-            "worker": f"{socket.gethostname()}:{os.getpid()}"}
-    table = pa.table(columns).replace_schema_metadata({METADATA_KEY: json.dumps(meta).encode()})
-    with atomic_path(directory / name) as temporary:  # a retried shard replaces the first try's whole
-        pq.write_table(table, temporary)
+# The output side, defined in outputs.py, stays importable from here (read on first use: outputs imports this module).
+_OUTPUTS = ("MANIFEST", "MANIFEST_VERSION", "METADATA_KEY", "write_shard", "shard_info", "remove_temporaries",
+            "read_manifest", "write_manifest", "manifest_shards", "shard_dicts")
 
 
-def shard_info(path: Path) -> dict | None:
-    """A complete output shard's recorded info (model fingerprint, rows, worker...), or None if it is missing or
-    unreadable (a file cut short never has Parquet's footer)."""
-    import pyarrow.parquet as pq
-    try:
-        meta = pq.read_metadata(path)
-        info = json.loads((meta.metadata or {}).get(METADATA_KEY, b"{}"))
-    except Exception:  # OSError, or pyarrow's ArrowInvalid for a file cut short
-        return None
-    return info if info.get("rows") == meta.num_rows else None
-
-
-def remove_temporaries(directory: Path) -> None:
-    """Delete half-written shards left by workers that died (one run per output folder at a time)."""
-    for leftover in directory.glob(".part-*.tmp"):
-        leftover.unlink(missing_ok=True)
-
-
-# ---- the manifest -----------------------------------------------------------------------------------------------
-def read_manifest(directory: str | os.PathLike) -> dict | None:
-    path = Path(directory).expanduser() / MANIFEST
-    manifest = read_json_object(path, "an o1-retriever vectors manifest", "; remove the folder and encode again")
-    if manifest is None:
-        return None
-    if manifest.get("version") != MANIFEST_VERSION:
-        raise ValueError(f"{path} is not an o1-retriever vectors manifest (version {MANIFEST_VERSION})")
-    return manifest
-
-
-def write_manifest(directory: Path, manifest: dict) -> None:
-    write_text_atomically(directory / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
-
-
-def manifest_shards(manifest: dict) -> list[Shard]:
-    return [Shard(**s) for s in manifest["shards"]]
-
-
-def shard_dicts(shards: list[Shard]) -> list[dict]:
-    return [asdict(s) for s in shards]
+def __getattr__(name: str):
+    if name in _OUTPUTS:
+        from . import outputs
+        return getattr(outputs, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

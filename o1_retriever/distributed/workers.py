@@ -92,7 +92,8 @@ class ShardWriter(_EmbedderActor):
         self.output = Path(output)
 
     def __call__(self, batch: dict) -> dict:
-        from .shards import Shard, read_shard, write_shard
+        from .outputs import write_shard
+        from .shards import Shard, read_shard
         names, rows, seconds = [], [], []
         for i in range(len(batch["name"])):
             shard = Shard(**{key: _python(batch[key][i]) for key in Shard.__dataclass_fields__})
