@@ -411,3 +411,15 @@ def test_native_hybrid_reads_a_bm25_only_hit_of_a_collection_another_tool_wrote(
     # was: ValueError "Node content not found in metadata dict."
     assert (hit.node.node_id, hit.node.get_content()) == ("far", "A volcanic eruption sends lava.")
     assert hit.node.metadata["source"] == "plain chroma"
+
+
+def test_similarity_top_k_is_read_and_set_as_on_vector_index_retriever(retriever):
+    """LlamaIndex's VectorIndexRetriever exposes `similarity_top_k` to read and set; here setting it used to add an
+    unused attribute, so the next retrieve still returned the old count, silently."""
+    assert retriever.similarity_top_k == 3 and retriever.num_thoughts == 2
+    retriever.similarity_top_k = 1
+    assert len(retriever.retrieve(QUERY)) == 1
+    for bad in (0, "2", True):
+        with pytest.raises((TypeError, ValueError), match="similarity_top_k"):
+            retriever.similarity_top_k = bad
+    assert retriever.similarity_top_k == 1

@@ -164,6 +164,20 @@ class O1Retriever(BaseRetriever):
     def vector_store(self) -> BasePydanticVectorStore:
         return self._vector_store
 
+    @property
+    def similarity_top_k(self) -> int:
+        """Nodes returned per query; settable, as on LlamaIndex's VectorIndexRetriever."""
+        return self._similarity_top_k
+
+    @similarity_top_k.setter
+    def similarity_top_k(self, similarity_top_k: int) -> None:
+        self._similarity_top_k = check_positive_int(similarity_top_k, "similarity_top_k")
+
+    @property
+    def num_thoughts(self) -> int:
+        """Thoughts written per query (0: the bare query is embedded)."""
+        return self._k
+
     # ---- retrieval ----------------------------------------------------------------------------
     def _embed(self, query_bundle: QueryBundle) -> tuple[list, List[str]]:
         """The query vector and its thoughts. As LlamaIndex's own retrievers do, `custom_embedding_strs` (what
