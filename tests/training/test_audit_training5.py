@@ -72,3 +72,39 @@ def test_self_select_off_a_terminal_draws_no_bar(tiny_lm_dir, tmp_path, minilm_m
     assert result.queries == 12
     err = capsys.readouterr().err
     assert "\r" not in err and SHARDS_BAR not in err and "Thinking" not in err, err
+
+
+def test_train_encoder_refuses_an_output_dir_holding_a_trained_or_full_model(tiny_lm_dir, tmp_path, capsys):
+    """train-encoder into `train`'s finished output (or a full model's folder) wrote its composite beside that model:
+    the folder then loaded as the composite, and the model that was there could no longer be loaded by its path."""
+    import shutil
+    joint, full = tmp_path / "joint", tmp_path / "full"
+    assert main(_train_args(tiny_lm_dir, tmp_path, "--max-steps", "1", "--output-dir", str(joint))) == 0
+    shutil.copytree(tiny_lm_dir, full)
+    model = tmp_path / "composite"
+    model.mkdir()
+    (model / "o1_composite.json").write_text('{"thinker": "thinker", "encoder": "encoder"}')
+    for out, kind in ((joint, "an adapter model (adapter_config.json)"), (full, "a full model (config.json)")):
+        before = sorted(p.name for p in out.iterdir())
+        capsys.readouterr()
+        assert main(["train-encoder", "--model", str(model), "--data", str(tmp_path), "--output-dir", str(out)]) == 2
+        assert f"--output-dir {out} holds {kind}" in capsys.readouterr().err
+        assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_train_refuses_an_output_dir_holding_a_composite_or_a_full_model(tiny_lm_dir, tiny_o1_dir, tmp_path, capsys):
+    """train into a composite's folder (train-encoder's result) or a full model's (the base model's own folder)
+    wrote its adapter beside that model: from_pretrained(folder) went on loading the composite, not the run."""
+    import shutil
+
+    from o1_retriever.composite import write_composite
+    from o1_retriever.default_model import MINILM_HUB_ID
+    composite = tmp_path / "composite"
+    shutil.copytree(tiny_o1_dir, composite / "thinker")
+    write_composite(composite, "thinker", MINILM_HUB_ID)
+    for out, kind in ((composite, "a composite model (o1_composite.json)"), (tiny_o1_dir, "a full model (config.json)")):
+        before = sorted(p.name for p in out.iterdir())
+        for resume in ([], ["--resume"]):
+            assert main(_train_args(tiny_lm_dir, tmp_path, "--output-dir", str(out), *resume)) == 2
+            assert f"--output-dir {out} holds {kind}" in capsys.readouterr().err
+        assert sorted(p.name for p in out.iterdir()) == before

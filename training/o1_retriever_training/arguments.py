@@ -164,6 +164,21 @@ def check_output_path(path, flag: str, folder: bool) -> Path:
     return path
 
 
+# The file that marks a folder as holding a model, and its kind. A run writes its model into no folder holding one of
+# another kind: from_pretrained(folder) would then load one of the two (a composite's file wins), not both.
+MODEL_FILES = {"o1_composite.json": "a composite model", "config.json": "a full model",
+               "adapter_config.json": "an adapter model"}
+
+
+def check_no_other_model(folder, flag: str, kinds) -> None:
+    """Refuse an output `folder` holding a model of one of `kinds` (names of MODEL_FILES)."""
+    folder = Path(folder).expanduser()
+    for name in kinds:
+        if (folder / name).is_file():
+            raise ValueError(f"{flag} {folder} holds {MODEL_FILES[name]} ({name}): this run's model written beside it "
+                             f"would leave a folder that loads as one or the other; choose another {flag}")
+
+
 def is_finite_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -211,3 +226,4 @@ def check_training_arguments(train: TrainingArguments, data: DataArguments) -> N
     if not is_finite_number(train.max_grad_norm) or not train.max_grad_norm > 0:  # a negative norm flips the gradients
         raise ValueError(f"max_grad_norm={train.max_grad_norm!r} must be a finite number > 0 (the clipping norm)")
     check_output_path(train.output_dir, "--output-dir", folder=True)
+    check_no_other_model(train.output_dir, "--output-dir", ("o1_composite.json", "config.json"))

@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .arguments import _f, check_output_path, is_finite_number
+from .arguments import _f, check_no_other_model, check_output_path, is_finite_number
 from .bars import transformers_bars
 from .plotting import plot_encoder_losses
 
@@ -89,6 +89,7 @@ def check_encoder_arguments(args: EncoderArguments) -> None:
     if (out / COMPOSITE_FILE).exists():  # an earlier result, or the --model itself: its encoder would be overwritten
         raise ValueError(f"output_dir={args.output_dir!r} already holds a composite model ({COMPOSITE_FILE}); choose "
                          f"another --output-dir, or delete that folder to train there again")
+    check_no_other_model(out, "--output-dir", ("adapter_config.json", "config.json"))  # e.g. a `train` result
     _check_folders(args)
 
 
