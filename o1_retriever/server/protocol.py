@@ -132,8 +132,15 @@ def model_kind(model: str | None, input_type: str | None, name: str, ids: dict) 
     return kind
 
 
+def _token_ids(value) -> bool:
+    """A token id, or a list of them (what OpenAI's API also takes as input); True and False are no token ids."""
+    if isinstance(value, list):
+        return bool(value) and all(map(_token_ids, value)) and not any(isinstance(v, list) for v in value)
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def input_texts(value, limits: Limits) -> list[str]:
-    if isinstance(value, list) and value and all(isinstance(v, (int, list)) for v in value):
+    if isinstance(value, list) and value and all(map(_token_ids, value)):
         raise ApiError(400, "token-id input is not supported: send text (LangChain's OpenAIEmbeddings: "
                             "check_embedding_ctx_length=False)", "input")
     if isinstance(value, list) and not value:
@@ -172,12 +179,13 @@ def embeddings_json(vectors: np.ndarray, fmt: str | None, thoughts: list | None,
     """The /v1/embeddings answer as JSON, rendered one item at a time: in a worker thread, the event loop gets its
     turn between items instead of waiting out a whole answer (2048 float vectors of 1152 dimensions are 45 MB of
     JSON, seconds with the json module). orjson, where installed, writes the same text about 15x faster."""
-    if fmt != "base64":  # JSON has no NaN: orjson would write null, and a client would store it as an embedding
-        bad = np.flatnonzero(~np.isfinite(vectors).all(axis=-1))
-        if bad.size:
-            raise ApiError(500, f"the model produced a vector holding NaN or infinite values for input[{bad[0]}] "
-                                f"({bad.size} of {len(vectors)} inputs), which JSON cannot carry: a numeric overflow "
-                                "in the model (serve it in fp32: --dtype fp32)", code="engine_error")
+    # In either format: JSON has no NaN (orjson would write null), and base64 (the openai client's default) would
+    # hand the client NaN floats; either way a client would store it as an embedding.
+    bad = np.flatnonzero(~np.isfinite(vectors).all(axis=-1))
+    if bad.size:
+        raise ApiError(500, f"the model produced a vector holding NaN or infinite values for input[{bad[0]}] "
+                            f"({bad.size} of {len(vectors)} inputs), which is no embedding: a numeric overflow in the "
+                            "model (serve it in fp32: --dtype fp32)", code="engine_error")
     dumps, as_floats = _dumps()
     items = []
     for i, vec in enumerate(vectors):

@@ -207,8 +207,8 @@ def test_a_long_input_to_an_encoder_without_a_window_gets_the_engine_s_own_answe
 def test_a_non_finite_vector_is_an_engine_error_not_a_null_embedding(serve, tiny_o1_dir):
     """A model that overflowed (NaN vectors) was answered 200 with `null` in place of each NaN (orjson writes NaN so),
     which clients stored as an embedding; it is now a 500 in the API's shape naming the input, as the json module's
-    refusal of NaN was (a plain-text one) before the answer was rendered by hand. base64 carries the floats as they
-    are."""
+    refusal of NaN was (a plain-text one) before the answer was rendered by hand. base64 too: see
+    test_audit_server5."""
     import torch
 
     from o1_retriever import O1Embedder
@@ -223,4 +223,4 @@ def test_a_non_finite_vector_is_an_engine_error_not_a_null_embedding(serve, tiny
         error = answer.json()["error"]
         assert error["code"] == "engine_error" and "input[0]" in error["message"] and "NaN" in error["message"]
         encoded = httpx.post(url + "/v1/embeddings", json=body | {"encoding_format": "base64"}, timeout=60)
-        assert encoded.status_code == 200
+        assert encoded.status_code == 500 and encoded.json()["error"]["code"] == "engine_error", encoded.text

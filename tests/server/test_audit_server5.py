@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.fixtures import Gated
+from tests.server.conftest import metric_value
 
 DOCS = {"model": "tiny-document"}
 
@@ -77,6 +78,7 @@ def test_a_large_request_keeps_its_turn_against_later_small_ones(held):
     _until(lambda: _health(url)["waiting_for_room"] == 2)
     clients.send(["f"])  # would fit (3 + 1 <= 4), but "d e" came first
     _until(lambda: _health(url)["waiting_for_room"] == 3)
+    assert metric_value(url, "o1_waiting_for_room") == 3  # dashboards see the line too
     engine.release.set()
     clients.join()
     assert all(answer.status_code == 200 for answer in clients.answers.values()), clients.answers
@@ -120,3 +122,33 @@ def test_a_client_that_leaves_the_line_gives_its_place_up(held):
     clients.join()
     assert clients.answers["f"].status_code == 200
     assert "d" not in engine.computed
+
+
+def test_a_nan_vector_is_an_engine_error_in_base64_too(serve, tiny_o1_dir):
+    """A model that overflowed was refused (500) for encoding_format=float, but base64, which the openai client asks
+    for by default, answered 200 with the NaN floats: the same request stored NaN embeddings or failed depending on
+    the client. Both formats now get the 500 naming the input."""
+    openai = pytest.importorskip("openai")
+    import torch
+
+    from o1_retriever import O1Embedder
+    emb = O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", dtype="fp32", thought_cache=False,
+                                     max_new_tokens=4)
+    with serve(emb, name="tiny") as (url, _):
+        with torch.no_grad():
+            emb.encoder.model.get_input_embeddings().weight.fill_(float("nan"))
+        client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+        with pytest.raises(openai.InternalServerError, match="NaN or infinite values for input"):
+            client.embeddings.create(model="tiny-document", input=["a text"])  # base64 on the wire
+
+
+@pytest.mark.parametrize("given, message", [([True], "input[0] must be a str, got bool"),
+                                            ([["a text"]], "input[0] must be a str, got list")])
+def test_input_that_is_not_token_ids_is_not_called_token_ids(server, given, message):
+    """`[true]` or a list of lists of text was refused as "token-id input is not supported", which sent the user to
+    their client's tokenizer settings; the refusal now names the item and its type."""
+    url, _ = server
+    answer = httpx.post(url + "/v1/embeddings", json={"model": "tiny-document", "input": given})
+    assert answer.status_code == 400 and message in answer.json()["error"]["message"], answer.text
+    tokens = httpx.post(url + "/v1/embeddings", json={"model": "tiny-document", "input": [[1, 2], [3]]})
+    assert tokens.status_code == 400 and "token-id input" in tokens.json()["error"]["message"]
