@@ -43,6 +43,7 @@ def create_app(embedder, *, name: str | None = None, api_key: str | None = None,
     metrics = Metrics()
     batcher = Batcher(embedder, max_batch=max_batch, max_wait_ms=max_wait_ms, metrics=metrics)
     admission = Admission(batcher, limits.max_queue, limits.queue_wait)
+    metrics.waiting_for_room.set_function(lambda: admission.waiting)  # read at each scrape, on the event loop
     key = api_key.encode() if api_key else None
 
     @asynccontextmanager

@@ -26,6 +26,8 @@ class Metrics:
         self.engine_seconds = prom.Histogram("o1_engine_seconds", "time per merged engine call", ["kind"],
                                              buckets=LATENCY_BUCKETS, registry=r)
         self.queue_depth = prom.Gauge("o1_queue_depth", "texts waiting for the engine", registry=r)
+        self.waiting_for_room = prom.Gauge("o1_waiting_for_room", "texts of requests waiting in line for room in the "
+                                           "queue (--max-queue)", registry=r)
         self._lookups = prom.Counter("o1_thought_cache_lookups", "queries looked up in the thought cache",
                                      registry=r)
         self._hits = prom.Counter("o1_thought_cache_hits", "queries whose thoughts the cache held", registry=r)
