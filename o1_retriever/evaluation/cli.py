@@ -81,7 +81,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from .plot import _pyplot, plot_k_sweep, sweep_title
-    from .report import build_meta, check_output, per_query_path, print_table, write_json
+    from .report import build_meta, check_output, partial_path, per_query_path, print_table, write_json
     from .runner import run_evaluation
     config = config_from_args(args)
     output = None
@@ -94,12 +94,18 @@ def run(args) -> int:
         if len(config.k) > 1 and (config.run_model or config.composite):
             _pyplot()  # the sweep's PNG: a missing matplotlib is said now, not after the evaluation
             check_output(output.with_suffix(".png"), "--output's PNG")
-    outcome = run_evaluation(config, log=lambda msg: print(msg, file=sys.stderr))
+    invoked = sys.argv and Path(sys.argv[0]).name.startswith("o1-retriever")  # not when called in-process
+    command = ["o1-retriever", *sys.argv[1:]] if invoked else None
+    try:
+        outcome = run_evaluation(config, log=lambda msg: print(msg, file=sys.stderr))
+    except BaseException as e:
+        _keep_partial(getattr(e, "partial_outcome", None), e, config, output, command)
+        raise
     print_table(outcome)
     if args.output:
-        invoked = sys.argv and Path(sys.argv[0]).name.startswith("o1-retriever")  # not when called in-process
-        meta = build_meta(config, outcome, ["o1-retriever", *sys.argv[1:]] if invoked else None)
-        path = write_json(output, meta, outcome)
+        for earlier in (partial_path(output), per_query_path(partial_path(output))):
+            earlier.unlink(missing_ok=True)  # what a failed earlier run kept: this run has every row
+        path = write_json(output, build_meta(config, outcome, command), outcome)
         print(f"wrote {path} (each query's scores: {per_query_path(path).name})")
         rows = [r.as_dict() for r in outcome.rows]
         png = Path(path).with_suffix(".png")
@@ -110,3 +116,21 @@ def run(args) -> int:
             print(f"note: {png} is an earlier run's k sweep, not this run's (one k here: no plot drawn)",
                   file=sys.stderr)
     return 0
+
+
+def _keep_partial(outcome, error: BaseException, config, output, command) -> None:
+    """The rows finished before `error` (a model that fails to load, CUDA out of memory at the last k, Ctrl-C):
+    shown, and with --output written to `<name>.partial.json`, so that hours of evaluation are not lost with it."""
+    if outcome is None:
+        return
+    from .report import build_meta, partial_path, print_table, write_json
+    print_table(outcome)
+    if output is None:
+        return
+    meta = build_meta(config, outcome, command) | {"incomplete": f"{type(error).__name__}: {error}"}
+    try:
+        path = write_json(partial_path(output), meta, outcome)
+    except OSError as e:  # the evaluation's own error is the one to report
+        print(f"could not keep the {len(outcome.rows)} finished rows: {e}", file=sys.stderr)
+        return
+    print(f"the run stopped; its {len(outcome.rows)} finished rows are in {path}", file=sys.stderr)

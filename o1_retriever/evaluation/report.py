@@ -88,6 +88,12 @@ def per_query_path(path) -> Path:
     return Path(path).with_suffix(".per_query.json")
 
 
+def partial_path(path) -> Path:
+    """Where a run that stopped early keeps its finished rows instead of `path`: `r.json` -> `r.partial.json`."""
+    path = Path(path)
+    return path.with_name(path.stem + ".partial.json")
+
+
 def write_json(path, meta: dict, outcome: EvalOutcome) -> Path:
     """The results JSON at `path`, and first, when the rows carry them, their per-query scores beside it."""
     path = Path(path).expanduser()  # as check_output read it: the shell leaves --output=~/r.json
@@ -106,8 +112,9 @@ def per_query_text(results_name: str, outcome: EvalOutcome, created: str | None 
     "created" is the results JSON's own: a pair of files from two runs can be told apart."""
     ds = outcome.dataset
     dump = functools.partial(json.dumps, ensure_ascii=False)
-    head = {"results": results_name, "created": created, "dataset": {"name": ds.name, "split": ds.split, "hash": ds.digest},
-            "queries": len(next(iter(outcome.rows)).per_query) if outcome.rows else 0}
+    head = {"results": results_name, "created": created,
+            "dataset": {"name": ds.name, "split": ds.split, "hash": ds.digest},
+            "queries": len(outcome.rows[0].per_query) if outcome.rows else 0}
     rows = []
     for r in outcome.rows:
         lines = [f'"{key}": {dump({q: scores[key] for q, scores in r.per_query.items()})}' for key in TREC_MEASURES]

@@ -120,12 +120,19 @@ class _DenseIndex:
 
 
 def evaluate_dense(embedder, system: str, label: str, ks: list, dataset: BeirDataset, config: EvalConfig,
-                   load_seconds: float = 0.0, lexical: LexicalRun | None = None) -> tuple[list[ResultRow], SystemInfo]:
+                   load_seconds: float = 0.0, lexical: LexicalRun | None = None,
+                   finished: list | None = None) -> tuple[list[ResultRow], SystemInfo]:
     """One row per k. `ks=[None]` marks a plain encoder (queried without thinking). With `lexical`, each k
     also gets a "<system>+bm25" row: the same dense hits fused with BM25's (timed as both searches + the fusion)."""
     index = _DenseIndex(embedder, dataset, config)
     texts = list(dataset.queries.values())
     rows = []
+
+    def done(row: ResultRow) -> None:  # also into `finished` (run_evaluation's rows): a later k that fails leaves it
+        rows.append(row)
+        if finished is not None:
+            finished.append(row)
+
     try:
         for k in ks:
             # the share of queries the thought cache already answers: their latency has no thinking in it
@@ -134,19 +141,26 @@ def evaluate_dense(embedder, system: str, label: str, ks: list, dataset: BeirDat
             results, thoughts = index.search(texts, 0 if k is None else k)
             seconds = time.perf_counter() - start
             tokens = None if k is None else _thought_tokens(embedder, thoughts)
-            rows.append(_row(system, label, k, results, seconds, dataset, config, config.index, tokens, cached))
+            done(_row(system, label, k, results, seconds, dataset, config, config.index, tokens, cached))
             if lexical is not None:
                 start = time.perf_counter()
                 fused = fuse_many(results, lexical.results, config.hybrid, TOP_K)
                 seconds += lexical.seconds + time.perf_counter() - start
-                rows.append(_row(f"{system}+bm25", label, k, fused, seconds, dataset, config,
-                                 f"{config.index}+bm25s", tokens, cached))
+                done(_row(f"{system}+bm25", label, k, fused, seconds, dataset, config, f"{config.index}+bm25s",
+                          tokens, cached))
+    except BaseException as e:
+        if rows:  # a partial record still names the model its finished rows came from
+            e.partial_system = _system_info(embedder, system, label, index, load_seconds)
+        raise
     finally:
         index.close()
+    return rows, _system_info(embedder, system, label, index, load_seconds)
+
+
+def _system_info(embedder, system: str, label: str, index: _DenseIndex, load_seconds: float) -> SystemInfo:
     generation = embedder.inference_settings() if embedder.thinker is not None else None
-    info = SystemInfo(system, label, embedder.fingerprint, encoder_identity(embedder), generation, index.source,
+    return SystemInfo(system, label, embedder.fingerprint, encoder_identity(embedder), generation, index.source,
                       round(load_seconds, 2), round(index.index_seconds, 2), embedder.weight_dtypes())
-    return rows, info
 
 
 def _options(config: EvalConfig) -> dict:
@@ -190,15 +204,22 @@ def run_evaluation(config: EvalConfig, log=print) -> EvalOutcome:
     if config.baseline_encoder:
         plans.append(("encoder", _label(config.baseline_encoder), [None],
                       lambda: _plain_encoder(config.baseline_encoder, config)))
-    for system, label, ks, load in plans:
-        log(f"{system}: {label} ...")
-        start = time.perf_counter()
-        embedder = load()
-        new_rows, info = evaluate_dense(embedder, system, label, ks, dataset, config, time.perf_counter() - start,
-                                        lexical if config.hybrid is not None else None)
-        rows += new_rows
-        systems.append(info)
-        del embedder
-        gc.collect()  # free one model before the next loads
+    try:
+        for system, label, ks, load in plans:
+            log(f"{system}: {label} ...")
+            start = time.perf_counter()
+            embedder = load()
+            info = evaluate_dense(embedder, system, label, ks, dataset, config, time.perf_counter() - start,
+                                  lexical if config.hybrid is not None else None, finished=rows)[1]
+            systems.append(info)
+            del embedder
+            gc.collect()  # free one model before the next loads
+    except BaseException as e:  # Ctrl-C too: hours of finished rows go with the error, for the caller to keep
+        if rows:
+            compare_rows(rows, config.seed)
+            if hasattr(e, "partial_system"):  # the system whose sweep stopped part way
+                systems.append(e.partial_system)
+            e.partial_outcome = EvalOutcome(dataset, rows, systems)
+        raise
     compare_rows(rows, config.seed)
     return EvalOutcome(dataset, rows, systems)

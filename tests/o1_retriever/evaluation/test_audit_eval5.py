@@ -57,3 +57,44 @@ def test_an_output_ending_in_a_slash_is_refused_as_a_folder(toy, tmp_path, capsy
     err = capsys.readouterr().err
     assert f"--output {out}/ names a folder: name a file, e.g. {out / 'results.json'}" in err and "BM25" not in err
     assert not out.exists()
+
+
+def test_rows_finished_before_a_failure_are_kept(toy, tiny_o1_dir, tmp_path, capsys):
+    """A system that failed after others had run (here an encoder folder holding no model, after BM25 and the model's
+    k sweep) lost every finished row: hours of evaluation, nothing written. They are now shown and kept in
+    r.partial.json, which a later complete run removes."""
+    import json
+    empty = tmp_path / "not-a-model"
+    empty.mkdir()
+    out = tmp_path / "r.json"
+    argv = ["eval", "--dataset", str(toy), "--model", str(tiny_o1_dir), "--k", "0,1", "--max-new-tokens", "4",
+            "--baseline", "bm25", "--output", str(out)]
+    assert main([*argv, "--baseline-encoder", str(empty)]) == 2
+    captured = capsys.readouterr()
+    assert f"its 3 finished rows are in {tmp_path / 'r.partial.json'}" in captured.err
+    assert "nDCG@10" in captured.out  # the finished rows' table
+    assert not out.exists()
+    kept = json.loads((tmp_path / "r.partial.json").read_text())
+    assert [(r["system"], r["k"]) for r in kept["results"]] == [("bm25", None), ("o1", 0), ("o1", 1)]
+    assert kept["meta"]["incomplete"].startswith("ValueError: ") and str(empty) in kept["meta"]["incomplete"]
+    assert [s["baseline"]["k"] for s in kept["results"][2]["significance"]] == [None, 0]
+    assert kept["meta"]["per_query"] == "r.partial.per_query.json"
+    assert len(json.loads((tmp_path / "r.partial.per_query.json").read_text())["rows"]) == 3
+    assert main(argv) == 0  # the complete run: its own files, and the partial ones are gone
+    assert out.exists() and not (tmp_path / "r.partial.json").exists()
+    assert not (tmp_path / "r.partial.per_query.json").exists()
+
+
+def test_a_k_that_fails_leaves_the_rows_of_the_ks_before_it(toy, tiny_embedder):
+    """Within one system's sweep too: k=0 finished, then the next k failed (here refused as k=-1, as CUDA running out
+    of memory at k=5 would fail) and took the k=0 row with it."""
+    from o1_retriever.evaluation.config import EvalConfig
+    from o1_retriever.evaluation.data import load_beir
+    from o1_retriever.evaluation.runner import evaluate_dense
+    dataset = load_beir(toy)
+    finished = []
+    with pytest.raises(ValueError, match="k must be") as failed:
+        evaluate_dense(tiny_embedder, "o1", "tiny", [0, -1], dataset, EvalConfig(dataset=str(toy), k=[0]),
+                       finished=finished)
+    assert [(r.system, r.k) for r in finished] == [("o1", 0)] and finished[0].per_query
+    assert failed.value.partial_system.fingerprint == tiny_embedder.fingerprint  # what the row came from
