@@ -108,3 +108,26 @@ def test_train_refuses_an_output_dir_holding_a_composite_or_a_full_model(tiny_lm
             assert main(_train_args(tiny_lm_dir, tmp_path, "--output-dir", str(out), *resume)) == 2
             assert f"--output-dir {out} holds {kind}" in capsys.readouterr().err
         assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_train_encoder_one_step_changes_the_encoder(tiny_o1_dir, tiny_beir, tmp_path, minilm_member, capsys):
+    """The trainer's warmup (10%, rounded up to one step whose learning rate is 0) made `--max-steps 1`, the quick
+    check a user runs first, write an adapter of zeros: 'trained the encoder 1 steps', and an unchanged encoder."""
+    import shutil
+
+    import numpy as np
+
+    from o1_retriever import O1Embedder
+    from o1_retriever.composite import write_composite
+    from o1_retriever.default_model import MINILM_HUB_ID
+    source, out = tmp_path / "source", tmp_path / "out"
+    shutil.copytree(tiny_o1_dir, source / "thinker")
+    write_composite(source, "thinker", MINILM_HUB_ID, max_new_tokens=4)
+    assert main(["train-encoder", "--model", str(source), "--data", f"{tiny_beir}:train", "--thoughts-per-query", "1",
+                 "--max-steps", "1", "--batch-size", "4", "--learning-rate", "1e-3", "--merge-weight", "1",
+                 "--output-dir", str(out)]) == 0
+    assert "trained the encoder 1 steps" in capsys.readouterr().out
+    docs = ["heart blood pressure", "ocean coral reef"]
+    before, after = (O1Embedder.from_pretrained(str(m), device="cpu", dtype="fp32", thought_cache=False)
+                     .encode_documents(docs) for m in (source, out))
+    assert not np.allclose(before, after, atol=1e-4)

@@ -14,6 +14,7 @@ not replace it. The output directory is a complete composite model: the same thi
 from __future__ import annotations
 
 import json
+import math
 import random
 import sys
 from dataclasses import dataclass, field
@@ -193,9 +194,13 @@ def _train_encoder(args: EncoderArguments, log) -> EncoderResult:
     # No model card is written (the adapter is saved alone): a widget set here spares the trainer choosing examples
     # for one, under a bar of its own.
     model.model_card_data.widget = [{"text": "unused"}]
+    # 10% warmup counted as `train` counts it, rounded down: the trainer rounds a share up to at least one step, and
+    # the first warmup step's learning rate is 0, so a one-step run (a quick check) trained nothing.
+    steps = args.max_steps if args.max_steps > 0 else math.ceil(len(rows) / args.batch_size) * args.num_epochs
+    warmup = int(0.1 * steps)
     targs = SentenceTransformerTrainingArguments(
         output_dir=str(out / "trainer"), num_train_epochs=args.num_epochs, max_steps=args.max_steps,
-        per_device_train_batch_size=args.batch_size, learning_rate=args.learning_rate, warmup_steps=0.1,  # a float: a share of the steps
+        per_device_train_batch_size=args.batch_size, learning_rate=args.learning_rate, warmup_steps=warmup,
         dataloader_pin_memory=torch.cuda.is_available(),
         batch_sampler=BatchSamplers.NO_DUPLICATES, seed=args.seed, logging_steps=1, save_strategy="no", report_to=[],
         disable_tqdm=not sys.stderr.isatty())  # a bar redrawn with carriage returns is one unreadable line in a log
