@@ -36,3 +36,5 @@ def test_readme_blocks_run_as_written(package, tmp_path):
                           timeout=1200)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip(), "the blocks print what they found"
+    if package == "llama-index-retrievers-o1":  # the Observability block's handler receives the O1ThoughtsEvent
+        assert "thoughts for 'why does bread rise?': [" in done.stdout
