@@ -55,6 +55,7 @@ class _Job:
     texts: list[str]
     future: asyncio.Future
     arrived: float = field(default_factory=time.monotonic)
+    waiting: bool = True  # counted in the batcher's depth: queued or gathering, not yet in the engine nor cancelled
 
     @property
     def key(self) -> tuple[str, int]:
@@ -74,6 +75,7 @@ class Batcher:
         self._jobs: deque[_Job] = deque()
         self._gathering: list[_Job] = []  # taken from the queue, waiting for company
         self._running: list[_Job] = []  # in the engine now
+        self._waiting_texts = 0  # the depth, kept as jobs come and go: read per request, summed it cost O(queue)
         self._arrived: asyncio.Event | None = None
         self.on_depth_change = None  # called when texts leave the queue (Admission lets the next in line in)
         self._task: asyncio.Task | None = None
@@ -85,7 +87,7 @@ class Batcher:
     def depth(self) -> int:
         """Texts waiting for the engine: queued, or taken into a batch that is still waiting for company (not those
         of a request already cancelled, whose client left)."""
-        return sum(len(j.texts) for j in [*self._jobs, *self._gathering] if not j.future.done())
+        return self._waiting_texts
 
     async def start(self) -> None:
         self._arrived = asyncio.Event()
@@ -99,10 +101,12 @@ class Batcher:
         # Nothing should be left (uvicorn drains or cancels requests first), but a job queued, gathering or in the
         # engine when the worker stopped would otherwise never resolve: its client would wait forever.
         for job in [*self._jobs, *self._gathering, *self._running]:
+            job.waiting = False
             if not job.future.done():
                 job.future.set_exception(ShuttingDown("the server is shutting down"))
         self._jobs.clear()
         self._gathering, self._running = [], []  # two lists: one aliased to the other would mix them
+        self._waiting_texts = 0
         # Off the event loop: a batch still in the engine finishes while the loop sends the answers already made.
         await asyncio.to_thread(self._engine.shutdown, wait=True)
 
@@ -118,15 +122,21 @@ class Batcher:
         if self._task.done():
             raise ShuttingDown("the server is shutting down")
         job = _Job(kind, k, list(texts), asyncio.get_running_loop().create_future())
-        job.future.add_done_callback(self._left)
+        job.future.add_done_callback(lambda _: self._left(job))
         self._jobs.append(job)
+        self._waiting_texts += len(job.texts)
         self._arrived.set()
         self._observe_depth()
         return job.future
 
-    def _left(self, future: asyncio.Future) -> None:
-        if future.cancelled():  # its client left: the gauge drops now, not at the next request
-            self._observe_depth()
+    def _left(self, job: _Job, observe: bool = True) -> None:
+        """`job` is out of the queue: taken into the engine, or cancelled (its client left: the gauge drops now,
+        not at the next request)."""
+        if job.waiting:
+            job.waiting = False
+            self._waiting_texts -= len(job.texts)
+            if observe:
+                self._observe_depth()
 
     async def read_window(self, kind: str, texts: list[str]) -> list[str]:
         """`texts` cut to what the model reads (see `window.cut`; InputTooLong names an input it refuses). On the
@@ -162,6 +172,8 @@ class Batcher:
                     await asyncio.wait_for(self._arrived.wait(), left)
                 jobs += self._take(jobs)
             self._gathering = []
+            for job in jobs:
+                self._left(job, observe=False)
             self._observe_depth()
             await self._run(loop, jobs)
 

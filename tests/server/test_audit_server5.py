@@ -152,3 +152,37 @@ def test_input_that_is_not_token_ids_is_not_called_token_ids(server, given, mess
     assert answer.status_code == 400 and message in answer.json()["error"]["message"], answer.text
     tokens = httpx.post(url + "/v1/embeddings", json={"model": "tiny-document", "input": [[1, 2], [3]]})
     assert tokens.status_code == 400 and "token-id input" in tokens.json()["error"]["message"]
+
+
+def test_queueing_a_request_costs_the_same_with_a_long_queue(served_embedder):
+    """Each queued request summed every queued job to set the depth gauge (and admission read it again): with
+    thousands of small requests waiting, each new one cost a pass over the queue, and filling it took quadratic
+    time on the event loop that also answers /health. The depth is now kept as jobs come and go."""
+    import asyncio
+
+    from o1_retriever.server.batching import Batcher
+    from o1_retriever.server.metrics import Metrics
+    engine = Gated(served_embedder)
+
+    async def scenario() -> float:
+        batcher = Batcher(engine, max_wait_ms=0, metrics=Metrics())
+        await batcher.start()
+        held = asyncio.ensure_future(batcher.submit("document", ["hold"]))
+        while "hold" not in engine.computed:
+            await asyncio.sleep(0.01)
+        started = time.perf_counter()
+        jobs = [asyncio.ensure_future(batcher.submit("document", [f"t{i}"])) for i in range(20_000)]
+        while batcher.depth < len(jobs):
+            await asyncio.sleep(0)
+        took = time.perf_counter() - started
+        for job in jobs:
+            job.cancel()
+        await asyncio.sleep(0.05)
+        assert batcher.depth == 0  # cancelled jobs leave the count
+        engine.release.set()
+        await held
+        await batcher.stop()
+        return took
+
+    took = asyncio.run(scenario())
+    assert took < 5, f"queueing 20000 one-text requests took {took:.1f} s"  # a pass over the queue each: minutes
