@@ -81,7 +81,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from .plot import _pyplot, plot_k_sweep, sweep_title
-    from .report import build_meta, check_output, partial_path, per_query_path, print_table, write_json
+    from .report import beside, build_meta, check_output, partial_path, per_query_path, print_table, write_json
     from .runner import run_evaluation
     config = config_from_args(args)
     output = None
@@ -93,7 +93,7 @@ def run(args) -> int:
                              f"the suffix .png: name the JSON, e.g. {output.with_suffix('.json')}")
         if len(config.k) > 1 and (config.run_model or config.composite):
             _pyplot()  # the sweep's PNG: a missing matplotlib is said now, not after the evaluation
-            check_output(output.with_suffix(".png"), "--output's PNG")
+            check_output(beside(output, ".png"), "--output's PNG")
     invoked = sys.argv and Path(sys.argv[0]).name.startswith("o1-retriever")  # not when called in-process
     command = ["o1-retriever", *sys.argv[1:]] if invoked else None
     try:
@@ -108,7 +108,7 @@ def run(args) -> int:
         path = write_json(output, build_meta(config, outcome, command), outcome)
         print(f"wrote {path} (each query's scores: {per_query_path(path).name})")
         rows = [r.as_dict() for r in outcome.rows]
-        png = Path(path).with_suffix(".png")
+        png = beside(path, ".png")
         if len(config.k) > 1 and any(r["k"] is not None for r in rows):
             title = sweep_title(outcome.dataset.name, outcome.dataset.split, outcome.dataset.subsampled)
             print(f"wrote {plot_k_sweep(rows, png, title)}")

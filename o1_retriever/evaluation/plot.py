@@ -111,7 +111,8 @@ def main(argv=None) -> int:
         return 2
     try:
         rows, title = merged_rows(args)
-        print(plot_k_sweep(rows, Path(args[0]).with_suffix(".png"), title))
+        from .report import beside
+        print(plot_k_sweep(rows, beside(args[0], ".png"), title))
     except (ValueError, ImportError) as e:  # a file that is not results, mixed runs, no matplotlib: said, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2

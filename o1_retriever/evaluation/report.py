@@ -83,15 +83,21 @@ def check_output(path, flag: str = "--output") -> Path:
     return path
 
 
+def beside(path, suffix: str) -> Path:
+    """A file named after the results JSON `path`: `r.json` -> `r<suffix>`. A name not ending in .json is kept whole
+    (`runs/t0.7` -> `runs/t0.7<suffix>`, not `runs/t0<suffix>`, which the run written to `runs/t0.5` would take too)."""
+    path = Path(path)
+    return path.with_suffix(suffix) if path.suffix.lower() == ".json" else path.with_name(path.name + suffix)
+
+
 def per_query_path(path) -> Path:
     """Where the per-query scores of the results JSON at `path` go: `r.json` -> `r.per_query.json`."""
-    return Path(path).with_suffix(".per_query.json")
+    return beside(path, ".per_query.json")
 
 
 def partial_path(path) -> Path:
     """Where a run that stopped early keeps its finished rows instead of `path`: `r.json` -> `r.partial.json`."""
-    path = Path(path)
-    return path.with_name(path.stem + ".partial.json")
+    return beside(path, ".partial.json")
 
 
 def write_json(path, meta: dict, outcome: EvalOutcome) -> Path:

@@ -98,3 +98,18 @@ def test_a_k_that_fails_leaves_the_rows_of_the_ks_before_it(toy, tiny_embedder):
                        finished=finished)
     assert [(r.system, r.k) for r in finished] == [("o1", 0)] and finished[0].per_query
     assert failed.value.partial_system.fingerprint == tiny_embedder.fingerprint  # what the row came from
+
+
+def test_outputs_named_with_a_dot_but_not_json_keep_their_files_apart(toy, tmp_path, capsys):
+    """--output runs/t0.7 and --output runs/t0.5 (a settings sweep) both put their beside-files at runs/t0.* (the
+    sweep PNG, the per-query scores): the second run overwrote the first's."""
+    import json
+    from o1_retriever.evaluation.report import beside, partial_path, per_query_path
+    for name in ("t0.7", "t0.5"):
+        assert main(["eval", "--dataset", str(toy), "--no-model", "--baseline", "bm25", "--max-queries",
+                     name[-1], "--output", str(tmp_path / name)]) == 0
+    assert json.loads((tmp_path / "t0.7.per_query.json").read_text())["results"] == "t0.7"
+    assert json.loads((tmp_path / "t0.5.per_query.json").read_text())["results"] == "t0.5"
+    assert (beside(tmp_path / "t0.7", ".png"), partial_path(tmp_path / "t0.7")) == \
+        (tmp_path / "t0.7.png", tmp_path / "t0.7.partial.json")
+    assert per_query_path(tmp_path / "r.JSON") == tmp_path / "r.per_query.json"  # .json itself is replaced
