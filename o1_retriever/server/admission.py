@@ -23,16 +23,12 @@ class Admission:
         self.batcher, self.max_queue, self.wait_s = batcher, max_queue, wait_s
         self.line: deque[tuple[int, asyncio.Future]] = deque()  # (texts, admitted) per waiting request
         self.admitted = 0  # texts let in but not yet in the batcher's queue (cutting them to the window)
+        self.waiting = 0  # texts of the requests waiting in line
         batcher.on_depth_change = self.wake
 
     @property
     def used(self) -> int:
         return self.batcher.depth + self.admitted
-
-    @property
-    def waiting(self) -> int:
-        """Texts of the requests waiting in line for room."""
-        return sum(n for n, admitted in self.line if not admitted.done())
 
     def _fits(self, n: int) -> bool:
         used = self.used
@@ -50,6 +46,7 @@ class Admission:
         admitted = asyncio.get_running_loop().create_future()
         entry = (n, admitted)
         self.line.append(entry)
+        self.waiting += n
         try:
             if self.wait_s > 0:
                 await asyncio.wait_for(asyncio.shield(admitted), self.wait_s)
@@ -70,6 +67,7 @@ class Admission:
             return
         admitted.cancel()
         self.line.remove(entry)
+        self.waiting -= n
         self.wake()  # the next in line may fit where this one did not
 
     def queued(self, n: int) -> None:
@@ -82,12 +80,9 @@ class Admission:
         self.wake()
 
     def wake(self) -> None:
-        """Let in, in order, the waiting requests that now fit."""
-        while self.line:
-            n, admitted = self.line[0]
-            if not admitted.done():
-                if not self._fits(n):
-                    return
-                self.admitted += n
-                admitted.set_result(None)
-            self.line.popleft()
+        """Let in, in order, the waiting requests that now fit (one that gave up has left the line)."""
+        while self.line and self._fits(self.line[0][0]):
+            n, admitted = self.line.popleft()
+            self.waiting -= n
+            self.admitted += n
+            admitted.set_result(None)
