@@ -25,8 +25,9 @@ def parse_k_list(text: str) -> list[int]:
 def register(subparsers) -> None:
     p = subparsers.add_parser("eval", help="evaluate retrieval on a BEIR dataset (nDCG@10, Recall@100, MRR@10)",
                               description="Evaluate the O1 model (k sweep), BM25, a plain encoder and the composite "
-                                          "model on one BEIR split; prints a table (and, with --output, writes JSON "
-                                          "and a PNG).")
+                                          "model on one BEIR split; prints a table with each row's paired test "
+                                          "against the baseline rows (and, with --output, writes JSON, each query's "
+                                          "scores and a PNG).")
     p.add_argument("--dataset", required=True, help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv")
     p.add_argument("--split", default="test", help="qrels split (default: test)")
     p.add_argument("--model", default=None, help="O1 model dir, hub id or .gguf (default: the bundled model)")
@@ -46,7 +47,8 @@ def register(subparsers) -> None:
     p.add_argument("--max-queries", type=positive_int_arg, help="evaluate a seeded sample of N judged queries")
     p.add_argument("--index", choices=["exact", "chroma"], default="exact",
                    help="exact matrix-product search (default) or the Chroma store end to end")
-    p.add_argument("--output", metavar="JSON", help="write results here (and a PNG beside it for a k sweep)")
+    p.add_argument("--output", metavar="JSON", help="write results here, and beside it NAME.per_query.json (each "
+                                                    "query's scores) and, for a k sweep, NAME.png")
     p.add_argument("--batch-size", type=positive_int_arg, default=32, help="batch size for thinking and embedding")
     add_setting_flags(p)  # the model's and the composite's inference settings
     p.add_argument("--seed", type=int, default=0,
