@@ -116,7 +116,10 @@ def beir_files(path, split: str) -> tuple[Path, Path, Path]:
     corpus_file, queries_file = root / "corpus.jsonl", root / "queries.jsonl"
     for f in (corpus_file, queries_file):
         if not f.is_file():
-            raise FileNotFoundError(f"{f} is missing: a BEIR dataset needs corpus.jsonl and queries.jsonl")
+            # BEIR's download_and_unzip leaves datasets/scifact/...: naming datasets/ is an easy slip
+            inside = sorted(p.parent.name for p in root.glob("*/corpus.jsonl"))
+            hint = f"; the BEIR folders in it: {inside[:5]}, e.g. {root / inside[0]}" if inside else ""
+            raise FileNotFoundError(f"{f} is missing: a BEIR dataset needs corpus.jsonl and queries.jsonl{hint}")
     return corpus_file, queries_file, qrels_path(root, split)
 
 

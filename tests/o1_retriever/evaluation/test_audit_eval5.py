@@ -113,3 +113,13 @@ def test_outputs_named_with_a_dot_but_not_json_keep_their_files_apart(toy, tmp_p
     assert (beside(tmp_path / "t0.7", ".png"), partial_path(tmp_path / "t0.7")) == \
         (tmp_path / "t0.7.png", tmp_path / "t0.7.partial.json")
     assert per_query_path(tmp_path / "r.JSON") == tmp_path / "r.per_query.json"  # .json itself is replaced
+
+
+def test_a_folder_of_beir_datasets_names_the_ones_inside(tmp_path):
+    """--dataset datasets/ (where BEIR's download_and_unzip puts datasets/scifact) said only that corpus.jsonl was
+    missing; it now names the dataset folders inside."""
+    from o1_retriever.evaluation.data import load_beir
+    write_beir(tmp_path / "datasets" / "toy")
+    with pytest.raises(FileNotFoundError, match=r"corpus.jsonl is missing: .*the BEIR folders in it: \['toy'\], "
+                                                 rf"e.g. {tmp_path / 'datasets' / 'toy'}"):
+        load_beir(tmp_path / "datasets")
