@@ -110,9 +110,12 @@ def test_train_refuses_an_output_dir_holding_a_composite_or_a_full_model(tiny_lm
         assert sorted(p.name for p in out.iterdir()) == before
 
 
-def test_train_encoder_one_step_changes_the_encoder(tiny_o1_dir, tiny_beir, tmp_path, minilm_member, capsys):
+def test_train_encoder_one_step_changes_the_encoder_and_the_message_names_the_thinker_it_needs(
+        tiny_o1_dir, tiny_beir, tmp_path, minilm_member, capsys):
     """The trainer's warmup (10%, rounded up to one step whose learning rate is 0) made `--max-steps 1`, the quick
-    check a user runs first, write an adapter of zeros: 'trained the encoder 1 steps', and an unchanged encoder."""
+    check a user runs first, write an adapter of zeros: 'trained the encoder 1 steps', and an unchanged encoder.
+    Nothing said that the new model names its thinker by a path outside it (moving that folder breaks the model),
+    and an empty trainer/ folder was left in it."""
     import shutil
 
     import numpy as np
@@ -126,7 +129,11 @@ def test_train_encoder_one_step_changes_the_encoder(tiny_o1_dir, tiny_beir, tmp_
     assert main(["train-encoder", "--model", str(source), "--data", f"{tiny_beir}:train", "--thoughts-per-query", "1",
                  "--max-steps", "1", "--batch-size", "4", "--learning-rate", "1e-3", "--merge-weight", "1",
                  "--output-dir", str(out)]) == 0
-    assert "trained the encoder 1 steps" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "trained the encoder 1 steps" in said
+    assert (f"the thinker is not copied: {out / 'o1_composite.json'} names it by its path {source / 'thinker'}; "
+            f"moving or deleting that folder breaks this model") in said
+    assert not (out / "trainer").exists()
     docs = ["heart blood pressure", "ocean coral reef"]
     before, after = (O1Embedder.from_pretrained(str(m), device="cpu", dtype="fp32", thought_cache=False)
                      .encode_documents(docs) for m in (source, out))

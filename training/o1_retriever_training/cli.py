@@ -87,9 +87,14 @@ def register_train(subparsers) -> None:
 
 def _train_encoder(args: argparse.Namespace) -> int:
     from .encoder import EncoderArguments, train_encoder
+    from o1_retriever.default_model import JOINT_NAME
     result = train_encoder(from_namespace(EncoderArguments, args))
+    # The new folder is not self-contained: moving or deleting the thinker breaks it, which only this line says.
+    thinker = "" if result.thinker == JOINT_NAME else (
+        f"\nthe thinker is not copied: {result.output_dir / 'o1_composite.json'} names it by its path "
+        f"{result.thinker}; moving or deleting that folder breaks this model")
     return _report(result, f"trained the encoder {result.steps} steps on {result.anchors} anchors "
-                           f"-> {result.output_dir}")
+                           f"-> {result.output_dir}{thinker}")
 
 
 def register_train_encoder(subparsers) -> None:

@@ -9,7 +9,8 @@ pairs with bare queries mixed in. The thoughts come from the model's own thinker
 The encoder is trained as a LoRA adapter and written as one (a few MB, over base weights that come from
 elsewhere). `merge_weight` scales the adapter's update on load (weight-space interpolation with the
 original encoder, WiSE-FT): the encoder was trained on a billion pairs and our few thousand should nudge it,
-not replace it. The output directory is a complete composite model: the same thinker, the new encoder.
+not replace it. The output directory is a composite model: the same thinker (named by its path, not copied; the
+bundled one by its name), the new encoder.
 """
 from __future__ import annotations
 
@@ -62,6 +63,7 @@ class EncoderResult:
     log_file: Path
     plot_file: Path | None = None
     losses: list = field(default_factory=list)
+    thinker: str = ""  # as the new composite names it: the bundled one's name, or a path it does not copy
 
 
 def check_encoder_arguments(args: EncoderArguments) -> None:
@@ -207,6 +209,10 @@ def _train_encoder(args: EncoderArguments, log) -> EncoderResult:
     trainer = SentenceTransformerTrainer(model=model, args=targs, train_dataset=Dataset.from_list(rows),
                                          loss=MultipleNegativesRankingLoss(model, scale=args.scale))
     trainer.train()
+    try:  # it saves nothing (save_strategy "no"): an empty folder left in the model would only puzzle
+        (out / "trainer").rmdir()
+    except OSError:
+        pass
 
     # The adapter alone, its alpha scaled by merge_weight: loading it *is* the interpolated encoder.
     encoder_dir = out / "encoder"
@@ -224,9 +230,10 @@ def _train_encoder(args: EncoderArguments, log) -> EncoderResult:
     (out / "encoder_training_args.json").write_text(json.dumps(vars(args), indent=2) + "\n", encoding="utf-8")
     settings = {k: v for k, v in written.items() if k not in ("thinker", "encoder")}
     from o1_retriever.composite import write_composite
-    write_composite(out, portable_thinker(spec.thinker), "encoder", **settings)
-    return EncoderResult(out, len(rows), trainer.state.global_step, log_file, plot_encoder_losses(losses, out / "encoder_losses.png"),
-                         losses)
+    thinker = portable_thinker(spec.thinker)
+    write_composite(out, thinker, "encoder", **settings)
+    return EncoderResult(out, len(rows), trainer.state.global_step, log_file,
+                         plot_encoder_losses(losses, out / "encoder_losses.png"), losses, thinker)
 
 
 def portable_thinker(path: str) -> str:
