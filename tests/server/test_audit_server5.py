@@ -186,3 +186,11 @@ def test_queueing_a_request_costs_the_same_with_a_long_queue(served_embedder):
 
     took = asyncio.run(scenario())
     assert took < 5, f"queueing 20000 one-text requests took {took:.1f} s"  # a pass over the queue each: minutes
+
+
+@pytest.mark.parametrize("value", ["-1", "soon", "inf"])
+def test_a_queue_wait_that_is_no_number_of_seconds_is_refused_naming_it(value, capsys):
+    from o1_retriever.cli import main
+    with pytest.raises(SystemExit):
+        main(["serve", "--queue-wait", value])
+    assert f"--queue-wait: a number of seconds >= 0, got {value!r}" in capsys.readouterr().err
