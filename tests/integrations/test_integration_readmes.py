@@ -38,3 +38,5 @@ def test_readme_blocks_run_as_written(package, tmp_path):
     assert done.stdout.strip(), "the blocks print what they found"
     if package == "llama-index-retrievers-o1":  # the Observability block's handler receives the O1ThoughtsEvent
         assert "thoughts for 'why does bread rise?': [" in done.stdout
+    if package == "langchain-o1":  # the callback block's handler receives each query's o1_thoughts event
+        assert "thoughts for 'how do solar panels work?': [" in done.stdout
