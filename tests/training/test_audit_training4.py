@@ -216,6 +216,7 @@ def test_titles_refuses_a_dev_dir_that_is_a_file(tiny_beir, tmp_path, capsys):
     (["--scale", "nan"], "scale=nan must be a finite number > 0"),
     (["--lora-alpha", "0"], "lora_alpha=0 must be a finite number > 0"),
     (["--output-dir", "{model}"], "already holds a composite model (o1_composite.json)"),
+    (["--batch-size", "1", "--num-negatives", "0"], "batch_size=1 with num_negatives=0 leaves each anchor one passage"),
 ])
 def test_train_encoder_refuses_bad_numbers_and_a_trained_output_before_the_thinker_thinks(flags, message, tiny_beir,
                                                                                           tmp_path, capsys):

@@ -78,6 +78,9 @@ def check_encoder_arguments(args: EncoderArguments) -> None:
             raise ValueError(f"{name}={getattr(args, name)!r} must be >= 1")
     if args.num_negatives < 0:
         raise ValueError(f"num_negatives={args.num_negatives!r} must be >= 0")
+    if args.batch_size == 1 and args.num_negatives == 0:  # in-batch negatives need a batch
+        raise ValueError("batch_size=1 with num_negatives=0 leaves each anchor one passage to choose: the loss is always "
+                         "0 and nothing trains; raise --batch-size or --num-negatives")
     if args.max_steps != -1 and args.max_steps < 1:
         raise ValueError(f"max_steps={args.max_steps!r} must be -1 (num_epochs decides) or >= 1")
     if args.max_queries is not None and args.max_queries < 1:
