@@ -138,3 +138,25 @@ def test_train_encoder_one_step_changes_the_encoder_and_the_message_names_the_th
     before, after = (O1Embedder.from_pretrained(str(m), device="cpu", dtype="fp32", thought_cache=False)
                      .encode_documents(docs) for m in (source, out))
     assert not np.allclose(before, after, atol=1e-4)
+
+
+def test_ctrl_c_in_train_encoder_says_what_a_rerun_costs(tiny_o1_dir, tiny_beir, tmp_path, minilm_member,
+                                                          monkeypatch):
+    """Ctrl-C printed only 'interrupted': nothing said that no model was written, that the run has no checkpoint to
+    continue, nor that the thoughts are not thought again."""
+    import shutil
+
+    from o1_retriever.composite import write_composite
+    from o1_retriever.default_model import MINILM_HUB_ID
+    monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path / "cache"))  # the child's thought cache
+    source, out = tmp_path / "source", tmp_path / "out"
+    shutil.copytree(tiny_o1_dir, source / "thinker")
+    write_composite(source, "thinker", MINILM_HUB_ID, max_new_tokens=4)
+    process = _start(["train-encoder", "--model", str(source), "--data", f"{tiny_beir}:train", "--thoughts-per-query",
+                      "1", "--max-steps", "100000", "--batch-size", "4", "--output-dir", str(out)], tmp_path)
+    stdout = process.stderr_file.with_name("stdout")
+    rc, err = _interrupt_when(process, lambda: "'loss'" in stdout.read_text())  # training, step by step
+    assert rc == 130 and "Traceback" not in err
+    assert (f"o1-retriever train-encoder: interrupted; no model was written to {out}: the same command trains again "
+            f"from the start (the thoughts already thought are kept in the thought cache)") in err
+    assert not (out / "o1_composite.json").exists()

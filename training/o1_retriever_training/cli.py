@@ -88,7 +88,13 @@ def register_train(subparsers) -> None:
 def _train_encoder(args: argparse.Namespace) -> int:
     from .encoder import EncoderArguments, train_encoder
     from o1_retriever.default_model import JOINT_NAME
-    result = train_encoder(from_namespace(EncoderArguments, args))
+    try:
+        result = train_encoder(from_namespace(EncoderArguments, args))
+    except KeyboardInterrupt:  # no checkpoints to name: say what a re-run costs
+        print(f"\no1-retriever train-encoder: interrupted; no model was written to {args.output_dir}: the same "
+              f"command trains again from the start (the thoughts already thought are kept in the thought cache)",
+              file=sys.stderr)
+        return 130
     # The new folder is not self-contained: moving or deleting the thinker breaks it, which only this line says.
     thinker = "" if result.thinker == JOINT_NAME else (
         f"\nthe thinker is not copied: {result.output_dir / 'o1_composite.json'} names it by its path "
