@@ -114,25 +114,25 @@ def test_train_encoder_one_step_changes_the_encoder_and_the_message_names_the_th
         tiny_o1_dir, tiny_beir, tmp_path, minilm_member, capsys):
     """The trainer's warmup (10%, rounded up to one step whose learning rate is 0) made `--max-steps 1`, the quick
     check a user runs first, write an adapter of zeros: 'trained the encoder 1 steps', and an unchanged encoder.
-    Nothing said that the new model names its thinker by a path outside it (moving that folder breaks the model),
-    and an empty trainer/ folder was left in it."""
+    Nothing said that the new model names its thinker and its encoder's base by paths outside it (moving those
+    folders breaks the model), and an empty trainer/ folder was left in it."""
     import shutil
 
     import numpy as np
 
     from o1_retriever import O1Embedder
     from o1_retriever.composite import write_composite
-    from o1_retriever.default_model import MINILM_HUB_ID
+    from o1_retriever.default_model import minilm_path
     source, out = tmp_path / "source", tmp_path / "out"
     shutil.copytree(tiny_o1_dir, source / "thinker")
-    write_composite(source, "thinker", MINILM_HUB_ID, max_new_tokens=4)
+    write_composite(source, "thinker", str(minilm_path()), max_new_tokens=4)  # an encoder by path, as a user's own
     assert main(["train-encoder", "--model", str(source), "--data", f"{tiny_beir}:train", "--thoughts-per-query", "1",
                  "--max-steps", "1", "--batch-size", "4", "--learning-rate", "1e-3", "--merge-weight", "1",
                  "--output-dir", str(out)]) == 0
     said = capsys.readouterr().out
     assert "trained the encoder 1 steps" in said
-    assert (f"the thinker is not copied: {out / 'o1_composite.json'} names it by its path {source / 'thinker'}; "
-            f"moving or deleting that folder breaks this model") in said
+    assert (f"not copied: the model names {source / 'thinker'} and {minilm_path().resolve()} by path; moving or "
+            f"deleting those folders breaks this model") in said
     assert not (out / "trainer").exists()
     docs = ["heart blood pressure", "ocean coral reef"]
     before, after = (O1Embedder.from_pretrained(str(m), device="cpu", dtype="fp32", thought_cache=False)

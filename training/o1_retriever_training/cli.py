@@ -87,7 +87,6 @@ def register_train(subparsers) -> None:
 
 def _train_encoder(args: argparse.Namespace) -> int:
     from .encoder import EncoderArguments, train_encoder
-    from o1_retriever.default_model import JOINT_NAME
     try:
         result = train_encoder(from_namespace(EncoderArguments, args))
     except KeyboardInterrupt:  # no checkpoints to name: say what a re-run costs
@@ -95,12 +94,12 @@ def _train_encoder(args: argparse.Namespace) -> int:
               f"command trains again from the start (the thoughts already thought are kept in the thought cache)",
               file=sys.stderr)
         return 130
-    # The new folder is not self-contained: moving or deleting the thinker breaks it, which only this line says.
-    thinker = "" if result.thinker == JOINT_NAME else (
-        f"\nthe thinker is not copied: {result.output_dir / 'o1_composite.json'} names it by its path "
-        f"{result.thinker}; moving or deleting that folder breaks this model")
+    # The new folder is not self-contained: moving or deleting what it names by path breaks it, which only this says.
+    outside = "" if not result.outside else (
+        f"\nnot copied: the model names {' and '.join(result.outside)} by path; "
+        f"moving or deleting {'that folder' if len(result.outside) == 1 else 'those folders'} breaks this model")
     return _report(result, f"trained the encoder {result.steps} steps on {result.anchors} anchors "
-                           f"-> {result.output_dir}{thinker}")
+                           f"-> {result.output_dir}{outside}")
 
 
 def register_train_encoder(subparsers) -> None:

@@ -9,8 +9,8 @@ pairs with bare queries mixed in. The thoughts come from the model's own thinker
 The encoder is trained as a LoRA adapter and written as one (a few MB, over base weights that come from
 elsewhere). `merge_weight` scales the adapter's update on load (weight-space interpolation with the
 original encoder, WiSE-FT): the encoder was trained on a billion pairs and our few thousand should nudge it,
-not replace it. The output directory is a composite model: the same thinker (named by its path, not copied; the
-bundled one by its name), the new encoder.
+not replace it. The output directory is a composite model: the same thinker, the new encoder (the thinker and the
+encoder's base are named, not copied: by path when they are folders, the bundled thinker and hub ids by name).
 """
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ class EncoderResult:
     log_file: Path
     plot_file: Path | None = None
     losses: list = field(default_factory=list)
-    thinker: str = ""  # as the new composite names it: the bundled one's name, or a path it does not copy
+    outside: list = field(default_factory=list)  # folders the new model names by path and does not copy
 
 
 def check_encoder_arguments(args: EncoderArguments) -> None:
@@ -235,8 +235,9 @@ def _train_encoder(args: EncoderArguments, log) -> EncoderResult:
     from o1_retriever.composite import write_composite
     thinker = portable_thinker(spec.thinker)
     write_composite(out, thinker, "encoder", **settings)
+    outside = [p for p in (thinker, config["base_model_name_or_path"]) if Path(p).is_absolute()]
     return EncoderResult(out, len(rows), trainer.state.global_step, log_file,
-                         plot_encoder_losses(losses, out / "encoder_losses.png"), losses, thinker)
+                         plot_encoder_losses(losses, out / "encoder_losses.png"), losses, outside)
 
 
 def portable_thinker(path: str) -> str:
