@@ -64,7 +64,8 @@ def pip_targets(readme: Path) -> list[tuple[str, frozenset[str]]]:
     distribution names."""
     names = {folder.resolve(): name for name, folder in local_projects().items()}
     targets = []
-    for command in PIP.findall(readme.read_text()):
+    text = re.sub(r"\\\n#?", " ", readme.read_text())  # a command continued on the next line (of a comment too)
+    for command in PIP.findall(text):
         for word in command.split():
             word = word.strip("\"'`")
             if not word or word.startswith("-"):
@@ -125,3 +126,16 @@ def test_pip_commands_install_this_repositorys_packages_by_path():
              for command in PIP.findall(page.read_text()) for word in command.split()
              if canonicalize_name(word.strip("\"'`").partition("[")[0]) in names]
     assert not wrong, wrong
+
+
+def test_examples_readme_install_brings_what_the_examples_import():
+    """examples/README.md's by-hand install (on top of nothing but the core's own dependencies) runs every example."""
+    readme = REPO / "examples" / "README.md"
+    installed = closure([("o1-retriever", frozenset()), *pip_targets(readme)])
+    modules = set()
+    for script in (REPO / "examples").glob("*.py"):
+        tree = ast.parse(script.read_text())
+        modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        modules |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module and not n.level}
+    missing = {m: sorted(owners(m)) for m in sorted(modules) if owners(m) and not owners(m) & installed}
+    assert not missing, f"the examples import modules examples/README.md's pip commands do not install: {missing}"
