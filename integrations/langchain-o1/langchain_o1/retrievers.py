@@ -1,6 +1,7 @@
 """O1Retriever: a LangChain retriever that thinks, embeds the query with its thoughts, then searches."""
 from __future__ import annotations
 
+import uuid
 from typing import Any, Optional, Union
 
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
@@ -143,6 +144,39 @@ class O1Retriever(BaseRetriever):
         if record is not None:
             check_model(f"collection {collection.name!r}", record, self.embeddings.embedder)
         return self
+
+    @classmethod
+    def from_texts(cls, texts: list[str], embeddings: Optional[O1Embeddings] = None, *,
+                   metadatas: Optional[list[dict]] = None, ids: Optional[list[str]] = None,
+                   persist_directory: Optional[str] = None, collection_name: Optional[str] = None,
+                   **kwargs: Any) -> "O1Retriever":
+        """Embed `texts` into a new `langchain_chroma.Chroma` collection (in memory, or under `persist_directory`)
+        that records the O1 model, and search it; `kwargs` are the retriever's fields (k, num_thoughts, hybrid, ...).
+        `embeddings` None loads the bundled default."""
+        unknown = sorted(set(kwargs) - set(cls.model_fields) - {"vectorstore", "embeddings"})
+        if unknown:  # said before any text is embedded
+            raise TypeError(f"unknown O1Retriever field(s) {unknown}; fields: {sorted(cls.model_fields)}")
+        try:
+            from langchain_chroma import Chroma
+        except ImportError as e:
+            raise ImportError('O1Retriever.from_texts needs langchain-chroma: pip install -e '
+                              '"integrations/langchain-o1[chroma]"') from e
+        embeddings = O1Embeddings() if embeddings is None else embeddings
+        if collection_name is None:  # in-memory Chroma clients share one store: a fresh name keeps retrievers apart
+            collection_name = "o1_retriever" if persist_directory else f"o1_retriever_{uuid.uuid4().hex[:12]}"
+        store = Chroma.from_texts(list(texts), embedding=embeddings, metadatas=metadatas, ids=ids,
+                                  collection_name=collection_name, persist_directory=persist_directory,
+                                  collection_configuration=embeddings.collection_configuration())
+        return cls(vectorstore=store, embeddings=embeddings, **kwargs)
+
+    @classmethod
+    def from_documents(cls, documents: list[Document], embeddings: Optional[O1Embeddings] = None,
+                       **kwargs: Any) -> "O1Retriever":
+        """`from_texts` over `Document`s: their text, metadata and ids (when every document has one)."""
+        documents = list(documents)
+        ids = [d.id for d in documents] if all(d.id for d in documents) else None
+        return cls.from_texts([d.page_content for d in documents], embeddings,
+                              metadatas=[d.metadata for d in documents], ids=ids, **kwargs)
 
     def _thoughts(self) -> int:
         return self.embeddings.num_thoughts if self.num_thoughts is None else self.num_thoughts

@@ -368,3 +368,21 @@ def test_a_given_embedder_is_named_in_model_dump_and_rebuilds(tiny_embedder, tin
     assert rebuilt.embedder.fingerprint == tiny_embedder.fingerprint and rebuilt.num_thoughts == 1
     np.testing.assert_allclose(rebuilt.embed_documents(["a passage"]), O1Embeddings(
         embedder=tiny_embedder).embed_documents(["a passage"]), atol=1e-5)
+
+
+def test_from_texts_and_from_documents_build_a_recording_chroma_store(tiny_embedder, scifact_docs):
+    """As LangChain's BM25Retriever (and this package's LlamaIndex twin) do, the retriever builds its own store; two
+    in-memory ones stay apart (Chroma's ephemeral clients share one database), and the collection records the model."""
+    from o1_retriever.chroma import model_record
+    embeddings = O1Embeddings(embedder=tiny_embedder, num_thoughts=1)
+    docs = scifact_docs[:4]
+    first = O1Retriever.from_texts([d["text"] for d in docs], embeddings, metadatas=[{"corpus_id": d["id"]} for d in docs],
+                                   k=4, num_thoughts=1)
+    second = O1Retriever.from_documents([Document(page_content=d["text"], metadata={"corpus_id": d["id"]}, id=d["id"])
+                                         for d in scifact_docs[4:6]], embeddings, k=4)
+    hits = first.invoke(QUERY)
+    assert sorted(_ids(hits)) == sorted(d["id"] for d in docs) and hits[0].metadata["o1_thoughts"]
+    assert sorted(d.id for d in second.invoke(QUERY)) == sorted(d["id"] for d in scifact_docs[4:6])
+    assert model_record(second.vectorstore._collection) is not None
+    with pytest.raises(TypeError, match="top_k"):
+        O1Retriever.from_texts(["never embedded"], embeddings, top_k=3)
