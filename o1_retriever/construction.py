@@ -62,6 +62,10 @@ class Construction:
         source = bundled if bundled is not None else path_or_id
         spec = read_composite(source) if source is not None else None
         origin = None if name == DEFAULT_NAME else name  # what from_pretrained is given to load it again
+        if bundled is None and origin is not None and Path(origin).expanduser().exists():
+            # A relative path means another folder to a process elsewhere (a Chroma reader, a worker, a rebuilt
+            # integration): the record holds the absolute one.
+            origin = str(Path(origin).expanduser().resolve())
         kept = dict(quantization=quantization, thought_cache=thought_cache, fused=fused, vector_cache=vector_cache,
                     compile=compile,
                     source=ModelSource("joint" if spec is None else "composite", origin))
