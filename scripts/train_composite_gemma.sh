@@ -15,7 +15,8 @@ print(convert_gguf(assemble(), cache_dir() / "models" / "gemma-3-270m"))
 PY
 )
 mkdir -p "$OUT"
-[ -f "$OUT/thinker/adapter_model.safetensors" ] || .venv/bin/o1-retriever train --base-model "$BASE" \
+[ -f "$OUT/thinker/adapter_config.json" ] ||  # the export moves it in last: a kill mid-export is not done
+  .venv/bin/o1-retriever train --base-model "$BASE" \
   --train-data "$RECORDS" --output-dir "$OUT/thinker" --resume --lora-r 16 --lora-alpha 32 --group-size 2 \
   --batch-size 16 --num-epochs 2 --learning-rate 2e-4 --lambda-emb 0 --empty-thought-ratio 0 \
   --query-thought-max-length 128 --passage-max-length 32 --no-gradient-checkpointing --token-rows-only \

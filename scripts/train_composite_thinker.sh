@@ -12,7 +12,8 @@ require_dev_split
 mkdir -p "$OUT"
 [ -f "$OUT/records.jsonl" ] || .venv/bin/python -m o1_retriever_training.self_select --model o1_retriever/default_composite \
   --data "$DATA/scifact:train" --exclude-dir runs/c/scifact_dev --output "$OUT/records.jsonl" --seeds 0 1 --k 2
-[ -f "$OUT/thinker/adapter_model.safetensors" ] || .venv/bin/o1-retriever train --train-data "$OUT/records.jsonl" \
+[ -f "$OUT/thinker/adapter_config.json" ] ||  # the export moves it in last: a kill mid-export is not done
+  .venv/bin/o1-retriever train --train-data "$OUT/records.jsonl" \
   --output-dir "$OUT/thinker" --resume --init-adapter o1_retriever/default_adapter --group-size 2 --batch-size 16 \
   --num-epochs 1 --learning-rate 1e-4 --lambda-emb 0 --empty-thought-ratio 0 --query-thought-max-length 128 \
   --passage-max-length 32 --no-gradient-checkpointing --token-rows-only --save-steps 10 --seed 7 ${MAX_STEPS:+--max-steps $MAX_STEPS}
