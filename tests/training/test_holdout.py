@@ -92,3 +92,74 @@ def test_holdout_writes_a_tilde_path_where_it_checked_it(tiny_beir, tmp_path, mo
     holdout(records, tiny_beir, "train", 2, 0, "~/fit.jsonl", "~/dev")
     assert (home / "fit.jsonl").is_file() and (home / "dev" / "qrels" / "dev.tsv").is_file()
     assert list(elsewhere.iterdir()) == []
+
+
+_KILLED_AT = """
+import os, pathlib, signal, sys
+kill_at, dev = sys.argv[1], os.path.abspath(sys.argv[-1])
+real_open, real_rename = pathlib.Path.open, os.rename
+def open_(self, mode="r", *args, **kwargs):
+    if kill_at in self.name and "w" in mode:  # as the file is opened for writing, before any of it is written
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_open(self, mode, *args, **kwargs)
+def rename(src, dst, *args, **kwargs):
+    real_rename(src, dst, *args, **kwargs)
+    if kill_at == "rename" and os.path.abspath(src) == dev:  # the old dev folder moved out, the new not yet in
+        os.kill(os.getpid(), signal.SIGKILL)
+pathlib.Path.open, os.rename = open_, rename
+from o1_retriever_training.holdout import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("kill_at", ["dev.tsv", "fit.jsonl", "rename"])
+def test_a_run_killed_mid_write_leaves_no_half_or_mixed_output(tiny_beir, tmp_path, kill_at):
+    """SIGKILL mid-write left the dev folder half rewritten: the new held-out queries beside the earlier run's
+    qrels, a set that loads as a dev set; or the earlier --train-out beside a new dev folder, so the records trained
+    on held the dev queries. Now each output is the earlier whole one, the new whole one, or absent, never a mix,
+    and the same command run again writes both (removing the killed run's hidden temporaries)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from o1_retriever.atomic import leftover_temporaries
+    records = _records(tmp_path / "r.jsonl", [f"q{i}" for i in range(12)])
+    fit, dev = tmp_path / "fit.jsonl", tmp_path / "dev"
+    earlier = holdout(records, tiny_beir, "train", 4, 1, fit, dev).held_out
+    args = ["--records", str(records), "--dataset", str(tiny_beir), "--num-queries", "4", "--seed", "2",
+            "--train-out", str(fit), "--dev-dir", str(dev)]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    killed = subprocess.run([sys.executable, "-c", _KILLED_AT, kill_at, *args], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert killed.returncode == -9, killed.stderr
+    assert not fit.exists()  # the earlier one went first: it held queries the new dev folder may hold
+    if kill_at == "rename":
+        assert not dev.exists() and len(leftover_temporaries(dev)) == 2  # the earlier folder and the new one
+    else:
+        now = load_eval_beir(dev, "dev")
+        assert sorted(now.queries) == sorted(now.qrels) != []  # whole, not new queries beside earlier qrels
+        assert (sorted(now.queries) == earlier) == (kill_at == "dev.tsv")
+
+    assert main(args) == 0
+    held = holdout(records, tiny_beir, "train", 4, 2, tmp_path / "again.jsonl", tmp_path / "again").held_out
+    dev_set, kept = load_eval_beir(dev, "dev"), [json.loads(line)["query_id"] for line in fit.read_text().splitlines()]
+    assert sorted(dev_set.queries) == sorted(dev_set.qrels) == held != earlier
+    assert len(kept) == 8 and not set(kept) & set(held)
+    assert leftover_temporaries(dev) == [] == leftover_temporaries(fit)
+
+
+def test_holdout_replaces_only_a_dev_folder_it_wrote(tiny_beir, tmp_path):
+    """The dev folder is now replaced whole, so one holding anything else (the run's own files, say) is refused,
+    as are records or --train-out inside it; an earlier holdout's folder is replaced."""
+    records = _records(tmp_path / "r.jsonl", [f"q{i}" for i in range(12)])
+    holdout(records, tiny_beir, "train", 2, 0, tmp_path / "fit.jsonl", tmp_path / "dev")
+    assert holdout(records, tiny_beir, "train", 3, 0, tmp_path / "fit.jsonl", tmp_path / "dev").kept == 9
+    (tmp_path / "dev" / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n")
+    with pytest.raises(ValueError, match=r"holds qrels/test.tsv, not written by a holdout, which would be deleted"):
+        holdout(records, tiny_beir, "train", 2, 0, tmp_path / "fit.jsonl", tmp_path / "dev")
+    with pytest.raises(ValueError, match=r"train_out \(.*fit.jsonl\) must be outside dev_dir"):
+        holdout(records, tiny_beir, "train", 2, 0, tmp_path / "new" / "fit.jsonl", tmp_path / "new")
+    with pytest.raises(ValueError, match=r"records \(.*r.jsonl\) must be outside dev_dir"):
+        holdout(records, tiny_beir, "train", 2, 0, tmp_path.parent / f"{tmp_path.name}_fit.jsonl", tmp_path)
+    assert (tmp_path / "dev" / "qrels" / "test.tsv").exists() and records.read_text().count("\n") == 12

@@ -16,10 +16,12 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from o1_retriever.atomic import write_text_atomically
 from o1_retriever.corpus import read_jsonl
 from o1_retriever.evaluation.data import qrels_path, read_beir_jsonl, read_qrels
 
 from .arguments import check_output_path
+from .atomic_outputs import remove_leftovers, replaced_folder
 
 
 @dataclass
@@ -45,10 +47,10 @@ def holdout(records, dataset, split: str, num_queries: int, seed: int, train_out
     # leave the held-out queries in neither.
     check_output_path(train_out, "--train-out", folder=False)
     check_output_path(dev_dir, "--dev-dir", folder=True)
-    corpus = dev_dir / "corpus.jsonl"
-    if corpus.exists() and not corpus.is_symlink():
-        raise ValueError(f"dev_dir={str(dev_dir)!r} holds a corpus.jsonl of its own, which would be replaced by a "
-                         f"link to {dataset / 'corpus.jsonl'}; name a new folder")
+    for name, path in (("train_out", train_out), ("records", records)):
+        if path.resolve().is_relative_to(dev_dir.resolve()):
+            raise ValueError(f"{name} ({path}) must be outside dev_dir ({dev_dir}): the dev folder is replaced whole")
+    _check_replaceable(dev_dir, dataset)
     qrels = read_qrels(qrels_path(dataset, split))
     rows = [obj for _, obj in read_jsonl(records)]
     missing = [n for n, obj in enumerate(rows, 1) if "query_id" not in obj]
@@ -61,18 +63,39 @@ def holdout(records, dataset, split: str, num_queries: int, seed: int, train_out
     held = sorted(random.Random(seed).sample(candidates, num_queries))
     chosen = set(held)
     kept = [obj for obj in rows if str(obj["query_id"]) not in chosen]
-    train_out.parent.mkdir(parents=True, exist_ok=True)
-    train_out.write_text("".join(json.dumps(obj) + "\n" for obj in kept), encoding="utf-8")
-
-    (dev_dir / "qrels").mkdir(parents=True, exist_ok=True)
-    if corpus.is_symlink():  # an earlier holdout's link
-        corpus.unlink()
-    corpus.symlink_to((dataset / "corpus.jsonl").resolve())
     queries = [q for q in read_beir_jsonl(dataset / "queries.jsonl", "query", ("_id", "text")) if q["_id"] in chosen]
-    (dev_dir / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries), encoding="utf-8")
     lines = [f"{q}\t{d}\t{g}\n" for q in held for d, g in qrels[q].items()]
-    (dev_dir / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(lines), encoding="utf-8")
+    # Each output appears whole or not at all, and no kill leaves an old one beside a new one (held-out queries in
+    # the records trained on): the old train_out goes first and the new one comes last, after the dev folder.
+    remove_leftovers(train_out)
+    train_out.unlink(missing_ok=True)
+    with replaced_folder(dev_dir) as folder:
+        (folder / "qrels").mkdir()
+        (folder / "corpus.jsonl").symlink_to((dataset / "corpus.jsonl").resolve())
+        (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries), encoding="utf-8")
+        (folder / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(lines), encoding="utf-8")
+    write_text_atomically(train_out, "".join(json.dumps(obj) + "\n" for obj in kept))
     return Holdout(held, len(kept))
+
+
+def _check_replaceable(dev_dir: Path, dataset: Path) -> None:
+    """The dev folder is replaced whole: refuse one holding anything an earlier holdout did not write there."""
+    corpus = dev_dir / "corpus.jsonl"
+    if corpus.exists() and not corpus.is_symlink():
+        raise ValueError(f"dev_dir={str(dev_dir)!r} holds a corpus.jsonl of its own, which would be replaced by a "
+                         f"link to {dataset / 'corpus.jsonl'}; name a new folder")
+    if not dev_dir.is_dir():
+        return
+    others = [p.name for p in dev_dir.iterdir() if p.name not in ("corpus.jsonl", "queries.jsonl", "qrels")]
+    qrels = dev_dir / "qrels"
+    if qrels.is_dir():
+        others += [f"qrels/{p.name}" for p in qrels.iterdir() if p.name != "dev.tsv"]
+    elif qrels.exists():
+        others.append("qrels (a file)")
+    others.sort()
+    if others:
+        raise ValueError(f"dev_dir={str(dev_dir)!r} holds {', '.join(others[:3])}, not written by a holdout, which "
+                         f"would be deleted (the dev folder is replaced whole); name a new folder")
 
 
 def main(argv=None) -> int:

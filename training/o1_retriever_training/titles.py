@@ -33,14 +33,14 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import shutil
 from pathlib import Path
 
-from o1_retriever.atomic import atomic_path, leftover_temporaries, write_text_atomically
+from o1_retriever.atomic import atomic_path, write_text_atomically
 from o1_retriever.corpus import read_jsonl
 from o1_retriever.evaluation.data import document_text, read_beir_jsonl
 
 from .arguments import check_output_path
+from .atomic_outputs import remove_leftovers
 from .members import BM25Member
 from .negatives import mine_negatives
 
@@ -166,7 +166,7 @@ def _dev_documents(records, data, corpus_size, seed, inline_title) -> tuple[list
 def _write_dev_folder(records, docs, bodies, dev_dir: Path) -> None:
     """Written in a hidden sibling renamed into place: a run killed mid-write leaves no half dev set that looks
     whole, nor a folder the re-run refuses as not empty."""
-    _remove_leftovers(dev_dir)
+    remove_leftovers(dev_dir)  # a corpus-sized copy per kill
     with atomic_path(dev_dir) as folder:  # the rename replaces an empty `dev_dir`
         (folder / "qrels").mkdir(parents=True)
         with (folder / "corpus.jsonl").open("w", encoding="utf-8") as f:
@@ -178,12 +178,6 @@ def _write_dev_folder(records, docs, bodies, dev_dir: Path) -> None:
         with (folder / "qrels" / "dev.tsv").open("w", encoding="utf-8") as f:
             f.write("query-id\tcorpus-id\tscore\n")
             f.writelines(f"{r['query_id']}\t{d}\t1\n" for r in records for d in r["pos_ids"])
-
-
-def _remove_leftovers(dev_dir: Path) -> None:
-    """The hidden temporaries a killed earlier run left beside `dev_dir` (a corpus-sized copy per kill)."""
-    for leftover in leftover_temporaries(dev_dir):
-        shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
 
 
 def main(argv=None) -> int:
