@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import torch
+from tqdm.auto import tqdm
 
 from .batching import show_progress
 from .cache import cache_key
@@ -82,25 +83,33 @@ class CachedThinking:
         # Each query samples from its own seed, so its thoughts do not depend on the batch it lands in.
         todo = sorted(dict.fromkeys(q for q in queries if q not in hits), key=lambda q: (len(q), q))
         fresh, vectors = {}, {}
-        if todo:
-            if want_vectors:
-                made, parts = self.thinker.think(todo, k, self.settings, batch_size, progress,
-                                                 read=self.encoder.encode_generated)
-                vecs = torch.nn.functional.normalize(torch.cat([p[0] for p in parts]), dim=-1).cpu().numpy()
-                used = [ids for p in parts for ids in p[1]]
-                # Keep a fused vector only if re-encoding the decoded text would read the very same ids.
-                texts = self._query_texts([q for q in todo for _ in range(k)], [t for ts in made for t in ts])
-                same = [a == b for a, b in zip(self.encoder.tokenize(texts, self.query_max_length), used)]
-                vectors = {q: vecs[i * k:(i + 1) * k] for i, q in enumerate(todo) if all(same[i * k:(i + 1) * k])}
-            else:
-                made = self.thinker.think(todo, k, self.settings, batch_size, progress)
-            fresh = dict(zip(todo, made))
-            if self.thought_cache is not None:  # a remote thinker may say some thoughts are not worth keeping
-                keep = getattr(self.thinker, "cacheable", lambda *_: True)
-                # keyed as made: a server's refusal of a sampling parameter, learned while thinking, changes the key
-                self.thought_cache.put_many({key: fresh[q] for q, key in zip(todo, self._keys(todo, k))
-                                             if keep(fresh[q], k, self.settings)})
+        # One batch at a time, each batch's thoughts stored as soon as they exist: a run stopped after hours of
+        # thinking (Ctrl-C, a crash, a killed job) keeps all but the batch it was in, and the same call resumes.
+        with tqdm(total=len(todo), desc="Thinking", disable=not progress) as bar:
+            for start in range(0, len(todo), batch_size):
+                chunk = todo[start:start + batch_size]
+                made = self._think_batch(chunk, k, batch_size, vectors if want_vectors else None)
+                fresh.update(zip(chunk, made))
+                if self.thought_cache is not None:  # a remote thinker may say some thoughts are not worth keeping
+                    keep = getattr(self.thinker, "cacheable", lambda *_: True)
+                    # keyed as made: a server's refusal of a sampling parameter, learned while thinking, changes the key
+                    self.thought_cache.put_many({key: fresh[q] for q, key in zip(chunk, self._keys(chunk, k))
+                                                 if keep(fresh[q], k, self.settings)})
+                bar.update(len(chunk))
         return [hits[q] if q in hits else fresh[q] for q in queries], vectors
+
+    def _think_batch(self, todo, k, batch_size, vectors: dict | None) -> list[list[str]]:
+        """k thoughts for each of `todo`; with `vectors`, also their fused vectors, added to it by query."""
+        if vectors is None:
+            return self.thinker.think(todo, k, self.settings, batch_size, False)
+        made, parts = self.thinker.think(todo, k, self.settings, batch_size, False, read=self.encoder.encode_generated)
+        vecs = torch.nn.functional.normalize(torch.cat([p[0] for p in parts]), dim=-1).cpu().numpy()
+        used = [ids for p in parts for ids in p[1]]
+        # Keep a fused vector only if re-encoding the decoded text would read the very same ids.
+        texts = self._query_texts([q for q in todo for _ in range(k)], [t for ts in made for t in ts])
+        same = [a == b for a, b in zip(self.encoder.tokenize(texts, self.query_max_length), used)]
+        vectors.update({q: vecs[i * k:(i + 1) * k] for i, q in enumerate(todo) if all(same[i * k:(i + 1) * k])})
+        return made
 
 
 # What a model's generation_config may hold that the thinker's generate() call sets itself, that draws no other

@@ -87,3 +87,34 @@ def test_corruption_after_open_never_fails_a_query(tiny_o1_dir, tmp_path):
     with pytest.warns(UserWarning):
         vec = emb.encode_queries(["protein"], k=1)
     assert vec.shape == (1, emb.dim)
+
+
+def test_thoughts_are_kept_batch_by_batch_so_a_failed_run_resumes(tiny_o1_dir, tmp_path):
+    path = tmp_path / "t.sqlite"
+    queries = ["protein cell", "river", "the war", "mud and rain"]
+
+    def load():
+        return O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", dtype="fp32", vector_cache=False,
+                                          thought_cache=path, max_new_tokens=6)
+
+    emb = load()
+    calls, real_generate = [], emb.thinker._generate
+
+    def second_batch_fails(*a, **kw):
+        calls.append(a[0])
+        if len(calls) == 2:
+            raise RuntimeError("killed in the second batch")
+        return real_generate(*a, **kw)
+
+    emb.thinker._generate = second_batch_fails
+    with pytest.raises(RuntimeError, match="second batch"):
+        emb.encode_queries(queries, k=2, batch_size=2)
+    again = load()  # another run over the same cache file
+    assert again.cached_fraction(queries, k=2) == 0.5  # the first batch's thoughts survived the failure
+    calls2, real2 = [], again.thinker._generate
+    again.thinker._generate = lambda *a, **kw: calls2.append(a[0]) or real2(*a, **kw)
+    resumed = again.encode_queries(queries, k=2, batch_size=2, return_thoughts=True)
+    assert len(calls2) == 1 and len(calls2[0]) == 2  # only the batch that failed is thought about again
+    fresh = O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", dtype="fp32", vector_cache=False,
+                                       thought_cache=False, max_new_tokens=6)
+    assert resumed.thoughts == fresh.encode_queries(queries, k=2, batch_size=2, return_thoughts=True).thoughts
