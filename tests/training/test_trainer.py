@@ -252,3 +252,80 @@ def test_resume_of_a_finished_run_adds_the_merged_model_asked_for(tiny_lm_dir, t
     assert {f.name: f.stat().st_mtime_ns for f in (out / "merged").iterdir()} == merged
     notes = _run(tiny_lm_dir, triplets, out, max_steps=1, resume=True, token_rows_only=True).notes
     assert len(notes) == 1 and "exported with embedding/emb.pth" in notes[0] and "not exported again" in notes[0]
+
+
+def test_a_run_killed_writing_its_plot_leaves_no_cut_png_and_resume_draws_it(tiny_lm_dir, triplets, tmp_path):
+    """SIGKILL while losses.png was being written (after the export) left a cut PNG that --resume of the finished
+    run reported as its plot, and scripts ship; now no PNG is there until it is whole, and --resume draws it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    from o1_retriever.atomic import leftover_temporaries
+    from o1_retriever_training.resume import finished_run
+
+    out = tmp_path / "out"
+    cli = ["train", "--base-model", str(tiny_lm_dir), "--train-data", str(triplets), "--output-dir", str(out),
+           "--lora-r", "4", "--lora-alpha", "8", "--group-size", "4", "--batch-size", "3", "--learning-rate", "1e-3",
+           "--max-steps", "1"]
+    child = f"""
+import builtins, os, signal, sys
+real_open = builtins.open
+def open_(file, mode="r", *args, **kwargs):
+    f = real_open(file, mode, *args, **kwargs)
+    if "losses.png" in str(file) and "w" in mode:  # its first bytes written, the rest not
+        f.write(b"\\x89PNG")
+        f.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return f
+builtins.open = open_
+from o1_retriever.cli import main
+sys.exit(main({cli!r}))
+"""
+    done = subprocess.run([sys.executable, "-c", child], env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    assert finished_run(out)["step"] == 1 and not (out / "losses.png").exists()
+
+    result = _run(tiny_lm_dir, triplets, out, max_steps=1, resume=True)
+    assert result.already_finished and result.plot_file == str(out / "losses.png")
+    Image.open(out / "losses.png").verify()  # whole
+    assert leftover_temporaries(out / "losses.png") == []
+
+
+_KILLED_TRUNCATING = """
+import os, signal, sys
+from pathlib import Path
+real_open = Path.open
+def open_(self, mode="r", *args, **kwargs):
+    f = real_open(self, mode, *args, **kwargs)
+    if "train_log.jsonl" in self.name and "w" in mode:  # opened for writing (emptied), nothing written yet
+        os.kill(os.getpid(), signal.SIGKILL)
+    return f
+Path.open = open_
+from o1_retriever_training.checkpoints import _truncate_log
+_truncate_log(Path(sys.argv[1]), 2)
+"""
+
+
+def test_a_resume_killed_trimming_the_log_keeps_the_log(tmp_path):
+    """A resume trims the log lines of steps it replays; SIGKILL mid-rewrite left the log empty, and the next
+    resume logged only the steps after its checkpoint: a log (and losses.png) that looked whole. Now the log is the
+    old one until the trimmed one replaces it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    log = tmp_path / "train_log.jsonl"
+    log.write_text("".join(json.dumps({"step": s, "loss": 1.0 / s}) + "\n" for s in (1, 2, 3)))
+    before = log.read_text()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    done = subprocess.run([sys.executable, "-c", _KILLED_TRUNCATING, str(log)], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    assert log.read_text() == before

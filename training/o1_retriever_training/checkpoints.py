@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from o1_retriever.atomic import atomic_path
+from o1_retriever.atomic import atomic_path, write_text_atomically
 
 from .arguments import TrainingArguments
 from .export import UNTIED_ROWS_ONLY, add_merged, has_merged
@@ -68,10 +68,12 @@ def _load_checkpoint(ckpt: Path, model, optimizer, scheduler, state: dict | None
 
 
 def _truncate_log(log_file: Path, step: int) -> None:
-    """After a resume, drop log lines from steps that will be replayed."""
+    """After a resume, drop log lines from steps that will be replayed. All or nothing: a kill mid-rewrite that left
+    the log empty would have the next resume log only the steps after its checkpoint, a log (and losses.png) that
+    looks whole."""
     if log_file.exists():
         keep = [ln for ln in log_file.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-        log_file.write_text("".join(ln + "\n" for ln in keep))
+        write_text_atomically(log_file, "".join(ln + "\n" for ln in keep))
 
 
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from o1_retriever.atomic import atomic_path
+
+from .atomic_outputs import remove_leftovers
+
 
 def plot_losses(log_file, png_file) -> Path | None:
     rows = [json.loads(ln) for ln in Path(log_file).read_text().splitlines() if ln.strip()] \
@@ -24,9 +28,7 @@ def plot_losses(log_file, png_file) -> Path | None:
     ax2.set_ylabel("L_gen (thought + EOS cross-entropy)", color="tab:orange")
     fig.suptitle("O1 joint training losses")
     fig.tight_layout()
-    fig.savefig(png_file, dpi=110)
-    plt.close(fig)
-    return Path(png_file)
+    return _save(fig, png_file)
 
 
 def plot_encoder_losses(losses: list[dict], png: Path) -> Path | None:
@@ -42,6 +44,15 @@ def plot_encoder_losses(losses: list[dict], png: Path) -> Path | None:
     ax.set_ylabel("MultipleNegativesRankingLoss")
     ax.set_title("Composite encoder fine-tune")
     fig.tight_layout()
-    fig.savefig(png, dpi=110)
+    return _save(fig, png)
+
+
+def _save(fig, png) -> Path:
+    """All or nothing: a PNG cut short by a kill would pass for the finished run's plot (a resumed finished run
+    reports the one it finds, and scripts copy it into the shipped logs)."""
+    import matplotlib.pyplot as plt
+    remove_leftovers(png)
+    with atomic_path(png) as temporary, open(temporary, "wb") as f:
+        fig.savefig(f, format="png", dpi=110)
     plt.close(fig)
-    return png
+    return Path(png)

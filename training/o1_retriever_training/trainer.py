@@ -137,6 +137,8 @@ def _train(model_args: ModelArguments, data_args: DataArguments, train_args: Tra
     if finished is not None:  # resume: this run already ended, exported; training again would redo its last steps
         check_same_run(out / FINISHED_FILE, finished.get("settings"), settings)
         notes = _update_finished_export(out, train_args) if accelerator.is_main_process else []
+        if accelerator.is_main_process and not (out / "losses.png").exists():  # killed between export and plot
+            plot_losses(out / "train_log.jsonl", out / "losses.png")
         accelerator.wait_for_everyone()
         accelerator.end_training()
         return _finished_result(out, finished, notes)
