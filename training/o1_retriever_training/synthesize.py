@@ -19,6 +19,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from o1_retriever.atomic import write_text_atomically
+
 from .arguments import SynthesisArguments, check_output_path, expand_user_paths
 from .committee import VOTES, Committee
 from .experts import ExpertError, check_expert_url, check_sampling
@@ -51,7 +53,8 @@ def read_done(path: Path, key: str = "query_id") -> dict[str, dict]:
         except json.JSONDecodeError as e:
             if n == len(lines):
                 warnings.warn(f"{path}:{n}: dropping a partly written last line (interrupted run)", stacklevel=2)
-                path.write_text("".join(lines[:-1]), encoding="utf-8")
+                # all or nothing: a kill mid-rewrite would lose the records before it (paid for)
+                write_text_atomically(path, "".join(lines[:-1]))
                 break
             raise ValueError(f"{path}:{n}: not valid JSON ({e.msg}); fix or move the file before resuming") from e
         done[str(record[key])] = record
