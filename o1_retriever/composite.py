@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .atomic import write_text_atomically
 from .default_model import JOINT_NAME, joint_model_path, resolve_base_model, resolve_encoder
 from .settings import check_model_settings
 from .validation import read_json_object
@@ -72,11 +73,21 @@ def write_composite(directory, thinker: str, encoder: str | list[str], **setting
     """Write `o1_composite.json` (parts as given: keep them relative to make the directory movable; a list of
     encoders is an ensemble)."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     file = directory / COMPOSITE_FILE
     check_model_settings(settings, file)
     encoder = [str(e) for e in encoder] if isinstance(encoder, (list, tuple)) else str(encoder)
-    file.write_text(json.dumps({"thinker": str(thinker), "encoder": encoder} | settings, indent=2) + "\n",
-                    encoding="utf-8")
-    read_composite(directory)  # refuse to leave a spec behind that would not load
+    created = not directory.exists()
+    directory.mkdir(parents=True, exist_ok=True)
+    previous = file.read_bytes() if file.is_file() else None
+    write_text_atomically(file, json.dumps({"thinker": str(thinker), "encoder": encoder} | settings, indent=2) + "\n")
+    try:
+        read_composite(directory)  # the parts are resolved from the directory: checked where they are written
+    except BaseException:  # refused: leave the folder as it was, not a spec that would not load
+        if previous is not None:
+            write_text_atomically(file, previous.decode("utf-8"))
+        else:
+            file.unlink(missing_ok=True)
+            if created and not any(directory.iterdir()):
+                directory.rmdir()
+        raise
     return file

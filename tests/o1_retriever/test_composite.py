@@ -99,9 +99,18 @@ def test_a_bad_spec_is_refused_with_its_file_named(composite_dir, spec, message)
     assert COMPOSITE_FILE in str(info.value)
 
 
-def test_write_composite_refuses_a_part_that_is_not_there(tmp_path):
+def test_write_composite_refuses_a_part_that_is_not_there_and_leaves_the_folder_as_it_was(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         write_composite(tmp_path / "m", "./no-thinker", MINILM_HUB_ID)
+    assert not (tmp_path / "m").exists()  # no spec that would not load (a trainer would take it for a model)
+    kept = tmp_path / "kept"
+    (kept / "thinker").mkdir(parents=True)
+    write_composite(kept, "thinker", MINILM_HUB_ID)
+    before = (kept / COMPOSITE_FILE).read_text()
+    with pytest.raises(ValueError, match="does not exist"):
+        write_composite(kept, "./no-thinker", MINILM_HUB_ID)
+    assert (kept / COMPOSITE_FILE).read_text() == before and sorted(p.name for p in kept.iterdir()) == [
+        COMPOSITE_FILE, "thinker"]
 
 
 def test_read_composite_is_none_for_other_directories(tiny_o1_dir):
