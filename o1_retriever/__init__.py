@@ -2,7 +2,8 @@
 from .embedder import O1Embedder, QueryEncoding
 from .formatting import SPECIAL_TOKENS
 from .openai_thinker import OpenAIThinker, RefusedSamplingWarning
-from .remote_thinking import LangChainThinker, LlamaIndexThinker, O1ServerThinker, RepeatedThoughtsWarning
+from .framework_thinkers import LangChainThinker, LlamaIndexThinker
+from .remote_thinking import O1ServerThinker, RepeatedThoughtsWarning
 from .thinking import GenerationConfig
 
 __version__ = "0.1.0"
