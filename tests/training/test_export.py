@@ -112,6 +112,51 @@ def test_write_token_rows_converts_emb_pth_to_the_peft_form(tied_model, tmp_path
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
+_KILLED_CONVERTING = """
+import os, signal, sys
+import safetensors.torch
+kill_at, real_save, real_replace = sys.argv[1], safetensors.torch.save_file, os.replace
+def save_file(tensors, filename, *args, **kwargs):
+    if kill_at == "save":  # the first bytes written, the rest not
+        with open(filename, "wb") as f:
+            f.write(b"\\x08\\x00")
+            f.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_save(tensors, filename, *args, **kwargs)
+def replace(src, dst, *args, **kwargs):
+    real_replace(src, dst, *args, **kwargs)
+    if kill_at == "moved" and str(dst).endswith("adapter_model.safetensors"):  # its config not yet moved in
+        os.kill(os.getpid(), signal.SIGKILL)
+safetensors.torch.save_file, os.replace = save_file, replace
+from o1_retriever_training.export import write_token_rows
+write_token_rows(sys.argv[2])
+"""
+
+
+@pytest.mark.parametrize("kill_at", ["save", "moved"])
+def test_a_conversion_killed_mid_write_keeps_the_model(tied_model, tmp_path, kill_at):
+    """write_token_rows rewrote adapter_model.safetensors in place: SIGKILL mid-write left it cut, the trained LoRA
+    lost. Now the adapter loads as the same model after a kill, and a second call finishes the conversion."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    _, model = tied_model
+    out = export_adapter(model, tmp_path / "adapter")
+    before = _merged(out)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", _KILLED_CONVERTING, kill_at, str(out)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    killed = _merged(out)
+    assert all(torch.equal(before[k], killed[k]) for k in before)
+    write_token_rows(out)
+    _assert_peft_form(out, model)
+    after = _merged(out)
+    assert all(torch.equal(before[k], after[k]) for k in before) and not list(out.glob(".export-*"))
+
+
 def test_token_rows_refused_when_other_rows_were_trained(tied_model, tmp_path):
     _, model = tied_model
     out = export_adapter(model, tmp_path / "adapter")

@@ -67,8 +67,7 @@ def export_adapter(model: O1TrainingModel, out_dir, merge: bool = False, token_r
         raise ValueError(f"token_rows_only: {UNTIED_ROWS_ONLY}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for leftover in out.glob(STAGING_PREFIX + "*"):  # what an export killed before its move left
-        shutil.rmtree(leftover, ignore_errors=True)
+    _remove_staging(out)
     staging = out / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
     try:
         staging.mkdir()
@@ -156,9 +155,28 @@ def write_token_rows(adapter_dir) -> Path:
     others[[i for i in ids if i < n]] = False
     if not torch.equal(trained[:n][others], base_rows[others]):
         raise ValueError(f"{emb_file} changes rows other than the O1 tokens {SPECIAL_TOKENS}: keep emb.pth")
-    write_peft_token_rows(adapter_dir, input_embedding_name(base), ids, trained[ids])
+    # Converted in a copy, then moved in: the weights, the config naming their rows, emb.pth dropped last. Rewritten
+    # in place, a kill left a cut adapter_model.safetensors (the trained LoRA lost). Each state between the moves
+    # loads as the same model (the rows are emb.pth's, checked above), and a second call finishes the conversion.
+    _remove_staging(adapter_dir)
+    staging = adapter_dir / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
+    try:
+        staging.mkdir()
+        for name in (ADAPTER_WEIGHTS, ADAPTER_CONFIG):
+            shutil.copy2(adapter_dir / name, staging / name)
+        write_peft_token_rows(staging, input_embedding_name(base), ids, trained[ids])
+        for name in (ADAPTER_WEIGHTS, ADAPTER_CONFIG):
+            os.replace(staging / name, adapter_dir / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     drop_embedding_files(adapter_dir)
     return adapter_dir / ADAPTER_WEIGHTS
+
+
+def _remove_staging(out: Path) -> None:
+    """What an export or a conversion killed before its move left."""
+    for leftover in out.glob(STAGING_PREFIX + "*"):
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def merge_adapter(adapter_dir, out_dir) -> Path:
