@@ -8,7 +8,6 @@ import warnings
 from pathlib import Path
 
 from .cli_args import _hybrid_arg, _load, _model_args, collection_name, json_filter, query_text, thoughts_arg
-from .cli_args import MODEL_DEFAULTED, _check_device, hybrid_weight  # noqa: F401  (older import path)
 from .display import print_hits
 from .validation import check_writable_from, positive_int_arg
 

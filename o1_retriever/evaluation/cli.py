@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..commands import hybrid_weight
+from ..cli_args import hybrid_weight
 from ..fusion import DEFAULT_DENSE_WEIGHT
 from ..settings import CLI_SETTINGS, add_setting_flags, overrides_of
 from ..validation import int_list_arg, positive_int_arg

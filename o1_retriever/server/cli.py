@@ -7,7 +7,7 @@ import os
 import socket
 import sys
 
-from ..commands import MODEL_DEFAULTED, _check_device, _model_args
+from ..cli_args import MODEL_DEFAULTED, _check_device, _model_args
 from ..settings import overrides_of
 from ..validation import positive_int_arg
 from .client import API_KEY_ENV
@@ -21,7 +21,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def _load(args):
-    """commands._load, plus the thought cache choice (a server is where a shared cache pays most)."""
+    """cli_args._load, plus the thought cache choice (a server is where a shared cache pays most)."""
     from .. import O1Embedder
     _check_device(args.device)
     cache = {"on": True, "off": False}.get(args.thought_cache, args.thought_cache)

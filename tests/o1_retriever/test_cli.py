@@ -201,7 +201,7 @@ def test_cli_thought_limit_defaults_to_the_models_own(tiny_o1_dir, tmp_path):
     import argparse
     import shutil
 
-    from o1_retriever.commands import _load
+    from o1_retriever.cli_args import _load
     model = tmp_path / "model"
     shutil.copytree(tiny_o1_dir, model)
     (model / "o1_generation.json").write_text('{"max_new_tokens": 3, "temperature": 0.7, "aggregation": "mean_with_query"}')

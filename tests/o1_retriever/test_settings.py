@@ -27,7 +27,7 @@ def test_flags_are_checked_when_parsed_and_reach_the_model(tiny_o1_dir, capsys):
         with pytest.raises(SystemExit):
             parser.parse_args(["demo", flag, text])
         assert f"argument {flag}: {message}" in capsys.readouterr().err
-    from o1_retriever.commands import _load
+    from o1_retriever.cli_args import _load
     args = parser.parse_args(["demo", "--model", str(tiny_o1_dir), "--device", "cpu", "--dtype", "fp32",
                               "--top-p", "0.8", "--prompt-max-length", "64", "--document-max-length", "32"])
     emb = _load(args)
