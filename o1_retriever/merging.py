@@ -30,7 +30,7 @@ def plain_copy(source: str, dtype) -> tuple[Path, bool]:
     path = Path(source).expanduser()
     if path.suffix == ".gguf":
         key = hashlib.sha256(f"{path.resolve()}:{path.stat().st_size}".encode()).hexdigest()[:16]
-        path, had = convert_gguf(path, cache_dir() / "models" / f"{path.stem}-{key}"), False
+        path = convert_gguf(path, cache_dir() / "models" / f"{path.stem}-{key}")  # its tokens are looked at below
     elif is_adapter(path):
         dt = str(dtype).removeprefix("torch.")
         out = cache_dir() / "models" / f"merged-{_dir_key(path)}-{dt}"
