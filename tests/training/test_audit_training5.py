@@ -3,6 +3,10 @@ log files on every path, and bad flags, existing folders, kills and the result's
 Tiny random models only."""
 from __future__ import annotations
 
+import json
+
+import pytest
+
 from o1_retriever.cli import main
 from tests.training.test_audit_training4 import _interrupt_when, _start, _train_args
 
@@ -160,3 +164,19 @@ def test_ctrl_c_in_train_encoder_says_what_a_rerun_costs(tiny_o1_dir, tiny_beir,
     assert (f"o1-retriever train-encoder: interrupted; no model was written to {out}: the same command trains again "
             f"from the start (the thoughts already thought are kept in the thought cache)") in err
     assert not (out / "o1_composite.json").exists()
+
+
+@pytest.mark.parametrize("plot", ["plot_losses", "plot_encoder_losses"])
+def test_a_loss_plot_that_cannot_be_saved_closes_its_figure(tmp_path, plot):
+    """A PNG that could not be written (its folder is a file) raised before the figure was closed: pyplot kept each
+    such figure open, and its memory, for the rest of the process. The figure is now closed either way."""
+    plt = pytest.importorskip("matplotlib.pyplot")
+    from o1_retriever_training import plotting
+    log = tmp_path / "train_log.jsonl"
+    log.write_text(json.dumps({"step": 1, "loss_emb": 1.0, "loss_gen": 2.0}) + "\n")
+    (tmp_path / "a-file").write_text("")
+    before = set(plt.get_fignums())
+    source = log if plot == "plot_losses" else [{"step": 1, "loss": 1.0}]
+    with pytest.raises(OSError):
+        getattr(plotting, plot)(source, tmp_path / "a-file" / "losses.png")
+    assert set(plt.get_fignums()) == before

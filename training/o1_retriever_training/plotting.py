@@ -51,8 +51,10 @@ def _save(fig, png) -> Path:
     """All or nothing: a PNG cut short by a kill would pass for the finished run's plot (a resumed finished run
     reports the one it finds, and scripts copy it into the shipped logs)."""
     import matplotlib.pyplot as plt
-    remove_leftovers(png)
-    with atomic_path(png) as temporary, open(temporary, "wb") as f:
-        fig.savefig(f, format="png", dpi=110)
-    plt.close(fig)
+    try:
+        remove_leftovers(png)
+        with atomic_path(png) as temporary, open(temporary, "wb") as f:
+            fig.savefig(f, format="png", dpi=110)
+    finally:  # a failed save too: pyplot keeps every open figure (and warns past 20) until the process ends
+        plt.close(fig)
     return Path(png)
