@@ -101,7 +101,10 @@ def run(args) -> int:
     try:
         outcome = run_evaluation(config, log=lambda msg: print(msg, file=sys.stderr))
     except BaseException as e:
-        _keep_partial(getattr(e, "partial_outcome", None), e, config, output, command)
+        try:
+            _keep_partial(getattr(e, "partial_outcome", None), e, config, output, command)
+        except Exception as lost:  # the evaluation's own error is the one to report
+            print(f"could not keep the finished rows: {type(lost).__name__}: {lost}", file=sys.stderr)
         raise
     print_table(outcome)
     if args.output:

@@ -123,3 +123,23 @@ def test_a_folder_of_beir_datasets_names_the_ones_inside(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"corpus.jsonl is missing: .*the BEIR folders in it: \['toy'\], "
                                                  rf"e.g. {tmp_path / 'datasets' / 'toy'}"):
         load_beir(tmp_path / "datasets")
+
+
+def test_a_failure_keeping_the_finished_rows_does_not_hide_the_evaluations_own_error(toy, tiny_o1_dir, tmp_path,
+                                                                                    capsys, monkeypatch):
+    """Fault injection (a table that cannot be printed, e.g. to a closed or non-UTF-8 stdout): the report names the
+    encoder folder that failed the run, not the printing error."""
+    from o1_retriever.evaluation import report
+
+    def unprintable(outcome):
+        raise UnicodeEncodeError("ascii", "ü", 0, 1, "stdout takes ASCII only")
+
+    monkeypatch.setattr(report, "print_table", unprintable)
+    empty = tmp_path / "not-a-model"
+    empty.mkdir()
+    argv = ["eval", "--dataset", str(toy), "--model", str(tiny_o1_dir), "--k", "0", "--max-new-tokens", "4",
+            "--baseline", "bm25", "--baseline-encoder", str(empty)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "could not keep the finished rows: UnicodeEncodeError" in err
+    assert str(empty) in err.splitlines()[-1]  # the error reported last is the evaluation's own
