@@ -61,6 +61,7 @@ class O1Index(RecordWrites):
                                           create=create, where=path or (host and f"{host}:{port}"))
         self._bm25 = None  # CollectionBM25 over the stored texts, made by the first hybrid search
         self._warned_incomplete = False
+        self._holds_documents = False  # seen holding some (a search then asks no count); a delete forgets it
 
     def __len__(self) -> int:
         return self.collection.count()
@@ -85,6 +86,7 @@ class O1Index(RecordWrites):
             raise
         finally:
             self._changed()
+        self._holds_documents = self._holds_documents or bool(ids)
         return len(ids)
 
     def add_resumable(self, ids, texts, metadatas=None, batch_size: int = 64,
@@ -112,6 +114,7 @@ class O1Index(RecordWrites):
                     self._replace([ids[j] for j in todo], [texts[j] for j in todo], list(vectors),
                                   [metas[j] for j in todo], dict(zip(stored["ids"], stored["metadatas"])))
                     embedded += len(todo)
+        self._holds_documents = self._holds_documents or bool(ids)
         return embedded, len(ids) - embedded
 
     @contextmanager
@@ -138,6 +141,7 @@ class O1Index(RecordWrites):
             self._delete(found)
         finally:
             self._changed()
+            self._holds_documents = False
         return len(found)
 
     def _matching(self, where: dict | None, where_document: dict | None = None, limit: int | None = None) -> list:
@@ -188,6 +192,10 @@ class O1Index(RecordWrites):
                           "before trusting these results", stacklevel=2)
         if not queries:
             return []
+        if not self._holds_documents:  # an empty collection answers before seconds of thinking
+            if len(self) == 0:
+                return [] if single else [[] for _ in queries]
+            self._holds_documents = True
         lexical_index = self._lexical() if hybrid is not None else None  # before thinking: no bm25s fails fast
         pool = top_k if hybrid is None else dense_pool(top_k)  # Chroma returns fewer when it holds fewer
         enc = self.embedder.encode_queries(queries, k=k, return_thoughts=True, show_progress_bar=show_progress_bar)

@@ -264,3 +264,18 @@ def test_hybrid_search_over_texts_bm25_cannot_index(tiny_embedder):
     assert sorted(_ids(hits)) == ["s1", "s2"]
     assert _ids(hits) == _ids(index.search("river water", top_k=2, k=0))  # dense order: BM25 has no say
 
+
+
+def test_an_empty_collection_answers_before_any_thinking(tiny_o1_dir):
+    import chromadb
+    emb = O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", dtype="fp32", thought_cache=False,
+                                     max_new_tokens=4)
+    calls, real = [], emb.thinker._generate
+    emb.thinker._generate = lambda *a, **kw: calls.append(a[0]) or real(*a, **kw)  # spy, real model
+    index = O1Index(emb, collection="empty-first", client=chromadb.EphemeralClient())
+    assert index.search("anything", k=2) == [] and index.search(["a", "b"], k=2, hybrid=0.5) == [[], []]
+    assert calls == []  # nothing to find: no thoughts written for it
+    index.add(["d"], ["the river and the ocean"])
+    assert [h.id for h in index.search("ocean", k=1)] == ["d"] and len(calls) == 1
+    index.delete(["d"])
+    assert index.search("ocean", k=1) == [] and len(calls) == 1
