@@ -45,6 +45,8 @@ def read_queries(path) -> list[tuple[str, str]]:
     if suffix == ".jsonl":
         rows = ((n, obj.get("_id"), obj.get("text")) for n, obj in read_jsonl(path))
     elif suffix == ".tsv":
+        if path.is_dir():
+            raise ValueError(f"--queries {path} is a directory; expected a queries file")
         if not path.is_file():
             raise FileNotFoundError(f"--queries {path} does not exist")
         rows = _tsv_rows(path)
