@@ -73,12 +73,6 @@ def test_trec_run_from_a_tsv_file(tiny_o1_dir, db, tmp_path, capsys):
     ([], [{"_id": "q", "text": "x"}], "queries.csv", "expected a .jsonl file"),
     (["--trec"], [{"_id": "q 1", "text": "x"}], "queries.jsonl", "holds whitespace"),
 ])
-def test_a_queries_path_that_is_a_folder_is_named_as_one(tmp_path, capsys):
-    (tmp_path / "queries.tsv").mkdir()
-    assert main(["search", "--db", str(tmp_path / "no-db"), "--queries", str(tmp_path / "queries.tsv")]) == 2
-    assert "queries.tsv is a directory" in capsys.readouterr().err
-
-
 def test_a_bad_queries_file_or_flag_is_refused_before_the_database_or_a_model(tmp_path, capsys, flags, rows, name,
                                                                               message):
     args = ["search", "--model", str(tmp_path / "no-model"), "--db", str(tmp_path / "no-db")]
@@ -87,3 +81,9 @@ def test_a_bad_queries_file_or_flag_is_refused_before_the_database_or_a_model(tm
     assert main(args + flags) == 2
     err = capsys.readouterr().err
     assert message in err and "no-db" not in err and "no-model" not in err
+
+
+def test_a_queries_path_that_is_a_folder_is_named_as_one(tmp_path, capsys):
+    (tmp_path / "queries.tsv").mkdir()
+    assert main(["search", "--db", str(tmp_path / "no-db"), "--queries", str(tmp_path / "queries.tsv")]) == 2
+    assert "queries.tsv is a directory" in capsys.readouterr().err
