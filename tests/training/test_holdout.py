@@ -163,3 +163,26 @@ def test_holdout_replaces_only_a_dev_folder_it_wrote(tiny_beir, tmp_path):
     with pytest.raises(ValueError, match=r"records \(.*r.jsonl\) must be outside dev_dir"):
         holdout(records, tiny_beir, "train", 2, 0, tmp_path.parent / f"{tmp_path.name}_fit.jsonl", tmp_path)
     assert (tmp_path / "dev" / "qrels" / "test.tsv").exists() and records.read_text().count("\n") == 12
+
+
+def test_a_dev_folder_that_fails_to_write_puts_the_earlier_train_out_back(tiny_beir, tmp_path, monkeypatch):
+    """A full disk cannot be made here: the dev folder's queries file fails to write by fault injection. The failed
+    call must lose nothing: the earlier --train-out and dev folder stay as they were, and no temporary is left."""
+    import pathlib
+    records = _records(tmp_path / "r.jsonl", [f"q{i}" for i in range(12)])
+    fit, dev = tmp_path / "fit.jsonl", tmp_path / "dev"
+    holdout(records, tiny_beir, "train", 2, 0, fit, dev)
+    before_fit, before_queries = fit.read_text(), (dev / "queries.jsonl").read_text()
+    real_write = pathlib.Path.write_text
+
+    def disk_full(self, *args, **kwargs):
+        if self.name == "queries.jsonl":
+            raise OSError(28, "No space left on device")
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "write_text", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        holdout(records, tiny_beir, "train", 3, 5, fit, dev)
+    monkeypatch.undo()
+    assert fit.read_text() == before_fit and (dev / "queries.jsonl").read_text() == before_queries
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left

@@ -22,6 +22,18 @@ def remove_leftovers(target) -> None:
         _remove(leftover)
 
 
+def set_aside(target) -> Path | None:
+    """`target` renamed out of the way under a hidden temporary's name (so a kill leaves it to `remove_leftovers`),
+    for the caller to put back or remove; None when there is nothing there. Earlier leftovers are removed first."""
+    target = Path(target)
+    remove_leftovers(target)
+    if not (target.exists() or target.is_symlink()):
+        return None
+    aside = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    os.rename(target, aside)
+    return aside
+
+
 @contextmanager
 def replaced_folder(target) -> Iterator[Path]:
     """A new, empty folder beside `target` to write into; when the block ends without an error it takes

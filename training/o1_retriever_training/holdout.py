@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from o1_retriever.corpus import read_jsonl
 from o1_retriever.evaluation.data import qrels_path, read_beir_jsonl, read_qrels
 
 from .arguments import check_output_path
-from .atomic_outputs import remove_leftovers, replaced_folder
+from .atomic_outputs import remove_leftovers, replaced_folder, set_aside
 
 
 @dataclass
@@ -66,15 +67,23 @@ def holdout(records, dataset, split: str, num_queries: int, seed: int, train_out
     queries = [q for q in read_beir_jsonl(dataset / "queries.jsonl", "query", ("_id", "text")) if q["_id"] in chosen]
     lines = [f"{q}\t{d}\t{g}\n" for q in held for d, g in qrels[q].items()]
     # Each output appears whole or not at all, and no kill leaves an old one beside a new one (held-out queries in
-    # the records trained on): the old train_out goes first and the new one comes last, after the dev folder.
-    remove_leftovers(train_out)
-    train_out.unlink(missing_ok=True)
-    with replaced_folder(dev_dir) as folder:
-        (folder / "qrels").mkdir()
-        (folder / "corpus.jsonl").symlink_to((dataset / "corpus.jsonl").resolve())
-        (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries), encoding="utf-8")
-        (folder / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(lines), encoding="utf-8")
+    # the records trained on): the old train_out goes aside first and the new one comes last, after the dev folder.
+    # A dev folder that fails to write (a full disk) puts the old train_out back: a failed call loses nothing.
+    aside = set_aside(train_out)
+    try:
+        with replaced_folder(dev_dir) as folder:
+            (folder / "qrels").mkdir()
+            (folder / "corpus.jsonl").symlink_to((dataset / "corpus.jsonl").resolve())
+            (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries), encoding="utf-8")
+            (folder / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(lines),
+                                                      encoding="utf-8")
+    except BaseException:
+        if aside is not None:
+            os.replace(aside, train_out)
+        raise
     write_text_atomically(train_out, "".join(json.dumps(obj) + "\n" for obj in kept))
+    if aside is not None:
+        remove_leftovers(train_out)
     return Holdout(held, len(kept))
 
 
