@@ -220,3 +220,25 @@ class Gated:
         if "hold" in texts:
             assert self.release.wait(60), "the test never released the engine"
         return self.embedder.encode_documents(texts, **kw)
+
+
+_KILLED_OPENING = """
+import os, signal, sys, warnings
+from pathlib import Path
+real_open = Path.open
+def open_(self, mode="r", *args, **kwargs):
+    f = real_open(self, mode, *args, **kwargs)
+    if sys.argv[1] in self.name and "w" in mode:  # opened for writing (emptied), nothing written yet
+        os.kill(os.getpid(), signal.SIGKILL)
+    return f
+Path.open = open_
+warnings.simplefilter("ignore")
+"""
+
+
+def killed_opening_for_write(name_part: str, statements: str, *args: str) -> subprocess.CompletedProcess:
+    """Runs `statements` (sys.argv[2:] are `args`) in a child Python that SIGKILLs itself the moment it opens a
+    file whose name holds `name_part` for writing: a real kill at the worst moment of a rewrite in place."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    return subprocess.run([sys.executable, "-c", _KILLED_OPENING + statements, name_part, *args], env=env,
+                          capture_output=True, text=True, timeout=120)

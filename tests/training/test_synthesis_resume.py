@@ -142,38 +142,18 @@ def test_the_generated_queries_cache_refuses_another_expert(server, tiny_beir, t
     assert server.requests == requests and not out.exists()
 
 
-_KILLED_CUTTING_THE_TORN_LINE = """
-import os, signal, sys, warnings
-from pathlib import Path
-real_open = Path.open
-def open_(self, mode="r", *args, **kwargs):
-    f = real_open(self, mode, *args, **kwargs)
-    if "records.jsonl" in self.name and "w" in mode:  # opened for writing (emptied), nothing written yet
-        os.kill(os.getpid(), signal.SIGKILL)
-    return f
-Path.open = open_
-warnings.simplefilter("ignore")
-from o1_retriever_training.synthesize import read_done
-read_done(Path(sys.argv[1]))
-"""
-
-
 def test_a_resume_killed_cutting_a_torn_line_keeps_the_records(tmp_path):
     """A resume cuts a torn last line off the output; SIGKILL mid-rewrite left the file empty, every record paid
     for before it lost. Now the file is the old one until the cut one replaces it, and the next resume cuts it."""
-    import os
     import signal
-    import subprocess
-    import sys
-    from pathlib import Path
 
     from o1_retriever_training.synthesize import read_done
+    from tests.fixtures import killed_opening_for_write
     out = tmp_path / "records.jsonl"
     whole = "".join(json.dumps({"query_id": f"q{i}", "thought": "t"}) + "\n" for i in range(3))
     out.write_text(whole + '{"query_id": "q3", "thou')
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    done = subprocess.run([sys.executable, "-c", _KILLED_CUTTING_THE_TORN_LINE, str(out)], env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = killed_opening_for_write("records.jsonl", "from o1_retriever_training.synthesize import read_done\n"
+                                    "read_done(Path(sys.argv[2]))\n", str(out))
     assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
     assert out.read_text().startswith(whole)
     with pytest.warns(UserWarning, match="dropping a partly written last line"):

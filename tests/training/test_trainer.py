@@ -296,36 +296,17 @@ sys.exit(main({cli!r}))
     assert leftover_temporaries(out / "losses.png") == []
 
 
-_KILLED_TRUNCATING = """
-import os, signal, sys
-from pathlib import Path
-real_open = Path.open
-def open_(self, mode="r", *args, **kwargs):
-    f = real_open(self, mode, *args, **kwargs)
-    if "train_log.jsonl" in self.name and "w" in mode:  # opened for writing (emptied), nothing written yet
-        os.kill(os.getpid(), signal.SIGKILL)
-    return f
-Path.open = open_
-from o1_retriever_training.checkpoints import _truncate_log
-_truncate_log(Path(sys.argv[1]), 2)
-"""
-
-
 def test_a_resume_killed_trimming_the_log_keeps_the_log(tmp_path):
     """A resume trims the log lines of steps it replays; SIGKILL mid-rewrite left the log empty, and the next
     resume logged only the steps after its checkpoint: a log (and losses.png) that looked whole. Now the log is the
     old one until the trimmed one replaces it."""
-    import os
     import signal
-    import subprocess
-    import sys
-    from pathlib import Path
 
+    from tests.fixtures import killed_opening_for_write
     log = tmp_path / "train_log.jsonl"
     log.write_text("".join(json.dumps({"step": s, "loss": 1.0 / s}) + "\n" for s in (1, 2, 3)))
     before = log.read_text()
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    done = subprocess.run([sys.executable, "-c", _KILLED_TRUNCATING, str(log)], env=env, capture_output=True,
-                          text=True, timeout=120)
+    done = killed_opening_for_write("train_log.jsonl", "from o1_retriever_training.checkpoints import _truncate_log\n"
+                                    "_truncate_log(Path(sys.argv[2]), 2)\n", str(log))
     assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
     assert log.read_text() == before
