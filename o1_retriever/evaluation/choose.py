@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..atomic import write_text_atomically
 from ..validation import read_json_object
-from .report import read_results
+from .report import read_results, results_files
 
 SETTING_KEYS = ("temperature", "top_p", "aggregation", "query_weight", "query_max_length", "document_max_length")
 REQUIRED_KEYS = SETTING_KEYS[:3]  # older runs lack the rest: None, the model's default
@@ -54,7 +54,7 @@ def choose(files, k: int = 3, metric: str = "ndcg@10", system: str = "o1") -> Ch
     keys = SETTING_KEYS + (("dense_weight",) if system.endswith("+bm25") else ())
     scores: dict[tuple, dict[str, float]] = {}
     bare: dict[str, float] = {}
-    for path in map(Path, files):
+    for path in results_files(files):  # a glob of runs/*.json also matches the per-query files
         dataset, setting, value, bare_value = _read(path, k, metric, system)
         if dataset in scores.setdefault(setting, {}):
             raise ValueError(f"{path}: a second run of {dict(zip(keys, setting))} on {dataset}")

@@ -84,9 +84,9 @@ def merged_rows(paths) -> tuple[list[dict], str]:
     """Rows of one or more results JSONs of the same dataset and split (a k sweep run in parts, say k=0,3 then
     k=1,5 against the same cached corpus vectors), and the plot title. Mixing datasets, or two rows for the same
     system and k, raises ValueError: one curve must come from one dataset, one point per k."""
-    from .report import read_results
+    from .report import read_results, results_files
     rows, seen, label = [], {}, None
-    for path in paths:
+    for path in results_files(paths):  # a glob of runs/*.json also matches the per-query files
         meta, results = read_results(path)
         this = sweep_title(meta["dataset"]["name"], meta["dataset"]["split"], bool(meta.get("subsampled")))
         if label is not None and this != label:

@@ -129,6 +129,11 @@ def per_query_text(results_name: str, outcome: EvalOutcome, created: str | None 
     return dump(head)[:-1] + ',\n "rows": [\n' + ",\n".join(rows) + "\n ]}\n"
 
 
+def results_files(paths) -> list[Path]:
+    """`paths` without the per-query files that a glob such as `runs/*.json` matches beside each results JSON."""
+    return [Path(p) for p in paths if not Path(p).name.endswith(".per_query.json")]
+
+
 def read_results(path) -> tuple[dict, list[dict]]:
     """(meta, result rows) of a JSON that `write_json` wrote; anything else raises ValueError naming the file."""
     path = Path(path)

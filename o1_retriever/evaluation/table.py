@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from . import report
-from .report import read_results, row_cells
+from .report import read_results, results_files, row_cells
 
 COLUMNS = tuple(c for c in report.COLUMNS if c not in ("MAP", "vs baseline"))  # the README tables leave these out
 
@@ -26,7 +26,7 @@ def _dataset_label(meta: dict) -> str:
 def markdown_table(paths) -> str:
     """One table over every row of every results JSON in `paths`."""
     lines = ["| dataset | " + " | ".join(COLUMNS) + " |", "|" + "---|" * (len(COLUMNS) + 1)]
-    for path in paths:
+    for path in results_files(paths):  # a glob of runs/*.json also matches the per-query files
         meta, rows = read_results(path)
         label = _dataset_label(meta)
         for r in rows:

@@ -81,6 +81,13 @@ def test_choose_refuses_incomplete_or_duplicated_runs(dev_runs):
         choose(only_one_each, k=1)
 
 
+def test_choose_given_a_folder_glob_skips_the_per_query_files(dev_runs):
+    """What scripts/train_default.sh passes (runs/dev/*.json) holds each run's per-query scores file too."""
+    everything = sorted(dev_runs[0].parent.glob("*.json"))
+    assert len(everything) == 2 * len(dev_runs)
+    assert choose(everything, k=1) == choose(sorted(dev_runs), k=1)
+
+
 def test_choose_reads_runs_made_before_query_weight(dev_runs):
     """Older JSONs have no query_weight in meta.generation: they ran with the equal share (None)."""
     for path in dev_runs:

@@ -41,3 +41,12 @@ def test_table_rejects_a_file_that_is_not_results(tmp_path):
     bad.write_text('{"rows": []}')
     with pytest.raises(ValueError, match="bad.json is not an `o1-retriever eval` results JSON"):
         markdown_table([bad])
+
+
+def test_a_glob_of_the_results_folder_skips_the_per_query_files(results):
+    """eval writes r.per_query.json beside r.json: `table runs/*.json` (and choose, plot) read the results only."""
+    full, sub = results
+    everything = sorted(full.parent.glob("*.json"))
+    assert full.with_name("full.per_query.json") in everything
+    assert markdown_table(everything) == markdown_table(sorted([full, sub]))
+
