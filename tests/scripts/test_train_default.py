@@ -23,6 +23,14 @@ def _digest(folder: Path) -> str:
     return h.hexdigest()
 
 
+def _results(paths) -> list:
+    """The eval results JSONs among `paths`, each checked to have its per-query scores file beside it."""
+    paths = sorted(paths)
+    results = [p for p in paths if not p.name.endswith(".per_query.json")]
+    assert [p for p in paths if p not in results] == [p.with_name(p.stem + ".per_query.json") for p in results]
+    return results
+
+
 @pytest.mark.real_model
 @pytest.mark.slow
 def test_reproduction_script_runs_every_step(shared_data, tmp_path):
@@ -77,13 +85,13 @@ def test_reproduction_script_runs_every_step(shared_data, tmp_path):
     assert not [p.name for p in adapter.iterdir() if p.is_dir() or p.name in ("train_log.jsonl", "losses.png",
                                                                            "training_args.json")]
     assert json.loads((adapter / "adapter_config.json").read_text())["trainable_token_indices"]
-    dev_runs = sorted((bench / "default_dev").glob("*.json"))
+    dev_runs = _results((bench / "default_dev").glob("*.json"))
     assert len(dev_runs) == 8 and (bench / "default_dev" / "choice.png").exists()
     best = choose(dev_runs, k=3).best
     generation = json.loads((adapter / "o1_generation.json").read_text())
     assert generation["max_new_tokens"] == 48 and {k: generation.get(k) for k in best} == best
     # ... then the hybrid dense share, over six shares with those settings
-    hybrid_runs = sorted((bench / "hybrid_dev").glob("*.json"))
+    hybrid_runs = _results((bench / "hybrid_dev").glob("*.json"))
     assert len(hybrid_runs) == 6 and (bench / "hybrid_dev" / "choice.png").exists()
     assert f"'dense_weight': {choose(hybrid_runs, k=3, system='o1+bm25').best['dense_weight']}}}  <- chosen" \
         in done.stdout
