@@ -83,10 +83,9 @@ def check_trec_ids(queries: list[tuple[str, str]]) -> None:
 
 def search_all(index, queries: list[tuple[str, str]], *, top_k: int, k: int, hybrid, where, trec: bool,
                out=None) -> int:
-    """Search every query, writing each chunk's lines to `out` (stdout) as it finishes; the number of queries done."""
+    """Search every query, writing each chunk's lines to `out` (stdout) as it finishes; the number of queries done.
+    With `trec`, the caller has checked the query ids (`check_trec_ids`, before any model loads)."""
     out = out or sys.stdout
-    if trec:
-        check_trec_ids(queries)
     done = 0
     bar = tqdm(total=len(queries), desc="Searching", unit="query",
                disable=not sys.stderr.isatty() or len(queries) <= CHUNK)

@@ -85,13 +85,13 @@ class CachedThinking:
         fresh, vectors = {}, {}
         # One batch at a time, each batch's thoughts stored as soon as they exist: a run stopped after hours of
         # thinking (Ctrl-C, a crash, a killed job) keeps all but the batch it was in, and the same call resumes.
+        keep = getattr(self.thinker, "cacheable", lambda *_: True)  # a remote thinker may refuse some thoughts
         with tqdm(total=len(todo), desc="Thinking", disable=not progress) as bar:
             for start in range(0, len(todo), batch_size):
                 chunk = todo[start:start + batch_size]
                 made = self._think_batch(chunk, k, batch_size, vectors if want_vectors else None)
                 fresh.update(zip(chunk, made))
-                if self.thought_cache is not None:  # a remote thinker may say some thoughts are not worth keeping
-                    keep = getattr(self.thinker, "cacheable", lambda *_: True)
+                if self.thought_cache is not None:
                     # keyed as made: a server's refusal of a sampling parameter, learned while thinking, changes the key
                     self.thought_cache.put_many({key: fresh[q] for q, key in zip(chunk, self._keys(chunk, k))
                                                  if keep(fresh[q], k, self.settings)})
