@@ -29,9 +29,14 @@ def set_aside(target) -> Path | None:
     remove_leftovers(target)
     if not (target.exists() or target.is_symlink()):
         return None
-    aside = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    aside = _aside_name(target)
     os.rename(target, aside)
     return aside
+
+
+def _aside_name(target: Path) -> Path:
+    """A name `remove_leftovers` takes for a killed writer's: what is moved aside is cleaned up after a kill."""
+    return target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
 
 
 @contextmanager
@@ -47,9 +52,7 @@ def replaced_folder(target) -> Iterator[Path]:
             folder.mkdir()
             yield folder
             if target.exists() or target.is_symlink():  # rename cannot replace a non-empty folder: move it out first
-                # named as atomic_path names its temporaries, so a kill before the removal leaves it to
-                # remove_leftovers
-                aside = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+                aside = _aside_name(target)
                 os.rename(target, aside)
     finally:
         if aside is not None:
