@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import is_adapter, load_adapter
+from .adapter_loading import load_adapter
+from .checkpoint import is_adapter
 from .formatting import SPECIAL_TOKENS, add_special_tokens
 from .quantized import quantized_copy, require_bitsandbytes
 from .validation import QUANTIZATIONS, check_choice
