@@ -12,6 +12,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .corpus import read_jsonl
+from .display import bars_shown
 
 # Queries think and search this many at a time: output is written as each chunk finishes, so an interrupted run keeps
 # every finished query's lines, and one chunk's vectors stay small.
@@ -88,7 +89,7 @@ def search_all(index, queries: list[tuple[str, str]], *, top_k: int, k: int, hyb
     out = out or sys.stdout
     done = 0
     bar = tqdm(total=len(queries), desc="Searching", unit="query",
-               disable=not sys.stderr.isatty() or len(queries) <= CHUNK)
+               disable=not bars_shown() or len(queries) <= CHUNK)
     try:
         for start in range(0, len(queries), CHUNK):
             chunk = queries[start:start + CHUNK]

@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 
 from .cli_args import _hybrid_arg, _load, _model_args, collection_name, json_filter, query_text, thoughts_arg
-from .display import print_hits
+from .display import bars_shown, print_hits
 from .validation import check_writable_from, positive_int_arg
 
 DEMO_QUERIES = ["Why does bread rise in the oven?", "How can the body fight off a virus it has seen before?",
@@ -58,7 +58,7 @@ def run_index(args) -> int:
         return 0
     embedder = _load(args)
     index = O1Index(embedder, collection=args.collection, client=open_database(db))
-    interactive = sys.stderr.isatty()  # a bar redrawn with \r is garbage in a log file or a pipe
+    interactive = bars_shown()
     if not interactive:
         print(f"indexing {len(passages)} passages into {args.db} (collection {args.collection!r})...",
               file=sys.stderr, flush=True)

@@ -1,6 +1,14 @@
 """What the CLI shows of queries, thoughts and passages: each on one terminal line, as plain text."""
 from __future__ import annotations
 
+import sys
+
+
+def bars_shown() -> bool:
+    """Whether progress bars are drawn: only on a terminal. Off one (a log file, a pipe, CI) a bar redrawn with
+    carriage returns is one unreadable line."""
+    return sys.stderr.isatty()
+
 
 def one_line(text: str) -> str:
     """`text` as one terminal line: whitespace runs (newlines included) and control characters become one space, and

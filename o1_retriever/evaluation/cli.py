@@ -9,6 +9,7 @@ import argparse
 import sys
 
 from ..cli_args import hybrid_weight
+from ..display import bars_shown
 from ..fusion import DEFAULT_DENSE_WEIGHT
 from ..settings import CLI_SETTINGS, add_setting_flags, overrides_of
 from ..validation import int_list_arg, positive_int_arg
@@ -76,7 +77,7 @@ def config_from_args(args):
                       baselines=list(dict.fromkeys(args.baseline)), embedding_cache=not args.no_embedding_cache,
                       ray=eval_options(args) or None, **overrides_of(args, CLI_SETTINGS),
                       # a log file would collect every redraw of every bar: bars only on a terminal
-                      progress=None if sys.stderr.isatty() else False)
+                      progress=None if bars_shown() else False)
 
 
 def run(args) -> int:

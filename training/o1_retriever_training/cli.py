@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from o1_retriever.display import bars_shown
+
 from .arguments import (DataArguments, ModelArguments, SynthesisArguments, TrainingArguments,
                         add_dataclass_arguments, from_namespace)
 
@@ -15,7 +17,7 @@ def _synthesize(args: argparse.Namespace) -> int:
     from .synthesize import synthesize
     try:
         # a bar redrawn with carriage returns is one unreadable line in a log file
-        result = synthesize(from_namespace(SynthesisArguments, args), progress=sys.stderr.isatty())
+        result = synthesize(from_namespace(SynthesisArguments, args), progress=bars_shown())
     except ExpertError as e:  # a server that failed part-way: what it answered is kept
         print(f"o1-retriever synthesize: error: {e}\n{_records_kept(args.output)}", file=sys.stderr)
         return 1

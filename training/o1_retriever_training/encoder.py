@@ -17,9 +17,10 @@ from __future__ import annotations
 import json
 import math
 import random
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from o1_retriever.display import bars_shown
 
 from .arguments import _f, check_no_other_model, check_output_path, is_finite_number
 from .bars import transformers_bars
@@ -127,7 +128,7 @@ def _dataset_rows(spec: str, excluded: set[str], emb, args: EncoderArguments, rn
     positives = [{d for d, g in qrels[q].items() if g > 0 and d in docs} for q in ids]
     ids, positives = zip(*[(q, p) for q, p in zip(ids, positives) if p]) if ids else ((), ())
     texts = [queries[q] for q in ids]
-    thoughts = emb.think(list(texts), k=args.thoughts_per_query, show_progress_bar=sys.stderr.isatty()) if texts else []
+    thoughts = emb.think(list(texts), k=args.thoughts_per_query, show_progress_bar=bars_shown()) if texts else []
     doc_ids = list(docs)
     negatives = mine_negatives(list(texts), [set(p) for p in positives], doc_ids, [docs[d] for d in doc_ids],
                                [BM25Member([docs[d] for d in doc_ids])], args.num_negatives) \
@@ -149,7 +150,7 @@ def _dataset_rows(spec: str, excluded: set[str], emb, args: EncoderArguments, rn
 def train_encoder(args: EncoderArguments, log=print) -> EncoderResult:
     check_encoder_arguments(args)
     # a bar redrawn with carriage returns is one unreadable line in a log: transformers' too (the thinker's merge)
-    with transformers_bars(sys.stderr.isatty()):
+    with transformers_bars(bars_shown()):
         return _train_encoder(args, log)
 
 
@@ -208,7 +209,7 @@ def _train_encoder(args: EncoderArguments, log) -> EncoderResult:
         per_device_train_batch_size=args.batch_size, learning_rate=args.learning_rate, warmup_steps=warmup,
         dataloader_pin_memory=torch.cuda.is_available(),
         batch_sampler=BatchSamplers.NO_DUPLICATES, seed=args.seed, logging_steps=1, save_strategy="no", report_to=[],
-        disable_tqdm=not sys.stderr.isatty())  # a bar redrawn with carriage returns is one unreadable line in a log
+        disable_tqdm=not bars_shown())
     trainer = SentenceTransformerTrainer(model=model, args=targs, train_dataset=Dataset.from_list(rows),
                                          loss=MultipleNegativesRankingLoss(model, scale=args.scale))
     trainer.train()

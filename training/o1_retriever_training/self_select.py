@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from o1_retriever.display import bars_shown
+
 from .arguments import add_dataclass_arguments, check_output_path, from_namespace, is_finite_number
 from .bars import transformers_bars
 
@@ -86,7 +88,7 @@ def self_select(args: SelfSelectArguments) -> SelfSelection:
     pairs = [p for p in labeled_pairs(data) if p.query_id not in excluded]
     texts = [p.query for p in pairs]
 
-    show = sys.stderr.isatty()  # a bar redrawn with carriage returns is one unreadable line in a log
+    show = bars_shown()
     with transformers_bars(show):  # the thinker's merge into the cache, on its first load
         embedders = [O1Embedder.from_pretrained(args.model, thought_cache=True, seed=int(s)) for s in args.seeds]
     per_seed = [e.think(texts, k=args.k, batch_size=args.batch_size, show_progress_bar=show) for e in embedders]

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
 from o1_retriever.device import cpu_has_fast_bf16
+from o1_retriever.display import bars_shown
 
 from .arguments import (DataArguments, ModelArguments, TrainingArguments, check_model_arguments,
                         check_training_arguments, expand_user_paths)
@@ -97,7 +98,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
           progress_bar: bool | None = None) -> TrainResult:
     """progress_bar: a tqdm bar (True), or a plain line per logged step on stderr (False); None: a bar only where stderr
     is a terminal, since a bar redrawn with carriage returns is one unreadable line in a log file."""
-    show_bar = sys.stderr.isatty() if progress_bar is None else progress_bar
+    show_bar = bars_shown() if progress_bar is None else progress_bar
     with transformers_bars(show_bar):  # the base's conversion, a --merge save (a finished run's --resume included)
         return _train(model_args, data_args, train_args, show_bar)
 
