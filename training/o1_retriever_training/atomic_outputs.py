@@ -54,9 +54,12 @@ def replaced_folder(target) -> Iterator[Path]:
             if target.exists() or target.is_symlink():  # rename cannot replace a non-empty folder: move it out first
                 aside = _aside_name(target)
                 os.rename(target, aside)
-    finally:
-        if aside is not None:
-            _remove(aside)
+    except BaseException:
+        if aside is not None and not (target.exists() or target.is_symlink()):
+            os.rename(aside, target)  # the new folder did not take its place: the old one goes back, whole
+        raise
+    if aside is not None:
+        _remove(aside)
 
 
 def _remove(path: Path) -> None:
