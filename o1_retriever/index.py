@@ -75,6 +75,8 @@ class O1Index(RecordWrites):
         vectors = [v for s in tqdm(range(0, len(ids), batch_size), desc="Embedding", disable=not show)
                    for v in self.embedder.encode_documents(texts[s:s + batch_size], batch_size=min(batch_size, 32),
                                                            show_progress_bar=False)]  # this bar counts
+        # Read after embedding, right before the writes: keys another writer added meanwhile are then removed too,
+        # so the records end as one whole write, not a mix of two.
         before = self._get(ids, ["documents", "metadatas", "embeddings"])
         stored = dict(zip(before["ids"], before["metadatas"]))  # what each write replaces: no read per batch
         try:
@@ -111,8 +113,10 @@ class O1Index(RecordWrites):
                     run.keep()  # before each write, not each batch: a re-run that skips most asks Chroma less
                     vectors = self.embedder.encode_documents([texts[j] for j in todo], batch_size=min(batch_size, 32),
                                                              show_progress_bar=False)  # the Indexing bar counts
+                    # stored=None: the keys each record has are read again now, after embedding, so keys another
+                    # writer added meanwhile are removed too (the record ends as one whole write, not a mix of two)
                     self._replace([ids[j] for j in todo], [texts[j] for j in todo], list(vectors),
-                                  [metas[j] for j in todo], dict(zip(stored["ids"], stored["metadatas"])))
+                                  [metas[j] for j in todo], None)
                     embedded += len(todo)
         self._holds_documents = self._holds_documents or bool(ids)
         return embedded, len(ids) - embedded
