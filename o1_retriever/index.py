@@ -14,7 +14,8 @@ from .hybrid import CollectionBM25, dense_pool, fuse_with_bm25
 # The names below were defined here first; they stay importable from this module.
 from .index_client import (_check_collection, _client, _own_memory_database, check_client,  # noqa: F401
                            check_collection_name, check_database_path, existing_client)
-from .index_marks import INCOMPLETE_KEY, RUN_KEY_PREFIX, WriteRun, is_incomplete, stored_metadata  # noqa: F401
+from .index_marks import (INCOMPLETE_KEY, RUN_KEY_PREFIX, WriteRun, another_host_runs, is_incomplete,  # noqa: F401
+                          stored_metadata)
 from .index_records import (METADATA_TYPES, RESERVED_KEY_PREFIXES, RecordWrites, check_metadata,  # noqa: F401
                             check_records, typed_metadata)
 from .validation import as_text_list, check_k, check_positive_int
@@ -168,6 +169,25 @@ class O1Index(RecordWrites):
         """True while an `add_resumable` run writes, or after one that did not finish, until a re-run finishes."""
         return is_incomplete(self._stored_metadata())
 
+    def clear_incomplete(self) -> None:
+        """Remove every run's incomplete mark: for a run on another host that is known to be gone (this host cannot
+        check another's processes, so a finishing run keeps such a mark). The documents stay as they are."""
+        WriteRun(self.client, self.collection).clear_all()
+        self._warned_incomplete = False
+
+    def _warn_if_incomplete(self) -> None:
+        metadata = self._stored_metadata()
+        if not is_incomplete(metadata):
+            return
+        self._warned_incomplete = True
+        elsewhere = another_host_runs(metadata)
+        why = (f"a run writing from another host ({elsewhere}) may still be writing or may have died, which this host "
+               "cannot check; if it no longer runs, re-run it there, or call O1Index.clear_incomplete()" if elsewhere
+               else "a run writing it (`o1-retriever index`, `add_resumable`, a distributed `load`) did not finish; "
+               "re-run it (stored documents are kept)")
+        warnings.warn(f"collection {self.collection.name!r} is incomplete: {why} before trusting these results",
+                      stacklevel=3)
+
     def _lexical(self) -> CollectionBM25:
         if self._bm25 is None:
             self._bm25 = CollectionBM25(self.collection)
@@ -189,11 +209,8 @@ class O1Index(RecordWrites):
         hybrid = resolve_hybrid(hybrid)
         if where is not None or where_document is not None:  # a bad filter fails now, not after seconds of thinking
             self._matching(where, where_document, limit=1)
-        if not self._warned_incomplete and self.incomplete:  # warned once: no metadata read per search after
-            self._warned_incomplete = True
-            warnings.warn(f"collection {self.collection.name!r} is incomplete: a run writing it (`o1-retriever index`, "
-                          "`add_resumable`, a distributed `load`) did not finish; re-run it (stored documents are kept) "
-                          "before trusting these results", stacklevel=2)
+        if not self._warned_incomplete:  # warned once: no metadata read per search after
+            self._warn_if_incomplete()
         if not queries:
             return []
         if not self._holds_documents:  # an empty collection answers before seconds of thinking

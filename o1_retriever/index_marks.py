@@ -8,8 +8,10 @@ before each batch it writes: a write by another process that dropped it (a read 
 at most one batch of a reader seeing the collection complete.
 
 A run that finishes removes its key and the keys of runs that ended without finishing (failed, or killed: their
-process is gone); it keeps a key whose process still runs on this host. A run of another host, or one written by a
-version that kept only the flag, cannot be told alive, and is cleared as a re-run always cleared the mark.
+process is gone); it keeps a key whose process still runs on this host. A run writing from another host (a shared
+Chroma server or directory) cannot be checked from here: its key is kept, and the finishing run warns, naming that
+host and pid (a re-run on that host clears it once the process is gone, `O1Index.clear_incomplete()` anywhere). A
+key written by a version that kept only the flag, which names no host, is cleared as a re-run always cleared it.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import socket
 import threading
 import time
 import uuid
+import warnings
 
 INCOMPLETE_KEY = "o1:incomplete"
 RUN_KEY_PREFIX = "o1:run:"
@@ -60,14 +63,28 @@ def _process_runs(pid: int, start: str | None) -> bool:
     return True
 
 
-def still_writing(key: str, value) -> bool:
-    """Whether the run that set the mark `key` may still be writing (see the module's docstring)."""
+def _owner_of(value) -> dict:
     try:
         owner = json.loads(value)
     except (TypeError, ValueError):
+        return {}
+    return owner if isinstance(owner, dict) else {}
+
+
+def another_host_runs(metadata: dict) -> str:
+    """The runs of other hosts that mark `metadata` as still writing, for a message ('' when there are none)."""
+    runs = [_owner_of(value) for key, value in metadata.items() if key.startswith(RUN_KEY_PREFIX)]
+    return "; ".join(f"host {o['host']!r} pid {o.get('pid')} since {o.get('since')}"
+                     for o in runs if o.get("state") == "writing" and o.get("host") not in (None, _HOST))
+
+
+def still_writing(key: str, value) -> bool:
+    """Whether the run that set the mark `key` may still be writing (see the module's docstring)."""
+    owner = _owner_of(value)
+    if owner.get("state") != "writing" or owner.get("host") is None:
         return False
-    if not isinstance(owner, dict) or owner.get("state") != "writing" or owner.get("host") != _HOST:
-        return False
+    if owner["host"] != _HOST:  # its pid names a process of that host: cannot be checked here
+        return True
     if owner.get("pid") == os.getpid():
         return key in _active
     return isinstance(owner.get("pid"), int) and _process_runs(owner["pid"], owner.get("start"))
@@ -124,7 +141,20 @@ class WriteRun:
 
     def finish(self) -> None:
         _active.discard(self.key)
-        self._update(lambda runs: {k: v for k, v in runs.items() if k != self.key and still_writing(k, v)})
+        kept = {}
+
+        def live(runs: dict) -> dict:
+            kept.update((k, v) for k, v in runs.items() if k != self.key and still_writing(k, v))
+            return kept
+        self._update(live)
+        if elsewhere := another_host_runs(kept):
+            warnings.warn(f"collection {self.collection.name!r} stays marked incomplete: a run writing from another "
+                          f"host ({elsewhere}) may still be writing, which this host cannot check. If it no longer "
+                          "runs, re-run it there, or call O1Index.clear_incomplete()", stacklevel=2)
+
+    def clear_all(self) -> None:
+        """Remove every run's mark, whoever set it: for a run known to be gone that this host cannot check."""
+        self._update(lambda runs: {})
 
     def fail(self, error: BaseException) -> None:
         """Say the run ended unfinished, so that a re-run in another process of this host may clear its mark."""

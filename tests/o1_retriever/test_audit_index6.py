@@ -3,6 +3,8 @@ server (`chroma run`), the incomplete mark of a run on another host, plain Chrom
 another model's function, and a writer killed (SIGKILL) mid-write."""
 from __future__ import annotations
 
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -46,10 +48,18 @@ getattr(index, method)(["d"], ["the written text"], metadatas=[{"a": 1}])
 """
 
 
-def _start_held_writer(tmp_path, tiny_o1_dir, served, collection, method) -> tuple[subprocess.Popen, Path, Path]:
+def _start_held_writer(tmp_path, tiny_o1_dir, served, collection, method,
+                       host: str | None = None) -> tuple[subprocess.Popen, Path, Path]:
+    """The held writer in a child process; with `host`, in a UTS namespace of its own whose hostname is `host` (its
+    pid stays visible here, as a process of another machine's may happen to be)."""
     entered, go = tmp_path / "entered", tmp_path / "go"
-    child = subprocess.Popen([sys.executable, "-c", HELD_WRITER, str(tiny_o1_dir), served["host"], str(served["port"]),
-                              collection, str(entered), str(go), method], cwd=REPO,
+    command = [sys.executable, "-c", HELD_WRITER, str(tiny_o1_dir), served["host"], str(served["port"]),
+               collection, str(entered), str(go), method]
+    if host is not None:
+        if not shutil.which("unshare") or subprocess.run(["unshare", "-Uru", "true"]).returncode:
+            pytest.skip("no unprivileged `unshare -Uru` here to give a process another hostname")
+        command = ["unshare", "-Uru", "sh", "-c", f'hostname {host} && exec "$@"', "sh", *command]
+    child = subprocess.Popen(command, cwd=REPO,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
     while not entered.exists():
@@ -77,3 +87,41 @@ def test_two_processes_writing_one_id_end_with_one_whole_write(served, tiny_embe
     assert child.returncode == 0, output[-2000:]
     got = index.collection.get(ids=["d"], include=["documents", "metadatas"])
     assert got["documents"] == ["the written text"] and got["metadatas"] == [{"a": 1}]
+
+
+def _run_keys(index) -> list[str]:
+    return [key for key in index._stored_metadata() if key.startswith("o1:run:")]
+
+
+def test_a_run_finishing_here_keeps_the_mark_of_a_run_writing_from_another_host(served, tiny_embedder, tiny_o1_dir,
+                                                                                 tmp_path):
+    """A finishing run checked the pid of another host's run on this host (or cleared it): the collection read
+    complete while that run still wrote. Its mark is now kept, with a warning naming the host, until it finishes."""
+    index = O1Index(tiny_embedder, client=chromadb.HttpClient(**served), collection="other-host")
+    child, _, go = _start_held_writer(tmp_path, tiny_o1_dir, served, "other-host", "add_resumable", host="far-away")
+    try:
+        assert index.incomplete and len(_run_keys(index)) == 1
+        with pytest.warns(UserWarning, match=r"another host \(host 'far-away' pid \d+"):
+            assert index.add_resumable(["e"], ["written here"]) == (1, 0)
+        assert index.incomplete  # the other host's run still writes
+        with pytest.warns(UserWarning, match="'far-away'.*clear_incomplete"):
+            index.search("anything", top_k=1, k=0)
+    finally:
+        go.touch()
+        output = child.communicate(timeout=120)[0]
+    assert child.returncode == 0, output[-2000:]
+    assert not index.incomplete and _run_keys(index) == []
+
+
+def test_the_mark_of_a_killed_run_of_another_host_stays_until_cleared(served, tiny_embedder, tiny_o1_dir, tmp_path):
+    """A run of another host killed mid-write (SIGKILL): this host cannot tell it is gone, so the mark stays through a
+    run here; `clear_incomplete()` removes it, and the documents stored stay."""
+    index = O1Index(tiny_embedder, client=chromadb.HttpClient(**served), collection="killed-far")
+    child, _, _ = _start_held_writer(tmp_path, tiny_o1_dir, served, "killed-far", "add_resumable", host="far-away")
+    child.send_signal(signal.SIGKILL)
+    child.communicate(timeout=60)
+    with pytest.warns(UserWarning, match="far-away"):
+        index.add_resumable(["e"], ["written here"])
+    assert index.incomplete
+    index.clear_incomplete()
+    assert not index.incomplete and _run_keys(index) == [] and len(index) == 1
