@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
@@ -27,6 +28,41 @@ def model_lock(model) -> threading.RLock:
         if lock is None:
             lock = _LOCKS[model] = threading.RLock()
         return lock
+
+
+class Abandoned(RuntimeError):
+    """Generation stopped early because nobody waits for its thoughts any more (see `stop_when`)."""
+
+
+_stop = threading.local()  # the event `stop_when` set for generation on this thread, if any
+
+
+@contextmanager
+def stop_when(event: threading.Event):
+    """Within the block, generation on this thread checks `event` between decode steps and, once it is set, stops and
+    raises Abandoned: nothing partial is returned, so nothing partial is cached. The server sets it when every client
+    of a batch in the engine has left. Without the block, generation runs as always."""
+    previous = getattr(_stop, "event", None)
+    _stop.event = event
+    try:
+        yield
+    finally:
+        _stop.event = previous
+
+
+def _stopping(event: threading.Event | None) -> dict:
+    """generate() arguments that end decoding once `event` is set (none without one)."""
+    if event is None:
+        return {}
+    if event.is_set():
+        raise Abandoned("every request waiting for these thoughts was abandoned")
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class Stop(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return torch.full((input_ids.shape[0],), event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+    return {"stopping_criteria": StoppingCriteriaList([Stop()])}
 
 
 GenerationConfig = InferenceSettings  # the former name of the sampling settings, still exported by the package
@@ -71,14 +107,17 @@ class Thinker:
                     max_length=config.prompt_max_length, add_special_tokens=self.prompt_style == "official")
         batch = batch.to(self.device)
         ids, mask = batch["input_ids"], batch["attention_mask"]
+        stop = getattr(_stop, "event", None)
         # Each row samples from its own generator seeded by (seed, query, row): no global RNG, and a query's
         # thoughts do not depend on the rest of its batch.
         out = generate(self.model, ids, mask, n=k, temperature=config.temperature,
                        top_p=config.top_p, seeds=row_seeds(config.seed, queries, k),
                        max_new_tokens=config.max_new_tokens, min_new_tokens=config.min_new_tokens or None,
                        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, return_dict_in_generate=True,
-                       use_cache=True,
+                       use_cache=True, **_stopping(stop),
                        **(compiled_decoding() if static else {}))
+        if stop is not None and stop.is_set():  # stopped early: the thoughts are cut short, no answer to give
+            raise Abandoned("every request waiting for these thoughts was abandoned")
         return batch, out
 
     def _decode(self, new_tokens: torch.Tensor) -> list[str]:

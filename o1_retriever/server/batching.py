@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..thinking import stop_when
 from ..validation import check_choice
 from .window import cut, needs_cut, token_counts  # token_counts: importable from here, as before
 
@@ -204,12 +206,23 @@ class Batcher:
             return
         kind, k = jobs[0].key
         texts = [t for j in jobs for t in j.texts]
+        # Set once every request of the batch is gone (its client left, or stop() failed it): thinking then stops
+        # at its next decode step instead of running to max_new_tokens for nobody.
+        abandoned = threading.Event()
+
+        def check_abandoned(_):
+            if all(j.future.done() for j in jobs):
+                abandoned.set()
+        for job in jobs:
+            job.future.add_done_callback(check_abandoned)
         self._running = jobs  # kept when the worker is cancelled mid-call, so that stop() fails them
         try:
-            result = await loop.run_in_executor(self._engine, self._compute, kind, k, texts)
+            result = await loop.run_in_executor(self._engine, self._compute, kind, k, texts, abandoned)
         except Exception as e:  # every request in the batch gets the error; the server keeps serving
             result = e
         self._running = []
+        for job in jobs:
+            job.future.remove_done_callback(check_abandoned)
         if isinstance(result, Exception):
             for j in jobs:
                 if not j.future.done():
@@ -224,8 +237,13 @@ class Batcher:
                 j.future.set_result(part)
             start = end
 
-    def _compute(self, kind: str, k: int, texts: list[str]) -> Result:
-        """Runs on the engine thread. batch_size=max_batch: a merged batch is one forward, not several."""
+    def _compute(self, kind: str, k: int, texts: list[str], abandoned: threading.Event | None = None) -> Result:
+        """Runs on the engine thread. batch_size=max_batch: a merged batch is one forward, not several. Raises
+        Abandoned when `abandoned` is set while it thinks."""
+        with stop_when(abandoned or threading.Event()):
+            return self._compute_now(kind, k, texts)
+
+    def _compute_now(self, kind: str, k: int, texts: list[str]) -> Result:
         emb, started = self.embedder, time.perf_counter()
         if self.metrics is not None:
             self.metrics.batch_size.labels(kind).observe(len(texts))
