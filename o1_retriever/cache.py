@@ -28,7 +28,8 @@ def cache_key(fingerprint: str, template: str, query: str, k: int, params: dict)
 def open_cache(spec, default_dir) -> "ThoughtCache | None":
     """The embedder's cache from its `thought_cache` argument: True (`thoughts.sqlite` in `default_dir()`), a path,
     or False/None (no cache). A default directory that cannot be created costs the cache (one warning), not the
-    model; a path the user chose that holds something else is refused (ValueError)."""
+    model, and a default file that is not a cache is moved aside; a path the user chose that holds something else is
+    refused (ValueError)."""
     if spec is None or spec is False:
         return None
     if spec is True:
@@ -38,6 +39,7 @@ def open_cache(spec, default_dir) -> "ThoughtCache | None":
             warnings.warn(f"thought cache directory cannot be created ({e}); running without a thought cache",
                           UserWarning, stacklevel=3)
             return None
+        return ThoughtCache(spec, owned=True)  # our own file: one damaged past reading is moved aside, not refused
     if not isinstance(spec, (str, os.PathLike)):
         raise TypeError(f"thought_cache must be True, False or a file path, got {type(spec).__name__}: {spec!r}")
     return ThoughtCache(spec)

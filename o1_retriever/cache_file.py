@@ -5,7 +5,9 @@ A cache must never cost a user data or a query, so each fault has its own answer
   refused with a ValueError naming it: never renamed, never written;
 - busy (another process holds the write lock past `timeout`): that call goes without the cache, one warning;
 - cannot write (read-only file or directory, disk full): the cache serves what it can read, or nothing, one warning;
-- corrupt (SQLite itself says so, in a file that is ours): moved aside to `<path>.corrupt[.N]`, then rebuilt.
+- corrupt (SQLite itself says so, in a file that is ours): moved aside to `<path>.corrupt[.N]`, then rebuilt;
+- at the default location (`owned`: a file this package named and nobody else writes), whatever is there and is not a
+  thought cache (a header wiped by a crash) is moved aside the same way: a model loads, and caches, regardless.
 """
 from __future__ import annotations
 
@@ -51,7 +53,7 @@ def check_is_cache(path: Path) -> None:
         return
     with path.open("rb") as f:
         head = f.read(100)
-    if not head.startswith(_HEADER):
+    if not head.startswith(_HEADER) and not _HEADER.startswith(head):  # a prefix: a database cut short, ours to mend
         raise ValueError(f"thought cache path {str(path)!r} exists and is not a SQLite database (it starts "
                          f"{head[:16]!r}); refusing to touch it. Pass another path, or thought_cache=False")
     app_id = int.from_bytes(head[68:72], "big") if len(head) >= 72 else 0
@@ -63,7 +65,8 @@ def check_is_cache(path: Path) -> None:
 class ThoughtCacheFile:
     """Opens the file (one connection per thread) and answers its faults; `ThoughtCache` adds the rows."""
 
-    def __init__(self, path: str | os.PathLike, *, timeout: float = 10.0, max_entries: int | None = None):
+    def __init__(self, path: str | os.PathLike, *, timeout: float = 10.0, max_entries: int | None = None,
+                 owned: bool = False):
         self.path = Path(path).expanduser()
         self.timeout = float(timeout)
         # The rows' bound (ThoughtCache evicts beyond it), checked here so a bad value is refused before the file is
@@ -75,7 +78,16 @@ class ThoughtCacheFile:
         self._local = threading.local()  # sqlite connections must not cross threads
         self._guard = threading.Lock()  # one thread moves a corrupt file aside
         self._generation = 0  # bumped when the file is moved aside: every thread's connection is then stale
-        check_is_cache(self.path)
+        self.owned = owned
+        try:
+            check_is_cache(self.path)
+        except ValueError as refused:
+            if not owned:
+                raise
+            if self.path.is_dir():
+                self._disable(str(refused))
+                return
+            self._move_aside("is not a thought cache (its header is not SQLite's)")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -83,6 +95,11 @@ class ThoughtCacheFile:
             return
         try:
             self._open()
+        except ValueError:  # a SQLite database with other tables
+            if not owned:
+                raise
+            self._move_aside("is not a thought cache (a SQLite database with other tables)")
+            self._open_or_disable()
         except sqlite3.Error as e:
             kind = fault(e)
             if kind == "corrupt":
@@ -189,22 +206,27 @@ class ThoughtCacheFile:
                 pass
 
     def _set_aside(self, error: Exception) -> None:
-        """Move a corrupt cache (and its WAL) to a free `.corrupt[.N]` name, never over an earlier one."""
+        """Move a corrupt cache aside (`_move_aside`) and open a new one."""
         with self._guard:
-            try:
-                check_is_cache(self.path)
-            except ValueError as refused:  # its header says it is not ours: leave it, run without a cache
-                self._disable(str(refused))
-                return
+            if not self.owned:
+                try:
+                    check_is_cache(self.path)
+                except ValueError as refused:  # its header says it is not ours: leave it, run without a cache
+                    self._disable(str(refused))
+                    return
             self._drop_connection()
             self._generation += 1
-            n, target = 0, Path(f"{self.path}.corrupt")
-            while any(Path(f"{target}{s}").exists() for s in ("", "-wal", "-shm")):
-                n += 1
-                target = Path(f"{self.path}.corrupt.{n}")
-            for suffix in ("", "-wal", "-shm"):
-                p = Path(f"{self.path}{suffix}")
-                if p.exists():
-                    os.replace(p, Path(f"{target}{suffix}"))
-            self._warn(f"is corrupt ({error}); moved to {target} and starting a new one")
+            self._move_aside(f"is corrupt ({error})")
             self._open_or_disable()
+
+    def _move_aside(self, why: str) -> None:
+        """Move the file (and its WAL) to a free `.corrupt[.N]` name, never over an earlier one."""
+        n, target = 0, Path(f"{self.path}.corrupt")
+        while any(Path(f"{target}{s}").exists() for s in ("", "-wal", "-shm")):
+            n += 1
+            target = Path(f"{self.path}.corrupt.{n}")
+        for suffix in ("", "-wal", "-shm"):
+            p = Path(f"{self.path}{suffix}")
+            if p.exists():
+                os.replace(p, Path(f"{target}{suffix}"))
+        self._warn(f"{why}; moved to {target} and starting a new one")
