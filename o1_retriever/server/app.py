@@ -156,9 +156,14 @@ async def _admit_and_run(admission: Admission, kind: str, texts: list[str], k: i
                             f"{admission.max_queue} (--max-queue); send it again in a moment",
                        code="server_overloaded", headers={"Retry-After": "1"}) from None
     try:
-        texts = await _read_window(batcher, kind, texts)
-        jobs = [batcher.enqueue(kind, texts[i:i + batcher.max_batch], k)
-                for i in range(0, n, batcher.max_batch)]
+        read = await _read_window(batcher, kind, texts)
+        # A document goes to the engine cut: the same vector, at the cost of its window. A query goes whole: its
+        # thoughts are seeded from its text, and keyed in the caches by it, so a cut query would think otherwise
+        # than the same query given to `encode_queries` in process (the engine cuts what it tokenizes itself).
+        if kind == "document":
+            texts = read
+        step = batcher.max_batch
+        jobs = [batcher.enqueue(kind, texts[i:i + step], k, read[i:i + step]) for i in range(0, n, step)]
     except BaseException as e:
         admission.leave(n)
         if isinstance(e, ShuttingDown):
@@ -181,7 +186,8 @@ def _shutting_down(e: ShuttingDown) -> ApiError:
 
 
 async def _read_window(batcher: Batcher, kind: str, texts: list[str]) -> list[str]:
-    """Texts cut to what the model reads, so that a huge one costs what its window costs (see window.py)."""
+    """Texts cut to what the model reads (see window.py): what `usage` counts, and a 413 for a text whose window
+    cannot be found cheaply."""
     try:
         return await batcher.read_window(kind, texts)
     except InputTooLong as e:

@@ -56,6 +56,7 @@ class _Job:
     k: int
     texts: list[str]
     future: asyncio.Future
+    read: list[str]  # what the model reads of each text (the texts cut to its window): `usage` counts these
     arrived: float = field(default_factory=time.monotonic)
     waiting: bool = True  # counted in the batcher's depth: queued or gathering, not yet in the engine nor cancelled
 
@@ -116,14 +117,18 @@ class Batcher:
         """The result for `texts`. Cancelling the caller cancels the job: still queued, it is never computed."""
         return await self.enqueue(kind, texts, k)
 
-    def enqueue(self, kind: str, texts: list[str], k: int = 0) -> asyncio.Future:
-        """Queue `texts` now; the future gets their Result. Cancelling it cancels the job."""
+    def enqueue(self, kind: str, texts: list[str], k: int = 0, read: list[str] | None = None) -> asyncio.Future:
+        """Queue `texts` now; the future gets their Result. Cancelling it cancels the job. `read`: the texts cut to
+        what the model reads (`read_window`), for `usage`; default `texts`."""
         check_choice(kind, "kind", KINDS)
         if self._task is None:
             raise RuntimeError("the batcher is not running (start() it inside the event loop first)")
         if self._task.done():
             raise ShuttingDown("the server is shutting down")
-        job = _Job(kind, k, list(texts), asyncio.get_running_loop().create_future())
+        texts = list(texts)
+        if read is not None and len(read) != len(texts):
+            raise ValueError(f"read holds {len(read)} texts for {len(texts)} texts")
+        job = _Job(kind, k, texts, asyncio.get_running_loop().create_future(), texts if read is None else list(read))
         job.future.add_done_callback(lambda _: self._left(job))
         self._jobs.append(job)
         self._waiting_texts += len(job.texts)
@@ -206,6 +211,7 @@ class Batcher:
             return
         kind, k = jobs[0].key
         texts = [t for j in jobs for t in j.texts]
+        read = [t for j in jobs for t in j.read]
         # Set once every request of the batch is gone (its client left, or stop() failed it): thinking then stops
         # at its next decode step instead of running to max_new_tokens for nobody.
         abandoned = threading.Event()
@@ -217,7 +223,7 @@ class Batcher:
             job.future.add_done_callback(check_abandoned)
         self._running = jobs  # kept when the worker is cancelled mid-call, so that stop() fails them
         try:
-            result = await loop.run_in_executor(self._engine, self._compute, kind, k, texts, abandoned)
+            result = await loop.run_in_executor(self._engine, self._compute, kind, k, texts, read, abandoned)
         except Exception as e:  # every request in the batch gets the error; the server keeps serving
             result = e
         self._running = []
@@ -237,13 +243,14 @@ class Batcher:
                 j.future.set_result(part)
             start = end
 
-    def _compute(self, kind: str, k: int, texts: list[str], abandoned: threading.Event | None = None) -> Result:
+    def _compute(self, kind: str, k: int, texts: list[str], read: list[str] | None = None,
+                 abandoned: threading.Event | None = None) -> Result:
         """Runs on the engine thread. batch_size=max_batch: a merged batch is one forward, not several. Raises
         Abandoned when `abandoned` is set while it thinks."""
         with stop_when(abandoned or threading.Event()):
-            return self._compute_now(kind, k, texts)
+            return self._compute_now(kind, k, texts, texts if read is None else read)
 
-    def _compute_now(self, kind: str, k: int, texts: list[str]) -> Result:
+    def _compute_now(self, kind: str, k: int, texts: list[str], read: list[str]) -> Result:
         emb, started = self.embedder, time.perf_counter()
         if self.metrics is not None:
             self.metrics.batch_size.labels(kind).observe(len(texts))
@@ -261,5 +268,5 @@ class Batcher:
             thoughts = emb.think(texts, k=k, batch_size=self.max_batch, show_progress_bar=False)
         if self.metrics is not None:
             self.metrics.engine_seconds.labels(kind).observe(time.perf_counter() - started)
-        return Result(embeddings, thoughts, token_counts(emb, texts, kind))
+        return Result(embeddings, thoughts, token_counts(emb, read, kind))
 

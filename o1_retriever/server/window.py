@@ -1,10 +1,10 @@
-"""What the model reads of an input, for the server: each input cut before the engine sees it, and `usage`.
+"""What the model reads of an input, for the server: each input cut to it up front, and `usage`.
 
 The engine cuts every text it tokenizes to a prefix holding what the model reads (`o1_retriever.text_window`); the
 server cuts each input once more, up front, with the same code, to the longest prefix any of the engine's readers
-needs: a huge input then costs its window from the start (its copies in the batch, the vector cache's keys), `usage`
-counts what the model reads, and an input whose window cannot be found cheaply is refused (HTTP 413) instead of
-holding the one engine thread every client shares while it is tokenized whole.
+needs: `usage` counts what the model reads, an input whose window cannot be found cheaply is refused (HTTP 413)
+instead of holding the one engine thread every client shares while it is tokenized whole, and a huge document costs
+its window from the start. A query reaches the engine whole (its thoughts are seeded from its whole text: see app.py).
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Audit of `o1-retriever serve` as a demanding user of an OpenAI-compatible embedding server meets it: a batch whose
-clients all left stops thinking."""
+clients all left stops thinking, and a long query thinks as it does in process."""
 from __future__ import annotations
 
 import json
@@ -8,6 +8,7 @@ import threading
 import time
 
 import httpx
+import numpy as np
 import pytest
 
 # The engine says once that it cut an input to its window: these tests send such inputs on purpose.
@@ -104,3 +105,24 @@ def test_without_a_stop_event_thinking_is_unchanged(served_embedder):
     with stop_when(gone), pytest.raises(Abandoned):
         served_embedder.think(["why does bread rise?"], k=2)
     assert served_embedder.think(["why does bread rise?"], k=2) == plain  # the event was this block's only
+
+
+# ~40k characters: past what the server cuts (the 512-token windows), so the server read a prefix of it.
+LONG_QUERY = "Why does bread rise when yeast makes gas in the dough? " * 700
+
+
+def test_a_query_longer_than_the_window_thinks_as_in_process(server, served_embedder):
+    """The server cut a long query to its window before the engine seeded its thoughts from its text: other thoughts,
+    another vector, other cache keys than `encode_queries` in process. It now passes the query whole."""
+    url, _ = server
+    answer = httpx.post(url + "/v1/embeddings", timeout=120,
+                        json={"model": "tiny-query", "input": LONG_QUERY, "k": 2, "return_thoughts": True})
+    assert answer.status_code == 200, answer.text
+    item = answer.json()["data"][0]
+    local = served_embedder.encode_queries([LONG_QUERY], k=2, return_thoughts=True)
+    assert item["thoughts"] == local.thoughts[0]
+    np.testing.assert_allclose(item["embedding"], local.embeddings[0], atol=1e-5)
+    thought = httpx.post(url + "/v1/think", json={"input": LONG_QUERY, "k": 2}, timeout=120)
+    assert thought.json()["data"][0]["thoughts"] == served_embedder.think([LONG_QUERY], k=2)[0]
+    window = served_embedder.settings.query_max_length - served_embedder.encoder.tokenizer.num_special_tokens_to_add()
+    assert answer.json()["usage"]["prompt_tokens"] == window  # still what the model reads, not the whole query
