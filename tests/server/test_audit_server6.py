@@ -1,5 +1,6 @@
 """Audit of `o1-retriever serve` as a demanding user of an OpenAI-compatible embedding server meets it: a batch whose
-clients all left stops thinking, and a long query thinks as it does in process."""
+clients all left stops thinking, a long query thinks as it does in process, and `usage` follows the window a
+sentence-transformers 6 model truncates a document to."""
 from __future__ import annotations
 
 import json
@@ -10,6 +11,8 @@ import time
 import httpx
 import numpy as np
 import pytest
+
+from tests.fixtures import tiny_composite
 
 # The engine says once that it cut an input to its window: these tests send such inputs on purpose.
 pytestmark = pytest.mark.filterwarnings("ignore:Some inputs are longer than")
@@ -126,3 +129,30 @@ def test_a_query_longer_than_the_window_thinks_as_in_process(server, served_embe
     assert thought.json()["data"][0]["thoughts"] == served_embedder.think([LONG_QUERY], k=2)[0]
     window = served_embedder.settings.query_max_length - served_embedder.encoder.tokenizer.num_special_tokens_to_add()
     assert answer.json()["usage"]["prompt_tokens"] == window  # still what the model reads, not the whole query
+
+
+@pytest.fixture(scope="module")
+def composite_embedder(tmp_path_factory, tiny_o1_dir):
+    return tiny_composite(tmp_path_factory.mktemp("composite6"), tiny_o1_dir)
+
+
+@pytest.mark.parametrize("document_length", [128, 32])
+def test_usage_follows_the_document_length_sentence_transformers_reads(serve, composite_embedder, document_length):
+    """sentence-transformers 6 truncates a document to the module's document_length, not max_seq_length (64 here):
+    `usage` said 62 tokens for a document the model read 126 (or 30) tokens of."""
+    module = composite_embedder.encoder.model[0]
+    if not hasattr(module, "document_length"):
+        pytest.skip("this sentence-transformers has no document_length")
+    text = "Yeast makes gas and the bread rises. " * 40  # ~360 tokens
+    module.document_length = document_length
+    try:
+        read = module.preprocess([text], task="document")["input_ids"].shape[1]
+        assert read == document_length  # what the model itself reads of it
+        with serve(composite_embedder, name="st") as (url, _):
+            answer = httpx.post(url + "/v1/embeddings", json={"model": "st-document", "input": text}, timeout=60)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["usage"]["prompt_tokens"] == read - 2  # less [CLS] and [SEP]
+            np.testing.assert_allclose(answer.json()["data"][0]["embedding"],
+                                       composite_embedder.encode_documents([text])[0], atol=1e-5)
+    finally:
+        module.document_length = None
