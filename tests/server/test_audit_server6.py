@@ -96,6 +96,26 @@ def test_a_batch_thinks_on_for_the_client_that_stayed(serve, slow_thinker):
         assert answer.json()["data"][0]["thoughts"] == slow_thinker.think([stay], k=1)[0]
 
 
+def test_a_graceful_timeout_that_runs_out_stops_the_thinking_too(slow_thinker):
+    """SIGTERM's --graceful-timeout ran out on a request still thinking: its client got its 503, but the server
+    went on decoding to max_new_tokens before it could exit. It now stops at the next decode step."""
+    from o1_retriever.server import BackgroundServer
+    server = BackgroundServer(slow_thinker, name="tiny", max_wait_ms=0, graceful_timeout=0.2).start()
+    try:
+        slow_thinker.forwards.clear()
+        answers = {}
+        client = threading.Thread(target=lambda: answers.setdefault("r", httpx.post(
+            server.url + "/v1/think", json={"input": ["why does bread rise?"], "k": 2}, timeout=120)))
+        client.start()
+        _wait_for(lambda: len(slow_thinker.forwards) >= 5, "the engine never started thinking")
+    finally:
+        server.stop(timeout=120)  # returns once the server has shut down, its engine thread included
+    steps = len(slow_thinker.forwards)
+    client.join(60)
+    assert answers["r"].status_code == 503, answers["r"].text
+    assert steps < THOUGHT_TOKENS // 2, f"{steps} decode steps of {THOUGHT_TOKENS} ran after the shutdown"
+
+
 def test_without_a_stop_event_thinking_is_unchanged(served_embedder):
     """The hook is the server's: in process, a thread that set no event thinks as before, and an event set inside
     `stop_when` raises Abandoned instead of answering cut-short thoughts."""
