@@ -1,0 +1,96 @@
+"""O1Retriever's settings after construction, and its search arguments: checked before any thinking, with the value
+and what is allowed named, and a refused value never left in place."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from langchain_chroma import Chroma
+from langchain_core.vectorstores import InMemoryVectorStore
+from pydantic import ValidationError
+
+from langchain_o1 import O1Embeddings, O1Retriever
+
+QUERY = "Does ALDH1 expression predict poor prognosis in breast cancer?"
+
+
+@pytest.fixture
+def store(tiny_embedder, scifact_docs, tmp_path):
+    docs = scifact_docs[:10]
+    return Chroma.from_texts([d["text"] for d in docs], embedding=O1Embeddings(embedder=tiny_embedder, num_thoughts=1),
+                             metadatas=[{"corpus_id": d["id"]} for d in docs], collection_name="scifact",
+                             persist_directory=str(tmp_path), collection_metadata={"hnsw:space": "cosine"})
+
+
+@pytest.mark.parametrize("name, value, error", [
+    ("k", "x", "k must be a positive int, got 'x'"),
+    ("k", -1, "k must be > 0, got -1"),
+    ("num_thoughts", -3, "num_thoughts must be >= 0"),
+    ("search_type", "bogus", r"search_type='bogus' is not supported; use one of \['similarity', 'mmr'\]"),
+    ("hybrid", 3.0, r"dense_weight must be in \[0, 1\]"),
+    ("search_kwargs", {"k": -1}, "k must be > 0, got -1"),
+    ("search_kwargs", {"colour": 1}, r"search argument\(s\) \['colour'\] are not taken by "
+                                     r"Chroma.similarity_search_by_vector; it takes \[.*'filter'"),
+    ("search_kwargs", {"filter": {"$bogus": 1}}, r"filter=\{'\$bogus': 1\} is not a Chroma where filter"),
+    ("search_kwargs", {"where_document": {"$bogus": "x"}}, "where_document=.* is not a Chroma where_document filter"),
+    ("search_kwargs", {"fetch_k": 3}, "fetch_k is an argument of search_type='mmr'"),
+])
+def test_a_bad_assignment_is_refused_and_undone(store, name, value, error):
+    """Each of these was accepted, and the next search failed after thinking (chromadb's "unexpected keyword
+    argument 'colour'", "Invalid where clause", AttributeError for hybrid) or silently ignored it (search_type)."""
+    retriever = O1Retriever(vectorstore=store, k=2)
+    before = retriever.model_dump()
+    with pytest.raises((TypeError, ValueError), match=error):
+        setattr(retriever, name, value)
+    assert retriever.model_dump() == before  # pydantic leaves a value its model validators refused in place
+    assert len(retriever.invoke(QUERY)) == 2
+
+
+def test_good_assignments_take_effect(store):
+    retriever = O1Retriever(vectorstore=store, k=2)
+    retriever.k = 3
+    assert len(retriever.invoke(QUERY)) == 3
+    target = retriever.invoke(QUERY)[-1].metadata["corpus_id"]
+    retriever.search_kwargs = {"filter": {"corpus_id": target}}
+    assert [d.metadata["corpus_id"] for d in retriever.invoke(QUERY)] == [target]
+    retriever.search_kwargs = {}
+    retriever.hybrid = 0.0  # BM25 is set up when hybrid is switched on after construction (was: AttributeError)
+    assert len(retriever.invoke("breast cancer stem cells")) == 3
+    bm25 = retriever._bm25
+    retriever.k = 2  # the BM25 built so far is kept
+    assert retriever._bm25 is bm25 and len(retriever.invoke("breast cancer stem cells")) == 2
+    retriever.hybrid = None
+    retriever.search_type, retriever.search_kwargs = "mmr", {"fetch_k": 5, "lambda_mult": 0.3}
+    assert len(retriever.invoke(QUERY)) == 2
+
+
+def test_search_arguments_are_checked_when_built_and_per_call(store):
+    for kwargs, error in (({"colour": 1}, r"\['colour'\] are not taken"),
+                          ({"filter": {"$bogus": 1}}, "is not a Chroma where filter"),
+                          ({"filter": {"a": 1, "b": 2}}, "is not a Chroma where filter"),  # Chroma wants $and
+                          ({"where": {"corpus_id": "x"}}, r"\['where'\] are not taken")):  # LangChain's name: filter
+        with pytest.raises(ValidationError, match=error):
+            O1Retriever(vectorstore=store, search_kwargs=kwargs)
+        with pytest.raises(ValueError, match=error):
+            O1Retriever(vectorstore=store).invoke(QUERY, **kwargs)
+        with pytest.raises(ValueError, match=error):
+            asyncio.run(O1Retriever(vectorstore=store).ainvoke(QUERY, **kwargs))
+    mmr = dict(vectorstore=store, search_type="mmr")
+    with pytest.raises(ValidationError, match="lambda_mult must be a number in \\[0, 1\\].*got 2"):
+        O1Retriever(**mmr, search_kwargs={"lambda_mult": 2})
+    with pytest.raises(ValidationError, match="fetch_k must be > 0, got 0"):
+        O1Retriever(**mmr, search_kwargs={"fetch_k": 0})
+    with pytest.raises(ValidationError, match=r"\['include'\] are not taken"):  # Chroma's MMR sets include itself
+        O1Retriever(**mmr, search_kwargs={"include": ["documents"]})
+    with pytest.raises(ValidationError, match=r"\['ids'\] are not taken by hybrid search; it takes "
+                                              r"\['filter', 'k', 'where_document'\]"):
+        O1Retriever(vectorstore=store, hybrid=0.5, search_kwargs={"ids": ["1"]})  # BM25 would not apply it
+
+
+def test_a_store_that_passes_arguments_on_takes_any(tiny_embedder, scifact_docs):
+    """InMemoryVectorStore's search takes **kwargs without saying what they are: nothing is refused for it."""
+    store = InMemoryVectorStore.from_texts([d["text"] for d in scifact_docs[:4]],
+                                           O1Embeddings(embedder=tiny_embedder, num_thoughts=0))
+    first = store.similarity_search("x", k=4)[0].page_content
+    retriever = O1Retriever(vectorstore=store, k=3, search_kwargs={"filter": lambda d: d.page_content == first})
+    assert [d.page_content for d in retriever.invoke(QUERY)] == [first]
