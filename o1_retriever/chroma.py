@@ -21,9 +21,6 @@ function loads its model. The record and the check live in collection_record.py;
 """
 from __future__ import annotations
 
-import json
-import threading
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,35 +31,15 @@ from chromadb.utils.embedding_functions import register_embedding_function
 # LEGACY_KEYS, _encoder_dtype and mismatch are unused here: callers import them from this module, as before.
 from .collection_record import (DEFAULT_MODEL_NAME, LEGACY_KEYS, NAME, _encoder_dtype, _record_of,  # noqa: F401
                                 check_model, mismatch, model_record)
+# num_thoughts_arg and _loaded are imported from this module by the integrations and tests, as before.
+from .chroma_loading import (_config_thoughts, _load_key, _loaded, _lock, _shared_embedder,  # noqa: F401
+                             check_collection_model, num_thoughts_arg)
 from .device import dtype_name, resolve_dtype
 from .embedder import O1Embedder
 from .model_source import ModelSource, legacy_source
 from .server.client import RemoteEmbedder
 from .settings import LOAD_OPTIONS
 from .validation import check_k, check_positive_int
-
-_loaded: dict[str, O1Embedder] = {}
-_lock = threading.Lock()
-
-
-def num_thoughts_arg(num_thoughts: int | None, k: int | None, where: str, default: int = 3) -> int:
-    """The thoughts per query from `num_thoughts`, or from the older name `k` (warned). One naming rule for every
-    integration: `num_thoughts` is thoughts per query; documents per query keep the framework's own word
-    (LangChain `k`, LlamaIndex `similarity_top_k`, Chroma `n_results`). Only the engine API says `k`, as the paper."""
-    if k is not None:
-        if num_thoughts is not None and num_thoughts != k:
-            raise ValueError(f"{where}: got num_thoughts={num_thoughts!r} and k={k!r}; pass num_thoughts only "
-                             "(k is its older name)")
-        warnings.warn(f"{where}(k=...) is now {where}(num_thoughts=...): in the integrations `k` would mean documents "
-                      "(LangChain's convention), so thoughts per query are num_thoughts everywhere",
-                      DeprecationWarning, stacklevel=3)
-        num_thoughts = k
-    return check_k(default if num_thoughts is None else num_thoughts, "num_thoughts")
-
-
-def _load_key(source: ModelSource, options: dict) -> str:
-    return json.dumps({"source": source.as_dict(), "options": options}, sort_keys=True)
-
 
 @register_embedding_function
 class O1EmbeddingFunction(EmbeddingFunction[Documents]):
@@ -85,6 +62,7 @@ class O1EmbeddingFunction(EmbeddingFunction[Documents]):
         if unknown:
             raise TypeError(f"O1EmbeddingFunction got unknown options {unknown}; allowed: {list(LOAD_OPTIONS)}")
         self.url, self._remote = None, None
+        self._checked: set = set()  # ids of the collections found embedding with it whose model record matches
         if url is not None or isinstance(embedder, RemoteEmbedder):
             # An `o1-retriever serve` server embeds: `model` is its served name; the key is never recorded (a
             # rebuilt function reads $O1_RETRIEVER_API_KEY).
@@ -133,11 +111,13 @@ class O1EmbeddingFunction(EmbeddingFunction[Documents]):
         documents = [input] if isinstance(input, str) else input
         if isinstance(documents, (list, tuple)) and not documents:  # Chroma's wrapper fails on [] with an IndexError
             raise ValueError("O1EmbeddingFunction got no documents (an empty list): pass at least one text")
+        check_collection_model(self, self._checked)
         vectors = self.embedder.encode_documents(documents, batch_size=self.batch_size)
         return list(vectors)
 
     def embed_query(self, input: Documents) -> Embeddings:
         queries = [input] if isinstance(input, str) else input
+        check_collection_model(self, self._checked)
         vectors = self.embedder.encode_queries(queries, k=self.num_thoughts, batch_size=self.batch_size)
         return list(vectors)
 
@@ -216,25 +196,6 @@ class O1EmbeddingFunction(EmbeddingFunction[Documents]):
     def __repr__(self) -> str:
         loaded = f"dim={self._embedder.dim}" if self._embedder is not None else "not loaded yet"
         return f"O1EmbeddingFunction(model={self.model!r}, num_thoughts={self.num_thoughts}, {loaded})"
-
-
-def _shared_embedder(source: ModelSource, options: dict) -> O1Embedder:
-    if source.from_parts:
-        raise ValueError(f"this collection's {source.kind} model was assembled from parts in one process "
-                         f"({source.as_dict()}, e.g. by O1Embedder.composite()); rebuild it yourself and pass "
-                         "embedding_function=O1EmbeddingFunction(embedder) to get_collection")
-    key = _load_key(source, options)
-    with _lock:
-        if key not in _loaded:
-            _loaded[key] = O1Embedder.from_pretrained(source.path, **options)
-        return _loaded[key]
-
-
-def _config_thoughts(config: dict) -> int:
-    # collections recorded before the naming rule wrote "k"
-    return config.get("num_thoughts", config.get("k", 3))
-
-
 
 
 def _names(client) -> list[str]:

@@ -125,3 +125,28 @@ def test_the_mark_of_a_killed_run_of_another_host_stays_until_cleared(served, ti
     assert index.incomplete
     index.clear_incomplete()
     assert not index.incomplete and _run_keys(index) == [] and len(index) == 1
+
+
+@pytest.mark.parametrize("make_client", ["persistent", "served"])
+def test_plain_chroma_refuses_another_models_function_passed_to_get_collection(tiny_embedder, tiny_lm_dir, tmp_path,
+                                                                               served, make_client):
+    """Chroma compares a passed function with the collection's by name() alone: `get_collection(name,
+    embedding_function=<another model's O1 function>)` searched and wrote with the wrong model. The function now
+    refuses on its first embedding for that collection, naming both models; nothing is written."""
+    from o1_retriever import O1Embedder
+    from o1_retriever.chroma import O1EmbeddingFunction
+    client = chromadb.PersistentClient(str(tmp_path / "db")) if make_client == "persistent" \
+        else chromadb.HttpClient(**served)
+    index = O1Index(tiny_embedder, client=client, collection="plain")
+    index.add(["a", "b"], ["the river and the ocean", "music of the city"])
+    other = O1Embedder.from_pretrained(str(tiny_lm_dir), device="cpu", dtype="fp32", thought_cache=False)
+    collection = client.get_collection("plain", embedding_function=O1EmbeddingFunction(other, num_thoughts=0))
+    both = rf"collection 'plain' .*built with model {tiny_embedder.name!r}.*this embedder is {other.name!r}"
+    with pytest.raises(ValueError, match=both):
+        collection.query(query_texts=["ocean"], n_results=1)
+    with pytest.raises(ValueError, match=both):
+        collection.add(ids=["c"], documents=["written with the wrong model"])
+    assert collection.count() == 2
+    # the right model's function, passed the same way, embeds as before
+    right = client.get_collection("plain", embedding_function=O1EmbeddingFunction(tiny_embedder, num_thoughts=0))
+    assert right.query(query_texts=["ocean"], n_results=1)["ids"] in ([["a"]], [["b"]])
