@@ -12,6 +12,9 @@ from o1_retriever.validation import check_positive_int
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 
+ENGINE_FIELDS = ("model", "model_kwargs", "embedder", "url", "api_key", "timeout")
+
+
 class O1Embeddings(BaseModel, Embeddings):
     """`embed_query` writes `num_thoughts` thoughts, embeds query + thought for each and averages;
     `embed_documents` embeds passages directly, in batches.
@@ -26,7 +29,9 @@ class O1Embeddings(BaseModel, Embeddings):
         vectorstore = Chroma.from_texts(texts, embedding=embeddings)
     """
 
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, protected_namespaces=())
+    # validate_assignment: `embeddings.num_thoughts = -1` is refused as the constructor refuses it
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, protected_namespaces=(),
+                              validate_assignment=True)
 
     model: Optional[str] = Field(default=None, description="Checkpoint dir or hub id; None: bundled default. "
                                                             "With url: the served name; None: the server's.")
@@ -56,10 +61,18 @@ class O1Embeddings(BaseModel, Embeddings):
     def _check_batch_size(cls, n: Any) -> int:
         return check_positive_int(n, "batch_size")
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # The engine is built from these once; a new value would be recorded by model_dump() but never loaded.
+        if name in ENGINE_FIELDS and self.embedder is not None:
+            raise AttributeError(f"{name} is fixed once the model is loaded (it was built from model, model_kwargs, "
+                                 f"url, api_key and timeout); make a new O1Embeddings({name}=...)")
+        super().__setattr__(name, value)
+
     @model_validator(mode="after")
     def _load_model(self) -> "O1Embeddings":
         if self._built_here:
             return self
+        fields = self.__dict__  # written directly: an assignment here would validate the model again
         if self.api_key is not None and self.url is None:
             raise ValueError("api_key is the key of an o1-retriever server: pass url too")
         if self.embedder is not None:
@@ -72,10 +85,10 @@ class O1Embeddings(BaseModel, Embeddings):
                 raise ValueError("model_kwargs load a local model; with url the server's model embeds (start it "
                                  "with `o1-retriever serve --model ...` and its options)")
             key = self.api_key.get_secret_value() if self.api_key is not None else None
-            self.embedder = RemoteEmbedder(self.url, api_key=key, model=self.model, timeout=self.timeout)
+            fields["embedder"] = RemoteEmbedder(self.url, api_key=key, model=self.model, timeout=self.timeout)
             self.embedder.info  # noqa: B018  (a wrong url fails here, as a wrong model path does)
         else:
-            self.embedder = O1Embedder.from_pretrained(self.model, **self.model_kwargs)
+            fields["embedder"] = O1Embedder.from_pretrained(self.model, **self.model_kwargs)
         self._built_here = self.url is not None or self.model is not None or bool(self.model_kwargs)
         return self
 
@@ -83,11 +96,11 @@ class O1Embeddings(BaseModel, Embeddings):
         """Fill `model` (and `model_kwargs` or `url`) from the embedder given, so model_dump() names it and
         O1Embeddings(**dumped) rebuilds it, instead of None, which reads as the bundled default. A model assembled
         from parts (O1Embedder.composite) has no path that rebuilds it: `model` stays None."""
-        engine = self.embedder
+        engine, fields = self.embedder, self.__dict__
         if isinstance(engine, RemoteEmbedder):
-            self.url, self.model = engine.url, engine.model
+            fields.update(url=engine.url, model=engine.model)
         elif not engine.source.from_parts:
-            self.model, self.model_kwargs = engine.source.path, engine.load_options()
+            fields.update(model=engine.source.path, model_kwargs=engine.load_options())
         self._built_here = True
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:

@@ -94,3 +94,23 @@ def test_a_store_that_passes_arguments_on_takes_any(tiny_embedder, scifact_docs)
     first = store.similarity_search("x", k=4)[0].page_content
     retriever = O1Retriever(vectorstore=store, k=3, search_kwargs={"filter": lambda d: d.page_content == first})
     assert [d.page_content for d in retriever.invoke(QUERY)] == [first]
+
+
+def test_embeddings_settings_are_checked_on_assignment_and_the_engine_is_fixed(tiny_embedder, tiny_o1_dir):
+    """num_thoughts=-1 was accepted and failed at the next query naming the engine's `k`; model='elsewhere' was
+    accepted and recorded by model_dump() while the old model kept embedding."""
+    embeddings = O1Embeddings(embedder=tiny_embedder, num_thoughts=1)
+    for name, value, error in (("num_thoughts", -1, "num_thoughts must be >= 0"),
+                               ("num_thoughts", "2", "num_thoughts must be an int >= 0 .*got '2'"),
+                               ("batch_size", 0, "batch_size must be > 0, got 0"),
+                               ("show_progress", "maybe", "show_progress")):
+        with pytest.raises((TypeError, ValueError), match=error):
+            setattr(embeddings, name, value)
+    for name, value in (("model", "elsewhere"), ("model_kwargs", {"dtype": "bf16"}), ("url", "http://x"),
+                        ("timeout", 5.0), ("embedder", tiny_embedder)):
+        with pytest.raises(AttributeError, match=f"{name} is fixed once the model is loaded"):
+            setattr(embeddings, name, value)
+    assert embeddings.model_dump()["model"] == str(tiny_o1_dir) and embeddings.num_thoughts == 1
+    embeddings.num_thoughts = 2
+    assert embeddings.embed_query_with_thoughts(QUERY).thoughts == tiny_embedder.think(QUERY, k=2)
+    assert O1Embeddings(**embeddings.model_dump()).num_thoughts == 2
