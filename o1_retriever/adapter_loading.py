@@ -79,8 +79,10 @@ def load_adapter(adapter_dir: Path, dtype) -> tuple[torch.nn.Module, object]:
     """(merged causal LM, tokenizer) of an adapter directory in any of the forms above."""
     from peft import PeftModel
 
+    from transformers import AutoModelForCausalLM
+
+    from .loading import load_tokenizer, unloadable  # loading imports this module
     from .quiet import peft_loading
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     adapter_dir = Path(adapter_dir)
     base = resolve_base_model(read_adapter_config(adapter_dir).get("base_model_name_or_path") or "")
@@ -92,8 +94,12 @@ def load_adapter(adapter_dir: Path, dtype) -> tuple[torch.nn.Module, object]:
     if not any((adapter_dir / name).is_file() for name in (ADAPTER_WEIGHTS, "adapter_model.bin")):
         raise ValueError(f"{adapter_dir} has {ADAPTER_CONFIG} but no {ADAPTER_WEIGHTS}: the LoRA weights are missing")
     has_tok = any((adapter_dir / f).exists() for f in ("tokenizer.json", "tokenizer_config.json"))
-    tokenizer = AutoTokenizer.from_pretrained(adapter_dir if has_tok else base)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+    base_named = f"the base model that {adapter_dir / ADAPTER_CONFIG} names"  # errors would name the adapter only
+    tokenizer = load_tokenizer(adapter_dir) if has_tok else load_tokenizer(base, base_named)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+    except OSError as e:
+        raise unloadable(base, e, base_named) from e
     emb_file, head_file = embedding_file(adapter_dir, EMB_FILE), embedding_file(adapter_dir, LM_HEAD_FILE)
     if emb_file.exists():
         embedding = load_module(emb_file, torch.nn.Embedding)
@@ -120,4 +126,10 @@ def load_adapter(adapter_dir: Path, dtype) -> tuple[torch.nn.Module, object]:
     except SafetensorError as e:  # its message names no file
         raise ValueError(f"{adapter_dir / ADAPTER_WEIGHTS} is not a readable safetensors file (truncated or "
                          f"corrupt?): {e}") from e
+    except RuntimeError as e:
+        if "size mismatch" not in str(e):
+            raise
+        raise ValueError(f"the LoRA weights in {adapter_dir} do not fit the base model {base!r} (tensor shapes differ: "
+                         f"it was trained on another base); set base_model_name_or_path in {ADAPTER_CONFIG} to the "
+                         f"model it was trained on. {str(e)[:300]}") from e
     return model, tokenizer

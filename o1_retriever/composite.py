@@ -24,6 +24,7 @@ from .validation import read_json_object
 
 COMPOSITE_FILE = "o1_composite.json"
 PARTS = ("thinker", "encoder")
+ENCODER_FILES = ("modules.json", "config.json", "adapter_config.json")  # one of them marks a folder holding an encoder
 
 
 @dataclass
@@ -40,6 +41,11 @@ def _resolve(directory: Path, value: str, part: str) -> str:
     if Path(value).is_absolute() or value.startswith((".", "~")) or local.exists():
         if not local.exists():
             raise ValueError(f"{directory / COMPOSITE_FILE}: {part} {value!r} does not exist (resolved to {local})")
+        # A thinker's folder is checked where it loads; sentence-transformers would only say "Unrecognized model".
+        if part == "encoder" and local.is_dir() and not any((local / name).is_file() for name in ENCODER_FILES):
+            raise ValueError(f"{directory / COMPOSITE_FILE}: encoder {value!r} ({local}) holds no model: expected "
+                             "modules.json (sentence-transformers), config.json (a transformers model) or "
+                             "adapter_config.json (a LoRA adapter)")
         return str(local.resolve())
     if part == "thinker" and value == JOINT_NAME:  # the bundled thinker by name: wherever the package is installed
         return str(joint_model_path())

@@ -10,7 +10,7 @@ from .checkpoint import is_adapter
 from .composite import read_composite
 from .default_model import (DEFAULT_NAME, MINILM_HUB_ID, SMOLLM2_HUB_ID, bundled_model_path, cache_dir, minilm_path,
                             smollm2_base_dir)
-from .device import resolve_device, resolve_dtype, weights_dtype_name
+from .device import DTYPE_NAMES, available_devices, resolve_device, resolve_dtype, weights_dtype_name
 from .encoding import LMEncoder, SentenceEncoder, load_encoder
 from .loading import load_causal_lm
 from .merging import merged_adapter_dir
@@ -55,8 +55,7 @@ class Construction:
         check_choice(prompt_style, "prompt_style", ("auto", "official", "chat"))
         if path_or_id is not None and not isinstance(path_or_id, (str, os.PathLike)):
             raise TypeError(f"model path must be a str or PathLike (or None), got {type(path_or_id).__name__}")
-        dev = resolve_device(device)
-        dt = resolve_dtype(dtype, dev)
+        dev, dt = _device_and_dtype(device, dtype)
         bundled = bundled_model_path(path_or_id)
         name = DEFAULT_NAME if path_or_id is None else str(path_or_id)
         source = bundled if bundled is not None else path_or_id
@@ -70,7 +69,7 @@ class Construction:
                     compile=compile,
                     source=ModelSource("joint" if spec is None else "composite", origin))
         if spec is not None:
-            edt = dt if encoder_dtype is None else resolve_dtype(encoder_dtype, dev)
+            edt = dt if encoder_dtype is None else _device_and_dtype(dev, encoder_dtype, "encoder_dtype")[1]
             return cls._from_composite(spec, name, dev, dt, edt, prompt_style, resolve(spec.settings, overrides),
                                        kept)
         if encoder_dtype is not None:
@@ -113,8 +112,7 @@ class Construction:
         thinker may also be a thinker behind an API (`remote_thinking.OpenAIThinker`, `LangChainThinker`,
         `LlamaIndexThinker`): it is used as is, and only the encoder loads here."""
         check_choice(quantization, "quantization", QUANTIZATIONS)
-        dev = resolve_device(device)
-        dt = resolve_dtype(dtype, dev)
+        dev, dt = _device_and_dtype(device, dtype)
         if isinstance(thinker, RemoteThinker):
             if quantization is not None:
                 raise ValueError(f"quantization={quantization!r} applies to an in-process thinker; {thinker!r} runs "
@@ -161,6 +159,20 @@ class Construction:
         thinker = getattr(self.thinker, "model", None)  # None for a thinker behind an API
         return {"thinker": None if thinker is None else weights_dtype_name(thinker, default),
                 "encoder": weights_dtype_name(self.encoder.model, default)}
+
+
+def _device_and_dtype(device, dtype, dtype_argument: str = "dtype"):
+    """The resolved device and dtype, refused here when torch knows them but a model cannot run in them (a "meta" or
+    "xpu" device, an integer dtype): loading would fail deep inside torch with a message naming neither."""
+    dev = resolve_device(device)
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device={device!r}: models run on 'cpu', 'cuda', 'cuda:N' or 'mps'; available here: "
+                         f"{', '.join(available_devices())}")
+    dt = resolve_dtype(dtype, dev)
+    if dt not in DTYPE_NAMES:
+        raise ValueError(f"{dtype_argument}={dtype!r} is not a weights dtype; use 'auto', 'bf16', 'fp16' or 'fp32' "
+                         "(or torch.bfloat16, torch.float16, torch.float32)")
+    return dev, dt
 
 
 def _refuse_backend(options: dict) -> None:

