@@ -80,7 +80,7 @@ def test_a_batch_thinks_on_for_the_client_that_stayed(serve, slow_thinker):
     """Two requests merged into one batch: one client leaves, the other still gets its whole thoughts, the same as
     in process."""
     stay, leave = "why does bread rise?", "what is yeast?"
-    with serve(slow_thinker, name="tiny", max_wait_ms=500) as (url, app):
+    with serve(slow_thinker, name="tiny", max_batch=2, max_wait_ms=5000) as (url, app):  # both, in one batch
         slow_thinker.forwards.clear()
         sock = _open_request(url, "/v1/think", {"input": [leave], "k": 1})
         answers = {}
