@@ -5,7 +5,7 @@ import asyncio
 from typing import Any, Dict, List, Optional, Union
 
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
-from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr, field_validator
 from llama_index.core.callbacks import CallbackManager, CBEventType, EventPayload
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.events import BaseEvent
@@ -13,12 +13,15 @@ from llama_index.core.instrumentation.events.embedding import EmbeddingEndEvent,
 from o1_retriever import O1Embedder
 from o1_retriever.chroma import num_thoughts_arg
 from o1_retriever.server.client import DEFAULT_TIMEOUT, RemoteEmbedder
+from o1_retriever.validation import check_positive_int
 
 DEFAULT_BATCH_SIZE = 32
 THOUGHTS_KEY = "o1_thoughts"  # node metadata and EMBEDDING callback payload key
 dispatcher = get_dispatcher(__name__)
 # what to_dict() records about the engine: replaced when from_dict() is given one
 _MODEL_KEYS = ("model_path", "model_kwargs", "model_source", "model_name", "url")
+# the engine is built from these once: a new value would be written by to_dict() but never loaded
+_ENGINE_FIELDS = (*_MODEL_KEYS, "api_key", "timeout")
 
 
 class O1ThoughtsEvent(BaseEvent):
@@ -86,8 +89,22 @@ class O1Embedding(BaseEmbedding):
         default=None, description="The parts of a model assembled in one process (O1Embedder.composite), which "
                                   "no path reloads: from_dict() then needs embedder=..., never another model.")
 
+    # validate_assignment: `embed_model.num_thoughts = -1` is refused as the constructor refuses it
+    model_config = ConfigDict(validate_assignment=True)
+
     _embedder: Union[O1Embedder, RemoteEmbedder] = PrivateAttr()
     _last_thoughts: List[str] = PrivateAttr(default_factory=list)
+    _built: bool = PrivateAttr(default=False)
+
+    @field_validator("num_thoughts", mode="before")  # before coercion: True or "3" is a mistake, not 1 or 3
+    @classmethod
+    def _check_num_thoughts(cls, n: Any) -> int:
+        return num_thoughts_arg(n, None, "O1Embedding")
+
+    @field_validator("embed_batch_size", mode="before")
+    @classmethod
+    def _check_batch_size(cls, n: Any) -> int:
+        return check_positive_int(n, "embed_batch_size")
 
     def __init__(self, embedder: Optional[Union[O1Embedder, RemoteEmbedder]] = None, model_path: Optional[str] = None,
                  num_thoughts: Optional[int] = None, embed_batch_size: int = DEFAULT_BATCH_SIZE,
@@ -134,6 +151,13 @@ class O1Embedding(BaseEmbedding):
             self.model_name = embedder.served_name  # reads /health: a wrong url fails here, as a wrong path does
         else:
             self.model_name = embedder.name
+        self._built = True
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _ENGINE_FIELDS and self._built:
+            raise AttributeError(f"{name} is fixed once the model is loaded (it was built from model_path, "
+                                 f"model_kwargs, url, api_key and timeout); make a new O1Embedding({name}=...)")
+        super().__setattr__(name, value)
 
     @classmethod
     def class_name(cls) -> str:
