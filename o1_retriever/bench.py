@@ -72,6 +72,7 @@ def run_bench(args) -> int:
     result["paths"] = _bench_paths(emb, args, peak[dtype], console)
     if args.paths_only:
         return _finish(result, args, console)
+    console.print(f"timing the query modes on {len(queries)} queries, then {len(docs)} documents")  # no bars: timed
     result["queries"] = bench_queries(emb, queries, args.k, args.one_by_one, args.batch_size)
     result["encode_documents"] = {dtype: bench_documents(emb, docs, peak[dtype], args.batch_size)}
     del emb
@@ -81,6 +82,7 @@ def run_bench(args) -> int:
         del emb32
     result["load_seconds"], result["thinker_memory_mb"] = {}, {}
     if not args.throughput_only:
+        console.print("timing loads and measuring the thinker's memory in fresh processes")
         result["load_seconds"], result["thinker_memory_mb"] = load_and_memory_rows(args.model)
     return _finish(result, args, console)
 
@@ -120,7 +122,8 @@ def _finish(result, args, console) -> int:
         table.add_row(f"load {run.replace('_', ' ')}: import / from_pretrained s",
                       f"{r['import_s']:.2f} / {r['from_pretrained_s']:.2f}")
     for q, r in result.get("thinker_memory_mb", {}).items():
-        table.add_row(f"thinker memory {q}", json.dumps({k: round(v) for k, v in r.items()} if "error" not in r else r))
+        shown = r if "error" in r else {k: None if v is None else round(v) for k, v in r.items()}  # None: no peak kept
+        table.add_row(f"thinker memory {q}", json.dumps(shown))
     console.print(table)
     if args.output:
         output = os.path.expanduser(args.output)  # as check_output read it: the shell leaves --output=~/b.json

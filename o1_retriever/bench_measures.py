@@ -1,5 +1,7 @@
 """What `o1-retriever bench` measures, one function per figure: the matmul peak, queries/s per query mode,
 documents/s, and (in fresh processes) load times and the thinker's memory. `bench.py` runs them and writes the results.
+No call timed here draws a progress bar: a bar is clock time in the figure, and unreadable in a log (the reference
+path, `speed.py`, draws none either).
 """
 from __future__ import annotations
 
@@ -78,7 +80,7 @@ def bench_queries(emb, queries, k, one_by_one_n, batch_size=32):
         return {"queries_per_s": n / s, "thought_tokens_per_s": tokens / s, "seconds": s, "queries": n}
 
     def batched():
-        return [emb.encode_queries(queries, k=k, batch_size=batch_size, return_thoughts=True)]
+        return [emb.encode_queries(queries, k=k, batch_size=batch_size, return_thoughts=True, show_progress_bar=False)]
 
     rows = {}
     vector_cache, emb.vector_cache = emb.vector_cache, None
@@ -87,22 +89,23 @@ def bench_queries(emb, queries, k, one_by_one_n, batch_size=32):
     # whichever mode is timed first.
     for fused in (True, False):
         emb.fused = fused
-        emb.encode_queries(queries[:batch_size], k=k, batch_size=batch_size)
+        emb.encode_queries(queries[:batch_size], k=k, batch_size=batch_size, show_progress_bar=False)
     emb.fused = True
     rows["fused"] = run(batched)
     emb.fused = False
     rows["two_pass_batched"] = run(batched)
     sub = queries[:one_by_one_n]
-    rows["one_at_a_time"] = run(lambda: [emb.encode_queries([q], k=k, return_thoughts=True) for q in sub], len(sub))
+    rows["one_at_a_time"] = run(lambda: [emb.encode_queries([q], k=k, return_thoughts=True, show_progress_bar=False)
+                                         for q in sub], len(sub))
     with tempfile.TemporaryDirectory() as tmp:
         emb.thought_cache = ThoughtCache(os.path.join(tmp, "t.sqlite"))
-        emb.encode_queries(queries, k=k, batch_size=batch_size)  # fill
+        emb.encode_queries(queries, k=k, batch_size=batch_size, show_progress_bar=False)  # fill
         rows["cache_hit"] = run(batched)
         emb.thought_cache.close()
     emb.thought_cache, emb.fused = None, True
     emb.vector_cache = vector_cache
     if vector_cache is not None:  # a repeat of the same queries: served from finished vectors, no forward at all
-        emb.encode_queries(queries, k=k, batch_size=batch_size)  # fill
+        emb.encode_queries(queries, k=k, batch_size=batch_size, show_progress_bar=False)  # fill
         rows["vector_cache_hit"] = run(batched)
     return rows
 
@@ -110,8 +113,8 @@ def bench_queries(emb, queries, k, one_by_one_n, batch_size=32):
 def bench_documents(emb, docs, peak_tflops, batch_size=32):
     """docs/s and tokens/s, and the share of the matmul peak in the encoder's own dtype that they reach."""
     flops, tokens = encoder_cost(emb, docs, emb.document_max_length)
-    emb.encode_documents(docs[: 2 * batch_size], batch_size=batch_size)  # warm-up
-    _, s = timed(lambda: emb.encode_documents(docs, batch_size=batch_size))
+    emb.encode_documents(docs[: 2 * batch_size], batch_size=batch_size, show_progress_bar=False)  # warm-up
+    _, s = timed(lambda: emb.encode_documents(docs, batch_size=batch_size, show_progress_bar=False))
     return {"docs_per_s": len(docs) / s, "tokens_per_s": tokens / s,
             "fraction_of_peak": flops / s / (peak_tflops * 1e12)}
 
@@ -137,22 +140,40 @@ def _check_psutil() -> None:
                           "--throughput-only)") from e
 
 
+# The loading process's own peak (ru_maxrss: KiB on Linux, bytes on macOS; the kernel records it lazily, so never
+# below the RSS now), less its RSS before the load; None where the platform keeps no peak (Windows has no `resource`).
+# A quantizing child process is not counted: that is the point of quantizing in one.
+_PEAK_RSS = """
+try:
+    import resource
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == 'darwin' else 1024)
+    peak_mb = max(rss_mb, (peak - r0) / 2**20)
+except ImportError:
+    peak_mb = None
+"""
+
+
 def _thinker_memory(source, quantization) -> dict:
-    """Load the thinker in a fresh process and report its footprint and the process's RSS growth."""
+    """Load the thinker in a fresh process and report its footprint, the process's RSS growth (what it keeps) and
+    its peak RSS growth while loading (what the machine must have free)."""
     _check_psutil()
     return _child_json(
-        "import json,os,psutil,torch;from o1_retriever.loading import load_causal_lm;"
-        "p=psutil.Process();r0=p.memory_info().rss;"
-        f"lm=load_causal_lm({_thinker_source(source)!r},device=torch.device('cpu'),dtype=torch.bfloat16,quantization={quantization!r});"
-        "print(json.dumps({'footprint_mb':lm.model.get_memory_footprint()/2**20,'rss_growth_mb':(p.memory_info().rss-r0)/2**20}))")
+        "import json,sys,psutil,torch\nfrom o1_retriever.loading import load_causal_lm\n"
+        "p=psutil.Process();r0=p.memory_info().rss\n"
+        f"lm=load_causal_lm({_thinker_source(source)!r},device=torch.device('cpu'),dtype=torch.bfloat16,"
+        f"quantization={quantization!r})\n"
+        "rss_mb=(p.memory_info().rss-r0)/2**20\n" + _PEAK_RSS +
+        "print(json.dumps({'footprint_mb':lm.model.get_memory_footprint()/2**20,'rss_growth_mb':rss_mb,"
+        "'peak_rss_growth_mb':peak_mb}))")
 
 
 def load_times(source=None) -> dict:
-    """Seconds to import and to `from_pretrained` in fresh processes: first with an empty cache dir (GGUF
-    conversion + adapter merge happen then), then again on that cache (what every later start costs)."""
+    """Seconds to import and to `from_pretrained` on the CPU (as the bench's meta says: a GPU's would add its own
+    start-up) in fresh processes: first with an empty cache dir (GGUF conversion + adapter merge happen then), then
+    again on that cache (what every later start costs)."""
     code = ("import time;t=time.perf_counter();import json;from o1_retriever import O1Embedder;"
             "i=time.perf_counter()-t;t=time.perf_counter();"
-            f"O1Embedder.from_pretrained({source!r}, thought_cache=False);"
+            f"O1Embedder.from_pretrained({source!r}, device='cpu', thought_cache=False);"
             "print(json.dumps({'import_s':i,'from_pretrained_s':time.perf_counter()-t}))")
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "O1_RETRIEVER_CACHE": cache, "HF_HUB_OFFLINE": "1"}

@@ -158,11 +158,12 @@ def compare_paths(emb, queries: list[str], k: int, batch_size: int, peak_tflops:
     try:
         warm = queries[:min(len(queries), 4)]
         reference_embed(emb, warm, reference_think(emb, warm, k), batch_size)
-        emb.encode_queries(warm, k=k, batch_size=batch_size)
+        emb.encode_queries(warm, k=k, batch_size=batch_size, show_progress_bar=False)
         compile_s = None
         if compiled:
             emb.thinker.compiled = True
-            _, compile_s = timed(lambda: emb.encode_queries(queries, k=k, batch_size=batch_size), device)
+            _, compile_s = timed(lambda: emb.encode_queries(queries, k=k, batch_size=batch_size,
+                                                             show_progress_bar=False), device)
             emb.thinker.compiled = False
         for _ in range(repeats):
             thoughts, think_s = timed(lambda: reference_think(emb, queries, k), device)
@@ -170,8 +171,9 @@ def compare_paths(emb, queries: list[str], k: int, batch_size: int, peak_tflops:
             runs["reference"].append((think_s + embed_s, thoughts))
             for mode in modes:
                 emb.thinker.compiled = mode
-                out, s = timed(lambda: emb.encode_queries(queries, k=k, batch_size=batch_size,
-                                                           return_thoughts=True), device)
+                # no bar: the reference path draws none, and a bar is clock time
+                out, s = timed(lambda: emb.encode_queries(queries, k=k, batch_size=batch_size, return_thoughts=True,
+                                                           show_progress_bar=False), device)
                 runs["ours_compiled" if mode else "ours"].append((s, out.thoughts))
     finally:
         emb.thought_cache, emb.vector_cache, emb.thinker.compiled = saved
