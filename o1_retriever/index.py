@@ -105,7 +105,7 @@ class O1Index(RecordWrites):
         with self._marked_incomplete() as run:
             for start in tqdm(range(0, len(ids), batch_size), desc="Indexing", disable=not show):
                 end = start + batch_size
-                stored = self.collection.get(ids=ids[start:end], include=["documents", "metadatas"])
+                stored = self._get(ids[start:end], ["documents", "metadatas"])  # in parts SQLite takes
                 have = {i: (d, typed_metadata(m))
                         for i, d, m in zip(stored["ids"], stored["documents"], stored["metadatas"])}
                 todo = [j for j in range(start, min(end, len(ids)))
@@ -138,10 +138,13 @@ class O1Index(RecordWrites):
 
     def delete(self, ids=None, *, where: dict | None = None) -> int:
         """Remove documents by id, or every document a Chroma `where` filter matches; returns how many were stored.
-        Ids the collection does not hold are ignored, as Chroma does."""
+        Ids the collection does not hold are ignored, as Chroma does; an id given twice is deleted once."""
         if (ids is None) == (where is None):
             raise ValueError("delete() takes ids or where=, one of them (to empty a collection, delete it in Chroma)")
-        found = self._get(as_text_list(ids, "ids")[0], [])["ids"] if ids is not None else self._matching(where)
+        if ids is not None:  # Chroma refuses a repeated id
+            found = self._get(list(dict.fromkeys(as_text_list(ids, "ids")[0])), [])["ids"]
+        else:
+            found = self._matching(where)
         try:
             self._delete(found)
         finally:

@@ -150,3 +150,31 @@ def test_plain_chroma_refuses_another_models_function_passed_to_get_collection(t
     # the right model's function, passed the same way, embeds as before
     right = client.get_collection("plain", embedding_function=O1EmbeddingFunction(tiny_embedder, num_thoughts=0))
     assert right.query(query_texts=["ocean"], n_results=1)["ids"] in ([["a"]], [["b"]])
+
+
+def test_a_repeated_id_in_delete_is_deleted_once(tiny_embedder):
+    """Chroma refused delete(['a', 'a']) with its DuplicateIDError; the id is now deleted once, as a set of ids."""
+    index = O1Index(tiny_embedder)
+    index.add(["a", "b"], ["the river and the ocean", "music of the city"])
+    assert index.delete(["a", "a"]) == 1
+    assert index.collection.get()["ids"] == ["b"]
+
+
+@pytest.mark.slow
+def test_add_resumable_takes_a_batch_larger_than_sqlite_reads_at_once(tiny_embedder, tmp_path):
+    """A batch past SQLite's 32766 variables (batch_size=40000) failed on the read of its stored records with
+    Chroma's 'too many SQL variables', before anything was written; the read now goes in parts."""
+    import numpy as np
+    from o1_retriever.chroma import O1EmbeddingFunction
+    client = chromadb.PersistentClient(str(tmp_path / "db"))
+    client.create_collection("big", embedding_function=O1EmbeddingFunction(tiny_embedder), configuration={
+        "hnsw": {"space": "cosine", "ef_construction": 4, "max_neighbors": 2}})  # a cheap graph: the ids matter here
+    index = O1Index(tiny_embedder, client=client, collection="big")
+    count = 33_000
+    ids, texts = [f"d{i}" for i in range(count)], [f"document {i}" for i in range(count)]
+    vectors = np.random.default_rng(0).standard_normal((count, tiny_embedder.dim)).astype("float32")
+    for start in range(0, count, 5000):  # stored already, as by an earlier run: this run embeds nothing
+        index.collection.upsert(ids=ids[start:start + 5000], documents=texts[start:start + 5000],
+                                embeddings=vectors[start:start + 5000])
+    assert index.add_resumable(ids, texts, batch_size=40_000) == (0, count)
+    assert len(index) == count and not index.incomplete
