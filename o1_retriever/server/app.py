@@ -13,6 +13,7 @@ from pathlib import Path
 from ..validation import check_k
 from .admission import Admission, Full
 from .batching import Batcher, Result, ShuttingDown
+from .cors import add_cors, check_origins
 from .guard import ALIASES, BODY_OVERHEAD, OPEN, ROUTES, Guard  # noqa: F401 (importable from here, as before)
 from .metrics import Metrics
 from .protocol import (  # noqa: F401 (the schemas and error shapes: importable from here, as before)
@@ -34,9 +35,12 @@ def default_name(embedder) -> str:
 
 
 def create_app(embedder, *, name: str | None = None, api_key: str | None = None, k: int = 3,
-               max_batch: int = 32, max_wait_ms: float = 5.0, limits: Limits | None = None) -> "FastAPI":
-    """An app serving one loaded O1Embedder. Requests are merged by a Batcher started in the app's lifespan."""
+               max_batch: int = 32, max_wait_ms: float = 5.0, limits: Limits | None = None,
+               cors_origins=()) -> "FastAPI":
+    """An app serving one loaded O1Embedder. Requests are merged by a Batcher started in the app's lifespan.
+    `cors_origins`: the web pages (origins, or '*') a browser lets call it; none: no CORS headers."""
     check_k(k)
+    cors_origins = check_origins(cors_origins)
     name = name or default_name(embedder)
     ids = {f"{name}-query": "query", f"{name}-document": "document"}
     limits = limits or Limits()
@@ -56,6 +60,7 @@ def create_app(embedder, *, name: str | None = None, api_key: str | None = None,
     app.state.batcher, app.state.metrics, app.state.model_ids = batcher, metrics, list(ids)
     app.state.admission = admission
     app.add_middleware(Guard, key=key, limits=limits, metrics=metrics)
+    add_cors(app, cors_origins)  # after Guard: outside it, so a preflight needs no key
 
     install_error_handlers(app)
 

@@ -11,6 +11,7 @@ from ..cli_args import MODEL_DEFAULTED, _check_device, _model_args
 from ..settings import overrides_of
 from ..validation import positive_int_arg
 from .client import API_KEY_ENV
+from .cors import check_origin, check_origins
 
 
 def _is_loopback(host: str) -> bool:
@@ -57,6 +58,13 @@ def _seconds(value: str) -> float:
     return seconds
 
 
+def _origin(value: str) -> str:
+    try:
+        return check_origin(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _check_listenable(host: str, port: int) -> None:
     """uvicorn binds only once the model has loaded and warmed up (minutes for the default model): a port already
     taken, or an address this machine does not have, is found now instead."""
@@ -85,6 +93,7 @@ def run_serve(args) -> int:
     # Fail before the model loads, not on the first /metrics; `*_created` series are noise on a dashboard.
     require("prometheus_client").disable_created_metrics()
     key = args.api_key or os.environ.get(API_KEY_ENV) or None
+    origins = check_origins(args.cors_allow_origin)  # '*' with others: refused before the model loads
     if not _is_loopback(args.host) and key is None:
         print(f"o1-retriever serve: warning: listening on {args.host} without an API key: anyone who can reach "
               f"this port can use the model (set --api-key or ${API_KEY_ENV})", file=sys.stderr)
@@ -93,7 +102,7 @@ def run_serve(args) -> int:
     emb.encode_documents("warm up", show_progress_bar=False)  # first-call set-up happens now, not on a client's time
     app = create_app(emb, name=args.name, api_key=key, k=args.k, max_batch=args.max_batch,
                      max_wait_ms=args.max_wait_ms, limits=Limits(args.max_inputs, args.max_chars, args.max_queue,
-                                                                 args.queue_wait))
+                                                                 args.queue_wait), cors_origins=origins)
     ids = ", ".join(app.state.model_ids)
     print(f"serving {emb!r} as {ids} on http://{args.host}:{args.port}/v1", file=sys.stderr)
     # uvicorn's SIGTERM/SIGINT handling stops accepting, lets in-flight requests finish, then runs the lifespan
@@ -110,6 +119,9 @@ def register(sub) -> None:
     p.add_argument("--port", type=_port, default=8000, help="TCP port (default 8000)")
     p.add_argument("--api-key", default=None, help=f"require `Authorization: Bearer KEY` on /v1 routes "
                                                    f"(default: ${API_KEY_ENV}, else no key)")
+    p.add_argument("--cors-allow-origin", action="append", type=_origin, default=[], metavar="ORIGIN",
+                   help="a web page origin (e.g. http://localhost:3000) whose scripts may call the server from a "
+                        "browser; repeat for several, '*' for any (default: none, no CORS headers)")
     p.add_argument("--name", default=None, help="served model name; ids are NAME-query and NAME-document "
                                                 "(default: the model's name)")
     p.add_argument("--k", type=int, default=3, help="thoughts per query when a request sends no k (0 = no thinking)")
