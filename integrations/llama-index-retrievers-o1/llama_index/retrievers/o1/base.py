@@ -22,38 +22,19 @@ from llama_index.embeddings.o1.base import embed_queries_with_events
 from o1_retriever import O1Embedder
 from o1_retriever.chroma import check_model, model_record, num_thoughts_arg, open_collection
 from o1_retriever.fusion import resolve_hybrid
-from o1_retriever.hybrid import CollectionBM25, dense_pool, fuse_with_bm25
+from o1_retriever.hybrid import CollectionBM25, dense_pool
 from o1_retriever.server.client import RemoteEmbedder
 from o1_retriever.validation import check_positive_int
 
-THOUGHTS_KEY = "o1_thoughts"
-
-
-def _chroma_collection(vector_store: BasePydanticVectorStore) -> Any:
-    """The chromadb collection behind a `ChromaVectorStore` (its public `client`), or None for any other store."""
-    from llama_index.vector_stores.chroma import ChromaVectorStore
-
-    return vector_store.client if isinstance(vector_store, ChromaVectorStore) else None
-
-
-def _resolve_embedder(embedder: Any, model_kwargs: Optional[dict]) -> Union[O1Embedder, RemoteEmbedder]:
-    """The engine of an O1Embedder, a RemoteEmbedder (an `o1-retriever serve` server), an O1Embedding (its engine,
-    local or served, is shared), or a model path."""
-    if isinstance(embedder, O1Embedding):
-        embedder = embedder.embedder
-    if isinstance(embedder, (O1Embedder, RemoteEmbedder)):
-        if model_kwargs:
-            raise ValueError("model_kwargs only apply when a model path is given, not an existing embedder")
-        return embedder
-    if embedder is None or isinstance(embedder, str):
-        return O1Embedder.from_pretrained(embedder, **(model_kwargs or {}))
-    raise TypeError("embedder must be an O1Embedder, an O1Embedding, a RemoteEmbedder, a model path (str) or None "
-                    f"(bundled default), got {type(embedder).__name__}")
-
-
-def _default_thoughts(embedder: Any) -> int:
-    """Thoughts per query when none are given: an O1Embedding's own (as its index's retriever thinks), else 3."""
-    return embedder.num_thoughts if isinstance(embedder, O1Embedding) else 3
+from llama_index.retrievers.o1.stores import (
+    THOUGHTS_KEY,  # noqa: F401  (importable from here, where it was first defined)
+    checked_filters,
+    chroma_collection,
+    default_thoughts,
+    fuse_result,
+    resolve_embedder,
+    with_thoughts,
+)
 
 
 class O1Retriever(BaseRetriever):
@@ -89,22 +70,20 @@ class O1Retriever(BaseRetriever):
             raise ValueError(f"{type(vector_store).__name__} keeps no node text; pass the index's docstore too "
                              "(or use O1Retriever.from_index(index))")
         self._similarity_top_k = check_positive_int(similarity_top_k, "similarity_top_k")
-        self._k = num_thoughts_arg(num_thoughts, k, "O1Retriever", default=_default_thoughts(embedder))
-        if filters is not None and not isinstance(filters, MetadataFilters):  # else it fails only after thinking
-            raise TypeError("filters must be a llama_index MetadataFilters (MetadataFilters(filters=[MetadataFilter("
-                            f"key=..., value=...)])) or None, got {type(filters).__name__}: {filters!r:.80}")
+        self._k = num_thoughts_arg(num_thoughts, k, "O1Retriever", default=default_thoughts(embedder))
         if not isinstance(attach_thoughts, bool):
             raise TypeError(f"attach_thoughts must be True or False, got {attach_thoughts!r}")
-        self._vector_store, self._filters, self._docstore = vector_store, filters, docstore
+        self._vector_store, self._docstore = vector_store, docstore
+        self._filters = checked_filters(filters, vector_store)  # else a bad one fails only after thinking
         self._attach_thoughts = attach_thoughts
         self._hybrid = resolve_hybrid(hybrid)
-        collection = _chroma_collection(vector_store)
+        collection = chroma_collection(vector_store)
         if self._hybrid is not None and collection is None:
             raise ValueError(f"hybrid search needs a store that lists its texts (ChromaVectorStore); "
                              f"{type(vector_store).__name__} does not. Fuse with a BM25Retriever in a "
                              "QueryFusionRetriever instead (see the README)")
         self._bm25 = CollectionBM25(collection) if self._hybrid is not None else None  # BM25 over its texts
-        self._embedder = _resolve_embedder(embedder, model_kwargs)
+        self._embedder = resolve_embedder(embedder, model_kwargs)
         record = model_record(collection) if collection is not None else None
         if record is not None:  # the collection names its model: another one is refused, as O1Index does
             check_model(f"collection {collection.name!r}", record, self._embedder)
@@ -124,8 +103,8 @@ class O1Retriever(BaseRetriever):
         from llama_index.vector_stores.chroma import ChromaVectorStore
 
         check_positive_int(similarity_top_k, "similarity_top_k")
-        n = num_thoughts_arg(num_thoughts, k, "O1Retriever.from_documents", default=_default_thoughts(embedder))
-        engine = _resolve_embedder(embedder, model_kwargs)
+        n = num_thoughts_arg(num_thoughts, k, "O1Retriever.from_documents", default=default_thoughts(embedder))
+        engine = resolve_embedder(embedder, model_kwargs)
         if persist_dir is not None:
             client = chromadb.PersistentClient(path=str(persist_dir))
             collection_name = collection_name or "o1_retriever"
@@ -175,8 +154,21 @@ class O1Retriever(BaseRetriever):
 
     @property
     def num_thoughts(self) -> int:
-        """Thoughts written per query (0: the bare query is embedded)."""
+        """Thoughts written per query (0: the bare query is embedded); settable."""
         return self._k
+
+    @num_thoughts.setter
+    def num_thoughts(self, num_thoughts: int) -> None:
+        self._k = num_thoughts_arg(num_thoughts, None, "O1Retriever")
+
+    @property
+    def filters(self) -> Optional[MetadataFilters]:
+        """The metadata filters every search applies; settable (None: none)."""
+        return self._filters
+
+    @filters.setter
+    def filters(self, filters: Optional[MetadataFilters]) -> None:
+        self._filters = checked_filters(filters, self._vector_store)
 
     # ---- retrieval ----------------------------------------------------------------------------
     def _embed(self, query_bundle: QueryBundle) -> tuple[list, List[str]]:
@@ -201,7 +193,8 @@ class O1Retriever(BaseRetriever):
         embedding, thoughts = self._embed(query_bundle)
         result = self._vector_store.query(self._query(query_bundle, embedding))
         if self._hybrid is not None:
-            result = self._fuse_with_bm25(query_bundle.query_str, result)
+            result = fuse_result(self._bm25, query_bundle.query_str, result, self._hybrid, self._similarity_top_k,
+                                 self._filters)
         return self._to_nodes(result, thoughts)
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> List[NodeWithScore]:
@@ -213,19 +206,9 @@ class O1Retriever(BaseRetriever):
         else:  # the store's own async query
             result = await self._vector_store.aquery(query)
         if self._hybrid is not None:  # BM25 and Chroma's listing are synchronous: a worker thread too
-            result = await asyncio.to_thread(self._fuse_with_bm25, query_bundle.query_str, result)
+            result = await asyncio.to_thread(fuse_result, self._bm25, query_bundle.query_str, result, self._hybrid,
+                                            self._similarity_top_k, self._filters)
         return self._to_nodes(result, thoughts)
-
-    def _fuse_with_bm25(self, query: str, result: VectorStoreQueryResult) -> VectorStoreQueryResult:
-        nodes = {n.node_id: n for n in result.nodes or []}
-        where = None
-        if self._filters is not None:  # BM25 sees every text: the filters keep what they admit, as on the dense side
-            from llama_index.vector_stores.chroma.base import _to_chroma_filter
-            where = _to_chroma_filter(self._filters)
-        [ranked] = fuse_with_bm25(self._bm25, [query], [list(zip(nodes, result.similarities or []))], self._hybrid,
-                                  self._similarity_top_k, where=where)
-        fused = [nodes[h.id] if h.text is None else _stored_node(h.id, h.text, h.metadata) for h in ranked]
-        return VectorStoreQueryResult(nodes=fused, similarities=[h.score for h in ranked], ids=[h.id for h in ranked])
 
     def _to_nodes(self, result: VectorStoreQueryResult, thoughts: List[str]) -> List[NodeWithScore]:
         self.last_thoughts = thoughts
@@ -235,26 +218,5 @@ class O1Retriever(BaseRetriever):
         scores = list(result.similarities or [None] * len(nodes))
         if not self._attach_thoughts:
             return [NodeWithScore(node=node.model_copy(), score=score) for node, score in zip(nodes, scores)]
-        return [NodeWithScore(node=_with_thoughts(node, thoughts), score=score) for node, score in zip(nodes, scores)]
+        return [NodeWithScore(node=with_thoughts(node, thoughts), score=score) for node, score in zip(nodes, scores)]
 
-
-def _stored_node(node_id: str, text: str, metadata: dict) -> BaseNode:
-    """The node of a hit BM25 alone found, read as ChromaVectorStore reads its own hits: from the node content
-    LlamaIndex keeps in the metadata, or, for a collection another tool wrote (O1Index, plain Chroma, LangChain),
-    a TextNode of its text, id and metadata."""
-    from llama_index.core.schema import TextNode
-    from llama_index.core.vector_stores.utils import legacy_metadata_dict_to_node, metadata_dict_to_node
-    if "_node_content" in metadata:
-        return metadata_dict_to_node(metadata, text)
-    metadata, node_info, relationships = legacy_metadata_dict_to_node(metadata)
-    return TextNode(text=text or "", id_=node_id, metadata=metadata, start_char_idx=node_info.get("start"),
-                    end_char_idx=node_info.get("end"), relationships=relationships)
-
-
-def _with_thoughts(node: BaseNode, thoughts: List[str]) -> BaseNode:
-    """A copy (docstores hand out their stored objects) with the thoughts in metadata, hidden from LLMs."""
-    node = node.model_copy()
-    node.metadata = {**node.metadata, THOUGHTS_KEY: list(thoughts)}
-    node.excluded_llm_metadata_keys = [*node.excluded_llm_metadata_keys, THOUGHTS_KEY]
-    node.excluded_embed_metadata_keys = [*node.excluded_embed_metadata_keys, THOUGHTS_KEY]
-    return node
