@@ -143,8 +143,10 @@ class ThoughtCacheFile:
                 self._read_only(e)
 
     def _open(self) -> sqlite3.Connection:
+        self._local.file_id = _file_id(self.path)  # the file a failure here is about (None: not created yet)
         conn = self._connect()
         self._local.conn, self._local.generation = conn, self._generation
+        self._local.file_id = _file_id(self.path)
         return conn
 
     def _open_or_disable(self) -> sqlite3.Connection | None:
@@ -159,7 +161,9 @@ class ThoughtCacheFile:
         if self.disabled is not None:
             return None
         conn = getattr(self._local, "conn", None)
-        if conn is not None and self._local.generation == self._generation:
+        # Another process that found the file corrupt moved it aside and started a new one: a connection to the old
+        # one would write where no one reads.
+        if conn is not None and self._local.generation == self._generation and self._same_file():
             return conn
         self._drop_connection()
         try:
@@ -205,9 +209,18 @@ class ThoughtCacheFile:
             except sqlite3.Error:
                 pass
 
+    def _same_file(self) -> bool:
+        """Whether the path still holds the file this thread opened last."""
+        return _file_id(self.path) == getattr(self._local, "file_id", None)
+
     def _set_aside(self, error: Exception) -> None:
-        """Move a corrupt cache aside (`_move_aside`) and open a new one."""
+        """Move a corrupt cache aside (`_move_aside`) and open a new one; where another process or thread already
+        did (the path holds another file than the one that failed), only open that one: moving it would lose it."""
         with self._guard:
+            if not self._same_file():
+                self._drop_connection()
+                self._open_or_disable()
+                return
             if not self.owned:
                 try:
                     check_is_cache(self.path)
@@ -230,3 +243,12 @@ class ThoughtCacheFile:
             if p.exists():
                 os.replace(p, Path(f"{target}{suffix}"))
         self._warn(f"{why}; moved to {target} and starting a new one")
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at `path`, None where there is none: tells a file moved aside and replaced."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino

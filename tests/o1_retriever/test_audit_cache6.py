@@ -102,3 +102,45 @@ def test_a_writer_killed_mid_transaction_beside_live_writers_loses_only_its_open
     assert big >= 800 and big % 400 == 0  # whole batches only
     cache = ThoughtCache(path)
     assert len(cache) - big == 2 * 2 * 30 * 10  # every live write landed
+
+
+MENDING_PROCESS = """
+import sys
+from o1_retriever.cache import ThoughtCache
+ThoughtCache(sys.argv[1]).put_many({"c": ["from the other process"]})
+"""
+
+
+def test_a_file_another_process_set_aside_and_replaced_is_followed_not_moved_again(tmp_path):
+    """Two processes on one cache that turns corrupt: the other process moved it aside and started a new one, then
+    this one (its connection still on the old file) moved the new, healthy cache aside too, losing the other's rows,
+    and its own writes went where no one reads. It now follows the path to the new file."""
+    path = tmp_path / "t.sqlite"
+    ours = ThoughtCache(path)
+    ours.put_many({f"k{i}": ["t"] for i in range(300)})
+    assert len(ours.get_many(["k1"], 1)) == 1  # this process holds a connection
+    sqlite3.connect(path).execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    data = bytearray(path.read_bytes())
+    data[100:] = b"\x00\xff" * ((len(data) - 100) // 2)
+    path.write_bytes(bytes(data))
+    other = subprocess.run([sys.executable, "-c", MENDING_PROCESS, str(path)], capture_output=True, text=True)
+    assert other.returncode == 0 and "moved to" in other.stderr, other.stderr
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ours.put_many({"a": ["from this process"]})
+        assert ours.get_many(["a", "c"], 1) == {"a": ["from this process"], "c": ["from the other process"]}
+    assert [str(w.message) for w in caught] == []
+    assert sorted(p.name for p in tmp_path.glob("t.sqlite.corrupt*")) == ["t.sqlite.corrupt"]
+    assert ThoughtCache(path).get_many(["a", "c"], 1) == {"a": ["from this process"], "c": ["from the other process"]}
+
+
+def test_a_cache_deleted_under_a_running_process_is_written_anew(tmp_path):
+    """`rm thoughts.sqlite*` while a server ran: the server kept writing into the deleted file, so nothing it
+    thought after was cached for anyone (itself after a restart included)."""
+    path = tmp_path / "t.sqlite"
+    ours = ThoughtCache(path)
+    ours.put_many({"old": ["x"]})
+    for leftover in tmp_path.iterdir():
+        leftover.unlink()
+    ours.put_many({"new": ["y"]})
+    assert ThoughtCache(path).get_many(["old", "new"], 1) == {"new": ["y"]}
