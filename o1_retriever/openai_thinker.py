@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import os
 import time
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from .refused_parameters import ADAPTABLE, MODEL_OWN, RefusedParameters, RefusedSamplingWarning  # noqa: F401
-from .remote_thinking import USERINFO, RemoteThinker, ThinkerAPIError
+from .remote_thinking import USERINFO, RemoteThinker, ThinkerAPIError, _detail, _error_text, _retry_after
 from .sampling import row_seeds
 from .settings import InferenceSettings
 
@@ -62,9 +62,13 @@ class OpenAIThinker(RemoteThinker):
         path = parts.path.rstrip("/").removesuffix("/chat/completions") or "/v1"
         self.base_url, self.model_name = f"{parts.scheme}://{host}{path}", model  # shown and fingerprinted
         self.url = self.base_url + "/chat/completions"
-        self._request_url = urlunsplit((parts.scheme, parts.netloc, path + "/chat/completions", parts.query, ""))
+        # user:password@ goes as an auth setting, not in the URL: httpx logs each request's URL at INFO level.
+        self._request_url = urlunsplit((parts.scheme, host, path + "/chat/completions", parts.query, ""))
+        self._basic_auth = (unquote(parts.username or ""), unquote(parts.password or "")) if "@" in parts.netloc \
+            else None
         self._api_key = _api_key(api_key)
-        self._secrets = [secret for secret in (self._api_key, parts.password) if secret]
+        self._secrets = [secret for secret in (self._api_key, parts.password, self._basic_auth and self._basic_auth[1])
+                         if secret]
         self.timeout, self.retries, self.backoff = float(timeout), retries, float(backoff)
         self.n_per_request = n_per_request  # None until a reply shows whether the server honours n
         self._n_refusals = 0
@@ -92,7 +96,7 @@ class OpenAIThinker(RemoteThinker):
 
     def _think(self, queries, k, config):
         import httpx  # noqa: F401  (checked before any thread starts)
-        client = _httpx_client(self.timeout, self.concurrency, self._api_key)
+        client = _httpx_client(self.timeout, self.concurrency, self._api_key, self._basic_auth)
         with client:
             return self._parallel(lambda query: self._thoughts(client, query, k, config), queries)
 
@@ -151,6 +155,9 @@ class OpenAIThinker(RemoteThinker):
             wait = self.backoff * 2 ** attempt
             try:
                 response = client.post(self._request_url, json=payload)
+            except httpx.DecodingError as error:  # a body its Content-Encoding does not decode: not retried
+                raise self._error(f"{self.url} answered with a body that does not decode as its Content-Encoding "
+                                  f"says ({error}); is a proxy between here and the server rewriting it?") from error
             except httpx.TimeoutException as error:
                 if last:
                     raise self._error(f"{self.url} did not answer within {self.timeout:g} s "
@@ -170,6 +177,8 @@ class OpenAIThinker(RemoteThinker):
                     tries = f" after {attempt + 1} tries" if attempt else ""
                     hint = (" (is base_url the one an OpenAI client takes, such as http://host:port/v1?)"
                             if response.status_code in (404, 405) else "")
+                    if response.is_redirect:  # not followed: a POST redirected elsewhere would carry the key along
+                        hint = f" (it redirects to {response.headers['location']}: give base_url as that URL)"
                     raise self._error(f"{self.url} answered HTTP {response.status_code}{tries} for "
                                       f"model {self.model_name!r}: {_detail(response)}{hint}", response.status_code)
                 wait = max(wait, _retry_after(response))
@@ -201,35 +210,6 @@ def _seed(seeds: list[int] | None, row: int) -> dict:
     return {} if seeds is None else {"seed": seeds[row]}
 
 
-def _retry_after(response) -> float:
-    try:
-        return min(30.0, max(0.0, float(response.headers.get("retry-after", 0))))
-    except ValueError:  # an HTTP date: fall back to the backoff
-        return 0.0
-
-
-def _detail(response) -> str:
-    """The server's own error message (see `_error_text`), else the body."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:300] or "(empty body)"
-    return _error_text(body)
-
-
-def _error_text(body) -> str:
-    """An error body's message: OpenAI's and llama.cpp's {"error": {"message"}}, Ollama's {"error": "..."}, vLLM's
-    {"message"}, FastAPI's {"detail"}; else the body."""
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])[:300]
-        for found in (error, body.get("message"), body.get("detail")):
-            if found and isinstance(found, (str, list)):
-                return str(found)[:300]
-    return json.dumps(body)[:300]
-
-
 def _content(content) -> str:
     """A message's text: a string, none (empty), or a list of content parts ({"type": "text", "text": ...})."""
     if isinstance(content, list):
@@ -240,10 +220,11 @@ def _content(content) -> str:
     return content or ""
 
 
-def _httpx_client(timeout: float, concurrency: int, api_key: str | None):
+def _httpx_client(timeout: float, concurrency: int, api_key: str | None, basic_auth: tuple[str, str] | None):
     try:
         import httpx
     except ImportError as error:
         raise ImportError("OpenAIThinker needs httpx: pip install httpx") from error
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    return httpx.Client(timeout=timeout, headers=headers, limits=httpx.Limits(max_connections=concurrency))
+    return httpx.Client(timeout=timeout, headers=headers, auth=basic_auth,
+                        limits=httpx.Limits(max_connections=concurrency))

@@ -12,6 +12,7 @@ objects, also their own sampling parameters, which are the ones that apply).
 """
 from __future__ import annotations
 
+import json
 import re
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -139,6 +140,36 @@ class RemoteThinker:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.fingerprint!r})"
+
+
+def _retry_after(response) -> float:
+    """An HTTP answer's numeric Retry-After, up to 30 s (0: none, or an HTTP date)."""
+    try:
+        return min(30.0, max(0.0, float(response.headers.get("retry-after", 0))))
+    except ValueError:  # an HTTP date: fall back to the backoff
+        return 0.0
+
+
+def _detail(response) -> str:
+    """The server's own error message (see `_error_text`), else the body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300] or "(empty body)"
+    return _error_text(body)
+
+
+def _error_text(body) -> str:
+    """An error body's message: OpenAI's and llama.cpp's {"error": {"message"}}, Ollama's {"error": "..."}, vLLM's
+    {"message"}, FastAPI's {"detail"}; else the body."""
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])[:300]
+        for found in (error, body.get("message"), body.get("detail")):
+            if found and isinstance(found, (str, list)):
+                return str(found)[:300]
+    return json.dumps(body)[:300]
 
 
 def _per_query(texts: list[str], k: int) -> list[list[str]]:
