@@ -171,11 +171,12 @@ class O1Retriever(BatchedThinking, BaseRetriever):
         return cls(vectorstore=store, embeddings=embeddings, **kwargs)
 
     @classmethod
-    def from_documents(cls, documents: list[Document], embeddings: Optional[O1Embeddings] = None,
-                       **kwargs: Any) -> "O1Retriever":
-        """`from_texts` over `Document`s: their text, metadata and ids (when every document has one)."""
+    def from_documents(cls, documents: list[Document], embeddings: Optional[O1Embeddings] = None, *,
+                       ids: Optional[list[str]] = None, **kwargs: Any) -> "O1Retriever":
+        """`from_texts` over `Document`s: their text, metadata and ids (`ids`, else each document's own; Chroma
+        names a document that has none), as `Chroma.from_documents` keeps them."""
         documents = list(documents)
-        ids = [d.id for d in documents] if all(d.id for d in documents) else None
+        ids = [d.id for d in documents] if ids is None else ids
         return cls.from_texts([d.page_content for d in documents], embeddings,
                               metadatas=[d.metadata for d in documents], ids=ids, **kwargs)
 

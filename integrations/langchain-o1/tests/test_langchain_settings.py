@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 from langchain_chroma import Chroma
+from langchain_core.documents import Document
 from langchain_core.vectorstores import InMemoryVectorStore
 from pydantic import ValidationError
 
@@ -114,3 +115,14 @@ def test_embeddings_settings_are_checked_on_assignment_and_the_engine_is_fixed(t
     embeddings.num_thoughts = 2
     assert embeddings.embed_query_with_thoughts(QUERY).thoughts == tiny_embedder.think(QUERY, k=2)
     assert O1Embeddings(**embeddings.model_dump()).num_thoughts == 2
+
+
+def test_from_documents_keeps_each_documents_id_as_chroma_does(tiny_embedder, scifact_docs):
+    """One document without an id made every other document lose its own (all got random ones); and ids=... was
+    refused ("got multiple values for keyword argument 'ids'"), which VectorStore.from_documents takes."""
+    embeddings = O1Embeddings(embedder=tiny_embedder, num_thoughts=0)
+    documents = [Document(page_content=d["text"], id=d["id"] if i else None) for i, d in enumerate(scifact_docs[:3])]
+    stored = set(O1Retriever.from_documents(documents, embeddings).vectorstore.get()["ids"])
+    assert {scifact_docs[1]["id"], scifact_docs[2]["id"]} < stored and len(stored) == 3
+    named = O1Retriever.from_documents(documents, embeddings, ids=["a", "b", "c"], k=3)
+    assert sorted(d.id for d in named.invoke(QUERY)) == ["a", "b", "c"]
