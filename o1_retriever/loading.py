@@ -121,6 +121,8 @@ def load_causal_lm(source: str, *, device: torch.device, dtype: torch.dtype,
         raise ValueError(f"model directory {source!r} holds no model: expected config.json beside the weights (a "
                          "transformers model) or adapter_config.json (an O1 LoRA checkpoint)")
     _check_quantization(quantization)
+    if path.exists():
+        source = str(path)  # "~" expanded: transformers would take "~/model" for a hub id
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
     try:

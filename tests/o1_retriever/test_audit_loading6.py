@@ -127,3 +127,16 @@ def test_a_device_torch_knows_but_models_cannot_run_on_is_refused(tiny_o1_dir, d
 def test_an_integer_torch_dtype_is_refused_naming_the_weight_dtypes(tiny_o1_dir):
     with pytest.raises(ValueError, match=r"dtype=torch\.int8 is not a weights dtype; use 'auto', 'bf16'"):
         O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", dtype=torch.int8, thought_cache=False)
+
+
+def test_a_home_relative_model_path_loads(tiny_o1_dir, tmp_path, monkeypatch):
+    """"~/model" passed the existence check but went to transformers as it was, which took it for a hub id."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    shutil.copytree(tiny_o1_dir, tmp_path / "my-model")
+    assert _load("~/my-model").encode_documents(["a document"]).shape[0] == 1
+
+
+def test_a_lora_whose_base_is_home_relative_loads(lora_dir, tiny_o1_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    shutil.copytree(tiny_o1_dir, tmp_path / "base")
+    assert _load(_with_base(lora_dir, tmp_path, "~/base")).encode_documents(["a document"]).shape[0] == 1
