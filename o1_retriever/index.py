@@ -39,7 +39,12 @@ class O1Index(RecordWrites):
     (`collection.query(query_texts=...)`, in any process that imported `o1_retriever.chroma`), LangChain's `Chroma`
     and LlamaIndex's `ChromaVectorStore` open it with the right model; another model is refused (`check_model`).
     `num_thoughts` is the thoughts per query that plain `query_texts` uses; `search(k=...)` (the engine's name, as
-    the paper) chooses per call."""
+    the paper) chooses per call.
+
+    `path=` serves one process at a time: a local Chroma keeps each collection's vector index in memory per process,
+    so what another process writes meanwhile reaches this one's texts, metadata and count but not its searches (new
+    and changed vectors are missed until a new process opens it). For several processes, such as an `index` run beside
+    an app that searches, serve the directory (`chroma run --path DIR`) and pass `host=`."""
 
     def __init__(self, embedder, path: str | Path | None = None, collection: str = "o1-retriever", host: str | None = None,
                  port: int = 8000, client=None, create: bool = True, num_thoughts: int = 3):
@@ -70,7 +75,9 @@ class O1Index(RecordWrites):
     def add(self, ids, texts, metadatas=None, batch_size: int = 64, show_progress_bar: bool | None = None) -> int:
         """Embed and upsert documents. A re-added id is replaced entirely: text, vector and metadata (keys it
         no longer has are removed). Inputs are checked and every vector is computed before the first write, and a
-        write that fails part-way is rolled back, so the collection ends as it was or with every document."""
+        write that fails part-way is rolled back, so the collection ends as it was or with every document. A process
+        killed mid-write cannot roll back: the batches written stay, each record whole; add again (or use
+        `add_resumable`, which marks the collection incomplete until a run finishes)."""
         ids, texts, metas = check_records(ids, texts, metadatas, batch_size)
         show = len(ids) >= 256 if show_progress_bar is None else show_progress_bar
         vectors = [v for s in tqdm(range(0, len(ids), batch_size), desc="Embedding", disable=not show)

@@ -178,3 +178,71 @@ def test_add_resumable_takes_a_batch_larger_than_sqlite_reads_at_once(tiny_embed
                                 embeddings=vectors[start:start + 5000])
     assert index.add_resumable(ids, texts, batch_size=40_000) == (0, count)
     assert len(index) == count and not index.incomplete
+
+
+# add() in a process of its own, on a persistent Chroma: with `writes_before_kill` > 0, after that many batches are
+# written it says so in a file and waits to be killed (the test sends SIGKILL).
+KILLED_ADD = """
+import sys, time
+from pathlib import Path
+from o1_retriever import O1Embedder
+from o1_retriever.index import O1Index
+model, db, written, writes_before_kill, count, label = sys.argv[1:7]
+embedder = O1Embedder.from_pretrained(model, device="cpu", dtype="fp32", thought_cache=False, max_new_tokens=8)
+index = O1Index(embedder, path=db, collection="docs")
+collection, writes = index.collection, []
+
+class Killable:
+    def __getattr__(self, name):
+        return getattr(collection, name)
+
+    def upsert(self, **kwargs):
+        collection.upsert(**kwargs)
+        writes.append(len(kwargs["ids"]))
+        if len(writes) == int(writes_before_kill):
+            Path(written).touch()
+            time.sleep(600)
+
+index.collection = Killable()
+n = int(count)
+index.add([f"d{i}" for i in range(n)], [f"{label} text {i}" for i in range(n)],
+          metadatas=[{"run": label, **({"old": i} if label == "old" else {})} for i in range(n)], batch_size=4)
+"""
+
+
+def _add_in_a_child(tiny_o1_dir, db, written, writes_before_kill, count, label) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", KILLED_ADD, str(tiny_o1_dir), str(db), str(written),
+                             str(writes_before_kill), str(count), label],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_an_add_killed_mid_write_leaves_whole_records_and_a_rerun_completes(tiny_embedder, tiny_o1_dir, tmp_path):
+    """SIGKILL of a real process between two of add()'s batch writes: no rollback can run, so the batches written
+    stay (add's docstring says so), each record whole (its text, metadata and vector from one write); the database
+    opens, searches, and a re-run of the add completes it. (This process opens the database only after the writers
+    ended: a local Chroma keeps its vectors in memory per process, see O1Index.)"""
+    db, written, count = tmp_path / "db", tmp_path / "written", 12
+    first = _add_in_a_child(tiny_o1_dir, db, written, 0, count, "old")
+    assert first.wait(timeout=120) == 0, first.communicate()[0][-2000:]
+    child = _add_in_a_child(tiny_o1_dir, db, written, 2, count, "new")
+    deadline = time.monotonic() + 120
+    while not written.exists():
+        if child.poll() is not None or time.monotonic() > deadline:
+            child.kill()
+            pytest.fail(f"the add did not write: {child.communicate()[0][-2000:]}")
+        time.sleep(0.05)
+    child.send_signal(signal.SIGKILL)
+    child.communicate(timeout=60)
+
+    reopened = O1Index(tiny_embedder, path=db, collection="docs")
+    got = reopened.collection.get(include=["documents", "metadatas", "embeddings"])
+    assert len(got["ids"]) == count
+    for i, text, metadata, vector in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"]):
+        n = int(i[1:])
+        assert (text, metadata) in [(f"old text {n}", {"run": "old", "old": n}), (f"new text {n}", {"run": "new"})]
+        assert abs(tiny_embedder.encode_documents([text])[0] - vector).max() < 1e-4  # the vector of that text
+    assert sum(t.startswith("new") for t in got["documents"]) == 8  # the two batches written before the kill
+    assert len(reopened.search("new text", top_k=count, k=0)) == count
+    reopened.add([f"d{i}" for i in range(count)], [f"new text {i}" for i in range(count)],
+                 metadatas=[{"run": "new"} for _ in range(count)])
+    assert reopened.collection.get(include=["metadatas"])["metadatas"] == [{"run": "new"}] * count
