@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 from .checkpoint import is_adapter
 from .composite import read_composite
-from .default_model import (DEFAULT_NAME, MINILM_HUB_ID, SMOLLM2_HUB_ID, bundled_model_path, cache_dir, minilm_path,
-                            smollm2_base_dir)
+from .default_model import (BUNDLED_NAMES, DEFAULT_NAME, MINILM_HUB_ID, SMOLLM2_HUB_ID, bundled_model_path, cache_dir,
+                            minilm_path, smollm2_base_dir)
 from .device import DTYPE_NAMES, available_devices, resolve_device, resolve_dtype, weights_dtype_name
 from .encoding import LMEncoder, SentenceEncoder, load_encoder
 from .loading import load_causal_lm
@@ -57,6 +57,7 @@ class Construction:
             raise TypeError(f"model path must be a str or PathLike (or None), got {type(path_or_id).__name__}")
         dev, dt = _device_and_dtype(device, dtype)
         bundled = bundled_model_path(path_or_id)
+        _refuse_unknown_bundled_name(path_or_id, bundled)
         name = DEFAULT_NAME if path_or_id is None else str(path_or_id)
         source = bundled if bundled is not None else path_or_id
         spec = read_composite(source) if source is not None else None
@@ -173,6 +174,14 @@ def _device_and_dtype(device, dtype, dtype_argument: str = "dtype"):
         raise ValueError(f"{dtype_argument}={dtype!r} is not a weights dtype; use 'auto', 'bf16', 'fp16' or 'fp32' "
                          "(or torch.bfloat16, torch.float16, torch.float32)")
     return dev, dt
+
+
+def _refuse_unknown_bundled_name(path_or_id, bundled) -> None:
+    """A name shaped like a bundled model's (a typo, or one of a newer release) would be looked up on the hub."""
+    name = str(path_or_id)
+    if bundled is None and name.startswith("o1-retriever-") and not Path(name).exists():
+        raise ValueError(f"{name!r} is not a bundled model; the bundled ones are {list(BUNDLED_NAMES)} (or give a "
+                         "model directory or hub id)")
 
 
 def _refuse_backend(options: dict) -> None:

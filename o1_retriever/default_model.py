@@ -27,6 +27,7 @@ GEMMA3_HUB_ID = "google/gemma-3-270m"  # a larger thinker base; its GGUF ships i
 DEFAULT_NAME = "o1-retriever-default"
 JOINT_NAME = "o1-retriever-joint"
 MINILM_NAME = "o1-retriever-minilm"  # the default until 2026-12-06: indexes about 10x faster, lower nDCG@10
+BUNDLED_NAMES = (DEFAULT_NAME, JOINT_NAME, MINILM_NAME)
 
 
 def cache_dir() -> Path:

@@ -101,8 +101,9 @@ def load_tokenizer(source, what: str = "a model", **options):
         return AutoTokenizer.from_pretrained(source, **options)
     except OSError as e:
         raise unloadable(str(source), e, what) from e
-    except ValueError as e:  # JSONDecodeError, or a tokenizer class it cannot build
-        raise ValueError(f"the tokenizer in {source} is not readable (a truncated or corrupt file?): {e}") from e
+    except ValueError as e:  # JSONDecodeError, a GGUF file it cannot read, or a tokenizer class it cannot build
+        shown = Path(source) / options["gguf_file"] if "gguf_file" in options else source
+        raise ValueError(f"the tokenizer in {shown} is not readable (a truncated or corrupt file?): {e}") from e
 
 
 def load_causal_lm(source: str, *, device: torch.device, dtype: torch.dtype,

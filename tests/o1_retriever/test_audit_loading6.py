@@ -140,3 +140,18 @@ def test_a_lora_whose_base_is_home_relative_loads(lora_dir, tiny_o1_dir, tmp_pat
     monkeypatch.setenv("HOME", str(tmp_path))
     shutil.copytree(tiny_o1_dir, tmp_path / "base")
     assert _load(_with_base(lora_dir, tmp_path, "~/base")).encode_documents(["a document"]).shape[0] == 1
+
+
+def test_a_misspelt_bundled_name_lists_the_bundled_ones():
+    with pytest.raises(ValueError, match=r"'o1-retriever-defualt' is not a bundled model; the bundled ones are "
+                                         r"\['o1-retriever-default', 'o1-retriever-joint'"):
+        O1Embedder.from_pretrained("o1-retriever-defualt", device="cpu")
+
+
+@pytest.mark.parametrize("content", [b"", b"GGUF" + bytes(60)], ids=["empty", "truncated"])
+def test_an_unreadable_gguf_file_is_named(tmp_path, content):
+    gguf = tmp_path / "model.Q4_K_M.gguf"
+    gguf.write_bytes(content)
+    with pytest.raises(ValueError, match="not readable") as error:
+        _load(gguf)
+    assert str(gguf) in str(error.value)
