@@ -87,7 +87,8 @@ class ThoughtCacheFile:
             if self.path.is_dir():
                 self._disable(str(refused))
                 return
-            self._move_aside("is not a thought cache (its header is not SQLite's)")
+            if not self._move_aside("is not a thought cache (its header is not SQLite's)"):
+                return  # off, said once
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -98,8 +99,8 @@ class ThoughtCacheFile:
         except ValueError:  # a SQLite database with other tables
             if not owned:
                 raise
-            self._move_aside("is not a thought cache (a SQLite database with other tables)")
-            self._open_or_disable()
+            if self._move_aside("is not a thought cache (a SQLite database with other tables)"):
+                self._open_or_disable()
         except sqlite3.Error as e:
             kind = fault(e)
             if kind == "corrupt":
@@ -229,20 +230,26 @@ class ThoughtCacheFile:
                     return
             self._drop_connection()
             self._generation += 1
-            self._move_aside(f"is corrupt ({error})")
-            self._open_or_disable()
+            if self._move_aside(f"is corrupt ({error})"):
+                self._open_or_disable()
 
-    def _move_aside(self, why: str) -> None:
-        """Move the file (and its WAL) to a free `.corrupt[.N]` name, never over an earlier one."""
+    def _move_aside(self, why: str) -> bool:
+        """Move the file (and its WAL) to a free `.corrupt[.N]` name, never over an earlier one. Where it cannot be
+        moved (a directory that cannot be written) the cache is off instead: False."""
         n, target = 0, Path(f"{self.path}.corrupt")
         while any(Path(f"{target}{s}").exists() for s in ("", "-wal", "-shm")):
             n += 1
             target = Path(f"{self.path}.corrupt.{n}")
-        for suffix in ("", "-wal", "-shm"):
-            p = Path(f"{self.path}{suffix}")
-            if p.exists():
-                os.replace(p, Path(f"{target}{suffix}"))
+        try:
+            for suffix in ("", "-wal", "-shm"):
+                p = Path(f"{self.path}{suffix}")
+                if p.exists():
+                    os.replace(p, Path(f"{target}{suffix}"))
+        except OSError as e:
+            self._disable(f"{why.removeprefix('is ')}, and cannot be moved aside: {e.strerror or e}")
+            return False
         self._warn(f"{why}; moved to {target} and starting a new one")
+        return True
 
 
 def _file_id(path: Path) -> tuple[int, int] | None:

@@ -144,3 +144,29 @@ def test_a_cache_deleted_under_a_running_process_is_written_anew(tmp_path):
         leftover.unlink()
     ours.put_many({"new": ["y"]})
     assert ThoughtCache(path).get_many(["old", "new"], 1) == {"new": ["y"]}
+
+
+def test_a_corrupt_cache_that_cannot_be_moved_aside_costs_the_cache_not_the_query(tiny_o1_dir, tmp_path):
+    """A cache found corrupt in a directory where it cannot be renamed (immutable here; a folder of another user, a
+    file system gone read-only after an error) raised PermissionError out of encode_queries."""
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    path = folder / "t.sqlite"
+    emb = _load(tiny_o1_dir, path)
+    emb.encode_queries([f"query {i}" for i in range(40)], k=1)
+    sqlite3.connect(path).execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    with open(path, "r+b") as f:  # in place: the -wal and -shm files stay, as under a running process
+        f.seek(100)
+        f.write(b"\x00\xff" * ((path.stat().st_size - 100) // 2))
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i needs root on a file system that supports it")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            got = emb.encode_queries(["query 1", "a new query"], k=1)
+            emb.encode_queries(["another"], k=1)
+        messages = [str(w.message) for w in caught if "thought cache" in str(w.message)]
+        assert len(messages) == 1 and "cannot be moved aside" in messages[0], messages
+        assert got.shape == (2, emb.dim)
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
