@@ -14,7 +14,7 @@ from .hybrid import CollectionBM25, dense_pool, fuse_with_bm25
 # The names below were defined here first; they stay importable from this module.
 from .index_client import (_check_collection, _client, _own_memory_database, check_client,  # noqa: F401
                            check_collection_name, check_database_path, existing_client)
-from .index_marks import (INCOMPLETE_KEY, RUN_KEY_PREFIX, WriteRun, another_host_runs, is_incomplete,  # noqa: F401
+from .index_marks import (INCOMPLETE_KEY, RUN_KEY_PREFIX, WriteRun, incomplete_message, is_incomplete,  # noqa: F401
                           stored_metadata)
 from .index_records import (METADATA_TYPES, RESERVED_KEY_PREFIXES, RecordWrites, check_metadata,  # noqa: F401
                             check_records, typed_metadata)
@@ -83,8 +83,7 @@ class O1Index(RecordWrites):
         vectors = [v for s in tqdm(range(0, len(ids), batch_size), desc="Embedding", disable=not show)
                    for v in self.embedder.encode_documents(texts[s:s + batch_size], batch_size=min(batch_size, 32),
                                                            show_progress_bar=False)]  # this bar counts
-        # Read after embedding, right before the writes: keys another writer added meanwhile are then removed too,
-        # so the records end as one whole write, not a mix of two.
+        # read after embedding: keys another writer added meanwhile are removed too (one whole write wins)
         before = self._get(ids, ["documents", "metadatas", "embeddings"])
         stored = dict(zip(before["ids"], before["metadatas"]))  # what each write replaces: no read per batch
         try:
@@ -121,8 +120,7 @@ class O1Index(RecordWrites):
                     run.keep()  # before each write, not each batch: a re-run that skips most asks Chroma less
                     vectors = self.embedder.encode_documents([texts[j] for j in todo], batch_size=min(batch_size, 32),
                                                              show_progress_bar=False)  # the Indexing bar counts
-                    # stored=None: the keys each record has are read again now, after embedding, so keys another
-                    # writer added meanwhile are removed too (the record ends as one whole write, not a mix of two)
+                    # None: the stored keys read again after embedding, as add() reads them (one whole write wins)
                     self._replace([ids[j] for j in todo], [texts[j] for j in todo], list(vectors),
                                   [metas[j] for j in todo], None)
                     embedded += len(todo)
@@ -186,17 +184,9 @@ class O1Index(RecordWrites):
         self._warned_incomplete = False
 
     def _warn_if_incomplete(self) -> None:
-        metadata = self._stored_metadata()
-        if not is_incomplete(metadata):
-            return
-        self._warned_incomplete = True
-        elsewhere = another_host_runs(metadata)
-        why = (f"a run writing from another host ({elsewhere}) may still be writing or may have died, which this host "
-               "cannot check; if it no longer runs, re-run it there, or call O1Index.clear_incomplete()" if elsewhere
-               else "a run writing it (`o1-retriever index`, `add_resumable`, a distributed `load`) did not finish; "
-               "re-run it (stored documents are kept)")
-        warnings.warn(f"collection {self.collection.name!r} is incomplete: {why} before trusting these results",
-                      stacklevel=3)
+        if message := incomplete_message(self.collection.name, self._stored_metadata()):
+            self._warned_incomplete = True
+            warnings.warn(message, stacklevel=3)
 
     def _lexical(self) -> CollectionBM25:
         if self._bm25 is None:

@@ -78,6 +78,18 @@ def another_host_runs(metadata: dict) -> str:
                      for o in runs if o.get("state") == "writing" and o.get("host") not in (None, _HOST))
 
 
+def incomplete_message(name: str, metadata: dict) -> str | None:
+    """What a search warns when the collection `name` is marked incomplete (None when it is not)."""
+    if not is_incomplete(metadata):
+        return None
+    elsewhere = another_host_runs(metadata)
+    why = (f"a run writing from another host ({elsewhere}) may still be writing or may have died, which this host "
+           "cannot check; if it no longer runs, re-run it there, or call O1Index.clear_incomplete()" if elsewhere
+           else "a run writing it (`o1-retriever index`, `add_resumable`, a distributed `load`) did not finish; "
+           "re-run it (stored documents are kept)")
+    return f"collection {name!r} is incomplete: {why} before trusting these results"
+
+
 def still_writing(key: str, value) -> bool:
     """Whether the run that set the mark `key` may still be writing (see the module's docstring)."""
     owner = _owner_of(value)
