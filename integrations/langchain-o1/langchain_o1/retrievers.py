@@ -20,9 +20,10 @@ from langchain_o1.store_search import (
     SEARCH_TYPES,
     THOUGHTS_KEY,  # noqa: F401  (importable from here, where it was first defined)
     check_filters,
+    add_texts,
     chroma_collection,
-    chroma_from_texts,
     hybrid_search,
+    new_chroma,
     search_options,
     with_thoughts,
 )
@@ -167,8 +168,15 @@ class O1Retriever(BatchedThinking, BaseRetriever):
         if unknown:  # said before any text is embedded
             raise TypeError(f"unknown O1Retriever field(s) {unknown}; fields: {sorted(cls.model_fields)}")
         embeddings = O1Embeddings() if embeddings is None else embeddings
-        store = chroma_from_texts(texts, embeddings, metadatas, ids, persist_directory, collection_name)
-        return cls(vectorstore=store, embeddings=embeddings, **kwargs)
+        store = new_chroma(embeddings, persist_directory, collection_name)
+        try:  # every setting is checked before any text is embedded
+            retriever = cls(vectorstore=store, embeddings=embeddings, **kwargs)
+        except Exception:
+            if collection_name is None and persist_directory is None:  # the empty collection made for it
+                store.delete_collection()
+            raise
+        add_texts(store, texts, metadatas, ids)
+        return retriever
 
     @classmethod
     def from_documents(cls, documents: list[Document], embeddings: Optional[O1Embeddings] = None, *,

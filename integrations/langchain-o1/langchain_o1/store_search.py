@@ -97,10 +97,9 @@ def check_filters(store: VectorStore, store_kwargs: dict) -> None:
                 raise ValueError(f"{key}={store_kwargs[key]!r} is not a Chroma {where} filter: {e}") from None
 
 
-def chroma_from_texts(texts: list[str], embeddings: Any, metadatas: Optional[list[dict]], ids: Optional[list[str]],
-                      persist_directory: Optional[str], collection_name: Optional[str]) -> VectorStore:
-    """A new `langchain_chroma.Chroma` collection of `texts` (in memory, or under `persist_directory`) that records
-    the O1 model, as O1Index and LlamaIndex's collections do."""
+def new_chroma(embeddings: Any, persist_directory: Optional[str], collection_name: Optional[str]) -> VectorStore:
+    """A `langchain_chroma.Chroma` collection (in memory, or under `persist_directory`) that records the O1 model,
+    as O1Index and LlamaIndex's collections do."""
     try:
         from langchain_chroma import Chroma
     except ImportError as e:
@@ -108,9 +107,21 @@ def chroma_from_texts(texts: list[str], embeddings: Any, metadatas: Optional[lis
                           '"integrations/langchain-o1[chroma]"') from e
     if collection_name is None:  # in-memory Chroma clients share one store: a fresh name keeps retrievers apart
         collection_name = "o1_retriever" if persist_directory else f"o1_retriever_{uuid.uuid4().hex[:12]}"
-    return Chroma.from_texts(list(texts), embedding=embeddings, metadatas=metadatas, ids=ids,
-                             collection_name=collection_name, persist_directory=persist_directory,
-                             collection_configuration=embeddings.collection_configuration())
+    return Chroma(collection_name=collection_name, embedding_function=embeddings, persist_directory=persist_directory,
+                  collection_configuration=embeddings.collection_configuration())
+
+
+def add_texts(store: VectorStore, texts: list[str], metadatas: Optional[list[dict]],
+              ids: Optional[list[Optional[str]]]) -> None:
+    """Chroma.from_texts' adding: ids filled where missing, in batches no larger than the Chroma server takes."""
+    from chromadb.utils.batch_utils import create_batches
+    texts = list(texts)
+    if not texts:  # an empty retriever, filled later through its store
+        return
+    ids = [i if i is not None else str(uuid.uuid4()) for i in (ids or [None] * len(texts))]
+    client = chroma_collection(store)._client
+    for batch_ids, _, batch_metadatas, batch_texts in create_batches(client, ids, metadatas=metadatas, documents=texts):
+        store.add_texts(texts=batch_texts, metadatas=batch_metadatas, ids=batch_ids)
 
 
 def hybrid_search(store: VectorStore, bm25: CollectionBM25, query: str, vector: list[float], k: int,

@@ -126,3 +126,19 @@ def test_from_documents_keeps_each_documents_id_as_chroma_does(tiny_embedder, sc
     assert {scifact_docs[1]["id"], scifact_docs[2]["id"]} < stored and len(stored) == 3
     named = O1Retriever.from_documents(documents, embeddings, ids=["a", "b", "c"], k=3)
     assert sorted(d.id for d in named.invoke(QUERY)) == ["a", "b", "c"]
+
+
+def test_from_texts_checks_every_setting_before_embedding(tiny_embedder, scifact_docs, tmp_path):
+    """k=0 or hybrid=2 was refused only after every text was embedded and written (a persistent collection kept
+    them); now nothing is embedded. No texts make an empty retriever, filled later through its store."""
+    embeddings = O1Embeddings(embedder=tiny_embedder, num_thoughts=0)
+    texts = [d["text"] for d in scifact_docs[:4]]
+    for settings, error in (({"k": 0}, "k must be > 0"), ({"hybrid": 2}, r"dense_weight must be in \[0, 1\]"),
+                            ({"search_kwargs": {"filter": {"$bogus": 1}}}, "is not a Chroma where filter")):
+        with pytest.raises(ValidationError, match=error):
+            O1Retriever.from_texts(texts, embeddings, persist_directory=str(tmp_path), **settings)
+        assert Chroma(persist_directory=str(tmp_path), collection_name="o1_retriever")._collection.count() == 0
+    empty = O1Retriever.from_texts([], embeddings, k=2)
+    assert empty.invoke(QUERY) == []
+    empty.vectorstore.add_texts(texts)
+    assert len(empty.invoke(QUERY)) == 2
