@@ -58,6 +58,7 @@ def quantized_copy(source: str, quantization: str, dtype: torch.dtype, device: t
     name = f"{quantization}-{_source_key(source)}-{DTYPE_NAMES.get(dtype, str(dtype))}-{device_type}"
     out = cache_dir() / "models" / name
     if not (out / MARKER).exists():
+        _check_reachable(source)
         done = subprocess.run([sys.executable, "-m", "o1_retriever.quantized", str(source), quantization,
                                str(dtype).removeprefix("torch."), str(device), str(out)],
                               capture_output=True, text=True)
@@ -66,6 +67,19 @@ def quantized_copy(source: str, quantization: str, dtype: torch.dtype, device: t
             raise RuntimeError(f"quantizing {source!r} to {quantization} failed (exit {done.returncode}):\n{tail}")
     had_tokens = json.loads((out / MARKER).read_text(encoding="utf-8"))["had_o1_tokens"]
     return out, had_tokens
+
+
+def _check_reachable(source: str) -> None:
+    """A hub id the hub cache lacks, offline: said here, before a child process fails with the hub library's stack."""
+    if Path(source).expanduser().exists():
+        return
+    from transformers import AutoConfig
+
+    from .loading import unloadable  # loading imports this module
+    try:
+        AutoConfig.from_pretrained(source)
+    except OSError as e:
+        raise unloadable(source, e) from e
 
 
 def _make(source: str, quantization: str, dtype_name: str, device: str, out: str) -> None:

@@ -155,3 +155,16 @@ def test_an_unreadable_gguf_file_is_named(tmp_path, content):
     with pytest.raises(ValueError, match="not readable") as error:
         _load(gguf)
     assert str(gguf) in str(error.value)
+
+
+def test_quantizing_a_hub_id_offline_says_what_to_do_not_the_hub_stack(monkeypatch, tmp_path):
+    """share_weights loads only the quantized copy, which a child process made: its failure showed the tail of the
+    hub library's stack trace."""
+    pytest.importorskip("bitsandbytes")
+    monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # for a child process
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    with pytest.raises(ValueError, match="'some-org/not-in-the-cache': it is not a local path, HF_HUB_OFFLINE") as error:
+        O1Embedder.from_pretrained("some-org/not-in-the-cache", quantization="4bit", share_weights=True, device="cpu",
+                                   thought_cache=False)
+    assert "Traceback" not in str(error.value) and 'File "' not in str(error.value)
