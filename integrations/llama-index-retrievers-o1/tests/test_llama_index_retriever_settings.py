@@ -73,3 +73,18 @@ def test_filters_on_another_store_are_left_to_it(tiny_embedder, scifact_docs):
     retriever = O1Retriever.from_index(index, similarity_top_k=6, filters=MetadataFilters(filters=[
         MetadataFilter(key="n", value=[1, 3], operator=FilterOperator.IN)]))
     assert sorted(_numbers(retriever.retrieve(QUERY))) == [1, 3]
+
+
+def test_from_documents_checks_every_setting_before_embedding(tiny_embedder, scifact_docs, tmp_path):
+    """hybrid=2, attach_thoughts='no', a filter Chroma cannot search or an unknown argument were refused only after
+    every document was embedded and written (a persistent collection kept them); now nothing is embedded."""
+    import chromadb
+    documents = [Document(text=d["text"]) for d in scifact_docs[:4]]
+    bad_filter = MetadataFilters(filters=[MetadataFilter(key="n", value="x", operator=FilterOperator.TEXT_MATCH)])
+    for settings, error in (({"hybrid": 2}, r"dense_weight must be in \[0, 1\]"),
+                            ({"attach_thoughts": "no"}, "attach_thoughts must be True or False"),
+                            ({"filters": bad_filter}, "cannot be searched in Chroma"),
+                            ({"top_k": 3}, "top_k")):
+        with pytest.raises((TypeError, ValueError), match=error):
+            O1Retriever.from_documents(documents, embedder=tiny_embedder, persist_dir=str(tmp_path), **settings)
+        assert chromadb.PersistentClient(path=str(tmp_path)).get_collection("o1_retriever").count() == 0

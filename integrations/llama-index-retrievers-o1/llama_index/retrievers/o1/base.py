@@ -115,11 +115,17 @@ class O1Retriever(BaseRetriever):
         # thinks), and reopening it with another model is refused.
         collection = open_collection(client, collection_name, engine, num_thoughts=n)
         vector_store = ChromaVectorStore(chroma_collection=collection)
+        try:  # every setting is checked (an unknown one refused) before any document is embedded
+            retriever = cls(vector_store, engine, similarity_top_k=similarity_top_k, num_thoughts=n, **kwargs)
+        except Exception:
+            if persist_dir is None:  # the empty in-memory collection made for it
+                client.delete_collection(collection_name)
+            raise
         VectorStoreIndex.from_documents(
             documents, storage_context=StorageContext.from_defaults(vector_store=vector_store),
             embed_model=O1Embedding(embedder=engine, num_thoughts=n), transformations=transformations,
             show_progress=show_progress)
-        return cls(vector_store, engine, similarity_top_k=similarity_top_k, num_thoughts=n, **kwargs)
+        return retriever
 
     @classmethod
     def from_index(cls, index: Any, embedder: Any = None, **kwargs: Any) -> "O1Retriever":
