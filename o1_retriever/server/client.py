@@ -20,8 +20,8 @@ from ..batching import show_progress
 from ..embedder import QueryEncoding
 from ..validation import as_text_list, check_k, check_positive_int
 from .transport import (  # noqa: F401 (importable from here, as before)
-    API_KEY_ENV, BACKOFF, CONNECT_TIMEOUT, DEFAULT_TIMEOUT, MAX_RETRY_AFTER, RETRIES, O1ServerError, Transport,
-    normalize_url)
+    API_KEY_ENV, BACKOFF, CONNECT_TIMEOUT, DEFAULT_TIMEOUT, MAX_BACKOFF, MAX_RETRY_AFTER, RETRIES, RETRY_STATUSES,
+    O1ServerError, Transport, normalize_url)
 
 
 class RemoteEmbedder(Transport):
@@ -29,12 +29,15 @@ class RemoteEmbedder(Transport):
     `fingerprint`, `dim`, `name`). `batch_size` is texts per request; the server merges concurrent requests into
     its own batches. `model` is the served name (`o1-retriever serve --name`); None: the one the server serves.
     `api_key` None reads $O1_RETRIEVER_API_KEY, as the server does. `timeout` bounds each answer, `connect_timeout`
-    each connection; a connection that fails or drops before the answer, or a server too busy to queue it (HTTP 429,
-    after its Retry-After), is tried `retries` more times (every call is idempotent: a query's thoughts are seeded),
-    a timeout or another error status never (the server has the work, or it would fail again)."""
+    each connection. As the openai client, a request is tried `max_retries` (2) more times, 0.5 s then 1 s apart (at
+    most 8 s, less up to a quarter) or after the server's Retry-After (at most 30 s), when its connection failed or
+    dropped before the answer, or the answer was 408, 429 (busy), 502/504 (a proxy with no server) or 503 (shutting
+    down); every call is idempotent (a query's thoughts are seeded). A timeout is not retried (the server may still
+    be working on it), nor a 500 (the engine failed on these texts) or another 4xx. `retries` is the older name."""
 
     def __init__(self, url: str, api_key: str | None = None, model: str | None = None,
-                 timeout: float = DEFAULT_TIMEOUT, connect_timeout: float = CONNECT_TIMEOUT, retries: int = RETRIES):
+                 timeout: float = DEFAULT_TIMEOUT, connect_timeout: float = CONNECT_TIMEOUT, max_retries: int = RETRIES,
+                 retries: int | None = None):
         self.url = normalize_url(url)
         if api_key is not None and not isinstance(api_key, str):
             raise TypeError(f"api_key must be a str or None, got {type(api_key).__name__}")
@@ -44,9 +47,14 @@ class RemoteEmbedder(Transport):
         for field, value in (("timeout", timeout), ("connect_timeout", connect_timeout)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise ValueError(f"{field} must be a number of seconds > 0, got {value!r}")
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise ValueError(f"retries must be an int >= 0 (0: no retry), got {retries!r}")
-        self.model, self.timeout, self.retries = model, float(timeout), retries
+        if retries is not None:
+            if max_retries not in (RETRIES, retries):
+                raise ValueError(f"retries={retries!r} and max_retries={max_retries!r} disagree; give max_retries "
+                                 "only (retries is its older name)")
+            max_retries = retries
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ValueError(f"max_retries must be an int >= 0 (0: no retry), got {max_retries!r}")
+        self.model, self.timeout, self.max_retries = model, float(timeout), max_retries
         self.connect_timeout = min(float(connect_timeout), self.timeout)
         self._api_key = api_key if api_key is not None else (os.environ.get(API_KEY_ENV) or None)
         self._client = None

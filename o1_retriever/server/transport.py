@@ -1,30 +1,39 @@
 """The HTTP side of `RemoteEmbedder`: one pooled connection per client, retries of what a retry can mend (a
-connection that failed or dropped before any answer, a server too busy to queue the work), and the server's error
-envelope turned into `O1ServerError`."""
+connection that failed or dropped before any answer, a server too busy to queue the work or shutting down, a proxy
+with no server behind it), and the server's error envelope turned into `O1ServerError`."""
 from __future__ import annotations
 
+import random
 import threading
 import time
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 API_KEY_ENV = "O1_RETRIEVER_API_KEY"  # the variable `o1-retriever serve` reads its key from
 DEFAULT_TIMEOUT = 600.0  # seconds per request: thinking about a batch of queries on a CPU takes minutes
 # A server that is up accepts a connection at once; the long wait is for its answer, not for the connection.
 CONNECT_TIMEOUT = 10.0
-RETRIES = 2  # connection failures (a restart, a dropped connection) and 429s retried, as the openai client does
-BACKOFF = 0.5  # seconds before the first retry, doubled for each next one
-MAX_RETRY_AFTER = 30.0  # the longest a busy server's Retry-After is waited
+RETRIES = 2  # retries after the first try, as the openai client's max_retries
+BACKOFF = 0.5  # seconds before the first retry, doubled for each next one (less up to a quarter, so clients that
+MAX_BACKOFF = 8.0  # failed together do not all come back at once), at most MAX_BACKOFF: the openai client's values
+MAX_RETRY_AFTER = 30.0  # the longest a server's Retry-After is waited
+# Statuses that say "not now" rather than "not this": a request timeout, a busy server (429), a proxy with no server
+# behind it (502, 504), a server shutting down (503 server_shutting_down). Every call is idempotent (a query's
+# thoughts are seeded), so sending it again is safe. A 500 is this server's engine failing on the batch: the same
+# texts most likely fail again, after another full engine run. Other 4xx are the request's own fault.
+RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})
 
 
 class O1ServerError(RuntimeError):
     """The server answered with an error status. `status`, `message`, `code` and `param` are the server's."""
 
     def __init__(self, url: str, route: str, status: int, message: str, code: str | None = None,
-                 param: str | None = None):
+                 param: str | None = None, tries: int = 1):
         self.url, self.route, self.status = url, route, status
-        self.message, self.code, self.param = message, code, param
+        self.message, self.code, self.param, self.tries = message, code, param, tries
         hint = (f" (pass api_key=..., or set ${API_KEY_ENV}, to the key the server was started with)"
-                if status == 401 else "")
+                if status == 401 else f" (tried {tries} times)" if tries > 1 else "")
         super().__init__(f"o1-retriever server at {url} answered {route} with HTTP {status}"
                          f"{f' ({code})' if code else ''}: {message}{hint}")
 
@@ -42,15 +51,27 @@ def normalize_url(url: str) -> str:
     return base
 
 
-def _retry_after(response, default: float) -> float:
-    """The seconds a 429's Retry-After asks for (at most MAX_RETRY_AFTER), else `default`."""
-    value = response.headers.get("retry-after", "")
-    return min(float(value), MAX_RETRY_AFTER) if value.replace(".", "", 1).isdigit() else default
+def _retry_after(response) -> float | None:
+    """The seconds a response's Retry-After asks for (seconds or an HTTP date), at most MAX_RETRY_AFTER; None
+    without a readable one."""
+    value = response.headers.get("retry-after", "").strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds()
+        except (TypeError, ValueError, IndexError):
+            return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER) if seconds == seconds else None  # NaN: unreadable
+
+
+def _backoff(attempt: int) -> float:
+    return min(BACKOFF * 2 ** attempt, MAX_BACKOFF) * (1 - 0.25 * random.random())
 
 
 class Transport:
-    """Requests to `self.url` with `self._api_key`, `self.timeout`, `self.connect_timeout` and `self.retries` (set
-    by the subclass); the connection pool is made on first use, again after pickling."""
+    """Requests to `self.url` with `self._api_key`, `self.timeout`, `self.connect_timeout` and `self.max_retries`
+    (set by the subclass); the connection pool is made on first use, again after pickling."""
 
     def _http(self):
         if self._client is None:
@@ -66,14 +87,14 @@ class Transport:
         return self._client
 
     def _request(self, method: str, route: str, body: dict | None = None) -> dict[str, Any]:
-        response = self._send(method, route, body)
+        response, tries = self._send(method, route, body)
         if response.status_code != 200:
             try:
                 error = response.json()["error"]
                 message, code, param = error["message"], error.get("code"), error.get("param")
             except (ValueError, KeyError, TypeError):  # not our JSON envelope: a proxy, or another server
                 message, code, param = response.text[:300] or response.reason_phrase, None, None
-            raise O1ServerError(self.url, route, response.status_code, message, code, param)
+            raise O1ServerError(self.url, route, response.status_code, message, code, param, tries)
         try:
             answer = response.json()
         except ValueError:
@@ -85,28 +106,34 @@ class Transport:
         return answer
 
     def _send(self, method: str, route: str, body: dict | None):
-        """The response, retrying a connection that could not open or dropped before any answer, and a 429."""
+        """The response and the tries it took: a connection that could not open or dropped before any answer, and
+        a status in RETRY_STATUSES, are tried again up to `max_retries` times (after the status's Retry-After, else
+        a growing backoff); the last try's response is returned whatever its status."""
         import httpx
-        for attempt in range(self.retries + 1):
+        for attempt in range(self.max_retries + 1):
+            last = attempt == self.max_retries
             try:
                 response = self._http().request(method, route, json=body)
-                if response.status_code != 429 or attempt == self.retries:
-                    return response
-                time.sleep(_retry_after(response, BACKOFF * 2 ** attempt))  # busy: it has none of the work
-                continue
             except (httpx.ConnectTimeout, httpx.NetworkError, httpx.RemoteProtocolError) as e:
-                if attempt == self.retries:
+                if last:
                     tries = f" (tried {attempt + 1} times)" if attempt else ""
                     raise ConnectionError(f"cannot reach the o1-retriever server at {self.url}{tries} "
                                           f"({type(e).__name__}: {e}); is `o1-retriever serve` running there?") from e
-            except httpx.TimeoutException as e:
+                wait = _backoff(attempt)
+            except httpx.TimeoutException as e:  # the server may still be working on it: not sent again
                 raise TimeoutError(f"o1-retriever server at {self.url} did not answer {route} within "
                                    f"{self.timeout:g} s (thinking on a CPU takes seconds per query: raise timeout=, "
                                    "or send fewer texts per request with a smaller batch_size)") from e
             except httpx.TransportError as e:  # a bad URL or proxy: a retry cannot help
                 raise ConnectionError(f"cannot reach the o1-retriever server at {self.url} ({type(e).__name__}: "
                                       f"{e}); is `o1-retriever serve` running there?") from e
-            time.sleep(BACKOFF * 2 ** attempt)
+            else:
+                if last or response.status_code not in RETRY_STATUSES:
+                    return response, attempt + 1
+                wait = _retry_after(response)
+                if wait is None:
+                    wait = _backoff(attempt)
+            time.sleep(wait)
 
     def close(self) -> None:
         if self._client is not None:
@@ -124,4 +151,6 @@ class Transport:
         return {k: v for k, v in self.__dict__.items() if k not in ("_client", "_lock")}
 
     def __setstate__(self, state: dict) -> None:
+        if "retries" in state:  # pickled before the field took the openai client's name
+            state["max_retries"] = state.pop("retries")
         self.__dict__.update(state, _client=None, _lock=threading.Lock())
