@@ -246,3 +246,23 @@ def test_an_add_killed_mid_write_leaves_whole_records_and_a_rerun_completes(tiny
     reopened.add([f"d{i}" for i in range(count)], [f"new text {i}" for i in range(count)],
                  metadatas=[{"run": "new"} for _ in range(count)])
     assert reopened.collection.get(include=["metadatas"])["metadatas"] == [{"run": "new"}] * count
+
+
+@pytest.mark.slow
+def test_writes_and_deletes_past_chromas_max_batch_size(tiny_embedder, tmp_path):
+    """One add() batch, one re-add replacing metadata, and one delete(where=...) each of more records than Chroma takes
+    in one call (client.get_max_batch_size(), 5461 in chromadb 1.5): each goes in parts, and ends whole."""
+    from o1_retriever.chroma import O1EmbeddingFunction
+    client = chromadb.PersistentClient(str(tmp_path / "db"))
+    client.create_collection("large", embedding_function=O1EmbeddingFunction(tiny_embedder), configuration={
+        "hnsw": {"space": "cosine", "ef_construction": 4, "max_neighbors": 2}})  # a cheap graph: the counts matter
+    index = O1Index(tiny_embedder, client=client, collection="large")
+    count = client.get_max_batch_size() + 40
+    ids, texts = [f"d{i}" for i in range(count)], [f"doc {i}" for i in range(count)]
+    assert index.add(ids, texts, metadatas=[{"group": 1, "first": True}] * count, batch_size=count) == count
+    assert index.add(ids, texts, metadatas=[{"group": 1}] * count, batch_size=count) == count
+    assert len(index) == count
+    assert index.collection.get(where={"first": True}, include=[])["ids"] == []  # the dropped key is gone from all
+    index.add(["kept"], ["a document of another group"], metadatas=[{"group": 2}])
+    assert index.delete(where={"group": 1}) == count
+    assert index.collection.get()["ids"] == ["kept"]
