@@ -146,7 +146,7 @@ def test_gateway_errors_and_request_timeouts_are_retried_with_backoff(server, se
                                    atol=1e-6)
         assert front.connections == 3
         waits = np.diff(front.times)
-        assert 0.37 <= waits[0] < 0.5 + 0.4 and 0.75 <= waits[1] < 1.0 + 0.4, waits
+        assert 0.37 <= waits[0] < 0.5 + 1 and 0.75 <= waits[1] < 1.0 + 1, waits  # slack: a loaded machine
 
         front.plan, front.connections, front.times = [408, 503, 502], 0, []
         with pytest.raises(O1ServerError, match=r"HTTP 502.*from the front \(tried 3 times\)") as failed:
@@ -184,7 +184,7 @@ def test_retry_after_as_a_date_is_honoured_and_capped(server, served_embedder):
         np.testing.assert_allclose(RemoteEmbedder(front.url, model="tiny").encode_documents("music"),
                                    served_embedder.encode_documents("music"), atol=1e-6)
         wait = front.times[1] - front.times[0]
-        assert 1.0 < wait < 3.5, wait  # whole seconds: the date has no fraction of one
+        assert 1.0 < wait < 4.5, wait  # whole seconds: the date has no fraction of one
     finally:
         front.close()
 
