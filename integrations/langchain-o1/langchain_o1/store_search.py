@@ -18,9 +18,10 @@ SEARCH_METHODS = {"similarity": "similarity_search_by_vector", "mmr": "max_margi
 SEARCH_TYPES = tuple(SEARCH_METHODS)
 MMR_ARGS = ("fetch_k", "lambda_mult")
 FILTER_ARGS = ("filter", "where_document")  # Chroma's filters; the only arguments BM25 applies too
-# Collection.query arguments langchain_chroma fills itself: one in search_kwargs too would be passed twice
+# Collection.query arguments langchain_chroma fills itself (one in search_kwargs too would be passed twice), and
+# include, the shape of the result it reads back
 CHROMA_FILLED = {"query_texts", "query_embeddings", "query_images", "query_uris", "n_results", "where",
-                 "where_document"}
+                 "where_document", "include"}
 
 
 def chroma_collection(store: VectorStore) -> Any:
@@ -46,9 +47,8 @@ def accepted_args(store: VectorStore, search_type: str, hybrid: Optional[float])
         collection = chroma_collection(store)
         if collection is None:
             return None
-        # langchain_chroma hands the rest to Collection.query, whose signature says what it takes; MMR sets include
-        filled = CHROMA_FILLED | ({"include"} if search_type == "mmr" else set())
-        named |= set(inspect.signature(collection.query).parameters) - filled
+        # langchain_chroma hands the rest to Collection.query, whose signature says what it takes
+        named |= set(inspect.signature(collection.query).parameters) - CHROMA_FILLED
     return frozenset(named)
 
 

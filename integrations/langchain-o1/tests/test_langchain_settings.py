@@ -11,6 +11,7 @@ from langchain_core.vectorstores import InMemoryVectorStore
 from pydantic import ValidationError
 
 from langchain_o1 import O1Embeddings, O1Retriever
+from langchain_o1.store_search import SEARCH_TYPES
 
 QUERY = "Does ALDH1 expression predict poor prognosis in breast cancer?"
 
@@ -81,8 +82,12 @@ def test_search_arguments_are_checked_when_built_and_per_call(store):
         O1Retriever(**mmr, search_kwargs={"lambda_mult": 2})
     with pytest.raises(ValidationError, match="fetch_k must be > 0, got 0"):
         O1Retriever(**mmr, search_kwargs={"fetch_k": 0})
-    with pytest.raises(ValidationError, match=r"\['include'\] are not taken"):  # Chroma's MMR sets include itself
-        O1Retriever(**mmr, search_kwargs={"include": ["documents"]})
+    for search_type in SEARCH_TYPES:  # langchain_chroma reads the result it asks for: include=["documents"] broke it
+        with pytest.raises(ValidationError, match=r"\['include'\] are not taken"):
+            O1Retriever(vectorstore=store, search_type=search_type, search_kwargs={"include": ["documents"]})
+    two = store.get()["ids"][:2]  # Collection.query's own arguments reach it
+    assert sorted(d.id for d in O1Retriever(vectorstore=store, k=5, search_kwargs={"ids": two}).invoke(QUERY)) == \
+        sorted(two)
     with pytest.raises(ValidationError, match=r"\['ids'\] are not taken by hybrid search; it takes "
                                               r"\['filter', 'k', 'where_document'\]"):
         O1Retriever(vectorstore=store, hybrid=0.5, search_kwargs={"ids": ["1"]})  # BM25 would not apply it
