@@ -83,13 +83,15 @@ class O1Index(RecordWrites):
         vectors = [v for s in tqdm(range(0, len(ids), batch_size), desc="Embedding", disable=not show)
                    for v in self.embedder.encode_documents(texts[s:s + batch_size], batch_size=min(batch_size, 32),
                                                            show_progress_bar=False)]  # this bar counts
-        # read after embedding: keys another writer added meanwhile are removed too (one whole write wins)
+        # Read after embedding, and again before each later batch: keys another writer added meanwhile are removed
+        # too, so each record ends as one whole write, not a mix of two.
         before = self._get(ids, ["documents", "metadatas", "embeddings"])
-        stored = dict(zip(before["ids"], before["metadatas"]))  # what each write replaces: no read per batch
+        stored = dict(zip(before["ids"], before["metadatas"]))
         try:
             for start in range(0, len(ids), batch_size):
                 end = start + batch_size
-                self._replace(ids[start:end], texts[start:end], vectors[start:end], metas[start:end], stored)
+                self._replace(ids[start:end], texts[start:end], vectors[start:end], metas[start:end],
+                              stored if start == 0 else None)
         except BaseException as error:
             self._restore(ids, before, error)
             raise

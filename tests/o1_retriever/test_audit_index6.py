@@ -266,3 +266,53 @@ def test_writes_and_deletes_past_chromas_max_batch_size(tiny_embedder, tmp_path)
     index.add(["kept"], ["a document of another group"], metadatas=[{"group": 2}])
     assert index.delete(where={"group": 1}) == count
     assert index.collection.get()["ids"] == ["kept"]
+
+
+# add() of two ids, one a batch, in a process of its own: after its first batch is written it says so in a file and
+# waits for the test's go before the second.
+HELD_BETWEEN_BATCHES = """
+import sys, time
+from pathlib import Path
+from o1_retriever import O1Embedder
+from o1_retriever.index import O1Index
+model, host, port, written, go = sys.argv[1:6]
+embedder = O1Embedder.from_pretrained(model, device="cpu", dtype="fp32", thought_cache=False, max_new_tokens=8)
+index = O1Index(embedder, host=host, port=int(port), collection="between")
+collection = index.collection
+
+class Held:
+    def __getattr__(self, name):
+        return getattr(collection, name)
+
+    def upsert(self, **kwargs):
+        collection.upsert(**kwargs)
+        Path(written).touch()
+        while not Path(go).exists():
+            time.sleep(0.05)
+
+index.collection = Held()
+index.add(["d0", "d1"], ["first text", "second text"], metadatas=[{"a": 1}, {"a": 1}], batch_size=1)
+"""
+
+
+def test_a_write_between_two_batches_of_an_add_is_replaced_whole(served, tiny_embedder, tiny_o1_dir, tmp_path):
+    """add() read every record's keys once, before its first batch: a key another process wrote to a later batch's
+    record in between stayed ({'a': 1, 'b': 2}). Each later batch reads its records' keys again before it writes."""
+    index = O1Index(tiny_embedder, client=chromadb.HttpClient(**served), collection="between")
+    index.add(["d0", "d1"], ["old", "old"], metadatas=[{"x": 0}, {"x": 0}])
+    written, go = tmp_path / "written", tmp_path / "go"
+    child = subprocess.Popen([sys.executable, "-c", HELD_BETWEEN_BATCHES, str(tiny_o1_dir), served["host"],
+                              str(served["port"]), str(written), str(go)],
+                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not written.exists():
+            if child.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the add did not write: {child.communicate()[0][-2000:]}")
+            time.sleep(0.05)
+        index.add(["d1"], ["another process's text"], metadatas=[{"b": 2}])
+    finally:
+        go.touch()
+        output = child.communicate(timeout=120)[0]
+    assert child.returncode == 0, output[-2000:]
+    assert index.collection.get(ids=["d0", "d1"], include=["metadatas"])["metadatas"] == [{"a": 1}, {"a": 1}]
