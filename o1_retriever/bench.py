@@ -45,6 +45,10 @@ def run_bench(args) -> int:
         check_output(args.output)
         from .evaluation.plot import _pyplot
         _pyplot()  # the _paths.png: a missing matplotlib is said now, not after minutes of timing
+    if args.model is not None:  # a typo was said only after the matmul timing
+        from .loading import _looks_like_path  # the loader's own rule for a path, not a hub id
+        if _looks_like_path(args.model) and not os.path.exists(os.path.expanduser(args.model)):
+            raise ValueError(f"--model {args.model!r} does not exist; give a local directory, a .gguf file or a hub id")
     device = resolve_device(args.device)
     queries = bench_queries_text(args.queries)
     docs = bench_docs_text(args.docs)

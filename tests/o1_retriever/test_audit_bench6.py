@@ -54,3 +54,10 @@ def test_memory_rows_give_the_loading_process_peak(tiny_o1_dir, tmp_path, capsys
 def _console():
     from rich.console import Console
     return Console(width=200)
+
+
+def test_a_model_path_that_does_not_exist_fails_before_any_timing(tmp_path, capsys):
+    from o1_retriever.cli import main
+    assert main(["bench", "--model", str(tmp_path / "missing"), "--output", str(tmp_path / "b.json")]) == 2
+    captured = capsys.readouterr()
+    assert "missing' does not exist" in captured.err and "TFLOP/s" not in captured.out
