@@ -56,7 +56,8 @@ def _framework_object(obj, argument: str, class_path: str, what: str, package: s
 class LangChainThinker(RemoteThinker):
     """Thoughts from a LangChain chat model (`ChatOpenAI`, `ChatOllama`, any `BaseChatModel`), through its own
     `batch` (up to `concurrency` calls at once). The model's own sampling settings apply (the embedder's are not
-    passed to it): give it a temperature above 0 and no fixed seed, or its k thoughts per query are the same."""
+    passed to it): give it a temperature above 0 and no fixed seed, or its k thoughts per query are the same. LangChain's
+    LLM cache is bypassed when k > 1 (it would answer each query's k requests with one reply)."""
 
     def __init__(self, chat_model, *, concurrency: int = 4):
         self.chat_model = _framework_object(chat_model, "chat_model", "langchain_core.language_models.BaseChatModel",
@@ -74,7 +75,10 @@ class LangChainThinker(RemoteThinker):
     def _think(self, queries, k, config):
         from langchain_core.messages import HumanMessage
         inputs = [[HumanMessage(content=self.prompt(query))] for query in queries for _ in range(k)]
-        replies = self.chat_model.batch(inputs, config={"max_concurrency": self.concurrency})
+        # LangChain's LLM cache (the model's own, or set_llm_cache's) answers a prompt asked again with its first
+        # reply: k > 1 thoughts would be one thought k times, so those calls bypass it.
+        model = self.chat_model if k == 1 else self.chat_model.model_copy(update={"cache": False})
+        replies = model.batch(inputs, config={"max_concurrency": self.concurrency})
         return _per_query([_message_text(reply) for reply in replies], k)
 
 

@@ -96,3 +96,27 @@ def test_llama_index_mock_llm_thinks_with_the_chat_instruction():
     thinker = LlamaIndexThinker(MockLLM())  # without max_tokens it echoes the prompt it was sent
     (thoughts,) = thinker.think(["why does bread rise"], 1, SETTINGS)
     assert "why does bread rise" in thoughts[0] and thinker.prompt("why does bread rise").split("\n")[0] in thoughts[0]
+
+
+@pytest.mark.parametrize("where", ["model", "global"])
+def test_a_langchain_llm_cache_does_not_collapse_the_k_thoughts(where):
+    """LangChain's cache answered each query's k identical requests with its first reply: one thought k times, and a
+    warning that blamed the temperature."""
+    import warnings
+
+    from langchain_core.caches import InMemoryCache
+    from langchain_core.globals import get_llm_cache, set_llm_cache
+    from langchain_core.language_models import FakeListChatModel
+
+    from o1_retriever.framework_thinkers import LangChainThinker
+    model = FakeListChatModel(responses=list("abcdef"), **({"cache": InMemoryCache()} if where == "model" else {}))
+    before = get_llm_cache()
+    if where == "global":
+        set_llm_cache(InMemoryCache())
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no RepeatedThoughtsWarning
+            thoughts = LangChainThinker(model, concurrency=1).think(["q1", "q2"], 3, SETTINGS)
+    finally:
+        set_llm_cache(before)
+    assert thoughts == [["a", "b", "c"], ["d", "e", "f"]]
