@@ -88,3 +88,25 @@ def test_from_documents_checks_every_setting_before_embedding(tiny_embedder, sci
         with pytest.raises((TypeError, ValueError), match=error):
             O1Retriever.from_documents(documents, embedder=tiny_embedder, persist_dir=str(tmp_path), **settings)
         assert chromadb.PersistentClient(path=str(tmp_path)).get_collection("o1_retriever").count() == 0
+
+
+def test_aretrieve_reads_a_docstore_through_its_async_api(tiny_embedder, scifact_docs):
+    """A store that keeps no text (SimpleVectorStore, or a remote one) leaves the nodes to the docstore; aretrieve
+    read them with the synchronous get_nodes on the event loop (a remote docstore's network round trip held it),
+    where VectorIndexRetriever awaits aget_nodes."""
+    from llama_index.core import StorageContext
+    from llama_index.core.storage.docstore import SimpleDocumentStore
+
+    class RecordingDocstore(SimpleDocumentStore):
+        def get_nodes(self, node_ids, raise_error=True):
+            self.sync_reads = getattr(self, "sync_reads", 0) + 1
+            return super().get_nodes(node_ids, raise_error)
+
+    documents = [Document(text=d["text"], metadata={"n": i}) for i, d in enumerate(scifact_docs[:6])]
+    index = VectorStoreIndex.from_documents(documents, embed_model=O1Embedding(embedder=tiny_embedder, num_thoughts=1),
+                                            storage_context=StorageContext.from_defaults(docstore=RecordingDocstore()))
+    retriever = O1Retriever.from_index(index, similarity_top_k=3)
+    hits = asyncio.run(retriever.aretrieve(QUERY))
+    assert getattr(index.docstore, "sync_reads", 0) == 0
+    assert [(h.node.node_id, h.score) for h in hits] == [(h.node.node_id, h.score) for h in retriever.retrieve(QUERY)]
+    assert index.docstore.sync_reads == 1 and "o1_thoughts" not in index.docstore.get_node(hits[0].node.node_id).metadata

@@ -214,6 +214,9 @@ class O1Retriever(BaseRetriever):
         if self._hybrid is not None:  # BM25 and Chroma's listing are synchronous: a worker thread too
             result = await asyncio.to_thread(fuse_result, self._bm25, query_bundle.query_str, result, self._hybrid,
                                             self._similarity_top_k, self._filters)
+        if not result.nodes and result.ids:  # a store that keeps no text: the docstore's own async read, as
+            # VectorIndexRetriever does (a remote docstore's lookup would otherwise hold the event loop)
+            result.nodes = await self._docstore.aget_nodes(list(result.ids))
         return self._to_nodes(result, thoughts)
 
     def _to_nodes(self, result: VectorStoreQueryResult, thoughts: List[str]) -> List[NodeWithScore]:
