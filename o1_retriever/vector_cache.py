@@ -11,7 +11,9 @@ about 15 MB of 384-d vectors). Thread-safe; entries are returned as copies, so a
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import sys
 import threading
 from collections import OrderedDict
 
@@ -20,6 +22,7 @@ import numpy as np
 from .validation import positive_int_setting
 
 DEFAULT_ENTRIES = 10_000
+LONGEST_KEPT_WHOLE = 512  # characters of a query kept as its own key
 
 
 class QueryVectorCache:
@@ -35,15 +38,25 @@ class QueryVectorCache:
     @staticmethod
     def scope(fingerprint: str, settings: dict, k: int, aggregation: str, query_weight) -> str:
         """What every key of one call shares (everything but the query)."""
-        return json.dumps([fingerprint, settings, k, aggregation, query_weight], sort_keys=True, default=str)
+        # Interned: every entry of one scope then holds the same string, not a copy of it per query.
+        return sys.intern(json.dumps([fingerprint, settings, k, aggregation, query_weight], sort_keys=True,
+                                     default=str))
+
+    @staticmethod
+    def _key(scope: str, query: str) -> tuple:
+        # A long query is kept by its digest: 10,000 held multi-megabyte queries would otherwise be gigabytes of keys.
+        if len(query) <= LONGEST_KEPT_WHOLE:
+            return scope, query
+        return scope, hashlib.sha256(query.encode("utf-8", "surrogatepass")).digest()
 
     def get_many(self, scope: str, queries: list[str]) -> dict[str, tuple[np.ndarray, list[str]]]:
         out = {}
         with self._lock:
             for q in queries:
-                entry = self._entries.get((scope, q))
+                key = self._key(scope, q)
+                entry = self._entries.get(key)
                 if entry is not None:
-                    self._entries.move_to_end((scope, q))
+                    self._entries.move_to_end(key)
                     out[q] = (entry[0].copy(), list(entry[1]))
             self.hits += len(out)
             self.misses += len(set(queries)) - len(out)
@@ -52,8 +65,9 @@ class QueryVectorCache:
     def put_many(self, scope: str, items: dict[str, tuple[np.ndarray, list[str]]]) -> None:
         with self._lock:
             for q, (vector, thoughts) in items.items():
-                self._entries[(scope, q)] = (np.array(vector, dtype=np.float32), list(thoughts))
-                self._entries.move_to_end((scope, q))
+                key = self._key(scope, q)
+                self._entries[key] = (np.array(vector, dtype=np.float32), list(thoughts))
+                self._entries.move_to_end(key)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
 

@@ -95,3 +95,17 @@ def test_no_vector_cache_where_a_repeat_would_sample_afresh(tiny_o1_dir):
     with torch.inference_mode():
         a = off.encode_queries("q", k=1)
     np.testing.assert_array_equal(a, off.encode_queries("q", k=1))  # still repeatable: the seed is fixed
+
+
+def test_long_queries_are_kept_by_digest_not_whole():
+    cache = QueryVectorCache(max_entries=100)
+    scope = QueryVectorCache.scope("fp", {"seed": 0}, 3, "mean", 0.5)
+    queries = [f"{i} " + "long query words " * 60_000 for i in range(20)]  # about 1 MB each
+    cache.put_many(scope, {q: (np.full(4, i, dtype=np.float32), [f"t{i}"]) for i, q in enumerate(queries)})
+    held = sum(len(part) for key in cache._entries for part in key[1:])
+    assert held < 20 * 64, f"the cache's keys hold {held} characters of query text"
+    found = cache.get_many(QueryVectorCache.scope("fp", {"seed": 0}, 3, "mean", 0.5), [queries[7], queries[7] + "x"])
+    assert list(found) == [queries[7]] and found[queries[7]][0][0] == 7 and found[queries[7]][1] == ["t7"]
+    short = "a short query"
+    cache.put_many(scope, {short: (np.zeros(4, dtype=np.float32), [])})
+    assert cache.get_many(scope, [short])[short][0].shape == (4,)
