@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -46,10 +47,10 @@ class OpenAIThinker(RemoteThinker):
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ValueError(f"retries={retries!r} must be an int >= 0")
         for name, value in (("timeout", timeout), ("backoff", backoff)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (
-                    name == "timeout" and value == 0):
-                raise ValueError(f"{name}={value!r} must be a number of seconds > 0" if name == "timeout"
-                                 else f"{name}={value!r} must be a number of seconds >= 0")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or (
+                    value < 0 or name == "timeout" and value == 0):  # nan and inf failed only at the first request
+                raise ValueError(f"{name}={value!r} must be a finite number of seconds "
+                                 + ("> 0" if name == "timeout" else ">= 0"))
         if n_per_request not in (None, True, False):
             raise ValueError(f"n_per_request={n_per_request!r}: use None (find out), True or False")
         parts = urlsplit(base_url)

@@ -120,3 +120,12 @@ def test_a_langchain_llm_cache_does_not_collapse_the_k_thoughts(where):
     finally:
         set_llm_cache(before)
     assert thoughts == [["a", "b", "c"], ["d", "e", "f"]]
+
+
+@pytest.mark.parametrize("name", ["timeout", "backoff"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_timeout_or_backoff_that_is_not_finite_is_refused_when_made(name, value):
+    """nan and inf passed the checks, then failed at the first request or retry ('Invalid value NaN',
+    'timestamp out of range')."""
+    with pytest.raises(ValueError, match=f"{name}={value!r} must be a finite number of seconds"):
+        OpenAIThinker("http://127.0.0.1:9/v1", "m", **{name: value})
