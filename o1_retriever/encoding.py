@@ -72,6 +72,8 @@ class LMEncoder:
                show_progress_bar: bool = False, role: str = "query") -> np.ndarray:
         """L2-normalised `<emb>` vectors, in input order. CUDA OOM halves the batch and retries. `role` changes
         nothing here: the O1 format marks a query by its own tags."""
+        if not texts:  # the tokenizer fails on an empty batch; sentence-transformers' shape is (0, dim)
+            return np.zeros((0, self.dim), dtype=np.float32)
         ids = self.tokenize(texts, max_length)
         order = np.argsort([-len(x) for x in ids], kind="stable")  # longest first: OOM shows up at once
         out = np.zeros((len(texts), self.dim), dtype=np.float32)

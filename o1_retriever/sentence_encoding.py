@@ -95,6 +95,8 @@ class SentenceEncoder:
                show_progress_bar: bool = False, role: str = "query") -> np.ndarray:
         """role "query" or "document": through the model's `encode_query` / `encode_document`, so an encoder
         with query and document prompts (e5, bge) gets each; a model without them encodes both alike."""
+        if not texts:  # sentence-transformers returns a 1-D np.array([]) for no texts: keep the (0, dim) shape
+            return np.zeros((0, self.dim), dtype=np.float32)
         encode = getattr(self.model, f"encode_{role}", None) or self.model.encode
         reader = sentence_window(self.model)  # read live: max_seq_length may be changed in place
         if reader is not None:  # a long text is cut first to a prefix holding every token the model reads
