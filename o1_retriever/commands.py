@@ -1,6 +1,7 @@
 """Core CLI verbs: demo, index, search."""
 from __future__ import annotations
 
+import glob
 import json
 import sys
 import tempfile
@@ -159,20 +160,27 @@ def run_cache(args) -> int:
         return 0
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        try:
-            cache = ThoughtCache(path)
-        except ValueError as e:  # the path holds something else: the hint names the CLI's way out
+        try:  # the default file is the package's own: damaged, it is set aside and started anew, as models do
+            cache = ThoughtCache(path, owned=not args.path)
+        except ValueError as e:  # --path holds something else: the hint names the CLI's way out
             raise ValueError(f"{e} (here: `--path` names another file)") from e
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     if cache.disabled:
         raise ValueError(f"thought cache {path} cannot be used: {cache.disabled}")
+    set_aside = sorted(path.parent.glob(glob.escape(path.name) + ".corrupt*"))  # damaged files moved out of the way
     if args.action == "clear":
-        print(f"removed {cache.clear()} cached thought set(s) from {path}")
+        for old in set_aside:
+            old.unlink(missing_ok=True)
+        print(f"removed {cache.clear()} cached thought set(s) from {path}"
+              + (f" and {len(set_aside)} damaged file(s) set aside beside it" if set_aside else ""))
         return 0
     info = cache.info()
     print(f"path         {info['path']}\nentries      {info['entries']} (at most {info['max_entries']}; "
           f"$O1_RETRIEVER_CACHE_MAX_ENTRIES)\nsize         {info['bytes'] / 1e6:.2f} MB\nstate        {info['state']}")
+    if set_aside:
+        print(f"set aside    {len(set_aside)} damaged file(s), {sum(p.stat().st_size for p in set_aside) / 1e6:.2f} MB "
+              "(cache clear removes them)")
     return 0
 
 

@@ -183,6 +183,20 @@ def test_cache_info_and_clear_cli(tmp_path, capsys, monkeypatch):
     assert "not a SQLite database" in capsys.readouterr().err and other.read_text() == "keep me"
 
 
+def test_cache_cli_sets_a_damaged_default_file_aside_and_clear_removes_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path))
+    default = tmp_path / "thoughts.sqlite"
+    default.write_bytes(b"\0" * 4096)  # a header wiped by a crash: the package's own file, not something else
+    assert cli(["cache", "info"]) == 0  # was: refused, with a hint about a --path nobody passed
+    captured = capsys.readouterr()
+    assert "--path" not in captured.err and "entries      0" in captured.out
+    assert "set aside    1 damaged file(s)" in captured.out
+    ThoughtCache(default).put_many({"a": ["x"]})
+    assert cli(["cache", "clear"]) == 0
+    assert "removed 1 cached thought set(s)" in capsys.readouterr().out
+    assert not list(tmp_path.glob("thoughts.sqlite.corrupt*")) and default.exists()
+
+
 def test_cache_cli_on_an_empty_file_and_a_locked_cache(tmp_path, capsys):
     empty = tmp_path / "empty.sqlite"
     empty.touch()
