@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 AGGREGATIONS = ("mean", "normalized_mean", "mean_with_query")
@@ -17,11 +17,18 @@ def as_text_list(texts, name: str = "texts") -> tuple[list[str], bool]:
     """Return (list, was_single_str). Rejects None, non-str items, empty and whitespace-only text."""
     if texts is None:
         raise TypeError(f"{name} must be a str or a list of str, got None")
+    if type(texts).__module__ == "numpy" and getattr(texts, "ndim", None) == 0:
+        texts = texts.item()  # a 0-d array holds one text, as a plain str does
     single = isinstance(texts, str)
     if single:
         texts = [texts]
+    elif type(texts).__module__ == "numpy" and getattr(texts, "ndim", None) is not None:
+        if texts.ndim != 1:  # sentence-transformers takes a 1-D array of texts as a batch
+            raise TypeError(f"{name} must be a 1-D array of str, got an array of shape {texts.shape}")
     elif isinstance(texts, (bytes, dict)) or not isinstance(texts, Sequence):
-        raise TypeError(f"{name} must be a str or a list of str, got {type(texts).__name__}")
+        hint = " (pass a list or tuple: the vectors come back in its order)" \
+            if isinstance(texts, Iterable) and not isinstance(texts, (bytes, dict)) else ""
+        raise TypeError(f"{name} must be a str or a list of str, got {type(texts).__name__}{hint}")
     texts = list(texts)
     for i, t in enumerate(texts):
         if not isinstance(t, str):
@@ -29,7 +36,8 @@ def as_text_list(texts, name: str = "texts") -> tuple[list[str], bool]:
         if not t.strip():
             raise ValueError(f"{name}[{i}] is empty or whitespace-only; every text must have content")
         check_unicode(t, f"{name}[{i}]")
-    return texts, single
+    # a str subclass (numpy.str_) as a plain str: caches, JSON and Chroma then see the same text
+    return [t if type(t) is str else str.__str__(t) for t in texts], single
 
 
 def check_unicode(text: str, name: str) -> str:

@@ -30,3 +30,22 @@ def test_no_texts_give_an_empty_batch_of_the_model_dimension(any_emb):
     assert any_emb.encode_query([], k=0, convert_to_numpy=False) == []
     with_thoughts = any_emb.encode_queries([], k=0, return_thoughts=True)
     assert with_thoughts.embeddings.shape == (0, dim) and with_thoughts.thoughts == []
+
+
+def test_a_numpy_array_of_texts_is_a_batch_as_in_sentence_transformers(tiny_embedder):
+    """sentence-transformers encodes a 1-D array of str (a pandas column's `.values`) as a batch; a 0-d one is one
+    text. Other shapes and unordered or one-shot inputs are refused with what to pass."""
+    texts = ["why is the sky blue", "cells divide", "why is the sky blue"]
+    as_list = tiny_embedder.encode_documents(texts)
+    np.testing.assert_array_equal(tiny_embedder.encode_documents(np.array(texts)), as_list)
+    np.testing.assert_array_equal(tiny_embedder.encode_document(np.array(texts, dtype=object)), as_list)
+    np.testing.assert_array_equal(tiny_embedder.encode_query(np.array(texts), k=1),
+                                  tiny_embedder.encode_query(texts, k=1))
+    assert tiny_embedder.encode_documents(np.array(texts[0])).shape == (tiny_embedder.dim,)
+    with pytest.raises(TypeError, match=r"documents must be a 1-D array of str, got an array of shape \(1, 3\)"):
+        tiny_embedder.encode_documents(np.array([texts]))
+    with pytest.raises(TypeError, match=r"documents\[1\] must be a str, got NoneType"):
+        tiny_embedder.encode_documents(np.array(["a", None], dtype=object))
+    for unordered in ((t for t in texts), set(texts)):
+        with pytest.raises(TypeError, match="pass a list or tuple: the vectors come back in its order"):
+            tiny_embedder.encode_query(unordered, k=1)
