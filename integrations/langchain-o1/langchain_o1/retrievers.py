@@ -124,7 +124,8 @@ class O1Retriever(BatchedThinking, BaseRetriever):
 
     @model_validator(mode="after")
     def _find_embeddings(self) -> "O1Retriever":
-        if self.embeddings is None:
+        # embeddings never given are the store's: a store assigned later brings its own
+        if self.embeddings is None or "embeddings" not in self.model_fields_set:
             own = getattr(self.vectorstore, "embeddings", None)
             if not isinstance(own, O1Embeddings):
                 raise ValueError(f"{type(self.vectorstore).__name__} does not embed with O1Embeddings; "

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from langchain_chroma import Chroma
 from langchain_core.documents import Document
+from langchain_core.embeddings import DeterministicFakeEmbedding
 from langchain_core.vectorstores import InMemoryVectorStore
 from pydantic import ValidationError
 
@@ -147,3 +148,21 @@ def test_from_texts_checks_every_setting_before_embedding(tiny_embedder, scifact
     assert empty.invoke(QUERY) == []
     empty.vectorstore.add_texts(texts)
     assert len(empty.invoke(QUERY)) == 2
+
+
+def test_a_store_assigned_later_brings_its_own_embeddings(tiny_embedder, store, scifact_docs, tmp_path):
+    """retriever.vectorstore = other kept the first store's O1Embeddings (here 1 thought, where the new store's
+    embed with 2); embeddings given explicitly stay."""
+    two = O1Embeddings(embedder=tiny_embedder, num_thoughts=2)
+    other = Chroma.from_texts([d["text"] for d in scifact_docs[10:14]], embedding=two, collection_name="other",
+                              persist_directory=str(tmp_path / "other"))
+    retriever = O1Retriever(vectorstore=store, k=2)
+    retriever.vectorstore = other
+    assert retriever.embeddings is two
+    assert len(retriever.invoke(QUERY)[0].metadata["o1_thoughts"]) == 2
+    given = O1Retriever(vectorstore=store, embeddings=store.embeddings, k=2)
+    given.vectorstore = other
+    assert given.embeddings is store.embeddings
+    with pytest.raises(ValueError, match="InMemoryVectorStore does not embed with O1Embeddings"):
+        retriever.vectorstore = InMemoryVectorStore(embedding=DeterministicFakeEmbedding(size=8))
+    assert retriever.vectorstore is other and retriever.embeddings is two
