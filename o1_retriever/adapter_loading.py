@@ -75,6 +75,19 @@ def _add_base_rows(module, base: torch.Tensor, tokens: int):
     return module
 
 
+def has_o1_tokens(adapter_dir) -> bool:
+    """Whether an adapter was trained on the O1 prompt: its tokenizer (else its base's) has the four O1 tokens. A plain
+    LoRA (a chat fine-tune) has none, and thinks with the chat prompt; `load_adapter` adds them either way."""
+    from .loading import load_tokenizer  # loading imports this module
+    adapter_dir = Path(adapter_dir).expanduser()
+    if any((adapter_dir / f).exists() for f in ("tokenizer.json", "tokenizer_config.json")):
+        vocab = load_tokenizer(adapter_dir).get_vocab()
+    else:
+        base = resolve_base_model(read_adapter_config(adapter_dir).get("base_model_name_or_path") or "")
+        vocab = load_tokenizer(str(Path(base).expanduser()) if base.startswith("~") else base).get_vocab()
+    return all(token in vocab for token in SPECIAL_TOKENS)
+
+
 def load_adapter(adapter_dir: Path, dtype) -> tuple[torch.nn.Module, object]:
     """(merged causal LM, tokenizer) of an adapter directory in any of the forms above."""
     from peft import PeftModel

