@@ -133,6 +133,16 @@ class O1Retriever(BatchedThinking, BaseRetriever):
             self.__dict__["embeddings"] = own  # not through __setattr__: that would validate the model again
         return self
 
+    @model_validator(mode="after")
+    def _same_model_as_the_collection(self) -> "O1Retriever":
+        # A Chroma collection that records its O1 model (made by O1Index, plain Chroma with O1EmbeddingFunction,
+        # LlamaIndex, or here with O1Embeddings.collection_configuration()) refuses another one, as everywhere.
+        collection = chroma_collection(self.vectorstore)
+        record = model_record(collection) if collection is not None else None
+        if record is not None:
+            check_model(f"collection {collection.name!r}", record, self.embeddings.embedder)
+        return self
+
     def __setattr__(self, name: str, value: Any) -> None:
         # Pydantic runs the model's "after" validators once the new value is in place, and leaves it there when one
         # refuses it: a refused assignment puts the fields back as they were.
@@ -146,16 +156,6 @@ class O1Retriever(BatchedThinking, BaseRetriever):
             object.__setattr__(self, "__pydantic_fields_set__", fields_set)
             self._bm25 = bm25
             raise
-
-    @model_validator(mode="after")
-    def _same_model_as_the_collection(self) -> "O1Retriever":
-        # A Chroma collection that records its O1 model (made by O1Index, plain Chroma with O1EmbeddingFunction,
-        # LlamaIndex, or here with O1Embeddings.collection_configuration()) refuses another one, as everywhere.
-        collection = chroma_collection(self.vectorstore)
-        record = model_record(collection) if collection is not None else None
-        if record is not None:
-            check_model(f"collection {collection.name!r}", record, self.embeddings.embedder)
-        return self
 
     @classmethod
     def from_texts(cls, texts: list[str], embeddings: Optional[O1Embeddings] = None, *,
