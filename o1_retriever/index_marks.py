@@ -87,7 +87,7 @@ def incomplete_message(name: str, metadata: dict) -> str | None:
            "cannot check; if it no longer runs, re-run it there, or call O1Index.clear_incomplete()" if elsewhere
            else "a run writing it (`o1-retriever index`, `add_resumable`, a distributed `load`) did not finish; "
            "re-run it (stored documents are kept)")
-    return f"collection {name!r} is incomplete: {why} before trusting these results"
+    return f"collection {name!r} is incomplete, so results may miss documents: {why}"
 
 
 def still_writing(key: str, value) -> bool:
