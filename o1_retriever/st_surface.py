@@ -18,7 +18,7 @@ class SentenceTransformerSurface:
         """`encode_queries` with sentence-transformers' keywords. Also takes `k`, `return_thoughts`,
         `aggregation`, `query_weight`. normalize_embeddings=True re-normalises the aggregated vectors (the
         official mean is not unit length); convert_to_tensor returns a torch tensor."""
-        refuse_st_keywords(kwargs, QUERY_OPTIONS, "encode_query")
+        kwargs = refuse_st_keywords(kwargs, QUERY_OPTIONS, "encode_query")
         out = self.encode_queries(query, batch_size=batch_size, show_progress_bar=show_progress_bar, **kwargs)
         with_thoughts = kwargs.get("return_thoughts", False)  # then a QueryEncoding came back
         vectors = st_output(out.embeddings if with_thoughts else out, normalize_embeddings, convert_to_numpy,
@@ -63,19 +63,37 @@ def as_float_tensor(x) -> torch.Tensor:
     return torch.as_tensor(np.asarray(x, dtype=np.float32))
 
 
-def refuse_st_keywords(kwargs: dict, allowed: tuple, where: str) -> None:
+# sentence-transformers' own defaults for them, which ask for nothing beyond what is done here: code written for a
+# SentenceTransformer that passes them explicitly (a wrapper forwarding every keyword) keeps working
+_ST_DEFAULTS = {"prompt_name": None, "prompt": None, "device": None, "output_value": "sentence_embedding",
+                "chunk_size": None, "pool": None, "truncate_dim": None}
+
+
+def _is_st_default(name: str, value) -> bool:
+    if name not in _ST_DEFAULTS:
+        return False
+    default = _ST_DEFAULTS[name]
+    return value is None if default is None else isinstance(value, str) and value == default
+
+
+def refuse_st_keywords(kwargs: dict, allowed: tuple, where: str) -> dict:
+    """The keywords left for the embedder's own method, once sentence-transformers' no-op defaults are set aside;
+    any other keyword outside `allowed` raises, naming it and the reason."""
+    kwargs = {name: value for name, value in kwargs.items() if not _is_st_default(name, value)}
     for name in kwargs:
         if name not in allowed:
             why = _NOT_HERE.get(name, "not a keyword this method knows")
             accepted = ("batch_size", "show_progress_bar", "normalize_embeddings", "convert_to_numpy",
                         "convert_to_tensor", "precision") + allowed
             raise TypeError(f"{where}() got {name}={kwargs[name]!r}: {why}; it accepts {', '.join(accepted)}")
+    return kwargs
 
 
 def st_output(vectors: np.ndarray, normalize: bool, to_numpy: bool, to_tensor: bool, precision: str):
     """Vectors as sentence-transformers' `encode` returns them for these keywords."""
-    if precision != "float32":
-        raise ValueError(f"precision={precision!r} is not supported; vectors are 'float32'")
+    if precision not in ("float32", None):  # None is sentence-transformers' spelling of no quantization too
+        raise ValueError(f"precision={precision!r} is not supported; vectors are 'float32' (to quantize them, pass "
+                         "the output to sentence_transformers.quantization.quantize_embeddings)")
     if normalize:
         norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
         vectors = vectors / np.maximum(norms, 1e-12)

@@ -49,3 +49,21 @@ def test_a_numpy_array_of_texts_is_a_batch_as_in_sentence_transformers(tiny_embe
     for unordered in ((t for t in texts), set(texts)):
         with pytest.raises(TypeError, match="pass a list or tuple: the vectors come back in its order"):
             tiny_embedder.encode_query(unordered, k=1)
+
+
+def test_sentence_transformers_defaults_passed_explicitly_are_accepted(tiny_embedder):
+    """Code written for a SentenceTransformer (or a wrapper forwarding every keyword) passes prompt_name=None,
+    device=None, output_value="sentence_embedding", truncate_dim=None, precision=None...: those ask for nothing
+    beyond what is done, so they are taken; any other value is still refused by name."""
+    defaults = dict(prompt_name=None, prompt=None, device=None, output_value="sentence_embedding", truncate_dim=None,
+                    chunk_size=None, pool=None, precision=None)
+    np.testing.assert_array_equal(tiny_embedder.encode_query(["cells", "why"], k=1, **defaults),
+                                  tiny_embedder.encode_query(["cells", "why"], k=1))
+    np.testing.assert_array_equal(tiny_embedder.encode_document("a passage", **defaults),
+                                  tiny_embedder.encode_document("a passage"))
+    for name, value in [("truncate_dim", 8), ("output_value", "token_embeddings"), ("output_value", None),
+                        ("device", "cpu"), ("prompt", "")]:
+        with pytest.raises(TypeError, match=f"encode_document\\(\\) got {name}={value!r}"):
+            tiny_embedder.encode_document("a passage", **{name: value})
+    with pytest.raises(ValueError, match="precision='binary' is not supported.*quantize_embeddings"):
+        tiny_embedder.encode_query("cells", k=1, precision="binary")
