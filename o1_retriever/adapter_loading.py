@@ -76,10 +76,14 @@ def _add_base_rows(module, base: torch.Tensor, tokens: int):
 
 
 def has_o1_tokens(adapter_dir) -> bool:
-    """Whether an adapter was trained on the O1 prompt: its tokenizer (else its base's) has the four O1 tokens. A plain
+    """Whether an adapter was trained on the O1 prompt: it ships token rows, or its tokenizer (else its base's) has the
+    four O1 tokens. A plain
     LoRA (a chat fine-tune) has none, and thinks with the chat prompt; `load_adapter` adds them either way."""
     from .loading import load_tokenizer  # loading imports this module
     adapter_dir = Path(adapter_dir).expanduser()
+    if read_adapter_config(adapter_dir).get("trainable_token_indices") or any(
+            embedding_file(adapter_dir, name).exists() for name in (EMB_FILE, ROWS_FILE)):
+        return True  # it ships trained token rows: an O1 checkpoint, even without its tokenizer
     if any((adapter_dir / f).exists() for f in ("tokenizer.json", "tokenizer_config.json")):
         vocab = load_tokenizer(adapter_dir).get_vocab()
     else:

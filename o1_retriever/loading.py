@@ -138,8 +138,8 @@ def load_causal_lm(source: str, *, device: torch.device, dtype: torch.dtype,
             had_tokens = False
             model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype)
         elif is_adapter(path):
-            had_tokens = has_o1_tokens(path)
             model, tokenizer = load_adapter(path, dtype)
+            had_tokens = has_o1_tokens(path)  # after the load, whose errors name what is wrong with the folder
         else:
             tokenizer = load_tokenizer(source)
             vocab = tokenizer.get_vocab()

@@ -197,3 +197,14 @@ def test_a_composite_thinker_that_is_a_plain_lora_thinks_with_the_chat_prompt(ch
     (folder / COMPOSITE_FILE).write_text(json.dumps({"thinker": "thinker",
                                                      "encoder": "sentence-transformers/all-MiniLM-L6-v2"}))
     assert _load(folder).thinker.prompt_style == "chat"
+
+
+def test_an_official_checkpoint_without_its_tokenizer_still_thinks_with_the_o1_prompt(tiny_lm_dir, tmp_path):
+    """Its emb.pth holds the trained O1 rows: an O1 checkpoint, although neither tokenizer has the tokens."""
+    from tests.o1_retriever.official_layout import write_official_adapter
+    out = tmp_path / "official"
+    out.mkdir()
+    write_official_adapter(tiny_lm_dir, out, save_lm_head=True)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (out / name).unlink(missing_ok=True)
+    assert _load(out).thinker.prompt_style == "official"
