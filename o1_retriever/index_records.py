@@ -20,11 +20,14 @@ def check_metadata(metadata, where: str) -> dict | None:
         return None
     if not isinstance(metadata, dict):
         raise TypeError(f"{where} must be a dict or None, got {type(metadata).__name__}")
+    clean = {}
     for key, value in metadata.items():
         if not isinstance(key, str) or not key or key.startswith(RESERVED_KEY_PREFIXES):
             raise ValueError(f"{where}: metadata key {key!r} is not allowed (a non-empty str, not starting with "
                              f"{' or '.join(map(repr, RESERVED_KEY_PREFIXES))})")
         check_unicode(key, f"{where}: metadata key {key!r}")
+        if type(value).__module__ == "numpy" and hasattr(value, "item"):  # a scalar from an array or a DataFrame
+            value = value.item()
         if not isinstance(value, METADATA_TYPES):
             raise TypeError(f"{where}[{key!r}] is a {type(value).__name__} ({value!r:.60}); metadata values must be "
                             "str, int, float or bool (flatten nested fields into keys of their own)")
@@ -35,7 +38,10 @@ def check_metadata(metadata, where: str) -> dict | None:
                              "(-2**63 to 2**63-1): store a larger number as a str")
         if isinstance(value, str):
             check_unicode(value, f"{where}[{key!r}]")
-    return dict(metadata) or None
+        # the plain type (np.float64, np.str_ and enums subclass these): a re-run compares types with what is stored
+        kind = next(kind for kind in METADATA_TYPES[::-1] if isinstance(value, kind))
+        clean[key] = value if type(value) is kind else str.__str__(value) if kind is str else kind(value)
+    return clean or None
 
 
 def typed_metadata(metadata: dict | None) -> dict | None:

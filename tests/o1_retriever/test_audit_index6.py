@@ -316,3 +316,25 @@ def test_a_write_between_two_batches_of_an_add_is_replaced_whole(served, tiny_em
         output = child.communicate(timeout=120)[0]
     assert child.returncode == 0, output[-2000:]
     assert index.collection.get(ids=["d0", "d1"], include=["metadatas"])["metadatas"] == [{"a": 1}, {"a": 1}]
+
+
+def test_metadata_from_numpy_and_enums_is_stored_as_plain_values_and_a_rerun_skips_it(tiny_embedder):
+    """np.float64 (a DataFrame's number) and np.str_ passed the check but kept their type, so add_resumable compared
+    (np.float64, 1.5) with the stored (float, 1.5) and embedded the document again on every re-run; np.int64,
+    np.float32 and np.bool_ were refused. Each is now stored as the plain value, and a re-run skips it."""
+    import enum
+
+    import numpy as np
+
+    class Colour(str, enum.Enum):
+        RED = "red"
+
+    index = O1Index(tiny_embedder)
+    values = {"f64": np.float64(1.5), "f32": np.float32(0.5), "i64": np.int64(3), "flag": np.bool_(True),
+              "s": np.str_("text"), "colour": Colour.RED}
+    assert index.add_resumable(["a"], ["a document"], [values]) == (1, 0)
+    assert index.add_resumable(["a"], ["a document"], [values]) == (0, 1)
+    stored = index.collection.get(ids=["a"], include=["metadatas"])["metadatas"][0]
+    assert stored == {"f64": 1.5, "f32": 0.5, "i64": 3, "flag": True, "s": "text", "colour": "red"}
+    assert [type(stored[k]) for k in ("f64", "i64", "flag", "s")] == [float, int, bool, str]
+    assert index.collection.get(where={"colour": "red"}, include=[])["ids"] == ["a"]
