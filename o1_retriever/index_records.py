@@ -13,9 +13,9 @@ RESERVED_KEY_PREFIXES = ("chroma:", "o1:", "$", "#")
 
 
 def check_metadata(metadata, where: str) -> dict | None:
-    """A copy of one document's metadata, or None for none. Values Chroma would refuse or change (nested dicts,
-    None, NaN, ints past 64 bits) are refused here, naming the key, before anything is written; so are lists
-    (not every Chroma 1.x stores them)."""
+    """A copy of one document's metadata, or None for none, with numpy scalars and subclasses (enums) as plain str,
+    int, float or bool. Values Chroma would refuse or change (nested dicts, None, NaN, ints past 64 bits) are refused
+    here, naming the key, before anything is written; so are lists (not every Chroma 1.x stores them)."""
     if metadata is None:
         return None
     if not isinstance(metadata, dict):
