@@ -103,6 +103,7 @@ class O1Embedder(Construction, CachedThinking, SentenceTransformerSurface):
         scope = self._vector_scope(k, how, query_weight) if queries else None
         if scope is None:
             vectors, thoughts = self._encode_queries(queries, k, batch_size, progress, how, query_weight)
+            thoughts = [list(t) for t in thoughts]  # a repeated query's list is its own, as from the vector cache
         else:  # a repeated query is a lookup: no thinking, no embedding
             done = self.vector_cache.get_many(scope, queries)
             todo = [q for q in dict.fromkeys(queries) if q not in done]

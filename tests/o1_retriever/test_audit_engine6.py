@@ -67,3 +67,19 @@ def test_sentence_transformers_defaults_passed_explicitly_are_accepted(tiny_embe
             tiny_embedder.encode_document("a passage", **{name: value})
     with pytest.raises(ValueError, match="precision='binary' is not supported.*quantize_embeddings"):
         tiny_embedder.encode_query("cells", k=1, precision="binary")
+
+
+def test_a_repeated_query_gets_its_own_thoughts_list(tiny_o1_dir):
+    """Output order equals input order, duplicates included; each position's thoughts are a list of its own, so
+    editing one (appending, sorting) does not change the duplicate's, with or without the vector cache."""
+    from o1_retriever import O1Embedder
+    for vector_cache in (True, False):
+        emb = O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", dtype="fp32", thought_cache=False,
+                                         max_new_tokens=4, vector_cache=vector_cache)
+        queries = ["why is the sky blue", "cells", "why is the sky blue"]
+        out = emb.encode_queries(queries, k=2, return_thoughts=True)
+        alone = [emb.encode_queries(q, k=2, return_thoughts=True) for q in queries]
+        np.testing.assert_allclose(out.embeddings, np.stack([a.embeddings for a in alone]), atol=1e-6)
+        assert out.thoughts == [a.thoughts for a in alone] and out.thoughts[0] == out.thoughts[2]
+        out.thoughts[0].append("edited")
+        assert out.thoughts[2] == alone[2].thoughts, f"vector_cache={vector_cache}"
