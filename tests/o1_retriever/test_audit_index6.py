@@ -338,3 +338,17 @@ def test_metadata_from_numpy_and_enums_is_stored_as_plain_values_and_a_rerun_ski
     assert stored == {"f64": 1.5, "f32": 0.5, "i64": 3, "flag": True, "s": "text", "colour": "red"}
     assert [type(stored[k]) for k in ("f64", "i64", "flag", "s")] == [float, int, bool, str]
     assert index.collection.get(where={"colour": "red"}, include=[])["ids"] == ["a"]
+
+
+def test_a_collection_made_with_an_unloaded_function_still_embeds_with_its_model(tiny_o1_dir):
+    """A collection created by plain Chroma with O1EmbeddingFunction(model=..., load=False) records no fingerprint:
+    the check against another model's function must let its own function (and the same model's) embed."""
+    from o1_retriever.chroma import O1EmbeddingFunction
+    options = dict(device="cpu", dtype="fp32", thought_cache=False, max_new_tokens=8, num_thoughts=0)
+    client = chromadb.EphemeralClient()
+    made = client.create_collection("unloaded-function",
+                                    embedding_function=O1EmbeddingFunction(model=str(tiny_o1_dir), load=False, **options))
+    made.add(ids=["a"], documents=["hello there"])
+    again = client.get_collection("unloaded-function",
+                                  embedding_function=O1EmbeddingFunction(model=str(tiny_o1_dir), **options))
+    assert again.query(query_texts=["hello"], n_results=1)["ids"] == [["a"]]
