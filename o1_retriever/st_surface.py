@@ -19,6 +19,7 @@ class SentenceTransformerSurface:
         `aggregation`, `query_weight`. normalize_embeddings=True re-normalises the aggregated vectors (the
         official mean is not unit length); convert_to_tensor returns a torch tensor."""
         kwargs = refuse_st_keywords(kwargs, QUERY_OPTIONS, "encode_query")
+        check_precision(precision)  # before any thinking, which a refused precision would waste
         out = self.encode_queries(query, batch_size=batch_size, show_progress_bar=show_progress_bar, **kwargs)
         with_thoughts = kwargs.get("return_thoughts", False)  # then a QueryEncoding came back
         vectors = st_output(out.embeddings if with_thoughts else out, normalize_embeddings, convert_to_numpy,
@@ -30,6 +31,7 @@ class SentenceTransformerSurface:
                         convert_to_tensor: bool = False, precision: str = "float32", **kwargs):
         """`encode_documents` with sentence-transformers' keywords (document vectors are always unit length)."""
         refuse_st_keywords(kwargs, (), "encode_document")
+        check_precision(precision)
         vectors = self.encode_documents(document, batch_size=batch_size, show_progress_bar=show_progress_bar)
         return st_output(vectors, normalize_embeddings, convert_to_numpy, convert_to_tensor, precision)
 
@@ -89,11 +91,15 @@ def refuse_st_keywords(kwargs: dict, allowed: tuple, where: str) -> dict:
     return kwargs
 
 
-def st_output(vectors: np.ndarray, normalize: bool, to_numpy: bool, to_tensor: bool, precision: str):
-    """Vectors as sentence-transformers' `encode` returns them for these keywords."""
+def check_precision(precision) -> None:
     if precision not in ("float32", None):  # None is sentence-transformers' spelling of no quantization too
         raise ValueError(f"precision={precision!r} is not supported; vectors are 'float32' (to quantize them, pass "
                          "the output to sentence_transformers.quantization.quantize_embeddings)")
+
+
+def st_output(vectors: np.ndarray, normalize: bool, to_numpy: bool, to_tensor: bool, precision: str):
+    """Vectors as sentence-transformers' `encode` returns them for these keywords."""
+    check_precision(precision)
     if normalize:
         norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
         vectors = vectors / np.maximum(norms, 1e-12)

@@ -83,3 +83,16 @@ def test_a_repeated_query_gets_its_own_thoughts_list(tiny_o1_dir):
         assert out.thoughts == [a.thoughts for a in alone] and out.thoughts[0] == out.thoughts[2]
         out.thoughts[0].append("edited")
         assert out.thoughts[2] == alone[2].thoughts, f"vector_cache={vector_cache}"
+
+
+def test_a_refused_precision_is_refused_before_any_thinking(tiny_o1_dir):
+    """A bad keyword costs nothing: the query is neither thought about nor embedded (nothing enters the vector
+    cache) before the error."""
+    from o1_retriever import O1Embedder
+    emb = O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", dtype="fp32", thought_cache=False,
+                                     max_new_tokens=4)
+    with pytest.raises(ValueError, match="precision='int8' is not supported"):
+        emb.encode_query(["why is the sky blue", "cells"], k=2, precision="int8")
+    with pytest.raises(ValueError, match="precision='ubinary' is not supported"):
+        emb.encode_document(["a passage"], precision="ubinary")
+    assert len(emb.vector_cache) == 0
