@@ -104,6 +104,8 @@ def check_setting(name: str, value):
     if name == "temperature":
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
             raise ValueError(f"temperature must be >= 0, got {value!r}")
+        if value == float("inf"):  # it would sample uniformly and write a record no strict JSON reader takes back
+            raise ValueError(f"temperature must be finite (0: greedy; 0.1: the official value), got {value!r}")
     elif name == "top_p":
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {value!r}")

@@ -96,3 +96,17 @@ def test_a_refused_precision_is_refused_before_any_thinking(tiny_o1_dir):
     with pytest.raises(ValueError, match="precision='ubinary' is not supported"):
         emb.encode_document(["a passage"], precision="ubinary")
     assert len(emb.vector_cache) == 0
+
+
+def test_an_infinite_temperature_is_refused():
+    """temperature=inf passed the `>= 0` check: thoughts were drawn uniformly and the recorded settings were no
+    longer valid JSON (a Chroma config, an eval JSON's meta)."""
+    from o1_retriever.settings import InferenceSettings, check_overrides
+    for value in (float("inf"), np.float64("inf")):
+        with pytest.raises(ValueError, match="temperature must be finite .*got .*inf"):
+            InferenceSettings(temperature=value)
+        with pytest.raises(ValueError, match="temperature must be finite"):
+            check_overrides({"temperature": value})
+    with pytest.raises(ValueError, match="temperature must be >= 0, got -1"):
+        InferenceSettings(temperature=-1)
+    assert InferenceSettings(temperature=100.0).temperature == 100.0
