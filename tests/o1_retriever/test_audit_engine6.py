@@ -110,3 +110,35 @@ def test_an_infinite_temperature_is_refused():
     with pytest.raises(ValueError, match="temperature must be >= 0, got -1"):
         InferenceSettings(temperature=-1)
     assert InferenceSettings(temperature=100.0).temperature == 100.0
+
+
+def test_threads_batches_and_repeats_give_the_serial_vectors(any_emb):
+    """Several threads calling encode_query / encode_document on one model, a query alone or inside any batch, and
+    the same call twice all give the serial result (thoughts are seeded per query, batches pad without leaking)."""
+    from concurrent.futures import ThreadPoolExecutor
+    any_emb.vector_cache.clear()  # computed, not looked up
+    queries = [f"question {i} about {'cells' if i % 2 else 'the sky'}" + " and more" * i for i in range(6)]
+    serial = [any_emb.encode_queries(q, k=2, return_thoughts=True) for q in queries]
+    any_emb.vector_cache.clear()
+    with ThreadPoolExecutor(4) as pool:
+        threaded = list(pool.map(lambda q: any_emb.encode_query(q, k=2, return_thoughts=True), queries * 2))
+        docs = list(pool.map(any_emb.encode_document, queries * 2))
+    for i, out in enumerate(threaded):
+        np.testing.assert_allclose(out.embeddings, serial[i % 6].embeddings, atol=1e-6)
+        assert out.thoughts == serial[i % 6].thoughts
+    any_emb.vector_cache.clear()
+    batched = any_emb.encode_queries(queries[::-1], k=2, batch_size=4, return_thoughts=True)
+    np.testing.assert_allclose(batched.embeddings, np.stack([s.embeddings for s in serial[::-1]]), atol=1e-6)
+    assert batched.thoughts == [s.thoughts for s in serial[::-1]]
+    np.testing.assert_allclose(np.stack(docs), np.concatenate([any_emb.encode_documents(queries, batch_size=4)] * 2),
+                               atol=1e-6)
+
+
+def test_input_kinds(tiny_embedder):
+    """One str gives 1-D, a list or tuple 2-D; items that are not str are refused with their index and type."""
+    assert tiny_embedder.encode_document("a passage").shape == (tiny_embedder.dim,)
+    assert tiny_embedder.encode_query(np.str_("cells"), k=1).shape == (tiny_embedder.dim,)
+    assert tiny_embedder.encode_document(("a passage", "another")).shape == (2, tiny_embedder.dim)
+    for bad, kind in [(None, "NoneType"), (b"bytes", "bytes"), (3, "int"), (np.int64(3), "int64")]:
+        with pytest.raises(TypeError, match=rf"documents\[1\] must be a str, got {kind}"):
+            tiny_embedder.encode_document(["a passage", bad])
