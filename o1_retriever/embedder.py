@@ -95,7 +95,7 @@ class O1Embedder(Construction, CachedThinking, SentenceTransformerSurface):
         queries, single = as_text_list(queries, "queries")
         check_k(k)
         check_positive_int(batch_size, "batch_size")
-        how = check_choice(aggregation or self.aggregation, "aggregation", AGGREGATIONS)
+        how = check_choice(self.aggregation if aggregation is None else aggregation, "aggregation", AGGREGATIONS)
         if query_weight is None and how == self.aggregation:
             query_weight = self.query_weight
         query_weight = check_query_weight(query_weight, how)

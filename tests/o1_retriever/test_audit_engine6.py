@@ -142,3 +142,11 @@ def test_input_kinds(tiny_embedder):
     for bad, kind in [(None, "NoneType"), (b"bytes", "bytes"), (3, "int"), (np.int64(3), "int64")]:
         with pytest.raises(TypeError, match=rf"documents\[1\] must be a str, got {kind}"):
             tiny_embedder.encode_document(["a passage", bad])
+
+
+def test_an_empty_aggregation_name_is_refused_not_replaced_by_the_default(tiny_embedder):
+    for value in ("", 0, False):
+        with pytest.raises(ValueError, match=rf"aggregation={value!r} is not supported; use one of"):
+            tiny_embedder.encode_queries("cells", k=1, aggregation=value)
+    np.testing.assert_array_equal(tiny_embedder.encode_queries("cells", k=1, aggregation=None),
+                                  tiny_embedder.encode_queries("cells", k=1))
