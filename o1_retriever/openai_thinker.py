@@ -9,7 +9,8 @@ import time
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from .refused_parameters import ADAPTABLE, MODEL_OWN, RefusedParameters, RefusedSamplingWarning  # noqa: F401
-from .remote_thinking import USERINFO, RemoteThinker, ThinkerAPIError, _detail, _error_text, _retry_after
+from .remote_thinking import USERINFO, RemoteThinker, ThinkerAPIError, _detail, _error_text
+from .retrying import backoff, retry_after
 from .sampling import row_seeds
 from .settings import InferenceSettings
 
@@ -30,7 +31,8 @@ class OpenAIThinker(RemoteThinker):
     template and prompt window apply. One request asks for all k thoughts (`n=k`); a server that answers with fewer
     choices (`transformers serve`, Ollama) or refuses `n` (llama.cpp, with HTTP 500) is then asked once per thought,
     each with its own seed. Up to `concurrency` requests are in flight; 408/409/429/5xx answers and lost connections
-    are retried `retries` times with exponential backoff (a numeric Retry-After is honoured, up to 30 s). A server
+    are retried `retries` times with exponential backoff from `backoff` seconds, jittered, each wait at most 8 s (a
+    Retry-After, seconds or an HTTP date, is honoured up to 30 s). A server
     that ignores temperature and seed answers k identical thoughts per query: a `RepeatedThoughtsWarning` says so,
     once. A server that refuses max_tokens for max_completion_tokens, or refuses temperature or top_p (OpenAI's
     reasoning models, o-series and gpt-5, do both), is sent what it takes from then on; a dropped sampling parameter
@@ -153,7 +155,7 @@ class OpenAIThinker(RemoteThinker):
         retryable = RETRYABLE if retry_500 else RETRYABLE - {REFUSED_N}
         for attempt in range(self.retries + 1):
             last = attempt == self.retries
-            wait = self.backoff * 2 ** attempt
+            wait = backoff(attempt, first=self.backoff)
             try:
                 response = client.post(self._request_url, json=payload)
             except httpx.DecodingError as error:  # a body its Content-Encoding does not decode: not retried
@@ -182,7 +184,7 @@ class OpenAIThinker(RemoteThinker):
                         hint = f" (it redirects to {response.headers['location']}: give base_url as that URL)"
                     raise self._error(f"{self.url} answered HTTP {response.status_code}{tries} for "
                                       f"model {self.model_name!r}: {_detail(response)}{hint}", response.status_code)
-                wait = max(wait, _retry_after(response))
+                wait = max(wait, retry_after(response) or 0.0)
             time.sleep(wait)
         raise AssertionError("unreachable")
 

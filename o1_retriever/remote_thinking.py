@@ -142,14 +142,6 @@ class RemoteThinker:
         return f"{type(self).__name__}({self.fingerprint!r})"
 
 
-def _retry_after(response) -> float:
-    """An HTTP answer's numeric Retry-After, up to 30 s (0: none, or an HTTP date)."""
-    try:
-        return min(30.0, max(0.0, float(response.headers.get("retry-after", 0))))
-    except ValueError:  # an HTTP date: fall back to the backoff
-        return 0.0
-
-
 def _detail(response) -> str:
     """The server's own error message (see `_error_text`), else the body."""
     try:

@@ -19,9 +19,9 @@ import numpy as np
 from ..batching import show_progress
 from ..embedder import QueryEncoding
 from ..validation import as_text_list, check_k, check_positive_int
+from ..retrying import BACKOFF, MAX_BACKOFF, MAX_RETRY_AFTER  # noqa: F401 (importable from here, as before)
 from .transport import (  # noqa: F401 (importable from here, as before)
-    API_KEY_ENV, BACKOFF, CONNECT_TIMEOUT, DEFAULT_TIMEOUT, MAX_BACKOFF, MAX_RETRY_AFTER, RETRIES, RETRY_STATUSES,
-    O1ServerError, Transport, normalize_url)
+    API_KEY_ENV, CONNECT_TIMEOUT, DEFAULT_TIMEOUT, RETRIES, RETRY_STATUSES, O1ServerError, Transport, normalize_url)
 
 
 class RemoteEmbedder(Transport):

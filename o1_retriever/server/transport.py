@@ -3,21 +3,17 @@ connection that failed or dropped before any answer, a server too busy to queue 
 with no server behind it), and the server's error envelope turned into `O1ServerError`."""
 from __future__ import annotations
 
-import random
 import threading
 import time
-from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from typing import Any
+
+from ..retrying import backoff, retry_after
 
 API_KEY_ENV = "O1_RETRIEVER_API_KEY"  # the variable `o1-retriever serve` reads its key from
 DEFAULT_TIMEOUT = 600.0  # seconds per request: thinking about a batch of queries on a CPU takes minutes
 # A server that is up accepts a connection at once; the long wait is for its answer, not for the connection.
 CONNECT_TIMEOUT = 10.0
 RETRIES = 2  # retries after the first try, as the openai client's max_retries
-BACKOFF = 0.5  # seconds before the first retry, doubled for each next one (less up to a quarter, so clients that
-MAX_BACKOFF = 8.0  # failed together do not all come back at once), at most MAX_BACKOFF: the openai client's values
-MAX_RETRY_AFTER = 30.0  # the longest a server's Retry-After is waited
 # Statuses that say "not now" rather than "not this": a request timeout, a busy server (429), a proxy with no server
 # behind it (502, 504), a server shutting down (503 server_shutting_down). Every call is idempotent (a query's
 # thoughts are seeded), so sending it again is safe. A 500 is this server's engine failing on the batch: the same
@@ -49,24 +45,6 @@ def normalize_url(url: str) -> str:
         raise ValueError(f"url={url!r} is not an http(s) URL; expected e.g. 'http://127.0.0.1:8000' "
                          "(where `o1-retriever serve` listens)")
     return base
-
-
-def _retry_after(response) -> float | None:
-    """The seconds a response's Retry-After asks for (seconds or an HTTP date), at most MAX_RETRY_AFTER; None
-    without a readable one."""
-    value = response.headers.get("retry-after", "").strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds()
-        except (TypeError, ValueError, IndexError):
-            return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER) if seconds == seconds else None  # NaN: unreadable
-
-
-def _backoff(attempt: int) -> float:
-    return min(BACKOFF * 2 ** attempt, MAX_BACKOFF) * (1 - 0.25 * random.random())
 
 
 class Transport:
@@ -119,7 +97,7 @@ class Transport:
                     tries = f" (tried {attempt + 1} times)" if attempt else ""
                     raise ConnectionError(f"cannot reach the o1-retriever server at {self.url}{tries} "
                                           f"({type(e).__name__}: {e}); is `o1-retriever serve` running there?") from e
-                wait = _backoff(attempt)
+                wait = backoff(attempt)
             except httpx.TimeoutException as e:  # the server may still be working on it: not sent again
                 raise TimeoutError(f"o1-retriever server at {self.url} did not answer {route} within "
                                    f"{self.timeout:g} s (thinking on a CPU takes seconds per query: raise timeout=, "
@@ -130,9 +108,9 @@ class Transport:
             else:
                 if last or response.status_code not in RETRY_STATUSES:
                     return response, attempt + 1
-                wait = _retry_after(response)
+                wait = retry_after(response)
                 if wait is None:
-                    wait = _backoff(attempt)
+                    wait = backoff(attempt)
             time.sleep(wait)
 
     def close(self) -> None:

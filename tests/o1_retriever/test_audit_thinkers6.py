@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
+from email.utils import formatdate
 
 import pytest
 
@@ -129,3 +131,27 @@ def test_a_timeout_or_backoff_that_is_not_finite_is_refused_when_made(name, valu
     'timestamp out of range')."""
     with pytest.raises(ValueError, match=f"{name}={value!r} must be a finite number of seconds"):
         OpenAIThinker("http://127.0.0.1:9/v1", "m", **{name: value})
+
+
+def _busy_then_ok(times, headers):
+    def answer(body):
+        times.append(time.monotonic())
+        return (503, {"error": {"message": "busy"}}, headers) if len(times) == 1 else ok(body)
+    return answer
+
+
+def test_a_retry_after_given_as_an_http_date_is_honoured():
+    times = []
+    header = {"Retry-After": formatdate(time.time() + 2, usegmt=True)}  # whole seconds: 1 to 2 s from now
+    with ChatStub(_busy_then_ok(times, header)) as stub:
+        thinker = OpenAIThinker(stub.url, "m", backoff=0.01, retries=1, concurrency=1)
+        assert len(thinker.think(["q"], 1, InferenceSettings(seed=0))[0]) == 1
+    assert len(times) == 2 and times[1] - times[0] >= 0.9  # was: the date read as none, 0.01 s waited
+
+
+def test_backoff_waits_are_capped_as_the_openai_clients_are():
+    times = []
+    with ChatStub(_busy_then_ok(times, {})) as stub:
+        thinker = OpenAIThinker(stub.url, "m", backoff=20.0, retries=1, concurrency=1)
+        assert len(thinker.think(["q"], 1, InferenceSettings(seed=0))[0]) == 1
+    assert len(times) == 2 and 5.5 <= times[1] - times[0] <= 9.5  # at most 8 s, jittered; was: 20 s

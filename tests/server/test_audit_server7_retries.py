@@ -177,7 +177,7 @@ def test_other_error_statuses_are_not_retried(server, status):
 def test_retry_after_as_a_date_is_honoured_and_capped(server, served_embedder):
     """Retry-After may be an HTTP date (RFC 9110), as proxies and rate limiters send it; only a number of seconds was
     read, so a date fell back to the short backoff. Both forms are honoured now, up to 30 s."""
-    from o1_retriever.server.transport import MAX_RETRY_AFTER, _retry_after
+    from o1_retriever.retrying import MAX_RETRY_AFTER, retry_after as _retry_after
     url, _ = server
     front = Front(url, [(429, f"retry-after: {formatdate(time.time() + 3, usegmt=True)}\r\n")])
     try:
