@@ -33,7 +33,7 @@ BUNDLED_NAMES = (DEFAULT_NAME, JOINT_NAME, MINILM_NAME)
 def cache_dir() -> Path:
     root = os.environ.get("O1_RETRIEVER_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "o1_retriever")
-    path = Path(root)
+    path = Path(root).expanduser()  # O1_RETRIEVER_CACHE='~/x' quoted in a shell: not a folder named ~ here
     path.mkdir(parents=True, exist_ok=True)
     return path
 

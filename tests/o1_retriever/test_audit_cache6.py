@@ -170,3 +170,11 @@ def test_a_corrupt_cache_that_cannot_be_moved_aside_costs_the_cache_not_the_quer
         assert got.shape == (2, emb.dim)
     finally:
         subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+def test_a_cache_location_given_with_a_tilde_is_under_home(tmp_path, monkeypatch):
+    from o1_retriever.default_model import cache_dir
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("O1_RETRIEVER_CACHE", "~/o1cache")  # as a quoted shell value or a .env file leaves it
+    assert cache_dir() == tmp_path / "home" / "o1cache" and not (tmp_path / "~").exists()
