@@ -50,21 +50,23 @@ def test_a_search_asks_chroma_for_the_metadata_once_and_no_count(served, tiny_em
 
 
 def test_a_written_batch_reads_its_stored_records_once(served, tiny_embedder):
-    """Each batch of `add_resumable` read its stored records twice (once to skip the unchanged, once more, for the
-    metadata keys a replaced record drops) and `add` once per batch beside its read of the whole write: one read per
-    batch, and none per batch for `add`, now."""
+    """Each batch of `add_resumable` read its stored records twice before embedding (once to skip the unchanged, once
+    more, for the metadata keys a replaced record drops). Now: one read before embedding (what to skip) and one of
+    the keys right before the write, so a record another process wrote meanwhile is replaced whole; `add` reads a
+    later batch's keys again before its write for the same reason."""
     counted = Counted(served, "written")
     index = O1Index(tiny_embedder, client=counted.client, collection="written")
     ids, texts = [f"d{i}" for i in range(6)], [f"document number {i}" for i in range(6)]
     index.add(ids, texts, metadatas=[{"old": 1}] * 6, batch_size=3)
     counted.take()
     index.add(ids, texts, metadatas=[{"new": 2}] * 6, batch_size=3)  # replaces: "old" must go
-    assert [k for k in counted.take() if k != "pre-flight-checks"] == ["get", "upsert", "upsert"]
+    assert [k for k in counted.take() if k != "pre-flight-checks"] == ["get", "upsert", "get", "upsert"]
     assert all(m == {"new": 2} for m in index.collection.get(ids=ids, include=["metadatas"])["metadatas"])
     counted.take()
     index.add_resumable(ids, texts, metadatas=[{"third": 3}] * 6, batch_size=3)
-    # the mark set (read, write), per batch: the records, the mark kept (read), the write; the mark cleared
-    assert counted.take() == ["collection", "collection"] + ["get", "collection", "upsert"] * 2 + \
+    # the mark set (read, write), per batch: the records, the mark kept (read), the keys again, the write; the mark
+    # cleared
+    assert counted.take() == ["collection", "collection"] + ["get", "collection", "get", "upsert"] * 2 + \
         ["collection", "collection"]
     assert all(m == {"third": 3} for m in index.collection.get(ids=ids, include=["metadatas"])["metadatas"])
     assert not index.incomplete
