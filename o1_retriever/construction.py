@@ -71,6 +71,10 @@ class Construction:
                     compile=compile,
                     source=ModelSource("joint" if spec is None else "composite", origin))
         if spec is not None:
+            if share_weights:
+                raise ValueError(f"share_weights=True applies to a joint model, whose one language model thinks and "
+                                 f"embeds; {name!r} is a composite, whose encoder is a separate sentence-transformers "
+                                 "model (it is never quantized): leave share_weights out")
             edt = dt if encoder_dtype is None else _device_and_dtype(dev, encoder_dtype, "encoder_dtype")[1]
             return cls._from_composite(spec, name, dev, dt, edt, prompt_style, resolve(spec.settings, overrides),
                                        kept)

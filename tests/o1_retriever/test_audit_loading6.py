@@ -234,3 +234,8 @@ def test_a_composite_encoder_hub_id_missing_offline_says_what_to_do(monkeypatch,
     message = str(refused.value)
     assert "'someone/not-a-cached-encoder'" in message and "hf download someone/not-a-cached-encoder" in message
     assert "internet connection" not in message
+
+
+def test_share_weights_on_a_composite_is_refused_not_ignored():
+    with pytest.raises(ValueError, match="share_weights=True applies to a joint model.*composite"):
+        O1Embedder.from_pretrained("o1-retriever-default", share_weights=True, quantization="4bit")
