@@ -61,6 +61,17 @@ class RemoteEmbedder(Transport):
         self._info: dict | None = None
         self._lock = threading.Lock()
 
+    @property
+    def retries(self) -> int:
+        """The older name of `max_retries`: code that read or set it keeps working."""
+        return self.max_retries
+
+    @retries.setter
+    def retries(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"retries must be an int >= 0 (0: no retry), got {value!r}")
+        self.max_retries = value
+
     # ---- what the server serves ------------------------------------------------------------------
     def health(self) -> dict:
         """`GET /health`, fresh: model name, fingerprint, dim, device, dtype, default k, queue depth."""

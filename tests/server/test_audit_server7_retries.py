@@ -204,3 +204,14 @@ def test_max_retries_is_checked_and_retries_stays_its_older_name():
             RemoteEmbedder("http://127.0.0.1:1", max_retries=bad)
     with pytest.raises(ValueError, match="disagree"):
         RemoteEmbedder("http://127.0.0.1:1", max_retries=5, retries=1)
+
+
+def test_retries_is_still_readable_and_settable_as_max_retries_older_name():
+    """`emb.retries`, the attribute before it took the openai client's name, raised AttributeError."""
+    emb = RemoteEmbedder("http://127.0.0.1:1", max_retries=4)
+    assert emb.retries == 4
+    emb.retries = 0
+    assert emb.max_retries == 0
+    with pytest.raises(ValueError, match="retries must be an int >= 0"):
+        emb.retries = -1
+    assert emb.max_retries == 0
