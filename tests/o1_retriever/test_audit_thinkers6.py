@@ -135,15 +135,21 @@ def test_a_timeout_or_backoff_that_is_not_finite_is_refused_when_made(name, valu
 
 
 def _busy_then_ok(times, headers):
+    """`headers` may be a function, called when the 503 is sent."""
     def answer(body):
         times.append(time.monotonic())
-        return (503, {"error": {"message": "busy"}}, headers) if len(times) == 1 else ok(body)
+        if len(times) > 1:
+            return ok(body)
+        return 503, {"error": {"message": "busy"}}, headers() if callable(headers) else headers
     return answer
 
 
 def test_a_retry_after_given_as_an_http_date_is_honoured():
     times = []
-    header = {"Retry-After": formatdate(time.time() + 2, usegmt=True)}  # whole seconds: 1 to 2 s from now
+    # made when the 503 is sent, not before the stub starts (a loaded machine may take a second to get there);
+    # whole seconds: 1 to 2 s from then
+    def header():
+        return {"Retry-After": formatdate(time.time() + 2, usegmt=True)}
     with ChatStub(_busy_then_ok(times, header)) as stub:
         thinker = OpenAIThinker(stub.url, "m", backoff=0.01, retries=1, concurrency=1)
         assert len(thinker.think(["q"], 1, InferenceSettings(seed=0))[0]) == 1

@@ -105,6 +105,7 @@ class Front:
                 continue
             self._read_request(conn)
             status, headers = step if isinstance(step, tuple) else (step, "")
+            headers = headers() if callable(headers) else headers  # made now: a Retry-After date from this moment
             body = b'{"error": {"message": "from the front", "type": "x", "param": null, "code": null}}'
             conn.sendall(f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
                          f"connection: close\r\n{headers}\r\n".encode() + body)
@@ -179,12 +180,12 @@ def test_retry_after_as_a_date_is_honoured_and_capped(server, served_embedder):
     read, so a date fell back to the short backoff. Both forms are honoured now, up to 30 s."""
     from o1_retriever.retrying import MAX_RETRY_AFTER, retry_after as _retry_after
     url, _ = server
-    front = Front(url, [(429, f"retry-after: {formatdate(time.time() + 3, usegmt=True)}\r\n")])
+    front = Front(url, [(429, lambda: f"retry-after: {formatdate(time.time() + 3, usegmt=True)}\r\n")])
     try:
         np.testing.assert_allclose(RemoteEmbedder(front.url, model="tiny").encode_documents("music"),
                                    served_embedder.encode_documents("music"), atol=1e-6)
         wait = front.times[1] - front.times[0]
-        assert 1.0 < wait < 4.5, wait  # whole seconds: the date has no fraction of one
+        assert 1.0 < wait < 4.5, wait  # whole seconds, from when the 429 was sent: 2 to 3 s
     finally:
         front.close()
 
