@@ -99,7 +99,13 @@ def test_a_batch_thinks_on_for_the_client_that_stayed(serve, slow_thinker):
 def test_a_graceful_timeout_that_runs_out_stops_the_thinking_too(slow_thinker):
     """SIGTERM's --graceful-timeout ran out on a request still thinking: its client got its 503, but the server
     went on decoding to max_new_tokens before it could exit. It now stops at the next decode step."""
+    import dataclasses
+
     from o1_retriever.server import BackgroundServer
+    # The 0.2 s of grace decode on (about 100 steps here): thoughts far longer than that tell stopping from finishing
+    # on a fast machine as on a loaded one.
+    tokens, saved = 900, slow_thinker.settings
+    slow_thinker.settings = dataclasses.replace(saved, max_new_tokens=tokens, min_new_tokens=tokens)
     server = BackgroundServer(slow_thinker, name="tiny", max_wait_ms=0, graceful_timeout=0.2).start()
     try:
         slow_thinker.forwards.clear()
@@ -110,10 +116,11 @@ def test_a_graceful_timeout_that_runs_out_stops_the_thinking_too(slow_thinker):
         _wait_for(lambda: len(slow_thinker.forwards) >= 5, "the engine never started thinking")
     finally:
         server.stop(timeout=120)  # returns once the server has shut down, its engine thread included
+        slow_thinker.settings = saved
     steps = len(slow_thinker.forwards)
     client.join(60)
     assert answers["r"].status_code == 503, answers["r"].text
-    assert steps < THOUGHT_TOKENS // 2, f"{steps} decode steps of {THOUGHT_TOKENS} ran after the shutdown"
+    assert steps < tokens // 2, f"{steps} decode steps of {tokens} ran after the shutdown"
 
 
 def test_without_a_stop_event_thinking_is_unchanged(served_embedder):
