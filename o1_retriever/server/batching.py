@@ -19,35 +19,16 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from ..thinking import stop_when
 from ..validation import check_choice
-from .window import cut, needs_cut, token_counts  # token_counts: importable from here, as before
+from .engine_call import Result, compute  # Result: importable from here, as before
+from .window import cut, needs_cut, token_counts  # noqa: F401 (token_counts: importable from here, as before)
 
 KINDS = ("query", "document", "think")
 
 
 class ShuttingDown(RuntimeError):
     """The batcher stopped before this work ran: the server is shutting down (HTTP 503, not an engine failure)."""
-
-
-@dataclass
-class Result:
-    """One request's share of a batch: vectors (query/document), thoughts (query/think), tokens read."""
-    embeddings: np.ndarray | None
-    thoughts: list | None
-    tokens: list[int]
-
-    @staticmethod
-    def join(parts: list["Result"]) -> "Result":
-        """One result from the results of consecutive slices of a request's texts."""
-        if len(parts) == 1:  # most requests fit one slice: no copy
-            return parts[0]
-        first = parts[0]
-        return Result(None if first.embeddings is None else np.concatenate([p.embeddings for p in parts]),
-                      None if first.thoughts is None else [t for p in parts for t in p.thoughts],
-                      [n for p in parts for n in p.tokens])
 
 
 @dataclass
@@ -245,28 +226,7 @@ class Batcher:
 
     def _compute(self, kind: str, k: int, texts: list[str], read: list[str] | None = None,
                  abandoned: threading.Event | None = None) -> Result:
-        """Runs on the engine thread. batch_size=max_batch: a merged batch is one forward, not several. Raises
-        Abandoned when `abandoned` is set while it thinks."""
+        """Runs on the engine thread. Raises Abandoned when `abandoned` is set while it thinks."""
         with stop_when(abandoned or threading.Event()):
-            return self._compute_now(kind, k, texts, texts if read is None else read)
-
-    def _compute_now(self, kind: str, k: int, texts: list[str], read: list[str]) -> Result:
-        emb, started = self.embedder, time.perf_counter()
-        if self.metrics is not None:
-            self.metrics.batch_size.labels(kind).observe(len(texts))
-            if kind != "document" and k > 0 and emb.thought_cache is not None:
-                hits = round(emb.cached_fraction(texts, k) * len(texts))
-                self.metrics.cache(hits, len(texts))
-        embeddings = thoughts = None
-        if kind == "document":
-            embeddings = emb.encode_documents(texts, batch_size=self.max_batch, show_progress_bar=False)
-        elif kind == "query":
-            out = emb.encode_queries(texts, k=k, batch_size=self.max_batch, show_progress_bar=False,
-                                     return_thoughts=True)
-            embeddings, thoughts = out.embeddings, out.thoughts
-        else:
-            thoughts = emb.think(texts, k=k, batch_size=self.max_batch, show_progress_bar=False)
-        if self.metrics is not None:
-            self.metrics.engine_seconds.labels(kind).observe(time.perf_counter() - started)
-        return Result(embeddings, thoughts, token_counts(emb, read, kind))
-
+            return compute(self.embedder, self.metrics, self.max_batch, kind, k, texts,
+                           texts if read is None else read)
