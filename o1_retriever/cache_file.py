@@ -17,49 +17,11 @@ import threading
 import warnings
 from pathlib import Path
 
+from .cache_faults import APPLICATION_ID, check_is_cache, fault, file_id
 from .validation import positive_int_setting
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS thoughts (key TEXT PRIMARY KEY, thoughts TEXT NOT NULL)"
-APPLICATION_ID = 0x4F315443  # "O1TC" in the header's application_id: marks a file as a thought cache
-_HEADER = b"SQLite format 3\x00"
 DEFAULT_MAX_ENTRIES = 100_000
-# SQLite primary result codes (error.sqlite_errorcode & 0xFF)
-_BUSY, _CORRUPT = {5, 6}, {11, 26}  # BUSY, LOCKED; CORRUPT, NOTADB
-_CANNOT_WRITE = {3, 8, 13, 14}  # PERM, READONLY, FULL, CANTOPEN
-
-
-def fault(error: Exception) -> str:
-    """'busy', 'readonly', 'corrupt' or 'other', from SQLite's own result code (its message as a fallback)."""
-    code = getattr(error, "sqlite_errorcode", None)
-    if code is not None:
-        code &= 0xFF
-        return ("busy" if code in _BUSY else "corrupt" if code in _CORRUPT
-                else "readonly" if code in _CANNOT_WRITE else "other")
-    text = str(error).lower()
-    if "locked" in text or "busy" in text:
-        return "busy"
-    if "malformed" in text or "not a database" in text:
-        return "corrupt"
-    return "readonly" if "readonly" in text or "unable to open" in text else "other"
-
-
-def check_is_cache(path: Path) -> None:
-    """Refuse a path that holds something other than a thought cache. Only the header is read: a file we did not
-    create stays exactly as it was."""
-    if path.is_dir():
-        raise ValueError(f"thought cache path {str(path)!r} is a directory; pass a file path inside it "
-                         f"(e.g. {str(path / 'thoughts.sqlite')!r}) or thought_cache=False")
-    if not path.exists() or path.stat().st_size == 0:  # a new (or never written) file: nothing to lose
-        return
-    with path.open("rb") as f:
-        head = f.read(100)
-    if not head.startswith(_HEADER) and not _HEADER.startswith(head):  # a prefix: a database cut short, ours to mend
-        raise ValueError(f"thought cache path {str(path)!r} exists and is not a SQLite database (it starts "
-                         f"{head[:16]!r}); refusing to touch it. Pass another path, or thought_cache=False")
-    app_id = int.from_bytes(head[68:72], "big") if len(head) >= 72 else 0
-    if app_id not in (0, APPLICATION_ID):  # 0: a cache made before the id was set, or a bare database
-        raise ValueError(f"{str(path)!r} is another application's SQLite database (application_id {app_id:#x}), "
-                         "not a thought cache; refusing to touch it. Pass another path, or thought_cache=False")
 
 
 class ThoughtCacheFile:
@@ -144,10 +106,10 @@ class ThoughtCacheFile:
                 self._read_only(e)
 
     def _open(self) -> sqlite3.Connection:
-        self._local.file_id = _file_id(self.path)  # the file a failure here is about (None: not created yet)
+        self._local.file_id = file_id(self.path)  # the file a failure here is about (None: not created yet)
         conn = self._connect()
         self._local.conn, self._local.generation = conn, self._generation
-        self._local.file_id = _file_id(self.path)
+        self._local.file_id = file_id(self.path)
         return conn
 
     def _open_or_disable(self) -> sqlite3.Connection | None:
@@ -212,7 +174,7 @@ class ThoughtCacheFile:
 
     def _same_file(self) -> bool:
         """Whether the path still holds the file this thread opened last."""
-        return _file_id(self.path) == getattr(self._local, "file_id", None)
+        return file_id(self.path) == getattr(self._local, "file_id", None)
 
     def _set_aside(self, error: Exception) -> None:
         """Move a corrupt cache aside (`_move_aside`) and open a new one; where another process or thread already
@@ -250,12 +212,3 @@ class ThoughtCacheFile:
             return False
         self._warn(f"{why}; moved to {target} and starting a new one")
         return True
-
-
-def _file_id(path: Path) -> tuple[int, int] | None:
-    """(device, inode) of the file at `path`, None where there is none: tells a file moved aside and replaced."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
