@@ -102,8 +102,8 @@ def test_a_graceful_timeout_that_runs_out_stops_the_thinking_too(slow_thinker):
     import dataclasses
 
     from o1_retriever.server import BackgroundServer
-    # The 0.2 s of grace decode on (about 100 steps here): thoughts far longer than that tell stopping from finishing
-    # on a fast machine as on a loaded one.
+    # The 0.2 s of grace decode on, as many steps as the machine manages in that time: thoughts far longer than that
+    # tell stopping from finishing on a fast machine as on a loaded one.
     tokens, saved = 900, slow_thinker.settings
     slow_thinker.settings = dataclasses.replace(saved, max_new_tokens=tokens, min_new_tokens=tokens)
     server = BackgroundServer(slow_thinker, name="tiny", max_wait_ms=0, graceful_timeout=0.2).start()
