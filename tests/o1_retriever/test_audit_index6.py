@@ -61,13 +61,19 @@ def _start_held_writer(tmp_path, tiny_o1_dir, served, collection, method,
         command = ["unshare", "-Uru", "sh", "-c", f'hostname {host} && exec "$@"', "sh", *command]
     child = subprocess.Popen(command, cwd=REPO,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    _wait_for_file(child, entered, "the writer did not start embedding")
+    return child, entered, go
+
+
+def _wait_for_file(child: subprocess.Popen, path: Path, what: str) -> None:
+    """Wait until `child` creates `path`; one that exits first, or takes over 120 s, fails the test (killed first:
+    its output is read only once it has ended)."""
     deadline = time.monotonic() + 120
-    while not entered.exists():
+    while not path.exists():
         if child.poll() is not None or time.monotonic() > deadline:
             child.kill()
-            pytest.fail(f"the writer did not start embedding: {child.communicate()[0][-2000:]}")
+            pytest.fail(f"{what}: {child.communicate()[0][-2000:]}")
         time.sleep(0.05)
-    return child, entered, go
 
 
 @pytest.mark.parametrize("method", ["add", "add_resumable"])
@@ -225,12 +231,7 @@ def test_an_add_killed_mid_write_leaves_whole_records_and_a_rerun_completes(tiny
     first = _add_in_a_child(tiny_o1_dir, db, written, 0, count, "old")
     assert first.wait(timeout=120) == 0, first.communicate()[0][-2000:]
     child = _add_in_a_child(tiny_o1_dir, db, written, 2, count, "new")
-    deadline = time.monotonic() + 120
-    while not written.exists():
-        if child.poll() is not None or time.monotonic() > deadline:
-            child.kill()
-            pytest.fail(f"the add did not write: {child.communicate()[0][-2000:]}")
-        time.sleep(0.05)
+    _wait_for_file(child, written, "the add did not write")
     child.send_signal(signal.SIGKILL)
     child.communicate(timeout=60)
 
@@ -305,11 +306,7 @@ def test_a_write_between_two_batches_of_an_add_is_replaced_whole(served, tiny_em
                               str(served["port"]), str(written), str(go)],
                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 120
-        while not written.exists():
-            if child.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the add did not write: {child.communicate()[0][-2000:]}")
-            time.sleep(0.05)
+        _wait_for_file(child, written, "the add did not write")
         index.add(["d1"], ["another process's text"], metadatas=[{"b": 2}])
     finally:
         go.touch()
