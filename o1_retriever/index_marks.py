@@ -9,9 +9,12 @@ at most one batch of a reader seeing the collection complete.
 
 A run that finishes removes its key and the keys of runs that ended without finishing (failed, or killed: their
 process is gone); it keeps a key whose process still runs on this host. A run writing from another host (a shared
-Chroma server or directory) cannot be checked from here: its key is kept, and the finishing run warns, naming that
-host and pid (a re-run on that host clears it once the process is gone, `O1Index.clear_incomplete()` anywhere). A
-key written by a version that kept only the flag, which names no host, is cleared as a re-run always cleared it.
+Chroma server or directory) cannot be checked from here: its key is kept while that run refreshes it (a writing run
+stamps it again at most every BEAT_EVERY seconds, before a write), and the finishing run warns, naming that host and
+pid. A key of another host not refreshed for STALE_AFTER seconds belongs to a run that died (a container gets a new
+host name on every start, so its killed run is never re-run on its host) and is cleared as a dead run's is;
+`O1Index.clear_incomplete()` clears every key at once. A key written by a version that kept only the flag, which
+names no host, is cleared as a re-run always cleared it.
 """
 from __future__ import annotations
 
@@ -26,6 +29,8 @@ import warnings
 INCOMPLETE_KEY = "o1:incomplete"
 RUN_KEY_PREFIX = "o1:run:"
 INCOMPLETE_NOTE = "an `index` run has not finished; re-run it to complete this collection"
+BEAT_EVERY = 60.0  # seconds between a writing run's stamps on its key
+STALE_AFTER = 1800.0  # seconds without a stamp after which another host's run is taken as dead: far above one batch
 
 _lock = threading.Lock()
 _active: set[str] = set()  # keys of this process's runs that are writing now
@@ -84,7 +89,8 @@ def incomplete_message(name: str, metadata: dict) -> str | None:
         return None
     elsewhere = another_host_runs(metadata)
     why = (f"a run writing from another host ({elsewhere}) may still be writing or may have died, which this host "
-           "cannot check; if it no longer runs, re-run it there, or call O1Index.clear_incomplete()" if elsewhere
+           f"cannot check; if it no longer runs, a run here clears its mark once it goes {STALE_AFTER / 60:.0f} "
+           "minutes unrefreshed, or call O1Index.clear_incomplete()" if elsewhere
            else "a run writing it (`o1-retriever index`, `add_resumable`, a distributed `load`) did not finish; "
            "re-run it (stored documents are kept)")
     return f"collection {name!r} is incomplete, so results may miss documents: {why}"
@@ -95,8 +101,9 @@ def still_writing(key: str, value) -> bool:
     owner = _owner_of(value)
     if owner.get("state") != "writing" or owner.get("host") is None:
         return False
-    if owner["host"] != _HOST:  # its pid names a process of that host: cannot be checked here
-        return True
+    if owner["host"] != _HOST:  # its pid names a process of that host: only its stamps say it still writes
+        beat = owner.get("beat")
+        return not isinstance(beat, (int, float)) or time.time() - beat < STALE_AFTER
     if owner.get("pid") == os.getpid():
         return key in _active
     return isinstance(owner.get("pid"), int) and _process_runs(owner["pid"], owner.get("start"))
@@ -123,7 +130,8 @@ class WriteRun:
     def _owner(self, state: str, **more) -> str:
         pid = os.getpid()  # read now: a forked process is another writer
         since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        return json.dumps({"host": _HOST, "pid": pid, "start": _start_of(pid), "state": state, "since": since, **more})
+        return json.dumps({"host": _HOST, "pid": pid, "start": _start_of(pid), "state": state, "since": since,
+                           "beat": round(time.time()), **more})
 
     def _update(self, change) -> None:
         """Apply `change` to the run keys and write the metadata back if it changed, the flag following the keys."""
@@ -148,8 +156,15 @@ class WriteRun:
         return self
 
     def keep(self) -> None:
-        owner = self._owner("writing")  # one read of the metadata; a write only where another process dropped the key
-        self._update(lambda runs: runs if self.key in runs else {**runs, self.key: owner})
+        """Before a write: one read of the metadata; a write only where another process dropped the key, or to stamp
+        it for other hosts (at most every BEAT_EVERY seconds)."""
+        owner = self._owner("writing")
+
+        def kept(runs: dict) -> dict:
+            beat = _owner_of(runs.get(self.key)).get("beat")
+            fresh = isinstance(beat, (int, float)) and time.time() - beat < BEAT_EVERY
+            return runs if fresh else {**runs, self.key: owner}
+        self._update(kept)
 
     def finish(self) -> None:
         _active.discard(self.key)
@@ -162,7 +177,8 @@ class WriteRun:
         if elsewhere := another_host_runs(kept):
             warnings.warn(f"collection {self.collection.name!r} stays marked incomplete: a run writing from another "
                           f"host ({elsewhere}) may still be writing, which this host cannot check. If it no longer "
-                          "runs, re-run it there, or call O1Index.clear_incomplete()", stacklevel=2)
+                          f"runs, a run here clears its mark once it goes {STALE_AFTER / 60:.0f} minutes unrefreshed, "
+                          "or call O1Index.clear_incomplete()", stacklevel=2)
 
     def clear_all(self) -> None:
         """Remove every run's mark, whoever set it: for a run known to be gone that this host cannot check."""

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import chromadb
@@ -131,6 +132,23 @@ def test_the_mark_of_a_killed_run_of_another_host_stays_until_cleared(served, ti
     assert index.incomplete
     index.clear_incomplete()
     assert not index.incomplete and _run_keys(index) == [] and len(index) == 1
+
+
+def test_a_dead_run_of_another_host_whose_mark_went_stale_is_cleared_by_a_run_here(served, tiny_embedder, tiny_o1_dir,
+                                                                                     tmp_path, monkeypatch):
+    """A container gets a new hostname on every start: a run killed in one is never re-run on its host, and its mark
+    kept every later run here warning, for good. A mark not stamped for STALE_AFTER seconds is now a dead run's."""
+    from o1_retriever import index_marks
+    index = O1Index(tiny_embedder, client=chromadb.HttpClient(**served), collection="stale-far")
+    child, _, _ = _start_held_writer(tmp_path, tiny_o1_dir, served, "stale-far", "add_resumable", host="far-away")
+    child.send_signal(signal.SIGKILL)
+    child.communicate(timeout=60)
+    monkeypatch.setattr(index_marks, "STALE_AFTER", 1.0)  # the default, 30 minutes, is the same rule on a longer clock
+    time.sleep(1.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "stays marked incomplete" warning
+        index.add_resumable(["e"], ["written here"])
+    assert not index.incomplete and _run_keys(index) == []
 
 
 @pytest.mark.parametrize("make_client", ["persistent", "served"])
