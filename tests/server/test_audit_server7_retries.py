@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,6 +16,7 @@ import numpy as np
 import pytest
 
 from o1_retriever.server import BackgroundServer, O1ServerError, RemoteEmbedder
+from tests.server.fronts import Front
 
 
 def _wait_for(condition, what: str, timeout: float = 120) -> None:
@@ -76,64 +76,6 @@ def test_a_request_cut_off_by_a_sigterm_is_sent_again_to_the_restarted_server(ti
             proc.wait()
         if restarted is not None:
             restarted.stop()
-
-
-class Front:
-    """A real HTTP front (a proxy, a gateway) before `upstream`: each new connection takes the next step of `plan`,
-    either "pipe" (passed through to the server) or a status line and headers it answers itself, then closes."""
-
-    def __init__(self, upstream: str, plan: list):
-        self.upstream = upstream.split("://", 1)[1].split(":")
-        self.plan, self.connections, self.times = list(plan), 0, []
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:  # closed: the test is over
-                return
-            self.connections += 1
-            self.times.append(time.monotonic())
-            step = self.plan.pop(0) if self.plan else "pipe"
-            if step == "pipe":
-                up = socket.create_connection((self.upstream[0], int(self.upstream[1])))
-                for a, b in ((conn, up), (up, conn)):
-                    threading.Thread(target=self._copy, args=(a, b), daemon=True).start()
-                continue
-            self._read_request(conn)
-            status, headers = step if isinstance(step, tuple) else (step, "")
-            headers = headers() if callable(headers) else headers  # made now: a Retry-After date from this moment
-            body = b'{"error": {"message": "from the front", "type": "x", "param": null, "code": null}}'
-            conn.sendall(f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
-                         f"connection: close\r\n{headers}\r\n".encode() + body)
-            conn.close()
-
-    @staticmethod
-    def _read_request(conn):
-        data = b""
-        while b"\r\n\r\n" not in data:
-            data += conn.recv(65536)
-        head, _, body = data.partition(b"\r\n\r\n")
-        length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                       if line.lower().startswith(b"content-length:")), 0)
-        while len(body) < length:
-            body += conn.recv(65536)
-
-    @staticmethod
-    def _copy(src, dst):
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            dst.close()
-
-    def close(self):
-        self.sock.close()
 
 
 def test_gateway_errors_and_request_timeouts_are_retried_with_backoff(server, served_embedder):

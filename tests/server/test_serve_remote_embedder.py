@@ -2,13 +2,13 @@
 and clear exceptions for a wrong key, an unknown model, a dead server and bad input."""
 from __future__ import annotations
 
-import threading
 
 import numpy as np
 import pytest
 
 from o1_retriever import QueryEncoding
 from o1_retriever.server import O1ServerError, RemoteEmbedder
+from tests.server.fronts import Front
 
 QUERIES = ["protein cell gene", "river ocean water", "insulin diabetes blood heart"]
 DOCS = ["the heart study of patients with diabetes", "solar energy for the city", "music history of the city"]
@@ -89,54 +89,9 @@ def test_bad_arguments_fail_before_any_request(free_port):
         remote.encode_documents(["ok"], batch_size=0.5)
 
 
-class FlakyFront:
-    """A real TCP port in front of the server. Each connection, in order, follows the next of `plan`: "drop" reads
-    the request and closes without an answer (a server restarting, a reset), "hang" reads it and never answers;
-    past the plan, connections are piped to the server."""
-
-    def __init__(self, upstream: str, plan: list[str]):
-        import socket
-        self.upstream = upstream.removeprefix("http://").split(":")
-        self.plan, self.connections = list(plan), 0
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        import socket
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:  # closed: the test is over
-                return
-            self.connections += 1
-            step = self.plan.pop(0) if self.plan else "pipe"
-            if step == "pipe":
-                up = socket.create_connection((self.upstream[0], int(self.upstream[1])))
-                for a, b in ((conn, up), (up, conn)):
-                    threading.Thread(target=self._copy, args=(a, b), daemon=True).start()
-            else:
-                conn.recv(65536)
-                if step == "drop":
-                    conn.close()
-
-    @staticmethod
-    def _copy(src, dst):
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            dst.close()
-
-    def close(self):
-        self.sock.close()
-
-
 def test_a_dropped_connection_is_retried_and_a_timeout_is_not(server, served_embedder):
     url, _ = server
-    front = FlakyFront(url, ["drop", "drop"])
+    front = Front(url, ["drop", "drop"])
     try:
         remote = RemoteEmbedder(front.url, model="tiny")  # 2 retries by default
         np.testing.assert_allclose(remote.encode_documents(DOCS[0]), served_embedder.encode_documents(DOCS[0]),
