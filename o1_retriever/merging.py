@@ -9,7 +9,8 @@ import shutil
 from pathlib import Path
 
 from .atomic import atomic_path, sole_writer
-from .checkpoint import is_adapter, load_adapter
+from .adapter_loading import has_o1_tokens, load_adapter
+from .checkpoint import is_adapter
 from .default_model import cache_dir, convert_gguf
 from .formatting import SPECIAL_TOKENS, add_special_tokens
 
@@ -31,16 +32,8 @@ def plain_copy(source: str, dtype) -> tuple[Path, bool]:
     if path.suffix == ".gguf":
         key = hashlib.sha256(f"{path.resolve()}:{path.stat().st_size}".encode()).hexdigest()[:16]
         path = convert_gguf(path, cache_dir() / "models" / f"{path.stem}-{key}")  # its tokens are looked at below
-    elif is_adapter(path):
-        dt = str(dtype).removeprefix("torch.")
-        out = cache_dir() / "models" / f"merged-{_dir_key(path)}-{dt}"
-        with sole_writer(out, done=lambda: (out / "config.json").exists()) as todo:
-            if todo:
-                model, tokenizer = load_adapter(path, dtype)
-                source = {"adapter": str(path.resolve()), "dtype": dt}
-                _save_atomically(out, model, tokenizer, source)
-                _prune_stale_merges(out, source)
-        return out, True
+    elif is_adapter(path):  # the merged copy always has the O1 tokens: whether the adapter was trained on them
+        return merged_adapter_dir(path, dtype), has_o1_tokens(path)
     elif not path.exists():
         path = Path(source)  # hub id
     from transformers import AutoModelForCausalLM, AutoTokenizer  # not needed for a merge already cached
@@ -85,4 +78,13 @@ def _prune_stale_merges(current: Path, mine: dict) -> None:
 
 def merged_adapter_dir(adapter_dir: str | Path, dtype) -> Path:
     """Merge a LoRA adapter once into a plain directory in the cache, so later loads skip peft."""
-    return plain_copy(str(adapter_dir), dtype)[0]
+    path = Path(adapter_dir).expanduser()
+    dt = str(dtype).removeprefix("torch.")
+    out = cache_dir() / "models" / f"merged-{_dir_key(path)}-{dt}"
+    with sole_writer(out, done=lambda: (out / "config.json").exists()) as todo:
+        if todo:
+            model, tokenizer = load_adapter(path, dtype)
+            source = {"adapter": str(path.resolve()), "dtype": dt}
+            _save_atomically(out, model, tokenizer, source)
+            _prune_stale_merges(out, source)
+    return out

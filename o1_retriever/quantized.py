@@ -17,9 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .adapter_loading import has_o1_tokens
 from .atomic import atomic_path, sole_writer
-from .checkpoint import is_adapter
 from .default_model import cache_dir
 from .device import DTYPE_NAMES
 from .merging import _dir_key, plain_copy
@@ -100,8 +98,6 @@ def _quantize(source: str, quantization: str, dtype_name: str, device: str, out:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     dtype = getattr(torch, dtype_name)
     plain, had_tokens = plain_copy(source, dtype)
-    if is_adapter(source):  # its merged copy has the O1 tokens added: whether it was trained on them
-        had_tokens = has_o1_tokens(source)
     model = AutoModelForCausalLM.from_pretrained(plain, quantization_config=bnb_config(quantization, dtype),
                                                  dtype=dtype, device_map={"": device})
     tokenizer = AutoTokenizer.from_pretrained(plain)
