@@ -90,10 +90,7 @@ def sentence_window(model) -> tuple | None:
     length it may truncate to (max_seq_length, sentence-transformers 6's query_length/document_length, a max_length
     in its processing_kwargs): cutting past the largest keeps every smaller one's tokens. None where any of that is
     unknown (a Router, a chat-template backbone, a model without a limit): such texts go whole."""
-    try:
-        first = model[0]
-    except (TypeError, IndexError, KeyError):
-        return None
+    first = _first_module(model)
     tokenizer = getattr(first, "tokenizer", None)
     if tokenizer is None or not getattr(tokenizer, "is_fast", False) or not truncates_at_end(tokenizer):
         return None
@@ -101,8 +98,30 @@ def sentence_window(model) -> tuple | None:
         return None
     lengths = [getattr(model, "max_seq_length", None), getattr(first, "query_length", None),
                getattr(first, "document_length", None)]
-    processing = getattr(first, "processing_kwargs", None) or {}
-    lengths += [(processing.get(part) or {}).get("max_length") for part in ("text", "common")]
+    lengths += [_processing_max_length(first, part) for part in ("text", "common")]
     if lengths[0] is None or not all(n is None or (isinstance(n, int) and n > 0) for n in lengths):
         return None
     return tokenizer, max(n for n in lengths if n is not None)
+
+
+def sentence_read_length(model, role: str) -> int:
+    """The tokens a sentence-transformers model reads of a `role` ("query" or "document") text, as its first module
+    truncates it: a max_length in its processing_kwargs ("common" over "text"), else sentence-transformers 6's
+    query_length / document_length, else max_seq_length."""
+    first = _first_module(model)
+    for part in ("common", "text"):
+        if (length := _processing_max_length(first, part)) is not None:
+            return length
+    length = getattr(first, f"{role}_length", None)
+    return model.max_seq_length if length is None else length
+
+
+def _first_module(model):
+    try:
+        return model[0]
+    except (TypeError, IndexError, KeyError):  # not a module list
+        return None
+
+
+def _processing_max_length(first, part: str):
+    return ((getattr(first, "processing_kwargs", None) or {}).get(part) or {}).get("max_length")

@@ -8,7 +8,8 @@ its window from the start. A query reaches the engine whole (its thoughts are se
 """
 from __future__ import annotations
 
-from ..text_window import CHARS_PER_TOKEN, CUT_FROM, MARGIN, InputTooLong, cut_point, sentence_window, truncates_at_end
+from ..text_window import (CHARS_PER_TOKEN, CUT_FROM, MARGIN, InputTooLong, cut_point, sentence_read_length,
+                           sentence_window, truncates_at_end)
 
 _cut_point = cut_point  # its former name here, still importable
 
@@ -93,26 +94,10 @@ def token_counts(embedder, texts: list[str], kind: str = "document") -> list[int
     if tok is None:
         return [0] * len(texts)
     role = "document" if kind == "document" else "query"
-    window = _sentence_read_length(model, role) if hasattr(model, "max_seq_length") \
+    window = sentence_read_length(model, role) if hasattr(model, "max_seq_length") \
         else getattr(settings, f"{role}_max_length", None)  # sentence-transformers' window, or an O1 model's
     counts = [len(ids) for ids in tok(texts, add_special_tokens=False, verbose=False)["input_ids"]]
     if not isinstance(window, int) or window <= 0:  # a model without a limit reads every token
         return counts
     return [min(n, window - tok.num_special_tokens_to_add()) for n in counts]
 
-
-def _sentence_read_length(model, role: str):
-    """The tokens a sentence-transformers model reads of a `role` text, as its first module truncates it: a max_length
-    in its processing_kwargs ("common" over "text"), else sentence-transformers 6's query_length / document_length,
-    else max_seq_length."""
-    try:
-        first = model[0]
-    except (TypeError, IndexError, KeyError):  # not a module list: max_seq_length alone
-        first = None
-    processing = getattr(first, "processing_kwargs", None) or {}
-    for part in ("common", "text"):
-        length = (processing.get(part) or {}).get("max_length")
-        if length is not None:
-            return length
-    length = getattr(first, f"{role}_length", None)
-    return model.max_seq_length if length is None else length
