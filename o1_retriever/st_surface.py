@@ -23,7 +23,7 @@ class SentenceTransformerSurface:
         out = self.encode_queries(query, batch_size=batch_size, show_progress_bar=show_progress_bar, **kwargs)
         with_thoughts = kwargs.get("return_thoughts", False)  # then a QueryEncoding came back
         vectors = st_output(out.embeddings if with_thoughts else out, normalize_embeddings, convert_to_numpy,
-                            convert_to_tensor, precision)
+                            convert_to_tensor)
         return dataclasses.replace(out, embeddings=vectors) if with_thoughts else vectors
 
     def encode_document(self, document, *, batch_size: int = 32, show_progress_bar: bool | None = None,
@@ -33,7 +33,7 @@ class SentenceTransformerSurface:
         refuse_st_keywords(kwargs, (), "encode_document")
         check_precision(precision)
         vectors = self.encode_documents(document, batch_size=batch_size, show_progress_bar=show_progress_bar)
-        return st_output(vectors, normalize_embeddings, convert_to_numpy, convert_to_tensor, precision)
+        return st_output(vectors, normalize_embeddings, convert_to_numpy, convert_to_tensor)
 
     def similarity(self, a, b) -> torch.Tensor:
         """Cosine similarity of every row of `a` with every row of `b` (arrays or tensors, 1-D or 2-D), as
@@ -97,9 +97,9 @@ def check_precision(precision) -> None:
                          "the output to sentence_transformers.quantization.quantize_embeddings)")
 
 
-def st_output(vectors: np.ndarray, normalize: bool, to_numpy: bool, to_tensor: bool, precision: str):
-    """Vectors as sentence-transformers' `encode` returns them for these keywords."""
-    check_precision(precision)
+def st_output(vectors: np.ndarray, normalize: bool, to_numpy: bool, to_tensor: bool):
+    """Vectors as sentence-transformers' `encode` returns them for these keywords (the precision is checked before
+    any work, by the caller)."""
     if normalize:
         norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
         vectors = vectors / np.maximum(norms, 1e-12)
