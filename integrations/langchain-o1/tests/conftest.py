@@ -23,3 +23,18 @@ def pytest_pycollect_makeitem(collector, name, obj):
         marks = getattr(obj, "pytestmark", [])
         if not any(mark.name == "asyncio" for mark in marks):
             pytest.mark.asyncio(obj)
+
+
+@pytest.fixture
+def scifact_store(tiny_embedder, scifact_docs, tmp_path):
+    """`scifact_store(num_thoughts)`: a Chroma store of ten SciFact passages embedded by the tiny O1 model."""
+    def make(num_thoughts: int):
+        from langchain_chroma import Chroma
+
+        from langchain_o1 import O1Embeddings
+        docs = scifact_docs[:10]
+        return Chroma.from_texts([d["text"] for d in docs],
+                                 embedding=O1Embeddings(embedder=tiny_embedder, num_thoughts=num_thoughts),
+                                 metadatas=[{"corpus_id": d["id"]} for d in docs], collection_name="scifact",
+                                 persist_directory=str(tmp_path), collection_metadata={"hnsw:space": "cosine"})
+    return make

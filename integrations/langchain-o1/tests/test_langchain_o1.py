@@ -23,11 +23,8 @@ QUERY = "Does ALDH1 expression predict poor prognosis in breast cancer?"
 
 
 @pytest.fixture
-def store(tiny_embedder, scifact_docs, tmp_path):
-    docs = scifact_docs[:10]
-    return Chroma.from_texts([d["text"] for d in docs], embedding=O1Embeddings(embedder=tiny_embedder, num_thoughts=2),
-                             metadatas=[{"corpus_id": d["id"]} for d in docs], collection_name="scifact",
-                             persist_directory=str(tmp_path), collection_metadata={"hnsw:space": "cosine"})
+def store(scifact_store):
+    return scifact_store(num_thoughts=2)
 
 
 def _ids(docs):
