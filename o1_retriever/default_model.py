@@ -125,7 +125,8 @@ def _offline_copy(name_or_path: str, hub_id: str, local) -> str:
 def home_expanded(name_or_path: str) -> str:
     """`~/model` as the folder under home (transformers and sentence-transformers would take it for an invalid hub
     id); a hub id as it is."""
-    return str(Path(name_or_path).expanduser()) if name_or_path.startswith("~") else name_or_path
+    name = os.fspath(name_or_path)  # a Path too
+    return str(Path(name).expanduser()) if name.startswith("~") else name
 
 
 def resolve_base_model(name_or_path: str) -> str:
