@@ -55,6 +55,20 @@ def _label(path: str) -> str:
     return p.parent.name if p.name in ("model", "models") and p.parent.name else p.name
 
 
+def depth(ignore_identical_ids: bool) -> int:
+    """Hits to retrieve per query: one more than TOP_K when the query's own document is dropped, as BEIR retrieves,
+    so that TOP_K remain (ArguAna's query ranks itself first: Recall@100 would otherwise be over 99 hits)."""
+    return TOP_K + 1 if ignore_identical_ids else TOP_K
+
+
+def without_own(queries, results: list, ignore_identical_ids: bool) -> list:
+    """`results` (one list per query id of `queries`) less each query's own document, cut to TOP_K. Dropped before
+    any fusion too: the own document, far ahead of the rest, would skew its list's z-scores."""
+    if not ignore_identical_ids:
+        return results
+    return [[(d, s) for d, s in hits if d != q][:TOP_K] for q, hits in zip(queries, results)]
+
+
 @dataclass
 class LexicalRun:
     """BM25's top hits per query and what they cost: the baseline row, and the other half of a hybrid row."""
@@ -62,15 +76,16 @@ class LexicalRun:
     seconds: float
 
 
-def bm25_run(dataset: BeirDataset, bm25: BM25Config | None = None) -> LexicalRun:
+def bm25_run(dataset: BeirDataset, bm25: BM25Config | None = None, ignore_identical_ids: bool = False) -> LexicalRun:
     searcher = BM25Searcher(dataset.doc_ids(), dataset.doc_texts(), bm25)
     start = time.perf_counter()
-    results = searcher.search(list(dataset.queries.values()), TOP_K)
+    hits = searcher.search(list(dataset.queries.values()), depth(ignore_identical_ids))
+    results = without_own(dataset.queries, hits, ignore_identical_ids)
     return LexicalRun(results, time.perf_counter() - start)
 
 
 def evaluate_bm25(dataset: BeirDataset, config: EvalConfig, lexical: LexicalRun | None = None) -> ResultRow:
-    lexical = lexical or bm25_run(dataset)
+    lexical = lexical or bm25_run(dataset, ignore_identical_ids=config.ignore_identical_ids)
     return _row("bm25", None, None, lexical.results, lexical.seconds, dataset, config, "bm25s")
 
 
@@ -84,7 +99,7 @@ class _DenseIndex:
     """Exact search over cached corpus vectors, or an O1Index (Chroma) built in a temporary dir."""
 
     def __init__(self, embedder, dataset: BeirDataset, config: EvalConfig):
-        self.embedder, self.config = embedder, config
+        self.embedder, self.config, self.own = embedder, config, config.ignore_identical_ids
         self.ids, texts = dataset.doc_ids(), dataset.doc_texts()
         start = time.perf_counter()
         if config.index == "exact":
@@ -105,13 +120,15 @@ class _DenseIndex:
             self.source = "chroma"
         self.index_seconds = time.perf_counter() - start
 
-    def search(self, queries: list[str], k: int) -> tuple[list, list[list[str]]]:
+    def search(self, query_ids: list[str], queries: list[str], k: int) -> tuple[list, list[list[str]]]:
         if self.config.index == "exact":
             enc = self.embedder.encode_queries(queries, k=k, batch_size=self.config.batch_size, return_thoughts=True,
                                                show_progress_bar=self.config.progress)
-            return exact_search(enc.embeddings, self.vectors, self.ids, TOP_K), enc.thoughts
-        hits = self.store.search(queries, top_k=TOP_K, k=k, show_progress_bar=self.config.progress)
-        return [[(h.id, h.score) for h in row] for row in hits], [row[0].thoughts if row else [] for row in hits]
+            hits = exact_search(enc.embeddings, self.vectors, self.ids, depth(self.own))
+            return without_own(query_ids, hits, self.own), enc.thoughts
+        rows = self.store.search(queries, top_k=depth(self.own), k=k, show_progress_bar=self.config.progress)
+        hits = [[(h.id, h.score) for h in row] for row in rows]
+        return without_own(query_ids, hits, self.own), [row[0].thoughts if row else [] for row in rows]
 
     def close(self):
         if self.config.index == "chroma":
@@ -138,7 +155,7 @@ def evaluate_dense(embedder, system: str, label: str, ks: list, dataset: BeirDat
             # the share of queries the thought cache already answers: their latency has no thinking in it
             cached = embedder.cached_fraction(texts, k) if k and embedder.thinker is not None else None
             start = time.perf_counter()
-            results, thoughts = index.search(texts, 0 if k is None else k)
+            results, thoughts = index.search(list(dataset.queries), texts, 0 if k is None else k)
             seconds = time.perf_counter() - start
             tokens = None if k is None else _thought_tokens(embedder, thoughts)
             done(_row(system, label, k, results, seconds, dataset, config, config.index, tokens, cached))
@@ -188,7 +205,7 @@ def run_evaluation(config: EvalConfig, log=print) -> EvalOutcome:
     lexical = None
     if "bm25" in config.baselines or config.hybrid is not None:
         log("BM25 ...")
-        lexical = bm25_run(dataset)
+        lexical = bm25_run(dataset, ignore_identical_ids=config.ignore_identical_ids)
     if "bm25" in config.baselines:
         rows.append(evaluate_bm25(dataset, config, lexical))
     plans = []

@@ -1,0 +1,47 @@
+"""Audit of `o1-retriever eval` as a researcher comparing retrievers on BEIR-layout data: figures against
+pytrec_eval's and BEIR's own rules."""
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from beir_fixtures import write_beir  # noqa: E402
+
+
+def _own_doc_beyond_the_cut(tmp_path):
+    """ArguAna's layout: the query is also a document under its own id, and ranks first. 101 documents match the
+    query's one term, each shorter one higher (BM25's length norm); the relevant one, the longest, ranks 101st."""
+    docs = {"x": ("", "apple")}
+    docs |= {f"f{i}": ("", "apple " + " ".join(f"w{i}n{j}" for j in range(i))) for i in range(1, 100)}
+    docs["r"] = ("", "apple " + " ".join(f"rel{j}" for j in range(120)))
+    return write_beir(tmp_path / "arguana", docs, {"x": "apple"}, [("x", "r", 1)])
+
+
+def test_a_dropped_identical_id_leaves_100_hits_as_beir_does(tmp_path):
+    """--ignore-identical-ids retrieved 100 hits, then dropped the query's own document: 99 were left (BEIR
+    retrieves one more), and a relevant document at rank 101 (100th once the own one is gone) was missed: Recall@100
+    0 where BEIR reports 1."""
+    from o1_retriever.evaluation import EvalConfig, run_evaluation
+    root = _own_doc_beyond_the_cut(tmp_path)
+    config = EvalConfig(dataset=str(root), run_model=False, baselines=["bm25"], ignore_identical_ids=True)
+    row = run_evaluation(config, log=lambda _: None).rows[0]
+    assert row.recall_at_100 == 1.0
+    kept = EvalConfig(dataset=str(root), run_model=False, baselines=["bm25"])  # the own document counts: 100 hits
+    assert run_evaluation(kept, log=lambda _: None).rows[0].recall_at_100 == 0.0
+
+
+@pytest.mark.parametrize("index", ["exact", "chroma"])
+def test_dense_search_leaves_100_hits_without_the_own_document(tmp_path, tiny_embedder, index):
+    """The dense side (exact and Chroma) also cut at 100 before dropping the query's own document."""
+    from o1_retriever.evaluation import EvalConfig, load_beir
+    from o1_retriever.evaluation.runner import _DenseIndex
+    root = _own_doc_beyond_the_cut(tmp_path)
+    config = EvalConfig(dataset=str(root), k=[0], ignore_identical_ids=True, index=index, embedding_cache=False)
+    dense = _DenseIndex(tiny_embedder, load_beir(root), config)
+    try:
+        (hits,), _ = dense.search(["x"], ["apple"], 0)
+    finally:
+        dense.close()
+    ids = [d for d, _ in hits]
+    assert len(ids) == 100 and "x" not in ids and len(set(ids)) == 100
