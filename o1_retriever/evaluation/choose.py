@@ -73,7 +73,7 @@ def choose(files, k: int = 3, metric: str = "ndcg@10", system: str = "o1") -> Ch
 def plot_choice(table, best: dict, path, k: int, metric: str, baseline: float | None = None,
                 baseline_label: str = "k=0 (no thinking)") -> Path:
     """Bar chart of every setting's score, the chosen one highlighted, k=0 as a reference line."""
-    from .plot import _pyplot
+    from .plot import _pyplot, save_figure
     plt = _pyplot()
     labels = [f"T={s['temperature']}\ntop_p={s['top_p']}\n{s['aggregation']}"
               + ("" if s.get("query_weight") is None else f"\nquery {s['query_weight']}")
@@ -93,8 +93,7 @@ def plot_choice(table, best: dict, path, k: int, metric: str, baseline: float | 
     ax.set_ylim(min(scores + [baseline or min(scores)]) * 0.95, max(scores + [baseline or 0]) * 1.03)
     ax.set_title("inference settings on held-out data (orange: chosen)")
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
+    path = save_figure(fig, Path(path).expanduser())  # all or nothing: a killed run leaves the last good chart
     plt.close(fig)
     return path
 

@@ -45,3 +45,22 @@ def test_dense_search_leaves_100_hits_without_the_own_document(tmp_path, tiny_em
         dense.close()
     ids = [d for d, _ in hits]
     assert len(ids) == 100 and "x" not in ids and len(set(ids)) == 100
+
+
+def test_a_settings_chart_cut_short_by_a_kill_leaves_the_previous_one_whole(tmp_path):
+    """`choose --plot` saved straight into the target: a run killed mid-write (here by the kernel, past a file-size
+    limit) left a truncated PNG where the last good chart was."""
+    import os
+    import subprocess
+    from o1_retriever.evaluation.choose import plot_choice
+    table = [({"temperature": t, "top_p": 0.9, "aggregation": "mean"}, 0.3 + t) for t in (0.1, 0.7)]
+    png = plot_choice(table, table[1][0], tmp_path / "chart.png", 3, "ndcg@10", 0.25)
+    before = png.read_bytes()
+    code = ("import resource, sys; from o1_retriever.evaluation.choose import plot_choice;"
+            f"table = {table!r}; plot_choice(table, table[0][0], sys.argv[1] + '.warm.png', 3, 'ndcg@10');"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000));"  # past 2 kB: SIGXFSZ
+            "plot_choice(table, table[0][0], sys.argv[1], 3, 'ndcg@10')")
+    done = subprocess.run([sys.executable, "-c", code, str(png)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg"})
+    assert done.returncode != 0, "the file-size limit did not stop the writer"
+    assert png.read_bytes() == before
