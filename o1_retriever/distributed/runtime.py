@@ -5,7 +5,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ..validation import check_positive_int
-from .address import check_address, check_running, no_cluster_at, ray_target, remember_join
+from .address import _started_here, check_address, check_running, no_cluster_at, ray_target, remember_join
 
 INSTALL_HINT = 'pip install "o1-retriever[ray]"  (or: pip install "ray[data]>=2.40")'
 
@@ -38,6 +38,14 @@ def check_cluster(address: str | None) -> None:
         check_running(ray, address)
     else:
         check_address(address)
+
+
+def runs_here(address: str | None) -> bool:
+    """Whether a run's actors share this machine's files: its Ray is one started here, not a cluster joined."""
+    ray = require_ray()
+    if ray.is_initialized():
+        return _started_here()
+    return ray_target(address)[0] in (None, "local")
 
 
 def connect(address: str | None = None, num_cpus: int | None = None, checked: bool = False) -> bool:

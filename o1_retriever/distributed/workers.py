@@ -24,6 +24,7 @@ class ModelSpec:
         if unknown:
             raise TypeError(f"unknown model option(s) {unknown}; allowed: {list(LOAD_OPTIONS)} (the device is "
                             "chosen per actor)")
+        _check_options(self.options)  # before Ray starts and every actor fails to load the model with them
         from ..default_model import bundled_model_path
         from ..model_source import legacy_source
         _refuse_parts(legacy_source(self.model), self.model)  # a name recorded before ModelSource
@@ -38,12 +39,38 @@ class ModelSpec:
         _refuse_parts(embedder.source, embedder.name)
         return cls(embedder.source.path, {k: v for k, v in embedder.load_options().items() if k in LOAD_OPTIONS})
 
+    def check_here(self, local: bool) -> None:
+        """Refuse a model path that does not exist here: a relative one anywhere (a worker would look for it in its
+        own folder), an absolute one when the actors run on this machine (`local`: a Ray started here)."""
+        from ..loading import _looks_like_path
+        path = Path(self.model or "").expanduser()
+        if self.model and _looks_like_path(self.model) and not path.exists() and (local or not path.is_absolute()):
+            raise ValueError(f"model path {self.model!r} does not exist; give a local directory, a .gguf file or a "
+                             "hub id")
+
     def as_dict(self) -> dict:
         return {"model": self.model, "options": dict(sorted(self.options.items()))}
 
     def load(self, device: str | None = None):
         from ..embedder import O1Embedder
         return O1Embedder.from_pretrained(self.model, device=device, **self.options)
+
+
+def _check_options(options: dict) -> None:
+    """The checks `from_pretrained` makes before loading (settings, dtypes, quantization, prompt style)."""
+    import torch
+
+    from ..device import resolve_dtype
+    from ..validation import QUANTIZATIONS, check_choice
+    settings.check_overrides({k: v for k, v in options.items() if k in settings.NAMES}, "the model options")
+    for name in ("dtype", "encoder_dtype"):
+        if options.get(name) is not None:
+            try:
+                resolve_dtype(options[name], torch.device("cpu"))
+            except ValueError as e:  # its message names dtype=
+                raise ValueError(str(e).replace("dtype=", f"{name}=", 1)) from None
+    check_choice(options.get("quantization"), "quantization", QUANTIZATIONS)
+    check_choice(options.get("prompt_style", "auto"), "prompt_style", ("auto", "official", "chat"))
 
 
 def _refuse_parts(source, name) -> None:

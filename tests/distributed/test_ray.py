@@ -253,15 +253,16 @@ def test_cli_index_from_parquet_and_a_rerun_does_only_what_is_missing(ray_sessio
 
 
 def test_a_model_the_workers_cannot_load_is_a_clear_error(ray_session, tmp_path, tiny_o1_dir):
-    """The actors load the model, not the driver: a typo fails with the loader's message, not a hang or a traceback.
-    The failed run wrote no shard, so the same folder takes the corrected command (it was refused as another run's)."""
+    """The actors load the model, not the driver: a folder that holds no model fails with the loader's message, not a
+    hang or a traceback. The failed run wrote no shard, so the same folder takes the corrected command (it was
+    refused as another run's). A missing path or a bad dtype is refused before Ray (test_audit_distributed7)."""
     from o1_retriever.distributed import encode_corpus
     corpus = tmp_path / "corpus.jsonl"
     write_jsonl(corpus, make_documents(8))
-    with pytest.raises(ValueError, match=r"the actors could not load the model \(ValueError: model path .*nowhere"):
-        encode_corpus(corpus, tmp_path / "vectors", str(tmp_path / "nowhere"), actors=1, shard_size=100)
-    with pytest.raises(ValueError, match=r"the actors could not load the model \(ValueError: dtype='fp33'"):
-        encode_corpus(corpus, tmp_path / "vectors", str(tiny_o1_dir), actors=1, shard_size=4, dtype="fp33")
+    (tmp_path / "not-a-model").mkdir()
+    with pytest.raises(ValueError, match=r"the actors could not load the model \(ValueError: model directory .*"
+                                         r"not-a-model' holds no model"):
+        encode_corpus(corpus, tmp_path / "vectors", str(tmp_path / "not-a-model"), actors=1, shard_size=100)
     result = encode_corpus(corpus, tmp_path / "vectors", str(tiny_o1_dir), actors=1, shard_size=4, dtype="fp32",
                            thought_cache=False)
     assert (result.rows, result.shards, result.written) == (8, 2, 2)

@@ -1,0 +1,68 @@
+"""Audit of the Ray path as a cluster user meets it: a model option or model path every actor would fail to load
+with is refused on the driver before the input is read, Ray starts or the output folder is made.
+
+The tests that need no Ray running come first; the module's Ray (the `ray_session` fixture) starts after them."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.distributed.corpora import make_documents, write_jsonl
+
+ray = pytest.importorskip("ray")
+pytest.importorskip("ray.data")
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    path = tmp_path / "corpus.jsonl"
+    write_jsonl(path, make_documents(6))
+    return path
+
+
+@pytest.mark.parametrize("model, options, message", [
+    ("tiny", {"dtype": "fp33"}, r"dtype='fp33' is not supported; use one of \['auto', 'bf16'"),
+    ("tiny", {"dtype": "fp32", "encoder_dtype": "half"}, r"encoder_dtype='half' is not supported; use one of"),
+    ("tiny", {"max_new_tokens": 0}, r"max_new_tokens must be > 0, got 0"),
+    ("tiny", {"temperature": -1.0}, r"temperature"),
+    ("tiny", {"quantization": "3bit"}, r"quantization.*'3bit'.*4bit"),
+    ("tiny", {"prompt_style": "chatty"}, r"prompt_style.*'chatty'.*official"),
+    ("missing", {}, r"model path '.*nowhere' does not exist; give a local directory"),
+    ("./nowhere", {}, r"model path './nowhere' does not exist; give a local directory"),
+])
+def test_what_no_actor_could_load_is_refused_before_ray_starts(tmp_path, corpus, tiny_o1_dir, monkeypatch, model,
+                                                                options, message):
+    """A mistyped dtype or setting, or a model path that does not exist, went to every actor: a local Ray started, the
+    output folder and its manifest were made and each actor failed to load the model, tens of seconds later (the
+    Python API took max_new_tokens=0 or quantization='3bit' as far as that too). The driver now makes the checks
+    `from_pretrained` makes before loading, naming the value and what is allowed."""
+    if ray.is_initialized():
+        pytest.skip("Ray is already running in this process (run this test first or alone)")
+    from o1_retriever.distributed import encode_corpus, encode_query_file, encode_texts
+    from o1_retriever.distributed.workers import ModelSpec
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.chdir(tmp_path)
+    name = {"tiny": str(tiny_o1_dir), "missing": str(tmp_path / "nowhere")}.get(model, model)
+    out = tmp_path / "vectors"
+    started = time.monotonic()
+    with pytest.raises((ValueError, TypeError), match=message):
+        encode_corpus(corpus, out, name, actors=1, **options)
+    with pytest.raises((ValueError, TypeError), match=message):
+        encode_query_file(corpus, out, name, k=1, actors=1, **options)
+    with pytest.raises((ValueError, TypeError), match=message):
+        encode_texts(ModelSpec(name, options), ["a text"], actors=1)
+    assert time.monotonic() - started < 10
+    assert not out.exists() and not ray.is_initialized()
+
+
+def test_the_command_refuses_a_bad_dtype_before_any_work(tmp_path, corpus, tiny_o1_dir, monkeypatch, capsys):
+    if ray.is_initialized():
+        pytest.skip("Ray is already running in this process (run this test first or alone)")
+    from o1_retriever.distributed.cli import main
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    out = tmp_path / "vectors"
+    assert main(["encode", str(corpus), "--vectors", str(out), "--model", str(tiny_o1_dir), "--dtype", "bf61"]) == 2
+    err = capsys.readouterr().err
+    assert "dtype='bf61' is not supported; use one of" in err and "Traceback" not in err
+    assert not out.exists() and not ray.is_initialized()
