@@ -185,11 +185,13 @@ def _options(config: EvalConfig) -> dict:
 
 
 def _plain_encoder(path: str, config: EvalConfig):
-    from ..device import resolve_device
+    from ..device import resolve_device, resolve_dtype
     from ..embedder import O1Embedder
     from ..encoding import SentenceEncoder
     from ..model_source import ModelSource
-    encoder = SentenceEncoder.load(str(path), resolve_device(config.device))
+    device = resolve_device(config.device)
+    # the dtype the composite's encoder runs in too: the two rows then differ in thinking alone
+    encoder = SentenceEncoder.load(str(path), device, resolve_dtype(config.dtype, device))
     return O1Embedder(None, encoder, name=f"encoder:{_label(path)}", thought_cache=False,
                       source=ModelSource("encoder", encoder=str(path)))
 

@@ -64,3 +64,22 @@ def test_a_settings_chart_cut_short_by_a_kill_leaves_the_previous_one_whole(tmp_
                           env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg"})
     assert done.returncode != 0, "the file-size limit did not stop the writer"
     assert png.read_bytes() == before
+
+
+def test_the_plain_encoder_row_runs_in_the_dtype_asked_as_the_composites_encoder_does(tmp_path, tiny_o1_dir,
+                                                                                      monkeypatch):
+    """--dtype bf16 (or auto on a GPU) loaded the composite's encoder in bf16 but the --baseline-encoder row, the same
+    encoder without thinking, in fp32: the two rows compared precisions, not thinking, and the JSON's config said
+    bf16 for both."""
+    from tests.fixtures import tiny_composite
+    from o1_retriever.evaluation import EvalConfig, run_evaluation
+    monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path / "cache"))
+    tiny_composite(tmp_path / "c", tiny_o1_dir)
+    encoder = str(tmp_path / "c" / "st0")
+    config = EvalConfig(dataset=str(write_beir(tmp_path / "toy")), run_model=False, composite=True,
+                        composite_thinker=str(tiny_o1_dir), composite_encoder=encoder, baseline_encoder=encoder,
+                        k=[0], dtype="bf16", device="cpu", max_new_tokens=4)
+    outcome = run_evaluation(config, log=lambda _: None)
+    assert {s.system: s.dtypes["encoder"] for s in outcome.systems} == {"composite": "bf16", "encoder": "bf16"}
+    composite, plain = outcome.rows
+    assert plain.per_query == composite.per_query  # the same encoder, no thinking: the same figures
