@@ -11,7 +11,7 @@ from .checkpoint import is_adapter
 from .composite import read_composite
 from .default_model import (BUNDLED_NAMES, DEFAULT_NAME, MINILM_HUB_ID, SMOLLM2_HUB_ID, bundled_model_path, cache_dir,
                             minilm_path, smollm2_base_dir)
-from .device import DTYPE_NAMES, available_devices, resolve_device, resolve_dtype, weights_dtype_name
+from .device import resolve_device, resolve_dtype, weights_dtype_name
 from .encoding import LMEncoder, SentenceEncoder, load_encoder
 from .loading import load_causal_lm
 from .merging import merged_adapter_dir
@@ -170,17 +170,7 @@ class Construction:
 
 
 def _device_and_dtype(device, dtype, dtype_argument: str = "dtype"):
-    """The resolved device and dtype, refused here when torch knows them but a model cannot run in them (a "meta" or
-    "xpu" device, an integer dtype): loading would fail deep inside torch with a message naming neither."""
-    dev = resolve_device(device)
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"device={device!r}: models run on 'cpu', 'cuda', 'cuda:N' or 'mps'; available here: "
-                         f"{', '.join(available_devices())}")
-    dt = resolve_dtype(dtype, dev)
-    if dt not in DTYPE_NAMES:
-        raise ValueError(f"{dtype_argument}={dtype!r} is not a weights dtype; use 'auto', 'bf16', 'fp16' or 'fp32' "
-                         "(or torch.bfloat16, torch.float16, torch.float32)")
-    return dev, dt
+    return (dev := resolve_device(device)), resolve_dtype(dtype, dev, dtype_argument)
 
 
 def _refuse_unknown_bundled_name(path_or_id, bundled) -> None:

@@ -43,6 +43,9 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as e:
         raise ValueError(f"device={device!r} is not a torch device; use 'cpu', 'cuda' or 'cuda:N'") from e
+    if resolved.type not in ("cpu", "cuda", "mps"):  # torch knows "meta", "xpu", ...; no model here runs there
+        raise ValueError(f"device={device!r}: models run on 'cpu', 'cuda', 'cuda:N' or 'mps'; available here: "
+                         f"{', '.join(available_devices())}")
     if resolved.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
@@ -57,13 +60,18 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return resolved
 
 
-def resolve_dtype(dtype, device: torch.device) -> torch.dtype:
+def resolve_dtype(dtype, device: torch.device, argument: str = "dtype") -> torch.dtype:
+    """The weights dtype for `dtype=` ("auto": bf16 where the device runs it fast); an integer or other dtype no
+    model runs in is refused here, not deep inside loading. `argument` names the option in the error."""
     if isinstance(dtype, torch.dtype):
+        if dtype not in DTYPE_NAMES:
+            raise ValueError(f"{argument}={dtype!r} is not a weights dtype; use 'auto', 'bf16', 'fp16' or 'fp32' "
+                             "(or torch.bfloat16, torch.float16, torch.float32)")
         return dtype
     if dtype is None:
         dtype = "auto"
     if not isinstance(dtype, str) or dtype not in _DTYPES:
-        raise ValueError(f"dtype={dtype!r} is not supported; use one of {sorted(_DTYPES)} or a torch.dtype")
+        raise ValueError(f"{argument}={dtype!r} is not supported; use one of {sorted(_DTYPES)} or a torch.dtype")
     if dtype != "auto":
         return _DTYPES[dtype]
     if device.type == "cuda":

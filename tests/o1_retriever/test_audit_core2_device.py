@@ -45,3 +45,25 @@ def test_loading_on_a_missing_device_fails_at_once_with_the_reason(tiny_o1_dir, 
         O1Embedder.from_pretrained(str(tiny_o1_dir), device=device, quantization=quantization, thought_cache=False)
     with pytest.raises(ValueError, match=rf"device='{device}'.*available: cpu"):
         O1Embedder.composite(thinker=str(tiny_lm_dir), device=device, quantization=quantization, thought_cache=False)
+
+
+@pytest.mark.parametrize("device", ["meta", "xpu"])
+def test_a_device_no_model_runs_on_is_refused_by_every_resolver_caller(device):
+    """eval, bench, the server and training resolve the device themselves: "meta" passed there and failed deep
+    inside loading (or, for "meta", loaded weights with no data)."""
+    with pytest.raises(ValueError, match=f"device='{device}': models run on 'cpu', 'cuda'"):
+        resolve_device(device)
+
+
+def test_an_integer_dtype_is_refused_by_the_dtype_resolver_with_the_option_named():
+    from o1_retriever.device import resolve_dtype
+    with pytest.raises(ValueError, match=r"encoder_dtype=torch\.int8 is not a weights dtype"):
+        resolve_dtype(torch.int8, torch.device("cpu"), "encoder_dtype")
+    assert resolve_dtype(torch.float16, torch.device("cpu")) is torch.float16
+
+
+def test_the_eval_cli_refuses_a_meta_device_before_reading_data(tmp_path, capsys):
+    from o1_retriever.cli import main
+    code = main(["eval", "--model", "o1-retriever-default", "--dataset", str(tmp_path / "missing"),
+                 "--device", "meta"])
+    assert code != 0 and "device='meta': models run on" in capsys.readouterr().err
