@@ -22,7 +22,8 @@ from .remote_thinking import RemoteThinker
 from .settings import InferenceSettings, check_names
 from .st_surface import QUERY_OPTIONS, SentenceTransformerSurface
 from .thinking import Thinker
-from .validation import AGGREGATIONS, as_text_list, check_choice, check_k, check_positive_int, check_query_weight
+from .validation import (AGGREGATIONS, as_text_list, check_choice, check_k, check_positive_int, check_query_weight,
+                         plain_int)
 from .vector_cache import QueryVectorCache
 
 __all__ = ["O1Embedder", "QueryEncoding", "QUERY_OPTIONS"]  # QUERY_OPTIONS lives in st_surface.py
@@ -93,8 +94,8 @@ class O1Embedder(Construction, CachedThinking, SentenceTransformerSurface):
         """Think k times per query, embed each `query + thought`, aggregate. k=0: bare query.
         `aggregation`/`query_weight` override the embedder's own for this call."""
         queries, single = as_text_list(queries, "queries")
-        check_k(k)
-        check_positive_int(batch_size, "batch_size")
+        k = check_k(plain_int(k))  # np.int64 as a plain int: it keys caches, whose JSON has no numpy types
+        batch_size = check_positive_int(plain_int(batch_size), "batch_size")
         how = check_choice(self.aggregation if aggregation is None else aggregation, "aggregation", AGGREGATIONS)
         if query_weight is None and how == self.aggregation:
             query_weight = self.query_weight
@@ -160,7 +161,7 @@ class O1Embedder(Construction, CachedThinking, SentenceTransformerSurface):
     def encode_documents(self, documents, batch_size: int = 32, show_progress_bar: bool | None = None) -> np.ndarray:
         """Embed passages directly (`passage<emb>`), no thinking; L2-normalised."""
         documents, single = as_text_list(documents, "documents")
-        check_positive_int(batch_size, "batch_size")
+        batch_size = check_positive_int(plain_int(batch_size), "batch_size")
         vectors = self.encoder.encode(documents, self.document_max_length, batch_size,
                                       show_progress(show_progress_bar, len(documents)), role="document")
         return vectors[0] if single else vectors
@@ -179,6 +180,11 @@ class O1Embedder(Construction, CachedThinking, SentenceTransformerSurface):
     @property
     def dim(self) -> int:
         return self.encoder.dim
+
+    @property
+    def device(self):
+        """The device the encoder runs on, as `SentenceTransformer.device`: where `convert_to_tensor` puts vectors."""
+        return next(self.encoder.model.parameters()).device
 
     @property
     def backend(self) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import numbers
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -49,6 +50,14 @@ def check_unicode(text: str, name: str) -> str:
         raise ValueError(f"{name} contains a lone surrogate {text[e.start]!r} at position {e.start}: "
                          "text must be valid Unicode (decode your input with errors='replace' or fix it)") from None
     return text
+
+
+def plain_int(value):
+    """A numpy integer (np.int64 from an array's shape or an argmax, say) as a plain int, as sentence-transformers
+    takes one; anything else unchanged, for the check that follows to judge (np.bool_ stays a bool-like refusal)."""
+    if type(value).__module__ == "numpy" and isinstance(value, numbers.Integral):
+        return int(value)
+    return value
 
 
 def check_k(k, name: str = "k") -> int:

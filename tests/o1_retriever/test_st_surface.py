@@ -58,9 +58,9 @@ def test_keywords_without_a_meaning_here_are_refused(emb, call, kwargs, match):
         getattr(emb, call)("text", **kwargs)
 
 
-def test_only_float32_precision(emb):
-    with pytest.raises(ValueError, match="precision='int8' is not supported"):
-        emb.encode_document("text", precision="int8")
+def test_an_unknown_precision_is_refused(emb):
+    with pytest.raises(ValueError, match="precision='int4' is not supported; use one of"):
+        emb.encode_document("text", precision="int4")
 
 
 def test_a_composite_encoder_gets_its_query_and_document_prompts(tiny_o1_dir):
