@@ -15,6 +15,7 @@ from o1_retriever.validation import check_choice, check_positive_int
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from langchain_o1.batching import BatchedThinking
+from langchain_o1.copying import SharedOnCopy
 from langchain_o1.embeddings import O1Embeddings
 from langchain_o1.store_search import (
     SEARCH_TYPES,
@@ -31,7 +32,7 @@ from langchain_o1.store_search import (
 THOUGHTS_EVENT = "o1_thoughts"  # custom callback event each retrieval emits: {"query", "thoughts", "num_thoughts"}
 
 
-class O1Retriever(BatchedThinking, BaseRetriever):
+class O1Retriever(BatchedThinking, SharedOnCopy, BaseRetriever):
     """Search any LangChain `VectorStore` with thinking query embeddings.
 
     The store must hold document vectors from the same model (e.g. `Chroma(embedding_function=
@@ -68,7 +69,7 @@ class O1Retriever(BatchedThinking, BaseRetriever):
         default=None, description=f"Fuse with BM25 over the store's texts: the dense share (True: "
                                   f"{DEFAULT_DENSE_WEIGHT}, chosen on held-out data); None or False: dense only.")
     _bm25: Any = PrivateAttr(default=None)  # CollectionBM25 over the store's texts, when hybrid
-    _prefetched: dict = PrivateAttr(default_factory=dict)  # see BatchedThinking
+    _pending: dict = PrivateAttr(default_factory=dict)  # see BatchedThinking
 
     @model_validator(mode="before")
     @classmethod
@@ -192,11 +193,12 @@ class O1Retriever(BatchedThinking, BaseRetriever):
     def _thoughts(self) -> int:
         return self.embeddings.num_thoughts if self.num_thoughts is None else self.num_thoughts
 
-    def _search(self, query: str, call_kwargs: dict) -> tuple[list[float], list[str]]:
+    def _search(self, query: str, store_kwargs: dict) -> tuple[list[float], list[str]]:
         if not isinstance(query, str):  # a chain's dict reaching the retriever: say so, not "unhashable type"
             raise TypeError(f"query must be a str, got {type(query).__name__}: {query!r:.80}")
-        check_filters(self.vectorstore, call_kwargs)  # search_kwargs' own were checked when they were set
-        encoding = self._prefetched.get((query, self._thoughts()))
+        # every call: a filter dict in search_kwargs may have been changed in place since it was checked
+        check_filters(self.vectorstore, store_kwargs)
+        encoding = self._encoding(query)
         if encoding is None:
             encoding = self.embeddings.embed_query_with_thoughts(query, self.num_thoughts)
         return encoding.embeddings.tolist(), list(encoding.thoughts)
@@ -213,7 +215,7 @@ class O1Retriever(BatchedThinking, BaseRetriever):
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun,
                                 k: Optional[int] = None, **kwargs: Any) -> list[Document]:
         k, store_kwargs = self._options(k, kwargs)
-        vector, thoughts = self._search(query, kwargs)
+        vector, thoughts = self._search(query, store_kwargs)
         run_manager.get_child().on_custom_event(THOUGHTS_EVENT, self._thoughts_event(query, thoughts),
                                                 run_id=run_manager.run_id)
         if self.hybrid is not None:
@@ -229,7 +231,7 @@ class O1Retriever(BatchedThinking, BaseRetriever):
                                        k: Optional[int] = None, **kwargs: Any) -> list[Document]:
         k, store_kwargs = self._options(k, kwargs)
         # Thinking is seconds of generation: keep it off the event loop.
-        vector, thoughts = await run_in_executor(None, self._search, query, kwargs)
+        vector, thoughts = await run_in_executor(None, self._search, query, store_kwargs)
         await run_manager.get_child().on_custom_event(
             THOUGHTS_EVENT, self._thoughts_event(query, thoughts), run_id=run_manager.run_id)
         if self.hybrid is not None:  # BM25 and the store's listing are synchronous: a worker thread too
