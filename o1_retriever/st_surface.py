@@ -156,10 +156,13 @@ def st_output(vectors: np.ndarray, *, normalize: bool, to_numpy: bool, to_tensor
     tensor = torch.from_numpy(np.ascontiguousarray(np.atleast_2d(vectors)[:, :truncate_dim]))
     if normalize:  # sentence-transformers' own call, so the rounding is the same
         tensor = torch.nn.functional.normalize(tensor, p=2, dim=1)
-    quantized = len(tensor) > 0 and precision not in (None, "float32")
-    if quantized:
+    quantized = precision not in (None, "float32")
+    if quantized and len(tensor):
         from sentence_transformers import quantize_embeddings
         tensor = torch.from_numpy(quantize_embeddings(tensor.numpy(), precision=precision))
+    elif quantized:  # no texts: no vectors, in the precision's dtype and width (packed bits for the binary ones)
+        width = tensor.shape[1] if precision.endswith("int8") else -(-tensor.shape[1] // 8)
+        tensor = torch.zeros((0, width), dtype=torch.int8 if precision in ("int8", "binary") else torch.uint8)
     if to_numpy and not to_tensor:
         out = tensor.numpy()
     else:  # a tensor, or (convert_to_numpy=False) a list of 1-D tensors

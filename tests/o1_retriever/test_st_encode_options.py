@@ -183,3 +183,12 @@ def test_a_model_level_truncate_dim_bounds_the_per_call_one(minilm, tiny_o1_dir)
                                          r"encoder model's own truncate_dim=256 made them so\)"):
         emb.encode_query(QUERIES, k=0, truncate_dim=300)
     assert emb.fingerprint == fingerprint and emb.encode_queries(QUERIES, k=0).shape == (3, 256)
+
+
+@pytest.mark.parametrize("precision, dtype, width", [("float32", np.float32, 1), ("int8", np.int8, 1),
+                                                     ("ubinary", np.uint8, 8)])
+def test_no_texts_give_no_vectors_in_the_asked_dtype_and_width(emb, precision, dtype, width):
+    for call in (emb.encode_query, emb.encode_document):
+        out = call([], precision=precision, truncate_dim=16)
+        assert out.shape == (0, 16 // width) and out.dtype == dtype
+    assert emb.encode_query([], k=1, convert_to_numpy=False, precision=precision) == []
