@@ -15,6 +15,8 @@ from pathlib import Path
 
 from o1_retriever.validation import check_writable_from
 
+# Tokens of `<query>q</query><thought>t{eos}<emb>` besides the query and the thought (a BOS included).
+PROMPT_TOKENS = 6
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -71,7 +73,8 @@ class TrainingArguments:
     gradient_accumulation_steps: int = _f(1, "Micro-batches per optimizer step")
     max_grad_norm: float = _f(1.0, "Gradient clipping norm")
     cross_device_negatives: bool = _f(True, "Gather passages from all processes as extra negatives")
-    mixed_precision: str = _f("auto", "'bf16', 'fp16', 'no', or 'auto' (bf16 on CUDA and on CPUs with AMX)",
+    mixed_precision: str = _f("auto", "'bf16', 'fp16', 'no', or 'auto' (bf16 on GPUs that support it, else fp16; "
+                                      "bf16 on CPUs with AMX or AVX512-BF16, else no)",
                               choices=("auto", "bf16", "fp16", "no"))
     save_steps: int = _f(50, "Checkpoint every N optimizer steps")
     resume: bool = _f(False, "Resume from the latest checkpoint in output_dir")
@@ -216,6 +219,13 @@ def check_training_arguments(train: TrainingArguments, data: DataArguments) -> N
                         ("query_thought_max_length", data.query_thought_max_length)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}={value!r} must be a positive int")
+    if data.passage_max_length < 2:  # <emb> takes one: a window of 1 embeds no passage text at all
+        raise ValueError(f"passage_max_length={data.passage_max_length!r} must be >= 2 (it counts <emb>)")
+    room = data.query_max_length + PROMPT_TOKENS
+    if data.query_thought_max_length <= room:  # every thought would be cut to nothing: L_gen 0, thinking untrained
+        raise ValueError(f"query_thought_max_length={data.query_thought_max_length!r} leaves no room for a thought "
+                         f"after a query of query_max_length={data.query_max_length!r} tokens and the prompt's "
+                         f"{PROMPT_TOKENS} (<query> </query> <thought>, BOS, EOS, <emb>): make it larger than {room}")
     for name, value in (("max_steps", train.max_steps), ("max_examples", data.max_examples)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ValueError(f"{name}={value!r} must be a positive int or None")

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
+from o1_retriever.atomic import write_text_atomically
 from o1_retriever.device import cpu_has_fast_bf16
 from o1_retriever.display import bars_shown
 
@@ -123,7 +124,8 @@ def _train(model_args: ModelArguments, data_args: DataArguments, train_args: Tra
         check_no_earlier_run(out, ckpt, finished)
     elif finished is None and ckpt is not None:  # before the model loads: another run's checkpoint fails in seconds
         ckpt_state = _read_checkpoint(ckpt)
-    dataset = TrainDataset(records, data_args.group_size, data_args.empty_thought_ratio, train_args.seed)
+    dataset = TrainDataset(records, data_args.group_size, data_args.empty_thought_ratio, train_args.seed,
+                           source=data_args.train_data)
     check_base_model(model_args.base_model)
     check_quantization(model_args.quantization)
     precision = resolve_mixed_precision(train_args.mixed_precision)
@@ -175,7 +177,7 @@ def _train(model_args: ModelArguments, data_args: DataArguments, train_args: Tra
         accelerator.print(f"resumed from {ckpt} (step {progress['step']})")
     if accelerator.is_main_process:
         _truncate_log(log_file, progress["step"])
-        (out / "training_args.json").write_text(json.dumps(
+        write_text_atomically(out / "training_args.json", json.dumps(
             {"model": asdict(model_args), "data": asdict(data_args), "train": asdict(train_args),
              "mixed_precision": precision, "processes": n}, indent=2))
 

