@@ -61,12 +61,10 @@ def test_sentence_transformers_defaults_passed_explicitly_are_accepted(tiny_embe
                                   tiny_embedder.encode_query(["cells", "why"], k=1))
     np.testing.assert_array_equal(tiny_embedder.encode_document("a passage", **defaults),
                                   tiny_embedder.encode_document("a passage"))
-    for name, value in [("truncate_dim", 8), ("output_value", "token_embeddings"), ("output_value", None),
+    for name, value in [("output_value", "token_embeddings"), ("output_value", None),
                         ("device", "cpu"), ("prompt", "")]:
         with pytest.raises(TypeError, match=f"encode_document\\(\\) got {name}={value!r}"):
             tiny_embedder.encode_document("a passage", **{name: value})
-    with pytest.raises(ValueError, match="precision='binary' is not supported.*quantize_embeddings"):
-        tiny_embedder.encode_query("cells", k=1, precision="binary")
 
 
 def test_a_repeated_query_gets_its_own_thoughts_list(tiny_o1_dir):
@@ -91,10 +89,10 @@ def test_a_refused_precision_is_refused_before_any_thinking(tiny_o1_dir):
     from o1_retriever import O1Embedder
     emb = O1Embedder.from_pretrained(str(tiny_o1_dir), device="cpu", dtype="fp32", thought_cache=False,
                                      max_new_tokens=4)
-    with pytest.raises(ValueError, match="precision='int8' is not supported"):
-        emb.encode_query(["why is the sky blue", "cells"], k=2, precision="int8")
-    with pytest.raises(ValueError, match="precision='ubinary' is not supported"):
-        emb.encode_document(["a passage"], precision="ubinary")
+    with pytest.raises(ValueError, match="precision='int4' is not supported; use one of"):
+        emb.encode_query(["why is the sky blue", "cells"], k=2, precision="int4")
+    with pytest.raises(ValueError, match="precision='float16' is not supported; use one of"):
+        emb.encode_document(["a passage"], precision="float16")
     assert len(emb.vector_cache) == 0
 
 
