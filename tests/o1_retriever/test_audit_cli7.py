@@ -1,0 +1,44 @@
+"""A newcomer's mistakes on the command line: each error comes from the command that was typed and says what was
+probably meant (parsers only: no model loads)."""
+from __future__ import annotations
+
+import pytest
+
+from o1_retriever.cli import main
+
+
+def error_of(argv, capsys) -> str:
+    with pytest.raises(SystemExit) as exit:
+        main(argv)
+    assert exit.value.code == 2
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, meant", [
+    (["search", "--db", "db", "tides", "--topk", "3"], "--topk: did you mean --top-k?"),
+    (["search", "--db", "db", "tides", "--hybird"], "--hybird: did you mean --hybrid?"),
+    (["demo", "--num-thoughts", "2"], "--num-thoughts: did you mean --k?"),  # the integrations' word
+])
+def test_a_mistyped_flag_names_the_flag_meant(argv, meant, capsys):
+    err = error_of(argv, capsys)
+    assert meant in err
+    # the command's own usage and name, not the top level's "usage: o1-retriever [-h] COMMAND ..."
+    assert f"usage: o1-retriever {argv[0]}" in err and f"o1-retriever {argv[0]}: error:" in err
+
+
+def test_a_flag_with_nothing_close_is_refused_without_a_guess(capsys):
+    err = error_of(["serve", "--workers", "4"], capsys)
+    assert "unrecognized arguments: --workers 4" in err and "did you mean" not in err
+    assert "o1-retriever serve --help" in err
+
+
+def test_an_unquoted_query_of_several_words_is_shown_quoted(capsys):
+    err = error_of(["search", "--db", "db", "how", "do", "tides", "work"], capsys)
+    assert 'a query of several words goes in quotes: "how do tides work"' in err
+
+
+def test_version(capsys):
+    from o1_retriever import __version__
+    with pytest.raises(SystemExit) as exit:
+        main(["--version"])
+    assert exit.value.code == 0 and capsys.readouterr().out.strip() == f"o1-retriever {__version__}"
