@@ -50,7 +50,8 @@ class SentenceTransformerSurface:
     def _st_options(self, count, normalize, to_numpy, to_tensor, precision, truncate_dim) -> dict:
         """st_output's keywords, each checked."""
         check_precision(precision, count)
-        truncate_dim = check_truncate_dim(truncate_dim, self.dim, getattr(self.encoder.model, "truncate_dim", None))
+        encoder = getattr(getattr(self, "encoder", None), "model", None)  # none behind a server (RemoteEmbedder)
+        truncate_dim = check_truncate_dim(truncate_dim, self.dim, getattr(encoder, "truncate_dim", None))
         return dict(normalize=normalize, to_numpy=to_numpy, to_tensor=to_tensor, precision=precision,
                     truncate_dim=truncate_dim, device=self.device)
 

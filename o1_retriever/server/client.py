@@ -19,14 +19,16 @@ import numpy as np
 from ..batching import show_progress
 from ..embedder import QueryEncoding
 from ..validation import as_text_list, check_k, check_positive_int
+from ..st_surface import SentenceTransformerSurface
 from ..retrying import BACKOFF, MAX_BACKOFF, MAX_RETRY_AFTER  # noqa: F401 (importable from here, as before)
 from .transport import (  # noqa: F401 (importable from here, as before)
     API_KEY_ENV, CONNECT_TIMEOUT, DEFAULT_TIMEOUT, RETRIES, RETRY_STATUSES, O1ServerError, Transport, normalize_url)
 
 
-class RemoteEmbedder(Transport):
+class RemoteEmbedder(Transport, SentenceTransformerSurface):
     """An O1Embedder stand-in that sends each call to a server (`encode_queries`, `encode_documents`, `think`,
-    `fingerprint`, `dim`, `name`). `batch_size` is texts per request; the server merges concurrent requests into
+    `fingerprint`, `dim`, `name`, and sentence-transformers' `encode_query`/`encode_document`/`similarity` as
+    O1Embedder has them: vectors arrive here, so tensors are on the CPU). `batch_size` is texts per request; the server merges concurrent requests into
     its own batches. `model` is the served name (`o1-retriever serve --name`); None: the one the server serves.
     `api_key` None reads $O1_RETRIEVER_API_KEY, as the server does. `timeout` bounds each answer, `connect_timeout`
     each connection. As the openai client, a request is tried `max_retries` (2) more times, 0.5 s then 1 s apart (at
@@ -133,11 +135,7 @@ class RemoteEmbedder(Transport):
         vectors, _ = self._embed(texts, body, batch_size, show_progress_bar, "Embedding")
         return vectors[0] if single else vectors
 
-    def encode_query(self, query, **kwargs):
-        return self.encode_queries(query, **kwargs)
-
-    def encode_document(self, document, **kwargs):
-        return self.encode_documents(document, **kwargs)
+    device = "cpu"  # where the vectors (and convert_to_tensor's tensors) land
 
     def think(self, queries, k: int = 3, batch_size: int = 32, show_progress_bar: bool | None = None) -> list:
         """k thoughts per query (list of lists; a flat list for a single str), from `POST /v1/think`."""

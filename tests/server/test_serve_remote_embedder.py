@@ -132,3 +132,24 @@ def test_a_server_that_never_accepts_fails_at_the_connect_timeout():
         for s in fill:
             s.close()
         listener.close()
+
+
+def test_sentence_transformers_keywords_work_as_in_process(server, served_embedder):
+    """RemoteEmbedder.encode_query/encode_document forwarded every keyword to encode_queries/encode_documents, so
+    precision, truncate_dim, normalize_embeddings and convert_to_tensor failed as unexpected keywords."""
+    import torch
+    url, _ = server
+    with RemoteEmbedder(url) as remote:
+        for options in (dict(precision="binary"), dict(truncate_dim=8, normalize_embeddings=True),
+                        dict(convert_to_tensor=True), dict(precision="int8", truncate_dim=16)):
+            got = remote.encode_query(QUERIES, k=2, **options)
+            want = served_embedder.encode_query(QUERIES, k=2, **options)
+            assert type(got) is type(want) and got.dtype == want.dtype and tuple(got.shape) == tuple(want.shape)
+            np.testing.assert_allclose(np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64),
+                                       atol=1e-5 if options.get("precision") is None else 1)
+            got_docs = remote.encode_document(DOCS, **options)
+            assert tuple(got_docs.shape) == tuple(served_embedder.encode_document(DOCS, **options).shape)
+        assert isinstance(remote.encode_query(QUERIES[0], k=1, convert_to_tensor=True), torch.Tensor)
+        assert remote.similarity(remote.encode_query(QUERIES, k=1), remote.encode_document(DOCS)).shape == (3, 3)
+        with pytest.raises(ValueError, match="truncate_dim"):
+            remote.encode_document(DOCS, truncate_dim=remote.dim + 1)
