@@ -12,7 +12,7 @@ from .cache import cache_key
 from .device import compute_dtype_name
 from .encoding import LMEncoder
 from .sampling import SAMPLER
-from .validation import as_text_list, check_k, check_positive_int
+from .validation import as_text_list, check_k, check_positive_int, plain_int
 
 
 class CachedThinking:
@@ -60,7 +60,7 @@ class CachedThinking:
     def cached_fraction(self, queries, k: int = 3) -> float:
         """Share of `queries` whose k thoughts the thought cache already holds (0.0 without a cache)."""
         queries, _ = as_text_list(queries, "queries")
-        check_k(k)
+        k = check_k(plain_int(k))
         if self.thinker is None or k == 0 or self.thought_cache is None or not queries:
             return 0.0
         found = self._cached(queries, k)
@@ -69,8 +69,8 @@ class CachedThinking:
     def think(self, queries, k: int = 3, batch_size: int = 32, show_progress_bar: bool | None = None) -> list:
         """k thoughts per query (list of lists; a flat list for a single str)."""
         queries, single = as_text_list(queries, "queries")
-        check_k(k)
-        check_positive_int(batch_size, "batch_size")
+        k = check_k(plain_int(k))  # a plain int: k keys the thought cache, whose JSON has no numpy types
+        batch_size = check_positive_int(plain_int(batch_size), "batch_size")
         thoughts = self._think(queries, k, batch_size, show_progress(show_progress_bar, len(queries)))[0]
         return thoughts[0] if single else thoughts
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..batching import show_progress
 from ..embedder import QueryEncoding
-from ..validation import as_text_list, check_k, check_positive_int
+from ..validation import as_text_list, check_k, check_positive_int, plain_int
 from ..st_surface import SentenceTransformerSurface
 from ..retrying import BACKOFF, MAX_BACKOFF, MAX_RETRY_AFTER  # noqa: F401 (importable from here, as before)
 from .transport import (  # noqa: F401 (importable from here, as before)
@@ -118,8 +118,8 @@ class RemoteEmbedder(Transport, SentenceTransformerSurface):
             raise ValueError("aggregation and query_weight are the served model's settings; a RemoteEmbedder "
                              "cannot change them per call (start the server with --aggregation/--query-weight)")
         texts, single = as_text_list(queries, "queries")
-        check_k(k)
-        check_positive_int(batch_size, "batch_size")
+        k = check_k(plain_int(k))  # plain ints: they go into the JSON body
+        batch_size = check_positive_int(plain_int(batch_size), "batch_size")
         body = {"model": f"{self.served_name}-query", "input_type": "query", "k": k,
                 "return_thoughts": bool(return_thoughts)}
         vectors, thoughts = self._embed(texts, body, batch_size, show_progress_bar, "Thinking")
@@ -130,7 +130,7 @@ class RemoteEmbedder(Transport, SentenceTransformerSurface):
     def encode_documents(self, documents, batch_size: int = 32, show_progress_bar: bool | None = None) -> np.ndarray:
         """Passages embedded directly (no thinking), on the server."""
         texts, single = as_text_list(documents, "documents")
-        check_positive_int(batch_size, "batch_size")
+        batch_size = check_positive_int(plain_int(batch_size), "batch_size")
         body = {"model": f"{self.served_name}-document", "input_type": "document"}
         vectors, _ = self._embed(texts, body, batch_size, show_progress_bar, "Embedding")
         return vectors[0] if single else vectors
@@ -140,8 +140,8 @@ class RemoteEmbedder(Transport, SentenceTransformerSurface):
     def think(self, queries, k: int = 3, batch_size: int = 32, show_progress_bar: bool | None = None) -> list:
         """k thoughts per query (list of lists; a flat list for a single str), from `POST /v1/think`."""
         texts, single = as_text_list(queries, "queries")
-        check_k(k)
-        check_positive_int(batch_size, "batch_size")
+        k = check_k(plain_int(k))
+        batch_size = check_positive_int(plain_int(batch_size), "batch_size")
         data = self._results("/v1/think", {"model": f"{self.served_name}-query", "k": k}, texts, batch_size,
                              show_progress_bar, "Thinking")
         thoughts = [list(d["thoughts"]) for d in data]

@@ -153,3 +153,18 @@ def test_sentence_transformers_keywords_work_as_in_process(server, served_embedd
         assert remote.similarity(remote.encode_query(QUERIES, k=1), remote.encode_document(DOCS)).shape == (3, 3)
         with pytest.raises(ValueError, match="truncate_dim"):
             remote.encode_document(DOCS, truncate_dim=remote.dim + 1)
+
+
+def test_numpy_integers_for_k_and_batch_size_are_taken_as_in_process(server, served_embedder):
+    """np.int64 (from an array's shape, an argmax) was refused by RemoteEmbedder and O1Embedder.think, though
+    encode_queries takes it as sentence-transformers does; JSON bodies and cache keys get a plain int."""
+    url, _ = server
+    k, batch = np.int64(2), np.int32(2)
+    with RemoteEmbedder(url) as remote:
+        np.testing.assert_allclose(remote.encode_queries(QUERIES, k=k, batch_size=batch),
+                                   served_embedder.encode_queries(QUERIES, k=2), atol=1e-6)
+        assert remote.think(QUERIES, k=k, batch_size=batch) == served_embedder.think(QUERIES, k=2)
+        assert remote.encode_documents(DOCS, batch_size=batch).shape == (3, served_embedder.dim)
+    assert served_embedder.think(QUERIES, k=k, batch_size=batch) == served_embedder.think(QUERIES, k=2)
+    with pytest.raises(TypeError, match="k must be an int"):
+        served_embedder.think(QUERIES, k=np.bool_(True))
