@@ -107,11 +107,12 @@ def run(args) -> int:
         except Exception as lost:  # the evaluation's own error is the one to report
             print(f"could not keep the finished rows: {type(lost).__name__}: {lost}", file=sys.stderr)
         raise
-    print_table(outcome)
-    if args.output:
+    if args.output:  # before the table: a reader gone (`| head`) or an unprintable name must not lose the results
         for earlier in (partial_path(output), per_query_path(partial_path(output))):
             earlier.unlink(missing_ok=True)  # what a failed earlier run kept: this run has every row
         path = write_json(output, build_meta(config, outcome, command), outcome)
+    print_table(outcome)
+    if args.output:
         print(f"wrote {path} (each query's scores: {per_query_path(path).name})")
         rows = [r.as_dict() for r in outcome.rows]
         png = beside(path, ".png")
@@ -130,13 +131,11 @@ def _keep_partial(outcome, error: BaseException, config, output, command) -> Non
     if outcome is None:
         return
     from .report import build_meta, partial_path, print_table, write_json
+    if output is not None:  # before the table, which a reader gone (`| head`) would stop
+        meta = build_meta(config, outcome, command) | {"incomplete": f"{type(error).__name__}: {error}"}
+        try:
+            path = write_json(partial_path(output), meta, outcome)
+            print(f"the run stopped; its {len(outcome.rows)} finished rows are in {path}", file=sys.stderr)
+        except OSError as e:  # the evaluation's own error is the one to report
+            print(f"could not keep the {len(outcome.rows)} finished rows: {e}", file=sys.stderr)
     print_table(outcome)
-    if output is None:
-        return
-    meta = build_meta(config, outcome, command) | {"incomplete": f"{type(error).__name__}: {error}"}
-    try:
-        path = write_json(partial_path(output), meta, outcome)
-    except OSError as e:  # the evaluation's own error is the one to report
-        print(f"could not keep the {len(outcome.rows)} finished rows: {e}", file=sys.stderr)
-        return
-    print(f"the run stopped; its {len(outcome.rows)} finished rows are in {path}", file=sys.stderr)

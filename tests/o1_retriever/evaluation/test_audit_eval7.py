@@ -83,3 +83,45 @@ def test_the_plain_encoder_row_runs_in_the_dtype_asked_as_the_composites_encoder
     assert {s.system: s.dtypes["encoder"] for s in outcome.systems} == {"composite": "bf16", "encoder": "bf16"}
     composite, plain = outcome.rows
     assert plain.per_query == composite.per_query  # the same encoder, no thinking: the same figures
+
+
+def test_results_are_written_when_the_table_cannot_be_printed(tmp_path):
+    """`eval ... --output r.json | head -3`: the table was printed before the JSON was written, so a reader that had
+    gone (a closed pipe: BrokenPipeError) lost the whole evaluation's results. A real process, its stdout's read end
+    closed before it prints."""
+    import json
+    import os
+    import subprocess
+    out = tmp_path / "r.json"
+    code = "import sys; from o1_retriever.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen([sys.executable, "-c", code, "eval", "--dataset", str(write_beir(tmp_path / "toy")),
+                             "--no-model", "--baseline", "bm25", "--output", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "O1_RETRIEVER_CACHE": str(tmp_path / "cache")})
+    proc.stdout.close()  # the reader is gone before the table comes
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) != 0, err
+    assert json.loads(out.read_text())["results"][0]["system"] == "bm25", err
+    assert (tmp_path / "r.per_query.json").is_file()
+
+
+def test_a_failed_runs_finished_rows_are_kept_when_the_table_cannot_be_printed(tmp_path):
+    """The same for a run that failed part way (here an encoder folder holding no model, after BM25): its finished
+    rows were shown first and kept in r.partial.json after, so a closed stdout lost them too."""
+    import json
+    import os
+    import subprocess
+    (tmp_path / "not-a-model").mkdir()
+    out = tmp_path / "r.json"
+    code = "import sys; from o1_retriever.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen([sys.executable, "-c", code, "eval", "--dataset", str(write_beir(tmp_path / "toy")),
+                             "--no-model", "--baseline", "bm25", "--baseline-encoder", str(tmp_path / "not-a-model"),
+                             "--output", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "O1_RETRIEVER_CACHE": str(tmp_path / "cache")})
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) != 0, err
+    kept = json.loads((tmp_path / "r.partial.json").read_text())
+    assert [r["system"] for r in kept["results"]] == ["bm25"], err
+    assert str(tmp_path / "not-a-model") in kept["meta"]["incomplete"]
+    assert f"its 1 finished rows are in {tmp_path / 'r.partial.json'}" in err
