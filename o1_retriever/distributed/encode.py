@@ -18,7 +18,8 @@ from tqdm.auto import tqdm
 
 from ..batching import show_progress
 from ..validation import check_choice, check_k, check_positive_int
-from .runtime import actor_resources, check_actors, check_cluster, ray_session, require_ray, runs_here
+from .runtime import (actor_resources, check_actors, check_actors_fit, check_cluster, ray_session, require_ray,
+                      runs_here)
 from .outputs import (MANIFEST, MANIFEST_VERSION, manifest_shards, read_manifest, remove_temporaries, shard_dicts,
                       shard_info, write_manifest)
 from .shards import KINDS, plan_shards
@@ -112,6 +113,7 @@ def encode_files(kind: str, source, output, spec: ModelSpec, *, k: int = 3, acto
     check_actors(actors)
     check_cluster(address)  # before reading a large input: a missing Ray, or a cluster not there, fails now
     spec.check_here(runs_here(address))
+    check_actors_fit(actors, use_gpus, address)
     started = time.perf_counter()
     output = Path(output).expanduser()
     if output.exists() and not output.is_dir():
@@ -220,6 +222,7 @@ def encode_texts(spec: ModelSpec, texts: list[str], *, kind: str = "documents", 
         raise ValueError("texts is empty: nothing to encode")
     check_cluster(address)
     spec.check_here(runs_here(address))
+    check_actors_fit(actors, use_gpus, address)
     table = pa.table({"row": np.arange(len(texts), dtype=np.int64), "text": pa.array(texts, pa.string())})
     per_task = batch_size * 8
     blocks = [table.slice(start, per_task) for start in range(0, len(texts), per_task)]  # a task each

@@ -111,15 +111,37 @@ class ActorResources:
                 "num_gpus": self.num_gpus or None}
 
 
-def actor_resources(actors: int | None, use_gpus: bool | None = None, work: int | None = None) -> ActorResources:
+def check_actors_fit(actors: int | None, use_gpus: bool | None, address: str | None) -> None:
+    """Before the input is read: refuse actors the Ray of the run cannot hold, where that is known without starting
+    it (the Ray running in this process, or the local one the run would start); a cluster joined is checked once
+    joined (`actor_resources`)."""
+    ray = require_ray()
+    resources = ray.cluster_resources() if ray.is_initialized() else _local_resources() if runs_here(address) else None
+    if resources is not None:
+        actor_resources(actors, use_gpus, resources=resources)
+
+
+def _local_resources() -> dict | None:
+    """The CPUs and GPUs a local Ray started here finds, counted as Ray counts them (cgroup limits, visible GPUs);
+    None where this Ray version counts them otherwise."""
+    try:
+        from ray._private.accelerators import get_accelerator_manager_for_resource
+        from ray._private.utils import get_num_cpus
+        return {"CPU": get_num_cpus(),
+                "GPU": get_accelerator_manager_for_resource("GPU").get_current_node_num_accelerators()}
+    except Exception:
+        return None
+
+
+def actor_resources(actors: int | None, use_gpus: bool | None = None, work: int | None = None,
+                    resources: dict | None = None) -> ActorResources:
     """One GPU per actor when the cluster has GPUs (or `use_gpus=True`), else an even share of its CPUs.
 
     actors=None: one actor per GPU, or two on a CPU-only cluster. More actors than the cluster has GPUs (or CPUs)
     would leave some waiting forever for resources, so that is refused here. `work`: the tasks to run (shards to
     write); no more actors are started than that, since each one loads the model (a resume of one missing shard
     loaded it on every GPU)."""
-    ray = require_ray()
-    resources = ray.cluster_resources()
+    resources = require_ray().cluster_resources() if resources is None else resources
     gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 0))
     if use_gpus is None:
         use_gpus = gpus > 0

@@ -66,3 +66,40 @@ def test_the_command_refuses_a_bad_dtype_before_any_work(tmp_path, corpus, tiny_
     err = capsys.readouterr().err
     assert "dtype='bf61' is not supported; use one of" in err and "Traceback" not in err
     assert not out.exists() and not ray.is_initialized()
+
+
+def test_more_actors_than_the_local_ray_holds_are_refused_before_any_work(tmp_path, corpus, tiny_o1_dir, monkeypatch):
+    """actors=64 on a machine of a few CPUs: the whole input was read, the output folder and its manifest made and a
+    local Ray started before 'actors=64 CPU actors need a CPU each'. The local Ray a run would start is counted
+    first (as Ray counts it); so are GPU actors asked for where there is no GPU."""
+    if ray.is_initialized():
+        pytest.skip("Ray is already running in this process (run this test first or alone)")
+    from ray._private.utils import get_num_cpus
+
+    from o1_retriever.distributed import encode_corpus, encode_texts
+    from o1_retriever.distributed.workers import ModelSpec
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    out, too_many = tmp_path / "vectors", get_num_cpus() + 1
+    started = time.monotonic()
+    message = rf"actors={too_many} CPU actors need a CPU each; this Ray cluster has {too_many - 1}\. Use at most"
+    with pytest.raises(ValueError, match=message):
+        encode_corpus(corpus, out, str(tiny_o1_dir), actors=too_many)
+    with pytest.raises(ValueError, match=message):
+        encode_texts(ModelSpec(str(tiny_o1_dir)), ["a text"], actors=too_many)
+    if not __import__("torch").cuda.is_available():
+        with pytest.raises(ValueError, match="GPU actors were asked for, but this Ray cluster has no GPU"):
+            encode_corpus(corpus, out, str(tiny_o1_dir), use_gpus=True)
+    assert time.monotonic() - started < 10
+    assert not out.exists() and not ray.is_initialized()
+
+
+# ---- with the module's Ray ----------------------------------------------------------------------------------------
+def test_more_actors_than_the_running_ray_holds_are_refused_before_the_input_is_read(ray_session, tmp_path,
+                                                                                      tiny_o1_dir):
+    """With Ray running (2 CPUs), actors=3 was refused only after the input was read and the folder made."""
+    from o1_retriever.distributed import encode_corpus
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"_id": "a", "text": "fine"}\nnot json\n')  # reading it would fail on line 2
+    with pytest.raises(ValueError, match=r"actors=3 CPU actors need a CPU each; this Ray cluster has 2"):
+        encode_corpus(bad, tmp_path / "vectors", str(tiny_o1_dir), actors=3)
+    assert not (tmp_path / "vectors").exists() and ray.is_initialized()
