@@ -6,7 +6,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
 
 from ..cli_args import hybrid_weight
 from ..display import bars_shown
@@ -100,7 +103,8 @@ def run(args) -> int:
     invoked = sys.argv and Path(sys.argv[0]).name.startswith("o1-retriever")  # not when called in-process
     command = ["o1-retriever", *sys.argv[1:]] if invoked else None
     try:
-        outcome = run_evaluation(config, log=lambda msg: print(msg, file=sys.stderr))
+        with sigterm_raises():
+            outcome = run_evaluation(config, log=lambda msg: print(msg, file=sys.stderr))
     except BaseException as e:
         try:
             _keep_partial(getattr(e, "partial_outcome", None), e, config, output, command)
@@ -123,6 +127,28 @@ def run(args) -> int:
             print(f"note: {png} is an earlier run's k sweep, not this run's (one k here: no plot drawn)",
                   file=sys.stderr)
     return 0
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, a batch job's time limit) as an exception: the finished rows are kept as on Ctrl-C."""
+
+
+@contextlib.contextmanager
+def sigterm_raises():
+    """SIGTERM raises `Terminated` inside the block; its default action ends the process at once, and with it the
+    finished rows. Left alone off the main thread (no handler can be set there) or where a handler is already set."""
+    def raise_terminated(signum, frame):
+        raise Terminated("terminated (SIGTERM)")
+
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _keep_partial(outcome, error: BaseException, config, output, command) -> None:

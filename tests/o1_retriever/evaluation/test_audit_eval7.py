@@ -125,3 +125,34 @@ def test_a_failed_runs_finished_rows_are_kept_when_the_table_cannot_be_printed(t
     assert [r["system"] for r in kept["results"]] == ["bm25"], err
     assert str(tmp_path / "not-a-model") in kept["meta"]["incomplete"]
     assert f"its 1 finished rows are in {tmp_path / 'r.partial.json'}" in err
+
+
+def test_a_run_ended_by_sigterm_keeps_its_finished_rows(tmp_path, tiny_o1_dir):
+    """A batch job's time limit (or `kill`, or `timeout`) sends SIGTERM, whose default action ended eval at once:
+    unlike Ctrl-C, the finished rows (here BM25's, the model still running) were lost, no r.partial.json. A real
+    process, signalled once it has started on the model."""
+    import json
+    import os
+    import signal
+    import subprocess
+    words = "insulin vaccine tumor gene river brain climate music food computer".split()
+    docs = {f"d{i}": (words[i % 10], f"{words[i % 10]} passage number {i}") for i in range(300)}
+    queries = {f"q{i}": f"{words[i % 10]} {i}" for i in range(100)}
+    root = write_beir(tmp_path / "many", docs, queries, [(f"q{i}", f"d{i}", 1) for i in range(100)])
+    code = "import sys; from o1_retriever.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen([sys.executable, "-c", code, "eval", "--dataset", str(root), "--baseline", "bm25",
+                             "--model", str(tiny_o1_dir), "--k", "0,2", "--max-new-tokens", "32", "--dtype", "fp32",
+                             "--output", str(tmp_path / "r.json")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "O1_RETRIEVER_CACHE": str(tmp_path / "cache")})
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if line.startswith("o1: "):  # BM25's row is done; the model is loading
+            proc.send_signal(signal.SIGTERM)
+            break
+    err = "".join(seen) + proc.stderr.read()
+    assert proc.wait(timeout=60) == 130, err
+    kept = json.loads((tmp_path / "r.partial.json").read_text())
+    assert [r["system"] for r in kept["results"]] == ["bm25"], err
+    assert kept["meta"]["incomplete"] == "Terminated: terminated (SIGTERM)"
+    assert not (tmp_path / "r.json").exists()
