@@ -96,3 +96,47 @@ def test_training_args_json_is_written_all_or_nothing(tiny_lm_dir, tmp_path, mon
           TrainingArguments(output_dir=str(out), batch_size=4, max_steps=1), progress_bar=False)
     assert str(out / "training_args.json") in written
     assert json.loads((out / "training_args.json").read_text())["data"]["group_size"] == 2
+
+
+def _qrels_naming_missing_passages(beir, every_other: bool):
+    qrels = beir / "qrels" / "train.tsv"
+    lines = qrels.read_text().splitlines()
+    qrels.write_text("\n".join([lines[0]] + [line.replace("\td", "\tmissing-d") if i % 2 or not every_other else line
+                                             for i, line in enumerate(lines[1:])]) + "\n")
+    return beir
+
+
+def test_train_encoder_data_whose_qrels_name_no_passage_fails_naming_the_folder_before_the_thinker_loads(
+        tiny_beir, tmp_path):
+    """Qrels naming passages the corpus lacks were dropped without a word; when all were, the run loaded the thinker
+    first and then said only "no training pairs in [...]". The command also imported sentence-transformers' losses and
+    training arguments from paths it deprecates (and is to remove). A process of its own: those warn on first import."""
+    import os
+    import subprocess
+    import sys
+
+    model = tmp_path / "composite"
+    model.mkdir()  # hub ids that cannot load offline: only an error before the thinker loads is about the data
+    (model / "o1_composite.json").write_text('{"thinker": "nobody/no-such-thinker", "encoder": "nobody/no-such-enc"}')
+    beir = _qrels_naming_missing_passages(tiny_beir, every_other=False)
+    cli = ["train-encoder", "--model", str(model), "--data", str(beir), "--output-dir", str(tmp_path / "out")]
+    done = subprocess.run([sys.executable, "-W", "always::DeprecationWarning", "-c",
+                           f"import sys; from o1_retriever.cli import main; sys.exit(main({cli!r}))"],
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"skipped 12 positives of --data {beir} whose passage id is not in the corpus: q0->missing-d0" in done.stderr
+    assert f"--data {str(beir)!r}: no usable (query, positive passage) pairs" in done.stderr
+    assert "no-such-thinker" not in done.stderr
+    assert "Importing from 'sentence_transformers." not in done.stderr
+
+
+def test_train_encoder_data_skips_passages_the_corpus_lacks_with_a_warning_naming_the_folder(tiny_beir):
+    import random
+
+    from o1_retriever_training.encoder_data import read_folder
+
+    beir = _qrels_naming_missing_passages(tiny_beir, every_other=True)
+    with pytest.warns(UserWarning, match=f"skipped 6 positives of --data {beir}:train whose passage id is not in "
+                                         f"the corpus: q1->missing-d1"):
+        pairs = read_folder(f"{beir}:train", excluded={"q0"}, max_queries=None, rng=random.Random(0))
+    assert pairs.texts and len(pairs.texts) == 5 and all(p <= set(pairs.docs) for p in pairs.positives)

@@ -73,9 +73,9 @@ def load_beir(directory, split: str | None = "train") -> BeirData:
     return data
 
 
-def labeled_pairs(data: BeirData) -> list[LabeledPair]:
-    """Queries of the split with their relevant passages; skips (with counted warnings) qrels whose
-    query is unknown, positives missing from the corpus, and queries left without any positive."""
+def labeled_pairs(data: BeirData, source: str | None = None) -> list[LabeledPair]:
+    """Queries of the split with their relevant passages; skips (with counted warnings, naming `source` where given)
+    qrels whose query is unknown, positives missing from the corpus, and queries left without any positive."""
     if not data.qrels:
         raise ValueError("no qrels loaded: the split has no relevance judgements to synthesize or train from")
     unknown_queries = [q for q in data.qrels if q not in data.queries]
@@ -95,9 +95,10 @@ def labeled_pairs(data: BeirData) -> list[LabeledPair]:
             pairs.append(LabeledPair(qid, data.queries[qid], pos))
         else:
             no_positive.append(qid)
-    _warn_skipped("qrels whose query id is not in queries.jsonl", unknown_queries)
-    _warn_skipped("positives whose passage id is not in the corpus", missing_docs)
-    _warn_skipped("queries without any positive passage in the corpus", no_positive)
+    where = f" of {source}" if source else ""
+    _warn_skipped(f"qrels{where} whose query id is not in queries.jsonl", unknown_queries)
+    _warn_skipped(f"positives{where} whose passage id is not in the corpus", missing_docs)
+    _warn_skipped(f"queries{where} without any positive passage in the corpus", no_positive)
     if not pairs:
         raise ValueError("no usable (query, positive passage) pairs: every query was skipped (see warnings)")
     return pairs

@@ -24,6 +24,7 @@ from o1_retriever.display import bars_shown
 
 from .arguments import _f, check_no_other_model, check_output_path, is_finite_number
 from .bars import transformers_bars
+from .encoder_data import FolderPairs, read_folder
 from .plotting import plot_encoder_losses
 
 LORA_TARGETS_BERT = ("query", "key", "value", "dense")
@@ -111,23 +112,11 @@ def _check_folders(args: EncoderArguments) -> None:
             raise ValueError(f"--exclude-dir {folder!r}: {Path(folder) / 'queries.jsonl'} does not exist")
 
 
-def _dataset_rows(spec: str, excluded: set[str], emb, args: EncoderArguments, rng: random.Random) -> list[dict]:
-    """Anchor/positive(/negative) rows for one BEIR folder."""
-    from o1_retriever.evaluation.data import document_text, qrels_path, read_beir_jsonl, read_qrels
-
+def _dataset_rows(pairs: FolderPairs, emb, args: EncoderArguments, rng: random.Random) -> list[dict]:
+    """Anchor/positive(/negative) rows for one BEIR folder's pairs, thought by `emb`'s thinker."""
     from .members import BM25Member
     from .negatives import mine_negatives
-    folder, _, split = spec.partition(":")
-    folder = Path(folder)
-    qrels = read_qrels(qrels_path(folder, split or "train"))
-    queries = {q["_id"]: q["text"] for q in read_beir_jsonl(folder / "queries.jsonl", "query", ("_id", "text"))}
-    docs = {d["_id"]: document_text(d) for d in read_beir_jsonl(folder / "corpus.jsonl", "document", ("_id",))}
-    ids = sorted(q for q in qrels if q in queries and q not in excluded)
-    if args.max_queries is not None and len(ids) > args.max_queries:
-        ids = sorted(rng.sample(ids, args.max_queries))
-    positives = [{d for d, g in qrels[q].items() if g > 0 and d in docs} for q in ids]
-    ids, positives = zip(*[(q, p) for q, p in zip(ids, positives) if p]) if ids else ((), ())
-    texts = [queries[q] for q in ids]
+    texts, positives, docs = pairs.texts, pairs.positives, pairs.docs
     thoughts = emb.think(list(texts), k=args.thoughts_per_query, show_progress_bar=bars_shown()) if texts else []
     doc_ids = list(docs)
     negatives = mine_negatives(list(texts), [set(p) for p in positives], doc_ids, [docs[d] for d in doc_ids],
@@ -160,8 +149,12 @@ def _train_encoder(args: EncoderArguments, log) -> EncoderResult:
     from peft import LoraConfig, get_peft_model
     from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
                                        SentenceTransformerTrainingArguments)
-    from sentence_transformers.losses import MultipleNegativesRankingLoss
-    from sentence_transformers.training_args import BatchSamplers
+    try:  # sentence-transformers 6 moved them: the old paths warn, and are to go
+        from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+        from sentence_transformers.sentence_transformer.training_args import BatchSamplers
+    except ImportError:  # sentence-transformers 3 to 5
+        from sentence_transformers.losses import MultipleNegativesRankingLoss
+        from sentence_transformers.training_args import BatchSamplers
 
     from o1_retriever import O1Embedder
     from o1_retriever.composite import COMPOSITE_FILE, read_composite
@@ -183,11 +176,12 @@ def _train_encoder(args: EncoderArguments, log) -> EncoderResult:
     excluded = {q["_id"] for d in args.exclude_dir
                 for q in read_beir_jsonl(Path(d) / "queries.jsonl", "query", ("_id", "text"))}
     rng = random.Random(args.seed)
-    emb = O1Embedder.from_pretrained(str(source))
-    rows = [row for spec_ in args.data for row in _dataset_rows(spec_, excluded, emb, args, rng)]
-    del emb
-    if not rows:
+    folders = [read_folder(spec_, excluded, args.max_queries, rng) for spec_ in args.data]  # before the thinker loads
+    if not any(f.texts for f in folders):
         raise ValueError(f"no training pairs in {args.data} (after excluding {len(excluded)} held-out queries)")
+    emb = O1Embedder.from_pretrained(str(source))
+    rows = [row for folder in folders for row in _dataset_rows(folder, emb, args, rng)]
+    del emb
     log(f"{len(rows)} anchors from {args.data}")
 
     out = Path(args.output_dir)
