@@ -27,7 +27,7 @@ def parse_k_list(text: str) -> list[int]:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("eval", help="evaluate retrieval on a BEIR dataset (nDCG@10, Recall@100, MRR@10)",
+    p = subparsers.add_parser("eval", help="evaluate retrieval on a BEIR dataset (nDCG@10, Recall@100, MRR@10, MAP)",
                               description="Evaluate the O1 model (k sweep), BM25, a plain encoder and the composite "
                                           "model on one BEIR split; prints a table with each row's paired test "
                                           "against the baseline rows (and, with --output, writes JSON, each query's "

@@ -156,3 +156,12 @@ def test_a_run_ended_by_sigterm_keeps_its_finished_rows(tmp_path, tiny_o1_dir):
     assert [r["system"] for r in kept["results"]] == ["bm25"], err
     assert kept["meta"]["incomplete"] == "Terminated: terminated (SIGTERM)"
     assert not (tmp_path / "r.json").exists()
+
+
+def test_the_command_list_names_every_metric_the_table_shows(capsys):
+    """`o1-retriever --help` listed eval's metrics as nDCG@10, Recall@100 and MRR@10; the table and JSON hold MAP."""
+    from o1_retriever.cli import main
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listed = " ".join(capsys.readouterr().out.split())
+    assert "(nDCG@10, Recall@100, MRR@10, MAP)" in listed
