@@ -160,6 +160,9 @@ def print_table(outcome: EvalOutcome, console=None) -> None:
     from rich.table import Table
     ds = outcome.dataset
     title = f"{ds.name} / {ds.split}: {len(ds.queries)} queries, {len(ds.corpus)} docs"
+    averaged = outcome.rows[0].queries if outcome.rows else len(ds.queries)
+    if averaged != len(ds.queries):  # the others are judged not relevant only: the means leave them out
+        title += f" (figures over the {averaged} with a relevant document)"
     if ds.docs_sampled:
         title += f" (docs SUBSAMPLED from {ds.subsample['docs_total']})"
     if ds.queries_sampled:

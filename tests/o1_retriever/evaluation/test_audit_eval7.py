@@ -165,3 +165,15 @@ def test_the_command_list_names_every_metric_the_table_shows(capsys):
         main(["--help"])
     listed = " ".join(capsys.readouterr().out.split())
     assert "(nDCG@10, Recall@100, MRR@10, MAP)" in listed
+
+
+def test_the_table_says_when_its_figures_are_over_fewer_queries_than_its_title(tmp_path, capsys, monkeypatch):
+    """A query judged only "not relevant" counts in the title's "5 queries" but not in the means (as trec_eval
+    leaves it out): the table said 5 queries for figures over 4."""
+    from o1_retriever.cli import main
+    from beir_fixtures import QRELS
+    monkeypatch.setenv("O1_RETRIEVER_CACHE", str(tmp_path / "cache"))
+    toy = write_beir(tmp_path / "toy", qrels=QRELS + [("q5", "d6", 0)])
+    assert main(["eval", "--dataset", str(toy), "--no-model", "--baseline", "bm25"]) == 0
+    title = " ".join(capsys.readouterr().out.split())
+    assert "toy / test: 5 queries, 12 docs (figures over the 4 with a relevant document)" in title
