@@ -12,6 +12,14 @@ from .encode import DEFAULT_SHARD_SIZE
 COMMANDS = ("index", "eval")
 
 
+def port_arg(value: str) -> int:
+    """argparse type of a Chroma server's port: 1 to 65535 (past it, the client fails with only 'could not connect')."""
+    port = int(value) if value.strip().isdigit() else -1
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"a TCP port is 1 to 65535, got {value!r}")
+    return port
+
+
 def _actor_arguments(p, shards: bool = True) -> None:
     """The actors' options; `shards`: also those of a run that writes vector shards."""
     p.add_argument("--address", default=None, metavar="ADDR",
@@ -42,7 +50,7 @@ def add_ray_arguments(parser: argparse.ArgumentParser, command: str = "index", r
                                 "corpus); a re-run skips shards already there")
         if "--host" not in parser._option_string_actions:  # the module's own `index` has the store's options
             group.add_argument("--host", default=None, metavar="H", help="a Chroma server to load into instead of --db")
-            group.add_argument("--port", type=int, default=8000, help="the Chroma server's port (default 8000)")
+            group.add_argument("--port", type=port_arg, default=8000, help="the Chroma server's port (default 8000)")
 
 
 def spec_from_args(args):
@@ -131,7 +139,7 @@ def _model_arguments(p: argparse.ArgumentParser) -> None:
 def _store_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", default=None, help="Chroma persistence directory")
     p.add_argument("--host", default=None, help="a Chroma server instead of --db")
-    p.add_argument("--port", type=int, default=8000, help="the Chroma server's port")
+    p.add_argument("--port", type=port_arg, default=8000, help="the Chroma server's port")
     p.add_argument("--collection", default="o1-retriever", help="collection name")
     p.add_argument("--batch-size", type=positive_int_arg, default=1000, help="records per Chroma write")
 

@@ -103,3 +103,15 @@ def test_more_actors_than_the_running_ray_holds_are_refused_before_the_input_is_
     with pytest.raises(ValueError, match=r"actors=3 CPU actors need a CPU each; this Ray cluster has 2"):
         encode_corpus(bad, tmp_path / "vectors", str(tiny_o1_dir), actors=3)
     assert not (tmp_path / "vectors").exists() and ray.is_initialized()
+
+
+@pytest.mark.parametrize("command", ["load --vectors {out}", "index --corpus {corpus}"])
+@pytest.mark.parametrize("port", ["99999", "0", "-1", "eighty"])
+def test_a_port_no_server_can_have_is_refused_naming_the_range(tmp_path, corpus, capsys, command, port):
+    """--port 99999 or -1 failed as 'could not connect to a Chroma server at localhost:99999', as if none ran there."""
+    from o1_retriever.distributed.cli import main
+    argv = command.format(out=tmp_path / "vectors", corpus=corpus).split() + ["--host", "localhost", f"--port={port}"]
+    with pytest.raises(SystemExit) as exit:
+        main(argv)
+    assert exit.value.code == 2
+    assert f"argument --port: a TCP port is 1 to 65535, got '{port}'" in capsys.readouterr().err
