@@ -182,6 +182,12 @@ class O1Embedding(BaseEmbedding):
                             "without num_workers)")
         return super().__getstate__()
 
+    def __deepcopy__(self, memo: Optional[Dict[int, Any]] = None) -> "O1Embedding":
+        # the settings are copied; the engine (model weights, a server's client) is shared, not loaded twice
+        memo = {} if memo is None else memo
+        memo[id(self._embedder)] = self._embedder
+        return super().__deepcopy__(memo)
+
     @property
     def embedder(self) -> Union[O1Embedder, RemoteEmbedder]:
         """The underlying engine, to share with other wrappers without loading a second copy."""

@@ -26,6 +26,7 @@ from o1_retriever.hybrid import CollectionBM25, dense_pool
 from o1_retriever.server.client import RemoteEmbedder
 from o1_retriever.validation import check_positive_int
 
+from llama_index.retrievers.o1.copying import SharedOnCopy
 from llama_index.retrievers.o1.stores import (
     THOUGHTS_KEY,  # noqa: F401  (importable from here, where it was first defined)
     checked_filters,
@@ -37,7 +38,7 @@ from llama_index.retrievers.o1.stores import (
 )
 
 
-class O1Retriever(BaseRetriever):
+class O1Retriever(SharedOnCopy, BaseRetriever):
     """Retrieve from any LlamaIndex vector store with thinking query embeddings.
 
     Names: `similarity_top_k` is nodes per query (LlamaIndex's word), `num_thoughts` thoughts per query (`k`, its
@@ -190,30 +191,37 @@ class O1Retriever(BaseRetriever):
             return vectors[0], thoughts[0]
         return np.mean(np.asarray(vectors), axis=0).tolist(), [t for own in thoughts for t in own]
 
-    def _query(self, query_bundle: QueryBundle, embedding: list) -> VectorStoreQuery:
+    def _prepare(self, query_bundle: QueryBundle) -> tuple[Optional[MetadataFilters], list, List[str]]:
+        # The filters are checked again first: a MetadataFilters changed in place since it was set would otherwise
+        # fail in the store, after the thinking.
+        filters = checked_filters(self._filters, self._vector_store)
+        return (filters, *self._embed(query_bundle))
+
+    def _query(self, query_bundle: QueryBundle, embedding: list,
+               filters: Optional[MetadataFilters]) -> VectorStoreQuery:
         top_k = self._similarity_top_k if self._hybrid is None else dense_pool(self._similarity_top_k)
         return VectorStoreQuery(query_embedding=embedding, similarity_top_k=top_k,
-                                filters=self._filters, query_str=query_bundle.query_str)
+                                filters=filters, query_str=query_bundle.query_str)
 
     def _retrieve(self, query_bundle: QueryBundle) -> List[NodeWithScore]:
-        embedding, thoughts = self._embed(query_bundle)
-        result = self._vector_store.query(self._query(query_bundle, embedding))
+        filters, embedding, thoughts = self._prepare(query_bundle)
+        result = self._vector_store.query(self._query(query_bundle, embedding, filters))
         if self._hybrid is not None:
             result = fuse_result(self._bm25, query_bundle.query_str, result, self._hybrid, self._similarity_top_k,
-                                 self._filters)
+                                 filters)
         return self._to_nodes(result, thoughts)
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> List[NodeWithScore]:
-        # Thinking is seconds of generation: keep it off the event loop.
-        embedding, thoughts = await asyncio.to_thread(self._embed, query_bundle)
-        query = self._query(query_bundle, embedding)
+        # Thinking is seconds of generation (and the filter check a Chroma read): keep them off the event loop.
+        filters, embedding, thoughts = await asyncio.to_thread(self._prepare, query_bundle)
+        query = self._query(query_bundle, embedding, filters)
         if type(self._vector_store).aquery is BasePydanticVectorStore.aquery:  # the base's aquery calls query() inline
             result = await asyncio.to_thread(self._vector_store.query, query)
         else:  # the store's own async query
             result = await self._vector_store.aquery(query)
         if self._hybrid is not None:  # BM25 and Chroma's listing are synchronous: a worker thread too
             result = await asyncio.to_thread(fuse_result, self._bm25, query_bundle.query_str, result, self._hybrid,
-                                            self._similarity_top_k, self._filters)
+                                            self._similarity_top_k, filters)
         if not result.nodes and result.ids:  # a store that keeps no text: the docstore's own async read, as
             # VectorIndexRetriever does (a remote docstore's lookup would otherwise hold the event loop)
             result.nodes = await self._docstore.aget_nodes(list(result.ids))
