@@ -42,3 +42,11 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as exit:
         main(["--version"])
     assert exit.value.code == 0 and capsys.readouterr().out.strip() == f"o1-retriever {__version__}"
+
+
+def test_index_given_a_beir_folder_names_its_corpus_file(tmp_path, capsys):
+    """`eval --dataset` takes the folder, `index --corpus` its file: the error says which file to pass."""
+    (tmp_path / "corpus.jsonl").write_text('{"_id": "d1", "text": "Tides follow the Moon."}\n')
+    assert main(["index", "--corpus", str(tmp_path), "--db", str(tmp_path / "db")]) == 2
+    assert f"--corpus {tmp_path / 'corpus.jsonl'}" in capsys.readouterr().err
+    assert not (tmp_path / "db").exists()  # refused before a model loads or the database is made
