@@ -46,6 +46,22 @@ def _complete_manifest(vectors: Path) -> dict:
     return manifest
 
 
+def _check_inputs(manifest: dict) -> None:
+    """Before a model loads or a store is touched: each corpus file the shards were encoded from is where it was, at
+    the size it had (the texts and metadata are read from it)."""
+    for shard in manifest_shards(manifest):
+        if shard.start:
+            continue  # one check per file, at its first shard
+        path, was = Path(shard.path), manifest["inputs"][int(shard.name.split("-")[1])]["bytes"]
+        if not path.is_file():
+            raise FileNotFoundError(f"{str(path)!r}, a corpus file these vectors were encoded from, is not there: the "
+                                    "load reads each document's text and metadata from it; put it back, or encode "
+                                    "the corpus again where it is now")
+        if path.stat().st_size != was:
+            raise ValueError(f"{str(path)!r} changed since it was encoded ({was} bytes then, {path.stat().st_size} "
+                             "now); encode the corpus into a new folder")
+
+
 def embedder_for(manifest: dict, device: str | None = None):
     """The model the shards were encoded with, loaded here (the dtype the workers used), checked by fingerprint."""
     spec = ModelSpec(manifest["model"]["model"], {**manifest["model"]["options"], "dtype": manifest["dtype"]})
@@ -71,6 +87,7 @@ def load_into_chroma(vectors, *, path=None, host: str | None = None, port: int =
     started = time.perf_counter()
     vectors = Path(vectors).expanduser()
     manifest = _complete_manifest(vectors)
+    _check_inputs(manifest)
     if embedder is None:
         embedder = embedder_for(manifest)
     elif embedder.fingerprint != manifest["fingerprint"]:

@@ -115,3 +115,24 @@ def test_a_port_no_server_can_have_is_refused_naming_the_range(tmp_path, corpus,
         main(argv)
     assert exit.value.code == 2
     assert f"argument --port: a TCP port is 1 to 65535, got '{port}'" in capsys.readouterr().err
+
+
+def test_load_refuses_a_moved_or_changed_corpus_before_touching_the_store(ray_session, tmp_path, tiny_o1_dir):
+    """The load reads each document's text from the corpus file the shards were made from. That file moved: the
+    model loaded, the store was made and marked incomplete, then '[Errno 2] No such file or directory'. Grown since:
+    the shards before the change were stored, then the load stopped. Both are now refused first, naming the file."""
+    from o1_retriever.distributed import encode_corpus, load_into_chroma
+    corpus, out, db = tmp_path / "corpus.jsonl", tmp_path / "vectors", tmp_path / "db"
+    write_jsonl(corpus, make_documents(6, seed=7))
+    encode_corpus(corpus, out, str(tiny_o1_dir), actors=1, shard_size=3, dtype="fp32", thought_cache=False)
+    corpus.rename(tmp_path / "moved.jsonl")
+    with pytest.raises(FileNotFoundError, match=rf"'{corpus}', a corpus file these vectors were encoded from, is not "
+                                                r"there.*put it back, or encode the corpus again"):
+        load_into_chroma(out, path=db)
+    assert not db.exists()
+    (tmp_path / "moved.jsonl").rename(corpus)
+    with open(corpus, "a") as f:
+        f.write('{"_id": "late", "text": "added after the encode"}\n')
+    with pytest.raises(ValueError, match=rf"'{corpus}' changed since it was encoded \(\d+ bytes then, \d+ now\)"):
+        load_into_chroma(out, path=db)
+    assert not db.exists()
