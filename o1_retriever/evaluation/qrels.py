@@ -96,6 +96,8 @@ def check_header(header: Header | None, path: Path, query_ids, doc_ids) -> None:
 
 
 def _columns_hint(parts: list[str]) -> str:
+    if any("\r" in p for p in parts):  # classic Mac line endings: the whole file reads as one line
+        return " (lines end in a bare carriage return '\\r'? save the file with '\\n' line endings)"
     if len(parts) == 4 and parts[1].strip() in ("0", "Q0"):
         return " (TREC qrels `query 0 doc score`? drop the second column)"
     if len(parts) == 1 and len(parts[0].split()) in (3, 4):

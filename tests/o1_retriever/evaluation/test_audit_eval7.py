@@ -177,3 +177,14 @@ def test_the_table_says_when_its_figures_are_over_fewer_queries_than_its_title(t
     assert main(["eval", "--dataset", str(toy), "--no-model", "--baseline", "bm25"]) == 0
     title = " ".join(capsys.readouterr().out.split())
     assert "toy / test: 5 queries, 12 docs (figures over the 4 with a relevant document)" in title
+
+
+def test_qrels_with_bare_carriage_returns_say_so(tmp_path):
+    """A qrels file saved with classic Mac line endings ('\\r' alone) read as one line: "expected 3 tab-separated
+    columns, got 7", with no word of the line endings."""
+    from o1_retriever.evaluation.data import read_qrels
+    path = tmp_path / "test.tsv"
+    path.write_bytes(b"query-id\tcorpus-id\tscore\rq1\td1\t1\rq2\td2\t1\r")
+    with pytest.raises(ValueError, match=r"test.tsv:1: expected 3 tab-separated columns .*got 7 \(lines end in a "
+                                         r"bare carriage return '\\r'\? save the file with '\\n' line endings\)"):
+        read_qrels(path)
