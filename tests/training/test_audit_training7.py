@@ -140,3 +140,20 @@ def test_train_encoder_data_skips_passages_the_corpus_lacks_with_a_warning_namin
                                          f"the corpus: q1->missing-d1"):
         pairs = read_folder(f"{beir}:train", excluded={"q0"}, max_queries=None, rng=random.Random(0))
     assert pairs.texts and len(pairs.texts) == 5 and all(p <= set(pairs.docs) for p in pairs.positives)
+
+
+@pytest.mark.slow  # a training process of its own (bitsandbytes warns on its first import only): ~20-60 s
+def test_a_run_without_quantization_prints_no_bitsandbytes_kernel_warnings(tiny_lm_dir, tmp_path):
+    """With bitsandbytes installed (the [qlora] extra), every run printed "Failed to load CPU gemm_4bit_forward from
+    kernels-community ... pip install kernels" and a hub trust-check line, offline, about a kernel it never uses."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("bitsandbytes")
+    cli = _train_cli(tiny_lm_dir, write_triplets(tmp_path / "t.jsonl"), tmp_path / "out")
+    done = subprocess.run([sys.executable, "-c", f"import sys; from o1_retriever.cli import main; sys.exit(main({cli!r}))"],
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "kernels-community" not in done.stderr and "gemm_4bit" not in done.stderr
+    assert "trained 1 steps" in done.stdout

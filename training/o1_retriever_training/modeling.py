@@ -22,6 +22,7 @@ from o1_retriever.quiet import peft_loading
 
 from .arguments import ModelArguments
 from .dataset import IGNORE
+from .quiet_imports import import_bitsandbytes
 from .warm_start import effective_model_arguments, resolve_init_adapter, warm_start
 
 
@@ -126,14 +127,13 @@ class O1TrainingModel(torch.nn.Module):
 
 
 def check_quantization(quantization: str | None) -> None:
-    """QLoRA's dependency, checked before a base model is converted or loaded. The command names the package itself:
-    the training package's `[qlora]` extra installs from a checkout (`pip install -e "training[qlora]"`)."""
-    if quantization != "4bit":
-        return
+    """QLoRA's dependency, checked before a base model loads, naming the package (the `[qlora]` extra installs from a
+    checkout). Imported quietly wherever installed: peft's LoRA layers would import it loudly (`quiet_imports`)."""
     try:
-        import bitsandbytes  # noqa: F401
+        import_bitsandbytes()
     except ImportError as e:
-        raise ImportError("--quantization 4bit (QLoRA) needs bitsandbytes: pip install 'bitsandbytes>=0.45'") from e
+        if quantization == "4bit":
+            raise ImportError("--quantization 4bit (QLoRA) needs bitsandbytes: pip install 'bitsandbytes>=0.45'") from e
 
 
 def check_base_model(base_model: str | None) -> None:
