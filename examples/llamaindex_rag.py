@@ -26,14 +26,18 @@ embedder = O1Embedder.from_pretrained(max_new_tokens=args.max_new_tokens)  # loa
 
 # 1. Index: documents are embedded directly (no thinking) into a persistent Chroma collection.
 client = chromadb.PersistentClient(path=args.persist_dir)
-vector_store = ChromaVectorStore(chroma_collection=client.get_or_create_collection(
-    "demo", metadata={"hnsw:space": "cosine"}))
-documents = [Document(text=p.full_text, metadata={"corpus_id": p.id, "title": p.title},
-                      excluded_embed_metadata_keys=["corpus_id", "title"]) for p in passages]
+collection = client.get_or_create_collection("demo", metadata={"hnsw:space": "cosine"})
+vector_store = ChromaVectorStore(chroma_collection=collection)
 embed_model = O1Embedding(embedder=embedder, num_thoughts=args.k)
-index = VectorStoreIndex.from_documents(documents, storage_context=StorageContext.from_defaults(
-    vector_store=vector_store), embed_model=embed_model)
-print(f"indexed {len(documents)} passages with {embedder}")
+if collection.count():  # a rerun on the same --persist-dir: LlamaIndex gives nodes new ids, so adding again would
+    index = VectorStoreIndex.from_vector_store(vector_store, embed_model=embed_model)  # store every passage twice
+    print(f"reopened {collection.count()} passages in {args.persist_dir} with {embedder}")
+else:
+    documents = [Document(text=p.full_text, metadata={"corpus_id": p.id, "title": p.title},
+                          excluded_embed_metadata_keys=["corpus_id", "title"]) for p in passages]
+    index = VectorStoreIndex.from_documents(documents, storage_context=StorageContext.from_defaults(
+        vector_store=vector_store), embed_model=embed_model)
+    print(f"indexed {len(documents)} passages with {embedder}")
 
 # 2. Retrieve: the query is thought about k times before it is embedded.
 retriever = O1Retriever(vector_store=vector_store, embedder=embedder, similarity_top_k=2, num_thoughts=args.k)

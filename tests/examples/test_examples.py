@@ -63,3 +63,20 @@ def test_an_example_without_persist_dir_removes_its_temporary_folder(tmp_path):
     assert done.returncode == 0, done.stderr
     made = Path(done.stdout.strip())
     assert made.parent == tmp_path and not made.exists()  # was: left behind, one folder per run
+
+
+@pytest.mark.real_model
+def test_llamaindex_example_rerun_on_the_same_persist_dir_stores_each_passage_once(tmp_path):
+    """examples/README.md runs it with `--persist-dir ./o1_chroma`: a second run used to add all 32 passages again
+    (LlamaIndex gives nodes new ids), so every hit came twice."""
+    import chromadb
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", ANONYMIZED_TELEMETRY="False",
+               TOKENIZERS_PARALLELISM="false")
+    argv = [sys.executable, str(REPO / "examples" / "llamaindex_rag.py"), "--queries", "1", "--k", "0",
+            "--persist-dir", str(tmp_path / "db")]
+    for run in range(2):
+        done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+    ids = [pid for _, _, pid in HIT.findall(done.stdout)]
+    assert len(ids) == 2 and len(set(ids)) == 2, done.stdout
+    assert chromadb.PersistentClient(str(tmp_path / "db")).get_collection("demo").count() == 32
