@@ -157,3 +157,19 @@ def test_a_run_without_quantization_prints_no_bitsandbytes_kernel_warnings(tiny_
     assert done.returncode == 0, done.stderr[-2000:]
     assert "kernels-community" not in done.stderr and "gemm_4bit" not in done.stderr
     assert "trained 1 steps" in done.stdout
+
+
+def test_resume_drops_a_log_line_cut_short_by_the_crash(tmp_path):
+    """A run that died writing its log (a full disk) left a cut last line; --resume then stopped with a bare
+    "Expecting ',' delimiter" naming no file, and could not go on without editing the log by hand."""
+    from o1_retriever_training.checkpoints import _truncate_log
+
+    log = tmp_path / "train_log.jsonl"
+    rows = [{"step": s, "loss": 1.0} for s in (1, 2, 3)]
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows) + json.dumps({"step": 4, "loss": 1.0})[:9])
+    _truncate_log(log, 2)
+    assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [1, 2]
+    log.write_text("not json\n" + json.dumps(rows[0]) + "\n")
+    with pytest.raises(ValueError, match="train_log.jsonl: line 1 is not a JSON log line: 'not json'"):
+        _truncate_log(log, 2)
+    assert log.read_text().startswith("not json")

@@ -72,8 +72,23 @@ def _truncate_log(log_file: Path, step: int) -> None:
     the log empty would have the next resume log only the steps after its checkpoint, a log (and losses.png) that
     looks whole."""
     if log_file.exists():
-        keep = [ln for ln in log_file.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+        keep = [ln for ln, row in _log_rows(log_file) if row["step"] <= step]
         write_text_atomically(log_file, "".join(ln + "\n" for ln in keep))
+
+
+def _log_rows(log_file: Path) -> list[tuple[str, dict]]:
+    """(line, row) of each log line. A last line that is not JSON was cut short by the crash a resume follows (a full
+    disk): it is dropped, since its step is replayed; one before it means the log is not this package's."""
+    lines = [ln for ln in log_file.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
+    rows = []
+    for n, line in enumerate(lines, 1):
+        try:
+            rows.append((line, json.loads(line)))
+        except json.JSONDecodeError:
+            if n < len(lines):
+                raise ValueError(f"{log_file}: line {n} is not a JSON log line: {line[:80]!r}; move the file away "
+                                 f"to resume without it") from None
+    return rows
 
 
 
