@@ -115,14 +115,16 @@ def test_concurrent_ainvokes_match_invoke_and_leave_the_loop_free(retriever):
         ticker = asyncio.create_task(tick())
         await asyncio.sleep(0.02)
         started = time.perf_counter()
-        found = await asyncio.gather(*[retriever.ainvoke(q) for q in QUERIES * 3])
+        found = await asyncio.gather(*[retriever.ainvoke(q) for q in QUERIES * 3], retriever.abatch(QUERIES))
         took = time.perf_counter() - started
         ticker.cancel()
         gaps = [b - a for a, b in zip(ticks, ticks[1:])]
         return found, max(gaps), took
     found, gap, took = asyncio.run(run())
+    *found, batched = found
     assert [[(d.page_content, d.metadata) for d in r] for r in found] == sync
-    assert gap < max(0.5 * took, 0.1)  # the loop ran its ticker while nine queries thought
+    assert [[(d.page_content, d.metadata) for d in r] for r in batched] == sync[:3]
+    assert gap < max(0.5 * took, 0.1)  # the loop ran its ticker while twelve queries thought
 
 
 def test_deepcopy_copies_the_settings_and_shares_the_store_and_model(retriever):
@@ -168,3 +170,15 @@ def test_embeddings_over_a_model_assembled_in_process_refuse_to_pickle(tiny_o1_d
                                      max_new_tokens=4)
     with pytest.raises(TypeError, match="cannot pickle O1Embeddings over a model assembled from parts"):
         pickle.dumps(O1Embeddings(embedder=assembled))
+
+
+def test_langchain_serialization_refuses_clearly_and_fields_rebuild(retriever):
+    """Neither class is LangChain-serializable (a model and a store are no JSON): dumpd marks them not_implemented
+    and loads says so, naming the class; the embeddings' fields rebuild them."""
+    from langchain_core.load import dumps, loads
+    for obj, name in ((retriever, "O1Retriever"), (retriever.embeddings, "O1Embeddings")):
+        with pytest.raises(NotImplementedError, match=f"doesn't implement serialization.*{name}"):
+            loads(dumps(obj), allowed_objects="all")
+    rebuilt = O1Embeddings(**retriever.embeddings.model_dump())
+    assert rebuilt.embedder is not retriever.embeddings.embedder
+    assert rebuilt.embed_query("insulin") == pytest.approx(retriever.embeddings.embed_query("insulin"), abs=1e-5)
