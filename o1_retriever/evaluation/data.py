@@ -136,6 +136,10 @@ def load_beir(path, split: str = "test") -> BeirDataset:
     if unknown:
         raise ValueError(f"{qrels_file} judges {len(unknown)} query id(s) missing from {queries_file}: {unknown[:5]}")
     missing_docs = {d for rels in qrels.values() for d in rels} - set(corpus)
+    relevant = {d for rels in qrels.values() for d, r in rels.items() if r > 0}
+    if relevant and relevant <= missing_docs:  # every figure would be 0, found only after every model has run
+        raise ValueError(f"{qrels_file}: none of the {len(relevant)} document(s) judged relevant is in {corpus_file}, "
+                         f"e.g. {sorted(relevant)[:3]}: a corpus of another dataset or version?")
     if missing_docs:
         # They stay in the qrels (BEIR keeps them: they can never be retrieved, so they lower recall).
         warnings.warn(f"{qrels_file} judges {len(missing_docs)} document id(s) absent from the corpus, "

@@ -188,3 +188,16 @@ def test_qrels_with_bare_carriage_returns_say_so(tmp_path):
     with pytest.raises(ValueError, match=r"test.tsv:1: expected 3 tab-separated columns .*got 7 \(lines end in a "
                                          r"bare carriage return '\\r'\? save the file with '\\n' line endings\)"):
         read_qrels(path)
+
+
+def test_qrels_whose_relevant_documents_are_all_missing_from_the_corpus_are_refused(tmp_path):
+    """A corpus of another dataset (or another version of it) beside the qrels: a warning, then every system ran to
+    score 0 on every metric. Some documents missing still only warn, as BEIR keeps them."""
+    from o1_retriever.evaluation import load_beir
+    other = write_beir(tmp_path / "other", qrels=[("q1", "x1", 1), ("q2", "x2", 2), ("q2", "d2", 0)])
+    with pytest.raises(ValueError, match=r"test.tsv: none of the 2 document\(s\) judged relevant is in .*corpus.jsonl, "
+                                         r"e.g. \['x1', 'x2'\]: a corpus of another dataset or version\?"):
+        load_beir(other)
+    some = write_beir(tmp_path / "some", qrels=[("q1", "x1", 1), ("q2", "d2", 1)])
+    with pytest.warns(UserWarning, match="judges 1 document id"):
+        assert load_beir(some).qrels == {"q1": {"x1": 1}, "q2": {"d2": 1}}
