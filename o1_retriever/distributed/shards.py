@@ -9,6 +9,7 @@ reading the input; writing shards and the manifest: `outputs.py`.
 """
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import math
@@ -73,9 +74,12 @@ def _jsonl_lines(path, offset: int = 0, line: int = 1):
     with open(path, "rb") as f:
         f.seek(offset)
         for line_number, raw in enumerate(f, line):
+            size = len(raw)
+            if offset == 0:  # a byte-order mark, as some Windows editors save UTF-8 (read_corpus skips it too)
+                raw = raw.removeprefix(codecs.BOM_UTF8)
             if raw.strip():
                 yield _parse_line(raw, f"{path}:{line_number}"), offset, line_number
-            offset += len(raw)
+            offset += size
 
 
 def _parse_line(raw: bytes, where: str) -> dict:

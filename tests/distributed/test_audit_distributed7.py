@@ -136,3 +136,24 @@ def test_load_refuses_a_moved_or_changed_corpus_before_touching_the_store(ray_se
     with pytest.raises(ValueError, match=rf"'{corpus}' changed since it was encoded \(\d+ bytes then, \d+ now\)"):
         load_into_chroma(out, path=db)
     assert not db.exists()
+
+
+def test_a_corpus_saved_with_a_byte_order_mark_reads_as_o1_retriever_index_reads_it(tmp_path):
+    """A JSONL file saved by a Windows editor starts with a UTF-8 byte-order mark: `o1-retriever index` (read_corpus)
+    reads it, the Ray path refused it ('corpus.jsonl:1: not valid JSON (Unexpected UTF-8 BOM...)'), in any file of
+    a folder. Its shards now hold what read_corpus reads, the first row's offset past the mark."""
+    from o1_retriever.corpus import read_corpus
+    from o1_retriever.distributed.shards import plan_shards, read_shard
+    from tests.distributed.corpora import embedded_text
+    rows = make_documents(7, seed=8)
+    (tmp_path / "corpus").mkdir()
+    for name, part in (("a.jsonl", rows[:4]), ("b.jsonl", rows[4:])):
+        write_jsonl(tmp_path / "corpus" / name, part)
+        path = tmp_path / "corpus" / name
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    inputs, shards = plan_shards(tmp_path / "corpus", 2, "documents")
+    assert [i["rows"] for i in inputs] == [4, 3] and len(shards) == 4
+    records = [r for shard in shards for r in read_shard(shard, "documents")]
+    want = read_corpus(tmp_path / "corpus" / "a.jsonl") + read_corpus(tmp_path / "corpus" / "b.jsonl")
+    assert [(r.id, r.text, r.metadata or {}) for r in records] == [(p.id, p.full_text, p.metadata) for p in want]
+    assert [r.text for r in records] == [embedded_text(row) for row in rows]
