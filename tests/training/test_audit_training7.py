@@ -173,3 +173,52 @@ def test_resume_drops_a_log_line_cut_short_by_the_crash(tmp_path):
     with pytest.raises(ValueError, match="train_log.jsonl: line 1 is not a JSON log line: 'not json'"):
         _truncate_log(log, 2)
     assert log.read_text().startswith("not json")
+
+
+@pytest.mark.slow  # a training process of its own, killed: ~30-60 s
+def test_a_run_killed_mid_training_resumes_to_the_uninterrupted_result(tiny_lm_dir, tmp_path):
+    """SIGKILL inside optimizer step 4 of 5 (gradient accumulation 3 over 4 batches an epoch, so steps end at epoch
+    ends too): --resume from the step-2 checkpoint logs each step once and ends with the uninterrupted run's weights."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    data = write_triplets(tmp_path / "t.jsonl")
+    flags = ["--lora-r", "4", "--lora-alpha", "8", "--group-size", "4", "--batch-size", "3",
+             "--gradient-accumulation-steps", "3", "--learning-rate", "1e-3", "--max-steps", "5", "--save-steps", "2",
+             "--mixed-precision", "no"]
+
+    def cli(out):
+        return ["train", "--base-model", str(tiny_lm_dir), "--train-data", str(data), "--output-dir", str(out), *flags]
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    assert main(cli(full)) == 0
+    child = f"""
+import os, signal, sys, torch
+calls, step = [0], torch.optim.AdamW.step
+def kill_on_4th(self, *a, **k):
+    calls[0] += 1
+    if calls[0] == 4:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return step(self, *a, **k)
+torch.optim.AdamW.step = kill_on_4th
+from o1_retriever.cli import main
+sys.exit(main({cli(killed)!r}))
+"""
+    done = subprocess.run([sys.executable, "-c", child], env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    assert sorted(p.name for p in (killed / "checkpoints").iterdir()) == ["step-2"]
+    assert not (killed / "adapter_config.json").exists()
+    assert main([*cli(killed), "--resume"]) == 0
+    logged = [json.loads(line) for line in (killed / "train_log.jsonl").read_text().splitlines()]
+    expected = [json.loads(line) for line in (full / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged] == [1, 2, 3, 4, 5]
+    assert [r["epoch"] for r in logged] == [r["epoch"] for r in expected]
+    for a, b in zip(expected, logged):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4) and b["lr"] == pytest.approx(a["lr"])
+    ours, theirs = load_file(killed / "adapter_model.safetensors"), load_file(full / "adapter_model.safetensors")
+    assert ours.keys() == theirs.keys()
+    assert all((ours[k] - theirs[k]).abs().max() < 1e-5 for k in ours)
