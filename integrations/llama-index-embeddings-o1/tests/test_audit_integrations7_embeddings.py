@@ -39,9 +39,12 @@ def events():
 
 def test_deepcopy_copies_the_settings_and_shares_the_engine(tiny_embedder):
     """copy.deepcopy failed inside the engine ("cannot pickle '_thread.lock' object")."""
-    embed_model = O1Embedding(embedder=tiny_embedder, num_thoughts=1)
+    from llama_index.core.callbacks import CallbackManager, LlamaDebugHandler
+    embed_model = O1Embedding(embedder=tiny_embedder, num_thoughts=1,
+                              callback_manager=CallbackManager([LlamaDebugHandler(print_trace_on_end=False)]))
     twin = copy.deepcopy(embed_model)
     assert twin.embedder is tiny_embedder and twin.to_dict() == embed_model.to_dict()
+    assert twin.callback_manager is embed_model.callback_manager  # the handlers see the copy's calls too
     twin.num_thoughts = 2
     assert embed_model.num_thoughts == 1
     assert twin.get_query_embedding(QUERIES[0]) == O1Embedding(embedder=tiny_embedder, num_thoughts=2)\

@@ -183,9 +183,11 @@ class O1Embedding(BaseEmbedding):
         return super().__getstate__()
 
     def __deepcopy__(self, memo: Optional[Dict[int, Any]] = None) -> "O1Embedding":
-        # the settings are copied; the engine (model weights, a server's client) is shared, not loaded twice
+        # the settings are copied; the engine (model weights, a server's client) is shared, not loaded twice, and
+        # so are the callback handlers, which observe both
         memo = {} if memo is None else memo
-        memo[id(self._embedder)] = self._embedder
+        for shared in (self._embedder, self.callback_manager):
+            memo[id(shared)] = shared
         return super().__deepcopy__(memo)
 
     @property
