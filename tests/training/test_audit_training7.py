@@ -222,3 +222,16 @@ sys.exit(main({cli(killed)!r}))
     ours, theirs = load_file(killed / "adapter_model.safetensors"), load_file(full / "adapter_model.safetensors")
     assert ours.keys() == theirs.keys()
     assert all((ours[k] - theirs[k]).abs().max() < 1e-5 for k in ours)
+
+
+def test_train_help_says_what_resume_save_steps_and_token_rows_only_do(capsys):
+    """--resume said only "Resume from the latest checkpoint" (it also starts from scratch where there is none and
+    does nothing for a finished run), --save-steps not that only two checkpoints stay, and --token-rows-only not that
+    an untied LM head refuses it."""
+    import re
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = re.sub(r"\s+", " ", capsys.readouterr().out)
+    assert "with that run's settings (from scratch where it saved none yet; nothing to do where it finished)" in text
+    assert "Checkpoint every N optimizer steps (the latest two are kept)" in text
+    assert "Models with a tied LM head only" in text

@@ -76,14 +76,16 @@ class TrainingArguments:
     mixed_precision: str = _f("auto", "'bf16', 'fp16', 'no', or 'auto' (bf16 on GPUs that support it, else fp16; "
                                       "bf16 on CPUs with AMX or AVX512-BF16, else no)",
                               choices=("auto", "bf16", "fp16", "no"))
-    save_steps: int = _f(50, "Checkpoint every N optimizer steps")
-    resume: bool = _f(False, "Resume from the latest checkpoint in output_dir")
+    save_steps: int = _f(50, "Checkpoint every N optimizer steps (the latest two are kept)")
+    resume: bool = _f(False, "Continue the run in output_dir from its latest checkpoint, with that run's settings "
+                             "(from scratch where it saved none yet; nothing to do where it finished)")
     logging_steps: int = _f(1, "Write the log every N optimizer steps")
     seed: int = _f(42, "Seed for data order, negative sampling and empty-thought dropout")
     merge: bool = _f(False, "Also write a merged model (LoRA folded in) to output_dir/merged")
     token_rows_only: bool = _f(False, "Store just the trained O1 token rows as PEFT trainable tokens (a few KB), "
                                       "not the whole embedding in embedding/emb.pth (SmolLM2: 57 MB in bf16, 113 MB "
-                                      "in fp32); o1-retriever and PEFT load the rows, the official code only emb.pth")
+                                      "in fp32); o1-retriever and PEFT load the rows, the official code only "
+                                      "emb.pth. Models with a tied LM head only")
 
 
 @dataclass
