@@ -9,7 +9,9 @@ from .validation import MAX_K, check_k
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None, help="model dir, hub id or .gguf (default: the bundled model)")
+    from .default_model import BUNDLED_NAMES, DEFAULT_NAME
+    p.add_argument("--model", default=None, help=f"a bundled model ({', '.join(BUNDLED_NAMES)}), a model directory, "
+                                                  f"hub id or .gguf file (default: {DEFAULT_NAME})")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
     p.add_argument("--dtype", default="auto", help="auto, bf16, fp16 or fp32 (auto: bf16 where fast)")
     p.add_argument("--quantization", choices=["4bit", "8bit"], default=None, help="load the thinker quantized")

@@ -50,3 +50,13 @@ def test_index_given_a_beir_folder_names_its_corpus_file(tmp_path, capsys):
     assert main(["index", "--corpus", str(tmp_path), "--db", str(tmp_path / "db")]) == 2
     assert f"--corpus {tmp_path / 'corpus.jsonl'}" in capsys.readouterr().err
     assert not (tmp_path / "db").exists()  # refused before a model loads or the database is made
+
+
+@pytest.mark.parametrize("verb", ["demo", "index", "search", "serve"])
+def test_model_help_names_the_bundled_models(verb, capsys):
+    """The README's model names (o1-retriever-minilm, o1-retriever-joint) are what --model takes: --help says so."""
+    from o1_retriever.default_model import BUNDLED_NAMES
+    with pytest.raises(SystemExit):
+        main([verb, "--help"])
+    out = "".join(capsys.readouterr().out.split())  # argparse wraps lines at a name's hyphens
+    assert all(name in out for name in BUNDLED_NAMES), out
