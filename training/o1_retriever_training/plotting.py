@@ -19,12 +19,13 @@ def plot_losses(log_file, png_file) -> Path | None:
     import matplotlib.pyplot as plt
 
     steps = [r["step"] for r in rows]
+    dots = _markers(len(rows))
     fig, ax1 = plt.subplots(figsize=(7, 4))
-    ax1.plot(steps, [r["loss_emb"] for r in rows], color="tab:blue", label="L_contrastive")
+    ax1.plot(steps, [r["loss_emb"] for r in rows], color="tab:blue", label="L_contrastive", **dots)
     ax1.set_xlabel("optimizer step")
     ax1.set_ylabel("L_contrastive (InfoNCE)", color="tab:blue")
     ax2 = ax1.twinx()  # the two losses live on different scales
-    ax2.plot(steps, [r["loss_gen"] for r in rows], color="tab:orange", label="L_gen")
+    ax2.plot(steps, [r["loss_gen"] for r in rows], color="tab:orange", label="L_gen", **dots)
     ax2.set_ylabel("L_gen (thought + EOS cross-entropy)", color="tab:orange")
     fig.suptitle("O1 joint training losses")
     fig.tight_layout()
@@ -39,12 +40,18 @@ def plot_encoder_losses(losses: list[dict], png: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot([r["step"] for r in losses], [r["loss"] for r in losses])
+    ax.plot([r["step"] for r in losses], [r["loss"] for r in losses], **_markers(len(losses)))
     ax.set_xlabel("step")
     ax.set_ylabel("MultipleNegativesRankingLoss")
     ax.set_title("Composite encoder fine-tune")
     fig.tight_layout()
     return _save(fig, png)
+
+
+def _markers(points: int) -> dict:
+    """A dot per logged step where there are few: a line through one point draws nothing (a one-step check run's plot
+    was empty)."""
+    return {"marker": "o", "markersize": 3} if points <= 50 else {}
 
 
 def _save(fig, png) -> Path:
