@@ -68,7 +68,7 @@ def benchmark(corpus: str | None = None, docs: int = DEFAULT_DOCS, actors=(1, 2)
               baseline_after: bool = True, command: list[str] | None = None) -> dict:
     """Run every configuration on the same documents and model; returns the report (what `--output` writes).
     The one-process encoding runs first and, with `baseline_after`, once more after the Ray runs."""
-    from .runtime import require_ray
+    from .runtime import check_actors_fit, require_ray
     from .workers import ModelSpec
     if isinstance(docs, bool) or not isinstance(docs, int) or docs < 0:
         raise ValueError(f"docs must be a positive int (or 0: the whole --corpus), got {docs!r}")
@@ -82,6 +82,8 @@ def benchmark(corpus: str | None = None, docs: int = DEFAULT_DOCS, actors=(1, 2)
     check_positive_int(batch_size, "batch_size")
     check_positive_int(shard_size, "shard_size")
     require_ray()  # before minutes of one-process encoding: a missing Ray fails now
+    for n in actors:  # so is a count the Ray cannot hold, where it runs here
+        check_actors_fit(n, use_gpus, address)
     options = {"thought_cache": False, **({"dtype": dtype} if dtype else {})}  # documents never think
     spec = ModelSpec(model, options)
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")

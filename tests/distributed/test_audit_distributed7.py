@@ -157,3 +157,20 @@ def test_a_corpus_saved_with_a_byte_order_mark_reads_as_o1_retriever_index_reads
     want = read_corpus(tmp_path / "corpus" / "a.jsonl") + read_corpus(tmp_path / "corpus" / "b.jsonl")
     assert [(r.id, r.text, r.metadata or {}) for r in records] == [(p.id, p.full_text, p.metadata) for p in want]
     assert [r.text for r in records] == [embedded_text(row) for row in rows]
+
+
+def test_bench_refuses_an_actor_count_the_local_ray_cannot_hold_before_the_baseline(tmp_path, tiny_o1_dir,
+                                                                                      monkeypatch):
+    """`bench --actors 1 99` on a few CPUs ran the one-process baseline and the 1-actor run (minutes) before
+    'actors=99 CPU actors need a CPU each'."""
+    if ray.is_initialized():
+        pytest.skip("Ray is already running in this process (run this test first or alone)")
+    from ray._private.utils import get_num_cpus
+
+    from o1_retriever.distributed.bench import benchmark
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    too_many = get_num_cpus() + 1
+    started = time.monotonic()
+    with pytest.raises(ValueError, match=rf"actors={too_many} CPU actors need a CPU each"):
+        benchmark(None, 5, [1, too_many], model=str(tiny_o1_dir), dtype="fp32", workdir=str(tmp_path))
+    assert time.monotonic() - started < 10 and not ray.is_initialized()
