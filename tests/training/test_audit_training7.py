@@ -235,3 +235,45 @@ def test_train_help_says_what_resume_save_steps_and_token_rows_only_do(capsys):
     assert "with that run's settings (from scratch where it saved none yet; nothing to do where it finished)" in text
     assert "Checkpoint every N optimizer steps (the latest two are kept)" in text
     assert "Models with a tied LM head only" in text
+
+
+def test_a_fresh_run_into_a_folder_of_other_files_is_refused_before_the_model_loads(tiny_lm_dir, tmp_path, capsys):
+    """`--output-dir .` in a project trained and then exported by name into it: PEFT's model card replaced the
+    project's README.md (and an embedding/ or merged/ folder there would have been deleted)."""
+    project = tmp_path / "project"
+    (project / "embedding").mkdir(parents=True)
+    (project / "README.md").write_text("my project\n")
+    (project / "o1_generation.json").write_text('{"temperature": 0.7}')  # settings chosen for the model may wait there
+    assert main(_train_cli(tiny_lm_dir, write_triplets(tmp_path / "t.jsonl"), project)) == 2
+    assert ("holds files that are not a training run's (README.md, embedding): the model's files would replace any of "
+            "the same name") in capsys.readouterr().err
+    assert (project / "README.md").read_text() == "my project\n" and (project / "embedding").is_dir()
+    assert sorted(p.name for p in project.iterdir()) == ["README.md", "embedding", "o1_generation.json"]
+
+    (project / "README.md").unlink()
+    (project / "embedding").rmdir()  # only the settings file left: the run trains there, and keeps it
+    assert main(_train_cli(tiny_lm_dir, tmp_path / "t.jsonl", project)) == 0
+    assert (project / "adapter_config.json").exists() and (project / "o1_generation.json").exists()
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+def test_a_short_runs_loss_plot_draws_its_points(tmp_path, monkeypatch, steps):
+    """A one-step run (the quick check before a long one) drew an empty plot: a line through one point draws nothing.
+    The figure is read as it is saved (a spy: the real save still writes the PNG)."""
+    from matplotlib.figure import Figure
+
+    from o1_retriever_training.plotting import plot_encoder_losses, plot_losses
+
+    drawn = []
+    save = Figure.savefig
+
+    def spy(self, *args, **kwargs):
+        drawn.extend((len(line.get_xdata()), line.get_marker()) for ax in self.axes for line in ax.lines)
+        return save(self, *args, **kwargs)
+    monkeypatch.setattr(Figure, "savefig", spy)
+    log = tmp_path / "train_log.jsonl"
+    log.write_text("".join(json.dumps({"step": s, "loss_emb": 2.0 / s, "loss_gen": 5.0}) + "\n"
+                           for s in range(1, steps + 1)))
+    assert plot_losses(log, tmp_path / "losses.png").stat().st_size > 1000
+    plot_encoder_losses([{"step": s, "loss": 1.0 / s} for s in range(1, steps + 1)], tmp_path / "encoder.png")
+    assert len(drawn) == 3 and all(n == steps and marker not in (None, "None", "", " ") for n, marker in drawn)

@@ -76,3 +76,23 @@ def check_no_earlier_run(output_dir: Path, latest: Path | None, finished: dict |
     if (output_dir / ADAPTER_CONFIG).exists():
         raise ValueError(f"output_dir={str(output_dir)!r} holds a model an earlier run trained ({ADAPTER_CONFIG}); "
                          f"choose another --output-dir, or delete that folder to train there again")
+    check_no_foreign_files(output_dir)
+
+
+# What a folder may hold before a run's first export besides a run's own files: the settings chosen for the model.
+KEPT_FILES = frozenset({"o1_generation.json"})
+RUN_MARK = "training_args.json"  # written by every run before its first step: the folder is a run's
+
+
+def check_no_foreign_files(output_dir: Path) -> None:
+    """A folder that is not a run's and holds files of its own (`--output-dir .` in a project) is refused: the export
+    moves its files in by name, replacing a README.md or tokenizer files there and deleting an embedding/ or
+    merged/ folder."""
+    if not output_dir.is_dir() or (output_dir / RUN_MARK).exists():
+        return
+    foreign = sorted(p.name for p in output_dir.iterdir() if p.name not in KEPT_FILES and not p.name.startswith("."))
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise ValueError(f"output_dir={str(output_dir)!r} holds files that are not a training run's ({shown}): the "
+                         f"model's files would replace any of the same name (README.md, tokenizer files, embedding/, "
+                         f"merged/); choose a new or empty --output-dir")
