@@ -73,6 +73,14 @@ class ThoughtCacheFile:
                 self._disable(str(e))
 
     # ---- connections --------------------------------------------------------------------------
+    def __getstate__(self) -> dict:
+        # A copy (copy.deepcopy, pickle to another process) opens its own connections to the same file: a sqlite
+        # connection must not cross threads, let alone processes.
+        return {key: value for key, value in self.__dict__.items() if key not in ("_local", "_guard")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _local=threading.local(), _guard=threading.Lock())
+
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=True)
         try:

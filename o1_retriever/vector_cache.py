@@ -35,6 +35,16 @@ class QueryVectorCache:
         self._lock = threading.Lock()
         self.hits = self.misses = 0
 
+    def __getstate__(self) -> dict:
+        # A copy (copy.deepcopy, pickle to another process) gets the entries and a lock of its own.
+        with self._lock:
+            state = self.__dict__ | {"_entries": OrderedDict(self._entries)}
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
+
     @staticmethod
     def scope(fingerprint: str, settings: dict, k: int, aggregation: str, query_weight) -> str:
         """What every key of one call shares (everything but the query)."""
