@@ -93,18 +93,6 @@ def test_more_actors_than_the_local_ray_holds_are_refused_before_any_work(tmp_pa
     assert not out.exists() and not ray.is_initialized()
 
 
-# ---- with the module's Ray ----------------------------------------------------------------------------------------
-def test_more_actors_than_the_running_ray_holds_are_refused_before_the_input_is_read(ray_session, tmp_path,
-                                                                                      tiny_o1_dir):
-    """With Ray running (2 CPUs), actors=3 was refused only after the input was read and the folder made."""
-    from o1_retriever.distributed import encode_corpus
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"_id": "a", "text": "fine"}\nnot json\n')  # reading it would fail on line 2
-    with pytest.raises(ValueError, match=r"actors=3 CPU actors need a CPU each; this Ray cluster has 2"):
-        encode_corpus(bad, tmp_path / "vectors", str(tiny_o1_dir), actors=3)
-    assert not (tmp_path / "vectors").exists() and ray.is_initialized()
-
-
 @pytest.mark.parametrize("command", ["load --vectors {out}", "index --corpus {corpus}"])
 @pytest.mark.parametrize("port", ["99999", "0", "-1", "eighty"])
 def test_a_port_no_server_can_have_is_refused_naming_the_range(tmp_path, corpus, capsys, command, port):
@@ -115,27 +103,6 @@ def test_a_port_no_server_can_have_is_refused_naming_the_range(tmp_path, corpus,
         main(argv)
     assert exit.value.code == 2
     assert f"argument --port: a TCP port is 1 to 65535, got '{port}'" in capsys.readouterr().err
-
-
-def test_load_refuses_a_moved_or_changed_corpus_before_touching_the_store(ray_session, tmp_path, tiny_o1_dir):
-    """The load reads each document's text from the corpus file the shards were made from. That file moved: the
-    model loaded, the store was made and marked incomplete, then '[Errno 2] No such file or directory'. Grown since:
-    the shards before the change were stored, then the load stopped. Both are now refused first, naming the file."""
-    from o1_retriever.distributed import encode_corpus, load_into_chroma
-    corpus, out, db = tmp_path / "corpus.jsonl", tmp_path / "vectors", tmp_path / "db"
-    write_jsonl(corpus, make_documents(6, seed=7))
-    encode_corpus(corpus, out, str(tiny_o1_dir), actors=1, shard_size=3, dtype="fp32", thought_cache=False)
-    corpus.rename(tmp_path / "moved.jsonl")
-    with pytest.raises(FileNotFoundError, match=rf"'{corpus}', a corpus file these vectors were encoded from, is not "
-                                                r"there.*put it back, or encode the corpus again"):
-        load_into_chroma(out, path=db)
-    assert not db.exists()
-    (tmp_path / "moved.jsonl").rename(corpus)
-    with open(corpus, "a") as f:
-        f.write('{"_id": "late", "text": "added after the encode"}\n')
-    with pytest.raises(ValueError, match=rf"'{corpus}' changed since it was encoded \(\d+ bytes then, \d+ now\)"):
-        load_into_chroma(out, path=db)
-    assert not db.exists()
 
 
 def test_a_corpus_saved_with_a_byte_order_mark_reads_as_o1_retriever_index_reads_it(tmp_path):
@@ -174,3 +141,44 @@ def test_bench_refuses_an_actor_count_the_local_ray_cannot_hold_before_the_basel
     with pytest.raises(ValueError, match=rf"actors={too_many} CPU actors need a CPU each"):
         benchmark(None, 5, [1, too_many], model=str(tiny_o1_dir), dtype="fp32", workdir=str(tmp_path))
     assert time.monotonic() - started < 10 and not ray.is_initialized()
+
+
+def test_o1_retriever_index_ray_refuses_a_port_out_of_range(corpus, capsys):
+    from o1_retriever.cli import main
+    with pytest.raises(SystemExit) as exit:
+        main(["index", "--ray", "--corpus", str(corpus), "--host", "localhost", "--port", "70000"])
+    assert exit.value.code == 2
+    assert "argument --port: a TCP port is 1 to 65535, got '70000'" in capsys.readouterr().err
+
+
+# ---- with the module's Ray ----------------------------------------------------------------------------------------
+def test_more_actors_than_the_running_ray_holds_are_refused_before_the_input_is_read(ray_session, tmp_path,
+                                                                                      tiny_o1_dir):
+    """With Ray running (2 CPUs), actors=3 was refused only after the input was read and the folder made."""
+    from o1_retriever.distributed import encode_corpus
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"_id": "a", "text": "fine"}\nnot json\n')  # reading it would fail on line 2
+    with pytest.raises(ValueError, match=r"actors=3 CPU actors need a CPU each; this Ray cluster has 2"):
+        encode_corpus(bad, tmp_path / "vectors", str(tiny_o1_dir), actors=3)
+    assert not (tmp_path / "vectors").exists() and ray.is_initialized()
+
+
+def test_load_refuses_a_moved_or_changed_corpus_before_touching_the_store(ray_session, tmp_path, tiny_o1_dir):
+    """The load reads each document's text from the corpus file the shards were made from. That file moved: the
+    model loaded, the store was made and marked incomplete, then '[Errno 2] No such file or directory'. Grown since:
+    the shards before the change were stored, then the load stopped. Both are now refused first, naming the file."""
+    from o1_retriever.distributed import encode_corpus, load_into_chroma
+    corpus, out, db = tmp_path / "corpus.jsonl", tmp_path / "vectors", tmp_path / "db"
+    write_jsonl(corpus, make_documents(6, seed=7))
+    encode_corpus(corpus, out, str(tiny_o1_dir), actors=1, shard_size=3, dtype="fp32", thought_cache=False)
+    corpus.rename(tmp_path / "moved.jsonl")
+    with pytest.raises(FileNotFoundError, match=rf"'{corpus}', a corpus file these vectors were encoded from, is not "
+                                                r"there.*put it back, or encode the corpus again"):
+        load_into_chroma(out, path=db)
+    assert not db.exists()
+    (tmp_path / "moved.jsonl").rename(corpus)
+    with open(corpus, "a") as f:
+        f.write('{"_id": "late", "text": "added after the encode"}\n')
+    with pytest.raises(ValueError, match=rf"'{corpus}' changed since it was encoded \(\d+ bytes then, \d+ now\)"):
+        load_into_chroma(out, path=db)
+    assert not db.exists()
