@@ -124,6 +124,8 @@ def eval_options(args) -> dict:
     if getattr(args, "index", "exact") != "exact":
         raise ValueError(f"--ray embeds the corpus for --index exact; --index {args.index} embeds it in the store "
                          "itself (index a collection with `o1-retriever index --ray` instead)")
+    from .runtime import check_actors_fit
+    check_actors_fit(args.actors, _use_gpus(args), args.address)  # before the eval loads a model or a dataset
     return {"address": args.address, "actors": args.actors, "use_gpus": _use_gpus(args)}
 
 

@@ -86,6 +86,10 @@ def test_more_actors_than_the_local_ray_holds_are_refused_before_any_work(tmp_pa
         encode_corpus(corpus, out, str(tiny_o1_dir), actors=too_many)
     with pytest.raises(ValueError, match=message):
         encode_texts(ModelSpec(str(tiny_o1_dir)), ["a text"], actors=too_many)
+    from o1_retriever.cli import build_parser
+    from o1_retriever.evaluation.cli import config_from_args
+    with pytest.raises(ValueError, match=message):  # eval --ray: before the eval loads a model or a dataset
+        config_from_args(build_parser().parse_args(["eval", "--dataset", "d", "--ray", "--actors", str(too_many)]))
     if not __import__("torch").cuda.is_available():
         with pytest.raises(ValueError, match="GPU actors were asked for, but this Ray cluster has no GPU"):
             encode_corpus(corpus, out, str(tiny_o1_dir), use_gpus=True)

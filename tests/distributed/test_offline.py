@@ -156,8 +156,8 @@ def test_the_main_cli_routes_index_and_eval_to_ray():
         run_index(args)
     with pytest.raises(ValueError, match="--db DIR is required"):
         run_index(parser.parse_args(["index", "--corpus", "c.jsonl"]))
-    config = config_from_args(parser.parse_args(["eval", "--dataset", "d", "--ray", "--actors", "2", "--cpu-actors"]))
-    assert config.ray == {"address": None, "actors": 2, "use_gpus": False}
+    config = config_from_args(parser.parse_args(["eval", "--dataset", "d", "--ray", "--actors", "1", "--cpu-actors"]))
+    assert config.ray == {"address": None, "actors": 1, "use_gpus": False}
     assert config_from_args(parser.parse_args(["eval", "--dataset", "d"])).ray is None
     with pytest.raises(ValueError, match="--ray embeds the corpus for --index exact"):
         config_from_args(parser.parse_args(["eval", "--dataset", "d", "--ray", "--index", "chroma"]))
