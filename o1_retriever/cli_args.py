@@ -13,7 +13,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help=f"a bundled model ({', '.join(BUNDLED_NAMES)}), a model directory, "
                                                   f"hub id or .gguf file (default: {DEFAULT_NAME})")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
-    p.add_argument("--dtype", default="auto", help="auto, bf16, fp16 or fp32 (auto: bf16 where fast)")
+    p.add_argument("--dtype", type=dtype_arg, default="auto", help="auto, bf16, fp16 or fp32 (auto: bf16 where fast)")
     p.add_argument("--quantization", choices=["4bit", "8bit"], default=None, help="load the thinker quantized")
     add_setting_flags(p)
     p.add_argument("--seed", type=int, default=0, help="sampling seed, for repeatable thoughts (default: 0)")
@@ -35,6 +35,14 @@ def _load(args):
     return O1Embedder.from_pretrained(args.model, device=args.device, dtype=args.dtype,
                                       quantization=args.quantization, seed=args.seed,
                                       **overrides_of(args, MODEL_DEFAULTED))
+
+
+def dtype_arg(text: str) -> str:
+    """argparse type of `--dtype`: a mistyped name fails at parse time, in the flag's words (not "or a torch.dtype")."""
+    if text.lower() in ("auto", "bf16", "fp16", "fp32", "bfloat16", "float16", "float32"):
+        return text.lower()
+    raise argparse.ArgumentTypeError(f"expected auto, bf16, fp16 or fp32 (auto: bf16 where this machine runs it fast, "
+                                     f"else fp32), got {text!r}")
 
 
 def hybrid_weight(text: str) -> float:

@@ -60,3 +60,10 @@ def test_model_help_names_the_bundled_models(verb, capsys):
         main([verb, "--help"])
     out = "".join(capsys.readouterr().out.split())  # argparse wraps lines at a name's hyphens
     assert all(name in out for name in BUNDLED_NAMES), out
+
+
+@pytest.mark.parametrize("verb", ["demo", "index", "search", "serve"])
+def test_a_mistyped_dtype_is_refused_at_parse_time_in_the_flags_words(verb, capsys):
+    err = error_of([verb, "--dtype", "bf61"], capsys)  # no --corpus / --db needed: refused before those are checked
+    assert "argument --dtype: expected auto, bf16, fp16 or fp32" in err and "'bf61'" in err
+    assert "torch.dtype" not in err
