@@ -47,9 +47,11 @@ def read_jsonl(path: str | Path):
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n}: not valid JSON ({e.msg}): {line.strip()[:80]!r}") from None
-            if not isinstance(obj, dict):
-                raise ValueError(f"{path}:{n}: expected a JSON object, got {type(obj).__name__}")
+                raise ValueError(f"{path}:{n}: not valid JSON ({e.msg}): {line.strip()[:80]!r}; a JSONL file holds "
+                                 "one JSON object per line") from None
+            if not isinstance(obj, dict):  # a JSON array of objects, say: JSONL puts each on its own line
+                raise ValueError(f"{path}:{n}: expected a JSON object, got {type(obj).__name__}; a JSONL file holds "
+                                 "one JSON object per line")
             yield n, obj
 
 
