@@ -66,7 +66,7 @@ def read_corpus(path: str | Path) -> list[Passage]:
         if isinstance(row["_id"], bool) or not isinstance(row["_id"], (str, int)) or not str(row["_id"]).strip():
             raise ValueError(f"{path}:{n}: '_id' must be a non-empty string (or an integer), got {row['_id']!r:.60}")
         pid, text = str(row["_id"]), row["text"]
-        if not isinstance(text, str) or not (text.strip() or str(row.get("title", "")).strip()):
+        if not isinstance(text, str) or not (text.strip() or str(row.get("title") or "").strip()):
             raise ValueError(f"{path}:{n}: 'text' must be a non-empty string")
         if pid in seen:
             raise ValueError(f"{path}:{n}: duplicate _id {pid!r}")
