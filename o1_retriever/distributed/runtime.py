@@ -41,11 +41,22 @@ def check_cluster(address: str | None) -> None:
 
 
 def runs_here(address: str | None) -> bool:
-    """Whether a run's actors share this machine's files: its Ray is one started here, not a cluster joined."""
+    """Whether a run's actors share this machine's files: its Ray is one started here, not a cluster joined (with no
+    address, ray.init() joins the cluster a `ray start` on this machine left, when there is one)."""
     ray = require_ray()
     if ray.is_initialized():
         return _started_here()
-    return ray_target(address)[0] in (None, "local")
+    target = ray_target(address)[0]
+    return target == "local" or (target is None and _started_cluster() is None)
+
+
+def _started_cluster() -> str | None:
+    """The address of the cluster ray.init() without an address would join (the latest `ray start` here), or None."""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+        return canonicalize_bootstrap_address(None)
+    except Exception:  # an API of another Ray version: counted as a local start
+        return None
 
 
 def connect(address: str | None = None, num_cpus: int | None = None, checked: bool = False) -> bool:
