@@ -82,9 +82,10 @@ def main(argv=None, parser: argparse.ArgumentParser | None = None) -> int:
     except (ValueError, TypeError, OSError, ImportError) as e:  # OSError: paths the system refuses
         print(f"{where}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # Ctrl-C: a line, not a traceback; 128 + SIGINT, as shells report it
-        print(f"\n{where}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # Ctrl-C: a line, not a traceback; 128 + the signal, as shells report it
+        terminated = type(e).__name__ == "Terminated"  # eval's SIGTERM, raised so its finished rows are kept
+        print(f"\n{where}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return 143 if terminated else 130
     finally:
         warnings.formatwarning = shown
 

@@ -151,7 +151,7 @@ def test_a_run_ended_by_sigterm_keeps_its_finished_rows(tmp_path, tiny_o1_dir):
             proc.send_signal(signal.SIGTERM)
             break
     err = "".join(seen) + proc.stderr.read()
-    assert proc.wait(timeout=60) == 130, err
+    assert proc.wait(timeout=60) == 143 and "terminated" in err, err  # 128 + SIGTERM, as shells report it
     kept = json.loads((tmp_path / "r.partial.json").read_text())
     assert [r["system"] for r in kept["results"]] == ["bm25"], err
     assert kept["meta"]["incomplete"] == "Terminated: terminated (SIGTERM)"
