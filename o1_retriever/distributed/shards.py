@@ -60,6 +60,9 @@ def input_files(path: str | os.PathLike) -> list[tuple[Path, str]]:
         raise FileNotFoundError(f"{str(path)!r} does not exist; pass a JSONL or Parquet file or a folder of them")
     if path.is_file():
         return [(path, "parquet" if path.suffix == ".parquet" else "jsonl")]
+    if (path / "corpus.jsonl").is_file() and (path / "queries.jsonl").is_file():  # as `eval --dataset` takes it
+        raise ValueError(f"{str(path)!r} is a BEIR dataset folder: its queries.jsonl would be read as rows too; pass "
+                         f"{str(path / 'corpus.jsonl')!r} (or, for queries, its queries.jsonl)")
     found = [(file, FORMATS[file.suffix]) for file in sorted(path.rglob("*"))
              if file.suffix in FORMATS and file.is_file()
              and not any(p.startswith(_SKIP_PREFIXES) for p in file.relative_to(path).parts)]
