@@ -195,7 +195,7 @@ def register(sub) -> None:
     p.add_argument("--paths-compiled", action="store_true",
                    help="also time ours with compiled decoding (static KV cache + torch.compile; compile time apart)")
     p.add_argument("--paths-only", action="store_true", help="only the reference-vs-ours rows")
-    p.add_argument("--output", default="benchmarks/bench.json",
-                   help="where to write the JSON (and a _paths.png) (default: benchmarks/bench.json, relative to the "
-                        "current directory)")
+    # Not benchmarks/bench.json: run in a clone, the default would overwrite the figures the docs cite.
+    p.add_argument("--output", default="bench.json",
+                   help="where to write the JSON (and a _paths.png) (default: bench.json, in the current directory)")
     p.set_defaults(func=run_bench)

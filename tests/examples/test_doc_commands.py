@@ -75,7 +75,7 @@ def test_documented_commands_use_real_subcommands_and_flags(page):
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_documented_bench_commands_name_their_output(page):
-    """`bench` writes benchmarks/bench.json by default: in a clone, a reader copying a command would overwrite the
-    committed figures the docs cite."""
+    """A documented `bench` command says where its figures go: one writing into benchmarks/ (as the default once did)
+    would overwrite, in a clone, the committed figures the docs cite."""
     silent = [c for c in commands(page) if c.startswith("o1-retriever bench") and "--output" not in c]
     assert not silent, silent

@@ -240,7 +240,7 @@ def test_the_hits_table_cuts_passages_between_words_and_marks_the_cut():
 @pytest.mark.parametrize("verb, flag, default", [
     ("demo", "--k", "3"), ("demo", "--top-k", "3"), ("search", "--k", "3"), ("search", "--top-k", "10"),
     ("index", "--batch-size", "64"), ("bench", "--batch-size", "32"), ("bench", "--queries", "16"),
-    ("bench", "--output", "benchmarks/bench.json, relative to the current directory")])
+    ("bench", "--output", "bench.json, in the current directory")])
 def test_help_states_each_flags_default(capsys, verb, flag, default):
     with pytest.raises(SystemExit):
         main([verb, "--help"])
