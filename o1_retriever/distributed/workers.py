@@ -65,10 +65,7 @@ def _check_options(options: dict) -> None:
     settings.check_overrides({k: v for k, v in options.items() if k in settings.NAMES}, "the model options")
     for name in ("dtype", "encoder_dtype"):
         if options.get(name) is not None:
-            try:
-                resolve_dtype(options[name], torch.device("cpu"))
-            except ValueError as e:  # its message names dtype=
-                raise ValueError(str(e).replace("dtype=", f"{name}=", 1)) from None
+            resolve_dtype(options[name], torch.device("cpu"), name)
     check_choice(options.get("quantization"), "quantization", QUANTIZATIONS)
     check_choice(options.get("prompt_style", "auto"), "prompt_style", ("auto", "official", "chat"))
 
