@@ -13,7 +13,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help=f"a bundled model ({', '.join(BUNDLED_NAMES)}), a model directory, "
                                                   f"hub id or .gguf file (default: {DEFAULT_NAME})")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if available)")
-    p.add_argument("--dtype", type=dtype_arg, default="auto", help="auto, bf16, fp16 or fp32 (auto: bf16 where fast)")
+    p.add_argument("--dtype", type=dtype_arg, default="auto", help="auto, bf16, fp16 or fp32 (default auto: bf16 where fast)")
     p.add_argument("--quantization", choices=["4bit", "8bit"], default=None, help="load the thinker quantized")
     add_setting_flags(p)
     p.add_argument("--seed", type=int, default=0, help="sampling seed, for repeatable thoughts (default: 0)")

@@ -124,13 +124,13 @@ def register(sub) -> None:
                         "browser; repeat for several, '*' for any (default: none, no CORS headers)")
     p.add_argument("--name", default=None, help="served model name; ids are NAME-query and NAME-document "
                                                 "(default: the model's name)")
-    p.add_argument("--k", type=int, default=3, help="thoughts per query when a request sends no k (0 = no thinking)")
-    p.add_argument("--max-batch", type=positive_int_arg, default=32, help="most texts merged into one engine call")
+    p.add_argument("--k", type=int, default=3, help="thoughts per query when a request sends no k (0 = no thinking; default 3)")
+    p.add_argument("--max-batch", type=positive_int_arg, default=32, help="most texts merged into one engine call (default 32)")
     p.add_argument("--max-wait-ms", type=float, default=5.0,
-                   help="how long the oldest queued request waits for others to share its batch")
-    p.add_argument("--max-inputs", type=positive_int_arg, default=2048, help="most texts in one request (else 413)")
+                   help="how long the oldest queued request waits for others to share its batch (default 5)")
+    p.add_argument("--max-inputs", type=positive_int_arg, default=2048, help="most texts in one request (else 413; default 2048)")
     p.add_argument("--max-chars", type=positive_int_arg, default=2_000_000,
-                   help="most characters of text in one request (else 413)")
+                   help="most characters of text in one request (else 413; default 2000000)")
     p.add_argument("--max-queue", type=positive_int_arg, default=16_384,
                    help="most texts waiting for the engine; a request past it waits in line for room, then gets a "
                         "429 to retry (default 16384)")
@@ -138,14 +138,15 @@ def register(sub) -> None:
                    help="seconds a request that finds the queue full waits in line for room (in arrival order: "
                         "later requests do not take it) before its 429; 0: a 429 at once (default 30)")
     p.add_argument("--graceful-timeout", type=float, default=60.0,
-                   help="seconds to let in-flight requests finish after SIGTERM")
+                   help="seconds to let in-flight requests finish after SIGTERM (default 60)")
     p.add_argument("--thought-cache", default="on", metavar="on|off|PATH",
-                   help="persistent thought cache: on (thoughts.sqlite in the cache dir), off, or a file")
+                   help="persistent thought cache: on (thoughts.sqlite in the cache dir; the default), off, or a file")
     p.add_argument("--vector-cache", default="on", choices=["on", "off"],
                    help="keep finished query vectors in memory, so a repeated query costs no forward "
-                        "(off: every request thinks, as a load test needs)")
+                        "(off: every request thinks, as a load test needs; default on)")
     p.add_argument("--compile", default="auto", choices=["auto", "on", "off"],
                    help="think with a static KV cache and a compiled forward (same thoughts; compiles once per "
-                        "shape at start-up); auto: on for a GPU, off on a CPU")
-    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+                        "shape at start-up); auto (the default): on for a GPU, off on a CPU")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                   help="uvicorn's and the server's log level (default info)")
     p.set_defaults(func=run_serve)

@@ -71,3 +71,21 @@ def test_serve_vector_cache_flag_reaches_the_embedder(tiny_o1_dir, tmp_path, mon
     common = ["serve", "--model", str(tiny_o1_dir), "--device", "cpu", "--dtype", "fp32", "--thought-cache", "off"]
     assert cli._load(parser.parse_args(common)).vector_cache is not None  # on by default
     assert cli._load(parser.parse_args(common + ["--vector-cache", "off"])).vector_cache is None
+
+
+def test_serve_help_states_the_default_of_every_flag_that_has_one(capsys):
+    """--k, --max-batch, --max-wait-ms, --max-inputs, --max-chars and --graceful-timeout left their defaults unsaid,
+    and --log-level had no help at all."""
+    import argparse
+
+    import pytest
+
+    from o1_retriever.cli import build_parser
+    serve = next(a for a in build_parser()._subparsers._group_actions[0].choices.items() if a[0] == "serve")[1]
+    silent = [action.option_strings[0] for action in serve._actions
+              if action.option_strings and action.default not in (None, False, [], argparse.SUPPRESS)
+              and "default" not in (action.help or "") and not action.option_strings[0].startswith("-h")]
+    assert silent == []
+    with pytest.raises(SystemExit):
+        serve.parse_args(["--help"])
+    assert "(else 413; default 2048)" in capsys.readouterr().out
