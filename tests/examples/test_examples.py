@@ -66,6 +66,7 @@ def test_an_example_without_persist_dir_removes_its_temporary_folder(tmp_path):
 
 
 @pytest.mark.real_model
+@pytest.mark.slow  # two runs of the example, each loading the real model: ~30 s on two CPU cores
 def test_llamaindex_example_rerun_on_the_same_persist_dir_stores_each_passage_once(tmp_path):
     """examples/README.md runs it with `--persist-dir ./o1_chroma`: a second run used to add all 32 passages again
     (LlamaIndex gives nodes new ids), so every hit came twice."""
