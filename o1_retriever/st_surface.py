@@ -50,8 +50,9 @@ class SentenceTransformerSurface:
     def _st_options(self, count, normalize, to_numpy, to_tensor, precision, truncate_dim) -> dict:
         """st_output's keywords, each checked."""
         check_precision(precision, count)
-        encoder = getattr(getattr(self, "encoder", None), "model", None)  # none behind a server (RemoteEmbedder)
-        truncate_dim = check_truncate_dim(truncate_dim, self.dim, getattr(encoder, "truncate_dim", None))
+        if truncate_dim is not None:  # self.dim behind a server is a request (GET /health): only when needed
+            encoder = getattr(getattr(self, "encoder", None), "model", None)  # none behind a server (RemoteEmbedder)
+            truncate_dim = check_truncate_dim(truncate_dim, self.dim, getattr(encoder, "truncate_dim", None))
         return dict(normalize=normalize, to_numpy=to_numpy, to_tensor=to_tensor, precision=precision,
                     truncate_dim=truncate_dim, device=self.device)
 
