@@ -50,7 +50,7 @@ def run_index(args) -> int:
     from .stored import already_indexed, open_database
     if (Path(args.corpus).expanduser() / "corpus.jsonl").is_file():  # a BEIR folder, as `eval --dataset` takes
         raise ValueError(f"--corpus {args.corpus} is a folder; pass its corpus file: "
-                         f"--corpus {Path(args.corpus) / 'corpus.jsonl'} (a folder is for --ray)")
+                         f"--corpus {Path(args.corpus) / 'corpus.jsonl'} (a folder of corpus JSONL files is for --ray)")
     passages = read_corpus(args.corpus)  # parse everything before loading a model or touching the db
     db = check_database_path(args.db)
     check_writable_from(db, db, "--db")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..cli_args import dtype_arg
 from ..settings import add_setting_flags, overrides_of
 from ..validation import check_choice, positive_int_arg
 from .encode import DEFAULT_SHARD_SIZE
@@ -132,7 +133,8 @@ def eval_options(args) -> dict:
 # ---- python -m o1_retriever.distributed ---------------------------------------------------------------------------
 def _model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="model dir, hub id or .gguf (default: the bundled model)")
-    p.add_argument("--dtype", default=None, help="auto, bf16, fp16 or fp32 (default auto: bf16 on GPUs)")
+    p.add_argument("--dtype", type=dtype_arg, default=None,
+                   help="auto, bf16, fp16 or fp32 (default auto: bf16 on GPUs)")
     p.add_argument("--quantization", choices=["4bit", "8bit"], default=None, help="load the thinker quantized")
     add_setting_flags(p)
     p.add_argument("--seed", type=int, default=None, help="sampling seed")

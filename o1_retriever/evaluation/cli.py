@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 
-from ..cli_args import hybrid_weight
+from ..cli_args import dtype_arg, hybrid_weight
 from ..display import bars_shown
 from ..fusion import DEFAULT_DENSE_WEIGHT
 from ..settings import CLI_SETTINGS, add_setting_flags, overrides_of
@@ -64,7 +64,8 @@ def register(subparsers) -> None:
                    help="reuse the persistent thought cache (faster reruns; latency then excludes thinking)")
     p.add_argument("--no-embedding-cache", action="store_true", help="re-embed the corpus instead of using the cache")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    p.add_argument("--dtype", default="auto", help="model dtype: auto, bf16, fp16, fp32")
+    p.add_argument("--dtype", type=dtype_arg, default="auto",
+                   help="model dtype: auto, bf16, fp16 or fp32 (default auto: bf16 where fast)")
     from ..distributed.cli import add_ray_arguments
     add_ray_arguments(p, "eval")
     p.set_defaults(func=run)

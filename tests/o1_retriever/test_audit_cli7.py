@@ -67,3 +67,15 @@ def test_a_mistyped_dtype_is_refused_at_parse_time_in_the_flags_words(verb, caps
     err = error_of([verb, "--dtype", "bf61"], capsys)  # no --corpus / --db needed: refused before those are checked
     assert "argument --dtype: expected auto, bf16, fp16 or fp32" in err and "'bf61'" in err
     assert "torch.dtype" not in err
+
+
+def test_eval_and_the_ray_commands_refuse_a_mistyped_dtype_at_parse_time(capsys):
+    """eval's and `python -m o1_retriever.distributed`'s --dtype took any string: a typo was found after parsing
+    (eval) or after the input was read (the Ray commands), in other words than the flag's."""
+    from o1_retriever.distributed.cli import build_parser
+    err = error_of(["eval", "--dataset", "d", "--dtype", "bf61"], capsys)
+    assert "argument --dtype: expected auto, bf16, fp16 or fp32" in err
+    for verb in ("encode", "think"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([verb, "--dtype", "bf61"])
+        assert "argument --dtype: expected auto, bf16, fp16 or fp32" in capsys.readouterr().err

@@ -26,7 +26,6 @@ from .arguments import _f, check_no_other_model, check_output_path, is_finite_nu
 from .bars import transformers_bars
 from .encoder_data import FolderPairs, read_folder
 from .plotting import plot_encoder_losses
-from .quiet_imports import preload_bitsandbytes
 
 LORA_TARGETS_BERT = ("query", "key", "value", "dense")
 
@@ -189,7 +188,6 @@ def _train_encoder(args: EncoderArguments, log) -> EncoderResult:
     model = SentenceTransformer(spec.encoder, device="cpu")
     lora = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=0.1,
                       target_modules=list(LORA_TARGETS_BERT), task_type="FEATURE_EXTRACTION")
-    preload_bitsandbytes()
     with peft_loading():  # PEFT's own deprecated call warned on every run
         peft_model = get_peft_model(model[0].auto_model, lora)
     model[0].auto_model = peft_model

@@ -18,11 +18,10 @@ import torch.nn.functional as F
 from o1_retriever.default_model import (SMOLLM2_HUB_ID, cache_dir, convert_gguf, resolve_base_model,
                                         smollm2_base_dir, smollm2_base_location)
 from o1_retriever.formatting import SPECIAL_TOKENS, add_special_tokens
-from o1_retriever.quiet import peft_loading
+from o1_retriever.quiet import import_bitsandbytes, peft_loading
 
 from .arguments import ModelArguments
 from .dataset import IGNORE
-from .quiet_imports import import_bitsandbytes
 from .warm_start import effective_model_arguments, resolve_init_adapter, warm_start
 
 
@@ -128,7 +127,7 @@ class O1TrainingModel(torch.nn.Module):
 
 def check_quantization(quantization: str | None) -> None:
     """QLoRA's dependency, checked before a base model loads, naming the package (the `[qlora]` extra installs from a
-    checkout). Imported quietly wherever installed: peft's LoRA layers would import it loudly (`quiet_imports`)."""
+    checkout). Imported quietly wherever installed: peft's LoRA layers would import it loudly (`o1_retriever.quiet`)."""
     try:
         import_bitsandbytes()
     except ImportError as e:
