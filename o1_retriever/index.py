@@ -18,7 +18,7 @@ from .index_marks import (INCOMPLETE_KEY, RUN_KEY_PREFIX, WriteRun, incomplete_m
                           stored_metadata)
 from .index_records import (METADATA_TYPES, RESERVED_KEY_PREFIXES, RecordWrites, check_metadata,  # noqa: F401
                             check_records, typed_metadata)
-from .validation import as_text_list, check_k, check_positive_int
+from .validation import as_text_list, check_k, check_positive_int, plain_int
 
 
 @dataclass
@@ -206,8 +206,8 @@ class O1Index(RecordWrites):
         `where` filters on metadata and `where_document` on the text (`{"$contains": "..."}`), as in Chroma.
         `show_progress_bar`: the thinking bars (None: for many queries only)."""
         queries, single = as_text_list(query, "query")
-        check_positive_int(top_k, "top_k")
-        check_k(k)
+        top_k = check_positive_int(plain_int(top_k), "top_k")  # np.int64 taken, as encode_queries takes it
+        k = check_k(plain_int(k))
         hybrid = resolve_hybrid(hybrid)
         if where is not None or where_document is not None:  # a bad filter fails now, not after seconds of thinking
             self._matching(where, where_document, limit=1)

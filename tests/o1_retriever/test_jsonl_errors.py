@@ -25,3 +25,4 @@ def test_a_passage_with_no_text_and_a_null_title_is_refused(tmp_path):
     path.write_text('{"_id": "a", "text": "ok"}\n{"_id": "b", "text": "", "title": null}\n')
     with pytest.raises(ValueError, match=r"corpus\.jsonl:2"):
         read_corpus(path)
+
