@@ -62,9 +62,11 @@ def test_the_command_refuses_a_bad_dtype_before_any_work(tmp_path, corpus, tiny_
     from o1_retriever.distributed.cli import main
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     out = tmp_path / "vectors"
-    assert main(["encode", str(corpus), "--vectors", str(out), "--model", str(tiny_o1_dir), "--dtype", "bf61"]) == 2
+    with pytest.raises(SystemExit) as exit_info:  # refused while the arguments are parsed
+        main(["encode", str(corpus), "--vectors", str(out), "--model", str(tiny_o1_dir), "--dtype", "bf61"])
     err = capsys.readouterr().err
-    assert "dtype='bf61' is not supported; use one of" in err and "Traceback" not in err
+    assert exit_info.value.code == 2 and "argument --dtype: expected auto, bf16, fp16 or fp32" in err
+    assert "'bf61'" in err and "Traceback" not in err
     assert not out.exists() and not ray.is_initialized()
 
 
