@@ -50,10 +50,7 @@ class Construction:
         query_weight, thought_input, token windows); each defaults to the model's own (its o1_generation.json or
         o1_composite.json), else to the official value.
         """
-        _refuse_backend(settings)
-        overrides = check_overrides(settings, "from_pretrained")  # before minutes of loading
-        check_choice(quantization, "quantization", QUANTIZATIONS)
-        check_choice(prompt_style, "prompt_style", ("auto", "official", "chat"))
+        overrides = check_load_options(settings, quantization, prompt_style)  # before minutes of loading
         if path_or_id is not None and not isinstance(path_or_id, (str, os.PathLike)):
             raise TypeError(f"model path must be a str or PathLike (or None), got {type(path_or_id).__name__}")
         dev, dt = _device_and_dtype(device, dtype)
@@ -167,6 +164,20 @@ class Construction:
         thinker = getattr(self.thinker, "model", None)  # None for a thinker behind an API
         return {"thinker": None if thinker is None else weights_dtype_name(thinker, default),
                 "encoder": weights_dtype_name(self.encoder.model, default)}
+
+
+def check_load_options(settings: dict, quantization=None, prompt_style: str = "auto", where: str = "from_pretrained",
+                       **dtypes) -> dict:
+    """The checks `from_pretrained` makes before any loading, also made by a Ray driver before its actors load
+    (`dtypes`: dtype=, encoder_dtype=, checked by name); returns the checked setting overrides."""
+    _refuse_backend(settings)
+    overrides = check_overrides(settings, where)
+    check_choice(quantization, "quantization", QUANTIZATIONS)
+    check_choice(prompt_style, "prompt_style", ("auto", "official", "chat"))
+    for name, value in dtypes.items():
+        if value is not None:
+            resolve_dtype(value, resolve_device("cpu"), name)
+    return overrides
 
 
 def _device_and_dtype(device, dtype, dtype_argument: str = "dtype"):

@@ -58,16 +58,10 @@ class ModelSpec:
 
 def _check_options(options: dict) -> None:
     """The checks `from_pretrained` makes before loading (settings, dtypes, quantization, prompt style)."""
-    import torch
-
-    from ..device import resolve_dtype
-    from ..validation import QUANTIZATIONS, check_choice
-    settings.check_overrides({k: v for k, v in options.items() if k in settings.NAMES}, "the model options")
-    for name in ("dtype", "encoder_dtype"):
-        if options.get(name) is not None:
-            resolve_dtype(options[name], torch.device("cpu"), name)
-    check_choice(options.get("quantization"), "quantization", QUANTIZATIONS)
-    check_choice(options.get("prompt_style", "auto"), "prompt_style", ("auto", "official", "chat"))
+    from ..construction import check_load_options
+    check_load_options({k: v for k, v in options.items() if k in settings.NAMES}, options.get("quantization"),
+                       options.get("prompt_style", "auto"), "the model options", dtype=options.get("dtype"),
+                       encoder_dtype=options.get("encoder_dtype"))
 
 
 def _refuse_parts(source, name) -> None:
