@@ -43,7 +43,7 @@ def _row(system, model, k, results, seconds, dataset: BeirDataset, config: EvalC
          tokens=None, cached=None) -> ResultRow:
     """Score one system's hits (one list per query, in `dataset.queries` order) into a table row."""
     run = {q: dict(hits) for q, hits in zip(dataset.queries, results)}
-    per_query = judged_query_scores(dataset.qrels, run, config.ignore_identical_ids)
+    per_query = judged_query_scores(dataset.qrels, run)  # the searches left each query's own document out already
     s = mean_scores(per_query)
     return ResultRow(system, model, k, s.ndcg_at_10, s.recall_at_100, s.mrr_at_10, s.map, s.queries,
                      1000.0 * seconds / max(len(dataset.queries), 1), tokens, index, cached, per_query=per_query)
